@@ -1,0 +1,9 @@
+//! Portcullis domain model and rules.
+//!
+//! Pure: no I/O, no async, no clock. Time is always a parameter, so every rule here can be
+//! unit-tested without a database or a runtime.
+
+#![deny(clippy::unwrap_used)]
+
+pub mod audit;
+pub mod error;

@@ -1,0 +1,533 @@
+//! Portcullis persistence: one [`Store`] over SQLite (the embedded default) or PostgreSQL.
+//!
+//! Invariants kept here:
+//! - **One transaction per change and its audit events** (DESIGN.md invariant 1): every write
+//!   goes through [`Store::write`], which applies the [`Change`] and appends its events to the
+//!   chain in the same transaction.
+//! - **The chain is serialised across processes**: each write transaction first locks the single
+//!   `audit_head` row (`FOR UPDATE` on PostgreSQL; `BEGIN IMMEDIATE` takes SQLite's write lock),
+//!   so two servers on one database never fork the chain.
+//! - **Group commit**: one writer task per process takes commands from a queue and applies as many
+//!   as are waiting in one transaction (each in its own savepoint, so one failing change does not
+//!   sink the others), and answers each caller only after the commit is durable.
+//! - Migrations are versioned per backend; a database whose schema is newer than this build
+//!   knows is refused before anything is written.
+
+#![deny(clippy::unwrap_used)]
+
+pub mod crypto;
+mod writer;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use portcullis_core::audit::{
+    AuditEvent, ChainFault, ChainReport, ChainVerifier, Checkpoint, NewAuditEvent, Outcome,
+    verify_checkpoint_signatures,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+pub use crypto::MasterKey;
+pub use writer::{Change, CheckpointPolicy};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Everything that can go wrong in the store. Messages name the problem without internals.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL must start with sqlite: or postgres://")]
+    InvalidUrl,
+    #[error("cannot reach the database: {0}")]
+    Unreachable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the database schema is at version {found}, newer than this build knows ({known}); upgrade portcullis"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "the master key does not open this tenant's secrets (wrong PORTCULLIS_MASTER_KEY or master.key)"
+    )]
+    WrongMasterKey,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same block against whichever pool the store has; the SQL must be valid on both
+/// (`$n` placeholders, `RETURNING`, `ON CONFLICT` are).
+macro_rules! on_pool {
+    ($backend:expr, $pool:ident => $body:expr) => {
+        match $backend {
+            $crate::Backend::Sqlite($pool) => $body,
+            $crate::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// The signing key used for checkpoints, shared with the writer once the tenant is loaded.
+#[derive(Clone)]
+pub struct ServerKey {
+    pub key_id: String,
+    pub key: Arc<SigningKey>,
+}
+
+/// The store: cheap to clone, one writer task per process.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    writer: mpsc::Sender<writer::Command>,
+    server_key: Arc<RwLock<Option<ServerKey>>>,
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub checkpoints: CheckpointPolicy,
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            checkpoints: CheckpointPolicy::default(),
+            max_connections: 16,
+        }
+    }
+}
+
+/// Filters for listing audit events.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// Only events with `seq` greater than this (paging).
+    pub after_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// What the tenant holds after [`Store::initialise_tenant`].
+pub struct Tenant {
+    pub created: bool,
+    pub signing_key: ServerKey,
+    /// Present only on the start that created the tenant: shown once, stored as a hash.
+    pub bootstrap_token: Option<Zeroizing<String>>,
+}
+
+const KEY_CHECK_AD: &str = "tenant:key-check";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"portcullis master key check v1";
+/// How long a bootstrap token stays valid.
+pub const BOOTSTRAP_TOKEN_LIFETIME: time::Duration = time::Duration::hours(24);
+
+pub(crate) fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+impl Store {
+    /// Opens (creating the SQLite file if needed), checks the schema version and migrates.
+    pub async fn open(url: &str, options: StoreOptions) -> Result<Self> {
+        let backend = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
+                .map_err(|_| StoreError::InvalidUrl)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit that returned is on disk, also for the audit chain.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unreachable(short_error(&e)))?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url).map_err(|_| StoreError::InvalidUrl)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(|e| StoreError::Unreachable(short_error(&e)))?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::InvalidUrl);
+        };
+        migrate(&backend).await?;
+        let server_key = Arc::new(RwLock::new(None));
+        let writer = writer::spawn(backend.clone(), server_key.clone(), options.checkpoints);
+        Ok(Self {
+            backend,
+            writer,
+            server_key,
+        })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// A cheap query: is the database reachable?
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(&self.backend, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Applies `change` and appends `events` in one transaction (group-committed with other
+    /// waiting writes). Returns the sealed events once the commit is durable.
+    pub async fn write(
+        &self,
+        change: Change,
+        events: Vec<NewAuditEvent>,
+    ) -> Result<Vec<AuditEvent>> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(writer::Command {
+                change,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Appends one event with no other state change.
+    pub async fn append(&self, event: NewAuditEvent) -> Result<AuditEvent> {
+        let mut v = self.write(Change::None, vec![event]).await?;
+        v.pop()
+            .ok_or_else(|| StoreError::Corrupt("writer returned no event".into()))
+    }
+
+    /// Creates the tenant on first start (signing key, key check, bootstrap token, and the
+    /// `tenant.initialised` event in one transaction) or loads it, proving the master key right.
+    pub async fn initialise_tenant(
+        &self,
+        master: &MasterKey,
+        now: OffsetDateTime,
+    ) -> Result<Tenant> {
+        for _ in 0..3 {
+            if let Some(key) = self.load_tenant(master).await? {
+                self.set_server_key(key.clone());
+                return Ok(Tenant {
+                    created: false,
+                    signing_key: key,
+                    bootstrap_token: None,
+                });
+            }
+            let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+            let key_id = format!(
+                "k-{}",
+                &hex::encode(signing.verifying_key().as_bytes())[..16]
+            );
+            let token = crypto::random_token();
+            let change = Change::InitialiseTenant {
+                created_at_us: micros(now),
+                key_check: master.seal(KEY_CHECK_AD, KEY_CHECK_PLAINTEXT),
+                key_id: key_id.clone(),
+                public_key: signing.verifying_key().as_bytes().to_vec(),
+                sealed_private_key: master
+                    .seal(&format!("signing_key:{key_id}"), signing.as_bytes()),
+                bootstrap_token_hash: crypto::token_hash(&token),
+                bootstrap_expires_at_us: micros(now + BOOTSTRAP_TOKEN_LIFETIME),
+            };
+            let event = NewAuditEvent::new("system", "tenant.initialised", "tenant").details(
+                serde_json::json!({"signing_key_id": key_id, "bootstrap_token_expires_at": (now + BOOTSTRAP_TOKEN_LIFETIME).unix_timestamp()}),
+            );
+            match self.write(change, vec![event]).await {
+                Ok(_) => {
+                    let key = ServerKey {
+                        key_id,
+                        key: Arc::new(signing),
+                    };
+                    self.set_server_key(key.clone());
+                    return Ok(Tenant {
+                        created: true,
+                        signing_key: key,
+                        bootstrap_token: Some(token),
+                    });
+                }
+                // Another replica initialised it first: load what it wrote.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(
+            "tenant initialisation kept racing".into(),
+        ))
+    }
+
+    async fn load_tenant(&self, master: &MasterKey) -> Result<Option<ServerKey>> {
+        let row = on_pool!(&self.backend, pool => {
+            sqlx::query("SELECT key_check FROM tenant WHERE id = 1").fetch_optional(pool).await?
+                .map(|r| r.try_get::<Vec<u8>, _>("key_check")).transpose()?
+        });
+        let Some(check) = row else { return Ok(None) };
+        match master.open(KEY_CHECK_AD, &check) {
+            Ok(p) if p.as_slice() == KEY_CHECK_PLAINTEXT => {}
+            _ => return Err(StoreError::WrongMasterKey),
+        }
+        let key_row = on_pool!(&self.backend, pool => {
+            let r = sqlx::query("SELECT key_id, sealed_private_key FROM signing_keys WHERE active ORDER BY created_at_us DESC LIMIT 1")
+                .fetch_optional(pool).await?;
+            match r {
+                Some(r) => Some((r.try_get::<String, _>("key_id")?, r.try_get::<Vec<u8>, _>("sealed_private_key")?)),
+                None => None,
+            }
+        });
+        let (key_id, sealed) = key_row
+            .ok_or_else(|| StoreError::Corrupt("tenant has no active signing key".into()))?;
+        let seed = master
+            .open(&format!("signing_key:{key_id}"), &sealed)
+            .map_err(|_| StoreError::WrongMasterKey)?;
+        let seed: [u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("signing key has the wrong length".into()))?;
+        Ok(Some(ServerKey {
+            key_id,
+            key: Arc::new(SigningKey::from_bytes(&seed)),
+        }))
+    }
+
+    fn set_server_key(&self, key: ServerKey) {
+        if let Ok(mut k) = self.server_key.write() {
+            *k = Some(key);
+        }
+    }
+
+    /// Whether `token` is an unexpired, unused bootstrap token.
+    pub async fn bootstrap_token_valid(&self, token: &str, now: OffsetDateTime) -> Result<bool> {
+        let hash = crypto::token_hash(token);
+        let found = on_pool!(&self.backend, pool => {
+            sqlx::query("SELECT token_hash FROM bootstrap_tokens WHERE token_hash = $1 AND used_at_us IS NULL AND expires_at_us > $2")
+                .bind(&hash).bind(micros(now)).fetch_optional(pool).await?
+                .map(|r| r.try_get::<Vec<u8>, _>("token_hash")).transpose()?
+        });
+        Ok(found.is_some_and(|stored| {
+            subtle::ConstantTimeEq::ct_eq(stored.as_slice(), hash.as_slice()).into()
+        }))
+    }
+
+    /// Public keys of every signing key the tenant has had, for checkpoint verification.
+    pub async fn verifying_keys(&self) -> Result<HashMap<String, VerifyingKey>> {
+        let rows: Vec<(String, Vec<u8>)> = on_pool!(&self.backend, pool => {
+            sqlx::query("SELECT key_id, public_key FROM signing_keys").fetch_all(pool).await?
+                .into_iter().map(|r| Ok((r.try_get("key_id")?, r.try_get("public_key")?)))
+                .collect::<Result<_, sqlx::Error>>()?
+        });
+        let mut out = HashMap::new();
+        for (id, pk) in rows {
+            let arr: [u8; 32] = pk.as_slice().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("public key {id} has the wrong length"))
+            })?;
+            let key = VerifyingKey::from_bytes(&arr)
+                .map_err(|_| StoreError::Corrupt(format!("public key {id} is invalid")))?;
+            out.insert(id, key);
+        }
+        Ok(out)
+    }
+
+    /// Audit events matching `filter`, in sequence order.
+    pub async fn list_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
+        let limit = filter.limit.clamp(1, 10_000);
+        on_pool!(&self.backend, pool => {
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT seq, time_us, actor, action, target, outcome, details, prev_hash, hash FROM audit_events WHERE 1=1",
+            );
+            if let Some(v) = &filter.actor { q.push(" AND actor = ").push_bind(v.clone()); }
+            if let Some(v) = &filter.action { q.push(" AND action = ").push_bind(v.clone()); }
+            if let Some(v) = &filter.target { q.push(" AND target = ").push_bind(v.clone()); }
+            if let Some(v) = filter.outcome { q.push(" AND outcome = ").push_bind(v.as_str()); }
+            if let Some(v) = filter.since_us { q.push(" AND time_us >= ").push_bind(v); }
+            if let Some(v) = filter.until_us { q.push(" AND time_us < ").push_bind(v); }
+            if let Some(v) = filter.after_seq { q.push(" AND seq > ").push_bind(v); }
+            q.push(" ORDER BY seq LIMIT ").push_bind(limit);
+            let rows = q.build().fetch_all(pool).await?;
+            rows.iter().map(|r| event_from_row(r)).collect()
+        })
+    }
+
+    /// All checkpoints, in sequence order.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        on_pool!(&self.backend, pool => {
+            let rows = sqlx::query("SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
+                .fetch_all(pool).await?;
+            rows.iter().map(|r| {
+                Ok(Checkpoint {
+                    seq: r.try_get("seq")?,
+                    hash: to_hash(r.try_get::<Vec<u8>, _>("hash")?)?,
+                    key_id: r.try_get("key_id")?,
+                    signature: r.try_get::<Vec<u8>, _>("signature")?.as_slice().try_into()
+                        .map_err(|_| StoreError::Corrupt("checkpoint signature has the wrong length".into()))?,
+                })
+            }).collect()
+        })
+    }
+
+    /// Walks the whole chain and every checkpoint; `Ok(Err(fault))` names the first bad link.
+    pub async fn verify_chain(&self) -> Result<std::result::Result<ChainReport, ChainFault>> {
+        let keys = self.verifying_keys().await?;
+        let checkpoints = self.checkpoints().await?;
+        if let Err(f) = verify_checkpoint_signatures(&checkpoints, &keys) {
+            return Ok(Err(f));
+        }
+        let mut verifier = ChainVerifier::new(&checkpoints);
+        let mut after = 0i64;
+        'pages: loop {
+            let page = self
+                .list_events(&AuditFilter {
+                    after_seq: Some(after),
+                    limit: 5_000,
+                    ..Default::default()
+                })
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                // A row that does not even decode is as bad as an edited one.
+                Err(StoreError::Corrupt(_)) => {
+                    return Ok(Err(ChainFault::HashMismatch { seq: after + 1 }));
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                if !verifier.push(e) {
+                    break 'pages;
+                }
+            }
+        }
+        Ok(verifier.finish())
+    }
+
+    /// The value of a setting, if set.
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query("SELECT value FROM settings WHERE key = $1").bind(key).fetch_optional(pool).await?
+                .map(|r| r.try_get::<String, _>("value")).transpose()?)
+        })
+    }
+
+    /// Stops the writer after the queued writes are done, then closes the pool.
+    pub async fn close(self) {
+        drop(self.writer);
+        on_pool!(&self.backend, pool => pool.close().await);
+    }
+}
+
+pub(crate) fn to_hash(v: Vec<u8>) -> Result<[u8; 32]> {
+    v.as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("hash has the wrong length".into()))
+}
+
+fn event_from_row<R: Row>(r: &R) -> Result<AuditEvent>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let outcome: String = r.try_get("outcome")?;
+    let details: String = r.try_get("details")?;
+    let seq: i64 = r.try_get("seq")?;
+    Ok(AuditEvent {
+        seq,
+        time_us: r.try_get("time_us")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("event {seq} has an unknown outcome")))?,
+        details: serde_json::from_str(&details)
+            .map_err(|_| StoreError::Corrupt(format!("event {seq} has invalid details")))?,
+        prev_hash: to_hash(r.try_get("prev_hash")?)?,
+        hash: to_hash(r.try_get("hash")?)?,
+    })
+}
+
+/// The connection error without credentials that might sit in the URL.
+fn short_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::PoolTimedOut => "timed out connecting".to_owned(),
+        sqlx::Error::Tls(_) => "TLS error".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+async fn migrate(backend: &Backend) -> Result<()> {
+    let migrator = match backend {
+        Backend::Sqlite(_) => &SQLITE_MIGRATIONS,
+        Backend::Postgres(_) => &POSTGRES_MIGRATIONS,
+    };
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    // Refuse a newer schema before the migrator touches anything.
+    let found: Option<i64> = on_pool!(backend, pool => {
+        match sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations").fetch_one(pool).await {
+            Ok(r) => r.try_get::<Option<i64>, _>("v")?,
+            Err(sqlx::Error::Database(_)) => None, // no migrations table yet: a fresh database
+            Err(e) => return Err(e.into()),
+        }
+    });
+    if let Some(found) = found
+        && found > known
+    {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    on_pool!(backend, pool => migrator.run(pool).await?);
+    Ok(())
+}
+
+/// The latest schema version this build knows for the backend of `url`.
+pub fn known_schema_version(postgres: bool) -> i64 {
+    let m = if postgres {
+        &POSTGRES_MIGRATIONS
+    } else {
+        &SQLITE_MIGRATIONS
+    };
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_backends_know_the_same_schema_version() {
+        assert_eq!(
+            super::known_schema_version(true),
+            super::known_schema_version(false)
+        );
+    }
+}
