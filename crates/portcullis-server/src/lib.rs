@@ -1,1 +1,18 @@
-//! placeholder
+//! Portcullis server: HTTP API, tenant initialisation and background work.
+//!
+//! [`Application::build`] does everything `portcullis serve` does up to accepting connections
+//! (data directory, master key, store, migrations, tenant, start-up audit events) and binds the
+//! listener, so tests get a real server on port 0.
+
+#![deny(clippy::unwrap_used)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod secrets;
+
+pub use app::{Application, BuildOptions, StartError};
+pub use config::{Config, LogFormat};

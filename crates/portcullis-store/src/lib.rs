@@ -107,6 +107,8 @@ pub struct Store {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub checkpoints: CheckpointPolicy,
+    /// Open an existing database without creating or migrating it (offline verification).
+    pub read_only: bool,
     pub max_connections: u32,
 }
 
@@ -114,6 +116,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             checkpoints: CheckpointPolicy::default(),
+            read_only: false,
             max_connections: 16,
         }
     }
@@ -157,7 +160,7 @@ impl Store {
             let path = rest.trim_start_matches("//");
             let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
                 .map_err(|_| StoreError::InvalidUrl)?
-                .create_if_missing(true)
+                .create_if_missing(!options.read_only)
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a commit that returned is on disk, also for the audit chain.
                 .synchronous(SqliteSynchronous::Full)
@@ -181,7 +184,7 @@ impl Store {
         } else {
             return Err(StoreError::InvalidUrl);
         };
-        migrate(&backend).await?;
+        migrate(&backend, options.read_only).await?;
         let server_key = Arc::new(RwLock::new(None));
         let writer = writer::spawn(backend.clone(), server_key.clone(), options.checkpoints);
         Ok(Self {
@@ -488,7 +491,7 @@ fn short_error(e: &sqlx::Error) -> String {
     }
 }
 
-async fn migrate(backend: &Backend) -> Result<()> {
+async fn migrate(backend: &Backend, check_only: bool) -> Result<()> {
     let migrator = match backend {
         Backend::Sqlite(_) => &SQLITE_MIGRATIONS,
         Backend::Postgres(_) => &POSTGRES_MIGRATIONS,
@@ -506,6 +509,12 @@ async fn migrate(backend: &Backend) -> Result<()> {
         && found > known
     {
         return Err(StoreError::SchemaTooNew { found, known });
+    }
+    if check_only {
+        if found.is_none() {
+            return Err(StoreError::Corrupt("the database has no Portcullis schema".into()));
+        }
+        return Ok(());
     }
     on_pool!(backend, pool => migrator.run(pool).await?);
     Ok(())

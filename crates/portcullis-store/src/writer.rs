@@ -42,6 +42,8 @@ impl Default for CheckpointPolicy {
 pub enum Change {
     /// Only the audit events.
     None,
+    /// Writes a signed checkpoint at the end of this batch, whatever the policy says.
+    ForceCheckpoint,
     /// Sets a configuration value.
     SetSetting { key: String, value: String },
     /// Creates the tenant; fails with [`StoreError::Conflict`] if it already exists.
@@ -150,6 +152,7 @@ async fn apply_batch(
             let mut seq: i64 = head.try_get("seq")?;
             let mut hash = to_hash(head.try_get("hash")?)?;
             let start_seq = seq;
+            let forced = batch.iter().any(|c| matches!(c.change, Change::ForceCheckpoint));
             for cmd in batch {
                 let saved = (seq, hash);
                 let step: Result<Vec<AuditEvent>> = async {
@@ -184,7 +187,7 @@ async fn apply_batch(
             if let Some(key) = key {
                 let last_cp: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM audit_checkpoints")
                     .fetch_one(&mut *tx).await?.try_get("s")?;
-                if seq > last_cp && (seq - last_cp >= policy.every_events || time_due) {
+                if seq > last_cp && (forced || seq - last_cp >= policy.every_events || time_due) {
                     let cp = Checkpoint::sign(seq, hash, &key.key_id, &key.key);
                     sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature, created_at_us) VALUES ($1, $2, $3, $4, $5)")
                         .bind(cp.seq).bind(cp.hash.to_vec()).bind(&cp.key_id).bind(cp.signature.to_vec())
@@ -205,7 +208,7 @@ async fn apply_batch(
 macro_rules! apply_change {
     ($backend:expr, $conn:expr, $change:expr) => {
         match $change {
-            Change::None => {}
+            Change::None | Change::ForceCheckpoint => {}
             Change::SetSetting { key, value } => {
                 sqlx::query("INSERT INTO settings (key, value, updated_at_us) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_us = excluded.updated_at_us")
                     .bind(key).bind(value).bind(micros(OffsetDateTime::now_utc()))

@@ -1,0 +1,215 @@
+//! Start-up: configuration → data directory → master key → store → tenant → listener.
+//!
+//! Order matters for "a failed start changes nothing": the master key is proved against the
+//! tenant before any event is written, and a `master.key` file created by this start is removed
+//! again if it turns out not to be the tenant's key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::audit::NewAuditEvent;
+use portcullis_store::{Change, CheckpointPolicy, Store, StoreError, StoreOptions};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, ServerInfo};
+use crate::config::Config;
+use crate::secrets::{self, KeySource, SecretsError};
+
+/// Options of `portcullis serve` that are not configuration.
+#[derive(Debug, Default, Clone)]
+pub struct BuildOptions {
+    /// Write a newly created bootstrap token to this new file (0600) instead of the log.
+    pub bootstrap_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the bootstrap token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Store,
+    port: u16,
+    bootstrap_token: Option<SecretString>,
+}
+
+/// The setting under which the last effective (public) configuration is remembered, so a
+/// change between starts is chained as a `config.changed` event.
+const CONFIG_SETTING: &str = "server.config";
+
+impl Application {
+    pub async fn build(config: Config, options: BuildOptions) -> Result<Self, StartError> {
+        let db_url = config.database_url();
+        let sqlite_default = config.database_url.is_none();
+        if sqlite_default || config.master_key.is_none() {
+            secrets::ensure_data_dir(&config.data_dir)?;
+        }
+        let (master, key_source) =
+            secrets::load_or_create_master_key(config.master_key.as_ref(), &config.data_dir)?;
+        let store_opts = StoreOptions {
+            checkpoints: CheckpointPolicy {
+                every_events: config.audit_checkpoint_events,
+                every: Duration::from_secs(config.audit_checkpoint_seconds),
+            },
+            ..Default::default()
+        };
+        let store = Store::open(&db_url, store_opts).await?;
+        let now = OffsetDateTime::now_utc();
+        let tenant = match store.initialise_tenant(&master, now).await {
+            Ok(t) => t,
+            Err(e) => {
+                if let KeySource::CreatedFile(path) = &key_source {
+                    let _ = std::fs::remove_file(path);
+                }
+                return Err(e.into());
+            }
+        };
+        drop(master);
+
+        let mut bootstrap_token = None;
+        if let Some(token) = tenant.bootstrap_token {
+            match &options.bootstrap_token_file {
+                Some(path) => {
+                    secrets::write_secret_file(path, &token).map_err(|source| {
+                        StartError::TokenFile {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    tracing::info!(path = %path.display(), "bootstrap token written (valid 24 hours, one use)");
+                }
+                None => {
+                    // Printed once, by design: it is how the first administrator gets in.
+                    tracing::info!("bootstrap token: {}", token.as_str());
+                }
+            }
+            bootstrap_token = Some(SecretString::from(token.to_string()));
+        }
+
+        let public = config.public_view();
+        let public_text = public.to_string();
+        let previous = store.setting(CONFIG_SETTING).await?;
+        let mut events = vec![NewAuditEvent::new("system", "server.started", "server").details(
+            serde_json::json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "backend": if store.is_postgres() { "postgres" } else { "sqlite" },
+                "signing_key_id": tenant.signing_key.key_id,
+            }),
+        )];
+        let change = if previous.as_deref() != Some(public_text.as_str()) {
+            let before: serde_json::Value = previous
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or(serde_json::Value::Null);
+            events.push(
+                NewAuditEvent::new("system", "config.changed", "server").details(
+                    serde_json::json!({ "before": before, "after": public }),
+                ),
+            );
+            Change::SetSetting {
+                key: CONFIG_SETTING.to_owned(),
+                value: public_text,
+            }
+        } else {
+            Change::None
+        };
+        store.write(change, events).await?;
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let info = Arc::new(ServerInfo {
+            backend: if store.is_postgres() { "postgres" } else { "sqlite" },
+            schema_version: portcullis_store::known_schema_version(store.is_postgres()),
+        });
+        let state = AppState {
+            store: store.clone(),
+            info,
+        };
+        crate::metrics::handle();
+        let router = api::router(state, config.max_body_bytes);
+        Ok(Self {
+            listener,
+            router,
+            store,
+            port,
+            bootstrap_token,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The bootstrap token, when this start created the tenant.
+    pub fn bootstrap_token(&self) -> Option<&str> {
+        self.bootstrap_token.as_ref().map(|t| t.expose_secret())
+    }
+
+    /// Serves until `shutdown` resolves, then drains connections and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let stop = NewAuditEvent::new("system", "server.stopped", "server");
+        if let Err(e) = self.store.append(stop).await {
+            tracing::warn!(error = %e, "could not record server stop");
+        }
+        self.store.close().await;
+        result
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

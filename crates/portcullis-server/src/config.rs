@@ -1,0 +1,250 @@
+//! Server configuration: a TOML file plus `PORTCULLIS_*` environment variables (the
+//! environment wins). Unknown keys are refused so a typo never silently means "default".
+//! Secrets (`master_key`, a `database_url` with a password) are `SecretString`s: never logged,
+//! never printed by `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pretty" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            _ => Err(format!("unknown log format {s:?} (expected pretty or json)")),
+        }
+    }
+}
+
+/// The keys a configuration file or `PORTCULLIS_<KEY>` may set.
+pub const CONFIG_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "master_key",
+    "log_format",
+    "audit_checkpoint_events",
+    "audit_checkpoint_seconds",
+    "max_body_bytes",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Where the SQLite database and `master.key` live. Default `./portcullis-data`.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`. Default: SQLite in the data directory.
+    pub database_url: Option<SecretString>,
+    /// Base64 of 32 bytes. Default: `master.key` in the data directory (created on first start).
+    pub master_key: Option<SecretString>,
+    pub log_format: LogFormat,
+    /// Write a signed audit checkpoint after this many events…
+    pub audit_checkpoint_events: i64,
+    /// …or after this many seconds, whichever comes first.
+    pub audit_checkpoint_seconds: u64,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("portcullis-data"),
+            database_url: None,
+            master_key: None,
+            log_format: LogFormat::Pretty,
+            audit_checkpoint_events: 1000,
+            audit_checkpoint_seconds: 60,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults, then `file` (if given; it must exist), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("PORTCULLIS_").only(CONFIG_KEYS))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "configuration file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let config: Config = fig
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError(describe(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.audit_checkpoint_events < 1 {
+            return Err(ConfigError("audit_checkpoint_events must be at least 1".into()));
+        }
+        if self.audit_checkpoint_seconds < 1 {
+            return Err(ConfigError("audit_checkpoint_seconds must be at least 1".into()));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError("max_body_bytes must be at least 1024".into()));
+        }
+        if let Some(url) = &self.database_url {
+            let u = url.expose_secret();
+            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(ConfigError(
+                    "database_url must start with sqlite:, postgres:// or postgresql://".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.expose_secret().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("portcullis.db").display()),
+        }
+    }
+
+    /// The effective configuration without secrets, for logs and the `config.changed` event.
+    pub fn public_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "data_dir": self.data_dir.display().to_string(),
+            "database": redact_url(&self.database_url()),
+            "master_key_source": if self.master_key.is_some() { "environment_or_config" } else { "master.key file" },
+            "audit_checkpoint_events": self.audit_checkpoint_events,
+            "audit_checkpoint_seconds": self.audit_checkpoint_seconds,
+            "max_body_bytes": self.max_body_bytes,
+        })
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.rsplit_once('@')
+    {
+        let user = creds.split(':').next().unwrap_or("");
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_owned()
+}
+
+/// A figment error in one line, naming the key and the source but never the value.
+fn describe(e: &figment::Error) -> String {
+    let mut parts = Vec::new();
+    for err in e.clone() {
+        let mut s = match &err.kind {
+            figment::error::Kind::UnknownField(f, _) => format!("unknown key `{f}`"),
+            figment::error::Kind::InvalidType(actual, expected) => {
+                format!("invalid type: found {actual}, expected {expected}")
+            }
+            figment::error::Kind::InvalidValue(_, expected) => {
+                format!("invalid value, expected {expected}")
+            }
+            figment::error::Kind::Message(m) => m.clone(),
+            other => other.to_string(),
+        };
+        if !err.path.is_empty() {
+            s = format!("{}: {s}", err.path.join("."));
+        }
+        if let Some(md) = &err.metadata {
+            s = match &md.source {
+                Some(src) => format!("{s} (in {src})"),
+                None => format!("{s} (in {})", md.name),
+            };
+        }
+        parts.push(s);
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Env {
+        Env::prefixed("PORTCULLIS_TEST_UNUSED_PREFIX_")
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = Config::load_from(None, no_env()).expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("portcullis-data"));
+        assert!(c.database_url().starts_with("sqlite://portcullis-data/"));
+    }
+
+    #[test]
+    fn unknown_key_is_refused_and_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "listn = \"127.0.0.1:1\"\n").expect("write");
+        let e = Config::load_from(Some(&p), no_env()).expect_err("refused");
+        assert!(e.to_string().contains("listn"), "{e}");
+    }
+
+    #[test]
+    fn garbage_and_truncated_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "listen = \"127.0.0.1:80").expect("write");
+        assert!(Config::load_from(Some(&p), no_env()).is_err());
+        std::fs::write(&p, [0xff, 0xfe, 0x00, 0x41]).expect("write");
+        assert!(Config::load_from(Some(&p), no_env()).is_err());
+        assert!(Config::load_from(Some(&dir.path().join("missing.toml")), no_env()).is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_in_errors_or_debug() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "master_key = \"c2VjcmV0LXZhbHVlLXNob3VsZC1uZXZlci1sZWFr\"\nlisten = 5\n")
+            .expect("write");
+        let e = Config::load_from(Some(&p), no_env()).expect_err("bad listen");
+        assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+        std::fs::write(&p, "master_key = \"c2VjcmV0LXZhbHVlLXNob3VsZC1uZXZlci1sZWFr\"\n").expect("write");
+        let c = Config::load_from(Some(&p), no_env()).expect("ok");
+        assert!(!format!("{c:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn redacts_database_password() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db.example/portcullis"),
+            "postgres://app:***@db.example/portcullis"
+        );
+        assert_eq!(redact_url("sqlite://x/y.db"), "sqlite://x/y.db");
+    }
+}
