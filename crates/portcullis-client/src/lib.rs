@@ -1,1 +1,186 @@
-//! placeholder
+//! Typed HTTP client of the Portcullis API, used by the CLI and by the end-to-end tests.
+//!
+//! Every API error comes back as [`ClientError::Api`] with the server's stable code, so callers
+//! match on codes, never on messages. The bearer credential is a `SecretString` and is never
+//! printed.
+
+#![deny(clippy::unwrap_used)]
+
+use portcullis_core::api::{
+    CheckpointCreated, CheckpointRequest, ErrorBody, EventPage, Health, Ready, VerifyResult,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached or the connection failed.
+    #[error("cannot reach the server at {url}: {reason}")]
+    Transport { url: String, reason: String },
+    /// The server answered something that is not the API.
+    #[error("unexpected answer from the server (HTTP {status})")]
+    Unexpected { status: u16 },
+    #[error("invalid server URL {0:?}")]
+    InvalidUrl(String),
+}
+
+impl ClientError {
+    /// The stable error code, for API errors.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// Filters for [`Client::audit_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Option<String>,
+    /// RFC 3339.
+    pub since: Option<String>,
+    /// RFC 3339.
+    pub until: Option<String>,
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(base_url: &str, token: Option<SecretString>) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ClientError::InvalidUrl(base_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("portcullis-client/", env!("CARGO_PKG_VERSION")))
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .map_err(|e| ClientError::Transport {
+                url: base.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self { base, http, token })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.token {
+            Some(t) => rb.bearer_auth(t.expose_secret()),
+            None => rb,
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = rb.send().await.map_err(|e| ClientError::Transport {
+            url: self.base.clone(),
+            reason: transport_reason(&e),
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: self.base.clone(),
+            reason: transport_reason(&e),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+            });
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+            }),
+        }
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.send(self.request(reqwest::Method::GET, "/healthz")).await
+    }
+
+    pub async fn ready(&self) -> Result<Ready, ClientError> {
+        self.send(self.request(reqwest::Method::GET, "/readyz")).await
+    }
+
+    pub async fn audit_events(&self, f: &EventFilter) -> Result<EventPage, ClientError> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        let opts = [
+            ("actor", &f.actor),
+            ("action", &f.action),
+            ("target", &f.target),
+            ("outcome", &f.outcome),
+            ("since", &f.since),
+            ("until", &f.until),
+        ];
+        for (k, v) in opts {
+            if let Some(v) = v {
+                q.push((k, v.clone()));
+            }
+        }
+        if let Some(a) = f.after {
+            q.push(("after", a.to_string()));
+        }
+        if let Some(l) = f.limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.send(self.request(reqwest::Method::GET, "/api/v1/audit/events").query(&q))
+            .await
+    }
+
+    pub async fn audit_verify(&self) -> Result<VerifyResult, ClientError> {
+        self.send(self.request(reqwest::Method::GET, "/api/v1/audit/verify"))
+            .await
+    }
+
+    pub async fn audit_checkpoint(&self, reason: &str) -> Result<CheckpointCreated, ClientError> {
+        let body = CheckpointRequest {
+            reason: reason.to_owned(),
+        };
+        self.send(
+            self.request(reqwest::Method::POST, "/api/v1/audit/checkpoints")
+                .json(&body),
+        )
+        .await
+    }
+}
+
+fn transport_reason(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        "connection refused or unreachable".to_owned()
+    } else if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        "connection error".to_owned()
+    }
+}

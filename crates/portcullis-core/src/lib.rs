@@ -5,5 +5,6 @@
 
 #![deny(clippy::unwrap_used)]
 
+pub mod api;
 pub mod audit;
 pub mod error;

@@ -9,27 +9,12 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::error::ErrorCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+pub use portcullis_core::api::{ErrorBody, ErrorDetail};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: ErrorCode,
-    pub message: String,
-}
-
-/// The error body.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code.
-    pub code: String,
-    /// Human-readable explanation.
     pub message: String,
 }
 

@@ -1,1 +1,30 @@
-fn main() {}
+//! `portcullis`: the server (`portcullis serve`) and the command-line client of its API.
+//!
+//! Exit codes scripts can rely on: 0 success; 1 error (one line on stderr); 2 bad usage;
+//! 3 the audit chain failed verification.
+
+#![deny(clippy::unwrap_used)]
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -3,12 +3,13 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use portcullis_core::audit::{AuditEvent, ChainFault, ChainReport, NewAuditEvent, Outcome};
+use portcullis_core::api::{CheckpointCreated, CheckpointRequest, EventPage, VerifyResult};
+use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_store::{AuditFilter, Change};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::AppState;
 use crate::auth::Caller;
@@ -31,44 +32,6 @@ pub struct EventQuery {
     pub after: Option<i64>,
     /// At most this many events (1–1000, default 100).
     pub limit: Option<i64>,
-}
-
-/// One audit event as the API shows it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditEventView {
-    pub seq: i64,
-    /// RFC 3339, UTC, microsecond precision.
-    pub time: String,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-    pub details: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl From<AuditEvent> for AuditEventView {
-    fn from(e: AuditEvent) -> Self {
-        Self {
-            seq: e.seq,
-            time: e.time().format(&Rfc3339).unwrap_or_default(),
-            actor: e.actor,
-            action: e.action,
-            target: e.target,
-            outcome: e.outcome.as_str().to_owned(),
-            details: e.details,
-            prev_hash: hex::encode(e.prev_hash),
-            hash: hex::encode(e.hash),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct EventPage {
-    pub events: Vec<AuditEventView>,
-    /// Pass as `after` to get the next page; absent at the end.
-    pub next_after: Option<i64>,
 }
 
 fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
@@ -128,45 +91,6 @@ pub async fn list_events(
     }))
 }
 
-/// Result of walking the chain.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct VerifyResult {
-    /// True when every link and checkpoint is intact.
-    pub ok: bool,
-    /// Events walked (when ok).
-    pub events: Option<i64>,
-    pub last_hash: Option<String>,
-    /// Signed checkpoints matched along the way.
-    pub checkpoints: Option<usize>,
-    /// First bad sequence number (when not ok).
-    pub first_bad_seq: Option<i64>,
-    /// What is wrong there.
-    pub problem: Option<String>,
-}
-
-impl VerifyResult {
-    pub fn from_outcome(r: Result<ChainReport, ChainFault>) -> Self {
-        match r {
-            Ok(rep) => Self {
-                ok: true,
-                events: Some(rep.events),
-                last_hash: Some(rep.last_hash),
-                checkpoints: Some(rep.checkpoints),
-                first_bad_seq: None,
-                problem: None,
-            },
-            Err(f) => Self {
-                ok: false,
-                events: None,
-                last_hash: None,
-                checkpoints: None,
-                first_bad_seq: Some(f.seq()),
-                problem: Some(f.to_string()),
-            },
-        }
-    }
-}
-
 /// Walk the whole audit chain and its signed checkpoints.
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = VerifyResult), (status = 401, body = ErrorBody)))]
@@ -176,21 +100,6 @@ pub async fn verify(
 ) -> Result<Json<VerifyResult>, ApiError> {
     let outcome = state.store.verify_chain().await?;
     Ok(Json(VerifyResult::from_outcome(outcome)))
-}
-
-/// Body of `POST /api/v1/audit/checkpoints`.
-#[derive(Debug, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CheckpointRequest {
-    /// Why (recorded in the audit event), e.g. "before backup".
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CheckpointCreated {
-    /// Sequence number of the audit event recording the request; the checkpoint covers it.
-    pub seq: i64,
-    pub hash: String,
 }
 
 /// Write a signed checkpoint now (e.g. before a backup or an export).

@@ -7,29 +7,17 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use portcullis_core::error::ErrorCode;
-use serde::Serialize;
-use utoipa::ToSchema;
+use portcullis_core::api::{Health, Ready};
 
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
 
-#[derive(Serialize, ToSchema)]
-pub struct Health {
-    pub status: &'static str,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Ready {
-    pub status: &'static str,
-    pub database: &'static str,
-    pub backend: &'static str,
-    pub schema_version: i64,
-}
-
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// The database is reachable and migrated.
@@ -47,9 +35,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         )
     })?;
     Ok(Json(Ready {
-        status: "ready",
-        database: "ok",
-        backend: state.info.backend,
+        status: "ready".into(),
+        database: "ok".into(),
+        backend: state.info.backend.into(),
         schema_version: state.info.schema_version,
     }))
 }
