@@ -65,7 +65,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -98,7 +100,10 @@ impl Client {
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, rb: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = rb.send().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
             reason: transport_reason(&e),
@@ -126,11 +131,13 @@ impl Client {
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
-        self.send(self.request(reqwest::Method::GET, "/healthz")).await
+        self.send(self.request(reqwest::Method::GET, "/healthz"))
+            .await
     }
 
     pub async fn ready(&self) -> Result<Ready, ClientError> {
-        self.send(self.request(reqwest::Method::GET, "/readyz")).await
+        self.send(self.request(reqwest::Method::GET, "/readyz"))
+            .await
     }
 
     pub async fn audit_events(&self, f: &EventFilter) -> Result<EventPage, ClientError> {
@@ -154,8 +161,11 @@ impl Client {
         if let Some(l) = f.limit {
             q.push(("limit", l.to_string()));
         }
-        self.send(self.request(reqwest::Method::GET, "/api/v1/audit/events").query(&q))
-            .await
+        self.send(
+            self.request(reqwest::Method::GET, "/api/v1/audit/events")
+                .query(&q),
+        )
+        .await
     }
 
     pub async fn audit_verify(&self) -> Result<VerifyResult, ClientError> {

@@ -134,4 +134,3 @@ pub struct CheckpointCreated {
     pub seq: i64,
     pub hash: String,
 }
-

@@ -109,22 +109,21 @@ impl Application {
         let public = config.public_view();
         let public_text = public.to_string();
         let previous = store.setting(CONFIG_SETTING).await?;
-        let mut events = vec![NewAuditEvent::new("system", "server.started", "server").details(
-            serde_json::json!({
+        let mut events = vec![
+            NewAuditEvent::new("system", "server.started", "server").details(serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "backend": if store.is_postgres() { "postgres" } else { "sqlite" },
                 "signing_key_id": tenant.signing_key.key_id,
-            }),
-        )];
+            })),
+        ];
         let change = if previous.as_deref() != Some(public_text.as_str()) {
             let before: serde_json::Value = previous
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok())
                 .unwrap_or(serde_json::Value::Null);
             events.push(
-                NewAuditEvent::new("system", "config.changed", "server").details(
-                    serde_json::json!({ "before": before, "after": public }),
-                ),
+                NewAuditEvent::new("system", "config.changed", "server")
+                    .details(serde_json::json!({ "before": before, "after": public })),
             );
             Change::SetSetting {
                 key: CONFIG_SETTING.to_owned(),
@@ -135,15 +134,20 @@ impl Application {
         };
         store.write(change, events).await?;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| StartError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let info = Arc::new(ServerInfo {
-            backend: if store.is_postgres() { "postgres" } else { "sqlite" },
+            backend: if store.is_postgres() {
+                "postgres"
+            } else {
+                "sqlite"
+            },
             schema_version: portcullis_store::known_schema_version(store.is_postgres()),
         });
         let state = AppState {

@@ -26,7 +26,9 @@ impl std::str::FromStr for LogFormat {
         match s {
             "pretty" => Ok(Self::Pretty),
             "json" => Ok(Self::Json),
-            _ => Err(format!("unknown log format {s:?} (expected pretty or json)")),
+            _ => Err(format!(
+                "unknown log format {s:?} (expected pretty or json)"
+            )),
         }
     }
 }
@@ -109,17 +111,24 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.audit_checkpoint_events < 1 {
-            return Err(ConfigError("audit_checkpoint_events must be at least 1".into()));
+            return Err(ConfigError(
+                "audit_checkpoint_events must be at least 1".into(),
+            ));
         }
         if self.audit_checkpoint_seconds < 1 {
-            return Err(ConfigError("audit_checkpoint_seconds must be at least 1".into()));
+            return Err(ConfigError(
+                "audit_checkpoint_seconds must be at least 1".into(),
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
         if let Some(url) = &self.database_url {
             let u = url.expose_secret();
-            if !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+            if !(u.starts_with("sqlite:")
+                || u.starts_with("postgres://")
+                || u.starts_with("postgresql://"))
+            {
                 return Err(ConfigError(
                     "database_url must start with sqlite:, postgres:// or postgresql://".into(),
                 ));
@@ -230,11 +239,18 @@ mod tests {
     fn secrets_are_not_in_errors_or_debug() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "master_key = \"c2VjcmV0LXZhbHVlLXNob3VsZC1uZXZlci1sZWFr\"\nlisten = 5\n")
-            .expect("write");
+        std::fs::write(
+            &p,
+            "master_key = \"c2VjcmV0LXZhbHVlLXNob3VsZC1uZXZlci1sZWFr\"\nlisten = 5\n",
+        )
+        .expect("write");
         let e = Config::load_from(Some(&p), no_env()).expect_err("bad listen");
         assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
-        std::fs::write(&p, "master_key = \"c2VjcmV0LXZhbHVlLXNob3VsZC1uZXZlci1sZWFr\"\n").expect("write");
+        std::fs::write(
+            &p,
+            "master_key = \"c2VjcmV0LXZhbHVlLXNob3VsZC1uZXZlci1sZWFr\"\n",
+        )
+        .expect("write");
         let c = Config::load_from(Some(&p), no_env()).expect("ok");
         assert!(!format!("{c:?}").contains("c2VjcmV0"));
     }

@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::error::ErrorCode;
 pub use portcullis_core::api::{ErrorBody, ErrorDetail};
+use portcullis_core::error::ErrorCode;
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -16,6 +16,8 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod crypto;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod writer;
 
 use std::collections::HashMap;
@@ -512,7 +514,9 @@ async fn migrate(backend: &Backend, check_only: bool) -> Result<()> {
     }
     if check_only {
         if found.is_none() {
-            return Err(StoreError::Corrupt("the database has no Portcullis schema".into()));
+            return Err(StoreError::Corrupt(
+                "the database has no Portcullis schema".into(),
+            ));
         }
         return Ok(());
     }

@@ -16,10 +16,19 @@ use secrecy::SecretString;
 const EXIT_CHAIN_BROKEN: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Privileged access server and its command-line client")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Privileged access server and its command-line client"
+)]
 pub struct Cli {
     /// URL of the Portcullis server.
-    #[arg(long, global = true, env = "PORTCULLIS_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "PORTCULLIS_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
@@ -106,7 +115,9 @@ struct ListArgs {
 }
 
 fn client(cli: &Cli) -> Result<Client> {
-    let token = std::env::var("PORTCULLIS_TOKEN").ok().map(SecretString::from);
+    let token = std::env::var("PORTCULLIS_TOKEN")
+        .ok()
+        .map(SecretString::from);
     Ok(Client::new(&cli.server, token)?)
 }
 
@@ -121,7 +132,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             let created = client(&cli)?.audit_checkpoint(reason).await?;
             match cli.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
-                Output::Table => println!("checkpoint at sequence {} ({})", created.seq, created.hash),
+                Output::Table => {
+                    println!("checkpoint at sequence {} ({})", created.seq, created.hash)
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

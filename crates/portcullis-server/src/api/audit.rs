@@ -74,8 +74,16 @@ pub async fn list_events(
         action: bounded("action", q.action)?,
         target: bounded("target", q.target)?,
         outcome,
-        since_us: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
-        until_us: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
+        since_us: q
+            .since
+            .as_deref()
+            .map(|v| parse_time("since", v))
+            .transpose()?,
+        until_us: q
+            .until
+            .as_deref()
+            .map(|v| parse_time("until", v))
+            .transpose()?,
         after_seq: q.after,
         limit,
     };

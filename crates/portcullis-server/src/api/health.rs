@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use portcullis_core::error::ErrorCode;
 use portcullis_core::api::{Health, Ready};
+use portcullis_core::error::ErrorCode;
 
 use super::AppState;
 use crate::error::{ApiError, ErrorBody};
@@ -48,10 +48,7 @@ pub async fn metrics() -> impl IntoResponse {
     let body = crate::metrics::handle()
         .map(|h| h.render())
         .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
 /// This document.

@@ -1,0 +1,38 @@
+//! Helpers for tests in this and other crates: fresh databases on either backend.
+//!
+//! The conformance suite runs every test on SQLite, and on PostgreSQL when
+//! `PORTCULLIS_TEST_DATABASE_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432/postgres`);
+//! each test gets its own new database there.
+
+use rand::RngCore;
+use sqlx::Connection;
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const TEST_DATABASE_ENV: &str = "PORTCULLIS_TEST_DATABASE_URL";
+
+/// Creates a new, empty PostgreSQL database and returns its URL; `None` when the environment
+/// variable is unset. Panics (it is for tests) when the server cannot be reached.
+pub async fn fresh_postgres_url() -> Option<String> {
+    let admin = std::env::var(TEST_DATABASE_ENV).ok()?;
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("{TEST_DATABASE_ENV} is set but unreachable: {e}"));
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let name = format!("portcullis_test_{}", hex::encode(b));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
+    let _ = conn.close().await;
+    let base = match admin.rsplit_once('/') {
+        Some((base, _)) if base.contains("//") && !base.ends_with('/') => base.to_owned(),
+        _ => admin.trim_end_matches('/').to_owned(),
+    };
+    Some(format!("{base}/{name}"))
+}
+
+/// A new SQLite database URL in `dir`.
+pub fn sqlite_url(dir: &std::path::Path) -> String {
+    format!("sqlite://{}", dir.join("portcullis.db").display())
+}
