@@ -133,6 +133,9 @@ impl Application {
             Change::None
         };
         store.write(change, events).await?;
+        if sqlite_default {
+            secrets::restrict_sqlite_files(&config.data_dir);
+        }
 
         let listener =
             TcpListener::bind(config.listen)

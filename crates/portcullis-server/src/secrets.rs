@@ -118,3 +118,16 @@ pub fn write_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     f.write_all(b"\n")?;
     f.sync_all()
 }
+
+/// Makes the embedded database files (which hold sealed secrets and token hashes) readable by
+/// the owner only. SQLite creates them with the process umask.
+pub fn restrict_sqlite_files(data_dir: &Path) {
+    for name in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+        let p = data_dir.join(name);
+        if p.exists()
+            && let Err(e) = fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %p.display(), error = %e, "cannot restrict database file mode");
+        }
+    }
+}

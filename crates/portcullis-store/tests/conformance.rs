@@ -366,7 +366,11 @@ async fn a_failing_change_does_not_sink_its_batch(db: Db) {
 async fn newer_schema_is_refused(db: Db) {
     let store = db.open().await;
     store.close().await;
-    let blob = if db.url.starts_with("sqlite:") { "X'00'" } else { "'\\x00'::bytea" };
+    let blob = if db.url.starts_with("sqlite:") {
+        "X'00'"
+    } else {
+        "'\\x00'::bytea"
+    };
     db.exec(&format!("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'future', TRUE, {blob}, 0)")).await;
     match Store::open(&db.url, StoreOptions::default()).await {
         Err(StoreError::SchemaTooNew { found, known }) => {
