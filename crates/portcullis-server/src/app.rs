@@ -61,11 +61,9 @@ impl Application {
     pub async fn build(config: Config, options: BuildOptions) -> Result<Self, StartError> {
         let db_url = config.database_url();
         let sqlite_default = config.database_url.is_none();
-        if sqlite_default || config.master_key.is_none() {
+        if sqlite_default {
             secrets::ensure_data_dir(&config.data_dir)?;
         }
-        let (master, key_source) =
-            secrets::load_or_create_master_key(config.master_key.as_ref(), &config.data_dir)?;
         let store_opts = StoreOptions {
             checkpoints: CheckpointPolicy {
                 every_events: config.audit_checkpoint_events,
@@ -74,6 +72,13 @@ impl Application {
             ..Default::default()
         };
         let store = Store::open(&db_url, store_opts).await?;
+        // The master key comes after the store: an unreachable database must not leave a
+        // freshly generated key file behind.
+        if config.master_key.is_none() {
+            secrets::ensure_data_dir(&config.data_dir)?;
+        }
+        let (master, key_source) =
+            secrets::load_or_create_master_key(config.master_key.as_ref(), &config.data_dir)?;
         let now = OffsetDateTime::now_utc();
         let tenant = match store.initialise_tenant(&master, now).await {
             Ok(t) => t,

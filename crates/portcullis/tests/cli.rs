@@ -1,0 +1,234 @@
+//! The `portcullis` binary end to end: configuration errors, `serve` as a real process with
+//! graceful shutdown, and the audit commands online and offline.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use sqlx::Connection;
+
+const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// A command with no PORTCULLIS_* variables inherited from the caller's environment.
+fn portcullis(cwd: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PORTCULLIS_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn garbage_config_fails_clearly_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("portcullis.toml");
+    for (contents, expect) in [
+        ("listen = \"127.0.0.1:80", "invalid configuration"),
+        ("lisen = \"127.0.0.1:80\"\n", "unknown key `lisen`"),
+        ("listen = 42\n", "listen"),
+    ] {
+        std::fs::write(&cfg, contents).expect("write");
+        let out = portcullis(dir.path())
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("PORTCULLIS_DATA_DIR", dir.path().join("data"))
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{contents}");
+        let err = stderr(&out);
+        assert!(err.contains(expect), "{contents}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!dir.path().join("data").exists(), "nothing written");
+    }
+    let out = portcullis(dir.path())
+        .args(["serve", "--config", "/nonexistent/portcullis.toml"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"));
+}
+
+#[test]
+fn unreachable_database_fails_clearly_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = portcullis(dir.path())
+        .arg("serve")
+        .env("PORTCULLIS_DATA_DIR", dir.path().join("data"))
+        .env(
+            "PORTCULLIS_DATABASE_URL",
+            "postgres://postgres:s3cret-pw@127.0.0.1:1/portcullis",
+        )
+        .env("PORTCULLIS_LOG", "off")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot reach the database"), "{err}");
+    assert!(!err.contains("s3cret-pw"), "no secret in the error: {err}");
+    assert!(!dir.path().join("data").exists(), "nothing written");
+
+    let out = portcullis(dir.path())
+        .arg("serve")
+        .env("PORTCULLIS_DATABASE_URL", "mysql://x")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("database_url must start with"));
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+/// Starts `portcullis serve` on port 0 and reads its port and bootstrap token from the JSON log.
+fn serve(cwd: &Path) -> Server {
+    let mut child = portcullis(cwd)
+        .args(["serve", "--log-format", "json"])
+        .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (mut port, mut token) = (None, None);
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json log line");
+        let msg = v["fields"]["message"].as_str().unwrap_or_default();
+        if let Some(t) = msg.strip_prefix("bootstrap token: ") {
+            token = Some(t.to_owned());
+        }
+        if msg == "listening" {
+            port = v["fields"]["port"].as_u64();
+            break;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{}", port.expect("port in log")),
+        token: token.expect("bootstrap token in log"),
+    }
+}
+
+fn cli(cwd: &Path, server: &Server, args: &[&str]) -> Output {
+    portcullis(cwd)
+        .args(["--server", &server.url])
+        .args(args)
+        .env("PORTCULLIS_TOKEN", &server.token)
+        .output()
+        .expect("run cli")
+}
+
+fn sigterm(child: &mut Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("server did not stop on SIGTERM");
+}
+
+#[test]
+fn serve_defaults_audit_commands_and_graceful_shutdown() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = serve(dir.path());
+    // Defaults: ./portcullis-data beside the working directory.
+    assert!(dir.path().join("portcullis-data/portcullis.db").exists());
+
+    let out = cli(dir.path(), &server, &["--output", "json", "audit", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(events[0]["action"], "tenant.initialised");
+
+    let out = cli(
+        dir.path(),
+        &server,
+        &["audit", "list", "--action", "server.started"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("server.started"));
+
+    let out = cli(
+        dir.path(),
+        &server,
+        &["audit", "checkpoint", "--reason", "test"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = cli(dir.path(), &server, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit chain intact"));
+
+    // Without a credential: one clear line, exit 1.
+    let out = portcullis(dir.path())
+        .args(["--server", &server.url, "audit", "verify"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unauthenticated"), "{}", stderr(&out));
+
+    let status = sigterm(&mut server.child);
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+
+    // Server down: a clear transport error.
+    let out = cli(dir.path(), &server, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot reach the server"));
+
+    // Offline verification straight from the database, then after tampering.
+    let db = format!(
+        "sqlite://{}",
+        dir.path().join("portcullis-data/portcullis.db").display()
+    );
+    let out = portcullis(dir.path())
+        .args(["audit", "verify", "--database", &db])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let mut c = sqlx::SqliteConnection::connect(&db).await.expect("connect");
+        sqlx::query("UPDATE audit_events SET outcome = 'failure' WHERE seq = 2")
+            .execute(&mut c)
+            .await
+            .expect("tamper");
+    });
+    let out = portcullis(dir.path())
+        .args(["--output", "json", "audit", "verify", "--database", &db])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(3), "exit 3 on a broken chain");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_bad_seq"], 2);
+    // Offline verification never creates a database.
+    let out = portcullis(dir.path())
+        .args([
+            "audit",
+            "verify",
+            "--database",
+            "sqlite:///nonexistent/dir/x.db",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!Path::new("/nonexistent/dir/x.db").exists());
+}
