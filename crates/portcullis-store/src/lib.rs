@@ -379,7 +379,7 @@ impl Store {
             if let Some(v) = filter.after_seq { q.push(" AND seq > ").push_bind(v); }
             q.push(" ORDER BY seq LIMIT ").push_bind(limit);
             let rows = q.build().fetch_all(pool).await?;
-            rows.iter().map(|r| event_from_row(r)).collect()
+            rows.iter().map(event_from_row).collect()
         })
     }
 

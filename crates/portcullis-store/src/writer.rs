@@ -19,6 +19,8 @@ use crate::{Backend, Result, ServerKey, StoreError, micros, to_hash};
 
 /// Most commands applied in one transaction.
 pub const MAX_BATCH: usize = 1024;
+/// Rows per multi-row INSERT (9 parameters each; well under both backends' limits).
+const INSERT_CHUNK: usize = 256;
 
 /// When to write a signed checkpoint: every `every_events` events or every `every` interval,
 /// whichever comes first (only if the chain grew since the last one).
@@ -153,31 +155,47 @@ async fn apply_batch(
             let mut hash = to_hash(head.try_get("hash")?)?;
             let start_seq = seq;
             let forced = batch.iter().any(|c| matches!(c.change, Change::ForceCheckpoint));
+            // Events are sealed in order and inserted together at the end with multi-row
+            // INSERTs: a batch costs a handful of statements, not several per caller.
+            let mut pending: Vec<AuditEvent> = Vec::new();
             for cmd in batch {
-                let saved = (seq, hash);
-                let step: Result<Vec<AuditEvent>> = async {
-                    let mut sp = (&mut *tx).begin().await?;
-                    apply_change!(backend, &mut *sp, &cmd.change);
-                    let now = OffsetDateTime::now_utc();
-                    let mut sealed = Vec::with_capacity(cmd.events.len());
-                    for ev in cmd.events {
-                        let e = ev.seal(seq + 1, now, hash);
-                        sqlx::query("INSERT INTO audit_events (seq, time_us, actor, action, target, outcome, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                            .bind(e.seq).bind(e.time_us).bind(&e.actor).bind(&e.action).bind(&e.target)
-                            .bind(e.outcome.as_str()).bind(e.details.to_string())
-                            .bind(e.prev_hash.to_vec()).bind(e.hash.to_vec())
-                            .execute(&mut *sp).await?;
-                        seq = e.seq;
-                        hash = e.hash;
-                        sealed.push(e);
+                let step: Result<()> = async {
+                    // Only a real state change can fail on its own; it gets a savepoint so its
+                    // failure rolls back alone. Pure appends need none.
+                    if !matches!(cmd.change, Change::None | Change::ForceCheckpoint) {
+                        let mut sp = (&mut *tx).begin().await?;
+                        apply_change!(backend, &mut *sp, &cmd.change);
+                        sp.commit().await?;
                     }
-                    sp.commit().await?;
-                    Ok(sealed)
+                    Ok(())
                 }.await;
-                if step.is_err() {
-                    (seq, hash) = saved;
+                match step {
+                    Ok(()) => {
+                        let now = OffsetDateTime::now_utc();
+                        let mut sealed = Vec::with_capacity(cmd.events.len());
+                        for ev in cmd.events {
+                            let e = ev.seal(seq + 1, now, hash);
+                            seq = e.seq;
+                            hash = e.hash;
+                            sealed.push(e);
+                        }
+                        pending.extend(sealed.iter().cloned());
+                        replies.push((cmd.reply, Ok(sealed)));
+                    }
+                    Err(e) => replies.push((cmd.reply, Err(e))),
                 }
-                replies.push((cmd.reply, step));
+            }
+            for chunk in pending.chunks(INSERT_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_events (seq, time_us, actor, action, target, outcome, details, prev_hash, hash) ",
+                );
+                q.push_values(chunk, |mut b, e| {
+                    b.push_bind(e.seq).push_bind(e.time_us).push_bind(e.actor.clone())
+                        .push_bind(e.action.clone()).push_bind(e.target.clone())
+                        .push_bind(e.outcome.as_str()).push_bind(e.details.to_string())
+                        .push_bind(e.prev_hash.to_vec()).push_bind(e.hash.to_vec());
+                });
+                q.build().execute(&mut *tx).await?;
             }
             if seq != start_seq {
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
