@@ -268,6 +268,45 @@ async fn checkpoints_follow_the_policy(db: Db) {
     assert!(store.verify_chain().await.expect("verify").is_ok());
 }
 
+async fn checkpoints_are_also_written_on_a_timer(db: Db) {
+    let store = db
+        .open_with(StoreOptions {
+            checkpoints: CheckpointPolicy {
+                every_events: 1_000_000,
+                every: Duration::from_millis(200),
+            },
+            ..Default::default()
+        })
+        .await;
+    store
+        .initialise_tenant(
+            &MasterKey::from_bytes(&[1u8; 32]).expect("key"),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .expect("init");
+    store.append(ev(1)).await.expect("append");
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        found = store.checkpoints().await.expect("checkpoints");
+        if !found.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        found.last().map(|c| c.seq),
+        Some(2),
+        "a quiet chain is checkpointed by time"
+    );
+    // Nothing new: no further checkpoint for the same head.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        store.checkpoints().await.expect("checkpoints").len(),
+        found.len()
+    );
+}
+
 async fn wrong_master_key_is_refused_and_changes_nothing(db: Db) {
     let store = initialised(&db).await;
     store.append(ev(1)).await.expect("append");
@@ -413,6 +452,7 @@ conformance!(
     tampering_is_found_at_the_first_bad_seq,
     deleting_the_tail_is_found_by_a_checkpoint,
     checkpoints_follow_the_policy,
+    checkpoints_are_also_written_on_a_timer,
     wrong_master_key_is_refused_and_changes_nothing,
     bootstrap_token_is_stored_hashed_and_expires,
     a_failing_change_does_not_sink_its_batch,
