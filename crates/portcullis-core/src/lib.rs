@@ -8,3 +8,8 @@
 pub mod api;
 pub mod audit;
 pub mod error;
+pub mod password;
+pub mod principal;
+pub mod session;
+pub mod throttle;
+pub mod totp;
