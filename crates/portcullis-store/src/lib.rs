@@ -15,6 +15,7 @@
 
 #![deny(clippy::unwrap_used)]
 
+mod changes;
 pub mod crypto;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,8 +38,9 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
+pub use changes::{Change, NewPrincipal, NewSession};
 pub use crypto::MasterKey;
-pub use writer::{Change, CheckpointPolicy};
+pub use writer::CheckpointPolicy;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -15,6 +15,7 @@ use sqlx::{Acquire, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::changes::Change;
 use crate::{Backend, Result, ServerKey, StoreError, micros, to_hash};
 
 /// Most commands applied in one transaction.
@@ -37,27 +38,6 @@ impl Default for CheckpointPolicy {
             every: Duration::from_secs(60),
         }
     }
-}
-
-/// A state change applied in the same transaction as its audit events.
-#[derive(Debug, Clone)]
-pub enum Change {
-    /// Only the audit events.
-    None,
-    /// Writes a signed checkpoint at the end of this batch, whatever the policy says.
-    ForceCheckpoint,
-    /// Sets a configuration value.
-    SetSetting { key: String, value: String },
-    /// Creates the tenant; fails with [`StoreError::Conflict`] if it already exists.
-    InitialiseTenant {
-        created_at_us: i64,
-        key_check: Vec<u8>,
-        key_id: String,
-        public_key: Vec<u8>,
-        sealed_private_key: Vec<u8>,
-        bootstrap_token_hash: Vec<u8>,
-        bootstrap_expires_at_us: i64,
-    },
 }
 
 pub(crate) struct Command {
@@ -164,7 +144,7 @@ async fn apply_batch(
                     // failure rolls back alone. Pure appends need none.
                     if !matches!(cmd.change, Change::None | Change::ForceCheckpoint) {
                         let mut sp = (&mut *tx).begin().await?;
-                        apply_change!(backend, &mut *sp, &cmd.change);
+                        crate::changes::Apply::apply(&mut *sp, &cmd.change).await?;
                         sp.commit().await?;
                     }
                     Ok(())
@@ -221,39 +201,3 @@ async fn apply_batch(
     .await;
     (replies, result)
 }
-
-/// Applies one [`Change`] on a connection of either backend.
-macro_rules! apply_change {
-    ($backend:expr, $conn:expr, $change:expr) => {
-        match $change {
-            Change::None | Change::ForceCheckpoint => {}
-            Change::SetSetting { key, value } => {
-                sqlx::query("INSERT INTO settings (key, value, updated_at_us) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_us = excluded.updated_at_us")
-                    .bind(key).bind(value).bind(micros(OffsetDateTime::now_utc()))
-                    .execute($conn).await?;
-            }
-            Change::InitialiseTenant {
-                created_at_us,
-                key_check,
-                key_id,
-                public_key,
-                sealed_private_key,
-                bootstrap_token_hash,
-                bootstrap_expires_at_us,
-            } => {
-                let inserted = sqlx::query("INSERT INTO tenant (id, created_at_us, key_check) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING")
-                    .bind(*created_at_us).bind(key_check).execute($conn).await?.rows_affected();
-                if inserted == 0 {
-                    return Err(StoreError::Conflict("tenant already initialised".into()));
-                }
-                sqlx::query("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active) VALUES ($1, $2, $3, $4, TRUE)")
-                    .bind(key_id).bind(public_key).bind(sealed_private_key).bind(*created_at_us)
-                    .execute($conn).await?;
-                sqlx::query("INSERT INTO bootstrap_tokens (id, token_hash, expires_at_us) VALUES ('bootstrap', $1, $2)")
-                    .bind(bootstrap_token_hash).bind(*bootstrap_expires_at_us)
-                    .execute($conn).await?;
-            }
-        }
-    };
-}
-use apply_change;
