@@ -15,6 +15,7 @@
 
 #![deny(clippy::unwrap_used)]
 
+pub mod accounts;
 mod changes;
 pub mod crypto;
 #[cfg(feature = "testing")]
