@@ -134,3 +134,231 @@ pub struct CheckpointCreated {
     pub seq: i64,
     pub hash: String,
 }
+
+macro_rules! api_type {
+    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(deny_unknown_fields)]
+        pub struct $name { $($body)* }
+    };
+}
+
+api_type! {
+    /// `POST /api/v1/bootstrap`: redeem the bootstrap token and create the first administrator.
+    /// The client generates the TOTP secret, shows it to the person, and sends it with a code
+    /// that proves their authenticator has it.
+    pub struct BootstrapRequest {
+        pub token: String,
+        pub username: String,
+        pub display_name: String,
+        #[serde(default)]
+        pub email: Option<String>,
+        pub password: String,
+        /// Base32 (RFC 4648), at least 128 bits.
+        pub totp_secret: String,
+        pub totp_code: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/users`.
+    pub struct CreateUserRequest {
+        pub name: String,
+        pub display_name: String,
+        #[serde(default)]
+        pub email: Option<String>,
+        #[serde(default)]
+        pub phone: Option<String>,
+        /// Set for a guest (partner or MSP staff): their home organisation.
+        #[serde(default)]
+        pub guest_organisation: Option<String>,
+        /// May become privileged: needs a 15+ character password and MFA before full sign-in.
+        #[serde(default)]
+        pub privileged: bool,
+        pub password: String,
+    }
+}
+
+api_type! {
+    pub struct UserView {
+        pub id: String,
+        pub name: String,
+        pub display_name: String,
+        pub email: Option<String>,
+        pub phone: Option<String>,
+        /// `member` or `guest`.
+        pub kind: String,
+        pub guest_organisation: Option<String>,
+        pub privileged: bool,
+        pub emergency: bool,
+        /// Holds Global Administrator from bootstrap (until role assignments exist).
+        pub first_admin: bool,
+        pub enabled: bool,
+        pub created_at: String,
+        pub last_sign_in: Option<String>,
+        /// Confirmed second factors, by kind.
+        pub mfa: Vec<String>,
+        /// Groups this user belongs to directly.
+        pub groups: Vec<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/groups`.
+    pub struct CreateGroupRequest {
+        pub name: String,
+        #[serde(default)]
+        pub display_name: Option<String>,
+        /// Membership changes need a privileged administrator.
+        #[serde(default)]
+        pub role_assignable: bool,
+    }
+}
+
+api_type! {
+    pub struct GroupView {
+        pub id: String,
+        pub name: String,
+        pub display_name: String,
+        pub role_assignable: bool,
+        pub members: Vec<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/groups/{name}/members`.
+    pub struct GroupMemberRequest {
+        pub member: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/service-accounts`.
+    pub struct CreateServiceAccountRequest {
+        pub name: String,
+        #[serde(default)]
+        pub display_name: Option<String>,
+    }
+}
+
+api_type! {
+    pub struct ServiceAccountView {
+        pub id: String,
+        pub name: String,
+        pub display_name: String,
+        pub enabled: bool,
+        pub created_at: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/signin`: first step, the password.
+    pub struct PasswordSignInRequest {
+        pub username: String,
+        pub password: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/signin/totp`: second step.
+    pub struct TotpSignInRequest {
+        pub signin_id: String,
+        pub code: String,
+    }
+}
+
+api_type! {
+    /// The answer to a sign-in step. `status` is `mfa_required` (then `signin_id` and
+    /// `factors` are set) or `signed_in` (then `session` is set; its `scope` is
+    /// `registration_only` when the account must enrol a second factor first).
+    pub struct SignInResponse {
+        pub status: String,
+        pub signin_id: Option<String>,
+        pub factors: Vec<String>,
+        pub session: Option<SessionIssued>,
+    }
+}
+
+api_type! {
+    /// A new session. The token is shown once and stored only as a hash.
+    pub struct SessionIssued {
+        pub token: String,
+        pub session_id: String,
+        pub strength: String,
+        pub scope: String,
+        pub expires_at: String,
+    }
+}
+
+api_type! {
+    pub struct SessionView {
+        pub id: String,
+        pub user: String,
+        pub strength: String,
+        pub scope: String,
+        pub created_at: String,
+        pub last_seen: String,
+        pub client_ip: String,
+        pub user_agent: String,
+        /// The session making this request.
+        pub current: bool,
+    }
+}
+
+api_type! {
+    /// `GET /api/v1/me`.
+    pub struct WhoAmI {
+        pub user: UserView,
+        pub session: SessionView,
+        /// Roles held now (until role assignments exist: Global Administrator for the first
+        /// administrator, as a permanent active assignment).
+        pub roles: Vec<String>,
+        /// Things that need attention, e.g. a standing administrator role.
+        pub warnings: Vec<String>,
+    }
+}
+
+api_type! {
+    pub struct FactorView {
+        pub id: String,
+        pub kind: String,
+        pub name: String,
+        pub confirmed: bool,
+        pub created_at: String,
+        pub last_used: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/me/mfa/totp`.
+    pub struct TotpEnrolRequest {
+        pub name: String,
+    }
+}
+
+api_type! {
+    /// Shown once: put it in an authenticator app, then confirm with a code.
+    pub struct TotpEnrolment {
+        pub factor_id: String,
+        pub secret: String,
+        pub otpauth_uri: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/me/mfa/totp/{id}/confirm`.
+    pub struct TotpConfirmRequest {
+        pub code: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/me/password`: needs the current password and a fresh second factor.
+    pub struct PasswordChangeRequest {
+        pub current_password: String,
+        pub new_password: String,
+        pub code: String,
+    }
+}

@@ -20,6 +20,16 @@ pub enum ErrorCode {
     Conflict,
     Unavailable,
     Internal,
+    InvalidCredentials,
+    AccountDisabled,
+    TooManyAttempts,
+    InvalidCode,
+    CodeReplayed,
+    PasswordPolicy,
+    AlreadyExists,
+    MfaEnrolmentRequired,
+    LastFactor,
+    BootstrapUnavailable,
 }
 
 impl ErrorCode {
@@ -37,6 +47,16 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::AccountDisabled => "account_disabled",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::InvalidCode => "invalid_code",
+            ErrorCode::CodeReplayed => "code_replayed",
+            ErrorCode::PasswordPolicy => "password_policy",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
+            ErrorCode::LastFactor => "last_factor",
+            ErrorCode::BootstrapUnavailable => "bootstrap_unavailable",
         }
     }
 }

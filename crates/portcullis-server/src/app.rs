@@ -37,6 +37,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot set up password hashing")]
+    Passwords,
     #[error("cannot write the bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -89,7 +91,6 @@ impl Application {
                 return Err(e.into());
             }
         };
-        drop(master);
 
         let mut bootstrap_token = None;
         if let Some(token) = tenant.bootstrap_token {
@@ -161,6 +162,9 @@ impl Application {
         let state = AppState {
             store: store.clone(),
             info,
+            master: Arc::new(master),
+            passwords: crate::passwords::Passwords::new().map_err(|_| StartError::Passwords)?,
+            lifetimes: portcullis_core::session::SessionLifetimes::default(),
         };
         crate::metrics::handle();
         let router = api::router(state, config.max_body_bytes);

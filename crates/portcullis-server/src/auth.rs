@@ -1,30 +1,134 @@
 //! Who is calling: the bearer credential of a request.
 //!
-//! Until accounts exist, the only credential is the tenant's bootstrap token (unexpired, unused),
-//! which may read and verify the audit log. Tokens are compared by their SHA-256 in the store.
+//! Two kinds of credential exist: the tenant's bootstrap token (until it is redeemed; it may
+//! read and verify the audit log) and session tokens from sign-in. Both are 256-bit random
+//! values looked up by their SHA-256. A session is accepted only while it is unrevoked, within
+//! its idle and absolute lifetimes, and its user is enabled; a registration-only session is
+//! accepted only where [`Caller::require_full`] is not asked.
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
+use portcullis_core::audit::NewAuditEvent;
+use portcullis_core::error::ErrorCode;
+use portcullis_core::session::{AuthStrength, SessionScope};
+use portcullis_store::Change;
+use portcullis_store::accounts::{Principal, Session};
 use time::OffsetDateTime;
 
 use crate::api::AppState;
 use crate::error::ApiError;
+use crate::time_us::{from_us, us};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Caller {
     Bootstrap,
+    Session(Box<SessionCaller>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionCaller {
+    pub session: Session,
+    pub principal: Principal,
+    pub strength: AuthStrength,
+    pub scope: SessionScope,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        // The peer address only: X-Forwarded-For is not trusted (DESIGN.md).
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect())
+            .unwrap_or_default();
+        Ok(Self { ip, user_agent })
+    }
 }
 
 impl Caller {
     /// The actor name written in audit events.
-    pub fn actor(&self) -> &'static str {
+    pub fn actor(&self) -> String {
         match self {
-            Caller::Bootstrap => "bootstrap-token",
+            Caller::Bootstrap => "bootstrap-token".to_owned(),
+            Caller::Session(s) => format!("user:{}", s.principal.name),
+        }
+    }
+
+    /// A signed-in user with a full (not registration-only) session.
+    pub fn require_full(&self) -> Result<&SessionCaller, ApiError> {
+        match self {
+            Caller::Session(s) if s.scope == SessionScope::Full => Ok(s),
+            Caller::Session(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::MfaEnrolmentRequired,
+                "enrol a second factor (portcullis mfa enroll totp) and sign in again",
+            )),
+            Caller::Bootstrap => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "the bootstrap token cannot do this; sign in",
+            )),
+        }
+    }
+
+    /// Any signed-in user (registration-only sessions included).
+    pub fn require_session(&self) -> Result<&SessionCaller, ApiError> {
+        match self {
+            Caller::Session(s) => Ok(s),
+            Caller::Bootstrap => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "the bootstrap token cannot do this; sign in",
+            )),
+        }
+    }
+
+    /// An administrator: until role assignments exist, the first administrator, signed in with
+    /// a second factor.
+    pub fn require_admin(&self) -> Result<&SessionCaller, ApiError> {
+        let s = self.require_full()?;
+        if s.principal.first_admin && s.strength >= AuthStrength::Mfa {
+            Ok(s)
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                "this needs an administrator signed in with a second factor",
+            ))
+        }
+    }
+
+    /// Reading the audit log: the bootstrap token (before it is redeemed) or an administrator.
+    pub fn require_audit_reader(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Bootstrap => Ok(()),
+            other => other.require_admin().map(|_| ()),
         }
     }
 }
+
+/// How often a session's last-seen time is written at most.
+const TOUCH_EVERY_US: i64 = 60_000_000;
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -40,13 +144,52 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 512)
             .ok_or_else(ApiError::unauthenticated)?;
-        if state
-            .store
-            .bootstrap_token_valid(token, OffsetDateTime::now_utc())
-            .await?
-        {
+        let now = OffsetDateTime::now_utc();
+        let hash = portcullis_store::crypto::token_hash(token);
+        if let Some((session, principal)) = state.store.session_by_token_hash(&hash).await? {
+            let scope =
+                SessionScope::parse(&session.scope).ok_or_else(ApiError::unauthenticated)?;
+            let strength =
+                AuthStrength::parse(&session.strength).ok_or_else(ApiError::unauthenticated)?;
+            let alive = session.revoked_at_us.is_none()
+                && principal.enabled
+                && state.lifetimes.alive(
+                    from_us(session.created_at_us),
+                    from_us(session.last_seen_us),
+                    scope,
+                    now,
+                );
+            if !alive {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthenticated,
+                    "the session has ended; sign in again",
+                ));
+            }
+            if us(now) - session.last_seen_us > TOUCH_EVERY_US {
+                let store = state.store.clone();
+                let id = session.id.clone();
+                tokio::spawn(async move {
+                    let _ = store
+                        .write(Change::TouchSession { id, at_us: us(now) }, vec![])
+                        .await;
+                });
+            }
+            return Ok(Caller::Session(Box::new(SessionCaller {
+                session,
+                principal,
+                strength,
+                scope,
+            })));
+        }
+        if state.store.bootstrap_token_valid(token, now).await? {
             return Ok(Caller::Bootstrap);
         }
         Err(ApiError::unauthenticated())
     }
+}
+
+/// An audit event for an action by `caller`.
+pub fn event(caller: &Caller, action: &str, target: impl Into<String>) -> NewAuditEvent {
+    NewAuditEvent::new(caller.actor(), action, target)
 }

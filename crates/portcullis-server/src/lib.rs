@@ -6,13 +6,17 @@
 
 #![deny(clippy::unwrap_used)]
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod passwords;
 pub mod secrets;
+pub mod signin;
+pub mod time_us;
 
 pub use app::{Application, BuildOptions, StartError};
 pub use config::{Config, LogFormat};

@@ -116,7 +116,9 @@ fn sql(s: String) -> sqlx::AssertSqlSafe<String> {
 
 impl Store {
     pub async fn principal_by_name(&self, name: &str) -> Result<Option<Principal>> {
-        let q = sql(format!("SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.name = $1"));
+        let q = sql(format!(
+            "SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.name = $1"
+        ));
         on_pool!(&self.backend, pool => {
             match sqlx::query(q).bind(name).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(principal_row!(r))),
@@ -126,7 +128,9 @@ impl Store {
     }
 
     pub async fn principal_by_id(&self, id: &str) -> Result<Option<Principal>> {
-        let q = sql(format!("SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.id = $1"));
+        let q = sql(format!(
+            "SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.id = $1"
+        ));
         on_pool!(&self.backend, pool => {
             match sqlx::query(q).bind(id).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(principal_row!(r))),
@@ -137,7 +141,9 @@ impl Store {
 
     /// Principals of one kind (`user`, `group`, `service_account`), by name.
     pub async fn principals(&self, kind: &str) -> Result<Vec<Principal>> {
-        let q = sql(format!("SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.kind = $1 ORDER BY p.name"));
+        let q = sql(format!(
+            "SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.kind = $1 ORDER BY p.name"
+        ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(kind).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -148,7 +154,9 @@ impl Store {
 
     /// Members of a group, by name.
     pub async fn group_members(&self, group_id: &str) -> Result<Vec<Principal>> {
-        let q = sql(format!("SELECT {PRINCIPAL_COLS} FROM principals p JOIN group_members m ON m.member_id = p.id WHERE m.group_id = $1 ORDER BY p.name"));
+        let q = sql(format!(
+            "SELECT {PRINCIPAL_COLS} FROM principals p JOIN group_members m ON m.member_id = p.id WHERE m.group_id = $1 ORDER BY p.name"
+        ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(group_id).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -159,7 +167,9 @@ impl Store {
 
     /// Groups a principal belongs to directly, by name.
     pub async fn groups_of(&self, member_id: &str) -> Result<Vec<Principal>> {
-        let q = sql(format!("SELECT {PRINCIPAL_COLS} FROM principals p JOIN group_members m ON m.group_id = p.id WHERE m.member_id = $1 ORDER BY p.name"));
+        let q = sql(format!(
+            "SELECT {PRINCIPAL_COLS} FROM principals p JOIN group_members m ON m.group_id = p.id WHERE m.member_id = $1 ORDER BY p.name"
+        ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(member_id).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -188,7 +198,9 @@ impl Store {
 
     /// The session holding this token hash, with its principal, if it exists (alive or not).
     pub async fn session_by_token_hash(&self, hash: &[u8]) -> Result<Option<(Session, Principal)>> {
-        let q = sql(format!("SELECT {SESSION_COLS}, {PRINCIPAL_COLS} FROM sessions s JOIN principals p ON p.id = s.principal_id WHERE s.token_hash = $1"));
+        let q = sql(format!(
+            "SELECT {SESSION_COLS}, {PRINCIPAL_COLS} FROM sessions s JOIN principals p ON p.id = s.principal_id WHERE s.token_hash = $1"
+        ));
         on_pool!(&self.backend, pool => {
             match sqlx::query(q).bind(hash).fetch_optional(pool).await? {
                 Some(r) => Ok(Some((session_row!(r), principal_row!(r)))),
@@ -198,7 +210,9 @@ impl Store {
     }
 
     pub async fn session_by_id(&self, id: &str) -> Result<Option<Session>> {
-        let q = sql(format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.id = $1"));
+        let q = sql(format!(
+            "SELECT {SESSION_COLS} FROM sessions s WHERE s.id = $1"
+        ));
         on_pool!(&self.backend, pool => {
             match sqlx::query(q).bind(id).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(session_row!(r))),
@@ -209,7 +223,9 @@ impl Store {
 
     /// Unrevoked sessions of a principal, newest first (the caller filters expired ones).
     pub async fn sessions_of(&self, principal_id: &str) -> Result<Vec<Session>> {
-        let q = sql(format!("SELECT {SESSION_COLS} FROM sessions s WHERE s.principal_id = $1 AND s.revoked_at_us IS NULL ORDER BY s.created_at_us DESC"));
+        let q = sql(format!(
+            "SELECT {SESSION_COLS} FROM sessions s WHERE s.principal_id = $1 AND s.revoked_at_us IS NULL ORDER BY s.created_at_us DESC"
+        ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(principal_id).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());

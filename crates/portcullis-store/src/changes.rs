@@ -128,9 +128,10 @@ pub enum Change {
         id: String,
         at_us: i64,
     },
-    /// Revokes every live session of a principal.
+    /// Revokes every live session of a principal, but `except`.
     RevokeSessionsOf {
         principal_id: String,
+        except: Option<String>,
         at_us: i64,
     },
     /// Updates a session's last activity (no audit event needed).
@@ -282,9 +283,9 @@ macro_rules! apply_for {
                                 return Err(conflict("no such live session"));
                             }
                         }
-                        Change::RevokeSessionsOf { principal_id, at_us } => {
-                            sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL")
-                                .bind(*at_us).bind(principal_id).execute(&mut *c).await?;
+                        Change::RevokeSessionsOf { principal_id, except, at_us } => {
+                            sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL AND id <> $3")
+                                .bind(*at_us).bind(principal_id).bind(except.as_deref().unwrap_or("")).execute(&mut *c).await?;
                         }
                         Change::TouchSession { id, at_us } => {
                             sqlx::query("UPDATE sessions SET last_seen_us = $1 WHERE id = $2 AND last_seen_us < $1")

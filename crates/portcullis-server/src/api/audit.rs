@@ -55,9 +55,10 @@ fn bounded(name: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_events(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
+    caller.require_audit_reader()?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
@@ -104,8 +105,9 @@ pub async fn list_events(
     responses((status = 200, body = VerifyResult), (status = 401, body = ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<VerifyResult>, ApiError> {
+    caller.require_audit_reader()?;
     let outcome = state.store.verify_chain().await?;
     Ok(Json(VerifyResult::from_outcome(outcome)))
 }
@@ -120,6 +122,7 @@ pub async fn create_checkpoint(
     caller: Caller,
     ApiJson(body): ApiJson<CheckpointRequest>,
 ) -> Result<(StatusCode, Json<CheckpointCreated>), ApiError> {
+    caller.require_audit_reader()?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::bad_request("reason must be 1 to 500 characters"));

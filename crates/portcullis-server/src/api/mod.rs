@@ -3,8 +3,11 @@
 //! Every route is registered through `utoipa-axum`'s `routes!`, so a route cannot exist without
 //! its OpenAPI entry; a test compares the served document with the router's route table.
 
+pub mod accounts;
 pub mod audit;
 pub mod health;
+pub mod me;
+pub mod signin;
 
 use std::sync::Arc;
 
@@ -22,6 +25,10 @@ use crate::error;
 pub struct AppState {
     pub store: Store,
     pub info: Arc<ServerInfo>,
+    /// Seals and opens secrets at rest (TOTP seeds).
+    pub master: Arc<portcullis_store::MasterKey>,
+    pub passwords: crate::passwords::Passwords,
+    pub lifetimes: portcullis_core::session::SessionLifetimes,
 }
 
 /// Facts about this server fixed at start.
@@ -51,6 +58,30 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::create_checkpoint))
+        .routes(routes!(signin::bootstrap))
+        .routes(routes!(signin::password))
+        .routes(routes!(signin::totp))
+        .routes(routes!(signin::signout))
+        .routes(routes!(me::whoami))
+        .routes(routes!(me::list_factors))
+        .routes(routes!(me::enrol_totp))
+        .routes(routes!(me::confirm_totp))
+        .routes(routes!(me::remove_factor))
+        .routes(routes!(me::change_password))
+        .routes(routes!(me::list_sessions))
+        .routes(routes!(me::revoke_session))
+        .routes(routes!(accounts::create_user, accounts::list_users))
+        .routes(routes!(accounts::get_user))
+        .routes(routes!(accounts::disable_user))
+        .routes(routes!(accounts::enable_user))
+        .routes(routes!(accounts::user_sessions))
+        .routes(routes!(accounts::create_group, accounts::list_groups))
+        .routes(routes!(accounts::add_member))
+        .routes(routes!(accounts::remove_member))
+        .routes(routes!(
+            accounts::create_service_account,
+            accounts::list_service_accounts
+        ))
         .split_for_parts()
 }
 

@@ -1,0 +1,442 @@
+//! Account administration: users (members and guests), groups and service-account records.
+//!
+//! Every change is one `Store::write` with its audit event. Until role assignments exist,
+//! administration needs the first administrator signed in with a second factor; membership of
+//! role-assignable groups is changed by that administrator only (the roles issue narrows this
+//! to Privileged Role / Global Administrators). Passwords follow the NIST policy in core.
+
+use axum::http::StatusCode;
+use portcullis_core::api::{
+    CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest, GroupView,
+    ServiceAccountView, UserView,
+};
+use portcullis_core::error::ErrorCode;
+use portcullis_core::principal::{self, PrincipalKind, PrincipalName};
+use portcullis_store::accounts::Principal;
+use portcullis_store::{Change, NewPrincipal, StoreError};
+use rand::RngCore;
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use crate::api::AppState;
+use crate::auth::{Caller, event};
+use crate::error::ApiError;
+use crate::time_us::{rfc3339, us};
+
+/// A fresh random identifier with a kind prefix, e.g. `u_3f…`.
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+pub fn invalid(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
+    match e {
+        StoreError::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::AlreadyExists,
+            what.to_owned(),
+        ),
+        other => other.into(),
+    }
+}
+
+/// Checks a password against the policy for this account.
+pub fn check_password(
+    pw: &str,
+    name: &str,
+    email: Option<&str>,
+    privileged: bool,
+) -> Result<(), ApiError> {
+    portcullis_core::password::check(pw, name, email, privileged).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::PasswordPolicy,
+            e.to_string(),
+        )
+    })
+}
+
+pub async fn user_view(state: &AppState, p: &Principal) -> Result<UserView, ApiError> {
+    let factors = state.store.factors(&p.id).await?;
+    let groups = state.store.groups_of(&p.id).await?;
+    let mut mfa: Vec<String> = factors
+        .iter()
+        .filter(|f| f.confirmed)
+        .map(|f| f.kind.clone())
+        .collect();
+    mfa.dedup();
+    Ok(UserView {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        display_name: p.display_name.clone(),
+        email: p.email.clone(),
+        phone: p.phone.clone(),
+        kind: if p.guest_organisation.is_some() {
+            "guest"
+        } else {
+            "member"
+        }
+        .to_owned(),
+        guest_organisation: p.guest_organisation.clone(),
+        privileged: p.privileged,
+        emergency: p.emergency,
+        first_admin: p.first_admin,
+        enabled: p.enabled,
+        created_at: rfc3339(p.created_at_us),
+        last_sign_in: p.last_sign_in_us.map(rfc3339),
+        mfa,
+        groups: groups.into_iter().map(|g| g.name).collect(),
+    })
+}
+
+/// Validated fields of a new user.
+pub struct ValidUser {
+    pub name: PrincipalName,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub guest_organisation: Option<String>,
+}
+
+pub fn validate_user(
+    name: &str,
+    display_name: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+    guest_organisation: Option<&str>,
+) -> Result<ValidUser, ApiError> {
+    Ok(ValidUser {
+        name: PrincipalName::parse("name", name).map_err(invalid)?,
+        display_name: principal::parse_display_name(display_name).map_err(invalid)?,
+        email: email
+            .map(principal::parse_email)
+            .transpose()
+            .map_err(invalid)?,
+        phone: phone
+            .map(principal::parse_phone)
+            .transpose()
+            .map_err(invalid)?,
+        guest_organisation: guest_organisation
+            .map(principal::parse_organisation)
+            .transpose()
+            .map_err(invalid)?,
+    })
+}
+
+pub async fn create_user(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateUserRequest,
+) -> Result<UserView, ApiError> {
+    caller.require_admin()?;
+    let v = validate_user(
+        &req.name,
+        &req.display_name,
+        req.email.as_deref(),
+        req.phone.as_deref(),
+        req.guest_organisation.as_deref(),
+    )?;
+    check_password(
+        &req.password,
+        v.name.as_str(),
+        v.email.as_deref(),
+        req.privileged,
+    )?;
+    let phc = state
+        .passwords
+        .hash(&SecretString::from(req.password))
+        .await
+        .map_err(ApiError::internal)?;
+    let now = OffsetDateTime::now_utc();
+    let id = new_id("u");
+    let change = Change::Many(vec![
+        Change::CreatePrincipal(NewPrincipal {
+            id: id.clone(),
+            name: v.name.to_string(),
+            kind: PrincipalKind::User.as_str().to_owned(),
+            display_name: v.display_name,
+            email: v.email,
+            phone: v.phone,
+            guest_organisation: v.guest_organisation.clone(),
+            role_assignable: false,
+            emergency: false,
+            privileged: req.privileged,
+            first_admin: false,
+            created_at_us: us(now),
+        }),
+        Change::SetPassword {
+            principal_id: id.clone(),
+            phc,
+            at_us: us(now),
+        },
+    ]);
+    let ev = event(caller, "user.created", format!("user:{}", v.name)).details(serde_json::json!({
+        "kind": if v.guest_organisation.is_some() { "guest" } else { "member" },
+        "guest_organisation": v.guest_organisation,
+        "privileged": req.privileged,
+    }));
+    state.store.write(change, vec![ev]).await.map_err(|e| {
+        conflict_to_exists(e, "a user, group or service account with that name exists")
+    })?;
+    let p = get_principal(state, v.name.as_str(), PrincipalKind::User).await?;
+    user_view(state, &p).await
+}
+
+/// A principal of the given kind by name, or `not_found`.
+pub async fn get_principal(
+    state: &AppState,
+    name: &str,
+    kind: PrincipalKind,
+) -> Result<Principal, ApiError> {
+    let name = PrincipalName::parse("name", name).map_err(invalid)?;
+    match state.store.principal_by_name(name.as_str()).await? {
+        Some(p) if p.kind == kind.as_str() => Ok(p),
+        _ => Err(ApiError::not_found(format!(
+            "no {} named {name}",
+            kind.as_str().replace('_', " ")
+        ))),
+    }
+}
+
+pub async fn set_user_enabled(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    enabled: bool,
+) -> Result<UserView, ApiError> {
+    let admin = caller.require_admin()?;
+    let p = get_principal(state, name, PrincipalKind::User).await?;
+    if !enabled && p.id == admin.principal.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "you cannot disable your own account",
+        ));
+    }
+    if !enabled && p.first_admin {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "the first administrator cannot be disabled until role assignments replace it",
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let action = if enabled {
+        "user.enabled"
+    } else {
+        "user.disabled"
+    };
+    state
+        .store
+        .write(
+            Change::SetPrincipalEnabled {
+                id: p.id.clone(),
+                enabled,
+                at_us: us(now),
+            },
+            vec![event(caller, action, format!("user:{}", p.name))],
+        )
+        .await?;
+    let p = get_principal(state, name, PrincipalKind::User).await?;
+    user_view(state, &p).await
+}
+
+pub async fn list_users(state: &AppState, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
+    caller.require_admin()?;
+    let mut out = Vec::new();
+    for p in state.store.principals(PrincipalKind::User.as_str()).await? {
+        out.push(user_view(state, &p).await?);
+    }
+    Ok(out)
+}
+
+async fn group_view(state: &AppState, g: &Principal) -> Result<GroupView, ApiError> {
+    let members = state.store.group_members(&g.id).await?;
+    Ok(GroupView {
+        id: g.id.clone(),
+        name: g.name.clone(),
+        display_name: g.display_name.clone(),
+        role_assignable: g.role_assignable,
+        members: members.into_iter().map(|m| m.name).collect(),
+    })
+}
+
+pub async fn create_group(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateGroupRequest,
+) -> Result<GroupView, ApiError> {
+    caller.require_admin()?;
+    let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
+    let display_name = match req.display_name.as_deref() {
+        Some(d) => principal::parse_display_name(d).map_err(invalid)?,
+        None => name.to_string(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let change = Change::CreatePrincipal(NewPrincipal {
+        id: new_id("g"),
+        name: name.to_string(),
+        kind: PrincipalKind::Group.as_str().to_owned(),
+        display_name,
+        email: None,
+        phone: None,
+        guest_organisation: None,
+        role_assignable: req.role_assignable,
+        emergency: false,
+        privileged: false,
+        first_admin: false,
+        created_at_us: us(now),
+    });
+    let ev = event(caller, "group.created", format!("group:{name}"))
+        .details(serde_json::json!({ "role_assignable": req.role_assignable }));
+    state.store.write(change, vec![ev]).await.map_err(|e| {
+        conflict_to_exists(e, "a user, group or service account with that name exists")
+    })?;
+    let g = get_principal(state, name.as_str(), PrincipalKind::Group).await?;
+    group_view(state, &g).await
+}
+
+pub async fn list_groups(state: &AppState, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
+    caller.require_admin()?;
+    let mut out = Vec::new();
+    for g in state
+        .store
+        .principals(PrincipalKind::Group.as_str())
+        .await?
+    {
+        out.push(group_view(state, &g).await?);
+    }
+    Ok(out)
+}
+
+pub async fn change_membership(
+    state: &AppState,
+    caller: &Caller,
+    group: &str,
+    member: &str,
+    add: bool,
+) -> Result<GroupView, ApiError> {
+    // Role-assignable groups: only an administrator (to become: PRA / GA holders).
+    caller.require_admin()?;
+    let g = get_principal(state, group, PrincipalKind::Group).await?;
+    let member_name = PrincipalName::parse("member", member).map_err(invalid)?;
+    let m = match state.store.principal_by_name(member_name.as_str()).await? {
+        Some(m) if m.kind != PrincipalKind::Group.as_str() => m,
+        Some(_) => return Err(ApiError::bad_request("groups cannot be nested")),
+        None => {
+            return Err(ApiError::not_found(format!(
+                "no user or service account named {member_name}"
+            )));
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let (change, action) = if add {
+        (
+            Change::AddGroupMember {
+                group_id: g.id.clone(),
+                member_id: m.id.clone(),
+                at_us: us(now),
+            },
+            "group.member_added",
+        )
+    } else {
+        (
+            Change::RemoveGroupMember {
+                group_id: g.id.clone(),
+                member_id: m.id.clone(),
+            },
+            "group.member_removed",
+        )
+    };
+    let ev = event(caller, action, format!("group:{}", g.name))
+        .details(serde_json::json!({ "member": format!("{}:{}", m.kind, m.name), "role_assignable": g.role_assignable }));
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) if add => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyExists,
+                "already a member",
+            ),
+            StoreError::Conflict(_) => {
+                ApiError::not_found(format!("{member_name} is not a member of {}", g.name))
+            }
+            other => other.into(),
+        })?;
+    group_view(state, &g).await
+}
+
+pub async fn create_service_account(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateServiceAccountRequest,
+) -> Result<ServiceAccountView, ApiError> {
+    caller.require_admin()?;
+    let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
+    let display_name = match req.display_name.as_deref() {
+        Some(d) => principal::parse_display_name(d).map_err(invalid)?,
+        None => name.to_string(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let change = Change::CreatePrincipal(NewPrincipal {
+        id: new_id("sa"),
+        name: name.to_string(),
+        kind: PrincipalKind::ServiceAccount.as_str().to_owned(),
+        display_name,
+        email: None,
+        phone: None,
+        guest_organisation: None,
+        role_assignable: false,
+        emergency: false,
+        privileged: false,
+        first_admin: false,
+        created_at_us: us(now),
+    });
+    state
+        .store
+        .write(
+            change,
+            vec![event(
+                caller,
+                "service_account.created",
+                format!("service_account:{name}"),
+            )],
+        )
+        .await
+        .map_err(|e| {
+            conflict_to_exists(e, "a user, group or service account with that name exists")
+        })?;
+    let p = get_principal(state, name.as_str(), PrincipalKind::ServiceAccount).await?;
+    Ok(sa_view(&p))
+}
+
+fn sa_view(p: &Principal) -> ServiceAccountView {
+    ServiceAccountView {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        display_name: p.display_name.clone(),
+        enabled: p.enabled,
+        created_at: rfc3339(p.created_at_us),
+    }
+}
+
+pub async fn list_service_accounts(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<ServiceAccountView>, ApiError> {
+    caller.require_admin()?;
+    Ok(state
+        .store
+        .principals(PrincipalKind::ServiceAccount.as_str())
+        .await?
+        .iter()
+        .map(sa_view)
+        .collect())
+}

@@ -1,0 +1,1038 @@
+//! Sign-in: password, then a second factor; sessions; the first administrator (bootstrap).
+//!
+//! Rules kept here:
+//! - Unknown user, wrong password, service account and "no password" all answer the same
+//!   `invalid_credentials` after the same Argon2 work; the audit event records the real reason.
+//! - Failures slow down per account and per client IP (capped backoff, never a lockout);
+//!   emergency accounts only per IP. Throttled attempts answer 429 with `Retry-After`.
+//! - A TOTP time step is accepted once (conditional update in the store, so also across
+//!   replicas). A code that is not six digits is refused as bad input and changes nothing.
+//! - Accounts that are or may become privileged without a second factor get only a
+//!   registration-only session.
+//! - Every attempt, success or failure, is an audit event.
+
+use axum::http::StatusCode;
+use portcullis_core::api::{
+    BootstrapRequest, FactorView, PasswordChangeRequest, PasswordSignInRequest, SessionIssued,
+    SessionView, SignInResponse, TotpEnrolRequest, TotpEnrolment, TotpSignInRequest, UserView,
+    WhoAmI,
+};
+use portcullis_core::audit::{NewAuditEvent, Outcome};
+use portcullis_core::error::ErrorCode;
+use portcullis_core::principal::{PrincipalKind, PrincipalName};
+use portcullis_core::session::{AuthStrength, SessionScope};
+use portcullis_core::throttle::ThrottlePolicy;
+use portcullis_core::totp::{self, TotpError};
+use portcullis_store::accounts::{Factor, Principal, Session};
+use portcullis_store::crypto::{random_token, token_hash};
+use portcullis_store::{Change, NewPrincipal, NewSession, StoreError};
+use rand::RngCore;
+use secrecy::SecretString;
+use time::OffsetDateTime;
+
+use crate::accounts::{check_password, get_principal, invalid, new_id, user_view, validate_user};
+use crate::api::AppState;
+use crate::auth::{Caller, ClientInfo, SessionCaller, event};
+use crate::error::ApiError;
+use crate::time_us::{from_us, rfc3339, us};
+
+const MAX_PASSWORD: usize = 1024;
+
+fn invalid_credentials() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::InvalidCredentials,
+        "user name or password is wrong",
+    )
+}
+
+fn totp_error(e: TotpError) -> ApiError {
+    match e {
+        TotpError::Malformed => ApiError::bad_request(e.to_string()),
+        TotpError::Replayed => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::CodeReplayed,
+            e.to_string(),
+        ),
+        TotpError::Invalid => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCode,
+            e.to_string(),
+        ),
+        TotpError::BadSecret => ApiError::internal("stored TOTP secret unusable"),
+    }
+}
+
+fn check_password_input(pw: &str) -> Result<(), ApiError> {
+    if pw.is_empty() {
+        return Err(ApiError::bad_request("password must not be empty"));
+    }
+    if pw.len() > MAX_PASSWORD {
+        return Err(ApiError::bad_request(format!(
+            "password must be at most {MAX_PASSWORD} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn throttle_keys(name: &str, emergency: bool, client: &ClientInfo) -> Vec<String> {
+    let mut keys = vec![format!("ip:{}", client.ip)];
+    if !emergency {
+        keys.push(format!("account:{name}"));
+    }
+    keys
+}
+
+/// Refuses with 429 when any key is still waiting out its backoff.
+async fn check_throttle(
+    state: &AppState,
+    keys: &[String],
+    now: OffsetDateTime,
+) -> Result<(), (ApiError, i64)> {
+    let counters = state
+        .store
+        .throttle_counters(keys)
+        .await
+        .map_err(|e| (e.into(), 0))?;
+    let mut wait = 0i64;
+    for (key, failures, last) in counters {
+        let policy = if key.starts_with("ip:") {
+            ThrottlePolicy::IP
+        } else {
+            ThrottlePolicy::ACCOUNT
+        };
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        if let Some(at) = policy.retry_at(failures, from_us(last), now) {
+            wait = wait.max((at - now).whole_seconds() + 1);
+        }
+    }
+    if wait > 0 {
+        let e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyAttempts,
+            format!("too many failed attempts; try again in {wait} seconds"),
+        )
+        .retry_after(wait);
+        return Err((e, wait));
+    }
+    Ok(())
+}
+
+fn signin_event(
+    name: &str,
+    action: &str,
+    outcome: Outcome,
+    reason: &str,
+    client: &ClientInfo,
+    extra: serde_json::Value,
+) -> NewAuditEvent {
+    let mut details = serde_json::json!({ "reason": reason, "client_ip": client.ip, "user_agent": client.user_agent });
+    if let (Some(d), Some(e)) = (details.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    NewAuditEvent::new(format!("user:{name}"), action, format!("user:{name}"))
+        .outcome(outcome)
+        .details(details)
+}
+
+async fn record_failure(
+    state: &AppState,
+    keys: Vec<String>,
+    ev: NewAuditEvent,
+) -> Result<(), ApiError> {
+    let now = OffsetDateTime::now_utc();
+    state
+        .store
+        .write(
+            Change::RecordFailures {
+                keys,
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A new session for `p`, returned with its one-time token and the change that stores it.
+fn new_session(
+    state: &AppState,
+    p: &Principal,
+    strength: AuthStrength,
+    scope: SessionScope,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> (SessionIssued, Change) {
+    let token = random_token();
+    let id = new_id("s");
+    let issued = SessionIssued {
+        token: token.to_string(),
+        session_id: id.clone(),
+        strength: strength.as_str().to_owned(),
+        scope: scope.as_str().to_owned(),
+        expires_at: rfc3339(us(state.lifetimes.absolute_end(now, scope))),
+    };
+    let change = Change::CreateSession(NewSession {
+        id,
+        token_hash: token_hash(&token),
+        principal_id: p.id.clone(),
+        strength: strength.as_str().to_owned(),
+        scope: scope.as_str().to_owned(),
+        created_at_us: us(now),
+        strong_auth_at_us: (strength >= AuthStrength::Mfa).then_some(us(now)),
+        client_ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+    });
+    (issued, change)
+}
+
+/// First step: user name and password.
+pub async fn password_step(
+    state: &AppState,
+    client: &ClientInfo,
+    req: PasswordSignInRequest,
+) -> Result<SignInResponse, ApiError> {
+    let name = PrincipalName::parse("username", &req.username).map_err(invalid)?;
+    check_password_input(&req.password)?;
+    let now = OffsetDateTime::now_utc();
+    let principal = state.store.principal_by_name(name.as_str()).await?;
+    let emergency = principal.as_ref().is_some_and(|p| p.emergency);
+    let keys = throttle_keys(name.as_str(), emergency, client);
+    if let Err((e, wait)) = check_throttle(state, &keys, now).await {
+        let ev = signin_event(
+            name.as_str(),
+            "signin.password",
+            Outcome::Failure,
+            "throttled",
+            client,
+            serde_json::json!({ "retry_after_seconds": wait }),
+        );
+        state.store.append(ev).await?;
+        return Err(e);
+    }
+    let phc = match &principal {
+        Some(p) if p.kind == PrincipalKind::User.as_str() => {
+            state.store.password_phc(&p.id).await?
+        }
+        _ => None,
+    };
+    let pw = SecretString::from(req.password);
+    let verified = state
+        .passwords
+        .verify(&pw, phc.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    let p = match principal {
+        Some(p) if verified.ok => p,
+        other => {
+            let (reason, alert) = match &other {
+                None => ("unknown_user", false),
+                Some(p) if p.kind == PrincipalKind::ServiceAccount.as_str() => {
+                    ("service_account_interactive_signin", true)
+                }
+                Some(p) if p.kind != PrincipalKind::User.as_str() => ("not_a_user", false),
+                Some(_) if phc.is_none() => ("no_password", false),
+                Some(_) => ("wrong_password", false),
+            };
+            let ev = signin_event(
+                name.as_str(),
+                "signin.password",
+                Outcome::Failure,
+                reason,
+                client,
+                serde_json::json!({ "alert": alert }),
+            );
+            record_failure(state, keys, ev).await?;
+            return Err(invalid_credentials());
+        }
+    };
+    if !p.enabled {
+        let ev = signin_event(
+            &p.name,
+            "signin.password",
+            Outcome::Failure,
+            "account_disabled",
+            client,
+            serde_json::json!({}),
+        );
+        state.store.append(ev).await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccountDisabled,
+            "this account is disabled",
+        ));
+    }
+    let mut changes = Vec::new();
+    if verified.needs_rehash {
+        let phc = state
+            .passwords
+            .hash(&pw)
+            .await
+            .map_err(ApiError::internal)?;
+        changes.push(Change::SetPassword {
+            principal_id: p.id.clone(),
+            phc,
+            at_us: us(now),
+        });
+    }
+    let factors: Vec<String> = state
+        .store
+        .factors(&p.id)
+        .await?
+        .into_iter()
+        .filter(|f| f.confirmed)
+        .map(|f| f.kind)
+        .collect();
+    if !factors.is_empty() {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let signin_id = hex::encode(raw);
+        changes.push(Change::CreatePendingSignIn {
+            id_hash: token_hash(&signin_id),
+            principal_id: p.id.clone(),
+            at_us: us(now),
+        });
+        let ev = signin_event(
+            &p.name,
+            "signin.password",
+            Outcome::Success,
+            "second_factor_required",
+            client,
+            serde_json::json!({ "rehashed": verified.needs_rehash }),
+        );
+        state.store.write(Change::Many(changes), vec![ev]).await?;
+        let mut kinds = factors;
+        kinds.dedup();
+        return Ok(SignInResponse {
+            status: "mfa_required".into(),
+            signin_id: Some(signin_id),
+            factors: kinds,
+            session: None,
+        });
+    }
+    // No second factor: a privileged-capable account may only register one.
+    let scope = if p.privileged || p.first_admin || p.emergency {
+        SessionScope::RegistrationOnly
+    } else {
+        SessionScope::Full
+    };
+    let (issued, create) = new_session(state, &p, AuthStrength::Password, scope, client, now);
+    changes.push(create);
+    changes.push(Change::RecordSignIn {
+        principal_id: p.id.clone(),
+        at_us: us(now),
+    });
+    changes.push(Change::ResetThrottle {
+        keys: vec![format!("account:{}", p.name)],
+    });
+    let ev = signin_event(
+        &p.name,
+        "signin.completed",
+        Outcome::Success,
+        "password_only",
+        client,
+        serde_json::json!({ "strength": "password", "scope": scope.as_str(), "session_id": issued.session_id }),
+    );
+    state.store.write(Change::Many(changes), vec![ev]).await?;
+    Ok(SignInResponse {
+        status: "signed_in".into(),
+        signin_id: None,
+        factors: vec![],
+        session: Some(issued),
+    })
+}
+
+/// Tries `code` against each confirmed TOTP factor; the matching factor and step.
+fn match_totp(
+    state: &AppState,
+    factors: &[Factor],
+    code: &str,
+    now: OffsetDateTime,
+) -> Result<(String, u64), TotpError> {
+    let mut last_err = TotpError::Invalid;
+    for f in factors.iter().filter(|f| f.kind == "totp" && f.confirmed) {
+        let secret = state
+            .master
+            .open(&format!("mfa_factor:{}", f.id), &f.sealed_secret)
+            .map_err(|_| TotpError::BadSecret)?;
+        let last = f.last_step.and_then(|s| u64::try_from(s).ok());
+        match totp::verify(&secret, code, now.unix_timestamp().max(0) as u64, last) {
+            Ok(step) => return Ok((f.id.clone(), step)),
+            Err(TotpError::Replayed) => last_err = TotpError::Replayed,
+            Err(e @ TotpError::Malformed) => return Err(e),
+            Err(_) => {}
+        }
+    }
+    Err(last_err)
+}
+
+/// Second step: a TOTP code for a pending sign-in.
+pub async fn totp_step(
+    state: &AppState,
+    client: &ClientInfo,
+    req: TotpSignInRequest,
+) -> Result<SignInResponse, ApiError> {
+    if req.signin_id.len() != 64 || !req.signin_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("signin_id is malformed"));
+    }
+    if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(totp_error(TotpError::Malformed));
+    }
+    let now = OffsetDateTime::now_utc();
+    let id_hash = token_hash(&req.signin_id);
+    let expired = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "this sign-in has expired or was completed; start again",
+        )
+    };
+    let (principal_id, created) = state
+        .store
+        .pending_signin(&id_hash)
+        .await?
+        .ok_or_else(expired)?;
+    if now - from_us(created) > state.lifetimes.pending_signin {
+        return Err(expired());
+    }
+    let p = state
+        .store
+        .principal_by_id(&principal_id)
+        .await?
+        .ok_or_else(expired)?;
+    let keys = throttle_keys(&p.name, p.emergency, client);
+    if let Err((e, wait)) = check_throttle(state, &keys, now).await {
+        state
+            .store
+            .append(signin_event(
+                &p.name,
+                "signin.totp",
+                Outcome::Failure,
+                "throttled",
+                client,
+                serde_json::json!({ "retry_after_seconds": wait }),
+            ))
+            .await?;
+        return Err(e);
+    }
+    if !p.enabled {
+        state
+            .store
+            .append(signin_event(
+                &p.name,
+                "signin.totp",
+                Outcome::Failure,
+                "account_disabled",
+                client,
+                serde_json::json!({}),
+            ))
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AccountDisabled,
+            "this account is disabled",
+        ));
+    }
+    let factors = state.store.factors(&p.id).await?;
+    let (factor_id, step) = match match_totp(state, &factors, &req.code, now) {
+        Ok(m) => m,
+        Err(e) => {
+            let reason = if e == TotpError::Replayed {
+                "totp_replayed"
+            } else {
+                "wrong_totp"
+            };
+            record_failure(
+                state,
+                keys,
+                signin_event(
+                    &p.name,
+                    "signin.totp",
+                    Outcome::Failure,
+                    reason,
+                    client,
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
+            return Err(totp_error(e));
+        }
+    };
+    let (issued, create) = new_session(
+        state,
+        &p,
+        AuthStrength::Mfa,
+        SessionScope::Full,
+        client,
+        now,
+    );
+    let change = Change::Many(vec![
+        Change::ConsumePendingSignIn { id_hash },
+        Change::AcceptTotpStep {
+            factor_id: factor_id.clone(),
+            step: step as i64,
+            confirm: false,
+            at_us: us(now),
+        },
+        create,
+        Change::RecordSignIn {
+            principal_id: p.id.clone(),
+            at_us: us(now),
+        },
+        Change::ResetThrottle {
+            keys: vec![format!("account:{}", p.name)],
+        },
+    ]);
+    let ev = signin_event(
+        &p.name,
+        "signin.completed",
+        Outcome::Success,
+        "password_and_totp",
+        client,
+        serde_json::json!({ "strength": "mfa", "session_id": issued.session_id, "factor_id": factor_id }),
+    );
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => Ok(SignInResponse {
+            status: "signed_in".into(),
+            signin_id: None,
+            factors: vec![],
+            session: Some(issued),
+        }),
+        // Lost a race: the step was used, or the sign-in completed, in another request.
+        Err(StoreError::Conflict(_)) => {
+            record_failure(
+                state,
+                keys,
+                signin_event(
+                    &p.name,
+                    "signin.totp",
+                    Outcome::Failure,
+                    "totp_replayed",
+                    client,
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
+            Err(totp_error(TotpError::Replayed))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Redeems the bootstrap token: creates the first administrator with a password and a
+/// confirmed TOTP factor, in one transaction that also marks the token used.
+pub async fn bootstrap(
+    state: &AppState,
+    client: &ClientInfo,
+    req: BootstrapRequest,
+) -> Result<UserView, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    if req.token.is_empty()
+        || req.token.len() > 512
+        || !state.store.bootstrap_token_valid(&req.token, now).await?
+    {
+        state
+            .store
+            .append(NewAuditEvent::new("anonymous", "bootstrap.redeem", "tenant").outcome(Outcome::Failure).details(serde_json::json!({ "reason": "invalid_or_used_token", "client_ip": client.ip })))
+            .await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::BootstrapUnavailable,
+            "the bootstrap token is invalid, expired or already used",
+        ));
+    }
+    let v = validate_user(
+        &req.username,
+        &req.display_name,
+        req.email.as_deref(),
+        None,
+        None,
+    )?;
+    check_password(&req.password, v.name.as_str(), v.email.as_deref(), true)?;
+    let secret = totp::base32_decode(&req.totp_secret)
+        .filter(|s| s.len() >= 16 && s.len() <= 64)
+        .ok_or_else(|| ApiError::bad_request("totp_secret must be base32 of 16 to 64 bytes"))?;
+    let step = totp::verify(
+        &secret,
+        &req.totp_code,
+        now.unix_timestamp().max(0) as u64,
+        None,
+    )
+    .map_err(totp_error)?;
+    let phc = state
+        .passwords
+        .hash(&SecretString::from(req.password))
+        .await
+        .map_err(ApiError::internal)?;
+    let id = new_id("u");
+    let factor_id = new_id("f");
+    let change = Change::Many(vec![
+        Change::RedeemBootstrapToken {
+            token_hash: token_hash(&req.token),
+            at_us: us(now),
+        },
+        Change::CreatePrincipal(NewPrincipal {
+            id: id.clone(),
+            name: v.name.to_string(),
+            kind: PrincipalKind::User.as_str().to_owned(),
+            display_name: v.display_name,
+            email: v.email,
+            phone: None,
+            guest_organisation: None,
+            role_assignable: false,
+            emergency: false,
+            privileged: true,
+            first_admin: true,
+            created_at_us: us(now),
+        }),
+        Change::SetPassword {
+            principal_id: id.clone(),
+            phc,
+            at_us: us(now),
+        },
+        Change::AddTotpFactor {
+            id: factor_id.clone(),
+            principal_id: id,
+            name: "authenticator".into(),
+            sealed_secret: state
+                .master
+                .seal(&format!("mfa_factor:{factor_id}"), &secret),
+            confirmed: true,
+            last_step: Some(step as i64),
+            at_us: us(now),
+        },
+    ]);
+    let events = vec![
+        NewAuditEvent::new("bootstrap-token", "bootstrap.redeemed", "tenant").details(serde_json::json!({ "first_admin": v.name.as_str(), "client_ip": client.ip })),
+        NewAuditEvent::new("bootstrap-token", "user.created", format!("user:{}", v.name)).details(serde_json::json!({ "first_admin": true, "roles": ["Global Administrator (permanent, active)"] })),
+    ];
+    state
+        .store
+        .write(change, events)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::BootstrapUnavailable,
+                "the bootstrap token was used concurrently, or the name is taken",
+            ),
+            other => other.into(),
+        })?;
+    let p = get_principal(state, v.name.as_str(), PrincipalKind::User).await?;
+    user_view(state, &p).await
+}
+
+fn session_view(s: &Session, user: &str, current: &str) -> SessionView {
+    SessionView {
+        id: s.id.clone(),
+        user: user.to_owned(),
+        strength: s.strength.clone(),
+        scope: s.scope.clone(),
+        created_at: rfc3339(s.created_at_us),
+        last_seen: rfc3339(s.last_seen_us),
+        client_ip: s.client_ip.clone(),
+        user_agent: s.user_agent.clone(),
+        current: s.id == current,
+    }
+}
+
+/// `GET /api/v1/me`.
+pub async fn whoami(state: &AppState, caller: &Caller) -> Result<WhoAmI, ApiError> {
+    let s = caller.require_session()?;
+    let user = user_view(state, &s.principal).await?;
+    let mut roles = Vec::new();
+    let mut warnings = Vec::new();
+    if s.principal.first_admin {
+        roles.push("Global Administrator (permanent, active, from bootstrap)".to_owned());
+        warnings.push("you hold a standing Global Administrator role from bootstrap; turn it into an eligible assignment once roles are available".to_owned());
+    }
+    if s.scope == SessionScope::RegistrationOnly {
+        warnings.push("registration-only session: enrol a second factor (portcullis mfa enroll totp), then sign in again".to_owned());
+    }
+    Ok(WhoAmI {
+        user,
+        session: session_view(&s.session, &s.principal.name, &s.session.id),
+        roles,
+        warnings,
+    })
+}
+
+fn alive(state: &AppState, s: &Session, now: OffsetDateTime) -> bool {
+    let scope = SessionScope::parse(&s.scope).unwrap_or(SessionScope::RegistrationOnly);
+    s.revoked_at_us.is_none()
+        && state.lifetimes.alive(
+            from_us(s.created_at_us),
+            from_us(s.last_seen_us),
+            scope,
+            now,
+        )
+}
+
+/// Live sessions of the caller, or of `user` for an administrator.
+pub async fn list_sessions(
+    state: &AppState,
+    caller: &Caller,
+    user: Option<&str>,
+) -> Result<Vec<SessionView>, ApiError> {
+    let me = caller.require_session()?;
+    let p = match user {
+        Some(name) if name != me.principal.name => {
+            caller.require_admin()?;
+            get_principal(state, name, PrincipalKind::User).await?
+        }
+        _ => me.principal.clone(),
+    };
+    let now = OffsetDateTime::now_utc();
+    Ok(state
+        .store
+        .sessions_of(&p.id)
+        .await?
+        .iter()
+        .filter(|s| alive(state, s, now))
+        .map(|s| session_view(s, &p.name, &me.session.id))
+        .collect())
+}
+
+/// Revokes a session: one's own, or anyone's for an administrator.
+pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let me = caller.require_session()?;
+    let not_found = || ApiError::not_found("no such session");
+    if id.len() > 80 {
+        return Err(not_found());
+    }
+    let s = state.store.session_by_id(id).await?.ok_or_else(not_found)?;
+    if s.principal_id != me.principal.id && caller.require_admin().is_err() {
+        // Someone else's session looks like no session at all.
+        return Err(not_found());
+    }
+    let owner = state
+        .store
+        .principal_by_id(&s.principal_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(caller, "session.revoked", format!("user:{}", owner.name))
+        .details(serde_json::json!({ "session_id": s.id }));
+    state
+        .store
+        .write(
+            Change::RevokeSession {
+                id: s.id.clone(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => not_found(),
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+/// Signs the caller out (revokes the current session).
+pub async fn signout(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    let me = caller.require_session()?;
+    revoke_session(state, caller, &me.session.id.clone()).await
+}
+
+fn factor_view(f: &Factor) -> FactorView {
+    FactorView {
+        id: f.id.clone(),
+        kind: f.kind.clone(),
+        name: f.name.clone(),
+        confirmed: f.confirmed,
+        created_at: rfc3339(f.created_at_us),
+        last_used: f.last_used_us.map(rfc3339),
+    }
+}
+
+pub async fn list_factors(state: &AppState, caller: &Caller) -> Result<Vec<FactorView>, ApiError> {
+    let me = caller.require_session()?;
+    Ok(state
+        .store
+        .factors(&me.principal.id)
+        .await?
+        .iter()
+        .map(factor_view)
+        .collect())
+}
+
+fn factor_name(name: &str) -> Result<String, ApiError> {
+    let n = name.trim();
+    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "factor name must be 1 to 64 characters without control characters",
+        ));
+    }
+    Ok(n.to_owned())
+}
+
+/// Starts a TOTP enrolment: the secret is shown once, and the factor counts only once a code
+/// confirms it.
+pub async fn enrol_totp(
+    state: &AppState,
+    caller: &Caller,
+    req: TotpEnrolRequest,
+) -> Result<TotpEnrolment, ApiError> {
+    let me = caller.require_session()?;
+    let name = factor_name(&req.name)?;
+    let mut secret = zeroize::Zeroizing::new([0u8; totp::SECRET_LEN]);
+    rand::rngs::OsRng.fill_bytes(secret.as_mut());
+    let id = new_id("f");
+    let uri = totp::otpauth_uri(secret.as_ref(), &me.principal.name).map_err(ApiError::internal)?;
+    let now = OffsetDateTime::now_utc();
+    let change = Change::AddTotpFactor {
+        id: id.clone(),
+        principal_id: me.principal.id.clone(),
+        name: name.clone(),
+        sealed_secret: state
+            .master
+            .seal(&format!("mfa_factor:{id}"), secret.as_ref()),
+        confirmed: false,
+        last_step: None,
+        at_us: us(now),
+    };
+    let ev = event(
+        caller,
+        "mfa.totp_enrolment_started",
+        format!("user:{}", me.principal.name),
+    )
+    .details(serde_json::json!({ "factor_id": id, "name": name }));
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyExists,
+                "you already have a factor with that name",
+            ),
+            other => other.into(),
+        })?;
+    Ok(TotpEnrolment {
+        factor_id: id,
+        secret: totp::base32(secret.as_ref()),
+        otpauth_uri: uri,
+    })
+}
+
+pub async fn confirm_totp(
+    state: &AppState,
+    caller: &Caller,
+    factor_id: &str,
+    code: &str,
+) -> Result<FactorView, ApiError> {
+    let me = caller.require_session()?;
+    let factors = state.store.factors(&me.principal.id).await?;
+    let f = factors
+        .iter()
+        .find(|f| f.id == factor_id && f.kind == "totp")
+        .ok_or_else(|| ApiError::not_found("no such factor"))?;
+    if f.confirmed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "this factor is already confirmed",
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let secret = state
+        .master
+        .open(&format!("mfa_factor:{}", f.id), &f.sealed_secret)
+        .map_err(ApiError::internal)?;
+    let step = match totp::verify(&secret, code, now.unix_timestamp().max(0) as u64, None) {
+        Ok(s) => s,
+        Err(e @ TotpError::Malformed) => return Err(totp_error(e)),
+        Err(e) => {
+            state
+                .store
+                .append(
+                    event(
+                        caller,
+                        "mfa.totp_confirmed",
+                        format!("user:{}", me.principal.name),
+                    )
+                    .outcome(Outcome::Failure)
+                    .details(serde_json::json!({ "factor_id": f.id, "reason": "wrong_code" })),
+                )
+                .await?;
+            return Err(totp_error(e));
+        }
+    };
+    let ev = event(
+        caller,
+        "mfa.totp_confirmed",
+        format!("user:{}", me.principal.name),
+    )
+    .details(serde_json::json!({ "factor_id": f.id }));
+    state
+        .store
+        .write(
+            Change::AcceptTotpStep {
+                factor_id: f.id.clone(),
+                step: step as i64,
+                confirm: true,
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => totp_error(TotpError::Replayed),
+            other => other.into(),
+        })?;
+    let f = state
+        .store
+        .factors(&me.principal.id)
+        .await?
+        .into_iter()
+        .find(|x| x.id == factor_id)
+        .ok_or_else(|| ApiError::not_found("no such factor"))?;
+    Ok(factor_view(&f))
+}
+
+/// Removes a factor; never the last confirmed factor of an account that needs MFA.
+pub async fn remove_factor(
+    state: &AppState,
+    caller: &Caller,
+    factor_id: &str,
+) -> Result<(), ApiError> {
+    let me: &SessionCaller = caller.require_full()?;
+    let factors = state.store.factors(&me.principal.id).await?;
+    let f = factors
+        .iter()
+        .find(|f| f.id == factor_id)
+        .ok_or_else(|| ApiError::not_found("no such factor"))?;
+    let needs_mfa = me.principal.privileged || me.principal.first_admin || me.principal.emergency;
+    let confirmed_left = factors
+        .iter()
+        .filter(|x| x.confirmed && x.id != f.id)
+        .count();
+    if f.confirmed && needs_mfa && confirmed_left == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::LastFactor,
+            "this is your last second factor and your account needs one; enrol another first",
+        ));
+    }
+    let ev = event(
+        caller,
+        "mfa.factor_removed",
+        format!("user:{}", me.principal.name),
+    )
+    .details(serde_json::json!({ "factor_id": f.id, "kind": f.kind, "name": f.name }));
+    state
+        .store
+        .write(
+            Change::RemoveFactor {
+                id: f.id.clone(),
+                principal_id: me.principal.id.clone(),
+            },
+            vec![ev],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::not_found("no such factor"),
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+/// Changes the caller's password: the current password and a fresh TOTP code are both needed.
+/// Other sessions are revoked.
+pub async fn change_password(
+    state: &AppState,
+    caller: &Caller,
+    client: &ClientInfo,
+    req: PasswordChangeRequest,
+) -> Result<(), ApiError> {
+    let me = caller.require_full()?;
+    check_password_input(&req.current_password)?;
+    if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(totp_error(TotpError::Malformed));
+    }
+    let p = &me.principal;
+    check_password(
+        &req.new_password,
+        &p.name,
+        p.email.as_deref(),
+        p.privileged || p.first_admin,
+    )?;
+    let now = OffsetDateTime::now_utc();
+    let keys = throttle_keys(&p.name, p.emergency, client);
+    if let Err((e, _)) = check_throttle(state, &keys, now).await {
+        return Err(e);
+    }
+    let phc = state.store.password_phc(&p.id).await?;
+    let ok = state
+        .passwords
+        .verify(&SecretString::from(req.current_password), phc.as_deref())
+        .await
+        .map_err(ApiError::internal)?
+        .ok;
+    if !ok {
+        record_failure(
+            state,
+            keys,
+            event(caller, "user.password_changed", format!("user:{}", p.name))
+                .outcome(Outcome::Failure)
+                .details(serde_json::json!({ "reason": "wrong_current_password" })),
+        )
+        .await?;
+        return Err(invalid_credentials());
+    }
+    let factors = state.store.factors(&p.id).await?;
+    let (factor_id, step) = match match_totp(state, &factors, &req.code, now) {
+        Ok(m) => m,
+        Err(e) => {
+            record_failure(
+                state,
+                keys,
+                event(caller, "user.password_changed", format!("user:{}", p.name))
+                    .outcome(Outcome::Failure)
+                    .details(serde_json::json!({ "reason": "wrong_totp" })),
+            )
+            .await?;
+            return Err(totp_error(e));
+        }
+    };
+    let new_phc = state
+        .passwords
+        .hash(&SecretString::from(req.new_password))
+        .await
+        .map_err(ApiError::internal)?;
+    let change = Change::Many(vec![
+        Change::AcceptTotpStep {
+            factor_id,
+            step: step as i64,
+            confirm: false,
+            at_us: us(now),
+        },
+        Change::SetPassword {
+            principal_id: p.id.clone(),
+            phc: new_phc,
+            at_us: us(now),
+        },
+        // Every other session ends: whoever else held one no longer knows the password.
+        Change::RevokeSessionsOf {
+            principal_id: p.id.clone(),
+            except: Some(me.session.id.clone()),
+            at_us: us(now),
+        },
+    ]);
+    let ev = event(caller, "user.password_changed", format!("user:{}", p.name))
+        .details(serde_json::json!({ "other_sessions_revoked": true }));
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => totp_error(TotpError::Replayed),
+            other => other.into(),
+        })?;
+    Ok(())
+}
