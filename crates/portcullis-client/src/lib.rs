@@ -7,7 +7,11 @@
 #![deny(clippy::unwrap_used)]
 
 use portcullis_core::api::{
-    CheckpointCreated, CheckpointRequest, ErrorBody, EventPage, Health, Ready, VerifyResult,
+    BootstrapRequest, CheckpointCreated, CheckpointRequest, CreateGroupRequest,
+    CreateServiceAccountRequest, CreateUserRequest, ErrorBody, EventPage, FactorView,
+    GroupMemberRequest, GroupView, Health, PasswordChangeRequest, PasswordSignInRequest, Ready,
+    ServiceAccountView, SessionView, SignInResponse, TotpConfirmRequest, TotpEnrolRequest,
+    TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WhoAmI,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -100,6 +104,16 @@ impl Client {
         }
     }
 
+    /// The same client with another bearer credential.
+    pub fn with_token(&self, token: Option<SecretString>) -> Self {
+        Self {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token,
+        }
+    }
+
+    /// Sends and decodes; an empty success body (204) decodes as JSON `null`, i.e. `()`.
     async fn send<T: DeserializeOwned>(
         &self,
         rb: reqwest::RequestBuilder,
@@ -114,6 +128,13 @@ impl Client {
             reason: transport_reason(&e),
         })?;
         if status.is_success() {
+            if bytes.is_empty() {
+                return serde_json::from_value(serde_json::Value::Null).map_err(|_| {
+                    ClientError::Unexpected {
+                        status: status.as_u16(),
+                    }
+                });
+            }
             return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
                 status: status.as_u16(),
             });
@@ -183,6 +204,66 @@ impl Client {
         )
         .await
     }
+}
+
+macro_rules! endpoints {
+    ($( $(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty = $method:ident $path:expr $(, body $body:expr)? ;)*) => {
+        impl Client {
+            $(
+                $(#[$m])*
+                pub async fn $name(&self, $($arg: $ty),*) -> Result<$ret, ClientError> {
+                    #[allow(unused_mut)]
+                    let mut rb = self.request(reqwest::Method::$method, &$path);
+                    $( rb = rb.json(&$body); )?
+                    endpoints!(@send self, rb, $ret)
+                }
+            )*
+        }
+    };
+    (@send $self:ident, $rb:ident, $ret:ty) => { $self.send($rb).await };
+}
+
+/// A path segment, percent-encoded.
+fn seg(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+endpoints! {
+    /// Redeem the bootstrap token and create the first administrator.
+    fn bootstrap(req: &BootstrapRequest) -> UserView = POST "/api/v1/bootstrap", body req;
+    /// Sign in, first step.
+    fn signin_password(req: &PasswordSignInRequest) -> SignInResponse = POST "/api/v1/signin", body req;
+    /// Sign in, second step.
+    fn signin_totp(req: &TotpSignInRequest) -> SignInResponse = POST "/api/v1/signin/totp", body req;
+    fn signout() -> () = POST "/api/v1/signout";
+    fn whoami() -> WhoAmI = GET "/api/v1/me";
+    fn mfa_list() -> Vec<FactorView> = GET "/api/v1/me/mfa";
+    fn mfa_enrol_totp(req: &TotpEnrolRequest) -> TotpEnrolment = POST "/api/v1/me/mfa/totp", body req;
+    fn mfa_confirm_totp(id: &str, req: &TotpConfirmRequest) -> FactorView = POST format!("/api/v1/me/mfa/totp/{}/confirm", seg(id)), body req;
+    fn mfa_remove(id: &str) -> () = DELETE format!("/api/v1/me/mfa/{}", seg(id));
+    fn change_password(req: &PasswordChangeRequest) -> () = POST "/api/v1/me/password", body req;
+    fn sessions() -> Vec<SessionView> = GET "/api/v1/sessions";
+    fn revoke_session(id: &str) -> () = DELETE format!("/api/v1/sessions/{}", seg(id));
+    fn create_user(req: &CreateUserRequest) -> UserView = POST "/api/v1/users", body req;
+    fn users() -> Vec<UserView> = GET "/api/v1/users";
+    fn user(name: &str) -> UserView = GET format!("/api/v1/users/{}", seg(name));
+    fn disable_user(name: &str) -> UserView = POST format!("/api/v1/users/{}/disable", seg(name));
+    fn enable_user(name: &str) -> UserView = POST format!("/api/v1/users/{}/enable", seg(name));
+    fn user_sessions(name: &str) -> Vec<SessionView> = GET format!("/api/v1/users/{}/sessions", seg(name));
+    fn create_group(req: &CreateGroupRequest) -> GroupView = POST "/api/v1/groups", body req;
+    fn groups() -> Vec<GroupView> = GET "/api/v1/groups";
+    fn add_group_member(group: &str, req: &GroupMemberRequest) -> GroupView = POST format!("/api/v1/groups/{}/members", seg(group)), body req;
+    fn remove_group_member(group: &str, member: &str) -> GroupView = DELETE format!("/api/v1/groups/{}/members/{}", seg(group), seg(member));
+    fn create_service_account(req: &CreateServiceAccountRequest) -> ServiceAccountView = POST "/api/v1/service-accounts", body req;
+    fn service_accounts() -> Vec<ServiceAccountView> = GET "/api/v1/service-accounts";
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {
