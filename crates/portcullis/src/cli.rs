@@ -7,7 +7,14 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
 use portcullis_client::{Client, EventFilter};
-use portcullis_core::api::VerifyResult;
+use portcullis_core::api::{
+    BootstrapRequest, CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest,
+    GroupMemberRequest, PasswordSignInRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest,
+    TotpSignInRequest, UserView, VerifyResult,
+};
+use rand::RngCore;
+
+use crate::login::{self, StoredLogin, ask, ask_secret, qr};
 use portcullis_server::{Application, BuildOptions, Config, LogFormat};
 use portcullis_store::{Store, StoreOptions};
 use secrecy::SecretString;
@@ -50,6 +57,157 @@ enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Redeem the bootstrap token: create the first administrator (password + TOTP).
+    Bootstrap(BootstrapArgs),
+    /// Sign in and keep the session for the next commands.
+    Login(LoginArgs),
+    /// Sign out and forget the stored session.
+    Logout,
+    /// Show who you are signed in as, your session and your roles.
+    Whoami,
+    /// Your second factors.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
+    /// Users (members and partner guests).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Service accounts (records; credentials come with the token service).
+    #[command(subcommand, name = "service-accounts")]
+    ServiceAccounts(ServiceAccountsCommand),
+}
+
+#[derive(Args)]
+struct BootstrapArgs {
+    /// Read the bootstrap token from this file (otherwise it is asked for).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    email: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Args)]
+struct LoginArgs {
+    #[arg(long)]
+    username: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+    /// The TOTP code (otherwise it is asked for).
+    #[arg(long)]
+    code: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum MfaCommand {
+    /// List your second factors.
+    List,
+    /// Enrol a second factor.
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
+    /// Remove a second factor by id.
+    Remove { id: String },
+}
+
+#[derive(Subcommand)]
+enum EnrollCommand {
+    /// An authenticator app (TOTP): shows a QR code, then asks for a code to confirm.
+    Totp {
+        #[arg(long, default_value = "authenticator")]
+        name: String,
+        /// The confirmation code (otherwise it is asked for).
+        #[arg(long)]
+        code: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the initial password is asked for (or read with --password-stdin).
+    Create {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        email: Option<String>,
+        /// E.164, for SMS alerts.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Makes the user a guest from this organisation (partner or MSP staff).
+        #[arg(long)]
+        guest_org: Option<String>,
+        /// The account may become privileged: 15+ character password, MFA before full sign-in.
+        #[arg(long)]
+        privileged: bool,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupsCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Membership can then be changed by privileged administrators only.
+        #[arg(long)]
+        role_assignable: bool,
+    },
+    List,
+    /// Add a member to a group.
+    Add {
+        group: String,
+        member: String,
+    },
+    /// Remove a member from a group.
+    Remove {
+        group: String,
+        member: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Your live sessions, or a user's (administrators).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a session by id.
+    Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ServiceAccountsCommand {
+    Create {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    List,
 }
 
 #[derive(Args)]
@@ -114,11 +272,442 @@ struct ListArgs {
     limit: Option<i64>,
 }
 
+/// A client with the credential in effect: `PORTCULLIS_TOKEN`, else the stored login for
+/// this server.
 fn client(cli: &Cli) -> Result<Client> {
     let token = std::env::var("PORTCULLIS_TOKEN")
         .ok()
+        .or_else(|| {
+            login::load()
+                .filter(|l| l.server == cli.server)
+                .map(|l| l.token)
+        })
         .map(SecretString::from);
     Ok(Client::new(&cli.server, token)?)
+}
+
+fn anonymous(cli: &Cli) -> Result<Client> {
+    Ok(Client::new(&cli.server, None)?)
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut t = Table::new();
+    t.set_header(header.to_vec());
+    for r in rows {
+        t.add_row(r);
+    }
+    println!("{t}");
+}
+
+fn print_users(cli: &Cli, users: &[UserView]) -> Result<()> {
+    if cli.output == Output::Json {
+        return print_json(&users);
+    }
+    let rows = users
+        .iter()
+        .map(|u| {
+            vec![
+                u.name.clone(),
+                u.display_name.clone(),
+                match &u.guest_organisation {
+                    Some(o) => format!("guest ({o})"),
+                    None => u.kind.clone(),
+                },
+                if u.first_admin {
+                    "first admin".into()
+                } else {
+                    u.privileged.to_string()
+                },
+                u.enabled.to_string(),
+                u.mfa.join(","),
+                u.groups.join(","),
+                u.last_sign_in.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "name",
+            "display name",
+            "kind",
+            "privileged",
+            "enabled",
+            "mfa",
+            "groups",
+            "last sign-in",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+fn print_sessions(cli: &Cli, sessions: &[SessionView]) -> Result<()> {
+    if cli.output == Output::Json {
+        return print_json(&sessions);
+    }
+    let rows = sessions
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.user.clone(),
+                s.strength.clone(),
+                s.scope.clone(),
+                s.created_at.clone(),
+                s.last_seen.clone(),
+                s.client_ip.clone(),
+                s.user_agent.clone(),
+                if s.current {
+                    "current".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "id",
+            "user",
+            "strength",
+            "scope",
+            "created",
+            "last seen",
+            "ip",
+            "user agent",
+            "",
+        ],
+        rows,
+    );
+    Ok(())
+}
+
+/// Shows a TOTP secret for an authenticator app: a QR code and the URI on stderr, the secret
+/// on stdout (one line `secret: BASE32`, so scripts can read it).
+fn show_totp(secret_b32: &str, uri: &str) {
+    eprintln!("Add this to your authenticator app (scan the QR code or enter the secret):");
+    eprintln!("{}", qr(uri));
+    eprintln!("otpauth URI: {uri}");
+    println!("secret: {secret_b32}");
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+}
+
+/// A password asked twice on a terminal, or one line of stdin with `--password-stdin`.
+fn new_password(from_stdin: bool, prompt: &str) -> Result<String> {
+    if from_stdin {
+        return login::read_stdin_line("password");
+    }
+    let a = ask_secret(prompt, "password")?;
+    let b = ask_secret("Repeat it: ", "password")?;
+    if a != b {
+        bail!("the passwords differ");
+    }
+    Ok(a)
+}
+
+async fn bootstrap(cli: &Cli, args: &BootstrapArgs) -> Result<ExitCode> {
+    let token = match &args.token_file {
+        Some(p) => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read {}", p.display()))?
+            .trim()
+            .to_owned(),
+        None => ask_secret("Bootstrap token: ", "bootstrap token")?,
+    };
+    let password = new_password(
+        args.password_stdin,
+        "Password for the first administrator (15+ characters): ",
+    )?;
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None => ask("User name: ", "user name")?,
+    };
+    let display_name = args
+        .display_name
+        .clone()
+        .unwrap_or_else(|| username.clone());
+    let mut secret = zeroize::Zeroizing::new([0u8; portcullis_core::totp::SECRET_LEN]);
+    rand::rngs::OsRng.fill_bytes(secret.as_mut());
+    let secret_b32 = portcullis_core::totp::base32(secret.as_ref());
+    let uri = portcullis_core::totp::otpauth_uri(secret.as_ref(), &username)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    show_totp(&secret_b32, &uri);
+    let code = ask("Code from the authenticator app: ", "code")?;
+    let user = anonymous(cli)?
+        .bootstrap(&BootstrapRequest {
+            token,
+            username,
+            display_name,
+            email: args.email.clone(),
+            password,
+            totp_secret: secret_b32,
+            totp_code: code.trim().to_owned(),
+        })
+        .await?;
+    match cli.output {
+        Output::Json => print_json(&user)?,
+        Output::Table => println!(
+            "created the first administrator {}; sign in with `portcullis login`",
+            user.name
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn login_cmd(cli: &Cli, args: &LoginArgs) -> Result<ExitCode> {
+    let username = match &args.username {
+        Some(u) => u.clone(),
+        None => ask("User name: ", "user name")?,
+    };
+    let password = if args.password_stdin {
+        login::read_stdin_line("password")?
+    } else {
+        ask_secret("Password: ", "password")?
+    };
+    let anon = anonymous(cli)?;
+    let mut r = anon
+        .signin_password(&PasswordSignInRequest {
+            username: username.clone(),
+            password,
+        })
+        .await?;
+    if r.status == "mfa_required" {
+        let code = match &args.code {
+            Some(c) => c.clone(),
+            None => ask("Code from the authenticator app: ", "code")?,
+        };
+        let signin_id = r
+            .signin_id
+            .clone()
+            .context("the server asked for a second factor without a sign-in id")?;
+        r = anon
+            .signin_totp(&TotpSignInRequest {
+                signin_id,
+                code: code.trim().to_owned(),
+            })
+            .await?;
+    }
+    let session = r.session.context("the server did not open a session")?;
+    login::save(&StoredLogin {
+        server: cli.server.clone(),
+        token: session.token.clone(),
+        user: username.clone(),
+    })?;
+    match cli.output {
+        Output::Json => print_json(&serde_json::json!({
+            "user": username, "session_id": session.session_id, "strength": session.strength,
+            "scope": session.scope, "expires_at": session.expires_at,
+        }))?,
+        Output::Table => {
+            println!(
+                "signed in as {username} ({}; session ends by {})",
+                session.strength, session.expires_at
+            );
+            if session.scope == "registration_only" {
+                println!(
+                    "this account needs a second factor: run `portcullis mfa enroll totp`, then log in again"
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn accounts(cli: &Cli) -> Result<ExitCode> {
+    let c = client(cli)?;
+    match &cli.command {
+        Command::Logout => {
+            let had = login::load().is_some();
+            if let Err(e) = c.signout().await {
+                eprintln!("warning: the server did not end the session: {e}");
+            }
+            login::forget()?;
+            println!("{}", if had { "signed out" } else { "no stored login" });
+        }
+        Command::Whoami => {
+            let me = c.whoami().await?;
+            if cli.output == Output::Json {
+                print_json(&me)?;
+            } else {
+                println!(
+                    "{} ({}), {} session, {}",
+                    me.user.name, me.user.display_name, me.session.strength, me.session.scope
+                );
+                for r in &me.roles {
+                    println!("role: {r}");
+                }
+                for w in &me.warnings {
+                    println!("warning: {w}");
+                }
+            }
+        }
+        Command::Mfa(MfaCommand::List) => {
+            let f = c.mfa_list().await?;
+            if cli.output == Output::Json {
+                print_json(&f)?;
+            } else {
+                let rows = f
+                    .into_iter()
+                    .map(|x| {
+                        vec![
+                            x.id,
+                            x.kind,
+                            x.name,
+                            x.confirmed.to_string(),
+                            x.created_at,
+                            x.last_used.unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["id", "kind", "name", "confirmed", "created", "last used"],
+                    rows,
+                );
+            }
+        }
+        Command::Mfa(MfaCommand::Enroll(EnrollCommand::Totp { name, code })) => {
+            let e = c
+                .mfa_enrol_totp(&TotpEnrolRequest { name: name.clone() })
+                .await?;
+            show_totp(&e.secret, &e.otpauth_uri);
+            let code = match code {
+                Some(x) => x.clone(),
+                None => ask("Code from the authenticator app: ", "code")?,
+            };
+            let f = c
+                .mfa_confirm_totp(
+                    &e.factor_id,
+                    &TotpConfirmRequest {
+                        code: code.trim().to_owned(),
+                    },
+                )
+                .await?;
+            println!("enrolled {} ({})", f.name, f.id);
+        }
+        Command::Mfa(MfaCommand::Remove { id }) => {
+            c.mfa_remove(id).await?;
+            println!("removed {id}");
+        }
+        Command::Users(cmd) => match cmd {
+            UsersCommand::Create {
+                name,
+                display_name,
+                email,
+                phone,
+                guest_org,
+                privileged,
+                password_stdin,
+            } => {
+                let password = new_password(*password_stdin, "Initial password: ")?;
+                let u = c
+                    .create_user(&CreateUserRequest {
+                        name: name.clone(),
+                        display_name: display_name.clone().unwrap_or_else(|| name.clone()),
+                        email: email.clone(),
+                        phone: phone.clone(),
+                        guest_organisation: guest_org.clone(),
+                        privileged: *privileged,
+                        password,
+                    })
+                    .await?;
+                print_users(cli, &[u])?;
+            }
+            UsersCommand::List => print_users(cli, &c.users().await?)?,
+            UsersCommand::Show { name } => print_users(cli, &[c.user(name).await?])?,
+            UsersCommand::Disable { name } => print_users(cli, &[c.disable_user(name).await?])?,
+            UsersCommand::Enable { name } => print_users(cli, &[c.enable_user(name).await?])?,
+        },
+        Command::Groups(cmd) => {
+            let groups = match cmd {
+                GroupsCommand::Create {
+                    name,
+                    display_name,
+                    role_assignable,
+                } => vec![
+                    c.create_group(&CreateGroupRequest {
+                        name: name.clone(),
+                        display_name: display_name.clone(),
+                        role_assignable: *role_assignable,
+                    })
+                    .await?,
+                ],
+                GroupsCommand::List => c.groups().await?,
+                GroupsCommand::Add { group, member } => {
+                    vec![
+                        c.add_group_member(
+                            group,
+                            &GroupMemberRequest {
+                                member: member.clone(),
+                            },
+                        )
+                        .await?,
+                    ]
+                }
+                GroupsCommand::Remove { group, member } => {
+                    vec![c.remove_group_member(group, member).await?]
+                }
+            };
+            if cli.output == Output::Json {
+                print_json(&groups)?;
+            } else {
+                let rows = groups
+                    .into_iter()
+                    .map(|g| {
+                        vec![
+                            g.name,
+                            g.display_name,
+                            g.role_assignable.to_string(),
+                            g.members.join(","),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["name", "display name", "role assignable", "members"],
+                    rows,
+                );
+            }
+        }
+        Command::Sessions(SessionsCommand::List { user }) => {
+            let s = match user {
+                Some(u) => c.user_sessions(u).await?,
+                None => c.sessions().await?,
+            };
+            print_sessions(cli, &s)?;
+        }
+        Command::Sessions(SessionsCommand::Revoke { id }) => {
+            c.revoke_session(id).await?;
+            println!("revoked {id}");
+        }
+        Command::ServiceAccounts(cmd) => {
+            let list = match cmd {
+                ServiceAccountsCommand::Create { name, display_name } => vec![
+                    c.create_service_account(&CreateServiceAccountRequest {
+                        name: name.clone(),
+                        display_name: display_name.clone(),
+                    })
+                    .await?,
+                ],
+                ServiceAccountsCommand::List => c.service_accounts().await?,
+            };
+            if cli.output == Output::Json {
+                print_json(&list)?;
+            } else {
+                let rows = list
+                    .into_iter()
+                    .map(|s| vec![s.name, s.display_name, s.enabled.to_string(), s.created_at])
+                    .collect();
+                table(&["name", "display name", "enabled", "created"], rows);
+            }
+        }
+        Command::Serve(_) | Command::Audit(_) | Command::Bootstrap(_) | Command::Login(_) => {
+            bail!("internal: command dispatched to the wrong handler")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -128,6 +717,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Audit(AuditCommand::Verify { database }) => {
             audit_verify(&cli, database.as_deref()).await
         }
+        Command::Bootstrap(args) => bootstrap(&cli, args).await,
+        Command::Login(args) => login_cmd(&cli, args).await,
+        Command::Logout
+        | Command::Whoami
+        | Command::Mfa(_)
+        | Command::Users(_)
+        | Command::Groups(_)
+        | Command::Sessions(_)
+        | Command::ServiceAccounts(_) => accounts(&cli).await,
         Command::Audit(AuditCommand::Checkpoint { reason }) => {
             let created = client(&cli)?.audit_checkpoint(reason).await?;
             match cli.output {

@@ -6,6 +6,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod cli;
+mod login;
 
 use std::process::ExitCode;
 

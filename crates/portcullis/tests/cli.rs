@@ -232,3 +232,204 @@ fn serve_defaults_audit_commands_and_graceful_shutdown() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!Path::new("/nonexistent/dir/x.db").exists());
 }
+
+/// `oathtool` (from oath-toolkit, which we did not write) computes a TOTP code.
+fn oathtool(secret_b32: &str, when: &str) -> String {
+    let out = Command::new("oathtool")
+        .args(["--totp", "-b", "-N", when, secret_b32])
+        .output()
+        .expect("oathtool is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "oathtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn totp_codes_agree_with_oathtool() {
+    for (secret, t) in [
+        (&b"12345678901234567890"[..], 59u64),
+        (&b"a rather different secret!"[..], 1_111_111_109),
+        (&[0xffu8; 20][..], 2_000_000_000),
+        (&b"0123456789abcdef"[..], 1_700_000_017),
+    ] {
+        let b32 = portcullis_core::totp::base32(secret);
+        let ours = portcullis_core::totp::generate(secret, t).expect("code");
+        assert_eq!(ours, oathtool(&b32, &format!("@{t}")), "T={t}");
+    }
+}
+
+fn with_config(cmd: &mut Command, cfg: &Path) {
+    cmd.env("PORTCULLIS_CONFIG_DIR", cfg);
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn accounts_through_the_cli() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("cfg");
+    let mut server = serve(dir.path());
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, &server.token).expect("token file");
+
+    // bootstrap: password on stdin, the TOTP secret printed, the code from oathtool.
+    let mut child = portcullis(dir.path())
+        .args(["--server", &server.url, "bootstrap", "--token-file"])
+        .arg(&token_file)
+        .args([
+            "--username",
+            "root-admin",
+            "--display-name",
+            "Root Admin",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bootstrap");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "violet-kettle-orbit-93").expect("password");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let secret = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("secret: ").map(str::to_owned))
+        .expect("secret printed");
+    writeln!(stdin, "{}", oathtool(&secret, "now")).expect("code");
+    drop(stdin);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "bootstrap failed: {}", stderr(&out));
+    assert!(
+        rest.join("\n")
+            .contains("created the first administrator root-admin")
+    );
+    assert!(stderr(&out).contains("otpauth://totp/"), "QR and URI shown");
+
+    // login with the next code from oathtool; the session is stored 0600.
+    let mut login = portcullis(dir.path());
+    login.args([
+        "--server",
+        &server.url,
+        "login",
+        "--username",
+        "root-admin",
+        "--password-stdin",
+        "--code",
+    ]);
+    login.arg(oathtool(&secret, "now + 30 seconds"));
+    with_config(&mut login, &cfg);
+    let out = run_with_stdin(login, "violet-kettle-orbit-93\n");
+    assert!(out.status.success(), "login: {}", stderr(&out));
+    let mode = std::fs::metadata(cfg.join("session.json"))
+        .expect("stored")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let cmd = |args: &[&str]| {
+        let mut c = portcullis(dir.path());
+        c.args(["--server", &server.url]).args(args);
+        with_config(&mut c, &cfg);
+        c
+    };
+    let out = cmd(&["--output", "json", "whoami"])
+        .output()
+        .expect("whoami");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let me: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(me["user"]["name"], "root-admin");
+    assert_eq!(me["session"]["strength"], "mfa");
+
+    let out = run_with_stdin(
+        cmd(&[
+            "users",
+            "create",
+            "alice",
+            "--email",
+            "alice@example.org",
+            "--password-stdin",
+        ]),
+        "password1234\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("password_policy"), "{}", stderr(&out));
+    let out = run_with_stdin(
+        cmd(&[
+            "users",
+            "create",
+            "alice",
+            "--email",
+            "alice@example.org",
+            "--guest-org",
+            "Contoso",
+            "--password-stdin",
+        ]),
+        "orbit-lantern-97-quay\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("guest (Contoso)"));
+    assert!(
+        cmd(&["groups", "create", "approvers", "--role-assignable"])
+            .output()
+            .expect("run")
+            .status
+            .success()
+    );
+    assert!(
+        cmd(&["groups", "add", "approvers", "alice"])
+            .output()
+            .expect("run")
+            .status
+            .success()
+    );
+    let out = cmd(&["--output", "json", "groups", "list"])
+        .output()
+        .expect("run");
+    let groups: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(groups[0]["members"][0], "alice");
+    let out = cmd(&["--output", "json", "sessions", "list"])
+        .output()
+        .expect("run");
+    let sessions: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(sessions.as_array().map(Vec::len), Some(1));
+    assert_eq!(sessions[0]["current"], true);
+    let out = cmd(&["--output", "json", "users", "list"])
+        .output()
+        .expect("run");
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(users.as_array().map(Vec::len), Some(2));
+
+    // logout forgets the session; the next call is refused with one clear line.
+    let out = cmd(&["logout"]).output().expect("logout");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!cfg.join("session.json").exists());
+    let out = cmd(&["whoami"]).output().expect("whoami");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unauthenticated"));
+    let status = sigterm(&mut server.child);
+    assert!(status.success());
+}
