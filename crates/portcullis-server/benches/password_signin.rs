@@ -1,0 +1,150 @@
+//! Password sign-ins per second against the running server, as a ratio to the Argon2id limit
+//! (cores ÷ time of one hash at the configured parameters), both measured in the same run.
+//!
+//! Run: `cargo bench -p portcullis-server --bench password_signin`
+//! The load generator (tokio tasks with reqwest over loopback keep-alive connections) runs on
+//! the same 2-core machine as the server, as DESIGN.md's targets assume.
+
+use std::time::{Duration, Instant};
+
+use portcullis_client::Client;
+use portcullis_core::api::{
+    BootstrapRequest, CreateUserRequest, PasswordSignInRequest, TotpSignInRequest,
+};
+use portcullis_server::passwords::Passwords;
+use portcullis_server::{Application, BuildOptions, Config};
+use secrecy::SecretString;
+
+const SECRET: &[u8] = b"bench-totp-secret-0123";
+
+fn code(offset: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
+    portcullis_core::totp::generate(SECRET, now as u64).expect("code")
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // One hash, measured alone (the median of several).
+        let pw = Passwords::new().expect("passwords");
+        let secret = SecretString::from("harbor-violet-mango-81".to_owned());
+        let mut samples = Vec::new();
+        for _ in 0..15 {
+            let t = Instant::now();
+            pw.hash(&secret).await.expect("hash");
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        let one = samples[samples.len() / 2];
+        let limit = cores as f64 / one.as_secs_f64();
+        // The limit as measured throughput too: `cores` hashes at a time for 5 s, no server.
+        let t = Instant::now();
+        let mut hashers = Vec::new();
+        for _ in 0..cores {
+            let pw = pw.clone();
+            let secret = secret.clone();
+            hashers.push(tokio::spawn(async move {
+                let mut n = 0u32;
+                while t.elapsed() < Duration::from_secs(5) {
+                    pw.hash(&secret).await.expect("hash");
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut hashed = 0u32;
+        for h in hashers {
+            hashed += h.await.expect("join");
+        }
+        let raw = f64::from(hashed) / t.elapsed().as_secs_f64();
+
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let app = Application::build(config, BuildOptions::default()).await.expect("build");
+        let token = app.bootstrap_token().expect("token").to_owned();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let anon = Client::new(&base, None).expect("client");
+        anon.bootstrap(&BootstrapRequest {
+            token,
+            username: "root-admin".into(),
+            display_name: "Root".into(),
+            email: None,
+            password: "violet-kettle-orbit-93".into(),
+            totp_secret: portcullis_core::totp::base32(SECRET),
+            totp_code: code(0),
+        })
+        .await
+        .expect("bootstrap");
+        let r = anon
+            .signin_password(&PasswordSignInRequest { username: "root-admin".into(), password: "violet-kettle-orbit-93".into() })
+            .await
+            .expect("signin");
+        let r = anon
+            .signin_totp(&TotpSignInRequest { signin_id: r.signin_id.expect("id"), code: code(1) })
+            .await
+            .expect("totp");
+        let admin = anon.with_token(Some(SecretString::from(r.session.expect("session").token)));
+        admin
+            .create_user(&CreateUserRequest {
+                name: "bench".into(),
+                display_name: "Bench".into(),
+                email: None,
+                phone: None,
+                guest_organisation: None,
+                privileged: false,
+                password: "harbor-violet-mango-81".into(),
+            })
+            .await
+            .expect("user");
+
+        let run_for = Duration::from_secs(15);
+        let concurrency = 8;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let c = Client::new(&base, None).expect("client");
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while start.elapsed() < run_for {
+                    let t = Instant::now();
+                    let r = c
+                        .signin_password(&PasswordSignInRequest { username: "bench".into(), password: "harbor-violet-mango-81".into() })
+                        .await
+                        .expect("sign-in");
+                    assert_eq!(r.status, "signed_in");
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.expect("join"));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        lat.sort();
+        let rate = lat.len() as f64 / secs;
+        let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+        println!(
+            "cores={cores} one_hash_ms={:.1} limit=cores/one_hash={limit:.1}/s raw_parallel_hashing={raw:.1}/s",
+            one.as_secs_f64() * 1000.0
+        );
+        println!("ratio to raw parallel hashing {:.2}", rate / raw);
+        println!(
+            "password sign-ins: {} in {secs:.1} s = {rate:.1}/s, ratio to limit {:.2}, p50 {:.0} ms, p99 {:.0} ms (concurrency {concurrency})",
+            lat.len(),
+            rate / limit,
+            p(0.5),
+            p(0.99)
+        );
+    });
+}
