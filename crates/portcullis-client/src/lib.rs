@@ -7,12 +7,18 @@
 #![deny(clippy::unwrap_used)]
 
 use portcullis_core::api::{
+    ActivationRequestView, AssignmentView, CreateActivationRequest, CreateAssignmentRequest,
+    CreateRoleRequest, DecisionRequest, RoleSettingsUpdate, RoleSettingsView, RoleView,
+};
+use portcullis_core::api::{
     BootstrapRequest, CheckpointCreated, CheckpointRequest, CreateGroupRequest,
     CreateServiceAccountRequest, CreateUserRequest, ErrorBody, EventPage, FactorView,
     GroupMemberRequest, GroupView, Health, PasswordChangeRequest, PasswordSignInRequest, Ready,
     ServiceAccountView, SessionView, SignInResponse, TotpConfirmRequest, TotpEnrolRequest,
-    TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WhoAmI,
+    TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WebauthnChallenge,
+    WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest, WhoAmI,
 };
+use portcullis_core::api::{ClientSecretIssued, ConsentRequest, ServiceAccountDetail};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
@@ -243,11 +249,17 @@ endpoints! {
     fn signin_password(req: &PasswordSignInRequest) -> SignInResponse = POST "/api/v1/signin", body req;
     /// Sign in, second step.
     fn signin_totp(req: &TotpSignInRequest) -> SignInResponse = POST "/api/v1/signin/totp", body req;
+    /// Start a WebAuthn sign-in (after the password, or passwordless).
+    fn signin_webauthn(req: &WebauthnSignInRequest) -> WebauthnChallenge = POST "/api/v1/signin/webauthn", body req;
+    /// Finish a WebAuthn sign-in with the authenticator's answer.
+    fn signin_webauthn_finish(req: &WebauthnFinishRequest) -> SignInResponse = POST "/api/v1/signin/webauthn/finish", body req;
     fn signout() -> () = POST "/api/v1/signout";
     fn whoami() -> WhoAmI = GET "/api/v1/me";
     fn mfa_list() -> Vec<FactorView> = GET "/api/v1/me/mfa";
     fn mfa_enrol_totp(req: &TotpEnrolRequest) -> TotpEnrolment = POST "/api/v1/me/mfa/totp", body req;
     fn mfa_confirm_totp(id: &str, req: &TotpConfirmRequest) -> FactorView = POST format!("/api/v1/me/mfa/totp/{}/confirm", seg(id)), body req;
+    fn mfa_webauthn_register(req: &WebauthnRegisterRequest) -> WebauthnChallenge = POST "/api/v1/me/mfa/webauthn", body req;
+    fn mfa_webauthn_register_finish(req: &WebauthnFinishRequest) -> FactorView = POST "/api/v1/me/mfa/webauthn/finish", body req;
     fn mfa_remove(id: &str) -> () = DELETE format!("/api/v1/me/mfa/{}", seg(id));
     fn change_password(req: &PasswordChangeRequest) -> () = POST "/api/v1/me/password", body req;
     fn sessions() -> Vec<SessionView> = GET "/api/v1/sessions";
@@ -264,6 +276,33 @@ endpoints! {
     fn remove_group_member(group: &str, member: &str) -> GroupView = DELETE format!("/api/v1/groups/{}/members/{}", seg(group), seg(member));
     fn create_service_account(req: &CreateServiceAccountRequest) -> ServiceAccountView = POST "/api/v1/service-accounts", body req;
     fn service_accounts() -> Vec<ServiceAccountView> = GET "/api/v1/service-accounts";
+    fn service_account(name: &str) -> ServiceAccountDetail = GET format!("/api/v1/service-accounts/{}", seg(name));
+    fn add_client_secret(name: &str) -> ClientSecretIssued = POST format!("/api/v1/service-accounts/{}/secrets", seg(name));
+    fn remove_client_secret(name: &str, id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/secrets/{}", seg(name), seg(id));
+    fn consent(name: &str, req: &ConsentRequest) -> ServiceAccountDetail = POST format!("/api/v1/service-accounts/{}/consent", seg(name)), body req;
+    fn roles() -> Vec<RoleView> = GET "/api/v1/roles";
+    fn role(slug: &str) -> RoleView = GET format!("/api/v1/roles/{}", seg(slug));
+    fn create_role(req: &CreateRoleRequest) -> RoleView = POST "/api/v1/roles", body req;
+    fn delete_role(slug: &str) -> () = DELETE format!("/api/v1/roles/{}", seg(slug));
+    fn role_settings(slug: &str) -> RoleSettingsView = GET format!("/api/v1/roles/{}/settings", seg(slug));
+    fn update_role_settings(slug: &str, req: &RoleSettingsUpdate) -> RoleSettingsView = PUT format!("/api/v1/roles/{}/settings", seg(slug)), body req;
+    fn assignments() -> Vec<AssignmentView> = GET "/api/v1/assignments";
+    /// Live assignments of one principal (`NAME`, `user:NAME`, `group:NAME`, …).
+    fn assignments_of(principal: &str) -> Vec<AssignmentView> = GET format!("/api/v1/assignments?principal={}", seg(principal));
+    fn create_assignment(req: &CreateAssignmentRequest) -> AssignmentView = POST "/api/v1/assignments", body req;
+    fn delete_assignment(id: &str) -> () = DELETE format!("/api/v1/assignments/{}", seg(id));
+    fn request_activation(req: &CreateActivationRequest) -> ActivationRequestView = POST "/api/v1/requests", body req;
+    /// `view` is `mine`, `to_approve` or `all`.
+    fn requests(view: &str, state: Option<&str>) -> Vec<ActivationRequestView> = GET match state {
+        Some(st) => format!("/api/v1/requests?view={}&state={}", seg(view), seg(st)),
+        None => format!("/api/v1/requests?view={}", seg(view)),
+    };
+    fn activation_request(id: &str) -> ActivationRequestView = GET format!("/api/v1/requests/{}", seg(id));
+    fn approve(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/approve", seg(id)), body req;
+    fn deny(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/deny", seg(id)), body req;
+    fn cancel_request(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/cancel", seg(id)), body req;
+    fn deactivate(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/deactivate", seg(id)), body req;
+    fn revoke_grant(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/revoke", seg(id)), body req;
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {

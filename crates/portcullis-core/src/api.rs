@@ -312,9 +312,8 @@ api_type! {
     pub struct WhoAmI {
         pub user: UserView,
         pub session: SessionView,
-        /// Roles held now (until role assignments exist: Global Administrator for the first
-        /// administrator, as a permanent active assignment).
-        pub roles: Vec<String>,
+        /// Roles held now, with the time left on each.
+        pub roles: Vec<ActiveRoleView>,
         /// Things that need attention, e.g. a standing administrator role.
         pub warnings: Vec<String>,
     }
@@ -355,10 +354,260 @@ api_type! {
 }
 
 api_type! {
-    /// `POST /api/v1/me/password`: needs the current password and a fresh second factor.
+    /// `POST /api/v1/me/password`: needs the current password and a fresh second factor:
+    /// a TOTP `code`, or (without a code) a session signed in with WebAuthn in the last five
+    /// minutes.
     pub struct PasswordChangeRequest {
         pub current_password: String,
         pub new_password: String,
-        pub code: String,
+        #[serde(default)]
+        pub code: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/me/mfa/webauthn`: start registering a passkey or security key.
+    pub struct WebauthnRegisterRequest {
+        pub name: String,
+    }
+}
+
+api_type! {
+    /// A WebAuthn ceremony in progress: pass `options` to `navigator.credentials.create()`
+    /// (registration) or `.get()` (sign-in) and send the result back with `ceremony_id`
+    /// within five minutes. A ceremony can be finished once.
+    pub struct WebauthnChallenge {
+        pub ceremony_id: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub options: serde_json::Value,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/me/mfa/webauthn/finish` and `POST /api/v1/signin/webauthn/finish`: the
+    /// authenticator's answer (the `PublicKeyCredential` as JSON, binary fields base64url).
+    pub struct WebauthnFinishRequest {
+        pub ceremony_id: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub credential: serde_json::Value,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/signin/webauthn`: either `signin_id` (second factor after the password)
+    /// or `username` (passwordless), not both.
+    pub struct WebauthnSignInRequest {
+        #[serde(default)]
+        pub signin_id: Option<String>,
+        #[serde(default)]
+        pub username: Option<String>,
+    }
+}
+
+api_type! {
+    /// A role: built-in or custom, with its permissions.
+    pub struct RoleView {
+        pub slug: String,
+        pub display_name: String,
+        pub description: String,
+        pub builtin: bool,
+        pub permissions: Vec<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/roles`: a custom role.
+    pub struct CreateRoleRequest {
+        pub slug: String,
+        #[serde(default)]
+        pub display_name: Option<String>,
+        #[serde(default)]
+        pub description: String,
+        pub permissions: Vec<String>,
+    }
+}
+
+api_type! {
+    /// A role's settings. Durations in seconds.
+    pub struct RoleSettingsView {
+        pub role: String,
+        pub max_activation_seconds: i64,
+        pub required_strength: String,
+        pub require_justification: bool,
+        pub require_ticket: bool,
+        pub require_approval: bool,
+        pub approvers: Vec<String>,
+        pub approvals_required: u32,
+        pub max_eligible_seconds: Option<i64>,
+        pub max_active_seconds: Option<i64>,
+        pub allow_permanent_active: bool,
+        pub notify: Vec<String>,
+    }
+}
+
+api_type! {
+    /// `PUT /api/v1/roles/{role}/settings`: only the fields given change.
+    #[derive(Default)]
+    pub struct RoleSettingsUpdate {
+        #[serde(default)]
+        pub max_activation_seconds: Option<i64>,
+        #[serde(default)]
+        pub required_strength: Option<String>,
+        #[serde(default)]
+        pub require_justification: Option<bool>,
+        #[serde(default)]
+        pub require_ticket: Option<bool>,
+        #[serde(default)]
+        pub require_approval: Option<bool>,
+        #[serde(default)]
+        pub approvers: Option<Vec<String>>,
+        #[serde(default)]
+        pub approvals_required: Option<u32>,
+        #[serde(default)]
+        pub notify: Option<Vec<String>>,
+    }
+}
+
+api_type! {
+    /// An assignment: principal × role × scope, eligible or active, with its time window.
+    pub struct AssignmentView {
+        pub id: String,
+        /// `user:NAME`, `group:NAME` or `service_account:NAME`.
+        pub principal: String,
+        pub role: String,
+        pub scope: String,
+        /// `eligible` or `active`.
+        pub kind: String,
+        pub starts_at: String,
+        /// Absent: permanent.
+        pub ends_at: Option<String>,
+        pub created_by: String,
+        pub ended_at: Option<String>,
+        pub end_reason: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/assignments`. `principal` is `NAME` (a user), or `user:NAME`,
+    /// `group:NAME`, `service_account:NAME`; `duration_seconds` or `ends_at` (RFC 3339) bound
+    /// it, neither means permanent (if the role's settings allow it).
+    pub struct CreateAssignmentRequest {
+        pub principal: String,
+        pub role: String,
+        #[serde(default)]
+        pub scope: Option<String>,
+        /// `eligible` (the default) or `active`.
+        #[serde(default)]
+        pub kind: Option<String>,
+        #[serde(default)]
+        pub duration_seconds: Option<i64>,
+        #[serde(default)]
+        pub ends_at: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/requests`: activate an eligible role.
+    pub struct CreateActivationRequest {
+        pub role: String,
+        #[serde(default)]
+        pub scope: Option<String>,
+        pub duration_seconds: i64,
+        #[serde(default)]
+        pub justification: Option<String>,
+        #[serde(default)]
+        pub ticket: Option<String>,
+    }
+}
+
+api_type! {
+    /// An activation request and where it stands.
+    pub struct ActivationRequestView {
+        pub id: String,
+        pub requester: String,
+        pub role: String,
+        pub scope: String,
+        /// `pending_approval`, `active`, `denied`, `cancelled`, `timed_out`, `expired`,
+        /// `deactivated` or `revoked`.
+        pub state: String,
+        pub duration_seconds: i64,
+        pub justification: Option<String>,
+        pub ticket: Option<String>,
+        pub approvals_required: i64,
+        pub approvals: Vec<String>,
+        pub created_at: String,
+        pub times_out_at: Option<String>,
+        pub activated_at: Option<String>,
+        pub ends_at: Option<String>,
+        pub closed_at: Option<String>,
+        pub closed_by: Option<String>,
+        pub close_reason: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/requests/{id}/approve|deny|cancel|deactivate|revoke`.
+    #[derive(Default)]
+    pub struct DecisionRequest {
+        #[serde(default)]
+        pub reason: Option<String>,
+    }
+}
+
+api_type! {
+    /// An active role of the caller, for `whoami`.
+    pub struct ActiveRoleView {
+        pub role: String,
+        pub scope: String,
+        /// Absent: permanent.
+        pub ends_at: Option<String>,
+        pub seconds_left: Option<i64>,
+        /// `assignment:ID` or `request:ID`.
+        pub source: String,
+    }
+}
+
+api_type! {
+    /// A live client secret (never the secret itself).
+    pub struct ClientSecretView {
+        pub id: String,
+        pub created_at: String,
+        pub created_by: String,
+    }
+}
+
+api_type! {
+    /// Consent to one application permission, with who gave it.
+    pub struct ConsentView {
+        pub permission: String,
+        pub granted_by: String,
+        pub granted_at: String,
+    }
+}
+
+api_type! {
+    /// A service account with its credentials and consents.
+    pub struct ServiceAccountDetail {
+        pub account: ServiceAccountView,
+        /// The OAuth `client_id`: the account's name.
+        pub client_id: String,
+        pub secrets: Vec<ClientSecretView>,
+        pub consents: Vec<ConsentView>,
+    }
+}
+
+api_type! {
+    /// A new client secret: shown once, stored only as a hash.
+    pub struct ClientSecretIssued {
+        pub id: String,
+        pub client_id: String,
+        pub client_secret: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/service-accounts/{name}/consent`.
+    pub struct ConsentRequest {
+        pub permissions: Vec<String>,
     }
 }

@@ -30,6 +30,14 @@ pub enum ErrorCode {
     MfaEnrolmentRequired,
     LastFactor,
     BootstrapUnavailable,
+    WebauthnFailed,
+    StepUpRequired,
+    JustificationRequired,
+    TicketRequired,
+    DurationTooLong,
+    SelfApproval,
+    AlreadyDecided,
+    NotEligible,
 }
 
 impl ErrorCode {
@@ -57,6 +65,14 @@ impl ErrorCode {
             ErrorCode::MfaEnrolmentRequired => "mfa_enrolment_required",
             ErrorCode::LastFactor => "last_factor",
             ErrorCode::BootstrapUnavailable => "bootstrap_unavailable",
+            ErrorCode::WebauthnFailed => "webauthn_failed",
+            ErrorCode::StepUpRequired => "step_up_required",
+            ErrorCode::JustificationRequired => "justification_required",
+            ErrorCode::TicketRequired => "ticket_required",
+            ErrorCode::DurationTooLong => "duration_too_long",
+            ErrorCode::SelfApproval => "self_approval",
+            ErrorCode::AlreadyDecided => "already_decided",
+            ErrorCode::NotEligible => "not_eligible",
         }
     }
 }

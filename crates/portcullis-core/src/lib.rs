@@ -5,11 +5,14 @@
 
 #![deny(clippy::unwrap_used)]
 
+pub mod activation;
 pub mod api;
 pub mod audit;
 pub mod error;
 pub mod password;
 pub mod principal;
+pub mod roles;
 pub mod session;
 pub mod throttle;
+pub mod token;
 pub mod totp;

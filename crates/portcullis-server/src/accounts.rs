@@ -133,7 +133,7 @@ pub async fn create_user(
     caller: &Caller,
     req: CreateUserRequest,
 ) -> Result<UserView, ApiError> {
-    caller.require_admin()?;
+    caller.require("users.create")?;
     let v = validate_user(
         &req.name,
         &req.display_name,
@@ -209,7 +209,7 @@ pub async fn set_user_enabled(
     name: &str,
     enabled: bool,
 ) -> Result<UserView, ApiError> {
-    let admin = caller.require_admin()?;
+    let admin = caller.require("users.update")?;
     let p = get_principal(state, name, PrincipalKind::User).await?;
     if !enabled && p.id == admin.principal.id {
         return Err(ApiError::new(
@@ -247,7 +247,7 @@ pub async fn set_user_enabled(
 }
 
 pub async fn list_users(state: &AppState, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
-    caller.require_admin()?;
+    caller.require("users.read")?;
     let mut out = Vec::new();
     for p in state.store.principals(PrincipalKind::User.as_str()).await? {
         out.push(user_view(state, &p).await?);
@@ -271,7 +271,10 @@ pub async fn create_group(
     caller: &Caller,
     req: CreateGroupRequest,
 ) -> Result<GroupView, ApiError> {
-    caller.require_admin()?;
+    caller.require("groups.create")?;
+    if req.role_assignable {
+        caller.require("groups.role_assignable.update")?;
+    }
     let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
     let display_name = match req.display_name.as_deref() {
         Some(d) => principal::parse_display_name(d).map_err(invalid)?,
@@ -302,7 +305,7 @@ pub async fn create_group(
 }
 
 pub async fn list_groups(state: &AppState, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
-    caller.require_admin()?;
+    caller.require("groups.read")?;
     let mut out = Vec::new();
     for g in state
         .store
@@ -321,9 +324,14 @@ pub async fn change_membership(
     member: &str,
     add: bool,
 ) -> Result<GroupView, ApiError> {
-    // Role-assignable groups: only an administrator (to become: PRA / GA holders).
-    caller.require_admin()?;
     let g = get_principal(state, group, PrincipalKind::Group).await?;
+    // Membership of a role-assignable group confers roles: only holders of an active
+    // Privileged Role Administrator or Global Administrator role change it.
+    caller.require(if g.role_assignable {
+        "groups.role_assignable.update"
+    } else {
+        "groups.members.update"
+    })?;
     let member_name = PrincipalName::parse("member", member).map_err(invalid)?;
     let m = match state.store.principal_by_name(member_name.as_str()).await? {
         Some(m) if m.kind != PrincipalKind::Group.as_str() => m,
@@ -335,7 +343,7 @@ pub async fn change_membership(
         }
     };
     let now = OffsetDateTime::now_utc();
-    let (change, action) = if add {
+    let (change, action, closed) = if add {
         (
             Change::AddGroupMember {
                 group_id: g.id.clone(),
@@ -343,18 +351,22 @@ pub async fn change_membership(
                 at_us: us(now),
             },
             "group.member_added",
+            Vec::new(),
         )
     } else {
-        (
-            Change::RemoveGroupMember {
-                group_id: g.id.clone(),
-                member_id: m.id.clone(),
-            },
-            "group.member_removed",
-        )
+        // Leaving a role-assignable group ends what rested on it: pending requests are
+        // cancelled and active grants revoked, in the same transaction.
+        let (closes, closed) =
+            crate::roles::close_requests_via_group(state, &g, &m, caller, now).await?;
+        let mut all = vec![Change::RemoveGroupMember {
+            group_id: g.id.clone(),
+            member_id: m.id.clone(),
+        }];
+        all.extend(closes);
+        (Change::Many(all), "group.member_removed", closed)
     };
     let ev = event(caller, action, format!("group:{}", g.name))
-        .details(serde_json::json!({ "member": format!("{}:{}", m.kind, m.name), "role_assignable": g.role_assignable }));
+        .details(serde_json::json!({ "member": format!("{}:{}", m.kind, m.name), "role_assignable": g.role_assignable, "requests_closed": closed }));
     state
         .store
         .write(change, vec![ev])
@@ -378,7 +390,7 @@ pub async fn create_service_account(
     caller: &Caller,
     req: CreateServiceAccountRequest,
 ) -> Result<ServiceAccountView, ApiError> {
-    caller.require_admin()?;
+    caller.require("service_accounts.create")?;
     let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
     let display_name = match req.display_name.as_deref() {
         Some(d) => principal::parse_display_name(d).map_err(invalid)?,
@@ -417,7 +429,7 @@ pub async fn create_service_account(
     Ok(sa_view(&p))
 }
 
-fn sa_view(p: &Principal) -> ServiceAccountView {
+pub fn sa_view(p: &Principal) -> ServiceAccountView {
     ServiceAccountView {
         id: p.id.clone(),
         name: p.name.clone(),
@@ -431,7 +443,7 @@ pub async fn list_service_accounts(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Vec<ServiceAccountView>, ApiError> {
-    caller.require_admin()?;
+    caller.require("service_accounts.read")?;
     Ok(state
         .store
         .principals(PrincipalKind::ServiceAccount.as_str())

@@ -39,6 +39,12 @@ pub enum StartError {
     },
     #[error("cannot set up password hashing")]
     Passwords,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("webauthn_origin cannot serve as a WebAuthn relying party")]
+    Webauthn,
+    #[error("cannot set up token signing")]
+    Tokens,
     #[error("cannot write the bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -50,6 +56,7 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    expiry_wake: Arc<tokio::sync::Notify>,
     store: Store,
     port: u16,
     bootstrap_token: Option<SecretString>,
@@ -159,18 +166,34 @@ impl Application {
             },
             schema_version: portcullis_store::known_schema_version(store.is_postgres()),
         });
+        let expiry_wake = Arc::new(tokio::sync::Notify::new());
+        let tokens = crate::tokens::TokenSigner::load(
+            &store,
+            &tenant.signing_key,
+            config.issuer(),
+            time::Duration::seconds(config.access_token_seconds.into()),
+        )
+        .await
+        .map_err(|_| StartError::Tokens)?;
         let state = AppState {
             store: store.clone(),
             info,
             master: Arc::new(master),
             passwords: crate::passwords::Passwords::new().map_err(|_| StartError::Passwords)?,
-            lifetimes: portcullis_core::session::SessionLifetimes::default(),
+            lifetimes: config.lifetimes(),
+            webauthn: Arc::new(
+                crate::webauthn::relying_party(&config.webauthn_origin()?)
+                    .map_err(|_| StartError::Webauthn)?,
+            ),
+            tokens: Arc::new(tokens),
+            expiry_wake: expiry_wake.clone(),
         };
         crate::metrics::handle();
         let router = api::router(state, config.max_body_bytes);
         Ok(Self {
             listener,
             router,
+            expiry_wake,
             store,
             port,
             bootstrap_token,
@@ -198,9 +221,20 @@ impl Application {
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(crate::expiry::run(
+            self.store.clone(),
+            self.expiry_wake.clone(),
+            async move {
+                let mut rx = stop_rx;
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+        ));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_tx.send(true);
+        let _ = worker.await;
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
         if let Err(e) = self.store.append(stop).await {
             tracing::warn!(error = %e, "could not record server stop");

@@ -14,6 +14,7 @@ use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::error::ErrorCode;
+use portcullis_core::roles::{Grant, Scope, permits};
 use portcullis_core::session::{AuthStrength, SessionScope};
 use portcullis_store::Change;
 use portcullis_store::accounts::{Principal, Session};
@@ -36,6 +37,8 @@ pub struct SessionCaller {
     pub principal: Principal,
     pub strength: AuthStrength,
     pub scope: SessionScope,
+    /// The grants in effect when the request arrived (active assignments and activations).
+    pub grants: Vec<Grant>,
 }
 
 /// Where a request came from.
@@ -103,28 +106,52 @@ impl Caller {
         }
     }
 
-    /// An administrator: until role assignments exist, the first administrator, signed in with
-    /// a second factor.
-    pub fn require_admin(&self) -> Result<&SessionCaller, ApiError> {
+    /// A caller holding `permission` at the tenant scope, signed in with a second factor.
+    pub fn require(&self, permission: &str) -> Result<&SessionCaller, ApiError> {
+        self.require_at(permission, &Scope::tenant())
+    }
+
+    /// A caller holding `permission` at `scope` (or above), signed in with a second factor.
+    pub fn require_at(&self, permission: &str, scope: &Scope) -> Result<&SessionCaller, ApiError> {
         let s = self.require_full()?;
-        if s.principal.first_admin && s.strength >= AuthStrength::Mfa {
-            Ok(s)
-        } else {
-            Err(ApiError::new(
+        if s.strength < AuthStrength::Mfa {
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
-                "this needs an administrator signed in with a second factor",
-            ))
+                "this needs a session signed in with a second factor",
+            ));
+        }
+        if permits(&s.grants, permission, scope) {
+            Ok(s)
+        } else {
+            Err(forbidden(permission, scope))
         }
     }
 
-    /// Reading the audit log: the bootstrap token (before it is redeemed) or an administrator.
-    pub fn require_audit_reader(&self) -> Result<(), ApiError> {
+    /// Whether the caller holds `permission` at the tenant scope (no error).
+    pub fn holds(&self, permission: &str) -> bool {
+        self.require(permission).is_ok()
+    }
+
+    /// The bootstrap token (before it is redeemed) or a holder of `permission`: the audit log.
+    pub fn require_bootstrap_or(&self, permission: &str) -> Result<(), ApiError> {
         match self {
             Caller::Bootstrap => Ok(()),
-            other => other.require_admin().map(|_| ()),
+            other => other.require(permission).map(|_| ()),
         }
     }
+}
+
+/// The refusal for a missing permission: names it, and how to get it.
+pub fn forbidden(permission: &str, scope: &Scope) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
+        format!(
+            "this needs the permission {permission} at {scope}; activate an eligible role that has it (portcullis request ROLE)",
+            scope = scope.as_str()
+        ),
+    )
 }
 
 /// How often a session's last-seen time is written at most.
@@ -134,6 +161,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The authorisation layer (crate::authz) has usually identified the caller already.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
+        }
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -175,11 +206,13 @@ impl FromRequestParts<AppState> for Caller {
                         .await;
                 });
             }
+            let grants = crate::roles::grants(state, &principal.id, now).await?;
             return Ok(Caller::Session(Box::new(SessionCaller {
                 session,
                 principal,
                 strength,
                 scope,
+                grants,
             })));
         }
         if state.store.bootstrap_token_valid(token, now).await? {

@@ -43,6 +43,11 @@ pub const CONFIG_KEYS: &[&str] = &[
     "audit_checkpoint_events",
     "audit_checkpoint_seconds",
     "max_body_bytes",
+    "webauthn_origin",
+    "session_idle_minutes",
+    "session_absolute_hours",
+    "signin_step_seconds",
+    "access_token_seconds",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +68,19 @@ pub struct Config {
     pub audit_checkpoint_seconds: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The origin people's browsers use to reach this server (`https://pam.example.com`); the
+    /// WebAuthn relying-party id is its host, so passkeys only work on that origin. Plain
+    /// `http` is accepted for `localhost` only. Default `http://localhost:8080`.
+    pub webauthn_origin: String,
+    /// A session unused for this long ends. Default 60.
+    pub session_idle_minutes: u32,
+    /// A session ends this long after sign-in, however busy. Default 12.
+    pub session_absolute_hours: u32,
+    /// How long a half-finished sign-in (second factor pending) or a WebAuthn ceremony may
+    /// take. Default 300.
+    pub signin_step_seconds: u32,
+    /// Lifetime of an access token (shorter when a role it carries ends sooner). Default 600.
+    pub access_token_seconds: u32,
 }
 
 impl Default for Config {
@@ -76,6 +94,11 @@ impl Default for Config {
             audit_checkpoint_events: 1000,
             audit_checkpoint_seconds: 60,
             max_body_bytes: 64 * 1024,
+            webauthn_origin: "http://localhost:8080".into(),
+            session_idle_minutes: 60,
+            session_absolute_hours: 12,
+            signin_step_seconds: 300,
+            access_token_seconds: 600,
         }
     }
 }
@@ -123,6 +146,27 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
+        self.webauthn_origin()?;
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            return Err(ConfigError(
+                "session_idle_minutes must be between 1 and 1440".into(),
+            ));
+        }
+        if !(1..=7 * 24).contains(&self.session_absolute_hours) {
+            return Err(ConfigError(
+                "session_absolute_hours must be between 1 and 168".into(),
+            ));
+        }
+        if !(10..=86_400).contains(&self.access_token_seconds) {
+            return Err(ConfigError(
+                "access_token_seconds must be between 10 and 86400".into(),
+            ));
+        }
+        if !(1..=900).contains(&self.signin_step_seconds) {
+            return Err(ConfigError(
+                "signin_step_seconds must be between 1 and 900".into(),
+            ));
+        }
         if let Some(url) = &self.database_url {
             let u = url.expose_secret();
             if !(u.starts_with("sqlite:")
@@ -135,6 +179,45 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The WebAuthn origin, checked: `https`, or `http` on `localhost`; no path, query or
+    /// fragment; a host that can serve as the relying-party id.
+    pub fn webauthn_origin(&self) -> Result<url::Url, ConfigError> {
+        let bad = |why: &str| ConfigError(format!("webauthn_origin {why}"));
+        let u = url::Url::parse(&self.webauthn_origin)
+            .map_err(|_| bad("must be a URL such as https://pam.example.com"))?;
+        let host = match u.host() {
+            Some(url::Host::Domain(h)) => h.to_owned(),
+            _ => return Err(bad("must name a host by its DNS name (not an IP address)")),
+        };
+        match u.scheme() {
+            "https" => {}
+            "http" if host == "localhost" => {}
+            _ => return Err(bad("must use https (http only for localhost)")),
+        }
+        if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+            return Err(bad(
+                "must be an origin only, without path, query or fragment",
+            ));
+        }
+        Ok(u)
+    }
+
+    /// Session and sign-in lifetimes in effect.
+    pub fn lifetimes(&self) -> portcullis_core::session::SessionLifetimes {
+        use time::Duration;
+        portcullis_core::session::SessionLifetimes {
+            idle: Duration::minutes(self.session_idle_minutes.into()),
+            absolute: Duration::hours(self.session_absolute_hours.into()),
+            pending_signin: Duration::seconds(self.signin_step_seconds.into()),
+            ..Default::default()
+        }
+    }
+
+    /// The token issuer: the public origin (`webauthn_origin`) without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.webauthn_origin.trim_end_matches('/').to_owned()
     }
 
     /// The database URL in effect.
@@ -155,6 +238,11 @@ impl Config {
             "audit_checkpoint_events": self.audit_checkpoint_events,
             "audit_checkpoint_seconds": self.audit_checkpoint_seconds,
             "max_body_bytes": self.max_body_bytes,
+            "webauthn_origin": self.webauthn_origin,
+            "session_idle_minutes": self.session_idle_minutes,
+            "session_absolute_hours": self.session_absolute_hours,
+            "signin_step_seconds": self.signin_step_seconds,
+            "access_token_seconds": self.access_token_seconds,
         })
     }
 }
@@ -278,5 +366,27 @@ mod tests {
             "postgres://app:***@db.example/portcullis"
         );
         assert_eq!(redact_url("sqlite://x/y.db"), "sqlite://x/y.db");
+    }
+
+    #[test]
+    fn webauthn_origin_must_be_a_usable_origin() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for (value, ok) in [
+            ("https://pam.example.com", true),
+            ("https://pam.example.com:8443", true),
+            ("http://localhost:8080", true),
+            ("http://pam.example.com", false),
+            ("https://10.0.0.1", false),
+            ("https://pam.example.com/console", false),
+            ("not a url", false),
+        ] {
+            std::fs::write(&p, format!("webauthn_origin = \"{value}\"\n")).expect("write");
+            let r = Config::load_from(Some(&p), no_env());
+            assert_eq!(r.is_ok(), ok, "{value}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("webauthn_origin"), "{e}");
+            }
+        }
     }
 }

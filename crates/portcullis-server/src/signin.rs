@@ -25,7 +25,7 @@ use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_core::totp::{self, TotpError};
 use portcullis_store::accounts::{Factor, Principal, Session};
 use portcullis_store::crypto::{random_token, token_hash};
-use portcullis_store::{Change, NewPrincipal, NewSession, StoreError};
+use portcullis_store::{Change, NewAssignment, NewPrincipal, NewSession, StoreError};
 use rand::RngCore;
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -38,7 +38,10 @@ use crate::time_us::{from_us, rfc3339, us};
 
 const MAX_PASSWORD: usize = 1024;
 
-fn invalid_credentials() -> ApiError {
+/// How recent a WebAuthn sign-in must be to stand in for a fresh second factor.
+const FRESH_WEBAUTHN: time::Duration = time::Duration::minutes(5);
+
+pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
         ErrorCode::InvalidCredentials,
@@ -63,7 +66,7 @@ fn totp_error(e: TotpError) -> ApiError {
     }
 }
 
-fn check_password_input(pw: &str) -> Result<(), ApiError> {
+pub(crate) fn check_password_input(pw: &str) -> Result<(), ApiError> {
     if pw.is_empty() {
         return Err(ApiError::bad_request("password must not be empty"));
     }
@@ -75,7 +78,7 @@ fn check_password_input(pw: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn throttle_keys(name: &str, emergency: bool, client: &ClientInfo) -> Vec<String> {
+pub(crate) fn throttle_keys(name: &str, emergency: bool, client: &ClientInfo) -> Vec<String> {
     let mut keys = vec![format!("ip:{}", client.ip)];
     if !emergency {
         keys.push(format!("account:{name}"));
@@ -84,7 +87,7 @@ fn throttle_keys(name: &str, emergency: bool, client: &ClientInfo) -> Vec<String
 }
 
 /// Refuses with 429 when any key is still waiting out its backoff.
-async fn check_throttle(
+pub(crate) async fn check_throttle(
     state: &AppState,
     keys: &[String],
     now: OffsetDateTime,
@@ -118,7 +121,7 @@ async fn check_throttle(
     Ok(())
 }
 
-fn signin_event(
+pub(crate) fn signin_event(
     name: &str,
     action: &str,
     outcome: Outcome,
@@ -137,7 +140,7 @@ fn signin_event(
         .details(details)
 }
 
-async fn record_failure(
+pub(crate) async fn record_failure(
     state: &AppState,
     keys: Vec<String>,
     ev: NewAuditEvent,
@@ -157,7 +160,7 @@ async fn record_failure(
 }
 
 /// A new session for `p`, returned with its one-time token and the change that stores it.
-fn new_session(
+pub(crate) fn new_session(
     state: &AppState,
     p: &Principal,
     strength: AuthStrength,
@@ -592,6 +595,19 @@ pub async fn bootstrap(
             phc,
             at_us: us(now),
         },
+        // The first administrator holds Global Administrator permanently (someone has to set
+        // the tenant up); whoami warns until it is replaced by an eligible assignment.
+        Change::CreateAssignment(NewAssignment {
+            id: format!("a_first_admin_{id}"),
+            principal_id: id.clone(),
+            role: "global-administrator".into(),
+            scope: "/".into(),
+            kind: "active".into(),
+            starts_at_us: us(now),
+            ends_at_us: None,
+            created_by: "bootstrap".into(),
+            created_at_us: us(now),
+        }),
         Change::AddTotpFactor {
             id: factor_id.clone(),
             principal_id: id,
@@ -642,11 +658,13 @@ fn session_view(s: &Session, user: &str, current: &str) -> SessionView {
 pub async fn whoami(state: &AppState, caller: &Caller) -> Result<WhoAmI, ApiError> {
     let s = caller.require_session()?;
     let user = user_view(state, &s.principal).await?;
-    let mut roles = Vec::new();
+    let roles =
+        crate::roles::active_roles(state, &s.principal.id, OffsetDateTime::now_utc()).await?;
     let mut warnings = Vec::new();
-    if s.principal.first_admin {
-        roles.push("Global Administrator (permanent, active, from bootstrap)".to_owned());
-        warnings.push("you hold a standing Global Administrator role from bootstrap; turn it into an eligible assignment once roles are available".to_owned());
+    if roles.iter().any(|r| {
+        r.seconds_left.is_none() && r.role == "global-administrator" && !s.principal.emergency
+    }) {
+        warnings.push("you hold a standing (permanent, active) Global Administrator assignment; make yourself eligible instead (portcullis assign ME global-administrator --eligible) and remove it (portcullis unassign)".to_owned());
     }
     if s.scope == SessionScope::RegistrationOnly {
         warnings.push("registration-only session: enrol a second factor (portcullis mfa enroll totp), then sign in again".to_owned());
@@ -679,7 +697,7 @@ pub async fn list_sessions(
     let me = caller.require_session()?;
     let p = match user {
         Some(name) if name != me.principal.name => {
-            caller.require_admin()?;
+            caller.require("sessions.read")?;
             get_principal(state, name, PrincipalKind::User).await?
         }
         _ => me.principal.clone(),
@@ -703,7 +721,7 @@ pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Resu
         return Err(not_found());
     }
     let s = state.store.session_by_id(id).await?.ok_or_else(not_found)?;
-    if s.principal_id != me.principal.id && caller.require_admin().is_err() {
+    if s.principal_id != me.principal.id && !caller.holds("sessions.revoke") {
         // Someone else's session looks like no session at all.
         return Err(not_found());
     }
@@ -738,7 +756,7 @@ pub async fn signout(state: &AppState, caller: &Caller) -> Result<(), ApiError> 
     revoke_session(state, caller, &me.session.id.clone()).await
 }
 
-fn factor_view(f: &Factor) -> FactorView {
+pub(crate) fn factor_view(f: &Factor) -> FactorView {
     FactorView {
         id: f.id.clone(),
         kind: f.kind.clone(),
@@ -760,7 +778,7 @@ pub async fn list_factors(state: &AppState, caller: &Caller) -> Result<Vec<Facto
         .collect())
 }
 
-fn factor_name(name: &str) -> Result<String, ApiError> {
+pub(crate) fn factor_name(name: &str) -> Result<String, ApiError> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -952,7 +970,9 @@ pub async fn change_password(
 ) -> Result<(), ApiError> {
     let me = caller.require_full()?;
     check_password_input(&req.current_password)?;
-    if req.code.len() != 6 || !req.code.bytes().all(|b| b.is_ascii_digit()) {
+    if let Some(code) = &req.code
+        && (code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(totp_error(TotpError::Malformed));
     }
     let p = &me.principal;
@@ -985,19 +1005,39 @@ pub async fn change_password(
         .await?;
         return Err(invalid_credentials());
     }
-    let factors = state.store.factors(&p.id).await?;
-    let (factor_id, step) = match match_totp(state, &factors, &req.code, now) {
-        Ok(m) => m,
-        Err(e) => {
-            record_failure(
-                state,
-                keys,
-                event(caller, "user.password_changed", format!("user:{}", p.name))
-                    .outcome(Outcome::Failure)
-                    .details(serde_json::json!({ "reason": "wrong_totp" })),
-            )
-            .await?;
-            return Err(totp_error(e));
+    // The fresh second factor: a TOTP code now, or a WebAuthn sign-in moments ago.
+    let totp_step = match &req.code {
+        Some(code) => {
+            let factors = state.store.factors(&p.id).await?;
+            match match_totp(state, &factors, code, now) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    record_failure(
+                        state,
+                        keys,
+                        event(caller, "user.password_changed", format!("user:{}", p.name))
+                            .outcome(Outcome::Failure)
+                            .details(serde_json::json!({ "reason": "wrong_totp" })),
+                    )
+                    .await?;
+                    return Err(totp_error(e));
+                }
+            }
+        }
+        None => {
+            let fresh = me.strength == AuthStrength::PhishingResistant
+                && me
+                    .session
+                    .strong_auth_at_us
+                    .is_some_and(|at| now - from_us(at) <= FRESH_WEBAUTHN);
+            if !fresh {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::StepUpRequired,
+                    "give a TOTP code, or sign in with your passkey again (within five minutes) and retry",
+                ));
+            }
+            None
         }
     };
     let new_phc = state
@@ -1005,13 +1045,16 @@ pub async fn change_password(
         .hash(&SecretString::from(req.new_password))
         .await
         .map_err(ApiError::internal)?;
-    let change = Change::Many(vec![
-        Change::AcceptTotpStep {
+    let mut changes = Vec::new();
+    if let Some((factor_id, step)) = totp_step {
+        changes.push(Change::AcceptTotpStep {
             factor_id,
             step: step as i64,
             confirm: false,
             at_us: us(now),
-        },
+        });
+    }
+    changes.extend([
         Change::SetPassword {
             principal_id: p.id.clone(),
             phc: new_phc,
@@ -1024,6 +1067,7 @@ pub async fn change_password(
             at_us: us(now),
         },
     ]);
+    let change = Change::Many(changes);
     let ev = event(caller, "user.password_changed", format!("user:{}", p.name))
         .details(serde_json::json!({ "other_sessions_revoked": true }));
     state

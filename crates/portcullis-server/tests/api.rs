@@ -364,11 +364,15 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /api/v1/bootstrap",
         "POST /api/v1/signin",
         "POST /api/v1/signin/totp",
+        "POST /api/v1/signin/webauthn",
+        "POST /api/v1/signin/webauthn/finish",
         "POST /api/v1/signout",
         "GET /api/v1/me",
         "GET /api/v1/me/mfa",
         "POST /api/v1/me/mfa/totp",
         "POST /api/v1/me/mfa/totp/{id}/confirm",
+        "POST /api/v1/me/mfa/webauthn",
+        "POST /api/v1/me/mfa/webauthn/finish",
         "DELETE /api/v1/me/mfa/{id}",
         "POST /api/v1/me/password",
         "GET /api/v1/sessions",
@@ -385,6 +389,32 @@ async fn openapi_lists_every_route(app: TestApp) {
         "DELETE /api/v1/groups/{name}/members/{member}",
         "POST /api/v1/service-accounts",
         "GET /api/v1/service-accounts",
+        "GET /api/v1/service-accounts/{name}",
+        "POST /api/v1/service-accounts/{name}/secrets",
+        "DELETE /api/v1/service-accounts/{name}/secrets/{id}",
+        "POST /api/v1/service-accounts/{name}/consent",
+        "GET /.well-known/openid-configuration",
+        "GET /oauth2/jwks",
+        "POST /oauth2/token",
+        "POST /oauth2/introspect",
+        "POST /oauth2/revoke",
+        "GET /api/v1/roles",
+        "POST /api/v1/roles",
+        "GET /api/v1/roles/{role}",
+        "DELETE /api/v1/roles/{role}",
+        "GET /api/v1/roles/{role}/settings",
+        "PUT /api/v1/roles/{role}/settings",
+        "GET /api/v1/assignments",
+        "POST /api/v1/assignments",
+        "DELETE /api/v1/assignments/{id}",
+        "GET /api/v1/requests",
+        "POST /api/v1/requests",
+        "GET /api/v1/requests/{id}",
+        "POST /api/v1/requests/{id}/approve",
+        "POST /api/v1/requests/{id}/deny",
+        "POST /api/v1/requests/{id}/cancel",
+        "POST /api/v1/requests/{id}/deactivate",
+        "POST /api/v1/requests/{id}/revoke",
     ]
     .into_iter()
     .map(String::from)
@@ -396,6 +426,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         let path = path
             .replace("{id}", "x")
             .replace("{name}", "x")
+            .replace("{role}", "x")
             .replace("{member}", "y");
         let resp = app
             .http
@@ -546,7 +577,15 @@ async fn bootstrap_makes_the_first_admin_once(app: TestApp) {
     let me = admin.whoami().await.expect("whoami");
     assert!(me.user.first_admin);
     assert_eq!(me.user.mfa, ["totp"]);
-    assert!(me.roles[0].starts_with("Global Administrator"));
+    assert_eq!(
+        (
+            me.roles[0].role.as_str(),
+            me.roles[0].scope.as_str(),
+            me.roles[0].seconds_left
+        ),
+        ("global-administrator", "/", None)
+    );
+    assert!(me.warnings.iter().any(|w| w.contains("standing")));
     assert!(!me.warnings.is_empty(), "the standing role is called out");
     // The token stopped working, for bootstrap and as a credential.
     let again = app
@@ -1066,7 +1105,7 @@ async fn privileged_accounts_register_mfa_first(app: TestApp) {
     let change = |current: &str, new: &str, c: String| PasswordChangeRequest {
         current_password: current.into(),
         new_password: new.into(),
-        code: c,
+        code: Some(c),
     };
     let weak = pat_full
         .change_password(&change("harbor-violet-mango-81", "short", code(&secret, 1)))
@@ -1188,6 +1227,10 @@ api_tests!(
     throttling_slows_down_and_never_locks_out,
     users_groups_and_service_accounts,
     privileged_accounts_register_mfa_first,
+    webauthn_passkeys_sign_in_and_refuse_forgeries,
+    jit_roles_activate_approve_and_expire,
+    racing_approvers_make_exactly_one_activation,
+    service_account_client_credentials,
 );
 
 #[tokio::test]
@@ -1308,4 +1351,1317 @@ async fn two_servers_on_one_postgres_keep_one_chain() {
     assert!(v.checkpoints.unwrap_or(0) >= 1);
     a.stop().await;
     b.stop().await;
+}
+
+// ---- WebAuthn: a software passkey from webauthn-authenticator-rs plays the browser and the
+// authenticator; every refusal below is made by the server.
+
+use portcullis_client::ClientError;
+use portcullis_core::api::{
+    WebauthnChallenge, WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest,
+};
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
+
+/// The origin the test "browser" claims; the server's default `webauthn_origin`.
+fn origin() -> Url {
+    Url::parse("http://localhost:8080").expect("origin")
+}
+
+async fn create_privileged(admin: &Client, name: &str, pw: &str) {
+    admin
+        .create_user(&CreateUserRequest {
+            name: name.into(),
+            display_name: name.to_uppercase(),
+            email: None,
+            phone: None,
+            guest_organisation: None,
+            privileged: true,
+            password: pw.into(),
+        })
+        .await
+        .expect("create user");
+}
+
+/// Password sign-in of an account without a second factor: a registration-only session.
+async fn registration_session(app: &TestApp, name: &str, pw: &str) -> Client {
+    let r = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: name.into(),
+            password: pw.into(),
+        })
+        .await
+        .expect("password");
+    let s = r.session.expect("session");
+    assert_eq!(s.scope, "registration_only");
+    app.anonymous.with_token(Some(SecretString::from(s.token)))
+}
+
+fn creation(c: &WebauthnChallenge) -> CreationChallengeResponse {
+    serde_json::from_value(c.options.clone()).expect("creation options")
+}
+
+fn request(c: &WebauthnChallenge) -> RequestChallengeResponse {
+    serde_json::from_value(c.options.clone()).expect("request options")
+}
+
+async fn register(
+    me: &Client,
+    key: &mut SoftPasskey,
+    name: &str,
+) -> portcullis_core::api::FactorView {
+    let c = me
+        .mfa_webauthn_register(&WebauthnRegisterRequest { name: name.into() })
+        .await
+        .expect("start registration");
+    let cred = key
+        .do_registration(origin(), creation(&c))
+        .expect("authenticator registers");
+    me.mfa_webauthn_register_finish(&WebauthnFinishRequest {
+        ceremony_id: c.ceremony_id,
+        credential: serde_json::to_value(cred).expect("json"),
+    })
+    .await
+    .expect("finish registration")
+}
+
+async fn passwordless(app: &TestApp, user: &str) -> WebauthnChallenge {
+    app.anonymous
+        .signin_webauthn(&WebauthnSignInRequest {
+            signin_id: None,
+            username: Some(user.into()),
+        })
+        .await
+        .expect("start sign-in")
+}
+
+async fn finish(
+    app: &TestApp,
+    ceremony_id: &str,
+    credential: serde_json::Value,
+) -> Result<portcullis_core::api::SignInResponse, ClientError> {
+    app.anonymous
+        .signin_webauthn_finish(&WebauthnFinishRequest {
+            ceremony_id: ceremony_id.into(),
+            credential,
+        })
+        .await
+}
+
+fn answer(key: &mut SoftPasskey, c: &WebauthnChallenge, at: Url) -> serde_json::Value {
+    serde_json::to_value(
+        key.do_authentication(at, request(c))
+            .expect("authenticator signs"),
+    )
+    .expect("json")
+}
+
+/// Flips one bit in the middle of a base64url field of the credential's response.
+fn tamper(mut cred: serde_json::Value, field: &str) -> serde_json::Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let s = cred["response"][field]
+        .as_str()
+        .expect("field")
+        .trim_end_matches('=')
+        .to_owned();
+    let mut raw = URL_SAFE_NO_PAD.decode(s).expect("b64");
+    let mid = raw.len() / 2;
+    raw[mid] ^= 0x01;
+    cred["response"][field] = serde_json::Value::String(URL_SAFE_NO_PAD.encode(raw));
+    cred
+}
+
+fn refused(r: Result<impl std::fmt::Debug, ClientError>, code: &str, needle: &str) {
+    let e = r.expect_err("refused");
+    assert_eq!(e.code(), Some(code), "{e}");
+    assert!(e.to_string().contains(needle), "{needle} not in {e}");
+}
+
+async fn webauthn_passkeys_sign_in_and_refuse_forgeries(app: TestApp) {
+    let admin = admin(&app).await;
+    create_privileged(&admin, "wes", "copper-lantern-river-42").await;
+    let wes = registration_session(&app, "wes", "copper-lantern-river-42").await;
+
+    // Registration: an authenticator that did not verify the user is refused, as is one
+    // answering for another origin; neither leaves a factor behind.
+    let c = wes
+        .mfa_webauthn_register(&WebauthnRegisterRequest {
+            name: "no-pin".into(),
+        })
+        .await
+        .expect("start");
+    let mut opts = c.options.clone();
+    opts["publicKey"]["authenticatorSelection"]["userVerification"] = "discouraged".into();
+    let mut no_uv = SoftPasskey::new(false);
+    let cred = no_uv
+        .do_registration(origin(), serde_json::from_value(opts).expect("opts"))
+        .expect("registers without UV");
+    refused(
+        wes.mfa_webauthn_register_finish(&WebauthnFinishRequest {
+            ceremony_id: c.ceremony_id.clone(),
+            credential: serde_json::to_value(cred).expect("json"),
+        })
+        .await,
+        "webauthn_failed",
+        "user_not_verified",
+    );
+    let mut key = SoftPasskey::new(true);
+    let c = wes
+        .mfa_webauthn_register(&WebauthnRegisterRequest {
+            name: "yubikey".into(),
+        })
+        .await
+        .expect("start");
+    // Same relying-party id, another port: a different origin.
+    let elsewhere = Url::parse("http://localhost:9999").expect("url");
+    let cred = key
+        .do_registration(elsewhere, creation(&c))
+        .expect("registers");
+    refused(
+        wes.mfa_webauthn_register_finish(&WebauthnFinishRequest {
+            ceremony_id: c.ceremony_id.clone(),
+            credential: serde_json::to_value(cred).expect("json"),
+        })
+        .await,
+        "webauthn_failed",
+        "origin_mismatch",
+    );
+    assert!(wes.mfa_list().await.expect("list").is_empty());
+
+    let mut key = SoftPasskey::new(true);
+    let f = register(&wes, &mut key, "yubikey").await;
+    assert_eq!((f.kind.as_str(), f.confirmed), ("webauthn", true));
+    // The same name twice is refused before any ceremony starts.
+    let dup = wes
+        .mfa_webauthn_register(&WebauthnRegisterRequest {
+            name: "yubikey".into(),
+        })
+        .await
+        .expect_err("dup");
+    assert_eq!(dup.code(), Some("already_exists"));
+
+    // Passwordless sign-in: phishing-resistant, full session.
+    let c = passwordless(&app, "wes").await;
+    let good = answer(&mut key, &c, origin());
+    let s = finish(&app, &c.ceremony_id, good.clone())
+        .await
+        .expect("signed in")
+        .session
+        .expect("session");
+    assert_eq!(
+        (s.strength.as_str(), s.scope.as_str()),
+        ("phishing_resistant", "full")
+    );
+    // The same answer again: the ceremony was spent.
+    refused(
+        finish(&app, &c.ceremony_id, good).await,
+        "unauthenticated",
+        "already finished",
+    );
+
+    // A tampered signature, and an assertion made for another port of the same host.
+    let c = passwordless(&app, "wes").await;
+    let cred = answer(&mut key, &c, origin());
+    refused(
+        finish(&app, &c.ceremony_id, tamper(cred, "signature")).await,
+        "webauthn_failed",
+        "bad_signature",
+    );
+    let c = passwordless(&app, "wes").await;
+    let other_port = Url::parse("http://localhost:9999").expect("url");
+    let cred = answer(&mut key, &c, other_port);
+    refused(
+        finish(&app, &c.ceremony_id, cred).await,
+        "webauthn_failed",
+        "origin_mismatch",
+    );
+
+    // Bad input changes nothing: the ceremony still works afterwards.
+    let c = passwordless(&app, "wes").await;
+    refused(
+        finish(&app, "not-hex", serde_json::json!({})).await,
+        "invalid_request",
+        "ceremony_id",
+    );
+    refused(
+        finish(&app, &c.ceremony_id, serde_json::json!({"id": 5})).await,
+        "invalid_request",
+        "assertion",
+    );
+    let both = app
+        .anonymous
+        .signin_webauthn(&WebauthnSignInRequest {
+            signin_id: Some("a".repeat(64)),
+            username: Some("wes".into()),
+        })
+        .await;
+    refused(both, "invalid_request", "not both");
+    let cred = answer(&mut key, &c, origin());
+    assert!(finish(&app, &c.ceremony_id, cred).await.is_ok());
+
+    // Another user's challenge: answering xena's ceremony with wes's key is refused, and
+    // wes's own ceremony is untouched by it.
+    create_privileged(&admin, "xena", "marble-thistle-ocean-17").await;
+    let xena = registration_session(&app, "xena", "marble-thistle-ocean-17").await;
+    let mut xkey = SoftPasskey::new(true);
+    register(&xena, &mut xkey, "token").await;
+    let cx = passwordless(&app, "xena").await;
+    let cw = passwordless(&app, "wes").await;
+    let wes_answer = answer(&mut key, &cw, origin());
+    refused(
+        finish(&app, &cx.ceremony_id, wes_answer.clone()).await,
+        "webauthn_failed",
+        "",
+    );
+    assert!(finish(&app, &cw.ceremony_id, wes_answer).await.is_ok());
+
+    // A counter that goes backwards (what a cloned authenticator produces): two ceremonies
+    // answered in order, finished in reverse; the older answer is refused.
+    let a = passwordless(&app, "wes").await;
+    let b = passwordless(&app, "wes").await;
+    let older = answer(&mut key, &a, origin());
+    let newer = answer(&mut key, &b, origin());
+    assert!(finish(&app, &b.ceremony_id, newer).await.is_ok());
+    refused(
+        finish(&app, &a.ceremony_id, older).await,
+        "webauthn_failed",
+        "counter",
+    );
+
+    // An assertion without user verification is refused even if the key signs it.
+    let mut opts = passwordless(&app, "xena").await;
+    let cid = opts.ceremony_id.clone();
+    opts.options["publicKey"]["userVerification"] = "discouraged".into();
+    // Asked without UV, xena's key signs without verifying her; the server's policy, kept
+    // server-side in the ceremony, still requires it.
+    let cred = serde_json::to_value(
+        xkey.do_authentication(
+            origin(),
+            serde_json::from_value(opts.options).expect("opts"),
+        )
+        .expect("signs"),
+    )
+    .expect("json");
+    refused(
+        finish(&app, &cid, cred).await,
+        "webauthn_failed",
+        "user_not_verified",
+    );
+
+    // Second factor after the password: the pending sign-in is spent with it.
+    let r = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "wes".into(),
+            password: "copper-lantern-river-42".into(),
+        })
+        .await
+        .expect("password");
+    assert_eq!(r.status, "mfa_required");
+    assert_eq!(r.factors, ["webauthn"]);
+    let signin_id = r.signin_id.expect("id");
+    let start = |id: String| WebauthnSignInRequest {
+        signin_id: Some(id),
+        username: None,
+    };
+    let c = app
+        .anonymous
+        .signin_webauthn(&start(signin_id.clone()))
+        .await
+        .expect("start");
+    let cred = answer(&mut key, &c, origin());
+    let s = finish(&app, &c.ceremony_id, cred)
+        .await
+        .expect("2fa")
+        .session
+        .expect("session");
+    assert_eq!(s.strength, "phishing_resistant");
+    refused(
+        app.anonymous.signin_webauthn(&start(signin_id)).await,
+        "unauthenticated",
+        "expired or was completed",
+    );
+
+    // Passwordless for an unknown user or one without a passkey: the same refusal.
+    for who in ["nobody", "root-admin"] {
+        let r = app
+            .anonymous
+            .signin_webauthn(&WebauthnSignInRequest {
+                signin_id: None,
+                username: Some(who.into()),
+            })
+            .await;
+        refused(r, "invalid_credentials", "");
+    }
+
+    // The only factor of a privileged account cannot be removed.
+    let wes_full = app.anonymous.with_token(Some(SecretString::from(s.token)));
+    refused(wes_full.mfa_remove(&f.id).await, "last_factor", "");
+
+    // Password change: a fresh WebAuthn sign-in stands in for the second factor; a TOTP
+    // session without a code does not.
+    let no_code = |current: &str| PasswordChangeRequest {
+        current_password: current.into(),
+        new_password: "saffron-glacier-pylon-66".into(),
+        code: None,
+    };
+    refused(
+        admin.change_password(&no_code(ADMIN_PW)).await,
+        "step_up_required",
+        "passkey",
+    );
+    wes_full
+        .change_password(&no_code("copper-lantern-river-42"))
+        .await
+        .expect("changed with a fresh passkey sign-in");
+
+    // Every attempt is in the audit log with its reason.
+    let events = admin
+        .audit_events(&EventFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .events;
+    let reasons: BTreeSet<String> = events
+        .iter()
+        .filter(|e| {
+            e.action == "signin.webauthn"
+                || e.action == "signin.completed"
+                || e.action == "mfa.webauthn_registered"
+        })
+        .filter_map(|e| e.details["reason"].as_str().map(str::to_owned))
+        .collect();
+    for r in [
+        "bad_signature",
+        "origin_mismatch",
+        "user_not_verified",
+        "replayed_or_counter_did_not_advance",
+        "passwordless_webauthn",
+        "password_and_webauthn",
+        "no_passkey_or_unknown_user",
+    ] {
+        assert!(reasons.contains(r), "{r} missing from {reasons:?}");
+    }
+    app.stop().await;
+}
+
+async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config_for(backend, dir.path()).await?;
+    tweak(&mut config);
+    Some(start(config, dir, None).await)
+}
+
+/// Ceremonies and pending sign-ins end after `signin_step_seconds`.
+async fn webauthn_ceremonies_expire(backend: Backend) {
+    let Some(app) = spawn_with(backend, |c| c.signin_step_seconds = 1).await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    create_privileged(&admin, "wes", "copper-lantern-river-42").await;
+    let wes = registration_session(&app, "wes", "copper-lantern-river-42").await;
+    let mut key = SoftPasskey::new(true);
+    register(&wes, &mut key, "yubikey").await;
+    let c = passwordless(&app, "wes").await;
+    let cred = answer(&mut key, &c, origin());
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    refused(
+        finish(&app, &c.ceremony_id, cred).await,
+        "unauthenticated",
+        "expired",
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webauthn_ceremonies_expire_sqlite() {
+    webauthn_ceremonies_expire(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webauthn_ceremonies_expire_postgres() {
+    webauthn_ceremonies_expire(Backend::Postgres).await;
+}
+
+// ---- Just-in-time roles.
+
+use portcullis_core::api::{
+    CreateActivationRequest, CreateAssignmentRequest, DecisionRequest, RoleSettingsUpdate,
+};
+
+/// A user with a confirmed TOTP factor, signed in with it (strength `mfa`).
+async fn mfa_user(app: &TestApp, admin: &Client, name: &str, pw: &str) -> (Client, Vec<u8>) {
+    admin
+        .create_user(&CreateUserRequest {
+            name: name.into(),
+            display_name: name.to_uppercase(),
+            email: None,
+            phone: None,
+            guest_organisation: None,
+            privileged: true,
+            password: pw.into(),
+        })
+        .await
+        .expect("create user");
+    let reg = registration_session(app, name, pw).await;
+    let enrol = reg
+        .mfa_enrol_totp(&TotpEnrolRequest {
+            name: "phone".into(),
+        })
+        .await
+        .expect("enrol");
+    let secret = totp::base32_decode(&enrol.secret).expect("b32");
+    reg.mfa_confirm_totp(
+        &enrol.factor_id,
+        &TotpConfirmRequest {
+            code: code(&secret, -1),
+        },
+    )
+    .await
+    .expect("confirm");
+    (sign_in(app, name, pw, &secret, 0).await, secret)
+}
+
+fn ask(role: &str, secs: i64, why: Option<&str>) -> CreateActivationRequest {
+    CreateActivationRequest {
+        role: role.into(),
+        scope: None,
+        duration_seconds: secs,
+        justification: why.map(str::to_owned),
+        ticket: None,
+    }
+}
+
+fn eligible(principal: &str, role: &str, secs: Option<i64>) -> CreateAssignmentRequest {
+    CreateAssignmentRequest {
+        principal: principal.into(),
+        role: role.into(),
+        scope: None,
+        kind: Some("eligible".into()),
+        duration_seconds: secs,
+        ends_at: None,
+    }
+}
+
+async fn jit_roles_activate_approve_and_expire(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
+    let (jon, _) = mfa_user(&app, &admin, "jon", "cobalt-meadow-lantern-39").await;
+
+    // Nobody holds a role by default.
+    let denied = ivy.users().await.expect_err("no role");
+    assert_eq!(denied.code(), Some("forbidden"));
+    assert!(denied.to_string().contains("users.read"), "{denied}");
+    assert!(ivy.whoami().await.expect("me").roles.is_empty());
+
+    // Eligible, then activated just in time.
+    admin
+        .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
+        .await
+        .expect("eligible");
+    let bad = [
+        (
+            ask("helpdesk-administrator", 3600, None),
+            "justification_required",
+        ),
+        (
+            ask("helpdesk-administrator", 0, Some("x")),
+            "invalid_request",
+        ),
+        (
+            ask("helpdesk-administrator", -60, Some("x")),
+            "invalid_request",
+        ),
+        (
+            ask("helpdesk-administrator", 9 * 3600, Some("x")),
+            "duration_too_long",
+        ),
+        (ask("no-such-role", 3600, Some("x")), "not_found"),
+        (ask("security-reader", 3600, Some("x")), "not_eligible"),
+    ];
+    for (req, code_) in bad {
+        let e = ivy.request_activation(&req).await.expect_err("refused");
+        assert_eq!(e.code(), Some(code_), "{e}");
+    }
+    let mut scoped = ask("helpdesk-administrator", 3600, Some("x"));
+    scoped.scope = Some("/nowhere".into());
+    assert_eq!(
+        ivy.request_activation(&scoped)
+            .await
+            .expect_err("scope")
+            .code(),
+        Some("invalid_request")
+    );
+    let r = ivy
+        .request_activation(&ask(
+            "helpdesk-administrator",
+            3600,
+            Some("ticket INC-7: reset a password"),
+        ))
+        .await
+        .expect("activated");
+    assert_eq!(r.state, "active");
+    assert!(
+        ivy.users().await.is_ok(),
+        "the active grant gives users.read"
+    );
+    let me = ivy.whoami().await.expect("me");
+    let left = me.roles[0].seconds_left.expect("bounded");
+    assert!((3590..=3600).contains(&left), "{left}");
+    // Deactivating early is always allowed; the permission goes with it.
+    ivy.deactivate(&r.id, &DecisionRequest::default())
+        .await
+        .expect("deactivate");
+    assert_eq!(
+        ivy.users().await.expect_err("gone").code(),
+        Some("forbidden")
+    );
+
+    // Approval: a role-assignable group of approvers that includes the requester.
+    admin
+        .create_group(&portcullis_core::api::CreateGroupRequest {
+            name: "approvers".into(),
+            display_name: None,
+            role_assignable: true,
+        })
+        .await
+        .expect("group");
+    for m in ["ivy", "jon"] {
+        admin
+            .add_group_member("approvers", &GroupMemberRequest { member: m.into() })
+            .await
+            .expect("member");
+    }
+    admin
+        .update_role_settings(
+            "security-reader",
+            &RoleSettingsUpdate {
+                require_approval: Some(true),
+                approvers: Some(vec!["group:approvers".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("settings");
+    admin
+        .create_assignment(&eligible("ivy", "security-reader", None))
+        .await
+        .expect("eligible");
+    let r = ivy
+        .request_activation(&ask("security-reader", 3600, Some("quarterly review")))
+        .await
+        .expect("pending");
+    assert_eq!(r.state, "pending_approval");
+    let own = ivy
+        .approve(&r.id, &DecisionRequest::default())
+        .await
+        .expect_err("self");
+    assert_eq!(own.code(), Some("self_approval"));
+    let ok = jon
+        .approve(&r.id, &DecisionRequest::default())
+        .await
+        .expect("approved");
+    assert_eq!(
+        (ok.state.as_str(), ok.approvals.as_slice()),
+        ("active", &["jon".to_owned()][..])
+    );
+    let twice = jon
+        .approve(&r.id, &DecisionRequest::default())
+        .await
+        .expect_err("twice");
+    assert_eq!(twice.code(), Some("already_decided"));
+    let deny_late = jon
+        .deny(
+            &r.id,
+            &DecisionRequest {
+                reason: Some("no".into()),
+            },
+        )
+        .await
+        .expect_err("decided");
+    assert_eq!(deny_late.code(), Some("already_decided"));
+    // Cancelled requests cannot be approved.
+    ivy.deactivate(&r.id, &DecisionRequest::default())
+        .await
+        .expect("deactivate");
+    let r2 = ivy
+        .request_activation(&ask("security-reader", 3600, Some("again")))
+        .await
+        .expect("pending");
+    ivy.cancel_request(&r2.id, &DecisionRequest::default())
+        .await
+        .expect("cancel");
+    let late = jon
+        .approve(&r2.id, &DecisionRequest::default())
+        .await
+        .expect_err("cancelled");
+    assert_eq!(late.code(), Some("already_decided"));
+    // Leaving the role-assignable group is not a way around it, and removing the last
+    // eligible path while a request is pending fails that request cleanly.
+    let r3 = ivy
+        .request_activation(&ask("security-reader", 3600, Some("third")))
+        .await
+        .expect("pending");
+    let elig = admin
+        .create_assignment(&eligible("ivy", "audit-reader", Some(3)))
+        .await
+        .expect("short eligibility");
+    let sr = app
+        .anonymous
+        .with_token(None)
+        .roles()
+        .await
+        .expect_err("roles need a session");
+    assert_eq!(sr.code(), Some("unauthenticated"));
+    // Expiry: the grant ends with its 3-second eligibility, removed by the worker on time.
+    let short = ivy
+        .request_activation(&ask("audit-reader", 3600, Some("look at the log")))
+        .await
+        .expect("active");
+    assert_eq!(short.state, "active");
+    assert!(ivy.audit_events(&EventFilter::default()).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    assert_eq!(
+        ivy.audit_events(&EventFilter::default())
+            .await
+            .expect_err("expired")
+            .code(),
+        Some("forbidden")
+    );
+    let after = ivy.activation_request(&short.id).await.expect("request");
+    assert_eq!(after.state, "expired");
+    let _ = elig;
+    let pending = ivy.activation_request(&r3.id).await.expect("r3");
+    assert_eq!(pending.state, "pending_approval");
+    admin
+        .delete_assignment(&admin_assignment_id(&admin, "ivy", "security-reader").await)
+        .await
+        .expect("unassign");
+    let gone = ivy.activation_request(&r3.id).await.expect("r3");
+    assert_eq!(
+        (gone.state.as_str(), gone.close_reason.as_deref()),
+        ("cancelled", Some("removed"))
+    );
+    let e = jon
+        .approve(&r3.id, &DecisionRequest::default())
+        .await
+        .expect_err("closed");
+    assert_eq!(e.code(), Some("already_decided"));
+
+    // Global Administrator needs approval by default, and names no approver yet: said
+    // plainly instead of leaving a request nobody can approve.
+    admin
+        .create_assignment(&eligible("ivy", "global-administrator", Some(3600)))
+        .await
+        .expect("eligible for GA");
+    let e = ivy
+        .request_activation(&ask("global-administrator", 600, Some("break fix")))
+        .await
+        .expect_err("no approvers");
+    assert_eq!(e.code(), Some("conflict"));
+    assert!(e.to_string().contains("names no approver"), "{e}");
+
+    // Eligibility for a role that changes state makes an account privileged: MFA before a
+    // full sign-in from then on. A reader role does not.
+    admin
+        .create_user(&CreateUserRequest {
+            name: "sam".into(),
+            display_name: "Sam".into(),
+            email: None,
+            phone: None,
+            guest_organisation: None,
+            privileged: false,
+            password: "juniper-castle-ember-12".into(),
+        })
+        .await
+        .expect("sam");
+    admin
+        .create_assignment(&eligible("sam", "audit-reader", None))
+        .await
+        .expect("reader");
+    assert!(!admin.user("sam").await.expect("sam").privileged);
+    admin
+        .create_assignment(&eligible("sam", "helpdesk-administrator", None))
+        .await
+        .expect("helpdesk");
+    assert!(admin.user("sam").await.expect("sam").privileged);
+    let sam = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "sam".into(),
+            password: "juniper-castle-ember-12".into(),
+        })
+        .await
+        .expect("sam signs in");
+    assert_eq!(sam.session.expect("session").scope, "registration_only");
+
+    // The audit log has the trail, the expiry by the worker included.
+    let events = admin
+        .audit_events(&EventFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .events;
+    for action in [
+        "assignment.created",
+        "request.created",
+        "request.activated",
+        "request.approved",
+        "request.deactivated",
+        "request.cancelled",
+        "request.expired",
+        "assignment.removed",
+    ] {
+        assert!(
+            events.iter().any(|e| e.action == action),
+            "{action} missing"
+        );
+    }
+    let activations = events
+        .iter()
+        .filter(|e| e.action == "request.activated" && e.details["request_id"] == r.id.as_str())
+        .count();
+    assert_eq!(activations, 1);
+    app.stop().await;
+}
+
+async fn admin_assignment_id(admin: &Client, principal: &str, role: &str) -> String {
+    admin
+        .assignments()
+        .await
+        .expect("assignments")
+        .into_iter()
+        .find(|a| a.principal == format!("user:{principal}") && a.role == role)
+        .map(|a| a.id)
+        .expect("assignment")
+}
+
+#[test]
+fn every_route_has_an_authorisation_entry() {
+    let router_doc = portcullis_server::api::routes().1;
+    let mut documented = BTreeSet::new();
+    for (path, item) in router_doc.paths.paths.iter() {
+        let item = serde_json::to_value(item).expect("json");
+        for method in item.as_object().expect("item").keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let table: BTreeSet<(String, String)> = portcullis_server::authz::ROUTES
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, table,
+        "routes and the authorisation table differ"
+    );
+}
+
+async fn racing_approvers_make_exactly_one_activation(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
+    let mut approvers = Vec::new();
+    for (n, pw) in [
+        ("jon", "cobalt-meadow-lantern-39"),
+        ("kim", "saffron-ridge-otter-71"),
+        ("leo", "granite-harbor-violet-24"),
+    ] {
+        approvers.push(mfa_user(&app, &admin, n, pw).await.0);
+    }
+    // An approver with a password-only session (not privileged, no second factor).
+    admin
+        .create_user(&CreateUserRequest {
+            name: "pat".into(),
+            display_name: "Pat".into(),
+            email: None,
+            phone: None,
+            guest_organisation: None,
+            privileged: false,
+            password: "quartz-meadow-falcon-27".into(),
+        })
+        .await
+        .expect("pat");
+    let r = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "pat".into(),
+            password: "quartz-meadow-falcon-27".into(),
+        })
+        .await
+        .expect("pat signs in");
+    let pat = app
+        .anonymous
+        .with_token(Some(SecretString::from(r.session.expect("session").token)));
+    admin
+        .create_group(&portcullis_core::api::CreateGroupRequest {
+            name: "approvers".into(),
+            display_name: None,
+            role_assignable: true,
+        })
+        .await
+        .expect("group");
+    for m in ["jon", "kim", "leo", "pat"] {
+        admin
+            .add_group_member("approvers", &GroupMemberRequest { member: m.into() })
+            .await
+            .expect("member");
+    }
+    admin
+        .create_assignment(&eligible("ivy", "security-reader", None))
+        .await
+        .expect("eligible");
+    let settings = |n: u32| RoleSettingsUpdate {
+        require_approval: Some(true),
+        approvers: Some(vec!["group:approvers".into()]),
+        approvals_required: Some(n),
+        ..Default::default()
+    };
+    for required in [2u32, 1] {
+        admin
+            .update_role_settings("security-reader", &settings(required))
+            .await
+            .expect("settings");
+        let r = ivy
+            .request_activation(&ask("security-reader", 1800, Some("audit prep")))
+            .await
+            .expect("pending");
+        assert_eq!(r.state, "pending_approval");
+        let weak = pat
+            .approve(&r.id, &DecisionRequest::default())
+            .await
+            .expect_err("password-only approver");
+        assert_eq!(weak.code(), Some("step_up_required"));
+        let d = DecisionRequest::default();
+        let (a, b, c) = tokio::join!(
+            approvers[0].approve(&r.id, &d),
+            approvers[1].approve(&r.id, &d),
+            approvers[2].approve(&r.id, &d)
+        );
+        let results = [a, b, c];
+        let ok = results.iter().filter(|x| x.is_ok()).count();
+        assert_eq!(
+            ok, required as usize,
+            "exactly the needed approvals are accepted"
+        );
+        for e in results.iter().filter_map(|x| x.as_ref().err()) {
+            assert_eq!(e.code(), Some("already_decided"), "{e}");
+        }
+        let now = ivy.activation_request(&r.id).await.expect("request");
+        assert_eq!(
+            (now.state.as_str(), now.approvals.len()),
+            ("active", required as usize)
+        );
+        let events = admin
+            .audit_events(&EventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .expect("events")
+            .events;
+        let of = |action: &str| {
+            events
+                .iter()
+                .filter(|e| e.action == action && e.details["request_id"] == r.id.as_str())
+                .count()
+        };
+        assert_eq!(of("request.activated"), 1, "one activation");
+        assert_eq!(
+            of("request.approved"),
+            required as usize,
+            "one event per accepted approval"
+        );
+        ivy.deactivate(&r.id, &DecisionRequest::default())
+            .await
+            .expect("deactivate");
+    }
+    app.stop().await;
+}
+
+// ---- Token service: client credentials for service accounts.
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TheirClaims {
+    client_id: String,
+    roles: Vec<serde_json::Value>,
+    permissions: Vec<String>,
+    acr: String,
+}
+
+async fn token_request(
+    app: &TestApp,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut rb = app
+        .http
+        .post(format!("{}/oauth2/token", app.base))
+        .form(form);
+    if let Some((u, p)) = basic {
+        rb = rb.basic_auth(u, Some(p));
+    }
+    rb.send().await.expect("send")
+}
+
+async fn access_token(app: &TestApp, id: &str, secret: &str) -> String {
+    let r = token_request(
+        app,
+        &[("grant_type", "client_credentials")],
+        Some((id, secret)),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["token_type"], "Bearer");
+    body["access_token"].as_str().expect("token").to_owned()
+}
+
+async fn oauth_error(r: reqwest::Response, status: u16, error: &str) {
+    assert_eq!(r.status().as_u16(), status);
+    if status == 401 {
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"], error, "{body}");
+}
+
+async fn introspect(app: &TestApp, id: &str, secret: &str, token: &str) -> serde_json::Value {
+    let r = app
+        .http
+        .post(format!("{}/oauth2/introspect", app.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+async fn service_account_client_credentials(app: TestApp) {
+    use jwt_simple::prelude::*;
+    let admin = admin(&app).await;
+    admin
+        .create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
+            name: "payroll-sync".into(),
+            display_name: None,
+        })
+        .await
+        .expect("sa");
+    let s1 = admin
+        .add_client_secret("payroll-sync")
+        .await
+        .expect("secret 1");
+    let s2 = admin
+        .add_client_secret("payroll-sync")
+        .await
+        .expect("secret 2");
+    assert_eq!(s1.client_id, "payroll-sync");
+    let third = admin
+        .add_client_secret("payroll-sync")
+        .await
+        .expect_err("two at most");
+    assert_eq!(third.code(), Some("conflict"));
+    let detail = admin.service_account("payroll-sync").await.expect("detail");
+    assert_eq!(detail.secrets.len(), 2);
+    assert!(
+        !serde_json::to_string(&detail)
+            .expect("json")
+            .contains(&s1.client_secret)
+    );
+
+    // Basic and post authentication both work.
+    let t1 = access_token(&app, "payroll-sync", &s1.client_secret).await;
+    let r = token_request(
+        &app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "payroll-sync"),
+            ("client_secret", &s2.client_secret),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+
+    // Another JWT library verifies the token against the published JWKS.
+    let discovery: serde_json::Value = app
+        .http
+        .get(format!("{}/.well-known/openid-configuration", app.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(discovery["issuer"], "http://localhost:8080");
+    let jwks: serde_json::Value = app
+        .http
+        .get(format!("{}/oauth2/jwks", app.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let verify = |token: &str| -> Result<JWTClaims<TheirClaims>, String> {
+        let meta = Token::decode_metadata(token).map_err(|e| e.to_string())?;
+        let kid = meta.key_id().ok_or("no kid")?.to_owned();
+        let jwk = jwks["keys"]
+            .as_array()
+            .and_then(|k| k.iter().find(|k| k["kid"] == kid.as_str()))
+            .ok_or("unknown kid")?;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let raw = URL_SAFE_NO_PAD
+            .decode(jwk["x"].as_str().ok_or("no x")?)
+            .map_err(|e| e.to_string())?;
+        let pk = Ed25519PublicKey::from_bytes(&raw).map_err(|e| e.to_string())?;
+        let opts = VerificationOptions {
+            allowed_issuers: Some(HashSet::from_strings(&["http://localhost:8080"])),
+            allowed_audiences: Some(HashSet::from_strings(&["portcullis"])),
+            ..Default::default()
+        };
+        pk.verify_token::<TheirClaims>(token, Some(opts))
+            .map_err(|e| e.to_string())
+    };
+    let c = verify(&t1).expect("verifies");
+    assert_eq!(
+        (c.custom.client_id.as_str(), c.custom.acr.as_str()),
+        ("payroll-sync", "client_credentials")
+    );
+    assert!(c.custom.roles.is_empty(), "no role by default");
+
+    // Roles and consent travel in the token; exp never passes the earliest role's end.
+    admin
+        .create_assignment(&CreateAssignmentRequest {
+            principal: "service_account:payroll-sync".into(),
+            role: "audit-reader".into(),
+            scope: None,
+            kind: Some("active".into()),
+            duration_seconds: Some(120),
+            ends_at: None,
+        })
+        .await
+        .expect("active role for 2 minutes");
+    admin
+        .consent(
+            "payroll-sync",
+            &portcullis_core::api::ConsentRequest {
+                permissions: vec!["app:payroll.read".into()],
+            },
+        )
+        .await
+        .expect("consent");
+    let bad_consent = admin
+        .consent(
+            "payroll-sync",
+            &portcullis_core::api::ConsentRequest {
+                permissions: vec!["payroll".into()],
+            },
+        )
+        .await
+        .expect_err("not a permission");
+    assert_eq!(bad_consent.code(), Some("invalid_request"));
+    let t2 = access_token(&app, "payroll-sync", &s1.client_secret).await;
+    let c = verify(&t2).expect("verifies");
+    assert_eq!(c.custom.roles[0]["role"], "audit-reader");
+    assert_eq!(c.custom.permissions, ["app:payroll.read"]);
+    let exp = c.expires_at.expect("exp").as_secs() as i64;
+    let role_end = c.custom.roles[0]["exp"].as_i64().expect("role exp");
+    assert!(exp <= role_end, "token exp {exp} after role end {role_end}");
+    assert!(exp - (now_unix() as i64) <= 121);
+
+    // Refusals, each in OAuth's error shape and changing nothing.
+    oauth_error(
+        token_request(
+            &app,
+            &[("grant_type", "client_credentials")],
+            Some(("payroll-sync", "pcs_wrong")),
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        token_request(
+            &app,
+            &[("grant_type", "client_credentials")],
+            Some(("nobody", "pcs_wrong")),
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        token_request(
+            &app,
+            &[("grant_type", "client_credentials")],
+            Some(("root-admin", ADMIN_PW)),
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        token_request(&app, &[], Some(("payroll-sync", &s1.client_secret))).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    oauth_error(
+        token_request(
+            &app,
+            &[("grant_type", "password")],
+            Some(("payroll-sync", &s1.client_secret)),
+        )
+        .await,
+        400,
+        "unsupported_grant_type",
+    )
+    .await;
+    oauth_error(
+        token_request(
+            &app,
+            &[
+                ("grant_type", "client_credentials"),
+                ("grant_type", "client_credentials"),
+            ],
+            Some(("payroll-sync", &s1.client_secret)),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let r = app
+        .http
+        .post(format!("{}/oauth2/token", app.base))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .expect("send");
+    oauth_error(r, 400, "invalid_request").await;
+
+    // Introspection: real tokens are active; forged ones never are.
+    let i = introspect(&app, "payroll-sync", &s2.client_secret, &t2).await;
+    assert_eq!(
+        (i["active"].as_bool(), i["client_id"].as_str()),
+        (Some(true), Some("payroll-sync"))
+    );
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = t2.split('.').nth(1).expect("payload");
+    let none = format!(
+        "{}.{payload}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#)
+    );
+    let kid = jwks["keys"][0]["kid"].as_str().expect("kid");
+    let public = URL_SAFE_NO_PAD
+        .decode(jwks["keys"][0]["x"].as_str().expect("x"))
+        .expect("b64");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some(kid.to_owned());
+    let hmac = jsonwebtoken::encode(
+        &h,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&public),
+    )
+    .expect("hs256");
+    let mut tampered = t2.clone();
+    tampered.pop();
+    tampered.push(if t2.ends_with('A') { 'B' } else { 'A' });
+    for forged in [none.as_str(), hmac.as_str(), tampered.as_str(), "garbage"] {
+        assert_eq!(
+            introspect(&app, "payroll-sync", &s2.client_secret, forged).await["active"],
+            false,
+            "{forged}"
+        );
+        assert!(verify(forged).is_err());
+    }
+    // Revocation (RFC 7009) makes the token inactive; revoking again is fine.
+    for _ in 0..2 {
+        let r = app
+            .http
+            .post(format!("{}/oauth2/revoke", app.base))
+            .basic_auth("payroll-sync", Some(&s1.client_secret))
+            .form(&[("token", t2.as_str())])
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        introspect(&app, "payroll-sync", &s2.client_secret, &t2).await["active"],
+        false
+    );
+    assert_eq!(
+        introspect(&app, "payroll-sync", &s2.client_secret, &t1).await["active"],
+        true
+    );
+
+    // Rotation: remove the first secret; it stops working at once, the second goes on.
+    admin
+        .remove_client_secret("payroll-sync", &s1.id)
+        .await
+        .expect("remove");
+    oauth_error(
+        token_request(
+            &app,
+            &[("grant_type", "client_credentials")],
+            Some(("payroll-sync", &s1.client_secret)),
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let _ = access_token(&app, "payroll-sync", &s2.client_secret).await;
+
+    let events = admin
+        .audit_events(&EventFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .events;
+    let cc: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "token.client_credentials")
+        .collect();
+    for reason in [
+        "issued",
+        "wrong_secret",
+        "unknown_client",
+        "not_a_service_account",
+        "token_revoked",
+    ] {
+        assert!(
+            cc.iter().any(|e| e.details["reason"] == reason),
+            "{reason} missing"
+        );
+    }
+    assert!(
+        cc.iter()
+            .any(|e| e.details["reason"] == "not_a_service_account" && e.details["alert"] == true)
+    );
+    assert!(
+        !serde_json::to_string(&events)
+            .expect("json")
+            .contains(&s2.client_secret),
+        "no secret in the audit log"
+    );
+    app.stop().await;
 }

@@ -245,6 +245,25 @@ impl Store {
         })
     }
 
+    /// A WebAuthn ceremony: `(principal_id, kind, state, factor_name, pending_signin_hash,
+    /// created_at_us)`.
+    #[allow(clippy::type_complexity)]
+    pub async fn ceremony(
+        &self,
+        id_hash: &[u8],
+    ) -> Result<Option<(String, String, String, Option<String>, Option<Vec<u8>>, i64)>> {
+        on_pool!(&self.backend, pool => {
+            match sqlx::query("SELECT principal_id, kind, state, factor_name, pending_signin_hash, created_at_us FROM webauthn_ceremonies WHERE id_hash = $1")
+                .bind(id_hash).fetch_optional(pool).await? {
+                Some(r) => Ok(Some((
+                    r.try_get("principal_id")?, r.try_get("kind")?, r.try_get("state")?,
+                    r.try_get("factor_name")?, r.try_get("pending_signin_hash")?, r.try_get("created_at_us")?,
+                ))),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// Throttle counters `(failures, last_failure_us)` for each key that has one.
     pub async fn throttle_counters(&self, keys: &[String]) -> Result<Vec<(String, i64, i64)>> {
         let mut out = Vec::new();

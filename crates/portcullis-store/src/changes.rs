@@ -41,6 +41,53 @@ pub struct NewSession {
     pub user_agent: String,
 }
 
+/// A new role assignment.
+#[derive(Debug, Clone)]
+pub struct NewAssignment {
+    pub id: String,
+    pub principal_id: String,
+    pub role: String,
+    pub scope: String,
+    /// `eligible` or `active`.
+    pub kind: String,
+    pub starts_at_us: i64,
+    pub ends_at_us: Option<i64>,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// A new activation request, pending approval or already active.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: String,
+    pub principal_id: String,
+    pub role: String,
+    pub scope: String,
+    pub eligibility_id: String,
+    /// `pending_approval` or `active`.
+    pub state: String,
+    pub duration_seconds: i64,
+    pub justification: Option<String>,
+    pub ticket: Option<String>,
+    pub approvals_required: i64,
+    pub created_at_us: i64,
+    pub timeout_at_us: Option<i64>,
+    pub activated_at_us: Option<i64>,
+    pub ends_at_us: Option<i64>,
+}
+
+/// A message for the outbox, delivered later by a worker.
+#[derive(Debug, Clone)]
+pub struct NewOutboxMessage {
+    pub id: String,
+    /// `notification` or `alert`.
+    pub kind: String,
+    pub topic: String,
+    pub recipient: String,
+    pub payload: String,
+    pub at_us: i64,
+}
+
 /// A state change applied in the same transaction as its audit events.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -117,6 +164,39 @@ pub enum Change {
         confirm: bool,
         at_us: i64,
     },
+    /// Adds a confirmed WebAuthn credential; conflicts if the name or the credential id is taken.
+    AddWebauthnFactor {
+        id: String,
+        principal_id: String,
+        name: String,
+        credential_id: Vec<u8>,
+        sealed_credential: Vec<u8>,
+        counter: i64,
+        at_us: i64,
+    },
+    /// Stores the credential after a use; conflicts if the signature counter did not move
+    /// forward (a cloned authenticator) unless the authenticator keeps no counter (0).
+    UpdateWebauthnFactor {
+        id: String,
+        sealed_credential: Vec<u8>,
+        counter: i64,
+        at_us: i64,
+    },
+    /// Stores a WebAuthn ceremony's server-side state.
+    CreateCeremony {
+        id_hash: Vec<u8>,
+        principal_id: String,
+        kind: String,
+        state: String,
+        factor_name: Option<String>,
+        pending_signin_hash: Option<Vec<u8>>,
+        at_us: i64,
+    },
+    /// Consumes a ceremony; conflicts if it is gone (finished already, or never existed), which
+    /// is what makes a replayed challenge fail.
+    ConsumeCeremony {
+        id_hash: Vec<u8>,
+    },
     /// Conflicts if the factor does not exist for that principal.
     RemoveFactor {
         id: String,
@@ -157,6 +237,97 @@ pub enum Change {
     /// Forgets the failures of these keys (after a success).
     ResetThrottle {
         keys: Vec<String>,
+    },
+    /// Creates a custom role (permissions as a JSON array); conflicts if the slug exists.
+    CreateCustomRole {
+        slug: String,
+        display_name: String,
+        description: String,
+        permissions: String,
+        at_us: i64,
+    },
+    /// Deletes a custom role and its settings; conflicts while a live assignment names it.
+    DeleteCustomRole {
+        slug: String,
+    },
+    /// Stores a role's settings (JSON), replacing earlier ones.
+    SetRoleSettings {
+        role: String,
+        settings: String,
+        at_us: i64,
+    },
+    CreateAssignment(NewAssignment),
+    /// Ends a live assignment and closes the requests resting on it (pending ones cancelled,
+    /// active ones revoked) with the same reason; conflicts if it has ended already.
+    EndAssignment {
+        id: String,
+        reason: String,
+        by: String,
+        at_us: i64,
+    },
+    /// Creates a request; conflicts unless its eligibility is still live at `created_at_us`.
+    CreateRequest(NewRequest),
+    /// Records one approver's decision. Conflicts if the request is no longer pending, if the
+    /// approver decided already, or if the number of earlier approvals is not
+    /// `approvals_before` (the caller chose its audit events from that count; a concurrent
+    /// approval makes it retry). `activate` = `(activated_at_us, ends_at_us)` makes the request
+    /// active in the same step; `deny` closes it as denied.
+    DecideRequest {
+        request_id: String,
+        approver_id: String,
+        approve: bool,
+        reason: Option<String>,
+        approvals_before: i64,
+        activate: Option<(i64, i64)>,
+        at_us: i64,
+    },
+    /// Moves a request from state `from` to `to` (a terminal state); conflicts if it is not in
+    /// `from` any more, so a state change happens once even across replicas.
+    CloseRequest {
+        id: String,
+        from: String,
+        to: String,
+        by: String,
+        reason: Option<String>,
+        at_us: i64,
+    },
+    Enqueue(NewOutboxMessage),
+    /// Adds a client secret (its SHA-256); conflicts if the principal has two live ones.
+    AddClientSecret {
+        id: String,
+        principal_id: String,
+        secret_hash: Vec<u8>,
+        created_by: String,
+        at_us: i64,
+    },
+    /// Revokes a client secret; conflicts if it is not live.
+    RevokeClientSecret {
+        id: String,
+        principal_id: String,
+        at_us: i64,
+    },
+    /// Records consent to application permissions (idempotent per permission).
+    GrantConsent {
+        principal_id: String,
+        permissions: Vec<String>,
+        granted_by: String,
+        at_us: i64,
+    },
+    /// Withdraws consent to one permission; conflicts if it was not granted.
+    RevokeConsent {
+        principal_id: String,
+        permission: String,
+    },
+    /// Revokes an access token by its `jti` (idempotent).
+    RevokeToken {
+        jti: String,
+        expires_at_us: i64,
+        at_us: i64,
+    },
+    /// Marks a principal as one that is or may become privileged (stricter password and MFA
+    /// before full sign-in). Never cleared automatically.
+    MarkPrivileged {
+        principal_id: String,
     },
 }
 
@@ -263,6 +434,34 @@ macro_rules! apply_for {
                                 return Err(conflict("totp step already used"));
                             }
                         }
+                        Change::AddWebauthnFactor { id, principal_id, name, credential_id, sealed_credential, counter, at_us } => {
+                            let n = sqlx::query("INSERT INTO mfa_factors (id, principal_id, kind, name, sealed_secret, confirmed, last_step, created_at_us, credential_id) VALUES ($1, $2, 'webauthn', $3, $4, TRUE, $5, $6, $7) ON CONFLICT DO NOTHING")
+                                .bind(id).bind(principal_id).bind(name).bind(sealed_credential).bind(*counter).bind(*at_us).bind(credential_id)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("a factor with that name or credential exists"));
+                            }
+                        }
+                        Change::UpdateWebauthnFactor { id, sealed_credential, counter, at_us } => {
+                            let n = sqlx::query("UPDATE mfa_factors SET sealed_secret = $1, last_step = $2, last_used_us = $3 WHERE id = $4 AND kind = 'webauthn' AND ($2 = 0 OR last_step IS NULL OR last_step < $2)")
+                                .bind(sealed_credential).bind(*counter).bind(*at_us).bind(id)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("signature counter did not advance"));
+                            }
+                        }
+                        Change::CreateCeremony { id_hash, principal_id, kind, state, factor_name, pending_signin_hash, at_us } => {
+                            sqlx::query("INSERT INTO webauthn_ceremonies (id_hash, principal_id, kind, state, factor_name, pending_signin_hash, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                                .bind(id_hash).bind(principal_id).bind(kind).bind(state).bind(factor_name).bind(pending_signin_hash).bind(*at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::ConsumeCeremony { id_hash } => {
+                            let n = sqlx::query("DELETE FROM webauthn_ceremonies WHERE id_hash = $1")
+                                .bind(id_hash).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("ceremony already finished or unknown"));
+                            }
+                        }
                         Change::RemoveFactor { id, principal_id } => {
                             let n = sqlx::query("DELETE FROM mfa_factors WHERE id = $1 AND principal_id = $2")
                                 .bind(id).bind(principal_id).execute(&mut *c).await?.rows_affected();
@@ -312,6 +511,131 @@ macro_rules! apply_for {
                             for key in keys {
                                 sqlx::query("DELETE FROM throttle WHERE key = $1").bind(key).execute(&mut *c).await?;
                             }
+                        }
+                        Change::CreateCustomRole { slug, display_name, description, permissions, at_us } => {
+                            let n = sqlx::query("INSERT INTO custom_roles (slug, display_name, description, permissions, created_at_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                                .bind(slug).bind(display_name).bind(description).bind(permissions).bind(*at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("a role with that name exists"));
+                            }
+                        }
+                        Change::DeleteCustomRole { slug } => {
+                            let n = sqlx::query("DELETE FROM custom_roles WHERE slug = $1 AND NOT EXISTS (SELECT 1 FROM role_assignments WHERE role = $1 AND ended_at_us IS NULL)")
+                                .bind(slug).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the role is gone or still assigned"));
+                            }
+                            sqlx::query("DELETE FROM role_settings WHERE role = $1").bind(slug).execute(&mut *c).await?;
+                        }
+                        Change::SetRoleSettings { role, settings, at_us } => {
+                            sqlx::query("INSERT INTO role_settings (role, settings, updated_at_us) VALUES ($1, $2, $3) ON CONFLICT (role) DO UPDATE SET settings = excluded.settings, updated_at_us = excluded.updated_at_us")
+                                .bind(role).bind(settings).bind(*at_us).execute(&mut *c).await?;
+                        }
+                        Change::CreateAssignment(a) => {
+                            sqlx::query("INSERT INTO role_assignments (id, principal_id, role, scope, kind, starts_at_us, ends_at_us, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                                .bind(&a.id).bind(&a.principal_id).bind(&a.role).bind(&a.scope).bind(&a.kind)
+                                .bind(a.starts_at_us).bind(a.ends_at_us).bind(&a.created_by).bind(a.created_at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::EndAssignment { id, reason, by, at_us } => {
+                            let n = sqlx::query("UPDATE role_assignments SET ended_at_us = $1, end_reason = $2 WHERE id = $3 AND ended_at_us IS NULL")
+                                .bind(*at_us).bind(reason).bind(id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("assignment already ended"));
+                            }
+                            sqlx::query("UPDATE activation_requests SET state = CASE state WHEN 'active' THEN 'revoked' ELSE 'cancelled' END, closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE eligibility_id = $4 AND state IN ('pending_approval', 'active')")
+                                .bind(*at_us).bind(by).bind(reason).bind(id).execute(&mut *c).await?;
+                        }
+                        Change::CreateRequest(r) => {
+                            let live: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM role_assignments WHERE id = $1 AND ended_at_us IS NULL AND (ends_at_us IS NULL OR ends_at_us > $2)")
+                                .bind(&r.eligibility_id).bind(r.created_at_us).fetch_optional(&mut *c).await?;
+                            if live.is_none() {
+                                return Err(conflict("the eligible assignment has ended"));
+                            }
+                            sqlx::query("INSERT INTO activation_requests (id, principal_id, role, scope, eligibility_id, state, duration_seconds, justification, ticket, approvals_required, created_at_us, timeout_at_us, activated_at_us, ends_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                                .bind(&r.id).bind(&r.principal_id).bind(&r.role).bind(&r.scope).bind(&r.eligibility_id)
+                                .bind(&r.state).bind(r.duration_seconds).bind(&r.justification).bind(&r.ticket)
+                                .bind(r.approvals_required).bind(r.created_at_us).bind(r.timeout_at_us)
+                                .bind(r.activated_at_us).bind(r.ends_at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::DecideRequest { request_id, approver_id, approve, reason, approvals_before, activate, at_us } => {
+                            let approvals: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM request_decisions WHERE request_id = $1 AND decision = 'approve'")
+                                .bind(request_id).fetch_one(&mut *c).await?;
+                            let pending: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM activation_requests WHERE id = $1 AND state = 'pending_approval'")
+                                .bind(request_id).fetch_optional(&mut *c).await?;
+                            if pending.is_none() {
+                                return Err(conflict("the request is no longer pending"));
+                            }
+                            if approvals != *approvals_before {
+                                return Err(conflict("another approval arrived meanwhile"));
+                            }
+                            let n = sqlx::query("INSERT INTO request_decisions (request_id, approver_id, decision, reason, at_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+                                .bind(request_id).bind(approver_id).bind(if *approve { "approve" } else { "deny" })
+                                .bind(reason).bind(*at_us).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("this approver has decided already"));
+                            }
+                            if !*approve {
+                                sqlx::query("UPDATE activation_requests SET state = 'denied', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE id = $4")
+                                    .bind(*at_us).bind(approver_id).bind(reason).bind(request_id).execute(&mut *c).await?;
+                            } else if let Some((activated, ends)) = activate {
+                                sqlx::query("UPDATE activation_requests SET state = 'active', activated_at_us = $1, ends_at_us = $2 WHERE id = $3")
+                                    .bind(*activated).bind(*ends).bind(request_id).execute(&mut *c).await?;
+                            }
+                        }
+                        Change::CloseRequest { id, from, to, by, reason, at_us } => {
+                            let n = sqlx::query("UPDATE activation_requests SET state = $1, closed_at_us = $2, closed_by = $3, close_reason = $4 WHERE id = $5 AND state = $6")
+                                .bind(to).bind(*at_us).bind(by).bind(reason).bind(id).bind(from)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the request is not in the expected state"));
+                            }
+                        }
+                        Change::AddClientSecret { id, principal_id, secret_hash, created_by, at_us } => {
+                            let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM client_secrets WHERE principal_id = $1 AND revoked_at_us IS NULL")
+                                .bind(principal_id).fetch_one(&mut *c).await?;
+                            if live >= 2 {
+                                return Err(conflict("two client secrets are live already"));
+                            }
+                            sqlx::query("INSERT INTO client_secrets (id, principal_id, secret_hash, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5)")
+                                .bind(id).bind(principal_id).bind(secret_hash).bind(created_by).bind(*at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::RevokeClientSecret { id, principal_id, at_us } => {
+                            let n = sqlx::query("UPDATE client_secrets SET revoked_at_us = $1 WHERE id = $2 AND principal_id = $3 AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(id).bind(principal_id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such live client secret"));
+                            }
+                        }
+                        Change::GrantConsent { principal_id, permissions, granted_by, at_us } => {
+                            for p in permissions {
+                                sqlx::query("INSERT INTO consents (principal_id, permission, granted_by, granted_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                                    .bind(principal_id).bind(p).bind(granted_by).bind(*at_us)
+                                    .execute(&mut *c).await?;
+                            }
+                        }
+                        Change::RevokeConsent { principal_id, permission } => {
+                            let n = sqlx::query("DELETE FROM consents WHERE principal_id = $1 AND permission = $2")
+                                .bind(principal_id).bind(permission).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such consent"));
+                            }
+                        }
+                        Change::RevokeToken { jti, expires_at_us, at_us } => {
+                            sqlx::query("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                                .bind(jti).bind(*expires_at_us).bind(*at_us).execute(&mut *c).await?;
+                        }
+                        Change::MarkPrivileged { principal_id } => {
+                            sqlx::query("UPDATE principals SET privileged = TRUE WHERE id = $1")
+                                .bind(principal_id).execute(&mut *c).await?;
+                        }
+                        Change::Enqueue(m) => {
+                            sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us) VALUES ($1, $2, $3, $4, $5, $6, $6)")
+                                .bind(&m.id).bind(&m.kind).bind(&m.topic).bind(&m.recipient).bind(&m.payload).bind(m.at_us)
+                                .execute(&mut *c).await?;
                         }
                     }
                     Ok(())

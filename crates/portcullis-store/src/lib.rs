@@ -18,8 +18,10 @@
 pub mod accounts;
 mod changes;
 pub mod crypto;
+pub mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tokens;
 mod writer;
 
 use std::collections::HashMap;
@@ -39,7 +41,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
-pub use changes::{Change, NewPrincipal, NewSession};
+pub use changes::{Change, NewAssignment, NewOutboxMessage, NewPrincipal, NewRequest, NewSession};
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;
 

@@ -15,6 +15,7 @@ use portcullis_core::api::{
 use rand::RngCore;
 
 use crate::login::{self, StoredLogin, ask, ask_secret, qr};
+use crate::roles_cli;
 use portcullis_server::{Application, BuildOptions, Config, LogFormat};
 use portcullis_store::{Store, StoreOptions};
 use secrecy::SecretString;
@@ -45,7 +46,7 @@ pub struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Table,
     Json,
 }
@@ -80,6 +81,27 @@ enum Command {
     /// Service accounts (records; credentials come with the token service).
     #[command(subcommand, name = "service-accounts")]
     ServiceAccounts(ServiceAccountsCommand),
+    /// Roles (built-in and custom) and their settings.
+    #[command(subcommand)]
+    Roles(roles_cli::RolesCommand),
+    /// Assign a role to a user, group or service account (eligible by default).
+    Assign(roles_cli::AssignArgs),
+    /// Remove an assignment (by id, or PRINCIPAL ROLE).
+    Unassign(roles_cli::UnassignArgs),
+    /// List live assignments.
+    Assignments(roles_cli::AssignmentsArgs),
+    /// Ask to activate an eligible role.
+    Request(roles_cli::RequestArgs),
+    /// Activation requests: yours, those to approve, or everyone's pending ones.
+    Requests(roles_cli::RequestsArgs),
+    /// Approve a pending request.
+    Approve(roles_cli::DecideArgs),
+    /// Deny a pending request (a reason is required).
+    Deny(roles_cli::DecideArgs),
+    /// Cancel your own pending request.
+    Cancel(roles_cli::DecideArgs),
+    /// End your active activation of a role early.
+    Deactivate { role: String },
 }
 
 #[derive(Args)]
@@ -290,12 +312,12 @@ fn anonymous(cli: &Cli) -> Result<Client> {
     Ok(Client::new(&cli.server, None)?)
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
     t.set_header(header.to_vec());
     for r in rows {
@@ -538,7 +560,11 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
                     me.user.name, me.user.display_name, me.session.strength, me.session.scope
                 );
                 for r in &me.roles {
-                    println!("role: {r}");
+                    let left = match r.seconds_left {
+                        Some(s) => format!("{} left", human_duration(s)),
+                        None => "permanent".to_owned(),
+                    };
+                    println!("role: {} at {} ({left})", r.role, r.scope);
                 }
                 for w in &me.warnings {
                     println!("warning: {w}");
@@ -703,9 +729,7 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
                 table(&["name", "display name", "enabled", "created"], rows);
             }
         }
-        Command::Serve(_) | Command::Audit(_) | Command::Bootstrap(_) | Command::Login(_) => {
-            bail!("internal: command dispatched to the wrong handler")
-        }
+        _ => bail!("internal: command dispatched to the wrong handler"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -726,6 +750,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Groups(_)
         | Command::Sessions(_)
         | Command::ServiceAccounts(_) => accounts(&cli).await,
+        Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,
+        Command::Assign(a) => roles_cli::assign(&client(&cli)?, cli.output, a).await,
+        Command::Unassign(u) => roles_cli::unassign(&client(&cli)?, u).await,
+        Command::Assignments(a) => roles_cli::assignments(&client(&cli)?, cli.output, a).await,
+        Command::Request(r) => roles_cli::request(&client(&cli)?, cli.output, r).await,
+        Command::Requests(r) => roles_cli::requests(&client(&cli)?, cli.output, r).await,
+        Command::Approve(d) => roles_cli::decide(&client(&cli)?, cli.output, "approve", d).await,
+        Command::Deny(d) => roles_cli::decide(&client(&cli)?, cli.output, "deny", d).await,
+        Command::Cancel(d) => roles_cli::decide(&client(&cli)?, cli.output, "cancel", d).await,
+        Command::Deactivate { role } => {
+            roles_cli::deactivate(&client(&cli)?, cli.output, role).await
+        }
         Command::Audit(AuditCommand::Checkpoint { reason }) => {
             let created = client(&cli)?.audit_checkpoint(reason).await?;
             match cli.output {
@@ -883,4 +919,24 @@ async fn audit_verify(cli: &Cli, database: Option<&str>) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_CHAIN_BROKEN)
     })
+}
+
+/// `3725` → `1h 2m 5s`.
+fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d}d"));
+    }
+    if h > 0 {
+        parts.push(format!("{h}h"));
+    }
+    if m > 0 {
+        parts.push(format!("{m}m"));
+    }
+    if sec > 0 || parts.is_empty() {
+        parts.push(format!("{sec}s"));
+    }
+    parts.join(" ")
 }

@@ -7,6 +7,7 @@
 
 mod cli;
 mod login;
+mod roles_cli;
 
 use std::process::ExitCode;
 

@@ -47,7 +47,7 @@ pub async fn get_user(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    caller.require_admin()?;
+    caller.require("users.read")?;
     let p = svc::get_principal(&state, &name, PrincipalKind::User).await?;
     Ok(Json(svc::user_view(&state, &p).await?))
 }
@@ -89,7 +89,7 @@ pub async fn user_sessions(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    caller.require_admin()?;
+    caller.require("sessions.read")?;
     Ok(Json(
         crate::signin::list_sessions(&state, &caller, Some(&name)).await?,
     ))

@@ -58,7 +58,7 @@ pub async fn list_events(
     caller: Caller,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    caller.require_audit_reader()?;
+    caller.require_bootstrap_or("audit.read")?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
@@ -107,7 +107,7 @@ pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    caller.require_audit_reader()?;
+    caller.require_bootstrap_or("audit.read")?;
     let outcome = state.store.verify_chain().await?;
     Ok(Json(VerifyResult::from_outcome(outcome)))
 }
@@ -122,7 +122,7 @@ pub async fn create_checkpoint(
     caller: Caller,
     ApiJson(body): ApiJson<CheckpointRequest>,
 ) -> Result<(StatusCode, Json<CheckpointCreated>), ApiError> {
-    caller.require_audit_reader()?;
+    caller.require_bootstrap_or("audit.checkpoint")?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::bad_request("reason must be 1 to 500 characters"));

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
     FactorView, PasswordChangeRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest,
-    TotpEnrolment, WhoAmI,
+    TotpEnrolment, WebauthnChallenge, WebauthnFinishRequest, WebauthnRegisterRequest, WhoAmI,
 };
 
 use super::AppState;
@@ -59,6 +59,34 @@ pub async fn confirm_totp(
 ) -> Result<Json<FactorView>, ApiError> {
     Ok(Json(
         svc::confirm_totp(&state, &caller, &id, &req.code).await?,
+    ))
+}
+
+/// Start registering a passkey or security key (user verification required; works in a
+/// registration-only session). Answers the options for `navigator.credentials.create()`.
+#[utoipa::path(post, path = "/api/v1/me/mfa/webauthn", tag = "me", security(("bearer" = [])), request_body = WebauthnRegisterRequest,
+    responses((status = 200, body = WebauthnChallenge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn webauthn_register(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<WebauthnRegisterRequest>,
+) -> Result<Json<WebauthnChallenge>, ApiError> {
+    Ok(Json(
+        crate::webauthn::start_registration(&state, &caller, req).await?,
+    ))
+}
+
+/// Finish registering a passkey or security key with the authenticator's attestation.
+#[utoipa::path(post, path = "/api/v1/me/mfa/webauthn/finish", tag = "me", security(("bearer" = [])), request_body = WebauthnFinishRequest,
+    responses((status = 201, body = FactorView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn webauthn_register_finish(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<WebauthnFinishRequest>,
+) -> Result<(StatusCode, Json<FactorView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::webauthn::finish_registration(&state, &caller, req).await?),
     ))
 }
 

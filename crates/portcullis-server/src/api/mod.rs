@@ -7,6 +7,9 @@ pub mod accounts;
 pub mod audit;
 pub mod health;
 pub mod me;
+pub mod oauth;
+pub mod roles;
+pub mod service_accounts;
 pub mod signin;
 
 use std::sync::Arc;
@@ -29,6 +32,12 @@ pub struct AppState {
     pub master: Arc<portcullis_store::MasterKey>,
     pub passwords: crate::passwords::Passwords,
     pub lifetimes: portcullis_core::session::SessionLifetimes,
+    /// The WebAuthn relying party (this server's origin).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// Signs and verifies access tokens.
+    pub tokens: Arc<crate::tokens::TokenSigner>,
+    /// Wakes the expiry worker when a nearer deadline appears.
+    pub expiry_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Facts about this server fixed at start.
@@ -61,11 +70,15 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(signin::bootstrap))
         .routes(routes!(signin::password))
         .routes(routes!(signin::totp))
+        .routes(routes!(signin::webauthn))
+        .routes(routes!(signin::webauthn_finish))
         .routes(routes!(signin::signout))
         .routes(routes!(me::whoami))
         .routes(routes!(me::list_factors))
         .routes(routes!(me::enrol_totp))
         .routes(routes!(me::confirm_totp))
+        .routes(routes!(me::webauthn_register))
+        .routes(routes!(me::webauthn_register_finish))
         .routes(routes!(me::remove_factor))
         .routes(routes!(me::change_password))
         .routes(routes!(me::list_sessions))
@@ -78,6 +91,27 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::create_group, accounts::list_groups))
         .routes(routes!(accounts::add_member))
         .routes(routes!(accounts::remove_member))
+        .routes(routes!(service_accounts::show))
+        .routes(routes!(service_accounts::add_secret))
+        .routes(routes!(service_accounts::remove_secret))
+        .routes(routes!(service_accounts::consent))
+        .routes(routes!(oauth::discovery))
+        .routes(routes!(oauth::jwks))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::introspect))
+        .routes(routes!(oauth::revoke))
+        .routes(routes!(roles::list_roles, roles::create_role))
+        .routes(routes!(roles::get_role, roles::delete_role))
+        .routes(routes!(roles::get_settings, roles::update_settings))
+        .routes(routes!(roles::list_assignments, roles::create_assignment))
+        .routes(routes!(roles::delete_assignment))
+        .routes(routes!(roles::list_requests, roles::create_request))
+        .routes(routes!(roles::get_request))
+        .routes(routes!(roles::approve))
+        .routes(routes!(roles::deny))
+        .routes(routes!(roles::cancel))
+        .routes(routes!(roles::deactivate))
+        .routes(routes!(roles::revoke))
         .routes(routes!(
             accounts::create_service_account,
             accounts::list_service_accounts
@@ -90,6 +124,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
     routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::authz::authorize,
+        ))
         .layer(axum::Extension(doc))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_core::api::{
     BootstrapRequest, PasswordSignInRequest, SignInResponse, TotpSignInRequest, UserView,
+    WebauthnChallenge, WebauthnFinishRequest, WebauthnSignInRequest,
 };
 
 use super::AppState;
@@ -47,6 +48,35 @@ pub async fn totp(
     ApiJson(req): ApiJson<TotpSignInRequest>,
 ) -> Result<Json<SignInResponse>, ApiError> {
     Ok(Json(svc::totp_step(&state, &client, req).await?))
+}
+
+/// Start a WebAuthn sign-in: with `signin_id` after the password, or with `username` alone
+/// (passwordless). Answers the options for `navigator.credentials.get()`.
+#[utoipa::path(post, path = "/api/v1/signin/webauthn", tag = "signin", request_body = WebauthnSignInRequest,
+    responses((status = 200, body = WebauthnChallenge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn webauthn(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<WebauthnSignInRequest>,
+) -> Result<Json<WebauthnChallenge>, ApiError> {
+    Ok(Json(
+        crate::webauthn::start_signin(&state, &client, req).await?,
+    ))
+}
+
+/// Finish a WebAuthn sign-in with the authenticator's assertion; the session has the
+/// `phishing_resistant` strength.
+#[utoipa::path(post, path = "/api/v1/signin/webauthn/finish", tag = "signin", request_body = WebauthnFinishRequest,
+    responses((status = 200, body = SignInResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn webauthn_finish(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<WebauthnFinishRequest>,
+) -> Result<Json<SignInResponse>, ApiError> {
+    Ok(Json(
+        crate::webauthn::finish_signin(&state, &client, req).await?,
+    ))
 }
 
 /// Sign out: revoke the session making the request.

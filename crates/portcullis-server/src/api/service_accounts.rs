@@ -1,0 +1,64 @@
+//! Service-account credential and consent routes.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use portcullis_core::api::{ClientSecretIssued, ConsentRequest, ServiceAccountDetail};
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::service_accounts as svc;
+
+/// A service account with its live client secrets (ids only) and consents.
+#[utoipa::path(get, path = "/api/v1/service-accounts/{name}", tag = "accounts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "service account name (its client_id)")),
+    responses((status = 200, body = ServiceAccountDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<ServiceAccountDetail>, ApiError> {
+    Ok(Json(svc::detail(&state, &caller, &name).await?))
+}
+
+/// Add a client secret (shown once; at most two live).
+#[utoipa::path(post, path = "/api/v1/service-accounts/{name}/secrets", tag = "accounts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "service account name")),
+    responses((status = 201, body = ClientSecretIssued), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<ClientSecretIssued>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(svc::add_secret(&state, &caller, &name).await?),
+    ))
+}
+
+/// Remove a client secret.
+#[utoipa::path(delete, path = "/api/v1/service-accounts/{name}/secrets/{id}", tag = "accounts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "service account name"), ("id" = String, Path, description = "secret id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    svc::remove_secret(&state, &caller, &name, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Consent to application permissions for a service account (recorded with who consented).
+#[utoipa::path(post, path = "/api/v1/service-accounts/{name}/consent", tag = "accounts", security(("bearer" = [])), request_body = ConsentRequest,
+    params(("name" = String, Path, description = "service account name")),
+    responses((status = 200, body = ServiceAccountDetail), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn consent(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ConsentRequest>,
+) -> Result<Json<ServiceAccountDetail>, ApiError> {
+    Ok(Json(svc::consent(&state, &caller, &name, req).await?))
+}

@@ -1,0 +1,149 @@
+//! Authorisation by permission: the table that maps every route to what it needs, and the
+//! layer that enforces it before any handler runs.
+//!
+//! Invariants:
+//! - Every routed operation has an entry (a test compares this table with the router); a
+//!   route without one is refused with a 500 rather than served unchecked (fail closed).
+//! - Permissions come only from the caller's *active* grants (assignments and activations),
+//!   at the tenant scope here; handlers of scoped operations check the exact scope again.
+//! - The caller identified here is handed to the handler, so a request is authenticated once.
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::AppState;
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, sign-in, bootstrap with its own token).
+    Public,
+    /// Any signed-in session, registration-only included (own account, own requests; the
+    /// handler decides what else, e.g. approvers are named by the role's settings).
+    SignedIn,
+    /// The bootstrap token while it is valid, or this permission.
+    BootstrapOr(&'static str),
+    /// This permission at the tenant scope.
+    Permission(&'static str),
+    /// A full session; the handler checks this permission at the operation's own scope, or
+    /// lets the caller act on their own things without it.
+    Scoped(&'static str),
+    /// A full session; the rule is the domain's, not a permission: eligibility for requests,
+    /// the role's approver list for decisions, ownership for cancel and deactivate.
+    FullSession,
+}
+
+use Access::*;
+
+/// Every route and what it needs.
+#[rustfmt::skip]
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Public),
+    ("GET", "/readyz", Public),
+    ("GET", "/metrics", Public),
+    ("GET", "/api/v1/openapi.json", Public),
+    ("GET", "/api/v1/audit/events", BootstrapOr("audit.read")),
+    ("GET", "/api/v1/audit/verify", BootstrapOr("audit.read")),
+    ("POST", "/api/v1/audit/checkpoints", BootstrapOr("audit.checkpoint")),
+    ("POST", "/api/v1/bootstrap", Public),
+    // OAuth endpoints authenticate clients themselves (client credentials).
+    ("GET", "/.well-known/openid-configuration", Public),
+    ("GET", "/oauth2/jwks", Public),
+    ("POST", "/oauth2/token", Public),
+    ("POST", "/oauth2/introspect", Public),
+    ("POST", "/oauth2/revoke", Public),
+    ("POST", "/api/v1/signin", Public),
+    ("POST", "/api/v1/signin/totp", Public),
+    ("POST", "/api/v1/signin/webauthn", Public),
+    ("POST", "/api/v1/signin/webauthn/finish", Public),
+    ("POST", "/api/v1/signout", SignedIn),
+    ("GET", "/api/v1/me", SignedIn),
+    ("GET", "/api/v1/me/mfa", SignedIn),
+    ("POST", "/api/v1/me/mfa/totp", SignedIn),
+    ("POST", "/api/v1/me/mfa/totp/{id}/confirm", SignedIn),
+    ("POST", "/api/v1/me/mfa/webauthn", SignedIn),
+    ("POST", "/api/v1/me/mfa/webauthn/finish", SignedIn),
+    ("DELETE", "/api/v1/me/mfa/{id}", SignedIn),
+    ("POST", "/api/v1/me/password", SignedIn),
+    ("GET", "/api/v1/sessions", SignedIn),
+    ("DELETE", "/api/v1/sessions/{id}", Scoped("sessions.revoke")),
+    ("POST", "/api/v1/users", Permission("users.create")),
+    ("GET", "/api/v1/users", Permission("users.read")),
+    ("GET", "/api/v1/users/{name}", Permission("users.read")),
+    ("POST", "/api/v1/users/{name}/disable", Permission("users.update")),
+    ("POST", "/api/v1/users/{name}/enable", Permission("users.update")),
+    ("GET", "/api/v1/users/{name}/sessions", Permission("sessions.read")),
+    ("POST", "/api/v1/groups", Permission("groups.create")),
+    ("GET", "/api/v1/groups", Permission("groups.read")),
+    ("POST", "/api/v1/groups/{name}/members", Scoped("groups.members.update")),
+    ("DELETE", "/api/v1/groups/{name}/members/{member}", Scoped("groups.members.update")),
+    ("POST", "/api/v1/service-accounts", Permission("service_accounts.create")),
+    ("GET", "/api/v1/service-accounts", Permission("service_accounts.read")),
+    ("GET", "/api/v1/service-accounts/{name}", Permission("service_accounts.read")),
+    ("POST", "/api/v1/service-accounts/{name}/secrets", Permission("service_accounts.credentials")),
+    ("DELETE", "/api/v1/service-accounts/{name}/secrets/{id}", Permission("service_accounts.credentials")),
+    ("POST", "/api/v1/service-accounts/{name}/consent", Permission("service_accounts.consent")),
+    ("GET", "/api/v1/roles", SignedIn),
+    ("POST", "/api/v1/roles", Permission("roles.create")),
+    ("GET", "/api/v1/roles/{role}", SignedIn),
+    ("DELETE", "/api/v1/roles/{role}", Permission("roles.delete")),
+    ("GET", "/api/v1/roles/{role}/settings", SignedIn),
+    ("PUT", "/api/v1/roles/{role}/settings", Permission("roles.settings.update")),
+    ("GET", "/api/v1/assignments", Scoped("assignments.read")),
+    ("POST", "/api/v1/assignments", Scoped("assignments.create")),
+    ("DELETE", "/api/v1/assignments/{id}", Scoped("assignments.delete")),
+    ("POST", "/api/v1/requests", FullSession),
+    ("GET", "/api/v1/requests", Scoped("requests.read")),
+    ("GET", "/api/v1/requests/{id}", Scoped("requests.read")),
+    ("POST", "/api/v1/requests/{id}/approve", FullSession),
+    ("POST", "/api/v1/requests/{id}/deny", FullSession),
+    ("POST", "/api/v1/requests/{id}/cancel", FullSession),
+    ("POST", "/api/v1/requests/{id}/deactivate", FullSession),
+    ("POST", "/api/v1/requests/{id}/revoke", Scoped("requests.revoke")),
+];
+
+/// What `method path` needs, if the table has it.
+pub fn access_for(method: &str, path: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+/// The layer: identifies the caller and checks the table before the handler runs.
+pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(path) = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
+        return next.run(req).await;
+    };
+    let Some(access) = access_for(req.method().as_str(), &path) else {
+        tracing::error!(route = %path, "route without an authorisation entry refused");
+        return ApiError::internal("this route has no authorisation entry").into_response();
+    };
+    if access == Public {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let checked = match access {
+        Public => Ok(()),
+        SignedIn => caller.require_session().map(|_| ()),
+        BootstrapOr(p) => caller.require_bootstrap_or(p),
+        Permission(p) => caller.require(p).map(|_| ()),
+        Scoped(_) | FullSession => caller.require_full().map(|_| ()),
+    };
+    if let Err(e) = checked {
+        return e.into_response();
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}

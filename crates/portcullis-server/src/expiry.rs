@@ -1,0 +1,157 @@
+//! The expiry worker (invariant 3: no grant outlives its expiry).
+//!
+//! It sleeps until the next deadline in the store (an active request's end, a pending
+//! request's approval timeout, an assignment's end), not on a coarse poll, and is woken early
+//! when a nearer deadline is created in this process. Deadlines survive restarts because they
+//! are rows. Across several replicas on one PostgreSQL each deadline is acted on exactly once:
+//! every action is a conditional change (`state = 'active'`, `ended_at_us IS NULL`), so the
+//! replica that loses the race writes nothing, not even an audit event. A replica that did not
+//! create a deadline still wakes for it at most a minute late if its creator died.
+//! Reads never count a grant past its end, so access ends on time even before the worker runs.
+
+use std::sync::Arc;
+
+use portcullis_core::audit::NewAuditEvent;
+use portcullis_store::roles::Deadline;
+use portcullis_store::{Change, NewOutboxMessage, Store, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+use crate::accounts::new_id;
+use crate::time_us::{from_us, rfc3339, us};
+
+/// The longest the worker sleeps without looking at the store (other replicas' deadlines).
+const MAX_SLEEP: std::time::Duration = std::time::Duration::from_secs(60);
+/// Deadlines handled per round; a round's changes are written concurrently (group commit).
+const BATCH: i64 = 1000;
+
+/// Runs until `shutdown` resolves.
+pub async fn run(store: Store, wake: Arc<Notify>, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        if let Err(e) = expire_due(&store).await {
+            tracing::warn!(error = %e, "expiry round failed; retrying shortly");
+        }
+        let now = OffsetDateTime::now_utc();
+        let sleep = match store.next_deadline().await {
+            Ok(Some(at)) => (from_us(at) - now)
+                .try_into()
+                .unwrap_or(std::time::Duration::ZERO)
+                .min(MAX_SLEEP),
+            Ok(None) => MAX_SLEEP,
+            Err(_) => std::time::Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = wake.notified() => {}
+            _ = &mut shutdown => return,
+        }
+    }
+}
+
+/// Acts on every deadline reached now; the number of changes written.
+pub async fn expire_due(store: &Store) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let due = store.due(us(now), BATCH).await?;
+        if due.is_empty() {
+            return Ok(total);
+        }
+        let n = due.len();
+        // Requests first: a grant that ends with its eligibility is recorded as expired (with
+        // its own event), not as revoked by the assignment's end.
+        let (requests, assignments): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .partition(|d| !matches!(d, Deadline::AssignmentEnds { .. }));
+        for phase in [requests, assignments] {
+            let mut tasks = tokio::task::JoinSet::new();
+            for d in phase {
+                let store = store.clone();
+                tasks.spawn(async move { act(&store, d).await });
+            }
+            while let Some(r) = tasks.join_next().await {
+                match r {
+                    Ok(Ok(true)) => total += 1,
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
+        if (n as i64) < BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Acts on one deadline; false when another replica (or a person) got there first.
+async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let (change, events) = match &d {
+        Deadline::RequestExpires { id, at_us } | Deadline::RequestTimesOut { id, at_us } => {
+            let Some(r) = store.request(id).await? else {
+                return Ok(false);
+            };
+            let (from, to, action) = match d {
+                Deadline::RequestExpires { .. } => ("active", "expired", "request.expired"),
+                _ => ("pending_approval", "timed_out", "request.timed_out"),
+            };
+            let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "state": to });
+            let change = Change::Many(vec![
+                Change::CloseRequest {
+                    id: r.id.clone(),
+                    from: from.into(),
+                    to: to.into(),
+                    by: "system:expiry".into(),
+                    reason: None,
+                    at_us: us(now),
+                },
+                Change::Enqueue(NewOutboxMessage {
+                    id: new_id("m"),
+                    kind: "notification".into(),
+                    topic: action.into(),
+                    recipient: format!("user:{}", r.principal_name),
+                    payload: payload.to_string(),
+                    at_us: us(now),
+                }),
+            ]);
+            let ev = NewAuditEvent::new(
+                "system:expiry",
+                action,
+                format!("user:{}", r.principal_name),
+            )
+            .details(serde_json::json!({
+                "request_id": r.id, "role": r.role, "scope": r.scope,
+                "deadline": rfc3339(*at_us), "late_ms": (us(now) - at_us) / 1000,
+            }));
+            (change, vec![ev])
+        }
+        Deadline::AssignmentEnds { id, at_us } => {
+            let Some(a) = store.assignment(id).await? else {
+                return Ok(false);
+            };
+            let change = Change::EndAssignment {
+                id: a.id.clone(),
+                reason: "expired".into(),
+                by: "system:expiry".into(),
+                at_us: us(now),
+            };
+            let ev = NewAuditEvent::new(
+                "system:expiry",
+                "assignment.expired",
+                format!("{}:{}", a.principal_kind, a.principal_name),
+            )
+            .details(serde_json::json!({
+                "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind,
+                "deadline": rfc3339(*at_us), "late_ms": (us(now) - at_us) / 1000,
+            }));
+            (change, vec![ev])
+        }
+    };
+    match store.write(change, events).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,1214 @@
+//! Just-in-time roles: roles and their settings, assignments, activation requests, approvals.
+//!
+//! Invariants kept here (the rules themselves are pure code in `portcullis_core::roles` and
+//! `portcullis_core::activation`):
+//! - Nobody holds a role they were not given: grants are read from the store on every request
+//!   and a grant past its end is never counted, whether or not the expiry worker has run.
+//! - Activation needs a live eligible assignment, the strength the role requires (fresh within
+//!   15 minutes, else `step_up_required`), and the justification/ticket the settings demand.
+//! - Nobody approves their own request (also not through a group); N-of-M counts distinct
+//!   people; each decision is a conditional change, so two approvers racing produce exactly one
+//!   activation and exactly one audit trail.
+//! - Every change is written with its audit event and its outbox notifications in one
+//!   transaction; the expiry worker is woken when a nearer deadline appears.
+
+use axum::http::StatusCode;
+use portcullis_core::activation::{
+    self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, RequestState,
+    SessionFacts,
+};
+use portcullis_core::api::{
+    ActivationRequestView, ActiveRoleView, AssignmentView, CreateActivationRequest,
+    CreateAssignmentRequest, CreateRoleRequest, DecisionRequest, RoleSettingsUpdate,
+    RoleSettingsView, RoleView,
+};
+use portcullis_core::error::ErrorCode;
+use portcullis_core::principal::PrincipalName;
+use portcullis_core::roles::{BuiltinRole, Grant, Permission, RoleName, RoleSettings, Scope};
+use portcullis_core::session::AuthStrength;
+use portcullis_store::accounts::Principal;
+use portcullis_store::roles::{ActivationRequest, Assignment, AssignmentFilter, RequestFilter};
+use portcullis_store::{Change, NewAssignment, NewOutboxMessage, NewRequest, StoreError};
+use time::{Duration, OffsetDateTime};
+
+use crate::accounts::{invalid, new_id};
+use crate::api::AppState;
+use crate::auth::{Caller, SessionCaller, event, forbidden};
+use crate::error::ApiError;
+use crate::time_us::{from_us, rfc3339, us};
+
+/// A role as the server sees it: built-in (from code) or custom (from the store).
+#[derive(Debug, Clone)]
+pub struct RoleDef {
+    pub slug: String,
+    pub display_name: String,
+    pub description: String,
+    pub builtin: Option<BuiltinRole>,
+    pub permissions: Vec<Permission>,
+}
+
+impl RoleDef {
+    fn view(&self) -> RoleView {
+        RoleView {
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            builtin: self.builtin.is_some(),
+            permissions: self
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        }
+    }
+}
+
+fn unknown_role(slug: &str) -> ApiError {
+    ApiError::not_found(format!("no role named {slug} (portcullis roles list)"))
+}
+
+fn coded(status: StatusCode, code: ErrorCode, msg: impl Into<String>) -> ApiError {
+    ApiError::new(status, code, msg)
+}
+
+/// Every role: the built-in ones first, then custom ones by name.
+pub async fn all_roles(state: &AppState) -> Result<Vec<RoleDef>, ApiError> {
+    let mut out: Vec<RoleDef> = BuiltinRole::ALL
+        .iter()
+        .map(|b| RoleDef {
+            slug: b.slug().to_owned(),
+            display_name: b.display_name().to_owned(),
+            description: b.description().to_owned(),
+            builtin: Some(*b),
+            permissions: b.permissions(),
+        })
+        .collect();
+    for r in state.store.custom_roles().await? {
+        out.push(RoleDef {
+            slug: r.slug,
+            display_name: r.display_name,
+            description: r.description,
+            builtin: None,
+            permissions: r
+                .permissions
+                .iter()
+                .filter_map(|p| Permission::parse(p).ok())
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
+    all_roles(state)
+        .await?
+        .into_iter()
+        .find(|r| r.slug == slug)
+        .ok_or_else(|| unknown_role(slug))
+}
+
+/// The grants in effect for a principal at `now`, with the permissions of their roles.
+pub async fn grants(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Grant>, ApiError> {
+    let rows = state.store.grants_of(principal_id, us(now)).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let roles = all_roles(state).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for g in rows {
+        let Some(def) = roles.iter().find(|r| r.slug == g.role) else {
+            continue;
+        };
+        let Ok(scope) = Scope::parse(&g.scope) else {
+            continue;
+        };
+        out.push(Grant {
+            role: def.slug.clone(),
+            permissions: def.permissions.clone(),
+            everything: def.builtin.is_some_and(|b| b.grants_everything()),
+            scope,
+            ends_at: g.ends_at_us.map(from_us),
+        });
+    }
+    Ok(out)
+}
+
+/// The caller's active roles with the time left, for `whoami`.
+pub async fn active_roles(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<ActiveRoleView>, ApiError> {
+    Ok(state
+        .store
+        .grants_of(principal_id, us(now))
+        .await?
+        .into_iter()
+        .map(|g| ActiveRoleView {
+            role: g.role,
+            scope: g.scope,
+            ends_at: g.ends_at_us.map(rfc3339),
+            seconds_left: g.ends_at_us.map(|e| (e - us(now)).max(0) / 1_000_000),
+            source: g.source,
+        })
+        .collect())
+}
+
+/// A role's settings: stored, or the defaults for the role.
+pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, ApiError> {
+    match state.store.role_settings(&def.slug).await? {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|_| ApiError::internal("stored role settings unreadable")),
+        None => Ok(RoleSettings::defaults_for(def.builtin)),
+    }
+}
+
+fn settings_view(role: &str, s: &RoleSettings) -> RoleSettingsView {
+    RoleSettingsView {
+        role: role.to_owned(),
+        max_activation_seconds: s.max_activation,
+        required_strength: s.required_strength.as_str().to_owned(),
+        require_justification: s.require_justification,
+        require_ticket: s.require_ticket,
+        require_approval: s.require_approval,
+        approvers: s.approvers.clone(),
+        approvals_required: s.approvals_required,
+        max_eligible_seconds: s.max_eligible_seconds,
+        max_active_seconds: s.max_active_seconds,
+        allow_permanent_active: s.allow_permanent_active,
+        notify: s.notify.clone(),
+    }
+}
+
+pub async fn list_roles(state: &AppState) -> Result<Vec<RoleView>, ApiError> {
+    Ok(all_roles(state).await?.iter().map(RoleDef::view).collect())
+}
+
+pub async fn get_role(state: &AppState, slug: &str) -> Result<RoleView, ApiError> {
+    Ok(role(state, slug).await?.view())
+}
+
+pub async fn create_role(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateRoleRequest,
+) -> Result<RoleView, ApiError> {
+    caller.require("roles.create")?;
+    let slug = RoleName::parse(&req.slug).map_err(invalid)?;
+    if req.permissions.is_empty() {
+        return Err(ApiError::bad_request(
+            "a role needs at least one permission",
+        ));
+    }
+    let mut perms = Vec::new();
+    for p in &req.permissions {
+        let p = Permission::parse(p).map_err(invalid)?;
+        if !perms.contains(&p) {
+            perms.push(p);
+        }
+    }
+    let display_name = match req.display_name.as_deref() {
+        Some(d) => portcullis_core::principal::parse_display_name(d).map_err(invalid)?,
+        None => slug.as_str().to_owned(),
+    };
+    if req.description.chars().count() > 500 || req.description.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "description must be at most 500 characters without control characters",
+        ));
+    }
+    let names: Vec<&str> = perms.iter().map(Permission::as_str).collect();
+    let now = OffsetDateTime::now_utc();
+    let change = Change::CreateCustomRole {
+        slug: slug.as_str().to_owned(),
+        display_name,
+        description: req.description.clone(),
+        permissions: serde_json::to_string(&names).map_err(ApiError::internal)?,
+        at_us: us(now),
+    };
+    let ev = event(caller, "role.created", format!("role:{}", slug.as_str()))
+        .details(serde_json::json!({ "permissions": names }));
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => coded(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyExists,
+                "a role with that name exists",
+            ),
+            other => other.into(),
+        })?;
+    get_role(state, slug.as_str()).await
+}
+
+pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Result<(), ApiError> {
+    caller.require("roles.delete")?;
+    let def = role(state, slug).await?;
+    if def.builtin.is_some() {
+        return Err(coded(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "built-in roles cannot be edited or deleted",
+        ));
+    }
+    let live = state
+        .store
+        .assignments(&AssignmentFilter {
+            role: Some(def.slug.clone()),
+            ..Default::default()
+        })
+        .await?;
+    if !live.is_empty() {
+        let list: Vec<String> = live
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} ({} {}:{} at {})",
+                    a.id, a.kind, a.principal_kind, a.principal_name, a.scope
+                )
+            })
+            .collect();
+        return Err(coded(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "the role is still assigned; remove these assignments first: {}",
+                list.join(", ")
+            ),
+        ));
+    }
+    let ev = event(caller, "role.deleted", format!("role:{slug}"));
+    state
+        .store
+        .write(Change::DeleteCustomRole { slug: def.slug }, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => coded(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                "the role was assigned meanwhile; list its assignments and try again",
+            ),
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+pub async fn get_settings(state: &AppState, slug: &str) -> Result<RoleSettingsView, ApiError> {
+    let def = role(state, slug).await?;
+    Ok(settings_view(&def.slug, &settings(state, &def).await?))
+}
+
+pub async fn update_settings(
+    state: &AppState,
+    caller: &Caller,
+    slug: &str,
+    u: RoleSettingsUpdate,
+) -> Result<RoleSettingsView, ApiError> {
+    caller.require("roles.settings.update")?;
+    let def = role(state, slug).await?;
+    let mut s = settings(state, &def).await?;
+    if let Some(v) = u.max_activation_seconds {
+        s.max_activation = v;
+    }
+    if let Some(v) = u.required_strength.as_deref() {
+        s.required_strength = AuthStrength::parse(v).ok_or_else(|| {
+            ApiError::bad_request("required_strength must be mfa or phishing_resistant")
+        })?;
+    }
+    if let Some(v) = u.require_justification {
+        s.require_justification = v;
+    }
+    if let Some(v) = u.require_ticket {
+        s.require_ticket = v;
+    }
+    if let Some(v) = u.require_approval {
+        s.require_approval = v;
+    }
+    if let Some(v) = u.approvers {
+        s.approvers = v;
+    }
+    if let Some(v) = u.approvals_required {
+        s.approvals_required = v;
+    }
+    if let Some(v) = u.notify {
+        s.notify = v;
+    }
+    s.validate().map_err(invalid)?;
+    // Approvers must exist: a typo would make the role impossible to activate.
+    for a in &s.approvers {
+        let (kind, name) = a.split_once(':').unwrap_or(("user", a));
+        let found = state
+            .store
+            .principal_by_name(name)
+            .await?
+            .is_some_and(|p| p.kind == kind);
+        if !found {
+            return Err(ApiError::bad_request(format!(
+                "approver {a} does not exist"
+            )));
+        }
+    }
+    let json = serde_json::to_string(&s).map_err(ApiError::internal)?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(
+        caller,
+        "role.settings_changed",
+        format!("role:{}", def.slug),
+    )
+    .details(serde_json::to_value(&s).map_err(ApiError::internal)?);
+    state
+        .store
+        .write(
+            Change::SetRoleSettings {
+                role: def.slug.clone(),
+                settings: json,
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await?;
+    Ok(settings_view(&def.slug, &s))
+}
+
+fn assignment_view(a: &Assignment) -> AssignmentView {
+    AssignmentView {
+        id: a.id.clone(),
+        principal: format!("{}:{}", a.principal_kind, a.principal_name),
+        role: a.role.clone(),
+        scope: a.scope.clone(),
+        kind: a.kind.clone(),
+        starts_at: rfc3339(a.starts_at_us),
+        ends_at: a.ends_at_us.map(rfc3339),
+        created_by: a.created_by.clone(),
+        ended_at: a.ended_at_us.map(rfc3339),
+        end_reason: a.end_reason.clone(),
+    }
+}
+
+/// Resolves `NAME`, `user:NAME`, `group:NAME` or `service_account:NAME`.
+async fn principal_ref(state: &AppState, r: &str) -> Result<Principal, ApiError> {
+    let (kind, name) = match r.split_once(':') {
+        Some((k, n)) if ["user", "group", "service_account"].contains(&k) => (k, n),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "principal must be NAME, user:NAME, group:NAME or service_account:NAME",
+            ));
+        }
+        None => ("user", r),
+    };
+    let name = PrincipalName::parse("principal", name).map_err(invalid)?;
+    match state.store.principal_by_name(name.as_str()).await? {
+        Some(p) if p.kind == kind => Ok(p),
+        _ => Err(ApiError::not_found(format!("no {kind} named {name}"))),
+    }
+}
+
+pub async fn create_assignment(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateAssignmentRequest,
+) -> Result<AssignmentView, ApiError> {
+    let scope = match req.scope.as_deref() {
+        Some(s) => Scope::parse(s).map_err(invalid)?,
+        None => Scope::tenant(),
+    };
+    caller.require_at("assignments.create", &scope)?;
+    let def = role(state, &req.role).await?;
+    let p = principal_ref(state, &req.principal).await?;
+    if p.kind == "group" && !p.role_assignable {
+        return Err(ApiError::bad_request(format!(
+            "group {} is not role-assignable; roles can only be assigned to role-assignable groups",
+            p.name
+        )));
+    }
+    let kind = match req.kind.as_deref().unwrap_or("eligible") {
+        k @ ("eligible" | "active") => k,
+        _ => return Err(ApiError::bad_request("kind must be eligible or active")),
+    };
+    let now = OffsetDateTime::now_utc();
+    let ends = match (req.duration_seconds, req.ends_at.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give duration_seconds or ends_at, not both",
+            ));
+        }
+        (Some(d), None) if d <= 0 => {
+            return Err(ApiError::bad_request("duration_seconds must be positive"));
+        }
+        (Some(d), None) => Some(now + Duration::seconds(d)),
+        (None, Some(t)) => {
+            let t = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| ApiError::bad_request("ends_at must be an RFC 3339 time"))?;
+            if t <= now {
+                return Err(ApiError::bad_request("ends_at must be in the future"));
+            }
+            Some(t)
+        }
+        (None, None) => None,
+    };
+    let s = settings(state, &def).await?;
+    let limit = if kind == "active" {
+        s.max_active_seconds
+    } else {
+        s.max_eligible_seconds
+    };
+    match (ends, limit) {
+        (None, _) if kind == "active" && !(s.allow_permanent_active || p.emergency) => {
+            return Err(ApiError::bad_request(format!(
+                "permanent active assignments of {} are not allowed; give a duration (at most {})",
+                def.slug,
+                portcullis_core::roles::format_duration(Duration::seconds(limit.unwrap_or(0)))
+            )));
+        }
+        (None, Some(max)) if kind == "eligible" => {
+            return Err(ApiError::bad_request(format!(
+                "eligible assignments of {} may last at most {}",
+                def.slug,
+                portcullis_core::roles::format_duration(Duration::seconds(max))
+            )));
+        }
+        (Some(e), Some(max)) if e - now > Duration::seconds(max) => {
+            return Err(ApiError::bad_request(format!(
+                "{kind} assignments of {} may last at most {}",
+                def.slug,
+                portcullis_core::roles::format_duration(Duration::seconds(max))
+            )));
+        }
+        _ => {}
+    }
+    let id = new_id("a");
+    let by = caller.actor();
+    // Holding or being eligible for a role that changes state makes an account privileged:
+    // from now on it needs MFA before a full sign-in (custom roles count as privileged).
+    let privileged_role = def.builtin.is_none_or(BuiltinRole::is_privileged);
+    let mark =
+        (privileged_role && p.kind == "user" && !p.privileged).then(|| Change::MarkPrivileged {
+            principal_id: p.id.clone(),
+        });
+    let create = Change::CreateAssignment(NewAssignment {
+        id: id.clone(),
+        principal_id: p.id.clone(),
+        role: def.slug.clone(),
+        scope: scope.as_str().to_owned(),
+        kind: kind.to_owned(),
+        starts_at_us: us(now),
+        ends_at_us: ends.map(us),
+        created_by: by,
+        created_at_us: us(now),
+    });
+    let change = Change::Many(std::iter::once(create).chain(mark).collect());
+    let ev = event(
+        caller,
+        "assignment.created",
+        format!("{}:{}", p.kind, p.name),
+    )
+    .details(serde_json::json!({
+        "assignment_id": id, "role": def.slug, "scope": scope.as_str(), "kind": kind,
+        "ends_at": ends.map(|e| rfc3339(us(e))),
+        "principal_now_privileged": privileged_role && p.kind == "user",
+    }));
+    state.store.write(change, vec![ev]).await?;
+    state.expiry_wake.notify_one();
+    let a = state
+        .store
+        .assignment(&id)
+        .await?
+        .ok_or_else(|| ApiError::internal("assignment vanished"))?;
+    Ok(assignment_view(&a))
+}
+
+pub async fn list_assignments(
+    state: &AppState,
+    caller: &Caller,
+    principal: Option<&str>,
+    role_filter: Option<&str>,
+) -> Result<Vec<AssignmentView>, ApiError> {
+    let me = caller.require_session()?;
+    let principal_id = match principal {
+        Some(r) => Some(principal_ref(state, r).await?.id),
+        None => None,
+    };
+    let mine_only = principal_id.as_deref() == Some(me.principal.id.as_str());
+    if !mine_only {
+        caller.require("assignments.read")?;
+    }
+    let list = state
+        .store
+        .assignments(&AssignmentFilter {
+            principal_id,
+            role: role_filter.map(str::to_owned),
+            include_ended: false,
+        })
+        .await?;
+    Ok(list.iter().map(assignment_view).collect())
+}
+
+pub async fn delete_assignment(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(), ApiError> {
+    let not_found = || ApiError::not_found("no such live assignment");
+    if id.len() > 80 {
+        return Err(not_found());
+    }
+    let a = state.store.assignment(id).await?.ok_or_else(not_found)?;
+    if a.ended_at_us.is_some() {
+        return Err(not_found());
+    }
+    let scope = Scope::parse(&a.scope).map_err(ApiError::internal)?;
+    caller.require_at("assignments.delete", &scope)?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(caller, "assignment.removed", format!("{}:{}", a.principal_kind, a.principal_name))
+        .details(serde_json::json!({ "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind }));
+    state
+        .store
+        .write(
+            Change::EndAssignment {
+                id: a.id.clone(),
+                reason: "removed".into(),
+                by: caller.actor(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => not_found(),
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+/// Changes that close `member`'s open requests resting on `group`'s assignments (for when
+/// the member leaves the group), and their ids.
+pub async fn close_requests_via_group(
+    state: &AppState,
+    group: &Principal,
+    member: &Principal,
+    caller: &Caller,
+    now: OffsetDateTime,
+) -> Result<(Vec<Change>, Vec<String>), ApiError> {
+    if !group.role_assignable {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let group_assignments: Vec<String> = state
+        .store
+        .assignments(&AssignmentFilter {
+            principal_id: Some(group.id.clone()),
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    let mut changes = Vec::new();
+    let mut ids = Vec::new();
+    for r in state
+        .store
+        .requests(&RequestFilter {
+            principal_id: Some(member.id.clone()),
+            ..Default::default()
+        })
+        .await?
+    {
+        if !group_assignments.contains(&r.eligibility_id) {
+            continue;
+        }
+        let to = match r.state.as_str() {
+            "pending_approval" => "cancelled",
+            "active" => "revoked",
+            _ => continue,
+        };
+        changes.push(Change::CloseRequest {
+            id: r.id.clone(),
+            from: r.state.clone(),
+            to: to.into(),
+            by: caller.actor(),
+            reason: Some("left_role_assignable_group".into()),
+            at_us: us(now),
+        });
+        ids.push(r.id);
+    }
+    Ok((changes, ids))
+}
+
+async fn request_view(
+    state: &AppState,
+    r: &ActivationRequest,
+) -> Result<ActivationRequestView, ApiError> {
+    let approvals = state
+        .store
+        .decisions(&r.id)
+        .await?
+        .into_iter()
+        .filter(|d| d.decision == "approve")
+        .map(|d| d.approver_name)
+        .collect();
+    Ok(ActivationRequestView {
+        id: r.id.clone(),
+        requester: r.principal_name.clone(),
+        role: r.role.clone(),
+        scope: r.scope.clone(),
+        state: r.state.clone(),
+        duration_seconds: r.duration_seconds,
+        justification: r.justification.clone(),
+        ticket: r.ticket.clone(),
+        approvals_required: r.approvals_required,
+        approvals,
+        created_at: rfc3339(r.created_at_us),
+        times_out_at: r.timeout_at_us.map(rfc3339),
+        activated_at: r.activated_at_us.map(rfc3339),
+        ends_at: r.ends_at_us.map(rfc3339),
+        closed_at: r.closed_at_us.map(rfc3339),
+        closed_by: r.closed_by.clone(),
+        close_reason: r.close_reason.clone(),
+    })
+}
+
+fn activation_error(e: ActivationError) -> ApiError {
+    let code = match e {
+        ActivationError::StepUpRequired { .. } => ErrorCode::StepUpRequired,
+        ActivationError::JustificationRequired => ErrorCode::JustificationRequired,
+        ActivationError::TicketRequired => ErrorCode::TicketRequired,
+        ActivationError::DurationTooLong { .. } => ErrorCode::DurationTooLong,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let status = match e {
+        ActivationError::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    coded(status, code, e.to_string())
+}
+
+fn approval_error(e: ApprovalError) -> ApiError {
+    let (status, code) = match e {
+        ApprovalError::SelfApproval => (StatusCode::FORBIDDEN, ErrorCode::SelfApproval),
+        ApprovalError::NotAnApprover => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+        ApprovalError::ApproverNeedsMfa => (StatusCode::UNAUTHORIZED, ErrorCode::StepUpRequired),
+        ApprovalError::AlreadyApproved => (StatusCode::CONFLICT, ErrorCode::AlreadyDecided),
+    };
+    coded(status, code, e.to_string())
+}
+
+/// Outbox messages for `recipients` (`user:NAME`, `group:NAME`, an email address).
+fn notifications(
+    recipients: &[String],
+    topic: &str,
+    payload: &serde_json::Value,
+    now: OffsetDateTime,
+) -> Vec<Change> {
+    recipients
+        .iter()
+        .map(|r| {
+            Change::Enqueue(NewOutboxMessage {
+                id: new_id("m"),
+                kind: "notification".into(),
+                topic: topic.into(),
+                recipient: r.clone(),
+                payload: payload.to_string(),
+                at_us: us(now),
+            })
+        })
+        .collect()
+}
+
+/// The eligible assignment that lets `me` activate `role` at `scope` (direct or through a
+/// role-assignable group; the one reaching furthest in time wins).
+async fn eligibility(
+    state: &AppState,
+    principal_id: &str,
+    role: &str,
+    scope: &Scope,
+    now: OffsetDateTime,
+) -> Result<Option<Assignment>, ApiError> {
+    let mut best: Option<Assignment> = None;
+    for a in state
+        .store
+        .assignments_applying_to(principal_id, us(now))
+        .await?
+    {
+        if a.kind != "eligible" || a.role != role {
+            continue;
+        }
+        let Ok(s) = Scope::parse(&a.scope) else {
+            continue;
+        };
+        if !s.contains(scope) {
+            continue;
+        }
+        let better = match (&best, a.ends_at_us) {
+            (None, _) => true,
+            (Some(b), None) => b.ends_at_us.is_some(),
+            (Some(b), Some(e)) => b.ends_at_us.is_some_and(|be| e > be),
+        };
+        if better {
+            best = Some(a);
+        }
+    }
+    Ok(best)
+}
+
+pub async fn create_request(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateActivationRequest,
+) -> Result<ActivationRequestView, ApiError> {
+    let me = caller.require_full()?;
+    let scope = match req.scope.as_deref() {
+        Some(s) => Scope::parse(s).map_err(invalid)?,
+        None => Scope::tenant(),
+    };
+    let def = role(state, &req.role).await?;
+    let s = settings(state, &def).await?;
+    // A configuration gap, said before anything about the session or the request.
+    if s.require_approval && s.approvers.is_empty() {
+        return Err(coded(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!(
+                "{} requires approval but names no approver; a Privileged Role Administrator must set approvers (portcullis roles settings set {} --approvers NAME,…)",
+                def.slug, def.slug
+            ),
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let duration = Duration::seconds(req.duration_seconds);
+    let facts = SessionFacts {
+        strength: me.strength,
+        strong_auth_at: me.session.strong_auth_at_us.map(from_us),
+    };
+    let input = ActivationInput {
+        duration,
+        justification: req.justification.as_deref(),
+        ticket: req.ticket.as_deref(),
+    };
+    let initial =
+        activation::check_activation(&s, &facts, &input, now).map_err(activation_error)?;
+    let Some(elig) = eligibility(state, &me.principal.id, &def.slug, &scope, now).await? else {
+        return Err(coded(
+            StatusCode::FORBIDDEN,
+            ErrorCode::NotEligible,
+            format!(
+                "you are not eligible for {} at {}",
+                def.slug,
+                scope.as_str()
+            ),
+        ));
+    };
+    let id = new_id("r");
+    let active = initial == RequestState::Active;
+    let ends = active.then(|| activation::grant_end(now, duration, elig.ends_at_us.map(from_us)));
+    let payload = serde_json::json!({
+        "request_id": id, "requester": me.principal.name, "role": def.slug, "scope": scope.as_str(),
+        "duration_seconds": req.duration_seconds, "justification": req.justification, "ticket": req.ticket,
+    });
+    let mut changes = vec![Change::CreateRequest(NewRequest {
+        id: id.clone(),
+        principal_id: me.principal.id.clone(),
+        role: def.slug.clone(),
+        scope: scope.as_str().to_owned(),
+        eligibility_id: elig.id.clone(),
+        state: initial.as_str().to_owned(),
+        duration_seconds: req.duration_seconds,
+        justification: req.justification.clone(),
+        ticket: req.ticket.clone(),
+        approvals_required: i64::from(s.approvals_required),
+        created_at_us: us(now),
+        timeout_at_us: (!active).then(|| us(now + APPROVAL_TIMEOUT)),
+        activated_at_us: active.then(|| us(now)),
+        ends_at_us: ends.map(us),
+    })];
+    let mut events = vec![
+        event(caller, "request.created", format!("role:{}", def.slug)).details(payload.clone()),
+    ];
+    if active {
+        changes.extend(notifications(&s.notify, "request.activated", &payload, now));
+        events.push(event(caller, "request.activated", format!("role:{}", def.slug)).details(serde_json::json!({
+            "request_id": id, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "not_required",
+        })));
+    } else {
+        changes.extend(notifications(
+            &s.approvers,
+            "request.approval_needed",
+            &payload,
+            now,
+        ));
+        changes.extend(notifications(&s.notify, "request.created", &payload, now));
+    }
+    state
+        .store
+        .write(Change::Many(changes), events)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => coded(
+                StatusCode::FORBIDDEN,
+                ErrorCode::NotEligible,
+                "your eligible assignment ended meanwhile",
+            ),
+            other => other.into(),
+        })?;
+    state.expiry_wake.notify_one();
+    let r = state
+        .store
+        .request(&id)
+        .await?
+        .ok_or_else(|| ApiError::internal("request vanished"))?;
+    request_view(state, &r).await
+}
+
+/// Requests: `mine`, those `to_approve` by the caller, or all (needs `requests.read`).
+pub async fn list_requests(
+    state: &AppState,
+    caller: &Caller,
+    view: &str,
+    state_filter: Option<&str>,
+) -> Result<Vec<ActivationRequestView>, ApiError> {
+    let me = caller.require_session()?;
+    if let Some(st) = state_filter
+        && RequestState::parse(st).is_none()
+    {
+        return Err(ApiError::bad_request(format!("unknown request state {st}")));
+    }
+    let filter = RequestFilter {
+        principal_id: (view == "mine").then(|| me.principal.id.clone()),
+        state: match view {
+            "to_approve" => Some("pending_approval".into()),
+            _ => state_filter.map(str::to_owned),
+        },
+        limit: Some(500),
+    };
+    match view {
+        "mine" | "to_approve" => {}
+        "all" => {
+            caller.require("requests.read")?;
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "view must be mine, to_approve or all",
+            ));
+        }
+    }
+    let groups: Vec<String> = state
+        .store
+        .groups_of(&me.principal.id)
+        .await?
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    let mut out = Vec::new();
+    for r in state.store.requests(&filter).await? {
+        if view == "to_approve" {
+            if r.principal_id == me.principal.id {
+                continue;
+            }
+            let def = match role(state, &r.role).await {
+                Ok(d) => d,
+                Err(_) => continue,
+            };
+            let s = settings(state, &def).await?;
+            if !activation::is_listed_approver(&me.principal.name, &groups, &s.approvers) {
+                continue;
+            }
+        }
+        out.push(request_view(state, &r).await?);
+    }
+    Ok(out)
+}
+
+pub async fn get_request(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<ActivationRequestView, ApiError> {
+    let me = caller.require_session()?;
+    let r = find_request(state, id).await?;
+    if r.principal_id != me.principal.id && !caller.holds("requests.read") {
+        let groups: Vec<String> = state
+            .store
+            .groups_of(&me.principal.id)
+            .await?
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        let def = role(state, &r.role).await?;
+        let s = settings(state, &def).await?;
+        if !activation::is_listed_approver(&me.principal.name, &groups, &s.approvers) {
+            return Err(ApiError::not_found("no such request"));
+        }
+    }
+    request_view(state, &r).await
+}
+
+async fn find_request(state: &AppState, id: &str) -> Result<ActivationRequest, ApiError> {
+    if id.len() > 80 {
+        return Err(ApiError::not_found("no such request"));
+    }
+    state
+        .store
+        .request(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such request"))
+}
+
+fn check_reason(reason: &Option<String>, required: bool) -> Result<(), ApiError> {
+    match reason.as_deref().map(str::trim) {
+        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
+            Err(ApiError::bad_request(
+                "reason must be at most 500 characters without control characters",
+            ))
+        }
+        Some("") | None if required => Err(ApiError::bad_request("a reason is required")),
+        _ => Ok(()),
+    }
+}
+
+/// Approves or denies a pending request.
+pub async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    approve: bool,
+    d: DecisionRequest,
+) -> Result<ActivationRequestView, ApiError> {
+    let me: &SessionCaller = caller.require_full()?;
+    check_reason(&d.reason, !approve)?;
+    // A concurrent approval changes the count this decision's audit trail depends on: retry
+    // with the fresh state a few times (each attempt is a conditional change).
+    for _ in 0..5 {
+        let r = find_request(state, id).await?;
+        if r.state != RequestState::PendingApproval.as_str() {
+            return Err(coded(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyDecided,
+                format!("this request is {}, not pending approval", r.state),
+            ));
+        }
+        let def = role(state, &r.role).await?;
+        let s = settings(state, &def).await?;
+        let groups: Vec<String> = state
+            .store
+            .groups_of(&me.principal.id)
+            .await?
+            .into_iter()
+            .map(|g| g.name)
+            .collect();
+        let listed = activation::is_listed_approver(&me.principal.name, &groups, &s.approvers);
+        let decisions = state.store.decisions(&r.id).await?;
+        let approved_by: Vec<String> = decisions
+            .iter()
+            .filter(|x| x.decision == "approve")
+            .map(|x| x.approver_id.clone())
+            .collect();
+        if decisions.iter().any(|x| x.approver_id == me.principal.id) {
+            return Err(approval_error(ApprovalError::AlreadyApproved));
+        }
+        activation::check_approval(
+            &r.principal_id,
+            &me.principal.id,
+            me.strength,
+            listed,
+            &approved_by,
+        )
+        .map_err(approval_error)?;
+        let now = OffsetDateTime::now_utc();
+        let approvals_before = approved_by.len() as i64;
+        let completes = approve && approvals_before + 1 >= r.approvals_required;
+        // Still eligible? If the eligibility ended meanwhile the request fails cleanly.
+        let elig = state.store.assignment(&r.eligibility_id).await?;
+        let elig_live = elig
+            .as_ref()
+            .is_some_and(|a| a.ended_at_us.is_none() && a.ends_at_us.is_none_or(|e| e > us(now)));
+        if approve && !elig_live {
+            let ev = event(
+                caller,
+                "request.cancelled",
+                format!("user:{}", r.principal_name),
+            )
+            .details(serde_json::json!({ "request_id": r.id, "reason": "no_longer_eligible" }));
+            let _ = state
+                .store
+                .write(
+                    Change::CloseRequest {
+                        id: r.id.clone(),
+                        from: "pending_approval".into(),
+                        to: "cancelled".into(),
+                        by: "system".into(),
+                        reason: Some("no_longer_eligible".into()),
+                        at_us: us(now),
+                    },
+                    vec![ev],
+                )
+                .await;
+            return Err(coded(
+                StatusCode::CONFLICT,
+                ErrorCode::NotEligible,
+                "the requester is no longer eligible for this role; the request was cancelled",
+            ));
+        }
+        let ends = completes.then(|| {
+            activation::grant_end(
+                now,
+                Duration::seconds(r.duration_seconds),
+                elig.as_ref().and_then(|a| a.ends_at_us).map(from_us),
+            )
+        });
+        let target = format!("user:{}", r.principal_name);
+        let mut events = vec![event(caller, if approve { "request.approved" } else { "request.denied" }, target.clone())
+            .details(serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "reason": d.reason,
+                "approvals": approvals_before + i64::from(approve), "approvals_required": r.approvals_required }))];
+        let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "decided_by": me.principal.name,
+            "approved": approve, "ends_at": ends.map(|e| rfc3339(us(e))) });
+        let mut changes = vec![Change::DecideRequest {
+            request_id: r.id.clone(),
+            approver_id: me.principal.id.clone(),
+            approve,
+            reason: d.reason.clone(),
+            approvals_before,
+            activate: ends.map(|e| (us(now), us(e))),
+            at_us: us(now),
+        }];
+        if completes {
+            events.push(event(caller, "request.activated", target.clone()).details(serde_json::json!({
+                "request_id": r.id, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",
+            })));
+        }
+        if completes || !approve {
+            changes.extend(notifications(
+                &[format!("user:{}", r.principal_name)],
+                "request.decided",
+                &payload,
+                now,
+            ));
+        }
+        match state.store.write(Change::Many(changes), events).await {
+            Ok(_) => {
+                state.expiry_wake.notify_one();
+                let r = find_request(state, id).await?;
+                return request_view(state, &r).await;
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(coded(
+        StatusCode::CONFLICT,
+        ErrorCode::AlreadyDecided,
+        "the request changed while deciding; look at it again",
+    ))
+}
+
+/// Ends a request by its requester (cancel a pending one, deactivate an active one) or,
+/// with `requests.revoke`, revokes someone's active grant.
+pub async fn close(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    d: DecisionRequest,
+) -> Result<ActivationRequestView, ApiError> {
+    let me = caller.require_session()?;
+    check_reason(&d.reason, action == "revoke")?;
+    let r = find_request(state, id).await?;
+    let (from, to) = match action {
+        "cancel" => ("pending_approval", "cancelled"),
+        "deactivate" => ("active", "deactivated"),
+        _ => ("active", "revoked"),
+    };
+    if action == "revoke" {
+        let scope = Scope::parse(&r.scope).map_err(ApiError::internal)?;
+        let s = caller.require_full()?;
+        if !portcullis_core::roles::permits(&s.grants, "requests.revoke", &scope) {
+            return Err(forbidden("requests.revoke", &scope));
+        }
+    } else if r.principal_id != me.principal.id {
+        return Err(ApiError::not_found("no such request"));
+    }
+    if r.state != from {
+        return Err(coded(
+            StatusCode::CONFLICT,
+            ErrorCode::AlreadyDecided,
+            format!(
+                "this request is {}; only a {} request can be {}",
+                r.state, from, to
+            ),
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let ev = event(caller, &format!("request.{to}"), format!("user:{}", r.principal_name))
+        .details(serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "reason": d.reason }));
+    let mut changes = vec![Change::CloseRequest {
+        id: r.id.clone(),
+        from: from.into(),
+        to: to.into(),
+        by: caller.actor(),
+        reason: d.reason.clone(),
+        at_us: us(now),
+    }];
+    if action == "revoke" {
+        let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "revoked_by": me.principal.name });
+        changes.extend(notifications(
+            &[format!("user:{}", r.principal_name)],
+            "request.revoked",
+            &payload,
+            now,
+        ));
+    }
+    state
+        .store
+        .write(Change::Many(changes), vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => coded(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyDecided,
+                "the request changed meanwhile; look at it again",
+            ),
+            other => other.into(),
+        })?;
+    let r = find_request(state, id).await?;
+    request_view(state, &r).await
+}
+
+/// Deactivates the caller's active grants of `role` (at `scope`, or everywhere).
+pub async fn deactivate_role(
+    state: &AppState,
+    caller: &Caller,
+    role_slug: &str,
+) -> Result<Vec<ActivationRequestView>, ApiError> {
+    let me = caller.require_session()?;
+    let def = role(state, role_slug).await?;
+    let active = state
+        .store
+        .requests(&RequestFilter {
+            principal_id: Some(me.principal.id.clone()),
+            state: Some("active".into()),
+            limit: Some(500),
+        })
+        .await?;
+    let mut out = Vec::new();
+    for r in active.iter().filter(|r| r.role == def.slug) {
+        out.push(
+            close(
+                state,
+                caller,
+                &r.id,
+                "deactivate",
+                DecisionRequest::default(),
+            )
+            .await?,
+        );
+    }
+    if out.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "you have no active activation of {}",
+            def.slug
+        )));
+    }
+    Ok(out)
+}
