@@ -132,6 +132,36 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                refuse_declared_oversize(req, next, max_body_bytes)
+            },
+        ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Answers `413` at once when the declared `Content-Length` is over the limit, before any of
+/// the body is read or anyone is authenticated. (`DefaultBodyLimit` alone only notices once
+/// the limit's worth of bytes has arrived; bodies without a declared length still meet it.)
+async fn refuse_declared_oversize(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    max_body_bytes: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body_bytes as u64) {
+        return error::ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            portcullis_core::error::ErrorCode::PayloadTooLarge,
+            "request body is too large",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
