@@ -38,6 +38,7 @@ pub enum ErrorCode {
     SelfApproval,
     AlreadyDecided,
     NotEligible,
+    InvalidPublicKey,
 }
 
 impl ErrorCode {
@@ -73,6 +74,7 @@ impl ErrorCode {
             ErrorCode::SelfApproval => "self_approval",
             ErrorCode::AlreadyDecided => "already_decided",
             ErrorCode::NotEligible => "not_eligible",
+            ErrorCode::InvalidPublicKey => "invalid_public_key",
         }
     }
 }

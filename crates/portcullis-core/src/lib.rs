@@ -8,6 +8,7 @@
 pub mod activation;
 pub mod api;
 pub mod audit;
+pub mod client_key;
 pub mod error;
 pub mod password;
 pub mod principal;

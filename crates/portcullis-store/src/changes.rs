@@ -324,6 +324,33 @@ pub enum Change {
         expires_at_us: i64,
         at_us: i64,
     },
+    /// Registers a public key for `private_key_jwt`; conflicts if the account has used this
+    /// key id before (live or removed) or has five live keys.
+    AddClientKey {
+        principal_id: String,
+        key_id: String,
+        /// `EdDSA` or `ES256`.
+        algorithm: String,
+        /// SubjectPublicKeyInfo DER.
+        public_key: Vec<u8>,
+        created_by: String,
+        at_us: i64,
+    },
+    /// Removes (revokes) a public key; conflicts if it is not live.
+    RemoveClientKey {
+        principal_id: String,
+        key_id: String,
+        at_us: i64,
+    },
+    /// Records an accepted client assertion's `jti` until `expires_at_us`, forgetting those
+    /// that have expired. Conflicts if the `jti` is recorded already: a replay, also when two
+    /// replicas are presented the same assertion at once (one insert wins).
+    UseClientAssertion {
+        principal_id: String,
+        jti: String,
+        expires_at_us: i64,
+        at_us: i64,
+    },
     /// Marks a principal as one that is or may become privileged (stricter password and MFA
     /// before full sign-in). Never cleared automatically.
     MarkPrivileged {
@@ -627,6 +654,37 @@ macro_rules! apply_for {
                         Change::RevokeToken { jti, expires_at_us, at_us } => {
                             sqlx::query("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                                 .bind(jti).bind(*expires_at_us).bind(*at_us).execute(&mut *c).await?;
+                        }
+                        Change::AddClientKey { principal_id, key_id, algorithm, public_key, created_by, at_us } => {
+                            let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM client_keys WHERE principal_id = $1 AND revoked_at_us IS NULL")
+                                .bind(principal_id).fetch_one(&mut *c).await?;
+                            if live >= 5 {
+                                return Err(conflict("five public keys are live already"));
+                            }
+                            let n = sqlx::query("INSERT INTO client_keys (principal_id, key_id, algorithm, public_key, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                                .bind(principal_id).bind(key_id).bind(algorithm).bind(public_key).bind(created_by).bind(*at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("this key id has been used"));
+                            }
+                        }
+                        Change::RemoveClientKey { principal_id, key_id, at_us } => {
+                            let n = sqlx::query("UPDATE client_keys SET revoked_at_us = $1 WHERE principal_id = $2 AND key_id = $3 AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(principal_id).bind(key_id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such live public key"));
+                            }
+                        }
+                        Change::UseClientAssertion { principal_id, jti, expires_at_us, at_us } => {
+                            // Expired ids can go: an assertion that old fails its exp check.
+                            sqlx::query("DELETE FROM client_assertion_jtis WHERE expires_at_us <= $1")
+                                .bind(*at_us).execute(&mut *c).await?;
+                            let n = sqlx::query("INSERT INTO client_assertion_jtis (principal_id, jti, expires_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                                .bind(principal_id).bind(jti).bind(*expires_at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("client assertion replayed"));
+                            }
                         }
                         Change::MarkPrivileged { principal_id } => {
                             sqlx::query("UPDATE principals SET privileged = TRUE WHERE id = $1")

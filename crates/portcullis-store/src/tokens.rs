@@ -1,4 +1,5 @@
-//! Reads for the token service: client secrets, consents, revoked tokens, signing keys.
+//! Reads for the token service: client secrets, client public keys, consents, revoked
+//! tokens, signing keys.
 //! (Writes are [`crate::Change`]s through the writer.)
 
 use sqlx::Row;
@@ -13,6 +14,19 @@ pub struct ClientSecret {
     pub created_by: String,
     pub created_at_us: i64,
     pub revoked_at_us: Option<i64>,
+}
+
+/// A live public key of a service account (`private_key_jwt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientKey {
+    pub principal_id: String,
+    pub key_id: String,
+    /// `EdDSA` or `ES256`.
+    pub algorithm: String,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    pub created_by: String,
+    pub created_at_us: i64,
 }
 
 /// Consent to one application permission.
@@ -57,6 +71,45 @@ impl Store {
                     created_by: r.try_get("created_by")?,
                     created_at_us: r.try_get("created_at_us")?,
                     revoked_at_us: r.try_get("revoked_at_us")?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The live public key `key_id` of a principal, if any.
+    pub async fn client_key(&self, principal_id: &str, key_id: &str) -> Result<Option<ClientKey>> {
+        on_pool!(&self.backend, pool => {
+            let row = sqlx::query("SELECT principal_id, key_id, algorithm, public_key, created_by, created_at_us FROM client_keys WHERE principal_id = $1 AND key_id = $2 AND revoked_at_us IS NULL")
+                .bind(principal_id).bind(key_id).fetch_optional(pool).await?;
+            match row {
+                Some(r) => Ok(Some(ClientKey {
+                    principal_id: r.try_get("principal_id")?,
+                    key_id: r.try_get("key_id")?,
+                    algorithm: r.try_get("algorithm")?,
+                    public_key: r.try_get("public_key")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                })),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Live public keys of a principal, oldest first.
+    pub async fn client_keys_of(&self, principal_id: &str) -> Result<Vec<ClientKey>> {
+        on_pool!(&self.backend, pool => {
+            let rows = sqlx::query("SELECT principal_id, key_id, algorithm, public_key, created_by, created_at_us FROM client_keys WHERE principal_id = $1 AND revoked_at_us IS NULL ORDER BY created_at_us, key_id")
+                .bind(principal_id).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push(ClientKey {
+                    principal_id: r.try_get("principal_id")?,
+                    key_id: r.try_get("key_id")?,
+                    algorithm: r.try_get("algorithm")?,
+                    public_key: r.try_get("public_key")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at_us: r.try_get("created_at_us")?,
                 });
             }
             Ok(out)
