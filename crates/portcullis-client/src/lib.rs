@@ -18,7 +18,9 @@ use portcullis_core::api::{
     TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WebauthnChallenge,
     WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest, WhoAmI,
 };
-use portcullis_core::api::{ClientSecretIssued, ConsentRequest, ServiceAccountDetail};
+use portcullis_core::api::{
+    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
@@ -280,6 +282,8 @@ endpoints! {
     fn add_client_secret(name: &str) -> ClientSecretIssued = POST format!("/api/v1/service-accounts/{}/secrets", seg(name));
     fn remove_client_secret(name: &str, id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/secrets/{}", seg(name), seg(id));
     fn consent(name: &str, req: &ConsentRequest) -> ServiceAccountDetail = POST format!("/api/v1/service-accounts/{}/consent", seg(name)), body req;
+    fn add_client_key(name: &str, req: &AddClientKeyRequest) -> ClientKeyView = POST format!("/api/v1/service-accounts/{}/keys", seg(name)), body req;
+    fn remove_client_key(name: &str, key_id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/keys/{}", seg(name), seg(key_id));
     fn roles() -> Vec<RoleView> = GET "/api/v1/roles";
     fn role(slug: &str) -> RoleView = GET format!("/api/v1/roles/{}", seg(slug));
     fn create_role(req: &CreateRoleRequest) -> RoleView = POST "/api/v1/roles", body req;

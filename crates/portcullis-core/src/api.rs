@@ -240,6 +240,13 @@ api_type! {
         pub name: String,
         #[serde(default)]
         pub display_name: Option<String>,
+        /// A public key (PEM SubjectPublicKeyInfo, Ed25519 or P-256) registered with the
+        /// account in the same step, for `private_key_jwt`. Needs `service_accounts.credentials`.
+        #[serde(default)]
+        pub public_key: Option<String>,
+        /// Its key id (the JWT header's `kid`); the RFC 7638 thumbprint when absent.
+        #[serde(default)]
+        pub key_id: Option<String>,
     }
 }
 
@@ -592,7 +599,34 @@ api_type! {
         /// The OAuth `client_id`: the account's name.
         pub client_id: String,
         pub secrets: Vec<ClientSecretView>,
+        /// Live public keys for `private_key_jwt`.
+        pub keys: Vec<ClientKeyView>,
         pub consents: Vec<ConsentView>,
+    }
+}
+
+api_type! {
+    /// A public key of a service account (`private_key_jwt`).
+    pub struct ClientKeyView {
+        /// The `kid` its assertions carry.
+        pub key_id: String,
+        /// `EdDSA` or `ES256`.
+        pub algorithm: String,
+        /// RFC 7638 JWK thumbprint (SHA-256).
+        pub thumbprint: String,
+        pub created_at: String,
+        pub created_by: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/service-accounts/{name}/keys`.
+    pub struct AddClientKeyRequest {
+        /// PEM SubjectPublicKeyInfo (`-----BEGIN PUBLIC KEY-----`), Ed25519 or P-256.
+        pub public_key: String,
+        /// The `kid`; the RFC 7638 thumbprint when absent.
+        #[serde(default)]
+        pub key_id: Option<String>,
     }
 }
 

@@ -397,8 +397,9 @@ pub async fn create_service_account(
         None => name.to_string(),
     };
     let now = OffsetDateTime::now_utc();
+    let id = new_id("sa");
     let change = Change::CreatePrincipal(NewPrincipal {
-        id: new_id("sa"),
+        id: id.clone(),
         name: name.to_string(),
         kind: PrincipalKind::ServiceAccount.as_str().to_owned(),
         display_name,
@@ -411,20 +412,33 @@ pub async fn create_service_account(
         first_admin: false,
         created_at_us: us(now),
     });
-    state
-        .store
-        .write(
-            change,
-            vec![event(
-                caller,
-                "service_account.created",
-                format!("service_account:{name}"),
-            )],
-        )
-        .await
-        .map_err(|e| {
-            conflict_to_exists(e, "a user, group or service account with that name exists")
-        })?;
+    let mut events = vec![event(
+        caller,
+        "service_account.created",
+        format!("service_account:{name}"),
+    )];
+    // A public key given with the account is registered in the same step: the account never
+    // exists half made.
+    let change = match &req.public_key {
+        Some(pem) => {
+            caller.require("service_accounts.credentials")?;
+            let key_req = portcullis_core::api::AddClientKeyRequest {
+                public_key: pem.clone(),
+                key_id: req.key_id.clone(),
+            };
+            let (add_key, ev) =
+                crate::service_accounts::key_change(caller, &id, name.as_str(), &key_req, now)?;
+            events.push(ev);
+            Change::Many(vec![change, add_key])
+        }
+        None if req.key_id.is_some() => {
+            return Err(ApiError::bad_request("key_id needs public_key"));
+        }
+        None => change,
+    };
+    state.store.write(change, events).await.map_err(|e| {
+        conflict_to_exists(e, "a user, group or service account with that name exists")
+    })?;
     let p = get_principal(state, name.as_str(), PrincipalKind::ServiceAccount).await?;
     Ok(sa_view(&p))
 }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod client_assertion;
 pub mod config;
 pub mod error;
 pub mod expiry;

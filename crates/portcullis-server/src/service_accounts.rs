@@ -1,15 +1,19 @@
 //! Service-account credentials and consent.
 //!
 //! Invariants: a client secret is shown once and stored as SHA-256; at most two are live so a
-//! secret can be rotated without downtime; consent to application permissions is recorded
+//! secret can be rotated without downtime; a public key (for `private_key_jwt`) is an Ed25519
+//! or P-256 SubjectPublicKeyInfo checked before it is stored, at most five are live, and a
+//! removed key's id is never given to another key; consent to application permissions is recorded
 //! with who gave it and stays after that person's own role ends (no standing admin role is
 //! needed for a daemon). Every change is audited (and alert-worthy: credentials of a
 //! non-human identity changed).
 
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    ClientSecretIssued, ClientSecretView, ConsentRequest, ConsentView, ServiceAccountDetail,
+    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ClientSecretView, ConsentRequest,
+    ConsentView, ServiceAccountDetail,
 };
+use portcullis_core::client_key::{ClientPublicKey, KeyId};
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalKind;
 use portcullis_core::roles::Permission;
@@ -40,6 +44,13 @@ pub async fn detail(
             created_by: s.created_by,
         })
         .collect();
+    let keys = state
+        .store
+        .client_keys_of(&p.id)
+        .await?
+        .into_iter()
+        .map(|k| key_view(&k))
+        .collect();
     let consents = state
         .store
         .consents_of(&p.id)
@@ -55,8 +66,132 @@ pub async fn detail(
         client_id: p.name.clone(),
         account: sa_view(&p),
         secrets,
+        keys,
         consents,
     })
+}
+
+fn key_view(k: &portcullis_store::tokens::ClientKey) -> ClientKeyView {
+    ClientKeyView {
+        key_id: k.key_id.clone(),
+        algorithm: k.algorithm.clone(),
+        thumbprint: ClientPublicKey::from_spki_der(&k.public_key)
+            .map(|key| key.thumbprint())
+            .unwrap_or_default(),
+        created_at: rfc3339(k.created_at_us),
+        created_by: k.created_by.clone(),
+    }
+}
+
+/// A public key checked and ready to store: the change that adds it and its audit event.
+pub fn key_change(
+    caller: &Caller,
+    principal_id: &str,
+    account: &str,
+    req: &AddClientKeyRequest,
+    at: OffsetDateTime,
+) -> Result<(Change, portcullis_core::audit::NewAuditEvent), ApiError> {
+    let key = ClientPublicKey::from_pem(&req.public_key).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidPublicKey,
+            e.to_string(),
+        )
+    })?;
+    let key_id = match req.key_id.as_deref() {
+        Some(k) => KeyId::parse(k).map_err(invalid)?.to_string(),
+        None => key.thumbprint(),
+    };
+    let ev = event(
+        caller,
+        "service_account.key_added",
+        format!("service_account:{account}"),
+    )
+    .details(serde_json::json!({
+        "key_id": key_id, "algorithm": key.algorithm().as_str(),
+        "thumbprint": key.thumbprint(), "alert": true,
+    }));
+    let change = Change::AddClientKey {
+        principal_id: principal_id.to_owned(),
+        key_id,
+        algorithm: key.algorithm().as_str().to_owned(),
+        public_key: key.spki_der().to_vec(),
+        created_by: caller.actor(),
+        at_us: us(at),
+    };
+    Ok((change, ev))
+}
+
+/// What a refused key registration means to the caller.
+pub fn key_conflict(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "this key id has been used on this account, or five keys are live already",
+        ),
+        other => other.into(),
+    }
+}
+
+pub async fn add_key(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    req: AddClientKeyRequest,
+) -> Result<ClientKeyView, ApiError> {
+    caller.require("service_accounts.credentials")?;
+    let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    let now = OffsetDateTime::now_utc();
+    let (change, ev) = key_change(caller, &p.id, &p.name, &req, now)?;
+    let Change::AddClientKey { key_id, .. } = &change else {
+        return Err(ApiError::internal("unexpected change"));
+    };
+    let key_id = key_id.clone();
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(key_conflict)?;
+    let k = state
+        .store
+        .client_key(&p.id, &key_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("the key just added is missing"))?;
+    Ok(key_view(&k))
+}
+
+pub async fn remove_key(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    key_id: &str,
+) -> Result<(), ApiError> {
+    caller.require("service_accounts.credentials")?;
+    let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(
+        caller,
+        "service_account.key_removed",
+        format!("service_account:{}", p.name),
+    )
+    .details(serde_json::json!({ "key_id": key_id, "alert": true }));
+    state
+        .store
+        .write(
+            Change::RemoveClientKey {
+                principal_id: p.id.clone(),
+                key_id: key_id.to_owned(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ApiError::not_found("no such live public key"),
+            other => other.into(),
+        })?;
+    Ok(())
 }
 
 pub async fn add_secret(

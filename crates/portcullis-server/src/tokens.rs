@@ -2,9 +2,10 @@
 //! verification for introspection, and revocation.
 //!
 //! Invariants:
-//! - Service accounts authenticate only with client credentials; a client secret is a 256-bit
-//!   random value shown once and stored as SHA-256; at most two are live (rotation without
-//!   downtime). Every attempt, success or failure, is an audit event; failures are throttled
+//! - Service accounts authenticate only with client credentials: a client secret (a 256-bit
+//!   random value shown once and stored as SHA-256; at most two are live, rotation without
+//!   downtime) or a client assertion signed with a registered key (`private_key_jwt`, see
+//!   [`crate::client_assertion`]). Every attempt, success or failure, is an audit event; failures are throttled
 //!   per client and per IP like sign-ins.
 //! - An access token carries the roles in effect when it was issued, and its `exp` is never
 //!   later than the earliest end among them (invariant 3).
@@ -135,6 +136,8 @@ pub enum ClientAuthFailure {
     WrongSecret,
     NotAServiceAccount,
     Disabled,
+    /// A `private_key_jwt` client assertion was refused.
+    Assertion(portcullis_core::client_key::AssertionFailure),
 }
 
 impl ClientAuthFailure {
@@ -144,6 +147,7 @@ impl ClientAuthFailure {
             Self::WrongSecret => "wrong_secret",
             Self::NotAServiceAccount => "not_a_service_account",
             Self::Disabled => "client_disabled",
+            Self::Assertion(f) => f.reason(),
         }
     }
 }

@@ -714,6 +714,8 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
                     c.create_service_account(&CreateServiceAccountRequest {
                         name: name.clone(),
                         display_name: display_name.clone(),
+                        public_key: None,
+                        key_id: None,
                     })
                     .await?,
                 ],

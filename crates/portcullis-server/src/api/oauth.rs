@@ -1,6 +1,12 @@
 //! OAuth 2.0 / OpenID Connect endpoints: discovery, JWKS, the token endpoint (client
 //! credentials for service accounts), introspection (RFC 7662) and revocation (RFC 7009).
 //!
+//! Clients authenticate with a client secret (`client_secret_basic`, `client_secret_post`) or
+//! a signed client assertion (`private_key_jwt`); exactly one method per request. Every failure
+//! takes one path: audited with its reason, counted for throttling, answered `invalid_client`.
+//! An assertion's `jti` is recorded in the same write as the request's outcome, and a
+//! conflicting record (a replay, also on another replica) turns that outcome into a failure.
+//!
 //! These speak OAuth's own error shape (`{"error": "invalid_client", "error_description": …}`,
 //! RFC 6749 §5.2), not the API's, because standard clients parse it. Requests are
 //! `application/x-www-form-urlencoded`; a parameter given twice is refused (RFC 6749 §3.1);
@@ -12,9 +18,11 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::audit::Outcome;
+use portcullis_core::client_key::{ASSERTION_TYPE, AssertionFailure, KeyAlgorithm};
 use portcullis_core::throttle::ThrottlePolicy;
-use portcullis_store::Change;
+use portcullis_store::{Change, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -131,16 +139,47 @@ fn params(
     Ok(map)
 }
 
-/// Client credentials from HTTP Basic (`client_secret_basic`) or the body
-/// (`client_secret_post`); both at once is refused.
+/// What the client presented to authenticate.
+enum Presented {
+    Secret(String),
+    Assertion(String),
+}
+
+/// The client id and its credential: HTTP Basic (`client_secret_basic`), the body
+/// (`client_secret_post`), or a client assertion (`private_key_jwt`, whose client id is the
+/// `client_id` parameter or else the assertion's unverified subject). Two methods at once are
+/// refused.
 fn client_credentials(
     headers: &HeaderMap,
     p: &std::collections::HashMap<String, String>,
-) -> Result<(String, String), OAuthError> {
+) -> Result<(String, Presented), OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "));
+    let assertion_type = p.get("client_assertion_type");
+    let assertion = p.get("client_assertion");
+    if assertion_type.is_some() || assertion.is_some() {
+        if basic.is_some() || p.contains_key("client_secret") {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        if assertion_type.map(String::as_str) != Some(ASSERTION_TYPE) {
+            return Err(OAuthError::invalid_request(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            )));
+        }
+        let assertion =
+            assertion.ok_or_else(|| OAuthError::invalid_request("client_assertion is required"))?;
+        // No readable subject: still audited and throttled, under a name no account can have.
+        let id = match p.get("client_id") {
+            Some(id) => id.clone(),
+            None => crate::client_assertion::claimed_client(assertion)
+                .unwrap_or_else(|| UNIDENTIFIED.to_owned()),
+        };
+        return Ok((id, Presented::Assertion(assertion.clone())));
+    }
     match (basic, p.get("client_id"), p.get("client_secret")) {
         (Some(b), _, None) => {
             let raw = base64::engine::general_purpose::STANDARD
@@ -152,15 +191,18 @@ fn client_credentials(
                 .ok_or_else(OAuthError::invalid_client)?;
             // RFC 6749 §2.3.1: both are form-urlencoded inside Basic.
             let dec = |s: &str| form_urlencoded_decode(s).ok_or_else(OAuthError::invalid_client);
-            Ok((dec(id)?, dec(secret)?))
+            Ok((dec(id)?, Presented::Secret(dec(secret)?)))
         }
-        (None, Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
+        (None, Some(id), Some(secret)) => Ok((id.clone(), Presented::Secret(secret.clone()))),
         (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
             "use one client authentication method, not two",
         )),
         _ => Err(OAuthError::invalid_client()),
     }
 }
+
+/// The client id recorded for an assertion whose subject cannot be read.
+const UNIDENTIFIED: &str = "(unidentified)";
 
 fn form_urlencoded_decode(s: &str) -> Option<String> {
     let plus = s.replace('+', " ");
@@ -214,6 +256,76 @@ async fn throttled(
     Ok(())
 }
 
+/// A client that authenticated.
+struct Authenticated {
+    principal: portcullis_store::accounts::Principal,
+    /// The request's throttle keys (for a failure found later, a replayed assertion).
+    keys: Vec<String>,
+    /// For `private_key_jwt`: the assertion whose `jti` must be recorded with the outcome.
+    assertion: Option<crate::client_assertion::VerifiedAssertion>,
+}
+
+impl Authenticated {
+    fn method(&self) -> &'static str {
+        if self.assertion.is_some() {
+            "private_key_jwt"
+        } else {
+            "client_secret"
+        }
+    }
+
+    /// Audit details of how the client authenticated.
+    fn details(&self) -> serde_json::Value {
+        match &self.assertion {
+            Some(a) => serde_json::json!({
+                "auth_method": self.method(), "key_id": a.key_id, "assertion_jti": a.accepted.jti,
+            }),
+            None => serde_json::json!({ "auth_method": self.method() }),
+        }
+    }
+}
+
+/// The values of an assertion's `aud` that name this server: the token endpoint and the issuer.
+fn assertion_audiences(state: &AppState) -> [String; 2] {
+    let iss = &state.tokens.issuer;
+    [format!("{iss}/oauth2/token"), iss.clone()]
+}
+
+/// Records a failed client authentication: the audit event with its reason and one more
+/// failure on each throttle key, in one write. The caller sees `invalid_client`.
+async fn refuse(
+    state: &AppState,
+    client: &ClientInfo,
+    id: &str,
+    keys: Vec<String>,
+    failure: ClientAuthFailure,
+    purpose: &str,
+) -> OAuthError {
+    // A person's account used as a client is worth an alert: interactive identities
+    // have no client credentials.
+    let alert = failure == ClientAuthFailure::NotAServiceAccount;
+    let written = state
+        .store
+        .write(
+            Change::RecordFailures {
+                keys,
+                at_us: us(OffsetDateTime::now_utc()),
+            },
+            vec![tokens::client_event(
+                id,
+                Outcome::Failure,
+                failure.reason(),
+                &client.ip,
+                serde_json::json!({ "purpose": purpose, "alert": alert }),
+            )],
+        )
+        .await;
+    match written {
+        Ok(_) => OAuthError::invalid_client(),
+        Err(e) => e.into(),
+    }
+}
+
 /// Authenticates the calling client, auditing and throttling failures.
 async fn authenticate(
     state: &AppState,
@@ -221,9 +333,13 @@ async fn authenticate(
     headers: &HeaderMap,
     p: &std::collections::HashMap<String, String>,
     purpose: &str,
-) -> Result<portcullis_store::accounts::Principal, OAuthError> {
-    let (id, secret) = client_credentials(headers, p)?;
-    if id.is_empty() || id.len() > 128 || secret.len() > 512 {
+) -> Result<Authenticated, OAuthError> {
+    let (id, presented) = client_credentials(headers, p)?;
+    let too_long = match &presented {
+        Presented::Secret(s) => s.len() > 512,
+        Presented::Assertion(a) => a.len() > portcullis_core::client_key::MAX_ASSERTION_LEN,
+    };
+    if id.is_empty() || id.len() > 128 || too_long {
         return Err(OAuthError::invalid_client());
     }
     let now = OffsetDateTime::now_utc();
@@ -241,31 +357,99 @@ async fn authenticate(
             .await?;
         return Err(e);
     }
-    match tokens::authenticate_client(&state.store, &id, &secret).await {
-        Ok(p) => Ok(p),
-        Err(f) => {
-            // A person's account used as a client is worth an alert: interactive identities
-            // have no client credentials.
-            let alert = f == ClientAuthFailure::NotAServiceAccount;
-            state
-                .store
-                .write(
-                    Change::RecordFailures {
-                        keys,
-                        at_us: us(now),
-                    },
-                    vec![tokens::client_event(
-                        &id,
-                        Outcome::Failure,
-                        f.reason(),
-                        &client.ip,
-                        serde_json::json!({ "purpose": purpose, "alert": alert }),
-                    )],
-                )
-                .await?;
-            Err(OAuthError::invalid_client())
+    let outcome = match &presented {
+        Presented::Secret(secret) => tokens::authenticate_client(&state.store, &id, secret)
+            .await
+            .map(|principal| (principal, None)),
+        Presented::Assertion(_) if id == UNIDENTIFIED => {
+            Err(ClientAuthFailure::Assertion(AssertionFailure::Malformed))
         }
+        Presented::Assertion(assertion) => {
+            let [endpoint, issuer] = assertion_audiences(state);
+            crate::client_assertion::verify(
+                &state.store,
+                &id,
+                assertion,
+                &[endpoint.as_str(), issuer.as_str()],
+                now,
+            )
+            .await
+            .map(|v| (v.principal.clone(), Some(v)))
+        }
+    };
+    match outcome {
+        Ok((principal, assertion)) => Ok(Authenticated {
+            principal,
+            keys,
+            assertion,
+        }),
+        Err(f) => Err(refuse(state, client, &id, keys, f, purpose).await),
     }
+}
+
+/// Writes the outcome of an authenticated request (`change` and `events`) together with the
+/// record of its assertion's `jti`, if any. A `jti` recorded already is a replay: nothing of the
+/// outcome is written, the failure is recorded instead, and the caller sees `invalid_client`.
+async fn commit(
+    state: &AppState,
+    client: &ClientInfo,
+    auth: &Authenticated,
+    purpose: &str,
+    change: Change,
+    events: Vec<NewAuditEvent>,
+) -> Result<(), OAuthError> {
+    let Some(a) = &auth.assertion else {
+        state.store.write(change, events).await?;
+        return Ok(());
+    };
+    let used = Change::UseClientAssertion {
+        principal_id: auth.principal.id.clone(),
+        jti: a.accepted.jti.clone(),
+        expires_at_us: us(a.accepted.keep_until),
+        at_us: us(OffsetDateTime::now_utc()),
+    };
+    match state
+        .store
+        .write(Change::Many(vec![used, change]), events)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(_)) => Err(refuse(
+            state,
+            client,
+            &auth.principal.name,
+            auth.keys.clone(),
+            ClientAuthFailure::Assertion(AssertionFailure::Replayed),
+            purpose,
+        )
+        .await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// For introspection and revocation: an assertion is used up like at the token endpoint, with
+/// an event saying what it was used for. A client secret needs no write.
+async fn commit_assertion_use(
+    state: &AppState,
+    client: &ClientInfo,
+    auth: &Authenticated,
+    purpose: &str,
+) -> Result<(), OAuthError> {
+    if auth.assertion.is_none() {
+        return Ok(());
+    }
+    let mut details = auth.details();
+    if let Some(d) = details.as_object_mut() {
+        d.insert("purpose".into(), purpose.into());
+    }
+    let ev = tokens::client_event(
+        &auth.principal.name,
+        Outcome::Success,
+        "authenticated",
+        &client.ip,
+        details,
+    );
+    commit(state, client, auth, purpose, Change::None, vec![ev]).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -281,12 +465,20 @@ pub struct TokenResponse {
 pub struct TokenForm {
     /// `client_credentials`.
     grant_type: String,
+    /// The service account's name; optional with `client_assertion` (its `sub` names it).
     client_id: Option<String>,
+    /// For `client_secret_post`.
     client_secret: Option<String>,
+    /// For `private_key_jwt`: `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    client_assertion_type: Option<String>,
+    /// For `private_key_jwt`: a JWT signed (EdDSA or ES256) with a key registered to the
+    /// account, `kid` naming it; `iss` = `sub` = client id, `aud` = the token endpoint URL or
+    /// the issuer, `exp` at most 5 minutes ahead, a `jti` never used before.
+    client_assertion: Option<String>,
 }
 
-/// Token endpoint: `client_credentials` for service accounts (client_secret_basic or
-/// client_secret_post).
+/// Token endpoint: `client_credentials` for service accounts (client_secret_basic,
+/// client_secret_post or private_key_jwt).
 #[utoipa::path(post, path = "/oauth2/token", tag = "oauth2",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = TokenResponse), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody), (status = 429, body = OAuthErrorBody)))]
@@ -309,19 +501,34 @@ pub async fn token(
         }
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     }
-    let sa = authenticate(&state, &client, &headers, &p, "token").await?;
+    let auth = authenticate(&state, &client, &headers, &p, "token").await?;
+    let sa = &auth.principal;
     let now = OffsetDateTime::now_utc();
-    let (token, claims) = tokens::issue_for_service_account(&state, &sa, now).await?;
+    let (token, claims) = tokens::issue_for_service_account(&state, sa, now).await?;
     let roles: Vec<&str> = claims.roles.iter().map(|r| r.role.as_str()).collect();
-    state
-        .store
-        .write(
-            Change::ResetThrottle { keys: vec![format!("client:{}", sa.name)] },
-            vec![tokens::client_event(&sa.name, Outcome::Success, "issued", &client.ip, serde_json::json!({
-                "jti": claims.jti, "exp": claims.exp, "roles": roles, "permissions": claims.permissions,
-            }))],
-        )
-        .await?;
+    let mut details = serde_json::json!({
+        "jti": claims.jti, "exp": claims.exp, "roles": roles, "permissions": claims.permissions,
+    });
+    if let (Some(d), Some(more)) = (details.as_object_mut(), auth.details().as_object()) {
+        d.extend(more.clone());
+    }
+    commit(
+        &state,
+        &client,
+        &auth,
+        "token",
+        Change::ResetThrottle {
+            keys: vec![format!("client:{}", sa.name)],
+        },
+        vec![tokens::client_event(
+            &sa.name,
+            Outcome::Success,
+            "issued",
+            &client.ip,
+            details,
+        )],
+    )
+    .await?;
     let mut r = Json(TokenResponse {
         access_token: token,
         token_type: "Bearer".into(),
@@ -343,7 +550,8 @@ pub async fn introspect(
     form: Result<Form<Params>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
-    authenticate(&state, &client, &headers, &p, "introspect").await?;
+    let auth = authenticate(&state, &client, &headers, &p, "introspect").await?;
+    commit_assertion_use(&state, &client, &auth, "introspect").await?;
     let token = p
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -383,7 +591,9 @@ pub async fn revoke(
     form: Result<Form<Params>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
-    let sa = authenticate(&state, &client, &headers, &p, "revoke").await?;
+    let auth = authenticate(&state, &client, &headers, &p, "revoke").await?;
+    commit_assertion_use(&state, &client, &auth, "revoke").await?;
+    let sa = &auth.principal;
     let token = p
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -421,10 +631,18 @@ pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(state.tokens.jwks().clone())
 }
 
+/// Client authentication methods of the token, introspection and revocation endpoints.
+const AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
 /// OpenID Connect discovery.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2", responses((status = 200, body = Object)))]
 pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value> {
     let iss = &state.tokens.issuer;
+    let algs: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
     Json(serde_json::json!({
         "issuer": iss,
         "token_endpoint": format!("{iss}/oauth2/token"),
@@ -432,9 +650,12 @@ pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value>
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": algs,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": algs,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": ["EdDSA"],
         "subject_types_supported": ["public"],
         "response_types_supported": [],

@@ -3,14 +3,16 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use portcullis_core::api::{ClientSecretIssued, ConsentRequest, ServiceAccountDetail};
+use portcullis_core::api::{
+    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
+};
 
 use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::service_accounts as svc;
 
-/// A service account with its live client secrets (ids only) and consents.
+/// A service account with its live client secrets (ids only), public keys and consents.
 #[utoipa::path(get, path = "/api/v1/service-accounts/{name}", tag = "accounts", security(("bearer" = [])),
     params(("name" = String, Path, description = "service account name (its client_id)")),
     responses((status = 200, body = ServiceAccountDetail), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -61,4 +63,34 @@ pub async fn consent(
     ApiJson(req): ApiJson<ConsentRequest>,
 ) -> Result<Json<ServiceAccountDetail>, ApiError> {
     Ok(Json(svc::consent(&state, &caller, &name, req).await?))
+}
+
+/// Register a public key for `private_key_jwt` (PEM SubjectPublicKeyInfo, Ed25519 or P-256;
+/// at most five live; a key id is never reused on an account).
+#[utoipa::path(post, path = "/api/v1/service-accounts/{name}/keys", tag = "accounts", security(("bearer" = [])), request_body = AddClientKeyRequest,
+    params(("name" = String, Path, description = "service account name")),
+    responses((status = 201, body = ClientKeyView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<AddClientKeyRequest>,
+) -> Result<(StatusCode, Json<ClientKeyView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(svc::add_key(&state, &caller, &name, req).await?),
+    ))
+}
+
+/// Remove a public key: assertions signed with it are refused at once.
+#[utoipa::path(delete, path = "/api/v1/service-accounts/{name}/keys/{kid}", tag = "accounts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "service account name"), ("kid" = String, Path, description = "key id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, kid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    svc::remove_key(&state, &caller, &name, &kid).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
