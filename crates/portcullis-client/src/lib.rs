@@ -11,15 +11,15 @@ use portcullis_core::api::{
     CreateRoleRequest, DecisionRequest, RoleSettingsUpdate, RoleSettingsView, RoleView,
 };
 use portcullis_core::api::{
+    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
+};
+use portcullis_core::api::{
     BootstrapRequest, CheckpointCreated, CheckpointRequest, CreateGroupRequest,
     CreateServiceAccountRequest, CreateUserRequest, ErrorBody, EventPage, FactorView,
     GroupMemberRequest, GroupView, Health, PasswordChangeRequest, PasswordSignInRequest, Ready,
     ServiceAccountView, SessionView, SignInResponse, TotpConfirmRequest, TotpEnrolRequest,
     TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WebauthnChallenge,
     WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest, WhoAmI,
-};
-use portcullis_core::api::{
-    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;

@@ -8,14 +8,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use comfy_table::Table;
 use portcullis_client::{Client, EventFilter};
 use portcullis_core::api::{
-    BootstrapRequest, CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest,
-    GroupMemberRequest, PasswordSignInRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest,
-    TotpSignInRequest, UserView, VerifyResult,
+    BootstrapRequest, CreateGroupRequest, CreateUserRequest, GroupMemberRequest,
+    PasswordSignInRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest, TotpSignInRequest,
+    UserView, VerifyResult,
 };
 use rand::RngCore;
 
 use crate::login::{self, StoredLogin, ask, ask_secret, qr};
 use crate::roles_cli;
+use crate::service_accounts_cli::{self, ServiceAccountsCommand};
 use portcullis_server::{Application, BuildOptions, Config, LogFormat};
 use portcullis_store::{Store, StoreOptions};
 use secrecy::SecretString;
@@ -220,16 +221,6 @@ enum SessionsCommand {
     },
     /// Revoke a session by id.
     Revoke { id: String },
-}
-
-#[derive(Subcommand)]
-enum ServiceAccountsCommand {
-    Create {
-        name: String,
-        #[arg(long)]
-        display_name: Option<String>,
-    },
-    List,
 }
 
 #[derive(Args)]
@@ -708,29 +699,6 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
             c.revoke_session(id).await?;
             println!("revoked {id}");
         }
-        Command::ServiceAccounts(cmd) => {
-            let list = match cmd {
-                ServiceAccountsCommand::Create { name, display_name } => vec![
-                    c.create_service_account(&CreateServiceAccountRequest {
-                        name: name.clone(),
-                        display_name: display_name.clone(),
-                        public_key: None,
-                        key_id: None,
-                    })
-                    .await?,
-                ],
-                ServiceAccountsCommand::List => c.service_accounts().await?,
-            };
-            if cli.output == Output::Json {
-                print_json(&list)?;
-            } else {
-                let rows = list
-                    .into_iter()
-                    .map(|s| vec![s.name, s.display_name, s.enabled.to_string(), s.created_at])
-                    .collect();
-                table(&["name", "display name", "enabled", "created"], rows);
-            }
-        }
         _ => bail!("internal: command dispatched to the wrong handler"),
     }
     Ok(ExitCode::SUCCESS)
@@ -750,8 +718,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Mfa(_)
         | Command::Users(_)
         | Command::Groups(_)
-        | Command::Sessions(_)
-        | Command::ServiceAccounts(_) => accounts(&cli).await,
+        | Command::Sessions(_) => accounts(&cli).await,
+        Command::ServiceAccounts(cmd) => {
+            service_accounts_cli::run(&client(&cli)?, cli.output, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,
         Command::Assign(a) => roles_cli::assign(&client(&cli)?, cli.output, a).await,
         Command::Unassign(u) => roles_cli::unassign(&client(&cli)?, u).await,

@@ -8,6 +8,7 @@
 mod cli;
 mod login;
 mod roles_cli;
+mod service_accounts_cli;
 
 use std::process::ExitCode;
 

@@ -294,6 +294,13 @@ fn totp_codes_agree_with_oathtool() {
     }
 }
 
+fn openssl_available() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn with_config(cmd: &mut Command, cfg: &Path) {
     cmd.env("PORTCULLIS_CONFIG_DIR", cfg);
 }
@@ -551,6 +558,79 @@ fn accounts_through_the_cli() {
     ok(&["deactivate", "audit-reader"]);
     let mine = json(&["requests", "--mine"]);
     assert_eq!(mine[0]["state"], "deactivated");
+
+    // Service accounts: without a key a client secret is printed once; with --public-key
+    // (a key made by openssl, when it is installed) the key is registered with the account.
+    let out = ok(&["service-accounts", "create", "report-job"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("client_id: report-job"), "{text}");
+    assert!(text.contains("client_secret: pcs_"), "{text}");
+    let shown = json(&["service-accounts", "show", "report-job"]);
+    assert_eq!(shown["secrets"].as_array().map(Vec::len), Some(1));
+    assert!(
+        !shown.to_string().contains("pcs_"),
+        "the secret is never shown again"
+    );
+    if openssl_available() {
+        let private = dir.path().join("nightly.pem");
+        let public = dir.path().join("nightly.pub");
+        let run = |args: &[&std::ffi::OsStr]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl");
+            assert!(out.status.success(), "{}", stderr(&out));
+        };
+        run(&[
+            "genpkey".as_ref(),
+            "-algorithm".as_ref(),
+            "ed25519".as_ref(),
+            "-out".as_ref(),
+            private.as_os_str(),
+        ]);
+        run(&[
+            "pkey".as_ref(),
+            "-in".as_ref(),
+            private.as_os_str(),
+            "-pubout".as_ref(),
+            "-out".as_ref(),
+            public.as_os_str(),
+        ]);
+        let private_arg = private.to_str().expect("utf-8 path");
+        let out = cmd(&[
+            "service-accounts",
+            "create",
+            "leaky",
+            "--public-key",
+            private_arg,
+        ])
+        .output()
+        .expect("run");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("invalid_public_key"),
+            "{}",
+            stderr(&out)
+        );
+        let created = json(&[
+            "service-accounts",
+            "create",
+            "nightly",
+            "--public-key",
+            public.to_str().expect("utf-8 path"),
+            "--key-id",
+            "cli-1",
+        ]);
+        assert_eq!(created["client_id"], "nightly");
+        assert_eq!(created["keys"][0]["key_id"], "cli-1");
+        assert_eq!(created["keys"][0]["algorithm"], "EdDSA");
+        assert!(created["secrets"].as_array().is_some_and(Vec::is_empty));
+        ok(&["service-accounts", "key", "remove", "nightly", "cli-1"]);
+        let shown = json(&["service-accounts", "show", "nightly"]);
+        assert!(shown["keys"].as_array().is_some_and(Vec::is_empty));
+    } else {
+        eprintln!("skipped the --public-key part: openssl is not installed");
+    }
 
     // logout forgets the session; the next call is refused with one clear line.
     let out = cmd(&["logout"]).output().expect("logout");
