@@ -9,6 +9,7 @@
 use portcullis_core::api::{
     ActivationRequestView, AssignmentView, CreateActivationRequest, CreateAssignmentRequest,
     CreateRoleRequest, DecisionRequest, RoleSettingsUpdate, RoleSettingsView, RoleView,
+    SigningKeyRotated, SigningKeyView,
 };
 use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
@@ -284,6 +285,12 @@ endpoints! {
     fn consent(name: &str, req: &ConsentRequest) -> ServiceAccountDetail = POST format!("/api/v1/service-accounts/{}/consent", seg(name)), body req;
     fn add_client_key(name: &str, req: &AddClientKeyRequest) -> ClientKeyView = POST format!("/api/v1/service-accounts/{}/keys", seg(name)), body req;
     fn remove_client_key(name: &str, key_id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/keys/{}", seg(name), seg(key_id));
+    fn signing_keys() -> Vec<SigningKeyView> = GET "/api/v1/keys";
+    /// Rotate the signing key; with `previous`, only if that key is still the active one.
+    fn rotate_signing_key(previous: Option<&str>) -> SigningKeyRotated = POST match previous {
+        Some(p) => format!("/api/v1/keys/rotate?previous={}", seg(p)),
+        None => "/api/v1/keys/rotate".to_owned(),
+    };
     fn roles() -> Vec<RoleView> = GET "/api/v1/roles";
     fn role(slug: &str) -> RoleView = GET format!("/api/v1/roles/{}", seg(slug));
     fn create_role(req: &CreateRoleRequest) -> RoleView = POST "/api/v1/roles", body req;

@@ -562,6 +562,31 @@ api_type! {
 }
 
 api_type! {
+    /// A token signing key (public facts only).
+    pub struct SigningKeyView {
+        pub key_id: String,
+        pub created_at: String,
+        /// Whether it signs new tokens now.
+        pub active: bool,
+        /// For a retired key: when it leaves JWKS (its last token has expired by then).
+        #[serde(default)]
+        pub published_until: Option<String>,
+        /// Whether verifiers may meet it now (in JWKS).
+        pub published: bool,
+    }
+}
+
+api_type! {
+    /// The answer to a rotation.
+    pub struct SigningKeyRotated {
+        pub key_id: String,
+        pub previous_key_id: String,
+        /// When the previous key leaves JWKS.
+        pub previous_published_until: String,
+    }
+}
+
+api_type! {
     /// An active role of the caller, for `whoami`.
     pub struct ActiveRoleView {
         pub role: String,

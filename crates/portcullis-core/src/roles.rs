@@ -40,6 +40,8 @@ pub enum RoleError {
 pub const CATALOGUE: &[(&str, &str)] = &[
     ("audit.read", "read and verify the audit log"),
     ("audit.checkpoint", "write a signed audit checkpoint"),
+    ("keys.read", "list the token signing keys"),
+    ("keys.rotate", "rotate the token signing key"),
     ("users.read", "list and show users"),
     ("users.create", "create users"),
     ("users.update", "disable and enable users"),
@@ -239,6 +241,8 @@ impl BuiltinRole {
             Self::SecurityAdministrator => catalogue(&[
                 "audit.read",
                 "audit.checkpoint",
+                "keys.read",
+                "keys.rotate",
                 "users.read",
                 "users.update",
                 "sessions.read",

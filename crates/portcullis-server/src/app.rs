@@ -57,6 +57,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     expiry_wake: Arc<tokio::sync::Notify>,
+    tokens: Arc<crate::keys::TokenSigner>,
+    master: Arc<portcullis_store::MasterKey>,
     store: Store,
     port: u16,
     bootstrap_token: Option<SecretString>,
@@ -167,25 +169,29 @@ impl Application {
             schema_version: portcullis_store::known_schema_version(store.is_postgres()),
         });
         let expiry_wake = Arc::new(tokio::sync::Notify::new());
-        let tokens = crate::tokens::TokenSigner::load(
-            &store,
-            &tenant.signing_key,
-            config.issuer(),
-            time::Duration::seconds(config.access_token_seconds.into()),
-        )
-        .await
-        .map_err(|_| StartError::Tokens)?;
+        let tokens = Arc::new(
+            crate::keys::TokenSigner::load(
+                &store,
+                &master,
+                config.issuer(),
+                time::Duration::seconds(config.access_token_seconds.into()),
+                time::Duration::seconds(config.signing_key_grace_seconds.into()),
+            )
+            .await
+            .map_err(|_| StartError::Tokens)?,
+        );
+        let master = Arc::new(master);
         let state = AppState {
             store: store.clone(),
             info,
-            master: Arc::new(master),
+            master: master.clone(),
             passwords: crate::passwords::Passwords::new().map_err(|_| StartError::Passwords)?,
             lifetimes: config.lifetimes(),
             webauthn: Arc::new(
                 crate::webauthn::relying_party(&config.webauthn_origin()?)
                     .map_err(|_| StartError::Webauthn)?,
             ),
-            tokens: Arc::new(tokens),
+            tokens: tokens.clone(),
             expiry_wake: expiry_wake.clone(),
         };
         crate::metrics::handle();
@@ -194,6 +200,8 @@ impl Application {
             listener,
             router,
             expiry_wake,
+            tokens,
+            master,
             store,
             port,
             bootstrap_token,
@@ -230,11 +238,21 @@ impl Application {
                 let _ = rx.wait_for(|stop| *stop).await;
             },
         ));
+        let mut keys_stop = stop_tx.subscribe();
+        let keys = tokio::spawn(crate::keys::reload_loop(
+            self.tokens.clone(),
+            self.store.clone(),
+            self.master.clone(),
+            async move {
+                let _ = keys_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_tx.send(true);
         let _ = worker.await;
+        let _ = keys.await;
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
         if let Err(e) = self.store.append(stop).await {
             tracing::warn!(error = %e, "could not record server stop");

@@ -48,6 +48,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/audit/events", BootstrapOr("audit.read")),
     ("GET", "/api/v1/audit/verify", BootstrapOr("audit.read")),
     ("POST", "/api/v1/audit/checkpoints", BootstrapOr("audit.checkpoint")),
+    ("GET", "/api/v1/keys", Permission("keys.read")),
+    ("POST", "/api/v1/keys/rotate", Permission("keys.rotate")),
     ("POST", "/api/v1/bootstrap", Public),
     // OAuth endpoints authenticate clients themselves (client credentials).
     ("GET", "/.well-known/openid-configuration", Public),

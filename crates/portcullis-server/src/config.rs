@@ -48,6 +48,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "session_absolute_hours",
     "signin_step_seconds",
     "access_token_seconds",
+    "signing_key_grace_seconds",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +82,9 @@ pub struct Config {
     pub signin_step_seconds: u32,
     /// Lifetime of an access token (shorter when a role it carries ends sooner). Default 600.
     pub access_token_seconds: u32,
+    /// After a signing-key rotation the old key stays in JWKS for `access_token_seconds` plus
+    /// this allowance for verifiers' clocks. Default 60.
+    pub signing_key_grace_seconds: u32,
 }
 
 impl Default for Config {
@@ -99,6 +103,7 @@ impl Default for Config {
             session_absolute_hours: 12,
             signin_step_seconds: 300,
             access_token_seconds: 600,
+            signing_key_grace_seconds: 60,
         }
     }
 }
@@ -160,6 +165,11 @@ impl Config {
         if !(10..=86_400).contains(&self.access_token_seconds) {
             return Err(ConfigError(
                 "access_token_seconds must be between 10 and 86400".into(),
+            ));
+        }
+        if self.signing_key_grace_seconds > 3600 {
+            return Err(ConfigError(
+                "signing_key_grace_seconds must be at most 3600".into(),
             ));
         }
         if !(1..=900).contains(&self.signin_step_seconds) {
@@ -243,6 +253,7 @@ impl Config {
             "session_absolute_hours": self.session_absolute_hours,
             "signin_step_seconds": self.signin_step_seconds,
             "access_token_seconds": self.access_token_seconds,
+            "signing_key_grace_seconds": self.signing_key_grace_seconds,
         })
     }
 }

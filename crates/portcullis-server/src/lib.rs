@@ -15,6 +15,7 @@ pub mod client_assertion;
 pub mod config;
 pub mod error;
 pub mod expiry;
+pub mod keys;
 pub mod metrics;
 pub mod passwords;
 pub mod roles;

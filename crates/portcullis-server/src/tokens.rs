@@ -9,112 +9,23 @@
 //!   per client and per IP like sign-ins.
 //! - An access token carries the roles in effect when it was issued, and its `exp` is never
 //!   later than the earliest end among them (invariant 3).
-//! - Verification accepts only `EdDSA` with a `kid` this tenant issued; `alg: none`, HMAC
-//!   (the public key used as a secret) and unknown keys are refused before any claim is read.
-//!   Revoked `jti`s and disabled subjects are inactive.
+//! - Verification (in [`crate::keys`]) accepts only `EdDSA` with a `kid` of the current key
+//!   set. Revoked `jti`s and disabled subjects are inactive.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::principal::PrincipalKind;
 use portcullis_core::token::{AccessClaims, RoleClaim, access_token_expiry};
+use portcullis_store::Store;
 use portcullis_store::accounts::Principal;
 use portcullis_store::crypto::token_hash;
-use portcullis_store::{ServerKey, Store};
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::time_us::{from_us, us};
 
-/// The audience of access tokens issued for the Portcullis API and relying parties alike.
-pub const AUDIENCE: &str = "portcullis";
-
-/// Signs and verifies access tokens.
-pub struct TokenSigner {
-    kid: String,
-    encoding: EncodingKey,
-    /// Every key this tenant has had, by `kid`.
-    decoding: HashMap<String, DecodingKey>,
-    jwks: serde_json::Value,
-    pub issuer: String,
-    pub lifetime: Duration,
-}
-
-impl std::fmt::Debug for TokenSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner")
-            .field("kid", &self.kid)
-            .field("issuer", &self.issuer)
-            .finish()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("cannot set up token signing")]
-pub struct SignerError;
-
-impl TokenSigner {
-    /// From the tenant's active key and the public halves of every key it has had.
-    pub async fn load(
-        store: &Store,
-        active: &ServerKey,
-        issuer: String,
-        lifetime: Duration,
-    ) -> Result<Self, SignerError> {
-        let der = active.key.to_pkcs8_der().map_err(|_| SignerError)?;
-        let encoding = EncodingKey::from_ed_der(der.as_bytes());
-        let mut decoding = HashMap::new();
-        let mut keys = Vec::new();
-        for k in store.public_signing_keys().await.map_err(|_| SignerError)? {
-            decoding.insert(k.key_id.clone(), DecodingKey::from_ed_der(&k.public_key));
-            keys.push(serde_json::json!({
-                "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-                "kid": k.key_id, "x": URL_SAFE_NO_PAD.encode(&k.public_key),
-            }));
-        }
-        Ok(Self {
-            kid: active.key_id.clone(),
-            encoding,
-            decoding,
-            jwks: serde_json::json!({ "keys": keys }),
-            issuer,
-            lifetime,
-        })
-    }
-
-    pub fn jwks(&self) -> &serde_json::Value {
-        &self.jwks
-    }
-
-    pub fn sign(&self, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("at+jwt".into());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-    }
-
-    /// The claims of a token this tenant signed that has not expired, or `None`.
-    pub fn verify(&self, token: &str) -> Option<AccessClaims> {
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::EdDSA {
-            return None;
-        }
-        let key = self.decoding.get(header.kid.as_deref()?)?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_audience(&[AUDIENCE]);
-        v.set_issuer(&[&self.issuer]);
-        v.leeway = 0;
-        v.validate_nbf = true;
-        jsonwebtoken::decode::<AccessClaims>(token, key, &v)
-            .ok()
-            .map(|d| d.claims)
-    }
-}
+pub use crate::keys::{AUDIENCE, SignerError, TokenSigner};
 
 /// A new client secret: the value (shown once) and the hash stored.
 pub fn new_client_secret() -> (String, Vec<u8>) {

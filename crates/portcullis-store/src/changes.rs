@@ -318,6 +318,16 @@ pub enum Change {
         principal_id: String,
         permission: String,
     },
+    /// Makes a new signing key the active one; the one it replaces (`previous`, which must
+    /// still be active, so two racing rotations make one winner) stays as a public key for
+    /// verification.
+    RotateSigningKey {
+        previous: String,
+        key_id: String,
+        public_key: Vec<u8>,
+        sealed_private_key: Vec<u8>,
+        at_us: i64,
+    },
     /// Revokes an access token by its `jti` (idempotent).
     RevokeToken {
         jti: String,
@@ -650,6 +660,16 @@ macro_rules! apply_for {
                             if n == 0 {
                                 return Err(conflict("no such consent"));
                             }
+                        }
+                        Change::RotateSigningKey { previous, key_id, public_key, sealed_private_key, at_us } => {
+                            let n = sqlx::query("UPDATE signing_keys SET active = FALSE WHERE key_id = $1 AND active")
+                                .bind(previous).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the signing key was rotated already"));
+                            }
+                            sqlx::query("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active) VALUES ($1, $2, $3, $4, TRUE)")
+                                .bind(key_id).bind(public_key).bind(sealed_private_key).bind(*at_us)
+                                .execute(&mut *c).await?;
                         }
                         Change::RevokeToken { jti, expires_at_us, at_us } => {
                             sqlx::query("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")

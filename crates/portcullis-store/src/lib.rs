@@ -330,6 +330,39 @@ impl Store {
         }))
     }
 
+    /// Loads the active signing key again (after a rotation here or on another replica) and
+    /// makes it the one that signs checkpoints.
+    pub async fn reload_signing_key(&self, master: &MasterKey) -> Result<ServerKey> {
+        let key = self
+            .load_tenant(master)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the tenant is not initialised".into()))?;
+        self.set_server_key(key.clone());
+        Ok(key)
+    }
+
+    /// A new signing key, sealed under the master key, as a change that makes it active in
+    /// place of `previous`; the key is returned so the caller can use it once written.
+    pub fn new_signing_key(
+        master: &MasterKey,
+        previous: &str,
+        now: OffsetDateTime,
+    ) -> (Change, String) {
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        let key_id = format!(
+            "k-{}",
+            &hex::encode(signing.verifying_key().as_bytes())[..16]
+        );
+        let change = Change::RotateSigningKey {
+            previous: previous.to_owned(),
+            key_id: key_id.clone(),
+            public_key: signing.verifying_key().as_bytes().to_vec(),
+            sealed_private_key: master.seal(&format!("signing_key:{key_id}"), signing.as_bytes()),
+            at_us: micros(now),
+        };
+        (change, key_id)
+    }
+
     fn set_server_key(&self, key: ServerKey) {
         if let Ok(mut k) = self.server_key.write() {
             *k = Some(key);

@@ -59,6 +59,9 @@ enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Token signing keys: list them, rotate the active one.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Redeem the bootstrap token: create the first administrator (password + TOTP).
     Bootstrap(BootstrapArgs),
     /// Sign in and keep the session for the next commands.
@@ -103,6 +106,19 @@ enum Command {
     Cancel(roles_cli::DecideArgs),
     /// End your active activation of a role early.
     Deactivate { role: String },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// The signing keys, newest first, and until when retired ones stay in JWKS.
+    List,
+    /// Make a new key the signing key; the old one stays in JWKS until its tokens expired.
+    Rotate {
+        /// Only if this key is still the active one (a second run then fails instead of
+        /// rotating again).
+        #[arg(long)]
+        previous: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -734,6 +750,47 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cancel(d) => roles_cli::decide(&client(&cli)?, cli.output, "cancel", d).await,
         Command::Deactivate { role } => {
             roles_cli::deactivate(&client(&cli)?, cli.output, role).await
+        }
+        Command::Keys(KeysCommand::List) => {
+            let keys = client(&cli)?.signing_keys().await?;
+            if cli.output == Output::Json {
+                print_json(&keys)?;
+            } else {
+                let rows = keys
+                    .iter()
+                    .map(|k| {
+                        let state = if k.active {
+                            "active"
+                        } else if k.published {
+                            "retired, in JWKS"
+                        } else {
+                            "retired"
+                        };
+                        vec![
+                            k.key_id.clone(),
+                            state.to_owned(),
+                            k.created_at.clone(),
+                            k.published_until.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                table(&["key id", "state", "created", "in JWKS until"], rows);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::Rotate { previous }) => {
+            let r = client(&cli)?
+                .rotate_signing_key(previous.as_deref())
+                .await?;
+            if cli.output == Output::Json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "signing key {} replaces {}; {} stays in JWKS until {}",
+                    r.key_id, r.previous_key_id, r.previous_key_id, r.previous_published_until
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Checkpoint { reason }) => {
             let created = client(&cli)?.audit_checkpoint(reason).await?;

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod health;
+pub mod keys;
 pub mod me;
 pub mod oauth;
 pub mod roles;
@@ -97,6 +98,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(service_accounts::consent))
         .routes(routes!(service_accounts::add_key))
         .routes(routes!(service_accounts::remove_key))
+        .routes(routes!(keys::list))
+        .routes(routes!(keys::rotate))
         .routes(routes!(oauth::discovery))
         .routes(routes!(oauth::jwks))
         .routes(routes!(oauth::token))

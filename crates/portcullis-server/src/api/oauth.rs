@@ -628,7 +628,7 @@ pub async fn revoke(
 /// The signing keys (JWK Set): every key whose tokens may still be in use.
 #[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth2", responses((status = 200, body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(state.tokens.jwks().clone())
+    Json(state.tokens.jwks(OffsetDateTime::now_utc()))
 }
 
 /// Client authentication methods of the token, introspection and revocation endpoints.

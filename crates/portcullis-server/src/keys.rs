@@ -1,0 +1,286 @@
+//! Token signing keys: the active Ed25519 key that signs access tokens (and audit
+//! checkpoints), the public keys published in JWKS, and rotation.
+//!
+//! Invariants:
+//! - Exactly one key signs at a time; `kid` is set on every token so verifiers pick the key.
+//! - A rotated-out key stays published (and accepted) only while a token it signed can still
+//!   be unexpired: until its successor was created plus the access-token lifetime plus a grace
+//!   for verifiers' clocks (`signing_key_grace_seconds`, default 60). After that it leaves JWKS
+//!   and verification (judged at each use, not at the next reload), so a token it signed is
+//!   refused even if its `exp` were wrong.
+//! - Rotation is one audited change that succeeds only if the key it replaces is still the
+//!   active one (two racing rotations make one winner). Every replica reloads the key set every
+//!   [`RELOAD_EVERY`], so a rotation on one reaches all without a restart.
+//! - Verification accepts only `EdDSA` with a `kid` in the current set; `alg: none`, HMAC
+//!   (the public key used as a secret) and unknown keys are refused before any claim is read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use portcullis_core::token::AccessClaims;
+use portcullis_store::{MasterKey, Store};
+use time::{Duration, OffsetDateTime};
+
+use crate::time_us::{from_us, us};
+
+/// The audience of access tokens issued for the Portcullis API and relying parties alike.
+pub const AUDIENCE: &str = "portcullis";
+/// How often each replica reloads the key set from the store.
+pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A key as listed by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub key_id: String,
+    pub created_at: OffsetDateTime,
+    pub active: bool,
+    /// For a retired key: when it leaves JWKS. `None` for the active key.
+    pub published_until: Option<OffsetDateTime>,
+}
+
+struct PublicKey {
+    decoding: DecodingKey,
+    jwk: serde_json::Value,
+    /// `None` for the active key.
+    until: Option<OffsetDateTime>,
+}
+
+impl PublicKey {
+    fn published(&self, now: OffsetDateTime) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+struct KeySet {
+    kid: String,
+    encoding: EncodingKey,
+    public: HashMap<String, PublicKey>,
+    status: Vec<KeyStatus>,
+}
+
+/// Signs and verifies access tokens with the tenant's current key set.
+pub struct TokenSigner {
+    keys: RwLock<Arc<KeySet>>,
+    pub issuer: String,
+    pub lifetime: Duration,
+    /// Allowance for verifiers' clocks before a retired key leaves JWKS.
+    pub grace: Duration,
+}
+
+impl std::fmt::Debug for TokenSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSigner")
+            .field("kid", &self.current().kid)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up token signing")]
+pub struct SignerError;
+
+impl TokenSigner {
+    /// Loads the active key and the public keys still within their retention.
+    pub async fn load(
+        store: &Store,
+        master: &MasterKey,
+        issuer: String,
+        lifetime: Duration,
+        grace: Duration,
+    ) -> Result<Self, SignerError> {
+        let keys = key_set(store, master, lifetime + grace).await?;
+        Ok(Self {
+            keys: RwLock::new(Arc::new(keys)),
+            issuer,
+            lifetime,
+            grace,
+        })
+    }
+
+    /// Reads the key set again (a rotation here or on another replica; retirements due).
+    pub async fn reload(&self, store: &Store, master: &MasterKey) -> Result<(), SignerError> {
+        let keys = Arc::new(key_set(store, master, self.lifetime + self.grace).await?);
+        if let Ok(mut k) = self.keys.write() {
+            *k = keys;
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The id of the key that signs now.
+    pub fn active_kid(&self) -> String {
+        self.current().kid.clone()
+    }
+
+    /// The JWKS document (RFC 7517) of the keys a verifier may meet at `now`.
+    pub fn jwks(&self, now: OffsetDateTime) -> serde_json::Value {
+        let keys = self.current();
+        let mut published: Vec<(&String, &PublicKey)> = keys
+            .public
+            .iter()
+            .filter(|(_, k)| k.published(now))
+            .collect();
+        // The active key first, then the newest retired ones.
+        published.sort_by_key(|(_, k)| (k.until.is_some(), std::cmp::Reverse(k.until)));
+        serde_json::json!({ "keys": published.into_iter().map(|(_, k)| k.jwk.clone()).collect::<Vec<_>>() })
+    }
+
+    /// When a key retired at `retired` leaves JWKS.
+    pub fn published_until(&self, retired: OffsetDateTime) -> OffsetDateTime {
+        retired + self.lifetime + self.grace
+    }
+
+    /// Every key the tenant has had, newest first, with its state.
+    pub fn status(&self) -> Vec<KeyStatus> {
+        self.current().status.clone()
+    }
+
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        let keys = self.current();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(keys.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, claims, &keys.encoding)
+    }
+
+    /// The claims of a token this tenant signed that has not expired, or `None`.
+    pub fn verify(&self, token: &str) -> Option<AccessClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::EdDSA {
+            return None;
+        }
+        let keys = self.current();
+        let key = keys.public.get(header.kid.as_deref()?)?;
+        if !key.published(OffsetDateTime::now_utc()) {
+            return None;
+        }
+        let key = &key.decoding;
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_audience(&[AUDIENCE]);
+        v.set_issuer(&[&self.issuer]);
+        v.leeway = 0;
+        v.validate_nbf = true;
+        jsonwebtoken::decode::<AccessClaims>(token, key, &v)
+            .ok()
+            .map(|d| d.claims)
+    }
+}
+
+/// The keys from the store; a retired key is kept for `retention` after its successor came.
+async fn key_set(
+    store: &Store,
+    master: &MasterKey,
+    retention: Duration,
+) -> Result<KeySet, SignerError> {
+    let active = store
+        .reload_signing_key(master)
+        .await
+        .map_err(|_| SignerError)?;
+    let der = active.key.to_pkcs8_der().map_err(|_| SignerError)?;
+    let encoding = EncodingKey::from_ed_der(der.as_bytes());
+    let mut public = HashMap::new();
+    let mut status = Vec::new();
+    // Newest first: each key was retired when the one before it in this list was created.
+    let mut successor_created: Option<i64> = None;
+    for k in store.public_signing_keys().await.map_err(|_| SignerError)? {
+        let is_active = k.key_id == active.key_id;
+        let until = if is_active {
+            None
+        } else {
+            // A key that is not active and has no newer key cannot happen; treat it as
+            // retired when it was created.
+            Some(from_us(successor_created.unwrap_or(k.created_at_us)) + retention)
+        };
+        successor_created = Some(k.created_at_us);
+        status.push(KeyStatus {
+            key_id: k.key_id.clone(),
+            created_at: from_us(k.created_at_us),
+            active: is_active,
+            published_until: until,
+        });
+        public.insert(
+            k.key_id.clone(),
+            PublicKey {
+                decoding: DecodingKey::from_ed_der(&k.public_key),
+                jwk: serde_json::json!({
+                    "kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
+                    "kid": k.key_id, "x": URL_SAFE_NO_PAD.encode(&k.public_key),
+                }),
+                until,
+            },
+        );
+    }
+    Ok(KeySet {
+        kid: active.key_id,
+        encoding,
+        public,
+        status,
+    })
+}
+
+/// Reloads the key set every [`RELOAD_EVERY`] until `shutdown` resolves.
+pub async fn reload_loop(
+    signer: Arc<TokenSigner>,
+    store: Store,
+    master: Arc<MasterKey>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RELOAD_EVERY) => {}
+            _ = &mut shutdown => return,
+        }
+        if signer.reload(&store, &master).await.is_err() {
+            tracing::warn!("could not reload the signing keys; keeping the ones loaded");
+        }
+    }
+}
+
+/// Rotates the signing key: a new key signs from now on; the old one stays published for
+/// the lifetime of its tokens. Returns the new key id.
+/// With `expected`, only if that key is still the active one (compare-and-set, so a script
+/// cannot rotate twice by accident); a lost race is a `conflict`.
+pub async fn rotate(
+    state: &crate::api::AppState,
+    actor: &str,
+    expected: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<(String, String), crate::error::ApiError> {
+    let previous = expected.map_or_else(|| state.tokens.active_kid(), str::to_owned);
+    let (change, key_id) = Store::new_signing_key(&state.master, &previous, now);
+    let event = portcullis_core::audit::NewAuditEvent::new(actor, "signing_key.rotated", "tenant")
+        .details(serde_json::json!({
+            "previous_key_id": previous,
+            "key_id": key_id,
+            "previous_published_until": crate::time_us::rfc3339(us(state.tokens.published_until(now))),
+        }));
+    match state.store.write(change, vec![event]).await {
+        Ok(_) => {}
+        Err(portcullis_store::StoreError::Conflict(_)) => {
+            return Err(crate::error::ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                portcullis_core::error::ErrorCode::Conflict,
+                format!("{previous} is not the active signing key (rotated already?)"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .tokens
+        .reload(&state.store, &state.master)
+        .await
+        .map_err(crate::error::ApiError::internal)?;
+    Ok((key_id, previous))
+}
