@@ -36,11 +36,17 @@ fn code(secret: &[u8], offset: i64) -> String {
 
 async fn sign_in(anon: &Client, user: &str, pw: &str, secret: &[u8]) -> Client {
     let r = anon
-        .signin_password(&PasswordSignInRequest { username: user.into(), password: pw.into() })
+        .signin_password(&PasswordSignInRequest {
+            username: user.into(),
+            password: pw.into(),
+        })
         .await
         .expect("password");
     let r = anon
-        .signin_totp(&TotpSignInRequest { signin_id: r.signin_id.expect("id"), code: code(secret, 1) })
+        .signin_totp(&TotpSignInRequest {
+            signin_id: r.signin_id.expect("id"),
+            code: code(secret, 1),
+        })
         .await
         .expect("totp");
     anon.with_token(Some(SecretString::from(r.session.expect("session").token)))
@@ -54,7 +60,9 @@ async fn run(name: &str, database_url: Option<String>) {
         database_url: database_url.map(SecretString::from),
         ..Config::default()
     };
-    let app = Application::build(config, BuildOptions::default()).await.expect("build");
+    let app = Application::build(config, BuildOptions::default())
+        .await
+        .expect("build");
     let token = app.bootstrap_token().expect("token").to_owned();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -115,18 +123,28 @@ async fn run(name: &str, database_url: Option<String>) {
         }
         // Registration-only session, TOTP enrolment, then a full MFA sign-in on its own client.
         let r = anon
-            .signin_password(&PasswordSignInRequest { username: user.clone(), password: USER_PW.into() })
+            .signin_password(&PasswordSignInRequest {
+                username: user.clone(),
+                password: USER_PW.into(),
+            })
             .await
             .expect("registration sign-in");
         let reg = anon.with_token(Some(SecretString::from(r.session.expect("session").token)));
         let enrol = reg
-            .mfa_enrol_totp(&TotpEnrolRequest { name: "phone".into() })
+            .mfa_enrol_totp(&TotpEnrolRequest {
+                name: "phone".into(),
+            })
             .await
             .expect("enrol");
         let secret = totp::base32_decode(&enrol.secret).expect("b32");
-        reg.mfa_confirm_totp(&enrol.factor_id, &TotpConfirmRequest { code: code(&secret, 0) })
-            .await
-            .expect("confirm");
+        reg.mfa_confirm_totp(
+            &enrol.factor_id,
+            &TotpConfirmRequest {
+                code: code(&secret, 0),
+            },
+        )
+        .await
+        .expect("confirm");
         let own = Client::new(&base, None).expect("client");
         people.push(sign_in(&own, &user, USER_PW, &secret).await);
     }

@@ -77,7 +77,10 @@ async fn seed(store: &Store) -> HashMap<String, i64> {
             ends_at_us: Some(end),
         }));
     }
-    store.write(Change::Many(changes), vec![]).await.expect("seed");
+    store
+        .write(Change::Many(changes), vec![])
+        .await
+        .expect("seed");
     ends
 }
 
@@ -102,7 +105,9 @@ async fn expired_events(store: &Store) -> Vec<portcullis_core::audit::AuditEvent
 }
 
 async fn run(name: &str, url: String) {
-    let store = Store::open(&url, StoreOptions::default()).await.expect("store");
+    let store = Store::open(&url, StoreOptions::default())
+        .await
+        .expect("store");
     let ends = seed(&store).await;
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -134,7 +139,10 @@ async fn run(name: &str, url: String) {
             (e.time_us - ends[id]) as f64 / 1000.0
         })
         .collect();
-    assert!(late_ms.iter().all(|l| *l >= 0.0), "no grant ended before its time");
+    assert!(
+        late_ms.iter().all(|l| *l >= 0.0),
+        "no grant ended before its time"
+    );
     late_ms.sort_by(f64::total_cmp);
     let p = |q: f64| late_ms[((late_ms.len() as f64 * q) as usize).min(late_ms.len() - 1)];
     println!(
