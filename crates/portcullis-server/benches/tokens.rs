@@ -1,0 +1,247 @@
+//! The token service's figures, each next to the Ed25519 signing limit measured in the same
+//! run (`cores ×` raw signatures per second of one core, through the same aws-lc-rs backend):
+//! - in-process access-token signing (claims → JWT) and verification (ours, and a relying
+//!   party's with another JWT library and the key from JWKS);
+//! - client-credentials tokens per second over HTTP against the running server (embedded
+//!   SQLite, durable audit: every issued token is an audit event), with p50/p99.
+//!
+//! Run: `cargo bench -p portcullis-server --bench tokens`
+//! The load generator (tokio tasks with keep-alive reqwest clients) runs on the same 2-core
+//! machine as the server.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use portcullis_client::Client;
+use portcullis_core::api::{BootstrapRequest, PasswordSignInRequest, TotpSignInRequest};
+use portcullis_core::token::{AccessClaims, RoleClaim};
+use portcullis_server::keys::TokenSigner;
+use portcullis_server::{Application, BuildOptions, Config};
+use portcullis_store::{MasterKey, Store, StoreOptions};
+use secrecy::SecretString;
+
+const ADMIN_SECRET: &[u8] = b"bench-admin-totp-secret";
+const ADMIN_PW: &str = "violet-kettle-orbit-93";
+
+fn code(offset: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
+    portcullis_core::totp::generate(ADMIN_SECRET, now as u64).expect("code")
+}
+
+/// Runs `f` on `threads` OS threads for `secs`; operations per second in total.
+fn rate(threads: usize, secs: f64, f: impl Fn() + Sync) -> f64 {
+    let start = Instant::now();
+    let total: u64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    while start.elapsed().as_secs_f64() < secs {
+                        for _ in 0..64 {
+                            f();
+                        }
+                        n += 64;
+                    }
+                    n
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn claims(now: i64) -> AccessClaims {
+    AccessClaims {
+        iss: "http://localhost:8080".into(),
+        sub: "sa_0123456789abcdef".into(),
+        aud: "portcullis".into(),
+        iat: now,
+        nbf: now,
+        exp: now + 600,
+        jti: "0123456789abcdef0123456789abcdef".into(),
+        client_id: "payroll-sync".into(),
+        roles: vec![RoleClaim {
+            role: "audit-reader".into(),
+            scope: "/".into(),
+            exp: Some(now + 3600),
+        }],
+        permissions: vec!["app:payroll.read".into()],
+        amr: vec![],
+        acr: "client_credentials".into(),
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = tempfile::tempdir().expect("tmp");
+
+    // The tenant's real signer, from a real store.
+    let master = MasterKey::generate();
+    let signer = rt.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        let store = Store::open(&url, StoreOptions::default())
+            .await
+            .expect("store");
+        store
+            .initialise_tenant(&master, time::OffsetDateTime::now_utc())
+            .await
+            .expect("tenant");
+        TokenSigner::load(
+            &store,
+            &master,
+            "http://localhost:8080".into(),
+            time::Duration::minutes(10),
+            time::Duration::minutes(1),
+        )
+        .await
+        .expect("signer")
+    });
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let c = claims(now);
+    let token = signer.sign(&c).expect("sign");
+
+    // The limit: raw Ed25519 signatures of a token-sized message through aws-lc-rs.
+    let raw_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&raw_key).expect("der");
+    let enc = EncodingKey::from_ed_der(der.as_bytes());
+    let message = token.rsplit_once('.').expect("jwt").0.as_bytes().to_vec();
+    let one_core = rate(1, 3.0, || {
+        std::hint::black_box(
+            jsonwebtoken::crypto::sign(&message, &enc, Algorithm::EdDSA).expect("sig"),
+        );
+    });
+    let limit = one_core * cores as f64;
+    let sign_rate = rate(cores, 3.0, || {
+        std::hint::black_box(signer.sign(&c).expect("sign"));
+    });
+    let verify_rate = rate(cores, 3.0, || {
+        std::hint::black_box(signer.verify(&token).expect("valid"));
+    });
+    // A relying party: another library, the key taken from our JWKS.
+    let jwks = signer.jwks(time::OffsetDateTime::now_utc());
+    let x = jwks["keys"][0]["x"].as_str().expect("x").to_owned();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(x)
+        .expect("b64");
+    let pk = jwt_simple::prelude::Ed25519PublicKey::from_bytes(&raw).expect("pk");
+    let rp_rate = rate(cores, 3.0, || {
+        use jwt_simple::prelude::EdDSAPublicKeyLike;
+        std::hint::black_box(
+            pk.verify_token::<jwt_simple::prelude::NoCustomClaims>(&token, None)
+                .expect("rp verifies"),
+        );
+    });
+
+    // Over HTTP: client credentials with a client secret against the running server.
+    let (http_rate, p50, p99, issued) = rt.block_on(async {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let app = Application::build(config, BuildOptions::default())
+            .await
+            .expect("build");
+        let token = app.bootstrap_token().expect("token").to_owned();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let anon = Client::new(&base, None).expect("client");
+        anon.bootstrap(&BootstrapRequest {
+            token,
+            username: "root-admin".into(),
+            display_name: "Root".into(),
+            email: None,
+            password: ADMIN_PW.into(),
+            totp_secret: portcullis_core::totp::base32(ADMIN_SECRET),
+            totp_code: code(0),
+        })
+        .await
+        .expect("bootstrap");
+        let r = anon
+            .signin_password(&PasswordSignInRequest {
+                username: "root-admin".into(),
+                password: ADMIN_PW.into(),
+            })
+            .await
+            .expect("signin");
+        let r = anon
+            .signin_totp(&TotpSignInRequest {
+                signin_id: r.signin_id.expect("id"),
+                code: code(1),
+            })
+            .await
+            .expect("totp");
+        let admin = anon.with_token(Some(SecretString::from(r.session.expect("s").token)));
+        admin
+            .create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
+                name: "bench-daemon".into(),
+                display_name: None,
+                public_key: None,
+                key_id: None,
+            })
+            .await
+            .expect("sa");
+        let secret = admin
+            .add_client_secret("bench-daemon")
+            .await
+            .expect("secret")
+            .client_secret;
+        let run_for = Duration::from_secs(10);
+        let concurrency = 32;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let http = reqwest::Client::new();
+            let url = format!("{base}/oauth2/token");
+            let secret = secret.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while start.elapsed() < run_for {
+                    let t = Instant::now();
+                    let r = http
+                        .post(&url)
+                        .basic_auth("bench-daemon", Some(&secret))
+                        .form(&[("grant_type", "client_credentials")])
+                        .send()
+                        .await
+                        .expect("send");
+                    assert_eq!(r.status(), 200);
+                    let _ = r.bytes().await.expect("body");
+                    lat.push(t.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut lat = Vec::new();
+        for t in tasks {
+            lat.extend(t.await.expect("join"));
+        }
+        let secs = start.elapsed().as_secs_f64();
+        lat.sort();
+        let p = |q: f64| {
+            lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
+        };
+        (lat.len() as f64 / secs, p(0.5), p(0.99), lat.len())
+    });
+
+    println!("cores={cores}");
+    println!(
+        "Ed25519 limit: {one_core:.0}/s on one core, {limit:.0}/s on {cores} (raw aws-lc-rs signatures)"
+    );
+    println!(
+        "in-process signing: {sign_rate:.0} tokens/s = {:.2} x limit",
+        sign_rate / limit
+    );
+    println!("in-process verification (ours): {verify_rate:.0}/s");
+    println!("relying party (jwt-simple, key from JWKS): {rp_rate:.0}/s");
+    println!(
+        "client credentials over HTTP: {issued} tokens, {http_rate:.0}/s = {:.3} x limit, p50 {p50:.2} ms, p99 {p99:.2} ms (concurrency 32)",
+        http_rate / limit
+    );
+}
