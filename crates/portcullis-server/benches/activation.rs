@@ -10,78 +10,27 @@
 //! deactivate them all (not timed), for `ROUNDS` rounds. Activations per second are counted over
 //! the timed phases only. The load generator runs on the same 2-core machine as the server.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use portcullis_client::Client;
 use portcullis_core::api::{
-    BootstrapRequest, CreateActivationRequest, CreateAssignmentRequest, CreateRoleRequest,
-    CreateUserRequest, DecisionRequest, PasswordSignInRequest, TotpConfirmRequest,
-    TotpEnrolRequest, TotpSignInRequest,
+    CreateActivationRequest, CreateAssignmentRequest, CreateRoleRequest, CreateUserRequest,
+    DecisionRequest, PasswordSignInRequest, TotpConfirmRequest, TotpEnrolRequest,
 };
 use portcullis_core::totp;
-use portcullis_server::{Application, BuildOptions, Config};
 use secrecy::SecretString;
+use support::{code, percentile_ms, sign_in};
 
 const USERS: usize = 16;
 const ROLES: usize = 20;
 const ROUNDS: usize = 8;
-const ADMIN_SECRET: &[u8] = b"bench-admin-totp-secret";
-const ADMIN_PW: &str = "violet-kettle-orbit-93";
 const USER_PW: &str = "harbor-violet-mango-81-quartz";
 
-fn code(secret: &[u8], offset: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
-    totp::generate(secret, now as u64).expect("code")
-}
-
-async fn sign_in(anon: &Client, user: &str, pw: &str, secret: &[u8]) -> Client {
-    let r = anon
-        .signin_password(&PasswordSignInRequest {
-            username: user.into(),
-            password: pw.into(),
-        })
-        .await
-        .expect("password");
-    let r = anon
-        .signin_totp(&TotpSignInRequest {
-            signin_id: r.signin_id.expect("id"),
-            code: code(secret, 1),
-        })
-        .await
-        .expect("totp");
-    anon.with_token(Some(SecretString::from(r.session.expect("session").token)))
-}
-
 async fn run(name: &str, database_url: Option<String>) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let config = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().join("data"),
-        database_url: database_url.map(SecretString::from),
-        ..Config::default()
-    };
-    let app = Application::build(config, BuildOptions::default())
-        .await
-        .expect("build");
-    let token = app.bootstrap_token().expect("token").to_owned();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stop_rx.await;
-    }));
-    let anon = Client::new(&base, None).expect("client");
-    anon.bootstrap(&BootstrapRequest {
-        token,
-        username: "root-admin".into(),
-        display_name: "Root".into(),
-        email: None,
-        password: ADMIN_PW.into(),
-        totp_secret: totp::base32(ADMIN_SECRET),
-        totp_code: code(ADMIN_SECRET, 0),
-    })
-    .await
-    .expect("bootstrap");
-    let admin = sign_in(&anon, "root-admin", ADMIN_PW, ADMIN_SECRET).await;
+    let running = support::start(database_url).await;
+    let (base, admin, anon) = (running.base.clone(), &running.admin, &running.anon);
     for r in 0..ROLES {
         admin
             .create_role(&CreateRoleRequest {
@@ -200,13 +149,9 @@ async fn run(name: &str, database_url: Option<String>) {
             t.await.expect("join");
         }
     }
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    running.stop().await;
     latencies.sort();
-    let p = |q: f64| {
-        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64()
-            * 1000.0
-    };
+    let p = |q: f64| percentile_ms(&latencies, q);
     println!(
         "{name}: {} activations, {:.0}/s over the timed phases, p50 {:.1} ms, p99 {:.1} ms (concurrency {USERS})",
         latencies.len(),

@@ -5,22 +5,14 @@
 //! The load generator (tokio tasks with reqwest over loopback keep-alive connections) runs on
 //! the same 2-core machine as the server, as DESIGN.md's targets assume.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use portcullis_client::Client;
-use portcullis_core::api::{
-    BootstrapRequest, CreateUserRequest, PasswordSignInRequest, TotpSignInRequest,
-};
+use portcullis_core::api::{CreateUserRequest, PasswordSignInRequest};
 use portcullis_server::passwords::Passwords;
-use portcullis_server::{Application, BuildOptions, Config};
 use secrecy::SecretString;
-
-const SECRET: &[u8] = b"bench-totp-secret-0123";
-
-fn code(offset: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
-    portcullis_core::totp::generate(SECRET, now as u64).expect("code")
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -62,37 +54,8 @@ fn main() {
         }
         let raw = f64::from(hashed) / t.elapsed().as_secs_f64();
 
-        let dir = tempfile::tempdir().expect("tmp");
-        let config = Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        let app = Application::build(config, BuildOptions::default()).await.expect("build");
-        let token = app.bootstrap_token().expect("token").to_owned();
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until(std::future::pending()));
-        let anon = Client::new(&base, None).expect("client");
-        anon.bootstrap(&BootstrapRequest {
-            token,
-            username: "root-admin".into(),
-            display_name: "Root".into(),
-            email: None,
-            password: "violet-kettle-orbit-93".into(),
-            totp_secret: portcullis_core::totp::base32(SECRET),
-            totp_code: code(0),
-        })
-        .await
-        .expect("bootstrap");
-        let r = anon
-            .signin_password(&PasswordSignInRequest { username: "root-admin".into(), password: "violet-kettle-orbit-93".into() })
-            .await
-            .expect("signin");
-        let r = anon
-            .signin_totp(&TotpSignInRequest { signin_id: r.signin_id.expect("id"), code: code(1) })
-            .await
-            .expect("totp");
-        let admin = anon.with_token(Some(SecretString::from(r.session.expect("session").token)));
+        let running = support::start(None).await;
+        let (base, admin) = (running.base.clone(), &running.admin);
         admin
             .create_user(&CreateUserRequest {
                 name: "bench".into(),
@@ -133,7 +96,7 @@ fn main() {
         let secs = start.elapsed().as_secs_f64();
         lat.sort();
         let rate = lat.len() as f64 / secs;
-        let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0;
+        let p = |q: f64| support::percentile_ms(&lat, q);
         println!(
             "cores={cores} one_hash_ms={:.1} limit=cores/one_hash={limit:.1}/s raw_parallel_hashing={raw:.1}/s",
             one.as_secs_f64() * 1000.0

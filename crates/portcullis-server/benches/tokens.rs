@@ -9,25 +9,15 @@
 //! The load generator (tokio tasks with keep-alive reqwest clients) runs on the same 2-core
 //! machine as the server.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use portcullis_client::Client;
-use portcullis_core::api::{BootstrapRequest, PasswordSignInRequest, TotpSignInRequest};
 use portcullis_core::token::{AccessClaims, RoleClaim};
 use portcullis_server::keys::TokenSigner;
-use portcullis_server::{Application, BuildOptions, Config};
 use portcullis_store::{MasterKey, Store, StoreOptions};
-use secrecy::SecretString;
-
-const ADMIN_SECRET: &[u8] = b"bench-admin-totp-secret";
-const ADMIN_PW: &str = "violet-kettle-orbit-93";
-
-fn code(offset: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
-    portcullis_core::totp::generate(ADMIN_SECRET, now as u64).expect("code")
-}
 
 /// Runs `f` on `threads` OS threads for `secs`; operations per second in total.
 fn rate(threads: usize, secs: f64, f: impl Fn() + Sync) -> f64 {
@@ -140,44 +130,8 @@ fn main() {
 
     // Over HTTP: client credentials with a client secret against the running server.
     let (http_rate, p50, p99, issued) = rt.block_on(async {
-        let config = Config {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        let app = Application::build(config, BuildOptions::default())
-            .await
-            .expect("build");
-        let token = app.bootstrap_token().expect("token").to_owned();
-        let base = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until(std::future::pending()));
-        let anon = Client::new(&base, None).expect("client");
-        anon.bootstrap(&BootstrapRequest {
-            token,
-            username: "root-admin".into(),
-            display_name: "Root".into(),
-            email: None,
-            password: ADMIN_PW.into(),
-            totp_secret: portcullis_core::totp::base32(ADMIN_SECRET),
-            totp_code: code(0),
-        })
-        .await
-        .expect("bootstrap");
-        let r = anon
-            .signin_password(&PasswordSignInRequest {
-                username: "root-admin".into(),
-                password: ADMIN_PW.into(),
-            })
-            .await
-            .expect("signin");
-        let r = anon
-            .signin_totp(&TotpSignInRequest {
-                signin_id: r.signin_id.expect("id"),
-                code: code(1),
-            })
-            .await
-            .expect("totp");
-        let admin = anon.with_token(Some(SecretString::from(r.session.expect("s").token)));
+        let running = support::start(None).await;
+        let (base, admin) = (running.base.clone(), &running.admin);
         admin
             .create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
                 name: "bench-daemon".into(),
@@ -223,10 +177,9 @@ fn main() {
             lat.extend(t.await.expect("join"));
         }
         let secs = start.elapsed().as_secs_f64();
+        running.stop().await;
         lat.sort();
-        let p = |q: f64| {
-            lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1000.0
-        };
+        let p = |q: f64| support::percentile_ms(&lat, q);
         (lat.len() as f64 / secs, p(0.5), p(0.99), lat.len())
     });
 

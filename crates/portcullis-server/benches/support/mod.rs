@@ -1,0 +1,103 @@
+//! What the HTTP benchmarks share: a real server on port 0 with its first administrator
+//! signed in (password + TOTP), and percentiles of measured latencies.
+
+#![allow(dead_code)] // each bench uses its own part
+
+use std::time::Duration;
+
+use portcullis_client::Client;
+use portcullis_core::api::{BootstrapRequest, PasswordSignInRequest, TotpSignInRequest};
+use portcullis_server::{Application, BuildOptions, Config};
+use secrecy::SecretString;
+
+pub const ADMIN_SECRET: &[u8] = b"bench-admin-totp-secret";
+pub const ADMIN_PW: &str = "violet-kettle-orbit-93";
+
+/// A TOTP code for `secret`, `offset` steps from now.
+pub fn code(secret: &[u8], offset: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
+    portcullis_core::totp::generate(secret, now as u64).expect("code")
+}
+
+/// Password, then TOTP (a code one step ahead, so it is newer than any accepted before).
+pub async fn sign_in(anon: &Client, user: &str, pw: &str, secret: &[u8]) -> Client {
+    let r = anon
+        .signin_password(&PasswordSignInRequest {
+            username: user.into(),
+            password: pw.into(),
+        })
+        .await
+        .expect("password");
+    let r = anon
+        .signin_totp(&TotpSignInRequest {
+            signin_id: r.signin_id.expect("id"),
+            code: code(secret, 1),
+        })
+        .await
+        .expect("totp");
+    anon.with_token(Some(SecretString::from(r.session.expect("session").token)))
+}
+
+/// A running server and its administrator.
+pub struct Running {
+    pub base: String,
+    pub admin: Client,
+    pub anon: Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+    }
+}
+
+/// Starts a server (embedded SQLite unless `database_url` is given), bootstraps the first
+/// administrator and signs them in.
+pub async fn start(database_url: Option<String>) -> Running {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("data"),
+        database_url: database_url.map(SecretString::from),
+        ..Config::default()
+    };
+    let app = Application::build(config, BuildOptions::default())
+        .await
+        .expect("build");
+    let token = app.bootstrap_token().expect("token").to_owned();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    let anon = Client::new(&base, None).expect("client");
+    anon.bootstrap(&BootstrapRequest {
+        token,
+        username: "root-admin".into(),
+        display_name: "Root".into(),
+        email: None,
+        password: ADMIN_PW.into(),
+        totp_secret: portcullis_core::totp::base32(ADMIN_SECRET),
+        totp_code: code(ADMIN_SECRET, 0),
+    })
+    .await
+    .expect("bootstrap");
+    let admin = sign_in(&anon, "root-admin", ADMIN_PW, ADMIN_SECRET).await;
+    Running {
+        base,
+        admin,
+        anon,
+        stop,
+        server,
+        _dir: dir,
+    }
+}
+
+/// The `q`-quantile of sorted latencies, in milliseconds.
+pub fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
