@@ -12,7 +12,8 @@ use portcullis_core::api::{
     SigningKeyRotated, SigningKeyView,
 };
 use portcullis_core::api::{
-    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
+    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, NetworksRequest,
+    ServiceAccountDetail,
 };
 use portcullis_core::api::{
     BootstrapRequest, CheckpointCreated, CheckpointRequest, CreateGroupRequest,
@@ -282,6 +283,7 @@ endpoints! {
     fn service_account(name: &str) -> ServiceAccountDetail = GET format!("/api/v1/service-accounts/{}", seg(name));
     fn add_client_secret(name: &str) -> ClientSecretIssued = POST format!("/api/v1/service-accounts/{}/secrets", seg(name));
     fn remove_client_secret(name: &str, id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/secrets/{}", seg(name), seg(id));
+    fn set_networks(name: &str, req: &NetworksRequest) -> ServiceAccountDetail = PUT format!("/api/v1/service-accounts/{}/networks", seg(name)), body req;
     fn consent(name: &str, req: &ConsentRequest) -> ServiceAccountDetail = POST format!("/api/v1/service-accounts/{}/consent", seg(name)), body req;
     fn add_client_key(name: &str, req: &AddClientKeyRequest) -> ClientKeyView = POST format!("/api/v1/service-accounts/{}/keys", seg(name)), body req;
     fn remove_client_key(name: &str, key_id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/keys/{}", seg(name), seg(key_id));

@@ -627,6 +627,9 @@ api_type! {
         /// Live public keys for `private_key_jwt`.
         pub keys: Vec<ClientKeyView>,
         pub consents: Vec<ConsentView>,
+        /// Networks it may authenticate from (CIDRs); empty: any.
+        #[serde(default)]
+        pub allowed_networks: Vec<String>,
     }
 }
 
@@ -668,5 +671,13 @@ api_type! {
     /// `POST /api/v1/service-accounts/{name}/consent`.
     pub struct ConsentRequest {
         pub permissions: Vec<String>,
+    }
+}
+
+api_type! {
+    /// `PUT /api/v1/service-accounts/{name}/networks`: the CIDRs (IPv4 or IPv6) the account may
+    /// authenticate from; an empty list lifts the restriction.
+    pub struct NetworksRequest {
+        pub cidrs: Vec<String>,
     }
 }

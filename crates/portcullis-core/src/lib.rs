@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod client_key;
 pub mod error;
+pub mod network;
 pub mod password;
 pub mod principal;
 pub mod roles;

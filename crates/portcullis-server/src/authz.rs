@@ -88,6 +88,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/service-accounts/{name}/secrets", Permission("service_accounts.credentials")),
     ("DELETE", "/api/v1/service-accounts/{name}/secrets/{id}", Permission("service_accounts.credentials")),
     ("POST", "/api/v1/service-accounts/{name}/consent", Permission("service_accounts.consent")),
+    ("PUT", "/api/v1/service-accounts/{name}/networks", Permission("service_accounts.credentials")),
     ("POST", "/api/v1/service-accounts/{name}/keys", Permission("service_accounts.credentials")),
     ("DELETE", "/api/v1/service-accounts/{name}/keys/{kid}", Permission("service_accounts.credentials")),
     ("GET", "/api/v1/roles", SignedIn),

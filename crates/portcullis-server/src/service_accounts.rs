@@ -5,16 +5,18 @@
 //! or P-256 SubjectPublicKeyInfo checked before it is stored, at most five are live, and a
 //! removed key's id is never given to another key; consent to application permissions is recorded
 //! with who gave it and stays after that person's own role ends (no standing admin role is
-//! needed for a daemon). Every change is audited (and alert-worthy: credentials of a
-//! non-human identity changed).
+//! needed for a daemon); an optional CIDR allow-list limits where the account may authenticate
+//! from. Every change is audited (and alert-worthy: credentials of a non-human identity
+//! changed).
 
 use axum::http::StatusCode;
 use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ClientSecretView, ConsentRequest,
-    ConsentView, ServiceAccountDetail,
+    ConsentView, NetworksRequest, ServiceAccountDetail,
 };
 use portcullis_core::client_key::{ClientPublicKey, KeyId};
 use portcullis_core::error::ErrorCode;
+use portcullis_core::network::NetworkList;
 use portcullis_core::principal::PrincipalKind;
 use portcullis_core::roles::Permission;
 use portcullis_store::{Change, StoreError};
@@ -62,13 +64,68 @@ pub async fn detail(
             granted_at: rfc3339(c.granted_at_us),
         })
         .collect();
+    let allowed_networks = allowed_networks(state, &p.id).await?.to_strings();
     Ok(ServiceAccountDetail {
         client_id: p.name.clone(),
         account: sa_view(&p),
         secrets,
         keys,
         consents,
+        allowed_networks,
     })
+}
+
+/// The networks a service account may authenticate from (empty: any).
+pub async fn allowed_networks(
+    state: &AppState,
+    principal_id: &str,
+) -> Result<NetworkList, ApiError> {
+    match state.store.client_networks(principal_id).await? {
+        None => Ok(NetworkList::default()),
+        Some(json) => {
+            let cidrs: Vec<String> = serde_json::from_str(&json).map_err(ApiError::internal)?;
+            NetworkList::parse(&cidrs).map_err(ApiError::internal)
+        }
+    }
+}
+
+/// Restricts (or, with an empty list, stops restricting) where a service account may
+/// authenticate from. Audited and alert-worthy: it changes who can use a credential.
+pub async fn set_networks(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    req: NetworksRequest,
+) -> Result<ServiceAccountDetail, ApiError> {
+    caller.require("service_accounts.credentials")?;
+    let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    let list = NetworkList::parse(&req.cidrs).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let before = allowed_networks(state, &p.id).await?.to_strings();
+    let after = list.to_strings();
+    let now = OffsetDateTime::now_utc();
+    let ev = event(
+        caller,
+        "service_account.networks_changed",
+        format!("service_account:{}", p.name),
+    )
+    .details(serde_json::json!({ "before": before, "after": after, "alert": true }));
+    let cidrs = (!list.is_empty())
+        .then(|| serde_json::to_string(&after))
+        .transpose()
+        .map_err(ApiError::internal)?;
+    state
+        .store
+        .write(
+            Change::SetClientNetworks {
+                principal_id: p.id.clone(),
+                cidrs,
+                by: caller.actor(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await?;
+    detail(state, caller, name).await
 }
 
 fn key_view(k: &portcullis_store::tokens::ClientKey) -> ClientKeyView {

@@ -47,6 +47,8 @@ pub enum ClientAuthFailure {
     WrongSecret,
     NotAServiceAccount,
     Disabled,
+    /// Right credentials from a network outside the account's allow-list.
+    NetworkNotAllowed,
     /// A `private_key_jwt` client assertion was refused.
     Assertion(portcullis_core::client_key::AssertionFailure),
 }
@@ -58,6 +60,7 @@ impl ClientAuthFailure {
             Self::WrongSecret => "wrong_secret",
             Self::NotAServiceAccount => "not_a_service_account",
             Self::Disabled => "client_disabled",
+            Self::NetworkNotAllowed => "network_not_allowed",
             Self::Assertion(f) => f.reason(),
         }
     }

@@ -328,6 +328,14 @@ pub enum Change {
         sealed_private_key: Vec<u8>,
         at_us: i64,
     },
+    /// Sets the networks a service account may authenticate from (a JSON array of validated
+    /// CIDRs), or lifts the restriction (`None`).
+    SetClientNetworks {
+        principal_id: String,
+        cidrs: Option<String>,
+        by: String,
+        at_us: i64,
+    },
     /// Revokes an access token by its `jti` (idempotent).
     RevokeToken {
         jti: String,
@@ -670,6 +678,19 @@ macro_rules! apply_for {
                             sqlx::query("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active) VALUES ($1, $2, $3, $4, TRUE)")
                                 .bind(key_id).bind(public_key).bind(sealed_private_key).bind(*at_us)
                                 .execute(&mut *c).await?;
+                        }
+                        Change::SetClientNetworks { principal_id, cidrs, by, at_us } => {
+                            match cidrs {
+                                Some(cidrs) => {
+                                    sqlx::query("INSERT INTO client_networks (principal_id, cidrs, updated_by, updated_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT (principal_id) DO UPDATE SET cidrs = excluded.cidrs, updated_by = excluded.updated_by, updated_at_us = excluded.updated_at_us")
+                                        .bind(principal_id).bind(cidrs).bind(by).bind(*at_us)
+                                        .execute(&mut *c).await?;
+                                }
+                                None => {
+                                    sqlx::query("DELETE FROM client_networks WHERE principal_id = $1")
+                                        .bind(principal_id).execute(&mut *c).await?;
+                                }
+                            }
                         }
                         Change::RevokeToken { jti, expires_at_us, at_us } => {
                             sqlx::query("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")

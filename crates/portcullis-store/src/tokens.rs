@@ -47,6 +47,17 @@ pub struct PublicSigningKey {
 }
 
 impl Store {
+    /// The CIDRs a service account may authenticate from (a JSON array), if it is restricted.
+    pub async fn client_networks(&self, principal_id: &str) -> Result<Option<String>> {
+        on_pool!(&self.backend, pool => {
+            match sqlx::query("SELECT cidrs FROM client_networks WHERE principal_id = $1")
+                .bind(principal_id).fetch_optional(pool).await? {
+                Some(r) => Ok(Some(r.try_get("cidrs")?)),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// The live secret with this hash, if any: `(secret id, principal id)`.
     pub async fn client_secret_by_hash(&self, hash: &[u8]) -> Result<Option<(String, String)>> {
         on_pool!(&self.backend, pool => {

@@ -12,7 +12,7 @@ use clap::Subcommand;
 use portcullis_client::Client;
 use portcullis_core::api::{
     AddClientKeyRequest, ClientSecretIssued, ConsentRequest, CreateServiceAccountRequest,
-    ServiceAccountDetail, ServiceAccountView,
+    NetworksRequest, ServiceAccountDetail, ServiceAccountView,
 };
 
 use crate::cli::{Output, print_json, table};
@@ -49,6 +49,20 @@ pub enum ServiceAccountsCommand {
         name: String,
         #[arg(long, value_delimiter = ',', required = true)]
         permissions: Vec<String>,
+    },
+    /// Limit the networks the account may authenticate from (IPv4/IPv6 CIDRs), or lift it.
+    Networks {
+        name: String,
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "any",
+            conflicts_with = "any"
+        )]
+        cidr: Vec<String>,
+        /// Lift the limit: any network.
+        #[arg(long)]
+        any: bool,
     },
 }
 
@@ -136,6 +150,11 @@ fn print_detail(output: Output, d: &ServiceAccountDetail) -> Result<()> {
         let perms: Vec<&str> = d.consents.iter().map(|c| c.permission.as_str()).collect();
         println!("consented: {}", perms.join(", "));
     }
+    if d.allowed_networks.is_empty() {
+        println!("networks: any");
+    } else {
+        println!("networks: {}", d.allowed_networks.join(", "));
+    }
     Ok(())
 }
 
@@ -221,6 +240,11 @@ pub async fn run(c: &Client, output: Output, cmd: &ServiceAccountsCommand) -> Re
                     },
                 )
                 .await?;
+            print_detail(output, &d)?;
+        }
+        ServiceAccountsCommand::Networks { name, cidr, any } => {
+            let cidrs = if *any { Vec::new() } else { cidr.clone() };
+            let d = c.set_networks(name, &NetworksRequest { cidrs }).await?;
             print_detail(output, &d)?;
         }
     }

@@ -571,6 +571,55 @@ fn accounts_through_the_cli() {
         !shown.to_string().contains("pcs_"),
         "the secret is never shown again"
     );
+    // Networks it may authenticate from: set, refused when malformed, lifted.
+    let d = json(&[
+        "service-accounts",
+        "networks",
+        "report-job",
+        "--cidr",
+        "10.0.0.0/8,2001:db8::/32",
+    ]);
+    assert_eq!(
+        d["allowed_networks"],
+        serde_json::json!(["10.0.0.0/8", "2001:db8::/32"])
+    );
+    let out = cmd(&[
+        "service-accounts",
+        "networks",
+        "report-job",
+        "--cidr",
+        "10.0.0.1/8",
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean 10.0.0.0/8"),
+        "{}",
+        stderr(&out)
+    );
+    let d = json(&["service-accounts", "networks", "report-job", "--any"]);
+    assert_eq!(d["allowed_networks"], serde_json::json!([]));
+
+    // Signing keys: list, rotate, and a second rotation from the same key refused.
+    let keys = json(&["keys", "list"]);
+    assert_eq!(keys.as_array().map(Vec::len), Some(1));
+    assert_eq!(keys[0]["active"], true);
+    let first = keys[0]["key_id"].as_str().expect("kid").to_owned();
+    let rotated = json(&["keys", "rotate", "--previous", &first]);
+    assert_eq!(rotated["previous_key_id"], first.as_str());
+    let out = cmd(&["keys", "rotate", "--previous", &first])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("conflict"), "{}", stderr(&out));
+    let keys = json(&["keys", "list"]);
+    assert_eq!(keys.as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        keys[1]["published"], true,
+        "the old key stays in JWKS for now"
+    );
+
     if openssl_available() {
         let private = dir.path().join("nightly.pem");
         let public = dir.path().join("nightly.pub");

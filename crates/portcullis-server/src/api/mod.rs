@@ -96,6 +96,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(service_accounts::add_secret))
         .routes(routes!(service_accounts::remove_secret))
         .routes(routes!(service_accounts::consent))
+        .routes(routes!(service_accounts::set_networks))
         .routes(routes!(service_accounts::add_key))
         .routes(routes!(service_accounts::remove_key))
         .routes(routes!(keys::list))

@@ -301,9 +301,12 @@ async fn refuse(
     failure: ClientAuthFailure,
     purpose: &str,
 ) -> OAuthError {
-    // A person's account used as a client is worth an alert: interactive identities
-    // have no client credentials.
-    let alert = failure == ClientAuthFailure::NotAServiceAccount;
+    // A person's account used as a client is worth an alert (interactive identities have no
+    // client credentials), and so are right credentials from the wrong network (a stolen one?).
+    let alert = matches!(
+        failure,
+        ClientAuthFailure::NotAServiceAccount | ClientAuthFailure::NetworkNotAllowed
+    );
     let written = state
         .store
         .write(
@@ -376,6 +379,20 @@ async fn authenticate(
             .await
             .map(|v| (v.principal.clone(), Some(v)))
         }
+    };
+    // Right credentials from outside the account's networks are refused like wrong ones (the
+    // caller learns nothing), after the credential check so the answer takes the same path.
+    let outcome = match outcome {
+        Ok((principal, assertion)) => {
+            let networks = crate::service_accounts::allowed_networks(state, &principal.id).await?;
+            let from = client.ip.parse::<std::net::IpAddr>().ok();
+            if from.is_some_and(|ip| networks.allows(ip)) {
+                Ok((principal, assertion))
+            } else {
+                Err(ClientAuthFailure::NetworkNotAllowed)
+            }
+        }
+        Err(f) => Err(f),
     };
     match outcome {
         Ok((principal, assertion)) => Ok(Authenticated {

@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, ServiceAccountDetail,
+    AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, NetworksRequest,
+    ServiceAccountDetail,
 };
 
 use super::AppState;
@@ -50,6 +51,19 @@ pub async fn remove_secret(
 ) -> Result<StatusCode, ApiError> {
     svc::remove_secret(&state, &caller, &name, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restrict the networks the account may authenticate from (CIDRs; an empty list: any).
+#[utoipa::path(put, path = "/api/v1/service-accounts/{name}/networks", tag = "accounts", security(("bearer" = [])), request_body = NetworksRequest,
+    params(("name" = String, Path, description = "service account name")),
+    responses((status = 200, body = ServiceAccountDetail), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn set_networks(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<NetworksRequest>,
+) -> Result<Json<ServiceAccountDetail>, ApiError> {
+    Ok(Json(svc::set_networks(&state, &caller, &name, req).await?))
 }
 
 /// Consent to application permissions for a service account (recorded with who consented).
