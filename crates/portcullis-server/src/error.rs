@@ -88,7 +88,7 @@ impl From<portcullis_store::StoreError> for ApiError {
     fn from(e: portcullis_store::StoreError) -> Self {
         use portcullis_store::StoreError as E;
         match e {
-            E::Unreachable(_) | E::Closed => {
+            E::Unreachable(_) | E::Closed | E::CommitFailed(_) => {
                 tracing::warn!(error = %e, "store unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +96,11 @@ impl From<portcullis_store::StoreError> for ApiError {
                     "the database is unavailable",
                 )
             }
+            // A conditional change lost a race or found the state moved on (another replica,
+            // another request). Its message is one of the store's own fixed sentences, never a
+            // database error, so it can be shown. Handlers that need a more specific answer
+            // (sign-in, approvals) match the conflict themselves before this fallback.
+            E::Conflict(what) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, what),
             other => Self::internal(other),
         }
     }

@@ -3403,3 +3403,76 @@ async fn service_account_networks_sqlite() {
 async fn service_account_networks_postgres() {
     service_account_networks(Backend::Postgres).await;
 }
+
+// ---- Client-credentials throttling.
+
+/// Wrong secrets slow a client down (429 `slow_down` with Retry-After, never a lockout); a
+/// success wipes the client's failures, so a daemon that once had a stale secret is not
+/// punished later.
+async fn client_credentials_throttle_and_reset(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    admin
+        .create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
+            name: "throttle-probe".into(),
+            display_name: None,
+            public_key: None,
+            key_id: None,
+        })
+        .await
+        .expect("sa");
+    let s = admin
+        .add_client_secret("throttle-probe")
+        .await
+        .expect("secret");
+    let wrong = "pcs_not-the-secret";
+    let app_ref = &app;
+    let attempt = |secret: &str| {
+        let secret = secret.to_owned();
+        async move {
+            token_request(
+                app_ref,
+                &[("grant_type", "client_credentials")],
+                Some(("throttle-probe", &secret)),
+            )
+            .await
+        }
+    };
+    for _ in 0..4 {
+        oauth_error(attempt(wrong).await, 401, "invalid_client").await;
+    }
+    assert_eq!(
+        attempt(&s.client_secret).await.status(),
+        200,
+        "success resets"
+    );
+    // Five failures are free again (they would not be without the reset: 4 + 5 > 5).
+    for _ in 0..6 {
+        oauth_error(attempt(wrong).await, 401, "invalid_client").await;
+    }
+    let r = attempt(&s.client_secret).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "the sixth failure imposes a wait, even on the right secret"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "slow_down");
+    // Never a lockout: after the wait the right secret works.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(attempt(&s.client_secret).await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_throttle_and_reset_sqlite() {
+    client_credentials_throttle_and_reset(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_throttle_and_reset_postgres() {
+    client_credentials_throttle_and_reset(Backend::Postgres).await;
+}

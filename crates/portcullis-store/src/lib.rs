@@ -69,8 +69,14 @@ pub enum StoreError {
     WrongMasterKey,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A conditional change found the state moved on (lost a race): the message is one of the
+    /// store's own fixed sentences, safe to show.
     #[error("conflicting write: {0}")]
     Conflict(String),
+    /// The transaction holding the change failed as a whole (the database's error inside, for
+    /// logs only); nothing of it was written.
+    #[error("the transaction could not be committed: {0}")]
+    CommitFailed(String),
     #[error("the store is shutting down")]
     Closed,
 }
@@ -288,7 +294,7 @@ impl Store {
                     });
                 }
                 // Another replica initialised it first: load what it wrote.
-                Err(StoreError::Conflict(_)) => continue,
+                Err(StoreError::Conflict(_) | StoreError::CommitFailed(_)) => continue,
                 Err(e) => return Err(e),
             }
         }

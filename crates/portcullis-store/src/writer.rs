@@ -98,7 +98,7 @@ async fn run(
                 tracing::error!(error = %e, "audit write transaction failed");
                 let msg = e.to_string();
                 for (reply, _) in replies {
-                    let _ = reply.send(Err(StoreError::Conflict(format!("commit failed: {msg}"))));
+                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
                 }
             }
         }

@@ -227,13 +227,17 @@ fn throttle_keys(client_id: &str, client: &ClientInfo) -> Vec<String> {
 }
 
 /// Refuses while a key waits out its backoff; records failures.
+/// Refuses while the client or its address must wait; otherwise whether the client has failed
+/// attempts on record (so a success has something to reset).
 async fn throttled(
     state: &AppState,
     keys: &[String],
     now: OffsetDateTime,
-) -> Result<(), OAuthError> {
+) -> Result<bool, OAuthError> {
     let mut wait = 0i64;
+    let mut client_failed = false;
     for (key, failures, last) in state.store.throttle_counters(keys).await? {
+        client_failed |= key.starts_with("client:") && failures > 0;
         let policy = if key.starts_with("ip:") {
             ThrottlePolicy::IP
         } else {
@@ -253,7 +257,7 @@ async fn throttled(
         e.retry_after = Some(wait);
         return Err(e);
     }
-    Ok(())
+    Ok(client_failed)
 }
 
 /// A client that authenticated.
@@ -261,6 +265,8 @@ struct Authenticated {
     principal: portcullis_store::accounts::Principal,
     /// The request's throttle keys (for a failure found later, a replayed assertion).
     keys: Vec<String>,
+    /// Whether the client has failed attempts on record, for a success to reset.
+    failed_before: bool,
     /// For `private_key_jwt`: the assertion whose `jti` must be recorded with the outcome.
     assertion: Option<crate::client_assertion::VerifiedAssertion>,
 }
@@ -347,19 +353,22 @@ async fn authenticate(
     }
     let now = OffsetDateTime::now_utc();
     let keys = throttle_keys(&id, client);
-    if let Err(e) = throttled(state, &keys, now).await {
-        state
-            .store
-            .append(tokens::client_event(
-                &id,
-                Outcome::Failure,
-                "throttled",
-                &client.ip,
-                serde_json::json!({ "purpose": purpose }),
-            ))
-            .await?;
-        return Err(e);
-    }
+    let failed_before = match throttled(state, &keys, now).await {
+        Ok(failed) => failed,
+        Err(e) => {
+            state
+                .store
+                .append(tokens::client_event(
+                    &id,
+                    Outcome::Failure,
+                    "throttled",
+                    &client.ip,
+                    serde_json::json!({ "purpose": purpose }),
+                ))
+                .await?;
+            return Err(e);
+        }
+    };
     let outcome = match &presented {
         Presented::Secret(secret) => tokens::authenticate_client(&state.store, &id, secret)
             .await
@@ -398,6 +407,7 @@ async fn authenticate(
         Ok((principal, assertion)) => Ok(Authenticated {
             principal,
             keys,
+            failed_before,
             assertion,
         }),
         Err(f) => Err(refuse(state, client, &id, keys, f, purpose).await),
@@ -534,8 +544,13 @@ pub async fn token(
         &client,
         &auth,
         "token",
-        Change::ResetThrottle {
-            keys: vec![format!("client:{}", sa.name)],
+        // Most successes follow no failure: then there is nothing to reset.
+        if auth.failed_before {
+            Change::ResetThrottle {
+                keys: vec![format!("client:{}", sa.name)],
+            }
+        } else {
+            Change::None
         },
         vec![tokens::client_event(
             &sa.name,
