@@ -8,8 +8,8 @@
 
 use portcullis_core::api::{
     ActivationRequestView, AssignmentView, CreateActivationRequest, CreateAssignmentRequest,
-    CreateRoleRequest, DecisionRequest, RoleSettingsUpdate, RoleSettingsView, RoleView,
-    SigningKeyRotated, SigningKeyView,
+    CreateRoleRequest, DecisionRequest, DeviceDecisionRequest, RoleSettingsUpdate,
+    RoleSettingsView, RoleView, SigningKeyRotated, SigningKeyView,
 };
 use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, NetworksRequest,
@@ -293,6 +293,9 @@ endpoints! {
         Some(p) => format!("/api/v1/keys/rotate?previous={}", seg(p)),
         None => "/api/v1/keys/rotate".to_owned(),
     };
+    /// Approve the device code a CLI showed (`portcullis login` elsewhere).
+    fn approve_device(req: &DeviceDecisionRequest) -> () = POST "/api/v1/device/approve", body req;
+    fn deny_device(req: &DeviceDecisionRequest) -> () = POST "/api/v1/device/deny", body req;
     fn roles() -> Vec<RoleView> = GET "/api/v1/roles";
     fn role(slug: &str) -> RoleView = GET format!("/api/v1/roles/{}", seg(slug));
     fn create_role(req: &CreateRoleRequest) -> RoleView = POST "/api/v1/roles", body req;

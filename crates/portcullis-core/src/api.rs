@@ -675,6 +675,13 @@ api_type! {
 }
 
 api_type! {
+    /// `POST /api/v1/device/approve|deny`: the code `portcullis login` showed.
+    pub struct DeviceDecisionRequest {
+        pub user_code: String,
+    }
+}
+
+api_type! {
     /// `PUT /api/v1/service-accounts/{name}/networks`: the CIDRs (IPv4 or IPv6) the account may
     /// authenticate from; an empty list lifts the restriction.
     pub struct NetworksRequest {

@@ -9,6 +9,7 @@ pub mod activation;
 pub mod api;
 pub mod audit;
 pub mod client_key;
+pub mod device;
 pub mod error;
 pub mod network;
 pub mod password;

@@ -187,6 +187,7 @@ impl Application {
             master: master.clone(),
             passwords: crate::passwords::Passwords::new().map_err(|_| StartError::Passwords)?,
             lifetimes: config.lifetimes(),
+            device: config.device(),
             webauthn: Arc::new(
                 crate::webauthn::relying_party(&config.webauthn_origin()?)
                     .map_err(|_| StartError::Webauthn)?,

@@ -57,6 +57,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/oauth2/token", Public),
     ("POST", "/oauth2/introspect", Public),
     ("POST", "/oauth2/revoke", Public),
+    ("POST", "/oauth2/device_authorization", Public),
+    // The handler requires a full session with at least `mfa`.
+    ("POST", "/api/v1/device/approve", FullSession),
+    ("POST", "/api/v1/device/deny", FullSession),
     ("POST", "/api/v1/signin", Public),
     ("POST", "/api/v1/signin/totp", Public),
     ("POST", "/api/v1/signin/webauthn", Public),

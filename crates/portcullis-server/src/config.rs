@@ -49,6 +49,9 @@ pub const CONFIG_KEYS: &[&str] = &[
     "signin_step_seconds",
     "access_token_seconds",
     "signing_key_grace_seconds",
+    "device_code_seconds",
+    "refresh_idle_minutes",
+    "refresh_absolute_hours",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +88,12 @@ pub struct Config {
     /// After a signing-key rotation the old key stays in JWKS for `access_token_seconds` plus
     /// this allowance for verifiers' clocks. Default 60.
     pub signing_key_grace_seconds: u32,
+    /// How long a device code (`portcullis login` in a browser) waits for approval. Default 600.
+    pub device_code_seconds: u32,
+    /// A refresh token unused this long ends (each refresh starts a new period). Default 720.
+    pub refresh_idle_minutes: u32,
+    /// Everything refreshed since one sign-in ends this long after it. Default 168 (7 days).
+    pub refresh_absolute_hours: u32,
 }
 
 impl Default for Config {
@@ -104,6 +113,9 @@ impl Default for Config {
             signin_step_seconds: 300,
             access_token_seconds: 600,
             signing_key_grace_seconds: 60,
+            device_code_seconds: 600,
+            refresh_idle_minutes: 720,
+            refresh_absolute_hours: 168,
         }
     }
 }
@@ -167,6 +179,21 @@ impl Config {
                 "access_token_seconds must be between 10 and 86400".into(),
             ));
         }
+        if !(1..=1800).contains(&self.device_code_seconds) {
+            return Err(ConfigError(
+                "device_code_seconds must be between 1 and 1800".into(),
+            ));
+        }
+        if !(1..=30 * 24 * 60).contains(&self.refresh_idle_minutes) {
+            return Err(ConfigError(
+                "refresh_idle_minutes must be between 1 and 43200".into(),
+            ));
+        }
+        if !(1..=90 * 24).contains(&self.refresh_absolute_hours) {
+            return Err(ConfigError(
+                "refresh_absolute_hours must be between 1 and 2160".into(),
+            ));
+        }
         if self.signing_key_grace_seconds > 3600 {
             return Err(ConfigError(
                 "signing_key_grace_seconds must be at most 3600".into(),
@@ -225,6 +252,18 @@ impl Config {
         }
     }
 
+    /// Device-grant and refresh-token settings in effect.
+    pub fn device(&self) -> crate::device::DeviceSettings {
+        use time::Duration;
+        crate::device::DeviceSettings {
+            code_lifetime: Duration::seconds(self.device_code_seconds.into()),
+            refresh: portcullis_core::device::RefreshLifetimes {
+                idle: Duration::minutes(self.refresh_idle_minutes.into()),
+                absolute: Duration::hours(self.refresh_absolute_hours.into()),
+            },
+        }
+    }
+
     /// The token issuer: the public origin (`webauthn_origin`) without a trailing slash.
     pub fn issuer(&self) -> String {
         self.webauthn_origin.trim_end_matches('/').to_owned()
@@ -254,6 +293,9 @@ impl Config {
             "signin_step_seconds": self.signin_step_seconds,
             "access_token_seconds": self.access_token_seconds,
             "signing_key_grace_seconds": self.signing_key_grace_seconds,
+            "device_code_seconds": self.device_code_seconds,
+            "refresh_idle_minutes": self.refresh_idle_minutes,
+            "refresh_absolute_hours": self.refresh_absolute_hours,
         })
     }
 }

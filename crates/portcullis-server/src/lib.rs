@@ -13,6 +13,7 @@ pub mod auth;
 pub mod authz;
 pub mod client_assertion;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod expiry;
 pub mod keys;

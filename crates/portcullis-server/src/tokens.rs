@@ -103,7 +103,6 @@ pub async fn issue_for_service_account(
     p: &Principal,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), crate::error::ApiError> {
-    let grants = state.store.grants_of(&p.id, us(now)).await?;
     let permissions = state
         .store
         .consents_of(&p.id)
@@ -111,6 +110,37 @@ pub async fn issue_for_service_account(
         .into_iter()
         .map(|c| c.permission)
         .collect();
+    issue(
+        state,
+        p,
+        Issue {
+            client_id: p.name.clone(),
+            permissions,
+            amr: vec![],
+            acr: "client_credentials".into(),
+        },
+        now,
+    )
+    .await
+}
+
+/// What an access token says beyond the subject's roles.
+pub struct Issue {
+    pub client_id: String,
+    pub permissions: Vec<String>,
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+/// An access token for `p` carrying its roles now; `exp` never past the earliest end among
+/// them (invariant 3).
+pub async fn issue(
+    state: &crate::api::AppState,
+    p: &Principal,
+    what: Issue,
+    now: OffsetDateTime,
+) -> Result<(String, AccessClaims), crate::error::ApiError> {
+    let grants = state.store.grants_of(&p.id, us(now)).await?;
     let signer: &Arc<TokenSigner> = &state.tokens;
     let exp = access_token_expiry(
         now,
@@ -125,7 +155,7 @@ pub async fn issue_for_service_account(
         nbf: now.unix_timestamp(),
         exp: exp.unix_timestamp(),
         jti: new_jti(),
-        client_id: p.name.clone(),
+        client_id: what.client_id,
         roles: grants
             .into_iter()
             .map(|g| RoleClaim {
@@ -134,9 +164,9 @@ pub async fn issue_for_service_account(
                 exp: g.ends_at_us.map(|e| e.div_euclid(1_000_000)),
             })
             .collect(),
-        permissions,
-        amr: vec![],
-        acr: "client_credentials".into(),
+        permissions: what.permissions,
+        amr: what.amr,
+        acr: what.acr,
     };
     let token = signer
         .sign(&claims)

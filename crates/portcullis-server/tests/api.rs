@@ -437,6 +437,9 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /oauth2/token",
         "POST /oauth2/introspect",
         "POST /oauth2/revoke",
+        "POST /oauth2/device_authorization",
+        "POST /api/v1/device/approve",
+        "POST /api/v1/device/deny",
         "GET /api/v1/roles",
         "POST /api/v1/roles",
         "GET /api/v1/roles/{role}",
@@ -1256,6 +1259,7 @@ macro_rules! api_tests {
 }
 
 api_tests!(
+    device_grant_and_refresh_rotation,
     health_and_readiness,
     errors_have_one_shape,
     the_bootstrap_token_is_the_only_credential,
@@ -3475,4 +3479,300 @@ async fn client_credentials_throttle_and_reset_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_throttle_and_reset_postgres() {
     client_credentials_throttle_and_reset(Backend::Postgres).await;
+}
+
+// ---- Device authorization grant (RFC 8628) and refresh tokens.
+
+async fn form_post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    app.http
+        .post(format!("{}{path}", app.base))
+        .form(form)
+        .send()
+        .await
+        .expect("send")
+}
+
+async fn device_start(app: &TestApp) -> serde_json::Value {
+    let r = form_post(
+        app,
+        "/oauth2/device_authorization",
+        &[("client_id", "portcullis-cli")],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().await.expect("json")
+}
+
+async fn device_poll(app: &TestApp, device_code: &str) -> reqwest::Response {
+    form_post(
+        app,
+        "/oauth2/token",
+        &[
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("client_id", "portcullis-cli"),
+            ("device_code", device_code),
+        ],
+    )
+    .await
+}
+
+async fn refresh_with(app: &TestApp, client_id: &str, token: &str) -> reqwest::Response {
+    form_post(
+        app,
+        "/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", token),
+        ],
+    )
+    .await
+}
+
+fn claims_of(jwt: &str) -> serde_json::Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = jwt.split('.').nth(1).expect("payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json")
+}
+
+fn code_of(start: &serde_json::Value, field: &str) -> String {
+    start[field].as_str().expect(field).to_owned()
+}
+
+/// The CLI's sign-in: a device code approved by a person with MFA yields tokens once, carrying
+/// that person's roles and strength; polling obeys RFC 8628; refresh tokens rotate, and a
+/// rotated one presented again revokes its whole family with an alert.
+async fn device_grant_and_refresh_rotation(app: TestApp) {
+    use portcullis_core::api::DeviceDecisionRequest;
+    let admin = admin(&app).await;
+    let decide = |code: String| DeviceDecisionRequest { user_code: code };
+
+    // Start: codes as RFC 8628 describes them.
+    let d1 = device_start(&app).await;
+    let user_code = code_of(&d1, "user_code");
+    assert_eq!(user_code.len(), 9);
+    assert_eq!(&user_code[4..5], "-");
+    assert_eq!(d1["verification_uri"], "http://localhost:8080/device");
+    assert_eq!(d1["interval"], 5);
+    assert_eq!(d1["expires_in"], 600);
+    oauth_error(
+        form_post(
+            &app,
+            "/oauth2/device_authorization",
+            &[("client_id", "evil")],
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        form_post(&app, "/oauth2/device_authorization", &[]).await,
+        400,
+        "invalid_request",
+    )
+    .await;
+
+    // Polling: pending, then too fast.
+    let dc1 = code_of(&d1, "device_code");
+    oauth_error(device_poll(&app, &dc1).await, 400, "authorization_pending").await;
+    oauth_error(device_poll(&app, &dc1).await, 400, "slow_down").await;
+    oauth_error(
+        device_poll(&app, "not-a-device-code").await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // Denied.
+    let d2 = device_start(&app).await;
+    admin
+        .deny_device(&decide(code_of(&d2, "user_code")))
+        .await
+        .expect("deny");
+    oauth_error(
+        device_poll(&app, &code_of(&d2, "device_code")).await,
+        400,
+        "access_denied",
+    )
+    .await;
+
+    // Approval needs a second factor: a password-only session cannot give one.
+    admin
+        .create_user(&CreateUserRequest {
+            name: "pat".into(),
+            display_name: "Pat".into(),
+            email: None,
+            phone: None,
+            guest_organisation: None,
+            privileged: false,
+            password: "harbor-violet-mango-81".into(),
+        })
+        .await
+        .expect("pat");
+    let r = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "pat".into(),
+            password: "harbor-violet-mango-81".into(),
+        })
+        .await
+        .expect("pat signs in");
+    let pat = app.anonymous.with_token(Some(secrecy::SecretString::from(
+        r.session.expect("session").token,
+    )));
+    let d3 = device_start(&app).await;
+    let e = pat
+        .approve_device(&decide(code_of(&d3, "user_code")))
+        .await
+        .expect_err("password only");
+    assert_eq!(e.code(), Some("step_up_required"), "{e}");
+    let e = admin
+        .approve_device(&decide("12".into()))
+        .await
+        .expect_err("bad code");
+    assert_eq!(e.code(), Some("invalid_request"), "{e}");
+
+    // Approved (typed in lower case with a space): tokens once, with the approver's roles
+    // and strength.
+    let typed = code_of(&d3, "user_code").to_lowercase().replace('-', " ");
+    admin.approve_device(&decide(typed)).await.expect("approve");
+    let e = admin
+        .approve_device(&decide(code_of(&d3, "user_code")))
+        .await
+        .expect_err("decided already");
+    assert_eq!(e.code(), Some("not_found"), "{e}");
+    let dc3 = code_of(&d3, "device_code");
+    let r = device_poll(&app, &dc3).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let t1: serde_json::Value = r.json().await.expect("json");
+    let c = claims_of(t1["access_token"].as_str().expect("at"));
+    assert_eq!(c["client_id"], "portcullis-cli");
+    assert_eq!(c["acr"], "mfa");
+    assert!(c["amr"].as_array().expect("amr").contains(&"otp".into()));
+    assert!(
+        c["roles"]
+            .as_array()
+            .expect("roles")
+            .iter()
+            .any(|r| r["role"] == "global-administrator")
+    );
+    oauth_error(device_poll(&app, &dc3).await, 400, "invalid_grant").await;
+
+    // Refresh rotates.
+    let r1 = t1["refresh_token"].as_str().expect("rt").to_owned();
+    let r = refresh_with(&app, "portcullis-cli", &r1).await;
+    assert_eq!(r.status(), 200);
+    let t2: serde_json::Value = r.json().await.expect("json");
+    let r2 = t2["refresh_token"].as_str().expect("rt").to_owned();
+    assert_ne!(r1, r2);
+    assert_ne!(t1["access_token"], t2["access_token"]);
+    oauth_error(
+        refresh_with(&app, "other-client", &r2).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", "pcr_forged").await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    // Reuse of the rotated token: refused, and the family (r2 too) is revoked, with an alert.
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", &r1).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", &r2).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let reuse = admin
+        .audit_events(&EventFilter {
+            action: Some("token.refresh_reuse".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .events;
+    assert_eq!(reuse.len(), 1);
+    assert_eq!(reuse[0].details["alert"], true);
+    assert_eq!(reuse[0].details["family_revoked"], true);
+    assert!(
+        !serde_json::to_string(
+            &admin
+                .audit_events(&EventFilter {
+                    limit: Some(1000),
+                    ..Default::default()
+                })
+                .await
+                .expect("all")
+        )
+        .expect("json")
+        .contains(&r1[4..]),
+        "refresh tokens never reach the audit log"
+    );
+
+    // A disabled account stops refreshing at once.
+    let (dora, _) = mfa_user(&app, &admin, "dora", "copper-lantern-river-42").await;
+    let d4 = device_start(&app).await;
+    dora.approve_device(&decide(code_of(&d4, "user_code")))
+        .await
+        .expect("dora approves");
+    let t4: serde_json::Value = device_poll(&app, &code_of(&d4, "device_code"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let r4 = t4["refresh_token"].as_str().expect("rt").to_owned();
+    admin.disable_user("dora").await.expect("disable");
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", &r4).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    app.stop().await;
+}
+
+/// A device code nobody approves in time expires; approving it afterwards finds nothing.
+async fn device_codes_expire(backend: Backend) {
+    use portcullis_core::api::DeviceDecisionRequest;
+    let Some(app) = spawn_with(backend, |c| c.device_code_seconds = 1).await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    let d = device_start(&app).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    oauth_error(
+        device_poll(&app, &code_of(&d, "device_code")).await,
+        400,
+        "expired_token",
+    )
+    .await;
+    let e = admin
+        .approve_device(&DeviceDecisionRequest {
+            user_code: code_of(&d, "user_code"),
+        })
+        .await
+        .expect_err("expired");
+    assert_eq!(e.code(), Some("not_found"), "{e}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_codes_expire_sqlite() {
+    device_codes_expire(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_codes_expire_postgres() {
+    device_codes_expire(Backend::Postgres).await;
 }

@@ -76,6 +76,33 @@ pub struct NewRequest {
     pub ends_at_us: Option<i64>,
 }
 
+/// A device authorization as created.
+#[derive(Debug, Clone)]
+pub struct NewDeviceAuthorization {
+    pub id: String,
+    pub device_code_hash: Vec<u8>,
+    pub user_code: String,
+    pub client_id: String,
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
+    pub interval_s: i64,
+}
+
+/// A refresh token as issued (its hash only).
+#[derive(Debug, Clone)]
+pub struct NewRefreshToken {
+    pub id: String,
+    pub token_hash: Vec<u8>,
+    pub family_id: String,
+    pub principal_id: String,
+    pub client_id: String,
+    pub strength: String,
+    pub auth_time_us: i64,
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
+    pub family_expires_at_us: i64,
+}
+
 /// A message for the outbox, delivered later by a worker.
 #[derive(Debug, Clone)]
 pub struct NewOutboxMessage {
@@ -334,6 +361,41 @@ pub enum Change {
         principal_id: String,
         cidrs: Option<String>,
         by: String,
+        at_us: i64,
+    },
+    /// A new device authorization (RFC 8628), pending.
+    CreateDeviceAuthorization(NewDeviceAuthorization),
+    /// Records a poll; with `slow_down`, the interval grows by 5 s.
+    PollDevice {
+        id: String,
+        slow_down: bool,
+        at_us: i64,
+    },
+    /// A person approves (with their session's strength) or denies a pending, unexpired
+    /// device authorization; conflicts when it is no longer pending.
+    DecideDevice {
+        id: String,
+        approve: bool,
+        principal_id: String,
+        strength: String,
+        auth_time_us: i64,
+        at_us: i64,
+    },
+    /// Approved → consumed: its tokens are issued once; conflicts otherwise.
+    ConsumeDevice {
+        id: String,
+    },
+    /// A new refresh token (the first of a family, or a rotation's successor).
+    IssueRefreshToken(NewRefreshToken),
+    /// Marks a live, unused refresh token used (rotation); conflicts when it was used or
+    /// revoked meanwhile, so a token rotates once.
+    UseRefreshToken {
+        id: String,
+        at_us: i64,
+    },
+    /// Revokes every token of a family (reuse detected, sign-out, disabled account).
+    RevokeRefreshFamily {
+        family_id: String,
         at_us: i64,
     },
     /// Revokes an access token by its `jti` (idempotent).
@@ -691,6 +753,50 @@ macro_rules! apply_for {
                                         .bind(principal_id).execute(&mut *c).await?;
                                 }
                             }
+                        }
+                        Change::CreateDeviceAuthorization(d) => {
+                            sqlx::query("INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, state, created_at_us, expires_at_us, interval_s) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)")
+                                .bind(&d.id).bind(&d.device_code_hash).bind(&d.user_code).bind(&d.client_id)
+                                .bind(d.created_at_us).bind(d.expires_at_us).bind(d.interval_s)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::PollDevice { id, slow_down, at_us } => {
+                            let bump: i64 = if *slow_down { 5 } else { 0 };
+                            sqlx::query("UPDATE device_authorizations SET last_poll_at_us = $1, interval_s = interval_s + $2 WHERE id = $3")
+                                .bind(*at_us).bind(bump).bind(id).execute(&mut *c).await?;
+                        }
+                        Change::DecideDevice { id, approve, principal_id, strength, auth_time_us, at_us } => {
+                            let to = if *approve { "approved" } else { "denied" };
+                            let n = sqlx::query("UPDATE device_authorizations SET state = $1, principal_id = $2, strength = $3, auth_time_us = $4, decided_at_us = $5 WHERE id = $6 AND state = 'pending' AND expires_at_us > $5")
+                                .bind(to).bind(principal_id).bind(strength).bind(*auth_time_us).bind(*at_us).bind(id)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the device code is no longer pending"));
+                            }
+                        }
+                        Change::ConsumeDevice { id } => {
+                            let n = sqlx::query("UPDATE device_authorizations SET state = 'consumed' WHERE id = $1 AND state = 'approved'")
+                                .bind(id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the device code was used already"));
+                            }
+                        }
+                        Change::IssueRefreshToken(t) => {
+                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                                .bind(&t.id).bind(&t.token_hash).bind(&t.family_id).bind(&t.principal_id).bind(&t.client_id)
+                                .bind(&t.strength).bind(t.auth_time_us).bind(t.created_at_us).bind(t.expires_at_us).bind(t.family_expires_at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::UseRefreshToken { id, at_us } => {
+                            let n = sqlx::query("UPDATE refresh_tokens SET used_at_us = $1 WHERE id = $2 AND used_at_us IS NULL AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the refresh token was used already"));
+                            }
+                        }
+                        Change::RevokeRefreshFamily { family_id, at_us } => {
+                            sqlx::query("UPDATE refresh_tokens SET revoked_at_us = $1 WHERE family_id = $2 AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(family_id).execute(&mut *c).await?;
                         }
                         Change::RevokeToken { jti, expires_at_us, at_us } => {
                             sqlx::query("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")

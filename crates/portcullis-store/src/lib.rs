@@ -18,6 +18,7 @@
 pub mod accounts;
 mod changes;
 pub mod crypto;
+pub mod device;
 pub mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -41,7 +42,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
-pub use changes::{Change, NewAssignment, NewOutboxMessage, NewPrincipal, NewRequest, NewSession};
+pub use changes::{
+    Change, NewAssignment, NewDeviceAuthorization, NewOutboxMessage, NewPrincipal, NewRefreshToken,
+    NewRequest, NewSession,
+};
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;
 

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod device;
 pub mod health;
 pub mod keys;
 pub mod me;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub master: Arc<portcullis_store::MasterKey>,
     pub passwords: crate::passwords::Passwords,
     pub lifetimes: portcullis_core::session::SessionLifetimes,
+    /// Device-grant and refresh-token lifetimes.
+    pub device: crate::device::DeviceSettings,
     /// The WebAuthn relying party (this server's origin).
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// Signs and verifies access tokens.
@@ -101,6 +104,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(service_accounts::remove_key))
         .routes(routes!(keys::list))
         .routes(routes!(keys::rotate))
+        .routes(routes!(oauth::device_authorization))
+        .routes(routes!(device::approve))
+        .routes(routes!(device::deny))
         .routes(routes!(oauth::discovery))
         .routes(routes!(oauth::jwks))
         .routes(routes!(oauth::token))

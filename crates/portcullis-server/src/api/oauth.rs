@@ -47,7 +47,11 @@ pub struct OAuthErrorBody {
 }
 
 impl OAuthError {
-    fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        error: &'static str,
+        description: impl Into<String>,
+    ) -> Self {
         Self {
             status,
             error,
@@ -55,17 +59,17 @@ impl OAuthError {
             retry_after: None,
         }
     }
-    fn invalid_request(d: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
-    fn invalid_client() -> Self {
+    pub(crate) fn invalid_client() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "invalid_client",
             "client authentication failed",
         )
     }
-    fn server_error() -> Self {
+    pub(crate) fn server_error() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
@@ -484,6 +488,56 @@ pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
     pub expires_in: i64,
+    /// For people (device grant, refresh): the next refresh token; the one presented is used up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// The device grant's `grant_type` (RFC 8628 §3.4).
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+fn user_token_response(t: crate::device::UserTokens) -> Response {
+    let mut r = Json(TokenResponse {
+        access_token: t.access_token,
+        token_type: "Bearer".into(),
+        expires_in: t.claims.exp - t.claims.iat,
+        refresh_token: Some(t.refresh_token),
+    })
+    .into_response();
+    no_store(r.headers_mut());
+    r
+}
+
+/// Form fields of the device authorization endpoint (documentation only).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceAuthorizationForm {
+    /// `portcullis-cli`.
+    client_id: String,
+    scope: Option<String>,
+}
+
+/// Device authorization (RFC 8628 §3.1) for the CLI: a device code to poll with and a user
+/// code for the person to approve (`POST /api/v1/device/approve`).
+#[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oauth2",
+    request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = crate::device::DeviceStart), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
+pub async fn device_authorization(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    form: Result<Form<Params>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let p = params(form)?;
+    let started = crate::device::start(
+        &state,
+        &client,
+        p.get("client_id").map(String::as_str),
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    let mut r = Json(started).into_response();
+    no_store(r.headers_mut());
+    Ok(r)
 }
 
 /// Form fields of the token endpoint (documentation only; the body is form-encoded).
@@ -517,13 +571,36 @@ pub async fn token(
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
     let grant = p.get("grant_type").map(String::as_str);
+    let get = |k: &str| p.get(k).map(String::as_str);
     match grant {
         Some("client_credentials") => {}
+        Some(DEVICE_GRANT) => {
+            let t = crate::device::poll(
+                &state,
+                &client,
+                get("client_id"),
+                get("device_code"),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+            return Ok(user_token_response(t));
+        }
+        Some("refresh_token") => {
+            let t = crate::device::refresh(
+                &state,
+                &client,
+                get("client_id"),
+                get("refresh_token"),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
+            return Ok(user_token_response(t));
+        }
         Some(_) => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "only client_credentials is supported here",
+                "supported: client_credentials, refresh_token, urn:ietf:params:oauth:grant-type:device_code",
             ));
         }
         None => return Err(OAuthError::invalid_request("grant_type is required")),
@@ -565,6 +642,7 @@ pub async fn token(
         access_token: token,
         token_type: "Bearer".into(),
         expires_in: claims.exp - claims.iat,
+        refresh_token: None,
     })
     .into_response();
     no_store(r.headers_mut());
@@ -681,8 +759,10 @@ pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value>
         "jwks_uri": format!("{iss}/oauth2/jwks"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "device_authorization_endpoint": format!("{iss}/oauth2/device_authorization"),
+        "grant_types_supported": ["client_credentials", "refresh_token", DEVICE_GRANT],
+        // `none`: the CLI, a public client, at the device and refresh grants only.
+        "token_endpoint_auth_methods_supported": AUTH_METHODS.iter().chain(&["none"]).collect::<Vec<_>>(),
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_signing_alg_values_supported": algs,

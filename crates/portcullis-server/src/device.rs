@@ -1,0 +1,453 @@
+//! The device authorization grant (RFC 8628) for the CLI, and refresh tokens with rotation.
+//!
+//! Invariants:
+//! - Device codes and refresh tokens are 256-bit random values stored as SHA-256; they are
+//!   shown once (to the client that asked) and never logged or audited.
+//! - A device code is approved or denied only by a person signed in with at least `mfa`, once,
+//!   before it expires; its tokens are issued once (a conditional `approved → consumed`), with
+//!   the approving session's strength as `acr`/`amr`.
+//! - Every refresh rotates: the presented token is marked used and its successor joins the same
+//!   family, in one transaction. Presenting a used token again (or presenting one from another
+//!   client, or losing a rotation race) is treated as theft: the whole family is revoked, and an
+//!   alert-worthy audit event is written. A disabled account, a revoked family, or a token past
+//!   its idle or absolute deadline gets `invalid_grant`.
+//! - Access tokens issued here follow [`crate::tokens::issue`]: `exp` never past the earliest
+//!   end of the roles they carry.
+
+use axum::http::StatusCode;
+use portcullis_core::audit::{NewAuditEvent, Outcome};
+use portcullis_core::device::{self as rules, DeviceState, PollAnswer, RefreshLifetimes};
+use portcullis_core::session::AuthStrength;
+use portcullis_core::token::{AccessClaims, amr_for};
+use portcullis_store::accounts::Principal;
+use portcullis_store::crypto::{random_token, token_hash};
+use portcullis_store::{Change, NewDeviceAuthorization, NewRefreshToken, StoreError};
+use rand::RngCore;
+use time::{Duration, OffsetDateTime};
+
+use crate::accounts::new_id;
+use crate::api::AppState;
+use crate::api::oauth::OAuthError;
+use crate::auth::{Caller, ClientInfo};
+use crate::error::ApiError;
+use crate::time_us::{from_us, us};
+
+/// The CLI's client id: a public client (no secret), allowed the device grant only.
+pub const CLI_CLIENT_ID: &str = "portcullis-cli";
+
+/// What the device authorization endpoint answers (RFC 8628 §3.2).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceStart {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
+    pub expires_in: i64,
+    pub interval: i64,
+}
+
+/// Tokens for a person: an access token and the next refresh token.
+pub struct UserTokens {
+    pub access_token: String,
+    pub claims: AccessClaims,
+    pub refresh_token: String,
+}
+
+fn public_client(client_id: Option<&str>) -> Result<&'static str, OAuthError> {
+    match client_id {
+        Some(CLI_CLIENT_ID) => Ok(CLI_CLIENT_ID),
+        Some(_) => Err(OAuthError::invalid_client()),
+        None => Err(OAuthError::invalid_request("client_id is required")),
+    }
+}
+
+fn invalid_grant(d: &str) -> OAuthError {
+    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+}
+
+fn event(
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    details: serde_json::Value,
+) -> NewAuditEvent {
+    NewAuditEvent::new(actor, action, target)
+        .outcome(outcome)
+        .details(details)
+}
+
+/// Starts a device authorization for the CLI.
+pub async fn start(
+    state: &AppState,
+    client: &ClientInfo,
+    client_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<DeviceStart, OAuthError> {
+    let client_id = public_client(client_id)?;
+    let device_code = random_token();
+    let mut b = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    let user_code = rules::user_code_from_bytes(b);
+    let lifetime = state.device.code_lifetime;
+    let id = new_id("d");
+    let change = Change::CreateDeviceAuthorization(NewDeviceAuthorization {
+        id: id.clone(),
+        device_code_hash: token_hash(&device_code),
+        user_code: user_code.clone(),
+        client_id: client_id.to_owned(),
+        created_at_us: us(now),
+        expires_at_us: us(now + lifetime),
+        interval_s: rules::DEFAULT_INTERVAL_SECONDS,
+    });
+    let ev = event(
+        &format!("client:{client_id}"),
+        "device.authorization_started",
+        &format!("device:{id}"),
+        Outcome::Success,
+        serde_json::json!({ "user_code": user_code, "client_ip": client.ip }),
+    );
+    state.store.write(change, vec![ev]).await?;
+    let verification_uri = format!("{}/device", state.tokens.issuer);
+    Ok(DeviceStart {
+        device_code: device_code.to_string(),
+        verification_uri_complete: format!("{verification_uri}?user_code={user_code}"),
+        verification_uri,
+        user_code,
+        expires_in: lifetime.whole_seconds(),
+        interval: rules::DEFAULT_INTERVAL_SECONDS,
+    })
+}
+
+/// A signed-in person approves or denies the device authorization with `user_code`.
+pub async fn decide(
+    state: &AppState,
+    caller: &Caller,
+    user_code: &str,
+    approve: bool,
+) -> Result<(), ApiError> {
+    let s = caller.require_full()?;
+    if s.strength < AuthStrength::Mfa {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            portcullis_core::error::ErrorCode::StepUpRequired,
+            "approving a device needs a session signed in with a second factor (mfa)",
+        ));
+    }
+    let code = rules::normalize_user_code(user_code)
+        .ok_or_else(|| ApiError::bad_request("a user code is 8 letters, like BCDF-GHJK"))?;
+    let now = OffsetDateTime::now_utc();
+    let d = state
+        .store
+        .device_by_user_code(&code)
+        .await?
+        .filter(|d| d.state == DeviceState::Pending.as_str() && from_us(d.expires_at_us) > now)
+        .ok_or_else(|| ApiError::not_found(format!("no pending device code {code}")))?;
+    let auth_time_us = s
+        .session
+        .strong_auth_at_us
+        .unwrap_or(s.session.created_at_us);
+    let change = Change::DecideDevice {
+        id: d.id.clone(),
+        approve,
+        principal_id: s.principal.id.clone(),
+        strength: s.strength.as_str().to_owned(),
+        auth_time_us,
+        at_us: us(now),
+    };
+    let ev = event(
+        &caller.actor(),
+        if approve {
+            "device.approved"
+        } else {
+            "device.denied"
+        },
+        &format!("device:{}", d.id),
+        Outcome::Success,
+        serde_json::json!({ "user_code": code, "client_id": d.client_id, "strength": s.strength.as_str() }),
+    );
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(_)) => Err(ApiError::not_found(format!(
+            "no pending device code {code}"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One poll of the token endpoint with a device code.
+pub async fn poll(
+    state: &AppState,
+    client: &ClientInfo,
+    client_id: Option<&str>,
+    device_code: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<UserTokens, OAuthError> {
+    let client_id = public_client(client_id)?;
+    let code = device_code.ok_or_else(|| OAuthError::invalid_request("device_code is required"))?;
+    if code.len() > 256 {
+        return Err(invalid_grant("unknown device code"));
+    }
+    let d = state
+        .store
+        .device_by_code_hash(&token_hash(code))
+        .await?
+        .filter(|d| d.client_id == client_id)
+        .ok_or_else(|| invalid_grant("unknown device code"))?;
+    let device_state = DeviceState::parse(&d.state).ok_or_else(OAuthError::server_error)?;
+    let answer = rules::poll(
+        device_state,
+        from_us(d.expires_at_us),
+        d.last_poll_at_us.map(from_us),
+        Duration::seconds(d.interval_s),
+        now,
+    );
+    if answer != PollAnswer::Issue {
+        if matches!(answer, PollAnswer::Pending | PollAnswer::SlowDown) {
+            state
+                .store
+                .write(
+                    Change::PollDevice {
+                        id: d.id.clone(),
+                        slow_down: answer == PollAnswer::SlowDown,
+                        at_us: us(now),
+                    },
+                    vec![],
+                )
+                .await?;
+        }
+        let error = answer.error().unwrap_or("invalid_grant");
+        let description = match answer {
+            PollAnswer::SlowDown => "polling too fast: wait 5 seconds longer between polls",
+            PollAnswer::Pending => "the person has not approved yet",
+            PollAnswer::Denied => "the person denied the request",
+            PollAnswer::Expired => "the device code expired; start again",
+            _ => "the device code was used already",
+        };
+        return Err(OAuthError::new(StatusCode::BAD_REQUEST, error, description));
+    }
+    let (principal_id, strength, auth_time_us) =
+        match (&d.principal_id, &d.strength, d.auth_time_us) {
+            (Some(p), Some(s), Some(t)) => (p.clone(), s.clone(), t),
+            _ => return Err(OAuthError::server_error()),
+        };
+    let p = enabled_principal(state, &principal_id)
+        .await?
+        .ok_or_else(|| invalid_grant("the account is disabled"))?;
+    let family_end = now + state.device.refresh.absolute;
+    let (refresh, new_refresh) = new_refresh_token(
+        state,
+        &p,
+        client_id,
+        &strength,
+        auth_time_us,
+        new_id("rf"),
+        family_end,
+        now,
+    );
+    let tokens = access_for(state, &p, client_id, &strength, now).await?;
+    let ev = event(
+        &format!("user:{}", p.name),
+        "token.device_code",
+        &format!("user:{}", p.name),
+        Outcome::Success,
+        serde_json::json!({
+            "device": d.id, "client_id": client_id, "client_ip": client.ip,
+            "jti": tokens.1.jti, "exp": tokens.1.exp, "family": new_refresh.family_id,
+        }),
+    );
+    let change = Change::Many(vec![
+        Change::ConsumeDevice { id: d.id.clone() },
+        Change::IssueRefreshToken(new_refresh),
+    ]);
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => {}
+        // Another poll (another replica) issued the tokens first.
+        Err(StoreError::Conflict(_)) => {
+            return Err(invalid_grant("the device code was used already"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(UserTokens {
+        access_token: tokens.0,
+        claims: tokens.1,
+        refresh_token: refresh,
+    })
+}
+
+/// A refresh: rotates the token and issues a new access token, or refuses (see the module's
+/// invariants for when a whole family is revoked).
+pub async fn refresh(
+    state: &AppState,
+    client: &ClientInfo,
+    client_id: Option<&str>,
+    presented: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<UserTokens, OAuthError> {
+    let client_id = public_client(client_id)?;
+    let presented =
+        presented.ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    if presented.len() > 256 {
+        return Err(invalid_grant("unknown refresh token"));
+    }
+    let Some(t) = state
+        .store
+        .refresh_token_by_hash(&token_hash(presented))
+        .await?
+    else {
+        return Err(invalid_grant("unknown refresh token"));
+    };
+    let p = state.store.principal_by_id(&t.principal_id).await?;
+    let who = p
+        .as_ref()
+        .map_or_else(|| t.principal_id.clone(), |p| format!("user:{}", p.name));
+    let refuse = |reason: &'static str, revoke: bool, alert: bool| {
+        let family = t.family_id.clone();
+        let who = who.clone();
+        let ip = client.ip.clone();
+        async move {
+            let change = if revoke {
+                Change::RevokeRefreshFamily {
+                    family_id: family.clone(),
+                    at_us: us(now),
+                }
+            } else {
+                Change::None
+            };
+            let action = if reason == "reused" {
+                "token.refresh_reuse"
+            } else {
+                "token.refresh"
+            };
+            let ev = event(
+                &who,
+                action,
+                &who,
+                Outcome::Failure,
+                serde_json::json!({
+                    "reason": reason, "family": family, "client_id": client_id, "client_ip": ip,
+                    "family_revoked": revoke, "alert": alert,
+                }),
+            );
+            match state.store.write(change, vec![ev]).await {
+                Ok(_) => invalid_grant("the refresh token is not valid"),
+                Err(e) => e.into(),
+            }
+        }
+    };
+    if t.client_id != client_id {
+        return Err(refuse("other_client", true, true).await);
+    }
+    if t.revoked_at_us.is_some() {
+        return Err(refuse("revoked", false, false).await);
+    }
+    if t.used_at_us.is_some() {
+        return Err(refuse("reused", true, true).await);
+    }
+    if now >= from_us(t.expires_at_us) || now >= from_us(t.family_expires_at_us) {
+        return Err(refuse("expired", false, false).await);
+    }
+    let Some(p) = p.filter(|p| p.enabled) else {
+        return Err(refuse("account_disabled", true, false).await);
+    };
+    let (next, new_refresh) = new_refresh_token(
+        state,
+        &p,
+        client_id,
+        &t.strength,
+        t.auth_time_us,
+        t.family_id.clone(),
+        from_us(t.family_expires_at_us),
+        now,
+    );
+    let tokens = access_for(state, &p, client_id, &t.strength, now).await?;
+    let ev = event(
+        &format!("user:{}", p.name),
+        "token.refresh",
+        &format!("user:{}", p.name),
+        Outcome::Success,
+        serde_json::json!({
+            "family": t.family_id, "client_id": client_id, "client_ip": client.ip,
+            "jti": tokens.1.jti, "exp": tokens.1.exp,
+        }),
+    );
+    let change = Change::Many(vec![
+        Change::UseRefreshToken {
+            id: t.id.clone(),
+            at_us: us(now),
+        },
+        Change::IssueRefreshToken(new_refresh),
+    ]);
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => Ok(UserTokens {
+            access_token: tokens.0,
+            claims: tokens.1,
+            refresh_token: next,
+        }),
+        // Someone else rotated this token at the same moment: one of the two is not the
+        // legitimate client.
+        Err(StoreError::Conflict(_)) => Err(refuse("reused", true, true).await),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn enabled_principal(state: &AppState, id: &str) -> Result<Option<Principal>, OAuthError> {
+    Ok(state.store.principal_by_id(id).await?.filter(|p| p.enabled))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn new_refresh_token(
+    state: &AppState,
+    p: &Principal,
+    client_id: &str,
+    strength: &str,
+    auth_time_us: i64,
+    family_id: String,
+    family_end: OffsetDateTime,
+    now: OffsetDateTime,
+) -> (String, NewRefreshToken) {
+    let value = format!("pcr_{}", random_token().as_str());
+    let lifetimes: RefreshLifetimes = state.device.refresh;
+    let t = NewRefreshToken {
+        id: new_id("rt"),
+        token_hash: token_hash(&value),
+        family_id,
+        principal_id: p.id.clone(),
+        client_id: client_id.to_owned(),
+        strength: strength.to_owned(),
+        auth_time_us,
+        created_at_us: us(now),
+        expires_at_us: us(lifetimes.token_expiry(now, family_end)),
+        family_expires_at_us: us(family_end),
+    };
+    (value, t)
+}
+
+async fn access_for(
+    state: &AppState,
+    p: &Principal,
+    client_id: &str,
+    strength: &str,
+    now: OffsetDateTime,
+) -> Result<(String, AccessClaims), OAuthError> {
+    let strength = AuthStrength::parse(strength).ok_or_else(OAuthError::server_error)?;
+    Ok(crate::tokens::issue(
+        state,
+        p,
+        crate::tokens::Issue {
+            client_id: client_id.to_owned(),
+            permissions: vec![],
+            amr: amr_for(strength),
+            acr: strength.as_str().to_owned(),
+        },
+        now,
+    )
+    .await?)
+}
+
+/// Settings of the device grant and refresh tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceSettings {
+    pub code_lifetime: Duration,
+    pub refresh: RefreshLifetimes,
+}
