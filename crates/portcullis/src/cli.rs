@@ -62,6 +62,9 @@ enum Command {
     /// Token signing keys: list them, rotate the active one.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Approve or deny a device code another CLI showed (it then signs in as you).
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Redeem the bootstrap token: create the first administrator (password + TOTP).
     Bootstrap(BootstrapArgs),
     /// Sign in and keep the session for the next commands.
@@ -106,6 +109,14 @@ enum Command {
     Cancel(roles_cli::DecideArgs),
     /// End your active activation of a role early.
     Deactivate { role: String },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Let the CLI that shows this code sign in as you (with your session's strength).
+    Approve { code: String },
+    /// Refuse it (that CLI gets access_denied).
+    Deny { code: String },
 }
 
 #[derive(Subcommand)]
@@ -750,6 +761,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cancel(d) => roles_cli::decide(&client(&cli)?, cli.output, "cancel", d).await,
         Command::Deactivate { role } => {
             roles_cli::deactivate(&client(&cli)?, cli.output, role).await
+        }
+        Command::Device(cmd) => {
+            let c = client(&cli)?;
+            let (code, approve) = match cmd {
+                DeviceCommand::Approve { code } => (code, true),
+                DeviceCommand::Deny { code } => (code, false),
+            };
+            let req = portcullis_core::api::DeviceDecisionRequest {
+                user_code: code.clone(),
+            };
+            if approve {
+                c.approve_device(&req).await?;
+                println!("approved {code}: that CLI is now signed in as you");
+            } else {
+                c.deny_device(&req).await?;
+                println!("denied {code}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys(KeysCommand::List) => {
             let keys = client(&cli)?.signing_keys().await?;

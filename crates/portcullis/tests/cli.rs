@@ -601,6 +601,33 @@ fn accounts_through_the_cli() {
     let d = json(&["service-accounts", "networks", "report-job", "--any"]);
     assert_eq!(d["allowed_networks"], serde_json::json!([]));
 
+    // Device codes: another CLI's code approved from here; a bad code refused clearly.
+    let started = form_post(
+        &server,
+        "/oauth2/device_authorization",
+        "client_id=portcullis-cli",
+    );
+    let user_code = started["user_code"].as_str().expect("user code").to_owned();
+    let out = ok(&["device", "approve", &user_code]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("approved"));
+    let device_code = started["device_code"].as_str().expect("device code");
+    let tokens = form_post(
+        &server,
+        "/oauth2/token",
+        &format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&client_id=portcullis-cli&device_code={device_code}"
+        ),
+    );
+    assert!(
+        tokens["refresh_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("pcr_")),
+        "{tokens}"
+    );
+    let out = cmd(&["device", "approve", "nope"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid_request"), "{}", stderr(&out));
+
     // Signing keys: list, rotate, and a second rotation from the same key refused.
     let keys = json(&["keys", "list"]);
     assert_eq!(keys.as_array().map(Vec::len), Some(1));
@@ -690,4 +717,21 @@ fn accounts_through_the_cli() {
     assert!(stderr(&out).contains("unauthenticated"));
     let status = sigterm(&mut server.child);
     assert!(status.success());
+}
+
+/// `POST path` with a form body over plain HTTP/1.1 to the test server; the JSON answer.
+fn form_post(server: &Server, path: &str, body: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("head and body");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
