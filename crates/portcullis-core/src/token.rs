@@ -42,6 +42,10 @@ pub struct AccessClaims {
     /// The authentication strength: `password`, `mfa`, `phishing_resistant`, or
     /// `client_credentials` for a service account.
     pub acr: String,
+    /// When the person last proved their strongest factor (Unix seconds; OIDC `auth_time`),
+    /// for step-up checks. Absent for service accounts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 /// When a token issued at `now` must expire: never later than `now + lifetime` nor than the
@@ -108,6 +112,7 @@ mod tests {
             permissions: vec!["app:payroll.read".into()],
             amr: vec![],
             acr: "client_credentials".into(),
+            auth_time: None,
         };
         let json = serde_json::to_string(&c).expect("json");
         assert!(!json.contains("\"exp\":null"));

@@ -60,6 +60,7 @@ fn claims(now: i64) -> AccessClaims {
         permissions: vec!["app:payroll.read".into()],
         amr: vec![],
         acr: "client_credentials".into(),
+        auth_time: None,
     }
 }
 

@@ -1,10 +1,16 @@
 //! Who is calling: the bearer credential of a request.
 //!
-//! Two kinds of credential exist: the tenant's bootstrap token (until it is redeemed; it may
-//! read and verify the audit log) and session tokens from sign-in. Both are 256-bit random
-//! values looked up by their SHA-256. A session is accepted only while it is unrevoked, within
-//! its idle and absolute lifetimes, and its user is enabled; a registration-only session is
-//! accepted only where [`Caller::require_full`] is not asked.
+//! Three kinds of credential exist: the tenant's bootstrap token (until it is redeemed; it may
+//! read and verify the audit log), session tokens from sign-in (both 256-bit random values
+//! looked up by their SHA-256), and access tokens (EdDSA JWTs from the token endpoint, for
+//! the CLI after the device grant and for service accounts). A session is accepted only while
+//! it is unrevoked, within its idle and absolute lifetimes, and its user is enabled; a
+//! registration-only session is accepted only where [`Caller::require_full`] is not asked.
+//! An access token is accepted only with a valid signature of a current key, unexpired,
+//! unrevoked, and while its subject is enabled; its permissions come from the subject's grants
+//! *now* (read from the store), never from the roles written in the token, so ending a grant
+//! takes effect at once. Its strength is its `acr`; a service account's client credentials
+//! count as `mfa` (a non-human credential with no weaker form), and `auth_time` feeds step-up.
 
 use std::net::SocketAddr;
 
@@ -73,7 +79,10 @@ impl Caller {
     pub fn actor(&self) -> String {
         match self {
             Caller::Bootstrap => "bootstrap-token".to_owned(),
-            Caller::Session(s) => format!("user:{}", s.principal.name),
+            Caller::Session(s) if s.principal.kind == "user" => {
+                format!("user:{}", s.principal.name)
+            }
+            Caller::Session(s) => format!("{}:{}", s.principal.kind, s.principal.name),
         }
     }
 
@@ -173,9 +182,15 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .strip_prefix("Bearer ")
             .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 512)
+            .filter(|t| !t.is_empty() && t.len() <= 8192)
             .ok_or_else(ApiError::unauthenticated)?;
         let now = OffsetDateTime::now_utc();
+        if token.contains('.') {
+            return access_token_caller(state, token, parts, now).await;
+        }
+        if token.len() > 512 {
+            return Err(ApiError::unauthenticated());
+        }
         let hash = portcullis_store::crypto::token_hash(token);
         if let Some((session, principal)) = state.store.session_by_token_hash(&hash).await? {
             let scope =
@@ -220,6 +235,66 @@ impl FromRequestParts<AppState> for Caller {
         }
         Err(ApiError::unauthenticated())
     }
+}
+
+/// A caller from an access token (see the module's invariants).
+async fn access_token_caller(
+    state: &AppState,
+    token: &str,
+    parts: &Parts,
+    now: OffsetDateTime,
+) -> Result<Caller, ApiError> {
+    let ended = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "the access token is not valid (expired, revoked or unknown); get a new one",
+        )
+    };
+    let claims = state.tokens.verify(token).ok_or_else(ended)?;
+    if state.store.token_revoked(&claims.jti).await? {
+        return Err(ended());
+    }
+    let principal = state
+        .store
+        .principal_by_id(&claims.sub)
+        .await?
+        .filter(|p| p.enabled)
+        .ok_or_else(ended)?;
+    let strength = match claims.acr.as_str() {
+        "client_credentials" if principal.kind == "service_account" => AuthStrength::Mfa,
+        other => AuthStrength::parse(other).ok_or_else(ended)?,
+    };
+    let client = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let session = Session {
+        id: format!("at:{}", claims.jti),
+        principal_id: principal.id.clone(),
+        strength: strength.as_str().to_owned(),
+        scope: "full".to_owned(),
+        created_at_us: claims.iat.saturating_mul(1_000_000),
+        last_seen_us: us(now),
+        strong_auth_at_us: Some(
+            claims
+                .auth_time
+                .unwrap_or(claims.iat)
+                .saturating_mul(1_000_000),
+        ),
+        client_ip: client,
+        user_agent: String::new(),
+        revoked_at_us: None,
+    };
+    let grants = crate::roles::grants(state, &principal.id, now).await?;
+    Ok(Caller::Session(Box::new(SessionCaller {
+        session,
+        principal,
+        strength,
+        scope: SessionScope::Full,
+        grants,
+    })))
 }
 
 /// An audit event for an action by `caller`.

@@ -245,7 +245,7 @@ pub async fn poll(
         family_end,
         now,
     );
-    let tokens = access_for(state, &p, client_id, &strength, now).await?;
+    let tokens = access_for(state, &p, client_id, &strength, auth_time_us, now).await?;
     let ev = event(
         &format!("user:{}", p.name),
         "token.device_code",
@@ -360,7 +360,7 @@ pub async fn refresh(
         from_us(t.family_expires_at_us),
         now,
     );
-    let tokens = access_for(state, &p, client_id, &t.strength, now).await?;
+    let tokens = access_for(state, &p, client_id, &t.strength, t.auth_time_us, now).await?;
     let ev = event(
         &format!("user:{}", p.name),
         "token.refresh",
@@ -428,6 +428,7 @@ async fn access_for(
     p: &Principal,
     client_id: &str,
     strength: &str,
+    auth_time_us: i64,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), OAuthError> {
     let strength = AuthStrength::parse(strength).ok_or_else(OAuthError::server_error)?;
@@ -435,6 +436,7 @@ async fn access_for(
         state,
         p,
         crate::tokens::Issue {
+            auth_time: Some(auth_time_us.div_euclid(1_000_000)),
             client_id: client_id.to_owned(),
             permissions: vec![],
             amr: amr_for(strength),

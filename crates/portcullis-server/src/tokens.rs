@@ -114,6 +114,7 @@ pub async fn issue_for_service_account(
         state,
         p,
         Issue {
+            auth_time: None,
             client_id: p.name.clone(),
             permissions,
             amr: vec![],
@@ -126,6 +127,8 @@ pub async fn issue_for_service_account(
 
 /// What an access token says beyond the subject's roles.
 pub struct Issue {
+    /// Unix seconds of the person's last strong authentication, for step-up checks.
+    pub auth_time: Option<i64>,
     pub client_id: String,
     pub permissions: Vec<String>,
     pub amr: Vec<String>,
@@ -167,6 +170,7 @@ pub async fn issue(
         permissions: what.permissions,
         amr: what.amr,
         acr: what.acr,
+        auth_time: what.auth_time,
     };
     let token = signer
         .sign(&claims)
