@@ -330,3 +330,119 @@ fn transport_reason(e: &reqwest::Error) -> String {
         "connection error".to_owned()
     }
 }
+
+/// The answer of the device authorization endpoint (RFC 8628 §3.2).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DeviceStart {
+    pub device_code: String,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: Option<String>,
+    pub expires_in: i64,
+    pub interval: i64,
+}
+
+/// Tokens from the token endpoint.
+#[derive(Clone, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+/// The CLI's public client id.
+pub const CLI_CLIENT_ID: &str = "portcullis-cli";
+/// The device grant's `grant_type`.
+pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+impl Client {
+    /// `POST /oauth2/...` with a form; OAuth errors become [`ClientError::Api`] whose code is
+    /// the OAuth `error` (`authorization_pending`, `slow_down`, `invalid_grant`, …).
+    async fn oauth_form<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{}", self.base, path))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                url: self.base.clone(),
+                reason: transport_reason(&e),
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
+            url: self.base.clone(),
+            reason: transport_reason(&e),
+        })?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|_| ClientError::Unexpected {
+                status: status.as_u16(),
+            });
+        }
+        match serde_json::from_slice::<OAuthErrorBody>(&bytes) {
+            Ok(b) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: b.error,
+                message: b.error_description,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+            }),
+        }
+    }
+
+    /// Starts the device grant for the CLI.
+    pub async fn device_authorize(&self) -> Result<DeviceStart, ClientError> {
+        self.oauth_form(
+            "/oauth2/device_authorization",
+            &[("client_id", CLI_CLIENT_ID)],
+        )
+        .await
+    }
+
+    /// One poll for the device grant's tokens.
+    pub async fn device_token(&self, device_code: &str) -> Result<Tokens, ClientError> {
+        self.oauth_form(
+            "/oauth2/token",
+            &[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", CLI_CLIENT_ID),
+                ("device_code", device_code),
+            ],
+        )
+        .await
+    }
+
+    /// Trades a refresh token for new tokens (the refresh token rotates: keep the new one).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ClientError> {
+        self.oauth_form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", CLI_CLIENT_ID),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+}

@@ -158,6 +158,10 @@ struct LoginArgs {
     /// The TOTP code (otherwise it is asked for).
     #[arg(long)]
     code: Option<String>,
+    /// Sign in through the browser or another signed-in terminal (device code, RFC 8628):
+    /// no password here; the login refreshes itself.
+    #[arg(long, conflicts_with_all = ["username", "password_stdin", "code"])]
+    device: bool,
 }
 
 #[derive(Subcommand)]
@@ -499,6 +503,9 @@ async fn bootstrap(cli: &Cli, args: &BootstrapArgs) -> Result<ExitCode> {
 }
 
 async fn login_cmd(cli: &Cli, args: &LoginArgs) -> Result<ExitCode> {
+    if args.device {
+        return device_login(cli).await;
+    }
     let username = match &args.username {
         Some(u) => u.clone(),
         None => ask("User name: ", "user name")?,
@@ -536,6 +543,8 @@ async fn login_cmd(cli: &Cli, args: &LoginArgs) -> Result<ExitCode> {
         server: cli.server.clone(),
         token: session.token.clone(),
         user: username.clone(),
+        sealed_refresh_token: None,
+        expires_at: None,
     })?;
     match cli.output {
         Output::Json => print_json(&serde_json::json!({
@@ -731,7 +740,109 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `login --device`: shows a code, waits for a person to approve it, keeps the tokens.
+async fn device_login(cli: &Cli) -> Result<ExitCode> {
+    let anon = anonymous(cli)?;
+    let start = anon.device_authorize().await?;
+    eprintln!(
+        "To sign in, open {} and enter the code {}\n(or, where you are signed in with MFA: portcullis device approve {})",
+        start.verification_uri, start.user_code, start.user_code
+    );
+    eprintln!("waiting for approval…");
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(start.expires_in.max(1) as u64);
+    let mut interval = start.interval.max(1) as u64;
+    let tokens = loop {
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the code {} expired before anyone approved it; run login again",
+                start.user_code
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        match anon.device_token(&start.device_code).await {
+            Ok(t) => break t,
+            Err(e) if e.code() == Some("authorization_pending") => {}
+            Err(e) if e.code() == Some("slow_down") => interval += 5,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let refresh = tokens
+        .refresh_token
+        .clone()
+        .context("the server sent no refresh token")?;
+    let me = anon
+        .with_token(Some(SecretString::from(tokens.access_token.clone())))
+        .whoami()
+        .await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    login::save(&StoredLogin {
+        server: cli.server.clone(),
+        token: tokens.access_token.clone(),
+        user: me.user.name.clone(),
+        sealed_refresh_token: Some(login::seal(&cli.server, &refresh)?),
+        expires_at: Some(now + tokens.expires_in),
+    })?;
+    match cli.output {
+        Output::Json => print_json(&serde_json::json!({
+            "user": me.user.name, "strength": me.session.strength, "method": "device",
+        }))?,
+        Output::Table => println!(
+            "signed in as {} ({}); the login refreshes itself",
+            me.user.name, me.session.strength
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Seconds before expiry at which the CLI refreshes its access token.
+const REFRESH_AHEAD_SECONDS: i64 = 60;
+
+/// Refreshes a device login's access token when it is about to expire, keeping the rotated
+/// refresh token; a refused refresh ends the stored login with one clear line.
+async fn refresh_if_due(cli: &Cli) -> Result<()> {
+    let Some(stored) = login::load().filter(|l| l.server == cli.server) else {
+        return Ok(());
+    };
+    let (Some(sealed), Some(expires_at)) = (&stored.sealed_refresh_token, stored.expires_at) else {
+        return Ok(());
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if expires_at - REFRESH_AHEAD_SECONDS > now {
+        return Ok(());
+    }
+    let refresh = login::open(&cli.server, sealed)?;
+    match anonymous(cli)?.refresh(&refresh).await {
+        Ok(t) => {
+            let next = t
+                .refresh_token
+                .context("the server sent no refresh token")?;
+            login::save(&StoredLogin {
+                server: stored.server.clone(),
+                token: t.access_token,
+                user: stored.user.clone(),
+                sealed_refresh_token: Some(login::seal(&cli.server, &next)?),
+                expires_at: Some(now + t.expires_in),
+            })
+        }
+        Err(e) if e.code() == Some("invalid_grant") => {
+            login::forget()?;
+            bail!(
+                "your login has ended (revoked, expired or disabled); run `portcullis login` again"
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let uses_stored_login = !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Login(_) | Command::Logout | Command::Bootstrap(_)
+    );
+    if uses_stored_login && std::env::var_os("PORTCULLIS_TOKEN").is_none() {
+        refresh_if_due(&cli).await?;
+    }
     match &cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Audit(AuditCommand::List(args)) => audit_list(&cli, args).await,

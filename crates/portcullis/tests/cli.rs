@@ -628,6 +628,74 @@ fn accounts_through_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid_request"), "{}", stderr(&out));
 
+    // `login --device` from another "machine" (its own config directory): the code it shows
+    // is approved from here; its login then refreshes itself, keeps its refresh token sealed,
+    // and ends with one clear line when a rotated refresh token is replayed.
+    let cfg2 = dir.path().join("cfg2");
+    let mut device_cmd = portcullis(dir.path());
+    device_cmd
+        .args(["--server", &server.url, "login", "--device"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    with_config(&mut device_cmd, &cfg2);
+    let mut child = device_cmd.spawn().expect("login --device");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut shown = String::new();
+    let user_code = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut line).expect("read") > 0,
+            "login --device ended early: {shown}"
+        );
+        shown.push_str(&line);
+        if let Some(rest) = line.split("enter the code ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    ok(&["device", "approve", &user_code]);
+    let status = child.wait().expect("login --device ends");
+    assert!(status.success(), "login --device: {shown}");
+    let cmd2 = |args: &[&str]| {
+        let mut c = portcullis(dir.path());
+        c.args(["--server", &server.url, "--output", "json"])
+            .args(args);
+        with_config(&mut c, &cfg2);
+        c.output().expect("run")
+    };
+    let me: serde_json::Value =
+        serde_json::from_slice(&cmd2(&["whoami"]).stdout).expect("whoami json");
+    assert_eq!(me["user"]["name"], "root-admin");
+    let stored_path = cfg2.join("session.json");
+    let first = std::fs::read_to_string(&stored_path).expect("stored");
+    assert!(
+        first.contains("sealed_refresh_token") && !first.contains("pcr_"),
+        "{first}"
+    );
+    // The access token "expires": the next command refreshes it and rotates the refresh token.
+    let mut expired: serde_json::Value = serde_json::from_str(&first).expect("json");
+    expired["expires_at"] = 0.into();
+    std::fs::write(&stored_path, expired.to_string()).expect("write");
+    let out = cmd2(&["whoami"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stored_path).expect("stored"))
+            .expect("json");
+    assert_ne!(
+        second["sealed_refresh_token"],
+        expired["sealed_refresh_token"]
+    );
+    assert!(second["expires_at"].as_i64().expect("exp") > 0);
+    // Replaying the rotated refresh token (an old copy of the file) ends the login everywhere.
+    std::fs::write(&stored_path, expired.to_string()).expect("write old copy");
+    let out = cmd2(&["whoami"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("your login has ended"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stored_path.exists(), "the ended login is forgotten");
+
     // Signing keys: list, rotate, and a second rotation from the same key refused.
     let keys = json(&["keys", "list"]);
     assert_eq!(keys.as_array().map(Vec::len), Some(1));
