@@ -75,7 +75,26 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     token: Option<SecretString>,
+    /// For a client that keeps its own tokens fresh ([`Client::with_refresh_token`]).
+    refreshing: Option<std::sync::Arc<Refreshing>>,
 }
+
+/// Tokens a long-running client keeps fresh by itself: the access token is refreshed
+/// [`REFRESH_AHEAD`] before it expires, and once more after a `401`; the refresh token rotates
+/// on every use and the newest is handed to `on_rotate` so it can be persisted.
+struct Refreshing {
+    state: tokio::sync::Mutex<TokenState>,
+    on_rotate: Option<Box<dyn Fn(&str) + Send + Sync>>,
+}
+
+struct TokenState {
+    access: SecretString,
+    refresh: SecretString,
+    expires_at: std::time::Instant,
+}
+
+/// How long before its expiry an access token is refreshed.
+pub const REFRESH_AHEAD: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -99,7 +118,63 @@ impl Client {
                 url: base.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Self { base, http, token })
+        Ok(Self {
+            base,
+            http,
+            token,
+            refreshing: None,
+        })
+    }
+
+    /// A client that keeps its tokens fresh by itself, for scripts that run for hours:
+    /// `access` (valid `expires_in` seconds more) is refreshed with `refresh` before it
+    /// expires and after a `401`; every rotated refresh token is passed to `on_rotate`.
+    pub fn with_refresh_token(
+        base_url: &str,
+        access: SecretString,
+        expires_in: std::time::Duration,
+        refresh: SecretString,
+        on_rotate: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    ) -> Result<Self, ClientError> {
+        let mut c = Self::new(base_url, None)?;
+        c.refreshing = Some(std::sync::Arc::new(Refreshing {
+            state: tokio::sync::Mutex::new(TokenState {
+                access,
+                refresh,
+                expires_at: std::time::Instant::now() + expires_in,
+            }),
+            on_rotate,
+        }));
+        Ok(c)
+    }
+
+    /// The access token to send now, refreshed first when it is due (or `force`d, after a
+    /// 401 with `stale` as the token that was refused).
+    async fn fresh_access(
+        &self,
+        r: &Refreshing,
+        stale: Option<&str>,
+    ) -> Result<SecretString, ClientError> {
+        let mut st = r.state.lock().await;
+        let refused_now = stale.is_some_and(|s| s == st.access.expose_secret());
+        let due = st
+            .expires_at
+            .saturating_duration_since(std::time::Instant::now())
+            <= REFRESH_AHEAD;
+        if due || refused_now {
+            let t = self.refresh(st.refresh.expose_secret()).await?;
+            let next = t
+                .refresh_token
+                .ok_or(ClientError::Unexpected { status: 200 })?;
+            if let Some(cb) = &r.on_rotate {
+                cb(&next);
+            }
+            st.access = SecretString::from(t.access_token);
+            st.refresh = SecretString::from(next);
+            st.expires_at = std::time::Instant::now()
+                + std::time::Duration::from_secs(t.expires_in.max(0) as u64);
+        }
+        Ok(st.access.clone())
     }
 
     pub fn base_url(&self) -> &str {
@@ -120,6 +195,7 @@ impl Client {
             base: self.base.clone(),
             http: self.http.clone(),
             token,
+            refreshing: None,
         }
     }
 
@@ -128,10 +204,29 @@ impl Client {
         &self,
         rb: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let resp = rb.send().await.map_err(|e| ClientError::Transport {
+        let transport = |e: reqwest::Error| ClientError::Transport {
             url: self.base.clone(),
             reason: transport_reason(&e),
-        })?;
+        };
+        let resp = match &self.refreshing {
+            None => rb.send().await.map_err(transport)?,
+            Some(r) => {
+                let mut req = rb.build().map_err(transport)?;
+                let access = self.fresh_access(r, None).await?;
+                set_bearer(&mut req, &access)?;
+                let retry = req.try_clone();
+                let resp = self.http.execute(req).await.map_err(transport)?;
+                match retry {
+                    // Refused although fresh (revoked, key rotated): refresh once and retry.
+                    Some(mut again) if resp.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                        let access = self.fresh_access(r, Some(access.expose_secret())).await?;
+                        set_bearer(&mut again, &access)?;
+                        self.http.execute(again).await.map_err(transport)?
+                    }
+                    _ => resp,
+                }
+            }
+        };
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
@@ -319,6 +414,15 @@ endpoints! {
     fn cancel_request(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/cancel", seg(id)), body req;
     fn deactivate(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/deactivate", seg(id)), body req;
     fn revoke_grant(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/revoke", seg(id)), body req;
+}
+
+fn set_bearer(req: &mut reqwest::Request, token: &SecretString) -> Result<(), ClientError> {
+    let value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .map_err(|_| ClientError::Unexpected { status: 0 })?;
+    req.headers_mut()
+        .insert(reqwest::header::AUTHORIZATION, value);
+    Ok(())
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {

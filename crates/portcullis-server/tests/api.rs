@@ -1260,6 +1260,7 @@ macro_rules! api_tests {
 
 api_tests!(
     access_tokens_are_api_credentials,
+    long_running_clients_refresh_by_themselves,
     device_grant_and_refresh_rotation,
     health_and_readiness,
     errors_have_one_shape,
@@ -3896,5 +3897,87 @@ async fn access_tokens_are_api_credentials(app: TestApp) {
     admin.disable_user("erin").await.expect("disable");
     let e = erin_cli.whoami().await.expect_err("disabled");
     assert_eq!(e.code(), Some("unauthenticated"), "{e}");
+    app.stop().await;
+}
+
+// ---- Long-running clients.
+
+/// `Client::with_refresh_token` keeps a script's tokens fresh by itself: it refreshes before
+/// expiry, refreshes once and retries after a 401, hands every rotated refresh token to its
+/// callback, and stops with `invalid_grant` when the server refuses the refresh.
+async fn long_running_clients_refresh_by_themselves(app: TestApp) {
+    use portcullis_core::api::DeviceDecisionRequest;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+    let admin = admin(&app).await;
+    let d = device_start(&app).await;
+    admin
+        .approve_device(&DeviceDecisionRequest {
+            user_code: code_of(&d, "user_code"),
+        })
+        .await
+        .expect("approve");
+    let t: serde_json::Value = device_poll(&app, &code_of(&d, "device_code"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let access = t["access_token"].as_str().expect("at").to_owned();
+    let first_refresh = t["refresh_token"].as_str().expect("rt").to_owned();
+    let rotated = Arc::new(Mutex::new(Vec::<String>::new()));
+    let keep = |log: &Arc<Mutex<Vec<String>>>| -> Option<Box<dyn Fn(&str) + Send + Sync>> {
+        let log = log.clone();
+        Some(Box::new(move |rt: &str| {
+            log.lock().expect("lock").push(rt.to_owned())
+        }))
+    };
+    let secret = |s: &str| secrecy::SecretString::from(s.to_owned());
+
+    // About to expire: refreshed before the call; fresh afterwards: not refreshed again.
+    let c = Client::with_refresh_token(
+        &app.base,
+        secret(&access),
+        Duration::ZERO,
+        secret(&first_refresh),
+        keep(&rotated),
+    )
+    .expect("client");
+    assert_eq!(c.whoami().await.expect("whoami").user.name, "root-admin");
+    c.users().await.expect("users");
+    let seen = rotated.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "one refresh for two calls");
+    assert_ne!(seen[0], first_refresh);
+
+    // A refused access token: refreshed once, the call retried and answered.
+    let rotated2 = Arc::new(Mutex::new(Vec::<String>::new()));
+    let c2 = Client::with_refresh_token(
+        &app.base,
+        secret("eyJhbGciOiJFZERTQSJ9.e30.AAAA"),
+        Duration::from_secs(3600),
+        secret(&seen[0]),
+        keep(&rotated2),
+    )
+    .expect("client");
+    assert_eq!(c2.whoami().await.expect("retried").user.name, "root-admin");
+    assert_eq!(rotated2.lock().expect("lock").len(), 1);
+
+    // A rotated refresh token replayed: the refresh is refused and the family revoked.
+    let c3 = Client::with_refresh_token(
+        &app.base,
+        secret("eyJhbGciOiJFZERTQSJ9.e30.AAAA"),
+        Duration::from_secs(3600),
+        secret(&first_refresh),
+        None,
+    )
+    .expect("client");
+    let e = c3.whoami().await.expect_err("replayed");
+    assert_eq!(e.code(), Some("invalid_grant"), "{e}");
+    let latest = rotated2.lock().expect("lock")[0].clone();
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", &latest).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
     app.stop().await;
 }
