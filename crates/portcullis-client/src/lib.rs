@@ -84,7 +84,7 @@ pub struct Client {
 /// on every use and the newest is handed to `on_rotate` so it can be persisted.
 struct Refreshing {
     state: tokio::sync::Mutex<TokenState>,
-    on_rotate: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    on_rotate: Option<OnRotate>,
 }
 
 struct TokenState {
@@ -92,6 +92,9 @@ struct TokenState {
     refresh: SecretString,
     expires_at: std::time::Instant,
 }
+
+/// Called with each new refresh token, to persist it (the one before is used up).
+pub type OnRotate = Box<dyn Fn(&str) + Send + Sync>;
 
 /// How long before its expiry an access token is refreshed.
 pub const REFRESH_AHEAD: std::time::Duration = std::time::Duration::from_secs(60);
@@ -134,7 +137,7 @@ impl Client {
         access: SecretString,
         expires_in: std::time::Duration,
         refresh: SecretString,
-        on_rotate: Option<Box<dyn Fn(&str) + Send + Sync>>,
+        on_rotate: Option<OnRotate>,
     ) -> Result<Self, ClientError> {
         let mut c = Self::new(base_url, None)?;
         c.refreshing = Some(std::sync::Arc::new(Refreshing {

@@ -3925,7 +3925,7 @@ async fn long_running_clients_refresh_by_themselves(app: TestApp) {
     let access = t["access_token"].as_str().expect("at").to_owned();
     let first_refresh = t["refresh_token"].as_str().expect("rt").to_owned();
     let rotated = Arc::new(Mutex::new(Vec::<String>::new()));
-    let keep = |log: &Arc<Mutex<Vec<String>>>| -> Option<Box<dyn Fn(&str) + Send + Sync>> {
+    let keep = |log: &Arc<Mutex<Vec<String>>>| -> Option<portcullis_client::OnRotate> {
         let log = log.clone();
         Some(Box::new(move |rt: &str| {
             log.lock().expect("lock").push(rt.to_owned())
