@@ -130,7 +130,7 @@ fn main() {
     });
 
     // Over HTTP: client credentials with a client secret against the running server.
-    let (http_rate, p50, p99, issued) = rt.block_on(async {
+    let http_figures = rt.block_on(async {
         let running = support::start(None).await;
         let (base, admin) = (running.base.clone(), &running.admin);
         admin
@@ -149,17 +149,15 @@ fn main() {
             .client_secret;
         let run_for = Duration::from_secs(10);
         let concurrency = 32;
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let http = reqwest::Client::new();
-            let url = format!("{base}/oauth2/token");
-            let secret = secret.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while start.elapsed() < run_for {
-                    let t = Instant::now();
-                    let r = http
+        let token_url = format!("{base}/oauth2/token");
+
+        // Client credentials.
+        let cc = {
+            let (url, secret) = (token_url.clone(), secret.clone());
+            load(vec![(); concurrency], run_for, move |()| {
+                let (url, secret) = (url.clone(), secret.clone());
+                async move {
+                    let r = http()
                         .post(&url)
                         .basic_auth("bench-daemon", Some(&secret))
                         .form(&[("grant_type", "client_credentials")])
@@ -168,21 +166,83 @@ fn main() {
                         .expect("send");
                     assert_eq!(r.status(), 200);
                     let _ = r.bytes().await.expect("body");
-                    lat.push(t.elapsed());
                 }
-                lat
-            }));
+            })
+            .await
+        };
+
+        // Introspection of one token by the daemon.
+        let token = {
+            let r = reqwest::Client::new()
+                .post(&token_url)
+                .basic_auth("bench-daemon", Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("send");
+            let v: serde_json::Value = r.json().await.expect("json");
+            v["access_token"].as_str().expect("token").to_owned()
+        };
+        let intro = {
+            let (url, secret) = (format!("{base}/oauth2/introspect"), secret.clone());
+            load(vec![(); concurrency], run_for, move |()| {
+                let (url, secret, token) = (url.clone(), secret.clone(), token.clone());
+                async move {
+                    let r = http()
+                        .post(&url)
+                        .basic_auth("bench-daemon", Some(&secret))
+                        .form(&[("token", token.as_str())])
+                        .send()
+                        .await
+                        .expect("send");
+                    assert_eq!(r.status(), 200);
+                    let _ = r.bytes().await.expect("body");
+                }
+            })
+            .await
+        };
+
+        // Refresh with rotation: each worker its own family (a device grant approved by the
+        // administrator), presenting the token the previous refresh gave it.
+        let mut families = Vec::new();
+        for _ in 0..concurrency {
+            let anon = portcullis_client::Client::new(&base, None).expect("client");
+            let d = anon.device_authorize().await.expect("device");
+            admin
+                .approve_device(&portcullis_core::api::DeviceDecisionRequest {
+                    user_code: d.user_code.clone(),
+                })
+                .await
+                .expect("approve");
+            let t = anon.device_token(&d.device_code).await.expect("tokens");
+            families.push(t.refresh_token.expect("refresh token"));
         }
-        let mut lat = Vec::new();
-        for t in tasks {
-            lat.extend(t.await.expect("join"));
-        }
-        let secs = start.elapsed().as_secs_f64();
+        let refresh = {
+            let url = token_url.clone();
+            load_with_state(families, run_for, move |current: String| {
+                let url = url.clone();
+                async move {
+                    let r = http()
+                        .post(&url)
+                        .form(&[
+                            ("grant_type", "refresh_token"),
+                            ("client_id", "portcullis-cli"),
+                            ("refresh_token", current.as_str()),
+                        ])
+                        .send()
+                        .await
+                        .expect("send");
+                    assert_eq!(r.status(), 200);
+                    let v: serde_json::Value = r.json().await.expect("json");
+                    v["refresh_token"].as_str().expect("next").to_owned()
+                }
+            })
+            .await
+        };
         running.stop().await;
-        lat.sort();
-        let p = |q: f64| support::percentile_ms(&lat, q);
-        (lat.len() as f64 / secs, p(0.5), p(0.99), lat.len())
+        (cc, intro, refresh)
     });
+    let ((http_rate, p50, p99, issued), intro, refresh) = http_figures;
 
     println!("cores={cores}");
     println!(
@@ -198,4 +258,66 @@ fn main() {
         "client credentials over HTTP: {issued} tokens, {http_rate:.0}/s = {:.3} x limit, p50 {p50:.2} ms, p99 {p99:.2} ms (concurrency 32)",
         http_rate / limit
     );
+    println!(
+        "introspection over HTTP: {} answers, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (concurrency 32)",
+        intro.3, intro.0, intro.1, intro.2
+    );
+    println!(
+        "refresh with rotation over HTTP: {} refreshes, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (32 families)",
+        refresh.3, refresh.0, refresh.1, refresh.2
+    );
+}
+
+thread_local! {
+    static HTTP: reqwest::Client = reqwest::Client::new();
+}
+
+/// A keep-alive client per load-generator thread.
+fn http() -> reqwest::Client {
+    HTTP.with(Clone::clone)
+}
+
+/// Runs one worker per state for `run_for`, each calling `f` again and again with what it
+/// returned last; requests per second, p50 and p99 in ms, and the count.
+async fn load_with_state<S, F, Fut>(
+    states: Vec<S>,
+    run_for: Duration,
+    f: F,
+) -> (f64, f64, f64, usize)
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut state in states {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while start.elapsed() < run_for {
+                let t = Instant::now();
+                state = f(state).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("join"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let p = |q: f64| support::percentile_ms(&lat, q);
+    (lat.len() as f64 / secs, p(0.5), p(0.99), lat.len())
+}
+
+/// [`load_with_state`] for requests that carry no state.
+async fn load<F, Fut>(workers: Vec<()>, run_for: Duration, f: F) -> (f64, f64, f64, usize)
+where
+    F: Fn(()) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    load_with_state(workers, run_for, f).await
 }
