@@ -128,12 +128,13 @@ impl ClientPublicKey {
                 spki: der.to_vec(),
             });
         }
-        // An uncompressed point; whether it is on the curve is checked by the verifier, and a
-        // point that is not never verifies anything.
+        // An uncompressed point, which must lie on the curve: a key that could never verify
+        // anything is refused when it is registered, not discovered at the first sign-in.
         if let Some(point) = der.strip_prefix(&P256_SPKI_PREFIX[..])
             && point.len() == 65
             && point[0] == 0x04
         {
+            p256::PublicKey::from_sec1_bytes(point).map_err(|_| KeyError::InvalidPoint)?;
             return Ok(Self {
                 algorithm: KeyAlgorithm::ES256,
                 spki: der.to_vec(),
@@ -355,6 +356,15 @@ mod tests {
         assert_eq!(ed.thumbprint().len(), 43);
         assert_ne!(ed.thumbprint(), ec.thumbprint());
         assert!(KeyId::parse(&ed.thumbprint()).is_ok());
+        // The same key with its last coordinate byte changed is off the curve: refused.
+        let mut off = ec.spki_der().to_vec();
+        if let Some(last) = off.last_mut() {
+            *last ^= 1;
+        }
+        assert_eq!(
+            ClientPublicKey::from_spki_der(&off),
+            Err(KeyError::InvalidPoint)
+        );
     }
 
     #[test]
