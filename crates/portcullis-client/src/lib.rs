@@ -540,6 +540,27 @@ impl Client {
         .await
     }
 
+    /// Revokes one of the CLI's tokens (RFC 7009; a refresh token ends its whole family).
+    pub async fn revoke_cli_token(&self, token: &str) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/oauth2/revoke", self.base))
+            .form(&[("client_id", CLI_CLIENT_ID), ("token", token)])
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                url: self.base.clone(),
+                reason: transport_reason(&e),
+            })?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::Unexpected {
+                status: resp.status().as_u16(),
+            })
+        }
+    }
+
     /// Trades a refresh token for new tokens (the refresh token rotates: keep the new one).
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ClientError> {
         self.oauth_form(

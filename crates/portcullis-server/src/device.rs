@@ -391,6 +391,66 @@ pub async fn refresh(
     }
 }
 
+/// RFC 7009 for the CLI (a public client, so no client authentication): a refresh token ends
+/// its whole family, an access token its `jti`. Unknown and foreign tokens change nothing;
+/// the answer is the same either way.
+pub async fn revoke(
+    state: &AppState,
+    client: &ClientInfo,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<(), OAuthError> {
+    if token.len() > 8192 {
+        return Ok(());
+    }
+    if let Some(t) = state
+        .store
+        .refresh_token_by_hash(&token_hash(token))
+        .await?
+    {
+        if t.client_id == CLI_CLIENT_ID && t.revoked_at_us.is_none() {
+            let who = match state.store.principal_by_id(&t.principal_id).await? {
+                Some(p) => format!("user:{}", p.name),
+                None => t.principal_id.clone(),
+            };
+            let ev = event(
+                &who,
+                "token.refresh_revoked",
+                &who,
+                Outcome::Success,
+                serde_json::json!({ "family": t.family_id, "client_id": CLI_CLIENT_ID, "client_ip": client.ip }),
+            );
+            state
+                .store
+                .write(
+                    Change::RevokeRefreshFamily {
+                        family_id: t.family_id.clone(),
+                        at_us: us(now),
+                    },
+                    vec![ev],
+                )
+                .await?;
+        }
+        return Ok(());
+    }
+    if let Some(claims) = state.tokens.verify(token)
+        && claims.client_id == CLI_CLIENT_ID
+    {
+        state
+            .store
+            .write(
+                Change::RevokeToken {
+                    jti: claims.jti.clone(),
+                    expires_at_us: claims.exp.saturating_mul(1_000_000),
+                    at_us: us(now),
+                },
+                vec![],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 async fn enabled_principal(state: &AppState, id: &str) -> Result<Option<Principal>, OAuthError> {
     Ok(state.store.principal_by_id(id).await?.filter(|p| p.enabled))
 }

@@ -3722,6 +3722,50 @@ async fn device_grant_and_refresh_rotation(app: TestApp) {
         "refresh tokens never reach the audit log"
     );
 
+    // The CLI (a public client) revokes its own tokens without authenticating (RFC 7009):
+    // a refresh token ends its family, an access token its jti; unknown tokens change nothing.
+    let d5 = device_start(&app).await;
+    admin
+        .approve_device(&decide(code_of(&d5, "user_code")))
+        .await
+        .expect("approve");
+    let t5: serde_json::Value = device_poll(&app, &code_of(&d5, "device_code"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let revoke = |token: String| {
+        let app = &app;
+        async move {
+            form_post(
+                app,
+                "/oauth2/revoke",
+                &[("client_id", "portcullis-cli"), ("token", token.as_str())],
+            )
+            .await
+            .status()
+        }
+    };
+    let r5 = t5["refresh_token"].as_str().expect("rt").to_owned();
+    let a5 = t5["access_token"].as_str().expect("at").to_owned();
+    let before = admin.whoami().await.expect("me");
+    assert_eq!(revoke("pcr_unknown".into()).await, 200);
+    assert_eq!(revoke(r5.clone()).await, 200);
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", &r5).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    let cli5 = Client::new(&app.base, Some(secrecy::SecretString::from(a5.clone()))).expect("c");
+    cli5.whoami()
+        .await
+        .expect("the access token lives on until revoked");
+    assert_eq!(revoke(a5).await, 200);
+    let e = cli5.whoami().await.expect_err("revoked");
+    assert_eq!(e.code(), Some("unauthenticated"), "{e}");
+    assert_eq!(before.user.name, "root-admin");
+
     // A disabled account stops refreshing at once.
     let (dora, _) = mfa_user(&app, &admin, "dora", "copper-lantern-river-42").await;
     let d4 = device_start(&app).await;

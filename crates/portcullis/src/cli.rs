@@ -570,9 +570,33 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
     let c = client(cli)?;
     match &cli.command {
         Command::Logout => {
-            let had = login::load().is_some();
-            if let Err(e) = c.signout().await {
-                eprintln!("warning: the server did not end the session: {e}");
+            let stored = login::load().filter(|l| l.server == cli.server);
+            let had = stored.is_some();
+            match stored
+                .as_ref()
+                .and_then(|l| l.sealed_refresh_token.as_deref())
+            {
+                // A device login: revoke its refresh-token family (its access token too).
+                Some(sealed) => {
+                    let revoked = match login::open(&cli.server, sealed) {
+                        Ok(refresh) => c.revoke_cli_token(&refresh).await,
+                        Err(e) => Err(portcullis_client::ClientError::Transport {
+                            url: cli.server.clone(),
+                            reason: e.to_string(),
+                        }),
+                    };
+                    if let Err(e) = revoked {
+                        eprintln!("warning: the server did not revoke the login: {e}");
+                    }
+                    if let Some(l) = &stored {
+                        let _ = c.revoke_cli_token(&l.token).await;
+                    }
+                }
+                None => {
+                    if let Err(e) = c.signout().await {
+                        eprintln!("warning: the server did not end the session: {e}");
+                    }
+                }
             }
             login::forget()?;
             println!("{}", if had { "signed out" } else { "no stored login" });

@@ -696,6 +696,39 @@ fn accounts_through_the_cli() {
     );
     assert!(!stored_path.exists(), "the ended login is forgotten");
 
+    // Logging out of a device login revokes it on the server: a copy of the file is useless.
+    let mut device_cmd = portcullis(dir.path());
+    device_cmd
+        .args(["--server", &server.url, "login", "--device"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    with_config(&mut device_cmd, &cfg2);
+    let mut child = device_cmd.spawn().expect("login --device");
+    let mut err = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let user_code = loop {
+        let mut line = String::new();
+        assert!(std::io::BufRead::read_line(&mut err, &mut line).expect("read") > 0);
+        if let Some(rest) = line.split("enter the code ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    ok(&["device", "approve", &user_code]);
+    assert!(child.wait().expect("ends").success());
+    let copy = std::fs::read_to_string(&stored_path).expect("stored");
+    let out = cmd2(&["logout"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    let mut expired: serde_json::Value = serde_json::from_str(&copy).expect("json");
+    expired["expires_at"] = 0.into();
+    std::fs::write(&stored_path, expired.to_string()).expect("restore a copy");
+    let out = cmd2(&["whoami"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("your login has ended"),
+        "{}",
+        stderr(&out)
+    );
+
     // Signing keys: list, rotate, and a second rotation from the same key refused.
     let keys = json(&["keys", "list"]);
     assert_eq!(keys.as_array().map(Vec::len), Some(1));

@@ -701,6 +701,20 @@ pub async fn revoke(
     form: Result<Form<Params>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
+    // The CLI is a public client: it revokes its own tokens without client authentication.
+    let public = p.get("client_id").map(String::as_str) == Some(crate::device::CLI_CLIENT_ID)
+        && !headers.contains_key(header::AUTHORIZATION)
+        && !p.contains_key("client_secret")
+        && !p.contains_key("client_assertion");
+    if public {
+        let token = p
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        crate::device::revoke(&state, &client, token, OffsetDateTime::now_utc()).await?;
+        let mut r = StatusCode::OK.into_response();
+        no_store(r.headers_mut());
+        return Ok(r);
+    }
     let auth = authenticate(&state, &client, &headers, &p, "revoke").await?;
     commit_assertion_use(&state, &client, &auth, "revoke").await?;
     let sa = &auth.principal;
