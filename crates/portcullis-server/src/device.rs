@@ -9,8 +9,10 @@
 //! - Every refresh rotates: the presented token is marked used and its successor joins the same
 //!   family, in one transaction. Presenting a used token again (or presenting one from another
 //!   client, or losing a rotation race) is treated as theft: the whole family is revoked, and an
-//!   alert-worthy audit event is written. A disabled account, a revoked family, or a token past
-//!   its idle or absolute deadline gets `invalid_grant`.
+//!   alert-worthy audit event is written. A disabled account, a revoked family, a revoked
+//!   approving session (sign-out, an administrator, a password change; its natural expiry
+//!   does not count, so a long job outlives the browser session), or a token past its idle or
+//!   absolute deadline gets `invalid_grant`.
 //! - Access tokens issued here follow [`crate::tokens::issue`]: `exp` never past the earliest
 //!   end of the roles they carry.
 
@@ -127,6 +129,15 @@ pub async fn decide(
     approve: bool,
 ) -> Result<(), ApiError> {
     let s = caller.require_full()?;
+    // The family of tokens that follows is tied to this session (revoking it ends them), so
+    // it must be a real sign-in, not an access token.
+    if s.session.id.starts_with("at:") {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            portcullis_core::error::ErrorCode::Forbidden,
+            "approve device codes from a signed-in session (password and second factor), not with an access token",
+        ));
+    }
     if s.strength < AuthStrength::Mfa {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -153,6 +164,7 @@ pub async fn decide(
         principal_id: s.principal.id.clone(),
         strength: s.strength.as_str().to_owned(),
         auth_time_us,
+        session_id: s.session.id.clone(),
         at_us: us(now),
     };
     let ev = event(
@@ -226,9 +238,9 @@ pub async fn poll(
         };
         return Err(OAuthError::new(StatusCode::BAD_REQUEST, error, description));
     }
-    let (principal_id, strength, auth_time_us) =
-        match (&d.principal_id, &d.strength, d.auth_time_us) {
-            (Some(p), Some(s), Some(t)) => (p.clone(), s.clone(), t),
+    let (principal_id, strength, auth_time_us, session_id) =
+        match (&d.principal_id, &d.strength, d.auth_time_us, &d.session_id) {
+            (Some(p), Some(s), Some(t), Some(sid)) => (p.clone(), s.clone(), t, sid.clone()),
             _ => return Err(OAuthError::server_error()),
         };
     let p = enabled_principal(state, &principal_id)
@@ -239,8 +251,7 @@ pub async fn poll(
         state,
         &p,
         client_id,
-        &strength,
-        auth_time_us,
+        (&strength, auth_time_us, &session_id),
         new_id("rf"),
         family_end,
         now,
@@ -350,12 +361,19 @@ pub async fn refresh(
     let Some(p) = p.filter(|p| p.enabled) else {
         return Err(refuse("account_disabled", true, false).await);
     };
+    let session_revoked = state
+        .store
+        .session_by_id(&t.session_id)
+        .await?
+        .is_none_or(|s| s.revoked_at_us.is_some());
+    if session_revoked {
+        return Err(refuse("approving_session_revoked", true, false).await);
+    }
     let (next, new_refresh) = new_refresh_token(
         state,
         &p,
         client_id,
-        &t.strength,
-        t.auth_time_us,
+        (&t.strength, t.auth_time_us, &t.session_id),
         t.family_id.clone(),
         from_us(t.family_expires_at_us),
         now,
@@ -455,13 +473,12 @@ async fn enabled_principal(state: &AppState, id: &str) -> Result<Option<Principa
     Ok(state.store.principal_by_id(id).await?.filter(|p| p.enabled))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `origin`: the strength, auth time and session of the approval the family comes from.
 fn new_refresh_token(
     state: &AppState,
     p: &Principal,
     client_id: &str,
-    strength: &str,
-    auth_time_us: i64,
+    origin: (&str, i64, &str),
     family_id: String,
     family_end: OffsetDateTime,
     now: OffsetDateTime,
@@ -474,8 +491,9 @@ fn new_refresh_token(
         family_id,
         principal_id: p.id.clone(),
         client_id: client_id.to_owned(),
-        strength: strength.to_owned(),
-        auth_time_us,
+        strength: origin.0.to_owned(),
+        auth_time_us: origin.1,
+        session_id: origin.2.to_owned(),
         created_at_us: us(now),
         expires_at_us: us(lifetimes.token_expiry(now, family_end)),
         family_expires_at_us: us(family_end),

@@ -3766,6 +3766,42 @@ async fn device_grant_and_refresh_rotation(app: TestApp) {
     assert_eq!(e.code(), Some("unauthenticated"), "{e}");
     assert_eq!(before.user.name, "root-admin");
 
+    // Revoking the session that approved a device code ends the tokens that followed from it.
+    let (eve, _) = mfa_user(&app, &admin, "eve", "copper-lantern-river-42").await;
+    let d6 = device_start(&app).await;
+    eve.approve_device(&decide(code_of(&d6, "user_code")))
+        .await
+        .expect("eve approves");
+    let t6: serde_json::Value = device_poll(&app, &code_of(&d6, "device_code"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let r6 = t6["refresh_token"].as_str().expect("rt").to_owned();
+    // Tokens cannot approve devices: the family would hang on no session.
+    let eve_token = Client::new(
+        &app.base,
+        Some(secrecy::SecretString::from(
+            t6["access_token"].as_str().expect("at").to_owned(),
+        )),
+    )
+    .expect("client");
+    let d7 = device_start(&app).await;
+    let e = eve_token
+        .approve_device(&decide(code_of(&d7, "user_code")))
+        .await
+        .expect_err("token approval");
+    assert_eq!(e.code(), Some("forbidden"), "{e}");
+    for s in admin.user_sessions("eve").await.expect("sessions") {
+        admin.revoke_session(&s.id).await.expect("revoke");
+    }
+    oauth_error(
+        refresh_with(&app, "portcullis-cli", &r6).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
     // A disabled account stops refreshing at once.
     let (dora, _) = mfa_user(&app, &admin, "dora", "copper-lantern-river-42").await;
     let d4 = device_start(&app).await;

@@ -98,6 +98,8 @@ pub struct NewRefreshToken {
     pub client_id: String,
     pub strength: String,
     pub auth_time_us: i64,
+    /// The session that approved the family's device code.
+    pub session_id: String,
     pub created_at_us: i64,
     pub expires_at_us: i64,
     pub family_expires_at_us: i64,
@@ -379,6 +381,8 @@ pub enum Change {
         principal_id: String,
         strength: String,
         auth_time_us: i64,
+        /// The approving session; revoking it ends the tokens that follow.
+        session_id: String,
         at_us: i64,
     },
     /// Approved → consumed: its tokens are issued once; conflicts otherwise.
@@ -765,10 +769,10 @@ macro_rules! apply_for {
                             sqlx::query("UPDATE device_authorizations SET last_poll_at_us = $1, interval_s = interval_s + $2 WHERE id = $3")
                                 .bind(*at_us).bind(bump).bind(id).execute(&mut *c).await?;
                         }
-                        Change::DecideDevice { id, approve, principal_id, strength, auth_time_us, at_us } => {
+                        Change::DecideDevice { id, approve, principal_id, strength, auth_time_us, session_id, at_us } => {
                             let to = if *approve { "approved" } else { "denied" };
-                            let n = sqlx::query("UPDATE device_authorizations SET state = $1, principal_id = $2, strength = $3, auth_time_us = $4, decided_at_us = $5 WHERE id = $6 AND state = 'pending' AND expires_at_us > $5")
-                                .bind(to).bind(principal_id).bind(strength).bind(*auth_time_us).bind(*at_us).bind(id)
+                            let n = sqlx::query("UPDATE device_authorizations SET state = $1, principal_id = $2, strength = $3, auth_time_us = $4, decided_at_us = $5, session_id = $7 WHERE id = $6 AND state = 'pending' AND expires_at_us > $5")
+                                .bind(to).bind(principal_id).bind(strength).bind(*auth_time_us).bind(*at_us).bind(id).bind(session_id)
                                 .execute(&mut *c).await?.rows_affected();
                             if n == 0 {
                                 return Err(conflict("the device code is no longer pending"));
@@ -782,9 +786,9 @@ macro_rules! apply_for {
                             }
                         }
                         Change::IssueRefreshToken(t) => {
-                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
                                 .bind(&t.id).bind(&t.token_hash).bind(&t.family_id).bind(&t.principal_id).bind(&t.client_id)
-                                .bind(&t.strength).bind(t.auth_time_us).bind(t.created_at_us).bind(t.expires_at_us).bind(t.family_expires_at_us)
+                                .bind(&t.strength).bind(t.auth_time_us).bind(t.created_at_us).bind(t.expires_at_us).bind(t.family_expires_at_us).bind(&t.session_id)
                                 .execute(&mut *c).await?;
                         }
                         Change::UseRefreshToken { id, at_us } => {

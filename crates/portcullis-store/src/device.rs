@@ -19,6 +19,7 @@ pub struct DeviceAuthorization {
     pub principal_id: Option<String>,
     pub strength: Option<String>,
     pub auth_time_us: Option<i64>,
+    pub session_id: Option<String>,
 }
 
 /// A refresh token as stored (its hash only).
@@ -30,13 +31,14 @@ pub struct RefreshToken {
     pub client_id: String,
     pub strength: String,
     pub auth_time_us: i64,
+    pub session_id: String,
     pub expires_at_us: i64,
     pub family_expires_at_us: i64,
     pub used_at_us: Option<i64>,
     pub revoked_at_us: Option<i64>,
 }
 
-const DEVICE_COLS: &str = "id, user_code, client_id, state, created_at_us, expires_at_us, interval_s, last_poll_at_us, principal_id, strength, auth_time_us";
+const DEVICE_COLS: &str = "id, user_code, client_id, state, created_at_us, expires_at_us, interval_s, last_poll_at_us, principal_id, strength, auth_time_us, session_id";
 
 macro_rules! device_row {
     ($r:expr) => {
@@ -52,6 +54,7 @@ macro_rules! device_row {
             principal_id: $r.try_get("principal_id")?,
             strength: $r.try_get("strength")?,
             auth_time_us: $r.try_get("auth_time_us")?,
+            session_id: $r.try_get("session_id")?,
         }
     };
 }
@@ -87,7 +90,7 @@ impl Store {
     /// needs them to detect reuse).
     pub async fn refresh_token_by_hash(&self, hash: &[u8]) -> Result<Option<RefreshToken>> {
         on_pool!(&self.backend, pool => {
-            match sqlx::query("SELECT id, family_id, principal_id, client_id, strength, auth_time_us, expires_at_us, family_expires_at_us, used_at_us, revoked_at_us FROM refresh_tokens WHERE token_hash = $1")
+            match sqlx::query("SELECT id, family_id, principal_id, client_id, strength, auth_time_us, session_id, expires_at_us, family_expires_at_us, used_at_us, revoked_at_us FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(RefreshToken {
                     id: r.try_get("id")?,
@@ -96,6 +99,7 @@ impl Store {
                     client_id: r.try_get("client_id")?,
                     strength: r.try_get("strength")?,
                     auth_time_us: r.try_get("auth_time_us")?,
+                    session_id: r.try_get("session_id")?,
                     expires_at_us: r.try_get("expires_at_us")?,
                     family_expires_at_us: r.try_get("family_expires_at_us")?,
                     used_at_us: r.try_get("used_at_us")?,

@@ -4,7 +4,9 @@
 -- authorization moves pending -> approved|denied -> consumed by conditional updates, so its
 -- tokens are issued once even when several replicas are polled at the same moment. Refresh
 -- tokens rotate: each use marks the token used and adds its successor to the same family;
--- presenting a used token again revokes the whole family.
+-- presenting a used token again revokes the whole family. Both remember the session that
+-- approved the device code: revoking that session (sign-out elsewhere, an administrator, a
+-- password change) ends the family too.
 CREATE TABLE device_authorizations (
     id TEXT PRIMARY KEY,
     device_code_hash BLOB NOT NULL UNIQUE,
@@ -18,6 +20,7 @@ CREATE TABLE device_authorizations (
     principal_id TEXT REFERENCES principals (id),
     strength TEXT,
     auth_time_us BIGINT,
+    session_id TEXT,
     decided_at_us BIGINT
 );
 
@@ -29,6 +32,7 @@ CREATE TABLE refresh_tokens (
     client_id TEXT NOT NULL,
     strength TEXT NOT NULL,
     auth_time_us BIGINT NOT NULL,
+    session_id TEXT NOT NULL,
     created_at_us BIGINT NOT NULL,
     expires_at_us BIGINT NOT NULL,
     family_expires_at_us BIGINT NOT NULL,
