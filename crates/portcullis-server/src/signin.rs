@@ -86,39 +86,73 @@ pub(crate) fn throttle_keys(name: &str, emergency: bool, client: &ClientInfo) ->
     keys
 }
 
-/// Refuses with 429 when any key is still waiting out its backoff.
-pub(crate) async fn check_throttle(
+/// Where a set of throttle keys stands now.
+pub(crate) struct ThrottleState {
+    /// Seconds to wait before the next attempt (0: go ahead).
+    pub wait: i64,
+    /// The keys with failures on record (a success has something to reset).
+    pub failed: Vec<String>,
+}
+
+/// Reads the counters of `keys` and applies the backoff policies (per IP, per account or
+/// client): the one place both sign-in and the token endpoint decide whether to wait.
+pub(crate) async fn throttle_state(
     state: &AppState,
     keys: &[String],
     now: OffsetDateTime,
-) -> Result<(), (ApiError, i64)> {
-    let counters = state
-        .store
-        .throttle_counters(keys)
-        .await
-        .map_err(|e| (e.into(), 0))?;
-    let mut wait = 0i64;
-    for (key, failures, last) in counters {
+) -> Result<ThrottleState, portcullis_store::StoreError> {
+    let mut out = ThrottleState {
+        wait: 0,
+        failed: Vec::new(),
+    };
+    for (key, failures, last) in state.store.throttle_counters(keys).await? {
         let policy = if key.starts_with("ip:") {
             ThrottlePolicy::IP
         } else {
             ThrottlePolicy::ACCOUNT
         };
-        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-        if let Some(at) = policy.retry_at(failures, from_us(last), now) {
-            wait = wait.max((at - now).whole_seconds() + 1);
+        let count = u32::try_from(failures).unwrap_or(u32::MAX);
+        if let Some(at) = policy.retry_at(count, from_us(last), now) {
+            out.wait = out.wait.max((at - now).whole_seconds() + 1);
+        }
+        if failures > 0 {
+            out.failed.push(key);
         }
     }
-    if wait > 0 {
-        let e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyAttempts,
-            format!("too many failed attempts; try again in {wait} seconds"),
-        )
-        .retry_after(wait);
-        return Err((e, wait));
+    Ok(out)
+}
+
+/// Refuses with 429 (and audits the refusal as `action` by `subject`) while any key is still
+/// waiting out its backoff.
+pub(crate) async fn guard_throttle(
+    state: &AppState,
+    keys: &[String],
+    subject: &str,
+    action: &str,
+    client: &ClientInfo,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    let wait = throttle_state(state, keys, now).await?.wait;
+    if wait == 0 {
+        return Ok(());
     }
-    Ok(())
+    state
+        .store
+        .append(signin_event(
+            subject,
+            action,
+            Outcome::Failure,
+            "throttled",
+            client,
+            serde_json::json!({ "retry_after_seconds": wait }),
+        ))
+        .await?;
+    Err(ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyAttempts,
+        format!("too many failed attempts; try again in {wait} seconds"),
+    )
+    .retry_after(wait))
 }
 
 pub(crate) fn signin_event(
@@ -203,18 +237,7 @@ pub async fn password_step(
     let principal = state.store.principal_by_name(name.as_str()).await?;
     let emergency = principal.as_ref().is_some_and(|p| p.emergency);
     let keys = throttle_keys(name.as_str(), emergency, client);
-    if let Err((e, wait)) = check_throttle(state, &keys, now).await {
-        let ev = signin_event(
-            name.as_str(),
-            "signin.password",
-            Outcome::Failure,
-            "throttled",
-            client,
-            serde_json::json!({ "retry_after_seconds": wait }),
-        );
-        state.store.append(ev).await?;
-        return Err(e);
-    }
+    guard_throttle(state, &keys, name.as_str(), "signin.password", client, now).await?;
     let phc = match &principal {
         Some(p) if p.kind == PrincipalKind::User.as_str() => {
             state.store.password_phc(&p.id).await?
@@ -406,20 +429,7 @@ pub async fn totp_step(
         .await?
         .ok_or_else(expired)?;
     let keys = throttle_keys(&p.name, p.emergency, client);
-    if let Err((e, wait)) = check_throttle(state, &keys, now).await {
-        state
-            .store
-            .append(signin_event(
-                &p.name,
-                "signin.totp",
-                Outcome::Failure,
-                "throttled",
-                client,
-                serde_json::json!({ "retry_after_seconds": wait }),
-            ))
-            .await?;
-        return Err(e);
-    }
+    guard_throttle(state, &keys, &p.name, "signin.totp", client, now).await?;
     if !p.enabled {
         state
             .store
@@ -984,9 +994,7 @@ pub async fn change_password(
     )?;
     let now = OffsetDateTime::now_utc();
     let keys = throttle_keys(&p.name, p.emergency, client);
-    if let Err((e, _)) = check_throttle(state, &keys, now).await {
-        return Err(e);
-    }
+    guard_throttle(state, &keys, &p.name, "user.password_changed", client, now).await?;
     let phc = state.store.password_phc(&p.id).await?;
     let ok = state
         .passwords

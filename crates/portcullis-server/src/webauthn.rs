@@ -46,7 +46,7 @@ use crate::api::AppState;
 use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
 use crate::signin::{
-    check_throttle, factor_name, factor_view, invalid_credentials, new_session, record_failure,
+    factor_name, factor_view, guard_throttle, invalid_credentials, new_session, record_failure,
     signin_event, throttle_keys,
 };
 use crate::time_us::{from_us, us};
@@ -363,20 +363,7 @@ pub async fn start_signin(
     let (p, name, pending) = signin_principal(state, &req, now).await?;
     let emergency = p.as_ref().is_some_and(|p| p.emergency);
     let keys = throttle_keys(&name, emergency, client);
-    if let Err((e, wait)) = check_throttle(state, &keys, now).await {
-        state
-            .store
-            .append(signin_event(
-                &name,
-                "signin.webauthn",
-                Outcome::Failure,
-                "throttled",
-                client,
-                serde_json::json!({ "retry_after_seconds": wait }),
-            ))
-            .await?;
-        return Err(e);
-    }
+    guard_throttle(state, &keys, &name, "signin.webauthn", client, now).await?;
     let creds = match &p {
         Some(p) => passkeys(state, &p.id).await?,
         None => Vec::new(),
@@ -446,20 +433,7 @@ pub async fn finish_signin(
         .await?
         .ok_or_else(ceremony_gone)?;
     let keys = throttle_keys(&p.name, p.emergency, client);
-    if let Err((e, wait)) = check_throttle(state, &keys, now).await {
-        state
-            .store
-            .append(signin_event(
-                &p.name,
-                "signin.webauthn",
-                Outcome::Failure,
-                "throttled",
-                client,
-                serde_json::json!({ "retry_after_seconds": wait }),
-            ))
-            .await?;
-        return Err(e);
-    }
+    guard_throttle(state, &keys, &p.name, "signin.webauthn", client, now).await?;
     let auth: PasskeyAuthentication = serde_json::from_str(&c.state)
         .map_err(|_| ApiError::internal("stored WebAuthn ceremony unreadable"))?;
     let mode = if c.pending_signin_hash.is_some() {

@@ -21,14 +21,13 @@ use base64::Engine;
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::audit::Outcome;
 use portcullis_core::client_key::{ASSERTION_TYPE, AssertionFailure, KeyAlgorithm};
-use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_store::{Change, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use super::AppState;
 use crate::auth::ClientInfo;
-use crate::time_us::{from_us, us};
+use crate::time_us::us;
 use crate::tokens::{self, ClientAuthFailure};
 
 /// An OAuth error response.
@@ -238,30 +237,17 @@ async fn throttled(
     keys: &[String],
     now: OffsetDateTime,
 ) -> Result<bool, OAuthError> {
-    let mut wait = 0i64;
-    let mut client_failed = false;
-    for (key, failures, last) in state.store.throttle_counters(keys).await? {
-        client_failed |= key.starts_with("client:") && failures > 0;
-        let policy = if key.starts_with("ip:") {
-            ThrottlePolicy::IP
-        } else {
-            ThrottlePolicy::ACCOUNT
-        };
-        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-        if let Some(at) = policy.retry_at(failures, from_us(last), now) {
-            wait = wait.max((at - now).whole_seconds() + 1);
-        }
-    }
-    if wait > 0 {
+    let t = crate::signin::throttle_state(state, keys, now).await?;
+    if t.wait > 0 {
         let mut e = OAuthError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "slow_down",
-            format!("too many failed attempts; try again in {wait} seconds"),
+            format!("too many failed attempts; try again in {} seconds", t.wait),
         );
-        e.retry_after = Some(wait);
+        e.retry_after = Some(t.wait);
         return Err(e);
     }
-    Ok(client_failed)
+    Ok(t.failed.iter().any(|k| k.starts_with("client:")))
 }
 
 /// A client that authenticated.
