@@ -454,6 +454,17 @@ pub async fn revoke(
     if let Some(claims) = state.tokens.verify(token)
         && claims.client_id == CLI_CLIENT_ID
     {
+        let who = match state.store.principal_by_id(&claims.sub).await? {
+            Some(p) => format!("user:{}", p.name),
+            None => claims.sub.clone(),
+        };
+        let ev = event(
+            &who,
+            "token.revoked",
+            &who,
+            Outcome::Success,
+            serde_json::json!({ "jti": claims.jti, "client_id": CLI_CLIENT_ID, "client_ip": client.ip }),
+        );
         state
             .store
             .write(
@@ -462,7 +473,7 @@ pub async fn revoke(
                     expires_at_us: claims.exp.saturating_mul(1_000_000),
                     at_us: us(now),
                 },
-                vec![],
+                vec![ev],
             )
             .await?;
     }

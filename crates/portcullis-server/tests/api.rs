@@ -3764,6 +3764,19 @@ async fn device_grant_and_refresh_rotation(app: TestApp) {
     assert_eq!(revoke(a5).await, 200);
     let e = cli5.whoami().await.expect_err("revoked");
     assert_eq!(e.code(), Some("unauthenticated"), "{e}");
+    // Both revocations are in the audit log with the change they made.
+    for action in ["token.refresh_revoked", "token.revoked"] {
+        let evs = admin
+            .audit_events(&EventFilter {
+                action: Some(action.into()),
+                ..Default::default()
+            })
+            .await
+            .expect("events")
+            .events;
+        assert_eq!(evs.len(), 1, "{action}");
+        assert_eq!(evs[0].actor, "user:root-admin");
+    }
     assert_eq!(before.user.name, "root-admin");
 
     // Revoking the session that approved a device code ends the tokens that followed from it.
