@@ -42,6 +42,18 @@ pub struct KeyStatus {
     pub published_until: Option<OffsetDateTime>,
 }
 
+/// Whether a key retired until `until` (`None`: active) may still be met at `now`.
+fn published(until: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
+    until.is_none_or(|u| now < u)
+}
+
+impl KeyStatus {
+    /// Whether verifiers may still meet this key (it is in JWKS) at `now`.
+    pub fn published(&self, now: OffsetDateTime) -> bool {
+        published(self.published_until, now)
+    }
+}
+
 struct PublicKey {
     decoding: DecodingKey,
     jwk: serde_json::Value,
@@ -51,7 +63,7 @@ struct PublicKey {
 
 impl PublicKey {
     fn published(&self, now: OffsetDateTime) -> bool {
-        self.until.is_none_or(|u| now < u)
+        published(self.until, now)
     }
 }
 

@@ -28,11 +28,11 @@ pub async fn list(
             .status()
             .into_iter()
             .map(|k| SigningKeyView {
-                key_id: k.key_id,
+                published: k.published(now),
                 created_at: rfc3339(us(k.created_at)),
                 active: k.active,
-                published: k.published_until.is_none_or(|u| u > now),
                 published_until: k.published_until.map(|u| rfc3339(us(u))),
+                key_id: k.key_id,
             })
             .collect(),
     ))
