@@ -23,6 +23,7 @@ use portcullis_core::api::{
     TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WebauthnChallenge,
     WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest, WhoAmI,
 };
+use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
@@ -385,6 +386,15 @@ endpoints! {
     fn consent(name: &str, req: &ConsentRequest) -> ServiceAccountDetail = POST format!("/api/v1/service-accounts/{}/consent", seg(name)), body req;
     fn add_client_key(name: &str, req: &AddClientKeyRequest) -> ClientKeyView = POST format!("/api/v1/service-accounts/{}/keys", seg(name)), body req;
     fn remove_client_key(name: &str, key_id: &str) -> () = DELETE format!("/api/v1/service-accounts/{}/keys/{}", seg(name), seg(key_id));
+    /// Register an OpenID Connect client; a confidential one's first secret is in the answer, once.
+    fn create_oidc_client(req: &CreateClientRequest) -> ClientCreated = POST "/api/v1/clients", body req;
+    fn oidc_clients() -> Vec<ClientView> = GET "/api/v1/clients";
+    /// One OpenID Connect client, by client id or name.
+    fn oidc_client(id: &str) -> ClientView = GET format!("/api/v1/clients/{}", seg(id));
+    fn delete_oidc_client(id: &str) -> () = DELETE format!("/api/v1/clients/{}", seg(id));
+    /// Add a secret to a confidential OpenID Connect client (shown once; at most two live).
+    fn add_oidc_client_secret(id: &str) -> ClientSecretIssued = POST format!("/api/v1/clients/{}/secrets", seg(id));
+    fn remove_oidc_client_secret(id: &str, secret_id: &str) -> () = DELETE format!("/api/v1/clients/{}/secrets/{}", seg(id), seg(secret_id));
     fn signing_keys() -> Vec<SigningKeyView> = GET "/api/v1/keys";
     /// Rotate the signing key; with `previous`, only if that key is still the active one.
     fn rotate_signing_key(previous: Option<&str>) -> SigningKeyRotated = POST match previous {

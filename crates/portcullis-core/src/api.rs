@@ -688,3 +688,40 @@ api_type! {
         pub cidrs: Vec<String>,
     }
 }
+
+api_type! {
+    /// `POST /api/v1/clients`: register an OpenID Connect client (relying party).
+    pub struct CreateClientRequest {
+        /// A unique name shown on the consent page (letters, digits, `-`, `_`, `.`, spaces).
+        pub name: String,
+        /// Exact redirect URIs: https, or http on a loopback address only.
+        pub redirect_uris: Vec<String>,
+        /// A public client (single-page or native app) gets no secret; PKCE binds its codes.
+        #[serde(default)]
+        pub public: bool,
+    }
+}
+
+api_type! {
+    /// A registered OpenID Connect client.
+    pub struct ClientView {
+        pub client_id: String,
+        pub name: String,
+        /// `confidential` or `public`.
+        pub kind: String,
+        pub redirect_uris: Vec<String>,
+        pub created_by: String,
+        pub created_at: String,
+        /// Live client secrets (ids only; confidential clients).
+        pub secrets: Vec<ClientSecretView>,
+    }
+}
+
+api_type! {
+    /// A client as registered, with its first secret shown once (confidential clients).
+    pub struct ClientCreated {
+        pub client: ClientView,
+        #[serde(default)]
+        pub client_secret: Option<String>,
+    }
+}

@@ -12,6 +12,7 @@ pub mod client_key;
 pub mod device;
 pub mod error;
 pub mod network;
+pub mod oidc;
 pub mod password;
 pub mod principal;
 pub mod roles;

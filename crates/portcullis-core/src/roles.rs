@@ -67,6 +67,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "service_accounts.consent",
         "consent to application permissions for a service account",
     ),
+    (
+        "clients.read",
+        "list and show registered OpenID Connect clients",
+    ),
+    (
+        "clients.manage",
+        "register and delete OpenID Connect clients and their secrets",
+    ),
     ("roles.read", "list roles and their settings"),
     ("roles.create", "create custom roles"),
     ("roles.delete", "delete custom roles"),
@@ -249,6 +257,7 @@ impl BuiltinRole {
                 "sessions.revoke",
                 "groups.read",
                 "service_accounts.read",
+                "clients.read",
                 "roles.read",
                 "assignments.read",
                 "requests.read",
@@ -272,6 +281,8 @@ impl BuiltinRole {
                 "service_accounts.read",
                 "service_accounts.create",
                 "service_accounts.credentials",
+                "clients.read",
+                "clients.manage",
                 "users.read",
             ]),
         }

@@ -46,6 +46,41 @@ pub struct AccessClaims {
     /// for step-up checks. Absent for service accounts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The OAuth scopes granted (tokens issued to OpenID Connect clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// The claims of an OpenID Connect ID token (signed like access tokens, `typ: JWT`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client id.
+    pub aud: String,
+    pub azp: String,
+    pub iat: i64,
+    /// Never later than the access token issued with it.
+    pub exp: i64,
+    pub auth_time: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub acr: String,
+    pub amr: Vec<String>,
+    /// The session the person signed in with (OIDC front-channel `sid`).
+    pub sid: String,
+    /// Roles in effect at issuance, as in the access token.
+    pub roles: Vec<RoleClaim>,
+    /// `profile` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// `email` scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
 }
 
 /// When a token issued at `now` must expire: never later than `now + lifetime` nor than the
@@ -113,6 +148,7 @@ mod tests {
             amr: vec![],
             acr: "client_credentials".into(),
             auth_time: None,
+            scope: None,
         };
         let json = serde_json::to_string(&c).expect("json");
         assert!(!json.contains("\"exp\":null"));

@@ -61,6 +61,7 @@ fn claims(now: i64) -> AccessClaims {
         amr: vec![],
         acr: "client_credentials".into(),
         auth_time: None,
+        scope: None,
     }
 }
 

@@ -191,50 +191,61 @@ impl FromRequestParts<AppState> for Caller {
         if token.len() > 512 {
             return Err(ApiError::unauthenticated());
         }
-        let hash = portcullis_store::crypto::token_hash(token);
-        if let Some((session, principal)) = state.store.session_by_token_hash(&hash).await? {
-            let scope =
-                SessionScope::parse(&session.scope).ok_or_else(ApiError::unauthenticated)?;
-            let strength =
-                AuthStrength::parse(&session.strength).ok_or_else(ApiError::unauthenticated)?;
-            let alive = session.revoked_at_us.is_none()
-                && principal.enabled
-                && state.lifetimes.alive(
-                    from_us(session.created_at_us),
-                    from_us(session.last_seen_us),
-                    scope,
-                    now,
-                );
-            if !alive {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthenticated,
-                    "the session has ended; sign in again",
-                ));
-            }
-            if us(now) - session.last_seen_us > TOUCH_EVERY_US {
-                let store = state.store.clone();
-                let id = session.id.clone();
-                tokio::spawn(async move {
-                    let _ = store
-                        .write(Change::TouchSession { id, at_us: us(now) }, vec![])
-                        .await;
-                });
-            }
-            let grants = crate::roles::grants(state, &principal.id, now).await?;
-            return Ok(Caller::Session(Box::new(SessionCaller {
-                session,
-                principal,
-                strength,
-                scope,
-                grants,
-            })));
+        if let Some(s) = session_caller(state, token, now).await? {
+            return Ok(Caller::Session(Box::new(s)));
         }
         if state.store.bootstrap_token_valid(token, now).await? {
             return Ok(Caller::Bootstrap);
         }
         Err(ApiError::unauthenticated())
     }
+}
+
+/// The caller behind a session token: `None` when no session has this token, an
+/// `unauthenticated` error when it has ended (revoked, idle, too old, user disabled).
+pub async fn session_caller(
+    state: &AppState,
+    token: &str,
+    now: OffsetDateTime,
+) -> Result<Option<SessionCaller>, ApiError> {
+    let hash = portcullis_store::crypto::token_hash(token);
+    let Some((session, principal)) = state.store.session_by_token_hash(&hash).await? else {
+        return Ok(None);
+    };
+    let scope = SessionScope::parse(&session.scope).ok_or_else(ApiError::unauthenticated)?;
+    let strength = AuthStrength::parse(&session.strength).ok_or_else(ApiError::unauthenticated)?;
+    let alive = session.revoked_at_us.is_none()
+        && principal.enabled
+        && state.lifetimes.alive(
+            from_us(session.created_at_us),
+            from_us(session.last_seen_us),
+            scope,
+            now,
+        );
+    if !alive {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "the session has ended; sign in again",
+        ));
+    }
+    if us(now) - session.last_seen_us > TOUCH_EVERY_US {
+        let store = state.store.clone();
+        let id = session.id.clone();
+        tokio::spawn(async move {
+            let _ = store
+                .write(Change::TouchSession { id, at_us: us(now) }, vec![])
+                .await;
+        });
+    }
+    let grants = crate::roles::grants(state, &principal.id, now).await?;
+    Ok(Some(SessionCaller {
+        session,
+        principal,
+        strength,
+        scope,
+        grants,
+    }))
 }
 
 /// A caller from an access token (see the module's invariants).
@@ -261,6 +272,17 @@ async fn access_token_caller(
         .await?
         .filter(|p| p.enabled)
         .ok_or_else(ended)?;
+    // Tokens of OpenID Connect clients are for userinfo and the client's own resource
+    // servers: an application a person signed in to must not act as them here.
+    let own = claims.client_id == crate::device::CLI_CLIENT_ID
+        || (principal.kind == "service_account" && claims.client_id == principal.name);
+    if !own {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "this access token was issued to an application; the Portcullis API accepts only tokens of the CLI and service accounts",
+        ));
+    }
     let strength = match claims.acr.as_str() {
         "client_credentials" if principal.kind == "service_account" => AuthStrength::Mfa,
         other => AuthStrength::parse(other).ok_or_else(ended)?,

@@ -53,6 +53,10 @@ pub struct UserTokens {
     pub access_token: String,
     pub claims: AccessClaims,
     pub refresh_token: String,
+    /// Whose tokens, and the origin of the family (for an ID token on refresh).
+    pub principal: Principal,
+    pub session_id: String,
+    pub scope: String,
 }
 
 fn public_client(client_id: Option<&str>) -> Result<&'static str, OAuthError> {
@@ -63,11 +67,11 @@ fn public_client(client_id: Option<&str>) -> Result<&'static str, OAuthError> {
     }
 }
 
-fn invalid_grant(d: &str) -> OAuthError {
+pub(crate) fn invalid_grant(d: &str) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
 }
 
-fn event(
+pub(crate) fn event(
     actor: &str,
     action: &str,
     target: &str,
@@ -252,11 +256,11 @@ pub async fn poll(
         &p,
         client_id,
         (&strength, auth_time_us, &session_id),
-        new_id("rf"),
-        family_end,
+        (new_id("rf"), family_end),
+        "",
         now,
     );
-    let tokens = access_for(state, &p, client_id, &strength, auth_time_us, now).await?;
+    let tokens = access_for(state, &p, client_id, &strength, auth_time_us, None, now).await?;
     let ev = event(
         &format!("user:{}", p.name),
         "token.device_code",
@@ -283,19 +287,22 @@ pub async fn poll(
         access_token: tokens.0,
         claims: tokens.1,
         refresh_token: refresh,
+        principal: p,
+        session_id,
+        scope: String::new(),
     })
 }
 
-/// A refresh: rotates the token and issues a new access token, or refuses (see the module's
-/// invariants for when a whole family is revoked).
+/// A refresh by `client_id` (authenticated by the caller: the CLI as a public client, a
+/// registered client by its own rules): rotates the token and issues a new access token, or
+/// refuses (see the module's invariants for when a whole family is revoked).
 pub async fn refresh(
     state: &AppState,
     client: &ClientInfo,
-    client_id: Option<&str>,
+    client_id: &str,
     presented: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<UserTokens, OAuthError> {
-    let client_id = public_client(client_id)?;
     let presented =
         presented.ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     if presented.len() > 256 {
@@ -374,11 +381,21 @@ pub async fn refresh(
         &p,
         client_id,
         (&t.strength, t.auth_time_us, &t.session_id),
-        t.family_id.clone(),
-        from_us(t.family_expires_at_us),
+        (t.family_id.clone(), from_us(t.family_expires_at_us)),
+        &t.scope,
         now,
     );
-    let tokens = access_for(state, &p, client_id, &t.strength, t.auth_time_us, now).await?;
+    let scope = (!t.scope.is_empty()).then(|| t.scope.clone());
+    let tokens = access_for(
+        state,
+        &p,
+        client_id,
+        &t.strength,
+        t.auth_time_us,
+        scope,
+        now,
+    )
+    .await?;
     let ev = event(
         &format!("user:{}", p.name),
         "token.refresh",
@@ -401,6 +418,9 @@ pub async fn refresh(
             access_token: tokens.0,
             claims: tokens.1,
             refresh_token: next,
+            principal: p,
+            session_id: t.session_id.clone(),
+            scope: t.scope.clone(),
         }),
         // Someone else rotated this token at the same moment: one of the two is not the
         // legitimate client.
@@ -480,20 +500,25 @@ pub async fn revoke(
     Ok(())
 }
 
-async fn enabled_principal(state: &AppState, id: &str) -> Result<Option<Principal>, OAuthError> {
+pub(crate) async fn enabled_principal(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<Principal>, OAuthError> {
     Ok(state.store.principal_by_id(id).await?.filter(|p| p.enabled))
 }
 
-/// `origin`: the strength, auth time and session of the approval the family comes from.
-fn new_refresh_token(
+/// `origin`: the strength, auth time and session of the approval the family comes from;
+/// `family`: its id and absolute end.
+pub(crate) fn new_refresh_token(
     state: &AppState,
     p: &Principal,
     client_id: &str,
     origin: (&str, i64, &str),
-    family_id: String,
-    family_end: OffsetDateTime,
+    family: (String, OffsetDateTime),
+    scope: &str,
     now: OffsetDateTime,
 ) -> (String, NewRefreshToken) {
+    let (family_id, family_end) = family;
     let value = format!("pcr_{}", random_token().as_str());
     let lifetimes: RefreshLifetimes = state.device.refresh;
     let t = NewRefreshToken {
@@ -508,16 +533,18 @@ fn new_refresh_token(
         created_at_us: us(now),
         expires_at_us: us(lifetimes.token_expiry(now, family_end)),
         family_expires_at_us: us(family_end),
+        scope: scope.to_owned(),
     };
     (value, t)
 }
 
-async fn access_for(
+pub(crate) async fn access_for(
     state: &AppState,
     p: &Principal,
     client_id: &str,
     strength: &str,
     auth_time_us: i64,
+    scope: Option<String>,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), OAuthError> {
     let strength = AuthStrength::parse(strength).ok_or_else(OAuthError::server_error)?;
@@ -530,6 +557,7 @@ async fn access_for(
             permissions: vec![],
             amr: amr_for(strength),
             acr: strength.as_str().to_owned(),
+            scope,
         },
         now,
     )

@@ -158,11 +158,28 @@ impl TokenSigner {
         self.current().status.clone()
     }
 
+    /// Signs an access token (`typ: at+jwt`, RFC 9068).
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign_typed(claims, "at+jwt")
+    }
+
+    /// Signs an OpenID Connect ID token (`typ: JWT`).
+    pub fn sign_id_token(
+        &self,
+        claims: &portcullis_core::token::IdClaims,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    fn sign_typed<T: serde::Serialize>(
+        &self,
+        claims: &T,
+        typ: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let keys = self.current();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(keys.kid.clone());
-        header.typ = Some("at+jwt".into());
+        header.typ = Some(typ.into());
         jsonwebtoken::encode(&header, claims, &keys.encoding)
     }
 

@@ -119,6 +119,7 @@ pub async fn issue_for_service_account(
             permissions,
             amr: vec![],
             acr: "client_credentials".into(),
+            scope: None,
         },
         now,
     )
@@ -133,6 +134,8 @@ pub struct Issue {
     pub permissions: Vec<String>,
     pub amr: Vec<String>,
     pub acr: String,
+    /// OAuth scopes granted (OpenID Connect clients).
+    pub scope: Option<String>,
 }
 
 /// An access token for `p` carrying its roles now; `exp` never past the earliest end among
@@ -171,6 +174,7 @@ pub async fn issue(
         amr: what.amr,
         acr: what.acr,
         auth_time: what.auth_time,
+        scope: what.scope,
     };
     let token = signer
         .sign(&claims)

@@ -438,6 +438,20 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /oauth2/introspect",
         "POST /oauth2/revoke",
         "POST /oauth2/device_authorization",
+        "GET /oauth2/userinfo",
+        "POST /oauth2/userinfo",
+        "GET /oauth2/authorize",
+        "POST /oauth2/authorize",
+        "POST /oauth2/authorize/consent",
+        "GET /signin",
+        "POST /signin",
+        "POST /signin/totp",
+        "POST /api/v1/clients",
+        "GET /api/v1/clients",
+        "GET /api/v1/clients/{id}",
+        "DELETE /api/v1/clients/{id}",
+        "POST /api/v1/clients/{id}/secrets",
+        "DELETE /api/v1/clients/{id}/secrets/{secret_id}",
         "POST /api/v1/device/approve",
         "POST /api/v1/device/deny",
         "GET /api/v1/roles",
@@ -1280,6 +1294,7 @@ api_tests!(
     racing_approvers_make_exactly_one_activation,
     service_account_client_credentials,
     service_account_private_key_jwt,
+    oidc_bad_input,
 );
 
 #[tokio::test]
@@ -4072,5 +4087,880 @@ async fn long_running_clients_refresh_by_themselves(app: TestApp) {
         "invalid_grant",
     )
     .await;
+    app.stop().await;
+}
+
+// ----- OpenID Connect: authorization code + PKCE, pages, ID tokens, userinfo -----
+
+/// A server whose issuer is its real address (`http://localhost:PORT`), so a relying party can
+/// follow discovery.
+async fn spawn_at_localhost(backend: Backend) -> Option<TestApp> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("probe port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    spawn_with(backend, |c| {
+        c.listen = format!("127.0.0.1:{port}").parse().expect("listen");
+        c.webauthn_origin = format!("http://localhost:{port}");
+    })
+    .await
+}
+
+/// The admin's session token (bootstrap, then password and TOTP).
+async fn admin_token(app: &TestApp) -> String {
+    bootstrap_admin(app).await;
+    let r = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "root-admin".into(),
+            password: ADMIN_PW.into(),
+        })
+        .await
+        .expect("password");
+    let r = app
+        .anonymous
+        .signin_totp(&TotpSignInRequest {
+            signin_id: r.signin_id.expect("id"),
+            code: code(ADMIN_SECRET, 1),
+        })
+        .await
+        .expect("totp");
+    r.session.expect("session").token
+}
+
+/// Registers an OpenID Connect client through the API.
+async fn register_client(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    uris: &[&str],
+    public: bool,
+) -> reqwest::Response {
+    app.http
+        .post(format!("{}/api/v1/clients", app.base))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "name": name, "redirect_uris": uris, "public": public }))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// A person with an email address and a confirmed TOTP factor (its code for step -1 used).
+async fn oidc_person(app: &TestApp, admin: &Client, name: &str, pw: &str) -> Vec<u8> {
+    admin
+        .create_user(&CreateUserRequest {
+            name: name.into(),
+            display_name: format!("{name} Example"),
+            email: Some(format!("{name}@example.org")),
+            phone: None,
+            guest_organisation: None,
+            privileged: true,
+            password: pw.into(),
+        })
+        .await
+        .expect("create user");
+    let reg = registration_session(app, name, pw).await;
+    let enrol = reg
+        .mfa_enrol_totp(&TotpEnrolRequest {
+            name: "phone".into(),
+        })
+        .await
+        .expect("enrol");
+    let secret = totp::base32_decode(&enrol.secret).expect("b32");
+    reg.mfa_confirm_totp(
+        &enrol.factor_id,
+        &TotpConfirmRequest {
+            code: code(&secret, -1),
+        },
+    )
+    .await
+    .expect("confirm");
+    secret
+}
+
+/// A browser: follows nothing by itself, keeps cookies per name like a cookie jar for one site.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: std::collections::BTreeMap<String, String>,
+    /// Every Set-Cookie header seen, for attribute checks.
+    set_cookies: Vec<String>,
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http"),
+            base: base.to_owned(),
+            cookies: Default::default(),
+            set_cookies: Vec::new(),
+        }
+    }
+
+    fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for v in r.headers().get_all("set-cookie") {
+            let v = v.to_str().expect("ascii").to_owned();
+            let pair = v.split(';').next().expect("pair");
+            let (k, val) = pair.split_once('=').expect("name=value");
+            self.cookies.insert(k.to_owned(), val.to_owned());
+            self.set_cookies.push(v);
+        }
+    }
+
+    async fn get(&mut self, path_or_url: &str) -> reqwest::Response {
+        let r = self
+            .http
+            .get(self.url(path_or_url))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("get");
+        self.keep(&r);
+        r
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let r = self
+            .http
+            .post(self.url(path))
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .expect("post");
+        self.keep(&r);
+        r
+    }
+}
+
+fn location(r: &reqwest::Response) -> String {
+    assert_eq!(r.status(), 303, "expected a redirect");
+    r.headers()["location"].to_str().expect("ascii").to_owned()
+}
+
+/// The value of the hidden input `name` in a page (HTML-unescaped).
+fn hidden(html: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + needle.len();
+    let end = start + html[start..].find('"').expect("closing quote");
+    html[start..end]
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn query_param(url: &str, key: &str) -> Option<String> {
+    let u = url::Url::parse(url).expect("url");
+    u.query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Signs in through the pages from an authorization URL and returns the page after sign-in
+/// (a consent page or a redirect to the client).
+async fn browser_sign_in(
+    b: &mut Browser,
+    authorize_url: &str,
+    user: &str,
+    pw: &str,
+    secret: &[u8],
+    offset: i64,
+) -> reqwest::Response {
+    let r = b.get(authorize_url).await;
+    let to_signin = location(&r);
+    assert!(to_signin.starts_with("/signin?return_to="), "{to_signin}");
+    let r = b.get(&to_signin).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("html");
+    let csrf = hidden(&page, "csrf");
+    let return_to = hidden(&page, "return_to");
+    let r = b
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &return_to),
+                ("username", user),
+                ("password", pw),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("html");
+    let signin_id = hidden(&page, "signin_id");
+    let r = b
+        .post(
+            "/signin/totp",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &return_to),
+                ("signin_id", &signin_id),
+                ("code", &code(secret, offset)),
+            ],
+        )
+        .await;
+    let back = location(&r);
+    assert_eq!(back, return_to);
+    b.get(&back).await
+}
+
+/// Answers the consent page with `decision`; returns where the browser is sent.
+async fn consent(b: &mut Browser, page: reqwest::Response, decision: &str) -> String {
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("asks to"), "{html}");
+    let r = b
+        .post(
+            "/oauth2/authorize/consent",
+            &[
+                ("csrf", &hidden(&html, "csrf")),
+                ("request", &hidden(&html, "request")),
+                ("decision", decision),
+            ],
+        )
+        .await;
+    location(&r)
+}
+
+/// A standard relying party (the `openidconnect` crate) does discovery, authorization code +
+/// PKCE through the sign-in and consent pages, the code exchange, ID-token verification
+/// against JWKS, userinfo and refresh; a second JWT library verifies the access token.
+async fn oidc_relying_party(backend: Backend) {
+    use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+    use openidconnect::{
+        AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+        OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    };
+    let Some(app) = spawn_at_localhost(backend).await else {
+        return;
+    };
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let secret = oidc_person(&app, &admin, "olivia", "amber-lantern-quiet-58").await;
+    let redirect = "http://127.0.0.1:9/callback";
+    let r = register_client(&app, &token, "Grafana", &[redirect], false).await;
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.expect("json");
+    let client_id = created["client"]["client_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let client_secret = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert!(client_id.starts_with("pcc_"));
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http");
+    let issuer = app.config.issuer();
+    let meta =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone()).expect("iss"), &http)
+            .await
+            .expect("discovery");
+    let rp = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(client_id.clone()),
+        Some(ClientSecret::new(client_secret.clone())),
+    )
+    .set_redirect_uri(RedirectUrl::new(redirect.into()).expect("redirect"));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, csrf_state, nonce) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+
+    let mut b = Browser::new(&issuer);
+    let page = browser_sign_in(
+        &mut b,
+        auth_url.as_str(),
+        "olivia",
+        "amber-lantern-quiet-58",
+        &secret,
+        0,
+    )
+    .await;
+    // Strict cookies, and a CSP without scripts on every page.
+    assert!(
+        b.set_cookies
+            .iter()
+            .any(|c| c.starts_with("portcullis_session="))
+    );
+    for c in &b.set_cookies {
+        assert!(
+            c.contains("HttpOnly") && c.contains("SameSite=Strict"),
+            "{c}"
+        );
+    }
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("script-src"));
+    let back = consent(&mut b, page, "allow").await;
+    assert!(back.starts_with(redirect), "{back}");
+    assert_eq!(
+        query_param(&back, "state").as_deref(),
+        Some(csrf_state.secret().as_str())
+    );
+    assert_eq!(query_param(&back, "iss").as_deref(), Some(issuer.as_str()));
+    let code = query_param(&back, "code").expect("code");
+
+    let tokens = rp
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("code exchange");
+    let id_token = tokens.id_token().expect("id token");
+    let claims = id_token
+        .claims(&rp.id_token_verifier(), &nonce)
+        .expect("ID token verifies against JWKS");
+    assert_eq!(
+        claims.preferred_username().map(|u| u.as_str()),
+        Some("olivia")
+    );
+    assert_eq!(
+        claims.email().map(|e| e.as_str()),
+        Some("olivia@example.org")
+    );
+    assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("mfa"));
+    assert!(claims.auth_time().is_some());
+    let subject = claims.subject().as_str().to_owned();
+    let refresh = tokens
+        .refresh_token()
+        .expect("offline_access gives a refresh token")
+        .clone();
+
+    // Another JWT library verifies the access token against JWKS.
+    {
+        use jwt_simple::prelude::*;
+        let jwks: serde_json::Value = app
+            .http
+            .get(format!("{}/oauth2/jwks", app.base))
+            .send()
+            .await
+            .expect("jwks")
+            .json()
+            .await
+            .expect("json");
+        let x = jwks["keys"][0]["x"].as_str().expect("x");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(x)
+            .expect("b64");
+        let key = Ed25519PublicKey::from_bytes(&raw).expect("key");
+        let opts = VerificationOptions {
+            allowed_issuers: Some(HashSet::from_strings(&[&issuer])),
+            allowed_audiences: Some(HashSet::from_strings(&["portcullis"])),
+            ..Default::default()
+        };
+        let verified = key
+            .verify_token::<serde_json::Value>(tokens.access_token().secret(), Some(opts))
+            .expect("access token verifies");
+        assert_eq!(verified.subject.as_deref(), Some(subject.as_str()));
+        assert_eq!(verified.custom["client_id"], client_id);
+        assert_eq!(verified.custom["acr"], "mfa");
+    }
+
+    // Userinfo, through the relying party.
+    let info: openidconnect::core::CoreUserInfoClaims = rp
+        .user_info(tokens.access_token().clone(), None)
+        .expect("userinfo endpoint")
+        .request_async(&http)
+        .await
+        .expect("userinfo");
+    assert_eq!(info.subject().as_str(), subject);
+    assert_eq!(info.email().map(|e| e.as_str()), Some("olivia@example.org"));
+
+    // An application's access token is not a credential for the Portcullis API.
+    let r = app
+        .http
+        .get(format!("{}/api/v1/me", app.base))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(r.status(), 401);
+
+    // Refresh rotates and brings a new ID token.
+    let refreshed = rp
+        .exchange_refresh_token(&refresh)
+        .expect("token endpoint")
+        .request_async(&http)
+        .await
+        .expect("refresh");
+    let again = refreshed.id_token().expect("refreshed ID token");
+    let c2 = again
+        .claims(&rp.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+        .expect("refreshed ID token verifies");
+    assert_eq!(c2.subject().as_str(), subject);
+    assert!(refreshed.refresh_token().is_some());
+    assert_ne!(
+        refreshed.refresh_token().map(|t| t.secret().clone()),
+        Some(refresh.secret().clone())
+    );
+
+    // The consent is remembered: a second authorization goes straight back with a code.
+    let (challenge2, _v2) = PkceCodeChallenge::new_random_sha256();
+    let (url2, _, _) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge2)
+        .url();
+    let r = b.get(url2.as_str()).await;
+    let to = location(&r);
+    assert!(
+        to.starts_with(redirect) && query_param(&to, "code").is_some(),
+        "{to}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_relying_party_sqlite() {
+    oidc_relying_party(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_relying_party_postgres() {
+    if std::env::var("PORTCULLIS_TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    }
+    oidc_relying_party(Backend::Postgres).await;
+}
+
+/// A valid authorization URL for `client_id` with a fresh PKCE pair; returns it and the
+/// verifier.
+fn authorize_url(
+    base: &str,
+    client_id: &str,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> (String, String) {
+    let verifier = format!("v{}", "x".repeat(50)) + &now_unix().to_string();
+    let challenge = portcullis_core::oidc::s256(&verifier);
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("scope", "openid offline_access")
+        .append_pair("state", "s-1")
+        .append_pair("nonce", "n-1")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    for (k, v) in extra {
+        q.append_pair(k, v);
+    }
+    (format!("{base}/oauth2/authorize?{}", q.finish()), verifier)
+}
+
+async fn exchange(
+    app: &TestApp,
+    client: (&str, Option<&str>),
+    code: &str,
+    redirect: &str,
+    verifier: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect),
+        ("client_id", client.0),
+    ];
+    if let Some(v) = verifier {
+        form.push(("code_verifier", v));
+    }
+    if let Some(s) = client.1 {
+        form.push(("client_secret", s));
+    }
+    form_post(app, "/oauth2/token", &form).await
+}
+
+/// Every way an authorization request or code exchange can be wrong: a clear error, and
+/// nothing issued; a reused code revokes what it gave; CSRF and foreign origins are refused.
+async fn oidc_bad_input(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let secret = oidc_person(&app, &admin, "oscar", "copper-meadow-river-42").await;
+    let redirect = "http://127.0.0.1:9/cb";
+
+    // Registration: insecure, fragment, relative URIs and duplicate names are refused.
+    for bad in ["http://app.example/cb", "https://app.example/cb#x", "/cb"] {
+        let r = register_client(&app, &token, "Bad", &[bad], false).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = register_client(&app, &token, "Wiki", &[redirect], false).await;
+    let created: serde_json::Value = r.json().await.expect("json");
+    let id = created["client"]["client_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let sec = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_eq!(
+        register_client(&app, &token, "Wiki", &[redirect], false)
+            .await
+            .status(),
+        409
+    );
+    let r = register_client(&app, &token, "Spa", &["http://localhost:3000/cb"], true).await;
+    assert_eq!(r.status(), 201);
+    let spa: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        spa["client_secret"].is_null(),
+        "a public client has no secret"
+    );
+    let spa_id = spa["client"]["client_id"].as_str().expect("id").to_owned();
+    let list: serde_json::Value = app
+        .http
+        .get(format!("{}/api/v1/clients", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 2);
+
+    let mut b = Browser::new(&app.base);
+    // Client or redirect URI wrong: an error page, never a redirect.
+    for (client, uri) in [
+        (id.as_str(), "http://127.0.0.1:9/cb/"),
+        (id.as_str(), "http://127.0.0.1:9/CB"),
+        ("pcc_unknown", redirect),
+    ] {
+        let (u, _) = authorize_url(&app.base, client, uri, &[]);
+        let r = b.get(&u).await;
+        assert_eq!(r.status(), 400, "{client} {uri}");
+        assert!(r.headers().get("location").is_none());
+        assert!(
+            r.headers()["content-security-policy"]
+                .to_str()
+                .expect("csp")
+                .contains("frame-ancestors 'none'")
+        );
+    }
+    // Everything else goes back to the client with the error and the state.
+    let mut no_pkce =
+        url::Url::parse(&authorize_url(&app.base, &id, redirect, &[]).0).expect("url");
+    let kept: Vec<(String, String)> = no_pkce
+        .query_pairs()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    no_pkce.query_pairs_mut().clear().extend_pairs(kept);
+    for u in [
+        no_pkce.to_string(),
+        authorize_url(&app.base, &id, redirect, &[("scope", "openid admin")])
+            .0
+            .replace("scope=openid+offline_access&", ""),
+    ] {
+        let r = b.get(&u).await;
+        let to = location(&r);
+        assert!(to.starts_with(redirect), "{to}");
+        assert!(query_param(&to, "error").is_some(), "{to}");
+        assert_eq!(query_param(&to, "state").as_deref(), Some("s-1"));
+        assert!(query_param(&to, "code").is_none());
+    }
+    let mut plain = url::Url::parse(&authorize_url(&app.base, &id, redirect, &[]).0).expect("url");
+    let kept: Vec<(String, String)> = plain
+        .query_pairs()
+        .map(|(k, v)| {
+            if k == "code_challenge_method" {
+                (k.into_owned(), "plain".to_owned())
+            } else {
+                (k.into_owned(), v.into_owned())
+            }
+        })
+        .collect();
+    plain.query_pairs_mut().clear().extend_pairs(kept);
+    let to = location(&b.get(plain.as_str()).await);
+    assert_eq!(
+        query_param(&to, "error").as_deref(),
+        Some("invalid_request")
+    );
+    // prompt=none without a session: login_required, no page.
+    let (u, _) = authorize_url(&app.base, &id, redirect, &[("prompt", "none")]);
+    let to = location(&b.get(&u).await);
+    assert_eq!(query_param(&to, "error").as_deref(), Some("login_required"));
+
+    // CSRF: a sign-in form without the token, or from another origin, is refused.
+    let r = b.get("/signin").await;
+    let html = r.text().await.expect("html");
+    let csrf = hidden(&html, "csrf");
+    let r = b
+        .post(
+            "/signin",
+            &[
+                ("username", "oscar"),
+                ("password", "copper-meadow-river-42"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = b
+        .http
+        .post(format!("{}/signin", app.base))
+        .header("cookie", b.cookie_header())
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "oscar"),
+            ("password", "copper-meadow-river-42"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    // A wrong password: the same page again with the generic answer.
+    let r = b
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("username", "oscar"),
+                ("password", "wrong-wrong-wrong-1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.text()
+            .await
+            .expect("html")
+            .contains("user name or password is wrong")
+    );
+    // Markup in input is escaped, never echoed raw.
+    let r = b
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("username", "<script>x</script>"),
+                ("password", "p"),
+            ],
+        )
+        .await;
+    let html = r.text().await.expect("html");
+    assert!(!html.contains("<script>"), "{html}");
+
+    // Sign in, consent, get a code; deny once too.
+    let (u, verifier) = authorize_url(&app.base, &id, redirect, &[]);
+    let page = browser_sign_in(&mut b, &u, "oscar", "copper-meadow-river-42", &secret, 0).await;
+    let to = consent(&mut b, page, "deny").await;
+    assert_eq!(query_param(&to, "error").as_deref(), Some("access_denied"));
+    let page = b.get(&u).await;
+    let to = consent(&mut b, page, "allow").await;
+    let code = query_param(&to, "code").expect("code");
+
+    // Wrong or missing verifier, other redirect, other client, no secret: refused, code kept.
+    let wrong = portcullis_core::oidc::s256("not-the-verifier");
+    for (client, uri, v) in [
+        ((id.as_str(), Some(sec.as_str())), redirect, None),
+        (
+            (id.as_str(), Some(sec.as_str())),
+            redirect,
+            Some(format!("{wrong}aaaa")),
+        ),
+        (
+            (id.as_str(), Some(sec.as_str())),
+            "http://127.0.0.1:9/cb/",
+            Some(verifier.clone()),
+        ),
+        ((spa_id.as_str(), None), redirect, Some(verifier.clone())),
+    ] {
+        oauth_error(
+            exchange(&app, client, &code, uri, v.as_deref()).await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+    }
+    oauth_error(
+        exchange(&app, (id.as_str(), None), &code, redirect, Some(&verifier)).await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        exchange(
+            &app,
+            (id.as_str(), Some("pcs_wrong")),
+            &code,
+            redirect,
+            Some(&verifier),
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    // The right exchange works once.
+    let r = exchange(&app, (&id, Some(&sec)), &code, redirect, Some(&verifier)).await;
+    assert_eq!(r.status(), 200);
+    let t: serde_json::Value = r.json().await.expect("json");
+    let access = t["access_token"].as_str().expect("at").to_owned();
+    let refresh = t["refresh_token"].as_str().expect("rt").to_owned();
+    let userinfo = |tok: String| {
+        let http = app.http.clone();
+        let base = app.base.clone();
+        async move {
+            http.get(format!("{base}/oauth2/userinfo"))
+                .bearer_auth(tok)
+                .send()
+                .await
+                .expect("userinfo")
+                .status()
+        }
+    };
+    assert_eq!(userinfo(access.clone()).await, 200);
+    // A refresh token presented by another client: refused, and the family is revoked.
+    let r = form_post(
+        &app,
+        "/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &spa_id),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    let r = form_post(
+        &app,
+        "/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &id),
+            ("client_secret", &sec),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+
+    // A fresh code; its reuse revokes the access token (and refresh family) it gave.
+    let (u, verifier) = authorize_url(&app.base, &id, redirect, &[]);
+    let to = location(&b.get(&u).await);
+    let code = query_param(&to, "code").expect("consented: straight back with a code");
+    let r = exchange(&app, (&id, Some(&sec)), &code, redirect, Some(&verifier)).await;
+    let t: serde_json::Value = r.json().await.expect("json");
+    let access = t["access_token"].as_str().expect("at").to_owned();
+    let refresh = t["refresh_token"].as_str().expect("rt").to_owned();
+    assert_eq!(userinfo(access.clone()).await, 200);
+    oauth_error(
+        exchange(&app, (&id, Some(&sec)), &code, redirect, Some(&verifier)).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(
+        userinfo(access).await,
+        401,
+        "the code's access token is revoked"
+    );
+    let r = form_post(
+        &app,
+        "/oauth2/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &id),
+            ("client_secret", &sec),
+        ],
+    )
+    .await;
+    oauth_error(r, 400, "invalid_grant").await;
+    let events = admin
+        .audit_events(&EventFilter {
+            action: Some("oauth.code_exchange".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    let reasons: Vec<String> = events
+        .events
+        .iter()
+        .map(|e| e.details["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for want in [
+        "pkce_verifier_missing",
+        "pkce_verifier_wrong",
+        "redirect_uri_mismatch",
+        "other_client",
+        "reused",
+    ] {
+        assert!(reasons.iter().any(|r| r == want), "{want} in {reasons:?}");
+    }
+    assert!(
+        events
+            .events
+            .iter()
+            .any(|e| e.details["reason"] == "reused" && e.details["alert"] == true)
+    );
+
+    // Deleting the client ends what it holds.
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/clients/Wiki", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    let (u, _) = authorize_url(&app.base, &id, redirect, &[]);
+    assert_eq!(b.get(&u).await.status(), 400);
     app.stop().await;
 }

@@ -103,6 +103,40 @@ pub struct NewRefreshToken {
     pub created_at_us: i64,
     pub expires_at_us: i64,
     pub family_expires_at_us: i64,
+    /// OAuth scopes the family was granted (empty for the CLI).
+    pub scope: String,
+}
+
+/// A registered OpenID Connect client.
+#[derive(Debug, Clone)]
+pub struct NewOAuthClient {
+    pub client_id: String,
+    pub name: String,
+    /// `confidential` or `public`.
+    pub kind: String,
+    /// A JSON array of validated redirect URIs.
+    pub redirect_uris: String,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// An authorization code as issued (its hash only).
+#[derive(Debug, Clone)]
+pub struct NewAuthorizationCode {
+    pub id: String,
+    pub code_hash: Vec<u8>,
+    pub client_id: String,
+    pub principal_id: String,
+    /// The session the person signed in with; revoking it ends the tokens that follow.
+    pub session_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub strength: String,
+    pub auth_time_us: i64,
+    pub created_at_us: i64,
+    pub expires_at_us: i64,
 }
 
 /// A message for the outbox, delivered later by a worker.
@@ -439,6 +473,46 @@ pub enum Change {
     /// before full sign-in). Never cleared automatically.
     MarkPrivileged {
         principal_id: String,
+    },
+    /// Registers an OpenID Connect client; conflicts when the name is taken.
+    CreateOAuthClient(NewOAuthClient),
+    /// Deletes a client with its secrets and consents, and revokes every refresh token issued
+    /// to it; conflicts when there is no such client.
+    DeleteOAuthClient {
+        client_id: String,
+        at_us: i64,
+    },
+    /// Adds a client secret to a confidential client; conflicts when two are live already.
+    AddOAuthClientSecret {
+        id: String,
+        client_id: String,
+        secret_hash: Vec<u8>,
+        created_by: String,
+        at_us: i64,
+    },
+    /// Revokes a live client secret; conflicts when it is not live.
+    RevokeOAuthClientSecret {
+        id: String,
+        client_id: String,
+        at_us: i64,
+    },
+    /// A new authorization code.
+    CreateAuthorizationCode(NewAuthorizationCode),
+    /// Redeems an unused, unexpired code once, remembering what was issued from it (so a
+    /// second presentation can revoke it); conflicts otherwise.
+    RedeemAuthorizationCode {
+        id: String,
+        family_id: Option<String>,
+        access_jti: String,
+        access_expires_at_us: i64,
+        at_us: i64,
+    },
+    /// Records (or widens) a person's consent to a client for `scope`.
+    RecordOAuthConsent {
+        principal_id: String,
+        client_id: String,
+        scope: String,
+        at_us: i64,
     },
 }
 
@@ -786,9 +860,10 @@ macro_rules! apply_for {
                             }
                         }
                         Change::IssueRefreshToken(t) => {
-                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
                                 .bind(&t.id).bind(&t.token_hash).bind(&t.family_id).bind(&t.principal_id).bind(&t.client_id)
                                 .bind(&t.strength).bind(t.auth_time_us).bind(t.created_at_us).bind(t.expires_at_us).bind(t.family_expires_at_us).bind(&t.session_id)
+                                .bind(&t.scope)
                                 .execute(&mut *c).await?;
                         }
                         Change::UseRefreshToken { id, at_us } => {
@@ -836,6 +911,62 @@ macro_rules! apply_for {
                             if n == 0 {
                                 return Err(conflict("client assertion replayed"));
                             }
+                        }
+                        Change::CreateOAuthClient(k) => {
+                            let n = sqlx::query("INSERT INTO oauth_clients (client_id, name, kind, redirect_uris, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING")
+                                .bind(&k.client_id).bind(&k.name).bind(&k.kind).bind(&k.redirect_uris).bind(&k.created_by).bind(k.created_at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("a client with that name exists"));
+                            }
+                        }
+                        Change::DeleteOAuthClient { client_id, at_us } => {
+                            sqlx::query("UPDATE refresh_tokens SET revoked_at_us = $1 WHERE client_id = $2 AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(client_id).execute(&mut *c).await?;
+                            sqlx::query("DELETE FROM oauth_client_secrets WHERE client_id = $1").bind(client_id).execute(&mut *c).await?;
+                            sqlx::query("DELETE FROM oauth_consents WHERE client_id = $1").bind(client_id).execute(&mut *c).await?;
+                            let n = sqlx::query("DELETE FROM oauth_clients WHERE client_id = $1")
+                                .bind(client_id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such client"));
+                            }
+                        }
+                        Change::AddOAuthClientSecret { id, client_id, secret_hash, created_by, at_us } => {
+                            let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM oauth_client_secrets WHERE client_id = $1 AND revoked_at_us IS NULL")
+                                .bind(client_id).fetch_one(&mut *c).await?;
+                            if live >= 2 {
+                                return Err(conflict("two client secrets are live already"));
+                            }
+                            sqlx::query("INSERT INTO oauth_client_secrets (id, client_id, secret_hash, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5)")
+                                .bind(id).bind(client_id).bind(secret_hash).bind(created_by).bind(*at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::RevokeOAuthClientSecret { id, client_id, at_us } => {
+                            let n = sqlx::query("UPDATE oauth_client_secrets SET revoked_at_us = $1 WHERE id = $2 AND client_id = $3 AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(id).bind(client_id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such live client secret"));
+                            }
+                        }
+                        Change::CreateAuthorizationCode(a) => {
+                            sqlx::query("INSERT INTO authorization_codes (id, code_hash, client_id, principal_id, session_id, redirect_uri, scope, nonce, code_challenge, strength, auth_time_us, created_at_us, expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                                .bind(&a.id).bind(&a.code_hash).bind(&a.client_id).bind(&a.principal_id).bind(&a.session_id)
+                                .bind(&a.redirect_uri).bind(&a.scope).bind(&a.nonce).bind(&a.code_challenge).bind(&a.strength)
+                                .bind(a.auth_time_us).bind(a.created_at_us).bind(a.expires_at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::RedeemAuthorizationCode { id, family_id, access_jti, access_expires_at_us, at_us } => {
+                            let n = sqlx::query("UPDATE authorization_codes SET used_at_us = $1, family_id = $2, access_jti = $3, access_expires_at_us = $4 WHERE id = $5 AND used_at_us IS NULL AND expires_at_us > $1")
+                                .bind(*at_us).bind(family_id).bind(access_jti).bind(*access_expires_at_us).bind(id)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the authorization code was used already"));
+                            }
+                        }
+                        Change::RecordOAuthConsent { principal_id, client_id, scope, at_us } => {
+                            sqlx::query("INSERT INTO oauth_consents (principal_id, client_id, scope, granted_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT (principal_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at_us = excluded.granted_at_us")
+                                .bind(principal_id).bind(client_id).bind(scope).bind(*at_us)
+                                .execute(&mut *c).await?;
                         }
                         Change::MarkPrivileged { principal_id } => {
                             sqlx::query("UPDATE principals SET privileged = TRUE WHERE id = $1")

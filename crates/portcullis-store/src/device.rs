@@ -36,6 +36,8 @@ pub struct RefreshToken {
     pub family_expires_at_us: i64,
     pub used_at_us: Option<i64>,
     pub revoked_at_us: Option<i64>,
+    /// OAuth scopes of the family (empty for the CLI).
+    pub scope: String,
 }
 
 const DEVICE_COLS: &str = "id, user_code, client_id, state, created_at_us, expires_at_us, interval_s, last_poll_at_us, principal_id, strength, auth_time_us, session_id";
@@ -90,7 +92,7 @@ impl Store {
     /// needs them to detect reuse).
     pub async fn refresh_token_by_hash(&self, hash: &[u8]) -> Result<Option<RefreshToken>> {
         on_pool!(&self.backend, pool => {
-            match sqlx::query("SELECT id, family_id, principal_id, client_id, strength, auth_time_us, session_id, expires_at_us, family_expires_at_us, used_at_us, revoked_at_us FROM refresh_tokens WHERE token_hash = $1")
+            match sqlx::query("SELECT id, family_id, principal_id, client_id, strength, auth_time_us, session_id, expires_at_us, family_expires_at_us, used_at_us, revoked_at_us, scope FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(RefreshToken {
                     id: r.try_get("id")?,
@@ -104,6 +106,7 @@ impl Store {
                     family_expires_at_us: r.try_get("family_expires_at_us")?,
                     used_at_us: r.try_get("used_at_us")?,
                     revoked_at_us: r.try_get("revoked_at_us")?,
+                    scope: r.try_get("scope")?,
                 })),
                 None => Ok(None),
             }

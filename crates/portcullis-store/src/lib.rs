@@ -19,6 +19,7 @@ pub mod accounts;
 mod changes;
 pub mod crypto;
 pub mod device;
+pub mod oidc;
 pub mod roles;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -43,8 +44,8 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use changes::{
-    Change, NewAssignment, NewDeviceAuthorization, NewOutboxMessage, NewPrincipal, NewRefreshToken,
-    NewRequest, NewSession,
+    Change, NewAssignment, NewAuthorizationCode, NewDeviceAuthorization, NewOAuthClient,
+    NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

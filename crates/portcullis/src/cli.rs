@@ -14,6 +14,7 @@ use portcullis_core::api::{
 };
 use rand::RngCore;
 
+use crate::clients_cli::{self, ClientsCommand};
 use crate::login::{self, StoredLogin, ask, ask_secret, qr};
 use crate::roles_cli;
 use crate::service_accounts_cli::{self, ServiceAccountsCommand};
@@ -88,6 +89,9 @@ enum Command {
     /// Service accounts (records; credentials come with the token service).
     #[command(subcommand, name = "service-accounts")]
     ServiceAccounts(ServiceAccountsCommand),
+    /// Registered OpenID Connect clients (relying parties) and their secrets.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles_cli::RolesCommand),
@@ -543,6 +547,7 @@ async fn login_cmd(cli: &Cli, args: &LoginArgs) -> Result<ExitCode> {
         server: cli.server.clone(),
         token: session.token.clone(),
         user: username.clone(),
+        refresh_token_store: None,
         sealed_refresh_token: None,
         expires_at: None,
     })?;
@@ -572,13 +577,10 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
         Command::Logout => {
             let stored = login::load().filter(|l| l.server == cli.server);
             let had = stored.is_some();
-            match stored
-                .as_ref()
-                .and_then(|l| l.sealed_refresh_token.as_deref())
-            {
+            match stored.as_ref().filter(|l| l.refresh_store().is_some()) {
                 // A device login: revoke its refresh-token family (its access token too).
-                Some(sealed) => {
-                    let revoked = match login::open(&cli.server, sealed) {
+                Some(device) => {
+                    let revoked = match login::refresh_token(device) {
                         Ok(refresh) => c.revoke_cli_token(&refresh).await,
                         Err(e) => Err(portcullis_client::ClientError::Transport {
                             url: cli.server.clone(),
@@ -598,7 +600,7 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
                     }
                 }
             }
-            login::forget()?;
+            login::forget(&cli.server)?;
             println!("{}", if had { "signed out" } else { "no stored login" });
         }
         Command::Whoami => {
@@ -766,6 +768,7 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
 
 /// `login --device`: shows a code, waits for a person to approve it, keeps the tokens.
 async fn device_login(cli: &Cli) -> Result<ExitCode> {
+    login::check_credential_store(&cli.server)?;
     let anon = anonymous(cli)?;
     let start = anon.device_authorize().await?;
     eprintln!(
@@ -800,13 +803,14 @@ async fn device_login(cli: &Cli) -> Result<ExitCode> {
         .whoami()
         .await?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    login::save(&StoredLogin {
-        server: cli.server.clone(),
-        token: tokens.access_token.clone(),
-        user: me.user.name.clone(),
-        sealed_refresh_token: Some(login::seal(&cli.server, &refresh)?),
-        expires_at: Some(now + tokens.expires_in),
-    })?;
+    login::save_device_login(
+        &cli.server,
+        &tokens.access_token,
+        &me.user.name,
+        now + tokens.expires_in,
+        &refresh,
+        None,
+    )?;
     match cli.output {
         Output::Json => print_json(&serde_json::json!({
             "user": me.user.name, "strength": me.session.strength, "method": "device",
@@ -828,29 +832,30 @@ async fn refresh_if_due(cli: &Cli) -> Result<()> {
     let Some(stored) = login::load().filter(|l| l.server == cli.server) else {
         return Ok(());
     };
-    let (Some(sealed), Some(expires_at)) = (&stored.sealed_refresh_token, stored.expires_at) else {
+    let (Some(store), Some(expires_at)) = (stored.refresh_store(), stored.expires_at) else {
         return Ok(());
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     if expires_at - REFRESH_AHEAD_SECONDS > now {
         return Ok(());
     }
-    let refresh = login::open(&cli.server, sealed)?;
+    let refresh = login::refresh_token(&stored)?;
     match anonymous(cli)?.refresh(&refresh).await {
         Ok(t) => {
             let next = t
                 .refresh_token
                 .context("the server sent no refresh token")?;
-            login::save(&StoredLogin {
-                server: stored.server.clone(),
-                token: t.access_token,
-                user: stored.user.clone(),
-                sealed_refresh_token: Some(login::seal(&cli.server, &next)?),
-                expires_at: Some(now + t.expires_in),
-            })
+            login::save_device_login(
+                &stored.server,
+                &t.access_token,
+                &stored.user,
+                now + t.expires_in,
+                &next,
+                Some(store),
+            )
         }
         Err(e) if e.code() == Some("invalid_grant") => {
-            login::forget()?;
+            login::forget(&cli.server)?;
             bail!(
                 "your login has ended (revoked, expired or disabled); run `portcullis login` again"
             )
@@ -883,6 +888,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         | Command::Sessions(_) => accounts(&cli).await,
         Command::ServiceAccounts(cmd) => {
             service_accounts_cli::run(&client(&cli)?, cli.output, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clients(cmd) => {
+            clients_cli::run(&client(&cli)?, cli.output, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,

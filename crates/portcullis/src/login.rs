@@ -1,20 +1,50 @@
 //! The CLI's stored login and its prompts.
 //!
-//! The credential from `portcullis login` is kept in `CONFIG_DIR/portcullis/session.json`
+//! The login from `portcullis login` is kept in `CONFIG_DIR/portcullis/session.json`
 //! (directory 0700, file 0600), where CONFIG_DIR is `PORTCULLIS_CONFIG_DIR`, else
 //! `$XDG_CONFIG_HOME`, else `~/.config`. `PORTCULLIS_TOKEN` wins over the stored login.
 //!
 //! - After a password sign-in it holds the session token.
-//! - After `login --device` it holds a short-lived access token and a refresh token; the
-//!   refresh token is sealed (XChaCha20-Poly1305, the server URL as associated data) under a
-//!   key derived from this machine's id (`/etc/machine-id`) and this OS user's uid, so a copy
-//!   of the file is useless on another machine or to another user.
+//! - After `login --device` it holds a short-lived access token and, in `refresh_token_store`,
+//!   where the refresh token is:
+//!   - `keyring`: in the OS keyring, entry service `portcullis`, user the server URL (so logins
+//!     to several servers do not collide). On Linux that is the kernel's key retention service
+//!     (keyutils, see `keyring_store`); session.json then holds no refresh-token material.
+//!   - `file`: in session.json as `sealed_refresh_token`, sealed (XChaCha20-Poly1305, the server
+//!     URL as associated data) under a key derived from this machine's id (`/etc/machine-id`)
+//!     and this OS user's uid. Files written before `refresh_token_store` existed have
+//!     `sealed_refresh_token` alone and are read as `file`.
 //!
-//! Threat model, honestly: file permissions keep other users out; the sealing binds the file to
-//! this machine and user, so a stolen backup or a copied home directory does not carry a
-//! working credential elsewhere. It does not protect against this same user or root on this
-//! machine (they can derive the same key, as they could read a keyring unlocked in the
-//! session). The OS keyring (Secret Service) is not used yet.
+//! `PORTCULLIS_CREDENTIAL_STORE=keyring|file` forces a store; a forced keyring that does not
+//! work is an error before any code is shown. Unset (or `auto`), `login --device` writes the
+//! token to the keyring and reads it back, and on any error (no keyutils in the kernel, a
+//! seccomp filter forbidding `add_key`/`keyctl` as container runtimes' default profiles do, a
+//! full key quota) keeps it in the file instead, saying so on stderr. A refresh writes the
+//! rotated token to the store that held the old one. `portcullis logout` revokes the token
+//! family on the server, then deletes the keyring entry and the file.
+//!
+//! Threat model, honestly:
+//! - Keyring (keyutils): the token lives in kernel memory only, never on disk, so a backup, a
+//!   copied home directory or a disk image carries nothing. Other OS users can neither read nor
+//!   see it; every process of this OS user can read it (any of them can link the persistent
+//!   keyring, `keyctl get_persistent`), and so can root. It does not survive a reboot, nor the
+//!   expiry of the user's persistent keyring (`/proc/sys/kernel/keys/persistent_keyring_expiry`,
+//!   3 days by default, restarted on each use) once no session of the user holds it; then the
+//!   next refresh says the login is gone and asks for `portcullis login` (the server's token
+//!   family ends on its idle timeout). Where the kernel has no persistent keyrings, the key is
+//!   only in the session keyring it was made in (the user-session keyring for a process without
+//!   one), and other login sessions do not see it.
+//! - File: encrypted, but under a key derived from values that are not secret on this machine
+//!   (`/etc/machine-id` is world-readable, the uid is public). The sealing binds the file to
+//!   this machine and user: a copied home directory or a backup of it alone does not carry a
+//!   working token elsewhere, but whoever also has the machine id (a full-disk image or backup,
+//!   a look at the machine) can open it. Against other local users only the file mode protects
+//!   it; against this user's processes and root nothing does. It survives reboots.
+//! - Both: the short-lived access token sits in session.json in the clear (0600) until it
+//!   expires, and neither store stops malware running as this user or root (it can also just
+//!   run the CLI). What ends a stolen refresh token is the server: rotation with reuse detection
+//!   (replaying a rotated token ends the family) and `logout`. The OS keyring of a desktop
+//!   session (Secret Service) is not used yet.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -23,17 +53,137 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::keyring_store;
+
+/// Where a device login's refresh token is kept (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshTokenStore {
+    Keyring,
+    File,
+}
+
 #[derive(Serialize, Deserialize)]
 pub struct StoredLogin {
     pub server: String,
     pub token: String,
     pub user: String,
-    /// After `login --device`: the refresh token, sealed (see the module header).
+    /// After `login --device`: which store holds the refresh token. Absent in files from
+    /// before it was recorded, where `sealed_refresh_token` alone means the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_store: Option<RefreshTokenStore>,
+    /// The refresh token, sealed (see the module header), when the file holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_refresh_token: Option<String>,
     /// Unix seconds when `token` (an access token) expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+}
+
+impl StoredLogin {
+    /// Where this login's refresh token is; `None` when it has none (a password sign-in).
+    pub fn refresh_store(&self) -> Option<RefreshTokenStore> {
+        match (self.refresh_token_store, &self.sealed_refresh_token) {
+            (Some(store), _) => Some(store),
+            (None, Some(_)) => Some(RefreshTokenStore::File),
+            (None, None) => None,
+        }
+    }
+}
+
+/// What `PORTCULLIS_CREDENTIAL_STORE` asks for: `None` for `auto` (or unset).
+fn forced_store() -> Result<Option<RefreshTokenStore>> {
+    match std::env::var("PORTCULLIS_CREDENTIAL_STORE") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(None),
+            "keyring" => Ok(Some(RefreshTokenStore::Keyring)),
+            "file" => Ok(Some(RefreshTokenStore::File)),
+            _ => bail!("PORTCULLIS_CREDENTIAL_STORE must be keyring, file or auto, not {v:?}"),
+        },
+        Err(e) => bail!("PORTCULLIS_CREDENTIAL_STORE: {e}"),
+    }
+}
+
+fn keyring_forced_but_unusable(e: anyhow::Error) -> anyhow::Error {
+    e.context("PORTCULLIS_CREDENTIAL_STORE=keyring, but the OS keyring is not usable here")
+}
+
+/// Checks `PORTCULLIS_CREDENTIAL_STORE` before a login starts: a bad value, or a forced
+/// keyring that does not work (probed with a write, a read and a delete), fails here, before a
+/// person approves a code for nothing.
+pub fn check_credential_store(server: &str) -> Result<()> {
+    if forced_store()? == Some(RefreshTokenStore::Keyring) {
+        keyring_store::probe(server).map_err(keyring_forced_but_unusable)?;
+    }
+    Ok(())
+}
+
+/// Stores a device login: the refresh token in the forced store, else in `keep_in` (the store
+/// that held the token it replaces), else in the OS keyring when a write and a read-back work
+/// there, else sealed in the file.
+pub fn save_device_login(
+    server: &str,
+    access_token: &str,
+    user: &str,
+    expires_at: i64,
+    refresh_token: &str,
+    keep_in: Option<RefreshTokenStore>,
+) -> Result<()> {
+    let forced = forced_store()?;
+    let store = match forced.or(keep_in) {
+        Some(RefreshTokenStore::File) => RefreshTokenStore::File,
+        Some(RefreshTokenStore::Keyring) | None => {
+            match keyring_store::put(server, refresh_token) {
+                Ok(()) => RefreshTokenStore::Keyring,
+                Err(e) if forced.is_some() => return Err(keyring_forced_but_unusable(e)),
+                Err(e) => {
+                    eprintln!(
+                        "note: the OS keyring is not usable here ({e:#}); the refresh token is kept sealed in {}",
+                        login_path()
+                            .map_or_else(|| "session.json".to_owned(), |p| p.display().to_string())
+                    );
+                    RefreshTokenStore::File
+                }
+            }
+        }
+    };
+    let sealed = match store {
+        RefreshTokenStore::Keyring => None,
+        RefreshTokenStore::File => {
+            // A keyring entry for this server from an earlier login is stale now.
+            let _ = keyring_store::delete(server);
+            Some(seal(server, refresh_token)?)
+        }
+    };
+    save(&StoredLogin {
+        server: server.to_owned(),
+        token: access_token.to_owned(),
+        user: user.to_owned(),
+        refresh_token_store: Some(store),
+        sealed_refresh_token: sealed,
+        expires_at: Some(expires_at),
+    })
+}
+
+/// The refresh token of a device login, from whichever store holds it.
+pub fn refresh_token(login: &StoredLogin) -> Result<zeroize::Zeroizing<String>> {
+    match login.refresh_store() {
+        None => bail!("the stored login has no refresh token"),
+        Some(RefreshTokenStore::File) => open(
+            &login.server,
+            login
+                .sealed_refresh_token
+                .as_deref()
+                .context("the stored refresh token is missing; log in again")?,
+        ),
+        Some(RefreshTokenStore::Keyring) => keyring_store::get(&login.server)
+            .context("cannot read the refresh token from the OS keyring")?
+            .context(
+                "the refresh token is no longer in the OS keyring (the kernel keyring does not \
+                 survive a reboot); log in again",
+            ),
+    }
 }
 
 /// The key binding a sealed refresh token to this machine and OS user.
@@ -62,7 +212,7 @@ fn binding_key() -> Result<chacha20poly1305::Key> {
 }
 
 /// Seals a refresh token for `server`.
-pub fn seal(server: &str, refresh_token: &str) -> Result<String> {
+fn seal(server: &str, refresh_token: &str) -> Result<String> {
     use base64::Engine;
     use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, Payload};
     let cipher = chacha20poly1305::XChaCha20Poly1305::new(&binding_key()?);
@@ -82,7 +232,7 @@ pub fn seal(server: &str, refresh_token: &str) -> Result<String> {
 }
 
 /// Opens a sealed refresh token; fails on another machine, for another user or server.
-pub fn open(server: &str, sealed: &str) -> Result<zeroize::Zeroizing<String>> {
+fn open(server: &str, sealed: &str) -> Result<zeroize::Zeroizing<String>> {
     use base64::Engine;
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     let raw = base64::engine::general_purpose::STANDARD
@@ -130,7 +280,10 @@ pub fn load() -> Option<StoredLogin> {
     serde_json::from_str(&text).ok()
 }
 
+/// Writes the stored login; a keyring entry of the login it replaces that no longer belongs to
+/// it is deleted.
 pub fn save(login: &StoredLogin) -> Result<()> {
+    let replaced = load();
     let dir = config_dir()
         .context("cannot find a configuration directory (set PORTCULLIS_CONFIG_DIR)")?;
     std::fs::DirBuilder::new()
@@ -150,10 +303,33 @@ pub fn save(login: &StoredLogin) -> Result<()> {
     f.write_all(serde_json::to_string(login)?.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    if let Some(old) = replaced.filter(|old| {
+        old.refresh_store() == Some(RefreshTokenStore::Keyring)
+            && !(old.server == login.server
+                && login.refresh_store() == Some(RefreshTokenStore::Keyring))
+    }) {
+        let _ = keyring_store::delete(&old.server);
+    }
     Ok(())
 }
 
-pub fn forget() -> Result<bool> {
+/// Forgets the stored login: the OS keyring entries of `server` and of the stored login's
+/// server, then the file. Whether there was a file.
+pub fn forget(server: &str) -> Result<bool> {
+    let stored = load();
+    let in_keyring = stored
+        .as_ref()
+        .filter(|l| l.refresh_store() == Some(RefreshTokenStore::Keyring));
+    if let Some(l) = in_keyring
+        && let Err(e) = keyring_store::delete(&l.server)
+    {
+        eprintln!("warning: cannot delete the refresh token from the OS keyring: {e:#}");
+    }
+    if in_keyring.is_none_or(|l| l.server != server) {
+        // Normally nothing is there, but a login cut short may have left an entry (and a
+        // keyring that is not usable here holds none).
+        let _ = keyring_store::delete(server);
+    }
     match login_path() {
         Some(p) if p.exists() => {
             std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;

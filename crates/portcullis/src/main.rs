@@ -6,6 +6,8 @@
 #![deny(clippy::unwrap_used)]
 
 mod cli;
+mod clients_cli;
+mod keyring_store;
 mod login;
 mod roles_cli;
 mod service_accounts_cli;

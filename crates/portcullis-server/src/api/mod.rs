@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod clients;
 pub mod device;
 pub mod health;
 pub mod keys;
@@ -112,6 +113,15 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(oauth::token))
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::revoke))
+        .routes(routes!(oauth::userinfo_get, oauth::userinfo_post))
+        .routes(routes!(crate::ui::authorize_get, crate::ui::authorize_post))
+        .routes(routes!(crate::ui::consent_post))
+        .routes(routes!(crate::ui::signin_get, crate::ui::signin_post))
+        .routes(routes!(crate::ui::signin_totp_post))
+        .routes(routes!(clients::create_client, clients::list_clients))
+        .routes(routes!(clients::get_client, clients::delete_client))
+        .routes(routes!(clients::add_client_secret))
+        .routes(routes!(clients::remove_client_secret))
         .routes(routes!(roles::list_roles, roles::create_role))
         .routes(routes!(roles::get_role, roles::delete_role))
         .routes(routes!(roles::get_settings, roles::update_settings))

@@ -477,17 +477,24 @@ pub struct TokenResponse {
     /// For people (device grant, refresh): the next refresh token; the one presented is used up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// For OpenID Connect clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// The device grant's `grant_type` (RFC 8628 §3.4).
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-fn user_token_response(t: crate::device::UserTokens) -> Response {
+fn user_token_response(t: crate::device::UserTokens, id_token: Option<String>) -> Response {
     let mut r = Json(TokenResponse {
         access_token: t.access_token,
         token_type: "Bearer".into(),
         expires_in: t.claims.exp - t.claims.iat,
         refresh_token: Some(t.refresh_token),
+        id_token,
+        scope: (!t.scope.is_empty()).then_some(t.scope),
     })
     .into_response();
     no_store(r.headers_mut());
@@ -569,24 +576,68 @@ pub async fn token(
                 OffsetDateTime::now_utc(),
             )
             .await?;
-            return Ok(user_token_response(t));
+            return Ok(user_token_response(t, None));
         }
         Some("refresh_token") => {
-            let t = crate::device::refresh(
+            let now = OffsetDateTime::now_utc();
+            if cli_public(&headers, &p) {
+                let t = crate::device::refresh(
+                    &state,
+                    &client,
+                    crate::device::CLI_CLIENT_ID,
+                    get("refresh_token"),
+                    now,
+                )
+                .await?;
+                return Ok(user_token_response(t, None));
+            }
+            let oc = registered_client(&state, &client, &headers, &p).await?;
+            let t =
+                crate::device::refresh(&state, &client, &oc.client_id, get("refresh_token"), now)
+                    .await?;
+            // A fresh ID token with the refreshed access token (no nonce: OIDC Core §12.2).
+            let id_token = match portcullis_core::oidc::Scopes::parse(&t.scope) {
+                Ok(scopes) if scopes.contains("openid") => Some(crate::oidc::id_token(
+                    &state,
+                    &t.principal,
+                    &t.claims,
+                    &scopes,
+                    None,
+                    &t.session_id,
+                )?),
+                _ => None,
+            };
+            return Ok(user_token_response(t, id_token));
+        }
+        Some("authorization_code") => {
+            let oc = registered_client(&state, &client, &headers, &p).await?;
+            let t = crate::oidc::exchange_code(
                 &state,
                 &client,
-                get("client_id"),
-                get("refresh_token"),
+                &oc,
+                get("code"),
+                get("redirect_uri"),
+                get("code_verifier"),
                 OffsetDateTime::now_utc(),
             )
             .await?;
-            return Ok(user_token_response(t));
+            let mut r = Json(TokenResponse {
+                access_token: t.access_token,
+                token_type: "Bearer".into(),
+                expires_in: t.claims.exp - t.claims.iat,
+                refresh_token: t.refresh_token,
+                id_token: Some(t.id_token),
+                scope: Some(t.scope),
+            })
+            .into_response();
+            no_store(r.headers_mut());
+            return Ok(r);
         }
         Some(_) => {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                "supported: client_credentials, refresh_token, urn:ietf:params:oauth:grant-type:device_code",
+                "supported: authorization_code, client_credentials, refresh_token, urn:ietf:params:oauth:grant-type:device_code",
             ));
         }
         None => return Err(OAuthError::invalid_request("grant_type is required")),
@@ -629,6 +680,8 @@ pub async fn token(
         token_type: "Bearer".into(),
         expires_in: claims.exp - claims.iat,
         refresh_token: None,
+        id_token: None,
+        scope: None,
     })
     .into_response();
     no_store(r.headers_mut());
@@ -688,11 +741,7 @@ pub async fn revoke(
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
     // The CLI is a public client: it revokes its own tokens without client authentication.
-    let public = p.get("client_id").map(String::as_str) == Some(crate::device::CLI_CLIENT_ID)
-        && !headers.contains_key(header::AUTHORIZATION)
-        && !p.contains_key("client_secret")
-        && !p.contains_key("client_assertion");
-    if public {
+    if cli_public(&headers, &p) {
         let token = p
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -735,6 +784,135 @@ pub async fn revoke(
     Ok(r)
 }
 
+/// Whether the request comes from the CLI as a public client (its id, no credentials).
+fn cli_public(headers: &HeaderMap, p: &std::collections::HashMap<String, String>) -> bool {
+    p.get("client_id").map(String::as_str) == Some(crate::device::CLI_CLIENT_ID)
+        && !headers.contains_key(header::AUTHORIZATION)
+        && !p.contains_key("client_secret")
+        && !p.contains_key("client_assertion")
+}
+
+/// Authenticates a registered OpenID Connect client: `client_secret_basic`,
+/// `client_secret_post`, or (public clients) `none`. Failures are audited and counted against
+/// the caller's address; not against the client id, which anyone may present, so that nobody
+/// can throttle a public client away from its users.
+async fn registered_client(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    p: &std::collections::HashMap<String, String>,
+) -> Result<portcullis_store::oidc::OAuthClient, OAuthError> {
+    if p.contains_key("client_assertion") || p.contains_key("client_assertion_type") {
+        return Err(OAuthError::invalid_client());
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "));
+    let (id, secret) = match (basic, p.get("client_id"), p.get("client_secret")) {
+        (Some(_), _, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not two",
+            ));
+        }
+        (Some(_), _, None) => {
+            let (id, s) = match client_credentials(headers, p)? {
+                (id, Presented::Secret(s)) => (id, s),
+                _ => return Err(OAuthError::invalid_client()),
+            };
+            if p.get("client_id").is_some_and(|c| *c != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            (id, Some(s))
+        }
+        (None, Some(id), s) => (id.clone(), s.cloned()),
+        (None, None, _) => return Err(OAuthError::invalid_request("client_id is required")),
+    };
+    if id.is_empty() || id.len() > 128 || secret.as_ref().is_some_and(|s| s.len() > 512) {
+        return Err(OAuthError::invalid_client());
+    }
+    let now = OffsetDateTime::now_utc();
+    let keys = vec![format!("ip:{}", client.ip)];
+    let event = |reason: &str| {
+        NewAuditEvent::new(
+            format!("client:{id}"),
+            "oauth.client_authentication",
+            format!("client:{id}"),
+        )
+        .outcome(Outcome::Failure)
+        .details(serde_json::json!({ "reason": reason, "client_ip": client.ip }))
+    };
+    if let Err(e) = throttled(state, &keys, now).await {
+        state.store.append(event("throttled")).await?;
+        return Err(e);
+    }
+    match crate::clients::authenticate(state, &id, secret.as_deref()).await {
+        Ok(c) => Ok(c),
+        Err(f) => {
+            state
+                .store
+                .write(
+                    Change::RecordFailures {
+                        keys,
+                        at_us: us(now),
+                    },
+                    vec![event(f.reason())],
+                )
+                .await?;
+            Err(OAuthError::invalid_client())
+        }
+    }
+}
+
+/// Answers userinfo for a bearer token (RFC 6750 errors in `WWW-Authenticate`).
+async fn userinfo(state: &AppState, headers: &HeaderMap) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 8192);
+    let result = match token {
+        Some(t) => crate::oidc::userinfo(state, t).await,
+        None => Err((StatusCode::UNAUTHORIZED, "invalid_token")),
+    };
+    let mut r = match result {
+        Ok(body) => Json(body).into_response(),
+        Err((status, error)) => {
+            let mut r = (
+                status,
+                Json(OAuthErrorBody {
+                    error: error.into(),
+                    error_description: "the access token is not valid for userinfo".into(),
+                }),
+            )
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer error=\"{error}\"")) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            r
+        }
+    };
+    no_store(r.headers_mut());
+    r
+}
+
+/// OpenID Connect userinfo: the person's claims allowed by the token's scopes.
+#[utoipa::path(get, path = "/oauth2/userinfo", tag = "oauth2", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = OAuthErrorBody), (status = 403, body = OAuthErrorBody)))]
+pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    userinfo(&state, &headers).await
+}
+
+/// OpenID Connect userinfo (POST).
+#[utoipa::path(post, path = "/oauth2/userinfo", tag = "oauth2", security(("bearer" = [])),
+    responses((status = 200, body = Object), (status = 401, body = OAuthErrorBody), (status = 403, body = OAuthErrorBody)))]
+pub async fn userinfo_post(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    userinfo(&state, &headers).await
+}
+
 /// The signing keys (JWK Set): every key whose tokens may still be in use.
 #[utoipa::path(get, path = "/oauth2/jwks", tag = "oauth2", responses((status = 200, body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -755,13 +933,15 @@ pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value>
     let algs: Vec<&str> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
     Json(serde_json::json!({
         "issuer": iss,
+        "authorization_endpoint": format!("{iss}/oauth2/authorize"),
+        "userinfo_endpoint": format!("{iss}/oauth2/userinfo"),
         "token_endpoint": format!("{iss}/oauth2/token"),
         "jwks_uri": format!("{iss}/oauth2/jwks"),
         "introspection_endpoint": format!("{iss}/oauth2/introspect"),
         "revocation_endpoint": format!("{iss}/oauth2/revoke"),
         "device_authorization_endpoint": format!("{iss}/oauth2/device_authorization"),
-        "grant_types_supported": ["client_credentials", "refresh_token", DEVICE_GRANT],
-        // `none`: the CLI, a public client, at the device and refresh grants only.
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token", DEVICE_GRANT],
+        // `none`: public clients (the CLI, registered public clients).
         "token_endpoint_auth_methods_supported": AUTH_METHODS.iter().chain(&["none"]).collect::<Vec<_>>(),
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
@@ -770,6 +950,17 @@ pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value>
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": ["EdDSA"],
         "subject_types_supported": ["public"],
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": portcullis_core::oidc::SCOPES,
+        "claims_supported": [
+            "sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
+            "roles", "name", "preferred_username", "email", "email_verified",
+        ],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
     }))
 }

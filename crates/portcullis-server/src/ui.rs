@@ -1,0 +1,772 @@
+//! The few server-rendered pages a person meets in a browser: sign-in (password, then a
+//! one-time code), consent to an OpenID Connect client, and the authorization endpoint that
+//! leads there.
+//!
+//! Security rules (DESIGN.md, DEVELOPERS.md):
+//! - No script at all, and a CSP that says so: `default-src 'none'`, forms only to this server
+//!   (and, where a form ends in a redirect to a client, that client's registered origin),
+//!   `frame-ancestors 'none'`. Every response is `no-store`, `nosniff`, `no-referrer`.
+//! - Everything shown is HTML-escaped; nothing the request says is echoed unescaped.
+//! - Cookies are `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` with the `__Host-`
+//!   prefix whenever the issuer is https. Strict means a session never rides along on a
+//!   navigation started by another site: an authorization request from a client's site always
+//!   asks the person to sign in (no silent sign-in, no login CSRF). That is the point for a
+//!   privileged access server; `prompt=none` then answers `login_required`.
+//! - Every form carries a CSRF token that must equal the CSRF cookie (double submit, compared
+//!   in constant time), and a cross-site `Origin` or `Sec-Fetch-Site` is refused as well.
+//! - `return_to` after sign-in is only ever a path on this server's authorization endpoint or
+//!   device page (no open redirect).
+//! - Sign-in goes through the same code as the API ([`crate::signin`]): same throttling, same
+//!   audit events, same answers for unknown users and wrong passwords.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_core::api::{PasswordSignInRequest, SignInResponse, TotpSignInRequest};
+use portcullis_core::oidc::{RedirectError, redirect_uri_registered, validate_authorize};
+use portcullis_core::session::SessionScope;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use crate::api::AppState;
+use crate::auth::{ClientInfo, SessionCaller};
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn secure(state: &AppState) -> bool {
+    state.tokens.issuer.starts_with("https://")
+}
+
+fn session_cookie(state: &AppState) -> &'static str {
+    if secure(state) {
+        "__Host-portcullis_session"
+    } else {
+        "portcullis_session"
+    }
+}
+
+fn csrf_cookie(state: &AppState) -> &'static str {
+    if secure(state) {
+        "__Host-portcullis_csrf"
+    } else {
+        "portcullis_csrf"
+    }
+}
+
+fn set_cookie(state: &AppState, name: &str, value: &str) -> String {
+    let secure = if secure(state) { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// The value of cookie `name`, if sent once.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for v in headers.get_all(header::COOKIE) {
+        let Ok(v) = v.to_str() else { continue };
+        for pair in v.split(';') {
+            if let Some((k, val)) = pair.trim().split_once('=')
+                && k == name
+            {
+                if found.is_some() {
+                    // Two cookies of one name: someone is planting one; trust neither.
+                    return None;
+                }
+                found = Some(val);
+            }
+        }
+    }
+    found
+}
+
+/// A page: the HTML, its status, cookies to set, and an extra origin forms may lead to.
+struct Page {
+    status: StatusCode,
+    title: String,
+    body: String,
+    cookies: Vec<String>,
+    form_origin: Option<String>,
+}
+
+impl Page {
+    fn new(title: &str, body: String) -> Self {
+        Self {
+            status: StatusCode::OK,
+            title: title.to_owned(),
+            body,
+            cookies: Vec::new(),
+            form_origin: None,
+        }
+    }
+    fn status(mut self, s: StatusCode) -> Self {
+        self.status = s;
+        self
+    }
+}
+
+fn security_headers(h: &mut HeaderMap, form_origin: Option<&str>) {
+    let form = match form_origin {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".to_owned(),
+    };
+    let csp =
+        format!("default-src 'none'; form-action {form}; frame-ancestors 'none'; base-uri 'none'");
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{} · Portcullis</title></head><body><main>\n<h1>{}</h1>\n{}\n</main></body></html>\n",
+            esc(&self.title),
+            esc(&self.title),
+            self.body
+        );
+        let mut r = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response();
+        security_headers(r.headers_mut(), self.form_origin.as_deref());
+        for c in self.cookies {
+            if let Ok(v) = HeaderValue::from_str(&c) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        r
+    }
+}
+
+/// A 303 to `to`, with cookies to set.
+fn see_other(to: &str, cookies: Vec<String>) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    security_headers(r.headers_mut(), None);
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    Page::new(
+        "Cannot continue",
+        format!("<p role=\"alert\">{}</p>", esc(message)),
+    )
+    .status(status)
+    .into_response()
+}
+
+/// The request's CSRF token (the cookie's, or a new one to set).
+fn csrf_token(state: &AppState, headers: &HeaderMap) -> (String, Option<String>) {
+    match cookie(headers, csrf_cookie(state)).filter(|v| v.len() == 64) {
+        Some(v) => (v.to_owned(), None),
+        None => {
+            let t = portcullis_store::crypto::random_token().to_string();
+            let t: String = hex::encode(&portcullis_store::crypto::token_hash(&t)[..32]);
+            let c = set_cookie(state, csrf_cookie(state), &t);
+            (t, Some(c))
+        }
+    }
+}
+
+/// Whether a form submission is same-site and carries the CSRF cookie's value.
+fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site");
+    let issuer_origin = origin_of(&state.tokens.issuer);
+    let foreign_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|o| Some(o.to_owned()) != issuer_origin);
+    if cross_site || foreign_origin {
+        return false;
+    }
+    match (cookie(headers, csrf_cookie(state)), form.get("csrf")) {
+        (Some(c), Some(f)) if c.len() == 64 => bool::from(c.as_bytes().ct_eq(f.as_bytes())),
+        _ => false,
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(u: &str) -> Option<String> {
+    let u = url::Url::parse(u).ok()?;
+    Some(u.origin().ascii_serialization()).filter(|o| o != "null")
+}
+
+/// Parameters, each at most once.
+fn parse_once(raw: &str) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if map.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("parameter {k} is given more than once"));
+        }
+    }
+    Ok(map)
+}
+
+/// The signed-in person of this browser, if their session is alive.
+async fn browser_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    now: OffsetDateTime,
+) -> Result<Option<SessionCaller>, Response> {
+    let Some(token) = cookie(headers, session_cookie(state)).filter(|t| t.len() <= 512) else {
+        return Ok(None);
+    };
+    match crate::auth::session_caller(state, token, now).await {
+        Ok(s) => Ok(s),
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => Ok(None),
+        Err(e) => {
+            tracing::error!(error = %e.message, "session lookup");
+            Err(error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the server log",
+            ))
+        }
+    }
+}
+
+/// A `return_to` that stays on this server's authorization endpoint or device page.
+fn safe_return_to(s: Option<&String>) -> Option<String> {
+    let s = s?;
+    let ok = s.starts_with("/oauth2/authorize?") || s == "/device" || s.starts_with("/device?");
+    (ok && !s.contains(['\r', '\n', '\\']) && s.len() <= 4096).then(|| s.clone())
+}
+
+/// The origin of the registered redirect URI an authorization request (`/oauth2/authorize?…`)
+/// names, so a form that ends in that redirect is allowed by the CSP.
+async fn client_origin(state: &AppState, return_to: &str) -> Option<String> {
+    let q = return_to.strip_prefix("/oauth2/authorize?")?;
+    let p = parse_once(q).ok()?;
+    let c = state.store.oauth_client(p.get("client_id")?).await.ok()??;
+    let r = p.get("redirect_uri")?;
+    redirect_uri_registered(&c.redirect_uris, r)
+        .then(|| origin_of(r))
+        .flatten()
+}
+
+// ----- the authorization endpoint -----
+
+/// The authorization endpoint (GET and POST, OIDC Core §3.1.2.1).
+pub async fn authorize(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    raw: &str,
+) -> Response {
+    let p = match parse_once(raw) {
+        Ok(p) => p,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(client_id) = p.get("client_id") else {
+        return error_page(StatusCode::BAD_REQUEST, "client_id is required");
+    };
+    let oc = match state.store.oauth_client(client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, "unknown client_id"),
+        Err(e) => {
+            tracing::error!(error = %e, "authorize");
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let Some(redirect_uri) = p.get("redirect_uri") else {
+        return error_page(StatusCode::BAD_REQUEST, "redirect_uri is required");
+    };
+    if !redirect_uri_registered(&oc.redirect_uris, redirect_uri) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "redirect_uri is not registered for this client (it must match exactly)",
+        );
+    }
+    let req = match validate_authorize(client_id, redirect_uri, |k| p.get(k).map(String::as_str)) {
+        Ok(r) => r,
+        Err(e) => {
+            let to = crate::oidc::error_redirect(
+                state,
+                redirect_uri,
+                p.get("state").map(String::as_str),
+                &e,
+            );
+            return see_other(&to, vec![]);
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let session = match browser_session(state, headers, now).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let to_client = |e: &'static str, d: &str| {
+        let to = crate::oidc::error_redirect(
+            state,
+            redirect_uri,
+            req.state.as_deref(),
+            &RedirectError {
+                error: e,
+                description: d.to_owned(),
+            },
+        );
+        see_other(&to, vec![])
+    };
+    let usable = session
+        .filter(|s| s.scope == SessionScope::Full && !crate::oidc::needs_signin(&req, s, now));
+    let Some(s) = usable else {
+        if req.prompt.none {
+            return to_client("login_required", "the person must sign in");
+        }
+        // The sign-in about to happen satisfies prompt=login and max_age.
+        let again: Vec<(String, String)> = p
+            .iter()
+            .filter(|(k, _)| k.as_str() != "max_age")
+            .map(|(k, v)| {
+                let v = if k == "prompt" {
+                    v.split(' ')
+                        .filter(|x| *x != "login")
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .filter(|(k, v)| k != "prompt" || !v.is_empty())
+            .collect();
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(again)
+            .finish();
+        let return_to = format!("/oauth2/authorize?{q}");
+        let to = format!(
+            "/signin?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("return_to", &return_to)
+                .finish()
+        );
+        return see_other(&to, vec![]);
+    };
+    let consented = match crate::oidc::has_consent(state, &s.principal, &req).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "consent lookup");
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    if consented && !req.prompt.consent {
+        return match crate::oidc::issue_code(state, &s, &req, false, client, now).await {
+            Ok(to) => see_other(&to, vec![]),
+            Err(e) => {
+                tracing::error!(error = %e, "issue code");
+                error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        };
+    }
+    if req.prompt.none {
+        return to_client("consent_required", "the person has not consented yet");
+    }
+    consent_page(state, headers, &s, &oc.name, &req, raw)
+}
+
+fn scope_text(scope: &str) -> &'static str {
+    match scope {
+        "openid" => "know who you are (your account id) and how you signed in",
+        "profile" => "see your name and user name",
+        "email" => "see your email address",
+        "offline_access" => "stay signed in while you are away (refresh tokens)",
+        _ => "",
+    }
+}
+
+fn consent_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    s: &SessionCaller,
+    client_name: &str,
+    req: &portcullis_core::oidc::AuthorizeRequest,
+    raw: &str,
+) -> Response {
+    let (csrf, set) = csrf_token(state, headers);
+    let items: String = req
+        .scopes
+        .as_vec()
+        .iter()
+        .map(|sc| format!("<li>{}</li>", esc(scope_text(sc))))
+        .collect();
+    let body = format!(
+        "<p>Signed in as <strong>{user}</strong> ({strength}).</p>\
+         <p><strong>{client}</strong> asks to:</p><ul>{items}</ul>\
+         <form method=\"post\" action=\"/oauth2/authorize/consent\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+         <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        user = esc(&s.principal.name),
+        strength = esc(crate::oidc::strength_label(s.strength)),
+        client = esc(client_name),
+        csrf = esc(&csrf),
+        request = esc(raw),
+    );
+    let mut page = Page::new("Allow access?", body);
+    page.cookies.extend(set);
+    page.form_origin = origin_of(&req.redirect_uri);
+    page.into_response()
+}
+
+/// The person's answer on the consent page.
+pub async fn consent(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    form: &str,
+) -> Response {
+    let Ok(f) = parse_once(form) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    if !csrf_ok(state, headers, &f) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "this form expired or came from another site; go back to the application and start again",
+        );
+    }
+    let raw = f.get("request").cloned().unwrap_or_default();
+    let Ok(p) = parse_once(&raw) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed request");
+    };
+    // The request is checked again from scratch: the form is not trusted to carry it intact.
+    let oc = match (p.get("client_id"), p.get("redirect_uri")) {
+        (Some(id), Some(r)) => match state.store.oauth_client(id).await {
+            Ok(Some(c)) if redirect_uri_registered(&c.redirect_uris, r) => c,
+            Ok(_) => return error_page(StatusCode::BAD_REQUEST, "unknown client or redirect_uri"),
+            Err(e) => {
+                tracing::error!(error = %e, "consent");
+                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        },
+        _ => return error_page(StatusCode::BAD_REQUEST, "malformed request"),
+    };
+    let redirect_uri = p.get("redirect_uri").cloned().unwrap_or_default();
+    let req = match validate_authorize(&oc.client_id, &redirect_uri, |k| {
+        p.get(k).map(String::as_str)
+    }) {
+        Ok(r) => r,
+        Err(_) => return error_page(StatusCode::BAD_REQUEST, "malformed request"),
+    };
+    let now = OffsetDateTime::now_utc();
+    let s = match browser_session(state, headers, now).await {
+        Ok(Some(s)) if s.scope == SessionScope::Full => s,
+        Ok(_) => {
+            return error_page(
+                StatusCode::UNAUTHORIZED,
+                "your session has ended; go back to the application and start again",
+            );
+        }
+        Err(r) => return r,
+    };
+    let to = match f.get("decision").map(String::as_str) {
+        Some("allow") => crate::oidc::issue_code(state, &s, &req, true, client, now).await,
+        Some("deny") => crate::oidc::deny(state, &s, &req, client).await,
+        _ => return error_page(StatusCode::BAD_REQUEST, "choose Allow or Deny"),
+    };
+    match to {
+        Ok(to) => see_other(&to, vec![]),
+        Err(e) => {
+            tracing::error!(error = %e, "consent");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+// ----- sign-in -----
+
+fn signin_form(csrf: &str, return_to: Option<&str>, username: &str, error: Option<&str>) -> String {
+    format!(
+        "{err}<form method=\"post\" action=\"/signin\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{rt}\
+         <p><label>User name <input name=\"username\" autocomplete=\"username\" required value=\"{user}\"></label></p>\
+         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
+         <p><button type=\"submit\">Sign in</button></p></form>",
+        err = error
+            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
+            .unwrap_or_default(),
+        csrf = esc(csrf),
+        rt = hidden_return_to(return_to),
+        user = esc(username),
+    )
+}
+
+fn hidden_return_to(return_to: Option<&str>) -> String {
+    return_to
+        .map(|r| {
+            format!(
+                "<input type=\"hidden\" name=\"return_to\" value=\"{}\">",
+                esc(r)
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn totp_form(csrf: &str, return_to: Option<&str>, signin_id: &str, error: Option<&str>) -> String {
+    format!(
+        "{err}<form method=\"post\" action=\"/signin/totp\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{rt}\
+         <input type=\"hidden\" name=\"signin_id\" value=\"{sid}\">\
+         <p><label>Code from your authenticator app <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" required></label></p>\
+         <p><button type=\"submit\">Continue</button></p></form>",
+        err = error
+            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
+            .unwrap_or_default(),
+        csrf = esc(csrf),
+        rt = hidden_return_to(return_to),
+        sid = esc(signin_id),
+    )
+}
+
+/// `GET /signin`: the sign-in form.
+pub async fn signin_page(state: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Response {
+    let q = parse_once(raw.unwrap_or("")).unwrap_or_default();
+    let return_to = safe_return_to(q.get("return_to"));
+    let (csrf, set) = csrf_token(state, headers);
+    let mut page = Page::new(
+        "Sign in",
+        signin_form(&csrf, return_to.as_deref(), "", None),
+    );
+    page.cookies.extend(set);
+    if let Some(r) = &return_to {
+        page.form_origin = client_origin(state, r).await;
+    }
+    page.into_response()
+}
+
+/// Where a completed sign-in goes: a cookie for the session, then `return_to`.
+async fn signed_in(state: &AppState, r: SignInResponse, return_to: Option<String>) -> Response {
+    let Some(session) = r.session else {
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+    };
+    if session.scope != SessionScope::Full.as_str() {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "this account must enrol a second factor first (portcullis mfa enroll totp), then sign in again",
+        );
+    }
+    let c = set_cookie(state, session_cookie(state), &session.token);
+    match return_to {
+        Some(to) => see_other(&to, vec![c]),
+        None => {
+            let mut p = Page::new("Signed in", "<p>You are signed in.</p>".into());
+            p.cookies.push(c);
+            p.into_response()
+        }
+    }
+}
+
+/// `POST /signin`: user name and password.
+pub async fn signin_password(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    form: &str,
+) -> Response {
+    let Ok(f) = parse_once(form) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    let return_to = safe_return_to(f.get("return_to"));
+    let form_origin = match &return_to {
+        Some(r) => client_origin(state, r).await,
+        None => None,
+    };
+    let (csrf, set) = csrf_token(state, headers);
+    let again = |status: StatusCode, user: &str, msg: &str| {
+        let mut p = Page::new(
+            "Sign in",
+            signin_form(&csrf, return_to.as_deref(), user, Some(msg)),
+        )
+        .status(status);
+        p.cookies.extend(set.clone());
+        p.form_origin = form_origin.clone();
+        p.into_response()
+    };
+    if !csrf_ok(state, headers, &f) {
+        return again(
+            StatusCode::FORBIDDEN,
+            "",
+            "this form expired or came from another site; try again",
+        );
+    }
+    let username = f.get("username").cloned().unwrap_or_default();
+    let req = PasswordSignInRequest {
+        username: username.clone(),
+        password: f.get("password").cloned().unwrap_or_default(),
+    };
+    match crate::signin::password_step(state, client, req).await {
+        Err(e) => again(e.status, &username, &e.message),
+        Ok(r) if r.status == "mfa_required" => {
+            let Some(id) = r.signin_id else {
+                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            };
+            if !r.factors.iter().any(|f| f == "totp") {
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    "this account signs in with a security key only, which these pages do not offer yet; use `portcullis login` or register an authenticator app",
+                );
+            }
+            let mut p = Page::new(
+                "One-time code",
+                totp_form(&csrf, return_to.as_deref(), &id, None),
+            );
+            p.cookies.extend(set);
+            p.form_origin = form_origin;
+            p.into_response()
+        }
+        Ok(r) => signed_in(state, r, return_to).await,
+    }
+}
+
+/// `POST /signin/totp`: the second step.
+pub async fn signin_totp(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    form: &str,
+) -> Response {
+    let Ok(f) = parse_once(form) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    let return_to = safe_return_to(f.get("return_to"));
+    let form_origin = match &return_to {
+        Some(r) => client_origin(state, r).await,
+        None => None,
+    };
+    let (csrf, set) = csrf_token(state, headers);
+    let signin_id = f.get("signin_id").cloned().unwrap_or_default();
+    let again = |status: StatusCode, msg: &str| {
+        let mut p = Page::new(
+            "One-time code",
+            totp_form(&csrf, return_to.as_deref(), &signin_id, Some(msg)),
+        )
+        .status(status);
+        p.cookies.extend(set.clone());
+        p.form_origin = form_origin.clone();
+        p.into_response()
+    };
+    if !csrf_ok(state, headers, &f) {
+        return again(
+            StatusCode::FORBIDDEN,
+            "this form expired or came from another site; try again",
+        );
+    }
+    let req = TotpSignInRequest {
+        signin_id: signin_id.clone(),
+        code: f.get("code").cloned().unwrap_or_default(),
+    };
+    match crate::signin::totp_step(state, client, req).await {
+        Err(e) => again(e.status, &e.message),
+        Ok(r) => signed_in(state, r, return_to).await,
+    }
+}
+
+// ----- axum handlers (routes in crate::api) -----
+
+/// The authorization endpoint, GET.
+#[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth2",
+    responses((status = 303, description = "to the client's redirect URI, or to sign-in"), (status = 200, description = "consent page", content_type = "text/html"), (status = 400, description = "bad client or redirect URI", content_type = "text/html")))]
+pub async fn authorize_get(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    authorize(&state, &client, &headers, q.as_deref().unwrap_or("")).await
+}
+
+/// The authorization endpoint, POST (form-encoded parameters).
+#[utoipa::path(post, path = "/oauth2/authorize", tag = "oauth2",
+    responses((status = 303, description = "to the client's redirect URI, or to sign-in"), (status = 200, description = "consent page", content_type = "text/html")))]
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    authorize(&state, &client, &headers, &body).await
+}
+
+/// The consent decision (form from the consent page).
+#[utoipa::path(post, path = "/oauth2/authorize/consent", tag = "oauth2",
+    responses((status = 303, description = "to the client's redirect URI"), (status = 403, description = "CSRF check failed", content_type = "text/html")))]
+pub async fn consent_post(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    consent(&state, &client, &headers, &body).await
+}
+
+/// The sign-in page.
+#[utoipa::path(get, path = "/signin", tag = "console",
+    responses((status = 200, description = "sign-in form", content_type = "text/html")))]
+pub async fn signin_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    signin_page(&state, &headers, q.as_deref()).await
+}
+
+/// Sign-in, first step (form).
+#[utoipa::path(post, path = "/signin", tag = "console",
+    responses((status = 303, description = "signed in: to return_to"), (status = 200, description = "second-factor form", content_type = "text/html")))]
+pub async fn signin_post(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    signin_password(&state, &client, &headers, &body).await
+}
+
+/// Sign-in, second step (form).
+#[utoipa::path(post, path = "/signin/totp", tag = "console",
+    responses((status = 303, description = "signed in: to return_to"), (status = 401, description = "wrong code", content_type = "text/html")))]
+pub async fn signin_totp_post(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    signin_totp(&state, &client, &headers, &body).await
+}
