@@ -68,6 +68,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/signin", Public),
     ("POST", "/signin", Public),
     ("POST", "/signin/totp", Public),
+    ("GET", "/device", Public),
+    ("POST", "/device", Public),
     // The handler requires a full session with at least `mfa`.
     ("POST", "/api/v1/device/approve", FullSession),
     ("POST", "/api/v1/device/deny", FullSession),

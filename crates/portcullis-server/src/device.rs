@@ -429,12 +429,14 @@ pub async fn refresh(
     }
 }
 
-/// RFC 7009 for the CLI (a public client, so no client authentication): a refresh token ends
-/// its whole family, an access token its `jti`. Unknown and foreign tokens change nothing;
-/// the answer is the same either way.
+/// RFC 7009 for people's tokens, by the client they were issued to (the CLI, a public client
+/// without authentication; a registered client after its own authentication): a refresh
+/// token ends its whole family, an access token its `jti`. Unknown and foreign tokens change
+/// nothing; the answer is the same either way.
 pub async fn revoke(
     state: &AppState,
     client: &ClientInfo,
+    client_id: &str,
     token: &str,
     now: OffsetDateTime,
 ) -> Result<(), OAuthError> {
@@ -446,7 +448,7 @@ pub async fn revoke(
         .refresh_token_by_hash(&token_hash(token))
         .await?
     {
-        if t.client_id == CLI_CLIENT_ID && t.revoked_at_us.is_none() {
+        if t.client_id == client_id && t.revoked_at_us.is_none() {
             let who = match state.store.principal_by_id(&t.principal_id).await? {
                 Some(p) => format!("user:{}", p.name),
                 None => t.principal_id.clone(),
@@ -456,7 +458,7 @@ pub async fn revoke(
                 "token.refresh_revoked",
                 &who,
                 Outcome::Success,
-                serde_json::json!({ "family": t.family_id, "client_id": CLI_CLIENT_ID, "client_ip": client.ip }),
+                serde_json::json!({ "family": t.family_id, "client_id": client_id, "client_ip": client.ip }),
             );
             state
                 .store
@@ -472,7 +474,7 @@ pub async fn revoke(
         return Ok(());
     }
     if let Some(claims) = state.tokens.verify(token)
-        && claims.client_id == CLI_CLIENT_ID
+        && claims.client_id == client_id
     {
         let who = match state.store.principal_by_id(&claims.sub).await? {
             Some(p) => format!("user:{}", p.name),
@@ -483,7 +485,7 @@ pub async fn revoke(
             "token.revoked",
             &who,
             Outcome::Success,
-            serde_json::json!({ "jti": claims.jti, "client_id": CLI_CLIENT_ID, "client_ip": client.ip }),
+            serde_json::json!({ "jti": claims.jti, "client_id": client_id, "client_ip": client.ip }),
         );
         state
             .store

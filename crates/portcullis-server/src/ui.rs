@@ -1,6 +1,6 @@
 //! The few server-rendered pages a person meets in a browser: sign-in (password, then a
-//! one-time code), consent to an OpenID Connect client, and the authorization endpoint that
-//! leads there.
+//! one-time code), consent to an OpenID Connect client, the authorization endpoint that leads
+//! there, and the device page where a person approves `portcullis login` (RFC 8628).
 //!
 //! Security rules (DESIGN.md, DEVELOPERS.md):
 //! - No script at all, and a CSP that says so: `default-src 'none'`, forms only to this server
@@ -698,6 +698,120 @@ pub async fn signin_totp(
     }
 }
 
+// ----- the device page (RFC 8628 verification URI) -----
+
+fn device_form(csrf: &str, user_code: &str, who: &SessionCaller, error: Option<&str>) -> String {
+    format!(
+        "{err}<p>Signed in as <strong>{user}</strong>.</p>\
+         <p>A terminal asks to act as you through the Portcullis CLI. Approve only if you \
+         started <code>portcullis login</code> yourself and the code below is the one it shows.</p>\
+         <form method=\"post\" action=\"/device\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p><label>Code <input name=\"user_code\" required autocomplete=\"off\" value=\"{code}\"></label></p>\
+         <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        err = error
+            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
+            .unwrap_or_default(),
+        user = esc(&who.principal.name),
+        csrf = esc(csrf),
+        code = esc(user_code),
+    )
+}
+
+/// `GET /device`: where `portcullis login` sends the person; signs them in first.
+pub async fn device_page(state: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Response {
+    let q = parse_once(raw.unwrap_or("")).unwrap_or_default();
+    let user_code: String = q
+        .get("user_code")
+        .map(|c| c.chars().take(16).collect())
+        .unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    let s = match browser_session(state, headers, now).await {
+        Ok(Some(s)) if s.scope == SessionScope::Full => s,
+        Ok(_) => {
+            let back = if user_code.is_empty() {
+                "/device".to_owned()
+            } else {
+                format!(
+                    "/device?{}",
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("user_code", &user_code)
+                        .finish()
+                )
+            };
+            let to = format!(
+                "/signin?{}",
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("return_to", &back)
+                    .finish()
+            );
+            return see_other(&to, vec![]);
+        }
+        Err(r) => return r,
+    };
+    let (csrf, set) = csrf_token(state, headers);
+    let mut page = Page::new("Approve the CLI?", device_form(&csrf, &user_code, &s, None));
+    page.cookies.extend(set);
+    page.into_response()
+}
+
+/// `POST /device`: the person's decision, through the same rule as the API
+/// ([`crate::device::decide`]: a full session with a second factor, a pending code).
+pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) -> Response {
+    let Ok(f) = parse_once(form) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    let now = OffsetDateTime::now_utc();
+    let s = match browser_session(state, headers, now).await {
+        Ok(Some(s)) if s.scope == SessionScope::Full => s,
+        Ok(_) => {
+            return error_page(
+                StatusCode::UNAUTHORIZED,
+                "your session has ended; open the link from your terminal again",
+            );
+        }
+        Err(r) => return r,
+    };
+    let user_code = f.get("user_code").cloned().unwrap_or_default();
+    let (csrf, set) = csrf_token(state, headers);
+    let again = |status: StatusCode, msg: &str, s: &SessionCaller| {
+        let mut p = Page::new(
+            "Approve the CLI?",
+            device_form(&csrf, &user_code, s, Some(msg)),
+        )
+        .status(status);
+        p.cookies.extend(set.clone());
+        p.into_response()
+    };
+    if !csrf_ok(state, headers, &f) {
+        return again(
+            StatusCode::FORBIDDEN,
+            "this form expired or came from another site; try again",
+            &s,
+        );
+    }
+    let approve = match f.get("decision").map(String::as_str) {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return again(StatusCode::BAD_REQUEST, "choose Approve or Deny", &s),
+    };
+    let caller = crate::auth::Caller::Session(Box::new(s.clone()));
+    match crate::device::decide(state, &caller, &user_code, approve).await {
+        Ok(()) => Page::new(
+            if approve { "Approved" } else { "Denied" },
+            if approve {
+                "<p>The CLI is signed in. You can close this page and return to your terminal.</p>"
+                    .into()
+            } else {
+                "<p>The request was denied; the terminal gets no tokens.</p>".into()
+            },
+        )
+        .into_response(),
+        Err(e) => again(e.status, &e.message, &s),
+    }
+}
+
 // ----- axum handlers (routes in crate::api) -----
 
 /// The authorization endpoint, GET.
@@ -769,4 +883,26 @@ pub async fn signin_totp_post(
     body: String,
 ) -> Response {
     signin_totp(&state, &client, &headers, &body).await
+}
+
+/// The device verification page (RFC 8628 `verification_uri`).
+#[utoipa::path(get, path = "/device", tag = "console",
+    responses((status = 200, description = "approval form", content_type = "text/html"), (status = 303, description = "to sign-in first")))]
+pub async fn device_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    device_page(&state, &headers, q.as_deref()).await
+}
+
+/// The person's decision on a device code (form).
+#[utoipa::path(post, path = "/device", tag = "console",
+    responses((status = 200, description = "decided", content_type = "text/html"), (status = 403, description = "CSRF check failed or no second factor", content_type = "text/html")))]
+pub async fn device_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    device_decide(&state, &headers, &body).await
 }

@@ -446,6 +446,8 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /signin",
         "POST /signin",
         "POST /signin/totp",
+        "GET /device",
+        "POST /device",
         "POST /api/v1/clients",
         "GET /api/v1/clients",
         "GET /api/v1/clients/{id}",
@@ -4559,6 +4561,68 @@ async fn oidc_relying_party(backend: Backend) {
         to.starts_with(redirect) && query_param(&to, "code").is_some(),
         "{to}"
     );
+
+    // RFC 7009: another client cannot revoke this one's token; its own client can.
+    let live = refreshed.refresh_token().expect("rt").secret().clone();
+    let r = register_client(&app, &token, "Other", &[redirect], true).await;
+    let other: serde_json::Value = r.json().await.expect("json");
+    let other_id = other["client"]["client_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = form_post(
+        &app,
+        "/oauth2/revoke",
+        &[("client_id", &other_id), ("token", &live)],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Introspection: the confidential client may, the public one may not.
+    let fresh_at = refreshed.access_token().secret().clone();
+    let seen = introspect(&app, &client_id, &client_secret, &fresh_at).await;
+    assert_eq!(seen["active"], true);
+    assert_eq!(seen["client_id"], client_id.as_str());
+    assert_eq!(seen["scope"], "openid profile email offline_access");
+    let r = form_post(
+        &app,
+        "/oauth2/introspect",
+        &[("client_id", &other_id), ("token", &fresh_at)],
+    )
+    .await;
+    oauth_error(r, 401, "invalid_client").await;
+    let refresh_with = |rt: String| {
+        let (http, base, id, sec) = (
+            app.http.clone(),
+            app.base.clone(),
+            client_id.clone(),
+            client_secret.clone(),
+        );
+        async move {
+            http.post(format!("{base}/oauth2/token"))
+                .basic_auth(&id, Some(&sec))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await
+                .expect("refresh")
+        }
+    };
+    let r = refresh_with(live).await;
+    assert_eq!(r.status(), 200, "a foreign revocation changed nothing");
+    let t: serde_json::Value = r.json().await.expect("json");
+    let live = t["refresh_token"].as_str().expect("rt").to_owned();
+    let r = app
+        .http
+        .post(format!("{}/oauth2/revoke", app.base))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&[("token", live.as_str())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), 200);
+    oauth_error(refresh_with(live).await, 400, "invalid_grant").await;
     app.stop().await;
 }
 
@@ -4963,4 +5027,212 @@ async fn oidc_bad_input(app: TestApp) {
     let (u, _) = authorize_url(&app.base, &id, redirect, &[]);
     assert_eq!(b.get(&u).await.status(), 400);
     app.stop().await;
+}
+
+/// `portcullis login`'s link works in a browser: sign in with a second factor, approve the
+/// code on the device page (CSRF-protected), and the polling CLI gets its tokens.
+async fn device_approved_in_the_browser(backend: Backend) {
+    let Some(app) = spawn_at_localhost(backend).await else {
+        return;
+    };
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let secret = oidc_person(&app, &admin, "dana", "silver-harbour-pine-71").await;
+    let d = device_start(&app).await;
+    let link = code_of(&d, "verification_uri_complete");
+    assert!(
+        link.starts_with(&format!("{}/device?user_code=", app.config.issuer())),
+        "{link}"
+    );
+    let mut b = Browser::new(&app.config.issuer());
+    let page = browser_sign_in(&mut b, &link, "dana", "silver-harbour-pine-71", &secret, 0).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Approve"), "{html}");
+    let user_code = hidden_input(&html, "user_code");
+    assert_eq!(user_code, code_of(&d, "user_code"));
+    // Without the CSRF token nothing is decided.
+    let r = b
+        .post(
+            "/device",
+            &[("user_code", &user_code), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status(), 403);
+    let r = b
+        .post(
+            "/device",
+            &[
+                ("csrf", &hidden(&html, "csrf")),
+                ("user_code", &user_code),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .expect("html")
+            .contains("return to your terminal")
+    );
+    let r = device_poll(&app, &code_of(&d, "device_code")).await;
+    assert_eq!(r.status(), 200);
+    let t: serde_json::Value = r.json().await.expect("json");
+    let me = app
+        .anonymous
+        .with_token(Some(SecretString::from(
+            t["access_token"].as_str().expect("at").to_owned(),
+        )))
+        .whoami()
+        .await
+        .expect("the CLI's token works");
+    assert_eq!(me.user.name, "dana");
+    app.stop().await;
+}
+
+/// The `value` of an `<input name=…>` (not only hidden ones).
+fn hidden_input(html: &str, name: &str) -> String {
+    let start = html.find(&format!("name=\"{name}\"")).expect("input");
+    let rest = &html[start..];
+    let v = rest.find("value=\"").expect("value") + 7;
+    let end = v + rest[v..].find('"').expect("quote");
+    rest[v..end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_approved_in_the_browser_sqlite() {
+    device_approved_in_the_browser(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_approved_in_the_browser_postgres() {
+    if std::env::var("PORTCULLIS_TEST_DATABASE_URL").is_err() {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    }
+    device_approved_in_the_browser(Backend::Postgres).await;
+}
+
+/// Two replicas on one PostgreSQL: the same authorization code redeemed on both at once is
+/// redeemed once (and, as for any reuse, what it gave is revoked); the same refresh token
+/// rotated on both at once rotates once and the family ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_redeem_a_code_and_rotate_a_refresh_token_once() {
+    let Some(url) = fresh_postgres_url().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let mk = |dir: &tempfile::TempDir| Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().join("data"),
+        database_url: Some(SecretString::from(url.clone())),
+        master_key: Some(SecretString::from(key.clone())),
+        ..Config::default()
+    };
+    let d1 = tempfile::tempdir().expect("tmp");
+    let a = start(mk(&d1), d1, None).await;
+    let d2 = tempfile::tempdir().expect("tmp");
+    let b = start(mk(&d2), d2, Some(a.token.clone())).await;
+    let token = admin_token(&a).await;
+    let admin = a
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let secret = oidc_person(&a, &admin, "rhea", "granite-orchid-sail-36").await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let created: serde_json::Value = register_client(&a, &token, "Twin", &[redirect], false)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = created["client"]["client_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let sec = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+
+    let mut browser = Browser::new(&a.base);
+    let (u, verifier) = authorize_url(&a.base, &id, redirect, &[]);
+    let page = browser_sign_in(
+        &mut browser,
+        &u,
+        "rhea",
+        "granite-orchid-sail-36",
+        &secret,
+        0,
+    )
+    .await;
+    let code = query_param(&consent(&mut browser, page, "allow").await, "code").expect("code");
+    let (ra, rb) = tokio::join!(
+        exchange(&a, (&id, Some(&sec)), &code, redirect, Some(&verifier)),
+        exchange(&b, (&id, Some(&sec)), &code, redirect, Some(&verifier)),
+    );
+    let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "one replica redeems the code");
+    let winner: serde_json::Value = if ra.status() == 200 {
+        ra.json().await
+    } else {
+        rb.json().await
+    }
+    .expect("json");
+    let at = winner["access_token"].as_str().expect("at");
+    for app in [&a, &b] {
+        let r = app
+            .http
+            .get(format!("{}/oauth2/userinfo", app.base))
+            .bearer_auth(at)
+            .send()
+            .await
+            .expect("userinfo");
+        assert_eq!(
+            r.status(),
+            401,
+            "a code presented twice revokes what it gave"
+        );
+    }
+
+    // Refresh rotation raced on both replicas.
+    let (u, verifier) = authorize_url(&a.base, &id, redirect, &[]);
+    let code = query_param(&location(&browser.get(&u).await), "code").expect("code");
+    let t: serde_json::Value = exchange(&a, (&id, Some(&sec)), &code, redirect, Some(&verifier))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let rt = t["refresh_token"].as_str().expect("rt").to_owned();
+    let refresh = |app: &TestApp, rt: String| {
+        let (http, base, id, sec) = (app.http.clone(), app.base.clone(), id.clone(), sec.clone());
+        async move {
+            http.post(format!("{base}/oauth2/token"))
+                .basic_auth(&id, Some(&sec))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await
+                .expect("refresh")
+        }
+    };
+    let (ra, rb) = tokio::join!(refresh(&a, rt.clone()), refresh(&b, rt.clone()));
+    let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400], "one replica rotates the token");
+    let next: serde_json::Value = if ra.status() == 200 {
+        ra.json().await
+    } else {
+        rb.json().await
+    }
+    .expect("json");
+    let next = next["refresh_token"].as_str().expect("rt").to_owned();
+    oauth_error(refresh(&b, next).await, 400, "invalid_grant").await;
+    a.stop().await;
+    b.stop().await;
 }

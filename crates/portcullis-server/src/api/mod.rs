@@ -118,6 +118,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crate::ui::consent_post))
         .routes(routes!(crate::ui::signin_get, crate::ui::signin_post))
         .routes(routes!(crate::ui::signin_totp_post))
+        .routes(routes!(crate::ui::device_get, crate::ui::device_post))
         .routes(routes!(clients::create_client, clients::list_clients))
         .routes(routes!(clients::get_client, clients::delete_client))
         .routes(routes!(clients::add_client_secret))

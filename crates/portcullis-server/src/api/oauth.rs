@@ -699,8 +699,19 @@ pub async fn introspect(
     form: Result<Form<Params>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
-    let auth = authenticate(&state, &client, &headers, &p, "introspect").await?;
-    commit_assertion_use(&state, &client, &auth, "introspect").await?;
+    // A registered confidential client (a relying party's resource server) may introspect
+    // too; public clients have nothing to authenticate with and may not.
+    if let Some(id) = named_client(&headers, &p).filter(|id| id.len() <= 128)
+        && state.store.oauth_client(&id).await?.is_some()
+    {
+        let oc = registered_client(&state, &client, &headers, &p).await?;
+        if oc.kind != portcullis_core::oidc::ClientKind::Confidential.as_str() {
+            return Err(OAuthError::invalid_client());
+        }
+    } else {
+        let auth = authenticate(&state, &client, &headers, &p, "introspect").await?;
+        commit_assertion_use(&state, &client, &auth, "introspect").await?;
+    }
     let token = p
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -719,6 +730,10 @@ pub async fn introspect(
         Some(s) if s.enabled => {}
         _ => return Ok(inactive()),
     }
+    // Tokens of an OpenID Connect client (they carry a scope) die with their client.
+    if claims.scope.is_some() && state.store.oauth_client(&claims.client_id).await?.is_none() {
+        return Ok(inactive());
+    }
     let mut body = serde_json::to_value(&claims).map_err(|_| OAuthError::server_error())?;
     if let Some(o) = body.as_object_mut() {
         o.insert("active".into(), true.into());
@@ -729,7 +744,8 @@ pub async fn introspect(
     Ok(r)
 }
 
-/// Token revocation (RFC 7009): a client revokes a token issued to it. Always 200.
+/// Token revocation (RFC 7009): a client revokes a token issued to it (service accounts,
+/// registered OpenID Connect clients, the CLI). Always 200 once the client is authenticated.
 #[utoipa::path(post, path = "/oauth2/revoke", tag = "oauth2",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
@@ -745,7 +761,34 @@ pub async fn revoke(
         let token = p
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        crate::device::revoke(&state, &client, token, OffsetDateTime::now_utc()).await?;
+        crate::device::revoke(
+            &state,
+            &client,
+            crate::device::CLI_CLIENT_ID,
+            token,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
+        let mut r = StatusCode::OK.into_response();
+        no_store(r.headers_mut());
+        return Ok(r);
+    }
+    // A registered OpenID Connect client revokes the tokens it was given.
+    if let Some(id) = named_client(&headers, &p).filter(|id| id.len() <= 128)
+        && state.store.oauth_client(&id).await?.is_some()
+    {
+        let oc = registered_client(&state, &client, &headers, &p).await?;
+        let token = p
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        crate::device::revoke(
+            &state,
+            &client,
+            &oc.client_id,
+            token,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
         let mut r = StatusCode::OK.into_response();
         no_store(r.headers_mut());
         return Ok(r);
@@ -782,6 +825,18 @@ pub async fn revoke(
     let mut r = StatusCode::OK.into_response();
     no_store(r.headers_mut());
     Ok(r)
+}
+
+/// The client id a request names (HTTP Basic, an assertion's subject, or `client_id`),
+/// before any authentication.
+fn named_client(
+    headers: &HeaderMap,
+    p: &std::collections::HashMap<String, String>,
+) -> Option<String> {
+    match client_credentials(headers, p) {
+        Ok((id, _)) => Some(id),
+        Err(_) => p.get("client_id").cloned(),
+    }
 }
 
 /// Whether the request comes from the CLI as a public client (its id, no credentials).
