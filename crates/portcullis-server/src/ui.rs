@@ -6,7 +6,8 @@
 //! - No script at all, and a CSP that says so: `default-src 'none'`, forms only to this server
 //!   (and, where a form ends in a redirect to a client, that client's registered origin),
 //!   `frame-ancestors 'none'`. Every response is `no-store`, `nosniff`, `no-referrer`.
-//! - Everything shown is HTML-escaped; nothing the request says is echoed unescaped.
+//! - Pages are askama templates (`templates/`), which escape every value they show: nothing
+//!   the request says is echoed unescaped.
 //! - Cookies are `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` with the `__Host-`
 //!   prefix whenever the issuer is https. Strict means a session never rides along on a
 //!   navigation started by another site: an authorization request from a client's site always
@@ -32,22 +33,6 @@ use time::OffsetDateTime;
 
 use crate::api::AppState;
 use crate::auth::{ClientInfo, SessionCaller};
-
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn secure(state: &AppState) -> bool {
     state.tokens.issuer.starts_with("https://")
@@ -94,21 +79,70 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     found
 }
 
-/// A page: the HTML, its status, cookies to set, and an extra origin forms may lead to.
+#[derive(askama::Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    error: Option<&'a str>,
+    message: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "signin.html")]
+struct SigninPage<'a> {
+    title: &'a str,
+    error: Option<&'a str>,
+    csrf: &'a str,
+    return_to: Option<&'a str>,
+    username: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "totp.html")]
+struct TotpPage<'a> {
+    title: &'a str,
+    error: Option<&'a str>,
+    csrf: &'a str,
+    return_to: Option<&'a str>,
+    signin_id: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    title: &'a str,
+    error: Option<&'a str>,
+    user: &'a str,
+    strength: &'a str,
+    client: &'a str,
+    scopes: Vec<&'static str>,
+    csrf: &'a str,
+    request: &'a str,
+}
+
+#[derive(askama::Template)]
+#[template(path = "device.html")]
+struct DevicePage<'a> {
+    title: &'a str,
+    error: Option<&'a str>,
+    user: &'a str,
+    csrf: &'a str,
+    code: &'a str,
+}
+
+/// A rendered page with its status, cookies to set, and an extra origin forms may lead to.
 struct Page {
     status: StatusCode,
-    title: String,
-    body: String,
+    html: Result<String, askama::Error>,
     cookies: Vec<String>,
     form_origin: Option<String>,
 }
 
 impl Page {
-    fn new(title: &str, body: String) -> Self {
+    fn new(t: &impl askama::Template) -> Self {
         Self {
             status: StatusCode::OK,
-            title: title.to_owned(),
-            body,
+            html: t.render(),
             cookies: Vec::new(),
             form_origin: None,
         }
@@ -143,14 +177,13 @@ fn security_headers(h: &mut HeaderMap, form_origin: Option<&str>) {
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        let html = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <title>{} · Portcullis</title></head><body><main>\n<h1>{}</h1>\n{}\n</main></body></html>\n",
-            esc(&self.title),
-            esc(&self.title),
-            self.body
-        );
+        let html = match self.html {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render a page");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+            }
+        };
         let mut r = (
             self.status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -183,10 +216,11 @@ fn see_other(to: &str, cookies: Vec<String>) -> Response {
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {
-    Page::new(
-        "Cannot continue",
-        format!("<p role=\"alert\">{}</p>", esc(message)),
-    )
+    Page::new(&MessagePage {
+        title: "Cannot continue",
+        error: Some(message),
+        message: "Go back to the application and start again.",
+    })
     .status(status)
     .into_response()
 }
@@ -420,27 +454,21 @@ fn consent_page(
     raw: &str,
 ) -> Response {
     let (csrf, set) = csrf_token(state, headers);
-    let items: String = req
-        .scopes
-        .as_vec()
-        .iter()
-        .map(|sc| format!("<li>{}</li>", esc(scope_text(sc))))
-        .collect();
-    let body = format!(
-        "<p>Signed in as <strong>{user}</strong> ({strength}).</p>\
-         <p><strong>{client}</strong> asks to:</p><ul>{items}</ul>\
-         <form method=\"post\" action=\"/oauth2/authorize/consent\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
-         <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button> \
-         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
-        user = esc(&s.principal.name),
-        strength = esc(crate::oidc::strength_label(s.strength)),
-        client = esc(client_name),
-        csrf = esc(&csrf),
-        request = esc(raw),
-    );
-    let mut page = Page::new("Allow access?", body);
+    let mut page = Page::new(&ConsentPage {
+        title: "Allow access?",
+        error: None,
+        user: &s.principal.name,
+        strength: crate::oidc::strength_label(s.strength),
+        client: client_name,
+        scopes: req
+            .scopes
+            .as_vec()
+            .iter()
+            .map(|sc| scope_text(sc))
+            .collect(),
+        csrf: &csrf,
+        request: raw,
+    });
     page.cookies.extend(set);
     page.form_origin = origin_of(&req.redirect_uri);
     page.into_response()
@@ -512,58 +540,18 @@ pub async fn consent(
 
 // ----- sign-in -----
 
-fn signin_form(csrf: &str, return_to: Option<&str>, username: &str, error: Option<&str>) -> String {
-    format!(
-        "{err}<form method=\"post\" action=\"/signin\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{rt}\
-         <p><label>User name <input name=\"username\" autocomplete=\"username\" required value=\"{user}\"></label></p>\
-         <p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\
-         <p><button type=\"submit\">Sign in</button></p></form>",
-        err = error
-            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
-            .unwrap_or_default(),
-        csrf = esc(csrf),
-        rt = hidden_return_to(return_to),
-        user = esc(username),
-    )
-}
-
-fn hidden_return_to(return_to: Option<&str>) -> String {
-    return_to
-        .map(|r| {
-            format!(
-                "<input type=\"hidden\" name=\"return_to\" value=\"{}\">",
-                esc(r)
-            )
-        })
-        .unwrap_or_default()
-}
-
-fn totp_form(csrf: &str, return_to: Option<&str>, signin_id: &str, error: Option<&str>) -> String {
-    format!(
-        "{err}<form method=\"post\" action=\"/signin/totp\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{rt}\
-         <input type=\"hidden\" name=\"signin_id\" value=\"{sid}\">\
-         <p><label>Code from your authenticator app <input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" pattern=\"[0-9]{{6}}\" required></label></p>\
-         <p><button type=\"submit\">Continue</button></p></form>",
-        err = error
-            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
-            .unwrap_or_default(),
-        csrf = esc(csrf),
-        rt = hidden_return_to(return_to),
-        sid = esc(signin_id),
-    )
-}
-
 /// `GET /signin`: the sign-in form.
 pub async fn signin_page(state: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Response {
     let q = parse_once(raw.unwrap_or("")).unwrap_or_default();
     let return_to = safe_return_to(q.get("return_to"));
     let (csrf, set) = csrf_token(state, headers);
-    let mut page = Page::new(
-        "Sign in",
-        signin_form(&csrf, return_to.as_deref(), "", None),
-    );
+    let mut page = Page::new(&SigninPage {
+        title: "Sign in",
+        error: None,
+        csrf: &csrf,
+        return_to: return_to.as_deref(),
+        username: "",
+    });
     page.cookies.extend(set);
     if let Some(r) = &return_to {
         page.form_origin = client_origin(state, r).await;
@@ -586,7 +574,11 @@ async fn signed_in(state: &AppState, r: SignInResponse, return_to: Option<String
     match return_to {
         Some(to) => see_other(&to, vec![c]),
         None => {
-            let mut p = Page::new("Signed in", "<p>You are signed in.</p>".into());
+            let mut p = Page::new(&MessagePage {
+                title: "Signed in",
+                error: None,
+                message: "You are signed in.",
+            });
             p.cookies.push(c);
             p.into_response()
         }
@@ -610,10 +602,13 @@ pub async fn signin_password(
     };
     let (csrf, set) = csrf_token(state, headers);
     let again = |status: StatusCode, user: &str, msg: &str| {
-        let mut p = Page::new(
-            "Sign in",
-            signin_form(&csrf, return_to.as_deref(), user, Some(msg)),
-        )
+        let mut p = Page::new(&SigninPage {
+            title: "Sign in",
+            error: Some(msg),
+            csrf: &csrf,
+            return_to: return_to.as_deref(),
+            username: user,
+        })
         .status(status);
         p.cookies.extend(set.clone());
         p.form_origin = form_origin.clone();
@@ -643,10 +638,13 @@ pub async fn signin_password(
                     "this account signs in with a security key only, which these pages do not offer yet; use `portcullis login` or register an authenticator app",
                 );
             }
-            let mut p = Page::new(
-                "One-time code",
-                totp_form(&csrf, return_to.as_deref(), &id, None),
-            );
+            let mut p = Page::new(&TotpPage {
+                title: "One-time code",
+                error: None,
+                csrf: &csrf,
+                return_to: return_to.as_deref(),
+                signin_id: &id,
+            });
             p.cookies.extend(set);
             p.form_origin = form_origin;
             p.into_response()
@@ -673,10 +671,13 @@ pub async fn signin_totp(
     let (csrf, set) = csrf_token(state, headers);
     let signin_id = f.get("signin_id").cloned().unwrap_or_default();
     let again = |status: StatusCode, msg: &str| {
-        let mut p = Page::new(
-            "One-time code",
-            totp_form(&csrf, return_to.as_deref(), &signin_id, Some(msg)),
-        )
+        let mut p = Page::new(&TotpPage {
+            title: "One-time code",
+            error: Some(msg),
+            csrf: &csrf,
+            return_to: return_to.as_deref(),
+            signin_id: &signin_id,
+        })
         .status(status);
         p.cookies.extend(set.clone());
         p.form_origin = form_origin.clone();
@@ -699,25 +700,6 @@ pub async fn signin_totp(
 }
 
 // ----- the device page (RFC 8628 verification URI) -----
-
-fn device_form(csrf: &str, user_code: &str, who: &SessionCaller, error: Option<&str>) -> String {
-    format!(
-        "{err}<p>Signed in as <strong>{user}</strong>.</p>\
-         <p>A terminal asks to act as you through the Portcullis CLI. Approve only if you \
-         started <code>portcullis login</code> yourself and the code below is the one it shows.</p>\
-         <form method=\"post\" action=\"/device\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-         <p><label>Code <input name=\"user_code\" required autocomplete=\"off\" value=\"{code}\"></label></p>\
-         <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
-         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
-        err = error
-            .map(|e| format!("<p role=\"alert\">{}</p>", esc(e)))
-            .unwrap_or_default(),
-        user = esc(&who.principal.name),
-        csrf = esc(csrf),
-        code = esc(user_code),
-    )
-}
 
 /// `GET /device`: where `portcullis login` sends the person; signs them in first.
 pub async fn device_page(state: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Response {
@@ -751,7 +733,13 @@ pub async fn device_page(state: &AppState, headers: &HeaderMap, raw: Option<&str
         Err(r) => return r,
     };
     let (csrf, set) = csrf_token(state, headers);
-    let mut page = Page::new("Approve the CLI?", device_form(&csrf, &user_code, &s, None));
+    let mut page = Page::new(&DevicePage {
+        title: "Approve the CLI?",
+        error: None,
+        user: &s.principal.name,
+        csrf: &csrf,
+        code: &user_code,
+    });
     page.cookies.extend(set);
     page.into_response()
 }
@@ -776,10 +764,13 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
     let user_code = f.get("user_code").cloned().unwrap_or_default();
     let (csrf, set) = csrf_token(state, headers);
     let again = |status: StatusCode, msg: &str, s: &SessionCaller| {
-        let mut p = Page::new(
-            "Approve the CLI?",
-            device_form(&csrf, &user_code, s, Some(msg)),
-        )
+        let mut p = Page::new(&DevicePage {
+            title: "Approve the CLI?",
+            error: Some(msg),
+            user: &s.principal.name,
+            csrf: &csrf,
+            code: &user_code,
+        })
         .status(status);
         p.cookies.extend(set.clone());
         p.into_response()
@@ -798,15 +789,15 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
     };
     let caller = crate::auth::Caller::Session(Box::new(s.clone()));
     match crate::device::decide(state, &caller, &user_code, approve).await {
-        Ok(()) => Page::new(
-            if approve { "Approved" } else { "Denied" },
-            if approve {
-                "<p>The CLI is signed in. You can close this page and return to your terminal.</p>"
-                    .into()
+        Ok(()) => Page::new(&MessagePage {
+            title: if approve { "Approved" } else { "Denied" },
+            error: None,
+            message: if approve {
+                "The CLI is signed in. You can close this page and return to your terminal."
             } else {
-                "<p>The request was denied; the terminal gets no tokens.</p>".into()
+                "The request was denied; the terminal gets no tokens."
             },
-        )
+        })
         .into_response(),
         Err(e) => again(e.status, &e.message, &s),
     }

@@ -4268,12 +4268,37 @@ fn hidden(html: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {html}"))
         + needle.len();
     let end = start + html[start..].find('"').expect("closing quote");
-    html[start..end]
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    unescape(&html[start..end])
+}
+
+/// Decodes the character references an HTML attribute value may hold (named and numeric).
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after.find(';').expect("terminated reference");
+        let name = &after[..end];
+        let c = match name {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            n if n.starts_with("#x") => {
+                char::from_u32(u32::from_str_radix(&n[2..], 16).expect("hex")).expect("char")
+            }
+            n if n.starts_with('#') => {
+                char::from_u32(n[1..].parse().expect("decimal")).expect("char")
+            }
+            other => panic!("unknown reference &{other};"),
+        };
+        out.push(c);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn query_param(url: &str, key: &str) -> Option<String> {
@@ -5099,7 +5124,7 @@ fn hidden_input(html: &str, name: &str) -> String {
     let rest = &html[start..];
     let v = rest.find("value=\"").expect("value") + 7;
     let end = v + rest[v..].find('"').expect("quote");
-    rest[v..end].to_owned()
+    unescape(&rest[v..end])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
