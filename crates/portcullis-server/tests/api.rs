@@ -4391,6 +4391,19 @@ async fn oidc_relying_party(backend: Backend) {
         .anonymous
         .with_token(Some(SecretString::from(token.clone())));
     let secret = oidc_person(&app, &admin, "olivia", "amber-lantern-quiet-58").await;
+    // A role ending in two minutes: no token may outlive it (invariant 3).
+    admin
+        .create_assignment(&CreateAssignmentRequest {
+            principal: "olivia".into(),
+            role: "audit-reader".into(),
+            scope: None,
+            kind: Some("active".into()),
+            duration_seconds: Some(120),
+            ends_at: None,
+        })
+        .await
+        .expect("assign");
+    let role_ends = now_unix() + 120;
     let redirect = "http://127.0.0.1:9/callback";
     let r = register_client(&app, &token, "Grafana", &[redirect], false).await;
     assert_eq!(r.status(), 201);
@@ -4495,6 +4508,8 @@ async fn oidc_relying_party(backend: Backend) {
     );
     assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("mfa"));
     assert!(claims.auth_time().is_some());
+    let id_exp = claims.expiration().timestamp() as u64;
+    assert!(id_exp <= role_ends + 1, "ID token outlives the role: {id_exp} > {role_ends}");
     let subject = claims.subject().as_str().to_owned();
     let refresh = tokens
         .refresh_token()
@@ -4529,6 +4544,11 @@ async fn oidc_relying_party(backend: Backend) {
         assert_eq!(verified.subject.as_deref(), Some(subject.as_str()));
         assert_eq!(verified.custom["client_id"], client_id);
         assert_eq!(verified.custom["acr"], "mfa");
+        assert_eq!(verified.custom["roles"][0]["role"], "audit-reader");
+        let exp = verified.expires_at.expect("exp").as_secs();
+        assert!(exp <= role_ends + 1, "access token outlives the role: {exp} > {role_ends}");
+        // The default lifetime is longer than the role's two minutes: the role bounds it.
+        assert!(exp + 5 >= role_ends, "cut at the role's end, not before: {exp}");
     }
 
     // Userinfo, through the relying party.
