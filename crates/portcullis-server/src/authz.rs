@@ -68,6 +68,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/signin", Public),
     ("POST", "/signin", Public),
     ("POST", "/signin/totp", Public),
+    ("POST", "/signin/webauthn", Public),
+    ("GET", "/assets/webauthn.js", Public),
     ("GET", "/device", Public),
     ("POST", "/device", Public),
     // The handler requires a full session with at least `mfa`.

@@ -1,9 +1,10 @@
 //! The few server-rendered pages a person meets in a browser: sign-in (password, then a
-//! one-time code), consent to an OpenID Connect client, the authorization endpoint that leads
+//! one-time code or a security key), consent to an OpenID Connect client, the authorization endpoint that leads
 //! there, and the device page where a person approves `portcullis login` (RFC 8628).
 //!
 //! Security rules (DESIGN.md, DEVELOPERS.md):
-//! - No script at all, and a CSP that says so: `default-src 'none'`, forms only to this server
+//! - No inline script, and a CSP that says so: `default-src 'none'` (the security-key step
+//!   alone adds `script-src 'self'` for `assets/webauthn.js`), forms only to this server
 //!   (and, where a form ends in a redirect to a client, that client's registered origin),
 //!   `frame-ancestors 'none'`. Every response is `no-store`, `nosniff`, `no-referrer`.
 //! - Pages are askama templates (`templates/`), which escape every value they show: nothing
@@ -97,14 +98,22 @@ struct SigninPage<'a> {
     username: &'a str,
 }
 
+/// The security-key form's content: the ceremony and its options (JSON).
+struct WebauthnForm {
+    ceremony_id: String,
+    options: String,
+}
+
 #[derive(askama::Template)]
-#[template(path = "totp.html")]
-struct TotpPage<'a> {
+#[template(path = "second_factor.html")]
+struct SecondFactorPage<'a> {
     title: &'a str,
     error: Option<&'a str>,
     csrf: &'a str,
     return_to: Option<&'a str>,
     signin_id: &'a str,
+    totp: bool,
+    webauthn: Option<WebauthnForm>,
 }
 
 #[derive(askama::Template)]
@@ -136,6 +145,8 @@ struct Page {
     html: Result<String, askama::Error>,
     cookies: Vec<String>,
     form_origin: Option<String>,
+    /// Whether the page loads this server's own scripts (the security-key step).
+    scripts: bool,
 }
 
 impl Page {
@@ -145,6 +156,7 @@ impl Page {
             html: t.render(),
             cookies: Vec::new(),
             form_origin: None,
+            scripts: false,
         }
     }
     fn status(mut self, s: StatusCode) -> Self {
@@ -153,13 +165,16 @@ impl Page {
     }
 }
 
-fn security_headers(h: &mut HeaderMap, form_origin: Option<&str>) {
+fn security_headers(h: &mut HeaderMap, form_origin: Option<&str>, scripts: bool) {
     let form = match form_origin {
         Some(o) => format!("'self' {o}"),
         None => "'self'".to_owned(),
     };
-    let csp =
-        format!("default-src 'none'; form-action {form}; frame-ancestors 'none'; base-uri 'none'");
+    // Only the security-key step runs a script, and only this server's file.
+    let script = if scripts { "; script-src 'self'" } else { "" };
+    let csp = format!(
+        "default-src 'none'; form-action {form}; frame-ancestors 'none'; base-uri 'none'{script}"
+    );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
@@ -190,7 +205,7 @@ impl IntoResponse for Page {
             html,
         )
             .into_response();
-        security_headers(r.headers_mut(), self.form_origin.as_deref());
+        security_headers(r.headers_mut(), self.form_origin.as_deref(), self.scripts);
         for c in self.cookies {
             if let Ok(v) = HeaderValue::from_str(&c) {
                 r.headers_mut().append(header::SET_COOKIE, v);
@@ -206,7 +221,7 @@ fn see_other(to: &str, cookies: Vec<String>) -> Response {
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    security_headers(r.headers_mut(), None);
+    security_headers(r.headers_mut(), None, false);
     for c in cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {
             r.headers_mut().append(header::SET_COOKIE, v);
@@ -585,6 +600,116 @@ async fn signed_in(state: &AppState, r: SignInResponse, return_to: Option<String
     }
 }
 
+/// What every sign-in form carries along: the CSRF token (and its cookie when new), where to
+/// go afterwards, and the client origin the CSP must allow for that.
+struct FormCtx {
+    csrf: String,
+    set: Option<String>,
+    return_to: Option<String>,
+    form_origin: Option<String>,
+}
+
+impl FormCtx {
+    async fn new(state: &AppState, headers: &HeaderMap, f: &HashMap<String, String>) -> Self {
+        let return_to = safe_return_to(f.get("return_to"));
+        let form_origin = match &return_to {
+            Some(r) => client_origin(state, r).await,
+            None => None,
+        };
+        let (csrf, set) = csrf_token(state, headers);
+        Self {
+            csrf,
+            set,
+            return_to,
+            form_origin,
+        }
+    }
+
+    fn finish(&self, mut p: Page) -> Response {
+        p.cookies.extend(self.set.clone());
+        p.form_origin = self.form_origin.clone();
+        p.into_response()
+    }
+
+    fn signin_again(&self, status: StatusCode, user: &str, msg: &str) -> Response {
+        self.finish(
+            Page::new(&SigninPage {
+                title: "Sign in",
+                error: Some(msg),
+                csrf: &self.csrf,
+                return_to: self.return_to.as_deref(),
+                username: user,
+            })
+            .status(status),
+        )
+    }
+}
+
+const STALE_FORM: &str = "this form expired or came from another site; try again";
+
+/// The second-factor page for a pending sign-in: a one-time code form and/or a security-key
+/// form (a fresh WebAuthn ceremony), as the account's factors allow.
+async fn second_factor(
+    state: &AppState,
+    client: &ClientInfo,
+    ctx: &FormCtx,
+    signin_id: &str,
+    error: Option<(StatusCode, &str)>,
+) -> Response {
+    let gone = || {
+        error_page(
+            StatusCode::UNAUTHORIZED,
+            "this sign-in has expired or was completed; start again",
+        )
+    };
+    let hash = portcullis_store::crypto::token_hash(signin_id);
+    let factors = match state.store.pending_signin(&hash).await {
+        Ok(Some((principal_id, _))) => match state.store.factors(&principal_id).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "factors");
+                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        },
+        Ok(None) => return gone(),
+        Err(e) => {
+            tracing::error!(error = %e, "pending sign-in");
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    let has = |k: &str| factors.iter().any(|f| f.confirmed && f.kind == k);
+    let mut webauthn = None;
+    if has("webauthn") {
+        let req = portcullis_core::api::WebauthnSignInRequest {
+            signin_id: Some(signin_id.to_owned()),
+            username: None,
+        };
+        match crate::webauthn::start_signin(state, client, req).await {
+            Ok(c) => {
+                webauthn = Some(WebauthnForm {
+                    ceremony_id: c.ceremony_id,
+                    options: c.options.to_string(),
+                })
+            }
+            Err(e) => return ctx.signin_again(e.status, "", &e.message),
+        }
+    }
+    let mut page = Page::new(&SecondFactorPage {
+        title: "Second factor",
+        error: error.map(|(_, m)| m),
+        csrf: &ctx.csrf,
+        return_to: ctx.return_to.as_deref(),
+        signin_id,
+        totp: has("totp"),
+        webauthn,
+    });
+    page.scripts = has("webauthn");
+    if let Some((status, _)) = error {
+        page = page.status(status);
+    }
+    ctx.finish(page)
+}
+
 /// `POST /signin`: user name and password.
 pub async fn signin_password(
     state: &AppState,
@@ -595,31 +720,9 @@ pub async fn signin_password(
     let Ok(f) = parse_once(form) else {
         return error_page(StatusCode::BAD_REQUEST, "malformed form");
     };
-    let return_to = safe_return_to(f.get("return_to"));
-    let form_origin = match &return_to {
-        Some(r) => client_origin(state, r).await,
-        None => None,
-    };
-    let (csrf, set) = csrf_token(state, headers);
-    let again = |status: StatusCode, user: &str, msg: &str| {
-        let mut p = Page::new(&SigninPage {
-            title: "Sign in",
-            error: Some(msg),
-            csrf: &csrf,
-            return_to: return_to.as_deref(),
-            username: user,
-        })
-        .status(status);
-        p.cookies.extend(set.clone());
-        p.form_origin = form_origin.clone();
-        p.into_response()
-    };
+    let ctx = FormCtx::new(state, headers, &f).await;
     if !csrf_ok(state, headers, &f) {
-        return again(
-            StatusCode::FORBIDDEN,
-            "",
-            "this form expired or came from another site; try again",
-        );
+        return ctx.signin_again(StatusCode::FORBIDDEN, "", STALE_FORM);
     }
     let username = f.get("username").cloned().unwrap_or_default();
     let req = PasswordSignInRequest {
@@ -627,33 +730,16 @@ pub async fn signin_password(
         password: f.get("password").cloned().unwrap_or_default(),
     };
     match crate::signin::password_step(state, client, req).await {
-        Err(e) => again(e.status, &username, &e.message),
-        Ok(r) if r.status == "mfa_required" => {
-            let Some(id) = r.signin_id else {
-                return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
-            };
-            if !r.factors.iter().any(|f| f == "totp") {
-                return error_page(
-                    StatusCode::FORBIDDEN,
-                    "this account signs in with a security key only, which these pages do not offer yet; use `portcullis login` or register an authenticator app",
-                );
-            }
-            let mut p = Page::new(&TotpPage {
-                title: "One-time code",
-                error: None,
-                csrf: &csrf,
-                return_to: return_to.as_deref(),
-                signin_id: &id,
-            });
-            p.cookies.extend(set);
-            p.form_origin = form_origin;
-            p.into_response()
-        }
-        Ok(r) => signed_in(state, r, return_to).await,
+        Err(e) => ctx.signin_again(e.status, &username, &e.message),
+        Ok(r) if r.status == "mfa_required" => match r.signin_id {
+            Some(id) => second_factor(state, client, &ctx, &id, None).await,
+            None => error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        },
+        Ok(r) => signed_in(state, r, ctx.return_to).await,
     }
 }
 
-/// `POST /signin/totp`: the second step.
+/// `POST /signin/totp`: the second step with a one-time code.
 pub async fn signin_totp(
     state: &AppState,
     client: &ClientInfo,
@@ -663,39 +749,92 @@ pub async fn signin_totp(
     let Ok(f) = parse_once(form) else {
         return error_page(StatusCode::BAD_REQUEST, "malformed form");
     };
-    let return_to = safe_return_to(f.get("return_to"));
-    let form_origin = match &return_to {
-        Some(r) => client_origin(state, r).await,
-        None => None,
-    };
-    let (csrf, set) = csrf_token(state, headers);
+    let ctx = FormCtx::new(state, headers, &f).await;
     let signin_id = f.get("signin_id").cloned().unwrap_or_default();
-    let again = |status: StatusCode, msg: &str| {
-        let mut p = Page::new(&TotpPage {
-            title: "One-time code",
-            error: Some(msg),
-            csrf: &csrf,
-            return_to: return_to.as_deref(),
-            signin_id: &signin_id,
-        })
-        .status(status);
-        p.cookies.extend(set.clone());
-        p.form_origin = form_origin.clone();
-        p.into_response()
-    };
     if !csrf_ok(state, headers, &f) {
-        return again(
-            StatusCode::FORBIDDEN,
-            "this form expired or came from another site; try again",
-        );
+        return second_factor(
+            state,
+            client,
+            &ctx,
+            &signin_id,
+            Some((StatusCode::FORBIDDEN, STALE_FORM)),
+        )
+        .await;
     }
     let req = TotpSignInRequest {
         signin_id: signin_id.clone(),
         code: f.get("code").cloned().unwrap_or_default(),
     };
     match crate::signin::totp_step(state, client, req).await {
-        Err(e) => again(e.status, &e.message),
-        Ok(r) => signed_in(state, r, return_to).await,
+        Err(e) => {
+            second_factor(
+                state,
+                client,
+                &ctx,
+                &signin_id,
+                Some((e.status, &e.message)),
+            )
+            .await
+        }
+        Ok(r) => signed_in(state, r, ctx.return_to).await,
+    }
+}
+
+/// `POST /signin/webauthn`: the second step with a security key (the assertion that
+/// `assets/webauthn.js` obtained from the browser).
+pub async fn signin_webauthn(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    form: &str,
+) -> Response {
+    let Ok(f) = parse_once(form) else {
+        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    };
+    let ctx = FormCtx::new(state, headers, &f).await;
+    let signin_id = f.get("signin_id").cloned().unwrap_or_default();
+    if !csrf_ok(state, headers, &f) {
+        return second_factor(
+            state,
+            client,
+            &ctx,
+            &signin_id,
+            Some((StatusCode::FORBIDDEN, STALE_FORM)),
+        )
+        .await;
+    }
+    let credential = f
+        .get("credential")
+        .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
+    let Some(credential) = credential else {
+        return second_factor(
+            state,
+            client,
+            &ctx,
+            &signin_id,
+            Some((
+                StatusCode::BAD_REQUEST,
+                "the security key's answer is missing or malformed",
+            )),
+        )
+        .await;
+    };
+    let req = portcullis_core::api::WebauthnFinishRequest {
+        ceremony_id: f.get("ceremony_id").cloned().unwrap_or_default(),
+        credential,
+    };
+    match crate::webauthn::finish_signin(state, client, req).await {
+        Err(e) => {
+            second_factor(
+                state,
+                client,
+                &ctx,
+                &signin_id,
+                Some((e.status, &e.message)),
+            )
+            .await
+        }
+        Ok(r) => signed_in(state, r, ctx.return_to).await,
     }
 }
 
@@ -896,4 +1035,34 @@ pub async fn device_post(
     body: String,
 ) -> Response {
     device_decide(&state, &headers, &body).await
+}
+
+/// Sign-in, second step with a security key (form).
+#[utoipa::path(post, path = "/signin/webauthn", tag = "console",
+    responses((status = 303, description = "signed in: to return_to"), (status = 401, description = "not accepted", content_type = "text/html")))]
+pub async fn signin_webauthn_post(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    signin_webauthn(&state, &client, &headers, &body).await
+}
+
+/// The script of the security-key step (the pages allow no inline script).
+#[utoipa::path(get, path = "/assets/webauthn.js", tag = "console",
+    responses((status = 200, description = "JavaScript", content_type = "text/javascript")))]
+pub async fn webauthn_js() -> Response {
+    let mut r = (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../assets/webauthn.js"),
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }

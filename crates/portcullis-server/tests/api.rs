@@ -446,6 +446,8 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /signin",
         "POST /signin",
         "POST /signin/totp",
+        "POST /signin/webauthn",
+        "GET /assets/webauthn.js",
         "GET /device",
         "POST /device",
         "POST /api/v1/clients",
@@ -1297,6 +1299,7 @@ api_tests!(
     service_account_client_credentials,
     service_account_private_key_jwt,
     oidc_bad_input,
+    security_key_on_the_sign_in_page,
 );
 
 #[tokio::test]
@@ -4509,7 +4512,10 @@ async fn oidc_relying_party(backend: Backend) {
     assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("mfa"));
     assert!(claims.auth_time().is_some());
     let id_exp = claims.expiration().timestamp() as u64;
-    assert!(id_exp <= role_ends + 1, "ID token outlives the role: {id_exp} > {role_ends}");
+    assert!(
+        id_exp <= role_ends + 1,
+        "ID token outlives the role: {id_exp} > {role_ends}"
+    );
     let subject = claims.subject().as_str().to_owned();
     let refresh = tokens
         .refresh_token()
@@ -4546,9 +4552,15 @@ async fn oidc_relying_party(backend: Backend) {
         assert_eq!(verified.custom["acr"], "mfa");
         assert_eq!(verified.custom["roles"][0]["role"], "audit-reader");
         let exp = verified.expires_at.expect("exp").as_secs();
-        assert!(exp <= role_ends + 1, "access token outlives the role: {exp} > {role_ends}");
+        assert!(
+            exp <= role_ends + 1,
+            "access token outlives the role: {exp} > {role_ends}"
+        );
         // The default lifetime is longer than the role's two minutes: the role bounds it.
-        assert!(exp + 5 >= role_ends, "cut at the role's end, not before: {exp}");
+        assert!(
+            exp + 5 >= role_ends,
+            "cut at the role's end, not before: {exp}"
+        );
     }
 
     // Userinfo, through the relying party.
@@ -5280,4 +5292,142 @@ async fn two_replicas_redeem_a_code_and_rotate_a_refresh_token_once() {
     oauth_error(refresh(&b, next).await, 400, "invalid_grant").await;
     a.stop().await;
     b.stop().await;
+}
+
+/// An account whose only second factor is a security key signs in through the pages: the page
+/// carries the WebAuthn challenge and loads the server's own script (no inline script); a
+/// standard software authenticator answers; a forged answer is refused with a fresh challenge;
+/// the tokens say `phishing_resistant`.
+async fn security_key_on_the_sign_in_page(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let pw = "harbour-quartz-velvet-64";
+    create_privileged(&admin, "kai", pw).await;
+    let reg = registration_session(&app, "kai", pw).await;
+    let mut key = SoftPasskey::new(true);
+    register(&reg, &mut key, "yubikey").await;
+    let redirect = "http://127.0.0.1:9/cb";
+    let created: serde_json::Value = register_client(&app, &token, "Vault UI", &[redirect], false)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = created["client"]["client_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let sec = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+
+    let js = app
+        .http
+        .get(format!("{}/assets/webauthn.js", app.base))
+        .send()
+        .await
+        .expect("js");
+    assert_eq!(js.status(), 200);
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/javascript")
+    );
+    assert!(
+        js.text()
+            .await
+            .expect("js")
+            .contains("navigator.credentials.get")
+    );
+
+    let mut b = Browser::new(&app.base);
+    let (u, verifier) = authorize_url(&app.base, &id, redirect, &[]);
+    let to_signin = location(&b.get(&u).await);
+    let page = b.get(&to_signin).await.text().await.expect("html");
+    let csrf = hidden(&page, "csrf");
+    let return_to = hidden(&page, "return_to");
+    let r = b
+        .post(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("return_to", &return_to),
+                ("username", "kai"),
+                ("password", pw),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = r.text().await.expect("html");
+    assert!(
+        html.contains("<script src=\"/assets/webauthn.js\""),
+        "{html}"
+    );
+    assert!(
+        !html.contains("name=\"code\""),
+        "no code form without a TOTP factor"
+    );
+    let challenge = |html: &str| WebauthnChallenge {
+        ceremony_id: hidden(html, "ceremony_id"),
+        options: serde_json::from_str(&hidden(html, "options")).expect("options JSON"),
+    };
+    let post_key = |b: &mut Browser, html: &str, cred: serde_json::Value| {
+        let form = [
+            ("csrf", csrf.clone()),
+            ("return_to", return_to.clone()),
+            ("signin_id", hidden(html, "signin_id")),
+            ("ceremony_id", hidden(html, "ceremony_id")),
+            ("credential", cred.to_string()),
+        ];
+        let http = b.http.clone();
+        let url = b.url("/signin/webauthn");
+        let cookie = b.cookie_header();
+        async move {
+            http.post(url)
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    // A forged assertion: refused, and the page offers a fresh challenge.
+    let forged = tamper(answer(&mut key, &challenge(&html), origin()), "signature");
+    let r = post_key(&mut b, &html, forged).await;
+    assert_eq!(r.status(), 401);
+    let html2 = r.text().await.expect("html");
+    assert_ne!(hidden(&html2, "ceremony_id"), hidden(&html, "ceremony_id"));
+    // The real one signs in.
+    let good = answer(&mut key, &challenge(&html2), origin());
+    let r = post_key(&mut b, &html2, good).await;
+    b.keep(&r);
+    assert_eq!(location(&r), return_to);
+    let page = b.get(&return_to).await;
+    let to = consent(&mut b, page, "allow").await;
+    let code = query_param(&to, "code").expect("code");
+    let r = exchange(&app, (&id, Some(&sec)), &code, redirect, Some(&verifier)).await;
+    assert_eq!(r.status(), 200);
+    let t: serde_json::Value = r.json().await.expect("json");
+    let id_token = t["id_token"].as_str().expect("id token");
+    let payload = id_token.split('.').nth(1).expect("payload");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("b64"),
+    )
+    .expect("json");
+    assert_eq!(claims["acr"], "phishing_resistant");
+    assert_eq!(claims["nonce"], "n-1");
+    app.stop().await;
 }

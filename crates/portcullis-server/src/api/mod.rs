@@ -118,6 +118,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crate::ui::consent_post))
         .routes(routes!(crate::ui::signin_get, crate::ui::signin_post))
         .routes(routes!(crate::ui::signin_totp_post))
+        .routes(routes!(crate::ui::signin_webauthn_post))
+        .routes(routes!(crate::ui::webauthn_js))
         .routes(routes!(crate::ui::device_get, crate::ui::device_post))
         .routes(routes!(clients::create_client, clients::list_clients))
         .routes(routes!(clients::get_client, clients::delete_client))
