@@ -739,6 +739,26 @@ pub async fn signin_password(
     }
 }
 
+/// The common start of both second steps: the form, its context, the pending sign-in's id,
+/// and the CSRF check (a failure shows the second-factor page again).
+async fn second_step_form(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    form: &str,
+) -> Result<(HashMap<String, String>, FormCtx, String), Response> {
+    let Ok(f) = parse_once(form) else {
+        return Err(error_page(StatusCode::BAD_REQUEST, "malformed form"));
+    };
+    let ctx = FormCtx::new(state, headers, &f).await;
+    let signin_id = f.get("signin_id").cloned().unwrap_or_default();
+    if !csrf_ok(state, headers, &f) {
+        let forbidden = Some((StatusCode::FORBIDDEN, STALE_FORM));
+        return Err(second_factor(state, client, &ctx, &signin_id, forbidden).await);
+    }
+    Ok((f, ctx, signin_id))
+}
+
 /// `POST /signin/totp`: the second step with a one-time code.
 pub async fn signin_totp(
     state: &AppState,
@@ -746,21 +766,10 @@ pub async fn signin_totp(
     headers: &HeaderMap,
     form: &str,
 ) -> Response {
-    let Ok(f) = parse_once(form) else {
-        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    let (f, ctx, signin_id) = match second_step_form(state, client, headers, form).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let ctx = FormCtx::new(state, headers, &f).await;
-    let signin_id = f.get("signin_id").cloned().unwrap_or_default();
-    if !csrf_ok(state, headers, &f) {
-        return second_factor(
-            state,
-            client,
-            &ctx,
-            &signin_id,
-            Some((StatusCode::FORBIDDEN, STALE_FORM)),
-        )
-        .await;
-    }
     let req = TotpSignInRequest {
         signin_id: signin_id.clone(),
         code: f.get("code").cloned().unwrap_or_default(),
@@ -788,21 +797,10 @@ pub async fn signin_webauthn(
     headers: &HeaderMap,
     form: &str,
 ) -> Response {
-    let Ok(f) = parse_once(form) else {
-        return error_page(StatusCode::BAD_REQUEST, "malformed form");
+    let (f, ctx, signin_id) = match second_step_form(state, client, headers, form).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
-    let ctx = FormCtx::new(state, headers, &f).await;
-    let signin_id = f.get("signin_id").cloned().unwrap_or_default();
-    if !csrf_ok(state, headers, &f) {
-        return second_factor(
-            state,
-            client,
-            &ctx,
-            &signin_id,
-            Some((StatusCode::FORBIDDEN, STALE_FORM)),
-        )
-        .await;
-    }
     let credential = f
         .get("credential")
         .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());

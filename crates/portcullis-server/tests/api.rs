@@ -1376,17 +1376,13 @@ async fn bootstrap_token_file_is_private_and_new() {
     );
 }
 
-#[tokio::test]
-async fn two_servers_on_one_postgres_keep_one_chain() {
-    let Some(url) = fresh_postgres_url().await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
-        return;
-    };
+/// Two servers (replicas) of one tenant on the PostgreSQL database at `url`.
+async fn two_replicas(url: &str) -> (TestApp, TestApp) {
     let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
     let mk = |dir: &tempfile::TempDir| Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
-        database_url: Some(SecretString::from(url.clone())),
+        database_url: Some(SecretString::from(url.to_owned())),
         master_key: Some(SecretString::from(key.clone())),
         ..Config::default()
     };
@@ -1394,6 +1390,16 @@ async fn two_servers_on_one_postgres_keep_one_chain() {
     let a = start(mk(&d1), d1, None).await;
     let d2 = tempfile::tempdir().expect("tmp");
     let b = start(mk(&d2), d2, Some(a.token.clone())).await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn two_servers_on_one_postgres_keep_one_chain() {
+    let Some(url) = fresh_postgres_url().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (a, b) = two_replicas(&url).await;
     let mut tasks = Vec::new();
     for i in 0..40 {
         let c = if i % 2 == 0 {
@@ -1864,11 +1870,24 @@ use portcullis_core::api::{
 
 /// A user with a confirmed TOTP factor, signed in with it (strength `mfa`).
 async fn mfa_user(app: &TestApp, admin: &Client, name: &str, pw: &str) -> (Client, Vec<u8>) {
+    let secret = user_with_totp(app, admin, name, name.to_uppercase(), None, pw).await;
+    (sign_in(app, name, pw, &secret, 0).await, secret)
+}
+
+/// A privileged user with a confirmed TOTP factor (its code for step -1 used); the secret.
+async fn user_with_totp(
+    app: &TestApp,
+    admin: &Client,
+    name: &str,
+    display_name: String,
+    email: Option<String>,
+    pw: &str,
+) -> Vec<u8> {
     admin
         .create_user(&CreateUserRequest {
             name: name.into(),
-            display_name: name.to_uppercase(),
-            email: None,
+            display_name,
+            email,
             phone: None,
             guest_organisation: None,
             privileged: true,
@@ -1892,7 +1911,7 @@ async fn mfa_user(app: &TestApp, admin: &Client, name: &str, pw: &str) -> (Clien
     )
     .await
     .expect("confirm");
-    (sign_in(app, name, pw, &secret, 0).await, secret)
+    secret
 }
 
 fn ask(role: &str, secs: i64, why: Option<&str>) -> CreateActivationRequest {
@@ -4153,35 +4172,8 @@ async fn register_client(
 
 /// A person with an email address and a confirmed TOTP factor (its code for step -1 used).
 async fn oidc_person(app: &TestApp, admin: &Client, name: &str, pw: &str) -> Vec<u8> {
-    admin
-        .create_user(&CreateUserRequest {
-            name: name.into(),
-            display_name: format!("{name} Example"),
-            email: Some(format!("{name}@example.org")),
-            phone: None,
-            guest_organisation: None,
-            privileged: true,
-            password: pw.into(),
-        })
-        .await
-        .expect("create user");
-    let reg = registration_session(app, name, pw).await;
-    let enrol = reg
-        .mfa_enrol_totp(&TotpEnrolRequest {
-            name: "phone".into(),
-        })
-        .await
-        .expect("enrol");
-    let secret = totp::base32_decode(&enrol.secret).expect("b32");
-    reg.mfa_confirm_totp(
-        &enrol.factor_id,
-        &TotpConfirmRequest {
-            code: code(&secret, -1),
-        },
-    )
-    .await
-    .expect("confirm");
-    secret
+    let email = Some(format!("{name}@example.org"));
+    user_with_totp(app, admin, name, format!("{name} Example"), email, pw).await
 }
 
 /// A browser: follows nothing by itself, keeps cookies per name like a cookie jar for one site.
@@ -5182,18 +5174,7 @@ async fn two_replicas_redeem_a_code_and_rotate_a_refresh_token_once() {
         eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
         return;
     };
-    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let mk = |dir: &tempfile::TempDir| Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().join("data"),
-        database_url: Some(SecretString::from(url.clone())),
-        master_key: Some(SecretString::from(key.clone())),
-        ..Config::default()
-    };
-    let d1 = tempfile::tempdir().expect("tmp");
-    let a = start(mk(&d1), d1, None).await;
-    let d2 = tempfile::tempdir().expect("tmp");
-    let b = start(mk(&d2), d2, Some(a.token.clone())).await;
+    let (a, b) = two_replicas(&url).await;
     let token = admin_token(&a).await;
     let admin = a
         .anonymous

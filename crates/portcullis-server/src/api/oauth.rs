@@ -906,16 +906,7 @@ async fn registered_client(
     match crate::clients::authenticate(state, &id, secret.as_deref()).await {
         Ok(c) => Ok(c),
         Err(f) => {
-            state
-                .store
-                .write(
-                    Change::RecordFailures {
-                        keys,
-                        at_us: us(now),
-                    },
-                    vec![event(f.reason())],
-                )
-                .await?;
+            crate::signin::record_failure(state, keys, event(f.reason())).await?;
             Err(OAuthError::invalid_client())
         }
     }
