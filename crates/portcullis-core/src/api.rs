@@ -725,3 +725,112 @@ api_type! {
         pub client_secret: Option<String>,
     }
 }
+
+api_type! {
+    /// `POST /api/v1/alerts/channels`: a channel alerts are delivered through. Which fields
+    /// apply depends on `kind`; secrets never appear here except the webhook's HMAC key,
+    /// which is sealed at rest and never shown again.
+    pub struct CreateAlertChannelRequest {
+        pub name: String,
+        /// `email`, `webhook` or `sms`.
+        pub kind: String,
+        /// The least severity delivered (`info`, `warning`, `critical`; default `info`).
+        /// Critical alerts go to every channel whatever its threshold.
+        #[serde(default)]
+        pub min_severity: Option<String>,
+        /// email: `smtp://HOST:PORT` (plain, for a local relay), `smtp://HOST:PORT?tls=required`
+        /// (STARTTLS) or `smtps://HOST:PORT` (implicit TLS). No credentials in the URL.
+        #[serde(default)]
+        pub smtp_url: Option<String>,
+        /// email: the SMTP user; the password is read from the environment variable
+        /// `password_env` names, at delivery time.
+        #[serde(default)]
+        pub smtp_username: Option<String>,
+        #[serde(default)]
+        pub password_env: Option<String>,
+        /// email: the sender address.
+        #[serde(default)]
+        pub from: Option<String>,
+        /// email: addresses; sms: E.164 numbers.
+        #[serde(default)]
+        pub to: Vec<String>,
+        /// webhook, sms: the URL (https, or http on loopback).
+        #[serde(default)]
+        pub url: Option<String>,
+        /// webhook: `generic` (the default; the alert and its event as JSON) or `slack`
+        /// (`{"text": …}`, also accepted by Teams incoming webhooks).
+        #[serde(default)]
+        pub shape: Option<String>,
+        /// webhook: a key for the `X-Portcullis-Signature` HMAC-SHA256 header.
+        #[serde(default)]
+        pub secret: Option<String>,
+        /// sms: `POST` (default) or `GET`.
+        #[serde(default)]
+        pub method: Option<String>,
+        /// sms: request headers; a value `env:NAME` is read from the environment at delivery.
+        #[serde(default)]
+        pub headers: std::collections::BTreeMap<String, String>,
+        /// sms: the body, with `{to}` and `{message}` (escaped for the content type).
+        #[serde(default)]
+        pub template: Option<String>,
+    }
+}
+
+api_type! {
+    /// An alert channel (no secret values).
+    pub struct AlertChannelView {
+        pub name: String,
+        pub kind: String,
+        pub min_severity: String,
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        pub config: serde_json::Value,
+        /// Whether a webhook signing key is set.
+        pub signed: bool,
+        pub created_by: String,
+        pub created_at: String,
+    }
+}
+
+api_type! {
+    /// One delivery attempt of an alert.
+    pub struct AlertAttemptView {
+        pub attempt: i64,
+        pub worker: String,
+        pub started_at: String,
+        pub finished_at: String,
+        /// `delivered` or `failed`.
+        pub outcome: String,
+        #[serde(default)]
+        pub detail: Option<String>,
+    }
+}
+
+api_type! {
+    /// An alert (or notification) message and its delivery state.
+    pub struct AlertView {
+        pub id: String,
+        /// `alert` or `notification`.
+        pub kind: String,
+        /// The rule (alerts) or topic (notifications).
+        pub topic: String,
+        #[serde(default)]
+        pub severity: Option<String>,
+        #[serde(default)]
+        pub channel: Option<String>,
+        pub recipient: String,
+        /// `pending`, `delivered` or `dead`.
+        pub state: String,
+        pub attempts: i64,
+        pub created_at: String,
+        pub next_attempt_at: String,
+        #[serde(default)]
+        pub delivered_at: Option<String>,
+        #[serde(default)]
+        pub last_error: Option<String>,
+        /// The human text of the alert.
+        pub text: String,
+        /// With `show`: every attempt.
+        #[serde(default)]
+        pub history: Vec<AlertAttemptView>,
+    }
+}

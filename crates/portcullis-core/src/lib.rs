@@ -6,6 +6,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod activation;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod client_key;

@@ -247,6 +247,8 @@ impl BuiltinRole {
                 "users.read",
             ]),
             Self::SecurityAdministrator => catalogue(&[
+                "alerts.read",
+                "alerts.manage",
                 "audit.read",
                 "audit.checkpoint",
                 "keys.read",

@@ -45,6 +45,8 @@ pub enum StartError {
     Webauthn,
     #[error("cannot set up token signing")]
     Tokens,
+    #[error("cannot set up alert delivery")]
+    Alerts,
     #[error("cannot write the bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -55,6 +57,7 @@ pub enum StartError {
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    alerts: crate::alerts::Deliverer,
     router: axum::Router,
     expiry_wake: Arc<tokio::sync::Notify>,
     tokens: Arc<crate::keys::TokenSigner>,
@@ -197,8 +200,12 @@ impl Application {
         };
         crate::metrics::handle();
         let router = api::router(state, config.max_body_bytes);
+        let alerts =
+            crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
+                .map_err(|_| StartError::Alerts)?;
         Ok(Self {
             listener,
+            alerts,
             router,
             expiry_wake,
             tokens,
@@ -248,12 +255,17 @@ impl Application {
                 let _ = keys_stop.wait_for(|stop| *stop).await;
             },
         ));
+        let mut alerts_stop = stop_tx.subscribe();
+        let alerts = tokio::spawn(self.alerts.run(async move {
+            let _ = alerts_stop.wait_for(|stop| *stop).await;
+        }));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_tx.send(true);
         let _ = worker.await;
         let _ = keys.await;
+        let _ = alerts.await;
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
         if let Err(e) = self.store.append(stop).await {
             tracing::warn!(error = %e, "could not record server stop");

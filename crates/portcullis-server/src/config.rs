@@ -52,6 +52,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "device_code_seconds",
     "refresh_idle_minutes",
     "refresh_absolute_hours",
+    "alert_max_attempts",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +89,9 @@ pub struct Config {
     /// After a signing-key rotation the old key stays in JWKS for `access_token_seconds` plus
     /// this allowance for verifiers' clocks. Default 60.
     pub signing_key_grace_seconds: u32,
+    /// Delivery attempts of an alert before it is dead-lettered (backoff 5 s, 10 s, 20 s, …
+    /// capped at an hour). Default 8.
+    pub alert_max_attempts: u32,
     /// How long a device code (`portcullis login` in a browser) waits for approval. Default 600.
     pub device_code_seconds: u32,
     /// A refresh token unused this long ends (each refresh starts a new period). Default 720.
@@ -113,6 +117,7 @@ impl Default for Config {
             signin_step_seconds: 300,
             access_token_seconds: 600,
             signing_key_grace_seconds: 60,
+            alert_max_attempts: 8,
             device_code_seconds: 600,
             refresh_idle_minutes: 720,
             refresh_absolute_hours: 168,
@@ -192,6 +197,11 @@ impl Config {
         if !(1..=90 * 24).contains(&self.refresh_absolute_hours) {
             return Err(ConfigError(
                 "refresh_absolute_hours must be between 1 and 2160".into(),
+            ));
+        }
+        if !(1..=50).contains(&self.alert_max_attempts) {
+            return Err(ConfigError(
+                "alert_max_attempts must be between 1 and 50".into(),
             ));
         }
         if self.signing_key_grace_seconds > 3600 {
@@ -293,6 +303,7 @@ impl Config {
             "signin_step_seconds": self.signin_step_seconds,
             "access_token_seconds": self.access_token_seconds,
             "signing_key_grace_seconds": self.signing_key_grace_seconds,
+            "alert_max_attempts": self.alert_max_attempts,
             "device_code_seconds": self.device_code_seconds,
             "refresh_idle_minutes": self.refresh_idle_minutes,
             "refresh_absolute_hours": self.refresh_absolute_hours,

@@ -114,6 +114,8 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
                     recipient: format!("user:{}", r.principal_name),
                     payload: payload.to_string(),
                     at_us: us(now),
+                    channel: None,
+                    severity: None,
                 }),
             ]);
             let ev = NewAuditEvent::new(

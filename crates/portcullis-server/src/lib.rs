@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod accounts;
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -713,6 +713,8 @@ fn notifications(
                 recipient: r.clone(),
                 payload: payload.to_string(),
                 at_us: us(now),
+                channel: None,
+                severity: None,
             })
         })
         .collect()
@@ -830,7 +832,7 @@ pub async fn create_request(
     if active {
         changes.extend(notifications(&s.notify, "request.activated", &payload, now));
         events.push(event(caller, "request.activated", format!("role:{}", def.slug)).details(serde_json::json!({
-            "request_id": id, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "not_required",
+            "request_id": id, "role": def.slug, "scope": scope.as_str(), "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "not_required",
         })));
     } else {
         changes.extend(notifications(
@@ -1075,7 +1077,7 @@ pub async fn decide(
         }];
         if completes {
             events.push(event(caller, "request.activated", target.clone()).details(serde_json::json!({
-                "request_id": r.id, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",
+                "request_id": r.id, "role": r.role, "scope": r.scope, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",
             })));
         }
         if completes || !approve {

@@ -149,6 +149,38 @@ pub struct NewOutboxMessage {
     pub recipient: String,
     pub payload: String,
     pub at_us: i64,
+    /// For alerts: the channel that delivers it, and the severity.
+    pub channel: Option<String>,
+    pub severity: Option<String>,
+}
+
+/// A new alert channel (its configuration holds no secret; see the migration).
+#[derive(Debug, Clone)]
+pub struct NewAlertChannel {
+    pub name: String,
+    /// `email`, `webhook` or `sms`.
+    pub kind: String,
+    /// JSON.
+    pub config: String,
+    pub sealed_secret: Option<Vec<u8>>,
+    pub min_severity: String,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// The end of one delivery attempt.
+#[derive(Debug, Clone)]
+pub struct OutboxAttempt {
+    pub id: String,
+    pub worker: String,
+    /// The attempt's number (the message's `attempts` after its claim).
+    pub attempt: i64,
+    pub started_at_us: i64,
+    pub finished_at_us: i64,
+    pub delivered: bool,
+    pub detail: Option<String>,
+    /// For a failure: when to try again, or `None` to dead-letter.
+    pub retry_at_us: Option<i64>,
 }
 
 /// A state change applied in the same transaction as its audit events.
@@ -505,6 +537,30 @@ pub enum Change {
         family_id: Option<String>,
         access_jti: String,
         access_expires_at_us: i64,
+        at_us: i64,
+    },
+    /// Adds an alert channel; conflicts when the name is taken.
+    AddAlertChannel(NewAlertChannel),
+    /// Removes an alert channel; conflicts when there is none of that name. Its undelivered
+    /// messages are dead-lettered with the reason.
+    RemoveAlertChannel {
+        name: String,
+        at_us: i64,
+    },
+    /// Claims a due, pending outbox message for `worker` until `until_us` and counts the
+    /// attempt; conflicts when another worker (replica) holds it or it is not due.
+    ClaimOutbox {
+        id: String,
+        worker: String,
+        now_us: i64,
+        until_us: i64,
+    },
+    /// Records the end of an attempt by the worker that holds the claim: delivered, retried
+    /// later, or dead-lettered; conflicts when the claim was lost meanwhile.
+    FinishOutbox(OutboxAttempt),
+    /// Puts a dead-lettered message back in the queue with a fresh budget of attempts.
+    RetryOutbox {
+        id: String,
         at_us: i64,
     },
     /// Records (or widens) a person's consent to a client for `scope`.
@@ -973,9 +1029,61 @@ macro_rules! apply_for {
                                 .bind(principal_id).execute(&mut *c).await?;
                         }
                         Change::Enqueue(m) => {
-                            sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us) VALUES ($1, $2, $3, $4, $5, $6, $6)")
+                            sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us, channel, severity) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)")
                                 .bind(&m.id).bind(&m.kind).bind(&m.topic).bind(&m.recipient).bind(&m.payload).bind(m.at_us)
+                                .bind(&m.channel).bind(&m.severity)
                                 .execute(&mut *c).await?;
+                        }
+                        Change::AddAlertChannel(ch) => {
+                            let n = sqlx::query("INSERT INTO alert_channels (name, kind, config, sealed_secret, min_severity, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+                                .bind(&ch.name).bind(&ch.kind).bind(&ch.config).bind(&ch.sealed_secret).bind(&ch.min_severity)
+                                .bind(&ch.created_by).bind(ch.created_at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("an alert channel with that name exists"));
+                            }
+                        }
+                        Change::RemoveAlertChannel { name, at_us } => {
+                            let n = sqlx::query("DELETE FROM alert_channels WHERE name = $1")
+                                .bind(name).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such alert channel"));
+                            }
+                            sqlx::query("UPDATE outbox SET state = 'dead', last_error = 'the channel was removed', claimed_by = NULL, claimed_until_us = NULL, next_attempt_at_us = $2 WHERE channel = $1 AND state = 'pending'")
+                                .bind(name).bind(*at_us).execute(&mut *c).await?;
+                        }
+                        Change::ClaimOutbox { id, worker, now_us, until_us } => {
+                            let n = sqlx::query("UPDATE outbox SET claimed_by = $1, claimed_until_us = $2, attempts = attempts + 1 WHERE id = $3 AND state = 'pending' AND next_attempt_at_us <= $4 AND (claimed_until_us IS NULL OR claimed_until_us < $4)")
+                                .bind(worker).bind(*until_us).bind(id).bind(*now_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("claimed elsewhere or not due"));
+                            }
+                        }
+                        Change::FinishOutbox(a) => {
+                            let (state, next) = match (a.delivered, a.retry_at_us) {
+                                (true, _) => ("delivered", a.finished_at_us),
+                                (false, Some(at)) => ("pending", at),
+                                (false, None) => ("dead", a.finished_at_us),
+                            };
+                            let n = sqlx::query("UPDATE outbox SET state = $1, next_attempt_at_us = $2, last_error = $3, delivered_at_us = $4, claimed_by = NULL, claimed_until_us = NULL WHERE id = $5 AND claimed_by = $6 AND state = 'pending'")
+                                .bind(state).bind(next).bind(if a.delivered { None } else { a.detail.clone() })
+                                .bind(a.delivered.then_some(a.finished_at_us)).bind(&a.id).bind(&a.worker)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("the claim was lost"));
+                            }
+                            sqlx::query("INSERT INTO outbox_attempts (message_id, attempt, worker, started_at_us, finished_at_us, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                                .bind(&a.id).bind(a.attempt).bind(&a.worker).bind(a.started_at_us).bind(a.finished_at_us)
+                                .bind(if a.delivered { "delivered" } else { "failed" }).bind(&a.detail)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::RetryOutbox { id, at_us } => {
+                            let n = sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at_us = $1, budget_from = attempts WHERE id = $2 AND state = 'dead' AND channel IS NOT NULL")
+                                .bind(*at_us).bind(id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("not a dead-lettered message with a channel"));
+                            }
                         }
                     }
                     Ok(())

@@ -16,6 +16,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod accounts;
+pub mod alerts;
 mod changes;
 pub mod crypto;
 pub mod device;
@@ -44,8 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use changes::{
-    Change, NewAssignment, NewAuthorizationCode, NewDeviceAuthorization, NewOAuthClient,
-    NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
+    Change, NewAlertChannel, NewAssignment, NewAuthorizationCode, NewDeviceAuthorization,
+    NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
+    OutboxAttempt,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

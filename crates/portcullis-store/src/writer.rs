@@ -177,6 +177,31 @@ async fn apply_batch(
                 });
                 q.build().execute(&mut *tx).await?;
             }
+            // Built-in alert rules: the alerts commit with the events that raise them, so
+            // none is lost between an event and its delivery.
+            let alerts: Vec<_> = pending
+                .iter()
+                .filter_map(|e| portcullis_core::alerts::builtin(e).map(|a| (e, a)))
+                .collect();
+            if !alerts.is_empty() {
+                let rows = sqlx::query("SELECT name, kind, config, min_severity FROM alert_channels ORDER BY name")
+                    .fetch_all(&mut *tx).await?;
+                let mut channels = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let (name, kind, config, min): (String, String, String, String) =
+                        (r.try_get("name")?, r.try_get("kind")?, r.try_get("config")?, r.try_get("min_severity")?);
+                    channels.push(crate::alerts::ChannelRow { name, kind, config, min_severity: min });
+                }
+                let now_us = micros(OffsetDateTime::now_utc());
+                for (e, a) in alerts {
+                    for m in crate::alerts::messages_for(e, &a, &channels, now_us) {
+                        sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us, channel, severity, state, last_error) VALUES ($1, 'alert', $2, $3, $4, $5, $5, $6, $7, $8, $9)")
+                            .bind(&m.id).bind(&m.topic).bind(&m.recipient).bind(&m.payload).bind(now_us)
+                            .bind(&m.channel).bind(&m.severity).bind(&m.state).bind(&m.last_error)
+                            .execute(&mut *tx).await?;
+                    }
+                }
+            }
             if seq != start_seq {
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq).bind(hash.to_vec()).execute(&mut *tx).await?;

@@ -4,6 +4,7 @@
 //! its OpenAPI entry; a test compares the served document with the router's route table.
 
 pub mod accounts;
+pub mod alerts;
 pub mod audit;
 pub mod clients;
 pub mod device;
@@ -121,6 +122,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crate::ui::signin_webauthn_post))
         .routes(routes!(crate::ui::webauthn_js))
         .routes(routes!(crate::ui::device_get, crate::ui::device_post))
+        .routes(routes!(alerts::add_channel, alerts::list_channels))
+        .routes(routes!(alerts::remove_channel))
+        .routes(routes!(alerts::test_channel))
+        .routes(routes!(alerts::list))
+        .routes(routes!(alerts::show))
+        .routes(routes!(alerts::retry))
         .routes(routes!(clients::create_client, clients::list_clients))
         .routes(routes!(clients::get_client, clients::delete_client))
         .routes(routes!(clients::add_client_secret))

@@ -1,0 +1,406 @@
+//! Alerts: the built-in rules that turn audit events into alerts, severities, the retry
+//! schedule of deliveries, and the message shapes sent to channels.
+//!
+//! Invariants:
+//! - Built-in rules are code, not data: they cannot be disabled or edited away. They fire on
+//!   any break-glass activity, refresh-token reuse, a service account's interactive sign-in
+//!   attempt, a Global Administrator assignment created or activated, a conditional-access
+//!   policy changed, and any event its writer flagged alert-worthy (`"alert": true`).
+//! - Critical alerts go to every channel; lower severities to the channels whose threshold
+//!   they reach.
+//! - A delivery is retried with capped exponential backoff and dead-lettered after the
+//!   configured number of attempts; the schedule is a pure function of the attempt number.
+//! - Values put into an SMS body template are escaped for the body's content type, so an
+//!   event's text cannot change the request's structure.
+
+use serde::{Deserialize, Serialize};
+use time::Duration;
+
+use crate::audit::{AuditEvent, Outcome};
+
+/// How bad an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "info" => Some(Self::Info),
+            "warning" => Some(Self::Warning),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+    /// Whether a channel with threshold `min` receives an alert of this severity.
+    pub fn reaches(self, min: Severity) -> bool {
+        self == Severity::Critical || self >= min
+    }
+}
+
+/// An alert raised by a rule for one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The rule's stable id, e.g. `breakglass.activity`.
+    pub rule: String,
+    pub severity: Severity,
+    /// One line for a human: what happened, who, to what.
+    pub summary: String,
+}
+
+/// The role whose creation or activation always alerts.
+pub const GLOBAL_ADMINISTRATOR: &str = "global-administrator";
+
+/// The built-in rule that fires for `e`, if any (the most specific one).
+pub fn builtin(e: &AuditEvent) -> Option<Alert> {
+    let d = &e.details;
+    let flag = |k: &str| d.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let outcome = match e.outcome {
+        Outcome::Success => "succeeded",
+        Outcome::Failure => "failed",
+    };
+    let alert = |rule: &str, severity: Severity, summary: String| {
+        Some(Alert {
+            rule: rule.to_owned(),
+            severity,
+            summary,
+        })
+    };
+    if flag("emergency") {
+        return alert(
+            "breakglass.activity",
+            Severity::Critical,
+            format!(
+                "break-glass: {} {} by {} on {}",
+                e.action, outcome, e.actor, e.target
+            ),
+        );
+    }
+    if e.action == "token.refresh_reuse" {
+        return alert(
+            "token.refresh_reuse",
+            Severity::Critical,
+            format!(
+                "a rotated refresh token of {} was presented again; its family is revoked",
+                e.target
+            ),
+        );
+    }
+    if text("reason") == "service_account_interactive_signin" {
+        return alert(
+            "service_account.interactive_signin",
+            Severity::Critical,
+            format!(
+                "interactive sign-in attempted with service account {}",
+                e.target
+            ),
+        );
+    }
+    let global_admin =
+        text("role") == GLOBAL_ADMINISTRATOR || e.target == format!("role:{GLOBAL_ADMINISTRATOR}");
+    if global_admin
+        && e.outcome == Outcome::Success
+        && matches!(
+            e.action.as_str(),
+            "assignment.created" | "request.activated"
+        )
+    {
+        return alert(
+            "role.global_administrator",
+            Severity::Critical,
+            format!(
+                "Global Administrator: {} by {} for {}",
+                e.action, e.actor, e.target
+            ),
+        );
+    }
+    if e.action.starts_with("ca.policy.") {
+        return alert(
+            "conditional_access.changed",
+            Severity::Critical,
+            format!(
+                "conditional access: {} by {} ({})",
+                e.action, e.actor, e.target
+            ),
+        );
+    }
+    if flag("alert") {
+        return alert(
+            "flagged",
+            Severity::Warning,
+            format!("{} {} by {} on {}", e.action, outcome, e.actor, e.target),
+        );
+    }
+    None
+}
+
+/// When attempt `n` (1-based) failed, how long until the next: 5 s, 10 s, 20 s, … capped at
+/// one hour.
+pub fn backoff(n: u32) -> Duration {
+    let exp = n.saturating_sub(1).min(20);
+    let secs = 5i64.saturating_mul(1i64 << exp);
+    Duration::seconds(secs.min(3600))
+}
+
+/// How values are escaped into a body template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Inside a JSON string literal (the template supplies the quotes).
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// Plain text.
+    Plain,
+}
+
+impl Escape {
+    /// The escaping for a `Content-Type`.
+    pub fn for_content_type(ct: &str) -> Self {
+        let ct = ct.to_ascii_lowercase();
+        if ct.starts_with("application/json") {
+            Self::Json
+        } else if ct.starts_with("application/x-www-form-urlencoded") {
+            Self::Form
+        } else {
+            Self::Plain
+        }
+    }
+
+    fn apply(self, s: &str) -> String {
+        match self {
+            Self::Json => {
+                let quoted = serde_json::Value::String(s.to_owned()).to_string();
+                quoted[1..quoted.len() - 1].to_owned()
+            }
+            Self::Form => form_encode(s),
+            Self::Plain => s.to_owned(),
+        }
+    }
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Why a body template is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the template must contain {{message}}")]
+    NoMessage,
+    #[error("the template is at most 2000 characters")]
+    TooLong,
+}
+
+/// Checks an SMS body template at registration.
+pub fn validate_template(t: &str) -> Result<(), TemplateError> {
+    if t.len() > 2000 {
+        return Err(TemplateError::TooLong);
+    }
+    if !t.contains("{message}") {
+        return Err(TemplateError::NoMessage);
+    }
+    Ok(())
+}
+
+/// The body for one recipient: `{to}` and `{message}` replaced, each value escaped.
+pub fn render_template(t: &str, to: &str, message: &str, escape: Escape) -> String {
+    // One pass, so a value that contains "{message}" is not substituted again.
+    let mut out = String::with_capacity(t.len() + message.len());
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(r) = tail.strip_prefix("{to}") {
+            out.push_str(&escape.apply(to));
+            rest = r;
+        } else if let Some(r) = tail.strip_prefix("{message}") {
+            out.push_str(&escape.apply(message));
+            rest = r;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text of an alert as people read it (email body, SMS, chat).
+pub fn message_text(a: &Alert, e: &AuditEvent) -> String {
+    format!(
+        "[{}] {} (rule {}, audit event #{})",
+        a.severity.as_str().to_uppercase(),
+        a.summary,
+        a.rule,
+        e.seq
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(action: &str, target: &str, outcome: Outcome, details: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            seq: 7,
+            time_us: 0,
+            actor: "user:ada".into(),
+            action: action.into(),
+            target: target.into(),
+            outcome,
+            details,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    #[test]
+    fn builtin_rules_fire_where_they_must() {
+        let cases = [
+            (
+                ev(
+                    "signin.password",
+                    "user:bg1",
+                    Outcome::Failure,
+                    serde_json::json!({"emergency": true}),
+                ),
+                Some(("breakglass.activity", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "token.refresh_reuse",
+                    "user:ada",
+                    Outcome::Failure,
+                    serde_json::json!({}),
+                ),
+                Some(("token.refresh_reuse", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "signin.password",
+                    "user:payroll",
+                    Outcome::Failure,
+                    serde_json::json!({"reason": "service_account_interactive_signin"}),
+                ),
+                Some(("service_account.interactive_signin", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "assignment.created",
+                    "user:bob",
+                    Outcome::Success,
+                    serde_json::json!({"role": "global-administrator"}),
+                ),
+                Some(("role.global_administrator", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "request.activated",
+                    "user:bob",
+                    Outcome::Success,
+                    serde_json::json!({"role": "global-administrator"}),
+                ),
+                Some(("role.global_administrator", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "request.activated",
+                    "user:bob",
+                    Outcome::Success,
+                    serde_json::json!({"role": "audit-reader"}),
+                ),
+                None,
+            ),
+            (
+                ev(
+                    "ca.policy.updated",
+                    "policy:x",
+                    Outcome::Success,
+                    serde_json::json!({}),
+                ),
+                Some(("conditional_access.changed", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "service_account.secret_added",
+                    "service_account:x",
+                    Outcome::Success,
+                    serde_json::json!({"alert": true}),
+                ),
+                Some(("flagged", Severity::Warning)),
+            ),
+            (
+                ev(
+                    "signin.password",
+                    "user:ada",
+                    Outcome::Failure,
+                    serde_json::json!({"reason": "wrong_password"}),
+                ),
+                None,
+            ),
+        ];
+        for (e, want) in cases {
+            let got = builtin(&e).map(|a| (a.rule, a.severity));
+            assert_eq!(
+                got.as_ref().map(|(r, s)| (r.as_str(), *s)),
+                want,
+                "{}",
+                e.action
+            );
+        }
+    }
+
+    #[test]
+    fn critical_reaches_every_channel() {
+        assert!(Severity::Critical.reaches(Severity::Critical));
+        assert!(Severity::Warning.reaches(Severity::Info));
+        assert!(!Severity::Info.reaches(Severity::Warning));
+        assert!(!Severity::Warning.reaches(Severity::Critical));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::seconds(5));
+        assert_eq!(backoff(2), Duration::seconds(10));
+        assert_eq!(backoff(4), Duration::seconds(40));
+        assert_eq!(backoff(30), Duration::hours(1));
+        assert_eq!(backoff(u32::MAX), Duration::hours(1));
+    }
+
+    #[test]
+    fn templates_escape_values() {
+        let t = r#"{"to":"{to}","text":"{message}"}"#;
+        let body = render_template(t, "+15550100", "a \"quoted\" {message}\n", Escape::Json);
+        let v: serde_json::Value = serde_json::from_str(&body).expect("still JSON");
+        assert_eq!(v["text"], "a \"quoted\" {message}\n");
+        assert_eq!(v["to"], "+15550100");
+        let form = render_template("To={to}&Body={message}", "+1 555", "x&y=z", Escape::Form);
+        assert_eq!(form, "To=%2B1+555&Body=x%26y%3Dz");
+        assert_eq!(
+            validate_template("no placeholder"),
+            Err(TemplateError::NoMessage)
+        );
+    }
+}

@@ -1,0 +1,901 @@
+//! Alert channels and the delivery worker.
+//!
+//! Invariants:
+//! - Alerts are outbox rows written by the store in the same transaction as the event that
+//!   raised them ([`portcullis_core::alerts::builtin`]); this module only delivers them.
+//! - A worker claims a message with a conditional update before sending it, so of several
+//!   replicas exactly one sends each attempt; a claim lapses after [`CLAIM_FOR`] so a replica
+//!   that died mid-delivery does not strand it. Every attempt is recorded with its outcome.
+//! - Failures are retried with capped exponential backoff; after `alert_max_attempts` the
+//!   message is dead-lettered, and a dead-lettered critical alert is itself reported as a
+//!   critical alert on every other channel (never recursively).
+//! - Secrets: a webhook's HMAC key is sealed with the master key; SMTP and SMS gateway
+//!   credentials are environment variables named in the channel and read at delivery. None is
+//!   logged, shown by the API, or written in an error.
+//! - Webhooks and SMS gateways get `X-Portcullis-Message-Id` so a receiver can drop the rare
+//!   duplicate of a delivery whose answer was lost.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::http::StatusCode;
+use hmac::{Hmac, Mac};
+use portcullis_core::alerts::{Escape, Severity, backoff, render_template, validate_template};
+use portcullis_core::api::{
+    AlertAttemptView, AlertChannelView, AlertView, CreateAlertChannelRequest,
+};
+use portcullis_core::audit::NewAuditEvent;
+use portcullis_core::error::ErrorCode;
+use portcullis_store::alerts::{AlertChannel, OutboxMessage};
+use portcullis_store::{
+    Change, MasterKey, NewAlertChannel, NewOutboxMessage, OutboxAttempt, Store, StoreError,
+};
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use crate::accounts::new_id;
+use crate::api::AppState;
+use crate::auth::{Caller, event};
+use crate::error::ApiError;
+use crate::time_us::{rfc3339, us};
+
+/// How long a claim holds before another worker may take the message over.
+pub const CLAIM_FOR: time::Duration = time::Duration::seconds(60);
+/// Timeout of one HTTP or SMTP delivery.
+const DELIVERY_TIMEOUT: StdDuration = StdDuration::from_secs(10);
+/// How often the worker looks for due messages (other replicas enqueue too).
+const POLL: StdDuration = StdDuration::from_millis(250);
+/// Messages delivered at once by one worker.
+const CONCURRENCY: usize = 16;
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::bad_request(msg.into())
+}
+
+fn seal_aad(name: &str) -> String {
+    format!("alert_channel:{name}")
+}
+
+/// https, or http on a loopback address (a local relay or gateway).
+fn check_url(u: &str) -> Result<url::Url, ApiError> {
+    let parsed = url::Url::parse(u).map_err(|_| bad(format!("{u} is not a URL")))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(bad(
+            "put no credentials in the URL; use headers with env:NAME",
+        ));
+    }
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(bad(format!(
+            "{u}: use https (http only on a loopback address)"
+        ))),
+    }
+}
+
+fn check_env_name(n: &str) -> Result<(), ApiError> {
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(format!(
+            "{n}: an environment variable name is A-Z, 0-9 and _"
+        )))
+    }
+}
+
+/// Validates a request into the stored configuration (JSON) and the secret to seal.
+fn channel_config(
+    req: &CreateAlertChannelRequest,
+) -> Result<(serde_json::Value, Option<String>), ApiError> {
+    let none_of = |fields: &[(&str, bool)]| -> Result<(), ApiError> {
+        for (f, set) in fields {
+            if *set {
+                return Err(bad(format!("{f} does not apply to a {} channel", req.kind)));
+            }
+        }
+        Ok(())
+    };
+    match req.kind.as_str() {
+        "email" => {
+            none_of(&[
+                ("url", req.url.is_some()),
+                ("shape", req.shape.is_some()),
+                ("secret", req.secret.is_some()),
+                ("method", req.method.is_some()),
+                ("headers", !req.headers.is_empty()),
+                ("template", req.template.is_some()),
+            ])?;
+            let smtp = req
+                .smtp_url
+                .as_deref()
+                .ok_or_else(|| bad("smtp_url is required"))?;
+            let u = url::Url::parse(smtp).map_err(|_| bad(format!("{smtp} is not a URL")))?;
+            if !matches!(u.scheme(), "smtp" | "smtps") || u.host_str().is_none() {
+                return Err(bad(
+                    "smtp_url is smtp://HOST:PORT[?tls=required] or smtps://HOST:PORT",
+                ));
+            }
+            if !u.username().is_empty() || u.password().is_some() {
+                return Err(bad(
+                    "put no credentials in smtp_url; use smtp_username and password_env",
+                ));
+            }
+            if let Some(n) = &req.password_env {
+                check_env_name(n)?;
+            }
+            if req.password_env.is_some() != req.smtp_username.is_some() {
+                return Err(bad("smtp_username and password_env go together"));
+            }
+            let from = portcullis_core::principal::parse_email(
+                req.from.as_deref().ok_or_else(|| bad("from is required"))?,
+            )
+            .map_err(|e| bad(e.to_string()))?;
+            if req.to.is_empty() {
+                return Err(bad("to: at least one address"));
+            }
+            let to = req
+                .to
+                .iter()
+                .map(|t| portcullis_core::principal::parse_email(t).map_err(|e| bad(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((
+                serde_json::json!({
+                    "smtp_url": smtp, "smtp_username": req.smtp_username,
+                    "password_env": req.password_env, "from": from, "to": to,
+                }),
+                None,
+            ))
+        }
+        "webhook" => {
+            none_of(&[
+                ("smtp_url", req.smtp_url.is_some()),
+                ("from", req.from.is_some()),
+                ("to", !req.to.is_empty()),
+                ("method", req.method.is_some()),
+                ("headers", !req.headers.is_empty()),
+                ("template", req.template.is_some()),
+            ])?;
+            let url = req.url.as_deref().ok_or_else(|| bad("url is required"))?;
+            check_url(url)?;
+            let shape = req.shape.as_deref().unwrap_or("generic");
+            if !matches!(shape, "generic" | "slack") {
+                return Err(bad("shape is generic or slack"));
+            }
+            if let Some(s) = &req.secret
+                && s.len() < 16
+            {
+                return Err(bad("a signing secret is at least 16 characters"));
+            }
+            Ok((
+                serde_json::json!({ "url": url, "shape": shape }),
+                req.secret.clone(),
+            ))
+        }
+        "sms" => {
+            none_of(&[
+                ("smtp_url", req.smtp_url.is_some()),
+                ("from", req.from.is_some()),
+                ("shape", req.shape.is_some()),
+                ("secret", req.secret.is_some()),
+            ])?;
+            let url = req.url.as_deref().ok_or_else(|| bad("url is required"))?;
+            check_url(url)?;
+            let method = req.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
+            if !matches!(method.as_str(), "POST" | "GET" | "PUT") {
+                return Err(bad("method is POST, PUT or GET"));
+            }
+            if req.to.is_empty() {
+                return Err(bad("to: at least one phone number"));
+            }
+            let to = req
+                .to
+                .iter()
+                .map(|t| portcullis_core::principal::parse_phone(t).map_err(|e| bad(e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let template = req
+                .template
+                .as_deref()
+                .ok_or_else(|| bad("template is required"))?;
+            validate_template(template).map_err(|e| bad(e.to_string()))?;
+            for (k, v) in &req.headers {
+                axum::http::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| bad(format!("{k} is not a header name")))?;
+                match v.strip_prefix("env:") {
+                    Some(n) => check_env_name(n)?,
+                    None => {
+                        axum::http::HeaderValue::from_str(v)
+                            .map_err(|_| bad(format!("the value of {k} is not a header value")))?;
+                        if k.eq_ignore_ascii_case("authorization") {
+                            return Err(bad(
+                                "give Authorization as env:NAME so the credential stays out of the database",
+                            ));
+                        }
+                    }
+                }
+            }
+            Ok((
+                serde_json::json!({
+                    "url": url, "method": method, "to": to, "headers": req.headers, "template": template,
+                }),
+                None,
+            ))
+        }
+        other => Err(bad(format!("{other}: kind is email, webhook or sms"))),
+    }
+}
+
+fn channel_view(c: AlertChannel) -> AlertChannelView {
+    AlertChannelView {
+        config: serde_json::from_str(&c.config).unwrap_or(serde_json::Value::Null),
+        signed: c.sealed_secret.is_some(),
+        name: c.name,
+        kind: c.kind,
+        min_severity: c.min_severity,
+        created_by: c.created_by,
+        created_at: rfc3339(c.created_at_us),
+    }
+}
+
+/// Adds a channel. Audited as alert-worthy: it changes who hears about emergencies.
+pub async fn add_channel(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateAlertChannelRequest,
+) -> Result<AlertChannelView, ApiError> {
+    caller.require("alerts.manage")?;
+    let name = portcullis_core::principal::PrincipalName::parse("name", &req.name)
+        .map_err(|e| bad(e.to_string()))?;
+    let min = match req.min_severity.as_deref() {
+        None => Severity::Info,
+        Some(s) => {
+            Severity::parse(s).ok_or_else(|| bad("min_severity is info, warning or critical"))?
+        }
+    };
+    let (config, secret) = channel_config(&req)?;
+    let sealed = match &secret {
+        Some(s) => Some(state.master.seal(&seal_aad(name.as_str()), s.as_bytes())),
+        None => None,
+    };
+    let now = OffsetDateTime::now_utc();
+    let change = Change::AddAlertChannel(NewAlertChannel {
+        name: name.as_str().to_owned(),
+        kind: req.kind.clone(),
+        config: config.to_string(),
+        sealed_secret: sealed,
+        min_severity: min.as_str().to_owned(),
+        created_by: caller.actor(),
+        created_at_us: us(now),
+    });
+    let ev = event(
+        caller,
+        "alert_channel.added",
+        format!("alert_channel:{}", name.as_str()),
+    )
+    .details(serde_json::json!({
+        "kind": req.kind, "min_severity": min.as_str(), "config": config,
+        "signed": secret.is_some(), "alert": true,
+    }));
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::AlreadyExists,
+                format!("an alert channel named {} exists", name.as_str()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let c = state
+        .store
+        .alert_channel(name.as_str())
+        .await?
+        .ok_or_else(|| ApiError::internal("channel vanished"))?;
+    Ok(channel_view(c))
+}
+
+pub async fn list_channels(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<AlertChannelView>, ApiError> {
+    caller.require("alerts.read")?;
+    Ok(state
+        .store
+        .alert_channels()
+        .await?
+        .into_iter()
+        .map(channel_view)
+        .collect())
+}
+
+/// Removes a channel; its undelivered messages are dead-lettered. Alert-worthy.
+pub async fn remove_channel(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    caller.require("alerts.manage")?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(
+        caller,
+        "alert_channel.removed",
+        format!("alert_channel:{name}"),
+    )
+    .details(serde_json::json!({ "alert": true }));
+    match state
+        .store
+        .write(
+            Change::RemoveAlertChannel {
+                name: name.to_owned(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(_)) => {
+            Err(ApiError::not_found(format!("no alert channel {name}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Queues a test message on one channel (delivered like any alert; follow it with `show`).
+pub async fn test_channel(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<AlertView, ApiError> {
+    caller.require("alerts.manage")?;
+    let c = state
+        .store
+        .alert_channel(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no alert channel {name}")))?;
+    let now = OffsetDateTime::now_utc();
+    let text = format!(
+        "[TEST] Portcullis test message for channel {name}, sent by {}",
+        caller.actor()
+    );
+    let payload = serde_json::json!({
+        "alert": { "rule": "test", "severity": "info", "summary": text },
+        "text": text,
+        "event": null,
+    });
+    let recipients = recipients_of(&c);
+    let mut changes = Vec::new();
+    let mut first = None;
+    for r in recipients {
+        let id = new_id("m");
+        first.get_or_insert(id.clone());
+        changes.push(Change::Enqueue(NewOutboxMessage {
+            id,
+            kind: "alert".into(),
+            topic: "test".into(),
+            recipient: r,
+            payload: payload.to_string(),
+            at_us: us(now),
+            channel: Some(c.name.clone()),
+            severity: Some("info".into()),
+        }));
+    }
+    let ev = event(
+        caller,
+        "alert_channel.tested",
+        format!("alert_channel:{name}"),
+    );
+    state.store.write(Change::Many(changes), vec![ev]).await?;
+    let id = first.ok_or_else(|| ApiError::internal("a channel without recipients"))?;
+    show(state, caller, &id).await
+}
+
+fn recipients_of(c: &AlertChannel) -> Vec<String> {
+    if c.kind == "sms" {
+        serde_json::from_str::<serde_json::Value>(&c.config)
+            .ok()
+            .and_then(|v| v.get("to").cloned())
+            .and_then(|t| serde_json::from_value(t).ok())
+            .unwrap_or_default()
+    } else {
+        vec![format!("channel:{}", c.name)]
+    }
+}
+
+fn text_of(m: &OutboxMessage) -> String {
+    serde_json::from_str::<serde_json::Value>(&m.payload)
+        .ok()
+        .and_then(|p| p.get("text").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| m.topic.clone())
+}
+
+fn view(m: OutboxMessage, history: Vec<AlertAttemptView>) -> AlertView {
+    AlertView {
+        text: text_of(&m),
+        id: m.id,
+        kind: m.kind,
+        topic: m.topic,
+        severity: m.severity,
+        channel: m.channel,
+        recipient: m.recipient,
+        state: m.state,
+        attempts: m.attempts,
+        created_at: rfc3339(m.created_at_us),
+        next_attempt_at: rfc3339(m.next_attempt_at_us),
+        delivered_at: m.delivered_at_us.map(rfc3339),
+        last_error: m.last_error,
+        history,
+    }
+}
+
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    state_filter: Option<&str>,
+) -> Result<Vec<AlertView>, ApiError> {
+    caller.require("alerts.read")?;
+    if let Some(s) = state_filter
+        && !matches!(s, "pending" | "delivered" | "dead")
+    {
+        return Err(bad("state is pending, delivered or dead"));
+    }
+    Ok(state
+        .store
+        .outbox_messages(None, state_filter, 500)
+        .await?
+        .into_iter()
+        .map(|m| view(m, vec![]))
+        .collect())
+}
+
+pub async fn show(state: &AppState, caller: &Caller, id: &str) -> Result<AlertView, ApiError> {
+    caller.require("alerts.read")?;
+    let m = state
+        .store
+        .outbox_message(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no alert {id}")))?;
+    let history = state
+        .store
+        .outbox_attempts(id)
+        .await?
+        .into_iter()
+        .map(|a| AlertAttemptView {
+            attempt: a.attempt,
+            worker: a.worker,
+            started_at: rfc3339(a.started_at_us),
+            finished_at: rfc3339(a.finished_at_us),
+            outcome: a.outcome,
+            detail: a.detail,
+        })
+        .collect();
+    Ok(view(m, history))
+}
+
+/// Puts a dead-lettered message back in the queue with a fresh budget of attempts.
+pub async fn retry(state: &AppState, caller: &Caller, id: &str) -> Result<AlertView, ApiError> {
+    caller.require("alerts.manage")?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(caller, "alert.retried", format!("alert:{id}"));
+    match state
+        .store
+        .write(
+            Change::RetryOutbox {
+                id: id.to_owned(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+    {
+        Ok(_) => show(state, caller, id).await,
+        Err(StoreError::Conflict(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            format!("{id} is not a dead-lettered alert with a channel"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ----- delivery -----
+
+/// What delivery needs besides the store.
+#[derive(Clone)]
+pub struct Deliverer {
+    store: Store,
+    master: Arc<MasterKey>,
+    http: reqwest::Client,
+    worker: String,
+    max_attempts: i64,
+}
+
+impl Deliverer {
+    pub fn new(
+        store: Store,
+        master: Arc<MasterKey>,
+        max_attempts: u32,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(DELIVERY_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self {
+            store,
+            master,
+            http,
+            worker: new_id("w"),
+            max_attempts: i64::from(max_attempts.max(1)),
+        })
+    }
+
+    /// Delivers until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = &mut shutdown => return,
+            }
+            let now = OffsetDateTime::now_utc();
+            let due = match self.store.due_outbox(us(now), CONCURRENCY as i64 * 2).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the outbox");
+                    continue;
+                }
+            };
+            for id in due {
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.attempt(&id).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// One attempt at one message: claim, send, record.
+    pub async fn attempt(&self, id: &str) {
+        let now = OffsetDateTime::now_utc();
+        let claim = Change::ClaimOutbox {
+            id: id.to_owned(),
+            worker: self.worker.clone(),
+            now_us: us(now),
+            until_us: us(now + CLAIM_FOR),
+        };
+        match self.store.write(claim, vec![]).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict(_)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim an outbox message");
+                return;
+            }
+        }
+        let m = match self.store.outbox_message(id).await {
+            Ok(Some(m)) => m,
+            _ => return,
+        };
+        let result = self.send(&m).await;
+        let finished = OffsetDateTime::now_utc();
+        let used = m.attempts - m.budget_from;
+        let (delivered, detail, retry_at) = match &result {
+            Ok(()) => (true, None, None),
+            Err(e) if used < self.max_attempts => (
+                false,
+                Some(e.clone()),
+                Some(us(
+                    finished + backoff(u32::try_from(used).unwrap_or(u32::MAX))
+                )),
+            ),
+            Err(e) => (false, Some(e.clone()), None),
+        };
+        let dead = !delivered && retry_at.is_none();
+        let mut changes = vec![Change::FinishOutbox(OutboxAttempt {
+            id: m.id.clone(),
+            worker: self.worker.clone(),
+            attempt: m.attempts,
+            started_at_us: us(now),
+            finished_at_us: us(finished),
+            delivered,
+            detail: detail.clone(),
+            retry_at_us: retry_at,
+        })];
+        let mut events = Vec::new();
+        if dead {
+            events.push(
+                NewAuditEvent::new(
+                    "system:alerts",
+                    "alert.dead_lettered",
+                    format!("alert:{}", m.id),
+                )
+                .outcome(portcullis_core::audit::Outcome::Failure)
+                .details(serde_json::json!({
+                    "rule": m.topic, "channel": m.channel, "recipient": m.recipient,
+                    "attempts": used, "last_error": detail,
+                })),
+            );
+            // A critical alert nobody received is itself critical, on every other channel.
+            let critical = m.severity.as_deref() == Some(Severity::Critical.as_str());
+            if critical && m.topic != "alert.dead_lettered" {
+                changes.extend(
+                    self.dead_letter_notices(&m, detail.as_deref().unwrap_or(""), finished)
+                        .await,
+                );
+            }
+        }
+        if let Err(e) = self.store.write(Change::Many(changes), events).await {
+            tracing::warn!(error = %e, "cannot record a delivery attempt");
+        }
+    }
+
+    async fn dead_letter_notices(
+        &self,
+        m: &OutboxMessage,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Vec<Change> {
+        let channels = self.store.alert_channels().await.unwrap_or_default();
+        let text = format!(
+            "[CRITICAL] a critical alert could not be delivered through channel {} to {}: {} (alert {}: {})",
+            m.channel.as_deref().unwrap_or("-"),
+            m.recipient,
+            error,
+            m.id,
+            text_of(m),
+        );
+        let payload = serde_json::json!({
+            "alert": { "rule": "alert.dead_lettered", "severity": "critical", "summary": text },
+            "text": text,
+            "event": null,
+            "dead_lettered": m.id,
+        });
+        channels
+            .iter()
+            .filter(|c| Some(&c.name) != m.channel.as_ref())
+            .flat_map(|c| {
+                recipients_of(c).into_iter().map(|r| {
+                    Change::Enqueue(NewOutboxMessage {
+                        id: new_id("m"),
+                        kind: "alert".into(),
+                        topic: "alert.dead_lettered".into(),
+                        recipient: r,
+                        payload: payload.to_string(),
+                        at_us: us(now),
+                        channel: Some(c.name.clone()),
+                        severity: Some("critical".into()),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    /// Sends one message through its channel. The error is a short reason without secrets.
+    async fn send(&self, m: &OutboxMessage) -> Result<(), String> {
+        let Some(name) = &m.channel else {
+            return Err("no channel".into());
+        };
+        let c = self
+            .store
+            .alert_channel(name)
+            .await
+            .map_err(|_| "cannot read the channel".to_owned())?
+            .ok_or_else(|| "the channel was removed".to_owned())?;
+        let config: serde_json::Value = serde_json::from_str(&c.config)
+            .map_err(|_| "unreadable channel configuration".to_owned())?;
+        let payload: serde_json::Value =
+            serde_json::from_str(&m.payload).map_err(|_| "unreadable payload".to_owned())?;
+        let text = payload
+            .get("text")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_owned();
+        match c.kind.as_str() {
+            "webhook" => self.send_webhook(&c, &config, m, &payload, &text).await,
+            "email" => send_email(&config, m, &payload, &text).await,
+            "sms" => self.send_sms(&config, m, &text).await,
+            other => Err(format!("unknown channel kind {other}")),
+        }
+    }
+
+    async fn send_webhook(
+        &self,
+        c: &AlertChannel,
+        config: &serde_json::Value,
+        m: &OutboxMessage,
+        payload: &serde_json::Value,
+        text: &str,
+    ) -> Result<(), String> {
+        let url = config.get("url").and_then(|u| u.as_str()).ok_or("no url")?;
+        let body = match config.get("shape").and_then(|s| s.as_str()) {
+            Some("slack") => serde_json::json!({ "text": text }),
+            _ => {
+                let mut p = payload.clone();
+                if let Some(o) = p.as_object_mut() {
+                    o.insert("id".into(), m.id.clone().into());
+                }
+                p
+            }
+        }
+        .to_string();
+        let mut rb = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-portcullis-message-id", &m.id);
+        if let Some(sealed) = &c.sealed_secret {
+            let key = self
+                .master
+                .open(&seal_aad(&c.name), sealed)
+                .map_err(|_| "cannot open the signing key".to_owned())?;
+            let t = OffsetDateTime::now_utc().unix_timestamp();
+            rb = rb.header(
+                "x-portcullis-signature",
+                signature(key.as_slice(), t, &body),
+            );
+        }
+        let r = rb.body(body).send().await.map_err(|e| http_error(&e))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", r.status().as_u16()))
+        }
+    }
+
+    async fn send_sms(
+        &self,
+        config: &serde_json::Value,
+        m: &OutboxMessage,
+        text: &str,
+    ) -> Result<(), String> {
+        let url = config.get("url").and_then(|u| u.as_str()).ok_or("no url")?;
+        let method = config
+            .get("method")
+            .and_then(|u| u.as_str())
+            .unwrap_or("POST");
+        let template = config
+            .get("template")
+            .and_then(|u| u.as_str())
+            .ok_or("no template")?;
+        let mut content_type = "text/plain".to_owned();
+        let mut headers = Vec::new();
+        if let Some(h) = config.get("headers").and_then(|h| h.as_object()) {
+            for (k, v) in h {
+                let v = v.as_str().unwrap_or("");
+                let value = match v.strip_prefix("env:") {
+                    Some(n) => std::env::var(n)
+                        .map_err(|_| format!("environment variable {n} is not set"))?,
+                    None => v.to_owned(),
+                };
+                if k.eq_ignore_ascii_case("content-type") {
+                    content_type = value.clone();
+                }
+                headers.push((k.clone(), value));
+            }
+        }
+        let body = render_template(
+            template,
+            &m.recipient,
+            text,
+            Escape::for_content_type(&content_type),
+        );
+        let method =
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|_| "bad method".to_owned())?;
+        let mut rb = self
+            .http
+            .request(method, url)
+            .header("x-portcullis-message-id", &m.id);
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        let r = rb.body(body).send().await.map_err(|e| http_error(&e))?;
+        if r.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", r.status().as_u16()))
+        }
+    }
+}
+
+/// `t=UNIX,v1=HEX`: HMAC-SHA256 over `UNIX.BODY`, so a receiver checks both the body and its
+/// freshness.
+pub fn signature(key: &[u8], t: i64, body: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A transport error in a few words, never the URL's secrets (there are none in it anyway).
+fn http_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        "request failed".into()
+    }
+}
+
+async fn send_email(
+    config: &serde_json::Value,
+    m: &OutboxMessage,
+    payload: &serde_json::Value,
+    text: &str,
+) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let smtp = config
+        .get("smtp_url")
+        .and_then(|u| u.as_str())
+        .ok_or("no smtp_url")?;
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp)
+        .map_err(|_| "unusable smtp_url".to_owned())?
+        .timeout(Some(DELIVERY_TIMEOUT));
+    if let (Some(user), Some(env)) = (
+        config.get("smtp_username").and_then(|u| u.as_str()),
+        config.get("password_env").and_then(|u| u.as_str()),
+    ) {
+        let pw =
+            std::env::var(env).map_err(|_| format!("environment variable {env} is not set"))?;
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            user.to_owned(),
+            pw,
+        ));
+    }
+    let transport = builder.build();
+    let from = config
+        .get("from")
+        .and_then(|u| u.as_str())
+        .ok_or("no from")?;
+    let severity = m.severity.as_deref().unwrap_or("info").to_uppercase();
+    let summary = payload
+        .pointer("/alert/summary")
+        .and_then(|s| s.as_str())
+        .unwrap_or(&m.topic);
+    let mut msg = Message::builder()
+        .from(from.parse().map_err(|_| "bad from address".to_owned())?)
+        .subject(format!("[Portcullis {severity}] {summary}"))
+        .header(ContentType::TEXT_PLAIN);
+    for to in config
+        .get("to")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let to = to.as_str().ok_or("bad recipient")?;
+        msg = msg.to(to.parse().map_err(|_| "bad recipient address".to_owned())?);
+    }
+    let body = format!(
+        "{text}\n\nMessage id: {}\nEvent: {}\n",
+        m.id,
+        payload
+            .get("event")
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    );
+    let msg = msg
+        .body(body)
+        .map_err(|_| "cannot build the message".to_owned())?;
+    match transport.send(msg).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_permanent() => Err(format!("SMTP refused: {}", smtp_code(&e))),
+        Err(e) if e.is_transient() => Err(format!("SMTP temporary failure: {}", smtp_code(&e))),
+        Err(_) => Err("cannot reach the SMTP server".into()),
+    }
+}
+
+fn smtp_code(e: &lettre::transport::smtp::Error) -> String {
+    e.status()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "no status".into())
+}
