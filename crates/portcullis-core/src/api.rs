@@ -754,6 +754,10 @@ api_type! {
         /// email: addresses; sms: E.164 numbers.
         #[serde(default)]
         pub to: Vec<String>,
+        /// email: this channel also carries notifications to people (requests to approvers,
+        /// decisions to requesters), to the addresses on their accounts.
+        #[serde(default)]
+        pub notifications: bool,
         /// webhook, sms: the URL (https, or http on loopback).
         #[serde(default)]
         pub url: Option<String>,

@@ -152,12 +152,14 @@ fn channel_config(
                 serde_json::json!({
                     "smtp_url": smtp, "smtp_username": req.smtp_username,
                     "password_env": req.password_env, "from": from, "to": to,
+                    "notifications": req.notifications,
                 }),
                 None,
             ))
         }
         "webhook" => {
             none_of(&[
+                ("notifications", req.notifications),
                 ("smtp_url", req.smtp_url.is_some()),
                 ("from", req.from.is_some()),
                 ("to", !req.to.is_empty()),
@@ -183,6 +185,7 @@ fn channel_config(
         }
         "sms" => {
             none_of(&[
+                ("notifications", req.notifications),
                 ("smtp_url", req.smtp_url.is_some()),
                 ("from", req.from.is_some()),
                 ("shape", req.shape.is_some()),
@@ -262,10 +265,9 @@ pub async fn add_channel(
         }
     };
     let (config, secret) = channel_config(&req)?;
-    let sealed = match &secret {
-        Some(s) => Some(state.master.seal(&seal_aad(name.as_str()), s.as_bytes())),
-        None => None,
-    };
+    let sealed = secret
+        .as_ref()
+        .map(|s| state.master.seal(&seal_aad(name.as_str()), s.as_bytes()));
     let now = OffsetDateTime::now_utc();
     let change = Change::AddAlertChannel(NewAlertChannel {
         name: name.as_str().to_owned(),
@@ -682,6 +684,9 @@ impl Deliverer {
 
     /// Sends one message through its channel. The error is a short reason without secrets.
     async fn send(&self, m: &OutboxMessage) -> Result<(), String> {
+        if m.kind == "notification" {
+            return self.send_notification(m).await;
+        }
         let Some(name) = &m.channel else {
             return Err("no channel".into());
         };
@@ -706,6 +711,73 @@ impl Deliverer {
             "sms" => self.send_sms(&config, m, &text).await,
             other => Err(format!("unknown channel kind {other}")),
         }
+    }
+
+    /// A notification to people (`user:NAME`, `group:NAME`, or an address) by email, through
+    /// the email channel that carries notifications.
+    async fn send_notification(&self, m: &OutboxMessage) -> Result<(), String> {
+        let channels = self
+            .store
+            .alert_channels()
+            .await
+            .map_err(|_| "cannot read the channels".to_owned())?;
+        let mut config = channels
+            .iter()
+            .filter(|c| c.kind == "email")
+            .filter_map(|c| serde_json::from_str::<serde_json::Value>(&c.config).ok())
+            .find(|c| c.get("notifications").and_then(|n| n.as_bool()) == Some(true))
+            .ok_or_else(|| {
+                "no email channel carries notifications (add one with notifications)".to_owned()
+            })?;
+        let to = self.addresses_of(&m.recipient).await?;
+        if let Some(o) = config.as_object_mut() {
+            o.insert("to".into(), serde_json::json!(to));
+        }
+        let payload: serde_json::Value =
+            serde_json::from_str(&m.payload).map_err(|_| "unreadable payload".to_owned())?;
+        let text = notification_text(&m.topic, &payload);
+        let wrapped =
+            serde_json::json!({ "alert": { "summary": text }, "text": text, "event": payload });
+        send_email(&config, m, &wrapped, &text).await
+    }
+
+    async fn addresses_of(&self, recipient: &str) -> Result<Vec<String>, String> {
+        let store_err = |_| "cannot read the directory".to_owned();
+        if let Some(name) = recipient.strip_prefix("user:") {
+            let p = self
+                .store
+                .principal_by_name(name)
+                .await
+                .map_err(store_err)?;
+            return p
+                .and_then(|p| p.email)
+                .map(|e| vec![e])
+                .ok_or_else(|| format!("{recipient} has no email address"));
+        }
+        if let Some(name) = recipient.strip_prefix("group:") {
+            let g = self
+                .store
+                .principal_by_name(name)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| format!("no group {name}"))?;
+            let emails: Vec<String> = self
+                .store
+                .group_members(&g.id)
+                .await
+                .map_err(store_err)?
+                .into_iter()
+                .filter(|p| p.enabled)
+                .filter_map(|p| p.email)
+                .collect();
+            if emails.is_empty() {
+                return Err(format!("no member of {recipient} has an email address"));
+            }
+            return Ok(emails);
+        }
+        portcullis_core::principal::parse_email(recipient)
+            .map(|e| vec![e])
+            .map_err(|_| format!("{recipient} is not a recipient"))
     }
 
     async fn send_webhook(
@@ -891,6 +963,33 @@ async fn send_email(
         Err(e) if e.is_permanent() => Err(format!("SMTP refused: {}", smtp_code(&e))),
         Err(e) if e.is_transient() => Err(format!("SMTP temporary failure: {}", smtp_code(&e))),
         Err(_) => Err("cannot reach the SMTP server".into()),
+    }
+}
+
+/// The text of a notification to a person.
+fn notification_text(topic: &str, p: &serde_json::Value) -> String {
+    let f = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
+    match topic {
+        "request.approval_needed" => format!(
+            "{} asks to activate {} at {}; approve or deny: portcullis approve {}",
+            f("requester"),
+            f("role"),
+            f("scope"),
+            f("request_id")
+        ),
+        "request.decided" => format!(
+            "your request {} for {} at {} was {} by {}",
+            f("request_id"),
+            f("role"),
+            f("scope"),
+            if p.get("approved").and_then(|a| a.as_bool()) == Some(true) {
+                "approved"
+            } else {
+                "denied"
+            },
+            f("decided_by")
+        ),
+        other => format!("{other}: {p}"),
     }
 }
 

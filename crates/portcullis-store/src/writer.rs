@@ -197,7 +197,7 @@ async fn apply_batch(
                     for m in crate::alerts::messages_for(e, &a, &channels, now_us) {
                         sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us, channel, severity, state, last_error) VALUES ($1, 'alert', $2, $3, $4, $5, $5, $6, $7, $8, $9)")
                             .bind(&m.id).bind(&m.topic).bind(&m.recipient).bind(&m.payload).bind(now_us)
-                            .bind(&m.channel).bind(&m.severity).bind(&m.state).bind(&m.last_error)
+                            .bind(&m.channel).bind(&m.severity).bind(m.state).bind(&m.last_error)
                             .execute(&mut *tx).await?;
                     }
                 }
