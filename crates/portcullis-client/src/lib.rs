@@ -15,6 +15,7 @@ use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, NetworksRequest,
     ServiceAccountDetail,
 };
+use portcullis_core::api::{AlertChannelView, AlertView, CreateAlertChannelRequest};
 use portcullis_core::api::{
     BootstrapRequest, CheckpointCreated, CheckpointRequest, CreateGroupRequest,
     CreateServiceAccountRequest, CreateUserRequest, ErrorBody, EventPage, FactorView,
@@ -427,6 +428,22 @@ endpoints! {
     fn cancel_request(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/cancel", seg(id)), body req;
     fn deactivate(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/deactivate", seg(id)), body req;
     fn revoke_grant(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/revoke", seg(id)), body req;
+    /// Add an alert channel (email, webhook or SMS); the answer never holds a secret.
+    fn create_alert_channel(req: &CreateAlertChannelRequest) -> AlertChannelView = POST "/api/v1/alerts/channels", body req;
+    fn alert_channels() -> Vec<AlertChannelView> = GET "/api/v1/alerts/channels";
+    /// Remove an alert channel; its undelivered messages are dead-lettered.
+    fn remove_alert_channel(name: &str) -> () = DELETE format!("/api/v1/alerts/channels/{}", seg(name));
+    /// Queue a test message on a channel (follow it with [`Client::alert`]).
+    fn test_alert_channel(name: &str) -> AlertView = POST format!("/api/v1/alerts/channels/{}/test", seg(name));
+    /// Alerts and notifications, newest first; `state` is `pending`, `delivered` or `dead`.
+    fn alerts(state: Option<&str>) -> Vec<AlertView> = GET match state {
+        Some(st) => format!("/api/v1/alerts?state={}", seg(st)),
+        None => "/api/v1/alerts".to_owned(),
+    };
+    /// One alert with every delivery attempt.
+    fn alert(id: &str) -> AlertView = GET format!("/api/v1/alerts/{}", seg(id));
+    /// Put a dead-lettered alert back in the queue.
+    fn retry_alert(id: &str) -> AlertView = POST format!("/api/v1/alerts/{}/retry", seg(id));
 }
 
 fn set_bearer(req: &mut reqwest::Request, token: &SecretString) -> Result<(), ClientError> {

@@ -14,6 +14,7 @@ use portcullis_core::api::{
 };
 use rand::RngCore;
 
+use crate::alerts_cli::{self, AlertsCommand};
 use crate::clients_cli::{self, ClientsCommand};
 use crate::login::{self, StoredLogin, ask, ask_secret, qr};
 use crate::roles_cli;
@@ -92,6 +93,9 @@ enum Command {
     /// Registered OpenID Connect clients (relying parties) and their secrets.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Alert channels (email, webhook, SMS), test messages, and the delivery state of alerts.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles_cli::RolesCommand),
@@ -892,6 +896,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Clients(cmd) => {
             clients_cli::run(&client(&cli)?, cli.output, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alerts(cmd) => {
+            alerts_cli::run(&client(&cli)?, cli.output, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,

@@ -5,6 +5,7 @@
 
 #![deny(clippy::unwrap_used)]
 
+mod alerts_cli;
 mod cli;
 mod clients_cli;
 mod keyring_store;
