@@ -43,7 +43,8 @@ use crate::time_us::{rfc3339, us};
 pub const CLAIM_FOR: time::Duration = time::Duration::seconds(60);
 /// Timeout of one HTTP or SMTP delivery.
 const DELIVERY_TIMEOUT: StdDuration = StdDuration::from_secs(10);
-/// How often the worker looks for due messages (other replicas enqueue too).
+/// How often the worker looks for due messages (retries, other replicas' alerts); alerts
+/// this process writes wake it at once.
 const POLL: StdDuration = StdDuration::from_millis(250);
 /// Messages delivered at once by one worker.
 const CONCURRENCY: usize = 16;
@@ -544,6 +545,7 @@ impl Deliverer {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
+                _ = self.store.alerts_written() => {}
                 _ = &mut shutdown => return,
             }
             let now = OffsetDateTime::now_utc();

@@ -5921,6 +5921,7 @@ async fn email_alerts_dead_letters_and_restarts(backend: Backend) {
     hook.abort();
     app.stop().await;
     let _ = sink.kill();
+    let _ = sink.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

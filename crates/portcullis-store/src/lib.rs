@@ -121,6 +121,9 @@ pub struct Store {
     backend: Backend,
     writer: mpsc::Sender<writer::Command>,
     server_key: Arc<RwLock<Option<ServerKey>>>,
+    /// Notified when this process's writer commits alert messages, so the local delivery
+    /// worker starts at once instead of at its next poll.
+    alerts_written: Arc<tokio::sync::Notify>,
 }
 
 /// Options for opening a store.
@@ -206,8 +209,15 @@ impl Store {
         };
         migrate(&backend, options.read_only).await?;
         let server_key = Arc::new(RwLock::new(None));
-        let writer = writer::spawn(backend.clone(), server_key.clone(), options.checkpoints);
+        let alerts_written = Arc::new(tokio::sync::Notify::new());
+        let writer = writer::spawn(
+            backend.clone(),
+            server_key.clone(),
+            options.checkpoints,
+            alerts_written.clone(),
+        );
         Ok(Self {
+            alerts_written,
             backend,
             writer,
             server_key,
@@ -243,6 +253,12 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Resolves when this process's writer commits alert messages (for the delivery worker;
+    /// other replicas' alerts are found by polling).
+    pub async fn alerts_written(&self) {
+        self.alerts_written.notified().await;
     }
 
     /// Appends one event with no other state change.

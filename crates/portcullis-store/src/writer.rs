@@ -50,9 +50,10 @@ pub(crate) fn spawn(
     backend: Backend,
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
+    alerts_written: Arc<tokio::sync::Notify>,
 ) -> mpsc::Sender<Command> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-    tokio::spawn(run(backend, server_key, policy, rx));
+    tokio::spawn(run(backend, server_key, policy, alerts_written, rx));
     tx
 }
 
@@ -60,6 +61,7 @@ async fn run(
     backend: Backend,
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
+    alerts_written: Arc<tokio::sync::Notify>,
     mut rx: mpsc::Receiver<Command>,
 ) {
     let mut last_checkpoint = Instant::now();
@@ -86,9 +88,12 @@ async fn run(
         let key = server_key.read().ok().and_then(|k| k.clone());
         let (replies, outcome) = apply_batch(&backend, batch, key.as_ref(), policy, time_due).await;
         match outcome {
-            Ok(wrote_checkpoint) => {
+            Ok((wrote_checkpoint, wrote_alerts)) => {
                 if wrote_checkpoint || time_due {
                     last_checkpoint = Instant::now();
+                }
+                if wrote_alerts {
+                    alerts_written.notify_waiters();
                 }
                 for (reply, result) in replies {
                     let _ = reply.send(result);
@@ -116,9 +121,9 @@ async fn apply_batch(
     key: Option<&ServerKey>,
     policy: CheckpointPolicy,
     time_due: bool,
-) -> (Replies, Result<bool>) {
+) -> (Replies, Result<(bool, bool)>) {
     let mut replies: Replies = Vec::with_capacity(batch.len());
-    let result: Result<bool> = async {
+    let result: Result<(bool, bool)> = async {
         crate::on_pool!(backend, pool => {
             let mut tx = match backend {
                 // BEGIN IMMEDIATE takes SQLite's write lock up front: the head read below cannot
@@ -183,7 +188,8 @@ async fn apply_batch(
                 .iter()
                 .filter_map(|e| portcullis_core::alerts::builtin(e).map(|a| (e, a)))
                 .collect();
-            if !alerts.is_empty() {
+            let wrote_alerts = !alerts.is_empty();
+            if wrote_alerts {
                 let rows = sqlx::query("SELECT name, kind, config, min_severity FROM alert_channels ORDER BY name")
                     .fetch_all(&mut *tx).await?;
                 let mut channels = Vec::with_capacity(rows.len());
@@ -220,7 +226,7 @@ async fn apply_batch(
                 }
             }
             tx.commit().await?;
-            Ok(wrote_checkpoint)
+            Ok((wrote_checkpoint, wrote_alerts))
         })
     }
     .await;

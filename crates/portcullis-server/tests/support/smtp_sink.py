@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 
 from aiosmtpd.controller import Controller
@@ -27,6 +28,7 @@ class Sink:
             "from": envelope.mail_from,
             "to": envelope.rcpt_tos,
             "content": envelope.content.decode("utf-8", "replace"),
+            "accepted_at": time.time(),
         }
         name = os.path.join(self.out_dir, uuid.uuid4().hex + ".json")
         with open(name + ".tmp", "w") as f:

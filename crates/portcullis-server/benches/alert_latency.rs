@@ -1,0 +1,190 @@
+//! Time from an alert-raising sign-in attempt to the alert being accepted by a real SMTP
+//! server and received by a webhook: p50 and p99 over `ATTEMPTS` attempts.
+//!
+//! Run: `cargo bench -p portcullis-server --bench alert_latency` (needs Python's aiosmtpd:
+//! `pip install aiosmtpd`).
+//!
+//! The attempt is an interactive sign-in with a service account's name, which the built-in
+//! critical rule `service_account.interactive_signin` turns into an alert; a break-glass
+//! sign-in attempt takes the same path (sign-in → audit event + outbox rows in one
+//! transaction → delivery worker). The SMTP server (tests/support/smtp_sink.py) stamps the
+//! time it accepted each message; the webhook receiver runs in this process. Attempts are
+//! sequential (one alert in flight), on the embedded SQLite store.
+
+mod support;
+
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis_core::api::{CreateAlertChannelRequest, CreateServiceAccountRequest};
+use support::percentile_ms;
+
+const ATTEMPTS: usize = 100;
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+fn channel(name: &str, kind: &str) -> CreateAlertChannelRequest {
+    CreateAlertChannelRequest {
+        name: name.into(),
+        kind: kind.into(),
+        min_severity: Some("critical".into()),
+        smtp_url: None,
+        smtp_username: None,
+        password_env: None,
+        from: None,
+        to: vec![],
+        notifications: false,
+        url: None,
+        shape: None,
+        secret: None,
+        method: None,
+        headers: Default::default(),
+        template: None,
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    // The SMTP server.
+    let maildir = tempfile::tempdir().expect("tmp");
+    let mut sink = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/smtp_sink.py"
+        ))
+        .arg(maildir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(sink.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready line");
+    let smtp_port: u16 = line
+        .trim()
+        .strip_prefix("ready ")
+        .expect("the SMTP sink did not start: pip install aiosmtpd")
+        .parse()
+        .expect("port");
+
+    // The webhook receiver: the arrival time of each body, by the bot named in it.
+    let arrivals: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook_port = listener.local_addr().expect("addr").port();
+    let seen = arrivals.clone();
+    let app = axum::Router::new().fallback(move |body: String| {
+        let seen = seen.clone();
+        async move {
+            let at = unix_now();
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let target = v["event"]["target"].as_str().unwrap_or("").to_owned();
+            seen.lock().expect("lock").push((target, at));
+            "ok"
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let running = support::start(None).await;
+    let admin = &running.admin;
+    let mut mail = channel("mail", "email");
+    mail.smtp_url = Some(format!("smtp://127.0.0.1:{smtp_port}"));
+    mail.from = Some("portcullis@example.org".into());
+    mail.to = vec!["soc@example.org".into(), "oncall@example.org".into()];
+    admin
+        .create_alert_channel(&mail)
+        .await
+        .expect("mail channel");
+    let mut hook = channel("hook", "webhook");
+    hook.url = Some(format!("http://127.0.0.1:{hook_port}/hook"));
+    admin
+        .create_alert_channel(&hook)
+        .await
+        .expect("hook channel");
+    // One account and one source address (127.0.0.0/8 is all loopback) per attempt, so that
+    // sign-in throttling, which the attempts would otherwise trip, stays out of the figure.
+    for i in 0..ATTEMPTS {
+        admin
+            .create_service_account(&CreateServiceAccountRequest {
+                name: format!("bench-bot-{i}"),
+                display_name: None,
+                public_key: None,
+                key_id: None,
+            })
+            .await
+            .expect("service account");
+    }
+    let mut to_mail = Vec::with_capacity(ATTEMPTS);
+    let mut to_hook = Vec::with_capacity(ATTEMPTS);
+    for i in 0..ATTEMPTS {
+        arrivals.lock().expect("lock").clear();
+        for f in std::fs::read_dir(maildir.path()).expect("dir").flatten() {
+            let _ = std::fs::remove_file(f.path());
+        }
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 10 + i as u8]))
+            .build()
+            .expect("client");
+        let t0 = unix_now();
+        let r = http
+            .post(format!("{}/api/v1/signin", running.base))
+            .json(&serde_json::json!({ "username": format!("bench-bot-{i}"), "password": "any password" }))
+            .send()
+            .await
+            .expect("signin");
+        assert_eq!(r.status(), 401);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut mail_at, mut hook_at) = (None, None);
+        while (mail_at.is_none() || hook_at.is_none()) && Instant::now() < deadline {
+            if hook_at.is_none() {
+                hook_at = arrivals.lock().expect("lock").first().map(|(_, at)| *at);
+            }
+            if mail_at.is_none() {
+                for f in std::fs::read_dir(maildir.path()).expect("dir").flatten() {
+                    if f.path().extension().is_some_and(|x| x == "json") {
+                        let v: serde_json::Value =
+                            serde_json::from_str(&std::fs::read_to_string(f.path()).expect("read"))
+                                .expect("json");
+                        mail_at = v["accepted_at"].as_f64();
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let (Some(m), Some(h)) = (mail_at, hook_at) else {
+            panic!("attempt {i}: the alert did not arrive within 30 s");
+        };
+        to_mail.push(Duration::from_secs_f64((m - t0).max(0.0)));
+        to_hook.push(Duration::from_secs_f64((h - t0).max(0.0)));
+        // Let the other delivery settle so attempts do not overlap.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    to_mail.sort();
+    to_hook.sort();
+    println!("alert latency over {ATTEMPTS} sign-in attempts (SQLite, 2 cores, sequential):");
+    println!(
+        "  accepted by the SMTP server: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile_ms(&to_mail, 0.50),
+        percentile_ms(&to_mail, 0.99),
+        percentile_ms(&to_mail, 1.0)
+    );
+    println!(
+        "  received by the webhook:     p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile_ms(&to_hook, 0.50),
+        percentile_ms(&to_hook, 0.99),
+        percentile_ms(&to_hook, 1.0)
+    );
+    running.stop().await;
+    let _ = sink.kill();
+    let _ = sink.wait();
+}
