@@ -98,7 +98,9 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
-    if text("reason") == "service_account_interactive_signin" {
+    if text("reason") == "service_account_interactive_signin"
+        || text("attempted_as") == "service_account"
+    {
         return alert(
             "service_account.interactive_signin",
             Severity::Critical,
@@ -359,6 +361,24 @@ mod tests {
                     serde_json::json!({"reason": "wrong_password"}),
                 ),
                 None,
+            ),
+            (
+                ev(
+                    "signin.password",
+                    "user:payroll",
+                    Outcome::Failure,
+                    serde_json::json!({"reason": "throttled", "attempted_as": "service_account"}),
+                ),
+                Some(("service_account.interactive_signin", Severity::Critical)),
+            ),
+            (
+                ev(
+                    "signin.password",
+                    "user:bg2",
+                    Outcome::Failure,
+                    serde_json::json!({"reason": "throttled", "emergency": true}),
+                ),
+                Some(("breakglass.activity", Severity::Critical)),
             ),
         ];
         for (e, want) in cases {

@@ -136,6 +136,19 @@ pub(crate) async fn guard_throttle(
     if wait == 0 {
         return Ok(());
     }
+    // A throttled attempt is still an attempt: one on an emergency account or with a service
+    // account's name must raise its alert like any other (the rules read these flags).
+    let mut details = serde_json::json!({ "retry_after_seconds": wait });
+    if let Some(p) = state.store.principal_by_name(subject).await?
+        && let Some(d) = details.as_object_mut()
+    {
+        if p.emergency {
+            d.insert("emergency".into(), true.into());
+        }
+        if p.kind == PrincipalKind::ServiceAccount.as_str() {
+            d.insert("attempted_as".into(), "service_account".into());
+        }
+    }
     state
         .store
         .append(signin_event(
@@ -144,7 +157,7 @@ pub(crate) async fn guard_throttle(
             Outcome::Failure,
             "throttled",
             client,
-            serde_json::json!({ "retry_after_seconds": wait }),
+            details,
         ))
         .await?;
     Err(ApiError::new(

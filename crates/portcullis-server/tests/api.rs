@@ -1308,6 +1308,7 @@ api_tests!(
     oidc_bad_input,
     security_key_on_the_sign_in_page,
     alerts_reach_webhooks_and_sms_through_failures,
+    throttled_attempts_still_alert,
 );
 
 #[tokio::test]
@@ -6002,4 +6003,45 @@ async fn two_replicas_deliver_each_alert_once() {
     hook.abort();
     a.stop().await;
     b.stop().await;
+}
+
+/// Throttling slows an attacker down but never silences the alarm: every interactive
+/// attempt with a service account's name raises the alert, the throttled ones included.
+async fn throttled_attempts_still_alert(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let mut statuses = Vec::new();
+    let _ = admin
+        .create_service_account(&CreateServiceAccountRequest {
+            name: "cron-bot".into(),
+            display_name: None,
+            public_key: None,
+            key_id: None,
+        })
+        .await;
+    for _ in 0..8 {
+        let r = app
+            .http
+            .post(format!("{}/api/v1/signin", app.base))
+            .json(&serde_json::json!({ "username": "cron-bot", "password": "guess-guess-guess" }))
+            .send()
+            .await
+            .expect("signin");
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let alerts = api_get(&app, &token, "/api/v1/alerts").await;
+    // No channel yet: each alert is on record, dead-lettered with the reason.
+    let fired = alerts_of(&alerts, "service_account.interactive_signin");
+    assert_eq!(fired.len(), 8, "one alert per attempt, throttled or not");
+    assert!(fired.iter().all(|a| {
+        a["state"] == "dead"
+            && a["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("no alert channel")
+    }));
+    app.stop().await;
 }
