@@ -838,3 +838,44 @@ api_type! {
         pub history: Vec<AlertAttemptView>,
     }
 }
+
+api_type! {
+    /// `POST /api/v1/alerts/rules`: a custom rule — `count` events of `action` (optionally
+    /// only with this outcome, actor or target) for one target (or actor) within `window`
+    /// raise an alert, at most once per target per window.
+    pub struct CreateAlertRuleRequest {
+        pub name: String,
+        /// An audit action, e.g. `signin.password`.
+        pub action: String,
+        /// `success` or `failure`; any when absent.
+        #[serde(default)]
+        pub outcome: Option<String>,
+        #[serde(default)]
+        pub actor: Option<String>,
+        #[serde(default)]
+        pub target: Option<String>,
+        /// `target` (default) or `actor`.
+        #[serde(default)]
+        pub group_by: Option<String>,
+        pub count: u32,
+        /// Like `90s`, `5m`, `8h`, `1d` (at most 7 days).
+        pub window: String,
+        /// `info`, `warning` (default) or `critical`.
+        #[serde(default)]
+        pub severity: Option<String>,
+    }
+}
+
+api_type! {
+    /// An alert rule: built-in (cannot be removed) or custom.
+    pub struct AlertRuleView {
+        pub name: String,
+        pub builtin: bool,
+        pub severity: String,
+        pub description: String,
+        #[serde(default)]
+        pub created_by: Option<String>,
+        #[serde(default)]
+        pub created_at: Option<String>,
+    }
+}

@@ -454,6 +454,9 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /api/v1/alerts/channels",
         "DELETE /api/v1/alerts/channels/{name}",
         "POST /api/v1/alerts/channels/{name}/test",
+        "GET /api/v1/alerts/rules",
+        "POST /api/v1/alerts/rules",
+        "DELETE /api/v1/alerts/rules/{name}",
         "GET /api/v1/alerts",
         "GET /api/v1/alerts/{id}",
         "POST /api/v1/alerts/{id}/retry",
@@ -1309,6 +1312,7 @@ api_tests!(
     security_key_on_the_sign_in_page,
     alerts_reach_webhooks_and_sms_through_failures,
     throttled_attempts_still_alert,
+    custom_alert_rules_count_within_a_window,
 );
 
 #[tokio::test]
@@ -6043,5 +6047,126 @@ async fn throttled_attempts_still_alert(app: TestApp) {
                 .unwrap_or("")
                 .contains("no alert channel")
     }));
+    app.stop().await;
+}
+
+/// Custom rules count events for one target within a window and fire once per window; bad
+/// rules are refused; built-in rules are listed and cannot be removed.
+async fn custom_alert_rules_count_within_a_window(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let add = |body: serde_json::Value| {
+        let (http, base, token) = (app.http.clone(), app.base.clone(), token.clone());
+        async move {
+            http.post(format!("{base}/api/v1/alerts/rules"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("add rule")
+        }
+    };
+    let rule = serde_json::json!({
+        "name": "failed-signins", "action": "signin.password", "outcome": "failure",
+        "count": 3, "window": "5m", "severity": "critical",
+    });
+    assert_eq!(add(rule.clone()).await.status(), 201);
+    for (field, value) in [
+        ("count", serde_json::json!(0)),
+        ("window", serde_json::json!("8d")),
+        ("action", serde_json::json!("Sign In")),
+        ("outcome", serde_json::json!("maybe")),
+        ("severity", serde_json::json!("loud")),
+        ("name", serde_json::json!("Bad Name")),
+    ] {
+        let mut bad = rule.clone();
+        bad["name"] = "other-rule".into();
+        bad[field] = value;
+        assert_eq!(add(bad).await.status(), 400, "{field}");
+    }
+    assert_eq!(add(rule.clone()).await.status(), 409);
+    let rules = api_get(&app, &token, "/api/v1/alerts/rules").await;
+    let rules = rules.as_array().expect("rules");
+    assert_eq!(rules.iter().filter(|r| r["builtin"] == false).count(), 1);
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["name"] == "token.refresh_reuse" && r["builtin"] == true)
+    );
+    let r = app
+        .http
+        .delete(format!(
+            "{}/api/v1/alerts/rules/token.refresh_reuse",
+            app.base
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 403, "built-in rules cannot be removed");
+
+    for name in ["vic", "wes"] {
+        admin
+            .create_user(&CreateUserRequest {
+                name: name.into(),
+                display_name: name.into(),
+                email: None,
+                phone: None,
+                guest_organisation: None,
+                privileged: false,
+                password: "plum-harbor-silent-77".into(),
+            })
+            .await
+            .expect("user");
+    }
+    let fail = |user: &'static str| {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/signin"))
+                .json(&serde_json::json!({ "username": user, "password": "not-the-password" }))
+                .send()
+                .await
+                .expect("signin");
+            assert_eq!(r.status(), 401);
+        }
+    };
+    let fired = async || {
+        let a = api_get(&app, &token, "/api/v1/alerts").await;
+        alerts_of(&a, "custom:failed-signins")
+    };
+    fail("vic").await;
+    fail("vic").await;
+    assert!(fired().await.is_empty(), "two of three: not yet");
+    fail("vic").await;
+    let f = fired().await;
+    assert_eq!(f.len(), 1, "the third fires");
+    assert!(
+        f[0]["text"]
+            .as_str()
+            .expect("text")
+            .contains("3 × signin.password (failure) for user:vic")
+    );
+    fail("vic").await;
+    fail("vic").await;
+    assert_eq!(
+        fired().await.len(),
+        1,
+        "once per window, not once per event"
+    );
+    for _ in 0..3 {
+        fail("wes").await;
+    }
+    assert_eq!(fired().await.len(), 2, "another target counts on its own");
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/alerts/rules/failed-signins", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
     app.stop().await;
 }

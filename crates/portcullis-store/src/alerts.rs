@@ -2,7 +2,7 @@
 //! per recipient for SMS) inside the writer's transaction, and the reads of the delivery
 //! worker and of `portcullis alerts`.
 
-use portcullis_core::alerts::{Alert, Severity, message_text};
+use portcullis_core::alerts::{Alert, CustomRule, Severity, message_text};
 use portcullis_core::audit::AuditEvent;
 use rand::RngCore;
 use sqlx::Row;
@@ -104,6 +104,46 @@ pub(crate) fn messages_for(
     out
 }
 
+/// A custom rule as stored, with who made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRule {
+    pub rule: CustomRule,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+macro_rules! rule_row {
+    ($r:expr) => {{
+        let outcome: Option<String> = $r.try_get("outcome")?;
+        let group_by: String = $r.try_get("group_by")?;
+        let severity: String = $r.try_get("severity")?;
+        let count: i64 = $r.try_get("count")?;
+        let window: i64 = $r.try_get("window_seconds")?;
+        $crate::alerts::StoredRule {
+            rule: portcullis_core::alerts::CustomRule {
+                name: $r.try_get("name")?,
+                action: $r.try_get("action")?,
+                outcome: outcome
+                    .as_deref()
+                    .and_then(portcullis_core::audit::Outcome::parse),
+                actor: $r.try_get("actor")?,
+                target: $r.try_get("target")?,
+                group_by: portcullis_core::alerts::GroupBy::parse(&group_by)
+                    .unwrap_or(portcullis_core::alerts::GroupBy::Target),
+                count: u32::try_from(count).unwrap_or(u32::MAX),
+                window: time::Duration::seconds(window),
+                severity: portcullis_core::alerts::Severity::parse(&severity)
+                    .unwrap_or(portcullis_core::alerts::Severity::Warning),
+            },
+            created_by: $r.try_get("created_by")?,
+            created_at_us: $r.try_get("created_at_us")?,
+        }
+    }};
+}
+pub(crate) use rule_row;
+
+pub(crate) const RULE_COLS: &str = "name, action, outcome, actor, target, group_by, count, window_seconds, severity, created_by, created_at_us";
+
 /// An alert channel as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertChannel {
@@ -184,6 +224,18 @@ macro_rules! channel_row {
 }
 
 impl Store {
+    /// Every custom alert rule, by name.
+    pub async fn alert_rules(&self) -> Result<Vec<StoredRule>> {
+        let sql = format!("SELECT {RULE_COLS} FROM alert_rules ORDER BY name");
+        on_pool!(&self.backend, pool => {
+            let mut out = Vec::new();
+            for r in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await? {
+                out.push(rule_row!(r));
+            }
+            Ok(out)
+        })
+    }
+
     /// Every alert channel, by name.
     pub async fn alert_channels(&self) -> Result<Vec<AlertChannel>> {
         on_pool!(&self.backend, pool => {

@@ -168,6 +168,23 @@ pub struct NewAlertChannel {
     pub created_at_us: i64,
 }
 
+/// A new custom alert rule (validated by the caller with
+/// [`portcullis_core::alerts::CustomRule::validate`]).
+#[derive(Debug, Clone)]
+pub struct NewAlertRule {
+    pub name: String,
+    pub action: String,
+    pub outcome: Option<String>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub group_by: String,
+    pub count: i64,
+    pub window_seconds: i64,
+    pub severity: String,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
 /// The end of one delivery attempt.
 #[derive(Debug, Clone)]
 pub struct OutboxAttempt {
@@ -546,6 +563,12 @@ pub enum Change {
     RemoveAlertChannel {
         name: String,
         at_us: i64,
+    },
+    /// Adds a custom alert rule; conflicts when the name is taken.
+    AddAlertRule(NewAlertRule),
+    /// Removes a custom alert rule; conflicts when there is none of that name.
+    RemoveAlertRule {
+        name: String,
     },
     /// Claims a due, pending outbox message for `worker` until `until_us` and counts the
     /// attempt; conflicts when another worker (replica) holds it or it is not due.
@@ -1051,6 +1074,23 @@ macro_rules! apply_for {
                             }
                             sqlx::query("UPDATE outbox SET state = 'dead', last_error = 'the channel was removed', claimed_by = NULL, claimed_until_us = NULL, next_attempt_at_us = $2 WHERE channel = $1 AND state = 'pending'")
                                 .bind(name).bind(*at_us).execute(&mut *c).await?;
+                        }
+                        Change::AddAlertRule(r) => {
+                            let n = sqlx::query("INSERT INTO alert_rules (name, action, outcome, actor, target, group_by, count, window_seconds, severity, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING")
+                                .bind(&r.name).bind(&r.action).bind(&r.outcome).bind(&r.actor).bind(&r.target).bind(&r.group_by)
+                                .bind(r.count).bind(r.window_seconds).bind(&r.severity).bind(&r.created_by).bind(r.created_at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("an alert rule with that name exists"));
+                            }
+                        }
+                        Change::RemoveAlertRule { name } => {
+                            let n = sqlx::query("DELETE FROM alert_rules WHERE name = $1")
+                                .bind(name).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such alert rule"));
+                            }
+                            sqlx::query("DELETE FROM alert_rule_fired WHERE rule = $1").bind(name).execute(&mut *c).await?;
                         }
                         Change::ClaimOutbox { id, worker, now_us, until_us } => {
                             let n = sqlx::query("UPDATE outbox SET claimed_by = $1, claimed_until_us = $2, attempts = attempts + 1 WHERE id = $3 AND state = 'pending' AND next_attempt_at_us <= $4 AND (claimed_until_us IS NULL OR claimed_until_us < $4)")

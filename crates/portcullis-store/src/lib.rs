@@ -45,9 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use changes::{
-    Change, NewAlertChannel, NewAssignment, NewAuthorizationCode, NewDeviceAuthorization,
-    NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
-    OutboxAttempt,
+    Change, NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode,
+    NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken,
+    NewRequest, NewSession, OutboxAttempt,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

@@ -184,10 +184,42 @@ async fn apply_batch(
             }
             // Built-in alert rules: the alerts commit with the events that raise them, so
             // none is lost between an event and its delivery.
-            let alerts: Vec<_> = pending
+            let mut alerts: Vec<_> = pending
                 .iter()
                 .filter_map(|e| portcullis_core::alerts::builtin(e).map(|a| (e, a)))
                 .collect();
+            // Custom rules: count this key's matching events in the rule's window (this
+            // batch's events are inserted above, so they count), fire once per window.
+            if !pending.is_empty() {
+                let sql = format!("SELECT {} FROM alert_rules", crate::alerts::RULE_COLS);
+                let mut rules = Vec::new();
+                for r in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await? {
+                    rules.push(crate::alerts::rule_row!(r).rule);
+                }
+                for e in pending.iter() {
+                    for rule in &rules {
+                        let Some(key) = rule.key_of(e) else { continue };
+                        let since = e.time_us - rule.window.whole_microseconds() as i64;
+                        let col = rule.group_by.as_str();
+                        let count_sql = format!("SELECT COUNT(*) FROM audit_events WHERE action = $1 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) AND {col} = $7");
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+                            .bind(&rule.action).bind(since).bind(e.seq)
+                            .bind(rule.outcome.map(|o| o.as_str())).bind(&rule.actor).bind(&rule.target).bind(&key)
+                            .fetch_one(&mut *tx).await?;
+                        if n < i64::from(rule.count) {
+                            continue;
+                        }
+                        let last: Option<i64> = sqlx::query_scalar("SELECT fired_at_us FROM alert_rule_fired WHERE rule = $1 AND key = $2")
+                            .bind(&rule.name).bind(&key).fetch_optional(&mut *tx).await?;
+                        if last.is_some_and(|at| at > since) {
+                            continue;
+                        }
+                        sqlx::query("INSERT INTO alert_rule_fired (rule, key, fired_at_us) VALUES ($1, $2, $3) ON CONFLICT (rule, key) DO UPDATE SET fired_at_us = excluded.fired_at_us")
+                            .bind(&rule.name).bind(&key).bind(e.time_us).execute(&mut *tx).await?;
+                        alerts.push((e, rule.alert(&key, n)));
+                    }
+                }
+            }
             let wrote_alerts = !alerts.is_empty();
             if wrote_alerts {
                 let rows = sqlx::query("SELECT name, kind, config, min_severity FROM alert_channels ORDER BY name")

@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use portcullis_core::api::{AlertChannelView, AlertView, CreateAlertChannelRequest};
+use portcullis_core::api::{
+    AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
+};
 
 use super::AppState;
 use crate::alerts as svc;
@@ -101,4 +103,41 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<Json<AlertView>, ApiError> {
     Ok(Json(svc::retry(&state, &caller, &id).await?))
+}
+
+/// Alert rules: the built-in ones (cannot be removed) and the custom ones.
+#[utoipa::path(get, path = "/api/v1/alerts/rules", tag = "alerts", security(("bearer" = [])),
+    responses((status = 200, body = Vec<AlertRuleView>), (status = 403, body = ErrorBody)))]
+pub async fn list_rules(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<AlertRuleView>>, ApiError> {
+    Ok(Json(svc::list_rules(&state, &caller).await?))
+}
+
+/// Add a custom rule: N events of an action for one target (or actor) within a window.
+#[utoipa::path(post, path = "/api/v1/alerts/rules", tag = "alerts", security(("bearer" = [])), request_body = CreateAlertRuleRequest,
+    responses((status = 201, body = AlertRuleView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn add_rule(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateAlertRuleRequest>,
+) -> Result<(StatusCode, Json<AlertRuleView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(svc::add_rule(&state, &caller, req).await?),
+    ))
+}
+
+/// Remove a custom rule (built-in rules cannot be removed).
+#[utoipa::path(delete, path = "/api/v1/alerts/rules/{name}", tag = "alerts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "rule name")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn remove_rule(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    svc::remove_rule(&state, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -124,6 +124,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crate::ui::device_get, crate::ui::device_post))
         .routes(routes!(alerts::add_channel, alerts::list_channels))
         .routes(routes!(alerts::remove_channel))
+        .routes(routes!(alerts::list_rules, alerts::add_rule))
+        .routes(routes!(alerts::remove_rule))
         .routes(routes!(alerts::test_channel))
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::show))
