@@ -9,6 +9,7 @@ pub mod activation;
 pub mod alerts;
 pub mod api;
 pub mod audit;
+pub mod breakglass;
 pub mod client_key;
 pub mod device;
 pub mod error;
