@@ -1286,6 +1286,38 @@ macro_rules! api_tests {
     };
 }
 
+/// `sqlite::NAME` and `postgres::NAME` tests for `async fn NAME(backend: Backend)`: for tests
+/// that start their servers themselves (their own configuration, restarts). A function skips
+/// PostgreSQL by itself when PORTCULLIS_TEST_DATABASE_URL is not set.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod by_backend {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::super::$name(super::super::Backend::Sqlite).await
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        super::super::$name(super::super::Backend::Postgres).await
+                    }
+                )*
+            }
+        }
+    };
+}
+
+backend_tests!(
+    oidc_relying_party,
+    device_approved_in_the_browser,
+    email_alerts_dead_letters_and_restarts,
+);
+
 api_tests!(
     access_tokens_are_api_credentials,
     long_running_clients_refresh_by_themselves,
@@ -4700,20 +4732,6 @@ async fn oidc_relying_party(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_relying_party_sqlite() {
-    oidc_relying_party(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_relying_party_postgres() {
-    if std::env::var("PORTCULLIS_TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
-        return;
-    }
-    oidc_relying_party(Backend::Postgres).await;
-}
-
 /// A valid authorization URL for `client_id` with a fresh PKCE pair; returns it and the
 /// verifier.
 fn authorize_url(
@@ -5174,20 +5192,6 @@ fn hidden_input(html: &str, name: &str) -> String {
     let v = rest.find("value=\"").expect("value") + 7;
     let end = v + rest[v..].find('"').expect("quote");
     unescape(&rest[v..end])
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_approved_in_the_browser_sqlite() {
-    device_approved_in_the_browser(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_approved_in_the_browser_postgres() {
-    if std::env::var("PORTCULLIS_TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
-        return;
-    }
-    device_approved_in_the_browser(Backend::Postgres).await;
 }
 
 /// Two replicas on one PostgreSQL: the same authorization code redeemed on both at once is
@@ -5927,20 +5931,6 @@ async fn email_alerts_dead_letters_and_restarts(backend: Backend) {
     app.stop().await;
     let _ = sink.kill();
     let _ = sink.wait();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_alerts_dead_letters_and_restarts_sqlite() {
-    email_alerts_dead_letters_and_restarts(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_alerts_dead_letters_and_restarts_postgres() {
-    if std::env::var("PORTCULLIS_TEST_DATABASE_URL").is_err() {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
-        return;
-    }
-    email_alerts_dead_letters_and_restarts(Backend::Postgres).await;
 }
 
 /// Two replicas on one PostgreSQL both run delivery workers: every alert message is
