@@ -15,7 +15,9 @@ use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ConsentRequest, NetworksRequest,
     ServiceAccountDetail,
 };
-use portcullis_core::api::{AlertChannelView, AlertView, CreateAlertChannelRequest};
+use portcullis_core::api::{
+    AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
+};
 use portcullis_core::api::{
     BootstrapRequest, CheckpointCreated, CheckpointRequest, CreateGroupRequest,
     CreateServiceAccountRequest, CreateUserRequest, ErrorBody, EventPage, FactorView,
@@ -444,6 +446,12 @@ endpoints! {
     fn alert(id: &str) -> AlertView = GET format!("/api/v1/alerts/{}", seg(id));
     /// Put a dead-lettered alert back in the queue.
     fn retry_alert(id: &str) -> AlertView = POST format!("/api/v1/alerts/{}/retry", seg(id));
+    /// Alert rules: the built-in ones (`builtin`) and the custom ones (`custom:NAME`).
+    fn alert_rules() -> Vec<AlertRuleView> = GET "/api/v1/alerts/rules";
+    /// Add a custom alert rule; the server validates every field.
+    fn create_alert_rule(req: &CreateAlertRuleRequest) -> AlertRuleView = POST "/api/v1/alerts/rules", body req;
+    /// Remove a custom rule (`NAME` or `custom:NAME`); built-in rules cannot be removed.
+    fn remove_alert_rule(name: &str) -> () = DELETE format!("/api/v1/alerts/rules/{}", seg(name));
 }
 
 fn set_bearer(req: &mut reqwest::Request, token: &SecretString) -> Result<(), ClientError> {

@@ -7,6 +7,10 @@
 //! at delivery. The server validates every channel; the CLI only shapes the request, so what it
 //! refuses (an http URL off loopback, an SMS template without `{message}`) is the server's
 //! one-line answer, and nothing is added.
+//!
+//! Alert rules: the built-in ones are listed (and cannot be removed); custom ones count N
+//! events of one audit action for a target (or actor) within a window. The server checks
+//! every field (window at most 7 days, count 1 to 10000) and its answer is the message.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -14,7 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use portcullis_client::Client;
-use portcullis_core::api::{AlertChannelView, AlertView, CreateAlertChannelRequest};
+use portcullis_core::api::{
+    AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
+};
 
 use crate::cli::{Output, print_json, table};
 use crate::login::ask_secret;
@@ -36,6 +42,61 @@ pub enum AlertsCommand {
     Show { id: String },
     /// Put a dead-lettered alert back in the queue with a fresh budget of attempts.
     Retry { id: String },
+    /// What raises an alert: the built-in rules and custom ones.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// All rules: built-in (cannot be removed) and custom (`custom:NAME`).
+    List,
+    /// Add a custom rule: COUNT events of ACTION for one target (or actor) within WINDOW.
+    Add(Box<AddRuleArgs>),
+    /// Remove a custom rule, by NAME or custom:NAME.
+    Remove { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutcomeArg {
+    Success,
+    Failure,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum GroupByArg {
+    Target,
+    Actor,
+}
+
+#[derive(Args)]
+pub struct AddRuleArgs {
+    /// A unique name: 2 to 64 of a-z, 0-9, - and _ (listed as custom:NAME).
+    name: String,
+    /// The audit action counted, e.g. signin.password.
+    #[arg(long)]
+    action: String,
+    /// Count only successes or only failures (default: both).
+    #[arg(long, value_enum)]
+    outcome: Option<OutcomeArg>,
+    /// Count only events by this actor.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Count only events on this target.
+    #[arg(long)]
+    target: Option<String>,
+    /// Count per target (default) or per actor.
+    #[arg(long, value_enum)]
+    group_by: Option<GroupByArg>,
+    /// How many matching events raise the alert (1 to 10000).
+    #[arg(long)]
+    count: u32,
+    /// Within how long: like 90s, 5m, 8h, 1d (at most 7 days).
+    #[arg(long)]
+    window: String,
+    /// The alert's severity (default warning).
+    #[arg(long, value_enum)]
+    severity: Option<SeverityArg>,
 }
 
 #[derive(Subcommand)]
@@ -173,14 +234,7 @@ fn request(a: &AddChannelArgs) -> Result<CreateAlertChannelRequest> {
     Ok(CreateAlertChannelRequest {
         name: a.name.clone(),
         kind: kind_str(a.kind).to_owned(),
-        min_severity: a.min_severity.map(|s| {
-            match s {
-                SeverityArg::Info => "info",
-                SeverityArg::Warning => "warning",
-                SeverityArg::Critical => "critical",
-            }
-            .to_owned()
-        }),
+        min_severity: a.min_severity.map(|s| severity_str(s).to_owned()),
         smtp_url: a.smtp_url.clone(),
         smtp_username: a.smtp_username.clone(),
         password_env: a.password_env.clone(),
@@ -200,6 +254,59 @@ fn request(a: &AddChannelArgs) -> Result<CreateAlertChannelRequest> {
         headers: headers(&a.headers)?,
         template: a.template.clone(),
     })
+}
+
+fn severity_str(s: SeverityArg) -> &'static str {
+    match s {
+        SeverityArg::Info => "info",
+        SeverityArg::Warning => "warning",
+        SeverityArg::Critical => "critical",
+    }
+}
+
+fn rule_request(a: &AddRuleArgs) -> CreateAlertRuleRequest {
+    CreateAlertRuleRequest {
+        name: a.name.clone(),
+        action: a.action.clone(),
+        outcome: a.outcome.map(|o| {
+            match o {
+                OutcomeArg::Success => "success",
+                OutcomeArg::Failure => "failure",
+            }
+            .to_owned()
+        }),
+        actor: a.actor.clone(),
+        target: a.target.clone(),
+        group_by: a.group_by.map(|g| {
+            match g {
+                GroupByArg::Target => "target",
+                GroupByArg::Actor => "actor",
+            }
+            .to_owned()
+        }),
+        count: a.count,
+        window: a.window.clone(),
+        severity: a.severity.map(|s| severity_str(s).to_owned()),
+    }
+}
+
+fn print_rules(output: Output, list: &[AlertRuleView]) -> Result<()> {
+    if output == Output::Json {
+        return print_json(&list);
+    }
+    let rows = list
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.builtin.to_string(),
+                r.severity.clone(),
+                r.description.clone(),
+            ]
+        })
+        .collect();
+    table(&["name", "builtin", "severity", "description"], rows);
+    Ok(())
 }
 
 fn kind_str(k: KindArg) -> &'static str {
@@ -508,6 +615,27 @@ pub async fn run(c: &Client, output: Output, cmd: &AlertsCommand) -> Result<()> 
                     a.id, a.state
                 );
             }
+        }
+        AlertsCommand::Rules(RulesCommand::List) => print_rules(output, &c.alert_rules().await?)?,
+        AlertsCommand::Rules(RulesCommand::Add(a)) => {
+            let r = c
+                .create_alert_rule(&rule_request(a))
+                .await
+                .with_context(|| format!("cannot add alert rule {}", a.name))?;
+            if output == Output::Json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "added alert rule {} ({}): {}",
+                    r.name, r.severity, r.description
+                );
+            }
+        }
+        AlertsCommand::Rules(RulesCommand::Remove { name }) => {
+            c.remove_alert_rule(name)
+                .await
+                .with_context(|| format!("cannot remove alert rule {name}"))?;
+            println!("removed alert rule {name}");
         }
     }
     Ok(())

@@ -1486,6 +1486,147 @@ fn alerts_through_the_cli() {
     assert!(sigterm(&mut server.child).success());
 }
 
+/// `portcullis alerts rules`: a custom rule listed next to the built-in ones, a bad window and
+/// a bad count refused with the server's message and nothing added, a built-in rule that cannot
+/// be removed, and removal of the custom rule.
+#[test]
+fn alerts_rules_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let admin = dir.path().join("admin");
+    let mut server = server_with_admin(dir.path(), &admin);
+    let run = |args: &[&str]| {
+        let mut c = portcullis(dir.path());
+        c.args(["--server", &server.url]).args(args);
+        with_config(&mut c, &admin);
+        c.output().expect("run")
+    };
+    let ok = |args: &[&str]| {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let rules = || -> serde_json::Value {
+        serde_json::from_str(&ok(&["--output", "json", "alerts", "rules", "list"])).expect("json")
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("list")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+
+    // Only the built-in rules at first.
+    let builtin = rules();
+    let builtin_names = names(&builtin);
+    assert!(
+        builtin_names.iter().any(|n| n == "token.refresh_reuse"),
+        "{builtin}"
+    );
+    assert!(
+        builtin
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|r| r["builtin"] == true),
+        "{builtin}"
+    );
+
+    // A custom rule: listed as custom:NAME after the built-in ones, described in full.
+    let added = ok(&[
+        "alerts",
+        "rules",
+        "add",
+        "failed-signins",
+        "--action",
+        "signin.password",
+        "--outcome",
+        "failure",
+        "--count",
+        "3",
+        "--window",
+        "5m",
+        "--severity",
+        "critical",
+    ]);
+    assert!(
+        added.contains("added alert rule custom:failed-signins (critical)"),
+        "{added}"
+    );
+    let with_custom = rules();
+    let mut expected = builtin_names.clone();
+    expected.push("custom:failed-signins".to_owned());
+    assert_eq!(names(&with_custom), expected, "{with_custom}");
+    let custom = &with_custom[builtin_names.len()];
+    assert_eq!(custom["builtin"], false, "{custom}");
+    assert_eq!(custom["severity"], "critical", "{custom}");
+    assert_eq!(
+        custom["description"], "3 × signin.password (outcome failure) for one target within 300 s",
+        "{custom}"
+    );
+    let table = ok(&["alerts", "rules", "list"]);
+    let row = table
+        .lines()
+        .find(|l| l.contains("custom:failed-signins"))
+        .unwrap_or_else(|| panic!("no custom row: {table}"));
+    assert!(
+        row.contains("false") && row.contains("critical") && row.contains("signin.password"),
+        "{table}"
+    );
+    assert!(
+        table.contains("token.refresh_reuse") && table.contains("builtin"),
+        "{table}"
+    );
+
+    // Refusals: the server's one-line reason, nothing added.
+    let refused = |count: &str, window: &str, why: &str| {
+        let out = run(&[
+            "alerts",
+            "rules",
+            "add",
+            "too-wide",
+            "--action",
+            "signin.password",
+            "--count",
+            count,
+            "--window",
+            window,
+        ]);
+        assert_eq!(out.status.code(), Some(1), "count {count}, window {window}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("cannot add alert rule too-wide")
+                && err.contains(why)
+                && err.contains("HTTP 400"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(rules(), with_custom, "nothing added");
+    };
+    refused("3", "8d", "window is between 1 second and 7 days");
+    refused("0", "5m", "count is between 1 and 10000");
+
+    // A built-in rule cannot be removed.
+    let out = run(&["alerts", "rules", "remove", "token.refresh_reuse"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("token.refresh_reuse is a built-in rule") && err.contains("HTTP 403"),
+        "{err}"
+    );
+    assert_eq!(rules(), with_custom, "nothing removed");
+
+    // The custom rule is removed by its name; the list is the built-in rules again.
+    let text = ok(&["alerts", "rules", "remove", "failed-signins"]);
+    assert!(text.contains("removed alert rule failed-signins"), "{text}");
+    let after = rules();
+    assert_eq!(after, builtin, "no custom rule left");
+    let out = run(&["alerts", "rules", "remove", "custom:failed-signins"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not_found"), "{}", stderr(&out));
+    assert!(sigterm(&mut server.child).success());
+}
+
 /// `portcullis login --device` into `cfg`, with `PORTCULLIS_CREDENTIAL_STORE=store` (unset when
 /// `None`); the code it shows is approved by the administrator signed in in `admin_cfg`.
 /// Whether it succeeded, and all it wrote on stderr.
