@@ -6,7 +6,9 @@
 //! - No inline script, and a CSP that says so: `default-src 'none'` (the security-key step
 //!   alone adds `script-src 'self'` for `assets/webauthn.js`), forms only to this server
 //!   (and, where a form ends in a redirect to a client, that client's registered origin),
-//!   `frame-ancestors 'none'`. Every response is `no-store`, `nosniff`, `no-referrer`.
+//!   `frame-ancestors 'none'`. Every response is `no-store`, `nosniff`, and
+//!   `Referrer-Policy: same-origin` (no URL leaves for another site; `no-referrer` would make
+//!   browsers send `Origin: null` on our own form posts).
 //! - Pages are askama templates (`templates/`), which escape every value they show: nothing
 //!   the request says is echoed unescaped.
 //! - Cookies are `HttpOnly`, `SameSite=Strict`, `Path=/`, and `Secure` with the `__Host-`
@@ -186,7 +188,7 @@ fn security_headers(h: &mut HeaderMap, form_origin: Option<&str>, scripts: bool)
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
 }
 
@@ -260,10 +262,12 @@ fn csrf_ok(state: &AppState, headers: &HeaderMap, form: &HashMap<String, String>
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v == "cross-site" || v == "same-site");
     let issuer_origin = origin_of(&state.tokens.issuer);
+    // `null` is what a browser sends when it withholds the origin (privacy settings, an
+    // opaque origin): not proof of a foreign site, so the token and Sec-Fetch-Site decide.
     let foreign_origin = headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|o| Some(o.to_owned()) != issuer_origin);
+        .is_some_and(|o| o != "null" && Some(o.to_owned()) != issuer_origin);
     if cross_site || foreign_origin {
         return false;
     }
