@@ -4227,6 +4227,27 @@ async fn register_client(
         .expect("send")
 }
 
+/// Registers a confidential client with one redirect URI; its id and secret.
+async fn confidential_client(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    redirect: &str,
+) -> (String, String) {
+    let r = register_client(app, token, name, &[redirect], false).await;
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.expect("json");
+    let id = created["client"]["client_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let sec = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    (id, sec)
+}
+
 /// A person with an email address and a confirmed TOTP factor (its code for step -1 used).
 async fn oidc_person(app: &TestApp, admin: &Client, name: &str, pw: &str) -> Vec<u8> {
     let email = Some(format!("{name}@example.org"));
@@ -4457,17 +4478,7 @@ async fn oidc_relying_party(backend: Backend) {
         .expect("assign");
     let role_ends = now_unix() + 120;
     let redirect = "http://127.0.0.1:9/callback";
-    let r = register_client(&app, &token, "Grafana", &[redirect], false).await;
-    assert_eq!(r.status(), 201);
-    let created: serde_json::Value = r.json().await.expect("json");
-    let client_id = created["client"]["client_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let client_secret = created["client_secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    let (client_id, client_secret) = confidential_client(&app, &token, "Grafana", redirect).await;
     assert!(client_id.starts_with("pcc_"));
 
     let http = reqwest::Client::builder()
@@ -4794,16 +4805,7 @@ async fn oidc_bad_input(app: TestApp) {
         let r = register_client(&app, &token, "Bad", &[bad], false).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
-    let r = register_client(&app, &token, "Wiki", &[redirect], false).await;
-    let created: serde_json::Value = r.json().await.expect("json");
-    let id = created["client"]["client_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let sec = created["client_secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    let (id, sec) = confidential_client(&app, &token, "Wiki", redirect).await;
     assert_eq!(
         register_client(&app, &token, "Wiki", &[redirect], false)
             .await
@@ -5228,19 +5230,7 @@ async fn two_replicas_redeem_a_code_and_rotate_a_refresh_token_once() {
         .with_token(Some(SecretString::from(token.clone())));
     let secret = oidc_person(&a, &admin, "rhea", "granite-orchid-sail-36").await;
     let redirect = "http://127.0.0.1:9/cb";
-    let created: serde_json::Value = register_client(&a, &token, "Twin", &[redirect], false)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = created["client"]["client_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let sec = created["client_secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    let (id, sec) = confidential_client(&a, &token, "Twin", redirect).await;
 
     let mut browser = Browser::new(&a.base);
     let (u, verifier) = authorize_url(&a.base, &id, redirect, &[]);
@@ -5337,19 +5327,7 @@ async fn security_key_on_the_sign_in_page(app: TestApp) {
     let mut key = SoftPasskey::new(true);
     register(&reg, &mut key, "yubikey").await;
     let redirect = "http://127.0.0.1:9/cb";
-    let created: serde_json::Value = register_client(&app, &token, "Vault UI", &[redirect], false)
-        .await
-        .json()
-        .await
-        .expect("json");
-    let id = created["client"]["client_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let sec = created["client_secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    let (id, sec) = confidential_client(&app, &token, "Vault UI", redirect).await;
 
     let js = app
         .http
@@ -6226,20 +6204,7 @@ async fn a_real_browser_signs_in_with_a_security_key() {
         .expect("password");
     let reg_token = reg.session.expect("registration session").token;
     let redirect = "http://127.0.0.1:9/cb";
-    let created: serde_json::Value =
-        register_client(&app, &token, "Browser RP", &[redirect], false)
-            .await
-            .json()
-            .await
-            .expect("json");
-    let id = created["client"]["client_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let sec = created["client_secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
+    let (id, sec) = confidential_client(&app, &token, "Browser RP", redirect).await;
     let issuer = app.config.issuer();
     let (url, verifier) = authorize_url(&issuer, &id, redirect, &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/browser_flow.js");
