@@ -97,16 +97,22 @@ fn validate_redirect_uri(s: &str) -> Result<(), RedirectUriError> {
     if !u.username().is_empty() || u.password().is_some() {
         return Err(RedirectUriError::Credentials(s.to_owned()));
     }
-    let loopback = match u.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
+    let loopback = is_loopback(&u);
     match u.scheme() {
         "https" if u.host().is_some() => Ok(()),
         "http" if loopback => Ok(()),
         _ => Err(RedirectUriError::Insecure(s.to_owned())),
+    }
+}
+
+/// Whether a URL's host is a loopback address (`127.0.0.0/8`, `::1`, `localhost`): where
+/// plain `http` is acceptable because nothing leaves the machine.
+pub fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
     }
 }
 

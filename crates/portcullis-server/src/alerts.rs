@@ -62,12 +62,7 @@ fn seal_aad(name: &str) -> String {
 /// https, or http on a loopback address (a local relay or gateway).
 fn check_url(u: &str) -> Result<url::Url, ApiError> {
     let parsed = url::Url::parse(u).map_err(|_| bad(format!("{u} is not a URL")))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
+    let loopback = portcullis_core::oidc::is_loopback(&parsed);
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(bad(
             "put no credentials in the URL; use headers with env:NAME",
@@ -558,15 +553,7 @@ pub async fn remove_rule(state: &AppState, caller: &Caller, name: &str) -> Resul
 }
 
 fn recipients_of(c: &AlertChannel) -> Vec<String> {
-    if c.kind == "sms" {
-        serde_json::from_str::<serde_json::Value>(&c.config)
-            .ok()
-            .and_then(|v| v.get("to").cloned())
-            .and_then(|t| serde_json::from_value(t).ok())
-            .unwrap_or_default()
-    } else {
-        vec![format!("channel:{}", c.name)]
-    }
+    portcullis_store::alerts::channel_recipients(&c.name, &c.kind, &c.config)
 }
 
 fn text_of(m: &OutboxMessage) -> String {

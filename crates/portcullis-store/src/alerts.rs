@@ -36,6 +36,19 @@ fn message_id() -> String {
     format!("m_{}", hex::encode(b))
 }
 
+/// Who a channel's messages go to: one row per number on an SMS channel, else the channel.
+pub fn channel_recipients(name: &str, kind: &str, config: &str) -> Vec<String> {
+    if kind == "sms" {
+        serde_json::from_str::<serde_json::Value>(config)
+            .ok()
+            .and_then(|c| c.get("to").cloned())
+            .and_then(|t| serde_json::from_value(t).ok())
+            .unwrap_or_default()
+    } else {
+        vec![format!("channel:{name}")]
+    }
+}
+
 /// The payload every channel renders from: the alert, the event, and its text.
 pub fn alert_payload(e: &AuditEvent, a: &Alert) -> serde_json::Value {
     serde_json::json!({
@@ -64,15 +77,7 @@ pub(crate) fn messages_for(
         if !a.severity.reaches(min) {
             continue;
         }
-        let recipients: Vec<String> = if ch.kind == "sms" {
-            serde_json::from_str::<serde_json::Value>(&ch.config)
-                .ok()
-                .and_then(|c| c.get("to").cloned())
-                .and_then(|t| serde_json::from_value(t).ok())
-                .unwrap_or_default()
-        } else {
-            vec![format!("channel:{}", ch.name)]
-        };
+        let recipients = channel_recipients(&ch.name, &ch.kind, &ch.config);
         for r in recipients {
             out.push(AlertMessage {
                 id: message_id(),
