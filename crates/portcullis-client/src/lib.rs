@@ -26,6 +26,10 @@ use portcullis_core::api::{
     TotpEnrolment, TotpSignInRequest, UserView, VerifyResult, WebauthnChallenge,
     WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest, WhoAmI,
 };
+use portcullis_core::api::{
+    BreakGlassCreated, BreakGlassFailedRecovery, BreakGlassView, CreateBreakGlassRequest,
+    DrillRecorded, RotateBreakGlassRequest,
+};
 use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -95,6 +99,15 @@ struct TokenState {
     access: SecretString,
     refresh: SecretString,
     expires_at: std::time::Instant,
+}
+
+/// The first `Portcullis-Setup` notice any client of this process received.
+static SETUP_NOTICE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The server's setup notice (the tenant lacks its two break-glass accounts), if any answer in
+/// this process carried one; the CLI prints it after every command.
+pub fn setup_notice() -> Option<&'static str> {
+    SETUP_NOTICE.get().map(String::as_str)
 }
 
 /// Called with each new refresh token, to persist it (the one before is used up).
@@ -235,6 +248,13 @@ impl Client {
             }
         };
         let status = resp.status();
+        if let Some(n) = resp
+            .headers()
+            .get("portcullis-setup")
+            .and_then(|v| v.to_str().ok())
+        {
+            let _ = SETUP_NOTICE.set(n.to_owned());
+        }
         let bytes = resp.bytes().await.map_err(|e| ClientError::Transport {
             url: self.base.clone(),
             reason: transport_reason(&e),
@@ -452,6 +472,15 @@ endpoints! {
     fn create_alert_rule(req: &CreateAlertRuleRequest) -> AlertRuleView = POST "/api/v1/alerts/rules", body req;
     /// Remove a custom rule (`NAME` or `custom:NAME`); built-in rules cannot be removed.
     fn remove_alert_rule(name: &str) -> () = DELETE format!("/api/v1/alerts/rules/{}", seg(name));
+    /// Create a break-glass account (see `CreateBreakGlassRequest`).
+    fn create_breakglass(req: &CreateBreakGlassRequest) -> BreakGlassCreated = POST "/api/v1/breakglass", body req;
+    fn breakglass_accounts() -> Vec<BreakGlassView> = GET "/api/v1/breakglass";
+    /// Re-split a password account; its old shares stop working and its sessions end.
+    fn rotate_breakglass(name: &str, req: &RotateBreakGlassRequest) -> BreakGlassView = POST format!("/api/v1/breakglass/{}/rotate", seg(name)), body req;
+    /// Record a drill with this client's token (the break-glass account's fresh session).
+    fn record_drill() -> DrillRecorded = POST "/api/v1/breakglass/drill";
+    /// Report a failed recovery of an account's password from shares (it alerts).
+    fn report_breakglass_failure(name: &str, req: &BreakGlassFailedRecovery) -> () = POST format!("/api/v1/breakglass/{}/failed-recovery", seg(name)), body req;
 }
 
 fn set_bearer(req: &mut reqwest::Request, token: &SecretString) -> Result<(), ClientError> {

@@ -88,6 +88,21 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
+    if e.action == "breakglass.drill_overdue" {
+        let names: Vec<&str> = d
+            .get("accounts")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+            .unwrap_or_default();
+        return alert(
+            "breakglass.drill_overdue",
+            Severity::Warning,
+            format!(
+                "break-glass drill overdue for {}: run portcullis breakglass drill",
+                names.join(", ")
+            ),
+        );
+    }
     if e.action == "token.refresh_reuse" {
         return alert(
             "token.refresh_reuse",
@@ -154,6 +169,11 @@ pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
         "breakglass.activity",
         Severity::Critical,
         "any sign-in attempt or change on a break-glass account",
+    ),
+    (
+        "breakglass.drill_overdue",
+        Severity::Warning,
+        "a break-glass account's last drill is older than the drill age (daily while it lasts)",
     ),
     (
         "token.refresh_reuse",

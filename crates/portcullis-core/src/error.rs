@@ -39,6 +39,8 @@ pub enum ErrorCode {
     AlreadyDecided,
     NotEligible,
     InvalidPublicKey,
+    BreakGlassMinimum,
+    BreakGlassCredential,
 }
 
 impl ErrorCode {
@@ -75,6 +77,8 @@ impl ErrorCode {
             ErrorCode::AlreadyDecided => "already_decided",
             ErrorCode::NotEligible => "not_eligible",
             ErrorCode::InvalidPublicKey => "invalid_public_key",
+            ErrorCode::BreakGlassMinimum => "breakglass_minimum",
+            ErrorCode::BreakGlassCredential => "breakglass_credential",
         }
     }
 }

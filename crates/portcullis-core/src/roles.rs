@@ -84,6 +84,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("assignments.delete", "remove assignments"),
     ("requests.read", "list everyone's activation requests"),
     ("requests.revoke", "end someone else's active grant"),
+    (
+        "breakglass.read",
+        "list break-glass accounts, their custodians and drills",
+    ),
+    (
+        "breakglass.manage",
+        "create break-glass accounts and re-split their credentials",
+    ),
 ];
 
 fn is_slug(s: &str, max: usize) -> bool {
@@ -247,6 +255,7 @@ impl BuiltinRole {
                 "users.read",
             ]),
             Self::SecurityAdministrator => catalogue(&[
+                "breakglass.read",
                 "alerts.read",
                 "alerts.manage",
                 "audit.read",

@@ -231,17 +231,17 @@ pub async fn set_user_enabled(
     } else {
         "user.disabled"
     };
-    state
-        .store
-        .write(
-            Change::SetPrincipalEnabled {
-                id: p.id.clone(),
-                enabled,
-                at_us: us(now),
-            },
-            vec![event(caller, action, format!("user:{}", p.name))],
-        )
-        .await?;
+    let change = Change::SetPrincipalEnabled {
+        id: p.id.clone(),
+        enabled,
+        at_us: us(now),
+    };
+    let ev = event(caller, action, format!("user:{}", p.name));
+    if p.emergency && !enabled {
+        crate::breakglass::write_guarded(state, change, ev).await?;
+    } else {
+        state.store.write(change, vec![ev]).await?;
+    }
     let p = get_principal(state, name, PrincipalKind::User).await?;
     user_view(state, &p).await
 }

@@ -65,6 +65,8 @@ pub struct Application {
     store: Store,
     port: u16,
     bootstrap_token: Option<SecretString>,
+    /// Break-glass drill age and overdue-alert period.
+    drill_policy: (time::Duration, time::Duration),
 }
 
 /// The setting under which the last effective (public) configuration is remembered, so a
@@ -184,6 +186,7 @@ impl Application {
             .map_err(|_| StartError::Tokens)?,
         );
         let master = Arc::new(master);
+        let (drill_max_age, drill_every) = config.drill_policy()?;
         let state = AppState {
             store: store.clone(),
             info,
@@ -197,6 +200,10 @@ impl Application {
             ),
             tokens: tokens.clone(),
             expiry_wake: expiry_wake.clone(),
+            breakglass: Arc::new(crate::breakglass::BreakGlassSettings::new(
+                drill_max_age,
+                drill_every,
+            )),
         };
         crate::metrics::handle();
         let router = api::router(state, config.max_body_bytes);
@@ -204,6 +211,7 @@ impl Application {
             crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
                 .map_err(|_| StartError::Alerts)?;
         Ok(Self {
+            drill_policy: (drill_max_age, drill_every),
             listener,
             alerts,
             router,
@@ -259,6 +267,16 @@ impl Application {
         let alerts = tokio::spawn(self.alerts.run(async move {
             let _ = alerts_stop.wait_for(|stop| *stop).await;
         }));
+        let mut drills_stop = stop_tx.subscribe();
+        let (max_age, every) = self.drill_policy;
+        let drills = tokio::spawn(crate::breakglass::drill_watch(
+            self.store.clone(),
+            max_age,
+            every,
+            async move {
+                let _ = drills_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -266,6 +284,7 @@ impl Application {
         let _ = worker.await;
         let _ = keys.await;
         let _ = alerts.await;
+        let _ = drills.await;
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
         if let Err(e) = self.store.append(stop).await {
             tracing::warn!(error = %e, "could not record server stop");

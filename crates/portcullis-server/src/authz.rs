@@ -109,6 +109,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PUT", "/api/v1/service-accounts/{name}/networks", Permission("service_accounts.credentials")),
     ("POST", "/api/v1/service-accounts/{name}/keys", Permission("service_accounts.credentials")),
     ("DELETE", "/api/v1/service-accounts/{name}/keys/{kid}", Permission("service_accounts.credentials")),
+    ("POST", "/api/v1/breakglass", Permission("breakglass.manage")),
+    ("GET", "/api/v1/breakglass", Permission("breakglass.read")),
+    ("POST", "/api/v1/breakglass/{name}/rotate", Permission("breakglass.manage")),
+    // The break-glass account itself, with the session it just signed in with.
+    ("POST", "/api/v1/breakglass/drill", FullSession),
+    // Reported by the CLI before any credential exists; audited and alerted, throttled per IP.
+    ("POST", "/api/v1/breakglass/{name}/failed-recovery", Public),
     ("POST", "/api/v1/alerts/channels", Permission("alerts.manage")),
     ("GET", "/api/v1/alerts/channels", Permission("alerts.read")),
     ("DELETE", "/api/v1/alerts/channels/{name}", Permission("alerts.manage")),

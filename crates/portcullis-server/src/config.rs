@@ -53,6 +53,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "refresh_idle_minutes",
     "refresh_absolute_hours",
     "alert_max_attempts",
+    "breakglass_drill_max_age",
+    "breakglass_drill_alert_every",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -92,6 +94,11 @@ pub struct Config {
     /// Delivery attempts of an alert before it is dead-lettered (backoff 5 s, 10 s, 20 s, …
     /// capped at an hour). Default 8.
     pub alert_max_attempts: u32,
+    /// A break-glass account whose last drill (or creation) is older than this is reported by
+    /// `/readyz` and alerted (`90s`, `15m`, `8h`, `30d`). Default `90d`.
+    pub breakglass_drill_max_age: String,
+    /// How often the overdue-drill alert repeats while a drill stays overdue. Default `24h`.
+    pub breakglass_drill_alert_every: String,
     /// How long a device code (`portcullis login` in a browser) waits for approval. Default 600.
     pub device_code_seconds: u32,
     /// A refresh token unused this long ends (each refresh starts a new period). Default 720.
@@ -118,6 +125,8 @@ impl Default for Config {
             access_token_seconds: 600,
             signing_key_grace_seconds: 60,
             alert_max_attempts: 8,
+            breakglass_drill_max_age: "90d".into(),
+            breakglass_drill_alert_every: "24h".into(),
             device_code_seconds: 600,
             refresh_idle_minutes: 720,
             refresh_absolute_hours: 168,
@@ -204,6 +213,7 @@ impl Config {
                 "alert_max_attempts must be between 1 and 50".into(),
             ));
         }
+        self.drill_policy()?;
         if self.signing_key_grace_seconds > 3600 {
             return Err(ConfigError(
                 "signing_key_grace_seconds must be at most 3600".into(),
@@ -249,6 +259,24 @@ impl Config {
             ));
         }
         Ok(u)
+    }
+
+    /// The break-glass drill age and alert period in effect.
+    pub fn drill_policy(&self) -> Result<(time::Duration, time::Duration), ConfigError> {
+        let parse = |key: &str, v: &str| {
+            portcullis_core::roles::parse_duration(v).map_err(|_| {
+                ConfigError(format!(
+                    "{key} must be a duration such as 90s, 15m, 8h or 90d (at most 3650d)"
+                ))
+            })
+        };
+        Ok((
+            parse("breakglass_drill_max_age", &self.breakglass_drill_max_age)?,
+            parse(
+                "breakglass_drill_alert_every",
+                &self.breakglass_drill_alert_every,
+            )?,
+        ))
     }
 
     /// Session and sign-in lifetimes in effect.
@@ -304,6 +332,8 @@ impl Config {
             "access_token_seconds": self.access_token_seconds,
             "signing_key_grace_seconds": self.signing_key_grace_seconds,
             "alert_max_attempts": self.alert_max_attempts,
+            "breakglass_drill_max_age": self.breakglass_drill_max_age,
+            "breakglass_drill_alert_every": self.breakglass_drill_alert_every,
             "device_code_seconds": self.device_code_seconds,
             "refresh_idle_minutes": self.refresh_idle_minutes,
             "refresh_absolute_hours": self.refresh_absolute_hours,

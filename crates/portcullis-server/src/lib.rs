@@ -12,6 +12,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod breakglass;
 pub mod client_assertion;
 pub mod clients;
 pub mod config;

@@ -566,17 +566,25 @@ pub async fn delete_assignment(
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "assignment.removed", format!("{}:{}", a.principal_kind, a.principal_name))
         .details(serde_json::json!({ "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind }));
+    let change = Change::EndAssignment {
+        id: a.id.clone(),
+        reason: "removed".into(),
+        by: caller.actor(),
+        at_us: us(now),
+    };
+    // A break-glass account's Global Administrator role: not below the minimum.
+    if a.principal_kind == "user"
+        && state
+            .store
+            .principal_by_name(&a.principal_name)
+            .await?
+            .is_some_and(|p| p.emergency)
+    {
+        return crate::breakglass::write_guarded(state, change, ev).await;
+    }
     state
         .store
-        .write(
-            Change::EndAssignment {
-                id: a.id.clone(),
-                reason: "removed".into(),
-                by: caller.actor(),
-                at_us: us(now),
-            },
-            vec![ev],
-        )
+        .write(change, vec![ev])
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => not_found(),

@@ -316,6 +316,18 @@ pub async fn password_step(
             at_us: us(now),
         });
     }
+    // A break-glass account's split password is its whole credential (crate::breakglass).
+    if p.emergency
+        && let Some(session) =
+            crate::breakglass::password_signin(state, client, &p, &mut changes, now).await?
+    {
+        return Ok(SignInResponse {
+            status: "signed_in".into(),
+            signin_id: None,
+            factors: vec![],
+            session: Some(session),
+        });
+    }
     let factors: Vec<String> = state
         .store
         .factors(&p.id)
@@ -819,6 +831,7 @@ pub async fn enrol_totp(
     req: TotpEnrolRequest,
 ) -> Result<TotpEnrolment, ApiError> {
     let me = caller.require_session()?;
+    crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
     let name = factor_name(&req.name)?;
     let mut secret = zeroize::Zeroizing::new([0u8; totp::SECRET_LEN]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
@@ -992,6 +1005,7 @@ pub async fn change_password(
     req: PasswordChangeRequest,
 ) -> Result<(), ApiError> {
     let me = caller.require_full()?;
+    crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
     check_password_input(&req.current_password)?;
     if let Some(code) = &req.code
         && (code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()))

@@ -178,6 +178,7 @@ pub async fn start_registration(
     req: WebauthnRegisterRequest,
 ) -> Result<WebauthnChallenge, ApiError> {
     let me = caller.require_session()?;
+    crate::breakglass::guard_own_credential(state, &me.principal, true).await?;
     let name = factor_name(&req.name)?;
     let factors = state.store.factors(&me.principal.id).await?;
     if factors.iter().any(|f| f.name == name) {

@@ -53,7 +53,7 @@ pub struct Session {
     pub revoked_at_us: Option<i64>,
 }
 
-const PRINCIPAL_COLS: &str = "p.id, p.name, p.kind, p.display_name, p.email, p.phone, p.guest_organisation, p.role_assignable, p.emergency, p.privileged, p.first_admin, p.enabled, p.created_at_us, p.last_sign_in_us";
+pub(crate) const PRINCIPAL_COLS: &str = "p.id, p.name, p.kind, p.display_name, p.email, p.phone, p.guest_organisation, p.role_assignable, p.emergency, p.privileged, p.first_admin, p.enabled, p.created_at_us, p.last_sign_in_us";
 const SESSION_COLS: &str = "s.id AS s_id, s.principal_id, s.strength, s.scope, s.created_at_us AS s_created, s.last_seen_us, s.strong_auth_at_us, s.client_ip, s.user_agent, s.revoked_at_us";
 
 macro_rules! principal_row {
@@ -76,6 +76,8 @@ macro_rules! principal_row {
         }
     };
 }
+
+pub(crate) use principal_row;
 
 macro_rules! session_row {
     ($r:expr) => {

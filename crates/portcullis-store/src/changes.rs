@@ -27,6 +27,21 @@ pub struct NewPrincipal {
     pub created_at_us: i64,
 }
 
+/// A break-glass account's custody record (its principal is created in the same change).
+#[derive(Debug, Clone)]
+pub struct NewBreakGlass {
+    pub principal_id: String,
+    /// `password` or `fido2`.
+    pub credential: String,
+    /// JSON array of principal names in share order.
+    pub custodians: String,
+    pub threshold: i64,
+    pub key_holder: Option<String>,
+    pub pin_holder: Option<String>,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
 /// A new session row (the token itself is never stored, only its hash).
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -586,6 +601,35 @@ pub enum Change {
         id: String,
         at_us: i64,
     },
+    /// Records a break-glass account's custody.
+    CreateBreakGlass(NewBreakGlass),
+    /// A new split of a password account: custodians and threshold (the hash is a
+    /// [`Change::SetPassword`] beside it).
+    UpdateBreakGlassCustody {
+        principal_id: String,
+        custodians: String,
+        threshold: i64,
+    },
+    /// Records a drill proved by `session_id` (a session of the account itself).
+    RecordDrill {
+        id: String,
+        principal_id: String,
+        session_id: String,
+        at_us: i64,
+    },
+    /// Conflicts unless at least `min` usable break-glass accounts remain (after the changes
+    /// before it in the same [`Change::Many`]). On PostgreSQL it first locks the emergency
+    /// principals, so two replicas cannot each remove one of the last accounts.
+    RequireBreakGlassMinimum {
+        min: i64,
+    },
+    /// Claims the periodic job `name` for this run: conflicts when another run (any replica)
+    /// recorded one after `not_before_us`.
+    ClaimPeriodic {
+        name: String,
+        not_before_us: i64,
+        at_us: i64,
+    },
     /// Records (or widens) a person's consent to a client for `scope`.
     RecordOAuthConsent {
         principal_id: String,
@@ -600,12 +644,15 @@ pub(crate) trait Apply {
     fn apply<'a>(&'a mut self, change: &'a Change) -> BoxFuture<'a, Result<()>>;
 }
 
+/// The conflict [`Change::RequireBreakGlassMinimum`] reports.
+pub const BREAKGLASS_MINIMUM: &str = "fewer than the required break-glass accounts would remain";
+
 fn conflict(what: &str) -> StoreError {
     StoreError::Conflict(what.to_owned())
 }
 
 macro_rules! apply_for {
-    ($conn:ty) => {
+    ($conn:ty, $lock:literal) => {
         impl Apply for $conn {
             fn apply<'a>(&'a mut self, change: &'a Change) -> BoxFuture<'a, Result<()>> {
                 Box::pin(async move {
@@ -1047,6 +1094,41 @@ macro_rules! apply_for {
                                 .bind(principal_id).bind(client_id).bind(scope).bind(*at_us)
                                 .execute(&mut *c).await?;
                         }
+                        Change::CreateBreakGlass(b) => {
+                            sqlx::query("INSERT INTO breakglass_accounts (principal_id, credential, custodians, threshold, key_holder, pin_holder, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                                .bind(&b.principal_id).bind(&b.credential).bind(&b.custodians).bind(b.threshold)
+                                .bind(&b.key_holder).bind(&b.pin_holder).bind(&b.created_by).bind(b.created_at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::UpdateBreakGlassCustody { principal_id, custodians, threshold } => {
+                            sqlx::query("UPDATE breakglass_accounts SET custodians = $1, threshold = $2 WHERE principal_id = $3")
+                                .bind(custodians).bind(*threshold).bind(principal_id).execute(&mut *c).await?;
+                        }
+                        Change::RecordDrill { id, principal_id, session_id, at_us } => {
+                            let n = sqlx::query("INSERT INTO breakglass_drills (id, principal_id, session_id, at_us) VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO NOTHING")
+                                .bind(id).bind(principal_id).bind(session_id).bind(*at_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("this session already recorded a drill"));
+                            }
+                        }
+                        Change::RequireBreakGlassMinimum { min } => {
+                            sqlx::query(concat!("SELECT p.id FROM principals p WHERE p.emergency ORDER BY p.id", $lock))
+                                .fetch_all(&mut *c).await?;
+                            let q = crate::breakglass::usable_count_sql();
+                            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q)).fetch_one(&mut *c).await?;
+                            if n < *min {
+                                return Err(conflict(BREAKGLASS_MINIMUM));
+                            }
+                        }
+                        Change::ClaimPeriodic { name, not_before_us, at_us } => {
+                            let n = sqlx::query("INSERT INTO periodic_jobs (name, last_run_us) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET last_run_us = excluded.last_run_us WHERE periodic_jobs.last_run_us <= $3")
+                                .bind(name).bind(*at_us).bind(*not_before_us)
+                                .execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("this periodic job already ran in this period"));
+                            }
+                        }
                         Change::MarkPrivileged { principal_id } => {
                             sqlx::query("UPDATE principals SET privileged = TRUE WHERE id = $1")
                                 .bind(principal_id).execute(&mut *c).await?;
@@ -1133,5 +1215,7 @@ macro_rules! apply_for {
     };
 }
 
-apply_for!(sqlx::SqliteConnection);
-apply_for!(sqlx::PgConnection);
+// SQLite's writer holds the database lock for the whole transaction (BEGIN IMMEDIATE), so
+// reads there are already serialised; PostgreSQL locks the rows it reads.
+apply_for!(sqlx::SqliteConnection, "");
+apply_for!(sqlx::PgConnection, " FOR UPDATE");

@@ -17,6 +17,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod breakglass;
 mod changes;
 pub mod crypto;
 pub mod device;
@@ -45,9 +46,9 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use changes::{
-    Change, NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode,
-    NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken,
-    NewRequest, NewSession, OutboxAttempt,
+    BREAKGLASS_MINIMUM, Change, NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode,
+    NewBreakGlass, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal,
+    NewRefreshToken, NewRequest, NewSession, OutboxAttempt,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

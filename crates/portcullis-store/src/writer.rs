@@ -7,6 +7,7 @@
 //! One durable commit thus serves many requests, which is how durable appends reach tens of
 //! thousands per second without weakening durability.
 
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -140,6 +141,12 @@ async fn apply_batch(
             let mut hash = to_hash(head.try_get("hash")?)?;
             let start_seq = seq;
             let forced = batch.iter().any(|c| matches!(c.change, Change::ForceCheckpoint));
+            // Every event naming a break-glass account (as actor or target) is tagged
+            // `emergency`, so the built-in critical rule sees all of them, whatever code wrote
+            // the event: sign-ins, failures, changes to the account or its credentials.
+            let mut emergency: HashSet<String> =
+                sqlx::query_scalar::<_, String>("SELECT name FROM principals WHERE emergency")
+                    .fetch_all(&mut *tx).await?.into_iter().collect();
             // Events are sealed in order and inserted together at the end with multi-row
             // INSERTs: a batch costs a handful of statements, not several per caller.
             let mut pending: Vec<AuditEvent> = Vec::new();
@@ -156,9 +163,11 @@ async fn apply_batch(
                 }.await;
                 match step {
                     Ok(()) => {
+                        new_emergency_names(&cmd.change, &mut emergency);
                         let now = OffsetDateTime::now_utc();
                         let mut sealed = Vec::with_capacity(cmd.events.len());
-                        for ev in cmd.events {
+                        for mut ev in cmd.events {
+                            tag_emergency(&mut ev, &emergency);
                             let e = ev.seal(seq + 1, now, hash);
                             seq = e.seq;
                             hash = e.hash;
@@ -263,4 +272,34 @@ async fn apply_batch(
     }
     .await;
     (replies, result)
+}
+
+/// Adds the names of emergency principals that `change` creates.
+fn new_emergency_names(change: &Change, names: &mut HashSet<String>) {
+    match change {
+        Change::CreatePrincipal(p) if p.emergency => {
+            names.insert(p.name.clone());
+        }
+        Change::Many(all) => all.iter().for_each(|c| new_emergency_names(c, names)),
+        _ => {}
+    }
+}
+
+/// Sets `details.emergency = true` on an event whose actor, target or group `member` is
+/// `user:NAME` for an emergency account `NAME`.
+fn tag_emergency(ev: &mut NewAuditEvent, names: &HashSet<String>) {
+    if names.is_empty() {
+        return;
+    }
+    let named = |s: &str| s.strip_prefix("user:").is_some_and(|n| names.contains(n));
+    let member = ev.details.get("member").and_then(|m| m.as_str());
+    if !(named(&ev.actor) || named(&ev.target) || member.is_some_and(named)) {
+        return;
+    }
+    if !ev.details.is_object() {
+        ev.details = serde_json::json!({});
+    }
+    if let Some(d) = ev.details.as_object_mut() {
+        d.insert("emergency".into(), true.into());
+    }
 }

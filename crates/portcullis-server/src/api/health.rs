@@ -20,7 +20,8 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The database is reachable and migrated.
+/// The database is reachable and migrated; `tenant` says whether setup is complete (two
+/// usable break-glass accounts) and which break-glass drills are overdue.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Ready),
     (status = 503, body = ErrorBody, description = "database unreachable"),
@@ -34,11 +35,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
             "the database is unreachable",
         )
     })?;
+    let tenant = crate::breakglass::readiness(&state).await?;
     Ok(Json(Ready {
         status: "ready".into(),
         database: "ok".into(),
         backend: state.info.backend.into(),
         schema_version: state.info.schema_version,
+        tenant: Some(tenant),
     }))
 }
 

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
+pub mod breakglass;
 pub mod clients;
 pub mod device;
 pub mod health;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub tokens: Arc<crate::tokens::TokenSigner>,
     /// Wakes the expiry worker when a nearer deadline appears.
     pub expiry_wake: Arc<tokio::sync::Notify>,
+    /// Break-glass drill settings and the cached setup state.
+    pub breakglass: Arc<crate::breakglass::BreakGlassSettings>,
 }
 
 /// Facts about this server fixed at start.
@@ -130,6 +133,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::show))
         .routes(routes!(alerts::retry))
+        .routes(routes!(breakglass::create, breakglass::list))
+        .routes(routes!(breakglass::rotate))
+        .routes(routes!(breakglass::drill))
+        .routes(routes!(breakglass::failed_recovery))
         .routes(routes!(clients::create_client, clients::list_clients))
         .routes(routes!(clients::get_client, clients::delete_client))
         .routes(routes!(clients::add_client_secret))
@@ -163,6 +170,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             crate::authz::authorize,
         ))
         .layer(axum::Extension(doc))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            setup_notice,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::metrics::track))
@@ -173,6 +184,24 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
+}
+
+/// Adds `Portcullis-Setup: NOTICE` to every API answer while the tenant is in its setup state
+/// (fewer than two usable break-glass accounts), so every CLI call can say so.
+async fn setup_notice(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let api = req.uri().path().starts_with("/api/");
+    let mut resp = next.run(req).await;
+    if api
+        && let Some(notice) = crate::breakglass::setup_header(&state).await
+        && let Ok(v) = axum::http::HeaderValue::from_str(&notice)
+    {
+        resp.headers_mut().insert("portcullis-setup", v);
+    }
+    resp
 }
 
 /// Answers `413` at once when the declared `Content-Length` is over the limit, before any of
