@@ -15,6 +15,7 @@ use portcullis_core::api::{
 use rand::RngCore;
 
 use crate::alerts_cli::{self, AlertsCommand};
+use crate::breakglass_cli::{self, BreakGlassCommand};
 use crate::clients_cli::{self, ClientsCommand};
 use crate::login::{self, StoredLogin, ask, ask_secret, qr};
 use crate::roles_cli;
@@ -96,6 +97,9 @@ enum Command {
     /// Alert channels (email, webhook, SMS), test messages, and the delivery state of alerts.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Break-glass (emergency access) accounts: create with split custody, sign in, drills.
+    #[command(subcommand, name = "breakglass")]
+    Breakglass(BreakGlassCommand),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles_cli::RolesCommand),
@@ -901,6 +905,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Alerts(cmd) => {
             alerts_cli::run(&client(&cli)?, cli.output, cmd).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Breakglass(cmd) => {
+            breakglass_cli::run(
+                &client(&cli)?,
+                &anonymous(&cli)?,
+                &cli.server,
+                cli.output,
+                cmd,
+            )
+            .await
         }
         Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,
         Command::Assign(a) => roles_cli::assign(&client(&cli)?, cli.output, a).await,

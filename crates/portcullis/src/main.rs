@@ -6,6 +6,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod alerts_cli;
+mod breakglass_cli;
 mod cli;
 mod clients_cli;
 mod keyring_store;
@@ -29,7 +30,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // Every call says so while the tenant is in its setup state (the server's answer said).
+    if let Some(notice) = portcullis_client::setup_notice() {
+        eprintln!("warning: {notice}");
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
