@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 pub mod breakglass;
 pub mod client_key;
+pub mod conditional_access;
 pub mod device;
 pub mod error;
 pub mod network;
