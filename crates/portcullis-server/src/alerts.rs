@@ -51,6 +51,9 @@ const POLL: StdDuration = StdDuration::from_millis(250);
 /// Messages delivered at once by one worker.
 const CONCURRENCY: usize = 16;
 
+/// Most extra headers an SMS gateway channel may carry.
+const MAX_HEADERS: usize = 16;
+
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::bad_request(msg.into())
 }
@@ -208,7 +211,16 @@ fn channel_config(
                 .as_deref()
                 .ok_or_else(|| bad("template is required"))?;
             validate_template(template).map_err(|e| bad(e.to_string()))?;
+            if req.headers.len() > MAX_HEADERS {
+                return Err(bad(format!("at most {MAX_HEADERS} headers")));
+            }
             for (k, v) in &req.headers {
+                if k.len() > 128 || v.len() > 1024 {
+                    return Err(bad(format!(
+                        "header {} is too long (names at most 128 bytes, values 1024)",
+                        k.chars().take(40).collect::<String>()
+                    )));
+                }
                 axum::http::HeaderName::from_bytes(k.as_bytes())
                     .map_err(|_| bad(format!("{k} is not a header name")))?;
                 match v.strip_prefix("env:") {
@@ -777,10 +789,18 @@ impl Deliverer {
             // A critical alert nobody received is itself critical, on every other channel.
             let critical = m.severity.as_deref() == Some(Severity::Critical.as_str());
             if critical && m.topic != "alert.dead_lettered" {
-                changes.extend(
-                    self.dead_letter_notices(&m, detail.as_deref().unwrap_or(""), finished)
-                        .await,
-                );
+                match self
+                    .dead_letter_notices(&m, detail.as_deref().unwrap_or(""), finished)
+                    .await
+                {
+                    Ok(notices) => changes.extend(notices),
+                    // Without the channels the report cannot be queued: record nothing, so
+                    // the claim lapses and the last attempt is made again later, report and all.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot read the channels to report a dead letter");
+                        return;
+                    }
+                }
             }
         }
         if let Err(e) = self.store.write(Change::Many(changes), events).await {
@@ -793,8 +813,8 @@ impl Deliverer {
         m: &OutboxMessage,
         error: &str,
         now: OffsetDateTime,
-    ) -> Vec<Change> {
-        let channels = self.store.alert_channels().await.unwrap_or_default();
+    ) -> Result<Vec<Change>, portcullis_store::StoreError> {
+        let channels = self.store.alert_channels().await?;
         let text = format!(
             "[CRITICAL] a critical alert could not be delivered through channel {} to {}: {} (alert {}: {})",
             m.channel.as_deref().unwrap_or("-"),
@@ -809,7 +829,7 @@ impl Deliverer {
             "event": null,
             "dead_lettered": m.id,
         });
-        channels
+        Ok(channels
             .iter()
             .filter(|c| Some(&c.name) != m.channel.as_ref())
             .flat_map(|c| {
@@ -826,7 +846,7 @@ impl Deliverer {
                     })
                 })
             })
-            .collect()
+            .collect())
     }
 
     /// Sends one message through its channel. The error is a short reason without secrets.
