@@ -30,6 +30,10 @@ use portcullis_core::api::{
     BreakGlassCreated, BreakGlassFailedRecovery, BreakGlassView, CreateBreakGlassRequest,
     DrillRecorded, RotateBreakGlassRequest,
 };
+use portcullis_core::api::{
+    CaImportRequest, CaImportResult, CaLocationRequest, CaLocationView, CaPolicyView,
+    CaStateRequest, WhatIfRequest,
+};
 use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -472,6 +476,21 @@ endpoints! {
     fn create_alert_rule(req: &CreateAlertRuleRequest) -> AlertRuleView = POST "/api/v1/alerts/rules", body req;
     /// Remove a custom rule (`NAME` or `custom:NAME`); built-in rules cannot be removed.
     fn remove_alert_rule(name: &str) -> () = DELETE format!("/api/v1/alerts/rules/{}", seg(name));
+    /// Conditional-access policies, by name.
+    fn ca_policies() -> Vec<CaPolicyView> = GET "/api/v1/ca/policies";
+    fn ca_policy(name: &str) -> CaPolicyView = GET format!("/api/v1/ca/policies/{}", seg(name));
+    /// Create or replace policies by name, all or nothing (validated and lockout-guarded).
+    fn ca_import(req: &CaImportRequest) -> CaImportResult = POST "/api/v1/ca/policies", body req;
+    /// Enable, disable or switch a policy to report-only.
+    fn ca_set_state(name: &str, req: &CaStateRequest) -> CaPolicyView = POST format!("/api/v1/ca/policies/{}/state", seg(name)), body req;
+    fn ca_delete(name: &str) -> () = DELETE format!("/api/v1/ca/policies/{}", seg(name));
+    fn ca_locations() -> Vec<CaLocationView> = GET "/api/v1/ca/locations";
+    /// Create or replace a named location.
+    fn ca_set_location(req: &CaLocationRequest) -> CaLocationView = POST "/api/v1/ca/locations", body req;
+    /// Remove a named location (refused while a policy uses it).
+    fn ca_remove_location(name: &str) -> () = DELETE format!("/api/v1/ca/locations/{}", seg(name));
+    /// How the policies would decide a sign-in, with an explanation per policy.
+    fn ca_whatif(req: &WhatIfRequest) -> serde_json::Value = POST "/api/v1/ca/whatif", body req;
     /// Create a break-glass account (see `CreateBreakGlassRequest`).
     fn create_breakglass(req: &CreateBreakGlassRequest) -> BreakGlassCreated = POST "/api/v1/breakglass", body req;
     fn breakglass_accounts() -> Vec<BreakGlassView> = GET "/api/v1/breakglass";

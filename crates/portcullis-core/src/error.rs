@@ -41,6 +41,9 @@ pub enum ErrorCode {
     InvalidPublicKey,
     BreakGlassMinimum,
     BreakGlassCredential,
+    CaLockout,
+    CaBlocked,
+    CaRequirement,
 }
 
 impl ErrorCode {
@@ -79,6 +82,9 @@ impl ErrorCode {
             ErrorCode::InvalidPublicKey => "invalid_public_key",
             ErrorCode::BreakGlassMinimum => "breakglass_minimum",
             ErrorCode::BreakGlassCredential => "breakglass_credential",
+            ErrorCode::CaLockout => "ca_lockout",
+            ErrorCode::CaBlocked => "ca_blocked",
+            ErrorCode::CaRequirement => "ca_requirement",
         }
     }
 }

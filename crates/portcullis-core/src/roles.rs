@@ -85,6 +85,14 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("requests.read", "list everyone's activation requests"),
     ("requests.revoke", "end someone else's active grant"),
     (
+        "ca.read",
+        "list conditional-access policies and named locations; what-if",
+    ),
+    (
+        "ca.manage",
+        "change conditional-access policies and named locations",
+    ),
+    (
         "breakglass.read",
         "list break-glass accounts, their custodians and drills",
     ),
@@ -256,6 +264,8 @@ impl BuiltinRole {
             ]),
             Self::SecurityAdministrator => catalogue(&[
                 "breakglass.read",
+                "ca.read",
+                "ca.manage",
                 "alerts.read",
                 "alerts.manage",
                 "audit.read",

@@ -200,6 +200,7 @@ impl Application {
             ),
             tokens: tokens.clone(),
             expiry_wake: expiry_wake.clone(),
+            ca: Arc::default(),
             breakglass: Arc::new(crate::breakglass::BreakGlassSettings::new(
                 drill_max_age,
                 drill_every,

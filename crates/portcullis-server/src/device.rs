@@ -250,6 +250,16 @@ pub async fn poll(
     let p = enabled_principal(state, &principal_id)
         .await?
         .ok_or_else(|| invalid_grant("the account is disabled"))?;
+    let ca = crate::conditional_access::at_token(
+        state,
+        &p,
+        client_id,
+        client,
+        &strength,
+        auth_time_us,
+        "token.device_code",
+    )
+    .await?;
     let family_end = now + state.device.refresh.absolute;
     let (refresh, new_refresh) = new_refresh_token(
         state,
@@ -269,6 +279,7 @@ pub async fn poll(
         serde_json::json!({
             "device": d.id, "client_id": client_id, "client_ip": client.ip,
             "jti": tokens.1.jti, "exp": tokens.1.exp, "family": new_refresh.family_id,
+            "conditional_access": ca,
         }),
     );
     let change = Change::Many(vec![
@@ -376,6 +387,18 @@ pub async fn refresh(
     if session_revoked {
         return Err(refuse("approving_session_revoked", true, false).await);
     }
+    // Conditional access at every refresh (a refused refresh leaves the family as it is:
+    // the person may come back from an allowed network).
+    let ca = crate::conditional_access::at_token(
+        state,
+        &p,
+        client_id,
+        client,
+        &t.strength,
+        t.auth_time_us,
+        "token.refresh",
+    )
+    .await?;
     let (next, new_refresh) = new_refresh_token(
         state,
         &p,
@@ -403,7 +426,7 @@ pub async fn refresh(
         Outcome::Success,
         serde_json::json!({
             "family": t.family_id, "client_id": client_id, "client_ip": client.ip,
-            "jti": tokens.1.jti, "exp": tokens.1.exp,
+            "jti": tokens.1.jti, "exp": tokens.1.exp, "conditional_access": ca,
         }),
     );
     let change = Change::Many(vec![

@@ -15,6 +15,7 @@ pub mod authz;
 pub mod breakglass;
 pub mod client_assertion;
 pub mod clients;
+pub mod conditional_access;
 pub mod config;
 pub mod device;
 pub mod error;

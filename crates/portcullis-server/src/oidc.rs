@@ -324,6 +324,16 @@ pub async fn exchange_code(
     if session_revoked {
         return Err(refuse("session_revoked", false, Change::None).await);
     }
+    let ca = crate::conditional_access::at_token(
+        state,
+        &p,
+        &oc.client_id,
+        client,
+        &c.strength,
+        c.auth_time_us,
+        "token.authorization_code",
+    )
+    .await?;
     let scopes = Scopes::parse(&c.scope).map_err(|_| OAuthError::server_error())?;
     let (access_token, claims) = crate::device::access_for(
         state,
@@ -372,6 +382,7 @@ pub async fn exchange_code(
         serde_json::json!({
             "client_id": oc.client_id, "code_id": c.id, "client_ip": client.ip,
             "jti": claims.jti, "exp": claims.exp, "family": family, "scope": c.scope,
+            "conditional_access": ca,
         }),
     );
     match state.store.write(Change::Many(changes), vec![ev]).await {

@@ -18,6 +18,7 @@ use portcullis_core::api::{
     WhoAmI,
 };
 use portcullis_core::audit::{NewAuditEvent, Outcome};
+use portcullis_core::conditional_access::Application;
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::{PrincipalKind, PrincipalName};
 use portcullis_core::session::{AuthStrength, SessionScope};
@@ -242,6 +243,7 @@ pub(crate) fn new_session(
 pub async fn password_step(
     state: &AppState,
     client: &ClientInfo,
+    app: &Application,
     req: PasswordSignInRequest,
 ) -> Result<SignInResponse, ApiError> {
     let name = PrincipalName::parse("username", &req.username).map_err(invalid)?;
@@ -364,11 +366,41 @@ pub async fn password_step(
         });
     }
     // No second factor: a privileged-capable account may only register one.
-    let scope = if p.privileged || p.first_admin || p.emergency {
+    let mut scope = if p.privileged || p.first_admin || p.emergency {
         SessionScope::RegistrationOnly
     } else {
         SessionScope::Full
     };
+    // Conditional access: a block refuses; a stronger factor required (and none registered)
+    // leaves a registration-only session, so the person can register one.
+    let e = crate::conditional_access::enforce(
+        state,
+        &p,
+        app.clone(),
+        &client.ip,
+        AuthStrength::Password,
+        None,
+    )
+    .await?;
+    if let Some(refusal) = e.refusal {
+        if refusal.code != ErrorCode::CaRequirement {
+            let base = signin_event(
+                &p.name,
+                "signin.password",
+                Outcome::Failure,
+                "conditional_access",
+                client,
+                serde_json::json!({ "application": app.to_string() }),
+            );
+            state
+                .store
+                .append(crate::conditional_access::refused_event(base, &e.details))
+                .await?;
+            return Err(refusal);
+        }
+        scope = SessionScope::RegistrationOnly;
+    }
+    let ca_details = e.details;
     let (issued, create) = new_session(state, &p, AuthStrength::Password, scope, client, now);
     changes.push(create);
     changes.push(Change::RecordSignIn {
@@ -384,7 +416,7 @@ pub async fn password_step(
         Outcome::Success,
         "password_only",
         client,
-        serde_json::json!({ "strength": "password", "scope": scope.as_str(), "session_id": issued.session_id }),
+        serde_json::json!({ "strength": "password", "scope": scope.as_str(), "session_id": issued.session_id, "conditional_access": ca_details }),
     );
     state.store.write(Change::Many(changes), vec![ev]).await?;
     Ok(SignInResponse {
@@ -423,6 +455,7 @@ fn match_totp(
 pub async fn totp_step(
     state: &AppState,
     client: &ClientInfo,
+    app: &Application,
     req: TotpSignInRequest,
 ) -> Result<SignInResponse, ApiError> {
     if req.signin_id.len() != 64 || !req.signin_id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -498,6 +531,15 @@ pub async fn totp_step(
             return Err(totp_error(e));
         }
     };
+    let ca = crate::conditional_access::at_signin(
+        state,
+        &p,
+        app,
+        client,
+        AuthStrength::Mfa,
+        "signin.totp",
+    )
+    .await?;
     let (issued, create) = new_session(
         state,
         &p,
@@ -529,7 +571,7 @@ pub async fn totp_step(
         Outcome::Success,
         "password_and_totp",
         client,
-        serde_json::json!({ "strength": "mfa", "session_id": issued.session_id, "factor_id": factor_id }),
+        serde_json::json!({ "strength": "mfa", "session_id": issued.session_id, "factor_id": factor_id, "conditional_access": ca }),
     );
     match state.store.write(change, vec![ev]).await {
         Ok(_) => Ok(SignInResponse {

@@ -422,6 +422,7 @@ pub async fn start_signin(
 pub async fn finish_signin(
     state: &AppState,
     client: &ClientInfo,
+    app: &portcullis_core::conditional_access::Application,
     req: WebauthnFinishRequest,
 ) -> Result<SignInResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
@@ -518,6 +519,15 @@ pub async fn finish_signin(
         &format!("mfa_factor:{factor_id}"),
         &serde_json::to_vec(&passkey).map_err(ApiError::internal)?,
     );
+    let ca = crate::conditional_access::at_signin(
+        state,
+        &p,
+        app,
+        client,
+        AuthStrength::PhishingResistant,
+        "signin.webauthn",
+    )
+    .await?;
     let (issued, create) = new_session(
         state,
         &p,
@@ -554,7 +564,7 @@ pub async fn finish_signin(
         Outcome::Success,
         mode,
         client,
-        serde_json::json!({ "strength": "phishing_resistant", "session_id": issued.session_id, "factor_id": factor_id }),
+        serde_json::json!({ "strength": "phishing_resistant", "session_id": issued.session_id, "factor_id": factor_id, "conditional_access": ca }),
     );
     match state.store.write(Change::Many(changes), vec![ev]).await {
         Ok(_) => Ok(SignInResponse {

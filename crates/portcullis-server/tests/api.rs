@@ -460,6 +460,15 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /api/v1/alerts",
         "GET /api/v1/alerts/{id}",
         "POST /api/v1/alerts/{id}/retry",
+        "GET /api/v1/ca/policies",
+        "POST /api/v1/ca/policies",
+        "GET /api/v1/ca/policies/{name}",
+        "DELETE /api/v1/ca/policies/{name}",
+        "POST /api/v1/ca/policies/{name}/state",
+        "GET /api/v1/ca/locations",
+        "POST /api/v1/ca/locations",
+        "DELETE /api/v1/ca/locations/{name}",
+        "POST /api/v1/ca/whatif",
         "POST /api/v1/breakglass",
         "GET /api/v1/breakglass",
         "POST /api/v1/breakglass/{name}/rotate",
@@ -1326,6 +1335,7 @@ backend_tests!(
 );
 
 api_tests!(
+    conditional_access_policies_and_enforcement,
     breakglass_accounts_split_sign_in_and_alert,
     breakglass_fido2_account,
     access_tokens_are_api_credentials,
@@ -5567,7 +5577,11 @@ async fn alerts_reach_webhooks_and_sms_through_failures(app: TestApp) {
     let secret = "a-webhook-signing-key-of-some-length";
 
     // Bad definitions: refused, nothing stored.
+    let many_headers: serde_json::Map<String, serde_json::Value> =
+        (0..17).map(|i| (format!("X-H{i}"), "v".into())).collect();
     for bad in [
+        serde_json::json!({"name": "x", "kind": "sms", "url": format!("http://127.0.0.1:{port}/s"), "to": ["+15550100"], "template": "{message}", "headers": many_headers}),
+        serde_json::json!({"name": "x", "kind": "sms", "url": format!("http://127.0.0.1:{port}/s"), "to": ["+15550100"], "template": "{message}", "headers": {"X-Long": "v".repeat(1025)}}),
         serde_json::json!({"name": "x", "kind": "pager"}),
         serde_json::json!({"name": "x", "kind": "webhook", "url": "http://example.com/hook"}),
         serde_json::json!({"name": "x", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/h"), "secret": "short"}),
@@ -6961,4 +6975,416 @@ async fn two_replicas_keep_two_breakglass_accounts() {
     }
     a.stop().await;
     b.stop().await;
+}
+
+// ----- Conditional access -----
+
+async fn ca_import(
+    app: &TestApp,
+    token: &str,
+    policies: serde_json::Value,
+    force: bool,
+) -> reqwest::Response {
+    post_json(
+        app,
+        Some(token),
+        "/api/v1/ca/policies",
+        serde_json::json!({ "policies": policies, "force": force }),
+    )
+    .await
+}
+
+async fn whatif(app: &TestApp, token: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = post_json(app, Some(token), "/api/v1/ca/whatif", body).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.expect("json")
+}
+
+fn last_event<'a>(
+    events: &'a [portcullis_core::api::AuditEventView],
+    target: &str,
+) -> &'a portcullis_core::api::AuditEventView {
+    events
+        .iter()
+        .rev()
+        .find(|e| e.target == target)
+        .expect("event")
+}
+
+/// Policies as data: locations and policies validated (every problem at once, nothing
+/// changed); enforcement at sign-in (block, requirement, report-only recorded in the audit
+/// event), at token refresh and for client credentials; what-if with an explanation per
+/// policy; break-glass accounts untouched by any policy; the lockout guard refuses (a) and
+/// lets the caller force only (b), audited and alerted.
+async fn conditional_access_policies_and_enforcement(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let (alice, alice_secret) = mfa_user(&app, &admin, "alice", "copper-lantern-river-42").await;
+    // Alice's CLI login from before any policy: its refresh is judged by the policies of now.
+    let d = device_start(&app).await;
+    alice
+        .approve_device(&portcullis_core::api::DeviceDecisionRequest {
+            user_code: code_of(&d, "user_code"),
+        })
+        .await
+        .expect("approve");
+    let r = device_poll(&app, &code_of(&d, "device_code")).await;
+    assert_eq!(r.status(), 200);
+    let cli_tokens: serde_json::Value = r.json().await.expect("json");
+    let alice_refresh = cli_tokens["refresh_token"].as_str().expect("rt").to_owned();
+    admin
+        .create_user(&CreateUserRequest {
+            name: "gary".into(),
+            display_name: "Gary".into(),
+            email: None,
+            phone: None,
+            guest_organisation: Some("Contoso".into()),
+            privileged: false,
+            password: CUSTODIAN_PW.into(),
+        })
+        .await
+        .expect("guest");
+    people(&admin, &["paul"]).await;
+    admin
+        .create_group(&CreateGroupRequest {
+            name: "secops".into(),
+            display_name: None,
+            role_assignable: false,
+        })
+        .await
+        .expect("group");
+    admin
+        .add_group_member(
+            "secops",
+            &GroupMemberRequest {
+                member: "alice".into(),
+            },
+        )
+        .await
+        .expect("member");
+
+    // Named locations: bad ones refused (every problem named), nothing added.
+    for (body, needle) in [
+        (
+            serde_json::json!({"name": "lab", "cidrs": ["10.0.0.0/8", "10.1.0.0/16"]}),
+            "overlaps",
+        ),
+        (
+            serde_json::json!({"name": "lab", "cidrs": ["10.0.0.1/8", "300.1.1.1"]}),
+            "host bits",
+        ),
+        (
+            serde_json::json!({"name": "any", "cidrs": ["10.0.0.0/8"]}),
+            "reserved",
+        ),
+        (
+            serde_json::json!({"name": "lab", "cidrs": []}),
+            "at least one",
+        ),
+    ] {
+        let (status, _, msg) =
+            error_of(post_json(&app, Some(&token), "/api/v1/ca/locations", body.clone()).await)
+                .await;
+        assert_eq!(status, 400, "{body}: {msg}");
+        assert!(msg.contains(needle), "{needle:?} not in {msg:?}");
+    }
+    assert_eq!(
+        api_get(&app, &token, "/api/v1/ca/locations").await,
+        serde_json::json!([])
+    );
+    let r = post_json(&app, Some(&token), "/api/v1/ca/locations", serde_json::json!({"name": "lab", "cidrs": ["127.0.0.0/8", "2001:db8:10::/48"], "trusted": true})).await;
+    assert_eq!(r.status(), 200);
+
+    // Policies: unknown names (all listed), a duplicated name, no conditions: refused.
+    let (status, _, msg) = error_of(ca_import(&app, &token, serde_json::json!([
+        {"name": "p1", "state": "enabled", "conditions": {"principals": {"include": ["user:nobody", "group:ghosts", "role:no-such-role"]}, "applications": {"include": ["client:no-client"]}, "locations": {"include": ["nowhere"]}}, "grant": {"require": "mfa"}}
+    ]), false).await).await;
+    assert_eq!(status, 400);
+    for n in ["nobody", "ghosts", "no-such-role", "no-client", "nowhere"] {
+        assert!(msg.contains(n), "{n} not in {msg}");
+    }
+    let p = serde_json::json!({"name": "dup", "state": "enabled", "conditions": {"principals": {"include": ["guests"]}}, "grant": {"require": "mfa"}});
+    let (status, _, msg) = error_of(
+        ca_import(
+            &app,
+            &token,
+            serde_json::json!([p.clone(), p.clone()]),
+            false,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("dup"), "{msg}");
+    let (status, _, _) = error_of(ca_import(&app, &token, serde_json::json!([{"name": "x", "state": "enabled", "grant": {"block": true}, "surprise": 1}]), false).await).await;
+    assert_eq!(status, 400, "unknown field");
+    assert_eq!(
+        api_get(&app, &token, "/api/v1/ca/policies").await,
+        serde_json::json!([])
+    );
+
+    // The guard: blocking everyone is refused, naming the policy and the administrators.
+    let (status, code, msg) = error_of(ca_import(&app, &token, serde_json::json!([
+        {"name": "lock-everyone", "state": "enabled", "conditions": {"principals": {"include": ["all"]}}, "grant": {"block": true}}
+    ]), true).await).await;
+    assert_eq!((status, code.as_str()), (409, "ca_lockout"), "{msg}");
+    assert!(
+        msg.contains("lock-everyone") && msg.contains("root-admin"),
+        "{msg}"
+    );
+    assert!(!msg.contains("force"), "(a) cannot be forced: {msg}");
+
+    // Enforced policies plus a report-only one.
+    let r = ca_import(&app, &token, serde_json::json!([
+        {"name": "guests-only-from-lab", "state": "enabled", "conditions": {"principals": {"include": ["guests"]}, "locations": {"include": ["any"], "exclude": ["lab"]}}, "grant": {"block": true}},
+        {"name": "guests-never", "state": "enabled", "conditions": {"principals": {"include": ["user:gary"]}, "applications": {"include": ["api"]}}, "grant": {"block": true}},
+        {"name": "secops-keys", "state": "enabled", "conditions": {"principals": {"include": ["group:secops"]}, "applications": {"include": ["cli"]}}, "grant": {"require": "phishing_resistant"}},
+        {"name": "members-mfa", "state": "enabled", "conditions": {"principals": {"include": ["user:paul"]}}, "grant": {"require": "mfa"}},
+        {"name": "watch-alice", "state": "report_only", "conditions": {"principals": {"include": ["user:alice"]}}, "grant": {"block": true}}
+    ]), false).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        alert_count(&app, &token, "conditional_access.changed").await,
+        5,
+        "every policy change alerts"
+    );
+    // Re-importing the same is a no-op.
+    let same: serde_json::Value = ca_import(&app, &token, serde_json::json!([
+        {"name": "members-mfa", "state": "enabled", "conditions": {"principals": {"include": ["user:paul"]}}, "grant": {"require": "mfa"}}
+    ]), false).await.json().await.expect("json");
+    assert_eq!(same["unchanged"], serde_json::json!(["members-mfa"]));
+
+    // A block: gary is refused, the refusal audited with the decision.
+    let e = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "gary".into(),
+            password: CUSTODIAN_PW.into(),
+        })
+        .await
+        .expect_err("blocked");
+    assert_eq!(e.code(), Some("ca_blocked"), "{e}");
+    assert!(e.to_string().contains("guests-never"), "{e}");
+    let ev = events_named(&admin, "signin.password").await;
+    let refused = last_event(&ev, "user:gary");
+    assert_eq!(refused.outcome.as_str(), "failure");
+    assert_eq!(refused.details["conditional_access"]["outcome"], "block");
+    // A requirement the password alone does not meet, no factor registered: registration only.
+    let s = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "paul".into(),
+            password: CUSTODIAN_PW.into(),
+        })
+        .await
+        .expect("signed in");
+    assert_eq!(s.session.expect("session").scope, "registration_only");
+    // Report-only: alice signs in; what the policy would have done is in the event.
+    let _alice_again = sign_in(&app, "alice", "copper-lantern-river-42", &alice_secret, 1).await;
+    let ev = events_named(&admin, "signin.completed").await;
+    let ok = last_event(&ev, "user:alice");
+    assert_eq!(ok.details["conditional_access"]["outcome"], "allow");
+    assert_eq!(
+        ok.details["conditional_access"]["report_only"][0]["policy"],
+        "watch-alice"
+    );
+
+    // What-if: from the lab and from outside, with every policy explained.
+    let inside = whatif(
+        &app,
+        &token,
+        serde_json::json!({"user": "gary", "ip": "127.0.0.1", "app": "cli"}),
+    )
+    .await;
+    assert_eq!(inside["outcome"], "allow", "{inside}");
+    assert_eq!(
+        inside["explanation"].as_array().expect("explanation").len(),
+        5
+    );
+    let outside = whatif(
+        &app,
+        &token,
+        serde_json::json!({"user": "gary", "ip": "2001:db8:99::1", "app": "cli"}),
+    )
+    .await;
+    assert_eq!(outside["outcome"], "block", "{outside}");
+    assert_eq!(
+        outside["policies"],
+        serde_json::json!(["guests-only-from-lab"])
+    );
+    let mapped = whatif(
+        &app,
+        &token,
+        serde_json::json!({"user": "gary", "ip": "::ffff:127.0.0.9", "app": "cli"}),
+    )
+    .await;
+    assert_eq!(
+        mapped["outcome"], "allow",
+        "an IPv4-mapped address is judged as IPv4: {mapped}"
+    );
+    let keys = whatif(
+        &app,
+        &token,
+        serde_json::json!({"user": "alice", "ip": "127.0.0.1", "app": "cli", "strength": "mfa"}),
+    )
+    .await;
+    assert_eq!(
+        (keys["outcome"].as_str(), keys["strength"].as_str()),
+        (Some("require"), Some("phishing_resistant"))
+    );
+    let (status, _, _) = error_of(
+        post_json(
+            &app,
+            Some(&token),
+            "/api/v1/ca/whatif",
+            serde_json::json!({"user": "alice", "ip": "not-an-ip"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // A location in use cannot be deleted.
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/ca/locations/lab", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    let (status, _, msg) = error_of(r).await;
+    assert_eq!(status, 409);
+    assert!(msg.contains("guests-only-from-lab"), "{msg}");
+
+    // At token issuance and refresh: secops needs security keys on the CLI now.
+    let r = refresh_with(&app, "portcullis-cli", &alice_refresh).await;
+    let (status, body) = (
+        r.status().as_u16(),
+        r.json::<serde_json::Value>().await.expect("json"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("secops-keys"),
+        "{body}"
+    );
+    let refused = events_named(&admin, "token.refresh").await;
+    assert_eq!(
+        last_event(&refused, "user:alice").details["conditional_access"]["outcome"],
+        "require"
+    );
+    let d = device_start(&app).await;
+    alice
+        .approve_device(&portcullis_core::api::DeviceDecisionRequest {
+            user_code: code_of(&d, "user_code"),
+        })
+        .await
+        .expect("approve");
+    oauth_error(
+        device_poll(&app, &code_of(&d, "device_code")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // Client credentials: a service account outside its allowed place is refused.
+    admin
+        .create_service_account(&CreateServiceAccountRequest {
+            name: "etl".into(),
+            display_name: None,
+            public_key: None,
+            key_id: None,
+        })
+        .await
+        .expect("sa");
+    let secret = admin
+        .add_client_secret("etl")
+        .await
+        .expect("secret")
+        .client_secret;
+    access_token(&app, "etl", &secret).await;
+    let r = ca_import(&app, &token, serde_json::json!([
+        {"name": "daemons-outside", "state": "enabled", "conditions": {"principals": {"include": ["service_accounts"]}, "locations": {"include": ["lab"]}}, "grant": {"block": true}}
+    ]), false).await;
+    assert_eq!(r.status(), 200);
+    let r = token_request(
+        &app,
+        &[("grant_type", "client_credentials")],
+        Some(("etl", &secret)),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"], "unauthorized_client");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains("daemons-outside"),
+        "{body}"
+    );
+
+    // Break-glass: no policy applies, however it is written.
+    people(&admin, &["cara", "dan"]).await;
+    let pw = create_split_account(&app, &token, "bg-one", &["cara", "dan"], 2).await;
+    let r = ca_import(&app, &token, serde_json::json!([
+        {"name": "no-bg", "state": "enabled", "conditions": {"principals": {"include": ["user:bg-one"]}}, "grant": {"block": true}}
+    ]), false).await;
+    assert_eq!(r.status(), 200);
+    let s = breakglass_signin(&app, "bg-one", &pw)
+        .await
+        .expect("break-glass signs in");
+    assert_eq!(s.status, "signed_in");
+    let w = whatif(
+        &app,
+        &token,
+        serde_json::json!({"user": "bg-one", "ip": "203.0.113.7"}),
+    )
+    .await;
+    assert_eq!(
+        (w["outcome"].as_str(), w["break_glass"].as_bool()),
+        (Some("allow"), Some(true)),
+        "{w}"
+    );
+
+    // (b): blocking the caller while another GA remains: refused unless forced; forced is
+    // audited and alerts.
+    let (_gina, _) = mfa_user(&app, &admin, "gina", "copper-lantern-river-42").await;
+    admin
+        .create_assignment(&CreateAssignmentRequest {
+            principal: "user:gina".into(),
+            role: "global-administrator".into(),
+            scope: None,
+            kind: Some("eligible".into()),
+            duration_seconds: None,
+            ends_at: None,
+        })
+        .await
+        .expect("GA eligible");
+    let me_out = serde_json::json!([{"name": "not-root", "state": "enabled", "conditions": {"principals": {"include": ["user:root-admin"]}}, "grant": {"block": true}}]);
+    let (status, code, msg) = error_of(ca_import(&app, &token, me_out.clone(), false).await).await;
+    assert_eq!((status, code.as_str()), (409, "ca_lockout"));
+    assert!(
+        msg.contains("root-admin") && msg.contains("not-root") && msg.contains("force"),
+        "{msg}"
+    );
+    let forced_before = alert_count(&app, &token, "conditional_access.changed").await;
+    let r = ca_import(&app, &token, me_out, true).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        !events_named(&admin, "ca.policy.lockout_forced")
+            .await
+            .is_empty()
+    );
+    assert!(alert_count(&app, &token, "conditional_access.changed").await > forced_before);
+    assert!(admin.audit_verify().await.expect("verify").ok);
+    app.stop().await;
 }

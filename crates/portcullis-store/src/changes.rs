@@ -27,6 +27,21 @@ pub struct NewPrincipal {
     pub created_at_us: i64,
 }
 
+/// A conditional-access change, checked against the version it was validated at.
+#[derive(Debug, Clone, Default)]
+pub struct CaChange {
+    /// The version the change was checked against (lockout guard); conflicts if it moved.
+    pub expected_version: i64,
+    /// Policies to create or replace: (name, state, spec JSON).
+    pub put_policies: Vec<(String, String, String)>,
+    pub delete_policies: Vec<String>,
+    /// Locations to create or replace: (name, cidrs JSON, trusted).
+    pub put_locations: Vec<(String, String, bool)>,
+    pub delete_locations: Vec<String>,
+    pub by: String,
+    pub at_us: i64,
+}
+
 /// A break-glass account's custody record (its principal is created in the same change).
 #[derive(Debug, Clone)]
 pub struct NewBreakGlass {
@@ -603,6 +618,8 @@ pub enum Change {
     },
     /// Records a break-glass account's custody.
     CreateBreakGlass(NewBreakGlass),
+    /// Changes conditional-access policies and locations at an expected version.
+    ConditionalAccess(CaChange),
     /// A new split of a password account: custodians and threshold (the hash is a
     /// [`Change::SetPassword`] beside it).
     UpdateBreakGlassCustody {
@@ -643,6 +660,9 @@ pub enum Change {
 pub(crate) trait Apply {
     fn apply<'a>(&'a mut self, change: &'a Change) -> BoxFuture<'a, Result<()>>;
 }
+
+/// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
+pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
 
 /// The conflict [`Change::RequireBreakGlassMinimum`] reports.
 pub const BREAKGLASS_MINIMUM: &str = "fewer than the required break-glass accounts would remain";
@@ -1093,6 +1113,27 @@ macro_rules! apply_for {
                             sqlx::query("INSERT INTO oauth_consents (principal_id, client_id, scope, granted_at_us) VALUES ($1, $2, $3, $4) ON CONFLICT (principal_id, client_id) DO UPDATE SET scope = excluded.scope, granted_at_us = excluded.granted_at_us")
                                 .bind(principal_id).bind(client_id).bind(scope).bind(*at_us)
                                 .execute(&mut *c).await?;
+                        }
+                        Change::ConditionalAccess(ca) => {
+                            let n = sqlx::query("UPDATE ca_version SET version = version + 1 WHERE id = 1 AND version = $1")
+                                .bind(ca.expected_version).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict(CA_CHANGED));
+                            }
+                            for (name, state, spec) in &ca.put_policies {
+                                sqlx::query("INSERT INTO ca_policies (name, state, spec, created_by, created_at_us, updated_by, updated_at_us) VALUES ($1, $2, $3, $4, $5, $4, $5) ON CONFLICT (name) DO UPDATE SET state = excluded.state, spec = excluded.spec, updated_by = excluded.updated_by, updated_at_us = excluded.updated_at_us")
+                                    .bind(name).bind(state).bind(spec).bind(&ca.by).bind(ca.at_us).execute(&mut *c).await?;
+                            }
+                            for name in &ca.delete_policies {
+                                sqlx::query("DELETE FROM ca_policies WHERE name = $1").bind(name).execute(&mut *c).await?;
+                            }
+                            for (name, cidrs, trusted) in &ca.put_locations {
+                                sqlx::query("INSERT INTO ca_locations (name, cidrs, trusted, updated_by, updated_at_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET cidrs = excluded.cidrs, trusted = excluded.trusted, updated_by = excluded.updated_by, updated_at_us = excluded.updated_at_us")
+                                    .bind(name).bind(cidrs).bind(*trusted).bind(&ca.by).bind(ca.at_us).execute(&mut *c).await?;
+                            }
+                            for name in &ca.delete_locations {
+                                sqlx::query("DELETE FROM ca_locations WHERE name = $1").bind(name).execute(&mut *c).await?;
+                            }
                         }
                         Change::CreateBreakGlass(b) => {
                             sqlx::query("INSERT INTO breakglass_accounts (principal_id, credential, custodians, threshold, key_holder, pin_holder, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")

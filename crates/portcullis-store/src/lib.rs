@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod breakglass;
 mod changes;
+pub mod conditional_access;
 pub mod crypto;
 pub mod device;
 pub mod oidc;
@@ -46,9 +47,9 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use changes::{
-    BREAKGLASS_MINIMUM, Change, NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode,
-    NewBreakGlass, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal,
-    NewRefreshToken, NewRequest, NewSession, OutboxAttempt,
+    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, NewAlertChannel, NewAlertRule, NewAssignment,
+    NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage,
+    NewPrincipal, NewRefreshToken, NewRequest, NewSession, OutboxAttempt,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

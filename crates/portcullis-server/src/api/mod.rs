@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod audit;
 pub mod breakglass;
+pub mod ca;
 pub mod clients;
 pub mod device;
 pub mod health;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub tokens: Arc<crate::tokens::TokenSigner>,
     /// Wakes the expiry worker when a nearer deadline appears.
     pub expiry_wake: Arc<tokio::sync::Notify>,
+    /// The compiled conditional-access policies of the latest version seen.
+    pub ca: Arc<crate::conditional_access::CaCache>,
     /// Break-glass drill settings and the cached setup state.
     pub breakglass: Arc<crate::breakglass::BreakGlassSettings>,
 }
@@ -133,6 +136,12 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::show))
         .routes(routes!(alerts::retry))
+        .routes(routes!(ca::list, ca::import))
+        .routes(routes!(ca::show, ca::delete))
+        .routes(routes!(ca::set_state))
+        .routes(routes!(ca::locations, ca::set_location))
+        .routes(routes!(ca::remove_location))
+        .routes(routes!(ca::what_if))
         .routes(routes!(breakglass::create, breakglass::list))
         .routes(routes!(breakglass::rotate))
         .routes(routes!(breakglass::drill))

@@ -645,10 +645,36 @@ pub async fn token(
     let auth = authenticate(&state, &client, &headers, &p, "token").await?;
     let sa = &auth.principal;
     let now = OffsetDateTime::now_utc();
+    // Conditional access for workloads: application `api`, client credentials count as mfa.
+    let ca = crate::conditional_access::enforce(
+        &state,
+        sa,
+        portcullis_core::conditional_access::Application::Api,
+        &client.ip,
+        portcullis_core::session::AuthStrength::Mfa,
+        None,
+    )
+    .await?;
+    if let Some(r) = ca.refusal {
+        let who = format!("service_account:{}", sa.name);
+        let base = portcullis_core::audit::NewAuditEvent::new(who.clone(), "token", who).details(
+            serde_json::json!({ "grant_type": "client_credentials", "client_ip": client.ip }),
+        );
+        state
+            .store
+            .append(crate::conditional_access::refused_event(base, &ca.details))
+            .await?;
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            r.message,
+        ));
+    }
     let (token, claims) = tokens::issue_for_service_account(&state, sa, now).await?;
     let roles: Vec<&str> = claims.roles.iter().map(|r| r.role.as_str()).collect();
     let mut details = serde_json::json!({
         "jti": claims.jti, "exp": claims.exp, "roles": roles, "permissions": claims.permissions,
+        "conditional_access": ca.details,
     });
     if let (Some(d), Some(more)) = (details.as_object_mut(), auth.details().as_object()) {
         d.extend(more.clone());

@@ -8,6 +8,8 @@ use portcullis_core::api::{
     WebauthnChallenge, WebauthnFinishRequest, WebauthnSignInRequest,
 };
 
+use portcullis_core::conditional_access::Application;
+
 use super::AppState;
 use crate::auth::{Caller, ClientInfo};
 use crate::error::{ApiError, ApiJson, ErrorBody};
@@ -36,7 +38,9 @@ pub async fn password(
     client: ClientInfo,
     ApiJson(req): ApiJson<PasswordSignInRequest>,
 ) -> Result<Json<SignInResponse>, ApiError> {
-    Ok(Json(svc::password_step(&state, &client, req).await?))
+    Ok(Json(
+        svc::password_step(&state, &client, &Application::Api, req).await?,
+    ))
 }
 
 /// Sign in, second step: a TOTP code.
@@ -47,7 +51,9 @@ pub async fn totp(
     client: ClientInfo,
     ApiJson(req): ApiJson<TotpSignInRequest>,
 ) -> Result<Json<SignInResponse>, ApiError> {
-    Ok(Json(svc::totp_step(&state, &client, req).await?))
+    Ok(Json(
+        svc::totp_step(&state, &client, &Application::Api, req).await?,
+    ))
 }
 
 /// Start a WebAuthn sign-in: with `signin_id` after the password, or with `username` alone
@@ -75,7 +81,7 @@ pub async fn webauthn_finish(
     ApiJson(req): ApiJson<WebauthnFinishRequest>,
 ) -> Result<Json<SignInResponse>, ApiError> {
     Ok(Json(
-        crate::webauthn::finish_signin(&state, &client, req).await?,
+        crate::webauthn::finish_signin(&state, &client, &Application::Api, req).await?,
     ))
 }
 

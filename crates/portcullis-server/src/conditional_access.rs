@@ -1,0 +1,907 @@
+//! Conditional access in the server: the stored policy set and named locations, their
+//! management (import, state changes, deletion) behind the lockout guard, what-if, and the
+//! enforcement at sign-in, at token issuance and at refresh.
+//!
+//! Invariants:
+//! - Policies are validated by the domain core (`portcullis_core::conditional_access`) as a
+//!   whole set against the directory, every problem reported at once; nothing is written
+//!   unless all of it is valid.
+//! - Every change (policies or locations) is checked by the lockout guard against the set it
+//!   would produce: (a) some Global Administrator (active or eligible, not break-glass) must
+//!   still be able to sign in from some network and application with the strongest factor
+//!   they have registered — never forcible; (b) the caller must not lock themselves out —
+//!   forcible with `force`, which is audited and alerts (every `ca.policy.*` event does).
+//! - The change is written against the configuration version it was checked at; if another
+//!   replica changed it meanwhile, the write conflicts and the whole check runs again.
+//! - Break-glass accounts are excluded by construction: they are never evaluated (the core
+//!   answers Allow before reading any condition), so nothing here can lock them out.
+//! - Evaluation uses a compiled set cached per configuration version; each evaluation reads
+//!   the version (one small query), so every replica enforces the latest set. A stored set
+//!   that cannot be compiled fails closed (`unavailable`) for everyone but break-glass.
+//! - Which application a sign-in is for follows from the protocol, not from anything the
+//!   client says: `/api/v1/signin*` is `api`, the device grant is `cli`, the authorization-code
+//!   flow and the sign-in page it leads to are `client:ID`, client credentials are `api`.
+//! - The decision (outcome, policies that applied, and what every report-only policy would have
+//!   done) is recorded in the sign-in's audit event under `conditional_access`.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use portcullis_core::api::{
+    CaImportRequest, CaImportResult, CaLocationRequest, CaLocationView, CaPolicyView,
+    CaStateRequest, WhatIfRequest,
+};
+use portcullis_core::audit::{NewAuditEvent, Outcome as AuditOutcome};
+use portcullis_core::conditional_access::{
+    AccountProfile, Application, CompiledPolicies, Decision, KnownNames, LockoutError,
+    NamedLocation, Outcome, Policy, PolicySpec, PolicyState, SignInContext, Subject, SubjectKind,
+    check_lockout, policies_referencing_location, validate_policies,
+};
+use portcullis_core::error::ErrorCode;
+use portcullis_core::principal::PrincipalKind;
+use portcullis_core::session::AuthStrength;
+use portcullis_store::accounts::Principal;
+use portcullis_store::conditional_access::CaSnapshot;
+use portcullis_store::{CA_CHANGED, CaChange, Change, StoreError};
+use time::OffsetDateTime;
+
+use crate::api::AppState;
+use crate::auth::{Caller, SessionCaller, event};
+use crate::error::ApiError;
+use crate::time_us::{rfc3339, us};
+
+/// How many times a change is re-checked when another replica changed the set meanwhile.
+const RETRIES: usize = 3;
+
+/// A compiled configuration and the version it was read at.
+pub struct Loaded {
+    pub version: i64,
+    pub snapshot: CaSnapshot,
+    pub policies: Vec<Policy>,
+    pub locations: Vec<NamedLocation>,
+    pub compiled: CompiledPolicies,
+}
+
+/// The compiled set of the latest version this process has seen.
+#[derive(Default)]
+pub struct CaCache {
+    current: RwLock<Option<Arc<Loaded>>>,
+}
+
+fn unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Unavailable,
+        "conditional access cannot be evaluated now; try again",
+    )
+}
+
+fn parse_snapshot(snapshot: CaSnapshot) -> Result<Loaded, String> {
+    let mut policies = Vec::with_capacity(snapshot.policies.len());
+    for p in &snapshot.policies {
+        let spec: PolicySpec = serde_json::from_str(&p.spec)
+            .map_err(|e| format!("stored policy {} unreadable: {e}", p.name))?;
+        policies
+            .push(Policy::from_spec(&spec).map_err(|e| format!("stored policy {}: {e}", p.name))?);
+    }
+    let mut locations = Vec::with_capacity(snapshot.locations.len());
+    for l in &snapshot.locations {
+        locations.push(
+            NamedLocation::parse(&l.name, &l.cidrs, l.trusted)
+                .map_err(|e| format!("stored location {}: {e}", l.name))?,
+        );
+    }
+    let compiled = CompiledPolicies::compile(&policies, &locations).map_err(|e| e.to_string())?;
+    Ok(Loaded {
+        version: snapshot.version,
+        snapshot,
+        policies,
+        locations,
+        compiled,
+    })
+}
+
+/// The compiled configuration at the latest version.
+pub async fn load(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
+    let version = state.store.ca_version().await?;
+    if let Ok(c) = state.ca.current.read()
+        && let Some(l) = c.as_ref()
+        && l.version == version
+    {
+        return Ok(l.clone());
+    }
+    let snapshot = state.store.ca_snapshot().await?;
+    let loaded = Arc::new(parse_snapshot(snapshot).map_err(|e| {
+        tracing::error!(error = %e, "conditional access: the stored configuration does not compile");
+        unavailable()
+    })?);
+    if let Ok(mut c) = state.ca.current.write()
+        && c.as_ref().is_none_or(|old| old.version < loaded.version)
+    {
+        *c = Some(loaded.clone());
+    }
+    Ok(loaded)
+}
+
+/// The subject of a sign-in: kind, groups, and roles held active and eligible now.
+pub async fn subject(
+    state: &AppState,
+    p: &Principal,
+    now: OffsetDateTime,
+) -> Result<Subject, ApiError> {
+    let kind = if p.kind == PrincipalKind::ServiceAccount.as_str() {
+        SubjectKind::ServiceAccount
+    } else if p.guest_organisation.is_some() {
+        SubjectKind::Guest
+    } else {
+        SubjectKind::Member
+    };
+    let groups = state
+        .store
+        .groups_of(&p.id)
+        .await?
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    let mut active_roles: Vec<String> = state
+        .store
+        .grants_of(&p.id, us(now))
+        .await?
+        .into_iter()
+        .map(|g| g.role)
+        .collect();
+    active_roles.sort();
+    active_roles.dedup();
+    let mut eligible_roles: Vec<String> = state
+        .store
+        .assignments_applying_to(&p.id, us(now))
+        .await?
+        .into_iter()
+        .filter(|a| a.kind == "eligible")
+        .map(|a| a.role)
+        .collect();
+    eligible_roles.sort();
+    eligible_roles.dedup();
+    Ok(Subject {
+        kind,
+        name: p.name.clone(),
+        groups,
+        active_roles,
+        eligible_roles,
+        emergency: p.emergency,
+    })
+}
+
+/// The audit form of a decision: the outcome, the policies that applied and what each
+/// report-only policy would have done (not the full per-policy explanation).
+pub fn audit_details(d: &Decision) -> serde_json::Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    let applied: Vec<serde_json::Value> = d
+        .explanation
+        .iter()
+        .filter(|e| e.applies())
+        .map(|e| serde_json::Value::String(e.policy.to_string()))
+        .collect();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("explanation");
+        o.insert("applied".into(), applied.into());
+    }
+    v
+}
+
+/// The result of enforcing the policies on one sign-in or token.
+pub struct Enforced {
+    /// For the audit event (`conditional_access`).
+    pub details: serde_json::Value,
+    /// Why it is refused, if it is.
+    pub refusal: Option<ApiError>,
+    /// The decision's sign-in frequency (hours), to bound what is issued.
+    pub sign_in_frequency_hours: Option<u32>,
+}
+
+/// Evaluates the policies for `p` signing in to `application` from `ip` with `strength`
+/// (`authenticated_at`: when they last authenticated, for token refresh; `None` = now).
+pub async fn enforce(
+    state: &AppState,
+    p: &Principal,
+    application: Application,
+    ip: &str,
+    strength: AuthStrength,
+    authenticated_at: Option<OffsetDateTime>,
+) -> Result<Enforced, ApiError> {
+    if p.emergency {
+        return Ok(Enforced {
+            details: serde_json::json!({ "outcome": "allow", "break_glass": true }),
+            refusal: None,
+            sign_in_frequency_hours: None,
+        });
+    }
+    let now = OffsetDateTime::now_utc();
+    let loaded = load(state).await?;
+    if loaded.compiled.is_empty() {
+        return Ok(Enforced {
+            details: serde_json::json!({ "outcome": "allow", "policies": 0 }),
+            refusal: None,
+            sign_in_frequency_hours: None,
+        });
+    }
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| ApiError::internal("client address unreadable"))?;
+    let ctx = SignInContext {
+        subject: subject(state, p, now).await?,
+        application,
+        ip,
+        strength,
+        authenticated_at,
+    };
+    let d = loaded.compiled.evaluate(&ctx, now);
+    let refusal = match &d.outcome {
+        Outcome::Allow => None,
+        Outcome::Block { policies } => Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::CaBlocked,
+            format!(
+                "conditional access blocks this sign-in (policy: {})",
+                join(policies)
+            ),
+        )),
+        Outcome::Require {
+            strength: need,
+            policies,
+        } => Some(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::CaRequirement,
+            format!(
+                "conditional access requires {} for this sign-in (policy: {}); sign in with a stronger factor",
+                need.as_str(),
+                join(policies)
+            ),
+        )),
+        Outcome::ReauthRequired {
+            max_age_hours,
+            policies,
+            ..
+        } => Some(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            format!(
+                "conditional access requires signing in again every {max_age_hours} hours (policy: {}); sign in again",
+                join(policies)
+            ),
+        )),
+    };
+    Ok(Enforced {
+        details: audit_details(&d),
+        refusal,
+        sign_in_frequency_hours: d.sign_in_frequency_hours,
+    })
+}
+
+fn join(p: &[Arc<str>]) -> String {
+    p.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(", ")
+}
+
+// ---- management ----
+
+fn policy_view(p: &portcullis_store::conditional_access::StoredCaPolicy) -> CaPolicyView {
+    CaPolicyView {
+        name: p.name.clone(),
+        state: p.state.clone(),
+        policy: serde_json::from_str(&p.spec).unwrap_or_default(),
+        updated_by: p.updated_by.clone(),
+        updated_at: rfc3339(p.updated_at_us),
+    }
+}
+
+pub async fn list_policies(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<CaPolicyView>, ApiError> {
+    caller.require("ca.read")?;
+    let s = state.store.ca_snapshot().await?;
+    Ok(s.policies.iter().map(policy_view).collect())
+}
+
+pub async fn show_policy(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<CaPolicyView, ApiError> {
+    caller.require("ca.read")?;
+    let s = state.store.ca_snapshot().await?;
+    s.policies
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(name))
+        .map(policy_view)
+        .ok_or_else(|| ApiError::not_found(format!("no conditional-access policy named {name}")))
+}
+
+pub async fn list_locations(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<CaLocationView>, ApiError> {
+    caller.require("ca.read")?;
+    let loaded = load(state).await?;
+    Ok(loaded
+        .snapshot
+        .locations
+        .iter()
+        .map(|l| CaLocationView {
+            name: l.name.clone(),
+            cidrs: l.cidrs.clone(),
+            trusted: l.trusted,
+            used_by: policies_referencing_location(&loaded.policies, &l.name)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            updated_by: l.updated_by.clone(),
+            updated_at: rfc3339(l.updated_at_us),
+        })
+        .collect())
+}
+
+/// The names a policy may refer to.
+async fn known_names(
+    state: &AppState,
+    locations: &[NamedLocation],
+) -> Result<KnownNames, ApiError> {
+    let names = |v: Vec<Principal>| v.into_iter().map(|p| p.name).collect::<HashSet<_>>();
+    Ok(KnownNames {
+        users: names(state.store.principals(PrincipalKind::User.as_str()).await?),
+        service_accounts: names(
+            state
+                .store
+                .principals(PrincipalKind::ServiceAccount.as_str())
+                .await?,
+        ),
+        groups: names(
+            state
+                .store
+                .principals(PrincipalKind::Group.as_str())
+                .await?,
+        ),
+        roles: state
+            .store
+            .custom_roles()
+            .await?
+            .into_iter()
+            .map(|r| r.slug)
+            .collect(),
+        clients: state
+            .store
+            .oauth_clients()
+            .await?
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect(),
+        locations: locations.iter().map(|l| l.name().to_owned()).collect(),
+    })
+}
+
+/// The strongest factor a principal has registered.
+async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiError> {
+    let factors = state.store.factors(&p.id).await?;
+    let confirmed = |k: &str| factors.iter().any(|f| f.confirmed && f.kind == k);
+    Ok(if confirmed("webauthn") {
+        AuthStrength::PhishingResistant
+    } else if confirmed("totp") {
+        AuthStrength::Mfa
+    } else {
+        AuthStrength::Password
+    })
+}
+
+/// Global Administrators (active or eligible, directly or through a group; not break-glass)
+/// with their strongest factor.
+async fn global_admins(
+    state: &AppState,
+    now: OffsetDateTime,
+) -> Result<Vec<AccountProfile>, ApiError> {
+    let mut out = Vec::new();
+    for p in state.store.principals(PrincipalKind::User.as_str()).await? {
+        if p.emergency || !p.enabled {
+            continue;
+        }
+        let s = subject(state, &p, now).await?;
+        let ga = portcullis_core::alerts::GLOBAL_ADMINISTRATOR;
+        if s.active_roles
+            .iter()
+            .chain(&s.eligible_roles)
+            .any(|r| r == ga)
+        {
+            out.push(AccountProfile {
+                strongest: strongest(state, &p).await?,
+                subject: s,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn lockout_error(e: &LockoutError) -> ApiError {
+    let hint = if e.forcible() {
+        " (to do it anyway, repeat with force; it is audited and alerts)"
+    } else {
+        ""
+    };
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::CaLockout,
+        format!("{e}{hint}"),
+    )
+}
+
+/// What a management call wants to change, applied to the current configuration.
+enum Edit {
+    Import(Vec<PolicySpec>),
+    State(String, PolicyState),
+    Delete(String),
+    PutLocation(NamedLocation),
+    DeleteLocation(String),
+}
+
+struct Planned {
+    change: CaChange,
+    events: Vec<NewAuditEvent>,
+    result: CaImportResult,
+}
+
+fn spec_json(p: &Policy) -> Result<String, ApiError> {
+    serde_json::to_string(&p.to_spec()).map_err(ApiError::internal)
+}
+
+/// Applies `edit` to `loaded`, validates the result, runs the lockout guard and says what to
+/// write. Errors are the caller's to see: validation, unknown names, lockout.
+async fn plan(
+    state: &AppState,
+    caller: &Caller,
+    me: &SessionCaller,
+    loaded: &Loaded,
+    edit: &Edit,
+    force: bool,
+) -> Result<Planned, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let mut policies: Vec<Policy> = loaded.policies.clone();
+    let mut locations: Vec<NamedLocation> = loaded.locations.clone();
+    let mut change = CaChange {
+        expected_version: loaded.version,
+        by: caller.actor(),
+        at_us: us(now),
+        ..Default::default()
+    };
+    let mut result = CaImportResult {
+        created: vec![],
+        updated: vec![],
+        unchanged: vec![],
+    };
+    let mut events = Vec::new();
+    let find =
+        |ps: &[Policy], name: &str| ps.iter().position(|p| p.name().eq_ignore_ascii_case(name));
+    match edit {
+        Edit::Import(specs) => {
+            // The whole resulting set is validated: names in the file and those kept.
+            let kept: Vec<PolicySpec> = policies
+                .iter()
+                .filter(|p| !specs.iter().any(|s| s.name.eq_ignore_ascii_case(p.name())))
+                .map(Policy::to_spec)
+                .collect();
+            let mut all = specs.clone();
+            all.extend(kept);
+            let known = known_names(state, &locations).await?;
+            let valid = validate_policies(&all, &known)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            for new in valid.into_iter().take(specs.len()) {
+                let spec = spec_json(&new)?;
+                match find(&policies, new.name()) {
+                    Some(i) if spec_json(&policies[i])? == spec => {
+                        result.unchanged.push(new.name().to_owned());
+                        continue;
+                    }
+                    Some(i) => {
+                        result.updated.push(new.name().to_owned());
+                        events.push(
+                            event(caller, "ca.policy.updated", format!("ca_policy:{}", new.name()))
+                                .details(serde_json::json!({ "policy": new.to_spec(), "before": policies[i].to_spec() })),
+                        );
+                        policies[i] = new.clone();
+                    }
+                    None => {
+                        result.created.push(new.name().to_owned());
+                        events.push(
+                            event(
+                                caller,
+                                "ca.policy.created",
+                                format!("ca_policy:{}", new.name()),
+                            )
+                            .details(serde_json::json!({ "policy": new.to_spec() })),
+                        );
+                        policies.push(new.clone());
+                    }
+                }
+                change.put_policies.push((
+                    new.name().to_owned(),
+                    new.state().as_str().to_owned(),
+                    spec,
+                ));
+            }
+        }
+        Edit::State(name, to) => {
+            let i = find(&policies, name).ok_or_else(|| {
+                ApiError::not_found(format!("no conditional-access policy named {name}"))
+            })?;
+            let before = policies[i].state();
+            let p = policies[i].clone().with_state(*to);
+            if before == *to {
+                result.unchanged.push(p.name().to_owned());
+            } else {
+                result.updated.push(p.name().to_owned());
+                events.push(
+                    event(
+                        caller,
+                        "ca.policy.state_changed",
+                        format!("ca_policy:{}", p.name()),
+                    )
+                    .details(serde_json::json!({ "from": before.as_str(), "to": to.as_str() })),
+                );
+                change.put_policies.push((
+                    p.name().to_owned(),
+                    to.as_str().to_owned(),
+                    spec_json(&p)?,
+                ));
+            }
+            policies[i] = p;
+        }
+        Edit::Delete(name) => {
+            let i = find(&policies, name).ok_or_else(|| {
+                ApiError::not_found(format!("no conditional-access policy named {name}"))
+            })?;
+            let p = policies.remove(i);
+            result.updated.push(p.name().to_owned());
+            events.push(
+                event(
+                    caller,
+                    "ca.policy.deleted",
+                    format!("ca_policy:{}", p.name()),
+                )
+                .details(serde_json::json!({ "policy": p.to_spec() })),
+            );
+            change.delete_policies.push(p.name().to_owned());
+        }
+        Edit::PutLocation(l) => {
+            let cidrs = l.networks().to_strings();
+            match locations.iter().position(|x| x.name() == l.name()) {
+                Some(i) if locations[i] == *l => {
+                    result.unchanged.push(l.name().to_owned());
+                    return Ok(Planned {
+                        change,
+                        events,
+                        result,
+                    });
+                }
+                Some(i) => {
+                    result.updated.push(l.name().to_owned());
+                    locations[i] = l.clone();
+                }
+                None => {
+                    result.created.push(l.name().to_owned());
+                    locations.push(l.clone());
+                }
+            }
+            events.push(
+                event(
+                    caller,
+                    "ca.location.set",
+                    format!("ca_location:{}", l.name()),
+                )
+                .details(
+                    serde_json::json!({ "cidrs": cidrs, "trusted": l.trusted(), "alert": true }),
+                ),
+            );
+            change.put_locations.push((
+                l.name().to_owned(),
+                serde_json::to_string(&cidrs).map_err(ApiError::internal)?,
+                l.trusted(),
+            ));
+        }
+        Edit::DeleteLocation(name) => {
+            let i = locations
+                .iter()
+                .position(|x| x.name() == name.as_str())
+                .ok_or_else(|| ApiError::not_found(format!("no named location {name}")))?;
+            let users = policies_referencing_location(&policies, name);
+            if !users.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    ErrorCode::Conflict,
+                    format!(
+                        "named location {name} is used by {}; change or delete those policies first",
+                        users.join(", ")
+                    ),
+                ));
+            }
+            locations.remove(i);
+            result.updated.push(name.clone());
+            events.push(
+                event(caller, "ca.location.removed", format!("ca_location:{name}"))
+                    .details(serde_json::json!({ "alert": true })),
+            );
+            change.delete_locations.push(name.clone());
+        }
+    }
+    if change.put_policies.is_empty()
+        && change.delete_policies.is_empty()
+        && change.put_locations.is_empty()
+        && change.delete_locations.is_empty()
+    {
+        return Ok(Planned {
+            change,
+            events,
+            result,
+        });
+    }
+    // The lockout guard, on the set as it would be.
+    let compiled = CompiledPolicies::compile(&policies, &locations)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let clients: Vec<String> = state
+        .store
+        .oauth_clients()
+        .await?
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    let admins = global_admins(state, now).await?;
+    let me_profile = AccountProfile {
+        subject: subject(state, &me.principal, now).await?,
+        strongest: strongest(state, &me.principal).await?,
+    };
+    if let Err(e) = check_lockout(&compiled, &clients, &admins, &me_profile) {
+        if !(e.forcible() && force) {
+            return Err(lockout_error(&e));
+        }
+        // Forced past (b): said in every event of the change (they alert as ca.policy.*).
+        for ev in events.iter_mut() {
+            if let Some(d) = ev.details.as_object_mut() {
+                d.insert("forced".into(), true.into());
+                d.insert(
+                    "lockout".into(),
+                    serde_json::to_value(&e).unwrap_or_default(),
+                );
+                d.insert("alert".into(), true.into());
+            }
+        }
+        events.push(event(caller, "ca.policy.lockout_forced", "tenant").details(
+            serde_json::json!({
+                "lockout": e, "reason": e.to_string(),
+            }),
+        ));
+    }
+    Ok(Planned {
+        change,
+        events,
+        result,
+    })
+}
+
+/// Plans and writes `edit`, again from the top when another replica changed the set first.
+async fn apply(
+    state: &AppState,
+    caller: &Caller,
+    edit: Edit,
+    force: bool,
+) -> Result<CaImportResult, ApiError> {
+    let me = caller.require("ca.manage")?;
+    for _ in 0..RETRIES {
+        let loaded = load(state).await?;
+        let planned = plan(state, caller, me, &loaded, &edit, force).await?;
+        if planned.events.is_empty() {
+            return Ok(planned.result);
+        }
+        match state
+            .store
+            .write(Change::ConditionalAccess(planned.change), planned.events)
+            .await
+        {
+            Ok(_) => return Ok(planned.result),
+            Err(StoreError::Conflict(m)) if m == CA_CHANGED => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::Conflict,
+        "conditional access is being changed by someone else right now; try again",
+    ))
+}
+
+pub async fn import(
+    state: &AppState,
+    caller: &Caller,
+    req: CaImportRequest,
+) -> Result<CaImportResult, ApiError> {
+    caller.require("ca.manage")?;
+    if req.policies.is_empty() {
+        return Err(ApiError::bad_request("no policies given"));
+    }
+    let mut specs = Vec::with_capacity(req.policies.len());
+    let mut problems = Vec::new();
+    for (i, v) in req.policies.into_iter().enumerate() {
+        match serde_json::from_value::<PolicySpec>(v) {
+            Ok(s) => specs.push(s),
+            Err(e) => problems.push(format!("policy #{}: {e}", i + 1)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(problems.join("; ")));
+    }
+    apply(state, caller, Edit::Import(specs), req.force).await
+}
+
+pub async fn set_state(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    req: CaStateRequest,
+) -> Result<CaPolicyView, ApiError> {
+    let to = PolicyState::parse(&req.state)
+        .ok_or_else(|| ApiError::bad_request("state must be enabled, report_only or disabled"))?;
+    apply(state, caller, Edit::State(name.to_owned(), to), req.force).await?;
+    show_policy(state, caller, name).await
+}
+
+pub async fn delete_policy(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
+    apply(state, caller, Edit::Delete(name.to_owned()), false).await?;
+    Ok(())
+}
+
+pub async fn set_location(
+    state: &AppState,
+    caller: &Caller,
+    req: CaLocationRequest,
+) -> Result<CaLocationView, ApiError> {
+    let l = NamedLocation::parse(&req.name, &req.cidrs, req.trusted)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let name = l.name().to_owned();
+    apply(state, caller, Edit::PutLocation(l), req.force).await?;
+    list_locations(state, caller)
+        .await?
+        .into_iter()
+        .find(|x| x.name == name)
+        .ok_or_else(|| ApiError::internal("location vanished"))
+}
+
+pub async fn remove_location(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<(), ApiError> {
+    apply(state, caller, Edit::DeleteLocation(name.to_owned()), false).await?;
+    Ok(())
+}
+
+/// How the current policies would decide a hypothetical sign-in, with every policy explained.
+pub async fn what_if(
+    state: &AppState,
+    caller: &Caller,
+    req: WhatIfRequest,
+) -> Result<serde_json::Value, ApiError> {
+    caller.require("ca.read")?;
+    let p = state
+        .store
+        .principal_by_name(&req.user)
+        .await?
+        .filter(|p| p.kind != PrincipalKind::Group.as_str())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no user or service account named {}", req.user))
+        })?;
+    let ip: IpAddr = req
+        .ip
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{:?} is not an IP address", req.ip)))?;
+    let application =
+        Application::parse(req.app.as_deref().unwrap_or("api")).map_err(ApiError::bad_request)?;
+    let strength = match req.strength.as_deref() {
+        None => strongest(state, &p).await?,
+        Some(s) => AuthStrength::parse(s).ok_or_else(|| {
+            ApiError::bad_request("strength must be password, mfa or phishing_resistant")
+        })?,
+    };
+    let now = OffsetDateTime::now_utc();
+    let hours = i64::from(req.hours_since_sign_in.unwrap_or(0));
+    let loaded = load(state).await?;
+    let ctx = SignInContext {
+        subject: subject(state, &p, now).await?,
+        application,
+        ip,
+        strength,
+        authenticated_at: (hours > 0).then(|| now - time::Duration::hours(hours)),
+    };
+    let d = loaded.compiled.what_if(&ctx, now);
+    serde_json::to_value(&d).map_err(ApiError::internal)
+}
+
+/// The failure event of a sign-in or token refused by conditional access.
+pub fn refused_event(base: NewAuditEvent, details: &serde_json::Value) -> NewAuditEvent {
+    let mut ev = base.outcome(AuditOutcome::Failure);
+    if let Some(d) = ev.details.as_object_mut() {
+        d.insert("reason".into(), "conditional_access".into());
+        d.insert("conditional_access".into(), details.clone());
+    }
+    ev
+}
+
+/// Enforces the policies when a sign-in completes with `strength`: the details for the
+/// success event, or the refusal (audited as a failed `action` first).
+pub async fn at_signin(
+    state: &AppState,
+    p: &Principal,
+    application: &Application,
+    client: &crate::auth::ClientInfo,
+    strength: AuthStrength,
+    action: &str,
+) -> Result<serde_json::Value, ApiError> {
+    let e = enforce(state, p, application.clone(), &client.ip, strength, None).await?;
+    if let Some(r) = e.refusal {
+        let base = crate::signin::signin_event(
+            &p.name,
+            action,
+            AuditOutcome::Failure,
+            "conditional_access",
+            client,
+            serde_json::json!({ "application": application.to_string(), "strength": strength.as_str() }),
+        );
+        state.store.append(refused_event(base, &e.details)).await?;
+        return Err(r);
+    }
+    Ok(e.details)
+}
+
+/// The application of tokens issued to `client_id`: the CLI, or a registered client.
+pub fn application_of_client(client_id: &str) -> Application {
+    if client_id == crate::device::CLI_CLIENT_ID {
+        Application::Cli
+    } else {
+        Application::Client(client_id.to_owned())
+    }
+}
+
+/// Enforces the policies when tokens are issued or refreshed for a person (`action` names the
+/// grant for the audit event): the details for the success event, or `invalid_grant` with
+/// the reason (audited first). `auth_time_us`: the sign-in the tokens come from.
+pub async fn at_token(
+    state: &AppState,
+    p: &Principal,
+    client_id: &str,
+    client: &crate::auth::ClientInfo,
+    strength: &str,
+    auth_time_us: i64,
+    action: &str,
+) -> Result<serde_json::Value, crate::api::oauth::OAuthError> {
+    let application = application_of_client(client_id);
+    let strength =
+        AuthStrength::parse(strength).ok_or_else(crate::api::oauth::OAuthError::server_error)?;
+    let e = enforce(
+        state,
+        p,
+        application,
+        &client.ip,
+        strength,
+        Some(crate::time_us::from_us(auth_time_us)),
+    )
+    .await?;
+    if let Some(r) = e.refusal {
+        let who = format!("user:{}", p.name);
+        let base = NewAuditEvent::new(who.clone(), action, who).details(serde_json::json!({
+            "client_id": client_id, "client_ip": client.ip,
+        }));
+        state.store.append(refused_event(base, &e.details)).await?;
+        return Err(crate::api::oauth::OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            r.message,
+        ));
+    }
+    Ok(e.details)
+}
