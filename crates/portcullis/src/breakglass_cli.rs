@@ -220,18 +220,19 @@ impl Delivery {
     }
 }
 
-/// Splits a fresh password for `a`; writes the share files first when asked. Returns the
-/// password, the custody, the shares and the files written.
-fn split_fresh(
-    a: &SplitArgs,
-) -> Result<(
-    PrincipalName,
-    Custodians,
-    Threshold,
-    Zeroizing<String>,
-    Vec<Share>,
-    Option<Delivery>,
-)> {
+/// A fresh split: the account, its custody, the password (wiped on drop), the shares and
+/// the files they were written to, if any.
+struct Split {
+    name: PrincipalName,
+    custodians: Custodians,
+    threshold: Threshold,
+    password: Zeroizing<String>,
+    shares: Vec<Share>,
+    files: Option<Delivery>,
+}
+
+/// Splits a fresh password for `a`; writes the share files first when asked.
+fn split_fresh(a: &SplitArgs) -> Result<Split> {
     let (name, custodians, threshold) = plan(a)?;
     let password = generate(&name);
     let (_, shares) = breakglass::split(
@@ -245,7 +246,14 @@ fn split_fresh(
         Some(dir) => Some(Delivery::write(dir, &name, &shares)?),
         None => None,
     };
-    Ok((name, custodians, threshold, password, shares, files))
+    Ok(Split {
+        name,
+        custodians,
+        threshold,
+        password,
+        shares,
+        files,
+    })
 }
 
 fn hand_out(name: &PrincipalName, shares: &[Share], files: Option<&Delivery>) {
@@ -268,7 +276,14 @@ fn hand_out(name: &PrincipalName, shares: &[Share], files: Option<&Delivery>) {
 }
 
 async fn create_password(client: &Client, output: Output, a: &CreateArgs) -> Result<ExitCode> {
-    let (name, custodians, threshold, password, shares, files) = split_fresh(&a.split)?;
+    let Split {
+        name,
+        custodians,
+        threshold,
+        password,
+        shares,
+        files,
+    } = split_fresh(&a.split)?;
     let mut req = CreateBreakGlassRequest {
         name: name.to_string(),
         display_name: a.display_name.clone(),
@@ -351,7 +366,14 @@ async fn create_fido2(client: &Client, output: Output, a: &CreateArgs) -> Result
 }
 
 async fn rotate(client: &Client, output: Output, a: &SplitArgs) -> Result<ExitCode> {
-    let (name, custodians, threshold, password, shares, files) = split_fresh(a)?;
+    let Split {
+        name,
+        custodians,
+        threshold,
+        password,
+        shares,
+        files,
+    } = split_fresh(a)?;
     let mut req = RotateBreakGlassRequest {
         password: password.to_string(),
         custodians: custodians

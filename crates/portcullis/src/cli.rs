@@ -16,6 +16,7 @@ use rand::RngCore;
 
 use crate::alerts_cli::{self, AlertsCommand};
 use crate::breakglass_cli::{self, BreakGlassCommand};
+use crate::ca_cli::{self, CaCommand};
 use crate::clients_cli::{self, ClientsCommand};
 use crate::login::{self, StoredLogin, ask, ask_secret, qr};
 use crate::roles_cli;
@@ -100,6 +101,9 @@ enum Command {
     /// Break-glass (emergency access) accounts: create with split custody, sign in, drills.
     #[command(subcommand, name = "breakglass")]
     Breakglass(BreakGlassCommand),
+    /// Conditional access: policies (import/export as JSON or YAML), named locations, what-if.
+    #[command(subcommand)]
+    Ca(CaCommand),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles_cli::RolesCommand),
@@ -916,6 +920,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Ca(cmd) => ca_cli::run(&client(&cli)?, cli.output, cmd).await,
         Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,
         Command::Assign(a) => roles_cli::assign(&client(&cli)?, cli.output, a).await,
         Command::Unassign(u) => roles_cli::unassign(&client(&cli)?, u).await,

@@ -7,6 +7,7 @@
 
 mod alerts_cli;
 mod breakglass_cli;
+mod ca_cli;
 mod cli;
 mod clients_cli;
 mod keyring_store;
@@ -31,8 +32,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(cli::run(cli));
-    // Every call says so while the tenant is in its setup state (the server's answer said).
-    if let Some(notice) = portcullis_client::setup_notice() {
+    // Every successful call says so while the tenant is in its setup state (the server's
+    // answer said); a failing one keeps its one error line.
+    if result.is_ok()
+        && let Some(notice) = portcullis_client::setup_notice()
+    {
         eprintln!("warning: {notice}");
     }
     match result {
