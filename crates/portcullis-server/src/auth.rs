@@ -215,6 +215,7 @@ pub async fn session_caller(
     let scope = SessionScope::parse(&session.scope).ok_or_else(ApiError::unauthenticated)?;
     let strength = AuthStrength::parse(&session.strength).ok_or_else(ApiError::unauthenticated)?;
     let alive = session.revoked_at_us.is_none()
+        && session.ends_at_us.is_none_or(|end| us(now) < end)
         && principal.enabled
         && state.lifetimes.alive(
             from_us(session.created_at_us),
@@ -308,6 +309,7 @@ async fn access_token_caller(
         client_ip: client,
         user_agent: String::new(),
         revoked_at_us: None,
+        ends_at_us: Some(claims.exp.saturating_mul(1_000_000)),
     };
     let grants = crate::roles::grants(state, &principal.id, now).await?;
     Ok(Caller::Session(Box::new(SessionCaller {

@@ -841,7 +841,7 @@ pub async fn at_signin(
     client: &crate::auth::ClientInfo,
     strength: AuthStrength,
     action: &str,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<(serde_json::Value, Option<u32>), ApiError> {
     let e = enforce(state, p, application.clone(), &client.ip, strength, None).await?;
     if let Some(r) = e.refusal {
         let base = crate::signin::signin_event(
@@ -855,7 +855,28 @@ pub async fn at_signin(
         state.store.append(refused_event(base, &e.details)).await?;
         return Err(r);
     }
-    Ok(e.details)
+    Ok((e.details, e.sign_in_frequency_hours))
+}
+
+/// Ends a new session no later than a sign-in frequency that applied (`hours` after `now`).
+pub fn bound_session(
+    issued: &mut portcullis_core::api::SessionIssued,
+    change: &mut Change,
+    hours: Option<u32>,
+    now: OffsetDateTime,
+) {
+    let (Some(h), Change::CreateSession(s)) = (hours, change) else {
+        return;
+    };
+    let end = us(now + time::Duration::hours(i64::from(h)));
+    if let Ok(t) = time::OffsetDateTime::parse(
+        &issued.expires_at,
+        &time::format_description::well_known::Rfc3339,
+    ) && us(t) > end
+    {
+        issued.expires_at = rfc3339(end);
+    }
+    s.ends_at_us = Some(end);
 }
 
 /// The application of tokens issued to `client_id`: the CLI, or a registered client.

@@ -235,6 +235,7 @@ pub(crate) fn new_session(
         strong_auth_at_us: (strength >= AuthStrength::Mfa).then_some(us(now)),
         client_ip: client.ip.clone(),
         user_agent: client.user_agent.clone(),
+        ends_at_us: None,
     });
     (issued, change)
 }
@@ -401,7 +402,10 @@ pub async fn password_step(
         scope = SessionScope::RegistrationOnly;
     }
     let ca_details = e.details;
-    let (issued, create) = new_session(state, &p, AuthStrength::Password, scope, client, now);
+    let frequency = e.sign_in_frequency_hours;
+    let (mut issued, mut create) =
+        new_session(state, &p, AuthStrength::Password, scope, client, now);
+    crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     changes.push(create);
     changes.push(Change::RecordSignIn {
         principal_id: p.id.clone(),
@@ -531,7 +535,7 @@ pub async fn totp_step(
             return Err(totp_error(e));
         }
     };
-    let ca = crate::conditional_access::at_signin(
+    let (ca, frequency) = crate::conditional_access::at_signin(
         state,
         &p,
         app,
@@ -540,7 +544,7 @@ pub async fn totp_step(
         "signin.totp",
     )
     .await?;
-    let (issued, create) = new_session(
+    let (mut issued, mut create) = new_session(
         state,
         &p,
         AuthStrength::Mfa,
@@ -548,6 +552,7 @@ pub async fn totp_step(
         client,
         now,
     );
+    crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     let change = Change::Many(vec![
         Change::ConsumePendingSignIn { id_hash },
         Change::AcceptTotpStep {
@@ -757,6 +762,7 @@ pub async fn whoami(state: &AppState, caller: &Caller) -> Result<WhoAmI, ApiErro
 fn alive(state: &AppState, s: &Session, now: OffsetDateTime) -> bool {
     let scope = SessionScope::parse(&s.scope).unwrap_or(SessionScope::RegistrationOnly);
     s.revoked_at_us.is_none()
+        && s.ends_at_us.is_none_or(|end| us(now) < end)
         && state.lifetimes.alive(
             from_us(s.created_at_us),
             from_us(s.last_seen_us),

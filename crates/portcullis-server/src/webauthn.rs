@@ -519,7 +519,7 @@ pub async fn finish_signin(
         &format!("mfa_factor:{factor_id}"),
         &serde_json::to_vec(&passkey).map_err(ApiError::internal)?,
     );
-    let ca = crate::conditional_access::at_signin(
+    let (ca, frequency) = crate::conditional_access::at_signin(
         state,
         &p,
         app,
@@ -528,7 +528,7 @@ pub async fn finish_signin(
         "signin.webauthn",
     )
     .await?;
-    let (issued, create) = new_session(
+    let (mut issued, mut create) = new_session(
         state,
         &p,
         AuthStrength::PhishingResistant,
@@ -536,6 +536,7 @@ pub async fn finish_signin(
         client,
         now,
     );
+    crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     let mut changes = vec![Change::ConsumeCeremony {
         id_hash: c.id_hash.clone(),
     }];

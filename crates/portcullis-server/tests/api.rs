@@ -7142,12 +7142,13 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
         {"name": "guests-never", "state": "enabled", "conditions": {"principals": {"include": ["user:gary"]}, "applications": {"include": ["api"]}}, "grant": {"block": true}},
         {"name": "secops-keys", "state": "enabled", "conditions": {"principals": {"include": ["group:secops"]}, "applications": {"include": ["cli"]}}, "grant": {"require": "phishing_resistant"}},
         {"name": "members-mfa", "state": "enabled", "conditions": {"principals": {"include": ["user:paul"]}}, "grant": {"require": "mfa"}},
-        {"name": "watch-alice", "state": "report_only", "conditions": {"principals": {"include": ["user:alice"]}}, "grant": {"block": true}}
+        {"name": "watch-alice", "state": "report_only", "conditions": {"principals": {"include": ["user:alice"]}}, "grant": {"block": true}},
+        {"name": "alice-hourly", "state": "enabled", "conditions": {"principals": {"include": ["user:alice"]}}, "session": {"sign_in_frequency_hours": 1}}
     ]), false).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     assert_eq!(
         alert_count(&app, &token, "conditional_access.changed").await,
-        5,
+        6,
         "every policy change alerts"
     );
     // Re-importing the same is a no-op.
@@ -7182,7 +7183,40 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
         .expect("signed in");
     assert_eq!(s.session.expect("session").scope, "registration_only");
     // Report-only: alice signs in; what the policy would have done is in the event.
-    let _alice_again = sign_in(&app, "alice", "copper-lantern-river-42", &alice_secret, 1).await;
+    // (alice-hourly also applies: its sign-in frequency bounds the session it opens.)
+    let first = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "alice".into(),
+            password: "copper-lantern-river-42".into(),
+        })
+        .await
+        .expect("password");
+    let s = app
+        .anonymous
+        .signin_totp(&TotpSignInRequest {
+            signin_id: first.signin_id.expect("id"),
+            code: crate::code(&alice_secret, 1),
+        })
+        .await
+        .expect("totp")
+        .session
+        .expect("session");
+    let ends = time::OffsetDateTime::parse(
+        &s.expires_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    assert!(
+        ends <= time::OffsetDateTime::now_utc() + time::Duration::minutes(61),
+        "bounded by the policy: {}",
+        s.expires_at
+    );
+    app.anonymous
+        .with_token(Some(SecretString::from(s.token)))
+        .whoami()
+        .await
+        .expect("the bounded session works");
     let ev = events_named(&admin, "signin.completed").await;
     let ok = last_event(&ev, "user:alice");
     assert_eq!(ok.details["conditional_access"]["outcome"], "allow");
@@ -7201,7 +7235,7 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
     assert_eq!(inside["outcome"], "allow", "{inside}");
     assert_eq!(
         inside["explanation"].as_array().expect("explanation").len(),
-        5
+        6
     );
     let outside = whatif(
         &app,

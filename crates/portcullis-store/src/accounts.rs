@@ -51,10 +51,12 @@ pub struct Session {
     pub client_ip: String,
     pub user_agent: String,
     pub revoked_at_us: Option<i64>,
+    /// An end earlier than the lifetimes (a conditional-access sign-in frequency).
+    pub ends_at_us: Option<i64>,
 }
 
 pub(crate) const PRINCIPAL_COLS: &str = "p.id, p.name, p.kind, p.display_name, p.email, p.phone, p.guest_organisation, p.role_assignable, p.emergency, p.privileged, p.first_admin, p.enabled, p.created_at_us, p.last_sign_in_us";
-const SESSION_COLS: &str = "s.id AS s_id, s.principal_id, s.strength, s.scope, s.created_at_us AS s_created, s.last_seen_us, s.strong_auth_at_us, s.client_ip, s.user_agent, s.revoked_at_us";
+const SESSION_COLS: &str = "s.id AS s_id, s.principal_id, s.strength, s.scope, s.created_at_us AS s_created, s.last_seen_us, s.strong_auth_at_us, s.client_ip, s.user_agent, s.revoked_at_us, s.ends_at_us";
 
 macro_rules! principal_row {
     ($r:expr) => {
@@ -92,6 +94,7 @@ macro_rules! session_row {
             client_ip: $r.try_get("client_ip")?,
             user_agent: $r.try_get("user_agent")?,
             revoked_at_us: $r.try_get("revoked_at_us")?,
+            ends_at_us: $r.try_get("ends_at_us")?,
         }
     };
 }

@@ -69,6 +69,8 @@ pub struct NewSession {
     pub strong_auth_at_us: Option<i64>,
     pub client_ip: String,
     pub user_agent: String,
+    /// An end earlier than the lifetimes (a conditional-access sign-in frequency).
+    pub ends_at_us: Option<i64>,
 }
 
 /// A new role assignment.
@@ -801,9 +803,10 @@ macro_rules! apply_for {
                             }
                         }
                         Change::CreateSession(s) => {
-                            sqlx::query("INSERT INTO sessions (id, token_hash, principal_id, strength, scope, created_at_us, last_seen_us, strong_auth_at_us, client_ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)")
+                            sqlx::query("INSERT INTO sessions (id, token_hash, principal_id, strength, scope, created_at_us, last_seen_us, strong_auth_at_us, client_ip, user_agent, ends_at_us) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)")
                                 .bind(&s.id).bind(&s.token_hash).bind(&s.principal_id).bind(&s.strength).bind(&s.scope)
                                 .bind(s.created_at_us).bind(s.strong_auth_at_us).bind(&s.client_ip).bind(&s.user_agent)
+                                .bind(s.ends_at_us)
                                 .execute(&mut *c).await?;
                         }
                         Change::RevokeSession { id, at_us } => {
