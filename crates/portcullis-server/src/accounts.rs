@@ -34,7 +34,7 @@ pub fn invalid(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(e.to_string())
 }
 
-fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
+pub(crate) fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
     match e {
         StoreError::Conflict(_) => ApiError::new(
             StatusCode::CONFLICT,

@@ -337,29 +337,13 @@ pub async fn create(
     // A FIDO2 account starts with a registration-only session for the key holder.
     let mut enrolment: Option<SessionIssued> = None;
     if fido2 {
-        let p = Principal {
-            id: id.clone(),
-            name: principal.name.clone(),
-            kind: principal.kind.clone(),
-            display_name: principal.display_name.clone(),
-            email: None,
-            phone: None,
-            guest_organisation: None,
-            role_assignable: false,
-            emergency: true,
-            privileged: true,
-            first_admin: false,
-            enabled: true,
-            created_at_us: us(now),
-            last_sign_in_us: None,
-        };
         let client = ClientInfo {
             ip: "enrolment".into(),
             user_agent: format!("created by {}", caller.actor()),
         };
         let (issued, session) = new_session(
             state,
-            &p,
+            &id,
             AuthStrength::Password,
             SessionScope::RegistrationOnly,
             &client,
@@ -380,13 +364,11 @@ pub async fn create(
         .store
         .write(Change::Many(all), vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::AlreadyExists,
+        .map_err(|e| {
+            crate::accounts::conflict_to_exists(
+                e,
                 "a user, group or service account with that name exists",
-            ),
-            other => other.into(),
+            )
         })?;
     state.breakglass.forget();
     let account = view_of(state, &id).await?;
@@ -588,8 +570,14 @@ pub(crate) async fn password_signin(
         return Ok(None);
     }
     let mut changes = std::mem::take(pending);
-    let (issued, create) =
-        new_session(state, p, AuthStrength::Mfa, SessionScope::Full, client, now);
+    let (issued, create) = new_session(
+        state,
+        &p.id,
+        AuthStrength::Mfa,
+        SessionScope::Full,
+        client,
+        now,
+    );
     changes.push(create);
     changes.push(Change::RecordSignIn {
         principal_id: p.id.clone(),

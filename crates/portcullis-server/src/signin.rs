@@ -24,7 +24,7 @@ use portcullis_core::principal::{PrincipalKind, PrincipalName};
 use portcullis_core::session::{AuthStrength, SessionScope};
 use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_core::totp::{self, TotpError};
-use portcullis_store::accounts::{Factor, Principal, Session};
+use portcullis_store::accounts::{Factor, Session};
 use portcullis_store::crypto::{random_token, token_hash};
 use portcullis_store::{Change, NewAssignment, NewPrincipal, NewSession, StoreError};
 use rand::RngCore;
@@ -207,10 +207,11 @@ pub(crate) async fn record_failure(
     Ok(())
 }
 
-/// A new session for `p`, returned with its one-time token and the change that stores it.
+/// A new session for principal `principal_id`, returned with its one-time token and the
+/// change that stores it.
 pub(crate) fn new_session(
     state: &AppState,
-    p: &Principal,
+    principal_id: &str,
     strength: AuthStrength,
     scope: SessionScope,
     client: &ClientInfo,
@@ -228,7 +229,7 @@ pub(crate) fn new_session(
     let change = Change::CreateSession(NewSession {
         id,
         token_hash: token_hash(&token),
-        principal_id: p.id.clone(),
+        principal_id: principal_id.to_owned(),
         strength: strength.as_str().to_owned(),
         scope: scope.as_str().to_owned(),
         created_at_us: us(now),
@@ -404,7 +405,7 @@ pub async fn password_step(
     let ca_details = e.details;
     let frequency = e.sign_in_frequency_hours;
     let (mut issued, mut create) =
-        new_session(state, &p, AuthStrength::Password, scope, client, now);
+        new_session(state, &p.id, AuthStrength::Password, scope, client, now);
     crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     changes.push(create);
     changes.push(Change::RecordSignIn {
@@ -546,7 +547,7 @@ pub async fn totp_step(
     .await?;
     let (mut issued, mut create) = new_session(
         state,
-        &p,
+        &p.id,
         AuthStrength::Mfa,
         SessionScope::Full,
         client,

@@ -530,7 +530,7 @@ pub async fn finish_signin(
     .await?;
     let (mut issued, mut create) = new_session(
         state,
-        &p,
+        &p.id,
         AuthStrength::PhishingResistant,
         SessionScope::Full,
         client,

@@ -256,6 +256,20 @@ fn split_fresh(a: &SplitArgs) -> Result<Split> {
     })
 }
 
+/// The server's answer; on an error the share files written for it are removed (they would
+/// hold shares of a password the server never registered).
+fn kept_or_removed<T>(
+    files: Option<&Delivery>,
+    answer: Result<T, portcullis_client::ClientError>,
+) -> Result<T> {
+    answer.map_err(|e| {
+        if let Some(d) = files {
+            d.remove();
+        }
+        e.into()
+    })
+}
+
 fn hand_out(name: &PrincipalName, shares: &[Share], files: Option<&Delivery>) {
     match files {
         Some(d) => {
@@ -304,15 +318,7 @@ async fn create_password(client: &Client, output: Output, a: &CreateArgs) -> Res
     if let Some(p) = req.password.as_mut() {
         p.zeroize();
     }
-    let created = match created {
-        Ok(c) => c,
-        Err(e) => {
-            if let Some(d) = &files {
-                d.remove();
-            }
-            return Err(e.into());
-        }
-    };
+    let created = kept_or_removed(files.as_ref(), created)?;
     match output {
         Output::Json => print_json(&created.account)?,
         Output::Table => {
@@ -387,15 +393,7 @@ async fn rotate(client: &Client, output: Output, a: &SplitArgs) -> Result<ExitCo
     drop(password);
     let done = client.rotate_breakglass(name.as_str(), &req).await;
     req.password.zeroize();
-    let view = match done {
-        Ok(v) => v,
-        Err(e) => {
-            if let Some(d) = &files {
-                d.remove();
-            }
-            return Err(e.into());
-        }
-    };
+    let view = kept_or_removed(files.as_ref(), done)?;
     match output {
         Output::Json => print_json(&view)?,
         Output::Table => println!(
