@@ -7422,3 +7422,45 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
     assert!(admin.audit_verify().await.expect("verify").ok);
     app.stop().await;
 }
+
+/// Two replicas each adding a policy that is harmless alone but, together with the other,
+/// leaves no Global Administrator a way in: the version check makes the second one re-run the
+/// lockout guard on the combined set, so exactly one lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_cannot_combine_a_lockout() {
+    let Some(url) = fresh_postgres_url().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (a, b) = two_replicas(&url).await;
+    let token = admin_token(&a).await;
+    for round in 0..3 {
+        let block = |app: &str| {
+            serde_json::json!([{"name": format!("no-{app}-{round}"), "state": "enabled",
+                "conditions": {"principals": {"include": ["role:global-administrator"]}, "applications": {"include": [app]}},
+                "grant": {"block": true}}])
+        };
+        let (ra, rb) = tokio::join!(
+            ca_import(&a, &token, block("api"), false),
+            ca_import(&b, &token, block("cli"), false)
+        );
+        let statuses = [ra.status().as_u16(), rb.status().as_u16()];
+        assert!(
+            statuses.contains(&200) && statuses.contains(&409),
+            "round {round}: {statuses:?}"
+        );
+        let policies = api_get(&a, &token, "/api/v1/ca/policies").await;
+        assert_eq!(policies.as_array().expect("list").len(), 1, "{policies}");
+        let name = policies[0]["name"].as_str().expect("name").to_owned();
+        let r = a
+            .http
+            .delete(format!("{}/api/v1/ca/policies/{name}", a.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), 204);
+    }
+    a.stop().await;
+    b.stop().await;
+}
