@@ -363,7 +363,7 @@ async fn create_fido2(client: &Client, output: Output, a: &CreateArgs) -> Result
                 created.account.name
             );
             println!(
-                "register the security key (with its PIN set) within the sign-in step time using this one-time enrolment token as the bearer credential of POST /api/v1/me/mfa/webauthn: {token}"
+                "register the security key (with its PIN set) within 15 minutes, using this one-time enrolment token (a registration-only session) as the bearer credential of POST /api/v1/me/mfa/webauthn: {token}"
             );
             print_tenant(&created.tenant);
         }
