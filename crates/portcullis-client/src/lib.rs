@@ -27,8 +27,8 @@ use portcullis_core::api::{
     WebauthnFinishRequest, WebauthnRegisterRequest, WebauthnSignInRequest, WhoAmI,
 };
 use portcullis_core::api::{
-    BreakGlassCreated, BreakGlassFailedRecovery, BreakGlassView, CreateBreakGlassRequest,
-    DrillRecorded, RotateBreakGlassRequest,
+    BreakGlassCreated, BreakGlassEnrolment, BreakGlassFailedRecovery, BreakGlassView,
+    CreateBreakGlassRequest, DrillRecorded, RotateBreakGlassRequest,
 };
 use portcullis_core::api::{
     CaImportRequest, CaImportResult, CaLocationRequest, CaLocationView, CaPolicyView,
@@ -496,6 +496,8 @@ endpoints! {
     fn breakglass_accounts() -> Vec<BreakGlassView> = GET "/api/v1/breakglass";
     /// Re-split a password account; its old shares stop working and its sessions end.
     fn rotate_breakglass(name: &str, req: &RotateBreakGlassRequest) -> BreakGlassView = POST format!("/api/v1/breakglass/{}/rotate", seg(name)), body req;
+    /// A new enrolment token for a FIDO2 account without a security key (earlier ones end).
+    fn breakglass_enrolment(name: &str) -> BreakGlassEnrolment = POST format!("/api/v1/breakglass/{}/enrolment", seg(name));
     /// Record a drill with this client's token (the break-glass account's fresh session).
     fn record_drill() -> DrillRecorded = POST "/api/v1/breakglass/drill";
     /// Report a failed recovery of an account's password from shares (it alerts).

@@ -983,6 +983,16 @@ api_type! {
 }
 
 api_type! {
+    /// `POST /api/v1/breakglass/{name}/enrolment`: a new one-time enrolment token for a FIDO2
+    /// account without a security key (a registration-only session; earlier ones end).
+    pub struct BreakGlassEnrolment {
+        pub account: String,
+        pub enrolment_token: String,
+        pub expires_at: String,
+    }
+}
+
+api_type! {
     /// `POST /api/v1/breakglass/{name}/failed-recovery`: the CLI could not rebuild the password
     /// from the shares it was given. Recorded as a failed sign-in attempt (and so alerted).
     pub struct BreakGlassFailedRecovery {

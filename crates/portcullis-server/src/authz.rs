@@ -121,6 +121,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/breakglass", Permission("breakglass.manage")),
     ("GET", "/api/v1/breakglass", Permission("breakglass.read")),
     ("POST", "/api/v1/breakglass/{name}/rotate", Permission("breakglass.manage")),
+    ("POST", "/api/v1/breakglass/{name}/enrolment", Permission("breakglass.manage")),
     // The break-glass account itself, with the session it just signed in with.
     ("POST", "/api/v1/breakglass/drill", FullSession),
     // Reported by the CLI before any credential exists; audited and alerted, throttled per IP.

@@ -34,8 +34,9 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    BreakGlassCreated, BreakGlassFailedRecovery, BreakGlassView, CreateBreakGlassRequest,
-    DrillRecorded, RotateBreakGlassRequest, SessionIssued, TenantReadiness,
+    BreakGlassCreated, BreakGlassEnrolment, BreakGlassFailedRecovery, BreakGlassView,
+    CreateBreakGlassRequest, DrillRecorded, RotateBreakGlassRequest, SessionIssued,
+    TenantReadiness,
 };
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::breakglass::{Custodians, PASSWORD_LEN, Threshold};
@@ -337,18 +338,7 @@ pub async fn create(
     // A FIDO2 account starts with a registration-only session for the key holder.
     let mut enrolment: Option<SessionIssued> = None;
     if fido2 {
-        let client = ClientInfo {
-            ip: "enrolment".into(),
-            user_agent: format!("created by {}", caller.actor()),
-        };
-        let (issued, session) = new_session(
-            state,
-            &id,
-            AuthStrength::Password,
-            SessionScope::RegistrationOnly,
-            &client,
-            now,
-        );
+        let (issued, session) = enrolment_session(state, &id, caller, now);
         all.push(session);
         enrolment = Some(issued);
     }
@@ -376,6 +366,65 @@ pub async fn create(
         account,
         enrolment_token: enrolment.map(|s| s.token),
         tenant: readiness(state).await?,
+    })
+}
+
+/// A registration-only session of a FIDO2 account, for its key holder to register the key.
+fn enrolment_session(
+    state: &AppState,
+    principal_id: &str,
+    caller: &Caller,
+    now: OffsetDateTime,
+) -> (SessionIssued, Change) {
+    let client = ClientInfo {
+        ip: "enrolment".into(),
+        user_agent: format!("enrolment issued by {}", caller.actor()),
+    };
+    new_session(
+        state,
+        principal_id,
+        AuthStrength::Password,
+        SessionScope::RegistrationOnly,
+        &client,
+        now,
+    )
+}
+
+/// A new enrolment token for a FIDO2 account that has no security key yet (the first one
+/// expired unused); earlier tokens end.
+pub async fn reissue_enrolment(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<BreakGlassEnrolment, ApiError> {
+    caller.require("breakglass.manage")?;
+    let a = account_named(state, name).await?;
+    if a.credential != "fido2" || a.has_credential {
+        return Err(credential_error(
+            "only a FIDO2 account without a registered security key gets a new enrolment token",
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let (issued, session) = enrolment_session(state, &a.principal.id, caller, now);
+    let change = Change::Many(vec![
+        Change::RevokeSessionsOf {
+            principal_id: a.principal.id.clone(),
+            except: None,
+            at_us: us(now),
+        },
+        session,
+    ]);
+    let ev = event(
+        caller,
+        "breakglass.enrolment_issued",
+        format!("user:{}", a.principal.name),
+    )
+    .details(serde_json::json!({ "session_id": issued.session_id }));
+    state.store.write(change, vec![ev]).await?;
+    Ok(BreakGlassEnrolment {
+        account: a.principal.name,
+        enrolment_token: issued.token,
+        expires_at: issued.expires_at,
     })
 }
 

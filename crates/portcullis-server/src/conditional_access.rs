@@ -36,8 +36,8 @@ use portcullis_core::api::{
 use portcullis_core::audit::{NewAuditEvent, Outcome as AuditOutcome};
 use portcullis_core::conditional_access::{
     AccountProfile, Application, CompiledPolicies, Decision, KnownNames, LockoutError,
-    NamedLocation, Outcome, Policy, PolicySpec, PolicyState, SignInContext, Subject, SubjectKind,
-    check_lockout, policies_referencing_location, validate_policies,
+    NamedLocation, Outcome, Policy, PolicySpec, PolicyState, PrincipalRef, SignInContext, Subject,
+    SubjectKind, check_lockout, policies_referencing_location, validate_policies,
 };
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalKind;
@@ -381,6 +381,34 @@ async fn known_names(
     })
 }
 
+/// A policy that *includes* a break-glass account by name would read as if it applied to it;
+/// it never can (they are excluded by construction), so it is refused as misleading. Naming
+/// one in `exclude` is harmless (and a common habit from other products), so it is accepted.
+async fn refuse_breakglass_includes(state: &AppState, policies: &[Policy]) -> Result<(), ApiError> {
+    let mut problems = Vec::new();
+    for p in policies {
+        for r in &p.conditions().principals.include {
+            if let PrincipalRef::User(name) = r
+                && state
+                    .store
+                    .principal_by_name(name.as_str())
+                    .await?
+                    .is_some_and(|u| u.emergency)
+            {
+                problems.push(format!(
+                    "policy {}: {name} is a break-glass account; no policy applies to break-glass accounts (they are excluded by construction)",
+                    p.name()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(problems.join("; ")))
+    }
+}
+
 /// The strongest factor a principal has registered.
 async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiError> {
     let factors = state.store.factors(&p.id).await?;
@@ -493,6 +521,7 @@ async fn plan(
             let known = known_names(state, &locations).await?;
             let valid = validate_policies(&all, &known)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            refuse_breakglass_includes(state, &valid[..specs.len()]).await?;
             for new in valid.into_iter().take(specs.len()) {
                 let spec = spec_json(&new)?;
                 match find(&policies, new.name()) {

@@ -472,6 +472,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /api/v1/breakglass",
         "GET /api/v1/breakglass",
         "POST /api/v1/breakglass/{name}/rotate",
+        "POST /api/v1/breakglass/{name}/enrolment",
         "POST /api/v1/breakglass/drill",
         "POST /api/v1/breakglass/{name}/failed-recovery",
         "POST /api/v1/clients",
@@ -6792,8 +6793,40 @@ async fn breakglass_fido2_account(app: TestApp) {
             .expect("token")
             .to_owned(),
     )));
+    // A new enrolment token (the first went unused) ends the first one.
+    let r = post_json(
+        &app,
+        Some(&token),
+        "/api/v1/breakglass/bg-key/enrolment",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let again: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        enrol.whoami().await.is_err(),
+        "the earlier enrolment token has ended"
+    );
+    let enrol = app.anonymous.with_token(Some(SecretString::from(
+        again["enrolment_token"].as_str().expect("token").to_owned(),
+    )));
     let mut key = SoftPasskey::new(true);
     register(&enrol, &mut key, "yubikey-safe-1").await;
+    let (status, code, _) = error_of(
+        post_json(
+            &app,
+            Some(&token),
+            "/api/v1/breakglass/bg-key/enrolment",
+            serde_json::json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str()),
+        (409, "breakglass_credential"),
+        "not once the key is registered"
+    );
     let mut other = SoftPasskey::new(true);
     let second = enrol
         .mfa_webauthn_register(&WebauthnRegisterRequest {
@@ -7369,14 +7402,32 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
     // Break-glass: no policy applies, however it is written.
     people(&admin, &["cara", "dan"]).await;
     let pw = create_split_account(&app, &token, "bg-one", &["cara", "dan"], 2).await;
-    let r = ca_import(&app, &token, serde_json::json!([
+    // Including one by name is refused as misleading (it could never apply); excluding is fine.
+    let (status, _, msg) = error_of(ca_import(&app, &token, serde_json::json!([
         {"name": "no-bg", "state": "enabled", "conditions": {"principals": {"include": ["user:bg-one"]}}, "grant": {"block": true}}
+    ]), false).await).await;
+    assert_eq!(status, 400);
+    assert!(msg.contains("bg-one is a break-glass account"), "{msg}");
+    // A policy that blocks every member but the administrator: the break-glass account (a
+    // member) still signs in, because it is never evaluated.
+    let r = ca_import(&app, &token, serde_json::json!([
+        {"name": "members-out", "state": "enabled", "conditions": {"principals": {"include": ["members"], "exclude": ["user:root-admin", "user:bg-one"]}}, "grant": {"block": true}},
+        {"name": "members-out-2", "state": "enabled", "conditions": {"principals": {"include": ["members"], "exclude": ["user:root-admin"]}}, "grant": {"block": true}}
     ]), false).await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     let s = breakglass_signin(&app, "bg-one", &pw)
         .await
         .expect("break-glass signs in");
     assert_eq!(s.status, "signed_in");
+    let e = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "cara".into(),
+            password: CUSTODIAN_PW.into(),
+        })
+        .await
+        .expect_err("a member is blocked");
+    assert_eq!(e.code(), Some("ca_blocked"));
     let w = whatif(
         &app,
         &token,
@@ -7388,6 +7439,16 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
         (Some("allow"), Some(true)),
         "{w}"
     );
+    for name in ["members-out", "members-out-2"] {
+        let r = app
+            .http
+            .delete(format!("{}/api/v1/ca/policies/{name}", app.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), 204);
+    }
 
     // (b): blocking the caller while another GA remains: refused unless forced; forced is
     // audited and alerts.

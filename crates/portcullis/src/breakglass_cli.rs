@@ -46,6 +46,9 @@ pub enum BreakGlassCommand {
     /// Re-split a password account: a new password and shares (after a use, or when a
     /// custodian leaves). The old shares stop working.
     Rotate(SplitArgs),
+    /// A new enrolment token for a FIDO2 account whose key is not registered yet (the first
+    /// token expired); earlier tokens end.
+    Enrol { name: String },
 }
 
 #[derive(Args)]
@@ -144,6 +147,17 @@ pub async fn run(
             Ok(ExitCode::SUCCESS)
         }
         BreakGlassCommand::Rotate(a) => rotate(client, output, a).await,
+        BreakGlassCommand::Enrol { name } => {
+            let e = client.breakglass_enrolment(name).await?;
+            match output {
+                Output::Json => print_json(&e)?,
+                Output::Table => println!(
+                    "register the security key of {} (with its PIN set) by {}, using this one-time enrolment token (a registration-only session) as the bearer credential of POST /api/v1/me/mfa/webauthn: {}",
+                    e.account, e.expires_at, e.enrolment_token
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    BreakGlassCreated, BreakGlassFailedRecovery, BreakGlassView, CreateBreakGlassRequest,
-    DrillRecorded, RotateBreakGlassRequest,
+    BreakGlassCreated, BreakGlassEnrolment, BreakGlassFailedRecovery, BreakGlassView,
+    CreateBreakGlassRequest, DrillRecorded, RotateBreakGlassRequest,
 };
 
 use super::AppState;
@@ -49,6 +49,18 @@ pub async fn rotate(
     ApiJson(req): ApiJson<RotateBreakGlassRequest>,
 ) -> Result<Json<BreakGlassView>, ApiError> {
     Ok(Json(svc::rotate(&state, &caller, &name, req).await?))
+}
+
+/// A new enrolment token for a FIDO2 account whose first one expired unused.
+#[utoipa::path(post, path = "/api/v1/breakglass/{name}/enrolment", tag = "breakglass", security(("bearer" = [])),
+    params(("name" = String, Path, description = "account name")),
+    responses((status = 200, body = BreakGlassEnrolment), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn enrolment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<BreakGlassEnrolment>, ApiError> {
+    Ok(Json(svc::reissue_enrolment(&state, &caller, &name).await?))
 }
 
 /// Record a drill: called by the break-glass account with the session it just signed in with;

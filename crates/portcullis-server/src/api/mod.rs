@@ -144,6 +144,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ca::what_if))
         .routes(routes!(breakglass::create, breakglass::list))
         .routes(routes!(breakglass::rotate))
+        .routes(routes!(breakglass::enrolment))
         .routes(routes!(breakglass::drill))
         .routes(routes!(breakglass::failed_recovery))
         .routes(routes!(clients::create_client, clients::list_clients))
