@@ -515,7 +515,7 @@ fn view(a: &BreakGlassAccount, now: OffsetDateTime, max_age: Duration) -> BreakG
         key_holder: a.key_holder.clone(),
         pin_holder: a.pin_holder.clone(),
         enabled: a.principal.enabled,
-        usable: a.principal.enabled && a.global_admin && a.has_credential,
+        usable: a.usable(),
         created_by: a.created_by.clone(),
         created_at: rfc3339(a.created_at_us),
         last_drill: a.last_drill_us.map(rfc3339),
@@ -553,7 +553,7 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<BreakGlassVie
 pub async fn readiness(state: &AppState) -> Result<TenantReadiness, ApiError> {
     let now = OffsetDateTime::now_utc();
     let accounts = state.store.breakglass_accounts().await?;
-    let usable = state.store.usable_breakglass_count().await?;
+    let usable = accounts.iter().filter(|a| a.usable()).count() as i64;
     let overdue: Vec<String> = accounts
         .iter()
         .filter(|a| drill_overdue(a, now, state.breakglass.drill_max_age))

@@ -145,19 +145,25 @@ pub async fn subject(
         .into_iter()
         .map(|g| g.name)
         .collect();
-    let mut active_roles: Vec<String> = state
-        .store
-        .grants_of(&p.id, us(now))
-        .await?
-        .into_iter()
-        .map(|g| g.role)
+    // One read of the assignments that apply (directly or through groups) gives both the
+    // eligible roles and the active ones; activations add to the active ones.
+    let applying = state.store.assignments_applying_to(&p.id, us(now)).await?;
+    let mut active_roles: Vec<String> = applying
+        .iter()
+        .filter(|a| a.kind == "active")
+        .map(|a| a.role.clone())
+        .chain(
+            state
+                .store
+                .active_requests_of(&p.id, us(now))
+                .await?
+                .into_iter()
+                .map(|g| g.role),
+        )
         .collect();
     active_roles.sort();
     active_roles.dedup();
-    let mut eligible_roles: Vec<String> = state
-        .store
-        .assignments_applying_to(&p.id, us(now))
-        .await?
+    let mut eligible_roles: Vec<String> = applying
         .into_iter()
         .filter(|a| a.kind == "eligible")
         .map(|a| a.role)
@@ -423,18 +429,37 @@ async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiE
 }
 
 /// Global Administrators (active or eligible, directly or through a group; not break-glass)
-/// with their strongest factor.
+/// with their strongest factor. Only the holders of a Global Administrator assignment (and the
+/// members of groups that hold one) are looked at, not every user.
 async fn global_admins(
     state: &AppState,
     now: OffsetDateTime,
 ) -> Result<Vec<AccountProfile>, ApiError> {
+    let ga = portcullis_core::alerts::GLOBAL_ADMINISTRATOR;
+    let mut candidates: Vec<Principal> = Vec::new();
+    let assignments = state
+        .store
+        .assignments(&portcullis_store::roles::AssignmentFilter {
+            principal_id: None,
+            role: Some(ga.to_owned()),
+            include_ended: false,
+        })
+        .await?;
+    for a in assignments {
+        if a.principal_kind == PrincipalKind::Group.as_str() {
+            candidates.extend(state.store.group_members(&a.principal_id).await?);
+        } else if let Some(p) = state.store.principal_by_id(&a.principal_id).await? {
+            candidates.push(p);
+        }
+    }
+    candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    candidates.dedup_by(|a, b| a.id == b.id);
     let mut out = Vec::new();
-    for p in state.store.principals(PrincipalKind::User.as_str()).await? {
-        if p.emergency || !p.enabled {
+    for p in candidates {
+        if p.emergency || !p.enabled || p.kind != PrincipalKind::User.as_str() {
             continue;
         }
         let s = subject(state, &p, now).await?;
-        let ga = portcullis_core::alerts::GLOBAL_ADMINISTRATOR;
         if s.active_roles
             .iter()
             .chain(&s.eligible_roles)

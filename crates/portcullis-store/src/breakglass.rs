@@ -29,6 +29,14 @@ pub struct BreakGlassAccount {
     pub has_credential: bool,
 }
 
+impl BreakGlassAccount {
+    /// Enabled, with its credential and its Global Administrator assignment: what
+    /// [`Store::usable_breakglass_count`] counts.
+    pub fn usable(&self) -> bool {
+        self.principal.enabled && self.global_admin && self.has_credential
+    }
+}
+
 /// The predicate "principal `p` is a usable break-glass account": enabled, with its credential
 /// and its permanent Global Administrator assignment. Shared by the list, the count and the
 /// guard in [`crate::Change::RequireBreakGlassMinimum`].

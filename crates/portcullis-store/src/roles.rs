@@ -286,6 +286,18 @@ impl Store {
                 source: format!("assignment:{}", a.id),
             })
             .collect();
+        out.extend(self.active_requests_of(principal_id, now_us).await?);
+        Ok(out)
+    }
+
+    /// The grants of a principal's active activation requests at `now_us` (the other half of
+    /// [`Store::grants_of`], for callers that already hold the applying assignments).
+    pub async fn active_requests_of(
+        &self,
+        principal_id: &str,
+        now_us: i64,
+    ) -> Result<Vec<GrantRow>> {
+        let mut out = Vec::new();
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query("SELECT id, role, scope, ends_at_us FROM activation_requests WHERE principal_id = $1 AND state = 'active' AND ends_at_us > $2")
                 .bind(principal_id).bind(now_us).fetch_all(pool).await?;
