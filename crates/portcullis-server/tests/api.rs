@@ -1444,13 +1444,22 @@ async fn bootstrap_token_file_is_private_and_new() {
 
 /// Two servers (replicas) of one tenant on the PostgreSQL database at `url`.
 async fn two_replicas(url: &str) -> (TestApp, TestApp) {
+    two_replicas_with(url, |_| {}).await
+}
+
+/// Two replicas on one database, each configured by `tweak` as well.
+async fn two_replicas_with(url: &str, tweak: impl Fn(&mut Config)) -> (TestApp, TestApp) {
     let key = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
-    let mk = |dir: &tempfile::TempDir| Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        data_dir: dir.path().join("data"),
-        database_url: Some(SecretString::from(url.to_owned())),
-        master_key: Some(SecretString::from(key.clone())),
-        ..Config::default()
+    let mk = |dir: &tempfile::TempDir| {
+        let mut c = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().join("data"),
+            database_url: Some(SecretString::from(url.to_owned())),
+            master_key: Some(SecretString::from(key.clone())),
+            ..Config::default()
+        };
+        tweak(&mut c);
+        c
     };
     let d1 = tempfile::tempdir().expect("tmp");
     let a = start(mk(&d1), d1, None).await;
@@ -7573,4 +7582,40 @@ async fn breakglass_accounts_are_not_throttled_per_account(app: TestApp) {
         "a break-glass account is throttled per address only"
     );
     app.stop().await;
+}
+
+/// Invariant 8 for the drill watch: two replicas both see the overdue drill, one alert is
+/// raised per period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_raise_the_overdue_drill_alert_once() {
+    let Some(url) = fresh_postgres_url().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (a, b) = two_replicas_with(&url, |c| {
+        c.breakglass_drill_max_age = "2s".into();
+        c.breakglass_drill_alert_every = "1h".into();
+    })
+    .await;
+    let token = admin_token(&a).await;
+    let admin = a
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    people(&admin, &["alice", "bob"]).await;
+    create_split_account(&a, &token, "bg-old", &["alice", "bob"], 2).await;
+    eventually("the overdue drill alert", 15, async || {
+        !events_named(&admin, "breakglass.drill_overdue")
+            .await
+            .is_empty()
+    })
+    .await;
+    // Both replicas check every 2 s; give them several rounds.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(
+        events_named(&admin, "breakglass.drill_overdue").await.len(),
+        1
+    );
+    assert_eq!(alert_count(&a, &token, "breakglass.drill_overdue").await, 1);
+    a.stop().await;
+    b.stop().await;
 }
