@@ -80,18 +80,39 @@ fn check_url(u: &str) -> Result<url::Url, ApiError> {
     }
 }
 
+/// The prefix every environment variable a channel names must carry: a channel can only read
+/// variables an operator set for it, never the server's own (`PORTCULLIS_MASTER_KEY`,
+/// `PORTCULLIS_DATABASE_URL`) or anything else in its environment, which a holder of
+/// `alerts.manage` could otherwise have delivered to a receiver of their choosing.
+pub const SECRET_ENV_PREFIX: &str = "PORTCULLIS_ALERT_SECRET_";
+
 fn check_env_name(n: &str) -> Result<(), ApiError> {
-    let ok = !n.is_empty()
+    let ok = n.len() > SECRET_ENV_PREFIX.len()
         && n.len() <= 64
+        && n.starts_with(SECRET_ENV_PREFIX)
         && n.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
         Err(bad(format!(
-            "{n}: an environment variable name is A-Z, 0-9 and _"
+            "{}: a channel reads only environment variables named {SECRET_ENV_PREFIX}NAME (A-Z, 0-9, _; at most 64 characters)",
+            n.chars().take(64).collect::<String>()
         )))
     }
+}
+
+/// Most recipients of one email or SMS channel (each SMS number is one message per alert).
+const MAX_RECIPIENTS: usize = 20;
+
+fn check_recipients(n: usize, what: &str) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(bad(format!("to: at least one {what}")));
+    }
+    if n > MAX_RECIPIENTS {
+        return Err(bad(format!("to: at most {MAX_RECIPIENTS} recipients")));
+    }
+    Ok(())
 }
 
 /// Validates a request into the stored configuration (JSON) and the secret to seal.
@@ -137,13 +158,26 @@ fn channel_config(
             if req.password_env.is_some() != req.smtp_username.is_some() {
                 return Err(bad("smtp_username and password_env go together"));
             }
+            if req
+                .smtp_username
+                .as_ref()
+                .is_some_and(|n| n.is_empty() || n.len() > 256)
+            {
+                return Err(bad("smtp_username is 1 to 256 characters"));
+            }
+            // A password never travels in the clear off this machine.
+            let tls = u.scheme() == "smtps"
+                || u.query_pairs().any(|(k, v)| k == "tls" && v == "required");
+            if req.smtp_username.is_some() && !tls && !portcullis_core::oidc::is_loopback(&u) {
+                return Err(bad(
+                    "SMTP credentials need TLS: use smtps://HOST:PORT or smtp://HOST:PORT?tls=required (plain smtp only on a loopback relay)",
+                ));
+            }
             let from = portcullis_core::principal::parse_email(
                 req.from.as_deref().ok_or_else(|| bad("from is required"))?,
             )
             .map_err(|e| bad(e.to_string()))?;
-            if req.to.is_empty() {
-                return Err(bad("to: at least one address"));
-            }
+            check_recipients(req.to.len(), "address")?;
             let to = req
                 .to
                 .iter()
@@ -175,9 +209,9 @@ fn channel_config(
                 return Err(bad("shape is generic or slack"));
             }
             if let Some(s) = &req.secret
-                && s.len() < 16
+                && !(16..=256).contains(&s.len())
             {
-                return Err(bad("a signing secret is at least 16 characters"));
+                return Err(bad("a signing secret is 16 to 256 characters"));
             }
             Ok((
                 serde_json::json!({ "url": url, "shape": shape }),
@@ -198,9 +232,7 @@ fn channel_config(
             if !matches!(method.as_str(), "POST" | "GET" | "PUT") {
                 return Err(bad("method is POST, PUT or GET"));
             }
-            if req.to.is_empty() {
-                return Err(bad("to: at least one phone number"));
-            }
+            check_recipients(req.to.len(), "phone number")?;
             let to = req
                 .to
                 .iter()
@@ -523,6 +555,16 @@ pub async fn add_rule(
     );
     match state.store.write(change, vec![ev]).await {
         Ok(_) => Ok(view),
+        Err(StoreError::Conflict(m)) if m == portcullis_store::TOO_MANY_RULES => {
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                format!(
+                    "at most {} custom alert rules; remove one first",
+                    portcullis_store::alerts::MAX_RULES
+                ),
+            ))
+        }
         Err(StoreError::Conflict(_)) => Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyExists,

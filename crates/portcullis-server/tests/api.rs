@@ -5590,7 +5590,14 @@ async fn alerts_reach_webhooks_and_sms_through_failures(app: TestApp) {
     // Bad definitions: refused, nothing stored.
     let many_headers: serde_json::Map<String, serde_json::Value> =
         (0..17).map(|i| (format!("X-H{i}"), "v".into())).collect();
+    let many_numbers: Vec<String> = (0..21).map(|i| format!("+155501{i:02}")).collect();
     for bad in [
+        // A channel may not read the server's own secrets from its environment.
+        serde_json::json!({"name": "x", "kind": "sms", "url": format!("http://127.0.0.1:{port}/s"), "to": ["+15550100"], "template": "{message}", "headers": {"X-Key": "env:PORTCULLIS_MASTER_KEY"}}),
+        serde_json::json!({"name": "x", "kind": "email", "smtp_url": "smtps://127.0.0.1:465", "from": "a@example.org", "to": ["b@example.org"], "smtp_username": "u", "password_env": "PORTCULLIS_DATABASE_URL"}),
+        // SMTP credentials in the clear to a remote relay.
+        serde_json::json!({"name": "x", "kind": "email", "smtp_url": "smtp://mail.example.org:25", "from": "a@example.org", "to": ["b@example.org"], "smtp_username": "u", "password_env": "PORTCULLIS_ALERT_SECRET_SMTP"}),
+        serde_json::json!({"name": "x", "kind": "sms", "url": format!("http://127.0.0.1:{port}/s"), "to": many_numbers, "template": "{message}"}),
         serde_json::json!({"name": "x", "kind": "sms", "url": format!("http://127.0.0.1:{port}/s"), "to": ["+15550100"], "template": "{message}", "headers": many_headers}),
         serde_json::json!({"name": "x", "kind": "sms", "url": format!("http://127.0.0.1:{port}/s"), "to": ["+15550100"], "template": "{message}", "headers": {"X-Long": "v".repeat(1025)}}),
         serde_json::json!({"name": "x", "kind": "pager"}),
@@ -6188,6 +6195,16 @@ async fn custom_alert_rules_count_within_a_window(app: TestApp) {
         .await
         .expect("delete");
     assert_eq!(r.status(), 204);
+    // Rules are evaluated inside the writer's transaction, so their number is capped.
+    let rule = |i: usize| serde_json::json!({"name": format!("r{i}"), "action": "signin.password", "count": 5, "window": "5m"});
+    for i in 0..100 {
+        let r = post_json(&app, Some(&token), "/api/v1/alerts/rules", rule(i)).await;
+        assert_eq!(r.status(), 201, "rule {i}");
+    }
+    let (status, _, msg) =
+        error_of(post_json(&app, Some(&token), "/api/v1/alerts/rules", rule(100)).await).await;
+    assert_eq!(status, 409);
+    assert!(msg.contains("at most 100"), "{msg}");
     app.stop().await;
 }
 
@@ -6608,9 +6625,12 @@ async fn breakglass_accounts_split_sign_in_and_alert(app: TestApp) {
         ),
         ("failure", Some(true))
     );
-    // Sign-in, whoami is no alert (reads are not events), users list neither; wrong password,
-    // and failed recovery: three alerts at least.
-    assert!(alert_count(&app, &token, "breakglass.activity").await >= before + 3);
+    // One alert per attempt: the sign-in, the wrong password, the failed recovery (whoami
+    // and the users list are reads, not events; the refused reason changed nothing).
+    assert_eq!(
+        alert_count(&app, &token, "breakglass.activity").await,
+        before + 3
+    );
 
     // Its credential does not change through the ordinary endpoints.
     let (status, code, _) = error_of(

@@ -9,6 +9,10 @@ use sqlx::Row;
 
 use crate::{Result, Store, on_pool};
 
+/// Most custom alert rules (each is evaluated for every matching event inside the writer's
+/// transaction).
+pub const MAX_RULES: i64 = 100;
+
 /// A channel as the writer sees it when fanning out.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelRow {
@@ -68,7 +72,6 @@ pub(crate) fn messages_for(
     e: &AuditEvent,
     a: &Alert,
     channels: &[ChannelRow],
-    _now_us: i64,
 ) -> Vec<AlertMessage> {
     let payload = alert_payload(e, a).to_string();
     let mut out = Vec::new();
@@ -270,14 +273,6 @@ impl Store {
         on_pool!(&self.backend, pool => {
             Ok(sqlx::query_scalar("SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at_us <= $1 AND (claimed_until_us IS NULL OR claimed_until_us < $1) ORDER BY next_attempt_at_us LIMIT $2")
                 .bind(now_us).bind(limit).fetch_all(pool).await?)
-        })
-    }
-
-    /// When the next pending message falls due, if any.
-    pub async fn next_outbox_due(&self) -> Result<Option<i64>> {
-        on_pool!(&self.backend, pool => {
-            Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at_us) FROM outbox WHERE state = 'pending'")
-                .fetch_one(pool).await?)
         })
     }
 

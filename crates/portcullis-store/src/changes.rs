@@ -663,6 +663,9 @@ pub(crate) trait Apply {
     fn apply<'a>(&'a mut self, change: &'a Change) -> BoxFuture<'a, Result<()>>;
 }
 
+/// The conflict [`Change::AddAlertRule`] reports when [`crate::alerts::MAX_RULES`] exist.
+pub const TOO_MANY_RULES: &str = "too many custom alert rules";
+
 /// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
 pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
 
@@ -1202,6 +1205,10 @@ macro_rules! apply_for {
                                 .bind(name).bind(*at_us).execute(&mut *c).await?;
                         }
                         Change::AddAlertRule(r) => {
+                            let rules: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_rules").fetch_one(&mut *c).await?;
+                            if rules >= crate::alerts::MAX_RULES {
+                                return Err(conflict(TOO_MANY_RULES));
+                            }
                             let n = sqlx::query("INSERT INTO alert_rules (name, action, outcome, actor, target, group_by, count, window_seconds, severity, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING")
                                 .bind(&r.name).bind(&r.action).bind(&r.outcome).bind(&r.actor).bind(&r.target).bind(&r.group_by)
                                 .bind(r.count).bind(r.window_seconds).bind(&r.severity).bind(&r.created_by).bind(r.created_at_us)
@@ -1245,10 +1252,10 @@ macro_rules! apply_for {
                                 .execute(&mut *c).await?;
                         }
                         Change::RetryOutbox { id, at_us } => {
-                            let n = sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at_us = $1, budget_from = attempts WHERE id = $2 AND state = 'dead' AND channel IS NOT NULL")
+                            let n = sqlx::query("UPDATE outbox SET state = 'pending', next_attempt_at_us = $1, budget_from = attempts WHERE id = $2 AND state = 'dead' AND channel IN (SELECT name FROM alert_channels)")
                                 .bind(*at_us).bind(id).execute(&mut *c).await?.rows_affected();
                             if n == 0 {
-                                return Err(conflict("not a dead-lettered message with a channel"));
+                                return Err(conflict("not a dead-lettered message of an existing channel"));
                             }
                         }
                     }

@@ -49,7 +49,7 @@ use zeroize::Zeroizing;
 pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, NewAlertChannel, NewAlertRule, NewAssignment,
     NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage,
-    NewPrincipal, NewRefreshToken, NewRequest, NewSession, OutboxAttempt,
+    NewPrincipal, NewRefreshToken, NewRequest, NewSession, OutboxAttempt, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

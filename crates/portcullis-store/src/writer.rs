@@ -94,7 +94,8 @@ async fn run(
                     last_checkpoint = Instant::now();
                 }
                 if wrote_alerts {
-                    alerts_written.notify_waiters();
+                    // notify_one keeps the wake-up if the worker is busy delivering right now.
+                    alerts_written.notify_one();
                 }
                 for (reply, result) in replies {
                     let _ = reply.send(result);
@@ -144,9 +145,13 @@ async fn apply_batch(
             // Every event naming a break-glass account (as actor or target) is tagged
             // `emergency`, so the built-in critical rule sees all of them, whatever code wrote
             // the event: sign-ins, failures, changes to the account or its credentials.
-            let mut emergency: HashSet<String> =
+            // Only batches whose events name a user read the (small, indexed) list.
+            let mut emergency: HashSet<String> = if batch.iter().any(|c| c.events.iter().any(names_a_user)) {
                 sqlx::query_scalar::<_, String>("SELECT name FROM principals WHERE emergency")
-                    .fetch_all(&mut *tx).await?.into_iter().collect();
+                    .fetch_all(&mut *tx).await?.into_iter().collect()
+            } else {
+                HashSet::new()
+            };
             // Events are sealed in order and inserted together at the end with multi-row
             // INSERTs: a batch costs a handful of statements, not several per caller.
             let mut pending: Vec<AuditEvent> = Vec::new();
@@ -209,18 +214,22 @@ async fn apply_batch(
                     for rule in &rules {
                         let Some(key) = rule.key_of(e) else { continue };
                         let since = e.time_us - rule.window.whole_microseconds() as i64;
-                        let col = rule.group_by.as_str();
-                        let count_sql = format!("SELECT COUNT(*) FROM audit_events WHERE action = $1 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) AND {col} = $7");
-                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
-                            .bind(&rule.action).bind(since).bind(e.seq)
-                            .bind(rule.outcome.map(|o| o.as_str())).bind(&rule.actor).bind(&rule.target).bind(&key)
-                            .fetch_one(&mut *tx).await?;
-                        if n < i64::from(rule.count) {
-                            continue;
-                        }
+                        // Fired already in this window: nothing to count (a primary-key read,
+                        // so a burst costs one count per key and window, not one per event).
                         let last: Option<i64> = sqlx::query_scalar("SELECT fired_at_us FROM alert_rule_fired WHERE rule = $1 AND key = $2")
                             .bind(&rule.name).bind(&key).fetch_optional(&mut *tx).await?;
                         if last.is_some_and(|at| at > since) {
+                            continue;
+                        }
+                        // Count no further than the threshold (indexes on action, key, time).
+                        let col = rule.group_by.as_str();
+                        let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE action = $1 AND {col} = $7 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) LIMIT $8) AS matching");
+                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
+                            .bind(&rule.action).bind(since).bind(e.seq)
+                            .bind(rule.outcome.map(|o| o.as_str())).bind(&rule.actor).bind(&rule.target).bind(&key)
+                            .bind(i64::from(rule.count))
+                            .fetch_one(&mut *tx).await?;
+                        if n < i64::from(rule.count) {
                             continue;
                         }
                         sqlx::query("INSERT INTO alert_rule_fired (rule, key, fired_at_us) VALUES ($1, $2, $3) ON CONFLICT (rule, key) DO UPDATE SET fired_at_us = excluded.fired_at_us")
@@ -241,7 +250,7 @@ async fn apply_batch(
                 }
                 let now_us = micros(OffsetDateTime::now_utc());
                 for (e, a) in alerts {
-                    for m in crate::alerts::messages_for(e, &a, &channels, now_us) {
+                    for m in crate::alerts::messages_for(e, &a, &channels) {
                         sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us, channel, severity, state, last_error) VALUES ($1, 'alert', $2, $3, $4, $5, $5, $6, $7, $8, $9)")
                             .bind(&m.id).bind(&m.topic).bind(&m.recipient).bind(&m.payload).bind(now_us)
                             .bind(&m.channel).bind(&m.severity).bind(m.state).bind(&m.last_error)
@@ -283,6 +292,18 @@ fn new_emergency_names(change: &Change, names: &mut HashSet<String>) {
         Change::Many(all) => all.iter().for_each(|c| new_emergency_names(c, names)),
         _ => {}
     }
+}
+
+/// Whether an event names a user (as actor, target or group member): only then can it be
+/// about a break-glass account.
+fn names_a_user(ev: &NewAuditEvent) -> bool {
+    ev.actor.starts_with("user:")
+        || ev.target.starts_with("user:")
+        || ev
+            .details
+            .get("member")
+            .and_then(|m| m.as_str())
+            .is_some_and(|m| m.starts_with("user:"))
 }
 
 /// Sets `details.emergency = true` on an event whose actor, target or group `member` is

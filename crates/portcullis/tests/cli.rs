@@ -1319,7 +1319,7 @@ fn alerts_through_the_cli() {
         "--header",
         "Content-Type: application/json",
         "--header",
-        "Authorization: env:PORTCULLIS_TEST_SMS_TOKEN",
+        "Authorization: env:PORTCULLIS_ALERT_SECRET_SMS_TOKEN",
         "--min-severity",
         "critical",
     ]);
@@ -1327,7 +1327,7 @@ fn alerts_through_the_cli() {
     assert_eq!(
         sms["config"]["headers"],
         serde_json::json!({
-            "Authorization": "env:PORTCULLIS_TEST_SMS_TOKEN",
+            "Authorization": "env:PORTCULLIS_ALERT_SECRET_SMS_TOKEN",
             "Content-Type": "application/json",
         })
     );
@@ -1350,7 +1350,7 @@ fn alerts_through_the_cli() {
         "--smtp-username",
         "relay",
         "--password-env",
-        "PORTCULLIS_TEST_SMTP_PASSWORD",
+        "PORTCULLIS_ALERT_SECRET_SMTP_PASSWORD",
         "--min-severity",
         "critical",
     ]);
@@ -1360,7 +1360,7 @@ fn alerts_through_the_cli() {
     );
     assert_eq!(
         mail["config"]["password_env"],
-        "PORTCULLIS_TEST_SMTP_PASSWORD"
+        "PORTCULLIS_ALERT_SECRET_SMTP_PASSWORD"
     );
     assert_eq!(mail["min_severity"], "critical");
     ok(&["alerts", "channels", "remove", "mail"]);
@@ -1423,7 +1423,7 @@ fn alerts_through_the_cli() {
         err.contains("was not delivered")
             && err.contains("to +41791234567")
             && err.contains("to +41797654321")
-            && err.contains("PORTCULLIS_TEST_SMS_TOKEN is not set"),
+            && err.contains("PORTCULLIS_ALERT_SECRET_SMS_TOKEN is not set"),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
