@@ -1292,7 +1292,7 @@ fn alerts_through_the_cli() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("at least 16 characters") && !stderr(&out).contains("tooshort"),
+        stderr(&out).contains("16 to 256 characters") && !stderr(&out).contains("tooshort"),
         "{}",
         stderr(&out)
     );
