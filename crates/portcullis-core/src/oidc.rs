@@ -106,12 +106,19 @@ fn validate_redirect_uri(s: &str) -> Result<(), RedirectUriError> {
 }
 
 /// Whether a URL's host is a loopback address (`127.0.0.0/8`, `::1`, `localhost`): where
-/// plain `http` is acceptable because nothing leaves the machine.
+/// plain `http` is acceptable because nothing leaves the machine. Schemes the URL standard
+/// does not know (`smtp://127.0.0.1`) keep their host as opaque text, judged the same way.
 pub fn is_loopback(u: &url::Url) -> bool {
     match u.host() {
         Some(url::Host::Ipv4(a)) => a.is_loopback(),
         Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         None => false,
     }
 }
@@ -363,6 +370,22 @@ pub fn validate_authorize<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_of_any_scheme() {
+        for (u, want) in [
+            ("http://127.0.0.1:8080/cb", true),
+            ("smtp://127.0.0.1:2525", true),
+            ("smtp://[::1]:25", true),
+            ("smtp://localhost", true),
+            ("smtp://mail.example.org", false),
+            ("smtp://10.0.0.1", false),
+            ("https://example.com", false),
+        ] {
+            let parsed = url::Url::parse(u).expect("url");
+            assert_eq!(is_loopback(&parsed), want, "{u}");
+        }
+    }
 
     #[test]
     fn redirect_uris_are_exact_and_secure() {
