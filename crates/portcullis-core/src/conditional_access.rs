@@ -1464,9 +1464,13 @@ pub struct Decision {
     /// re-authenticated this many hours after `authenticated_at`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sign_in_frequency_hours: Option<u32>,
+    /// The enabled policies that applied (whatever they demanded).
+    pub applied: Vec<Arc<str>>,
     /// Applying report-only policies and what each would have done; never enforced.
     pub report_only: Vec<ReportOnlyResult>,
-    /// One entry per policy, in the order of the set, disabled and report-only included.
+    /// One entry per policy, in the order of the set, disabled and report-only included
+    /// (what-if only: [`CompiledPolicies::evaluate`] leaves it empty, it is not enforced).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub explanation: Vec<PolicyExplanation>,
     /// [`BREAK_GLASS_EXPLANATION`] for a break-glass account.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1869,7 +1873,7 @@ impl CompiledPolicies {
     /// Evaluates a sign-in (or a session use) at `now`. See the module documentation for the
     /// rules; a break-glass subject gets `Allow` without any policy being looked at.
     pub fn evaluate(&self, ctx: &SignInContext, now: OffsetDateTime) -> Decision {
-        self.run(ctx, now, true)
+        self.run(ctx, now, false)
     }
 
     /// "What if": the same evaluation over a hypothetical context; the explanation has one entry
@@ -1885,6 +1889,7 @@ impl CompiledPolicies {
                 outcome: Outcome::Allow,
                 break_glass: true,
                 sign_in_frequency_hours: None,
+                applied: Vec::new(),
                 report_only: Vec::new(),
                 explanation: if explain {
                     self.policies
@@ -1904,6 +1909,7 @@ impl CompiledPolicies {
         let facts = self.facts(ctx);
         let mut explanation = Vec::with_capacity(if explain { self.policies.len() } else { 0 });
         let mut report_only = Vec::new();
+        let mut applied = Vec::new();
         let mut blocked = Vec::new();
         let mut required: Option<AuthStrength> = None;
         let mut unmet = Vec::new();
@@ -1923,6 +1929,7 @@ impl CompiledPolicies {
                                 result,
                             });
                         } else {
+                            applied.push(Arc::clone(&p.name));
                             match p.grant {
                                 Some(GrantControl::Block) => blocked.push(Arc::clone(&p.name)),
                                 Some(GrantControl::Require(s)) => {
@@ -1974,6 +1981,7 @@ impl CompiledPolicies {
             outcome,
             break_glass: false,
             sign_in_frequency_hours: frequency,
+            applied,
             report_only,
             explanation,
             note: None,
@@ -2153,6 +2161,28 @@ pub fn check_lockout(
 
 #[cfg(test)]
 mod tests {
+    /// Enforcement decides exactly as what-if does; it only leaves the explanation out.
+    #[test]
+    fn evaluate_decides_as_what_if_without_the_explanation() {
+        let policies = vec![
+            simple("a", &["all"], json!({"require": "mfa"})),
+            policy(json!({"name": "b", "state": "report_only",
+                "conditions": {"principals": {"include": ["all"]}}, "grant": {"block": true}})),
+            policy(json!({"name": "c", "state": "disabled",
+                "conditions": {"principals": {"include": ["all"]}}, "grant": {"block": true}})),
+        ];
+        let compiled = compile(&policies);
+        let ctx = ctx(member("ann"));
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let mut explained = compiled.what_if(&ctx, now);
+        let enforced = compiled.evaluate(&ctx, now);
+        assert_eq!(explained.explanation.len(), 3);
+        assert!(enforced.explanation.is_empty());
+        assert_eq!(enforced.applied, vec![Arc::<str>::from("a")]);
+        explained.explanation.clear();
+        assert_eq!(enforced, explained);
+    }
+
     use serde_json::json;
 
     use super::*;
@@ -2241,7 +2271,7 @@ mod tests {
             ),
         ]);
         for strength in [AuthStrength::Password, AuthStrength::PhishingResistant] {
-            let d = c.evaluate(
+            let d = c.what_if(
                 &SignInContext {
                     strength,
                     ..ctx(member("alice"))
@@ -2271,7 +2301,7 @@ mod tests {
         let mut alice = member("alice");
         alice.groups = vec!["admins".into()];
         let at = |s: Subject, strength| {
-            c.evaluate(&SignInContext { strength, ..ctx(s) }, t0())
+            c.what_if(&SignInContext { strength, ..ctx(s) }, t0())
                 .outcome
         };
         match at(alice.clone(), AuthStrength::Password) {
@@ -2310,7 +2340,7 @@ mod tests {
                 "grant": {"require": "phishing_resistant"},
                 "session": {"sign_in_frequency_hours": 1}})),
         ]);
-        let d = c.evaluate(
+        let d = c.what_if(
             &SignInContext {
                 strength: AuthStrength::Mfa,
                 authenticated_at: Some(t0() - Duration::hours(5)),
@@ -2353,7 +2383,7 @@ mod tests {
     fn disabled_policies_are_skipped_but_explained() {
         let c = compile(&[policy(json!({"name": "off", "state": "disabled",
             "conditions": {"principals": {"include": ["all"]}}, "grant": {"block": true}}))]);
-        let d = c.evaluate(&ctx(member("alice")), t0());
+        let d = c.what_if(&ctx(member("alice")), t0());
         assert_eq!(d.outcome, Outcome::Allow);
         assert!(d.report_only.is_empty());
         assert_eq!(d.explanation.len(), 1);
@@ -2373,7 +2403,7 @@ mod tests {
         ]);
         let mut alice = member("alice");
         alice.groups = vec!["approvers".into()];
-        let d = c.evaluate(&ctx(alice), t0());
+        let d = c.what_if(&ctx(alice), t0());
         assert_eq!(d.outcome, Outcome::Allow);
         assert_eq!(
             verdict(&d, "block but approvers"),
@@ -2390,7 +2420,7 @@ mod tests {
             verdict(&d, "admins but alice"),
             Verdict::Excluded { .. }
         ));
-        let d = c.evaluate(&ctx(member("bob")), t0());
+        let d = c.what_if(&ctx(member("bob")), t0());
         assert_eq!(names(d.outcome.policies()), ["block but approvers"]);
     }
 
@@ -2416,7 +2446,7 @@ mod tests {
         let mut alice = member("alice");
         alice.groups = vec!["ops".into(), "unrelated".into()];
         alice.eligible_roles = vec!["global-administrator".into()];
-        let d = c.evaluate(&ctx(alice.clone()), t0());
+        let d = c.what_if(&ctx(alice.clone()), t0());
         assert_eq!(
             applying(&d),
             [
@@ -2434,7 +2464,7 @@ mod tests {
 
         alice.eligible_roles.clear();
         alice.active_roles = vec!["global-administrator".into()];
-        let d = c.evaluate(&ctx(alice), t0());
+        let d = c.what_if(&ctx(alice), t0());
         assert!(applying(&d).contains(&"active_role:global-administrator"));
         assert!(applying(&d).contains(&"role:global-administrator"));
 
@@ -2442,7 +2472,7 @@ mod tests {
             kind: SubjectKind::Guest,
             ..member("bob")
         };
-        assert_eq!(applying(&c.evaluate(&ctx(guest), t0())), ["all", "guests"]);
+        assert_eq!(applying(&c.what_if(&ctx(guest), t0())), ["all", "guests"]);
 
         // `all` means every user: a service account is matched only as one.
         let daemon = Subject {
@@ -2450,12 +2480,12 @@ mod tests {
             ..member("payroll")
         };
         assert_eq!(
-            applying(&c.evaluate(&ctx(daemon), t0())),
+            applying(&c.what_if(&ctx(daemon), t0())),
             ["service_accounts", "service_account:payroll"]
         );
         // A user named like a service account is not it, and vice versa.
         assert!(
-            !applying(&c.evaluate(&ctx(member("payroll")), t0()))
+            !applying(&c.what_if(&ctx(member("payroll")), t0()))
                 .contains(&"service_account:payroll")
         );
     }
@@ -2472,7 +2502,7 @@ mod tests {
                 "grant": {"block": true}})),
         ]);
         let at = |addr: &str| {
-            let d = c.evaluate(
+            let d = c.what_if(
                 &SignInContext {
                     ip: ip(addr),
                     ..ctx(member("alice"))
@@ -2501,7 +2531,7 @@ mod tests {
         ] {
             assert_eq!(at(outside), ["outside office"], "{outside}");
         }
-        let d = c.evaluate(
+        let d = c.what_if(
             &SignInContext {
                 ip: ip("192.0.2.10"),
                 ..ctx(member("alice"))
@@ -2532,7 +2562,7 @@ mod tests {
                 "grant": {"require": "mfa"}})),
         ]);
         let at = |addr: &str| {
-            let d = c.evaluate(
+            let d = c.what_if(
                 &SignInContext {
                     ip: ip(addr),
                     ..ctx(member("alice"))
@@ -2570,7 +2600,7 @@ mod tests {
                 "grant": {"require": "mfa"}})),
         ]);
         let at = |app: Application| {
-            let d = c.evaluate(
+            let d = c.what_if(
                 &SignInContext {
                     application: app,
                     ..ctx(member("alice"))
@@ -2589,7 +2619,7 @@ mod tests {
             ["wiki", "all but cli"]
         );
         assert_eq!(at(Application::Client("pcc_other".into())), ["all but cli"]);
-        let d = c.evaluate(&ctx(member("alice")), t0());
+        let d = c.what_if(&ctx(member("alice")), t0());
         assert_eq!(
             verdict(&d, "api"),
             &Verdict::NotIncluded(ConditionKind::Applications)
@@ -2606,7 +2636,7 @@ mod tests {
             "grant": {"block": true}}),
         )]);
         let at = |strength, addr: &str| {
-            c.evaluate(
+            c.what_if(
                 &SignInContext {
                     strength,
                     ip: ip(addr),
@@ -2649,7 +2679,7 @@ mod tests {
         let mut alice = member("alice");
         alice.groups = vec!["admins".into()];
         let at = |ago: Option<i64>, strength| {
-            c.evaluate(
+            c.what_if(
                 &SignInContext {
                     strength,
                     authenticated_at: ago.map(|h| t0() - Duration::hours(h)),
@@ -2686,7 +2716,7 @@ mod tests {
             at(Some(13), AuthStrength::Password).outcome,
             Outcome::Require { .. }
         ));
-        let bob = c.evaluate(
+        let bob = c.what_if(
             &SignInContext {
                 authenticated_at: Some(t0() - Duration::hours(5)),
                 ..ctx(member("bob"))
@@ -2710,7 +2740,7 @@ mod tests {
         ]);
         let mut sos = member("sos-1");
         sos.active_roles = vec!["global-administrator".into()];
-        let ordinary = c.evaluate(&ctx(sos.clone()), t0());
+        let ordinary = c.what_if(&ctx(sos.clone()), t0());
         assert_eq!(
             names(ordinary.outcome.policies()),
             ["block everyone", "block sos by name"],
@@ -2718,7 +2748,7 @@ mod tests {
         );
 
         sos.emergency = true;
-        let d = c.evaluate(&ctx(sos), t0());
+        let d = c.what_if(&ctx(sos), t0());
         assert_eq!(d.outcome, Outcome::Allow);
         assert!(d.break_glass);
         assert_eq!(d.note, Some(BREAK_GLASS_EXPLANATION));

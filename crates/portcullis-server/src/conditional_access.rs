@@ -19,8 +19,10 @@
 //!   the version (one small query), so every replica enforces the latest set. A stored set
 //!   that cannot be compiled fails closed (`unavailable`) for everyone but break-glass.
 //! - Which application a sign-in is for follows from the protocol, not from anything the
-//!   client says: `/api/v1/signin*` is `api`, the device grant is `cli`, the authorization-code
-//!   flow and the sign-in page it leads to are `client:ID`, client credentials are `api`.
+//!   client says: `/api/v1/signin*` and the sign-in page (both open sessions, which are API
+//!   credentials) are `api`, the device grant is `cli`, the authorization-code exchange and its
+//!   refreshes are `client:ID`, client credentials are `api`. The lockout guard asks whether an
+//!   administrator can still reach the API or the CLI.
 //! - The decision (outcome, policies that applied, and what every report-only policy would have
 //!   done) is recorded in the sign-in's audit event under `conditional_access`.
 
@@ -181,20 +183,9 @@ pub async fn subject(
 }
 
 /// The audit form of a decision: the outcome, the policies that applied and what each
-/// report-only policy would have done (not the full per-policy explanation).
+/// report-only policy would have done (evaluation leaves out the per-policy explanation).
 pub fn audit_details(d: &Decision) -> serde_json::Value {
-    let mut v = serde_json::to_value(d).unwrap_or_default();
-    let applied: Vec<serde_json::Value> = d
-        .explanation
-        .iter()
-        .filter(|e| e.applies())
-        .map(|e| serde_json::Value::String(e.policy.to_string()))
-        .collect();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("explanation");
-        o.insert("applied".into(), applied.into());
-    }
-    v
+    serde_json::to_value(d).unwrap_or_default()
 }
 
 /// The result of enforcing the policies on one sign-in or token.
@@ -417,6 +408,10 @@ async fn refuse_breakglass_includes(state: &AppState, policies: &[Policy]) -> Re
 
 /// The strongest factor a principal has registered.
 async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiError> {
+    // A service account's client credentials count as mfa (crate::tokens).
+    if p.kind == PrincipalKind::ServiceAccount.as_str() {
+        return Ok(AuthStrength::Mfa);
+    }
     let factors = state.store.factors(&p.id).await?;
     let confirmed = |k: &str| factors.iter().any(|f| f.confirmed && f.kind == k);
     Ok(if confirmed("webauthn") {
@@ -560,6 +555,11 @@ async fn plan(
                             event(caller, "ca.policy.updated", format!("ca_policy:{}", new.name()))
                                 .details(serde_json::json!({ "policy": new.to_spec(), "before": policies[i].to_spec() })),
                         );
+                        // Renamed only in letter case: the stored row goes, so one policy
+                        // remains (names are unique ignoring case).
+                        if policies[i].name() != new.name() {
+                            change.delete_policies.push(policies[i].name().to_owned());
+                        }
                         policies[i] = new.clone();
                     }
                     None => {
@@ -696,16 +696,21 @@ async fn plan(
             result,
         });
     }
+    // Deleting a policy only relaxes the set: nothing to guard (and a tenant already past a
+    // forced lock-out must be able to undo it).
+    if matches!(edit, Edit::Delete(_)) {
+        return Ok(Planned {
+            change,
+            events,
+            result,
+        });
+    }
     // The lockout guard, on the set as it would be.
     let compiled = CompiledPolicies::compile(&policies, &locations)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let clients: Vec<String> = state
-        .store
-        .oauth_clients()
-        .await?
-        .into_iter()
-        .map(|c| c.client_id)
-        .collect();
+    // Administering Portcullis takes the API or the CLI; an administrator who could reach
+    // only some relying party is locked out of Portcullis all the same.
+    let clients: Vec<String> = Vec::new();
     let admins = global_admins(state, now).await?;
     let me_profile = AccountProfile {
         subject: subject(state, &me.principal, now).await?,
@@ -842,9 +847,18 @@ pub async fn what_if(
     req: WhatIfRequest,
 ) -> Result<serde_json::Value, ApiError> {
     caller.require("ca.read")?;
+    let user = portcullis_core::principal::PrincipalName::parse("user", &req.user)
+        .map_err(crate::accounts::invalid)?;
+    let hours = req.hours_since_sign_in.unwrap_or(0);
+    if hours > portcullis_core::conditional_access::MAX_SIGN_IN_FREQUENCY_HOURS + 1 {
+        return Err(ApiError::bad_request(format!(
+            "hours_since_sign_in is at most {}",
+            portcullis_core::conditional_access::MAX_SIGN_IN_FREQUENCY_HOURS + 1
+        )));
+    }
     let p = state
         .store
-        .principal_by_name(&req.user)
+        .principal_by_name(user.as_str())
         .await?
         .filter(|p| p.kind != PrincipalKind::Group.as_str())
         .ok_or_else(|| {
@@ -863,7 +877,7 @@ pub async fn what_if(
         })?,
     };
     let now = OffsetDateTime::now_utc();
-    let hours = i64::from(req.hours_since_sign_in.unwrap_or(0));
+    let hours = i64::from(hours);
     let loaded = load(state).await?;
     let ctx = SignInContext {
         subject: subject(state, &p, now).await?,

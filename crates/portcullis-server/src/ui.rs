@@ -323,22 +323,12 @@ fn safe_return_to(s: Option<&String>) -> Option<String> {
     (ok && !s.contains(['\r', '\n', '\\']) && s.len() <= 4096).then(|| s.clone())
 }
 
-/// The application a page sign-in is for (conditional access): the client of the
-/// authorization request it returns to, the CLI for the device page, else the API.
-fn application_of(return_to: Option<&str>) -> portcullis_core::conditional_access::Application {
-    use portcullis_core::conditional_access::Application;
-    let Some(r) = return_to else {
-        return Application::Api;
-    };
-    if r == "/device" || r.starts_with("/device?") {
-        return Application::Cli;
-    }
-    r.strip_prefix("/oauth2/authorize?")
-        .and_then(|q| parse_once(q).ok())
-        .and_then(|p| p.get("client_id").cloned())
-        .map(Application::Client)
-        .unwrap_or(Application::Api)
-}
+/// The application of a page sign-in, for conditional access: `api`, whatever page it
+/// returns to, because the session it opens is a credential of the whole API (the form's
+/// `return_to` is the client's to choose, so it cannot decide which policies apply). The
+/// code exchange that follows is judged again as `client:ID`, the device grant as `cli`.
+const PAGE_SIGNIN: portcullis_core::conditional_access::Application =
+    portcullis_core::conditional_access::Application::Api;
 
 /// The origin of the registered redirect URI an authorization request (`/oauth2/authorize?…`)
 /// names, so a form that ends in that redirect is allowed by the CSP.
@@ -750,14 +740,7 @@ pub async fn signin_password(
         username: username.clone(),
         password: f.get("password").cloned().unwrap_or_default(),
     };
-    match crate::signin::password_step(
-        state,
-        client,
-        &application_of(ctx.return_to.as_deref()),
-        req,
-    )
-    .await
-    {
+    match crate::signin::password_step(state, client, &PAGE_SIGNIN, req).await {
         Err(e) => ctx.signin_again(e.status, &username, &e.message),
         Ok(r) if r.status == "mfa_required" => match r.signin_id {
             Some(id) => second_factor(state, client, &ctx, &id, None).await,
@@ -802,14 +785,7 @@ pub async fn signin_totp(
         signin_id: signin_id.clone(),
         code: f.get("code").cloned().unwrap_or_default(),
     };
-    match crate::signin::totp_step(
-        state,
-        client,
-        &application_of(ctx.return_to.as_deref()),
-        req,
-    )
-    .await
-    {
+    match crate::signin::totp_step(state, client, &PAGE_SIGNIN, req).await {
         Err(e) => {
             second_factor(
                 state,
@@ -856,14 +832,7 @@ pub async fn signin_webauthn(
         ceremony_id: f.get("ceremony_id").cloned().unwrap_or_default(),
         credential,
     };
-    match crate::webauthn::finish_signin(
-        state,
-        client,
-        &application_of(ctx.return_to.as_deref()),
-        req,
-    )
-    .await
-    {
+    match crate::webauthn::finish_signin(state, client, &PAGE_SIGNIN, req).await {
         Err(e) => {
             second_factor(
                 state,

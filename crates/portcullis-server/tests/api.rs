@@ -7235,6 +7235,37 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
     let refused = last_event(&ev, "user:gary");
     assert_eq!(refused.outcome.as_str(), "failure");
     assert_eq!(refused.details["conditional_access"]["outcome"], "block");
+    assert_eq!(
+        refused.details["conditional_access"]["applied"],
+        serde_json::json!(["guests-never"])
+    );
+    // The sign-in page opens an API session too: saying it returns to the device page (the
+    // CLI) does not escape a policy on the API.
+    let mut b = Browser::new(&app.base);
+    let html = b
+        .get("/signin?return_to=%2Fdevice")
+        .await
+        .text()
+        .await
+        .expect("html");
+    let csrf = hidden(&html, "csrf");
+    let r = b
+        .post(
+            "/signin",
+            &[
+                ("csrf", csrf.as_str()),
+                ("return_to", "/device"),
+                ("username", "gary"),
+                ("password", CUSTODIAN_PW),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 403, "blocked as an API sign-in");
+    assert!(
+        !b.cookies.keys().any(|k| k.contains("session")),
+        "{:?}",
+        b.cookies
+    );
     // A requirement the password alone does not meet, no factor registered: registration only.
     let s = app
         .anonymous
@@ -7342,6 +7373,37 @@ async fn conditional_access_policies_and_enforcement(app: TestApp) {
     )
     .await;
     assert_eq!(status, 400);
+    for bad in [
+        serde_json::json!({"user": "alice", "ip": "127.0.0.1", "hours_since_sign_in": u32::MAX}),
+        serde_json::json!({"user": "Not A Name!", "ip": "127.0.0.1"}),
+    ] {
+        let r = post_json(&app, Some(&token), "/api/v1/ca/whatif", bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // Names are unique ignoring case: re-importing in another case replaces, never adds.
+    for name in ["Case-Test", "case-test"] {
+        let r = ca_import(&app, &token, serde_json::json!([
+            {"name": name, "state": "disabled", "conditions": {"principals": {"include": ["guests"]}}, "grant": {"block": true}}
+        ]), false).await;
+        assert_eq!(r.status(), 200);
+    }
+    let names: Vec<String> = api_get(&app, &token, "/api/v1/ca/policies")
+        .await
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|p| p["name"].as_str().expect("name").to_owned())
+        .filter(|n| n.eq_ignore_ascii_case("case-test"))
+        .collect();
+    assert_eq!(names, ["case-test"]);
+    let r = app
+        .http
+        .delete(format!("{}/api/v1/ca/policies/case-test", app.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
 
     // A location in use cannot be deleted.
     let r = app
