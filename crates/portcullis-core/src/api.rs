@@ -51,8 +51,9 @@ pub struct TenantReadiness {
     /// Usable break-glass accounts (enabled, with their credential and Global Administrator).
     pub breakglass_accounts: i64,
     pub breakglass_required: i64,
-    /// Break-glass accounts whose last drill (or creation) is older than the drill age.
-    pub drills_overdue: Vec<String>,
+    /// How many break-glass accounts' last drill (or creation) is older than the drill age
+    /// (their names: `GET /api/v1/breakglass`, for holders of `breakglass.read`).
+    pub drills_overdue: i64,
     /// What to do, for people (absent when nothing is to do).
     #[serde(default)]
     pub notice: Option<String>,

@@ -112,16 +112,21 @@ fn credential_error(msg: impl Into<String>) -> ApiError {
 }
 
 /// Writes `change` (which removes something from a break-glass account) with the minimum
-/// guard after it. When the guard refuses, the attempt is audited as a failure (so it alerts)
+/// guard after it: refused when it would leave fewer than [`REQUIRED`] usable accounts and
+/// fewer than there were (so during setup an unusable account can still be disabled). When the guard refuses, the attempt is audited as a failure (so it alerts)
 /// and the caller gets `breakglass_minimum`.
 pub(crate) async fn write_guarded(
     state: &AppState,
     change: Change,
     ev: NewAuditEvent,
 ) -> Result<(), ApiError> {
+    let before = state.store.usable_breakglass_count().await?;
     let guarded = Change::Many(vec![
         change,
-        Change::RequireBreakGlassMinimum { min: REQUIRED },
+        Change::RequireBreakGlassMinimum {
+            min: REQUIRED,
+            before,
+        },
     ]);
     match state.store.write(guarded, vec![ev.clone()]).await {
         Ok(_) => {
@@ -554,20 +559,20 @@ pub async fn readiness(state: &AppState) -> Result<TenantReadiness, ApiError> {
     let now = OffsetDateTime::now_utc();
     let accounts = state.store.breakglass_accounts().await?;
     let usable = accounts.iter().filter(|a| a.usable()).count() as i64;
-    let overdue: Vec<String> = accounts
+    // Counts only: /readyz answers anyone, and the names of break-glass accounts are for
+    // holders of breakglass.read (portcullis breakglass list).
+    let overdue = accounts
         .iter()
         .filter(|a| drill_overdue(a, now, state.breakglass.drill_max_age))
-        .map(|a| a.principal.name.clone())
-        .collect();
+        .count() as i64;
     let ready = usable >= REQUIRED;
     let mut notes = Vec::new();
     if !ready {
         notes.push(setup_notice(usable));
     }
-    if !overdue.is_empty() {
+    if overdue > 0 {
         notes.push(format!(
-            "break-glass drill overdue for {} (portcullis breakglass drill NAME)",
-            overdue.join(", ")
+            "the break-glass drill of {overdue} account(s) is overdue (portcullis breakglass list; portcullis breakglass drill NAME)"
         ));
     }
     Ok(TenantReadiness {
@@ -747,7 +752,9 @@ pub async fn failed_recovery(
         )));
     }
     let now = OffsetDateTime::now_utc();
-    let keys = vec![format!("ip:{}", client.ip)];
+    // Its own counter (same backoff as an address): custodians who mistype shares must not
+    // delay the sign-in that follows from the same address.
+    let keys = vec![format!("ip:recovery:{}", client.ip)];
     let action = "signin.breakglass_recovery";
     guard_throttle(state, &keys, name.as_str(), action, client, now).await?;
     let ev = crate::signin::signin_event(

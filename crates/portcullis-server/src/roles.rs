@@ -573,7 +573,8 @@ pub async fn delete_assignment(
         at_us: us(now),
     };
     // A break-glass account's Global Administrator role: not below the minimum.
-    if a.principal_kind == "user"
+    if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR
+        && a.principal_kind == "user"
         && state
             .store
             .principal_by_name(&a.principal_name)

@@ -137,18 +137,15 @@ pub(crate) async fn guard_throttle(
     if wait == 0 {
         return Ok(());
     }
-    // A throttled attempt is still an attempt: one on an emergency account or with a service
-    // account's name must raise its alert like any other (the rules read these flags).
+    // A throttled attempt is still an attempt: one with a service account's name must raise
+    // its alert like any other (the rule reads this flag; an emergency account's events are
+    // tagged by the store's writer, whatever wrote them).
     let mut details = serde_json::json!({ "retry_after_seconds": wait });
     if let Some(p) = state.store.principal_by_name(subject).await?
+        && p.kind == PrincipalKind::ServiceAccount.as_str()
         && let Some(d) = details.as_object_mut()
     {
-        if p.emergency {
-            d.insert("emergency".into(), true.into());
-        }
-        if p.kind == PrincipalKind::ServiceAccount.as_str() {
-            d.insert("attempted_as".into(), "service_account".into());
-        }
+        d.insert("attempted_as".into(), "service_account".into());
     }
     state
         .store
@@ -1028,15 +1025,17 @@ pub async fn remove_factor(
         format!("user:{}", me.principal.name),
     )
     .details(serde_json::json!({ "factor_id": f.id, "kind": f.kind, "name": f.name }));
+    let change = Change::RemoveFactor {
+        id: f.id.clone(),
+        principal_id: me.principal.id.clone(),
+    };
+    // A break-glass account's key is its credential: not below the two-account minimum.
+    if me.principal.emergency {
+        return crate::breakglass::write_guarded(state, change, ev).await;
+    }
     state
         .store
-        .write(
-            Change::RemoveFactor {
-                id: f.id.clone(),
-                principal_id: me.principal.id.clone(),
-            },
-            vec![ev],
-        )
+        .write(change, vec![ev])
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::not_found("no such factor"),

@@ -68,7 +68,9 @@ macro_rules! account_row {
         BreakGlassAccount {
             principal: principal_row!($r),
             credential: $r.try_get("credential")?,
-            custodians: serde_json::from_str(&custodians).unwrap_or_default(),
+            custodians: serde_json::from_str(&custodians).map_err(|_| {
+                crate::StoreError::Corrupt("a break-glass custodian list is not a JSON list".into())
+            })?,
             threshold: $r.try_get("threshold")?,
             key_holder: $r.try_get("key_holder")?,
             pin_holder: $r.try_get("pin_holder")?,

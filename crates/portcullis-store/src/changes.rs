@@ -636,11 +636,14 @@ pub enum Change {
         session_id: String,
         at_us: i64,
     },
-    /// Conflicts unless at least `min` usable break-glass accounts remain (after the changes
-    /// before it in the same [`Change::Many`]). On PostgreSQL it first locks the emergency
-    /// principals, so two replicas cannot each remove one of the last accounts.
+    /// Conflicts when fewer than `min` usable break-glass accounts remain (after the changes
+    /// before it in the same [`Change::Many`]) and fewer than `before` (the count the caller
+    /// read before): a change that does not lower the count (disabling an account that was
+    /// never usable, during setup) passes. The writer already serialises transactions on the
+    /// chain head; on PostgreSQL the emergency rows are locked as well, in depth.
     RequireBreakGlassMinimum {
         min: i64,
+        before: i64,
     },
     /// Claims the periodic job `name` for this run: conflicts when another run (any replica)
     /// recorded one after `not_before_us`.
@@ -1159,12 +1162,12 @@ macro_rules! apply_for {
                                 return Err(conflict("this session already recorded a drill"));
                             }
                         }
-                        Change::RequireBreakGlassMinimum { min } => {
+                        Change::RequireBreakGlassMinimum { min, before } => {
                             sqlx::query(concat!("SELECT p.id FROM principals p WHERE p.emergency ORDER BY p.id", $lock))
                                 .fetch_all(&mut *c).await?;
                             let q = crate::breakglass::usable_count_sql();
                             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q)).fetch_one(&mut *c).await?;
-                            if n < *min {
+                            if n < *min && n < *before {
                                 return Err(conflict(BREAKGLASS_MINIMUM));
                             }
                         }

@@ -284,7 +284,30 @@ fn kept_or_removed<T>(
     })
 }
 
-fn hand_out(name: &PrincipalName, shares: &[Share], files: Option<&Delivery>) {
+/// Shows where the shares went (or the shares themselves, once). With `--output json` it is
+/// one JSON document: the account, and `files` or `shares` (custodian → share), so a script
+/// gets valid JSON and nothing else on standard output.
+fn hand_out<T: serde::Serialize>(
+    output: Output,
+    account: &T,
+    name: &PrincipalName,
+    shares: &[Share],
+    files: Option<&Delivery>,
+) -> Result<()> {
+    if output == Output::Json {
+        let mut doc = serde_json::json!({ "account": account });
+        match files {
+            Some(d) => doc["files"] = serde_json::json!(d.files),
+            None => {
+                let map: serde_json::Map<String, serde_json::Value> = shares
+                    .iter()
+                    .map(|s| (s.custodian().to_string(), s.encode().as_str().into()))
+                    .collect();
+                doc["shares"] = map.into();
+            }
+        }
+        return print_json(&doc);
+    }
     match files {
         Some(d) => {
             for f in &d.files {
@@ -301,6 +324,7 @@ fn hand_out(name: &PrincipalName, shares: &[Share], files: Option<&Delivery>) {
             }
         }
     }
+    Ok(())
 }
 
 async fn create_password(client: &Client, output: Output, a: &CreateArgs) -> Result<ExitCode> {
@@ -333,19 +357,16 @@ async fn create_password(client: &Client, output: Output, a: &CreateArgs) -> Res
         p.zeroize();
     }
     let created = kept_or_removed(files.as_ref(), created)?;
-    match output {
-        Output::Json => print_json(&created.account)?,
-        Output::Table => {
-            println!(
-                "created break-glass account {name}: {} of {} custodians ({}) rebuild its password; it holds Global Administrator permanently",
-                threshold.get(),
-                custodians.len(),
-                created.account.custodians.join(", ")
-            );
-            print_tenant(&created.tenant);
-        }
+    if output == Output::Table {
+        println!(
+            "created break-glass account {name}: {} of {} custodians ({}) rebuild its password; it holds Global Administrator permanently",
+            threshold.get(),
+            custodians.len(),
+            created.account.custodians.join(", ")
+        );
+        print_tenant(&created.tenant);
     }
-    hand_out(&name, &shares, files.as_ref());
+    hand_out(output, &created.account, &name, &shares, files.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -408,15 +429,14 @@ async fn rotate(client: &Client, output: Output, a: &SplitArgs) -> Result<ExitCo
     let done = client.rotate_breakglass(name.as_str(), &req).await;
     req.password.zeroize();
     let view = kept_or_removed(files.as_ref(), done)?;
-    match output {
-        Output::Json => print_json(&view)?,
-        Output::Table => println!(
+    if output == Output::Table {
+        println!(
             "re-split {name}: {} of {} custodians; the old shares no longer work and its sessions ended",
             threshold.get(),
             custodians.len()
-        ),
+        );
     }
-    hand_out(&name, &shares, files.as_ref());
+    hand_out(output, &view, &name, &shares, files.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -2023,6 +2023,27 @@ fn breakglass_through_the_cli() {
         "{printed}"
     );
     assert!(!err.contains("tenant is in setup"), "set up now: {err}");
+    // JSON output is one document: the account and its shares, nothing else on stdout.
+    let (doc, _) = ok(&[
+        "--output",
+        "json",
+        "breakglass",
+        "create",
+        "bg-three",
+        "--custodians",
+        "alice,bob",
+        "--threshold",
+        "2",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("one JSON document");
+    assert_eq!(doc["account"]["name"], "bg-three");
+    for c in ["alice", "bob"] {
+        let share = doc["shares"][c].as_str().expect("share");
+        assert!(
+            share.starts_with(&format!("pcbg1:bg-three:{c}:")),
+            "{share}"
+        );
+    }
     let bob_two = dir.path().join("bob-two.share");
     let line = printed
         .lines()
