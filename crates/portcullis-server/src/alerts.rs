@@ -279,9 +279,38 @@ fn channel_config(
     }
 }
 
+/// A channel's configuration as people and the audit log see it: a URL's path and query
+/// (where webhook services put their token, e.g. Slack's `/services/…`) become `/…`, and a
+/// literal header value other than a content type becomes `(set)`; `env:NAME` references
+/// stay. The stored configuration keeps them, for delivery.
+fn public_config(config: &serde_json::Value) -> serde_json::Value {
+    let mut c = config.clone();
+    if let Some(u) = c.get("url").and_then(|u| u.as_str())
+        && let Ok(parsed) = url::Url::parse(u)
+    {
+        let tail = if parsed.path() == "/" && parsed.query().is_none() {
+            "/"
+        } else {
+            "/…"
+        };
+        c["url"] = format!("{}{tail}", parsed.origin().ascii_serialization()).into();
+    }
+    if let Some(h) = c.get_mut("headers").and_then(|h| h.as_object_mut()) {
+        for (k, v) in h.iter_mut() {
+            let keep = k.eq_ignore_ascii_case("content-type")
+                || k.eq_ignore_ascii_case("accept")
+                || v.as_str().is_some_and(|s| s.starts_with("env:"));
+            if !keep {
+                *v = "(set)".into();
+            }
+        }
+    }
+    c
+}
+
 fn channel_view(c: AlertChannel) -> AlertChannelView {
     AlertChannelView {
-        config: serde_json::from_str(&c.config).unwrap_or(serde_json::Value::Null),
+        config: public_config(&serde_json::from_str(&c.config).unwrap_or(serde_json::Value::Null)),
         signed: c.sealed_secret.is_some(),
         name: c.name,
         kind: c.kind,
@@ -326,7 +355,7 @@ pub async fn add_channel(
         format!("alert_channel:{}", name.as_str()),
     )
     .details(serde_json::json!({
-        "kind": req.kind, "min_severity": min.as_str(), "config": config,
+        "kind": req.kind, "min_severity": min.as_str(), "config": public_config(&config),
         "signed": secret.is_some(), "alert": true,
     }));
     match state.store.write(change, vec![ev]).await {

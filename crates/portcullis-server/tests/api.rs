@@ -1336,6 +1336,7 @@ backend_tests!(
 );
 
 api_tests!(
+    channel_urls_are_not_shown,
     breakglass_accounts_are_not_throttled_per_account,
     conditional_access_policies_and_enforcement,
     breakglass_accounts_split_sign_in_and_alert,
@@ -7733,4 +7734,40 @@ async fn two_replicas_raise_the_overdue_drill_alert_once() {
     assert_eq!(alert_count(&a, &token, "breakglass.drill_overdue").await, 1);
     a.stop().await;
     b.stop().await;
+}
+
+/// Invariant 7 for channels: a webhook URL's path (where services such as Slack put the
+/// token) is not shown by the API nor written to the audit log, whose alerts reach every
+/// other channel.
+async fn channel_urls_are_not_shown(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let r = add_channel(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "slackish", "kind": "webhook",
+            "url": "http://127.0.0.1:9/services/T000/B000/XyZsecretTok3n", "shape": "slack",
+        }),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let shown: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(shown["config"]["url"], "http://127.0.0.1:9/…");
+    let listed = api_get(&app, &token, "/api/v1/alerts/channels")
+        .await
+        .to_string();
+    assert!(!listed.contains("XyZsecretTok3n"), "{listed}");
+    let events =
+        serde_json::to_string(&events_named(&admin, "alert_channel.added").await).expect("json");
+    assert!(
+        events.contains("slackish") && !events.contains("XyZsecretTok3n"),
+        "{events}"
+    );
+    let alerts =
+        serde_json::to_string(&api_get(&app, &token, "/api/v1/alerts").await).expect("json");
+    assert!(!alerts.contains("XyZsecretTok3n"), "{alerts}");
+    app.stop().await;
 }
