@@ -221,7 +221,7 @@ async fn apply_batch(
                         if last.is_some_and(|at| at > since) {
                             continue;
                         }
-                        // Count no further than the threshold (indexes on action, key, time).
+                        // Count no further than the threshold (served by the (action, time) index).
                         let col = rule.group_by.as_str();
                         let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE action = $1 AND {col} = $7 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) LIMIT $8) AS matching");
                         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
