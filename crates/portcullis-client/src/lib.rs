@@ -35,6 +35,7 @@ use portcullis_core::api::{
     CaStateRequest, WhatIfRequest,
 };
 use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
+use portcullis_core::api::{MakeEligibleRequest, ReauthRequest, Reauthenticated};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
@@ -392,6 +393,10 @@ endpoints! {
     fn mfa_webauthn_register_finish(req: &WebauthnFinishRequest) -> FactorView = POST "/api/v1/me/mfa/webauthn/finish", body req;
     fn mfa_remove(id: &str) -> () = DELETE format!("/api/v1/me/mfa/{}", seg(id));
     fn change_password(req: &PasswordChangeRequest) -> () = POST "/api/v1/me/password", body req;
+    /// A fresh proof in this session (password and TOTP code, or a WebAuthn answer).
+    fn reauth(req: &ReauthRequest) -> Reauthenticated = POST "/api/v1/me/reauth", body req;
+    /// A WebAuthn challenge for [`Client::reauth`].
+    fn reauth_webauthn() -> WebauthnChallenge = POST "/api/v1/me/reauth/webauthn";
     fn sessions() -> Vec<SessionView> = GET "/api/v1/sessions";
     fn revoke_session(id: &str) -> () = DELETE format!("/api/v1/sessions/{}", seg(id));
     fn create_user(req: &CreateUserRequest) -> UserView = POST "/api/v1/users", body req;
@@ -442,6 +447,8 @@ endpoints! {
     fn assignments_of(principal: &str) -> Vec<AssignmentView> = GET format!("/api/v1/assignments?principal={}", seg(principal));
     fn create_assignment(req: &CreateAssignmentRequest) -> AssignmentView = POST "/api/v1/assignments", body req;
     fn delete_assignment(id: &str) -> () = DELETE format!("/api/v1/assignments/{}", seg(id));
+    /// Turn a live active assignment into an eligible one (the holder may do it themselves).
+    fn make_eligible(id: &str, req: &MakeEligibleRequest) -> AssignmentView = POST format!("/api/v1/assignments/{}/make-eligible", seg(id)), body req;
     fn request_activation(req: &CreateActivationRequest) -> ActivationRequestView = POST "/api/v1/requests", body req;
     /// `view` is `mine`, `to_approve` or `all`.
     fn requests(view: &str, state: Option<&str>) -> Vec<ActivationRequestView> = GET match state {

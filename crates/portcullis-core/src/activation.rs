@@ -257,6 +257,8 @@ pub enum ApprovalError {
     ApproverNeedsMfa,
     #[error("you have already decided on this request")]
     AlreadyApproved,
+    #[error("approvers are people; a service account never approves")]
+    NotAPerson,
 }
 
 impl ApprovalError {
@@ -266,23 +268,37 @@ impl ApprovalError {
             Self::NotAnApprover => "not_an_approver",
             Self::ApproverNeedsMfa => "step_up_required",
             Self::AlreadyApproved => "already_decided",
+            Self::NotAPerson => "forbidden",
         }
     }
+}
+
+/// Who is deciding on a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Approver<'a> {
+    pub id: &'a str,
+    /// A person (member or guest); service accounts never approve.
+    pub person: bool,
+    pub strength: AuthStrength,
+    /// Named by the role's approvers, directly or through a role-assignable group.
+    pub listed: bool,
 }
 
 /// Whether `approver` may add an approval to a request by `requester`.
 pub fn check_approval(
     requester_id: &str,
-    approver_id: &str,
-    approver_strength: AuthStrength,
-    is_listed_approver: bool,
+    approver: &Approver,
     already_approved_by: &[String],
 ) -> Result<(), ApprovalError> {
     // Checked first: being listed (directly or through a group) never makes it allowed.
-    if requester_id == approver_id {
+    if requester_id == approver.id {
         return Err(ApprovalError::SelfApproval);
     }
-    if !is_listed_approver {
+    if !approver.person {
+        return Err(ApprovalError::NotAPerson);
+    }
+    let (approver_id, approver_strength) = (approver.id, approver.strength);
+    if !approver.listed {
         return Err(ApprovalError::NotAnApprover);
     }
     if approver_strength < AuthStrength::Mfa {
@@ -294,7 +310,9 @@ pub fn check_approval(
     Ok(())
 }
 
-/// Whether a person (by name, with the groups they belong to) is among `approvers`.
+/// Whether a person (by name, with the role-assignable groups they belong to) is among
+/// `approvers`. Callers pass only role-assignable groups: membership of an ordinary group is
+/// changed by Helpdesk, so it must never make anyone an approver (rule 4).
 pub fn is_listed_approver(
     approver_name: &str,
     approver_groups: &[String],
@@ -476,25 +494,33 @@ mod tests {
         assert!(is_listed_approver("alice", &groups, &approvers));
         assert!(is_listed_approver("carol", &[], &approvers));
         assert!(!is_listed_approver("dave", &[], &approvers));
+        let who = |id, strength, listed| Approver {
+            id,
+            person: true,
+            strength,
+            listed,
+        };
         // Alice is in the approver group, but it is her own request.
         assert_eq!(
-            check_approval("u_alice", "u_alice", AuthStrength::Mfa, true, &[]),
+            check_approval("u_alice", &who("u_alice", AuthStrength::Mfa, true), &[]),
             Err(ApprovalError::SelfApproval)
         );
         assert_eq!(
-            check_approval("u_alice", "u_dave", AuthStrength::Mfa, false, &[]),
+            check_approval("u_alice", &who("u_dave", AuthStrength::Mfa, false), &[]),
             Err(ApprovalError::NotAnApprover)
         );
         assert_eq!(
-            check_approval("u_alice", "u_carol", AuthStrength::Password, true, &[]),
+            check_approval(
+                "u_alice",
+                &who("u_carol", AuthStrength::Password, true),
+                &[]
+            ),
             Err(ApprovalError::ApproverNeedsMfa)
         );
         assert_eq!(
             check_approval(
                 "u_alice",
-                "u_carol",
-                AuthStrength::Mfa,
-                true,
+                &who("u_carol", AuthStrength::Mfa, true),
                 &["u_carol".to_owned()]
             ),
             Err(ApprovalError::AlreadyApproved)
@@ -502,12 +528,24 @@ mod tests {
         assert_eq!(
             check_approval(
                 "u_alice",
-                "u_carol",
-                AuthStrength::Mfa,
-                true,
+                &who("u_carol", AuthStrength::Mfa, true),
                 &["u_bob".to_owned()]
             ),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn service_accounts_never_approve() {
+        let sa = Approver {
+            id: "sa_sync",
+            person: false,
+            strength: AuthStrength::PhishingResistant,
+            listed: true,
+        };
+        assert_eq!(
+            check_approval("u_alice", &sa, &[]),
+            Err(ApprovalError::NotAPerson)
         );
     }
 

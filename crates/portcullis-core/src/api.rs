@@ -394,6 +394,34 @@ api_type! {
 }
 
 api_type! {
+    /// `POST /api/v1/me/reauth`: a fresh proof in the current session, with the password and a
+    /// TOTP `code`, or with a WebAuthn answer (`ceremony_id` from
+    /// `POST /api/v1/me/reauth/webauthn`, and `credential`). Credential changes need one within
+    /// five minutes; it also steps the session up to the strength proven.
+    pub struct ReauthRequest {
+        #[serde(default)]
+        pub password: Option<String>,
+        #[serde(default)]
+        pub code: Option<String>,
+        #[serde(default)]
+        pub ceremony_id: Option<String>,
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        pub credential: Option<serde_json::Value>,
+    }
+}
+
+api_type! {
+    /// The answer to a re-authentication.
+    pub struct Reauthenticated {
+        /// The session's strength now.
+        pub strength: String,
+        /// Until when credential changes are allowed without another proof (RFC 3339).
+        pub fresh_until: String,
+    }
+}
+
+api_type! {
     /// `POST /api/v1/me/mfa/webauthn`: start registering a passkey or security key.
     pub struct WebauthnRegisterRequest {
         pub name: String,
@@ -531,6 +559,17 @@ api_type! {
         pub duration_seconds: Option<i64>,
         #[serde(default)]
         pub ends_at: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/assignments/{id}/make-eligible`: turn a live active assignment into an
+    /// eligible one for the same principal, role and scope (the active one ends in the same
+    /// step). `duration_seconds` bounds the eligible assignment; none means permanent, where
+    /// the role's settings allow it.
+    pub struct MakeEligibleRequest {
+        #[serde(default)]
+        pub duration_seconds: Option<i64>,
     }
 }
 

@@ -44,6 +44,12 @@ pub enum ErrorCode {
     CaLockout,
     CaBlocked,
     CaRequirement,
+    SelfAssignment,
+    EligibleOnly,
+    PrivilegedPrincipal,
+    LastGlobalAdministrator,
+    ReauthRequired,
+    NotGrantable,
 }
 
 impl ErrorCode {
@@ -85,6 +91,12 @@ impl ErrorCode {
             ErrorCode::CaLockout => "ca_lockout",
             ErrorCode::CaBlocked => "ca_blocked",
             ErrorCode::CaRequirement => "ca_requirement",
+            ErrorCode::SelfAssignment => "self_assignment",
+            ErrorCode::EligibleOnly => "eligible_only",
+            ErrorCode::PrivilegedPrincipal => "privileged_principal",
+            ErrorCode::LastGlobalAdministrator => "last_global_administrator",
+            ErrorCode::ReauthRequired => "reauth_required",
+            ErrorCode::NotGrantable => "not_grantable",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod network;
 pub mod oidc;
 pub mod password;
 pub mod principal;
+pub mod privilege;
 pub mod roles;
 pub mod session;
 pub mod throttle;

@@ -100,6 +100,15 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "breakglass.manage",
         "create break-glass accounts and re-split their credentials",
     ),
+    ("alerts.read", "list alert channels, rules and deliveries"),
+    (
+        "alerts.manage",
+        "add and remove alert channels and rules; retry deliveries",
+    ),
+    (
+        "tokens.introspect",
+        "introspect access tokens issued to other clients (resource servers)",
+    ),
 ];
 
 fn is_slug(s: &str, max: usize) -> bool {
@@ -244,11 +253,23 @@ impl BuiltinRole {
 
     /// The documented permission set.
     pub fn permissions(self) -> Vec<Permission> {
-        match self {
-            Self::GlobalAdministrator => {
-                catalogue(&CATALOGUE.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-            }
-            Self::PrivilegedRoleAdministrator => catalogue(&[
+        match self.listed() {
+            Some(names) => catalogue(names),
+            None if self == Self::SecurityReader => CATALOGUE
+                .iter()
+                .filter_map(|(p, _)| Permission::parse(p).ok())
+                .filter(Permission::is_read)
+                .collect(),
+            None => catalogue(&CATALOGUE.iter().map(|(p, _)| *p).collect::<Vec<_>>()),
+        }
+    }
+
+    /// The names of the permissions of a role defined by a list (not Global Administrator or
+    /// Security Reader, which follow the catalogue).
+    fn listed(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Self::GlobalAdministrator | Self::SecurityReader => return None,
+            Self::PrivilegedRoleAdministrator => &[
                 "roles.read",
                 "roles.create",
                 "roles.delete",
@@ -261,8 +282,8 @@ impl BuiltinRole {
                 "groups.read",
                 "groups.role_assignable.update",
                 "users.read",
-            ]),
-            Self::SecurityAdministrator => catalogue(&[
+            ],
+            Self::SecurityAdministrator => &[
                 "breakglass.read",
                 "ca.read",
                 "ca.manage",
@@ -283,30 +304,25 @@ impl BuiltinRole {
                 "assignments.read",
                 "requests.read",
                 "requests.revoke",
-            ]),
-            Self::SecurityReader => CATALOGUE
-                .iter()
-                .filter_map(|(p, _)| Permission::parse(p).ok())
-                .filter(Permission::is_read)
-                .collect(),
-            Self::AuditReader => catalogue(&["audit.read"]),
-            Self::HelpdeskAdministrator => catalogue(&[
+            ],
+            Self::AuditReader => &["audit.read"],
+            Self::HelpdeskAdministrator => &[
                 "users.read",
                 "users.update",
                 "sessions.read",
                 "sessions.revoke",
                 "groups.read",
                 "groups.members.update",
-            ]),
-            Self::ServiceAdministrator => catalogue(&[
+            ],
+            Self::ServiceAdministrator => &[
                 "service_accounts.read",
                 "service_accounts.create",
                 "service_accounts.credentials",
                 "clients.read",
                 "clients.manage",
                 "users.read",
-            ]),
-        }
+            ],
+        })
     }
 
     /// Only Global Administrator also holds every free-form permission.
@@ -314,9 +330,10 @@ impl BuiltinRole {
         self == Self::GlobalAdministrator
     }
 
-    /// A privileged role is one whose permissions change state; readers are not privileged.
-    pub fn is_privileged(self) -> bool {
-        !matches!(self, Self::SecurityReader | Self::AuditReader)
+    /// The role's tier, computed from its permissions like any custom role's
+    /// ([`crate::privilege::tier_of`]).
+    pub fn tier(self) -> crate::privilege::Tier {
+        crate::privilege::tier_of(&self.permissions(), self.grants_everything())
     }
 }
 
@@ -410,7 +427,9 @@ const MAX_DAYS: i64 = 3650;
 /// `90s`, `15m`, `8h`, `30d`.
 pub fn parse_duration(s: &str) -> Result<Duration, RoleError> {
     let bad = || RoleError::BadDuration(s.chars().take(40).collect());
-    let (digits, unit) = s.split_at(s.len().saturating_sub(1));
+    // Split before the last character (not byte): a multi-byte unit is refused, never a panic.
+    let cut = s.char_indices().last().map_or(0, |(i, _)| i);
+    let (digits, unit) = s.split_at(cut);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -646,11 +665,17 @@ mod tests {
         ));
         assert!(has(BuiltinRole::SecurityReader, "roles.read"));
         assert!(!has(BuiltinRole::SecurityReader, "roles.create"));
-        assert!(!BuiltinRole::AuditReader.is_privileged());
+        assert!(!BuiltinRole::AuditReader.tier().is_privileged());
         for r in BuiltinRole::ALL {
             assert_eq!(BuiltinRole::from_slug(r.slug()), Some(r));
             assert!(!r.permissions().is_empty());
+            // Every listed name is in the catalogue: none is dropped silently.
+            if let Some(names) = r.listed() {
+                assert_eq!(r.permissions().len(), names.len(), "{r:?}");
+            }
         }
+        assert!(has(BuiltinRole::SecurityAdministrator, "alerts.manage"));
+        assert!(has(BuiltinRole::SecurityReader, "alerts.read"));
     }
 
     #[test]
@@ -731,6 +756,10 @@ mod tests {
             "99999999999999999999d",
             "3651d",
             "1.5h",
+            "5é",
+            "é",
+            "5\u{202e}h",
+            "1h\0",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

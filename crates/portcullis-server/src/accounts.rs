@@ -21,6 +21,7 @@ use time::OffsetDateTime;
 use crate::api::AppState;
 use crate::auth::{Caller, event};
 use crate::error::ApiError;
+use crate::privilege::Guard;
 use crate::time_us::{rfc3339, us};
 
 /// A fresh random identifier with a kind prefix, e.g. `u_3f…`.
@@ -218,13 +219,8 @@ pub async fn set_user_enabled(
             "you cannot disable your own account",
         ));
     }
-    if !enabled && p.first_admin {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            "the first administrator cannot be disabled until role assignments replace it",
-        ));
-    }
+    // Privileged people and break-glass accounts are the top tier's to disable (rule 5).
+    crate::privilege::require_may_manage(state, caller, &p, "disable or re-enable them").await?;
     let now = OffsetDateTime::now_utc();
     let action = if enabled {
         "user.enabled"
@@ -237,10 +233,18 @@ pub async fn set_user_enabled(
         at_us: us(now),
     };
     let ev = event(caller, action, format!("user:{}", p.name));
-    if p.emergency && !enabled {
-        crate::breakglass::write_guarded(state, change, ev).await?;
-    } else {
+    if enabled {
         state.store.write(change, vec![ev]).await?;
+    } else {
+        let guard = if p.emergency {
+            Guard::BreakGlassMinimum
+        } else {
+            Guard::GlobalAdministrator
+        };
+        crate::privilege::write_guarded(state, change, ev, guard, |m| {
+            StoreError::Conflict(m).into()
+        })
+        .await?;
     }
     let p = get_principal(state, name, PrincipalKind::User).await?;
     user_view(state, &p).await
@@ -327,7 +331,7 @@ pub async fn change_membership(
     let g = get_principal(state, group, PrincipalKind::Group).await?;
     // Membership of a role-assignable group confers roles: only holders of an active
     // Privileged Role Administrator or Global Administrator role change it.
-    caller.require(if g.role_assignable {
+    let me = caller.require(if g.role_assignable {
         "groups.role_assignable.update"
     } else {
         "groups.members.update"
@@ -342,17 +346,39 @@ pub async fn change_membership(
             )));
         }
     };
+    // Joining a role-assignable group is being assigned its roles: nobody adds themselves, or a
+    // service account whose credentials they manage (privilege model rule 2).
+    if add
+        && g.role_assignable
+        && (m.id == me.principal.id
+            || state
+                .store
+                .manages_credentials_of(&m.id, &caller.actor())
+                .await?)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::SelfAssignment,
+            "nobody adds themselves (or a service account whose credentials they manage) to a role-assignable group; ask another administrator",
+        ));
+    }
     let now = OffsetDateTime::now_utc();
     let (change, action, closed) = if add {
-        (
-            Change::AddGroupMember {
-                group_id: g.id.clone(),
-                member_id: m.id.clone(),
-                at_us: us(now),
-            },
-            "group.member_added",
-            Vec::new(),
-        )
+        // Whoever joins a group holding a privileged role becomes privileged (rule 5).
+        let mut all = vec![Change::AddGroupMember {
+            group_id: g.id.clone(),
+            member_id: m.id.clone(),
+            at_us: us(now),
+        }];
+        if g.role_assignable
+            && !m.privileged
+            && crate::privilege::is_privileged(state, &g, now).await?
+        {
+            all.push(Change::MarkPrivileged {
+                principal_id: m.id.clone(),
+            });
+        }
+        (Change::Many(all), "group.member_added", Vec::new())
     } else {
         // Leaving a role-assignable group ends what rested on it: pending requests are
         // cancelled and active grants revoked, in the same transaction.
@@ -367,21 +393,31 @@ pub async fn change_membership(
     };
     let ev = event(caller, action, format!("group:{}", g.name))
         .details(serde_json::json!({ "member": format!("{}:{}", m.kind, m.name), "role_assignable": g.role_assignable, "requests_closed": closed }));
-    state
-        .store
-        .write(change, vec![ev])
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) if add => ApiError::new(
+    let conflict = |_| {
+        if add {
+            ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
                 "already a member",
-            ),
-            StoreError::Conflict(_) => {
-                ApiError::not_found(format!("{member_name} is not a member of {}", g.name))
-            }
-            other => other.into(),
-        })?;
+            )
+        } else {
+            ApiError::not_found(format!("{member_name} is not a member of {}", g.name))
+        }
+    };
+    // Leaving a role-assignable group may take away the last way to Global Administrator.
+    if !add && g.role_assignable {
+        crate::privilege::write_guarded(state, change, ev, Guard::GlobalAdministrator, conflict)
+            .await?;
+    } else {
+        state
+            .store
+            .write(change, vec![ev])
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(m) => conflict(m),
+                other => other.into(),
+            })?;
+    }
     group_view(state, &g).await
 }
 

@@ -57,6 +57,7 @@ pub enum StartError {
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
+    refusals: Arc<crate::refusals::Refusals>,
     alerts: crate::alerts::Deliverer,
     router: axum::Router,
     expiry_wake: Arc<tokio::sync::Notify>,
@@ -186,6 +187,7 @@ impl Application {
             .map_err(|_| StartError::Tokens)?,
         );
         let master = Arc::new(master);
+        let refusals = Arc::new(crate::refusals::Refusals::default());
         let (drill_max_age, drill_every) = config.drill_policy()?;
         let state = AppState {
             store: store.clone(),
@@ -205,6 +207,7 @@ impl Application {
                 drill_max_age,
                 drill_every,
             )),
+            refusals: refusals.clone(),
         };
         crate::metrics::handle();
         let router = api::router(state, config.max_body_bytes);
@@ -212,6 +215,7 @@ impl Application {
             crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
                 .map_err(|_| StartError::Alerts)?;
         Ok(Self {
+            refusals,
             drill_policy: (drill_max_age, drill_every),
             listener,
             alerts,
@@ -278,6 +282,14 @@ impl Application {
                 let _ = drills_stop.wait_for(|stop| *stop).await;
             },
         ));
+        let mut refusals_stop = stop_tx.subscribe();
+        let refusals = tokio::spawn(crate::refusals::flusher(
+            self.store.clone(),
+            self.refusals.clone(),
+            async move {
+                let _ = refusals_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -286,6 +298,7 @@ impl Application {
         let _ = keys.await;
         let _ = alerts.await;
         let _ = drills.await;
+        let _ = refusals.await;
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
         if let Err(e) = self.store.append(stop).await {
             tracing::warn!(error = %e, "could not record server stop");

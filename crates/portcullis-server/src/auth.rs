@@ -47,6 +47,16 @@ pub struct SessionCaller {
     pub grants: Vec<Grant>,
 }
 
+impl SessionCaller {
+    /// Whether the caller presented an access token (a JWT) rather than a session token.
+    pub fn is_access_token(&self) -> bool {
+        self.session.id.starts_with(ACCESS_TOKEN_SESSION)
+    }
+}
+
+/// The prefix of the session id given to callers with an access token.
+const ACCESS_TOKEN_SESSION: &str = "at:";
+
 /// Where a request came from.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -294,7 +304,7 @@ async fn access_token_caller(
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
     let session = Session {
-        id: format!("at:{}", claims.jti),
+        id: format!("{ACCESS_TOKEN_SESSION}{}", claims.jti),
         principal_id: principal.id.clone(),
         strength: strength.as_str().to_owned(),
         scope: "full".to_owned(),

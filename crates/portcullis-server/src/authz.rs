@@ -7,6 +7,8 @@
 //! - Permissions come only from the caller's *active* grants (assignments and activations),
 //!   at the tenant scope here; handlers of scoped operations check the exact scope again.
 //! - The caller identified here is handed to the handler, so a request is authenticated once.
+//! - Every `403` answered to an identified caller, by this table or by the handler, is audited
+//!   as a refused attempt (crate::refusals; privilege model rule 9).
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -88,6 +90,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/me/mfa/webauthn/finish", SignedIn),
     ("DELETE", "/api/v1/me/mfa/{id}", SignedIn),
     ("POST", "/api/v1/me/password", SignedIn),
+    // Sessions only (the handler refuses access tokens); throttled like sign-in.
+    ("POST", "/api/v1/me/reauth", SignedIn),
+    ("POST", "/api/v1/me/reauth/webauthn", SignedIn),
     ("GET", "/api/v1/sessions", SignedIn),
     ("DELETE", "/api/v1/sessions/{id}", Scoped("sessions.revoke")),
     ("POST", "/api/v1/users", Permission("users.create")),
@@ -151,6 +156,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/assignments", Scoped("assignments.read")),
     ("POST", "/api/v1/assignments", Scoped("assignments.create")),
     ("DELETE", "/api/v1/assignments/{id}", Scoped("assignments.delete")),
+    // The holder themselves (it only lowers privilege), or assignments.create and .delete.
+    ("POST", "/api/v1/assignments/{id}/make-eligible", Scoped("assignments.create")),
     ("POST", "/api/v1/requests", FullSession),
     ("GET", "/api/v1/requests", Scoped("requests.read")),
     ("GET", "/api/v1/requests/{id}", Scoped("requests.read")),
@@ -197,9 +204,28 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         Permission(p) => caller.require(p).map(|_| ()),
         Scoped(_) | FullSession => caller.require_full().map(|_| ()),
     };
-    if let Err(e) = checked {
-        return e.into_response();
+    let actor = caller.actor();
+    let method = parts.method.as_str().to_owned();
+    let resp = match checked {
+        Err(e) => e.into_response(),
+        Ok(()) => {
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
+        }
+    };
+    // Refusals are evidence (privilege model rule 9), whether this table or the service
+    // refused: audited, aggregated per actor and action per minute.
+    if resp.status() == axum::http::StatusCode::FORBIDDEN {
+        let code = resp
+            .extensions()
+            .get::<portcullis_core::error::ErrorCode>()
+            .map_or("forbidden", |c| c.as_str());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for ev in state.refusals.record(&actor, &method, &path, code, now) {
+            if let Err(e) = state.store.append(ev).await {
+                tracing::warn!(error = %e, "could not record a refused attempt");
+            }
+        }
     }
-    parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
+    resp
 }

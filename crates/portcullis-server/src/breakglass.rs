@@ -45,9 +45,7 @@ use portcullis_core::principal::{PrincipalKind, PrincipalName};
 use portcullis_core::session::{AuthStrength, SessionScope};
 use portcullis_store::accounts::Principal;
 use portcullis_store::breakglass::BreakGlassAccount;
-use portcullis_store::{
-    BREAKGLASS_MINIMUM, Change, NewAssignment, NewBreakGlass, NewPrincipal, Store, StoreError,
-};
+use portcullis_store::{Change, NewAssignment, NewBreakGlass, NewPrincipal, Store, StoreError};
 use secrecy::SecretString;
 use time::{Duration, OffsetDateTime};
 
@@ -86,14 +84,14 @@ impl BreakGlassSettings {
         }
     }
 
-    fn forget(&self) {
+    pub(crate) fn forget(&self) {
         if let Ok(mut c) = self.cached.lock() {
             *c = None;
         }
     }
 }
 
-fn minimum_error() -> ApiError {
+pub(crate) fn minimum_error() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         ErrorCode::BreakGlassMinimum,
@@ -120,29 +118,14 @@ pub(crate) async fn write_guarded(
     change: Change,
     ev: NewAuditEvent,
 ) -> Result<(), ApiError> {
-    let before = state.store.usable_breakglass_count().await?;
-    let guarded = Change::Many(vec![
+    crate::privilege::write_guarded(
+        state,
         change,
-        Change::RequireBreakGlassMinimum {
-            min: REQUIRED,
-            before,
-        },
-    ]);
-    match state.store.write(guarded, vec![ev.clone()]).await {
-        Ok(_) => {
-            state.breakglass.forget();
-            Ok(())
-        }
-        Err(StoreError::Conflict(m)) if m == BREAKGLASS_MINIMUM => {
-            let mut refused = ev.outcome(Outcome::Failure);
-            if let Some(d) = refused.details.as_object_mut() {
-                d.insert("reason".into(), "breakglass_minimum".into());
-            }
-            state.store.append(refused).await?;
-            Err(minimum_error())
-        }
-        Err(e) => Err(e.into()),
-    }
+        ev,
+        crate::privilege::Guard::BreakGlassMinimum,
+        |m| StoreError::Conflict(m).into(),
+    )
+    .await
 }
 
 /// The custodians, checked by the domain rules and against the directory: each an enabled

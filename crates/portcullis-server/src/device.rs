@@ -3,9 +3,11 @@
 //! Invariants:
 //! - Device codes and refresh tokens are 256-bit random values stored as SHA-256; they are
 //!   shown once (to the client that asked) and never logged or audited.
-//! - A device code is approved or denied only by a person signed in with at least `mfa`, once,
-//!   before it expires; its tokens are issued once (a conditional `approved → consumed`), with
-//!   the approving session's strength as `acr`/`amr`.
+//! - A device code is approved or denied only by a person (never a service account, never with
+//!   an access token) signed in with at least `mfa`, once, before it expires; its tokens are
+//!   issued once (a conditional `approved → consumed`), with the approving session's strength
+//!   capped at `mfa` as `acr`/`amr` (privilege model rule 8: the device proved nothing).
+//! - The approving person is shown where and when the code was requested.
 //! - Every refresh rotates: the presented token is marked used and its successor joins the same
 //!   family, in one transaction. Presenting a used token again (or presenting one from another
 //!   client, or losing a rotation race) is treated as theft: the whole family is revoked, and an
@@ -105,6 +107,8 @@ pub async fn start(
         created_at_us: us(now),
         expires_at_us: us(now + lifetime),
         interval_s: rules::DEFAULT_INTERVAL_SECONDS,
+        client_ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
     });
     let ev = event(
         &format!("client:{client_id}"),
@@ -133,9 +137,10 @@ pub async fn decide(
     approve: bool,
 ) -> Result<(), ApiError> {
     let s = caller.require_full()?;
+    crate::privilege::require_person(caller, "approve a device")?;
     // The family of tokens that follows is tied to this session (revoking it ends them), so
     // it must be a real sign-in, not an access token.
-    if s.session.id.starts_with("at:") {
+    if s.is_access_token() {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             portcullis_core::error::ErrorCode::Forbidden,
@@ -162,11 +167,15 @@ pub async fn decide(
         .session
         .strong_auth_at_us
         .unwrap_or(s.session.created_at_us);
+    // The device proved nothing itself: its tokens carry at most `mfa`, whatever the approving
+    // session proved (privilege model rule 8), so a phished approval from a security-key
+    // session does not hand out `phishing_resistant`.
+    let strength = portcullis_core::privilege::device_grant_strength(s.strength);
     let change = Change::DecideDevice {
         id: d.id.clone(),
         approve,
         principal_id: s.principal.id.clone(),
-        strength: s.strength.as_str().to_owned(),
+        strength: strength.as_str().to_owned(),
         auth_time_us,
         session_id: s.session.id.clone(),
         at_us: us(now),
@@ -180,7 +189,11 @@ pub async fn decide(
         },
         &format!("device:{}", d.id),
         Outcome::Success,
-        serde_json::json!({ "user_code": code, "client_id": d.client_id, "strength": s.strength.as_str() }),
+        serde_json::json!({
+            "user_code": code, "client_id": d.client_id, "strength": strength.as_str(),
+            "approver_strength": s.strength.as_str(), "requested_from": d.client_ip,
+            "requested_at": crate::time_us::rfc3339(d.created_at_us),
+        }),
     );
     match state.store.write(change, vec![ev]).await {
         Ok(_) => Ok(()),

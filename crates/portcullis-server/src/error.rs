@@ -71,6 +71,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
+        // For the layers around the handler (refused attempts are audited by their code).
+        resp.extensions_mut().insert(self.code);
         if let Some(secs) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

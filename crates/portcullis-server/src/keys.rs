@@ -27,8 +27,6 @@ use time::{Duration, OffsetDateTime};
 
 use crate::time_us::{from_us, us};
 
-/// The audience of access tokens issued for the Portcullis API and relying parties alike.
-pub const AUDIENCE: &str = "portcullis";
 /// How often each replica reloads the key set from the store.
 pub const RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -183,10 +181,12 @@ impl TokenSigner {
         jsonwebtoken::encode(&header, claims, &keys.encoding)
     }
 
-    /// The claims of a token this tenant signed that has not expired, or `None`.
+    /// The claims of an access token this tenant signed that has not expired, or `None`. An
+    /// access token's audience is the client it was issued to (privilege model rule 8), so
+    /// `aud` must equal `client_id`; an ID token (`typ: JWT`) is never an access token.
     pub fn verify(&self, token: &str) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::EdDSA {
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some("at+jwt") {
             return None;
         }
         let keys = self.current();
@@ -196,13 +196,15 @@ impl TokenSigner {
         }
         let key = &key.decoding;
         let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_audience(&[AUDIENCE]);
+        // Checked below against the token's own client: every client is its own audience.
+        v.validate_aud = false;
         v.set_issuer(&[&self.issuer]);
         v.leeway = 0;
         v.validate_nbf = true;
         jsonwebtoken::decode::<AccessClaims>(token, key, &v)
             .ok()
             .map(|d| d.claims)
+            .filter(|c| c.aud == c.client_id)
     }
 }
 

@@ -24,6 +24,8 @@ pub mod keys;
 pub mod metrics;
 pub mod oidc;
 pub mod passwords;
+pub mod privilege;
+pub mod refusals;
 pub mod roles;
 pub mod secrets;
 pub mod service_accounts;

@@ -19,11 +19,12 @@ use portcullis_core::activation::{
 };
 use portcullis_core::api::{
     ActivationRequestView, ActiveRoleView, AssignmentView, CreateActivationRequest,
-    CreateAssignmentRequest, CreateRoleRequest, DecisionRequest, RoleSettingsUpdate,
-    RoleSettingsView, RoleView,
+    CreateAssignmentRequest, CreateRoleRequest, DecisionRequest, MakeEligibleRequest,
+    RoleSettingsUpdate, RoleSettingsView, RoleView,
 };
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalName;
+use portcullis_core::privilege::{self, Assignee, AssignmentFacts, AssignmentRefusal};
 use portcullis_core::roles::{BuiltinRole, Grant, Permission, RoleName, RoleSettings, Scope};
 use portcullis_core::session::AuthStrength;
 use portcullis_store::accounts::Principal;
@@ -35,6 +36,7 @@ use crate::accounts::{invalid, new_id};
 use crate::api::AppState;
 use crate::auth::{Caller, SessionCaller, event, forbidden};
 use crate::error::ApiError;
+use crate::privilege::Guard;
 use crate::time_us::{from_us, rfc3339, us};
 
 /// A role as the server sees it: built-in (from code) or custom (from the store).
@@ -48,6 +50,14 @@ pub struct RoleDef {
 }
 
 impl RoleDef {
+    /// Its tier, from its permissions (privilege model rule 1).
+    pub fn tier(&self) -> portcullis_core::privilege::Tier {
+        portcullis_core::privilege::tier_of(
+            &self.permissions,
+            self.builtin.is_some_and(BuiltinRole::grants_everything),
+        )
+    }
+
     fn view(&self) -> RoleView {
         RoleView {
             slug: self.slug.clone(),
@@ -197,7 +207,7 @@ pub async fn create_role(
     caller: &Caller,
     req: CreateRoleRequest,
 ) -> Result<RoleView, ApiError> {
-    caller.require("roles.create")?;
+    let me = caller.require("roles.create")?;
     let slug = RoleName::parse(&req.slug).map_err(invalid)?;
     if req.permissions.is_empty() {
         return Err(ApiError::bad_request(
@@ -211,6 +221,8 @@ pub async fn create_role(
             perms.push(p);
         }
     }
+    // Nobody hands out more than they hold (privilege model rule 2).
+    require_grantable(me, &perms, false, "create a role with")?;
     let display_name = match req.display_name.as_deref() {
         Some(d) => portcullis_core::principal::parse_display_name(d).map_err(invalid)?,
         None => slug.as_str().to_owned(),
@@ -309,8 +321,16 @@ pub async fn update_settings(
     slug: &str,
     u: RoleSettingsUpdate,
 ) -> Result<RoleSettingsView, ApiError> {
-    caller.require("roles.settings.update")?;
+    let me = caller.require("roles.settings.update")?;
     let def = role(state, slug).await?;
+    // Loosening a role's approval or duration is handing it out: only someone who holds every
+    // permission of the role may (so Global Administrator's settings need a Global Administrator).
+    require_grantable(
+        me,
+        &def.permissions,
+        def.builtin.is_some_and(BuiltinRole::grants_everything),
+        &format!("change the settings of {}, which grants", def.slug),
+    )?;
     let mut s = settings(state, &def).await?;
     if let Some(v) = u.max_activation_seconds {
         s.max_activation = v;
@@ -339,18 +359,25 @@ pub async fn update_settings(
         s.notify = v;
     }
     s.validate().map_err(invalid)?;
-    // Approvers must exist: a typo would make the role impossible to activate.
+    // Approvers must exist (a typo would make the role impossible to activate), be people, and
+    // an approver group must be role-assignable: Helpdesk changes ordinary groups, and whoever
+    // can add members to an approver group can approve (privilege model rule 4).
     for a in &s.approvers {
         let (kind, name) = a.split_once(':').unwrap_or(("user", a));
-        let found = state
-            .store
-            .principal_by_name(name)
-            .await?
-            .is_some_and(|p| p.kind == kind);
-        if !found {
-            return Err(ApiError::bad_request(format!(
-                "approver {a} does not exist"
-            )));
+        let problem = match state.store.principal_by_name(name).await? {
+            Some(p) if p.kind == kind && kind == "group" && !p.role_assignable => Some(format!(
+                "approver group {name} is not role-assignable; approvers must be a role-assignable group (only role administrators change its members)"
+            )),
+            Some(p) if p.kind == kind && p.emergency => Some(format!(
+                "approver {a} is a break-glass account; approvers are people"
+            )),
+            Some(p) if p.kind == kind => None,
+            _ => Some(format!(
+                "approver {a} does not exist (approvers are user:NAME or group:NAME)"
+            )),
+        };
+        if let Some(problem) = problem {
+            return Err(ApiError::bad_request(problem));
         }
     }
     let json = serde_json::to_string(&s).map_err(ApiError::internal)?;
@@ -373,6 +400,92 @@ pub async fn update_settings(
         )
         .await?;
     Ok(settings_view(&def.slug, &s))
+}
+
+/// Refuses (403 `not_grantable`) when the caller does not hold, at the tenant, every permission
+/// they would hand out by `what` (privilege model rule 2: nobody hands out more than they hold).
+fn require_grantable(
+    me: &SessionCaller,
+    permissions: &[Permission],
+    everything: bool,
+    what: &str,
+) -> Result<(), ApiError> {
+    let missing = privilege::missing_to_grant(&me.grants, permissions, everything);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(coded(
+        StatusCode::FORBIDDEN,
+        ErrorCode::NotGrantable,
+        format!(
+            "you cannot {what} permissions you do not hold at /: {}",
+            missing.join(", ")
+        ),
+    ))
+}
+
+/// The role-assignable groups `principal_id` belongs to: the only groups that confer roles or
+/// make anyone an approver (ordinary groups are Helpdesk's to change).
+async fn role_assignable_groups(
+    state: &AppState,
+    principal_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    Ok(state
+        .store
+        .groups_of(principal_id)
+        .await?
+        .into_iter()
+        .filter(|g| g.role_assignable)
+        .map(|g| g.name)
+        .collect())
+}
+
+/// Privilege model rule 2 for a new assignment of `def` to `p` by `me`.
+async fn check_assignment(
+    state: &AppState,
+    caller: &Caller,
+    me: &SessionCaller,
+    p: &Principal,
+    def: &RoleDef,
+    active: bool,
+) -> Result<(), ApiError> {
+    let assignee = match p.kind.as_str() {
+        "group" => Assignee::Group,
+        "service_account" => Assignee::ServiceAccount,
+        _ if p.emergency => Assignee::BreakGlass,
+        _ => Assignee::Person,
+    };
+    let to_own_group = assignee == Assignee::Group
+        && state
+            .store
+            .groups_of(&me.principal.id)
+            .await?
+            .iter()
+            .any(|g| g.id == p.id);
+    let to_managed_service_account = assignee == Assignee::ServiceAccount
+        && state
+            .store
+            .manages_credentials_of(&p.id, &caller.actor())
+            .await?;
+    let facts = AssignmentFacts {
+        to_self: p.id == me.principal.id,
+        to_own_group,
+        to_managed_service_account,
+        assignee,
+        role: def.tier(),
+        active,
+        actor: crate::privilege::tier(me),
+    };
+    privilege::check_assignment(&facts).map_err(|e| {
+        let code = match e {
+            AssignmentRefusal::ToSelf
+            | AssignmentRefusal::ToOwnGroup
+            | AssignmentRefusal::ToManagedServiceAccount => ErrorCode::SelfAssignment,
+            AssignmentRefusal::PrivilegedActiveForPeople => ErrorCode::EligibleOnly,
+            AssignmentRefusal::PrivilegedActiveNeedsTopTier => ErrorCode::Forbidden,
+        };
+        coded(StatusCode::FORBIDDEN, code, e.to_string())
+    })
 }
 
 fn assignment_view(a: &Assignment) -> AssignmentView {
@@ -417,7 +530,7 @@ pub async fn create_assignment(
         Some(s) => Scope::parse(s).map_err(invalid)?,
         None => Scope::tenant(),
     };
-    caller.require_at("assignments.create", &scope)?;
+    let me = caller.require_at("assignments.create", &scope)?;
     let def = role(state, &req.role).await?;
     let p = principal_ref(state, &req.principal).await?;
     if p.kind == "group" && !p.role_assignable {
@@ -440,7 +553,11 @@ pub async fn create_assignment(
         (Some(d), None) if d <= 0 => {
             return Err(ApiError::bad_request("duration_seconds must be positive"));
         }
-        (Some(d), None) => Some(now + Duration::seconds(d)),
+        (Some(d), None) => Some(
+            now.checked_add(Duration::seconds(d))
+                .filter(|e| e.year() <= 9999)
+                .ok_or_else(|| ApiError::bad_request("duration_seconds is too large"))?,
+        ),
         (None, Some(t)) => {
             let t = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|_| ApiError::bad_request("ends_at must be an RFC 3339 time"))?;
@@ -481,15 +598,27 @@ pub async fn create_assignment(
         }
         _ => {}
     }
+    check_assignment(state, caller, me, &p, &def, kind == "active").await?;
     let id = new_id("a");
     let by = caller.actor();
-    // Holding or being eligible for a role that changes state makes an account privileged:
-    // from now on it needs MFA before a full sign-in (custom roles count as privileged).
-    let privileged_role = def.builtin.is_none_or(BuiltinRole::is_privileged);
-    let mark =
-        (privileged_role && p.kind == "user" && !p.privileged).then(|| Change::MarkPrivileged {
-            principal_id: p.id.clone(),
-        });
+    // Holding or being eligible for a privileged role makes an account privileged: from now on
+    // it needs MFA before a full sign-in, and only the top tier manages it (rules 1 and 5).
+    // Members of a group are marked with it; whoever joins later is marked on joining.
+    let privileged_role = def.tier().is_privileged();
+    let mut marks = Vec::new();
+    if privileged_role {
+        if p.kind == "group" {
+            for m in state.store.group_members(&p.id).await? {
+                if !m.privileged {
+                    marks.push(Change::MarkPrivileged { principal_id: m.id });
+                }
+            }
+        } else if !p.privileged {
+            marks.push(Change::MarkPrivileged {
+                principal_id: p.id.clone(),
+            });
+        }
+    }
     let create = Change::CreateAssignment(NewAssignment {
         id: id.clone(),
         principal_id: p.id.clone(),
@@ -501,7 +630,7 @@ pub async fn create_assignment(
         created_by: by,
         created_at_us: us(now),
     });
-    let change = Change::Many(std::iter::once(create).chain(mark).collect());
+    let change = Change::Many(std::iter::once(create).chain(marks).collect());
     let ev = event(
         caller,
         "assignment.created",
@@ -510,7 +639,8 @@ pub async fn create_assignment(
     .details(serde_json::json!({
         "assignment_id": id, "role": def.slug, "scope": scope.as_str(), "kind": kind,
         "ends_at": ends.map(|e| rfc3339(us(e))),
-        "principal_now_privileged": privileged_role && p.kind == "user",
+        "principal_now_privileged": privileged_role && p.kind != "group",
+        "role_tier": def.tier().as_str(),
     }));
     state.store.write(change, vec![ev]).await?;
     state.expiry_wake.notify_one();
@@ -572,16 +702,21 @@ pub async fn delete_assignment(
         by: caller.actor(),
         at_us: us(now),
     };
-    // A break-glass account's Global Administrator role: not below the minimum.
-    if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR
-        && a.principal_kind == "user"
-        && state
-            .store
-            .principal_by_name(&a.principal_name)
-            .await?
-            .is_some_and(|p| p.emergency)
-    {
-        return crate::breakglass::write_guarded(state, change, ev).await;
+    // A Global Administrator assignment: a break-glass account's not below the two-account
+    // minimum; anyone else's not if it is the last way to Global Administrator at `/`.
+    if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
+        let emergency = a.principal_kind == "user"
+            && state
+                .store
+                .principal_by_id(&a.principal_id)
+                .await?
+                .is_some_and(|p| p.emergency);
+        let guard = if emergency {
+            Guard::BreakGlassMinimum
+        } else {
+            Guard::GlobalAdministrator
+        };
+        return crate::privilege::write_guarded(state, change, ev, guard, |_| not_found()).await;
     }
     state
         .store
@@ -592,6 +727,112 @@ pub async fn delete_assignment(
             other => other.into(),
         })?;
     Ok(())
+}
+
+/// Turns a live active assignment into an eligible one (same principal, role and scope), in one
+/// transaction. It only lowers privilege, so the holder may do it for themselves (the way the
+/// first administrator's standing Global Administrator becomes eligible); anyone else needs
+/// `assignments.create` and `assignments.delete` at its scope. Break-glass accounts keep their
+/// standing role.
+pub async fn make_eligible(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    req: MakeEligibleRequest,
+) -> Result<AssignmentView, ApiError> {
+    let me = caller.require_full()?;
+    let not_found = || ApiError::not_found("no such live active assignment");
+    if id.len() > 80 {
+        return Err(not_found());
+    }
+    let a = state.store.assignment(id).await?.ok_or_else(not_found)?;
+    let now = OffsetDateTime::now_utc();
+    if a.ended_at_us.is_some() || a.kind != "active" || a.ends_at_us.is_some_and(|e| e <= us(now)) {
+        return Err(not_found());
+    }
+    let scope = Scope::parse(&a.scope).map_err(ApiError::internal)?;
+    if a.principal_id != me.principal.id {
+        caller.require_at("assignments.create", &scope)?;
+        caller.require_at("assignments.delete", &scope)?;
+    }
+    let p = state
+        .store
+        .principal_by_id(&a.principal_id)
+        .await?
+        .ok_or_else(not_found)?;
+    if p.emergency {
+        return Err(coded(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "a break-glass account keeps its standing Global Administrator role",
+        ));
+    }
+    let def = role(state, &a.role).await?;
+    let s = settings(state, &def).await?;
+    let ends = match req.duration_seconds {
+        Some(d) if d <= 0 => {
+            return Err(ApiError::bad_request("duration_seconds must be positive"));
+        }
+        Some(d) => Some(
+            now.checked_add(Duration::seconds(d))
+                .filter(|e| e.year() <= 9999)
+                .ok_or_else(|| ApiError::bad_request("duration_seconds is too large"))?,
+        ),
+        None => None,
+    };
+    if let Some(max) = s.max_eligible_seconds
+        && ends.is_none_or(|e| e - now > Duration::seconds(max))
+    {
+        return Err(ApiError::bad_request(format!(
+            "eligible assignments of {} may last at most {}",
+            def.slug,
+            portcullis_core::roles::format_duration(Duration::seconds(max))
+        )));
+    }
+    let new_id = new_id("a");
+    let change = Change::Many(vec![
+        Change::CreateAssignment(NewAssignment {
+            id: new_id.clone(),
+            principal_id: p.id.clone(),
+            role: a.role.clone(),
+            scope: a.scope.clone(),
+            kind: "eligible".into(),
+            starts_at_us: us(now),
+            ends_at_us: ends.map(us),
+            created_by: caller.actor(),
+            created_at_us: us(now),
+        }),
+        Change::EndAssignment {
+            id: a.id.clone(),
+            reason: "made_eligible".into(),
+            by: caller.actor(),
+            at_us: us(now),
+        },
+    ]);
+    let ev = event(
+        caller,
+        "assignment.made_eligible",
+        format!("{}:{}", p.kind, p.name),
+    )
+    .details(serde_json::json!({
+        "ended_assignment_id": a.id, "assignment_id": new_id, "role": a.role, "scope": a.scope,
+        "ends_at": ends.map(|e| rfc3339(us(e))),
+    }));
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => not_found(),
+            other => other.into(),
+        })?;
+    state.expiry_wake.notify_one();
+    let made = state
+        .store
+        .assignment(&new_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("assignment vanished"))?;
+    Ok(assignment_view(&made))
 }
 
 /// Changes that close `member`'s open requests resting on `group`'s assignments (for when
@@ -701,6 +942,7 @@ fn approval_error(e: ApprovalError) -> ApiError {
         ApprovalError::NotAnApprover => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
         ApprovalError::ApproverNeedsMfa => (StatusCode::UNAUTHORIZED, ErrorCode::StepUpRequired),
         ApprovalError::AlreadyApproved => (StatusCode::CONFLICT, ErrorCode::AlreadyDecided),
+        ApprovalError::NotAPerson => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
     };
     coded(status, code, e.to_string())
 }
@@ -905,13 +1147,7 @@ pub async fn list_requests(
             ));
         }
     }
-    let groups: Vec<String> = state
-        .store
-        .groups_of(&me.principal.id)
-        .await?
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
+    let groups = role_assignable_groups(state, &me.principal.id).await?;
     let mut out = Vec::new();
     for r in state.store.requests(&filter).await? {
         if view == "to_approve" {
@@ -940,13 +1176,7 @@ pub async fn get_request(
     let me = caller.require_session()?;
     let r = find_request(state, id).await?;
     if r.principal_id != me.principal.id && !caller.holds("requests.read") {
-        let groups: Vec<String> = state
-            .store
-            .groups_of(&me.principal.id)
-            .await?
-            .into_iter()
-            .map(|g| g.name)
-            .collect();
+        let groups = role_assignable_groups(state, &me.principal.id).await?;
         let def = role(state, &r.role).await?;
         let s = settings(state, &def).await?;
         if !activation::is_listed_approver(&me.principal.name, &groups, &s.approvers) {
@@ -1002,13 +1232,7 @@ pub async fn decide(
         }
         let def = role(state, &r.role).await?;
         let s = settings(state, &def).await?;
-        let groups: Vec<String> = state
-            .store
-            .groups_of(&me.principal.id)
-            .await?
-            .into_iter()
-            .map(|g| g.name)
-            .collect();
+        let groups = role_assignable_groups(state, &me.principal.id).await?;
         let listed = activation::is_listed_approver(&me.principal.name, &groups, &s.approvers);
         let decisions = state.store.decisions(&r.id).await?;
         let approved_by: Vec<String> = decisions
@@ -1019,14 +1243,14 @@ pub async fn decide(
         if decisions.iter().any(|x| x.approver_id == me.principal.id) {
             return Err(approval_error(ApprovalError::AlreadyApproved));
         }
-        activation::check_approval(
-            &r.principal_id,
-            &me.principal.id,
-            me.strength,
+        let approver = activation::Approver {
+            id: &me.principal.id,
+            person: me.principal.kind == "user" && !me.principal.emergency,
+            strength: me.strength,
             listed,
-            &approved_by,
-        )
-        .map_err(approval_error)?;
+        };
+        activation::check_approval(&r.principal_id, &approver, &approved_by)
+            .map_err(approval_error)?;
         let now = OffsetDateTime::now_utc();
         let approvals_before = approved_by.len() as i64;
         let completes = approve && approvals_before + 1 >= r.approvals_required;

@@ -7,7 +7,8 @@
 //! with who gave it and stays after that person's own role ends (no standing admin role is
 //! needed for a daemon); an optional CIDR allow-list limits where the account may authenticate
 //! from. Every change is audited (and alert-worthy: credentials of a non-human identity
-//! changed).
+//! changed). The credentials and networks of a privileged service account (one that holds or
+//! is eligible for a privileged role) are managed only by the top tier (privilege model rule 6).
 
 use axum::http::StatusCode;
 use portcullis_core::api::{
@@ -99,6 +100,8 @@ pub async fn set_networks(
 ) -> Result<ServiceAccountDetail, ApiError> {
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    // A service account that holds or may hold a privileged role is the top tier's (rule 6).
+    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
     let list = NetworkList::parse(&req.cidrs).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let before = allowed_networks(state, &p.id).await?.to_strings();
     let after = list.to_strings();
@@ -199,6 +202,9 @@ pub async fn add_key(
 ) -> Result<ClientKeyView, ApiError> {
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    // A service account that holds or may hold a privileged role is the top tier's (rule 6).
+    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
+    crate::privilege::require_not_its_assigner(state, caller, &p).await?;
     let now = OffsetDateTime::now_utc();
     let (change, ev) = key_change(caller, &p.id, &p.name, &req, now)?;
     let Change::AddClientKey { key_id, .. } = &change else {
@@ -226,6 +232,8 @@ pub async fn remove_key(
 ) -> Result<(), ApiError> {
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    // A service account that holds or may hold a privileged role is the top tier's (rule 6).
+    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
     let now = OffsetDateTime::now_utc();
     let ev = event(
         caller,
@@ -258,6 +266,9 @@ pub async fn add_secret(
 ) -> Result<ClientSecretIssued, ApiError> {
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    // A service account that holds or may hold a privileged role is the top tier's (rule 6).
+    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
+    crate::privilege::require_not_its_assigner(state, caller, &p).await?;
     let (secret, hash) = crate::tokens::new_client_secret();
     let id = new_id("cs");
     let now = OffsetDateTime::now_utc();
@@ -297,6 +308,8 @@ pub async fn remove_secret(
 ) -> Result<(), ApiError> {
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
+    // A service account that holds or may hold a privileged role is the top tier's (rule 6).
+    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
     let now = OffsetDateTime::now_utc();
     let ev = event(
         caller,

@@ -13,9 +13,9 @@
 
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    BootstrapRequest, FactorView, PasswordChangeRequest, PasswordSignInRequest, SessionIssued,
-    SessionView, SignInResponse, TotpEnrolRequest, TotpEnrolment, TotpSignInRequest, UserView,
-    WhoAmI,
+    BootstrapRequest, FactorView, PasswordChangeRequest, PasswordSignInRequest, ReauthRequest,
+    Reauthenticated, SessionIssued, SessionView, SignInResponse, TotpEnrolRequest, TotpEnrolment,
+    TotpSignInRequest, UserView, WhoAmI,
 };
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::conditional_access::Application;
@@ -364,8 +364,9 @@ pub async fn password_step(
             session: None,
         });
     }
-    // No second factor: a privileged-capable account may only register one.
-    let mut scope = if p.privileged || p.first_admin || p.emergency {
+    // No second factor: a privileged account — also one privileged only through a group — may
+    // only register one (privilege model rule 5).
+    let mut scope = if crate::privilege::is_privileged(state, &p, now).await? {
         SessionScope::RegistrationOnly
     } else {
         SessionScope::Full
@@ -604,6 +605,125 @@ pub async fn totp_step(
     }
 }
 
+/// `POST /api/v1/me/reauth`: a fresh proof in the current session — the password and a TOTP
+/// code here, or a WebAuthn answer ([`crate::webauthn::finish_reauth`]). It stamps the
+/// session's second factor as proven now and raises its strength to what was proven, so it also
+/// serves as step-up. Failures count like sign-in failures and are audited.
+pub async fn reauthenticate(
+    state: &AppState,
+    caller: &Caller,
+    client: &ClientInfo,
+    req: ReauthRequest,
+) -> Result<Reauthenticated, ApiError> {
+    let me = caller.require_session()?;
+    if me.is_access_token() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "re-authenticate in a signed-in session (portcullis login); an access token cannot",
+        ));
+    }
+    let webauthn = req.ceremony_id.is_some() || req.credential.is_some();
+    let password = req.password.is_some() || req.code.is_some();
+    let (password, code) = match (webauthn, password, req.password, req.code) {
+        (true, false, _, _) => {
+            return crate::webauthn::finish_reauth(
+                state,
+                caller,
+                client,
+                req.ceremony_id,
+                req.credential,
+            )
+            .await;
+        }
+        (false, true, Some(pw), Some(code)) => (pw, code),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give password and code, or ceremony_id and credential (from POST /api/v1/me/reauth/webauthn)",
+            ));
+        }
+    };
+    check_password_input(&password)?;
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(totp_error(TotpError::Malformed));
+    }
+    let p = &me.principal;
+    let factors = state.store.factors(&p.id).await?;
+    if !factors.iter().any(|f| f.confirmed && f.kind == "totp") {
+        return Err(ApiError::bad_request(
+            "you have no confirmed TOTP factor: re-authenticate with your security key, or sign in again",
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let keys = throttle_keys(&p.name, p.emergency, client);
+    guard_throttle(
+        state,
+        &keys,
+        &p.name,
+        "session.reauthenticated",
+        client,
+        now,
+    )
+    .await?;
+    let failed = |reason: &str| {
+        event(caller, "session.reauthenticated", format!("user:{}", p.name))
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({ "reason": reason, "session_id": me.session.id, "client_ip": client.ip }))
+    };
+    let phc = state.store.password_phc(&p.id).await?;
+    let verified = state
+        .passwords
+        .verify(&SecretString::from(password), phc.as_deref())
+        .await
+        .map_err(ApiError::internal)?;
+    if !verified.ok {
+        record_failure(state, keys, failed("wrong_password")).await?;
+        return Err(invalid_credentials());
+    }
+    let (factor_id, step) = match match_totp(state, &factors, &code, now) {
+        Ok(m) => m,
+        Err(e) => {
+            record_failure(state, keys, failed("wrong_totp")).await?;
+            return Err(totp_error(e));
+        }
+    };
+    let change = Change::Many(vec![
+        Change::AcceptTotpStep {
+            factor_id: factor_id.clone(),
+            step: step as i64,
+            confirm: false,
+            at_us: us(now),
+        },
+        Change::StampSession {
+            id: me.session.id.clone(),
+            strength: AuthStrength::Mfa.as_str().to_owned(),
+            at_us: us(now),
+        },
+        Change::ResetThrottle {
+            keys: vec![format!("account:{}", p.name)],
+        },
+    ]);
+    let ev = event(caller, "session.reauthenticated", format!("user:{}", p.name)).details(
+        serde_json::json!({ "session_id": me.session.id, "factor_id": factor_id, "method": "password_and_totp", "client_ip": client.ip }),
+    );
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => Ok(reauthenticated(me.strength.max(AuthStrength::Mfa), now)),
+        Err(StoreError::Conflict(_)) => {
+            record_failure(state, keys, failed("totp_replayed")).await?;
+            Err(totp_error(TotpError::Replayed))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The answer to a successful re-authentication at `now`.
+pub(crate) fn reauthenticated(strength: AuthStrength, now: OffsetDateTime) -> Reauthenticated {
+    Reauthenticated {
+        strength: strength.as_str().to_owned(),
+        fresh_until: rfc3339(us(now + portcullis_core::privilege::FRESH_PROOF_WINDOW)),
+    }
+}
+
 /// Redeems the bootstrap token: creates the first administrator with a password and a
 /// confirmed TOTP factor, in one transaction that also marks the token used.
 pub async fn bootstrap(
@@ -744,7 +864,7 @@ pub async fn whoami(state: &AppState, caller: &Caller) -> Result<WhoAmI, ApiErro
     if roles.iter().any(|r| {
         r.seconds_left.is_none() && r.role == "global-administrator" && !s.principal.emergency
     }) {
-        warnings.push("you hold a standing (permanent, active) Global Administrator assignment; make yourself eligible instead (portcullis assign ME global-administrator --eligible) and remove it (portcullis unassign)".to_owned());
+        warnings.push("you hold a standing (permanent, active) Global Administrator assignment; before you turn it into an eligible one (portcullis make-eligible global-administrator), create two break-glass accounts (portcullis breakglass create) and make a second administrator eligible for Global Administrator (portcullis assign NAME global-administrator --eligible), with approvers set on the role".to_owned());
     }
     if s.scope == SessionScope::RegistrationOnly {
         warnings.push("registration-only session: enrol a second factor (portcullis mfa enroll totp), then sign in again".to_owned());
@@ -811,6 +931,10 @@ pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Resu
         .principal_by_id(&s.principal_id)
         .await?
         .ok_or_else(not_found)?;
+    // Ending a privileged person's (or a break-glass account's) session is the top tier's (rule 5).
+    if owner.id != me.principal.id {
+        crate::privilege::require_may_manage(state, caller, &owner, "end their sessions").await?;
+    }
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "session.revoked", format!("user:{}", owner.name))
         .details(serde_json::json!({ "session_id": s.id }));
@@ -877,7 +1001,9 @@ pub async fn enrol_totp(
     req: TotpEnrolRequest,
 ) -> Result<TotpEnrolment, ApiError> {
     let me = caller.require_session()?;
+    crate::privilege::require_person(caller, "enrol a second factor")?;
     crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
+    crate::privilege::require_fresh_proof(state, caller).await?;
     let name = factor_name(&req.name)?;
     let mut secret = zeroize::Zeroizing::new([0u8; totp::SECRET_LEN]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
@@ -927,6 +1053,8 @@ pub async fn confirm_totp(
     code: &str,
 ) -> Result<FactorView, ApiError> {
     let me = caller.require_session()?;
+    crate::privilege::require_person(caller, "enrol a second factor")?;
+    crate::privilege::require_fresh_proof(state, caller).await?;
     let factors = state.store.factors(&me.principal.id).await?;
     let f = factors
         .iter()
@@ -963,21 +1091,29 @@ pub async fn confirm_totp(
             return Err(totp_error(e));
         }
     };
+    // A new credential: alert-worthy, and its owner is told by email (rule 7).
     let ev = event(
         caller,
         "mfa.totp_confirmed",
         format!("user:{}", me.principal.name),
     )
-    .details(serde_json::json!({ "factor_id": f.id }));
+    .details(serde_json::json!({ "factor_id": f.id, "name": f.name, "alert": true }));
     state
         .store
         .write(
-            Change::AcceptTotpStep {
-                factor_id: f.id.clone(),
-                step: step as i64,
-                confirm: true,
-                at_us: us(now),
-            },
+            Change::Many(vec![
+                Change::AcceptTotpStep {
+                    factor_id: f.id.clone(),
+                    step: step as i64,
+                    confirm: true,
+                    at_us: us(now),
+                },
+                crate::privilege::credential_notice(
+                    &me.principal,
+                    "totp_registered",
+                    serde_json::json!({ "name": f.name }),
+                ),
+            ]),
             vec![ev],
         )
         .await
@@ -1002,6 +1138,7 @@ pub async fn remove_factor(
     factor_id: &str,
 ) -> Result<(), ApiError> {
     let me: &SessionCaller = caller.require_full()?;
+    crate::privilege::require_fresh_proof(state, caller).await?;
     let factors = state.store.factors(&me.principal.id).await?;
     let f = factors
         .iter()
@@ -1024,11 +1161,20 @@ pub async fn remove_factor(
         "mfa.factor_removed",
         format!("user:{}", me.principal.name),
     )
-    .details(serde_json::json!({ "factor_id": f.id, "kind": f.kind, "name": f.name }));
-    let change = Change::RemoveFactor {
-        id: f.id.clone(),
-        principal_id: me.principal.id.clone(),
-    };
+    .details(
+        serde_json::json!({ "factor_id": f.id, "kind": f.kind, "name": f.name, "alert": true }),
+    );
+    let change = Change::Many(vec![
+        Change::RemoveFactor {
+            id: f.id.clone(),
+            principal_id: me.principal.id.clone(),
+        },
+        crate::privilege::credential_notice(
+            &me.principal,
+            "factor_removed",
+            serde_json::json!({ "kind": f.kind, "name": f.name }),
+        ),
+    ]);
     // A break-glass account's key is its credential: not below the two-account minimum.
     if me.principal.emergency {
         return crate::breakglass::write_guarded(state, change, ev).await;
@@ -1054,6 +1200,15 @@ pub async fn change_password(
 ) -> Result<(), ApiError> {
     let me = caller.require_full()?;
     crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
+    // Access tokens never change credentials (rule 7); the current password and a fresh
+    // factor below are the proof.
+    if me.is_access_token() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            portcullis_core::privilege::ProofRefusal::AccessToken.to_string(),
+        ));
+    }
     check_password_input(&req.current_password)?;
     if let Some(code) = &req.code
         && (code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()))
@@ -1149,10 +1304,11 @@ pub async fn change_password(
             except: Some(me.session.id.clone()),
             at_us: us(now),
         },
+        crate::privilege::credential_notice(p, "password_changed", serde_json::json!({})),
     ]);
     let change = Change::Many(changes);
     let ev = event(caller, "user.password_changed", format!("user:{}", p.name))
-        .details(serde_json::json!({ "other_sessions_revoked": true }));
+        .details(serde_json::json!({ "other_sessions_revoked": true, "alert": true }));
     state
         .store
         .write(change, vec![ev])

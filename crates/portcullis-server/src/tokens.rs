@@ -11,6 +11,8 @@
 //!   later than the earliest end among them (invariant 3).
 //! - Verification (in [`crate::keys`]) accepts only `EdDSA` with a `kid` of the current key
 //!   set. Revoked `jti`s and disabled subjects are inactive.
+//! - An access token's `aud` is the client it was issued to; introspection answers `active`
+//!   only to that client, or to a service account holding `tokens.introspect`.
 
 use std::sync::Arc;
 
@@ -25,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::time_us::{from_us, us};
 
-pub use crate::keys::{AUDIENCE, SignerError, TokenSigner};
+pub use crate::keys::{SignerError, TokenSigner};
 
 /// A new client secret: the value (shown once) and the hash stored.
 pub fn new_client_secret() -> (String, Vec<u8>) {
@@ -156,7 +158,9 @@ pub async fn issue(
     let claims = AccessClaims {
         iss: signer.issuer.clone(),
         sub: p.id.clone(),
-        aud: AUDIENCE.into(),
+        // Each client is its own audience (privilege model rule 8): the CLI's tokens say
+        // `portcullis-cli`, a service account's its client id, a relying party's its client id.
+        aud: what.client_id.clone(),
         iat: now.unix_timestamp(),
         nbf: now.unix_timestamp(),
         exp: exp.unix_timestamp(),

@@ -139,6 +139,39 @@ struct DevicePage<'a> {
     user: &'a str,
     csrf: &'a str,
     code: &'a str,
+    /// Where, when and by which client the code was requested, when it names a pending one.
+    requested: Option<DeviceRequested>,
+}
+
+/// What the approving person is shown about a pending device code, so a code phished from
+/// elsewhere can be recognised (privilege model rule 8).
+struct DeviceRequested {
+    address: String,
+    at: String,
+    client: String,
+    user_agent: String,
+}
+
+/// The request behind `user_code`, when it is a pending, unexpired device code.
+async fn device_requested(state: &AppState, user_code: &str) -> Option<DeviceRequested> {
+    let code = portcullis_core::device::normalize_user_code(user_code)?;
+    let d = state.store.device_by_user_code(&code).await.ok()??;
+    let now = OffsetDateTime::now_utc();
+    if d.state != portcullis_core::device::DeviceState::Pending.as_str()
+        || crate::time_us::from_us(d.expires_at_us) <= now
+    {
+        return None;
+    }
+    Some(DeviceRequested {
+        address: if d.client_ip.is_empty() {
+            "an unknown address".to_owned()
+        } else {
+            d.client_ip
+        },
+        at: crate::time_us::rfc3339(d.created_at_us),
+        client: d.client_id,
+        user_agent: d.user_agent,
+    })
 }
 
 /// A rendered page with its status, cookies to set, and an extra origin forms may lead to.
@@ -881,12 +914,14 @@ pub async fn device_page(state: &AppState, headers: &HeaderMap, raw: Option<&str
         Err(r) => return r,
     };
     let (csrf, set) = csrf_token(state, headers);
+    let requested = device_requested(state, &user_code).await;
     let mut page = Page::new(&DevicePage {
         title: "Approve the CLI?",
         error: None,
         user: &s.principal.name,
         csrf: &csrf,
         code: &user_code,
+        requested,
     });
     page.cookies.extend(set);
     page.into_response()
@@ -911,6 +946,7 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
     };
     let user_code = f.get("user_code").cloned().unwrap_or_default();
     let (csrf, set) = csrf_token(state, headers);
+    let requested = device_requested(state, &user_code).await;
     let again = |status: StatusCode, msg: &str, s: &SessionCaller| {
         let mut p = Page::new(&DevicePage {
             title: "Approve the CLI?",
@@ -918,6 +954,12 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
             user: &s.principal.name,
             csrf: &csrf,
             code: &user_code,
+            requested: requested.as_ref().map(|r| DeviceRequested {
+                address: r.address.clone(),
+                at: r.at.clone(),
+                client: r.client.clone(),
+                user_agent: r.user_agent.clone(),
+            }),
         })
         .status(status);
         p.cookies.extend(set.clone());
@@ -935,6 +977,14 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
         Some("deny") => false,
         _ => return again(StatusCode::BAD_REQUEST, "choose Approve or Deny", &s),
     };
+    // Approving hands a terminal your identity: the person confirms they started it.
+    if approve && f.get("started_by_me").map(String::as_str) != Some("yes") {
+        return again(
+            StatusCode::BAD_REQUEST,
+            "tick the box to confirm that you started portcullis login yourself; if you did not, deny",
+            &s,
+        );
+    }
     let caller = crate::auth::Caller::Session(Box::new(s.clone()));
     match crate::device::decide(state, &caller, &user_code, approve).await {
         Ok(()) => Page::new(&MessagePage {

@@ -22,8 +22,8 @@
 
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    FactorView, SignInResponse, WebauthnChallenge, WebauthnFinishRequest, WebauthnRegisterRequest,
-    WebauthnSignInRequest,
+    FactorView, Reauthenticated, SignInResponse, WebauthnChallenge, WebauthnFinishRequest,
+    WebauthnRegisterRequest, WebauthnSignInRequest,
 };
 use portcullis_core::audit::Outcome;
 use portcullis_core::error::ErrorCode;
@@ -53,6 +53,7 @@ use crate::time_us::{from_us, us};
 
 const REGISTER: &str = "register";
 const SIGNIN: &str = "signin";
+const REAUTH: &str = "reauth";
 
 /// The relying party for `origin` (its host is the relying-party id).
 pub fn relying_party(origin: &Url) -> Result<Webauthn, WebauthnError> {
@@ -178,6 +179,7 @@ pub async fn start_registration(
     req: WebauthnRegisterRequest,
 ) -> Result<WebauthnChallenge, ApiError> {
     let me = caller.require_session()?;
+    crate::privilege::require_person(caller, "register a passkey or security key")?;
     crate::breakglass::guard_own_credential(state, &me.principal, true).await?;
     let name = factor_name(&req.name)?;
     let factors = state.store.factors(&me.principal.id).await?;
@@ -188,6 +190,8 @@ pub async fn start_registration(
             "you already have a factor with that name",
         ));
     }
+    // A new credential needs a fresh proof, never an access token (privilege model rule 7).
+    crate::privilege::require_fresh_proof(state, caller).await?;
     let exclude = passkeys(state, &me.principal.id)
         .await?
         .iter()
@@ -233,6 +237,8 @@ pub async fn finish_registration(
     req: WebauthnFinishRequest,
 ) -> Result<FactorView, ApiError> {
     let me = caller.require_session()?;
+    crate::privilege::require_person(caller, "register a passkey or security key")?;
+    crate::privilege::require_fresh_proof(state, caller).await?;
     let now = OffsetDateTime::now_utc();
     let c = load_ceremony(state, &req.ceremony_id, REGISTER, now).await?;
     if c.principal_id != me.principal.id {
@@ -281,9 +287,15 @@ pub async fn finish_registration(
             counter: 0,
             at_us: us(now),
         },
+        crate::privilege::credential_notice(
+            &me.principal,
+            "webauthn_registered",
+            serde_json::json!({ "name": name }),
+        ),
     ]);
+    // A new credential: alert-worthy, and its owner is told by email (rule 7).
     let ev = event(caller, "mfa.webauthn_registered", target).details(
-        serde_json::json!({ "factor_id": id, "name": name, "user_verification": "required" }),
+        serde_json::json!({ "factor_id": id, "name": name, "user_verification": "required", "alert": true }),
     );
     state
         .store
@@ -436,8 +448,6 @@ pub async fn finish_signin(
         .ok_or_else(ceremony_gone)?;
     let keys = throttle_keys(&p.name, p.emergency, client);
     guard_throttle(state, &keys, &p.name, "signin.webauthn", client, now).await?;
-    let auth: PasskeyAuthentication = serde_json::from_str(&c.state)
-        .map_err(|_| ApiError::internal("stored WebAuthn ceremony unreadable"))?;
     let mode = if c.pending_signin_hash.is_some() {
         "password_and_webauthn"
     } else {
@@ -453,53 +463,11 @@ pub async fn finish_signin(
             serde_json::json!({ "mode": mode }),
         )
     };
-    let result = match state
-        .webauthn
-        .finish_passkey_authentication(&credential, &auth)
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let reason = describe(&e);
-            state
-                .store
-                .write(
-                    Change::Many(vec![
-                        Change::ConsumeCeremony {
-                            id_hash: c.id_hash.clone(),
-                        },
-                        Change::RecordFailures {
-                            keys,
-                            at_us: us(now),
-                        },
-                    ]),
-                    vec![failure(reason)],
-                )
-                .await
-                .map_err(|e| match e {
-                    // Another request finished this ceremony meanwhile.
-                    StoreError::Conflict(_) => ceremony_gone(),
-                    other => other.into(),
-                })?;
-            return Err(webauthn_failed(format!(
-                "the authenticator's answer was refused ({reason})"
-            )));
-        }
-    };
-    if !result.user_verified() {
-        // Unreachable with the passkey policy (webauthn-rs refuses first); kept as a guard
-        // because the strength below depends on it.
-        record_failure(state, keys, failure("user_not_verified")).await?;
-        return Err(webauthn_failed("the authenticator did not verify the user"));
-    }
-    let Some((factor_id, mut passkey)) = passkeys(state, &p.id)
-        .await?
-        .into_iter()
-        .find(|(_, pk)| pk.cred_id() == result.cred_id())
-    else {
-        // Removed between start and finish.
-        record_failure(state, keys, failure("credential_removed")).await?;
-        return Err(webauthn_failed("that credential is no longer registered"));
-    };
+    let Asserted {
+        factor_id,
+        sealed,
+        counter,
+    } = check_assertion(state, &c, &p, &credential, &keys, &failure, now).await?;
     if !p.enabled {
         state
             .store
@@ -514,11 +482,6 @@ pub async fn finish_signin(
             "this account is disabled",
         ));
     }
-    passkey.update_credential(&result);
-    let sealed = state.master.seal(
-        &format!("mfa_factor:{factor_id}"),
-        &serde_json::to_vec(&passkey).map_err(ApiError::internal)?,
-    );
     let (ca, frequency) = crate::conditional_access::at_signin(
         state,
         &p,
@@ -547,7 +510,7 @@ pub async fn finish_signin(
         Change::UpdateWebauthnFactor {
             id: factor_id.clone(),
             sealed_credential: sealed,
-            counter: i64::from(result.counter()),
+            counter,
             at_us: us(now),
         },
         create,
@@ -583,6 +546,209 @@ pub async fn finish_signin(
                 .store
                 .write(Change::ConsumeCeremony { id_hash: c.id_hash }, vec![])
                 .await;
+            Err(webauthn_failed(
+                "this answer was already used, or the authenticator's counter did not advance",
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An authenticator's answer that passed: the factor it came from, the credential to store back
+/// (its counter moved on) and the counter.
+struct Asserted {
+    factor_id: String,
+    sealed: Vec<u8>,
+    counter: i64,
+}
+
+/// Checks an answer to ceremony `c` of `p`. On refusal the ceremony is spent (a refused answer
+/// cannot be retried), the failure is counted on `keys` and audited as `failure(reason)`.
+async fn check_assertion(
+    state: &AppState,
+    c: &Ceremony,
+    p: &Principal,
+    credential: &PublicKeyCredential,
+    keys: &[String],
+    failure: &(dyn Fn(&str) -> portcullis_core::audit::NewAuditEvent + Sync),
+    now: OffsetDateTime,
+) -> Result<Asserted, ApiError> {
+    let auth: PasskeyAuthentication = serde_json::from_str(&c.state)
+        .map_err(|_| ApiError::internal("stored WebAuthn ceremony unreadable"))?;
+    let result = match state
+        .webauthn
+        .finish_passkey_authentication(credential, &auth)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let reason = describe(&e);
+            state
+                .store
+                .write(
+                    Change::Many(vec![
+                        Change::ConsumeCeremony {
+                            id_hash: c.id_hash.clone(),
+                        },
+                        Change::RecordFailures {
+                            keys: keys.to_vec(),
+                            at_us: us(now),
+                        },
+                    ]),
+                    vec![failure(reason)],
+                )
+                .await
+                .map_err(|e| match e {
+                    // Another request finished this ceremony meanwhile.
+                    StoreError::Conflict(_) => ceremony_gone(),
+                    other => other.into(),
+                })?;
+            return Err(webauthn_failed(format!(
+                "the authenticator's answer was refused ({reason})"
+            )));
+        }
+    };
+    if !result.user_verified() {
+        // Unreachable with the passkey policy (webauthn-rs refuses first); kept as a guard
+        // because the strength that follows depends on it.
+        record_failure(state, keys.to_vec(), failure("user_not_verified")).await?;
+        return Err(webauthn_failed("the authenticator did not verify the user"));
+    }
+    let Some((factor_id, mut passkey)) = passkeys(state, &p.id)
+        .await?
+        .into_iter()
+        .find(|(_, pk)| pk.cred_id() == result.cred_id())
+    else {
+        // Removed between start and finish.
+        record_failure(state, keys.to_vec(), failure("credential_removed")).await?;
+        return Err(webauthn_failed("that credential is no longer registered"));
+    };
+    passkey.update_credential(&result);
+    let sealed = state.master.seal(
+        &format!("mfa_factor:{factor_id}"),
+        &serde_json::to_vec(&passkey).map_err(ApiError::internal)?,
+    );
+    Ok(Asserted {
+        factor_id,
+        sealed,
+        counter: i64::from(result.counter()),
+    })
+}
+
+/// `POST /api/v1/me/reauth/webauthn`: a challenge for a fresh proof with one of the caller's
+/// passkeys or security keys (finished by `POST /api/v1/me/reauth`).
+pub async fn start_reauth(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<WebauthnChallenge, ApiError> {
+    let me = caller.require_session()?;
+    if me.is_access_token() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "re-authenticate in a signed-in session (portcullis login); an access token cannot",
+        ));
+    }
+    let creds: Vec<Passkey> = passkeys(state, &me.principal.id)
+        .await?
+        .into_iter()
+        .map(|(_, pk)| pk)
+        .collect();
+    if creds.is_empty() {
+        return Err(ApiError::bad_request(
+            "you have no passkey or security key; re-authenticate with your password and TOTP code",
+        ));
+    }
+    let (options, auth) = state
+        .webauthn
+        .start_passkey_authentication(&creds)
+        .map_err(|_| ApiError::internal("cannot start a WebAuthn re-authentication"))?;
+    let (ceremony_id, id_hash) = new_ceremony_id();
+    state
+        .store
+        .write(
+            Change::CreateCeremony {
+                id_hash,
+                principal_id: me.principal.id.clone(),
+                kind: REAUTH.into(),
+                state: serde_json::to_string(&auth).map_err(ApiError::internal)?,
+                factor_name: None,
+                pending_signin_hash: None,
+                at_us: us(OffsetDateTime::now_utc()),
+            },
+            vec![],
+        )
+        .await?;
+    Ok(WebauthnChallenge {
+        ceremony_id,
+        options: serde_json::to_value(options).map_err(ApiError::internal)?,
+    })
+}
+
+/// Finishes a WebAuthn re-authentication: the session's factor is proven now, at the
+/// `phishing_resistant` strength.
+pub async fn finish_reauth(
+    state: &AppState,
+    caller: &Caller,
+    client: &ClientInfo,
+    ceremony_id: Option<String>,
+    credential: Option<serde_json::Value>,
+) -> Result<Reauthenticated, ApiError> {
+    let me = caller.require_session()?;
+    let (Some(ceremony_id), Some(credential)) = (ceremony_id, credential) else {
+        return Err(ApiError::bad_request(
+            "give ceremony_id and credential together",
+        ));
+    };
+    let now = OffsetDateTime::now_utc();
+    let c = load_ceremony(state, &ceremony_id, REAUTH, now).await?;
+    if c.principal_id != me.principal.id {
+        // Somebody else's ceremony looks like no ceremony at all.
+        return Err(ceremony_gone());
+    }
+    let credential: PublicKeyCredential = serde_json::from_value(credential)
+        .map_err(|_| ApiError::bad_request("credential is not a WebAuthn assertion"))?;
+    let p = &me.principal;
+    let keys = throttle_keys(&p.name, p.emergency, client);
+    guard_throttle(
+        state,
+        &keys,
+        &p.name,
+        "session.reauthenticated",
+        client,
+        now,
+    )
+    .await?;
+    let target = format!("user:{}", p.name);
+    let failure = |reason: &str| {
+        event(caller, "session.reauthenticated", target.clone())
+            .outcome(Outcome::Failure)
+            .details(serde_json::json!({ "reason": reason, "method": "webauthn", "session_id": me.session.id, "client_ip": client.ip }))
+    };
+    let a = check_assertion(state, &c, p, &credential, &keys, &failure, now).await?;
+    let change = Change::Many(vec![
+        Change::ConsumeCeremony { id_hash: c.id_hash },
+        Change::UpdateWebauthnFactor {
+            id: a.factor_id.clone(),
+            sealed_credential: a.sealed,
+            counter: a.counter,
+            at_us: us(now),
+        },
+        Change::StampSession {
+            id: me.session.id.clone(),
+            strength: AuthStrength::PhishingResistant.as_str().to_owned(),
+            at_us: us(now),
+        },
+    ]);
+    let ev = event(caller, "session.reauthenticated", target.clone()).details(serde_json::json!({
+        "session_id": me.session.id, "factor_id": a.factor_id, "method": "webauthn", "client_ip": client.ip,
+    }));
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => Ok(crate::signin::reauthenticated(
+            AuthStrength::PhishingResistant,
+            now,
+        )),
+        Err(StoreError::Conflict(_)) => {
+            record_failure(state, keys, failure("replayed_or_counter_did_not_advance")).await?;
             Err(webauthn_failed(
                 "this answer was already used, or the authenticator's counter did not advance",
             ))

@@ -500,6 +500,9 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /api/v1/requests/{id}/cancel",
         "POST /api/v1/requests/{id}/deactivate",
         "POST /api/v1/requests/{id}/revoke",
+        "POST /api/v1/assignments/{id}/make-eligible",
+        "POST /api/v1/me/reauth",
+        "POST /api/v1/me/reauth/webauthn",
     ]
     .into_iter()
     .map(String::from)
@@ -1327,6 +1330,9 @@ macro_rules! backend_tests {
     };
 }
 
+#[path = "api/privilege.rs"]
+mod privilege;
+
 backend_tests!(
     breakglass_drills_overdue_alert,
     breakglass_alert_reaches_every_channel,
@@ -2002,6 +2008,22 @@ async fn user_with_totp(
     secret
 }
 
+/// `name` (a privileged person with TOTP) holding `role` now: made eligible by `admin`, then
+/// activated just in time with MFA (people never hold privileged roles standing).
+async fn holder(app: &TestApp, admin: &Client, name: &str, role: &str) -> (Client, Vec<u8>) {
+    let (c, secret) = mfa_user(app, admin, name, "quartz-harbor-lantern-71").await;
+    admin
+        .create_assignment(&eligible(name, role, None))
+        .await
+        .expect("eligible");
+    let r = c
+        .request_activation(&ask(role, 3600, Some("abuse test")))
+        .await
+        .expect("activate");
+    assert_eq!(r.state, "active", "{role} activates without approval");
+    (c, secret)
+}
+
 fn ask(role: &str, secs: i64, why: Option<&str>) -> CreateActivationRequest {
     CreateActivationRequest {
         role: role.into(),
@@ -2534,16 +2556,19 @@ async fn service_account_client_credentials(app: TestApp) {
         })
         .await
         .expect("sa");
-    let s1 = admin
+    // Its credentials are a Service Administrator's to manage; its roles the Global
+    // Administrator's to assign (who holds a service account's secret never assigns it roles).
+    let (sam, _) = holder(&app, &admin, "sam", "service-administrator").await;
+    let s1 = sam
         .add_client_secret("payroll-sync")
         .await
         .expect("secret 1");
-    let s2 = admin
+    let s2 = sam
         .add_client_secret("payroll-sync")
         .await
         .expect("secret 2");
     assert_eq!(s1.client_id, "payroll-sync");
-    let third = admin
+    let third = sam
         .add_client_secret("payroll-sync")
         .await
         .expect_err("two at most");
@@ -2604,7 +2629,8 @@ async fn service_account_client_credentials(app: TestApp) {
         let pk = Ed25519PublicKey::from_bytes(&raw).map_err(|e| e.to_string())?;
         let opts = VerificationOptions {
             allowed_issuers: Some(HashSet::from_strings(&["http://localhost:8080"])),
-            allowed_audiences: Some(HashSet::from_strings(&["portcullis"])),
+            // Each client is its own audience.
+            allowed_audiences: Some(HashSet::from_strings(&["payroll-sync"])),
             ..Default::default()
         };
         pk.verify_token::<TheirClaims>(token, Some(opts))
@@ -4017,7 +4043,9 @@ async fn access_tokens_are_api_credentials(app: TestApp) {
         })
         .await
         .expect("sa");
-    let s = admin
+    // Who holds its secret never assigns it roles: a Service Administrator adds the secret.
+    let (sam, _) = holder(&app, &admin, "sam", "service-administrator").await;
+    let s = sam
         .add_client_secret("audit-shipper")
         .await
         .expect("secret");
@@ -4632,7 +4660,8 @@ async fn oidc_relying_party(backend: Backend) {
         let key = Ed25519PublicKey::from_bytes(&raw).expect("key");
         let opts = VerificationOptions {
             allowed_issuers: Some(HashSet::from_strings(&[&issuer])),
-            allowed_audiences: Some(HashSet::from_strings(&["portcullis"])),
+            // Each client is its own audience.
+            allowed_audiences: Some(HashSet::from_strings(&[&client_id])),
             ..Default::default()
         };
         let verified = key
@@ -5194,6 +5223,31 @@ async fn device_approved_in_the_browser(backend: Backend) {
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("Approve"), "{html}");
+    // Where and when the code was asked for, so a phished code can be recognised.
+    assert!(
+        html.contains("Requested from") && html.contains("127.0.0.1"),
+        "{html}"
+    );
+    assert!(html.contains("portcullis-cli"), "{html}");
+    // Approving needs the person to confirm they started it.
+    let unconfirmed = b
+        .post(
+            "/device",
+            &[
+                ("csrf", &hidden(&html, "csrf")),
+                ("user_code", &code_of(&d, "user_code")),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(unconfirmed.status(), 400);
+    assert!(
+        unconfirmed
+            .text()
+            .await
+            .expect("html")
+            .contains("tick the box")
+    );
     let user_code = hidden_input(&html, "user_code");
     assert_eq!(user_code, code_of(&d, "user_code"));
     // Without the CSRF token nothing is decided.
@@ -5211,6 +5265,7 @@ async fn device_approved_in_the_browser(backend: Backend) {
                 ("csrf", &hidden(&html, "csrf")),
                 ("user_code", &user_code),
                 ("decision", "approve"),
+                ("started_by_me", "yes"),
             ],
         )
         .await;

@@ -118,6 +118,9 @@ pub struct NewDeviceAuthorization {
     pub created_at_us: i64,
     pub expires_at_us: i64,
     pub interval_s: i64,
+    /// Where it was requested from (shown to the person asked to approve it).
+    pub client_ip: String,
+    pub user_agent: String,
 }
 
 /// A refresh token as issued (its hash only).
@@ -645,6 +648,23 @@ pub enum Change {
         min: i64,
         before: i64,
     },
+    /// Conflicts with [`LAST_GLOBAL_ADMINISTRATOR`] when, after the changes before it in the same
+    /// [`Change::Many`], no person (enabled, not break-glass) can reach Global Administrator at
+    /// `/` any more — by a live active or eligible assignment, directly or through a
+    /// role-assignable group — and fewer than `before` (the count the caller read). Serialised
+    /// like [`Change::RequireBreakGlassMinimum`]; on PostgreSQL the GA assignments are locked too.
+    RequireGlobalAdministrator {
+        before: i64,
+        at_us: i64,
+    },
+    /// Records a fresh proof in a live session (re-authentication): its strength becomes
+    /// `strength` (never lower than it was) and its second factor counts as proven at `at_us`.
+    /// Conflicts when the session is gone or revoked.
+    StampSession {
+        id: String,
+        strength: String,
+        at_us: i64,
+    },
     /// Claims the periodic job `name` for this run: conflicts when another run (any replica)
     /// recorded one after `not_before_us`.
     ClaimPeriodic {
@@ -671,6 +691,10 @@ pub const TOO_MANY_RULES: &str = "too many custom alert rules";
 
 /// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
 pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
+
+/// The conflict [`Change::RequireGlobalAdministrator`] reports.
+pub const LAST_GLOBAL_ADMINISTRATOR: &str =
+    "nobody would be left who can reach Global Administrator at the tenant";
 
 /// The conflict [`Change::RequireBreakGlassMinimum`] reports.
 pub const BREAKGLASS_MINIMUM: &str = "fewer than the required break-glass accounts would remain";
@@ -988,9 +1012,10 @@ macro_rules! apply_for {
                             }
                         }
                         Change::CreateDeviceAuthorization(d) => {
-                            sqlx::query("INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, state, created_at_us, expires_at_us, interval_s) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)")
+                            sqlx::query("INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, state, created_at_us, expires_at_us, interval_s, client_ip, user_agent) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)")
                                 .bind(&d.id).bind(&d.device_code_hash).bind(&d.user_code).bind(&d.client_id)
                                 .bind(d.created_at_us).bind(d.expires_at_us).bind(d.interval_s)
+                                .bind(&d.client_ip).bind(&d.user_agent)
                                 .execute(&mut *c).await?;
                         }
                         Change::PollDevice { id, slow_down, at_us } => {
@@ -1169,6 +1194,24 @@ macro_rules! apply_for {
                             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q)).fetch_one(&mut *c).await?;
                             if n < *min && n < *before {
                                 return Err(conflict(BREAKGLASS_MINIMUM));
+                            }
+                        }
+                        Change::RequireGlobalAdministrator { before, at_us } => {
+                            sqlx::query(concat!("SELECT a.id FROM role_assignments a WHERE a.role = 'global-administrator' AND a.ended_at_us IS NULL ORDER BY a.id", $lock))
+                                .fetch_all(&mut *c).await?;
+                            let n: i64 = sqlx::query_scalar(crate::roles::GA_REACHERS_SQL)
+                                .bind(*at_us).fetch_one(&mut *c).await?;
+                            if portcullis_core::privilege::refuses_last_global_administrator(*before, n) {
+                                return Err(conflict(LAST_GLOBAL_ADMINISTRATOR));
+                            }
+                        }
+                        Change::StampSession { id, strength, at_us } => {
+                            // The strength only rises: a TOTP re-authentication of a passkey
+                            // session keeps it phishing-resistant.
+                            let n = sqlx::query("UPDATE sessions SET strength = CASE WHEN strength = 'phishing_resistant' OR $1 = 'password' OR (strength = 'mfa' AND $1 = 'mfa') THEN strength ELSE $1 END, strong_auth_at_us = $2 WHERE id = $3 AND revoked_at_us IS NULL")
+                                .bind(strength).bind(*at_us).bind(id).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("no such live session"));
                             }
                         }
                         Change::ClaimPeriodic { name, not_before_us, at_us } => {

@@ -20,6 +20,9 @@ pub struct DeviceAuthorization {
     pub strength: Option<String>,
     pub auth_time_us: Option<i64>,
     pub session_id: Option<String>,
+    /// Where the device code was requested from (shown to the approving person).
+    pub client_ip: String,
+    pub user_agent: String,
 }
 
 /// A refresh token as stored (its hash only).
@@ -40,7 +43,7 @@ pub struct RefreshToken {
     pub scope: String,
 }
 
-const DEVICE_COLS: &str = "id, user_code, client_id, state, created_at_us, expires_at_us, interval_s, last_poll_at_us, principal_id, strength, auth_time_us, session_id";
+const DEVICE_COLS: &str = "id, user_code, client_id, state, created_at_us, expires_at_us, interval_s, last_poll_at_us, principal_id, strength, auth_time_us, session_id, client_ip, user_agent";
 
 macro_rules! device_row {
     ($r:expr) => {
@@ -57,6 +60,8 @@ macro_rules! device_row {
             strength: $r.try_get("strength")?,
             auth_time_us: $r.try_get("auth_time_us")?,
             session_id: $r.try_get("session_id")?,
+            client_ip: $r.try_get("client_ip")?,
+            user_agent: $r.try_get("user_agent")?,
         }
     };
 }

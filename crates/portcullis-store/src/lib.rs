@@ -47,9 +47,10 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use changes::{
-    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, NewAlertChannel, NewAlertRule, NewAssignment,
-    NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage,
-    NewPrincipal, NewRefreshToken, NewRequest, NewSession, OutboxAttempt, TOO_MANY_RULES,
+    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel,
+    NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization,
+    NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
+    OutboxAttempt, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

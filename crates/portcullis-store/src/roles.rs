@@ -11,6 +11,17 @@ use sqlx::Row;
 
 use crate::{Result, Store, on_pool};
 
+/// People (enabled users, not break-glass) with a live Global Administrator assignment at `/`
+/// at `$1`, active or eligible, of their own or through a role-assignable group they belong to:
+/// those who can still administer the tenant day to day (privilege model rule 3). A Global
+/// Administrator at `/targets/x` does not count (rule 10).
+pub(crate) const GA_REACHERS_SQL: &str = "SELECT COUNT(*) FROM principals u WHERE u.kind = 'user' AND u.enabled AND NOT u.emergency AND EXISTS (\
+    SELECT 1 FROM role_assignments a JOIN principals h ON h.id = a.principal_id \
+    WHERE a.role = 'global-administrator' AND a.scope = '/' AND a.ended_at_us IS NULL AND a.starts_at_us <= $1 \
+    AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) \
+    AND (a.principal_id = u.id OR (h.kind = 'group' AND h.role_assignable AND EXISTS \
+        (SELECT 1 FROM group_members m WHERE m.group_id = h.id AND m.member_id = u.id))))";
+
 /// A custom role as stored (permissions as a JSON array of strings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomRole {
@@ -247,6 +258,36 @@ impl Store {
                 Some(r) => Ok(Some(assignment_row!(r))),
                 None => Ok(None),
             }
+        })
+    }
+
+    /// How many people (enabled, not break-glass) can reach Global Administrator at `/` at
+    /// `now_us` (see [`GA_REACHERS_SQL`]).
+    pub async fn global_administrator_count(&self, now_us: i64) -> Result<i64> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query_scalar::<_, i64>(GA_REACHERS_SQL).bind(now_us).fetch_one(pool).await?)
+        })
+    }
+
+    /// Whether `actor` (an audit actor name such as `user:ada`) added a live client secret or
+    /// key of `principal_id`: then they can act as that service account.
+    pub async fn manages_credentials_of(&self, principal_id: &str, actor: &str) -> Result<bool> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT (SELECT COUNT(*) FROM client_secrets WHERE principal_id = $1 AND created_by = $2 AND revoked_at_us IS NULL) \
+                 + (SELECT COUNT(*) FROM client_keys WHERE principal_id = $1 AND created_by = $2 AND revoked_at_us IS NULL)",
+            )
+            .bind(principal_id).bind(actor).fetch_one(pool).await? > 0)
+        })
+    }
+
+    /// Whether `actor` created a live assignment of `principal_id` (its own, not through groups).
+    pub async fn assigned_by(&self, principal_id: &str, actor: &str) -> Result<bool> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM role_assignments WHERE principal_id = $1 AND created_by = $2 AND ended_at_us IS NULL",
+            )
+            .bind(principal_id).bind(actor).fetch_one(pool).await? > 0)
         })
     }
 

@@ -30,7 +30,7 @@ use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cli::{Output, print_json, table};
-use crate::login::{self, StoredLogin, ask_secret};
+use crate::login::{self, ask_secret};
 
 #[derive(Subcommand)]
 pub enum BreakGlassCommand {
@@ -113,14 +113,7 @@ pub async fn run(
         }
         BreakGlassCommand::Signin(a) => {
             let (name, session) = recover_and_sign_in(anonymous, a).await?;
-            login::save(&StoredLogin {
-                server: server.to_owned(),
-                token: session.token.clone(),
-                user: name.to_string(),
-                refresh_token_store: None,
-                sealed_refresh_token: None,
-                expires_at: None,
-            })?;
+            login::save_session_login(server, &session.token, name.as_str())?;
             match output {
                 Output::Json => print_json(&serde_json::json!({
                     "user": name.as_str(), "session_id": session.session_id,

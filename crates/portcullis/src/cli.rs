@@ -18,7 +18,7 @@ use crate::alerts_cli::{self, AlertsCommand};
 use crate::breakglass_cli::{self, BreakGlassCommand};
 use crate::ca_cli::{self, CaCommand};
 use crate::clients_cli::{self, ClientsCommand};
-use crate::login::{self, StoredLogin, ask, ask_secret, qr};
+use crate::login::{self, ask, ask_secret, qr};
 use crate::roles_cli;
 use crate::service_accounts_cli::{self, ServiceAccountsCommand};
 use portcullis_server::{Application, BuildOptions, Config, LogFormat};
@@ -111,6 +111,11 @@ enum Command {
     Assign(roles_cli::AssignArgs),
     /// Remove an assignment (by id, or PRINCIPAL ROLE).
     Unassign(roles_cli::UnassignArgs),
+    /// Turn an active assignment (yours by default) into an eligible one, in one step.
+    MakeEligible(roles_cli::MakeEligibleArgs),
+    /// Prove again that it is you (password and TOTP code): credential changes need a proof
+    /// within the last five minutes.
+    Reauth(ReauthArgs),
     /// List live assignments.
     Assignments(roles_cli::AssignmentsArgs),
     /// Ask to activate an eligible role.
@@ -178,6 +183,16 @@ struct LoginArgs {
     /// no password here; the login refreshes itself.
     #[arg(long, conflicts_with_all = ["username", "password_stdin", "code"])]
     device: bool,
+}
+
+#[derive(Args)]
+struct ReauthArgs {
+    /// The TOTP code (otherwise it is asked for).
+    #[arg(long)]
+    code: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
 }
 
 #[derive(Subcommand)]
@@ -335,15 +350,14 @@ struct ListArgs {
 /// A client with the credential in effect: `PORTCULLIS_TOKEN`, else the stored login for
 /// this server.
 fn client(cli: &Cli) -> Result<Client> {
-    let token = std::env::var("PORTCULLIS_TOKEN")
-        .ok()
-        .or_else(|| {
-            login::load()
-                .filter(|l| l.server == cli.server)
-                .map(|l| l.token)
-        })
-        .map(SecretString::from);
-    Ok(Client::new(&cli.server, token)?)
+    let token = match std::env::var("PORTCULLIS_TOKEN") {
+        Ok(t) => Some(t),
+        Err(_) => match login::load().filter(|l| l.server == cli.server) {
+            Some(l) => Some(login::bearer(&l)?.to_string()),
+            None => None,
+        },
+    };
+    Ok(Client::new(&cli.server, token.map(SecretString::from))?)
 }
 
 fn anonymous(cli: &Cli) -> Result<Client> {
@@ -518,6 +532,49 @@ async fn bootstrap(cli: &Cli, args: &BootstrapArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A fresh proof in the stored session: the password and a TOTP code.
+async fn reauth(c: &Client, code: Option<String>, password_stdin: bool) -> Result<()> {
+    let password = if password_stdin {
+        login::read_stdin_line("password")?
+    } else {
+        ask_secret("Password (to prove it is you): ", "password")?
+    };
+    let code = match code {
+        Some(c) => c,
+        None => ask("Code from the authenticator app: ", "code")?,
+    };
+    let r = c
+        .reauth(&portcullis_core::api::ReauthRequest {
+            password: Some(password),
+            code: Some(code.trim().to_owned()),
+            ceremony_id: None,
+            credential: None,
+        })
+        .await?;
+    eprintln!(
+        "re-authenticated ({}); credential changes are allowed until {}",
+        r.strength, r.fresh_until
+    );
+    Ok(())
+}
+
+/// Runs a credential change; when the server asks for a fresh proof (`reauth_required`),
+/// asks for the password and a code, re-authenticates and runs it once more.
+async fn with_fresh_proof<T, F, Fut>(c: &Client, change: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, portcullis_client::ClientError>>,
+{
+    match change().await {
+        Err(e) if e.code() == Some("reauth_required") => {
+            eprintln!("{e}");
+            reauth(c, None, false).await?;
+            Ok(change().await?)
+        }
+        other => Ok(other?),
+    }
+}
+
 async fn login_cmd(cli: &Cli, args: &LoginArgs) -> Result<ExitCode> {
     if args.device {
         return device_login(cli).await;
@@ -555,14 +612,9 @@ async fn login_cmd(cli: &Cli, args: &LoginArgs) -> Result<ExitCode> {
             .await?;
     }
     let session = r.session.context("the server did not open a session")?;
-    login::save(&StoredLogin {
-        server: cli.server.clone(),
-        token: session.token.clone(),
-        user: username.clone(),
-        refresh_token_store: None,
-        sealed_refresh_token: None,
-        expires_at: None,
-    })?;
+    // Like a device login's refresh token: in the OS keyring, or sealed to this machine and
+    // user, never in the clear on disk.
+    login::save_session_login(&cli.server, &session.token, &username)?;
     match cli.output {
         Output::Json => print_json(&serde_json::json!({
             "user": username, "session_id": session.session_id, "strength": session.strength,
@@ -661,26 +713,21 @@ async fn accounts(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Mfa(MfaCommand::Enroll(EnrollCommand::Totp { name, code })) => {
-            let e = c
-                .mfa_enrol_totp(&TotpEnrolRequest { name: name.clone() })
-                .await?;
+            let req = TotpEnrolRequest { name: name.clone() };
+            let e = with_fresh_proof(&c, || c.mfa_enrol_totp(&req)).await?;
             show_totp(&e.secret, &e.otpauth_uri);
             let code = match code {
                 Some(x) => x.clone(),
                 None => ask("Code from the authenticator app: ", "code")?,
             };
-            let f = c
-                .mfa_confirm_totp(
-                    &e.factor_id,
-                    &TotpConfirmRequest {
-                        code: code.trim().to_owned(),
-                    },
-                )
-                .await?;
+            let confirm = TotpConfirmRequest {
+                code: code.trim().to_owned(),
+            };
+            let f = with_fresh_proof(&c, || c.mfa_confirm_totp(&e.factor_id, &confirm)).await?;
             println!("enrolled {} ({})", f.name, f.id);
         }
         Command::Mfa(MfaCommand::Remove { id }) => {
-            c.mfa_remove(id).await?;
+            with_fresh_proof(&c, || c.mfa_remove(id)).await?;
             println!("removed {id}");
         }
         Command::Users(cmd) => match cmd {
@@ -924,6 +971,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Roles(cmd) => roles_cli::roles(&client(&cli)?, cli.output, cmd).await,
         Command::Assign(a) => roles_cli::assign(&client(&cli)?, cli.output, a).await,
         Command::Unassign(u) => roles_cli::unassign(&client(&cli)?, u).await,
+        Command::MakeEligible(m) => roles_cli::make_eligible(&client(&cli)?, cli.output, m).await,
+        Command::Reauth(args) => {
+            reauth(&client(&cli)?, args.code.clone(), args.password_stdin).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Assignments(a) => roles_cli::assignments(&client(&cli)?, cli.output, a).await,
         Command::Request(r) => roles_cli::request(&client(&cli)?, cli.output, r).await,
         Command::Requests(r) => roles_cli::requests(&client(&cli)?, cli.output, r).await,

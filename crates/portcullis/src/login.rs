@@ -4,7 +4,10 @@
 //! (directory 0700, file 0600), where CONFIG_DIR is `PORTCULLIS_CONFIG_DIR`, else
 //! `$XDG_CONFIG_HOME`, else `~/.config`. `PORTCULLIS_TOKEN` wins over the stored login.
 //!
-//! - After a password sign-in it holds the session token.
+//! - After a password sign-in (or a break-glass sign-in) the session token is kept like a
+//!   device login's refresh token (below): in the OS keyring (`session_token_store: keyring`)
+//!   or sealed in session.json (`sealed_session_token`, the associated data `session:` and the
+//!   server URL), never in the clear. Files from before this have it in `token` and still work.
 //! - After `login --device` it holds a short-lived access token and, in `refresh_token_store`,
 //!   where the refresh token is:
 //!   - `keyring`: in the OS keyring, entry service `portcullis`, user the server URL (so logins
@@ -78,9 +81,26 @@ pub struct StoredLogin {
     /// Unix seconds when `token` (an access token) expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// After a password sign-in: which store holds the session token (`token` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_store: Option<RefreshTokenStore>,
+    /// The session token, sealed, when the file holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_session_token: Option<String>,
 }
 
 impl StoredLogin {
+    /// The OS keyring entry holding this login's secret (a refresh or a session token), if any.
+    fn keyring_entry(&self) -> Option<String> {
+        if self.session_token_store == Some(RefreshTokenStore::Keyring) {
+            Some(session_entry(&self.server))
+        } else if self.refresh_store() == Some(RefreshTokenStore::Keyring) {
+            Some(self.server.clone())
+        } else {
+            None
+        }
+    }
+
     /// Where this login's refresh token is; `None` when it has none (a password sign-in).
     pub fn refresh_store(&self) -> Option<RefreshTokenStore> {
         match (self.refresh_token_store, &self.sealed_refresh_token) {
@@ -130,24 +150,7 @@ pub fn save_device_login(
     refresh_token: &str,
     keep_in: Option<RefreshTokenStore>,
 ) -> Result<()> {
-    let forced = forced_store()?;
-    let store = match forced.or(keep_in) {
-        Some(RefreshTokenStore::File) => RefreshTokenStore::File,
-        Some(RefreshTokenStore::Keyring) | None => {
-            match keyring_store::put(server, refresh_token) {
-                Ok(()) => RefreshTokenStore::Keyring,
-                Err(e) if forced.is_some() => return Err(keyring_forced_but_unusable(e)),
-                Err(e) => {
-                    eprintln!(
-                        "note: the OS keyring is not usable here ({e:#}); the refresh token is kept sealed in {}",
-                        login_path()
-                            .map_or_else(|| "session.json".to_owned(), |p| p.display().to_string())
-                    );
-                    RefreshTokenStore::File
-                }
-            }
-        }
-    };
+    let store = choose_store(server, refresh_token, keep_in)?;
     let sealed = match store {
         RefreshTokenStore::Keyring => None,
         RefreshTokenStore::File => {
@@ -163,7 +166,92 @@ pub fn save_device_login(
         refresh_token_store: Some(store),
         sealed_refresh_token: sealed,
         expires_at: Some(expires_at),
+        session_token_store: None,
+        sealed_session_token: None,
     })
+}
+
+/// The store a login's secret goes to: the forced one, else `keep_in` (the store that held the
+/// secret it replaces), else the OS keyring when a write and a read-back work there under
+/// `entry` (the secret is then written), else the sealed file.
+fn choose_store(
+    entry: &str,
+    secret: &str,
+    keep_in: Option<RefreshTokenStore>,
+) -> Result<RefreshTokenStore> {
+    let forced = forced_store()?;
+    match forced.or(keep_in) {
+        Some(RefreshTokenStore::File) => Ok(RefreshTokenStore::File),
+        _ => match keyring_store::put(entry, secret) {
+            Ok(()) => Ok(RefreshTokenStore::Keyring),
+            Err(e) if forced.is_some() => Err(keyring_forced_but_unusable(e)),
+            Err(e) => {
+                eprintln!(
+                    "note: the OS keyring is not usable here ({e:#}); the token is kept sealed in {}",
+                    login_path()
+                        .map_or_else(|| "session.json".to_owned(), |p| p.display().to_string())
+                );
+                Ok(RefreshTokenStore::File)
+            }
+        },
+    }
+}
+
+/// The OS keyring entry of a session token: per server and configuration directory, because the
+/// kernel keyring is shared by every login of this OS user, and two configuration directories
+/// (two people's, or one person's two roles) must not overwrite each other's session.
+fn session_entry(server: &str) -> String {
+    let dir = config_dir().map_or_else(String::new, |d| d.display().to_string());
+    format!("session {server} {dir}")
+}
+
+/// The associated data a session token is sealed with (distinct from a refresh token's).
+fn session_aad(server: &str) -> String {
+    format!("session:{server}")
+}
+
+/// Stores a password (or break-glass) sign-in: the session token in the OS keyring or sealed in
+/// the file (see the module header), never in the clear.
+pub fn save_session_login(server: &str, session_token: &str, user: &str) -> Result<()> {
+    let store = choose_store(&session_entry(server), session_token, None)?;
+    let sealed = match store {
+        RefreshTokenStore::Keyring => None,
+        RefreshTokenStore::File => {
+            let _ = keyring_store::delete(&session_entry(server));
+            Some(seal(&session_aad(server), session_token)?)
+        }
+    };
+    save(&StoredLogin {
+        server: server.to_owned(),
+        token: String::new(),
+        user: user.to_owned(),
+        refresh_token_store: None,
+        sealed_refresh_token: None,
+        expires_at: None,
+        session_token_store: Some(store),
+        sealed_session_token: sealed,
+    })
+}
+
+/// The bearer credential of a stored login: its session token from whichever store holds it,
+/// or the access token of a device login.
+pub fn bearer(login: &StoredLogin) -> Result<zeroize::Zeroizing<String>> {
+    match login.session_token_store {
+        None => Ok(zeroize::Zeroizing::new(login.token.clone())),
+        Some(RefreshTokenStore::File) => open(
+            &session_aad(&login.server),
+            login
+                .sealed_session_token
+                .as_deref()
+                .context("the stored session token is missing; log in again")?,
+        ),
+        Some(RefreshTokenStore::Keyring) => keyring_store::get(&session_entry(&login.server))
+            .context("cannot read the session token from the OS keyring")?
+            .context(
+                "the session token is no longer in the OS keyring (the kernel keyring does not \
+                 survive a reboot); log in again",
+            ),
+    }
 }
 
 /// The refresh token of a device login, from whichever store holds it.
@@ -303,12 +391,11 @@ pub fn save(login: &StoredLogin) -> Result<()> {
     f.write_all(serde_json::to_string(login)?.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    if let Some(old) = replaced.filter(|old| {
-        old.refresh_store() == Some(RefreshTokenStore::Keyring)
-            && !(old.server == login.server
-                && login.refresh_store() == Some(RefreshTokenStore::Keyring))
-    }) {
-        let _ = keyring_store::delete(&old.server);
+    if let Some(entry) = replaced
+        .and_then(|old| old.keyring_entry())
+        .filter(|e| login.keyring_entry().as_ref() != Some(e))
+    {
+        let _ = keyring_store::delete(&entry);
     }
     Ok(())
 }
@@ -317,18 +404,18 @@ pub fn save(login: &StoredLogin) -> Result<()> {
 /// server, then the file. Whether there was a file.
 pub fn forget(server: &str) -> Result<bool> {
     let stored = load();
-    let in_keyring = stored
-        .as_ref()
-        .filter(|l| l.refresh_store() == Some(RefreshTokenStore::Keyring));
-    if let Some(l) = in_keyring
-        && let Err(e) = keyring_store::delete(&l.server)
+    let entry = stored.as_ref().and_then(StoredLogin::keyring_entry);
+    if let Some(e) = &entry
+        && let Err(err) = keyring_store::delete(e)
     {
-        eprintln!("warning: cannot delete the refresh token from the OS keyring: {e:#}");
+        eprintln!("warning: cannot delete the token from the OS keyring: {err:#}");
     }
-    if in_keyring.is_none_or(|l| l.server != server) {
-        // Normally nothing is there, but a login cut short may have left an entry (and a
-        // keyring that is not usable here holds none).
-        let _ = keyring_store::delete(server);
+    // Normally nothing is there, but a login cut short may have left an entry (and a keyring
+    // that is not usable here holds none).
+    for e in [server.to_owned(), session_entry(server)] {
+        if entry.as_ref() != Some(&e) {
+            let _ = keyring_store::delete(&e);
+        }
     }
     match login_path() {
         Some(p) if p.exists() => {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use portcullis_client::Client;
 use portcullis_core::api::{
     ActivationRequestView, AssignmentView, CreateActivationRequest, CreateAssignmentRequest,
-    CreateRoleRequest, DecisionRequest, RoleSettingsUpdate, RoleSettingsView,
+    CreateRoleRequest, DecisionRequest, MakeEligibleRequest, RoleSettingsUpdate, RoleSettingsView,
 };
 use portcullis_core::roles::{format_duration, parse_duration};
 
@@ -96,6 +96,20 @@ pub struct UnassignArgs {
     what: Vec<String>,
     #[arg(long)]
     scope: Option<String>,
+}
+
+#[derive(Args)]
+pub struct MakeEligibleArgs {
+    /// The role whose active assignment becomes eligible (or an assignment id).
+    what: String,
+    /// Whose assignment (`NAME`, `user:NAME`, `group:NAME`, …); yourself by default.
+    #[arg(long)]
+    principal: Option<String>,
+    #[arg(long)]
+    scope: Option<String>,
+    /// How long the eligible assignment lasts, e.g. 365d (permanent where the role allows).
+    #[arg(long = "for")]
+    for_: Option<String>,
 }
 
 #[derive(Args)]
@@ -401,6 +415,61 @@ pub async fn unassign(c: &Client, u: &UnassignArgs) -> Result<ExitCode> {
     };
     c.delete_assignment(&id).await?;
     println!("removed assignment {id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `portcullis make-eligible ROLE`: the live active assignment of ROLE (yours by default) turns
+/// into an eligible one, in one step.
+pub async fn make_eligible(c: &Client, output: Output, m: &MakeEligibleArgs) -> Result<ExitCode> {
+    let scope = m.scope.as_deref().unwrap_or("/");
+    let id = if m.what.starts_with("a_") {
+        m.what.clone()
+    } else {
+        let principal = match &m.principal {
+            Some(p) => p.clone(),
+            None => c.whoami().await?.user.name,
+        };
+        let want = if principal.contains(':') {
+            principal.clone()
+        } else {
+            format!("user:{principal}")
+        };
+        let found: Vec<AssignmentView> = c
+            .assignments_of(&principal)
+            .await?
+            .into_iter()
+            .filter(|a| {
+                a.principal == want && a.role == m.what && a.scope == scope && a.kind == "active"
+            })
+            .collect();
+        match found.as_slice() {
+            [one] => one.id.clone(),
+            [] => bail!(
+                "{want} has no live active assignment of {} at {scope}",
+                m.what
+            ),
+            _ => bail!(
+                "{want} has several active assignments of {} at {scope}; give the id (portcullis assignments --principal {principal})",
+                m.what
+            ),
+        }
+    };
+    let duration_seconds = m.for_.as_deref().map(seconds).transpose()?;
+    let a = c
+        .make_eligible(&id, &MakeEligibleRequest { duration_seconds })
+        .await?;
+    match output {
+        Output::Json => print_json(&a)?,
+        Output::Table => println!(
+            "{} is now eligible for {} at {} ({}); assignment {id} ended",
+            a.principal,
+            a.role,
+            a.scope,
+            a.ends_at
+                .as_deref()
+                .map_or("permanent".to_owned(), |e| format!("until {e}")),
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

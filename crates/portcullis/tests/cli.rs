@@ -526,12 +526,65 @@ fn accounts_through_the_cli() {
     assert!(stderr(&out).contains("not_found"), "{}", stderr(&out));
     ok(&["unassign", "alice", "payroll-admin"]);
     ok(&["roles", "delete", "payroll-admin"]);
-    ok(&["assign", "root-admin", "audit-reader"]);
-    let out = cmd(&["request", "audit-reader", "--for", "0s", "--reason", "x"])
+    // Nobody assigns a role to themselves (privilege model rule 2), not even a reader role.
+    let out = cmd(&["assign", "root-admin", "audit-reader"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    let req = json(&[
+    assert!(stderr(&out).contains("self_assignment"), "{}", stderr(&out));
+    ok(&["assign", "alice", "audit-reader"]);
+    // Alice signs in (password only: she has no factor yet and is not privileged), enrols a
+    // TOTP factor within the five minutes a new credential allows, and signs in with it.
+    let alice_cfg = dir.path().join("alice-cfg");
+    let as_alice = |args: &[&str]| {
+        let mut c = portcullis(dir.path());
+        c.args(["--server", &server.url]).args(args);
+        with_config(&mut c, &alice_cfg);
+        c
+    };
+    let out = run_with_stdin(
+        as_alice(&["login", "--username", "alice", "--password-stdin"]),
+        "orbit-lantern-97-quay\n",
+    );
+    assert!(out.status.success(), "alice: {}", stderr(&out));
+    let mut enrol = as_alice(&["mfa", "enroll", "totp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn enrol");
+    let mut enrol_in = enrol.stdin.take().expect("stdin");
+    let mut enrol_out = BufReader::new(enrol.stdout.take().expect("stdout")).lines();
+    let alice_secret = enrol_out
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("secret: ").map(str::to_owned))
+        .expect("secret printed");
+    writeln!(enrol_in, "{}", code_for(&alice_secret, 0)).expect("code");
+    drop(enrol_in);
+    let enrolled: Vec<String> = enrol_out.map_while(Result::ok).collect();
+    assert!(enrolled.join("\n").contains("enrolled"), "{enrolled:?}");
+    let out = enrol.wait_with_output().expect("enrol");
+    assert!(out.status.success(), "enrol: {}", stderr(&out));
+    let mut login = as_alice(&["login", "--username", "alice", "--password-stdin", "--code"]);
+    login.arg(code_for(&alice_secret, 1));
+    let out = run_with_stdin(login, "orbit-lantern-97-quay\n");
+    assert!(out.status.success(), "alice login: {}", stderr(&out));
+    let alice_ok = |args: &[&str]| {
+        let out = as_alice(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let alice_json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_slice(&alice_ok(&all).stdout).expect("json")
+    };
+    let out = as_alice(&["request", "audit-reader", "--for", "0s", "--reason", "x"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let req = alice_json(&[
         "request",
         "audit-reader",
         "--for",
@@ -540,24 +593,29 @@ fn accounts_through_the_cli() {
         "check the log",
     ]);
     assert_eq!(req["state"], "active");
-    let me = json(&["whoami"]);
+    let me = alice_json(&["whoami"]);
     let left = me["roles"]
         .as_array()
         .and_then(|r| r.iter().find(|x| x["role"] == "audit-reader"))
         .and_then(|x| x["seconds_left"].as_i64())
         .expect("audit-reader with time left");
     assert!((890..=900).contains(&left), "{left}");
-    let out = ok(&["whoami"]);
+    let out = alice_ok(&["whoami"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("role: audit-reader at / (14m"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let mine = json(&["requests"]);
+    let mine = alice_json(&["requests"]);
     assert_eq!(mine[0]["state"], "active");
-    ok(&["deactivate", "audit-reader"]);
-    let mine = json(&["requests", "--mine"]);
+    alice_ok(&["deactivate", "audit-reader"]);
+    let mine = alice_json(&["requests", "--mine"]);
     assert_eq!(mine[0]["state"], "deactivated");
+    // Her stored login holds no session token in the clear (keyring, or sealed in the file).
+    let stored = std::fs::read_to_string(alice_cfg.join("session.json")).expect("stored login");
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("json");
+    assert_eq!(stored["token"], "", "{stored}");
+    assert!(stored["session_token_store"].is_string(), "{stored}");
 
     // Service accounts: without a key a client secret is printed once; with --public-key
     // (a key made by openssl, when it is installed) the key is registered with the account.

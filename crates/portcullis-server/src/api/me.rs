@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    FactorView, PasswordChangeRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest,
-    TotpEnrolment, WebauthnChallenge, WebauthnFinishRequest, WebauthnRegisterRequest, WhoAmI,
+    FactorView, PasswordChangeRequest, ReauthRequest, Reauthenticated, SessionView,
+    TotpConfirmRequest, TotpEnrolRequest, TotpEnrolment, WebauthnChallenge, WebauthnFinishRequest,
+    WebauthnRegisterRequest, WhoAmI,
 };
 
 use super::AppState;
@@ -114,6 +115,32 @@ pub async fn change_password(
 ) -> Result<StatusCode, ApiError> {
     svc::change_password(&state, &caller, &client, req).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Re-authenticate (a fresh proof in this session): password and TOTP code, or a WebAuthn
+/// answer to a challenge from `POST /api/v1/me/reauth/webauthn`. Credential changes need one
+/// within five minutes; it also steps the session up to the strength proven.
+#[utoipa::path(post, path = "/api/v1/me/reauth", tag = "me", security(("bearer" = [])), request_body = ReauthRequest,
+    responses((status = 200, body = Reauthenticated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn reauth(
+    State(state): State<AppState>,
+    caller: Caller,
+    client: ClientInfo,
+    ApiJson(req): ApiJson<ReauthRequest>,
+) -> Result<Json<Reauthenticated>, ApiError> {
+    Ok(Json(
+        svc::reauthenticate(&state, &caller, &client, req).await?,
+    ))
+}
+
+/// A WebAuthn challenge for re-authentication with one of my passkeys or security keys.
+#[utoipa::path(post, path = "/api/v1/me/reauth/webauthn", tag = "me", security(("bearer" = [])),
+    responses((status = 200, body = WebauthnChallenge), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn reauth_webauthn(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<WebauthnChallenge>, ApiError> {
+    Ok(Json(crate::webauthn::start_reauth(&state, &caller).await?))
 }
 
 /// My live sessions.

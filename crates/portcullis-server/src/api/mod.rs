@@ -50,6 +50,8 @@ pub struct AppState {
     pub ca: Arc<crate::conditional_access::CaCache>,
     /// Break-glass drill settings and the cached setup state.
     pub breakglass: Arc<crate::breakglass::BreakGlassSettings>,
+    /// Refused attempts, aggregated per actor and action per minute before they are audited.
+    pub refusals: Arc<crate::refusals::Refusals>,
 }
 
 /// Facts about this server fixed at start.
@@ -93,6 +95,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(me::webauthn_register_finish))
         .routes(routes!(me::remove_factor))
         .routes(routes!(me::change_password))
+        .routes(routes!(me::reauth))
+        .routes(routes!(me::reauth_webauthn))
         .routes(routes!(me::list_sessions))
         .routes(routes!(me::revoke_session))
         .routes(routes!(accounts::create_user, accounts::list_users))
@@ -156,6 +160,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(roles::get_settings, roles::update_settings))
         .routes(routes!(roles::list_assignments, roles::create_assignment))
         .routes(routes!(roles::delete_assignment))
+        .routes(routes!(roles::make_eligible))
         .routes(routes!(roles::list_requests, roles::create_request))
         .routes(routes!(roles::get_request))
         .routes(routes!(roles::approve))

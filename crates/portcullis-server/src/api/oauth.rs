@@ -714,7 +714,8 @@ pub async fn token(
     Ok(r)
 }
 
-/// Token introspection (RFC 7662) for authenticated clients.
+/// Token introspection (RFC 7662) for authenticated clients: `active` only for the token's own
+/// audience, or for a service account holding `tokens.introspect`.
 #[utoipa::path(post, path = "/oauth2/introspect", tag = "oauth2",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = Object), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
@@ -726,18 +727,29 @@ pub async fn introspect(
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
     // A registered confidential client (a relying party's resource server) may introspect
-    // too; public clients have nothing to authenticate with and may not.
-    if let Some(id) = named_client(&headers, &p).filter(|id| id.len() <= 128)
+    // too; public clients have nothing to authenticate with and may not. Either way the
+    // answer is `active` only for tokens whose audience is the caller (or, for a service
+    // account holding `tokens.introspect`, any token): a client never reads another's tokens.
+    let audience = if let Some(id) = named_client(&headers, &p).filter(|id| id.len() <= 128)
         && state.store.oauth_client(&id).await?.is_some()
     {
         let oc = registered_client(&state, &client, &headers, &p).await?;
         if oc.kind != portcullis_core::oidc::ClientKind::Confidential.as_str() {
             return Err(OAuthError::invalid_client());
         }
+        Some(oc.client_id)
     } else {
         let auth = authenticate(&state, &client, &headers, &p, "introspect").await?;
         commit_assertion_use(&state, &client, &auth, "introspect").await?;
-    }
+        let now = OffsetDateTime::now_utc();
+        let grants = crate::roles::grants(&state, &auth.principal.id, now).await?;
+        let any = portcullis_core::roles::permits(
+            &grants,
+            "tokens.introspect",
+            &portcullis_core::roles::Scope::tenant(),
+        );
+        (!any).then(|| auth.principal.name.clone())
+    };
     let token = p
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -749,6 +761,10 @@ pub async fn introspect(
     let Some(claims) = state.tokens.verify(token) else {
         return Ok(inactive());
     };
+    // Another client's token looks like no token at all (RFC 7662 §2.2 allows it).
+    if audience.is_some_and(|a| a != claims.aud) {
+        return Ok(inactive());
+    }
     if state.store.token_revoked(&claims.jti).await? {
         return Ok(inactive());
     }

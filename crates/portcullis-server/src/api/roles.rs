@@ -5,7 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
     ActivationRequestView, AssignmentView, CreateActivationRequest, CreateAssignmentRequest,
-    CreateRoleRequest, DecisionRequest, RoleSettingsUpdate, RoleSettingsView, RoleView,
+    CreateRoleRequest, DecisionRequest, MakeEligibleRequest, RoleSettingsUpdate, RoleSettingsView,
+    RoleView,
 };
 use serde::Deserialize;
 
@@ -136,6 +137,19 @@ pub async fn delete_assignment(
 ) -> Result<StatusCode, ApiError> {
     svc::delete_assignment(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Turn a live active assignment into an eligible one (the holder may do it for themselves).
+#[utoipa::path(post, path = "/api/v1/assignments/{id}/make-eligible", tag = "roles", security(("bearer" = [])),
+    params(("id" = String, Path, description = "assignment id")), request_body = MakeEligibleRequest,
+    responses((status = 200, body = AssignmentView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn make_eligible(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<MakeEligibleRequest>,
+) -> Result<Json<AssignmentView>, ApiError> {
+    Ok(Json(svc::make_eligible(&state, &caller, &id, req).await?))
 }
 
 /// Ask to activate an eligible role.
