@@ -151,8 +151,7 @@ pub async fn create_user(
     let phc = state
         .passwords
         .hash(&SecretString::from(req.password))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let now = OffsetDateTime::now_utc();
     let id = new_id("u");
     let change = Change::Many(vec![

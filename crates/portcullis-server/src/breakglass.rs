@@ -53,7 +53,7 @@ use crate::accounts::{check_password, invalid, new_id, validate_user};
 use crate::api::AppState;
 use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
-use crate::signin::{check_password_input, guard_throttle, new_session, record_failure};
+use crate::signin::{check_password_input, new_session};
 use crate::time_us::{from_us, rfc3339, us};
 
 /// Usable break-glass accounts a tenant must keep.
@@ -204,6 +204,8 @@ pub async fn create(
     let now = OffsetDateTime::now_utc();
     let id = new_id("u");
     let mut changes = Vec::new();
+    // Written after the custody row the verifier column lives on.
+    let mut verifier_after = Vec::new();
     let (custody, details) = match req.credential.as_str() {
         "password" => {
             if req.key_holder.is_some() || req.pin_holder.is_some() {
@@ -227,12 +229,15 @@ pub async fn create(
             let phc = state
                 .passwords
                 .hash(&SecretString::from(pw.to_owned()))
-                .await
-                .map_err(ApiError::internal)?;
+                .await?;
             changes.push(Change::SetPassword {
                 principal_id: id.clone(),
                 phc,
                 at_us: us(now),
+            });
+            verifier_after.push(Change::SetBreakGlassVerifier {
+                principal_id: id.clone(),
+                verifier: verifier(state, &id, pw),
             });
             let names: Vec<String> = c.as_slice().iter().map(|n| n.to_string()).collect();
             let details = serde_json::json!({
@@ -312,6 +317,7 @@ pub async fn create(
     let mut all = vec![Change::CreatePrincipal(principal.clone())];
     all.append(&mut changes);
     all.push(Change::CreateBreakGlass(custody));
+    all.extend(verifier_after);
     all.push(Change::CreateAssignment(NewAssignment {
         id: format!("a_breakglass_{id}"),
         principal_id: id.clone(),
@@ -459,9 +465,8 @@ pub async fn rotate(
     .await?;
     let phc = state
         .passwords
-        .hash(&SecretString::from(req.password))
-        .await
-        .map_err(ApiError::internal)?;
+        .hash(&SecretString::from(req.password.clone()))
+        .await?;
     let now = OffsetDateTime::now_utc();
     let names: Vec<String> = c.as_slice().iter().map(|n| n.to_string()).collect();
     let change = Change::Many(vec![
@@ -469,6 +474,10 @@ pub async fn rotate(
             principal_id: a.principal.id.clone(),
             phc,
             at_us: us(now),
+        },
+        Change::SetBreakGlassVerifier {
+            principal_id: a.principal.id.clone(),
+            verifier: verifier(state, &a.principal.id, &req.password),
         },
         Change::UpdateBreakGlassCustody {
             principal_id: a.principal.id.clone(),
@@ -616,10 +625,7 @@ pub(crate) async fn password_signin(
         now,
     );
     changes.push(create);
-    changes.push(Change::RecordSignIn {
-        principal_id: p.id.clone(),
-        at_us: us(now),
-    });
+    changes.push(crate::signin::signed_in(p, client, now));
     let ev = crate::signin::signin_event(
         &p.name,
         "signin.completed",
@@ -630,6 +636,54 @@ pub(crate) async fn password_signin(
     );
     state.store.write(Change::Many(changes), vec![ev]).await?;
     Ok(Some(issued))
+}
+
+/// The fast verifier of a break-glass password: HMAC-SHA256 under the master key, bound to the
+/// account. Slow hashing is for human-chosen passwords (invariant 7); a split password is 100
+/// random characters, so this is as safe as Argon2 for it, and costs microseconds, which is
+/// what keeps a break-glass sign-in out of the Argon2 queue a flood fills (invariant 4).
+pub(crate) fn verifier(state: &AppState, principal_id: &str, password: &str) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(state.master.as_bytes()) else {
+        return Vec::new();
+    };
+    mac.update(b"portcullis-breakglass-verifier\0");
+    mac.update(principal_id.as_bytes());
+    mac.update(b"\0");
+    mac.update(password.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Checks a break-glass account's password: against its fast verifier when it has one
+/// (constant time), else with Argon2 in the break-glass lane, in which case the verifier is
+/// returned to be stored with the sign-in.
+pub(crate) async fn verify_password(
+    state: &AppState,
+    p: &Principal,
+    password: &SecretString,
+    phc: Option<&str>,
+) -> Result<(crate::passwords::Verified, Option<Change>), ApiError> {
+    use secrecy::ExposeSecret;
+    use subtle::ConstantTimeEq;
+    let presented = verifier(state, &p.id, password.expose_secret());
+    if let Some(stored) = state.store.breakglass_verifier(&p.id).await?
+        && !stored.is_empty()
+    {
+        let ok = phc.is_some() && bool::from(stored.ct_eq(&presented));
+        return Ok((
+            crate::passwords::Verified {
+                ok,
+                needs_rehash: false,
+            },
+            None,
+        ));
+    }
+    let v = state.passwords.verify_emergency(password, phc).await?;
+    let upgrade = v.ok.then(|| Change::SetBreakGlassVerifier {
+        principal_id: p.id.clone(),
+        verifier: presented,
+    });
+    Ok((v, upgrade))
 }
 
 /// Refuses credential changes on a break-glass account made through the account's own
@@ -737,9 +791,14 @@ pub async fn failed_recovery(
     let now = OffsetDateTime::now_utc();
     // Its own counter (same backoff as an address): custodians who mistype shares must not
     // delay the sign-in that follows from the same address.
-    let keys = vec![format!("ip:recovery:{}", client.ip)];
+    let keys = vec![format!(
+        "ip:recovery:{}",
+        portcullis_core::throttle::address_key(&client.ip)
+    )];
     let action = "signin.breakglass_recovery";
-    guard_throttle(state, &keys, name.as_str(), action, client, now).await?;
+    let attempt =
+        crate::signin::Attempt::reserve_keys(state, keys, name.as_str(), action, client, now)
+            .await?;
     let ev = crate::signin::signin_event(
         name.as_str(),
         action,
@@ -748,7 +807,7 @@ pub async fn failed_recovery(
         client,
         serde_json::json!({ "where": "cli" }),
     );
-    record_failure(state, keys, ev).await
+    attempt.failed(state, ev).await
 }
 
 /// Once per `drill_alert_every` (across replicas), raises `breakglass.drill_overdue` for the

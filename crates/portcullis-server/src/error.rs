@@ -108,6 +108,22 @@ impl From<portcullis_store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::passwords::HashError> for ApiError {
+    fn from(e: crate::passwords::HashError) -> Self {
+        match e {
+            // A full queue of password checks: come back in a moment (invariant 4 keeps
+            // break-glass accounts out of this queue).
+            crate::passwords::HashError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "too many sign-ins are being checked right now; try again in a moment",
+            )
+            .retry_after(1),
+            other => Self::internal(other),
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {

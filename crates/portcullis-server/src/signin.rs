@@ -22,9 +22,8 @@ use portcullis_core::conditional_access::Application;
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::{PrincipalKind, PrincipalName};
 use portcullis_core::session::{AuthStrength, SessionScope};
-use portcullis_core::throttle::ThrottlePolicy;
 use portcullis_core::totp::{self, TotpError};
-use portcullis_store::accounts::{Factor, Session};
+use portcullis_store::accounts::{Factor, Principal, Session};
 use portcullis_store::crypto::{random_token, token_hash};
 use portcullis_store::{Change, NewAssignment, NewPrincipal, NewSession, StoreError};
 use rand::RngCore;
@@ -79,91 +78,242 @@ pub(crate) fn check_password_input(pw: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(crate) fn throttle_keys(name: &str, emergency: bool, client: &ClientInfo) -> Vec<String> {
-    let mut keys = vec![format!("ip:{}", client.ip)];
-    if !emergency {
-        keys.push(format!("account:{name}"));
-    }
-    keys
-}
-
-/// Where a set of throttle keys stands now.
-pub(crate) struct ThrottleState {
-    /// Seconds to wait before the next attempt (0: go ahead).
-    pub wait: i64,
-    /// The keys with failures on record (a success has something to reset).
-    pub failed: Vec<String>,
-}
-
-/// Reads the counters of `keys` and applies the backoff policies (per IP, per account or
-/// client): the one place both sign-in and the token endpoint decide whether to wait.
-pub(crate) async fn throttle_state(
+/// The seconds to wait before `keys` admit another attempt (0: go ahead), from their counters
+/// now: the one reading of the backoff policies, for sign-in and the token endpoint alike.
+pub(crate) async fn throttle_wait(
     state: &AppState,
     keys: &[String],
     now: OffsetDateTime,
-) -> Result<ThrottleState, portcullis_store::StoreError> {
-    let mut out = ThrottleState {
-        wait: 0,
-        failed: Vec::new(),
-    };
-    for (key, failures, last) in state.store.throttle_counters(keys).await? {
-        let policy = if key.starts_with("ip:") {
-            ThrottlePolicy::IP
-        } else {
-            ThrottlePolicy::ACCOUNT
-        };
-        let count = u32::try_from(failures).unwrap_or(u32::MAX);
-        if let Some(at) = policy.retry_at(count, from_us(last), now) {
-            out.wait = out.wait.max((at - now).whole_seconds() + 1);
-        }
-        if failures > 0 {
-            out.failed.push(key);
-        }
-    }
-    Ok(out)
+) -> Result<i64, portcullis_store::StoreError> {
+    let counters: Vec<(String, i64, OffsetDateTime)> = state
+        .store
+        .throttle_counters(keys)
+        .await?
+        .into_iter()
+        .map(|(k, n, last)| (k, n, from_us(last)))
+        .collect();
+    Ok(match portcullis_core::throttle::admit(&counters, now) {
+        Ok(()) => 0,
+        Err(wait) => wait.whole_seconds() + 1,
+    })
 }
 
-/// Refuses with 429 (and audits the refusal as `action` by `subject`) while any key is still
-/// waiting out its backoff.
-pub(crate) async fn guard_throttle(
+/// One attempt at a person's credential under throttling (`portcullis_core::throttle`).
+///
+/// A reserved attempt is counted on its keys *before* the credential is checked (one
+/// serialised write), so concurrent guesses cannot all pass a check that none has failed yet;
+/// a success gives the reservation back. Break-glass accounts are never reserved or refused
+/// before their credential is checked (invariant 4): their failures are counted afterwards,
+/// and audited (so they alert), but a correct credential always goes through.
+pub(crate) struct Attempt {
+    keys: Vec<String>,
+    reserved: bool,
+}
+
+impl Attempt {
+    /// The keys of an attempt on account `name` (known as `p`, if it exists) from `client`:
+    /// the account-wide key only from an address where the account has not signed in
+    /// successfully lately (smart lockout).
+    async fn keys(
+        state: &AppState,
+        p: Option<&Principal>,
+        name: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>, ApiError> {
+        let familiar = match p {
+            Some(p) => {
+                state
+                    .store
+                    .familiar_address(
+                        &p.id,
+                        &portcullis_core::throttle::address_key(&client.ip),
+                        us(now - portcullis_core::throttle::FAMILIAR_FOR),
+                    )
+                    .await?
+            }
+            None => false,
+        };
+        Ok(portcullis_core::throttle::signin_keys(
+            name, &client.ip, familiar,
+        ))
+    }
+
+    /// Reserves an attempt as `action` on account `name` (refused with 429 and audited while
+    /// its counters must wait); break-glass accounts get an unreserved one.
+    pub(crate) async fn reserve(
+        state: &AppState,
+        p: Option<&Principal>,
+        name: &str,
+        action: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<Attempt, ApiError> {
+        let keys = Self::keys(state, p, name, client, now).await?;
+        if p.is_some_and(|p| p.emergency) {
+            return Ok(Attempt {
+                keys,
+                reserved: false,
+            });
+        }
+        Self::reserve_keys(state, keys, name, action, client, now).await
+    }
+
+    /// Reserves an attempt on explicit `keys`.
+    pub(crate) async fn reserve_keys(
+        state: &AppState,
+        keys: Vec<String>,
+        name: &str,
+        action: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<Attempt, ApiError> {
+        let reserve = Change::ReserveAttempt {
+            keys: keys.clone(),
+            at_us: us(now),
+        };
+        match state.store.write(reserve, vec![]).await {
+            Ok(_) => Ok(Attempt {
+                keys,
+                reserved: true,
+            }),
+            Err(StoreError::Conflict(m)) if m == portcullis_store::THROTTLED => {
+                Err(throttled(state, &keys, name, action, client, now).await)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A step that costs nothing (a WebAuthn challenge): refused while throttled, not counted
+    /// unless it fails.
+    pub(crate) async fn check(
+        state: &AppState,
+        p: Option<&Principal>,
+        name: &str,
+        action: &str,
+        client: &ClientInfo,
+        now: OffsetDateTime,
+    ) -> Result<Attempt, ApiError> {
+        let keys = Self::keys(state, p, name, client, now).await?;
+        let emergency = p.is_some_and(|p| p.emergency);
+        if !emergency && throttle_wait(state, &keys, now).await? > 0 {
+            return Err(throttled(state, &keys, name, action, client, now).await);
+        }
+        Ok(Attempt {
+            keys,
+            reserved: false,
+        })
+    }
+
+    /// Records the failure `ev` (audited; counted now unless it was reserved).
+    pub(crate) async fn failed(&self, state: &AppState, ev: NewAuditEvent) -> Result<(), ApiError> {
+        self.failed_with(state, Change::None, ev).await
+    }
+
+    /// Records the failure `ev` together with `change` (a spent ceremony) in one write.
+    pub(crate) async fn failed_with(
+        &self,
+        state: &AppState,
+        change: Change,
+        ev: NewAuditEvent,
+    ) -> Result<(), ApiError> {
+        let change = if self.reserved {
+            change
+        } else {
+            Change::Many(vec![
+                change,
+                Change::RecordFailures {
+                    keys: self.keys.clone(),
+                    at_us: us(OffsetDateTime::now_utc()),
+                },
+            ])
+        };
+        state.store.write(change, vec![ev]).await?;
+        Ok(())
+    }
+
+    /// The change a success writes: the reservation given back (or, unreserved, the account's
+    /// counters cleared).
+    pub(crate) fn succeeded(&self) -> Change {
+        if self.reserved {
+            Change::ReleaseAttempt {
+                keys: self.keys.clone(),
+            }
+        } else {
+            Change::ResetThrottle {
+                keys: self
+                    .keys
+                    .iter()
+                    .filter(|k| portcullis_core::throttle::ThrottleKey::cleared_by_success(k))
+                    .cloned()
+                    .collect(),
+            }
+        }
+    }
+
+    /// The change that gives this reservation back without clearing earlier failures: for a
+    /// first step that passed while the sign-in is not complete (the password before its
+    /// second factor), so the counters keep watching the step that follows.
+    pub(crate) fn given_back(&self) -> Change {
+        if self.reserved {
+            Change::RefundAttempt {
+                keys: self.keys.clone(),
+            }
+        } else {
+            Change::None
+        }
+    }
+
+    /// Gives a reservation back when the credential was never checked (the server was too
+    /// busy to check it).
+    pub(crate) async fn abandon(&self, state: &AppState) {
+        if self.reserved
+            && let Err(e) = state.store.write(self.given_back(), vec![]).await
+        {
+            tracing::warn!(error = %e, "could not give back a throttle reservation");
+        }
+    }
+}
+
+/// The refusal of a throttled attempt as `action` on `subject`: audited (a throttled attempt is
+/// still an attempt, and one with a service account's name must raise its alert like any
+/// other), answered 429 with `Retry-After`.
+async fn throttled(
     state: &AppState,
     keys: &[String],
     subject: &str,
     action: &str,
     client: &ClientInfo,
     now: OffsetDateTime,
-) -> Result<(), ApiError> {
-    let wait = throttle_state(state, keys, now).await?.wait;
-    if wait == 0 {
-        return Ok(());
-    }
-    // A throttled attempt is still an attempt: one with a service account's name must raise
-    // its alert like any other (the rule reads this flag; an emergency account's events are
-    // tagged by the store's writer, whatever wrote them).
+) -> ApiError {
+    let wait = match throttle_wait(state, keys, now).await {
+        Ok(w) => w.max(1),
+        Err(e) => return e.into(),
+    };
     let mut details = serde_json::json!({ "retry_after_seconds": wait });
-    if let Some(p) = state.store.principal_by_name(subject).await?
+    if let Ok(Some(p)) = state.store.principal_by_name(subject).await
         && p.kind == PrincipalKind::ServiceAccount.as_str()
         && let Some(d) = details.as_object_mut()
     {
         d.insert("attempted_as".into(), "service_account".into());
     }
-    state
-        .store
-        .append(signin_event(
-            subject,
-            action,
-            Outcome::Failure,
-            "throttled",
-            client,
-            details,
-        ))
-        .await?;
-    Err(ApiError::new(
+    let ev = signin_event(
+        subject,
+        action,
+        Outcome::Failure,
+        "throttled",
+        client,
+        details,
+    );
+    if let Err(e) = state.store.append(ev).await {
+        return e.into();
+    }
+    ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::TooManyAttempts,
         format!("too many failed attempts; try again in {wait} seconds"),
     )
-    .retry_after(wait))
+    .retry_after(wait)
 }
 
 pub(crate) fn signin_event(
@@ -183,25 +333,6 @@ pub(crate) fn signin_event(
     NewAuditEvent::new(format!("user:{name}"), action, format!("user:{name}"))
         .outcome(outcome)
         .details(details)
-}
-
-pub(crate) async fn record_failure(
-    state: &AppState,
-    keys: Vec<String>,
-    ev: NewAuditEvent,
-) -> Result<(), ApiError> {
-    let now = OffsetDateTime::now_utc();
-    state
-        .store
-        .write(
-            Change::RecordFailures {
-                keys,
-                at_us: us(now),
-            },
-            vec![ev],
-        )
-        .await?;
-    Ok(())
 }
 
 /// A new session for principal `principal_id`, returned with its one-time token and the
@@ -250,8 +381,15 @@ pub async fn password_step(
     let now = OffsetDateTime::now_utc();
     let principal = state.store.principal_by_name(name.as_str()).await?;
     let emergency = principal.as_ref().is_some_and(|p| p.emergency);
-    let keys = throttle_keys(name.as_str(), emergency, client);
-    guard_throttle(state, &keys, name.as_str(), "signin.password", client, now).await?;
+    let attempt = Attempt::reserve(
+        state,
+        principal.as_ref(),
+        name.as_str(),
+        "signin.password",
+        client,
+        now,
+    )
+    .await?;
     let phc = match &principal {
         Some(p) if p.kind == PrincipalKind::User.as_str() => {
             state.store.password_phc(&p.id).await?
@@ -259,11 +397,20 @@ pub async fn password_step(
         _ => None,
     };
     let pw = SecretString::from(req.password);
-    let verified = state
-        .passwords
-        .verify(&pw, phc.as_deref())
-        .await
-        .map_err(ApiError::internal)?;
+    // A break-glass password is checked in its own lane (its fast verifier, or Argon2 outside
+    // the queue), so a flood never stands between it and its account (invariant 4).
+    let (verified, upgrade) = match &principal {
+        Some(p) if emergency => {
+            crate::breakglass::verify_password(state, p, &pw, phc.as_deref()).await?
+        }
+        _ => match state.passwords.verify(&pw, phc.as_deref()).await {
+            Ok(v) => (v, None),
+            Err(e) => {
+                attempt.abandon(state).await;
+                return Err(e.into());
+            }
+        },
+    };
     let p = match principal {
         Some(p) if verified.ok => p,
         other => {
@@ -284,7 +431,7 @@ pub async fn password_step(
                 client,
                 serde_json::json!({ "alert": alert }),
             );
-            record_failure(state, keys, ev).await?;
+            attempt.failed(state, ev).await?;
             return Err(invalid_credentials());
         }
     };
@@ -304,13 +451,9 @@ pub async fn password_step(
             "this account is disabled",
         ));
     }
-    let mut changes = Vec::new();
+    let mut changes: Vec<Change> = upgrade.into_iter().collect();
     if verified.needs_rehash {
-        let phc = state
-            .passwords
-            .hash(&pw)
-            .await
-            .map_err(ApiError::internal)?;
+        let phc = state.passwords.hash(&pw).await?;
         changes.push(Change::SetPassword {
             principal_id: p.id.clone(),
             phc,
@@ -318,9 +461,11 @@ pub async fn password_step(
         });
     }
     // A break-glass account's split password is its whole credential (crate::breakglass).
+    let mut breakglass = changes.clone();
+    breakglass.push(attempt.succeeded());
     if p.emergency
         && let Some(session) =
-            crate::breakglass::password_signin(state, client, &p, &mut changes, now).await?
+            crate::breakglass::password_signin(state, client, &p, &mut breakglass, now).await?
     {
         return Ok(SignInResponse {
             status: "signed_in".into(),
@@ -338,6 +483,8 @@ pub async fn password_step(
         .map(|f| f.kind)
         .collect();
     if !factors.is_empty() {
+        // Half way: the password passed, earlier failures stay counted for the second step.
+        changes.push(attempt.given_back());
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let signin_id = hex::encode(raw);
@@ -406,13 +553,8 @@ pub async fn password_step(
         new_session(state, &p.id, AuthStrength::Password, scope, client, now);
     crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     changes.push(create);
-    changes.push(Change::RecordSignIn {
-        principal_id: p.id.clone(),
-        at_us: us(now),
-    });
-    changes.push(Change::ResetThrottle {
-        keys: vec![format!("account:{}", p.name)],
-    });
+    changes.push(signed_in(&p, client, now));
+    changes.push(attempt.succeeded());
     let ev = signin_event(
         &p.name,
         "signin.completed",
@@ -428,6 +570,16 @@ pub async fn password_step(
         factors: vec![],
         session: Some(issued),
     })
+}
+
+/// The record of a completed sign-in: the account's last sign-in, and the address (its
+/// throttling form) is familiar to it from now on (smart lockout).
+pub(crate) fn signed_in(p: &Principal, client: &ClientInfo, now: OffsetDateTime) -> Change {
+    Change::RecordSignIn {
+        principal_id: p.id.clone(),
+        at_us: us(now),
+        address: Some(portcullis_core::throttle::address_key(&client.ip)),
+    }
 }
 
 /// Tries `code` against each confirmed TOTP factor; the matching factor and step.
@@ -489,8 +641,7 @@ pub async fn totp_step(
         .principal_by_id(&principal_id)
         .await?
         .ok_or_else(expired)?;
-    let keys = throttle_keys(&p.name, p.emergency, client);
-    guard_throttle(state, &keys, &p.name, "signin.totp", client, now).await?;
+    let attempt = Attempt::reserve(state, Some(&p), &p.name, "signin.totp", client, now).await?;
     if !p.enabled {
         state
             .store
@@ -518,19 +669,19 @@ pub async fn totp_step(
             } else {
                 "wrong_totp"
             };
-            record_failure(
-                state,
-                keys,
-                signin_event(
-                    &p.name,
-                    "signin.totp",
-                    Outcome::Failure,
-                    reason,
-                    client,
-                    serde_json::json!({}),
-                ),
-            )
-            .await?;
+            attempt
+                .failed(
+                    state,
+                    signin_event(
+                        &p.name,
+                        "signin.totp",
+                        Outcome::Failure,
+                        reason,
+                        client,
+                        serde_json::json!({}),
+                    ),
+                )
+                .await?;
             return Err(totp_error(e));
         }
     };
@@ -561,13 +712,8 @@ pub async fn totp_step(
             at_us: us(now),
         },
         create,
-        Change::RecordSignIn {
-            principal_id: p.id.clone(),
-            at_us: us(now),
-        },
-        Change::ResetThrottle {
-            keys: vec![format!("account:{}", p.name)],
-        },
+        signed_in(&p, client, now),
+        attempt.succeeded(),
     ]);
     let ev = signin_event(
         &p.name,
@@ -586,19 +732,19 @@ pub async fn totp_step(
         }),
         // Lost a race: the step was used, or the sign-in completed, in another request.
         Err(StoreError::Conflict(_)) => {
-            record_failure(
-                state,
-                keys,
-                signin_event(
-                    &p.name,
-                    "signin.totp",
-                    Outcome::Failure,
-                    "totp_replayed",
-                    client,
-                    serde_json::json!({}),
-                ),
-            )
-            .await?;
+            attempt
+                .failed(
+                    state,
+                    signin_event(
+                        &p.name,
+                        "signin.totp",
+                        Outcome::Failure,
+                        "totp_replayed",
+                        client,
+                        serde_json::json!({}),
+                    ),
+                )
+                .await?;
             Err(totp_error(TotpError::Replayed))
         }
         Err(e) => Err(e.into()),
@@ -655,10 +801,9 @@ pub async fn reauthenticate(
         ));
     }
     let now = OffsetDateTime::now_utc();
-    let keys = throttle_keys(&p.name, p.emergency, client);
-    guard_throttle(
+    let attempt = Attempt::reserve(
         state,
-        &keys,
+        Some(p),
         &p.name,
         "session.reauthenticated",
         client,
@@ -671,19 +816,25 @@ pub async fn reauthenticate(
             .details(serde_json::json!({ "reason": reason, "session_id": me.session.id, "client_ip": client.ip }))
     };
     let phc = state.store.password_phc(&p.id).await?;
-    let verified = state
+    let verified = match state
         .passwords
         .verify(&SecretString::from(password), phc.as_deref())
         .await
-        .map_err(ApiError::internal)?;
+    {
+        Ok(v) => v,
+        Err(e) => {
+            attempt.abandon(state).await;
+            return Err(e.into());
+        }
+    };
     if !verified.ok {
-        record_failure(state, keys, failed("wrong_password")).await?;
+        attempt.failed(state, failed("wrong_password")).await?;
         return Err(invalid_credentials());
     }
     let (factor_id, step) = match match_totp(state, &factors, &code, now) {
         Ok(m) => m,
         Err(e) => {
-            record_failure(state, keys, failed("wrong_totp")).await?;
+            attempt.failed(state, failed("wrong_totp")).await?;
             return Err(totp_error(e));
         }
     };
@@ -699,9 +850,7 @@ pub async fn reauthenticate(
             strength: AuthStrength::Mfa.as_str().to_owned(),
             at_us: us(now),
         },
-        Change::ResetThrottle {
-            keys: vec![format!("account:{}", p.name)],
-        },
+        attempt.succeeded(),
     ]);
     let ev = event(caller, "session.reauthenticated", format!("user:{}", p.name)).details(
         serde_json::json!({ "session_id": me.session.id, "factor_id": factor_id, "method": "password_and_totp", "client_ip": client.ip }),
@@ -709,7 +858,7 @@ pub async fn reauthenticate(
     match state.store.write(change, vec![ev]).await {
         Ok(_) => Ok(reauthenticated(me.strength.max(AuthStrength::Mfa), now)),
         Err(StoreError::Conflict(_)) => {
-            record_failure(state, keys, failed("totp_replayed")).await?;
+            attempt.failed(state, failed("totp_replayed")).await?;
             Err(totp_error(TotpError::Replayed))
         }
         Err(e) => Err(e.into()),
@@ -767,8 +916,7 @@ pub async fn bootstrap(
     let phc = state
         .passwords
         .hash(&SecretString::from(req.password))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let id = new_id("u");
     let factor_id = new_id("f");
     let change = Change::Many(vec![
@@ -1223,24 +1371,36 @@ pub async fn change_password(
         p.privileged || p.first_admin,
     )?;
     let now = OffsetDateTime::now_utc();
-    let keys = throttle_keys(&p.name, p.emergency, client);
-    guard_throttle(state, &keys, &p.name, "user.password_changed", client, now).await?;
+    let attempt = Attempt::reserve(
+        state,
+        Some(p),
+        &p.name,
+        "user.password_changed",
+        client,
+        now,
+    )
+    .await?;
     let phc = state.store.password_phc(&p.id).await?;
-    let ok = state
+    let ok = match state
         .passwords
         .verify(&SecretString::from(req.current_password), phc.as_deref())
         .await
-        .map_err(ApiError::internal)?
-        .ok;
+    {
+        Ok(v) => v.ok,
+        Err(e) => {
+            attempt.abandon(state).await;
+            return Err(e.into());
+        }
+    };
     if !ok {
-        record_failure(
-            state,
-            keys,
-            event(caller, "user.password_changed", format!("user:{}", p.name))
-                .outcome(Outcome::Failure)
-                .details(serde_json::json!({ "reason": "wrong_current_password" })),
-        )
-        .await?;
+        attempt
+            .failed(
+                state,
+                event(caller, "user.password_changed", format!("user:{}", p.name))
+                    .outcome(Outcome::Failure)
+                    .details(serde_json::json!({ "reason": "wrong_current_password" })),
+            )
+            .await?;
         return Err(invalid_credentials());
     }
     // The fresh second factor: a TOTP code now, or a WebAuthn sign-in moments ago.
@@ -1250,14 +1410,14 @@ pub async fn change_password(
             match match_totp(state, &factors, code, now) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    record_failure(
-                        state,
-                        keys,
-                        event(caller, "user.password_changed", format!("user:{}", p.name))
-                            .outcome(Outcome::Failure)
-                            .details(serde_json::json!({ "reason": "wrong_totp" })),
-                    )
-                    .await?;
+                    attempt
+                        .failed(
+                            state,
+                            event(caller, "user.password_changed", format!("user:{}", p.name))
+                                .outcome(Outcome::Failure)
+                                .details(serde_json::json!({ "reason": "wrong_totp" })),
+                        )
+                        .await?;
                     return Err(totp_error(e));
                 }
             }
@@ -1281,8 +1441,7 @@ pub async fn change_password(
     let new_phc = state
         .passwords
         .hash(&SecretString::from(req.new_password))
-        .await
-        .map_err(ApiError::internal)?;
+        .await?;
     let mut changes = Vec::new();
     if let Some((factor_id, step)) = totp_step {
         changes.push(Change::AcceptTotpStep {
@@ -1305,6 +1464,7 @@ pub async fn change_password(
             at_us: us(now),
         },
         crate::privilege::credential_notice(p, "password_changed", serde_json::json!({})),
+        attempt.succeeded(),
     ]);
     let change = Change::Many(changes);
     let ev = event(caller, "user.password_changed", format!("user:{}", p.name))

@@ -46,8 +46,7 @@ use crate::api::AppState;
 use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
 use crate::signin::{
-    factor_name, factor_view, guard_throttle, invalid_credentials, new_session, record_failure,
-    signin_event, throttle_keys,
+    Attempt, factor_name, factor_view, invalid_credentials, new_session, signin_event,
 };
 use crate::time_us::{from_us, us};
 
@@ -374,9 +373,8 @@ pub async fn start_signin(
 ) -> Result<WebauthnChallenge, ApiError> {
     let now = OffsetDateTime::now_utc();
     let (p, name, pending) = signin_principal(state, &req, now).await?;
-    let emergency = p.as_ref().is_some_and(|p| p.emergency);
-    let keys = throttle_keys(&name, emergency, client);
-    guard_throttle(state, &keys, &name, "signin.webauthn", client, now).await?;
+    // A challenge costs nothing: checked, not reserved (the answer is).
+    let attempt = Attempt::check(state, p.as_ref(), &name, "signin.webauthn", client, now).await?;
     let creds = match &p {
         Some(p) => passkeys(state, &p.id).await?,
         None => Vec::new(),
@@ -388,19 +386,19 @@ pub async fn start_signin(
         } else {
             "no_passkey"
         };
-        record_failure(
-            state,
-            keys,
-            signin_event(
-                &name,
-                "signin.webauthn",
-                Outcome::Failure,
-                reason,
-                client,
-                serde_json::json!({}),
-            ),
-        )
-        .await?;
+        attempt
+            .failed(
+                state,
+                signin_event(
+                    &name,
+                    "signin.webauthn",
+                    Outcome::Failure,
+                    reason,
+                    client,
+                    serde_json::json!({}),
+                ),
+            )
+            .await?;
         return Err(invalid_credentials());
     };
     let creds: Vec<Passkey> = creds.into_iter().map(|(_, pk)| pk).collect();
@@ -446,8 +444,8 @@ pub async fn finish_signin(
         .principal_by_id(&c.principal_id)
         .await?
         .ok_or_else(ceremony_gone)?;
-    let keys = throttle_keys(&p.name, p.emergency, client);
-    guard_throttle(state, &keys, &p.name, "signin.webauthn", client, now).await?;
+    let attempt =
+        Attempt::reserve(state, Some(&p), &p.name, "signin.webauthn", client, now).await?;
     let mode = if c.pending_signin_hash.is_some() {
         "password_and_webauthn"
     } else {
@@ -467,7 +465,7 @@ pub async fn finish_signin(
         factor_id,
         sealed,
         counter,
-    } = check_assertion(state, &c, &p, &credential, &keys, &failure, now).await?;
+    } = check_assertion(state, &c, &p, &credential, &attempt, &failure).await?;
     if !p.enabled {
         state
             .store
@@ -514,13 +512,8 @@ pub async fn finish_signin(
             at_us: us(now),
         },
         create,
-        Change::RecordSignIn {
-            principal_id: p.id.clone(),
-            at_us: us(now),
-        },
-        Change::ResetThrottle {
-            keys: vec![format!("account:{}", p.name)],
-        },
+        crate::signin::signed_in(&p, client, now),
+        attempt.succeeded(),
     ]);
     let ev = signin_event(
         &p.name,
@@ -540,7 +533,9 @@ pub async fn finish_signin(
         // Lost a race: the ceremony or sign-in was finished by another request, or another
         // answer with a higher counter was accepted first (a cloned authenticator).
         Err(StoreError::Conflict(_)) => {
-            record_failure(state, keys, failure("replayed_or_counter_did_not_advance")).await?;
+            attempt
+                .failed(state, failure("replayed_or_counter_did_not_advance"))
+                .await?;
             // Spend the ceremony if it is still there, so the same answer cannot be retried.
             let _ = state
                 .store
@@ -569,9 +564,8 @@ async fn check_assertion(
     c: &Ceremony,
     p: &Principal,
     credential: &PublicKeyCredential,
-    keys: &[String],
+    attempt: &Attempt,
     failure: &(dyn Fn(&str) -> portcullis_core::audit::NewAuditEvent + Sync),
-    now: OffsetDateTime,
 ) -> Result<Asserted, ApiError> {
     let auth: PasskeyAuthentication = serde_json::from_str(&c.state)
         .map_err(|_| ApiError::internal("stored WebAuthn ceremony unreadable"))?;
@@ -582,25 +576,16 @@ async fn check_assertion(
         Ok(r) => r,
         Err(e) => {
             let reason = describe(&e);
-            state
-                .store
-                .write(
-                    Change::Many(vec![
-                        Change::ConsumeCeremony {
-                            id_hash: c.id_hash.clone(),
-                        },
-                        Change::RecordFailures {
-                            keys: keys.to_vec(),
-                            at_us: us(now),
-                        },
-                    ]),
-                    vec![failure(reason)],
-                )
+            let spent = Change::ConsumeCeremony {
+                id_hash: c.id_hash.clone(),
+            };
+            attempt
+                .failed_with(state, spent, failure(reason))
                 .await
-                .map_err(|e| match e {
+                .map_err(|e| match e.code {
                     // Another request finished this ceremony meanwhile.
-                    StoreError::Conflict(_) => ceremony_gone(),
-                    other => other.into(),
+                    ErrorCode::Conflict => ceremony_gone(),
+                    _ => e,
                 })?;
             return Err(webauthn_failed(format!(
                 "the authenticator's answer was refused ({reason})"
@@ -610,7 +595,7 @@ async fn check_assertion(
     if !result.user_verified() {
         // Unreachable with the passkey policy (webauthn-rs refuses first); kept as a guard
         // because the strength that follows depends on it.
-        record_failure(state, keys.to_vec(), failure("user_not_verified")).await?;
+        attempt.failed(state, failure("user_not_verified")).await?;
         return Err(webauthn_failed("the authenticator did not verify the user"));
     }
     let Some((factor_id, mut passkey)) = passkeys(state, &p.id)
@@ -619,7 +604,7 @@ async fn check_assertion(
         .find(|(_, pk)| pk.cred_id() == result.cred_id())
     else {
         // Removed between start and finish.
-        record_failure(state, keys.to_vec(), failure("credential_removed")).await?;
+        attempt.failed(state, failure("credential_removed")).await?;
         return Err(webauthn_failed("that credential is no longer registered"));
     };
     passkey.update_credential(&result);
@@ -708,10 +693,9 @@ pub async fn finish_reauth(
     let credential: PublicKeyCredential = serde_json::from_value(credential)
         .map_err(|_| ApiError::bad_request("credential is not a WebAuthn assertion"))?;
     let p = &me.principal;
-    let keys = throttle_keys(&p.name, p.emergency, client);
-    guard_throttle(
+    let attempt = Attempt::reserve(
         state,
-        &keys,
+        Some(p),
         &p.name,
         "session.reauthenticated",
         client,
@@ -724,7 +708,7 @@ pub async fn finish_reauth(
             .outcome(Outcome::Failure)
             .details(serde_json::json!({ "reason": reason, "method": "webauthn", "session_id": me.session.id, "client_ip": client.ip }))
     };
-    let a = check_assertion(state, &c, p, &credential, &keys, &failure, now).await?;
+    let a = check_assertion(state, &c, p, &credential, &attempt, &failure).await?;
     let change = Change::Many(vec![
         Change::ConsumeCeremony { id_hash: c.id_hash },
         Change::UpdateWebauthnFactor {
@@ -738,6 +722,7 @@ pub async fn finish_reauth(
             strength: AuthStrength::PhishingResistant.as_str().to_owned(),
             at_us: us(now),
         },
+        attempt.succeeded(),
     ]);
     let ev = event(caller, "session.reauthenticated", target.clone()).details(serde_json::json!({
         "session_id": me.session.id, "factor_id": a.factor_id, "method": "webauthn", "client_ip": client.ip,
@@ -748,7 +733,9 @@ pub async fn finish_reauth(
             now,
         )),
         Err(StoreError::Conflict(_)) => {
-            record_failure(state, keys, failure("replayed_or_counter_did_not_advance")).await?;
+            attempt
+                .failed(state, failure("replayed_or_counter_did_not_advance"))
+                .await?;
             Err(webauthn_failed(
                 "this answer was already used, or the authenticator's counter did not advance",
             ))

@@ -1333,6 +1333,9 @@ macro_rules! backend_tests {
 #[path = "api/privilege.rs"]
 mod privilege;
 
+#[path = "api/hostile.rs"]
+mod hostile;
+
 backend_tests!(
     breakglass_drills_overdue_alert,
     breakglass_alert_reaches_every_channel,
@@ -3565,9 +3568,10 @@ async fn service_account_networks_postgres() {
 
 // ---- Client-credentials throttling.
 
-/// Wrong secrets slow a client down (429 `slow_down` with Retry-After, never a lockout); a
-/// success wipes the client's failures, so a daemon that once had a stale secret is not
-/// punished later.
+/// Wrong secrets slow a client down at the address they come from (429 `invalid_client` with
+/// Retry-After — `slow_down` is the device grant's — and never a lockout); the right secret is
+/// never refused, neither from that address nor from another (finding: unrelated clients at one
+/// address locked each other out).
 async fn client_credentials_throttle_and_reset(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -3587,42 +3591,43 @@ async fn client_credentials_throttle_and_reset(backend: Backend) {
         .await
         .expect("secret");
     let wrong = "pcs_not-the-secret";
-    let app_ref = &app;
-    let attempt = |secret: &str| {
+    let base = app.base.clone();
+    let attempt = |from: u8, secret: &str| {
         let secret = secret.to_owned();
+        let base = base.clone();
         async move {
-            token_request(
-                app_ref,
-                &[("grant_type", "client_credentials")],
-                Some(("throttle-probe", &secret)),
-            )
-            .await
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, from]))
+                .build()
+                .expect("client")
+                .post(format!("{base}/oauth2/token"))
+                .basic_auth("throttle-probe", Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("send")
         }
     };
-    for _ in 0..4 {
-        oauth_error(attempt(wrong).await, 401, "invalid_client").await;
+    for _ in 0..11 {
+        oauth_error(attempt(1, wrong).await, 401, "invalid_client").await;
     }
-    assert_eq!(
-        attempt(&s.client_secret).await.status(),
-        200,
-        "success resets"
-    );
-    // Five failures are free again (they would not be without the reset: 4 + 5 > 5).
-    for _ in 0..6 {
-        oauth_error(attempt(wrong).await, 401, "invalid_client").await;
-    }
-    let r = attempt(&s.client_secret).await;
+    let r = attempt(1, wrong).await;
     assert_eq!(
         r.status(),
         429,
-        "the sixth failure imposes a wait, even on the right secret"
+        "the twelfth failure from one address waits"
     );
     assert!(r.headers().contains_key("retry-after"));
     let body: serde_json::Value = r.json().await.expect("json");
-    assert_eq!(body["error"], "slow_down");
-    // Never a lockout: after the wait the right secret works.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(attempt(&s.client_secret).await.status(), 200);
+    assert_eq!(body["error"], "invalid_client", "not slow_down: {body}");
+    // The right secret is never refused for failures, here or elsewhere.
+    assert_eq!(attempt(1, &s.client_secret).await.status(), 200);
+    assert_eq!(attempt(2, &s.client_secret).await.status(), 200);
+    // A wrong secret from another address is judged there alone.
+    oauth_error(attempt(3, wrong).await, 401, "invalid_client").await;
+    // Never a lockout: after the wait a failure counts again (401, not 429).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    oauth_error(attempt(1, wrong).await, 401, "invalid_client").await;
     app.stop().await;
 }
 

@@ -270,6 +270,28 @@ impl Store {
     }
 
     /// Throttle counters `(failures, last_failure_us)` for each key that has one.
+    /// Whether `principal_id` signed in successfully from `address` (its throttling form) at or
+    /// after `since_us`: a familiar address (smart lockout).
+    pub async fn familiar_address(
+        &self,
+        principal_id: &str,
+        address: &str,
+        since_us: i64,
+    ) -> Result<bool> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM signin_addresses WHERE principal_id = $1 AND address = $2 AND last_success_us >= $3")
+                .bind(principal_id).bind(address).bind(since_us).fetch_one(pool).await? > 0)
+        })
+    }
+
+    /// A break-glass account's fast verifier, when it has one.
+    pub async fn breakglass_verifier(&self, principal_id: &str) -> Result<Option<Vec<u8>>> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query_scalar::<_, Option<Vec<u8>>>("SELECT verifier FROM breakglass_accounts WHERE principal_id = $1")
+                .bind(principal_id).fetch_optional(pool).await?.flatten())
+        })
+    }
+
     pub async fn throttle_counters(&self, keys: &[String]) -> Result<Vec<(String, i64, i64)>> {
         let mut out = Vec::new();
         for key in keys {

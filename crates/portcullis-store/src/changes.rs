@@ -272,10 +272,12 @@ pub enum Change {
         enabled: bool,
         at_us: i64,
     },
-    /// Records a successful sign-in.
+    /// Records a successful sign-in, and (with `address`, in its throttling form) that the
+    /// address is familiar to the account (smart lockout).
     RecordSignIn {
         principal_id: String,
         at_us: i64,
+        address: Option<String>,
     },
     AddGroupMember {
         group_id: String,
@@ -375,6 +377,29 @@ pub enum Change {
     /// Consumes it; conflicts if it is gone (used, or never existed).
     ConsumePendingSignIn {
         id_hash: Vec<u8>,
+    },
+    /// Reserves an attempt on each throttle key before its credential is checked: conflicts
+    /// with [`THROTTLED`] (changing nothing) when any key must still wait
+    /// ([`portcullis_core::throttle::admit`]), else counts the attempt on every key. Serialised
+    /// by the writer (rows locked on PostgreSQL), so concurrent guesses cannot all pass one check.
+    ReserveAttempt {
+        keys: Vec<String>,
+        at_us: i64,
+    },
+    /// After a success: gives the reservation back on address keys and clears the others
+    /// ([`portcullis_core::throttle::ThrottleKey::cleared_by_success`]).
+    ReleaseAttempt {
+        keys: Vec<String>,
+    },
+    /// Gives back a reservation whose credential was never checked (the server was busy):
+    /// one less on every key.
+    RefundAttempt {
+        keys: Vec<String>,
+    },
+    /// Stores a break-glass account's fast verifier (see migration 0015).
+    SetBreakGlassVerifier {
+        principal_id: String,
+        verifier: Vec<u8>,
     },
     /// One more failure on each throttle key.
     RecordFailures {
@@ -692,6 +717,9 @@ pub const TOO_MANY_RULES: &str = "too many custom alert rules";
 /// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
 pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
 
+/// The conflict [`Change::ReserveAttempt`] reports.
+pub const THROTTLED: &str = "too many failed attempts; wait before trying again";
+
 /// The conflict [`Change::RequireGlobalAdministrator`] reports.
 pub const LAST_GLOBAL_ADMINISTRATOR: &str =
     "nobody would be left who can reach Global Administrator at the tenant";
@@ -759,9 +787,53 @@ macro_rules! apply_for {
                                     .bind(*at_us).bind(id).execute(&mut *c).await?;
                             }
                         }
-                        Change::RecordSignIn { principal_id, at_us } => {
+                        Change::RecordSignIn { principal_id, at_us, address } => {
                             sqlx::query("UPDATE principals SET last_sign_in_us = $1 WHERE id = $2")
                                 .bind(*at_us).bind(principal_id).execute(&mut *c).await?;
+                            if let Some(a) = address {
+                                sqlx::query("INSERT INTO signin_addresses (principal_id, address, last_success_us) VALUES ($1, $2, $3) ON CONFLICT (principal_id, address) DO UPDATE SET last_success_us = excluded.last_success_us")
+                                    .bind(principal_id).bind(a).bind(*at_us).execute(&mut *c).await?;
+                            }
+                        }
+                        Change::ReserveAttempt { keys, at_us } => {
+                            let now = crate::from_micros(*at_us);
+                            let mut counters = Vec::with_capacity(keys.len());
+                            for key in keys {
+                                let row: Option<(i64, i64)> = sqlx::query_as(concat!("SELECT failures, last_failure_us FROM throttle WHERE key = $1", $lock))
+                                    .bind(key).fetch_optional(&mut *c).await?;
+                                if let Some((n, last)) = row {
+                                    counters.push((key.clone(), n, crate::from_micros(last)));
+                                }
+                            }
+                            if portcullis_core::throttle::admit(&counters, now).is_err() {
+                                return Err(conflict(THROTTLED));
+                            }
+                            for key in keys {
+                                // A counter past its forget period starts again from one.
+                                let forget = portcullis_core::throttle::ThrottlePolicy::for_key(key).forget_after.whole_microseconds() as i64;
+                                sqlx::query("INSERT INTO throttle (key, failures, last_failure_us) VALUES ($1, 1, $2) ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN throttle.last_failure_us <= $2 - $3 THEN 1 ELSE throttle.failures + 1 END, last_failure_us = excluded.last_failure_us")
+                                    .bind(key).bind(*at_us).bind(forget).execute(&mut *c).await?;
+                            }
+                        }
+                        Change::ReleaseAttempt { keys } => {
+                            for key in keys {
+                                if portcullis_core::throttle::ThrottleKey::cleared_by_success(key) {
+                                    sqlx::query("DELETE FROM throttle WHERE key = $1").bind(key).execute(&mut *c).await?;
+                                } else {
+                                    sqlx::query("UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0")
+                                        .bind(key).execute(&mut *c).await?;
+                                }
+                            }
+                        }
+                        Change::RefundAttempt { keys } => {
+                            for key in keys {
+                                sqlx::query("UPDATE throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0")
+                                    .bind(key).execute(&mut *c).await?;
+                            }
+                        }
+                        Change::SetBreakGlassVerifier { principal_id, verifier } => {
+                            sqlx::query("UPDATE breakglass_accounts SET verifier = $1 WHERE principal_id = $2")
+                                .bind(verifier).bind(principal_id).execute(&mut *c).await?;
                         }
                         Change::AddGroupMember { group_id, member_id, at_us } => {
                             let n = sqlx::query("INSERT INTO group_members (group_id, member_id, added_at_us) VALUES ($1, $2, $3) ON CONFLICT (group_id, member_id) DO NOTHING")

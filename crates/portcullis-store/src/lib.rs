@@ -50,7 +50,7 @@ pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel,
     NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization,
     NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
-    OutboxAttempt, TOO_MANY_RULES,
+    OutboxAttempt, THROTTLED, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;
@@ -174,6 +174,11 @@ const KEY_CHECK_AD: &str = "tenant:key-check";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"portcullis master key check v1";
 /// How long a bootstrap token stays valid.
 pub const BOOTSTRAP_TOKEN_LIFETIME: time::Duration = time::Duration::hours(24);
+
+pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
 
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000) as i64

@@ -225,29 +225,27 @@ fn form_urlencoded_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The counters a client's failures go to: its address, and the client from that address.
+/// There is no client-wide counter: failures from elsewhere never refuse a client's correct
+/// credential from its own network.
 fn throttle_keys(client_id: &str, client: &ClientInfo) -> Vec<String> {
-    vec![format!("ip:{}", client.ip), format!("client:{client_id}")]
+    use portcullis_core::throttle::ThrottleKey;
+    vec![
+        ThrottleKey::Address(client.ip.clone()).render(),
+        ThrottleKey::ClientAddress(client_id.to_owned(), client.ip.clone()).render(),
+    ]
 }
 
-/// Refuses while a key waits out its backoff; records failures.
-/// Refuses while the client or its address must wait; otherwise whether the client has failed
-/// attempts on record (so a success has something to reset).
-async fn throttled(
-    state: &AppState,
-    keys: &[String],
-    now: OffsetDateTime,
-) -> Result<bool, OAuthError> {
-    let t = crate::signin::throttle_state(state, keys, now).await?;
-    if t.wait > 0 {
-        let mut e = OAuthError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "slow_down",
-            format!("too many failed attempts; try again in {} seconds", t.wait),
-        );
-        e.retry_after = Some(t.wait);
-        return Err(e);
-    }
-    Ok(t.failed.iter().any(|k| k.starts_with("client:")))
+/// The answer to a client whose failures from this address must wait: 429 with
+/// `Retry-After` (`slow_down` is the device grant's polling code, not this).
+fn throttled_client(wait: i64) -> OAuthError {
+    let mut e = OAuthError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "invalid_client",
+        format!("too many failed attempts from this address; try again in {wait} seconds"),
+    );
+    e.retry_after = Some(wait);
+    e
 }
 
 /// A client that authenticated.
@@ -255,8 +253,6 @@ struct Authenticated {
     principal: portcullis_store::accounts::Principal,
     /// The request's throttle keys (for a failure found later, a replayed assertion).
     keys: Vec<String>,
-    /// Whether the client has failed attempts on record, for a success to reset.
-    failed_before: bool,
     /// For `private_key_jwt`: the assertion whose `jti` must be recorded with the outcome.
     assertion: Option<crate::client_assertion::VerifiedAssertion>,
 }
@@ -303,23 +299,42 @@ async fn refuse(
         failure,
         ClientAuthFailure::NotAServiceAccount | ClientAuthFailure::NetworkNotAllowed
     );
+    let now = OffsetDateTime::now_utc();
+    // Checked after the credential (which is cheap to check, and a correct one is never
+    // refused for failures): while this address must wait, a failure is audited but not
+    // counted further, and answered 429.
+    let wait = match crate::signin::throttle_wait(state, &keys, now).await {
+        Ok(w) => w,
+        Err(e) => return e.into(),
+    };
+    let change = if wait > 0 {
+        Change::None
+    } else {
+        Change::RecordFailures {
+            keys,
+            at_us: us(now),
+        }
+    };
+    let reason = if wait > 0 {
+        "throttled"
+    } else {
+        failure.reason()
+    };
     let written = state
         .store
         .write(
-            Change::RecordFailures {
-                keys,
-                at_us: us(OffsetDateTime::now_utc()),
-            },
+            change,
             vec![tokens::client_event(
                 id,
                 Outcome::Failure,
-                failure.reason(),
+                reason,
                 &client.ip,
-                serde_json::json!({ "purpose": purpose, "alert": alert }),
+                serde_json::json!({ "purpose": purpose, "alert": alert, "failure": failure.reason() }),
             )],
         )
         .await;
     match written {
+        Ok(_) if wait > 0 => throttled_client(wait),
         Ok(_) => OAuthError::invalid_client(),
         Err(e) => e.into(),
     }
@@ -343,22 +358,6 @@ async fn authenticate(
     }
     let now = OffsetDateTime::now_utc();
     let keys = throttle_keys(&id, client);
-    let failed_before = match throttled(state, &keys, now).await {
-        Ok(failed) => failed,
-        Err(e) => {
-            state
-                .store
-                .append(tokens::client_event(
-                    &id,
-                    Outcome::Failure,
-                    "throttled",
-                    &client.ip,
-                    serde_json::json!({ "purpose": purpose }),
-                ))
-                .await?;
-            return Err(e);
-        }
-    };
     let outcome = match &presented {
         Presented::Secret(secret) => tokens::authenticate_client(&state.store, &id, secret)
             .await
@@ -397,7 +396,6 @@ async fn authenticate(
         Ok((principal, assertion)) => Ok(Authenticated {
             principal,
             keys,
-            failed_before,
             assertion,
         }),
         Err(f) => Err(refuse(state, client, &id, keys, f, purpose).await),
@@ -684,14 +682,9 @@ pub async fn token(
         &client,
         &auth,
         "token",
-        // Most successes follow no failure: then there is nothing to reset.
-        if auth.failed_before {
-            Change::ResetThrottle {
-                keys: vec![format!("client:{}", sa.name)],
-            }
-        } else {
-            Change::None
-        },
+        // A correct credential is never refused for failures, so there is nothing to reset
+        // (the counters fade after their forget period).
+        Change::None,
         vec![tokens::client_event(
             &sa.name,
             Outcome::Success,
@@ -931,7 +924,7 @@ async fn registered_client(
         return Err(OAuthError::invalid_client());
     }
     let now = OffsetDateTime::now_utc();
-    let keys = vec![format!("ip:{}", client.ip)];
+    let keys = throttle_keys(&id, client);
     let event = |reason: &str| {
         NewAuditEvent::new(
             format!("client:{id}"),
@@ -941,14 +934,26 @@ async fn registered_client(
         .outcome(Outcome::Failure)
         .details(serde_json::json!({ "reason": reason, "client_ip": client.ip }))
     };
-    if let Err(e) = throttled(state, &keys, now).await {
-        state.store.append(event("throttled")).await?;
-        return Err(e);
-    }
+    // The credential first (cheap, and a correct one is never refused for failures); a
+    // failure from an address that must wait is audited and answered 429.
     match crate::clients::authenticate(state, &id, secret.as_deref()).await {
         Ok(c) => Ok(c),
         Err(f) => {
-            crate::signin::record_failure(state, keys, event(f.reason())).await?;
+            let wait = crate::signin::throttle_wait(state, &keys, now).await?;
+            if wait > 0 {
+                state.store.append(event("throttled")).await?;
+                return Err(throttled_client(wait));
+            }
+            state
+                .store
+                .write(
+                    Change::RecordFailures {
+                        keys,
+                        at_us: us(now),
+                    },
+                    vec![event(f.reason())],
+                )
+                .await?;
             Err(OAuthError::invalid_client())
         }
     }

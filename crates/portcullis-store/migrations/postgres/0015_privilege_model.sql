@@ -2,3 +2,17 @@
 -- person asked to approve it, so a phished code can be recognised ("did you start this?").
 ALTER TABLE device_authorizations ADD COLUMN client_ip TEXT NOT NULL DEFAULT '';
 ALTER TABLE device_authorizations ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+
+-- Smart lockout: the addresses (IPv4, or an IPv6 /64) each account signed in from
+-- successfully, and when last; failures for an account from other addresses cannot keep it
+-- out of these. Swept after 30 days.
+CREATE TABLE signin_addresses (
+    principal_id TEXT NOT NULL REFERENCES principals (id),
+    address TEXT NOT NULL,
+    last_success_us BIGINT NOT NULL,
+    PRIMARY KEY (principal_id, address)
+);
+
+-- A break-glass password is 100 random characters (about 580 bits): slow hashing adds nothing
+-- to it, and a keyed SHA-256 verifier lets its sign-in skip the Argon2 queue that a flood fills.
+ALTER TABLE breakglass_accounts ADD COLUMN verifier BYTEA;
