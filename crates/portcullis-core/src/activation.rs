@@ -163,7 +163,9 @@ pub enum ActivationError {
     JustificationRequired,
     #[error("this role needs a ticket number")]
     TicketRequired,
-    #[error("the justification must be at most 500 characters without control characters")]
+    #[error(
+        "the justification must be at most 500 characters without control, bidirectional or invisible characters"
+    )]
     JustificationTooLong,
     #[error("a ticket number is 1 to 64 letters, digits or _ . # / -")]
     TicketMalformed,
@@ -206,7 +208,7 @@ pub fn check_activation(
         return Err(ActivationError::DurationTooLong { max });
     }
     match input.justification.map(str::trim) {
-        Some(j) if j.chars().count() > 500 || j.chars().any(char::is_control) => {
+        Some(j) if j.chars().count() > 500 || crate::text::has_invisible(j) => {
             return Err(ActivationError::JustificationTooLong);
         }
         Some("") | None if settings.require_justification => {

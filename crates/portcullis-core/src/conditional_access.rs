@@ -648,7 +648,7 @@ fn check_text(field: &str, s: &str, max: usize, problems: &mut Vec<String>) {
     if s.chars().count() > max {
         problems.push(format!("{field} must be at most {max} characters"));
     }
-    if s.chars().any(|c| c.is_control() && c != '\n') || (field == "name" && s.contains('\n')) {
+    if crate::text::has_invisible_but_newlines(s) || (field == "name" && s.contains('\n')) {
         problems.push(format!("{field} must not contain control characters"));
     }
 }

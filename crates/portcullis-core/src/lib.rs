@@ -21,6 +21,7 @@ pub mod principal;
 pub mod privilege;
 pub mod roles;
 pub mod session;
+pub mod text;
 pub mod throttle;
 pub mod token;
 pub mod totp;

@@ -77,7 +77,7 @@ impl<'de> Deserialize<'de> for PrincipalName {
     }
 }
 
-/// A display name: 1–128 characters, no control characters.
+/// A display name: 1–128 characters, no control, bidirectional or invisible characters.
 pub fn parse_display_name(s: &str) -> Result<String, ValidationError> {
     free_text("display_name", s, 128)
 }
@@ -95,10 +95,10 @@ fn free_text(field: &'static str, s: &str, max: usize) -> Result<String, Validat
     if t.chars().count() > max {
         return Err(ValidationError::TooLong { field, max });
     }
-    if t.chars().any(char::is_control) {
+    if crate::text::has_invisible(t) {
         return Err(ValidationError::Invalid {
             field,
-            reason: "must not contain control characters",
+            reason: "must not contain control, bidirectional or invisible characters",
         });
     }
     Ok(t.to_owned())

@@ -227,9 +227,11 @@ pub async fn create_role(
         Some(d) => portcullis_core::principal::parse_display_name(d).map_err(invalid)?,
         None => slug.as_str().to_owned(),
     };
-    if req.description.chars().count() > 500 || req.description.chars().any(char::is_control) {
+    if req.description.chars().count() > 500
+        || portcullis_core::text::has_invisible(&req.description)
+    {
         return Err(ApiError::bad_request(
-            "description must be at most 500 characters without control characters",
+            "description must be at most 500 characters without control, bidirectional or invisible characters",
         ));
     }
     let names: Vec<&str> = perms.iter().map(Permission::as_str).collect();
@@ -1199,9 +1201,9 @@ async fn find_request(state: &AppState, id: &str) -> Result<ActivationRequest, A
 
 fn check_reason(reason: &Option<String>, required: bool) -> Result<(), ApiError> {
     match reason.as_deref().map(str::trim) {
-        Some(r) if r.chars().count() > 500 || r.chars().any(char::is_control) => {
+        Some(r) if r.chars().count() > 500 || portcullis_core::text::has_invisible(r) => {
             Err(ApiError::bad_request(
-                "reason must be at most 500 characters without control characters",
+                "reason must be at most 500 characters without control, bidirectional or invisible characters",
             ))
         }
         Some("") | None if required => Err(ApiError::bad_request("a reason is required")),

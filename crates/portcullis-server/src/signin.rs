@@ -1133,9 +1133,9 @@ pub async fn list_factors(state: &AppState, caller: &Caller) -> Result<Vec<Facto
 
 pub(crate) fn factor_name(name: &str) -> Result<String, ApiError> {
     let n = name.trim();
-    if n.is_empty() || n.chars().count() > 64 || n.chars().any(char::is_control) {
+    if n.is_empty() || n.chars().count() > 64 || portcullis_core::text::has_invisible(n) {
         return Err(ApiError::bad_request(
-            "factor name must be 1 to 64 characters without control characters",
+            "factor name must be 1 to 64 characters without control, bidirectional or invisible characters",
         ));
     }
     Ok(n.to_owned())

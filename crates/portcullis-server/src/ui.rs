@@ -320,6 +320,16 @@ fn origin_of(u: &str) -> Option<String> {
 fn parse_once(raw: &str) -> Result<HashMap<String, String>, String> {
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        // Identifiers, codes and URIs never hold control, bidirectional or invisible
+        // characters; a password is the person's own and is only hashed.
+        if portcullis_core::text::has_invisible(&k)
+            || (k != "password" && portcullis_core::text::has_invisible(&v))
+        {
+            return Err(
+                "parameters must not contain control, bidirectional or invisible characters"
+                    .to_owned(),
+            );
+        }
         if map.insert(k.to_string(), v.to_string()).is_some() {
             return Err(format!("parameter {k} is given more than once"));
         }

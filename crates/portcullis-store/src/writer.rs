@@ -172,6 +172,7 @@ async fn apply_batch(
                         let now = OffsetDateTime::now_utc();
                         let mut sealed = Vec::with_capacity(cmd.events.len());
                         for mut ev in cmd.events {
+                            storable(&mut ev);
                             tag_emergency(&mut ev, &emergency);
                             let e = ev.seal(seq + 1, now, hash);
                             seq = e.seq;
@@ -281,6 +282,40 @@ async fn apply_batch(
     }
     .await;
     (replies, result)
+}
+
+/// Makes an event storable on both backends before it is sealed: PostgreSQL refuses NUL in
+/// text, and the events of a batch are inserted together, so one NUL from a request (the edges
+/// refuse them; this is the depth behind them) must not fail everyone's writes. A NUL becomes
+/// U+FFFD in the actor, action, target and every string and key of the details; the hash is
+/// computed over what is stored.
+fn storable(ev: &mut NewAuditEvent) {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{fffd}");
+        }
+    }
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => clean(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(o) => {
+                if o.keys().any(|k| k.contains('\0')) {
+                    let old = std::mem::take(o);
+                    for (mut k, v) in old {
+                        clean(&mut k);
+                        o.insert(k, v);
+                    }
+                }
+                o.values_mut().for_each(walk);
+            }
+            _ => {}
+        }
+    }
+    clean(&mut ev.actor);
+    clean(&mut ev.action);
+    clean(&mut ev.target);
+    walk(&mut ev.details);
 }
 
 /// Adds the names of emergency principals that `change` creates.

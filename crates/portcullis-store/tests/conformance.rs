@@ -402,6 +402,41 @@ async fn a_failing_change_does_not_sink_its_batch(db: Db) {
     assert!(store.verify_chain().await.expect("verify").is_ok());
 }
 
+/// Finding: one NUL from a request (`client_id=%00`) made PostgreSQL refuse a batch's events
+/// and failed every write sharing it. An event with NUL anywhere is stored (NUL as U+FFFD,
+/// hashed as stored) and its batch-mates commit.
+async fn a_nul_in_an_event_fails_nobody(db: Db) {
+    let store = initialised(&db).await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { s.append(ev(i)).await.map(|_| ()) },
+        ));
+    }
+    let hostile = NewAuditEvent::new("service_account:\0", "token.client_credentials", "x\0y")
+        .outcome(Outcome::Failure)
+        .details(serde_json::json!({ "client_id": "\0", "nested": ["a\0"], "k\0": 1 }));
+    let sealed = store.append(hostile).await.expect("stored");
+    assert_eq!(sealed.actor, "service_account:\u{fffd}");
+    assert_eq!(sealed.details["client_id"], "\u{fffd}");
+    for t in tasks {
+        t.await.expect("join").expect("batch-mates commit");
+    }
+    assert_eq!(count(&store).await, 22);
+    let stored = store
+        .list_events(&AuditFilter {
+            action: Some("token.client_credentials".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].target, "x\u{fffd}y");
+    assert!(store.verify_chain().await.expect("verify").is_ok());
+}
+
 async fn newer_schema_is_refused(db: Db) {
     let store = db.open().await;
     store.close().await;
@@ -459,6 +494,7 @@ conformance!(
     wrong_master_key_is_refused_and_changes_nothing,
     bootstrap_token_is_stored_hashed_and_expires,
     a_failing_change_does_not_sink_its_batch,
+    a_nul_in_an_event_fails_nobody,
     newer_schema_is_refused,
     kill_minus_nine_loses_no_acknowledged_event,
 );

@@ -369,11 +369,18 @@ pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// Prints a table. Every cell is escaped: a control, bidirectional or invisible character
+/// that came from a request (a client id in an audit event, say) is shown as `\u{…}`, never
+/// interpreted by the terminal.
 pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
     t.set_header(header.to_vec());
     for r in rows {
-        t.add_row(r);
+        t.add_row(
+            r.iter()
+                .map(|c| portcullis_core::text::escape_for_terminal(c).into_owned())
+                .collect::<Vec<_>>(),
+        );
     }
     println!("{t}");
 }
@@ -1140,21 +1147,22 @@ async fn audit_list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
     }
     match cli.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&events)?),
-        Output::Table => {
-            let mut t = Table::new();
-            t.set_header(["seq", "time", "actor", "action", "target", "outcome"]);
-            for e in &events {
-                t.add_row([
-                    e.seq.to_string(),
-                    e.time.clone(),
-                    e.actor.clone(),
-                    e.action.clone(),
-                    e.target.clone(),
-                    e.outcome.clone(),
-                ]);
-            }
-            println!("{t}");
-        }
+        Output::Table => table(
+            &["seq", "time", "actor", "action", "target", "outcome"],
+            events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.seq.to_string(),
+                        e.time.clone(),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        e.target.clone(),
+                        e.outcome.clone(),
+                    ]
+                })
+                .collect(),
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -233,6 +233,49 @@ fn serve_defaults_audit_commands_and_graceful_shutdown() {
     assert!(!Path::new("/nonexistent/dir/x.db").exists());
 }
 
+/// `audit list` shows control, bidirectional and invisible characters as `\u{…}` escapes:
+/// text that came from a request (or was written into the database) never drives the terminal.
+#[test]
+fn audit_list_escapes_what_a_terminal_would_interpret() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = serve(dir.path());
+    let db = format!(
+        "sqlite://{}",
+        dir.path().join("portcullis-data/portcullis.db").display()
+    );
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let store = portcullis_store::Store::open(&db, portcullis_store::StoreOptions::default())
+            .await
+            .expect("store");
+        store
+            .append(portcullis_core::audit::NewAuditEvent::new(
+                "service_account:\u{1b}[2Jowned",
+                "token.client_credentials",
+                "x\u{202e}y",
+            ))
+            .await
+            .expect("append");
+        store.close().await;
+    });
+    let out = cli(
+        dir.path(),
+        &server,
+        &["audit", "list", "--action", "token.client_credentials"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains('\u{1b}') && !text.contains('\u{202e}'),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("\\u{1b}[2Jowned") && text.contains("x\\u{202e}y"),
+        "{text}"
+    );
+    sigterm(&mut server.child);
+}
+
 /// Whether `oathtool` is installed. `.ci/run` installs it and sets
 /// `PORTCULLIS_REQUIRE_OATHTOOL=1`, so in CI a missing `oathtool` fails instead of skipping; on a
 /// fresh developer machine the README's `cargo test --workspace` still passes without it.

@@ -133,6 +133,13 @@ fn params(
     })?;
     let mut map = std::collections::HashMap::new();
     for (k, v) in list {
+        // OAuth parameters are printable ASCII by definition: a control, bidirectional or
+        // invisible character is refused before anything is read or written.
+        if portcullis_core::text::has_invisible(&k) || portcullis_core::text::has_invisible(&v) {
+            return Err(OAuthError::invalid_request(
+                "parameters must not contain control, bidirectional or invisible characters",
+            ));
+        }
         if map.insert(k.clone(), v).is_some() {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {k} is given more than once"
@@ -355,6 +362,13 @@ async fn authenticate(
     };
     if id.is_empty() || id.len() > 128 || too_long {
         return Err(OAuthError::invalid_client());
+    }
+    // A client id from the request is an identifier: refused before anything is written (a
+    // NUL once failed a whole group-commit batch on PostgreSQL).
+    if portcullis_core::text::has_invisible(&id) {
+        return Err(OAuthError::invalid_request(
+            "client_id must not contain control, bidirectional or invisible characters",
+        ));
     }
     let now = OffsetDateTime::now_utc();
     let keys = throttle_keys(&id, client);
@@ -922,6 +936,11 @@ async fn registered_client(
     };
     if id.is_empty() || id.len() > 128 || secret.as_ref().is_some_and(|s| s.len() > 512) {
         return Err(OAuthError::invalid_client());
+    }
+    if portcullis_core::text::has_invisible(&id) {
+        return Err(OAuthError::invalid_request(
+            "client_id must not contain control, bidirectional or invisible characters",
+        ));
     }
     let now = OffsetDateTime::now_utc();
     let keys = throttle_keys(&id, client);

@@ -150,7 +150,111 @@ async fn break_glass_gets_through_a_flood_from_its_own_address(app: TestApp) {
     app.stop().await;
 }
 
+/// Finding 3: `client_id=%00` is refused at the edge (400, nothing written) — it once made
+/// PostgreSQL refuse a whole group-commit batch — and legitimate writes around it all commit.
+async fn a_nul_client_id_is_refused_and_harms_nobody(app: TestApp) {
+    let token = admin_token(&app).await;
+    let admin = app.anonymous.with_token(Some(SecretString::from(token)));
+    let count = || async {
+        admin
+            .audit_events(&EventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .expect("events")
+            .events
+            .len()
+    };
+    let before = count().await;
+    let mut hostile = Vec::new();
+    for _ in 0..40 {
+        let base = app.base.clone();
+        hostile.push(tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(format!("{base}/oauth2/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials&client_id=%00&client_secret=x")
+                .send()
+                .await
+                .expect("send")
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut legit = Vec::new();
+    for i in 0..20 {
+        let admin = admin.clone();
+        legit.push(tokio::spawn(async move {
+            admin
+                .create_group(&portcullis_core::api::CreateGroupRequest {
+                    name: format!("team-{i}"),
+                    display_name: None,
+                    role_assignable: false,
+                })
+                .await
+                .is_ok()
+        }));
+    }
+    for h in hostile {
+        assert_eq!(h.await.expect("task"), 400);
+    }
+    for l in legit {
+        assert!(l.await.expect("task"), "every legitimate write commits");
+    }
+    assert_eq!(count().await, before + 20, "the refusals wrote nothing");
+    app.stop().await;
+}
+
+/// Finding 12: display names, factor names, justifications and reasons refuse control,
+/// bidirectional and zero-width characters with a clear 400, and nothing changes.
+async fn invisible_characters_are_refused_at_the_edge(app: TestApp) {
+    let admin = admin(&app).await;
+    for name in ["evil\u{202e}gnp", "ad\u{200b}min", "bell\u{7}", "nul\0"] {
+        let r = admin
+            .create_user(&CreateUserRequest {
+                name: "mallory".into(),
+                display_name: name.into(),
+                email: None,
+                phone: None,
+                guest_organisation: None,
+                privileged: false,
+                password: CUSTODIAN_PW.into(),
+            })
+            .await;
+        let e = r.expect_err("refused");
+        assert_eq!(e.code(), Some("invalid_request"), "{name:?}: {e}");
+        assert!(e.to_string().contains("invisible"), "{e}");
+    }
+    assert!(
+        admin
+            .users()
+            .await
+            .expect("users")
+            .iter()
+            .all(|u| u.name != "mallory")
+    );
+    let r = admin
+        .mfa_enrol_totp(&TotpEnrolRequest {
+            name: "phone\u{2066}".into(),
+        })
+        .await;
+    assert_eq!(r.expect_err("refused").code(), Some("invalid_request"));
+    let r = admin
+        .create_role(&portcullis_core::api::CreateRoleRequest {
+            slug: "readers".into(),
+            display_name: None,
+            description: "reads\u{feff}".into(),
+            permissions: vec!["audit.read".into()],
+        })
+        .await;
+    assert_eq!(r.expect_err("refused").code(), Some("invalid_request"));
+    app.stop().await;
+}
+
 api_tests!(
+    a_nul_client_id_is_refused_and_harms_nobody,
+    invisible_characters_are_refused_at_the_edge,
     concurrent_guesses_cannot_race_the_throttle,
     failures_elsewhere_never_lock_a_person_out_of_their_own_network,
     break_glass_gets_through_a_flood_from_its_own_address,
