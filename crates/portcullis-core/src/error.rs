@@ -44,6 +44,10 @@ pub enum ErrorCode {
     CaLockout,
     CaBlocked,
     CaRequirement,
+    /// A request rate limit or connection cap (`429`, with `Retry-After`).
+    RateLimited,
+    /// The request body did not arrive in time (`408`).
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -85,6 +89,8 @@ impl ErrorCode {
             ErrorCode::CaLockout => "ca_lockout",
             ErrorCode::CaBlocked => "ca_blocked",
             ErrorCode::CaRequirement => "ca_requirement",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }
