@@ -1525,7 +1525,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
 
-/// The origin the test "browser" claims; the server's default `webauthn_origin`.
+/// The origin the test "browser" claims; the harness's `public_url` (config_for).
 fn origin() -> Url {
     Url::parse("http://localhost:8080").expect("origin")
 }
