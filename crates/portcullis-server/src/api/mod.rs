@@ -186,7 +186,7 @@ pub struct RouterOptions {
 /// Layers run outside in (the last `.layer` first): metrics see every answer (500s from
 /// panics included); the panic catcher; the client address is resolved before the rate limits
 /// and everything else that keys on it; limits come before any body is read; the body is read
-/// under its deadline before authentication and the handler.
+/// under its deadline after authorisation and before the handler.
 pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
@@ -194,6 +194,12 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let body_timeout = options.body_timeout;
     let trusted = options.trusted_proxies.clone();
     routes
+        // Inside authorisation: a caller refused there never gets a body read for them.
+        .route_layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::edge::limits::read_body_within(body_timeout, max_body_bytes, req, next)
+            },
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::authz::authorize,
@@ -205,11 +211,6 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                crate::edge::limits::read_body_within(body_timeout, max_body_bytes, req, next)
-            },
-        ))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 refuse_declared_oversize(req, next, max_body_bytes)
