@@ -50,6 +50,10 @@ pub enum ErrorCode {
     LastGlobalAdministrator,
     ReauthRequired,
     NotGrantable,
+    /// A request rate limit or connection cap (`429`, with `Retry-After`).
+    RateLimited,
+    /// The request body did not arrive in time (`408`).
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -97,6 +101,8 @@ impl ErrorCode {
             ErrorCode::LastGlobalAdministrator => "last_global_administrator",
             ErrorCode::ReauthRequired => "reauth_required",
             ErrorCode::NotGrantable => "not_grantable",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }

@@ -1,8 +1,11 @@
-//! Start-up: configuration → data directory → master key → store → tenant → listener.
+//! Start-up: configuration → TLS files → data directory → master key → store → tenant →
+//! listener → public URL.
 //!
-//! Order matters for "a failed start changes nothing": the master key is proved against the
-//! tenant before any event is written, and a `master.key` file created by this start is removed
-//! again if it turns out not to be the tenant's key.
+//! Order matters for "a failed start changes nothing": the TLS files are checked before
+//! anything is written, the master key is proved against the tenant before any event is
+//! written, and a `master.key` file created by this start is removed again if it turns out not
+//! to be the tenant's key. The public URL (issuer, WebAuthn origin, links) is known only once
+//! the listener is bound, since by default it follows the bound port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,8 +44,10 @@ pub enum StartError {
     Passwords,
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("webauthn_origin cannot serve as a WebAuthn relying party")]
+    #[error("public_url cannot serve as a WebAuthn relying party")]
     Webauthn,
+    #[error(transparent)]
+    Tls(#[from] crate::edge::tls::TlsError),
     #[error("cannot set up token signing")]
     Tokens,
     #[error("cannot set up alert delivery")]
@@ -68,6 +73,12 @@ pub struct Application {
     bootstrap_token: Option<SecretString>,
     /// Break-glass drill age and overdue-alert period.
     drill_policy: (time::Duration, time::Duration),
+    /// Connection limits, trusted proxies and TLS for the accept loop.
+    edge: crate::edge::EdgeOptions,
+    tls_reloader: Option<crate::edge::tls::TlsReloader>,
+    rate_limits: crate::edge::limits::RateLimits,
+    /// The URL people and clients use, without a trailing slash (the token issuer).
+    public_url: String,
 }
 
 /// The setting under which the last effective (public) configuration is remembered, so a
@@ -76,6 +87,11 @@ const CONFIG_SETTING: &str = "server.config";
 
 impl Application {
     pub async fn build(config: Config, options: BuildOptions) -> Result<Self, StartError> {
+        // Unreadable or mismatched TLS files fail the start before anything is written.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::edge::tls::Tls::load(cert, key)?),
+            _ => None,
+        };
         let db_url = config.database_url();
         let sqlite_default = config.database_url.is_none();
         if sqlite_default {
@@ -165,7 +181,13 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let bound = listener.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let port = bound.port();
+        let public_url = config.public_url_for(bound)?;
+        let webauthn_origin = webauthn_origin(&public_url);
         let info = Arc::new(ServerInfo {
             backend: if store.is_postgres() {
                 "postgres"
@@ -179,7 +201,7 @@ impl Application {
             crate::keys::TokenSigner::load(
                 &store,
                 &master,
-                config.issuer(),
+                public_url.as_str().trim_end_matches('/').to_owned(),
                 time::Duration::seconds(config.access_token_seconds.into()),
                 time::Duration::seconds(config.signing_key_grace_seconds.into()),
             )
@@ -197,7 +219,7 @@ impl Application {
             lifetimes: config.lifetimes(),
             device: config.device(),
             webauthn: Arc::new(
-                crate::webauthn::relying_party(&config.webauthn_origin()?)
+                crate::webauthn::relying_party(&webauthn_origin)
                     .map_err(|_| StartError::Webauthn)?,
             ),
             tokens: tokens.clone(),
@@ -210,7 +232,22 @@ impl Application {
             refusals: refusals.clone(),
         };
         crate::metrics::handle();
-        let router = api::router(state, config.max_body_bytes);
+        let limits = config.connection_limits();
+        let trusted_proxies = Arc::new(crate::edge::TrustedProxies::new(config.trusted_proxies()?));
+        let rate_limits = crate::edge::limits::RateLimits::new(config.rate_limits());
+        let router = api::router(
+            state,
+            &api::RouterOptions {
+                max_body_bytes: config.max_body_bytes,
+                body_timeout: limits.body_timeout,
+                trusted_proxies: trusted_proxies.clone(),
+                rate_limits: rate_limits.clone(),
+            },
+        );
+        let (acceptor, tls_reloader) = match tls {
+            Some(t) => (Some(t.acceptor), Some(t.reloader)),
+            None => (None, None),
+        };
         let alerts =
             crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
                 .map_err(|_| StartError::Alerts)?;
@@ -226,6 +263,14 @@ impl Application {
             store,
             port,
             bootstrap_token,
+            edge: crate::edge::EdgeOptions {
+                limits,
+                trusted_proxies,
+                tls: acceptor,
+            },
+            tls_reloader,
+            rate_limits,
+            public_url: public_url.as_str().trim_end_matches('/').to_owned(),
         })
     }
 
@@ -235,6 +280,16 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The URL people and clients use (the token issuer), without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    /// Reloads the TLS certificate from its files (what SIGHUP does); `None` without TLS.
+    pub fn tls_reloader(&self) -> Option<crate::edge::tls::TlsReloader> {
+        self.tls_reloader.clone()
     }
 
     /// The bootstrap token, when this start created the tenant.
@@ -247,9 +302,6 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(crate::expiry::run(
             self.store.clone(),
@@ -290,10 +342,25 @@ impl Application {
                 let _ = refusals_stop.wait_for(|stop| *stop).await;
             },
         ));
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let mut hup_stop = stop_tx.subscribe();
+        let hup = tokio::spawn(reload_on_sighup(self.tls_reloader.clone(), async move {
+            let _ = hup_stop.wait_for(|stop| *stop).await;
+        }));
+        let mut sweep_stop = stop_tx.subscribe();
+        let limits = self.rate_limits.clone();
+        let sweep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => limits.forget_idle(),
+                    _ = sweep_stop.wait_for(|stop| *stop) => break,
+                }
+            }
+        });
+        let result = crate::edge::serve(self.listener, self.router, self.edge, shutdown).await;
         let _ = stop_tx.send(true);
+        let _ = hup.await;
+        let _ = sweep.await;
         let _ = worker.await;
         let _ = keys.await;
         let _ = alerts.await;
@@ -305,6 +372,51 @@ impl Application {
         }
         self.store.close().await;
         result
+    }
+}
+
+/// The WebAuthn origin for `public`: itself when it names a host; otherwise (an address
+/// derived from a non-loopback IP listener) passkeys cannot work there, because WebAuthn needs a
+/// host name, so the relying party is `localhost` on the same port and a warning says so.
+fn webauthn_origin(public: &url::Url) -> url::Url {
+    if matches!(public.host(), Some(url::Host::Domain(_))) {
+        return public.clone();
+    }
+    tracing::warn!(
+        public_url = %public,
+        "public_url is not set and the listener is not on a loopback address: links and the issuer use the address, and passkeys will not work (WebAuthn needs a host name); set public_url"
+    );
+    let mut local = public.clone();
+    let _ = local.set_host(Some("localhost"));
+    local
+}
+
+/// Reloads the TLS certificate on every SIGHUP until `stop` resolves. Without TLS, SIGHUP is
+/// logged and ignored (rather than ending the process, its default).
+async fn reload_on_sighup(
+    reloader: Option<crate::edge::tls::TlsReloader>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; the TLS certificate will not be reloaded");
+        return;
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            got = hup.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                match &reloader {
+                    // The reloader logs the outcome either way.
+                    Some(r) => { let _ = r.reload(); }
+                    None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                }
+            }
+            () = &mut stop => return,
+        }
     }
 }
 

@@ -12,9 +12,7 @@
 //! takes effect at once. Its strength is its `acr`; a service account's client credentials
 //! count as `mfa` (a non-human credential with no weaker form), and `auth_time` feeds step-up.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
@@ -60,20 +58,24 @@ const ACCESS_TOKEN_SESSION: &str = "at:";
 /// Where a request came from.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
+    /// The client address after trusted-proxy resolution (crate::edge::client).
     pub ip: String,
     pub user_agent: String,
+}
+
+/// The client address of a request as text: the TCP peer, or what a trusted proxy said
+/// (`X-Forwarded-For` from anyone else is ignored); `unknown` without a connection.
+pub fn client_ip(parts: &Parts) -> String {
+    crate::edge::client::client_ip(&parts.extensions)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // The peer address only: X-Forwarded-For is not trusted (DESIGN.md).
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned());
+        let ip = client_ip(parts);
         let user_agent = parts
             .headers
             .get(USER_AGENT)
@@ -298,11 +300,7 @@ async fn access_token_caller(
         "client_credentials" if principal.kind == "service_account" => AuthStrength::Mfa,
         other => AuthStrength::parse(other).ok_or_else(ended)?,
     };
-    let client = parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+    let client = client_ip(parts);
     let session = Session {
         id: format!("{ACCESS_TOKEN_SESSION}{}", claims.jti),
         principal_id: principal.id.clone(),

@@ -4,6 +4,7 @@
 //! Invariants:
 //! - Every routed operation has an entry (a test compares this table with the router); a
 //!   route without one is refused with a 500 rather than served unchecked (fail closed).
+//!   `HEAD` is looked up as `GET`.
 //! - Permissions come only from the caller's *active* grants (assignments and activations),
 //!   at the tenant scope here; handlers of scoped operations check the exact scope again.
 //! - The caller identified here is handed to the handler, so a request is authenticated once.
@@ -185,7 +186,14 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
     else {
         return next.run(req).await;
     };
-    let Some(access) = access_for(req.method().as_str(), &path) else {
+    // HEAD is GET without the body (axum answers it from the GET handler), so it needs what
+    // GET needs.
+    let method = if req.method() == axum::http::Method::HEAD {
+        "GET"
+    } else {
+        req.method().as_str()
+    };
+    let Some(access) = access_for(method, &path) else {
         tracing::error!(route = %path, "route without an authorisation entry refused");
         return ApiError::internal("this route has no authorisation entry").into_response();
     };

@@ -3,8 +3,9 @@
 //! Secrets (`master_key`, a `database_url` with a password) are `SecretString`s: never logged,
 //! never printed by `Debug`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -43,7 +44,19 @@ pub const CONFIG_KEYS: &[&str] = &[
     "audit_checkpoint_events",
     "audit_checkpoint_seconds",
     "max_body_bytes",
+    "public_url",
     "webauthn_origin",
+    "tls_cert",
+    "tls_key",
+    "trusted_proxies",
+    "header_read_timeout_seconds",
+    "body_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections_per_address",
+    "rate_limit_per_address",
+    "rate_limit_per_address_burst",
+    "rate_limit_global",
+    "rate_limit_global_burst",
     "session_idle_minutes",
     "session_absolute_hours",
     "signin_step_seconds",
@@ -75,10 +88,42 @@ pub struct Config {
     pub audit_checkpoint_seconds: u64,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// The origin people's browsers use to reach this server (`https://pam.example.com`); the
-    /// WebAuthn relying-party id is its host, so passkeys only work on that origin. Plain
-    /// `http` is accepted for `localhost` only. Default `http://localhost:8080`.
-    pub webauthn_origin: String,
+    /// The one URL people and clients use to reach this server (`https://pam.example.com`):
+    /// the token issuer, discovery, the WebAuthn origin (its host is the relying-party id, so
+    /// passkeys only work there) and links in mail. Plain `http` is accepted for `localhost`
+    /// only. Default: follows the bound listener (see [`Config::public_url_for`]).
+    pub public_url: Option<String>,
+    /// The old name of `public_url`, still accepted; setting both to different values is refused.
+    pub webauthn_origin: Option<String>,
+    /// PEM certificate chain served directly over TLS (with `tls_key`); reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (CIDRs) whose `X-Forwarded-For` is believed; from anyone else it is
+    /// ignored. A list, or one comma-separated string. Default: none.
+    pub trusted_proxies: ProxyList,
+    /// A request head (and a TLS handshake, and a new connection's first request) must arrive
+    /// within this long; on HTTP/1.1 the wait for the next request on a kept-alive connection
+    /// counts too. Default 10.
+    pub header_read_timeout_seconds: u64,
+    /// A request body must arrive completely within this long of its head. Default 30.
+    pub body_timeout_seconds: u64,
+    /// A connection with no request in flight for this long is closed. Default 60.
+    pub idle_timeout_seconds: u64,
+    /// Live connections one client address may hold (IPv6: per /64; trusted proxies are not
+    /// capped). Default 128.
+    pub max_connections_per_address: u32,
+    /// Requests per second one client address may make, sign-in excepted; 0 turns the limit
+    /// off. Default 200.
+    pub rate_limit_per_address: u32,
+    /// How many requests one address may make at once before `rate_limit_per_address` paces
+    /// it. Default 1000.
+    pub rate_limit_per_address_burst: u32,
+    /// Requests per second the whole server takes, sign-in excepted; 0 turns the limit off.
+    /// Default 20000.
+    pub rate_limit_global: u32,
+    /// Burst allowance of `rate_limit_global`. Default 40000.
+    pub rate_limit_global_burst: u32,
     /// A session unused for this long ends. Default 60.
     pub session_idle_minutes: u32,
     /// A session ends this long after sign-in, however busy. Default 12.
@@ -118,7 +163,19 @@ impl Default for Config {
             audit_checkpoint_events: 1000,
             audit_checkpoint_seconds: 60,
             max_body_bytes: 64 * 1024,
-            webauthn_origin: "http://localhost:8080".into(),
+            public_url: None,
+            webauthn_origin: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_proxies: ProxyList::default(),
+            header_read_timeout_seconds: 10,
+            body_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            max_connections_per_address: 128,
+            rate_limit_per_address: 200,
+            rate_limit_per_address_burst: 1000,
+            rate_limit_global: 20_000,
+            rate_limit_global_burst: 40_000,
             session_idle_minutes: 60,
             session_absolute_hours: 12,
             signin_step_seconds: 300,
@@ -137,6 +194,35 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
+
+/// `trusted_proxies`: a TOML list, or one comma-separated string (what an environment
+/// variable holds).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(untagged)]
+pub enum ProxyList {
+    #[default]
+    None,
+    List(Vec<String>),
+    Text(String),
+}
+
+impl ProxyList {
+    /// The entries, trimmed, empty ones skipped.
+    pub fn entries(&self) -> impl Iterator<Item = &str> {
+        let items: Vec<&str> = match self {
+            ProxyList::None => Vec::new(),
+            ProxyList::List(v) => v.iter().map(String::as_str).collect(),
+            ProxyList::Text(t) => t.split(',').collect(),
+        };
+        items.into_iter().map(str::trim).filter(|e| !e.is_empty())
+    }
+}
+
+impl From<Vec<&str>> for ProxyList {
+    fn from(v: Vec<&str>) -> Self {
+        ProxyList::List(v.into_iter().map(str::to_owned).collect())
+    }
+}
 
 impl Config {
     /// Loads defaults, then `file` (if given; it must exist), then the environment.
@@ -177,7 +263,47 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
-        self.webauthn_origin()?;
+        self.configured_public_url()?;
+        self.trusted_proxies()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key must be set together (or neither, for plain HTTP)".into(),
+            ));
+        }
+        for (key, value, max) in [
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+                300,
+            ),
+            ("body_timeout_seconds", self.body_timeout_seconds, 3600),
+            ("idle_timeout_seconds", self.idle_timeout_seconds, 3600),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError(format!("{key} must be between 1 and {max}")));
+            }
+        }
+        if self.max_connections_per_address < 1 {
+            return Err(ConfigError(
+                "max_connections_per_address must be at least 1".into(),
+            ));
+        }
+        for (rate, burst, key) in [
+            (
+                self.rate_limit_per_address,
+                self.rate_limit_per_address_burst,
+                "rate_limit_per_address_burst",
+            ),
+            (
+                self.rate_limit_global,
+                self.rate_limit_global_burst,
+                "rate_limit_global_burst",
+            ),
+        ] {
+            if rate > 0 && burst < 1 {
+                return Err(ConfigError(format!("{key} must be at least 1")));
+            }
+        }
         if !(1..=24 * 60).contains(&self.session_idle_minutes) {
             return Err(ConfigError(
                 "session_idle_minutes must be between 1 and 1440".into(),
@@ -238,11 +364,25 @@ impl Config {
         Ok(())
     }
 
-    /// The WebAuthn origin, checked: `https`, or `http` on `localhost`; no path, query or
-    /// fragment; a host that can serve as the relying-party id.
-    pub fn webauthn_origin(&self) -> Result<url::Url, ConfigError> {
-        let bad = |why: &str| ConfigError(format!("webauthn_origin {why}"));
-        let u = url::Url::parse(&self.webauthn_origin)
+    /// The configured public URL (`public_url`, or its old name `webauthn_origin`), checked:
+    /// `https`, or `http` on `localhost`; no path, query or fragment; a host that can serve as
+    /// the WebAuthn relying-party id. `None` when neither is set.
+    pub fn configured_public_url(&self) -> Result<Option<url::Url>, ConfigError> {
+        let (key, value) = match (&self.public_url, &self.webauthn_origin) {
+            (None, None) => return Ok(None),
+            (Some(p), None) => ("public_url", p),
+            (None, Some(w)) => ("webauthn_origin (now public_url)", w),
+            (Some(p), Some(w)) => {
+                if p.trim_end_matches('/') != w.trim_end_matches('/') {
+                    return Err(ConfigError(
+                        "public_url and webauthn_origin (its old name) are both set, to different values; keep only public_url".into(),
+                    ));
+                }
+                ("public_url", p)
+            }
+        };
+        let bad = |why: &str| ConfigError(format!("{key} {why}"));
+        let u = url::Url::parse(value)
             .map_err(|_| bad("must be a URL such as https://pam.example.com"))?;
         let host = match u.host() {
             Some(url::Host::Domain(h)) => h.to_owned(),
@@ -258,7 +398,71 @@ impl Config {
                 "must be an origin only, without path, query or fragment",
             ));
         }
-        Ok(u)
+        Ok(Some(u))
+    }
+
+    /// The public URL in effect for a server bound to `bound`: the configured one, else one
+    /// that follows the listener: `http://localhost:PORT` for a loopback or unspecified
+    /// address (WebAuthn needs a host name, not an IP), else `http://IP:PORT`; `https` when
+    /// TLS is served directly.
+    pub fn public_url_for(&self, bound: SocketAddr) -> Result<url::Url, ConfigError> {
+        if let Some(u) = self.configured_public_url()? {
+            return Ok(u);
+        }
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let ip = bound.ip().to_canonical();
+        let host = if ip.is_loopback() || ip.is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            match ip {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(a) => format!("[{a}]"),
+            }
+        };
+        url::Url::parse(&format!("{scheme}://{host}:{}", bound.port()))
+            .map_err(|_| ConfigError(format!("cannot form a public URL for {bound}")))
+    }
+
+    /// The trusted proxies, parsed (a bare address is a /32 or /128).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .entries()
+            .map(|e| {
+                e.parse::<ipnet::IpNet>()
+                    .or_else(|_| e.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map(|n| n.trunc())
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "trusted_proxies: {e:?} is not an address or CIDR such as 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// Timeouts and caps of the connection layer (crate::edge).
+    pub fn connection_limits(&self) -> crate::edge::ConnectionLimits {
+        crate::edge::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections_per_address: self.max_connections_per_address as usize,
+        }
+    }
+
+    /// The request rate limits (crate::edge::limits); a rate of 0 is off.
+    pub fn rate_limits(&self) -> crate::edge::limits::RateLimitSettings {
+        crate::edge::limits::RateLimitSettings {
+            per_address: (
+                self.rate_limit_per_address,
+                self.rate_limit_per_address_burst,
+            ),
+            global: (self.rate_limit_global, self.rate_limit_global_burst),
+        }
     }
 
     /// The break-glass drill age and alert period in effect.
@@ -302,11 +506,6 @@ impl Config {
         }
     }
 
-    /// The token issuer: the public origin (`webauthn_origin`) without a trailing slash.
-    pub fn issuer(&self) -> String {
-        self.webauthn_origin.trim_end_matches('/').to_owned()
-    }
-
     /// The database URL in effect.
     pub fn database_url(&self) -> String {
         match &self.database_url {
@@ -325,7 +524,18 @@ impl Config {
             "audit_checkpoint_events": self.audit_checkpoint_events,
             "audit_checkpoint_seconds": self.audit_checkpoint_seconds,
             "max_body_bytes": self.max_body_bytes,
-            "webauthn_origin": self.webauthn_origin,
+            "public_url": self.public_url.as_ref().or(self.webauthn_origin.as_ref()),
+            "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
+            "tls_key": self.tls_key.as_ref().map(|p| p.display().to_string()),
+            "trusted_proxies": self.trusted_proxies.entries().collect::<Vec<_>>(),
+            "header_read_timeout_seconds": self.header_read_timeout_seconds,
+            "body_timeout_seconds": self.body_timeout_seconds,
+            "idle_timeout_seconds": self.idle_timeout_seconds,
+            "max_connections_per_address": self.max_connections_per_address,
+            "rate_limit_per_address": self.rate_limit_per_address,
+            "rate_limit_per_address_burst": self.rate_limit_per_address_burst,
+            "rate_limit_global": self.rate_limit_global,
+            "rate_limit_global_burst": self.rate_limit_global_burst,
             "session_idle_minutes": self.session_idle_minutes,
             "session_absolute_hours": self.session_absolute_hours,
             "signin_step_seconds": self.signin_step_seconds,
@@ -463,24 +673,124 @@ mod tests {
     }
 
     #[test]
-    fn webauthn_origin_must_be_a_usable_origin() {
+    fn public_url_must_be_a_usable_origin_under_either_name() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("c.toml");
-        for (value, ok) in [
-            ("https://pam.example.com", true),
-            ("https://pam.example.com:8443", true),
-            ("http://localhost:8080", true),
-            ("http://pam.example.com", false),
-            ("https://10.0.0.1", false),
-            ("https://pam.example.com/console", false),
-            ("not a url", false),
-        ] {
-            std::fs::write(&p, format!("webauthn_origin = \"{value}\"\n")).expect("write");
-            let r = Config::load_from(Some(&p), no_env());
-            assert_eq!(r.is_ok(), ok, "{value}: {r:?}");
-            if let Err(e) = r {
-                assert!(e.to_string().contains("webauthn_origin"), "{e}");
+        for key in ["public_url", "webauthn_origin"] {
+            for (value, ok) in [
+                ("https://pam.example.com", true),
+                ("https://pam.example.com:8443", true),
+                ("http://localhost:8080", true),
+                ("http://pam.example.com", false),
+                ("https://10.0.0.1", false),
+                ("https://pam.example.com/console", false),
+                ("not a url", false),
+            ] {
+                std::fs::write(&p, format!("{key} = \"{value}\"\n")).expect("write");
+                let r = Config::load_from(Some(&p), no_env());
+                assert_eq!(r.is_ok(), ok, "{key} = {value}: {r:?}");
+                match r {
+                    Err(e) => assert!(e.to_string().contains(key), "{e}"),
+                    Ok(c) => {
+                        let bound: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+                        let u = c.public_url_for(bound).expect("url");
+                        assert_eq!(u.as_str().trim_end_matches('/'), value);
+                    }
+                }
             }
         }
+    }
+
+    #[test]
+    fn public_url_and_its_old_name_must_agree() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "public_url = \"https://pam.example.com\"\nwebauthn_origin = \"https://pam.example.com/\"\n",
+        )
+        .expect("write");
+        assert!(Config::load_from(Some(&p), no_env()).is_ok());
+        std::fs::write(
+            &p,
+            "public_url = \"https://pam.example.com\"\nwebauthn_origin = \"https://old.example.com\"\n",
+        )
+        .expect("write");
+        let e = Config::load_from(Some(&p), no_env()).expect_err("conflict");
+        assert!(e.to_string().contains("both set"), "{e}");
+    }
+
+    #[test]
+    fn unset_public_url_follows_the_bound_listener() {
+        let c = Config::default();
+        let url = |a: &str| {
+            c.public_url_for(a.parse().expect("addr"))
+                .expect("url")
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        assert_eq!(url("127.0.0.1:41234"), "http://localhost:41234");
+        assert_eq!(url("[::1]:41234"), "http://localhost:41234");
+        assert_eq!(url("0.0.0.0:8080"), "http://localhost:8080");
+        assert_eq!(url("192.0.2.10:8080"), "http://192.0.2.10:8080");
+        assert_eq!(url("[2001:db8::5]:8443"), "http://[2001:db8::5]:8443");
+        let tls = Config {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..Config::default()
+        };
+        let u = tls.public_url_for("127.0.0.1:8443".parse().expect("addr"));
+        assert_eq!(u.expect("url").as_str(), "https://localhost:8443/");
+    }
+
+    #[test]
+    fn trusted_proxies_from_a_list_or_a_comma_separated_string() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\n").expect("w");
+        let c = Config::load_from(Some(&p), no_env()).expect("list");
+        let nets: Vec<String> = c
+            .trusted_proxies()
+            .expect("nets")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "2001:db8::1/128"]);
+        std::fs::write(&p, "trusted_proxies = \"127.0.0.1/32, 192.168.1.7\"\n").expect("w");
+        let c = Config::load_from(Some(&p), no_env()).expect("text");
+        assert_eq!(c.trusted_proxies().expect("nets").len(), 2);
+        std::fs::write(&p, "trusted_proxies = [\"10.0.0.0/33\"]\n").expect("w");
+        let e = Config::load_from(Some(&p), no_env()).expect_err("bad cidr");
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_limits_are_bounded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for (text, key) in [
+            ("tls_cert = \"c.pem\"\n", "tls_key"),
+            (
+                "header_read_timeout_seconds = 0\n",
+                "header_read_timeout_seconds",
+            ),
+            ("idle_timeout_seconds = 0\n", "idle_timeout_seconds"),
+            ("body_timeout_seconds = 100000\n", "body_timeout_seconds"),
+            (
+                "max_connections_per_address = 0\n",
+                "max_connections_per_address",
+            ),
+            ("rate_limit_global_burst = 0\n", "rate_limit_global_burst"),
+        ] {
+            std::fs::write(&p, text).expect("write");
+            let e = Config::load_from(Some(&p), no_env()).expect_err(text);
+            assert!(e.to_string().contains(key), "{text}: {e}");
+        }
+        std::fs::write(&p, "rate_limit_global = 0\nrate_limit_global_burst = 0\n").expect("w");
+        assert!(
+            Config::load_from(Some(&p), no_env()).is_ok(),
+            "0 turns it off"
+        );
     }
 }

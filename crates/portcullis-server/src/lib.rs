@@ -18,6 +18,7 @@ pub mod clients;
 pub mod conditional_access;
 pub mod config;
 pub mod device;
+pub mod edge;
 pub mod error;
 pub mod expiry;
 pub mod keys;

@@ -1,23 +1,80 @@
-//! Prometheus metrics: request counts and latencies per matched route.
+//! Prometheus metrics: request counts and latencies per matched route, and the edge's refusals.
 //!
 //! The recorder is process-global (the `metrics` facade is), so it is installed once and every
 //! application in the process (tests run several) renders from the same handle.
+//!
+//! Invariants:
+//! - Label values come from closed sets: the method is one of the standard ones or `OTHER`,
+//!   the route is a route template or `unmatched`, the status a number. A client cannot make
+//!   `/metrics` grow by inventing methods or paths.
+//! - Every metric has `# HELP` text ([`DESCRIPTIONS`]).
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// The process's Prometheus handle (installing the recorder on first use).
+/// Every metric this server records, with its `# HELP` text.
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "http_requests_total",
+        "HTTP requests answered, by method (standard methods, else OTHER), route template and status.",
+    ),
+    (
+        "http_request_duration_seconds",
+        "Time to answer an HTTP request, by method, route template and status.",
+    ),
+    (
+        "http_rate_limited_total",
+        "Requests refused with 429 by a rate limit, by limit (address or global).",
+    ),
+    (
+        "http_connections_refused_total",
+        "Connections closed at accept, by reason (per_address_cap).",
+    ),
+    (
+        "http_panics_total",
+        "Handler panics answered with 500 instead of a dropped connection.",
+    ),
+];
+
+/// The process's Prometheus handle (installing the recorder and the descriptions on first use).
 pub fn handle() -> Option<&'static PrometheusHandle> {
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok()?;
+            for (name, help) in DESCRIPTIONS {
+                if name.ends_with("_seconds") {
+                    metrics::describe_histogram!(*name, metrics::Unit::Seconds, *help);
+                } else {
+                    metrics::describe_counter!(*name, *help);
+                }
+            }
+            Some(handle)
+        })
         .as_ref()
+}
+
+/// The method as a label: the standard ones by name, anything else `OTHER`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Middleware recording `http_requests_total` and `http_request_duration_seconds`.
@@ -27,13 +84,34 @@ pub async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route),
+        ("status", status),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(start.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_are_other() {
+        for m in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            let method: Method = m.parse().expect("method");
+            assert_eq!(method_label(&method), m);
+        }
+        for m in ["FOO", "get", "PROPFIND", "X1234567"] {
+            let method: Method = m.parse().expect("method");
+            assert_eq!(method_label(&method), "OTHER", "{m}");
+        }
+    }
 }

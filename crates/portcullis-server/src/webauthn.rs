@@ -7,7 +7,7 @@
 //!   strength: the signature is bound to this server's origin and proves possession plus a
 //!   second factor held by the authenticator. Security keys that cannot verify the user are
 //!   refused at registration rather than registered as something weaker.
-//! - The relying-party id is the host of `webauthn_origin`; an assertion made for another
+//! - The relying-party id is the host of `public_url`; an assertion made for another
 //!   origin (another host, scheme or port) is refused.
 //! - Ceremonies (the challenge and its server-side state) are stored in the database so any
 //!   replica can finish them, expire after `signin_step_seconds`, belong to one principal and

@@ -21,6 +21,8 @@ struct TestApp {
     done: Option<tokio::task::JoinHandle<()>>,
     dir: tempfile::TempDir,
     config: Config,
+    /// The server's public URL (issuer), without a trailing slash.
+    public_url: String,
 }
 
 impl TestApp {
@@ -45,6 +47,9 @@ async fn config_for(backend: Backend, dir: &std::path::Path) -> Option<Config> {
     let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.join("data"),
+        // The origin the test browser claims (`origin()`), as a deployment behind another
+        // address would set it; `public_url_follows_the_listener` checks the unset default.
+        public_url: Some("http://localhost:8080".into()),
         ..Config::default()
     };
     if let Backend::Postgres = backend {
@@ -66,6 +71,7 @@ async fn start(config: Config, dir: tempfile::TempDir, token: Option<String>) ->
     );
     let token = created.or(token).unwrap_or_default();
     let base = format!("http://127.0.0.1:{}", app.port());
+    let public_url = app.public_url().to_owned();
     let (tx, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         app.run_until(async {
@@ -84,6 +90,7 @@ async fn start(config: Config, dir: tempfile::TempDir, token: Option<String>) ->
         done: Some(done),
         dir,
         config,
+        public_url,
     }
 }
 
@@ -1335,6 +1342,8 @@ mod privilege;
 
 #[path = "api/hostile.rs"]
 mod hostile;
+#[path = "api/edge.rs"]
+mod edge;
 
 backend_tests!(
     breakglass_drills_overdue_alert,
@@ -1524,7 +1533,7 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse, Url};
 
-/// The origin the test "browser" claims; the server's default `webauthn_origin`.
+/// The origin the test "browser" claims; the harness's `public_url` (config_for).
 fn origin() -> Url {
     Url::parse("http://localhost:8080").expect("origin")
 }
@@ -4237,19 +4246,10 @@ async fn long_running_clients_refresh_by_themselves(app: TestApp) {
 
 // ----- OpenID Connect: authorization code + PKCE, pages, ID tokens, userinfo -----
 
-/// A server whose issuer is its real address (`http://localhost:PORT`), so a relying party can
-/// follow discovery.
+/// A server whose issuer is its real address (`http://localhost:PORT`, what an unset
+/// `public_url` follows), so a relying party can follow discovery.
 async fn spawn_at_localhost(backend: Backend) -> Option<TestApp> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("probe port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    spawn_with(backend, |c| {
-        c.listen = format!("127.0.0.1:{port}").parse().expect("listen");
-        c.webauthn_origin = format!("http://localhost:{port}");
-    })
-    .await
+    spawn_with(backend, |c| c.public_url = None).await
 }
 
 /// The admin's session token (bootstrap, then password and TOTP).
@@ -4549,7 +4549,7 @@ async fn oidc_relying_party(backend: Backend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http");
-    let issuer = app.config.issuer();
+    let issuer = app.public_url.clone();
     let meta =
         CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.clone()).expect("iss"), &http)
             .await
@@ -5220,10 +5220,10 @@ async fn device_approved_in_the_browser(backend: Backend) {
     let d = device_start(&app).await;
     let link = code_of(&d, "verification_uri_complete");
     assert!(
-        link.starts_with(&format!("{}/device?user_code=", app.config.issuer())),
+        link.starts_with(&format!("{}/device?user_code=", app.public_url)),
         "{link}"
     );
-    let mut b = Browser::new(&app.config.issuer());
+    let mut b = Browser::new(&app.public_url);
     let page = browser_sign_in(&mut b, &link, "dana", "silver-harbour-pine-71", &secret, 0).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
@@ -6317,7 +6317,7 @@ async fn a_real_browser_signs_in_with_a_security_key() {
     let reg_token = reg.session.expect("registration session").token;
     let redirect = "http://127.0.0.1:9/cb";
     let (id, sec) = confidential_client(&app, &token, "Browser RP", redirect).await;
-    let issuer = app.config.issuer();
+    let issuer = app.public_url.clone();
     let (url, verifier) = authorize_url(&issuer, &id, redirect, &[]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/browser_flow.js");
     let out = tokio::time::timeout(

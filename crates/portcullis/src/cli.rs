@@ -59,6 +59,7 @@ pub(crate) enum Output {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
+    #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Read and verify the audit log.
     #[command(subcommand)]
@@ -284,6 +285,20 @@ enum SessionsCommand {
     /// Revoke a session by id.
     Revoke { id: String },
 }
+
+/// The deployment settings people look for first (all keys: README, "Configuration").
+const SERVE_HELP: &str = "\
+Deployment (config file key / PORTCULLIS_ variable):
+  public_url          the URL people and clients use: token issuer, discovery, WebAuthn
+                      origin, links. Default: follows the listener (http://localhost:PORT on
+                      loopback). webauthn_origin is its old name.
+  tls_cert, tls_key   PEM files served directly over TLS; `kill -HUP` reloads them (a bad
+                      file keeps the old certificate and logs why).
+  trusted_proxies     CIDRs of reverse proxies whose X-Forwarded-For is believed.
+  header_read_timeout_seconds (10), body_timeout_seconds (30), idle_timeout_seconds (60),
+  max_connections_per_address (128): slow and many connections.
+  rate_limit_per_address (200/s, burst 1000), rate_limit_global (20000/s, burst 40000):
+                      request rates; sign-in is never rate limited (0 turns a limit off).";
 
 #[derive(Args)]
 struct ServeArgs {
@@ -1093,7 +1108,11 @@ async fn serve(args: &ServeArgs) -> Result<ExitCode> {
         },
     )
     .await?;
-    tracing::info!(port = app.port(), "listening");
+    tracing::info!(
+        port = app.port(),
+        public_url = app.public_url(),
+        "listening"
+    );
     app.run_until(portcullis_server::app::shutdown_signal())
         .await
         .context("server failed")?;

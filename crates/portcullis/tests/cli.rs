@@ -2741,3 +2741,155 @@ fn conditional_access_through_the_cli() {
     assert_eq!(locations(), serde_json::json!([]));
     assert!(sigterm(&mut server.child).success());
 }
+
+/// A self-signed certificate for `localhost` made by the `openssl` CLI; its SHA-256
+/// fingerprint as openssl prints it.
+fn openssl_cert(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl req");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl x509");
+    (
+        cert,
+        key,
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    )
+}
+
+/// The SHA-256 fingerprint of the certificate a TLS server on `port` presents.
+fn served_fingerprint(port: u16) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "localhost"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let begin = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text.find("-----END CERTIFICATE-----").expect("its end") + 25;
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("openssl x509");
+    {
+        use std::io::Write;
+        let mut input = x509.stdin.take().expect("stdin");
+        input
+            .write_all(text[begin..end].as_bytes())
+            .expect("pem to openssl");
+    }
+    let out = x509.wait_with_output().expect("fingerprint");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `portcullis serve` with `tls_cert`/`tls_key` speaks TLS and says https in its public URL;
+/// SIGHUP reloads the files, and a broken file keeps the old certificate (the log says why).
+#[test]
+fn tls_certificate_reloads_on_sighup() {
+    if !openssl_available() {
+        eprintln!("skipped: no openssl");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert_a, key_a, fp_a) = openssl_cert(dir.path(), "a");
+    let (cert_b, key_b, fp_b) = openssl_cert(dir.path(), "b");
+    assert_ne!(fp_a, fp_b);
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(&cert_a, &cert).expect("copy");
+    std::fs::copy(&key_a, &key).expect("copy");
+    let mut child = portcullis(dir.path())
+        .args(["serve", "--log-format", "json"])
+        .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
+        .env("PORTCULLIS_DATA_DIR", dir.path().join("data"))
+        .env("PORTCULLIS_TLS_CERT", &cert)
+        .env("PORTCULLIS_TLS_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    let log = BufReader::new(child.stderr.take().expect("stderr"));
+    std::thread::spawn(move || {
+        for line in log.lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let wait_for = |message: &str| -> serde_json::Value {
+        loop {
+            let v = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no log line {message:?}"));
+            if v["fields"]["message"].as_str() == Some(message) {
+                return v;
+            }
+        }
+    };
+    let listening = wait_for("listening");
+    let port = listening["fields"]["port"].as_u64().expect("port") as u16;
+    assert_eq!(
+        listening["fields"]["public_url"],
+        format!("https://localhost:{port}").as_str()
+    );
+    assert_eq!(served_fingerprint(port), fp_a);
+
+    std::fs::copy(&cert_b, &cert).expect("copy");
+    std::fs::copy(&key_b, &key).expect("copy");
+    let hup = |child: &Child| {
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    hup(&child);
+    wait_for("TLS certificate reloaded");
+    assert_eq!(served_fingerprint(port), fp_b);
+
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    hup(&child);
+    let failed = wait_for("TLS certificate not reloaded; still serving the previous one");
+    assert!(
+        failed["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("tls.key")),
+        "{failed}"
+    );
+    assert_eq!(served_fingerprint(port), fp_b, "the old certificate stays");
+    assert!(sigterm(&mut child).success());
+}

@@ -63,6 +63,13 @@ pub async fn start(database_url: Option<String>) -> Running {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
         database_url: database_url.map(SecretString::from),
+        // One load generator on one address far above any sensible per-address limit: the
+        // limiters stay in the path (their cost is measured) but never refuse.
+        rate_limit_per_address: 10_000_000,
+        rate_limit_per_address_burst: 10_000_000,
+        rate_limit_global: 10_000_000,
+        rate_limit_global_burst: 10_000_000,
+        max_connections_per_address: 100_000,
         ..Config::default()
     };
     let app = Application::build(config, BuildOptions::default())

@@ -175,11 +175,36 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// What the router's outer layers need (crate::edge).
+#[derive(Clone)]
+pub struct RouterOptions {
+    pub max_body_bytes: usize,
+    /// A request body must arrive within this long of its head.
+    pub body_timeout: std::time::Duration,
+    /// Whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<crate::edge::TrustedProxies>,
+    pub rate_limits: crate::edge::limits::RateLimits,
+}
+
 /// The full application router.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+///
+/// Layers run outside in (the last `.layer` first): metrics see every answer (500s from
+/// panics included); the panic catcher; the client address is resolved before the rate limits
+/// and everything else that keys on it; limits come before any body is read; the body is read
+/// under its deadline after authorisation and before the handler.
+pub fn router(state: AppState, options: &RouterOptions) -> Router {
     let (routes, doc) = routes();
     let doc = Arc::new(doc);
+    let max_body_bytes = options.max_body_bytes;
+    let body_timeout = options.body_timeout;
+    let trusted = options.trusted_proxies.clone();
     routes
+        // Inside authorisation: a caller refused there never gets a body read for them.
+        .route_layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::edge::limits::read_body_within(body_timeout, max_body_bytes, req, next)
+            },
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::authz::authorize,
@@ -191,13 +216,20 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 refuse_declared_oversize(req, next, max_body_bytes)
             },
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(options.rate_limits.layer())
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                crate::edge::client::resolve_client(trusted.clone(), req, next)
+            },
+        ))
+        .layer(crate::edge::limits::catch_panics())
+        .layer(axum::middleware::from_fn(crate::metrics::track))
         .with_state(state)
 }
 
