@@ -1220,7 +1220,7 @@ mod tests {
     fn legacy_checkpoints_verify_as_a_prefix() {
         let (k, keys) = key();
         let events = chain(30);
-        let legacy = vec![
+        let legacy = [
             Checkpoint::sign_legacy(5, events[4].hash, "k1", &k),
             Checkpoint::sign_legacy(10, events[9].hash, "k1", &k),
         ];
@@ -1250,7 +1250,7 @@ mod tests {
         // A legacy checkpoint after a chained one is refused.
         let mut late = all.clone();
         late.push(Checkpoint::sign_legacy(30, events[29].hash, "k1", &k));
-        late.retain(|c| !(c.seq == 30 && !c.is_legacy()));
+        late.retain(|c| c.seq != 30 || c.is_legacy());
         assert_eq!(
             verify(&events, &late, &keys, &[]).fault,
             Some(ChainFault::UnlinkedCheckpoint { seq: 30 })

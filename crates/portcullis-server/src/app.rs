@@ -3,6 +3,10 @@
 //! Order matters for "a failed start changes nothing": the master key is proved against the
 //! tenant before any event is written, and a `master.key` file created by this start is removed
 //! again if it turns out not to be the tenant's key.
+//!
+//! The audit chain is checkpointed at the start (recording the cadence now in force) and at a
+//! clean stop, so a stopped tenant always ends on a checkpoint; each checkpoint is anchored to
+//! `audit_anchor_file` and `audit_anchor_webhook` when set.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::audit::NewAuditEvent;
-use portcullis_store::{Change, CheckpointPolicy, Store, StoreError, StoreOptions};
+use portcullis_store::{
+    AnchorFile, AnchorSink, Change, CheckpointPolicy, Store, StoreError, StoreOptions,
+};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -47,6 +53,8 @@ pub enum StartError {
     Tokens,
     #[error("cannot set up alert delivery")]
     Alerts,
+    #[error("cannot set up the audit anchor webhook")]
+    AnchorWebhook,
     #[error("cannot write the bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -67,6 +75,7 @@ pub struct Application {
     bootstrap_token: Option<SecretString>,
     /// Break-glass drill age and overdue-alert period.
     drill_policy: (time::Duration, time::Duration),
+    anchor_webhook: Option<crate::anchor::WebhookWorker>,
 }
 
 /// The setting under which the last effective (public) configuration is remembered, so a
@@ -80,11 +89,23 @@ impl Application {
         if sqlite_default {
             secrets::ensure_data_dir(&config.data_dir)?;
         }
+        let mut anchors: Vec<Arc<dyn AnchorSink>> = Vec::new();
+        if let Some(path) = &config.audit_anchor_file {
+            anchors.push(Arc::new(AnchorFile::new(path)));
+        }
+        let mut anchor_webhook = None;
+        if let Some(url) = config.anchor_webhook()? {
+            let (sink, worker) =
+                crate::anchor::webhook(url).map_err(|_| StartError::AnchorWebhook)?;
+            anchors.push(sink);
+            anchor_webhook = Some(worker);
+        }
         let store_opts = StoreOptions {
             checkpoints: CheckpointPolicy {
                 every_events: config.audit_checkpoint_events,
                 every: Duration::from_secs(config.audit_checkpoint_seconds),
             },
+            anchors,
             ..Default::default()
         };
         let store = Store::open(&db_url, store_opts).await?;
@@ -136,7 +157,7 @@ impl Application {
                 "signing_key_id": tenant.signing_key.key_id,
             })),
         ];
-        let change = if previous.as_deref() != Some(public_text.as_str()) {
+        let config_change = if previous.as_deref() != Some(public_text.as_str()) {
             let before: serde_json::Value = previous
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok())
@@ -152,6 +173,9 @@ impl Application {
         } else {
             Change::None
         };
+        // Checkpointed at once: the cadence this start writes under is on record before any
+        // request is served.
+        let change = Change::Many(vec![config_change, Change::ForceCheckpoint]);
         store.write(change, events).await?;
         if sqlite_default {
             secrets::restrict_sqlite_files(&config.data_dir);
@@ -212,6 +236,7 @@ impl Application {
             crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
                 .map_err(|_| StartError::Alerts)?;
         Ok(Self {
+            anchor_webhook,
             drill_policy: (drill_max_age, drill_every),
             listener,
             alerts,
@@ -278,6 +303,13 @@ impl Application {
                 let _ = drills_stop.wait_for(|stop| *stop).await;
             },
         ));
+        // The webhook worker outlives the others: it still has the final checkpoint to send.
+        let (anchor_stop_tx, anchor_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let anchor_webhook = self.anchor_webhook.map(|w| {
+            tokio::spawn(w.run(self.store.clone(), async move {
+                let _ = anchor_stop_rx.await;
+            }))
+        });
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
@@ -286,9 +318,15 @@ impl Application {
         let _ = keys.await;
         let _ = alerts.await;
         let _ = drills.await;
+        // A stopped tenant ends on a checkpoint (anchored before this write returns), so
+        // nothing after the last checkpoint is ever a stopped server's tail.
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
-        if let Err(e) = self.store.append(stop).await {
+        if let Err(e) = self.store.write(Change::ForceCheckpoint, vec![stop]).await {
             tracing::warn!(error = %e, "could not record server stop");
+        }
+        let _ = anchor_stop_tx.send(());
+        if let Some(w) = anchor_webhook {
+            let _ = w.await;
         }
         self.store.close().await;
         result

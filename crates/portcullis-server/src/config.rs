@@ -42,6 +42,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "audit_checkpoint_events",
     "audit_checkpoint_seconds",
+    "audit_anchor_file",
+    "audit_anchor_webhook",
     "max_body_bytes",
     "webauthn_origin",
     "session_idle_minutes",
@@ -73,6 +75,14 @@ pub struct Config {
     pub audit_checkpoint_events: i64,
     /// …or after this many seconds, whichever comes first.
     pub audit_checkpoint_seconds: u64,
+    /// Append every audit checkpoint (one fsynced JSON line) to this file, meant to live on
+    /// other storage than the database, for `portcullis audit verify --anchor FILE`. Several
+    /// replicas may each have their own file or share one on a local filesystem. Default: none.
+    pub audit_anchor_file: Option<PathBuf>,
+    /// Also POST every checkpoint's anchor record (JSON) to this URL (`https`, or `http` to a
+    /// loopback address); best effort with retries. A secret: it may carry a token. Default:
+    /// none.
+    pub audit_anchor_webhook: Option<SecretString>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The origin people's browsers use to reach this server (`https://pam.example.com`); the
@@ -117,6 +127,8 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             audit_checkpoint_events: 1000,
             audit_checkpoint_seconds: 60,
+            audit_anchor_file: None,
+            audit_anchor_webhook: None,
             max_body_bytes: 64 * 1024,
             webauthn_origin: "http://localhost:8080".into(),
             session_idle_minutes: 60,
@@ -174,6 +186,16 @@ impl Config {
                 "audit_checkpoint_seconds must be at least 1".into(),
             ));
         }
+        if self
+            .audit_anchor_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Err(ConfigError(
+                "audit_anchor_file must name a file (it is created if missing)".into(),
+            ));
+        }
+        self.anchor_webhook()?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
@@ -261,6 +283,27 @@ impl Config {
         Ok(u)
     }
 
+    /// The anchor webhook URL, checked: `https`, or `http` only to a loopback address.
+    pub fn anchor_webhook(&self) -> Result<Option<url::Url>, ConfigError> {
+        let Some(raw) = &self.audit_anchor_webhook else {
+            return Ok(None);
+        };
+        // The value may hold a token: never quoted in the error.
+        let bad = || {
+            ConfigError(
+                "audit_anchor_webhook must be an https URL (http only to a loopback address)"
+                    .into(),
+            )
+        };
+        let u = url::Url::parse(raw.expose_secret()).map_err(|_| bad())?;
+        match u.scheme() {
+            "https" => {}
+            "http" if portcullis_core::oidc::is_loopback(&u) => {}
+            _ => return Err(bad()),
+        }
+        Ok(Some(u))
+    }
+
     /// The break-glass drill age and alert period in effect.
     pub fn drill_policy(&self) -> Result<(time::Duration, time::Duration), ConfigError> {
         let parse = |key: &str, v: &str| {
@@ -324,6 +367,9 @@ impl Config {
             "master_key_source": if self.master_key.is_some() { "environment_or_config" } else { "master.key file" },
             "audit_checkpoint_events": self.audit_checkpoint_events,
             "audit_checkpoint_seconds": self.audit_checkpoint_seconds,
+            "audit_anchor_file": self.audit_anchor_file.as_ref().map(|p| p.display().to_string()),
+            // Origin only: the rest of the URL may carry a token.
+            "audit_anchor_webhook": self.anchor_webhook().ok().flatten().map(|u| u.origin().ascii_serialization()),
             "max_body_bytes": self.max_body_bytes,
             "webauthn_origin": self.webauthn_origin,
             "session_idle_minutes": self.session_idle_minutes,

@@ -705,12 +705,7 @@ async fn too_many_events_after_the_last_checkpoint_is_broken(db: Db) {
     append_many(&store, 150).await;
     let cps = store.checkpoints().await.expect("checkpoints");
     // Keep the checkpoints up to 21; the events after it stay.
-    let keep = cps
-        .iter()
-        .filter(|c| c.seq <= 21)
-        .next_back()
-        .expect("early")
-        .seq;
+    let keep = cps.iter().rfind(|c| c.seq <= 21).expect("early").seq;
     db.exec(&format!("DELETE FROM audit_checkpoints WHERE seq > {keep}"))
         .await;
     let f = fault(&store).await;
