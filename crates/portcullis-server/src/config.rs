@@ -529,4 +529,45 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn audit_anchor_settings_are_checked_without_quoting_the_webhook() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for (value, ok) in [
+            ("https://anchor.example.com/in?token=s3cret", true),
+            ("http://127.0.0.1:9000/in?token=s3cret", true),
+            ("http://anchor.example.com/in?token=s3cret", false),
+            ("ftp://anchor.example.com/s3cret", false),
+            ("not a url s3cret", false),
+        ] {
+            std::fs::write(&p, format!("audit_anchor_webhook = \"{value}\"\n")).expect("write");
+            let r = Config::load_from(Some(&p), no_env());
+            assert_eq!(r.is_ok(), ok, "{value}: {r:?}");
+            match r {
+                Err(e) => {
+                    assert!(e.to_string().contains("audit_anchor_webhook"), "{e}");
+                    assert!(!e.to_string().contains("s3cret"), "{e}");
+                }
+                Ok(c) => {
+                    let shown = c.public_view().to_string();
+                    assert!(!shown.contains("s3cret"), "{shown}");
+                    assert!(!format!("{c:?}").contains("s3cret"));
+                }
+            }
+        }
+        std::fs::write(
+            &p,
+            format!("audit_anchor_file = \"{}\"\n", dir.path().display()),
+        )
+        .expect("write");
+        let e = Config::load_from(Some(&p), no_env()).expect_err("a directory");
+        assert!(e.to_string().contains("audit_anchor_file"), "{e}");
+        std::fs::write(&p, "audit_anchor_file = \"/srv/worm/anchor.jsonl\"\n").expect("write");
+        let c = Config::load_from(Some(&p), no_env()).expect("ok");
+        assert_eq!(
+            c.public_view()["audit_anchor_file"],
+            "/srv/worm/anchor.jsonl"
+        );
+    }
 }
