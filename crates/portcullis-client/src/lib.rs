@@ -331,6 +331,20 @@ impl Client {
             .await
     }
 
+    /// Verifies the chain and that the server's database holds these anchored checkpoints
+    /// (at most [`portcullis_core::api::MAX_VERIFY_ANCHORS`]).
+    pub async fn audit_verify_anchored(
+        &self,
+        anchors: Vec<portcullis_core::audit::AnchorRecord>,
+    ) -> Result<VerifyResult, ClientError> {
+        let body = portcullis_core::api::VerifyRequest { anchors };
+        self.send(
+            self.request(reqwest::Method::POST, "/api/v1/audit/verify")
+                .json(&body),
+        )
+        .await
+    }
+
     pub async fn audit_checkpoint(&self, reason: &str) -> Result<CheckpointCreated, ClientError> {
         let body = CheckpointRequest {
             reason: reason.to_owned(),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
-use crate::audit::{AuditEvent, ChainFault, ChainReport};
+use crate::audit::{AnchorRecord, AuditEvent, ChainFault, ChainReport, Verification};
 
 /// The one error body of the API.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,35 +108,90 @@ pub struct VerifyResult {
     /// Events walked (when ok).
     pub events: Option<i64>,
     pub last_hash: Option<String>,
-    /// Signed checkpoints matched along the way.
+    /// Signed checkpoints matched along the way (when not ok: before the fault).
     pub checkpoints: Option<usize>,
     /// First bad sequence number (when not ok).
     pub first_bad_seq: Option<i64>,
     /// What is wrong there.
     pub problem: Option<String>,
+    /// Stable code of what is wrong (when not ok), e.g. `checkpoint_gap`,
+    /// `too_many_uncheckpointed_events`, `anchored_checkpoint_missing`.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Checkpoints written before chaining (schema 0016), verified as a legacy prefix.
+    #[serde(default)]
+    pub legacy_checkpoints: Option<usize>,
+    /// Sequence number of the newest checkpoint.
+    #[serde(default)]
+    pub last_checkpoint_seq: Option<i64>,
+    /// Events after the newest checkpoint.
+    #[serde(default)]
+    pub events_after_last_checkpoint: Option<i64>,
+    /// Anchored checkpoints given and found identical in the database.
+    #[serde(default)]
+    pub anchors_matched: Option<usize>,
+    /// The newest of them: the database provably holds everything up to it.
+    #[serde(default)]
+    pub anchored_seq: Option<i64>,
 }
 
 impl VerifyResult {
     pub fn from_outcome(r: Result<ChainReport, ChainFault>) -> Self {
         match r {
-            Ok(rep) => Self {
-                ok: true,
-                events: Some(rep.events),
-                last_hash: Some(rep.last_hash),
-                checkpoints: Some(rep.checkpoints),
-                first_bad_seq: None,
-                problem: None,
-            },
+            Ok(report) => Self::from_verification(Verification {
+                report,
+                fault: None,
+            }),
             Err(f) => Self {
                 ok: false,
                 events: None,
                 last_hash: None,
                 checkpoints: None,
                 first_bad_seq: Some(f.seq()),
+                reason: Some(f.code().to_owned()),
                 problem: Some(f.to_string()),
+                legacy_checkpoints: None,
+                last_checkpoint_seq: None,
+                events_after_last_checkpoint: None,
+                anchors_matched: None,
+                anchored_seq: None,
             },
         }
     }
+
+    pub fn from_verification(v: Verification) -> Self {
+        let r = v.report;
+        let ok = v.fault.is_none();
+        Self {
+            ok,
+            events: ok.then_some(r.events),
+            last_hash: ok.then_some(r.last_hash),
+            checkpoints: Some(r.checkpoints),
+            first_bad_seq: v.fault.as_ref().map(ChainFault::seq),
+            problem: v.fault.as_ref().map(ToString::to_string),
+            reason: v.fault.as_ref().map(|f| f.code().to_owned()),
+            legacy_checkpoints: Some(r.legacy_checkpoints),
+            last_checkpoint_seq: r.last_checkpoint_seq,
+            events_after_last_checkpoint: ok.then_some(r.events_after_last_checkpoint),
+            anchors_matched: Some(r.anchors_matched),
+            anchored_seq: r.anchored_seq,
+        }
+    }
+}
+
+/// Most anchor records one `POST /api/v1/audit/verify` takes. The newest anchored checkpoint
+/// alone pins the whole chain before it (events through the hash chain, checkpoints through
+/// their links), so the CLI sends the newest ones.
+pub const MAX_VERIFY_ANCHORS: usize = 100;
+
+/// Body of `POST /api/v1/audit/verify`: verify the chain and prove that the database still
+/// holds these anchored checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Lines of an `audit_anchor_file` (at most 100).
+    pub anchors: Vec<AnchorRecord>,
 }
 
 /// Body of `POST /api/v1/audit/checkpoints`.

@@ -6,6 +6,10 @@
 //! written, and a `master.key` file created by this start is removed again if it turns out not
 //! to be the tenant's key. The public URL (issuer, WebAuthn origin, links) is known only once
 //! the listener is bound, since by default it follows the bound port.
+//!
+//! The audit chain is checkpointed at the start (recording the cadence now in force) and at a
+//! clean stop, so a stopped tenant always ends on a checkpoint; each checkpoint is anchored to
+//! `audit_anchor_file` and `audit_anchor_webhook` when set.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::audit::NewAuditEvent;
-use portcullis_store::{Change, CheckpointPolicy, Store, StoreError, StoreOptions};
+use portcullis_store::{
+    AnchorFile, AnchorSink, Change, CheckpointPolicy, Store, StoreError, StoreOptions,
+};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -52,6 +58,8 @@ pub enum StartError {
     Tokens,
     #[error("cannot set up alert delivery")]
     Alerts,
+    #[error("cannot set up the audit anchor webhook")]
+    AnchorWebhook,
     #[error("cannot write the bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -79,6 +87,7 @@ pub struct Application {
     rate_limits: crate::edge::limits::RateLimits,
     /// The URL people and clients use, without a trailing slash (the token issuer).
     public_url: String,
+    anchor_webhook: Option<crate::anchor::WebhookWorker>,
 }
 
 /// The setting under which the last effective (public) configuration is remembered, so a
@@ -97,11 +106,23 @@ impl Application {
         if sqlite_default {
             secrets::ensure_data_dir(&config.data_dir)?;
         }
+        let mut anchors: Vec<Arc<dyn AnchorSink>> = Vec::new();
+        if let Some(path) = &config.audit_anchor_file {
+            anchors.push(Arc::new(AnchorFile::new(path)));
+        }
+        let mut anchor_webhook = None;
+        if let Some(url) = config.anchor_webhook()? {
+            let (sink, worker) =
+                crate::anchor::webhook(url).map_err(|_| StartError::AnchorWebhook)?;
+            anchors.push(sink);
+            anchor_webhook = Some(worker);
+        }
         let store_opts = StoreOptions {
             checkpoints: CheckpointPolicy {
                 every_events: config.audit_checkpoint_events,
                 every: Duration::from_secs(config.audit_checkpoint_seconds),
             },
+            anchors,
             ..Default::default()
         };
         let store = Store::open(&db_url, store_opts).await?;
@@ -153,7 +174,7 @@ impl Application {
                 "signing_key_id": tenant.signing_key.key_id,
             })),
         ];
-        let change = if previous.as_deref() != Some(public_text.as_str()) {
+        let config_change = if previous.as_deref() != Some(public_text.as_str()) {
             let before: serde_json::Value = previous
                 .as_deref()
                 .and_then(|p| serde_json::from_str(p).ok())
@@ -169,6 +190,9 @@ impl Application {
         } else {
             Change::None
         };
+        // Checkpointed at once: the cadence this start writes under is on record before any
+        // request is served.
+        let change = Change::Many(vec![config_change, Change::ForceCheckpoint]);
         store.write(change, events).await?;
         if sqlite_default {
             secrets::restrict_sqlite_files(&config.data_dir);
@@ -253,6 +277,7 @@ impl Application {
                 .map_err(|_| StartError::Alerts)?;
         Ok(Self {
             refusals,
+            anchor_webhook,
             drill_policy: (drill_max_age, drill_every),
             listener,
             alerts,
@@ -357,6 +382,13 @@ impl Application {
                 }
             }
         });
+        // The webhook worker outlives the others: it still has the final checkpoint to send.
+        let (anchor_stop_tx, anchor_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let anchor_webhook = self.anchor_webhook.map(|w| {
+            tokio::spawn(w.run(self.store.clone(), async move {
+                let _ = anchor_stop_rx.await;
+            }))
+        });
         let result = crate::edge::serve(self.listener, self.router, self.edge, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = hup.await;
@@ -366,9 +398,15 @@ impl Application {
         let _ = alerts.await;
         let _ = drills.await;
         let _ = refusals.await;
+        // A stopped tenant ends on a checkpoint (anchored before this write returns), so
+        // nothing after the last checkpoint is ever a stopped server's tail.
         let stop = NewAuditEvent::new("system", "server.stopped", "server");
-        if let Err(e) = self.store.append(stop).await {
+        if let Err(e) = self.store.write(Change::ForceCheckpoint, vec![stop]).await {
             tracing::warn!(error = %e, "could not record server stop");
+        }
+        let _ = anchor_stop_tx.send(());
+        if let Some(w) = anchor_webhook {
+            let _ = w.await;
         }
         self.store.close().await;
         result

@@ -50,6 +50,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/openapi.json", Public),
     ("GET", "/api/v1/audit/events", BootstrapOr("audit.read")),
     ("GET", "/api/v1/audit/verify", BootstrapOr("audit.read")),
+    ("POST", "/api/v1/audit/verify", BootstrapOr("audit.read")),
     ("POST", "/api/v1/audit/checkpoints", BootstrapOr("audit.checkpoint")),
     ("GET", "/api/v1/keys", Permission("keys.read")),
     ("POST", "/api/v1/keys/rotate", Permission("keys.rotate")),

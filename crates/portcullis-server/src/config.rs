@@ -43,6 +43,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "log_format",
     "audit_checkpoint_events",
     "audit_checkpoint_seconds",
+    "audit_anchor_file",
+    "audit_anchor_webhook",
     "max_body_bytes",
     "public_url",
     "webauthn_origin",
@@ -86,6 +88,14 @@ pub struct Config {
     pub audit_checkpoint_events: i64,
     /// …or after this many seconds, whichever comes first.
     pub audit_checkpoint_seconds: u64,
+    /// Append every audit checkpoint (one fsynced JSON line) to this file, meant to live on
+    /// other storage than the database, for `portcullis audit verify --anchor FILE`. Several
+    /// replicas may each have their own file or share one on a local filesystem. Default: none.
+    pub audit_anchor_file: Option<PathBuf>,
+    /// Also POST every checkpoint's anchor record (JSON) to this URL (`https`, or `http` to a
+    /// loopback address); best effort with retries. A secret: it may carry a token. Default:
+    /// none.
+    pub audit_anchor_webhook: Option<SecretString>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The one URL people and clients use to reach this server (`https://pam.example.com`):
@@ -162,6 +172,8 @@ impl Default for Config {
             log_format: LogFormat::Pretty,
             audit_checkpoint_events: 1000,
             audit_checkpoint_seconds: 60,
+            audit_anchor_file: None,
+            audit_anchor_webhook: None,
             max_body_bytes: 64 * 1024,
             public_url: None,
             webauthn_origin: None,
@@ -260,6 +272,16 @@ impl Config {
                 "audit_checkpoint_seconds must be at least 1".into(),
             ));
         }
+        if self
+            .audit_anchor_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty() || p.is_dir())
+        {
+            return Err(ConfigError(
+                "audit_anchor_file must name a file (it is created if missing)".into(),
+            ));
+        }
+        self.anchor_webhook()?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }
@@ -465,6 +487,27 @@ impl Config {
         }
     }
 
+    /// The anchor webhook URL, checked: `https`, or `http` only to a loopback address.
+    pub fn anchor_webhook(&self) -> Result<Option<url::Url>, ConfigError> {
+        let Some(raw) = &self.audit_anchor_webhook else {
+            return Ok(None);
+        };
+        // The value may hold a token: never quoted in the error.
+        let bad = || {
+            ConfigError(
+                "audit_anchor_webhook must be an https URL (http only to a loopback address)"
+                    .into(),
+            )
+        };
+        let u = url::Url::parse(raw.expose_secret()).map_err(|_| bad())?;
+        match u.scheme() {
+            "https" => {}
+            "http" if portcullis_core::oidc::is_loopback(&u) => {}
+            _ => return Err(bad()),
+        }
+        Ok(Some(u))
+    }
+
     /// The break-glass drill age and alert period in effect.
     pub fn drill_policy(&self) -> Result<(time::Duration, time::Duration), ConfigError> {
         let parse = |key: &str, v: &str| {
@@ -523,6 +566,9 @@ impl Config {
             "master_key_source": if self.master_key.is_some() { "environment_or_config" } else { "master.key file" },
             "audit_checkpoint_events": self.audit_checkpoint_events,
             "audit_checkpoint_seconds": self.audit_checkpoint_seconds,
+            "audit_anchor_file": self.audit_anchor_file.as_ref().map(|p| p.display().to_string()),
+            // Origin only: the rest of the URL may carry a token.
+            "audit_anchor_webhook": self.anchor_webhook().ok().flatten().map(|u| u.origin().ascii_serialization()),
             "max_body_bytes": self.max_body_bytes,
             "public_url": self.public_url.as_ref().or(self.webauthn_origin.as_ref()),
             "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),
@@ -791,6 +837,47 @@ mod tests {
         assert!(
             Config::load_from(Some(&p), no_env()).is_ok(),
             "0 turns it off"
+        );
+    }
+
+    #[test]
+    fn audit_anchor_settings_are_checked_without_quoting_the_webhook() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for (value, ok) in [
+            ("https://anchor.example.com/in?token=s3cret", true),
+            ("http://127.0.0.1:9000/in?token=s3cret", true),
+            ("http://anchor.example.com/in?token=s3cret", false),
+            ("ftp://anchor.example.com/s3cret", false),
+            ("not a url s3cret", false),
+        ] {
+            std::fs::write(&p, format!("audit_anchor_webhook = \"{value}\"\n")).expect("write");
+            let r = Config::load_from(Some(&p), no_env());
+            assert_eq!(r.is_ok(), ok, "{value}: {r:?}");
+            match r {
+                Err(e) => {
+                    assert!(e.to_string().contains("audit_anchor_webhook"), "{e}");
+                    assert!(!e.to_string().contains("s3cret"), "{e}");
+                }
+                Ok(c) => {
+                    let shown = c.public_view().to_string();
+                    assert!(!shown.contains("s3cret"), "{shown}");
+                    assert!(!format!("{c:?}").contains("s3cret"));
+                }
+            }
+        }
+        std::fs::write(
+            &p,
+            format!("audit_anchor_file = \"{}\"\n", dir.path().display()),
+        )
+        .expect("write");
+        let e = Config::load_from(Some(&p), no_env()).expect_err("a directory");
+        assert!(e.to_string().contains("audit_anchor_file"), "{e}");
+        std::fs::write(&p, "audit_anchor_file = \"/srv/worm/anchor.jsonl\"\n").expect("write");
+        let c = Config::load_from(Some(&p), no_env()).expect("ok");
+        assert_eq!(
+            c.public_view()["audit_anchor_file"],
+            "/srv/worm/anchor.jsonl"
         );
     }
 }

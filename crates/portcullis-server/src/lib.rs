@@ -8,6 +8,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod anchor;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -370,9 +370,10 @@ async fn audit_list_filters_verify_and_checkpoint(app: TestApp) {
     assert_eq!(v.events, Some(4));
     assert_eq!(
         v.checkpoints,
-        Some(1),
-        "the requested checkpoint was matched"
+        Some(3),
+        "the ones at tenant creation (1) and start (3), and the requested one (4)"
     );
+    assert_eq!(v.last_checkpoint_seq, Some(4));
     app.stop().await;
 }
 
@@ -401,6 +402,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /api/v1/openapi.json",
         "GET /api/v1/audit/events",
         "GET /api/v1/audit/verify",
+        "POST /api/v1/audit/verify",
         "POST /api/v1/audit/checkpoints",
         "GET /api/v1/keys",
         "POST /api/v1/keys/rotate",
@@ -1340,10 +1342,12 @@ macro_rules! backend_tests {
 #[path = "api/privilege.rs"]
 mod privilege;
 
-#[path = "api/hostile.rs"]
-mod hostile;
+#[path = "api/audit_anchor.rs"]
+mod audit_anchor;
 #[path = "api/edge.rs"]
 mod edge;
+#[path = "api/hostile.rs"]
+mod hostile;
 
 backend_tests!(
     breakglass_drills_overdue_alert,

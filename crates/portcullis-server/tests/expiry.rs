@@ -6,7 +6,7 @@
 use portcullis_server::expiry::expire_due;
 use portcullis_store::testing::{fresh_postgres_url, sqlite_url};
 use portcullis_store::{
-    AuditFilter, Change, NewAssignment, NewPrincipal, NewRequest, Store, StoreOptions,
+    AuditFilter, Change, MasterKey, NewAssignment, NewPrincipal, NewRequest, Store, StoreOptions,
 };
 
 fn now_us() -> i64 {
@@ -88,6 +88,13 @@ async fn two_replicas_expire_each_grant_once(url: String) {
     let b = Store::open(&url, StoreOptions::default())
         .await
         .expect("store b");
+    // Each replica loads the tenant as a server does (its key signs its checkpoints).
+    let master = MasterKey::from_bytes(&[3u8; 32]).expect("key");
+    for s in [&a, &b] {
+        s.initialise_tenant(&master, time::OffsetDateTime::now_utc())
+            .await
+            .expect("tenant");
+    }
     seed(&a, 200, 20).await;
     // Both replicas wake for the same deadlines at the same moment, twice each.
     let (ra, rb, rc, rd) = tokio::join!(

@@ -10,6 +10,10 @@
 //! - **Group commit**: one writer task per process takes commands from a queue and applies as many
 //!   as are waiting in one transaction (each in its own savepoint, so one failing change does not
 //!   sink the others), and answers each caller only after the commit is durable.
+//! - **Verification reads one snapshot** (a read transaction; `REPEATABLE READ` on
+//!   PostgreSQL): keys, checkpoints and events as of one moment, so a checkpoint committed
+//!   while the walk runs never looks like missing coverage. Rows that do not decode are
+//!   reported as the fault they are, never as an error.
 //! - Migrations are versioned per backend; a database whose schema is newer than this build
 //!   knows is refused before anything is written.
 
@@ -17,6 +21,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod anchor;
 pub mod breakglass;
 mod changes;
 pub mod conditional_access;
@@ -36,8 +41,8 @@ use std::time::Duration;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use portcullis_core::audit::{
-    AuditEvent, ChainFault, ChainReport, ChainVerifier, Checkpoint, NewAuditEvent, Outcome,
-    verify_checkpoint_signatures,
+    AuditEvent, ChainFault, ChainReport, ChainVerifier, Checkpoint, CheckpointCadence,
+    CheckpointLink, NewAuditEvent, Outcome, Verification,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -46,6 +51,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
+pub use anchor::{AnchorFile, AnchorSink};
 pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel,
     NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization,
@@ -127,6 +133,10 @@ pub struct Store {
     /// Notified when this process's writer commits alert messages, so the local delivery
     /// worker starts at once instead of at its next poll.
     alerts_written: Arc<tokio::sync::Notify>,
+    /// The cadence verification assumes where the chain records none.
+    cadence: CheckpointCadence,
+    /// Opened read-only on a schema before chained checkpoints (0016): read them as legacy.
+    legacy_checkpoint_schema: bool,
 }
 
 /// Options for opening a store.
@@ -136,6 +146,8 @@ pub struct StoreOptions {
     /// Open an existing database without creating or migrating it (offline verification).
     pub read_only: bool,
     pub max_connections: u32,
+    /// Where each committed checkpoint is also recorded, outside the database.
+    pub anchors: Vec<Arc<dyn AnchorSink>>,
 }
 
 impl Default for StoreOptions {
@@ -144,6 +156,7 @@ impl Default for StoreOptions {
             checkpoints: CheckpointPolicy::default(),
             read_only: false,
             max_connections: 16,
+            anchors: Vec::new(),
         }
     }
 }
@@ -215,7 +228,7 @@ impl Store {
         } else {
             return Err(StoreError::InvalidUrl);
         };
-        migrate(&backend, options.read_only).await?;
+        let found = migrate(&backend, options.read_only).await?;
         let server_key = Arc::new(RwLock::new(None));
         let alerts_written = Arc::new(tokio::sync::Notify::new());
         let writer = writer::spawn(
@@ -223,12 +236,16 @@ impl Store {
             server_key.clone(),
             options.checkpoints,
             alerts_written.clone(),
+            options.anchors,
         );
         Ok(Self {
             alerts_written,
             backend,
             writer,
             server_key,
+            cadence: options.checkpoints.cadence(),
+            legacy_checkpoint_schema: options.read_only
+                && found.is_some_and(|v| v < CHAINED_CHECKPOINTS_SCHEMA),
         })
     }
 
@@ -278,6 +295,9 @@ impl Store {
 
     /// Creates the tenant on first start (signing key, key check, bootstrap token, and the
     /// `tenant.initialised` event in one transaction) or loads it, proving the master key right.
+    /// Either way the chain's head is then checkpointed (if it is not already), so a tenant's
+    /// chain is covered from its first event and the tail a crash left is covered before
+    /// anything new is written: more than one event with no checkpoint at all is tampering.
     pub async fn initialise_tenant(
         &self,
         master: &MasterKey,
@@ -286,6 +306,7 @@ impl Store {
         for _ in 0..3 {
             if let Some(key) = self.load_tenant(master).await? {
                 self.set_server_key(key.clone());
+                self.write(Change::ForceCheckpoint, vec![]).await?;
                 return Ok(Tenant {
                     created: false,
                     signing_key: key,
@@ -318,6 +339,7 @@ impl Store {
                         key: Arc::new(signing),
                     };
                     self.set_server_key(key.clone());
+                    self.write(Change::ForceCheckpoint, vec![]).await?;
                     return Ok(Tenant {
                         created: true,
                         signing_key: key,
@@ -460,55 +482,96 @@ impl Store {
 
     /// All checkpoints, in sequence order.
     pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let sql = format!(
+            "SELECT {} FROM audit_checkpoints ORDER BY seq",
+            self.checkpoint_cols()
+        );
         on_pool!(&self.backend, pool => {
-            let rows = sqlx::query("SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
-                .fetch_all(pool).await?;
-            rows.iter().map(|r| {
-                Ok(Checkpoint {
-                    seq: r.try_get("seq")?,
-                    hash: to_hash(r.try_get::<Vec<u8>, _>("hash")?)?,
-                    key_id: r.try_get("key_id")?,
-                    signature: r.try_get::<Vec<u8>, _>("signature")?.as_slice().try_into()
-                        .map_err(|_| StoreError::Corrupt("checkpoint signature has the wrong length".into()))?,
-                })
-            }).collect()
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
+            rows.iter().map(checkpoint_from_row).collect()
         })
     }
 
-    /// Walks the whole chain and every checkpoint; `Ok(Err(fault))` names the first bad link.
-    pub async fn verify_chain(&self) -> Result<std::result::Result<ChainReport, ChainFault>> {
-        let keys = self.verifying_keys().await?;
-        let checkpoints = self.checkpoints().await?;
-        if let Err(f) = verify_checkpoint_signatures(&checkpoints, &keys) {
-            return Ok(Err(f));
+    fn checkpoint_cols(&self) -> &'static str {
+        if self.legacy_checkpoint_schema {
+            LEGACY_CHECKPOINT_COLS
+        } else {
+            CHECKPOINT_COLS
         }
-        let mut verifier = ChainVerifier::new(&checkpoints);
-        let mut after = 0i64;
-        'pages: loop {
-            let page = self
-                .list_events(&AuditFilter {
-                    after_seq: Some(after),
-                    limit: 5_000,
-                    ..Default::default()
-                })
-                .await;
-            let page = match page {
-                Ok(p) => p,
-                // A row that does not even decode is as bad as an edited one.
-                Err(StoreError::Corrupt(_)) => {
-                    return Ok(Err(ChainFault::HashMismatch { seq: after + 1 }));
-                }
-                Err(e) => return Err(e),
+    }
+
+    /// Walks the whole chain and every checkpoint under this store's cadence, without
+    /// anchors; `Ok(Err(fault))` names the first bad link.
+    pub async fn verify_chain(&self) -> Result<std::result::Result<ChainReport, ChainFault>> {
+        Ok(self.verify(&[]).await?.into_result())
+    }
+
+    /// Walks the whole chain and the checkpoint chain in one snapshot, applies the cadence
+    /// rules (the newest checkpoint's recorded cadence, else this store's), and proves that
+    /// every checkpoint in `anchors` (read back from outside the database) is here, identical.
+    pub async fn verify(&self, anchors: &[Checkpoint]) -> Result<Verification> {
+        const PAGE: i64 = 5_000;
+        let cadence = self.cadence;
+        let checkpoint_sql = format!(
+            "SELECT {} FROM audit_checkpoints ORDER BY seq",
+            self.checkpoint_cols()
+        );
+        on_pool!(&self.backend, pool => {
+            // One snapshot for every read below (SQLite: a read transaction in WAL mode).
+            let mut tx = match &self.backend {
+                Backend::Sqlite(_) => pool.begin().await?,
+                Backend::Postgres(_) => pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
             };
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in &page {
-                if !verifier.push(e) {
-                    break 'pages;
+            let mut keys = HashMap::new();
+            for r in sqlx::query("SELECT key_id, public_key FROM signing_keys").fetch_all(&mut *tx).await? {
+                // A key that does not decode verifies nothing: its checkpoints are reported.
+                let (Ok(id), Ok(pk)) = (r.try_get::<String, _>("key_id"), r.try_get::<Vec<u8>, _>("public_key")) else { continue };
+                let Ok(arr) = <[u8; 32]>::try_from(pk.as_slice()) else { continue };
+                if let Ok(key) = VerifyingKey::from_bytes(&arr) {
+                    keys.insert(id, key);
                 }
             }
-        }
-        Ok(verifier.finish())
+            let mut checkpoints = Vec::new();
+            let mut undecodable = None;
+            for r in sqlx::query(sqlx::AssertSqlSafe(checkpoint_sql)).fetch_all(&mut *tx).await? {
+                match checkpoint_from_row(&r) {
+                    Ok(c) => checkpoints.push(c),
+                    Err(_) => {
+                        let seq: i64 = r.try_get("seq")?;
+                        undecodable.get_or_insert(ChainFault::BadCheckpointSignature { seq });
+                    }
+                }
+            }
+            let mut verifier = ChainVerifier::new(&checkpoints, &keys, cadence);
+            if let Some(f) = undecodable {
+                verifier.fail(f);
+            }
+            let mut after = 0i64;
+            'pages: loop {
+                let rows = sqlx::query("SELECT seq, time_us, actor, action, target, outcome, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                    .bind(after).bind(PAGE).fetch_all(&mut *tx).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                for r in &rows {
+                    let event = match event_from_row(r) {
+                        Ok(e) => e,
+                        Err(_) => {
+                            // A row that does not even decode is as bad as an edited one.
+                            let seq = r.try_get::<i64, _>("seq").unwrap_or(after + 1);
+                            verifier.fail(ChainFault::HashMismatch { seq });
+                            break 'pages;
+                        }
+                    };
+                    after = event.seq;
+                    if !verifier.push(&event) {
+                        break 'pages;
+                    }
+                }
+            }
+            tx.rollback().await?;
+            Ok(verifier.finish(anchors))
+        })
     }
 
     /// The value of a setting, if set.
@@ -524,6 +587,59 @@ impl Store {
         drop(self.writer);
         on_pool!(&self.backend, pool => pool.close().await);
     }
+}
+
+/// The first schema version with chained checkpoints.
+const CHAINED_CHECKPOINTS_SCHEMA: i64 = 16;
+
+/// Columns of a checkpoint row, in the order [`checkpoint_from_row`] reads them.
+pub(crate) const CHECKPOINT_COLS: &str = "seq, hash, key_id, signature, created_at_us, prev_seq, prev_digest, cadence_events, cadence_seconds";
+/// The same from a schema before 0016 (offline verification of an old database).
+const LEGACY_CHECKPOINT_COLS: &str = "seq, hash, key_id, signature, created_at_us, NULL AS prev_seq, NULL AS prev_digest, NULL AS cadence_events, NULL AS cadence_seconds";
+
+/// A checkpoint row: legacy when every link column is NULL, chained when none is.
+pub(crate) fn checkpoint_from_row<R: Row>(r: &R) -> Result<Checkpoint>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<Vec<u8>>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let seq: i64 = r.try_get("seq")?;
+    let bad = || StoreError::Corrupt(format!("checkpoint {seq} is malformed"));
+    let created_at_us: i64 = r.try_get("created_at_us")?;
+    let link = match (
+        r.try_get::<Option<i64>, _>("prev_seq")?,
+        r.try_get::<Option<Vec<u8>>, _>("prev_digest")?,
+        r.try_get::<Option<i64>, _>("cadence_events")?,
+        r.try_get::<Option<i64>, _>("cadence_seconds")?,
+    ) {
+        (None, None, None, None) => None,
+        (Some(prev_seq), Some(digest), Some(events), Some(seconds)) => Some(CheckpointLink {
+            prev_seq,
+            prev_digest: digest.as_slice().try_into().map_err(|_| bad())?,
+            created_at_us,
+            cadence: CheckpointCadence { events, seconds },
+        }),
+        _ => return Err(bad()),
+    };
+    Ok(Checkpoint {
+        seq,
+        hash: r
+            .try_get::<Vec<u8>, _>("hash")?
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad())?,
+        key_id: r.try_get("key_id")?,
+        signature: r
+            .try_get::<Vec<u8>, _>("signature")?
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad())?,
+        link,
+    })
 }
 
 pub(crate) fn to_hash(v: Vec<u8>) -> Result<[u8; 32]> {
@@ -568,7 +684,9 @@ fn short_error(e: &sqlx::Error) -> String {
     }
 }
 
-async fn migrate(backend: &Backend, check_only: bool) -> Result<()> {
+/// Checks (and unless `check_only`, applies) the migrations; returns the schema version found
+/// before migrating (`None`: a fresh database).
+async fn migrate(backend: &Backend, check_only: bool) -> Result<Option<i64>> {
     let migrator = match backend {
         Backend::Sqlite(_) => &SQLITE_MIGRATIONS,
         Backend::Postgres(_) => &POSTGRES_MIGRATIONS,
@@ -593,10 +711,10 @@ async fn migrate(backend: &Backend, check_only: bool) -> Result<()> {
                 "the database has no Portcullis schema".into(),
             ));
         }
-        return Ok(());
+        return Ok(found);
     }
     on_pool!(backend, pool => migrator.run(pool).await?);
-    Ok(())
+    Ok(found)
 }
 
 /// The latest schema version this build knows for the backend of `url`.

@@ -6,16 +6,28 @@
 //! events, writes a signed checkpoint when one is due, commits, and only then answers the callers.
 //! One durable commit thus serves many requests, which is how durable appends reach tens of
 //! thousands per second without weakening durability.
+//!
+//! Checkpoints are chained: each links to the newest checkpoint read in the same transaction,
+//! under the chain-head lock, so replicas on one database extend one checkpoint chain. A
+//! checkpoint is due after `every_events` events, when a write forces one, or when `every`
+//! has passed on either clock (monotonic, or wall clock: after a suspended VM resumes, the
+//! first write is checkpointed at once). Once the checkpoint's transaction has committed it is
+//! anchored ([`crate::anchor`]) before the callers are answered; a failed anchor is logged at
+//! ERROR and recorded as an alert-worthy `audit.anchor_failed` event in the next batch (once
+//! per failing spell; `audit.anchor_recovered` when it works again), never failing the write.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use portcullis_core::audit::{AuditEvent, Checkpoint, NewAuditEvent};
+use portcullis_core::audit::{
+    AnchorRecord, AuditEvent, Checkpoint, CheckpointCadence, CheckpointLink, NewAuditEvent, Outcome,
+};
 use sqlx::{Acquire, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::anchor::AnchorSink;
 use crate::changes::Change;
 use crate::{Backend, Result, ServerKey, StoreError, micros, to_hash};
 
@@ -30,6 +42,16 @@ const INSERT_CHUNK: usize = 256;
 pub struct CheckpointPolicy {
     pub every_events: i64,
     pub every: Duration,
+}
+
+impl CheckpointPolicy {
+    /// The cadence recorded in the checkpoints written under this policy.
+    pub fn cadence(&self) -> CheckpointCadence {
+        CheckpointCadence {
+            events: self.every_events,
+            seconds: i64::try_from(self.every.as_secs().max(1)).unwrap_or(i64::MAX),
+        }
+    }
 }
 
 impl Default for CheckpointPolicy {
@@ -52,9 +74,17 @@ pub(crate) fn spawn(
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
     alerts_written: Arc<tokio::sync::Notify>,
+    anchors: Vec<Arc<dyn AnchorSink>>,
 ) -> mpsc::Sender<Command> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-    tokio::spawn(run(backend, server_key, policy, alerts_written, rx));
+    tokio::spawn(run(
+        backend,
+        server_key,
+        policy,
+        alerts_written,
+        anchors,
+        rx,
+    ));
     tx
 }
 
@@ -63,18 +93,30 @@ async fn run(
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
     alerts_written: Arc<tokio::sync::Notify>,
+    anchors: Vec<Arc<dyn AnchorSink>>,
     mut rx: mpsc::Receiver<Command>,
 ) {
     let mut last_checkpoint = Instant::now();
+    let mut last_checkpoint_wall = OffsetDateTime::now_utc();
+    let mut anchoring = Anchoring::new(anchors.len());
     loop {
-        let first = match tokio::time::timeout(policy.every, rx.recv()).await {
-            Ok(Some(c)) => Some(c),
-            Ok(None) => break,
-            Err(_) => None,
-        };
         let mut batch = Vec::new();
-        if let Some(c) = first {
-            batch.push(c);
+        // Events the writer raises itself (anchor failures) go first, without waiting.
+        if !anchoring.pending.is_empty() {
+            let (reply, _) = oneshot::channel();
+            batch.push(Command {
+                change: Change::None,
+                events: std::mem::take(&mut anchoring.pending),
+                reply,
+            });
+        } else {
+            match tokio::time::timeout(policy.every, rx.recv()).await {
+                Ok(Some(c)) => batch.push(c),
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
+        if !batch.is_empty() {
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(c) => batch.push(c),
@@ -82,16 +124,23 @@ async fn run(
                 }
             }
         }
-        let time_due = last_checkpoint.elapsed() >= policy.every;
+        let time_due = last_checkpoint.elapsed() >= policy.every
+            || OffsetDateTime::now_utc() - last_checkpoint_wall >= policy.every;
         if batch.is_empty() && !time_due {
             continue;
         }
         let key = server_key.read().ok().and_then(|k| k.clone());
         let (replies, outcome) = apply_batch(&backend, batch, key.as_ref(), policy, time_due).await;
         match outcome {
-            Ok((wrote_checkpoint, wrote_alerts)) => {
-                if wrote_checkpoint || time_due {
+            Ok((checkpoint, wrote_alerts)) => {
+                if checkpoint.is_some() || time_due {
                     last_checkpoint = Instant::now();
+                    last_checkpoint_wall = OffsetDateTime::now_utc();
+                }
+                if let Some(cp) = &checkpoint {
+                    // After the commit, before the answers: when a write that forced a
+                    // checkpoint returns, its anchor is on disk.
+                    anchoring.anchor(&anchors, cp).await;
                 }
                 if wrote_alerts {
                     // notify_one keeps the wake-up if the worker is busy delivering right now.
@@ -112,6 +161,74 @@ async fn run(
     }
 }
 
+/// The anchor sinks' state: which are failing, and the events to record about it.
+struct Anchoring {
+    failing: Vec<bool>,
+    pending: Vec<NewAuditEvent>,
+}
+
+impl Anchoring {
+    fn new(sinks: usize) -> Self {
+        Self {
+            failing: vec![false; sinks],
+            pending: Vec::new(),
+        }
+    }
+
+    async fn anchor(&mut self, sinks: &[Arc<dyn AnchorSink>], cp: &Checkpoint) {
+        let Some(record) = AnchorRecord::of(cp) else {
+            return;
+        };
+        for (i, sink) in sinks.iter().enumerate() {
+            let (s, r) = (sink.clone(), record.clone());
+            let result = tokio::task::spawn_blocking(move || s.append(&r))
+                .await
+                .unwrap_or_else(|_| Err("the anchor task failed".to_owned()));
+            match result {
+                Err(reason) => {
+                    tracing::error!(seq = cp.seq, sink = sink.name(), %reason, "audit checkpoint not anchored");
+                    if !self.failing[i] {
+                        self.failing[i] = true;
+                        self.pending.push(
+                            NewAuditEvent::new("system", "audit.anchor_failed", "audit")
+                                .outcome(Outcome::Failure)
+                                .details(serde_json::json!({
+                                    "alert": true,
+                                    "sink": sink.name(),
+                                    "checkpoint_seq": cp.seq,
+                                    "error": reason,
+                                })),
+                        );
+                    }
+                }
+                Ok(()) if self.failing[i] => {
+                    self.failing[i] = false;
+                    tracing::info!(
+                        seq = cp.seq,
+                        sink = sink.name(),
+                        "audit anchoring works again"
+                    );
+                    self.pending.push(
+                        NewAuditEvent::new("system", "audit.anchor_recovered", "audit").details(
+                            serde_json::json!({ "sink": sink.name(), "checkpoint_seq": cp.seq }),
+                        ),
+                    );
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+}
+
+/// Whether `change` asks for a checkpoint at the end of its batch (also inside `Many`).
+fn forces_checkpoint(change: &Change) -> bool {
+    match change {
+        Change::ForceCheckpoint => true,
+        Change::Many(all) => all.iter().any(forces_checkpoint),
+        _ => false,
+    }
+}
+
 type Replies = Vec<(
     oneshot::Sender<Result<Vec<AuditEvent>>>,
     Result<Vec<AuditEvent>>,
@@ -123,9 +240,9 @@ async fn apply_batch(
     key: Option<&ServerKey>,
     policy: CheckpointPolicy,
     time_due: bool,
-) -> (Replies, Result<(bool, bool)>) {
+) -> (Replies, Result<(Option<Checkpoint>, bool)>) {
     let mut replies: Replies = Vec::with_capacity(batch.len());
-    let result: Result<(bool, bool)> = async {
+    let result: Result<(Option<Checkpoint>, bool)> = async {
         crate::on_pool!(backend, pool => {
             let mut tx = match backend {
                 // BEGIN IMMEDIATE takes SQLite's write lock up front: the head read below cannot
@@ -141,7 +258,7 @@ async fn apply_batch(
             let mut seq: i64 = head.try_get("seq")?;
             let mut hash = to_hash(head.try_get("hash")?)?;
             let start_seq = seq;
-            let forced = batch.iter().any(|c| matches!(c.change, Change::ForceCheckpoint));
+            let forced = batch.iter().any(|c| forces_checkpoint(&c.change));
             // Every event naming a break-glass account (as actor or target) is tagged
             // `emergency`, so the built-in critical rule sees all of them, whatever code wrote
             // the event: sign-ins, failures, changes to the account or its credentials.
@@ -263,21 +380,35 @@ async fn apply_batch(
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq).bind(hash.to_vec()).execute(&mut *tx).await?;
             }
-            let mut wrote_checkpoint = false;
+            let mut written = None;
             if let Some(key) = key {
-                let last_cp: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM audit_checkpoints")
-                    .fetch_one(&mut *tx).await?.try_get("s")?;
+                // The newest checkpoint, read under the head lock: the one this one links to.
+                let last = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+                    crate::CHECKPOINT_COLS
+                )))
+                .fetch_optional(&mut *tx).await?;
+                let last_cp: i64 = match &last { Some(r) => r.try_get("seq")?, None => 0 };
                 if seq > last_cp && (forced || seq - last_cp >= policy.every_events || time_due) {
-                    let cp = Checkpoint::sign(seq, hash, &key.key_id, &key.key);
-                    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature, created_at_us) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(cp.seq).bind(cp.hash.to_vec()).bind(&cp.key_id).bind(cp.signature.to_vec())
-                        .bind(micros(OffsetDateTime::now_utc()))
-                        .execute(&mut *tx).await?;
-                    wrote_checkpoint = true;
+                    match last.as_ref().map(crate::checkpoint_from_row).transpose() {
+                        Ok(prev) => {
+                            let link = CheckpointLink::after(prev.as_ref(), micros(OffsetDateTime::now_utc()), policy.cadence());
+                            let cp = Checkpoint::sign(seq, hash, link, &key.key_id, &key.key);
+                            sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature, created_at_us, prev_seq, prev_digest, cadence_events, cadence_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+                                .bind(cp.seq).bind(cp.hash.to_vec()).bind(&cp.key_id).bind(cp.signature.to_vec())
+                                .bind(link.created_at_us).bind(link.prev_seq).bind(link.prev_digest.to_vec())
+                                .bind(link.cadence.events).bind(link.cadence.seconds)
+                                .execute(&mut *tx).await?;
+                            written = Some(cp);
+                        }
+                        // Someone edited the newest checkpoint so it no longer decodes: there is
+                        // nothing honest to link to. Writes go on; verification names the row.
+                        Err(e) => tracing::error!(error = %e, "the newest audit checkpoint is malformed; no checkpoint written"),
+                    }
                 }
             }
             tx.commit().await?;
-            Ok((wrote_checkpoint, wrote_alerts))
+            Ok((written, wrote_alerts))
         })
     }
     .await;

@@ -9,9 +9,10 @@ use comfy_table::Table;
 use portcullis_client::{Client, EventFilter};
 use portcullis_core::api::{
     BootstrapRequest, CreateGroupRequest, CreateUserRequest, GroupMemberRequest,
-    PasswordSignInRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest, TotpSignInRequest,
-    UserView, VerifyResult,
+    MAX_VERIFY_ANCHORS, PasswordSignInRequest, SessionView, TotpConfirmRequest, TotpEnrolRequest,
+    TotpSignInRequest, UserView, VerifyResult,
 };
+use portcullis_core::audit::{AnchorRecord, Checkpoint, parse_anchor_lines};
 use rand::RngCore;
 
 use crate::alerts_cli::{self, AlertsCommand};
@@ -323,11 +324,17 @@ enum LogFormatArg {
 enum AuditCommand {
     /// List audit events, oldest first.
     List(ListArgs),
-    /// Walk the hash chain and signed checkpoints; exit code 3 if anything is broken.
+    /// Walk the hash chain, the chain of signed checkpoints and the checkpoint cadence; exit
+    /// code 3 if anything is broken.
     Verify {
         /// Verify offline, straight from the database (works when the server is down).
         #[arg(long, env = "PORTCULLIS_VERIFY_DATABASE_URL", hide_env_values = true)]
         database: Option<String>,
+        /// An audit anchor file (`audit_anchor_file`, kept outside the database): also prove
+        /// the database still holds every checkpoint in it, so no history up to the newest was
+        /// deleted. Repeat for several replicas' files.
+        #[arg(long = "anchor", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
     },
     /// Write a signed checkpoint now.
     Checkpoint {
@@ -956,8 +963,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Audit(AuditCommand::List(args)) => audit_list(&cli, args).await,
-        Command::Audit(AuditCommand::Verify { database }) => {
-            audit_verify(&cli, database.as_deref()).await
+        Command::Audit(AuditCommand::Verify { database, anchors }) => {
+            audit_verify(&cli, database.as_deref(), anchors).await
         }
         Command::Bootstrap(args) => bootstrap(&cli, args).await,
         Command::Login(args) => login_cmd(&cli, args).await,
@@ -1186,7 +1193,38 @@ async fn audit_list(cli: &Cli, args: &ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn audit_verify(cli: &Cli, database: Option<&str>) -> Result<ExitCode> {
+/// The checkpoints in the anchor files, oldest first, duplicates (a shared file, or the same
+/// file given twice) removed.
+fn read_anchors(files: &[PathBuf]) -> Result<Vec<Checkpoint>> {
+    let mut all = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the anchor file {}", f.display()))?;
+        let parsed =
+            parse_anchor_lines(&text).with_context(|| format!("anchor file {}", f.display()))?;
+        if parsed.torn_lines > 0 {
+            eprintln!(
+                "note: {}: skipped {} line(s) cut short by a crash",
+                f.display(),
+                parsed.torn_lines
+            );
+        }
+        all.extend(parsed.anchors);
+    }
+    all.sort_by_key(|c| c.seq);
+    all.dedup();
+    if !files.is_empty() && all.is_empty() {
+        bail!("the anchor file(s) hold no checkpoint record: nothing to prove");
+    }
+    Ok(all)
+}
+
+async fn audit_verify(
+    cli: &Cli,
+    database: Option<&str>,
+    anchor_files: &[PathBuf],
+) -> Result<ExitCode> {
+    let anchors = read_anchors(anchor_files)?;
     let result = match database {
         Some(url) => {
             let store = Store::open(
@@ -1198,26 +1236,45 @@ async fn audit_verify(cli: &Cli, database: Option<&str>) -> Result<ExitCode> {
                 },
             )
             .await?;
-            let outcome = store.verify_chain().await?;
+            let outcome = store.verify(&anchors).await?;
             store.close().await;
-            VerifyResult::from_outcome(outcome)
+            VerifyResult::from_verification(outcome)
         }
-        None => client(cli)?.audit_verify().await?,
+        None if anchors.is_empty() => client(cli)?.audit_verify().await?,
+        None => {
+            // The newest anchored checkpoint pins everything before it (events through the
+            // hash chain, checkpoints through their links): send the newest ones.
+            let newest: Vec<AnchorRecord> = anchors
+                .iter()
+                .rev()
+                .take(MAX_VERIFY_ANCHORS)
+                .filter_map(AnchorRecord::of)
+                .collect();
+            client(cli)?.audit_verify_anchored(newest).await?
+        }
     };
     match cli.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
         Output::Table => {
             if result.ok {
-                println!(
+                let mut line = format!(
                     "audit chain intact: {} events, {} signed checkpoints matched, head {}",
                     result.events.unwrap_or(0),
                     result.checkpoints.unwrap_or(0),
                     result.last_hash.as_deref().unwrap_or("")
                 );
+                if let Some(seq) = result.anchored_seq {
+                    line.push_str(&format!(
+                        "; {} anchored checkpoint(s) present, newest at sequence {seq}",
+                        result.anchors_matched.unwrap_or(0)
+                    ));
+                }
+                println!("{line}");
             } else {
                 println!(
-                    "AUDIT CHAIN BROKEN at sequence {}: {}",
+                    "AUDIT CHAIN BROKEN at sequence {} ({}): {}",
                     result.first_bad_seq.unwrap_or(0),
+                    result.reason.as_deref().unwrap_or("unknown"),
                     result.problem.as_deref().unwrap_or("")
                 );
             }

@@ -1,9 +1,13 @@
-//! The audit log over the API: list with filters, verify the chain, request a checkpoint.
+//! The audit log over the API: list with filters, verify the chain (and prove anchored
+//! checkpoints are still held), request a checkpoint.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use portcullis_core::api::{CheckpointCreated, CheckpointRequest, EventPage, VerifyResult};
+use portcullis_core::api::{
+    CheckpointCreated, CheckpointRequest, EventPage, MAX_VERIFY_ANCHORS, VerifyRequest,
+    VerifyResult,
+};
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_store::{AuditFilter, Change};
 use serde::Deserialize;
@@ -100,7 +104,8 @@ pub async fn list_events(
     }))
 }
 
-/// Walk the whole audit chain and its signed checkpoints.
+/// Walk the whole audit chain, the chain of signed checkpoints and the cadence rules (no more
+/// events or time after the last checkpoint than it allows).
 #[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
     responses((status = 200, body = VerifyResult), (status = 401, body = ErrorBody)))]
 pub async fn verify(
@@ -108,8 +113,37 @@ pub async fn verify(
     caller: Caller,
 ) -> Result<Json<VerifyResult>, ApiError> {
     caller.require_bootstrap_or("audit.read")?;
-    let outcome = state.store.verify_chain().await?;
-    Ok(Json(VerifyResult::from_outcome(outcome)))
+    let v = state.store.verify(&[]).await?;
+    Ok(Json(VerifyResult::from_verification(v)))
+}
+
+/// Verify as `GET` does, and prove that the database still holds the given anchored
+/// checkpoints (lines of an `audit_anchor_file`): each must be there, identical, and reached by
+/// the chain, so history up to the newest of them cannot have been deleted.
+#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit", security(("bearer" = [])),
+    request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResult), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub async fn verify_anchored(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> Result<Json<VerifyResult>, ApiError> {
+    caller.require_bootstrap_or("audit.read")?;
+    if body.anchors.len() > MAX_VERIFY_ANCHORS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_VERIFY_ANCHORS} anchors per request (the newest anchored checkpoint pins everything before it)"
+        )));
+    }
+    let mut anchors = Vec::with_capacity(body.anchors.len());
+    for (i, record) in body.anchors.iter().enumerate() {
+        let cp = record
+            .checkpoint(i + 1)
+            .map_err(|e| ApiError::bad_request(format!("anchors: {e}")))?;
+        anchors.push(cp);
+    }
+    let v = state.store.verify(&anchors).await?;
+    Ok(Json(VerifyResult::from_verification(v)))
 }
 
 /// Write a signed checkpoint now (e.g. before a backup or an export).

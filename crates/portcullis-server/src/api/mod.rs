@@ -79,7 +79,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::metrics))
         .routes(routes!(health::openapi_json))
         .routes(routes!(audit::list_events))
-        .routes(routes!(audit::verify))
+        .routes(routes!(audit::verify, audit::verify_anchored))
         .routes(routes!(audit::create_checkpoint))
         .routes(routes!(signin::bootstrap))
         .routes(routes!(signin::password))
