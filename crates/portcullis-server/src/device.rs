@@ -16,7 +16,8 @@
 //!   does not count, so a long job outlives the browser session), or a token past its idle or
 //!   absolute deadline gets `invalid_grant`.
 //! - Access tokens issued here follow [`crate::tokens::issue`]: `exp` never past the earliest
-//!   end of the roles they carry.
+//!   end of the roles they carry. Each is recorded with the refresh token issued beside it, so
+//!   revoking a family (reuse, sign-out, a disabled account) revokes its access tokens too.
 
 use axum::http::StatusCode;
 use portcullis_core::audit::{NewAuditEvent, Outcome};
@@ -284,6 +285,8 @@ pub async fn poll(
         now,
     );
     let tokens = access_for(state, &p, client_id, &strength, auth_time_us, None, now).await?;
+    let mut new_refresh = new_refresh;
+    new_refresh.access = Some((tokens.1.jti.clone(), tokens.1.exp.saturating_mul(1_000_000)));
     let ev = event(
         &format!("user:{}", p.name),
         "token.device_code",
@@ -432,6 +435,8 @@ pub async fn refresh(
         now,
     )
     .await?;
+    let mut new_refresh = new_refresh;
+    new_refresh.access = Some((tokens.1.jti.clone(), tokens.1.exp.saturating_mul(1_000_000)));
     let ev = event(
         &format!("user:{}", p.name),
         "token.refresh",
@@ -572,6 +577,7 @@ pub(crate) fn new_refresh_token(
         expires_at_us: us(lifetimes.token_expiry(now, family_end)),
         family_expires_at_us: us(family_end),
         scope: scope.to_owned(),
+        access: None,
     };
     (value, t)
 }

@@ -351,7 +351,7 @@ pub async fn exchange_code(
     let mut family = None;
     if scopes.contains("offline_access") {
         let family_id = new_id("rf");
-        let (value, row) = crate::device::new_refresh_token(
+        let (value, mut row) = crate::device::new_refresh_token(
             state,
             &p,
             &oc.client_id,
@@ -360,6 +360,7 @@ pub async fn exchange_code(
             &c.scope,
             now,
         );
+        row.access = Some((claims.jti.clone(), claims.exp.saturating_mul(1_000_000)));
         changes.push(Change::IssueRefreshToken(row));
         refresh_token = Some(value);
         family = Some(family_id);

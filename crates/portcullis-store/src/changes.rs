@@ -140,6 +140,8 @@ pub struct NewRefreshToken {
     pub family_expires_at_us: i64,
     /// OAuth scopes the family was granted (empty for the CLI).
     pub scope: String,
+    /// The access token issued with it (`jti`, expiry): revoked with the family.
+    pub access: Option<(String, i64)>,
 }
 
 /// A registered OpenID Connect client.
@@ -540,7 +542,8 @@ pub enum Change {
         id: String,
         at_us: i64,
     },
-    /// Revokes every token of a family (reuse detected, sign-out, disabled account).
+    /// Revokes every token of a family (reuse detected, sign-out, disabled account), and the
+    /// unexpired access tokens issued with them.
     RevokeRefreshFamily {
         family_id: String,
         at_us: i64,
@@ -1112,10 +1115,10 @@ macro_rules! apply_for {
                             }
                         }
                         Change::IssueRefreshToken(t) => {
-                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id, scope) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id, scope, access_jti, access_expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                                 .bind(&t.id).bind(&t.token_hash).bind(&t.family_id).bind(&t.principal_id).bind(&t.client_id)
                                 .bind(&t.strength).bind(t.auth_time_us).bind(t.created_at_us).bind(t.expires_at_us).bind(t.family_expires_at_us).bind(&t.session_id)
-                                .bind(&t.scope)
+                                .bind(&t.scope).bind(t.access.as_ref().map(|a| a.0.clone())).bind(t.access.as_ref().map(|a| a.1))
                                 .execute(&mut *c).await?;
                         }
                         Change::UseRefreshToken { id, at_us } => {
@@ -1127,6 +1130,9 @@ macro_rules! apply_for {
                         }
                         Change::RevokeRefreshFamily { family_id, at_us } => {
                             sqlx::query("UPDATE refresh_tokens SET revoked_at_us = $1 WHERE family_id = $2 AND revoked_at_us IS NULL")
+                                .bind(*at_us).bind(family_id).execute(&mut *c).await?;
+                            // The access tokens minted from the family end with it.
+                            sqlx::query("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) SELECT access_jti, access_expires_at_us, $1 FROM refresh_tokens WHERE family_id = $2 AND access_jti IS NOT NULL AND access_expires_at_us > $1 ON CONFLICT DO NOTHING")
                                 .bind(*at_us).bind(family_id).execute(&mut *c).await?;
                         }
                         Change::RevokeToken { jti, expires_at_us, at_us } => {

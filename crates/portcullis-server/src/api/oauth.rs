@@ -696,9 +696,16 @@ pub async fn token(
         &client,
         &auth,
         "token",
-        // A correct credential is never refused for failures, so there is nothing to reset
-        // (the counters fade after their forget period).
-        Change::None,
+        // A success clears this client's failures from this address (a daemon that once had a
+        // stale secret is not punished later); the address's own counter stays.
+        Change::ResetThrottle {
+            keys: auth
+                .keys
+                .iter()
+                .filter(|k| k.starts_with("client_ip:"))
+                .cloned()
+                .collect(),
+        },
         vec![tokens::client_event(
             &sa.name,
             Outcome::Success,

@@ -252,7 +252,75 @@ async fn invisible_characters_are_refused_at_the_edge(app: TestApp) {
     app.stop().await;
 }
 
+/// Finding 12: revoking a refresh family (reuse detected, sign-out) also ends the access
+/// tokens minted from it, not only its future refreshes.
+async fn a_revoked_refresh_family_takes_its_access_tokens_along(app: TestApp) {
+    let admin = admin(&app).await;
+    let login = |admin: Client| {
+        let app = &app;
+        async move {
+            let start = device_start(app).await;
+            admin
+                .approve_device(&portcullis_core::api::DeviceDecisionRequest {
+                    user_code: start["user_code"].as_str().expect("code").into(),
+                })
+                .await
+                .expect("approve");
+            let r = device_poll(app, start["device_code"].as_str().expect("dc")).await;
+            assert_eq!(r.status(), 200);
+            let body: serde_json::Value = r.json().await.expect("json");
+            (
+                body["access_token"].as_str().expect("at").to_owned(),
+                body["refresh_token"].as_str().expect("rt").to_owned(),
+            )
+        }
+    };
+    let works = |token: String| {
+        let c = app.anonymous.with_token(Some(SecretString::from(token)));
+        async move { c.whoami().await.is_ok() }
+    };
+    // Sign-out: the CLI revokes its refresh token.
+    let (a1, r1) = login(admin.clone()).await;
+    let r = refresh_with(&app, "portcullis-cli", &r1).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    let (a2, r2) = (
+        body["access_token"].as_str().expect("at").to_owned(),
+        body["refresh_token"].as_str().expect("rt").to_owned(),
+    );
+    assert!(works(a1.clone()).await && works(a2.clone()).await);
+    let revoked = form_post(
+        &app,
+        "/oauth2/revoke",
+        &[("client_id", "portcullis-cli"), ("token", &r2)],
+    )
+    .await;
+    assert_eq!(revoked.status(), 200);
+    assert!(
+        !works(a1).await,
+        "the first access token ended with its family"
+    );
+    assert!(
+        !works(a2).await,
+        "the latest access token ended with its family"
+    );
+    // Reuse: presenting a rotated refresh token ends the family and what it minted.
+    let (a3, r3) = login(admin.clone()).await;
+    let r = refresh_with(&app, "portcullis-cli", &r3).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    let a4 = body["access_token"].as_str().expect("at").to_owned();
+    let replay = refresh_with(&app, "portcullis-cli", &r3).await;
+    assert_eq!(replay.status(), 400);
+    assert!(
+        !works(a3).await && !works(a4).await,
+        "a thief's copy dies with the family"
+    );
+    app.stop().await;
+}
+
 api_tests!(
+    a_revoked_refresh_family_takes_its_access_tokens_along,
     a_nul_client_id_is_refused_and_harms_nobody,
     invisible_characters_are_refused_at_the_edge,
     concurrent_guesses_cannot_race_the_throttle,

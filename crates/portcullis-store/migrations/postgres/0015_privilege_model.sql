@@ -16,3 +16,8 @@ CREATE TABLE signin_addresses (
 -- A break-glass password is 100 random characters (about 580 bits): slow hashing adds nothing
 -- to it, and a keyed SHA-256 verifier lets its sign-in skip the Argon2 queue that a flood fills.
 ALTER TABLE breakglass_accounts ADD COLUMN verifier BYTEA;
+
+-- The access token issued with each refresh token: revoking the family (reuse, sign-out, a
+-- disabled account) revokes the access tokens minted from it too, not only future refreshes.
+ALTER TABLE refresh_tokens ADD COLUMN access_jti TEXT;
+ALTER TABLE refresh_tokens ADD COLUMN access_expires_at_us BIGINT;
