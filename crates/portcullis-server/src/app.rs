@@ -85,6 +85,9 @@ impl Application {
                 every_events: config.audit_checkpoint_events,
                 every: Duration::from_secs(config.audit_checkpoint_seconds),
             },
+            alerts: portcullis_store::alerts::AlertSettings {
+                aggregation_window: config.alert_aggregation_window()?,
+            },
             ..Default::default()
         };
         let store = Store::open(&db_url, store_opts).await?;
@@ -153,6 +156,15 @@ impl Application {
             Change::None
         };
         store.write(change, events).await?;
+        // Channel configurations stored in clear by an older version are sealed now: the
+        // migration could not (it has no key).
+        let sealed = crate::alerts::seal_legacy_channels(&store, &master).await?;
+        if sealed > 0 {
+            tracing::info!(
+                channels = sealed,
+                "sealed alert channel configurations stored in clear"
+            );
+        }
         if sqlite_default {
             secrets::restrict_sqlite_files(&config.data_dir);
         }
@@ -208,9 +220,13 @@ impl Application {
         };
         crate::metrics::handle();
         let router = api::router(state, config.max_body_bytes);
-        let alerts =
-            crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
-                .map_err(|_| StartError::Alerts)?;
+        let alerts = crate::alerts::Deliverer::new(
+            store.clone(),
+            master.clone(),
+            config.alert_max_attempts,
+            config.sms_max_per_hour,
+        )
+        .map_err(|_| StartError::Alerts)?;
         Ok(Self {
             drill_policy: (drill_max_age, drill_every),
             listener,

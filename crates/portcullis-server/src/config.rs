@@ -53,6 +53,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "refresh_idle_minutes",
     "refresh_absolute_hours",
     "alert_max_attempts",
+    "alert_aggregation_window",
+    "sms_max_per_hour",
     "breakglass_drill_max_age",
     "breakglass_drill_alert_every",
 ];
@@ -94,6 +96,13 @@ pub struct Config {
     /// Delivery attempts of an alert before it is dead-lettered (backoff 5 s, 10 s, 20 s, …
     /// capped at an hour). Default 8.
     pub alert_max_attempts: u32,
+    /// Alerts of one rule for one target (or custom-rule key) after the first within this
+    /// long are not delivered one by one but summarised in one delivery per channel when the
+    /// window closes (`90s`, `5m`, `1h`; at most 1 day). Default `5m`.
+    pub alert_aggregation_window: String,
+    /// Most messages sent per hour to each number of an SMS channel; more are not sent but
+    /// recorded as suppressed, and the next message says how many. Default 10.
+    pub sms_max_per_hour: u32,
     /// A break-glass account whose last drill (or creation) is older than this is reported by
     /// `/readyz` and alerted (`90s`, `15m`, `8h`, `30d`). Default `90d`.
     pub breakglass_drill_max_age: String,
@@ -125,6 +134,8 @@ impl Default for Config {
             access_token_seconds: 600,
             signing_key_grace_seconds: 60,
             alert_max_attempts: 8,
+            alert_aggregation_window: "5m".into(),
+            sms_max_per_hour: 10,
             breakglass_drill_max_age: "90d".into(),
             breakglass_drill_alert_every: "24h".into(),
             device_code_seconds: 600,
@@ -213,6 +224,12 @@ impl Config {
                 "alert_max_attempts must be between 1 and 50".into(),
             ));
         }
+        self.alert_aggregation_window()?;
+        if !(1..=1000).contains(&self.sms_max_per_hour) {
+            return Err(ConfigError(
+                "sms_max_per_hour must be between 1 and 1000".into(),
+            ));
+        }
         self.drill_policy()?;
         if self.signing_key_grace_seconds > 3600 {
             return Err(ConfigError(
@@ -259,6 +276,22 @@ impl Config {
             ));
         }
         Ok(u)
+    }
+
+    /// The alert aggregation window in effect.
+    pub fn alert_aggregation_window(&self) -> Result<time::Duration, ConfigError> {
+        let bad = || {
+            ConfigError(
+                "alert_aggregation_window must be a duration such as 90s, 5m or 1h (at most 1d)"
+                    .into(),
+            )
+        };
+        let d = portcullis_core::roles::parse_duration(&self.alert_aggregation_window)
+            .map_err(|_| bad())?;
+        if d > time::Duration::days(1) {
+            return Err(bad());
+        }
+        Ok(d)
     }
 
     /// The break-glass drill age and alert period in effect.
@@ -332,6 +365,8 @@ impl Config {
             "access_token_seconds": self.access_token_seconds,
             "signing_key_grace_seconds": self.signing_key_grace_seconds,
             "alert_max_attempts": self.alert_max_attempts,
+            "alert_aggregation_window": self.alert_aggregation_window,
+            "sms_max_per_hour": self.sms_max_per_hour,
             "breakglass_drill_max_age": self.breakglass_drill_max_age,
             "breakglass_drill_alert_every": self.breakglass_drill_alert_every,
             "device_code_seconds": self.device_code_seconds,

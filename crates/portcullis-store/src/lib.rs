@@ -49,7 +49,8 @@ use zeroize::Zeroizing;
 pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, NewAlertChannel, NewAlertRule, NewAssignment,
     NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage,
-    NewPrincipal, NewRefreshToken, NewRequest, NewSession, OutboxAttempt, TOO_MANY_RULES,
+    NewPrincipal, NewRefreshToken, NewRequest, NewSession, OutboxAttempt, SealedChannel,
+    TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;
@@ -135,6 +136,8 @@ pub struct StoreOptions {
     /// Open an existing database without creating or migrating it (offline verification).
     pub read_only: bool,
     pub max_connections: u32,
+    /// How the writer raises alerts (the aggregation window).
+    pub alerts: alerts::AlertSettings,
 }
 
 impl Default for StoreOptions {
@@ -143,6 +146,7 @@ impl Default for StoreOptions {
             checkpoints: CheckpointPolicy::default(),
             read_only: false,
             max_connections: 16,
+            alerts: alerts::AlertSettings::default(),
         }
     }
 }
@@ -216,6 +220,7 @@ impl Store {
             backend.clone(),
             server_key.clone(),
             options.checkpoints,
+            options.alerts,
             alerts_written.clone(),
         );
         Ok(Self {
