@@ -1362,3 +1362,37 @@ fn smtp_code(e: &lettre::transport::smtp::Error) -> String {
         .map(|c| c.to_string())
         .unwrap_or_else(|| "no status".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clear_configuration_holds_no_secret_and_is_stable() {
+        let full = serde_json::json!({
+            "url": "https://sms.example.com/v1/send?api_key=K3Y", "method": "POST",
+            "to": ["+15550100"], "template": "key=T3MPLATE&to={to}&text={message}",
+            "headers": {"X-Api-Key": "H3ADER", "Content-Type": "application/x-www-form-urlencoded",
+                        "Authorization": "env:PORTCULLIS_ALERT_SECRET_SMS"},
+        });
+        let shown = public_config(&full);
+        let text = shown.to_string();
+        for secret in ["K3Y", "T3MPLATE", "H3ADER", "/v1/send"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(shown["url"], "https://sms.example.com/…");
+        assert_eq!(shown["to"], serde_json::json!(["+15550100"]));
+        assert_eq!(
+            shown["headers"]["Authorization"],
+            "env:PORTCULLIS_ALERT_SECRET_SMS"
+        );
+        assert_eq!(
+            public_config(&shown),
+            shown,
+            "applying it again changes nothing"
+        );
+        let mail =
+            public_config(&serde_json::json!({"smtp_url": "smtps://u:pw@mail.example.com:465"}));
+        assert_eq!(mail["smtp_url"], "smtps://mail.example.com:465");
+    }
+}

@@ -444,6 +444,45 @@ mod tests {
     }
 
     #[test]
+    fn alert_aggregation_and_sms_cap_are_checked() {
+        let c = Config::load_from(None, no_env()).expect("defaults");
+        assert_eq!(
+            c.alert_aggregation_window().expect("window"),
+            time::Duration::minutes(5)
+        );
+        assert_eq!(c.sms_max_per_hour, 10);
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for (bad, key) in [
+            (
+                "alert_aggregation_window = \"2d\"\n",
+                "alert_aggregation_window",
+            ),
+            (
+                "alert_aggregation_window = \"soon\"\n",
+                "alert_aggregation_window",
+            ),
+            ("sms_max_per_hour = 0\n", "sms_max_per_hour"),
+            ("sms_max_per_hour = 1001\n", "sms_max_per_hour"),
+        ] {
+            std::fs::write(&p, bad).expect("write");
+            let e = Config::load_from(Some(&p), no_env()).expect_err(bad);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        std::fs::write(
+            &p,
+            "alert_aggregation_window = \"90s\"\nsms_max_per_hour = 3\n",
+        )
+        .expect("write");
+        let c = Config::load_from(Some(&p), no_env()).expect("ok");
+        assert_eq!(
+            c.alert_aggregation_window().expect("window"),
+            time::Duration::seconds(90)
+        );
+        assert_eq!(c.sms_max_per_hour, 3);
+    }
+
+    #[test]
     fn unknown_key_is_refused_and_named() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("c.toml");

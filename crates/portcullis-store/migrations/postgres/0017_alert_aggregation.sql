@@ -24,6 +24,7 @@ CREATE INDEX alert_aggregates_end ON alert_aggregates (window_end_us);
 ALTER TABLE outbox ADD COLUMN first_attempt_at_us BIGINT;
 ALTER TABLE outbox ADD COLUMN reported_in TEXT;
 CREATE INDEX outbox_channel_recipient ON outbox (channel, recipient, first_attempt_at_us);
+CREATE INDEX outbox_reported_in ON outbox (reported_in) WHERE reported_in IS NOT NULL;
 
 -- A channel's full configuration (URL with its path and query, every header value, the body
 -- template) sealed under the master key with `alert_channel_config:NAME` as associated data;
