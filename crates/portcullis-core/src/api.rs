@@ -937,7 +937,8 @@ api_type! {
         #[serde(default)]
         pub channel: Option<String>,
         pub recipient: String,
-        /// `pending`, `delivered` or `dead`.
+        /// `pending`, `delivered`, `dead`, or `suppressed` (an SMS over the channel's hourly
+        /// cap: not sent, and counted in the next one that is).
         pub state: String,
         pub attempts: i64,
         pub created_at: String,
@@ -951,6 +952,32 @@ api_type! {
         /// With `show`: every attempt.
         #[serde(default)]
         pub history: Vec<AlertAttemptView>,
+        /// For a summary (due when its window closes): the alerts it stands for.
+        #[serde(default)]
+        pub summary: Option<AlertSummaryView>,
+    }
+}
+
+api_type! {
+    /// The alerts of one rule and key that came after the first within a window and are
+    /// delivered as one summary when the window closes. Lists are bounded.
+    pub struct AlertSummaryView {
+        pub rule: String,
+        /// The target (or a custom rule's group-by key) the alerts are about.
+        pub key: String,
+        /// `failure` or `success`: the two are summarised apart.
+        pub outcome: String,
+        /// How many alerts the summary stands for (after the first, delivered at once).
+        pub count: i64,
+        /// Distinct client addresses among them (at most 100 listed).
+        pub addresses: Vec<String>,
+        /// More addresses were seen than are listed.
+        pub more_addresses: bool,
+        pub actors: Vec<String>,
+        /// Events per audit action.
+        pub actions: std::collections::BTreeMap<String, i64>,
+        pub window_start: String,
+        pub window_end: String,
     }
 }
 

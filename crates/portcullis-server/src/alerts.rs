@@ -9,9 +9,16 @@
 //! - Failures are retried with capped exponential backoff; after `alert_max_attempts` the
 //!   message is dead-lettered, and a dead-lettered critical alert is itself reported as a
 //!   critical alert on every other channel (never recursively).
-//! - Secrets: a webhook's HMAC key is sealed with the master key; SMTP and SMS gateway
+//! - Secrets: a channel's full configuration (URL path and query, every header value, the SMS
+//!   body template) and a webhook's HMAC key are sealed with the master key (invariant 7);
+//!   only the display fields of [`public_config`] are stored in clear. Rows written before
+//!   sealing are sealed once at start-up ([`seal_legacy_channels`]). SMTP and SMS gateway
 //!   credentials are environment variables named in the channel and read at delivery. None is
 //!   logged, shown by the API, or written in an error.
+//! - SMS cap: at most `sms_max_per_hour` messages per hour go to each number of an SMS channel
+//!   (all numbers of a channel receive the same alerts, so this is also per channel); the
+//!   claim decides it inside the serialised write, so replicas share the count. A message over
+//!   the cap is `suppressed`, and the next one that goes out says how many were.
 //! - Webhooks and SMS gateways get `X-Portcullis-Message-Id` so a receiver can drop the rare
 //!   duplicate of a delivery whose answer was lost.
 
@@ -20,17 +27,19 @@ use std::time::Duration as StdDuration;
 
 use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
-use portcullis_core::alerts::{Escape, Severity, backoff, render_template, validate_template};
+use portcullis_core::alerts::{
+    Aggregate, Escape, Severity, backoff, render_template, suppressed_note, validate_template,
+};
 use portcullis_core::api::{
-    AlertAttemptView, AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest,
-    CreateAlertRuleRequest,
+    AlertAttemptView, AlertChannelView, AlertRuleView, AlertSummaryView, AlertView,
+    CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::error::ErrorCode;
-use portcullis_store::alerts::{AlertChannel, OutboxMessage};
+use portcullis_store::alerts::{AlertChannel, OutboxMessage, channel_config_aad};
 use portcullis_store::{
-    Change, MasterKey, NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt, Store,
-    StoreError,
+    Change, MasterKey, NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt,
+    SealedChannel, Store, StoreError,
 };
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -279,12 +288,25 @@ fn channel_config(
     }
 }
 
-/// A channel's configuration as people and the audit log see it: a URL's path and query
-/// (where webhook services put their token, e.g. Slack's `/services/…`) become `/…`, and a
-/// literal header value other than a content type becomes `(set)`; `env:NAME` references
-/// stay. The stored configuration keeps them, for delivery.
-fn public_config(config: &serde_json::Value) -> serde_json::Value {
+/// A channel's configuration as people, the audit log and the database (in clear) see it: a
+/// URL's path and query (where webhook services put their token, e.g. Slack's `/services/…`)
+/// become `/…`, a literal header value other than a content type becomes `(set)` (`env:NAME`
+/// references stay), an SMS body template (gateways may take their key in the body) becomes
+/// `(set)`, and an SMTP URL loses any credentials. The sealed configuration keeps everything,
+/// for delivery. Applying it twice changes nothing.
+pub fn public_config(config: &serde_json::Value) -> serde_json::Value {
     let mut c = config.clone();
+    if c.get("template").is_some_and(|t| t.is_string()) {
+        c["template"] = "(set)".into();
+    }
+    if let Some(u) = c.get("smtp_url").and_then(|u| u.as_str())
+        && let Ok(mut parsed) = url::Url::parse(u)
+        && (!parsed.username().is_empty() || parsed.password().is_some())
+    {
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        c["smtp_url"] = parsed.to_string().into();
+    }
     if let Some(u) = c.get("url").and_then(|u| u.as_str())
         && let Ok(parsed) = url::Url::parse(u)
     {
@@ -339,12 +361,17 @@ pub async fn add_channel(
     let sealed = secret
         .as_ref()
         .map(|s| state.master.seal(&seal_aad(name.as_str()), s.as_bytes()));
+    let sealed_config = state.master.seal(
+        &channel_config_aad(name.as_str()),
+        config.to_string().as_bytes(),
+    );
     let now = OffsetDateTime::now_utc();
     let change = Change::AddAlertChannel(NewAlertChannel {
         name: name.as_str().to_owned(),
         kind: req.kind.clone(),
-        config: config.to_string(),
+        config: public_config(&config).to_string(),
         sealed_secret: sealed,
+        sealed_config,
         min_severity: min.as_str().to_owned(),
         created_by: caller.actor(),
         created_at_us: us(now),
@@ -646,8 +673,27 @@ fn text_of(m: &OutboxMessage) -> String {
         .unwrap_or_else(|| m.topic.clone())
 }
 
+/// What a summary stands for, from its payload's aggregate.
+fn summary_of(m: &OutboxMessage) -> Option<AlertSummaryView> {
+    let p: serde_json::Value = serde_json::from_str(&m.payload).ok()?;
+    let agg: Aggregate = serde_json::from_value(p.get("aggregate")?.clone()).ok()?;
+    Some(AlertSummaryView {
+        rule: agg.rule,
+        key: agg.key,
+        outcome: agg.outcome.as_str().to_owned(),
+        count: agg.count,
+        addresses: agg.addresses,
+        more_addresses: agg.more_addresses,
+        actors: agg.actors,
+        actions: agg.actions,
+        window_start: rfc3339(agg.window_start_us),
+        window_end: rfc3339(agg.window_end_us),
+    })
+}
+
 fn view(m: OutboxMessage, history: Vec<AlertAttemptView>) -> AlertView {
     AlertView {
+        summary: summary_of(&m),
         text: text_of(&m),
         id: m.id,
         kind: m.kind,
@@ -672,9 +718,9 @@ pub async fn list(
 ) -> Result<Vec<AlertView>, ApiError> {
     caller.require("alerts.read")?;
     if let Some(s) = state_filter
-        && !matches!(s, "pending" | "delivered" | "dead")
+        && !matches!(s, "pending" | "delivered" | "dead" | "suppressed")
     {
-        return Err(bad("state is pending, delivered or dead"));
+        return Err(bad("state is pending, delivered, dead or suppressed"));
     }
     Ok(state
         .store
@@ -735,6 +781,44 @@ pub async fn retry(state: &AppState, caller: &Caller, id: &str) -> Result<AlertV
     }
 }
 
+/// Seals the configuration of every channel stored in clear by a version before sealing:
+/// once, in one write with its `alert_channels.sealed` event (names only). Idempotent: with
+/// nothing to seal it writes nothing, and a replica that lost the race to seal the same rows
+/// finds them sealed. Returns how many channels it sealed.
+pub async fn seal_legacy_channels(store: &Store, master: &MasterKey) -> Result<usize, StoreError> {
+    let mut sealed = Vec::new();
+    for c in store.alert_channels().await? {
+        if c.sealed_config.is_some() {
+            continue;
+        }
+        let Ok(full) = serde_json::from_str::<serde_json::Value>(&c.config) else {
+            tracing::warn!(channel = %c.name, "an alert channel's configuration is unreadable; left as it is");
+            continue;
+        };
+        sealed.push(SealedChannel {
+            config: public_config(&full).to_string(),
+            sealed_config: master.seal(&channel_config_aad(&c.name), c.config.as_bytes()),
+            name: c.name,
+        });
+    }
+    if sealed.is_empty() {
+        return Ok(0);
+    }
+    let names: Vec<String> = sealed.iter().map(|c| c.name.clone()).collect();
+    let ev = NewAuditEvent::new("system", "alert_channels.sealed", "alert_channels").details(
+        serde_json::json!({ "channels": names, "reason": "configuration stored in clear before this version" }),
+    );
+    match store
+        .write(Change::SealAlertChannels(sealed), vec![ev])
+        .await
+    {
+        Ok(_) => Ok(names.len()),
+        // Another replica sealed them first.
+        Err(StoreError::Conflict(_)) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
 // ----- delivery -----
 
 /// What delivery needs besides the store.
@@ -745,6 +829,7 @@ pub struct Deliverer {
     http: reqwest::Client,
     worker: String,
     max_attempts: i64,
+    sms_max_per_hour: i64,
 }
 
 impl Deliverer {
@@ -752,6 +837,7 @@ impl Deliverer {
         store: Store,
         master: Arc<MasterKey>,
         max_attempts: u32,
+        sms_max_per_hour: u32,
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(DELIVERY_TIMEOUT)
@@ -763,6 +849,7 @@ impl Deliverer {
             http,
             worker: new_id("w"),
             max_attempts: i64::from(max_attempts.max(1)),
+            sms_max_per_hour: i64::from(sms_max_per_hour.max(1)),
         })
     }
 
@@ -805,6 +892,7 @@ impl Deliverer {
             worker: self.worker.clone(),
             now_us: us(now),
             until_us: us(now + CLAIM_FOR),
+            sms_max_per_hour: Some(self.sms_max_per_hour),
         };
         match self.store.write(claim, vec![]).await {
             Ok(_) => {}
@@ -818,6 +906,11 @@ impl Deliverer {
             Ok(Some(m)) => m,
             _ => return,
         };
+        // Over the SMS cap: the claim recorded it as suppressed; nothing to send.
+        if m.state == "suppressed" {
+            tracing::info!(message = %m.id, channel = ?m.channel, "SMS held back by the hourly cap");
+            return;
+        }
         let result = self.send(&m).await;
         let finished = OffsetDateTime::now_utc();
         let used = m.attempts - m.budget_from;
@@ -934,15 +1027,25 @@ impl Deliverer {
             .await
             .map_err(|_| "cannot read the channel".to_owned())?
             .ok_or_else(|| "the channel was removed".to_owned())?;
-        let config: serde_json::Value = serde_json::from_str(&c.config)
-            .map_err(|_| "unreadable channel configuration".to_owned())?;
+        let config = self.full_config(&c)?;
         let payload: serde_json::Value =
             serde_json::from_str(&m.payload).map_err(|_| "unreadable payload".to_owned())?;
-        let text = payload
+        let mut text = payload
             .get("text")
             .and_then(|t| t.as_str())
             .unwrap_or("")
             .to_owned();
+        if c.kind == "sms" {
+            // The messages the cap held back before this one (named by its claim).
+            let held = self
+                .store
+                .suppressed_before(&m.id)
+                .await
+                .map_err(|_| "cannot read the outbox".to_owned())?;
+            if held > 0 {
+                text.push_str(&suppressed_note(held, self.sms_max_per_hour));
+            }
+        }
         match c.kind.as_str() {
             "webhook" => self.send_webhook(&c, &config, m, &payload, &text).await,
             "email" => send_email(&config, m, &payload, &text).await,
@@ -959,14 +1062,20 @@ impl Deliverer {
             .alert_channels()
             .await
             .map_err(|_| "cannot read the channels".to_owned())?;
-        let mut config = channels
+        // `notifications` is a display field, in clear; the rest is opened for the one used.
+        let channel = channels
             .iter()
             .filter(|c| c.kind == "email")
-            .filter_map(|c| serde_json::from_str::<serde_json::Value>(&c.config).ok())
-            .find(|c| c.get("notifications").and_then(|n| n.as_bool()) == Some(true))
+            .find(|c| {
+                serde_json::from_str::<serde_json::Value>(&c.config)
+                    .ok()
+                    .and_then(|v| v.get("notifications").and_then(|n| n.as_bool()))
+                    == Some(true)
+            })
             .ok_or_else(|| {
                 "no email channel carries notifications (add one with notifications)".to_owned()
             })?;
+        let mut config = self.full_config(channel)?;
         let to = self.addresses_of(&m.recipient).await?;
         if let Some(o) = config.as_object_mut() {
             o.insert("to".into(), serde_json::json!(to));
@@ -977,6 +1086,23 @@ impl Deliverer {
         let wrapped =
             serde_json::json!({ "alert": { "summary": text }, "text": text, "event": payload });
         send_email(&config, m, &wrapped, &text).await
+    }
+
+    /// A channel's full configuration: opened from its sealed copy, or the clear one of a row
+    /// written before sealing that start-up has not sealed yet.
+    fn full_config(&self, c: &AlertChannel) -> Result<serde_json::Value, String> {
+        let text = match &c.sealed_config {
+            Some(sealed) => {
+                let plain = self
+                    .master
+                    .open(&channel_config_aad(&c.name), sealed)
+                    .map_err(|_| "cannot open the channel configuration".to_owned())?;
+                String::from_utf8(plain.to_vec())
+                    .map_err(|_| "unreadable channel configuration".to_owned())?
+            }
+            None => c.config.clone(),
+        };
+        serde_json::from_str(&text).map_err(|_| "unreadable channel configuration".to_owned())
     }
 
     async fn addresses_of(&self, recipient: &str) -> Result<Vec<String>, String> {
@@ -1235,4 +1361,38 @@ fn smtp_code(e: &lettre::transport::smtp::Error) -> String {
     e.status()
         .map(|c| c.to_string())
         .unwrap_or_else(|| "no status".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clear_configuration_holds_no_secret_and_is_stable() {
+        let full = serde_json::json!({
+            "url": "https://sms.example.com/v1/send?api_key=K3Y", "method": "POST",
+            "to": ["+15550100"], "template": "key=T3MPLATE&to={to}&text={message}",
+            "headers": {"X-Api-Key": "H3ADER", "Content-Type": "application/x-www-form-urlencoded",
+                        "Authorization": "env:PORTCULLIS_ALERT_SECRET_SMS"},
+        });
+        let shown = public_config(&full);
+        let text = shown.to_string();
+        for secret in ["K3Y", "T3MPLATE", "H3ADER", "/v1/send"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert_eq!(shown["url"], "https://sms.example.com/…");
+        assert_eq!(shown["to"], serde_json::json!(["+15550100"]));
+        assert_eq!(
+            shown["headers"]["Authorization"],
+            "env:PORTCULLIS_ALERT_SECRET_SMS"
+        );
+        assert_eq!(
+            public_config(&shown),
+            shown,
+            "applying it again changes nothing"
+        );
+        let mail =
+            public_config(&serde_json::json!({"smtp_url": "smtps://u:pw@mail.example.com:465"}));
+        assert_eq!(mail["smtp_url"], "smtps://mail.example.com:465");
+    }
 }

@@ -123,6 +123,9 @@ impl Application {
                 every: Duration::from_secs(config.audit_checkpoint_seconds),
             },
             anchors,
+            alerts: portcullis_store::alerts::AlertSettings {
+                aggregation_window: config.alert_aggregation_window()?,
+            },
             ..Default::default()
         };
         let store = Store::open(&db_url, store_opts).await?;
@@ -194,6 +197,15 @@ impl Application {
         // request is served.
         let change = Change::Many(vec![config_change, Change::ForceCheckpoint]);
         store.write(change, events).await?;
+        // Channel configurations stored in clear by an older version are sealed now: the
+        // migration could not (it has no key).
+        let sealed = crate::alerts::seal_legacy_channels(&store, &master).await?;
+        if sealed > 0 {
+            tracing::info!(
+                channels = sealed,
+                "sealed alert channel configurations stored in clear"
+            );
+        }
         if sqlite_default {
             secrets::restrict_sqlite_files(&config.data_dir);
         }
@@ -272,9 +284,13 @@ impl Application {
             Some(t) => (Some(t.acceptor), Some(t.reloader)),
             None => (None, None),
         };
-        let alerts =
-            crate::alerts::Deliverer::new(store.clone(), master.clone(), config.alert_max_attempts)
-                .map_err(|_| StartError::Alerts)?;
+        let alerts = crate::alerts::Deliverer::new(
+            store.clone(),
+            master.clone(),
+            config.alert_max_attempts,
+            config.sms_max_per_hour,
+        )
+        .map_err(|_| StartError::Alerts)?;
         Ok(Self {
             refusals,
             anchor_webhook,

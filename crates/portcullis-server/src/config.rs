@@ -68,6 +68,8 @@ pub const CONFIG_KEYS: &[&str] = &[
     "refresh_idle_minutes",
     "refresh_absolute_hours",
     "alert_max_attempts",
+    "alert_aggregation_window",
+    "sms_max_per_hour",
     "breakglass_drill_max_age",
     "breakglass_drill_alert_every",
 ];
@@ -149,6 +151,13 @@ pub struct Config {
     /// Delivery attempts of an alert before it is dead-lettered (backoff 5 s, 10 s, 20 s, …
     /// capped at an hour). Default 8.
     pub alert_max_attempts: u32,
+    /// Alerts of one rule for one target (or custom-rule key) after the first within this
+    /// long are not delivered one by one but summarised in one delivery per channel when the
+    /// window closes (`90s`, `5m`, `1h`; at most 1 day). Default `5m`.
+    pub alert_aggregation_window: String,
+    /// Most messages sent per hour to each number of an SMS channel; more are not sent but
+    /// recorded as suppressed, and the next message says how many. Default 10.
+    pub sms_max_per_hour: u32,
     /// A break-glass account whose last drill (or creation) is older than this is reported by
     /// `/readyz` and alerted (`90s`, `15m`, `8h`, `30d`). Default `90d`.
     pub breakglass_drill_max_age: String,
@@ -194,6 +203,8 @@ impl Default for Config {
             access_token_seconds: 600,
             signing_key_grace_seconds: 60,
             alert_max_attempts: 8,
+            alert_aggregation_window: "5m".into(),
+            sms_max_per_hour: 10,
             breakglass_drill_max_age: "90d".into(),
             breakglass_drill_alert_every: "24h".into(),
             device_code_seconds: 600,
@@ -361,6 +372,12 @@ impl Config {
                 "alert_max_attempts must be between 1 and 50".into(),
             ));
         }
+        self.alert_aggregation_window()?;
+        if !(1..=1000).contains(&self.sms_max_per_hour) {
+            return Err(ConfigError(
+                "sms_max_per_hour must be between 1 and 1000".into(),
+            ));
+        }
         self.drill_policy()?;
         if self.signing_key_grace_seconds > 3600 {
             return Err(ConfigError(
@@ -508,6 +525,22 @@ impl Config {
         Ok(Some(u))
     }
 
+    /// The alert aggregation window in effect.
+    pub fn alert_aggregation_window(&self) -> Result<time::Duration, ConfigError> {
+        let bad = || {
+            ConfigError(
+                "alert_aggregation_window must be a duration such as 90s, 5m or 1h (at most 1d)"
+                    .into(),
+            )
+        };
+        let d = portcullis_core::roles::parse_duration(&self.alert_aggregation_window)
+            .map_err(|_| bad())?;
+        if d > time::Duration::days(1) {
+            return Err(bad());
+        }
+        Ok(d)
+    }
+
     /// The break-glass drill age and alert period in effect.
     pub fn drill_policy(&self) -> Result<(time::Duration, time::Duration), ConfigError> {
         let parse = |key: &str, v: &str| {
@@ -588,6 +621,8 @@ impl Config {
             "access_token_seconds": self.access_token_seconds,
             "signing_key_grace_seconds": self.signing_key_grace_seconds,
             "alert_max_attempts": self.alert_max_attempts,
+            "alert_aggregation_window": self.alert_aggregation_window,
+            "sms_max_per_hour": self.sms_max_per_hour,
             "breakglass_drill_max_age": self.breakglass_drill_max_age,
             "breakglass_drill_alert_every": self.breakglass_drill_alert_every,
             "device_code_seconds": self.device_code_seconds,
@@ -662,6 +697,45 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.data_dir, PathBuf::from("portcullis-data"));
         assert!(c.database_url().starts_with("sqlite://portcullis-data/"));
+    }
+
+    #[test]
+    fn alert_aggregation_and_sms_cap_are_checked() {
+        let c = Config::load_from(None, no_env()).expect("defaults");
+        assert_eq!(
+            c.alert_aggregation_window().expect("window"),
+            time::Duration::minutes(5)
+        );
+        assert_eq!(c.sms_max_per_hour, 10);
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("c.toml");
+        for (bad, key) in [
+            (
+                "alert_aggregation_window = \"2d\"\n",
+                "alert_aggregation_window",
+            ),
+            (
+                "alert_aggregation_window = \"soon\"\n",
+                "alert_aggregation_window",
+            ),
+            ("sms_max_per_hour = 0\n", "sms_max_per_hour"),
+            ("sms_max_per_hour = 1001\n", "sms_max_per_hour"),
+        ] {
+            std::fs::write(&p, bad).expect("write");
+            let e = Config::load_from(Some(&p), no_env()).expect_err(bad);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        std::fs::write(
+            &p,
+            "alert_aggregation_window = \"90s\"\nsms_max_per_hour = 3\n",
+        )
+        .expect("write");
+        let c = Config::load_from(Some(&p), no_env()).expect("ok");
+        assert_eq!(
+            c.alert_aggregation_window().expect("window"),
+            time::Duration::seconds(90)
+        );
+        assert_eq!(c.sms_max_per_hour, 3);
     }
 
     #[test]

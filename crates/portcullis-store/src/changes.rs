@@ -191,18 +191,30 @@ pub struct NewOutboxMessage {
     pub severity: Option<String>,
 }
 
-/// A new alert channel (its configuration holds no secret; see the migration).
+/// A new alert channel: what lists show in clear, the full configuration sealed.
 #[derive(Debug, Clone)]
 pub struct NewAlertChannel {
     pub name: String,
     /// `email`, `webhook` or `sms`.
     pub kind: String,
-    /// JSON.
+    /// JSON: the display fields only (no URL path or query, no header value, no template).
     pub config: String,
     pub sealed_secret: Option<Vec<u8>>,
+    /// The full configuration (JSON), sealed under the master key with
+    /// [`crate::alerts::channel_config_aad`].
+    pub sealed_config: Vec<u8>,
     pub min_severity: String,
     pub created_by: String,
     pub created_at_us: i64,
+}
+
+/// A channel's configuration as sealed at start-up (see [`Change::SealAlertChannels`]).
+#[derive(Debug, Clone)]
+pub struct SealedChannel {
+    pub name: String,
+    /// The display fields (JSON).
+    pub config: String,
+    pub sealed_config: Vec<u8>,
 }
 
 /// A new custom alert rule (validated by the caller with
@@ -634,13 +646,24 @@ pub enum Change {
         name: String,
     },
     /// Claims a due, pending outbox message for `worker` until `until_us` and counts the
-    /// attempt; conflicts when another worker (replica) holds it or it is not due.
+    /// attempt; conflicts when another worker (replica) holds it or it is not due. With
+    /// `sms_max_per_hour`, the first attempt of a message on an SMS channel is refused when
+    /// that many messages to its number were first attempted in the hour before `now_us`: the
+    /// message becomes `suppressed` (not sent, no attempt counted; the claim succeeds, so the
+    /// worker reads the state); otherwise it takes the suppressed messages before it as
+    /// `reported_in` it, so it can say how many there were. Serialised with every other write
+    /// (the chain head), so replicas share one count.
     ClaimOutbox {
         id: String,
         worker: String,
         now_us: i64,
         until_us: i64,
+        sms_max_per_hour: Option<i64>,
     },
+    /// Seals channel configurations written before sealing: each row's `config` becomes its
+    /// display fields and `sealed_config` the sealed full one. Conflicts when any of them is
+    /// sealed already (another replica did it first), so it happens once.
+    SealAlertChannels(Vec<SealedChannel>),
     /// Records the end of an attempt by the worker that holds the claim: delivered, retried
     /// later, or dead-lettered; conflicts when the claim was lost meanwhile.
     FinishOutbox(OutboxAttempt),
@@ -1311,9 +1334,9 @@ macro_rules! apply_for {
                                 .execute(&mut *c).await?;
                         }
                         Change::AddAlertChannel(ch) => {
-                            let n = sqlx::query("INSERT INTO alert_channels (name, kind, config, sealed_secret, min_severity, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
-                                .bind(&ch.name).bind(&ch.kind).bind(&ch.config).bind(&ch.sealed_secret).bind(&ch.min_severity)
-                                .bind(&ch.created_by).bind(ch.created_at_us)
+                            let n = sqlx::query("INSERT INTO alert_channels (name, kind, config, sealed_secret, sealed_config, min_severity, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING")
+                                .bind(&ch.name).bind(&ch.kind).bind(&ch.config).bind(&ch.sealed_secret).bind(&ch.sealed_config)
+                                .bind(&ch.min_severity).bind(&ch.created_by).bind(ch.created_at_us)
                                 .execute(&mut *c).await?.rows_affected();
                             if n == 0 {
                                 return Err(conflict("an alert channel with that name exists"));
@@ -1349,12 +1372,43 @@ macro_rules! apply_for {
                             }
                             sqlx::query("DELETE FROM alert_rule_fired WHERE rule = $1").bind(name).execute(&mut *c).await?;
                         }
-                        Change::ClaimOutbox { id, worker, now_us, until_us } => {
-                            let n = sqlx::query("UPDATE outbox SET claimed_by = $1, claimed_until_us = $2, attempts = attempts + 1 WHERE id = $3 AND state = 'pending' AND next_attempt_at_us <= $4 AND (claimed_until_us IS NULL OR claimed_until_us < $4)")
+                        Change::ClaimOutbox { id, worker, now_us, until_us, sms_max_per_hour } => {
+                            let n = sqlx::query("UPDATE outbox SET claimed_by = $1, claimed_until_us = $2, attempts = attempts + 1, first_attempt_at_us = COALESCE(first_attempt_at_us, $4) WHERE id = $3 AND state = 'pending' AND next_attempt_at_us <= $4 AND (claimed_until_us IS NULL OR claimed_until_us < $4)")
                                 .bind(worker).bind(*until_us).bind(id).bind(*now_us)
                                 .execute(&mut *c).await?.rows_affected();
                             if n == 0 {
                                 return Err(conflict("claimed elsewhere or not due"));
+                            }
+                            if let Some(max) = sms_max_per_hour {
+                                // Only an SMS message's first attempt takes a place under the cap.
+                                let sms = sqlx::query("SELECT o.channel, o.recipient FROM outbox o JOIN alert_channels ch ON ch.name = o.channel WHERE o.id = $1 AND o.kind = 'alert' AND ch.kind = 'sms' AND o.attempts = 1")
+                                    .bind(id).fetch_optional(&mut *c).await?;
+                                if let Some(row) = sms {
+                                    let channel: String = sqlx::Row::try_get(&row, "channel")?;
+                                    let recipient: String = sqlx::Row::try_get(&row, "recipient")?;
+                                    let since = *now_us - portcullis_core::alerts::SMS_CAP_PERIOD.whole_microseconds() as i64;
+                                    let sent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE channel = $1 AND recipient = $2 AND first_attempt_at_us > $3 AND id <> $4")
+                                        .bind(&channel).bind(&recipient).bind(since).bind(id).fetch_one(&mut *c).await?;
+                                    if sent >= *max {
+                                        sqlx::query("UPDATE outbox SET state = 'suppressed', attempts = attempts - 1, first_attempt_at_us = NULL, claimed_by = NULL, claimed_until_us = NULL, next_attempt_at_us = $2, last_error = $3 WHERE id = $1")
+                                            .bind(id).bind(*now_us)
+                                            .bind(format!("not sent: the SMS cap of {max} messages per hour to this number was reached"))
+                                            .execute(&mut *c).await?;
+                                    } else {
+                                        sqlx::query("UPDATE outbox SET reported_in = $1 WHERE channel = $2 AND recipient = $3 AND state = 'suppressed' AND reported_in IS NULL")
+                                            .bind(id).bind(&channel).bind(&recipient).execute(&mut *c).await?;
+                                    }
+                                }
+                            }
+                        }
+                        Change::SealAlertChannels(all) => {
+                            for ch in all {
+                                let n = sqlx::query("UPDATE alert_channels SET config = $1, sealed_config = $2 WHERE name = $3 AND sealed_config IS NULL")
+                                    .bind(&ch.config).bind(&ch.sealed_config).bind(&ch.name)
+                                    .execute(&mut *c).await?.rows_affected();
+                                if n == 0 {
+                                    return Err(conflict("the channel is sealed already"));
+                                }
                             }
                         }
                         Change::FinishOutbox(a) => {

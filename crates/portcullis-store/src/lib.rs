@@ -56,7 +56,7 @@ pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel,
     NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization,
     NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
-    OutboxAttempt, THROTTLED, TOO_MANY_RULES,
+    OutboxAttempt, SealedChannel, THROTTLED, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;
@@ -148,6 +148,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Where each committed checkpoint is also recorded, outside the database.
     pub anchors: Vec<Arc<dyn AnchorSink>>,
+    /// How the writer raises alerts (the aggregation window).
+    pub alerts: alerts::AlertSettings,
 }
 
 impl Default for StoreOptions {
@@ -157,6 +159,7 @@ impl Default for StoreOptions {
             read_only: false,
             max_connections: 16,
             anchors: Vec::new(),
+            alerts: alerts::AlertSettings::default(),
         }
     }
 }
@@ -235,6 +238,7 @@ impl Store {
             backend.clone(),
             server_key.clone(),
             options.checkpoints,
+            options.alerts,
             alerts_written.clone(),
             options.anchors,
         );

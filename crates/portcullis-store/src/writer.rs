@@ -27,6 +27,7 @@ use sqlx::{Acquire, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alerts::AlertSettings;
 use crate::anchor::AnchorSink;
 use crate::changes::Change;
 use crate::{Backend, Result, ServerKey, StoreError, micros, to_hash};
@@ -73,6 +74,7 @@ pub(crate) fn spawn(
     backend: Backend,
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
+    alerts: AlertSettings,
     alerts_written: Arc<tokio::sync::Notify>,
     anchors: Vec<Arc<dyn AnchorSink>>,
 ) -> mpsc::Sender<Command> {
@@ -81,6 +83,7 @@ pub(crate) fn spawn(
         backend,
         server_key,
         policy,
+        alerts,
         alerts_written,
         anchors,
         rx,
@@ -92,6 +95,7 @@ async fn run(
     backend: Backend,
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
+    alerts: AlertSettings,
     alerts_written: Arc<tokio::sync::Notify>,
     anchors: Vec<Arc<dyn AnchorSink>>,
     mut rx: mpsc::Receiver<Command>,
@@ -130,7 +134,8 @@ async fn run(
             continue;
         }
         let key = server_key.read().ok().and_then(|k| k.clone());
-        let (replies, outcome) = apply_batch(&backend, batch, key.as_ref(), policy, time_due).await;
+        let (replies, outcome) =
+            apply_batch(&backend, batch, key.as_ref(), policy, alerts, time_due).await;
         match outcome {
             Ok((checkpoint, wrote_alerts)) => {
                 if checkpoint.is_some() || time_due {
@@ -239,6 +244,7 @@ async fn apply_batch(
     batch: Vec<Command>,
     key: Option<&ServerKey>,
     policy: CheckpointPolicy,
+    alerts: AlertSettings,
     time_due: bool,
 ) -> (Replies, Result<(Option<Checkpoint>, bool)>) {
     let mut replies: Replies = Vec::with_capacity(batch.len());
@@ -314,68 +320,9 @@ async fn apply_batch(
                 });
                 q.build().execute(&mut *tx).await?;
             }
-            // Built-in alert rules: the alerts commit with the events that raise them, so
-            // none is lost between an event and its delivery.
-            let mut alerts: Vec<_> = pending
-                .iter()
-                .filter_map(|e| portcullis_core::alerts::builtin(e).map(|a| (e, a)))
-                .collect();
-            // Custom rules: count this key's matching events in the rule's window (this
-            // batch's events are inserted above, so they count), fire once per window.
-            if !pending.is_empty() {
-                let sql = format!("SELECT {} FROM alert_rules", crate::alerts::RULE_COLS);
-                let mut rules = Vec::new();
-                for r in sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&mut *tx).await? {
-                    rules.push(crate::alerts::rule_row!(r).rule);
-                }
-                for e in pending.iter() {
-                    for rule in &rules {
-                        let Some(key) = rule.key_of(e) else { continue };
-                        let since = e.time_us - rule.window.whole_microseconds() as i64;
-                        // Fired already in this window: nothing to count (a primary-key read,
-                        // so a burst costs one count per key and window, not one per event).
-                        let last: Option<i64> = sqlx::query_scalar("SELECT fired_at_us FROM alert_rule_fired WHERE rule = $1 AND key = $2")
-                            .bind(&rule.name).bind(&key).fetch_optional(&mut *tx).await?;
-                        if last.is_some_and(|at| at > since) {
-                            continue;
-                        }
-                        // Count no further than the threshold (served by the (action, time) index).
-                        let col = rule.group_by.as_str();
-                        let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE action = $1 AND {col} = $7 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) LIMIT $8) AS matching");
-                        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
-                            .bind(&rule.action).bind(since).bind(e.seq)
-                            .bind(rule.outcome.map(|o| o.as_str())).bind(&rule.actor).bind(&rule.target).bind(&key)
-                            .bind(i64::from(rule.count))
-                            .fetch_one(&mut *tx).await?;
-                        if n < i64::from(rule.count) {
-                            continue;
-                        }
-                        sqlx::query("INSERT INTO alert_rule_fired (rule, key, fired_at_us) VALUES ($1, $2, $3) ON CONFLICT (rule, key) DO UPDATE SET fired_at_us = excluded.fired_at_us")
-                            .bind(&rule.name).bind(&key).bind(e.time_us).execute(&mut *tx).await?;
-                        alerts.push((e, rule.alert(&key, n)));
-                    }
-                }
-            }
-            let wrote_alerts = !alerts.is_empty();
-            if wrote_alerts {
-                let rows = sqlx::query("SELECT name, kind, config, min_severity FROM alert_channels ORDER BY name")
-                    .fetch_all(&mut *tx).await?;
-                let mut channels = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let (name, kind, config, min): (String, String, String, String) =
-                        (r.try_get("name")?, r.try_get("kind")?, r.try_get("config")?, r.try_get("min_severity")?);
-                    channels.push(crate::alerts::ChannelRow { name, kind, config, min_severity: min });
-                }
-                let now_us = micros(OffsetDateTime::now_utc());
-                for (e, a) in alerts {
-                    for m in crate::alerts::messages_for(e, &a, &channels) {
-                        sqlx::query("INSERT INTO outbox (id, kind, topic, recipient, payload, created_at_us, next_attempt_at_us, channel, severity, state, last_error) VALUES ($1, 'alert', $2, $3, $4, $5, $5, $6, $7, $8, $9)")
-                            .bind(&m.id).bind(&m.topic).bind(&m.recipient).bind(&m.payload).bind(now_us)
-                            .bind(&m.channel).bind(&m.severity).bind(m.state).bind(&m.last_error)
-                            .execute(&mut *tx).await?;
-                    }
-                }
-            }
+            // Alerts (built-in and custom rules, aggregated per rule and key) commit with the
+            // events that raise them, so none is lost between an event and its delivery.
+            let wrote_alerts = crate::alerts::Raise::raise(&mut *tx, &pending, alerts).await?;
             if seq != start_seq {
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(seq).bind(hash.to_vec()).execute(&mut *tx).await?;

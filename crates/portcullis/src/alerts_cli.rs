@@ -33,7 +33,9 @@ pub enum AlertsCommand {
     /// Where alerts go: email, webhook or SMS gateway channels.
     #[command(subcommand)]
     Channels(ChannelsCommand),
-    /// Alerts and notifications with their delivery state, newest first.
+    /// Alerts and notifications with their delivery state, newest first. A summary (the
+    /// alerts of one rule and target after the first within the aggregation window) shows as
+    /// `TOPIC (+N)` and is due when its window closes.
     List {
         #[arg(long, value_enum)]
         state: Option<StateArg>,
@@ -144,6 +146,8 @@ pub enum StateArg {
     Pending,
     Delivered,
     Dead,
+    /// SMS messages over the channel's hourly cap (`sms_max_per_hour`): not sent.
+    Suppressed,
 }
 
 #[derive(Args)]
@@ -322,6 +326,7 @@ fn state_str(s: StateArg) -> &'static str {
         StateArg::Pending => "pending",
         StateArg::Delivered => "delivered",
         StateArg::Dead => "dead",
+        StateArg::Suppressed => "suppressed",
     }
 }
 
@@ -400,7 +405,7 @@ fn print_alerts(output: Output, list: &[AlertView]) -> Result<()> {
                 a.id.clone(),
                 a.created_at.clone(),
                 a.severity.clone().unwrap_or_default(),
-                a.topic.clone(),
+                topic_cell(a),
                 a.channel.clone().unwrap_or_default(),
                 a.recipient.clone(),
                 a.state.clone(),
@@ -424,6 +429,14 @@ fn print_alerts(output: Output, list: &[AlertView]) -> Result<()> {
         rows,
     );
     Ok(())
+}
+
+/// The topic, and for a summary how many alerts it stands for (`breakglass.activity (+37)`).
+fn topic_cell(a: &AlertView) -> String {
+    match &a.summary {
+        Some(s) => format!("{} (+{})", a.topic, s.count),
+        None => a.topic.clone(),
+    }
 }
 
 fn print_alert(output: Output, a: &AlertView) -> Result<()> {
@@ -452,6 +465,14 @@ fn print_alert(output: Output, a: &AlertView) -> Result<()> {
         println!("last error: {e}");
     }
     println!("text: {}", a.text);
+    if let Some(s) = &a.summary {
+        let more = if s.more_addresses { " (and more)" } else { "" };
+        println!(
+            "summary: {} more alerts for {} between {} and {}",
+            s.count, s.key, s.window_start, s.window_end
+        );
+        println!("addresses: {}{more}", s.addresses.join(", "));
+    }
     if !a.history.is_empty() {
         let rows = a
             .history

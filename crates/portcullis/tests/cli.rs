@@ -1822,6 +1822,11 @@ fn alerts_through_the_cli() {
     let out = run(&["alerts", "retry", &test_id]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("HTTP 409"), "{}", stderr(&out));
+    // SMS messages held back by the hourly cap are listed as their own state (none here).
+    assert_eq!(
+        json(&["alerts", "list", "--state", "suppressed"]),
+        serde_json::json!([])
+    );
     let out = run(&["alerts", "list", "--state", "lost"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(sigterm(&mut server.child).success());

@@ -58,8 +58,14 @@ impl Running {
 /// Starts a server (embedded SQLite unless `database_url` is given), bootstraps the first
 /// administrator and signs them in.
 pub async fn start(database_url: Option<String>) -> Running {
+    start_with(database_url, |_| {}).await
+}
+
+/// Like [`start`], with the configuration adjusted by `tweak`.
+#[allow(dead_code)] // not every bench adjusts it
+pub async fn start_with(database_url: Option<String>, tweak: impl FnOnce(&mut Config)) -> Running {
     let dir = tempfile::tempdir().expect("tmp");
-    let config = Config {
+    let mut config = Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().join("data"),
         database_url: database_url.map(SecretString::from),
@@ -72,6 +78,7 @@ pub async fn start(database_url: Option<String>) -> Running {
         max_connections_per_address: 100_000,
         ..Config::default()
     };
+    tweak(&mut config);
     let app = Application::build(config, BuildOptions::default())
         .await
         .expect("build");
