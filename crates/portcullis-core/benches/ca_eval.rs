@@ -213,7 +213,8 @@ fn figures() {
     let compile_time = start.elapsed();
     let ctx = context(now());
     let d = compiled.evaluate(&ctx, now());
-    let applying = d.explanation.iter().filter(|e| e.applies()).count();
+    // `evaluate` carries no explanation (what-if does): count what applied from the decision.
+    let applying = d.applied.len() + d.report_only.len();
     println!(
         "ca_eval: {} policies, user in {} groups, {} named locations; {} policies apply, {} report-only; outcome {}",
         compiled.len(),
