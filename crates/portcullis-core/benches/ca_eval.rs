@@ -16,8 +16,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 use criterion::{Criterion, criterion_group};
 use portcullis_core::conditional_access::{
-    AccountProfile, Application, CompiledPolicies, NamedLocation, Policy, PolicySpec,
-    SignInContext, Subject, SubjectKind, check_lockout,
+    AccountProfile, Application, AuthenticationFlow, CompiledPolicies, NamedLocation, Policy,
+    PolicySpec, SignInContext, Subject, SubjectKind, check_lockout,
 };
 use portcullis_core::session::AuthStrength;
 use serde_json::json;
@@ -149,6 +149,10 @@ fn subject() -> Subject {
         groups: (0..GROUPS_OF_USER)
             .map(|n| format!("g{:03}", n * 2))
             .collect(),
+        // Every group role-assignable, so group exclusions apply as they did before rule 4.
+        role_assignable_groups: (0..GROUPS_OF_USER)
+            .map(|n| format!("g{:03}", n * 2))
+            .collect(),
         active_roles: vec!["db-operator".into()],
         eligible_roles: vec![
             "global-administrator".into(),
@@ -167,6 +171,8 @@ fn context(now: OffsetDateTime) -> SignInContext {
         ip: "10.0.5.7".parse::<IpAddr>().expect("ip"),
         strength: AuthStrength::Mfa,
         authenticated_at: Some(now - Duration::hours(2)),
+        // The CLI is reached through the device flow.
+        flow: Some(AuthenticationFlow::DeviceCode),
     }
 }
 
@@ -207,7 +213,8 @@ fn figures() {
     let compile_time = start.elapsed();
     let ctx = context(now());
     let d = compiled.evaluate(&ctx, now());
-    let applying = d.explanation.iter().filter(|e| e.applies()).count();
+    // `evaluate` carries no explanation (what-if does): count what applied from the decision.
+    let applying = d.applied.len() + d.report_only.len();
     println!(
         "ca_eval: {} policies, user in {} groups, {} named locations; {} policies apply, {} report-only; outcome {}",
         compiled.len(),

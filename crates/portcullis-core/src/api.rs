@@ -1144,6 +1144,10 @@ api_type! {
         pub policy: serde_json::Value,
         pub updated_by: String,
         pub updated_at: String,
+        /// Why part of the stored policy does not apply as written (an exclusion group that is
+        /// not role-assignable: that exclusion is ignored); empty almost always.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub warnings: Vec<String>,
     }
 }
 
@@ -1219,5 +1223,10 @@ api_type! {
         /// Hours since the account last authenticated (for sign-in frequency; default 0).
         #[serde(default)]
         pub hours_since_sign_in: Option<u32>,
+        /// The authentication flow: `device_code` (default: the one the application is
+        /// reached by — the device flow for `cli`, none otherwise; `device_code` alone means
+        /// `cli`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub flow: Option<String>,
     }
 }

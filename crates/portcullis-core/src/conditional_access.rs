@@ -12,7 +12,8 @@
 //!  "conditions": {"principals":   {"include": ["role:global-administrator"], "exclude": ["group:approvers"]},
 //!                 "applications": {"include": ["all"]},
 //!                 "locations":    {"include": ["any"], "exclude": ["office"]},
-//!                 "strengths":    {"include": ["password"]}},
+//!                 "strengths":    {"include": ["password"]},
+//!                 "authentication_flows": {"include": ["device_code"]}},
 //!  "grant": {"block": true},
 //!  "session": {"sign_in_frequency_hours": 12}}
 //! ```
@@ -22,13 +23,30 @@
 //!   service accounts, as in Entra ID, so a "require MFA for all" baseline does not break
 //!   daemons), `members`, `guests`, `service_accounts`, `user:NAME`, `service_account:NAME`,
 //!   `group:NAME`, `role:ROLE` (the role held active **or eligible**, so an administrator is
-//!   covered before activating) and `active_role:ROLE` (active only).
+//!   covered before activating) and `active_role:ROLE` (active only). A role counts only where
+//!   it is held at the tenant scope `/` — directly or through a role-assignable group, by an
+//!   active assignment, an activation or an eligible assignment; a role held at
+//!   `/targets/x` or `/apps/x` never matches `role:`/`active_role:` (privilege rule 10: scope
+//!   is part of a role). See [`Subject::with_roles`].
+//! - A `group:NAME` in `principals.exclude` must be a **role-assignable** group (privilege
+//!   rule 4): membership of an exclusion group lifts the policy, so only role administrators
+//!   may change it (Helpdesk manages ordinary groups). Validation refuses an ordinary group
+//!   there; a stored policy that excludes one (imported before the rule) is evaluated as if
+//!   that exclusion were not there — it fails closed — and what-if says so
+//!   ([`PolicyExplanation::ignored_exclusions`]). Ordinary groups may be *included*.
 //! - `conditions.applications` (omitted: every application): `all`, `cli` (the Portcullis CLI),
 //!   `api` (direct API / session use), `client:CLIENT_ID` (a registered OIDC client).
 //! - `conditions.locations` (omitted: any network): `any`, `trusted` (inside any named location
 //!   marked trusted), `untrusted` (inside none), or a named location's name.
 //! - `conditions.strengths` (omitted: any strength): the strengths *presented* the policy is
 //!   about: `password`, `mfa`, `phishing_resistant` (`include` only).
+//! - `conditions.authentication_flows` (omitted: every flow): the authentication flows the
+//!   policy is about, as Entra ID's "authentication flows" condition: `device_code` (token
+//!   issuance from the device authorization grant — the device-code poll and every refresh of
+//!   a family that started with a device code: `portcullis login --device` and its refresh
+//!   tokens). `include` only; a list, so more flows can be added. A sign-in by any other flow
+//!   (password or WebAuthn sign-in, authorization code, client credentials) carries no flow
+//!   and never matches.
 //! - Each condition has a non-empty `include` and an optional `exclude`; exclude beats include.
 //!   A wildcard (`all`, `any`) stands alone in `include` and never appears in `exclude`; an entry
 //!   appears once (never in both lists).
@@ -74,10 +92,11 @@
 //! - A named location has at least one CIDR (an empty [`NetworkList`] would mean "everywhere");
 //!   an IPv4 address carried in IPv6 (`::ffff:192.0.2.1`) is judged as IPv4.
 //! - The lockout guard ([`check_lockout`]) refuses a policy set under which no Global
-//!   Administrator, or the caller, could sign in from any network with any application using a
-//!   factor they have; it probes one address in every distinct region formed by the named
-//!   locations' ranges (which covers an address inside each location and addresses outside all of
-//!   them, IPv4 and IPv6).
+//!   Administrator holding the role at `/`, or the caller, could sign in from any network with
+//!   any application (each by the flow it really uses: the API without a flow, the CLI through
+//!   the device flow) using a factor they have; it probes one address in every distinct region
+//!   formed by the named locations' ranges (which covers an address inside each location and
+//!   addresses outside all of them, IPv4 and IPv6).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -141,6 +160,8 @@ pub struct ConditionsSpec {
     pub locations: Option<SelectionSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strengths: Option<SelectionSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_flows: Option<SelectionSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +359,43 @@ impl fmt::Display for LocationRef {
     }
 }
 
+/// An authentication flow a policy can be about (`conditions.authentication_flows`). One flow
+/// today; the condition is a list so that more (Entra ID's "authentication transfer", say) can
+/// be added without changing the file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticationFlow {
+    /// The device authorization grant (RFC 8628): the device-code poll and every refresh of a
+    /// family that started with a device code.
+    DeviceCode,
+}
+
+impl AuthenticationFlow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceCode => "device_code",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "device_code" => Some(Self::DeviceCode),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AuthenticationFlow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn parse_flow_entry(s: &str) -> Result<AuthenticationFlow, String> {
+    AuthenticationFlow::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an authentication flow (use device_code)"))
+}
+
 fn parse_strength_entry(s: &str) -> Result<AuthStrength, String> {
     AuthStrength::parse(s)
         .ok_or_else(|| format!("{s:?} is not a strength (use password, mfa or phishing_resistant)"))
@@ -359,6 +417,8 @@ pub struct Conditions {
     pub locations: Option<Selection<LocationRef>>,
     /// `None`: any presented strength.
     pub strengths: Option<Selection<AuthStrength>>,
+    /// `None`: every authentication flow.
+    pub authentication_flows: Option<Selection<AuthenticationFlow>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -423,6 +483,7 @@ impl Policy {
                     include: s.include.iter().map(|x| x.as_str().to_owned()).collect(),
                     exclude: s.exclude.iter().map(|x| x.as_str().to_owned()).collect(),
                 }),
+                authentication_flows: c.authentication_flows.as_ref().map(sel),
             }),
             grant: self.grant.map(|g| match g {
                 GrantControl::Block => GrantSpec {
@@ -515,6 +576,9 @@ pub struct KnownNames {
     pub users: HashSet<String>,
     pub service_accounts: HashSet<String>,
     pub groups: HashSet<String>,
+    /// The role-assignable groups among `groups`: only these may appear in
+    /// `principals.exclude` (privilege rule 4).
+    pub role_assignable_groups: HashSet<String>,
     /// Custom role names.
     pub roles: HashSet<String>,
     /// Registered OIDC client ids.
@@ -569,13 +633,32 @@ pub fn validate_policies(
     known: &KnownNames,
 ) -> Result<Vec<Policy>, PolicyErrors> {
     let items: Vec<(usize, &PolicySpec)> = specs.iter().enumerate().collect();
-    validate_indexed(&items, specs.len(), known, Vec::new())
+    validate_indexed(&items, specs.len(), known, usize::MAX, Vec::new())
 }
 
+/// Validates the set a change would produce: `new` (the policies being written) by every rule
+/// of [`validate_policies`], and `kept` (stored policies the change leaves as they are) by
+/// every rule but the one that came after some of them were stored — an ordinary group in
+/// `principals.exclude` (privilege rule 4). Such a stored policy keeps working with that
+/// exclusion ignored (it fails closed, see the module header) until it is re-imported, so it
+/// does not block unrelated changes. Returns the `new` policies, then the `kept` ones; problem
+/// positions count `new` first, then `kept`.
+pub fn validate_change(
+    new: &[PolicySpec],
+    kept: &[PolicySpec],
+    known: &KnownNames,
+) -> Result<Vec<Policy>, PolicyErrors> {
+    let items: Vec<(usize, &PolicySpec)> = new.iter().chain(kept).enumerate().collect();
+    validate_indexed(&items, items.len(), known, new.len(), Vec::new())
+}
+
+/// `legacy_from`: items at this position and after are stored policies, exempt from the
+/// exclusion-group rule.
 fn validate_indexed(
     items: &[(usize, &PolicySpec)],
     total: usize,
     known: &KnownNames,
+    legacy_from: usize,
     mut problems: Vec<PolicyProblem>,
 ) -> Result<Vec<Policy>, PolicyErrors> {
     if total > MAX_POLICIES {
@@ -599,7 +682,14 @@ fn validate_indexed(
                 seen.insert(key, index);
             }
         }
-        let policy = parse_spec(spec, Some(known), &mut messages);
+        let policy = parse_spec(
+            spec,
+            Some(Known {
+                names: known,
+                exclusion_groups_checked: index < legacy_from,
+            }),
+            &mut messages,
+        );
         if messages.is_empty()
             && let Some(p) = policy
         {
@@ -659,7 +749,7 @@ fn parse_selection<T>(
     spec: &SelectionSpec,
     wildcard: Option<&str>,
     parse: impl Fn(&str) -> Result<T, String>,
-    check_known: impl Fn(&T) -> Option<String>,
+    check_known: impl Fn(&str, &T) -> Option<String>,
     problems: &mut Vec<String>,
 ) -> Option<Selection<T>> {
     let before = problems.len();
@@ -706,7 +796,7 @@ fn parse_selection<T>(
             }
             match parse(raw) {
                 Ok(v) => {
-                    if let Some(msg) = check_known(&v) {
+                    if let Some(msg) = check_known(which, &v) {
                         problems.push(format!("{section}.{which}: {msg}"));
                     }
                     lists[usize::from(which == "exclude")].push(v);
@@ -722,9 +812,18 @@ fn parse_selection<T>(
     Some(Selection { include, exclude })
 }
 
+/// The directory a policy is checked against.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    names: &'a KnownNames,
+    /// Whether a `principals.exclude` group must be role-assignable (not for stored policies,
+    /// see [`validate_change`]).
+    exclusion_groups_checked: bool,
+}
+
 fn parse_spec(
     spec: &PolicySpec,
-    known: Option<&KnownNames>,
+    known: Option<Known<'_>>,
     problems: &mut Vec<String>,
 ) -> Option<Policy> {
     let before = problems.len();
@@ -756,8 +855,11 @@ fn parse_spec(
             s,
             Some("all"),
             PrincipalRef::parse,
-            |p| {
-                let k = known?;
+            |which, p| {
+                let Known {
+                    names: k,
+                    exclusion_groups_checked,
+                } = known?;
                 match p {
                     PrincipalRef::User(n) if !k.users.contains(n.as_str()) => {
                         Some(format!("unknown user {:?}", n.as_str()))
@@ -767,6 +869,18 @@ fn parse_spec(
                     }
                     PrincipalRef::Group(n) if !k.groups.contains(n.as_str()) => {
                         Some(format!("unknown group {:?}", n.as_str()))
+                    }
+                    PrincipalRef::Group(n)
+                        if which == "exclude"
+                            && exclusion_groups_checked
+                            && !k.role_assignable_groups.contains(n.as_str()) =>
+                    {
+                        Some(format!(
+                            "group {:?} is not role-assignable: membership of an exclusion \
+                             group lifts the policy, so only a role-assignable group (which \
+                             only role administrators can change) may be excluded",
+                            n.as_str()
+                        ))
                     }
                     PrincipalRef::Role(r) | PrincipalRef::ActiveRole(r)
                         if BuiltinRole::from_slug(r).is_none() && !k.roles.contains(r) =>
@@ -785,8 +899,8 @@ fn parse_spec(
             s,
             Some("all"),
             ApplicationRef::parse,
-            |a| match (a, known) {
-                (ApplicationRef::Client(id), Some(k)) if !k.clients.contains(id) => {
+            |_, a| match (a, known) {
+                (ApplicationRef::Client(id), Some(k)) if !k.names.clients.contains(id) => {
                     Some(format!("unknown client {id:?}"))
                 }
                 _ => None,
@@ -800,8 +914,8 @@ fn parse_spec(
             s,
             Some("any"),
             LocationRef::parse,
-            |l| match (l, known) {
-                (LocationRef::Named(n), Some(k)) if !k.locations.contains(n.as_str()) => {
+            |_, l| match (l, known) {
+                (LocationRef::Named(n), Some(k)) if !k.names.locations.contains(n.as_str()) => {
                     Some(format!("unknown named location {:?}", n.as_str()))
                 }
                 _ => None,
@@ -820,7 +934,24 @@ fn parse_spec(
             s,
             None,
             parse_strength_entry,
-            |_| None,
+            |_, _| None,
+            problems,
+        )
+    });
+    let authentication_flows = cs.authentication_flows.as_ref().map(|s| {
+        if !s.exclude.is_empty() {
+            problems.push(
+                "authentication_flows take no exclude: include the flows the policy is about \
+                 (leave the condition out for every flow)"
+                    .into(),
+            );
+        }
+        parse_selection(
+            "authentication_flows",
+            s,
+            None,
+            parse_flow_entry,
+            |_, _| None,
             problems,
         )
     });
@@ -896,6 +1027,7 @@ fn parse_spec(
             applications: applications.flatten(),
             locations: locations.flatten(),
             strengths: strengths.flatten(),
+            authentication_flows: authentication_flows.flatten(),
         },
         grant,
         sign_in_frequency_hours: frequency,
@@ -1132,7 +1264,13 @@ pub fn import_policies(
         }
     }
     let items: Vec<(usize, &PolicySpec)> = specs.iter().map(|(i, s)| (*i, s)).collect();
-    Ok(validate_indexed(&items, total, known, problems)?)
+    Ok(validate_indexed(
+        &items,
+        total,
+        known,
+        usize::MAX,
+        problems,
+    )?)
 }
 
 /// Writes policies as a list in the file form; [`import_policies`] reads it back identically.
@@ -1206,17 +1344,72 @@ pub enum SubjectKind {
 pub struct Subject {
     pub kind: SubjectKind,
     pub name: String,
+    /// Every group the subject is a member of (what `group:NAME` in `include` matches).
     #[serde(default)]
     pub groups: Vec<String>,
-    /// Role slugs held active now.
+    /// The role-assignable groups among `groups`: only membership of these can exclude the
+    /// subject from a policy (privilege rule 4). Left empty, no group exclusion applies
+    /// (fail closed).
+    #[serde(default)]
+    pub role_assignable_groups: Vec<String>,
+    /// Role slugs held active now **at the tenant scope `/`** (see [`Subject::with_roles`]).
     #[serde(default)]
     pub active_roles: Vec<String>,
-    /// Role slugs held eligible.
+    /// Role slugs held eligible **at the tenant scope `/`**.
     #[serde(default)]
     pub eligible_roles: Vec<String>,
     /// A break-glass account: no policy applies to it, ever.
     #[serde(default)]
     pub emergency: bool,
+}
+
+/// One role a principal holds, as the directory has it: an assignment (direct or through a
+/// group) or an activation, at a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleHolding<'a> {
+    pub role: &'a str,
+    /// `/`, `/targets/NAME` or `/apps/NAME`.
+    pub scope: &'a str,
+    /// An active assignment or an activation; `false`: an eligible assignment.
+    pub active: bool,
+}
+
+impl Subject {
+    /// Sets `active_roles` and `eligible_roles` from what the principal holds, keeping only
+    /// the roles held at the tenant scope `/` (privilege rule 10: a Global Administrator at
+    /// `/targets/lab` is not a Global Administrator of the tenant, so `role:` and
+    /// `active_role:` do not match it and the lockout guard does not count it). Sorted, no
+    /// duplicates; an active holding does not also make the role eligible.
+    pub fn with_roles<'a>(mut self, holdings: impl IntoIterator<Item = RoleHolding<'a>>) -> Self {
+        let tenant = crate::roles::Scope::tenant();
+        let mut active = Vec::new();
+        let mut eligible = Vec::new();
+        for h in holdings {
+            if h.scope != tenant.as_str() {
+                continue;
+            }
+            if h.active {
+                active.push(h.role.to_owned());
+            } else {
+                eligible.push(h.role.to_owned());
+            }
+        }
+        for v in [&mut active, &mut eligible] {
+            v.sort();
+            v.dedup();
+        }
+        self.active_roles = active;
+        self.eligible_roles = eligible;
+        self
+    }
+
+    /// Whether the subject holds `role` at `/`, active or eligible.
+    pub fn holds(&self, role: &str) -> bool {
+        self.active_roles
+            .iter()
+            .chain(&self.eligible_roles)
+            .any(|r| r == role)
+    }
 }
 
 /// The application a sign-in or session is for. Text form: `cli`, `api`, `client:CLIENT_ID`.
@@ -1276,6 +1469,10 @@ pub struct SignInContext {
     /// When the subject last authenticated at `strength`; `None`: they are authenticating now.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub authenticated_at: Option<OffsetDateTime>,
+    /// The flow the tokens come from, when it is one a policy can name (the device grant);
+    /// `None` for every other sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<AuthenticationFlow>,
 }
 
 /// The decision. Serialised (flattened) as `{"outcome": "allow" | "block" | "require" |
@@ -1341,6 +1538,7 @@ pub enum ConditionKind {
     Applications,
     Locations,
     Strengths,
+    AuthenticationFlows,
 }
 
 impl ConditionKind {
@@ -1350,6 +1548,7 @@ impl ConditionKind {
             Self::Applications => "applications",
             Self::Locations => "locations",
             Self::Strengths => "strengths",
+            Self::AuthenticationFlows => "authentication_flows",
         }
     }
 }
@@ -1398,6 +1597,9 @@ impl fmt::Display for Verdict {
                     "locations: the client address is in no included location"
                 }
                 ConditionKind::Strengths => "strengths: the presented strength is not included",
+                ConditionKind::AuthenticationFlows => {
+                    "authentication_flows: the sign-in does not use an included flow"
+                }
             }),
             Self::Excluded { condition, entry } => {
                 write!(f, "{}: excluded by {entry}", condition.as_str())
@@ -1407,12 +1609,17 @@ impl fmt::Display for Verdict {
 }
 
 /// One entry of the explanation. Serialised as `{"policy", "state", "applies", "condition"?,
-/// "reason", "result"?}`; `reason` is rendered only when serialised, so evaluation stays cheap.
+/// "reason", "result"?, "ignored_exclusions"?}`; `reason` is rendered only when serialised, so
+/// evaluation stays cheap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyExplanation {
     pub policy: Arc<str>,
     pub state: PolicyState,
     pub verdict: Verdict,
+    /// `group:NAME` entries of `principals.exclude` that the subject is a member of but that
+    /// did not exclude them, because the group is not role-assignable (a stored policy from
+    /// before privilege rule 4; see the module header). Empty almost always.
+    pub ignored_exclusions: Vec<Arc<str>>,
 }
 
 impl PolicyExplanation {
@@ -1421,13 +1628,22 @@ impl PolicyExplanation {
     }
 
     pub fn reason(&self) -> String {
-        self.verdict.to_string()
+        let mut r = self.verdict.to_string();
+        if !self.ignored_exclusions.is_empty() {
+            let names: Vec<&str> = self.ignored_exclusions.iter().map(|e| &**e).collect();
+            r.push_str(&format!(
+                "; exclusion by {} not applied: not a role-assignable group (re-import the \
+                 policy with a role-assignable group)",
+                names.join(", ")
+            ));
+        }
+        r
     }
 }
 
 impl Serialize for PolicyExplanation {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_struct("PolicyExplanation", 6)?;
+        let mut m = s.serialize_struct("PolicyExplanation", 7)?;
         m.serialize_field("policy", &*self.policy)?;
         m.serialize_field("state", &self.state)?;
         m.serialize_field("applies", &self.applies())?;
@@ -1441,6 +1657,12 @@ impl Serialize for PolicyExplanation {
         match &self.verdict {
             Verdict::Applies(r) => m.serialize_field("result", r)?,
             _ => m.skip_field("result")?,
+        }
+        if self.ignored_exclusions.is_empty() {
+            m.skip_field("ignored_exclusions")?;
+        } else {
+            let names: Vec<&str> = self.ignored_exclusions.iter().map(|e| &**e).collect();
+            m.serialize_field("ignored_exclusions", &names)?;
         }
         m.end()
     }
@@ -1480,6 +1702,19 @@ pub struct Decision {
 // ---------------------------------------------------------------------------------------------
 // Compiled policies and evaluation
 // ---------------------------------------------------------------------------------------------
+
+/// The exclusions of `p` the subject's membership would have met but for the group not being
+/// role-assignable (for the explanation).
+fn ignored_exclusions(p: &CompiledPolicy, s: &Subject) -> Vec<Arc<str>> {
+    p.excluded_groups
+        .iter()
+        .filter(|(group, _)| {
+            s.groups.iter().any(|g| **g == **group)
+                && !s.role_assignable_groups.iter().any(|g| **g == **group)
+        })
+        .map(|(_, entry)| Arc::clone(entry))
+        .collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .problems.join("; "))]
@@ -1526,8 +1761,12 @@ struct CompiledPolicy {
     applications: Option<CompiledSelection<ApplicationAtom>>,
     locations: Option<CompiledSelection<LocationAtom>>,
     strengths: Option<CompiledSelection<AuthStrength>>,
+    flows: Option<CompiledSelection<AuthenticationFlow>>,
     grant: Option<GrantControl>,
     sign_in_frequency_hours: Option<u32>,
+    /// The groups of `principals.exclude` (name, entry), to explain an exclusion that did not
+    /// apply because the group is not role-assignable (what-if only).
+    excluded_groups: Vec<(Arc<str>, Arc<str>)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1559,6 +1798,7 @@ struct Facts {
     locations: Bits,
     trusted: bool,
     strength: AuthStrength,
+    flow: Option<AuthenticationFlow>,
 }
 
 impl Facts {
@@ -1618,6 +1858,11 @@ impl CompiledPolicy {
         if let Some(s) = &self.strengths {
             check_selection(s, ConditionKind::Strengths, |a| *a == f.strength)?;
         }
+        if let Some(s) = &self.flows {
+            check_selection(s, ConditionKind::AuthenticationFlows, |a| {
+                Some(*a) == f.flow
+            })?;
+        }
         Ok(())
     }
 
@@ -1658,6 +1903,9 @@ pub struct CompiledPolicies {
     users: HashMap<String, u32>,
     service_accounts: HashMap<String, u32>,
     groups: HashMap<String, u32>,
+    /// Groups named in `principals.exclude`: a bit set only for role-assignable membership,
+    /// so an ordinary group never excludes anyone (privilege rule 4).
+    exclusion_groups: HashMap<String, u32>,
     roles: HashMap<String, u32>,
     active_roles: HashMap<String, u32>,
     principal_bits: u32,
@@ -1698,6 +1946,7 @@ impl CompiledPolicies {
             users: HashMap::new(),
             service_accounts: HashMap::new(),
             groups: HashMap::new(),
+            exclusion_groups: HashMap::new(),
             roles: HashMap::new(),
             active_roles: HashMap::new(),
             principal_bits: 0,
@@ -1707,7 +1956,8 @@ impl CompiledPolicies {
         for p in policies {
             let c = &p.conditions;
             let principals = {
-                let mut atom = |r: &PrincipalRef| {
+                // `exclude`: a group there matches only a role-assignable membership.
+                let mut atom = |r: &PrincipalRef, exclude: bool| {
                     let next = &mut me.principal_bits;
                     match r {
                         PrincipalRef::All => PrincipalAtom::All,
@@ -1720,6 +1970,9 @@ impl CompiledPolicies {
                         PrincipalRef::ServiceAccount(n) => {
                             PrincipalAtom::Bit(intern(&mut me.service_accounts, next, n.as_str()))
                         }
+                        PrincipalRef::Group(n) if exclude => {
+                            PrincipalAtom::Bit(intern(&mut me.exclusion_groups, next, n.as_str()))
+                        }
                         PrincipalRef::Group(n) => {
                             PrincipalAtom::Bit(intern(&mut me.groups, next, n.as_str()))
                         }
@@ -1730,15 +1983,31 @@ impl CompiledPolicies {
                     }
                 };
                 CompiledSelection {
-                    include: c.principals.include.iter().map(&mut atom).collect(),
+                    include: c
+                        .principals
+                        .include
+                        .iter()
+                        .map(|r| atom(r, false))
+                        .collect(),
                     exclude: c
                         .principals
                         .exclude
                         .iter()
-                        .map(|r| (atom(r), Arc::from(r.to_string())))
+                        .map(|r| (atom(r, true), Arc::from(r.to_string())))
                         .collect(),
                 }
             };
+            let excluded_groups = c
+                .principals
+                .exclude
+                .iter()
+                .filter_map(|r| match r {
+                    PrincipalRef::Group(n) => {
+                        Some((Arc::from(n.as_str()), Arc::from(r.to_string())))
+                    }
+                    _ => None,
+                })
+                .collect();
             let applications = c.applications.as_ref().map(|s| {
                 let mut atom = |a: &ApplicationRef| match a {
                     ApplicationRef::All => ApplicationAtom::All,
@@ -1791,6 +2060,14 @@ impl CompiledPolicies {
                     .map(|x| (*x, Arc::from(x.as_str())))
                     .collect(),
             });
+            let flows = c.authentication_flows.as_ref().map(|s| CompiledSelection {
+                include: s.include.clone(),
+                exclude: s
+                    .exclude
+                    .iter()
+                    .map(|x| (*x, Arc::from(x.as_str())))
+                    .collect(),
+            });
             me.policies.push(CompiledPolicy {
                 name: Arc::from(p.name.as_str()),
                 state: p.state,
@@ -1798,8 +2075,10 @@ impl CompiledPolicies {
                 applications,
                 locations,
                 strengths,
+                flows,
                 grant: p.grant,
                 sign_in_frequency_hours: p.sign_in_frequency_hours,
+                excluded_groups,
             });
         }
         if problems.is_empty() {
@@ -1831,6 +2110,11 @@ impl CompiledPolicies {
         }
         for g in &s.groups {
             if let Some(&b) = self.groups.get(g.as_str()) {
+                principal.set(b);
+            }
+        }
+        for g in &s.role_assignable_groups {
+            if let Some(&b) = self.exclusion_groups.get(g.as_str()) {
                 principal.set(b);
             }
         }
@@ -1867,6 +2151,7 @@ impl CompiledPolicies {
             locations,
             trusted,
             strength: ctx.strength,
+            flow: ctx.flow,
         }
     }
 
@@ -1898,6 +2183,7 @@ impl CompiledPolicies {
                             policy: Arc::clone(&p.name),
                             state: p.state,
                             verdict: Verdict::BreakGlass,
+                            ignored_exclusions: Vec::new(),
                         })
                         .collect()
                 } else {
@@ -1954,10 +2240,16 @@ impl CompiledPolicies {
                 }
             };
             if explain {
+                let ignored_exclusions = if verdict == Verdict::Disabled {
+                    Vec::new()
+                } else {
+                    ignored_exclusions(p, &ctx.subject)
+                };
                 explanation.push(PolicyExplanation {
                     policy: Arc::clone(&p.name),
                     state: p.state,
                     verdict,
+                    ignored_exclusions,
                 });
             }
         }
@@ -2021,12 +2313,12 @@ impl CompiledPolicies {
             .collect()
     }
 
-    /// Whether `account` could sign in somewhere with some factor it has: `Ok`, or the policies
-    /// that stood in its way.
+    /// Whether `account` could sign in somewhere (an application by the flow it is reached
+    /// through) with some factor it has: `Ok`, or the policies that stood in its way.
     fn can_sign_in(
         &self,
         account: &AccountProfile,
-        applications: &[Application],
+        routes: &[(Application, Option<AuthenticationFlow>)],
         addresses: &[IpAddr],
     ) -> Result<(), BTreeSet<Arc<str>>> {
         // A fresh sign-in (`authenticated_at: None`): the clock plays no part.
@@ -2038,6 +2330,7 @@ impl CompiledPolicies {
             ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             strength: AuthStrength::Password,
             authenticated_at: None,
+            flow: None,
         };
         let strengths = [
             AuthStrength::Password,
@@ -2046,8 +2339,9 @@ impl CompiledPolicies {
         ];
         for strength in strengths.into_iter().filter(|s| *s <= account.strongest) {
             ctx.strength = strength;
-            for app in applications {
+            for (app, flow) in routes {
                 ctx.application = app.clone();
+                ctx.flow = *flow;
                 for ip in addresses {
                     ctx.ip = *ip;
                     let d = self.run(&ctx, now, false);
@@ -2113,27 +2407,45 @@ impl LockoutError {
 /// The lockout guard: refuses `proposed` (the full set after the change, all states; only
 /// enabled policies count) when (a) there are Global Administrators (not break-glass) and none of
 /// them could sign in from any network — one address per region of the named locations, IPv4 and
-/// IPv6, and addresses outside them all — with any application (`cli`, `api`, each of `clients`)
-/// at any strength up to the strongest factor they have; or (b) the caller could not. (a) is
-/// reported before (b). Break-glass accounts are ignored: no policy applies to them.
+/// IPv6, and addresses outside them all — with any application at any strength up to the
+/// strongest factor they have; or (b) the caller could not. (a) is reported before (b).
+/// Break-glass accounts are ignored: no policy applies to them.
+///
+/// Only candidates in `global_admins` whose subject holds Global Administrator at the tenant
+/// scope `/` (active or eligible; [`Subject::with_roles`]) count as Global Administrators:
+/// one at `/targets/x` cannot administer the tenant (privilege rule 10).
+///
+/// Each application is probed by the flow that really reaches it: `api` (the sign-in
+/// endpoints) and each of `clients` without a flow, `cli` through the device flow (its only
+/// way in). So a policy that blocks only the device flow for every administrator is no
+/// lock-out (they sign in to the API), while one that blocks the API and another that blocks
+/// the device flow together are.
 pub fn check_lockout(
     proposed: &CompiledPolicies,
     clients: &[String],
     global_admins: &[AccountProfile],
     caller: &AccountProfile,
 ) -> Result<(), LockoutError> {
-    let mut applications = vec![Application::Cli, Application::Api];
-    applications.extend(clients.iter().map(|c| Application::Client(c.clone())));
+    let mut routes = vec![
+        (Application::Api, None),
+        (Application::Cli, Some(AuthenticationFlow::DeviceCode)),
+    ];
+    routes.extend(
+        clients
+            .iter()
+            .map(|c| (Application::Client(c.clone()), None)),
+    );
     let addresses = proposed.probe_addresses();
+    let ga = BuiltinRole::GlobalAdministrator.slug();
     let admins: Vec<&AccountProfile> = global_admins
         .iter()
-        .filter(|a| !a.subject.emergency)
+        .filter(|a| !a.subject.emergency && a.subject.holds(ga))
         .collect();
     if !admins.is_empty() {
         let mut responsible = BTreeSet::new();
         let mut someone = false;
         for a in &admins {
-            match proposed.can_sign_in(a, &applications, &addresses) {
+            match proposed.can_sign_in(a, &routes, &addresses) {
                 Ok(()) => {
                     someone = true;
                     break;
@@ -2149,7 +2461,7 @@ pub fn check_lockout(
         }
     }
     if !caller.subject.emergency
-        && let Err(p) = proposed.can_sign_in(caller, &applications, &addresses)
+        && let Err(p) = proposed.can_sign_in(caller, &routes, &addresses)
     {
         return Err(LockoutError::CallerLockedOut {
             account: caller.subject.name.clone(),
@@ -2223,6 +2535,7 @@ mod tests {
             kind: SubjectKind::Member,
             name: name.into(),
             groups: Vec::new(),
+            role_assignable_groups: Vec::new(),
             active_roles: Vec::new(),
             eligible_roles: Vec::new(),
             emergency: false,
@@ -2236,6 +2549,7 @@ mod tests {
             ip: ip("203.0.113.9"),
             strength: AuthStrength::Password,
             authenticated_at: None,
+            flow: None,
         }
     }
 
@@ -2403,6 +2717,7 @@ mod tests {
         ]);
         let mut alice = member("alice");
         alice.groups = vec!["approvers".into()];
+        alice.role_assignable_groups = vec!["approvers".into()];
         let d = c.what_if(&ctx(alice), t0());
         assert_eq!(d.outcome, Outcome::Allow);
         assert_eq!(
@@ -3023,6 +3338,281 @@ mod tests {
         ));
     }
 
+    // --- privilege rules 4 and 10, authentication flows -------------------------------------
+
+    /// Rule 10: a role counts where it is held at `/` only; one held at a target or an
+    /// application matches neither `role:` nor `active_role:`.
+    #[test]
+    fn a_role_held_below_the_tenant_matches_no_role_condition() {
+        let c = compile(&[
+            simple("GA", &["role:global-administrator"], json!({"block": true})),
+            simple(
+                "active DBA",
+                &["active_role:db-operator"],
+                json!({"block": true}),
+            ),
+        ]);
+        let lab = member("lab-admin").with_roles([
+            RoleHolding {
+                role: "global-administrator",
+                scope: "/targets/lab",
+                active: false,
+            },
+            RoleHolding {
+                role: "db-operator",
+                scope: "/apps/billing",
+                active: true,
+            },
+        ]);
+        assert!(lab.active_roles.is_empty() && lab.eligible_roles.is_empty());
+        assert!(!lab.holds("global-administrator"));
+        assert_eq!(c.what_if(&ctx(lab), t0()).outcome, Outcome::Allow);
+        let tenant = member("ada").with_roles([
+            RoleHolding {
+                role: "global-administrator",
+                scope: "/",
+                active: false,
+            },
+            RoleHolding {
+                role: "db-operator",
+                scope: "/",
+                active: true,
+            },
+            RoleHolding {
+                role: "db-operator",
+                scope: "/targets/lab",
+                active: true,
+            },
+        ]);
+        assert_eq!(tenant.eligible_roles, ["global-administrator"]);
+        assert_eq!(tenant.active_roles, ["db-operator"]);
+        assert_eq!(
+            names(c.what_if(&ctx(tenant), t0()).outcome.policies()),
+            ["GA", "active DBA"]
+        );
+    }
+
+    /// Finding 8: a Global Administrator eligible only at `/targets/lab` does not keep a
+    /// policy that blocks every tenant-wide Global Administrator from being refused.
+    #[test]
+    fn lockout_guard_does_not_count_a_global_administrator_held_at_a_target() {
+        let ada = AccountProfile {
+            subject: member("ada").with_roles([RoleHolding {
+                role: "global-administrator",
+                scope: "/",
+                active: true,
+            }]),
+            strongest: AuthStrength::PhishingResistant,
+        };
+        let lab_ga = AccountProfile {
+            subject: member("bob").with_roles([RoleHolding {
+                role: "global-administrator",
+                scope: "/targets/lab",
+                active: false,
+            }]),
+            strongest: AuthStrength::PhishingResistant,
+        };
+        let c = compile(&[policy(
+            json!({"name": "everyone but bob", "state": "enabled",
+            "conditions": {"principals": {"include": ["all"], "exclude": ["user:bob"]}},
+            "grant": {"block": true}}),
+        )]);
+        // bob is handed over as a candidate (he holds a Global Administrator assignment) but
+        // is not counted: only ada is, and she is blocked.
+        assert_eq!(
+            check_lockout(&c, &[], &[ada, lab_ga], &caller()),
+            Err(LockoutError::NoGlobalAdministrator {
+                accounts: vec!["ada".into()],
+                policies: vec!["everyone but bob".into()],
+            })
+        );
+    }
+
+    /// Rule 4: membership of an ordinary group never excludes anyone (a stored policy from
+    /// before the rule): the policy applies, and what-if says which exclusion was ignored.
+    #[test]
+    fn an_ordinary_exclusion_group_does_not_exclude() {
+        let c = compile(&[policy(
+            json!({"name": "block but helpdesk", "state": "enabled",
+            "conditions": {"principals": {"include": ["all"], "exclude": ["group:helpdesk-staff"]}},
+            "grant": {"block": true}}),
+        )]);
+        let mut alice = member("alice");
+        alice.groups = vec!["helpdesk-staff".into()];
+        let d = c.what_if(&ctx(alice.clone()), t0());
+        assert_eq!(names(d.outcome.policies()), ["block but helpdesk"]);
+        assert_eq!(
+            c.evaluate(&ctx(alice.clone()), t0()).outcome,
+            d.outcome,
+            "enforced as explained"
+        );
+        let e = &d.explanation[0];
+        assert_eq!(
+            e.ignored_exclusions,
+            [Arc::<str>::from("group:helpdesk-staff")]
+        );
+        assert!(
+            e.reason()
+                .contains("group:helpdesk-staff not applied: not a role-assignable group"),
+            "{}",
+            e.reason()
+        );
+        let v = serde_json::to_value(&d).expect("json");
+        assert_eq!(
+            v["explanation"][0]["ignored_exclusions"],
+            json!(["group:helpdesk-staff"])
+        );
+        // A member of the same group when it is role-assignable is excluded.
+        alice.role_assignable_groups = vec!["helpdesk-staff".into()];
+        let d = c.what_if(&ctx(alice), t0());
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert!(d.explanation[0].ignored_exclusions.is_empty());
+        assert!(
+            serde_json::to_value(&d).expect("json")["explanation"][0]
+                .get("ignored_exclusions")
+                .is_none()
+        );
+    }
+
+    /// Rule 4 at import: an ordinary group in `principals.exclude` is refused with the reason;
+    /// included it is fine; a stored policy excluding one does not block other changes.
+    #[test]
+    fn validation_refuses_an_ordinary_exclusion_group() {
+        let ordinary = spec(json!({"name": "p", "state": "enabled",
+            "conditions": {"principals": {"include": ["all"], "exclude": ["group:helpdesk-staff"]}},
+            "grant": {"block": true}}));
+        let e = validate_policies(std::slice::from_ref(&ordinary), &known())
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains("principals.exclude: group \"helpdesk-staff\" is not role-assignable"),
+            "{e}"
+        );
+        let included = spec(json!({"name": "q", "state": "enabled",
+            "conditions": {"principals": {"include": ["group:helpdesk-staff"], "exclude": ["group:approvers"]}},
+            "grant": {"require": "mfa"}}));
+        assert!(validate_policies(std::slice::from_ref(&included), &known()).is_ok());
+        // Kept as stored: accepted alongside a new policy; written anew: refused.
+        let both = validate_change(
+            std::slice::from_ref(&included),
+            std::slice::from_ref(&ordinary),
+            &known(),
+        )
+        .expect("a stored policy does not block the change");
+        assert_eq!(
+            both.iter().map(Policy::name).collect::<Vec<_>>(),
+            ["q", "p"]
+        );
+        let e = validate_change(
+            std::slice::from_ref(&ordinary),
+            std::slice::from_ref(&included),
+            &known(),
+        )
+        .expect_err("refused");
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].index, Some(0));
+    }
+
+    /// Rule 8: `authentication_flows: {include: [device_code]}` matches the device flow only.
+    #[test]
+    fn authentication_flows_match_the_device_flow_only() {
+        let c = compile(&[policy(
+            json!({"name": "no device flow for admins", "state": "enabled",
+            "conditions": {"principals": {"include": ["role:global-administrator"]},
+                           "authentication_flows": {"include": ["device_code"]}},
+            "grant": {"block": true}}),
+        )]);
+        let ga = member("ada").with_roles([RoleHolding {
+            role: "global-administrator",
+            scope: "/",
+            active: true,
+        }]);
+        let device = SignInContext {
+            flow: Some(AuthenticationFlow::DeviceCode),
+            ..ctx(ga.clone())
+        };
+        assert_eq!(
+            names(c.what_if(&device, t0()).outcome.policies()),
+            ["no device flow for admins"]
+        );
+        let api = SignInContext {
+            application: Application::Api,
+            strength: AuthStrength::Mfa,
+            ..ctx(ga)
+        };
+        let d = c.what_if(&api, t0());
+        assert_eq!(d.outcome, Outcome::Allow);
+        assert_eq!(
+            verdict(&d, "no device flow for admins"),
+            &Verdict::NotIncluded(ConditionKind::AuthenticationFlows)
+        );
+        assert_eq!(
+            d.explanation[0].reason(),
+            "authentication_flows: the sign-in does not use an included flow"
+        );
+        // The context carries the flow in its serialised form (what-if input).
+        let v = serde_json::to_value(&device).expect("json");
+        assert_eq!(v["flow"], "device_code");
+        assert_eq!(
+            serde_json::from_value::<SignInContext>(v).expect("back"),
+            device
+        );
+        // Malformed: an unknown flow, an exclude, nothing included.
+        for (flows, needle) in [
+            (
+                json!({"include": ["magic_link"]}),
+                "not an authentication flow",
+            ),
+            (
+                json!({"include": ["device_code"], "exclude": ["device_code"]}),
+                "take no exclude",
+            ),
+            (
+                json!({"include": []}),
+                "authentication_flows.include must name",
+            ),
+        ] {
+            let e = Policy::from_spec(&spec(json!({"name": "f", "state": "enabled",
+                "conditions": {"principals": {"include": ["all"]}, "authentication_flows": flows},
+                "grant": {"block": true}})))
+            .expect_err("refused")
+            .to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
+    }
+
+    /// The guard probes each application by the flow that reaches it: blocking only the device
+    /// flow leaves the API sign-in (no lock-out); blocking the API and, separately, the device
+    /// flow leaves nothing.
+    #[test]
+    fn lockout_guard_probes_the_device_flow_and_the_api_sign_in() {
+        let no_device = policy(json!({"name": "no device flow", "state": "enabled",
+            "conditions": {"principals": {"include": ["role:global-administrator"]},
+                           "authentication_flows": {"include": ["device_code"]}},
+            "grant": {"block": true}}));
+        let no_api = policy(json!({"name": "no api", "state": "enabled",
+            "conditions": {"principals": {"include": ["role:global-administrator"]},
+                           "applications": {"include": ["api"]}},
+            "grant": {"block": true}}));
+        let guard = |ps: &[Policy]| {
+            let c = CompiledPolicies::compile(ps, &[]).expect("compile");
+            check_lockout(&c, &[], &admins(), &caller())
+        };
+        assert_eq!(guard(std::slice::from_ref(&no_device)), Ok(()));
+        assert_eq!(
+            guard(std::slice::from_ref(&no_api)),
+            Ok(()),
+            "the CLI is left"
+        );
+        assert_eq!(
+            guard(&[no_device, no_api]),
+            Err(LockoutError::NoGlobalAdministrator {
+                accounts: vec!["alice".into(), "bob".into()],
+                policies: vec!["no api".into(), "no device flow".into()],
+            })
+        );
+    }
+
     // --- validation, named locations --------------------------------------------------------
 
     fn known() -> KnownNames {
@@ -3030,7 +3620,8 @@ mod tests {
         KnownNames {
             users: set(&["alice", "bob"]),
             service_accounts: set(&["payroll"]),
-            groups: set(&["approvers", "admins"]),
+            groups: set(&["approvers", "admins", "helpdesk-staff"]),
+            role_assignable_groups: set(&["approvers", "admins"]),
             roles: set(&["db-operator"]),
             clients: set(&["pcc_wiki"]),
             locations: set(&["office"]),
@@ -3210,6 +3801,7 @@ mod tests {
             locs in proptest::collection::vec("(any|trusted|untrusted|[a-z\\-]{0,6}|[A-Z ]{0,3})", 0..3),
             require in "(mfa|phishing_resistant|password|[a-z]{0,5})",
             hours in proptest::option::of(0u32..10_000),
+            flows in proptest::option::of(proptest::collection::vec("(device_code|[a-z_]{0,12})", 0..3)),
         ) {
             let spec = PolicySpec {
                 name: "p".into(),
@@ -3220,6 +3812,7 @@ mod tests {
                     applications: Some(SelectionSpec { include: apps, exclude: Vec::new() }),
                     locations: Some(SelectionSpec { include: locs, exclude: Vec::new() }),
                     strengths: None,
+                    authentication_flows: flows.map(|include| SelectionSpec { include, exclude: Vec::new() }),
                 }),
                 grant: Some(GrantSpec { block: None, require: Some(require) }),
                 session: hours.map(|h| SessionSpec { sign_in_frequency_hours: Some(h) }),
@@ -3262,7 +3855,8 @@ mod tests {
           {"name": "MFA for guests", "state": "report_only",
            "conditions": {"principals": {"include": ["guests", "service_account:payroll"]},
                           "applications": {"include": ["cli", "api"]},
-                          "locations": {"include": ["untrusted"]}},
+                          "locations": {"include": ["untrusted"]},
+                          "authentication_flows": {"include": ["device_code"]}},
            "grant": {"require": "phishing_resistant"},
            "session": {"sign_in_frequency_hours": 8}},
           {"name": "Daily re-auth", "state": "disabled",

@@ -22,7 +22,21 @@
 //!   client says: `/api/v1/signin*` and the sign-in page (both open sessions, which are API
 //!   credentials) are `api`, the device grant is `cli`, the authorization-code exchange and its
 //!   refreshes are `client:ID`, client credentials are `api`. The lockout guard asks whether an
-//!   administrator can still reach the API or the CLI.
+//!   administrator can still reach the API or the CLI (the CLI through the device flow).
+//! - So does the flow: the device-code poll and every refresh of a family it started carry
+//!   the `device_code` flow (recorded with the family), nothing else does.
+//! - The address judged is the person's: the caller's for sign-ins, the device grant and
+//!   client credentials (the caller is the person's device or the service account); for an
+//!   OpenID Connect client, whose token requests come from the relying party, the browser's
+//!   address at the authorize step (recorded with the code, then with the refresh family).
+//!   Token events record both (`client_ip`, `person_ip`).
+//! - Roles in the subject are those held at the tenant scope `/` (privilege rule 10), so a
+//!   role at `/targets/x` matches no `role:` condition and the lockout guard counts only
+//!   tenant-wide Global Administrators.
+//! - An exclusion group must be role-assignable (privilege rule 4): an import naming an
+//!   ordinary group in `principals.exclude` is refused; a stored policy that does (imported
+//!   before the rule) keeps working with that exclusion ignored (fail closed), and the policy
+//!   list and what-if say so.
 //! - The decision (outcome, policies that applied, and what every report-only policy would have
 //!   done) is recorded in the sign-in's audit event under `conditional_access`.
 
@@ -37,9 +51,10 @@ use portcullis_core::api::{
 };
 use portcullis_core::audit::{NewAuditEvent, Outcome as AuditOutcome};
 use portcullis_core::conditional_access::{
-    AccountProfile, Application, CompiledPolicies, Decision, KnownNames, LockoutError,
-    NamedLocation, Outcome, Policy, PolicySpec, PolicyState, PrincipalRef, SignInContext, Subject,
-    SubjectKind, check_lockout, policies_referencing_location, validate_policies,
+    AccountProfile, Application, AuthenticationFlow, CompiledPolicies, Decision, KnownNames,
+    LockoutError, NamedLocation, Outcome, Policy, PolicySpec, PolicyState, PrincipalRef,
+    RoleHolding, SignInContext, Subject, SubjectKind, check_lockout, policies_referencing_location,
+    validate_change,
 };
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalKind;
@@ -127,7 +142,9 @@ pub async fn load(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
     Ok(loaded)
 }
 
-/// The subject of a sign-in: kind, groups, and roles held active and eligible now.
+/// The subject of a sign-in: kind, groups (and which of them are role-assignable), and the
+/// roles held active and eligible now **at the tenant scope `/`** (privilege rule 10: the
+/// core keeps only those, see `Subject::with_roles`).
 pub async fn subject(
     state: &AppState,
     p: &Principal,
@@ -140,46 +157,40 @@ pub async fn subject(
     } else {
         SubjectKind::Member
     };
-    let groups = state
-        .store
-        .groups_of(&p.id)
-        .await?
-        .into_iter()
-        .map(|g| g.name)
-        .collect();
+    let mut groups = Vec::new();
+    let mut role_assignable_groups = Vec::new();
+    for g in state.store.groups_of(&p.id).await? {
+        if g.role_assignable {
+            role_assignable_groups.push(g.name.clone());
+        }
+        groups.push(g.name);
+    }
     // One read of the assignments that apply (directly or through groups) gives both the
     // eligible roles and the active ones; activations add to the active ones.
     let applying = state.store.assignments_applying_to(&p.id, us(now)).await?;
-    let mut active_roles: Vec<String> = applying
+    let activations = state.store.active_requests_of(&p.id, us(now)).await?;
+    let holdings = applying
         .iter()
-        .filter(|a| a.kind == "active")
-        .map(|a| a.role.clone())
-        .chain(
-            state
-                .store
-                .active_requests_of(&p.id, us(now))
-                .await?
-                .into_iter()
-                .map(|g| g.role),
-        )
-        .collect();
-    active_roles.sort();
-    active_roles.dedup();
-    let mut eligible_roles: Vec<String> = applying
-        .into_iter()
-        .filter(|a| a.kind == "eligible")
-        .map(|a| a.role)
-        .collect();
-    eligible_roles.sort();
-    eligible_roles.dedup();
+        .map(|a| RoleHolding {
+            role: &a.role,
+            scope: &a.scope,
+            active: a.kind == "active",
+        })
+        .chain(activations.iter().map(|g| RoleHolding {
+            role: &g.role,
+            scope: &g.scope,
+            active: true,
+        }));
     Ok(Subject {
         kind,
         name: p.name.clone(),
         groups,
-        active_roles,
-        eligible_roles,
+        role_assignable_groups,
+        active_roles: Vec::new(),
+        eligible_roles: Vec::new(),
         emergency: p.emergency,
-    })
+    }
+    .with_roles(holdings))
 }
 
 /// The audit form of a decision: the outcome, the policies that applied and what each
@@ -199,7 +210,8 @@ pub struct Enforced {
 }
 
 /// Evaluates the policies for `p` signing in to `application` from `ip` with `strength`
-/// (`authenticated_at`: when they last authenticated, for token refresh; `None` = now).
+/// (`authenticated_at`: when they last authenticated, for token refresh; `None` = now), by no
+/// flow a policy can name (sign-ins, client credentials).
 pub async fn enforce(
     state: &AppState,
     p: &Principal,
@@ -208,6 +220,27 @@ pub async fn enforce(
     strength: AuthStrength,
     authenticated_at: Option<OffsetDateTime>,
 ) -> Result<Enforced, ApiError> {
+    enforce_flow(
+        state,
+        p,
+        (application, None),
+        ip,
+        strength,
+        authenticated_at,
+    )
+    .await
+}
+
+/// [`enforce`] for tokens issued by `route`: the application and the flow they come from.
+async fn enforce_flow(
+    state: &AppState,
+    p: &Principal,
+    route: (Application, Option<AuthenticationFlow>),
+    ip: &str,
+    strength: AuthStrength,
+    authenticated_at: Option<OffsetDateTime>,
+) -> Result<Enforced, ApiError> {
+    let (application, flow) = route;
     if p.emergency {
         return Ok(Enforced {
             details: serde_json::json!({ "outcome": "allow", "break_glass": true }),
@@ -233,6 +266,7 @@ pub async fn enforce(
         ip,
         strength,
         authenticated_at,
+        flow,
     };
     let d = loaded.compiled.evaluate(&ctx, now);
     let refusal = match &d.outcome {
@@ -283,11 +317,50 @@ fn join(p: &[Arc<str>]) -> String {
 
 // ---- management ----
 
-fn policy_view(p: &portcullis_store::conditional_access::StoredCaPolicy) -> CaPolicyView {
+/// The names of the role-assignable groups (the only ones that can exclude).
+async fn role_assignable_groups(state: &AppState) -> Result<HashSet<String>, ApiError> {
+    Ok(state
+        .store
+        .principals(PrincipalKind::Group.as_str())
+        .await?
+        .into_iter()
+        .filter(|g| g.role_assignable)
+        .map(|g| g.name)
+        .collect())
+}
+
+/// Why parts of a stored policy do not apply as written: each `principals.exclude` group that
+/// is not role-assignable (stored before privilege rule 4) is ignored at evaluation.
+fn policy_warnings(spec: &serde_json::Value, role_assignable: &HashSet<String>) -> Vec<String> {
+    let Ok(policy) = serde_json::from_value::<Policy>(spec.clone()) else {
+        return Vec::new();
+    };
+    policy
+        .conditions()
+        .principals
+        .exclude
+        .iter()
+        .filter_map(|r| match r {
+            PrincipalRef::Group(g) if !role_assignable.contains(g.as_str()) => Some(format!(
+                "principals.exclude group:{g} is ignored: it is not a role-assignable group, and \
+                 membership of an exclusion group lifts the policy, so only role administrators \
+                 may manage it; re-import the policy with a role-assignable group"
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn policy_view(
+    p: &portcullis_store::conditional_access::StoredCaPolicy,
+    role_assignable: &HashSet<String>,
+) -> CaPolicyView {
+    let policy: serde_json::Value = serde_json::from_str(&p.spec).unwrap_or_default();
     CaPolicyView {
         name: p.name.clone(),
         state: p.state.clone(),
-        policy: serde_json::from_str(&p.spec).unwrap_or_default(),
+        warnings: policy_warnings(&policy, role_assignable),
+        policy,
         updated_by: p.updated_by.clone(),
         updated_at: rfc3339(p.updated_at_us),
     }
@@ -299,7 +372,11 @@ pub async fn list_policies(
 ) -> Result<Vec<CaPolicyView>, ApiError> {
     caller.require("ca.read")?;
     let s = state.store.ca_snapshot().await?;
-    Ok(s.policies.iter().map(policy_view).collect())
+    let assignable = role_assignable_groups(state).await?;
+    Ok(s.policies
+        .iter()
+        .map(|p| policy_view(p, &assignable))
+        .collect())
 }
 
 pub async fn show_policy(
@@ -309,10 +386,11 @@ pub async fn show_policy(
 ) -> Result<CaPolicyView, ApiError> {
     caller.require("ca.read")?;
     let s = state.store.ca_snapshot().await?;
+    let assignable = role_assignable_groups(state).await?;
     s.policies
         .iter()
         .find(|p| p.name.eq_ignore_ascii_case(name))
-        .map(policy_view)
+        .map(|p| policy_view(p, &assignable))
         .ok_or_else(|| ApiError::not_found(format!("no conditional-access policy named {name}")))
 }
 
@@ -345,21 +423,25 @@ async fn known_names(
     state: &AppState,
     locations: &[NamedLocation],
 ) -> Result<KnownNames, ApiError> {
-    let names = |v: Vec<Principal>| v.into_iter().map(|p| p.name).collect::<HashSet<_>>();
+    let names = |v: &[Principal]| v.iter().map(|p| p.name.clone()).collect::<HashSet<_>>();
+    let groups = state
+        .store
+        .principals(PrincipalKind::Group.as_str())
+        .await?;
     Ok(KnownNames {
-        users: names(state.store.principals(PrincipalKind::User.as_str()).await?),
+        users: names(&state.store.principals(PrincipalKind::User.as_str()).await?),
         service_accounts: names(
-            state
+            &state
                 .store
                 .principals(PrincipalKind::ServiceAccount.as_str())
                 .await?,
         ),
-        groups: names(
-            state
-                .store
-                .principals(PrincipalKind::Group.as_str())
-                .await?,
-        ),
+        role_assignable_groups: groups
+            .iter()
+            .filter(|g| g.role_assignable)
+            .map(|g| g.name.clone())
+            .collect(),
+        groups: names(&groups),
         roles: state
             .store
             .custom_roles()
@@ -423,9 +505,11 @@ async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiE
     })
 }
 
-/// Global Administrators (active or eligible, directly or through a group; not break-glass)
-/// with their strongest factor. Only the holders of a Global Administrator assignment (and the
-/// members of groups that hold one) are looked at, not every user.
+/// Global Administrators of the tenant (active or eligible at `/`, directly or through a
+/// group; not break-glass) with their strongest factor. Only the holders of a Global
+/// Administrator assignment at `/` (and the members of groups that hold one) are looked at,
+/// not every user; one at `/targets/x` is not a Global Administrator of the tenant (privilege
+/// rule 10), and the core's guard checks that again on each subject.
 async fn global_admins(
     state: &AppState,
     now: OffsetDateTime,
@@ -440,7 +524,8 @@ async fn global_admins(
             include_ended: false,
         })
         .await?;
-    for a in assignments {
+    let tenant = portcullis_core::roles::Scope::tenant();
+    for a in assignments.iter().filter(|a| a.scope == tenant.as_str()) {
         if a.principal_kind == PrincipalKind::Group.as_str() {
             candidates.extend(state.store.group_members(&a.principal_id).await?);
         } else if let Some(p) = state.store.principal_by_id(&a.principal_id).await? {
@@ -455,11 +540,7 @@ async fn global_admins(
             continue;
         }
         let s = subject(state, &p, now).await?;
-        if s.active_roles
-            .iter()
-            .chain(&s.eligible_roles)
-            .any(|r| r == ga)
-        {
+        if s.holds(ga) {
             out.push(AccountProfile {
                 strongest: strongest(state, &p).await?,
                 subject: s,
@@ -531,15 +612,15 @@ async fn plan(
     match edit {
         Edit::Import(specs) => {
             // The whole resulting set is validated: names in the file and those kept.
+            // Kept (stored) policies are not held to the exclusion-group rule they may predate
+            // (see the module header); the new ones are.
             let kept: Vec<PolicySpec> = policies
                 .iter()
                 .filter(|p| !specs.iter().any(|s| s.name.eq_ignore_ascii_case(p.name())))
                 .map(Policy::to_spec)
                 .collect();
-            let mut all = specs.clone();
-            all.extend(kept);
             let known = known_names(state, &locations).await?;
-            let valid = validate_policies(&all, &known)
+            let valid = validate_change(specs, &kept, &known)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             refuse_breakglass_includes(state, &valid[..specs.len()]).await?;
             for new in valid.into_iter().take(specs.len()) {
@@ -840,6 +921,35 @@ pub async fn remove_location(
     Ok(())
 }
 
+/// The application and flow of a what-if: the flow defaults to the one the application is
+/// reached by (the CLI: the device flow; everything else: none); `device_code` alone means
+/// the CLI. The API is never reached through the device flow, so that pair is refused.
+fn whatif_route(
+    app: Option<&str>,
+    flow: Option<&str>,
+) -> Result<(Application, Option<AuthenticationFlow>), ApiError> {
+    let flow = flow
+        .map(|f| {
+            AuthenticationFlow::parse(f).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "flow {f:?} is not an authentication flow (use device_code)"
+                ))
+            })
+        })
+        .transpose()?;
+    let default_app = if flow.is_some() { "cli" } else { "api" };
+    let application =
+        Application::parse(app.unwrap_or(default_app)).map_err(ApiError::bad_request)?;
+    match (&application, flow) {
+        (Application::Api, Some(f)) => Err(ApiError::bad_request(format!(
+            "the {} flow never signs in to the API: it issues tokens to the CLI (app cli)",
+            f.as_str()
+        ))),
+        (Application::Cli, None) => Ok((application, Some(AuthenticationFlow::DeviceCode))),
+        _ => Ok((application, flow)),
+    }
+}
+
 /// How the current policies would decide a hypothetical sign-in, with every policy explained.
 pub async fn what_if(
     state: &AppState,
@@ -868,8 +978,7 @@ pub async fn what_if(
         .ip
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{:?} is not an IP address", req.ip)))?;
-    let application =
-        Application::parse(req.app.as_deref().unwrap_or("api")).map_err(ApiError::bad_request)?;
+    let (application, flow) = whatif_route(req.app.as_deref(), req.flow.as_deref())?;
     let strength = match req.strength.as_deref() {
         None => strongest(state, &p).await?,
         Some(s) => AuthStrength::parse(s).ok_or_else(|| {
@@ -885,6 +994,7 @@ pub async fn what_if(
         ip,
         strength,
         authenticated_at: (hours > 0).then(|| now - time::Duration::hours(hours)),
+        flow,
     };
     let d = loaded.compiled.what_if(&ctx, now);
     serde_json::to_value(&d).map_err(ApiError::internal)
@@ -956,35 +1066,59 @@ pub fn application_of_client(client_id: &str) -> Application {
     }
 }
 
+/// Where tokens for a person come from, as conditional access judges them.
+pub struct TokenOrigin<'a> {
+    /// The client the tokens are for (the CLI or a registered client).
+    pub client_id: &'a str,
+    /// The strength and time (µs) of the sign-in the tokens come from.
+    pub strength: &'a str,
+    pub auth_time_us: i64,
+    /// The device flow for a device-code poll and every refresh of the family it started;
+    /// `None` for an authorization code and its family.
+    pub flow: Option<AuthenticationFlow>,
+    /// The person's address when the caller of the token endpoint is not the person: for an
+    /// OpenID Connect client, the browser's address at the authorize step. `None`: the
+    /// caller's address is the person's (the CLI on their machine).
+    pub person_ip: Option<&'a str>,
+}
+
+/// The flow a stored refresh family records.
+pub fn flow_of_family(flow: Option<&str>) -> Option<AuthenticationFlow> {
+    flow.and_then(AuthenticationFlow::parse)
+}
+
 /// Enforces the policies when tokens are issued or refreshed for a person (`action` names the
 /// grant for the audit event): the details for the success event, or `invalid_grant` with
-/// the reason (audited first). `auth_time_us`: the sign-in the tokens come from.
+/// the reason (audited first, with the caller's address and the person's).
 pub async fn at_token(
     state: &AppState,
     p: &Principal,
-    client_id: &str,
+    origin: &TokenOrigin<'_>,
     client: &crate::auth::ClientInfo,
-    strength: &str,
-    auth_time_us: i64,
     action: &str,
 ) -> Result<serde_json::Value, crate::api::oauth::OAuthError> {
-    let application = application_of_client(client_id);
-    let strength =
-        AuthStrength::parse(strength).ok_or_else(crate::api::oauth::OAuthError::server_error)?;
-    let e = enforce(
+    let application = application_of_client(origin.client_id);
+    let strength = AuthStrength::parse(origin.strength)
+        .ok_or_else(crate::api::oauth::OAuthError::server_error)?;
+    let person_ip = origin.person_ip.unwrap_or(&client.ip);
+    let e = enforce_flow(
         state,
         p,
-        application,
-        &client.ip,
+        (application, origin.flow),
+        person_ip,
         strength,
-        Some(crate::time_us::from_us(auth_time_us)),
+        Some(crate::time_us::from_us(origin.auth_time_us)),
     )
     .await?;
     if let Some(r) = e.refusal {
         let who = format!("user:{}", p.name);
-        let base = NewAuditEvent::new(who.clone(), action, who).details(serde_json::json!({
-            "client_id": client_id, "client_ip": client.ip,
-        }));
+        let mut details = serde_json::json!({
+            "client_id": origin.client_id, "client_ip": client.ip, "person_ip": person_ip,
+        });
+        if let (Some(d), Some(f)) = (details.as_object_mut(), origin.flow) {
+            d.insert("flow".into(), f.as_str().into());
+        }
+        let base = NewAuditEvent::new(who.clone(), action, who).details(details);
         state.store.append(refused_event(base, &e.details)).await?;
         return Err(crate::api::oauth::OAuthError::new(
             StatusCode::BAD_REQUEST,

@@ -18,9 +18,13 @@
 //! - Access tokens issued here follow [`crate::tokens::issue`]: `exp` never past the earliest
 //!   end of the roles they carry. Each is recorded with the refresh token issued beside it, so
 //!   revoking a family (reuse, sign-out, a disabled account) revokes its access tokens too.
+//! - Conditional access judges the poll and every refresh as the family's first issuance: the
+//!   flow it started with (`device_code` for the CLI's, recorded with the family) and the
+//!   person's address recorded with it (an OIDC client's family), else the caller's.
 
 use axum::http::StatusCode;
 use portcullis_core::audit::{NewAuditEvent, Outcome};
+use portcullis_core::conditional_access::AuthenticationFlow;
 use portcullis_core::device::{self as rules, DeviceState, PollAnswer, RefreshLifetimes};
 use portcullis_core::session::AuthStrength;
 use portcullis_core::token::{AccessClaims, amr_for};
@@ -264,22 +268,21 @@ pub async fn poll(
     let p = enabled_principal(state, &principal_id)
         .await?
         .ok_or_else(|| invalid_grant("the account is disabled"))?;
-    let ca = crate::conditional_access::at_token(
-        state,
-        &p,
+    let origin = crate::conditional_access::TokenOrigin {
         client_id,
-        client,
-        &strength,
+        strength: &strength,
         auth_time_us,
-        "token.device_code",
-    )
-    .await?;
+        flow: Some(AuthenticationFlow::DeviceCode),
+        person_ip: None,
+    };
+    let ca = crate::conditional_access::at_token(state, &p, &origin, client, "token.device_code")
+        .await?;
     let family_end = now + state.device.refresh.absolute;
     let (refresh, new_refresh) = new_refresh_token(
         state,
         &p,
-        client_id,
-        (&strength, auth_time_us, &session_id),
+        &origin,
+        &session_id,
         (new_id("rf"), family_end),
         "",
         now,
@@ -293,7 +296,7 @@ pub async fn poll(
         &format!("user:{}", p.name),
         Outcome::Success,
         serde_json::json!({
-            "device": d.id, "client_id": client_id, "client_ip": client.ip,
+            "device": d.id, "client_id": client_id, "client_ip": client.ip, "flow": "device_code",
             "jti": tokens.1.jti, "exp": tokens.1.exp, "family": new_refresh.family_id,
             "conditional_access": ca,
         }),
@@ -404,22 +407,22 @@ pub async fn refresh(
         return Err(refuse("approving_session_revoked", true, false).await);
     }
     // Conditional access at every refresh (a refused refresh leaves the family as it is:
-    // the person may come back from an allowed network).
-    let ca = crate::conditional_access::at_token(
-        state,
-        &p,
+    // the person may come back from an allowed network), by the flow the family started with
+    // and the person's address recorded with it (an OIDC client's family).
+    let origin = crate::conditional_access::TokenOrigin {
         client_id,
-        client,
-        &t.strength,
-        t.auth_time_us,
-        "token.refresh",
-    )
-    .await?;
+        strength: &t.strength,
+        auth_time_us: t.auth_time_us,
+        flow: crate::conditional_access::flow_of_family(t.flow.as_deref()),
+        person_ip: t.person_ip.as_deref(),
+    };
+    let ca =
+        crate::conditional_access::at_token(state, &p, &origin, client, "token.refresh").await?;
     let (next, new_refresh) = new_refresh_token(
         state,
         &p,
-        client_id,
-        (&t.strength, t.auth_time_us, &t.session_id),
+        &origin,
+        &t.session_id,
         (t.family_id.clone(), from_us(t.family_expires_at_us)),
         &t.scope,
         now,
@@ -444,6 +447,7 @@ pub async fn refresh(
         Outcome::Success,
         serde_json::json!({
             "family": t.family_id, "client_id": client_id, "client_ip": client.ip,
+            "person_ip": t.person_ip.as_deref().unwrap_or(&client.ip), "flow": t.flow,
             "jti": tokens.1.jti, "exp": tokens.1.exp, "conditional_access": ca,
         }),
     );
@@ -550,13 +554,14 @@ pub(crate) async fn enabled_principal(
     Ok(state.store.principal_by_id(id).await?.filter(|p| p.enabled))
 }
 
-/// `origin`: the strength, auth time and session of the approval the family comes from;
-/// `family`: its id and absolute end.
+/// `origin`: the client, strength, auth time, flow and person's address the family comes
+/// from (kept on every token of it, so each refresh is judged as the first issuance was);
+/// `session_id`: the approving session; `family`: its id and absolute end.
 pub(crate) fn new_refresh_token(
     state: &AppState,
     p: &Principal,
-    client_id: &str,
-    origin: (&str, i64, &str),
+    origin: &crate::conditional_access::TokenOrigin<'_>,
+    session_id: &str,
     family: (String, OffsetDateTime),
     scope: &str,
     now: OffsetDateTime,
@@ -569,15 +574,17 @@ pub(crate) fn new_refresh_token(
         token_hash: token_hash(&value),
         family_id,
         principal_id: p.id.clone(),
-        client_id: client_id.to_owned(),
-        strength: origin.0.to_owned(),
-        auth_time_us: origin.1,
-        session_id: origin.2.to_owned(),
+        client_id: origin.client_id.to_owned(),
+        strength: origin.strength.to_owned(),
+        auth_time_us: origin.auth_time_us,
+        session_id: session_id.to_owned(),
         created_at_us: us(now),
         expires_at_us: us(lifetimes.token_expiry(now, family_end)),
         family_expires_at_us: us(family_end),
         scope: scope.to_owned(),
         access: None,
+        flow: origin.flow.map(|f| f.as_str().to_owned()),
+        person_ip: origin.person_ip.map(str::to_owned),
     };
     (value, t)
 }

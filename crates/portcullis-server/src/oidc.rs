@@ -10,6 +10,9 @@
 //!   with the same redirect URI and the PKCE verifier of the challenge. Presenting a redeemed
 //!   code again revokes the refresh family and the access token issued from it (RFC 6749
 //!   §4.1.2), audited as alert-worthy.
+//! - Conditional access at the code exchange and at every refresh of its family is judged by
+//!   the person's address — the browser's at the authorize step, recorded with the code and
+//!   the family — never by the relying party's, which is the caller of the token endpoint.
 //! - Tokens carry the strength of the session the person signed in with (`acr`, `amr`,
 //!   `auth_time`); a refresh family is tied to that session like the device grant's, so
 //!   signing out or an administrator revoking the session ends it.
@@ -136,6 +139,9 @@ pub async fn issue_code(
         auth_time_us,
         created_at_us: us(now),
         expires_at_us: us(now + CODE_LIFETIME),
+        // The browser's address: conditional access judges the code exchange by it, since the
+        // token request comes from the relying party (issue 13, finding 9).
+        person_ip: client.ip.clone(),
     })];
     let who = format!("user:{}", s.principal.name);
     let mut events = Vec::new();
@@ -324,16 +330,22 @@ pub async fn exchange_code(
     if session_revoked {
         return Err(refuse("session_revoked", false, Change::None).await);
     }
-    let ca = crate::conditional_access::at_token(
-        state,
-        &p,
-        &oc.client_id,
-        client,
-        &c.strength,
-        c.auth_time_us,
-        "token.authorization_code",
-    )
-    .await?;
+    // Judged by the person's address at the authorize step, not the relying party's (the
+    // caller here); a code that does not record it (issued before it was, its session gone)
+    // is refused rather than judged by the wrong address.
+    let Some(person_ip) = c.person_ip.as_deref() else {
+        return Err(refuse("person_address_unknown", false, Change::None).await);
+    };
+    let origin = crate::conditional_access::TokenOrigin {
+        client_id: &oc.client_id,
+        strength: &c.strength,
+        auth_time_us: c.auth_time_us,
+        flow: None,
+        person_ip: Some(person_ip),
+    };
+    let ca =
+        crate::conditional_access::at_token(state, &p, &origin, client, "token.authorization_code")
+            .await?;
     let scopes = Scopes::parse(&c.scope).map_err(|_| OAuthError::server_error())?;
     let (access_token, claims) = crate::device::access_for(
         state,
@@ -354,8 +366,8 @@ pub async fn exchange_code(
         let (value, mut row) = crate::device::new_refresh_token(
             state,
             &p,
-            &oc.client_id,
-            (&c.strength, c.auth_time_us, &c.session_id),
+            &origin,
+            &c.session_id,
             (family_id.clone(), now + state.device.refresh.absolute),
             &c.scope,
             now,
@@ -382,7 +394,7 @@ pub async fn exchange_code(
         Outcome::Success,
         serde_json::json!({
             "client_id": oc.client_id, "code_id": c.id, "client_ip": client.ip,
-            "jti": claims.jti, "exp": claims.exp, "family": family, "scope": c.scope,
+            "person_ip": person_ip, "jti": claims.jti, "exp": claims.exp, "family": family, "scope": c.scope,
             "conditional_access": ca,
         }),
     );

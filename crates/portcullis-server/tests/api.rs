@@ -7861,3 +7861,6 @@ async fn channel_urls_are_not_shown(app: TestApp) {
     assert!(!alerts.contains("XyZsecretTok3n"), "{alerts}");
     app.stop().await;
 }
+
+#[path = "api/ca_privilege.rs"]
+mod ca_privilege;

@@ -142,6 +142,13 @@ pub struct NewRefreshToken {
     pub scope: String,
     /// The access token issued with it (`jti`, expiry): revoked with the family.
     pub access: Option<(String, i64)>,
+    /// `device_code` for a family started by the device grant (conditional access can name
+    /// that flow); `None` otherwise.
+    pub flow: Option<String>,
+    /// The person's address conditional access judges the family's refreshes by, when the
+    /// caller of the token endpoint is not the person (an OIDC client: the browser's address
+    /// at the authorize step); `None`: the caller is the person's own device (the CLI).
+    pub person_ip: Option<String>,
 }
 
 /// A registered OpenID Connect client.
@@ -174,6 +181,9 @@ pub struct NewAuthorizationCode {
     pub auth_time_us: i64,
     pub created_at_us: i64,
     pub expires_at_us: i64,
+    /// The person's (browser's) address at the authorize step: conditional access judges the
+    /// code exchange by it, not by the relying party's address.
+    pub person_ip: String,
 }
 
 /// A message for the outbox, delivered later by a worker.
@@ -1138,10 +1148,11 @@ macro_rules! apply_for {
                             }
                         }
                         Change::IssueRefreshToken(t) => {
-                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id, scope, access_jti, access_expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
+                            sqlx::query("INSERT INTO refresh_tokens (id, token_hash, family_id, principal_id, client_id, strength, auth_time_us, created_at_us, expires_at_us, family_expires_at_us, session_id, scope, access_jti, access_expires_at_us, flow, person_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)")
                                 .bind(&t.id).bind(&t.token_hash).bind(&t.family_id).bind(&t.principal_id).bind(&t.client_id)
                                 .bind(&t.strength).bind(t.auth_time_us).bind(t.created_at_us).bind(t.expires_at_us).bind(t.family_expires_at_us).bind(&t.session_id)
                                 .bind(&t.scope).bind(t.access.as_ref().map(|a| a.0.clone())).bind(t.access.as_ref().map(|a| a.1))
+                                .bind(&t.flow).bind(&t.person_ip)
                                 .execute(&mut *c).await?;
                         }
                         Change::UseRefreshToken { id, at_us } => {
@@ -1230,10 +1241,10 @@ macro_rules! apply_for {
                             }
                         }
                         Change::CreateAuthorizationCode(a) => {
-                            sqlx::query("INSERT INTO authorization_codes (id, code_hash, client_id, principal_id, session_id, redirect_uri, scope, nonce, code_challenge, strength, auth_time_us, created_at_us, expires_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                            sqlx::query("INSERT INTO authorization_codes (id, code_hash, client_id, principal_id, session_id, redirect_uri, scope, nonce, code_challenge, strength, auth_time_us, created_at_us, expires_at_us, person_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
                                 .bind(&a.id).bind(&a.code_hash).bind(&a.client_id).bind(&a.principal_id).bind(&a.session_id)
                                 .bind(&a.redirect_uri).bind(&a.scope).bind(&a.nonce).bind(&a.code_challenge).bind(&a.strength)
-                                .bind(a.auth_time_us).bind(a.created_at_us).bind(a.expires_at_us)
+                                .bind(a.auth_time_us).bind(a.created_at_us).bind(a.expires_at_us).bind(&a.person_ip)
                                 .execute(&mut *c).await?;
                         }
                         Change::RedeemAuthorizationCode { id, family_id, access_jti, access_expires_at_us, at_us } => {

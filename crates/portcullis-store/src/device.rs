@@ -41,6 +41,11 @@ pub struct RefreshToken {
     pub revoked_at_us: Option<i64>,
     /// OAuth scopes of the family (empty for the CLI).
     pub scope: String,
+    /// `device_code` for a family started by the device grant; `None` otherwise.
+    pub flow: Option<String>,
+    /// The person's address for conditional access when the caller is not the person (an OIDC
+    /// client's family); `None` for the CLI's.
+    pub person_ip: Option<String>,
 }
 
 const DEVICE_COLS: &str = "id, user_code, client_id, state, created_at_us, expires_at_us, interval_s, last_poll_at_us, principal_id, strength, auth_time_us, session_id, client_ip, user_agent";
@@ -97,7 +102,7 @@ impl Store {
     /// needs them to detect reuse).
     pub async fn refresh_token_by_hash(&self, hash: &[u8]) -> Result<Option<RefreshToken>> {
         on_pool!(&self.backend, pool => {
-            match sqlx::query("SELECT id, family_id, principal_id, client_id, strength, auth_time_us, session_id, expires_at_us, family_expires_at_us, used_at_us, revoked_at_us, scope FROM refresh_tokens WHERE token_hash = $1")
+            match sqlx::query("SELECT id, family_id, principal_id, client_id, strength, auth_time_us, session_id, expires_at_us, family_expires_at_us, used_at_us, revoked_at_us, scope, flow, person_ip FROM refresh_tokens WHERE token_hash = $1")
                 .bind(hash).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(RefreshToken {
                     id: r.try_get("id")?,
@@ -112,6 +117,8 @@ impl Store {
                     used_at_us: r.try_get("used_at_us")?,
                     revoked_at_us: r.try_get("revoked_at_us")?,
                     scope: r.try_get("scope")?,
+                    flow: r.try_get("flow")?,
+                    person_ip: r.try_get("person_ip")?,
                 })),
                 None => Ok(None),
             }

@@ -45,6 +45,9 @@ pub struct AuthorizationCode {
     pub family_id: Option<String>,
     pub access_jti: Option<String>,
     pub access_expires_at_us: Option<i64>,
+    /// The person's (browser's) address at the authorize step; `None` only for a code issued
+    /// before it was recorded whose session is gone.
+    pub person_ip: Option<String>,
 }
 
 const CLIENT_COLS: &str = "client_id, name, kind, redirect_uris, created_by, created_at_us";
@@ -130,7 +133,7 @@ impl Store {
         hash: &[u8],
     ) -> Result<Option<AuthorizationCode>> {
         on_pool!(&self.backend, pool => {
-            match sqlx::query("SELECT id, client_id, principal_id, session_id, redirect_uri, scope, nonce, code_challenge, strength, auth_time_us, expires_at_us, used_at_us, family_id, access_jti, access_expires_at_us FROM authorization_codes WHERE code_hash = $1")
+            match sqlx::query("SELECT id, client_id, principal_id, session_id, redirect_uri, scope, nonce, code_challenge, strength, auth_time_us, expires_at_us, used_at_us, family_id, access_jti, access_expires_at_us, person_ip FROM authorization_codes WHERE code_hash = $1")
                 .bind(hash).fetch_optional(pool).await? {
                 Some(r) => Ok(Some(AuthorizationCode {
                     id: r.try_get("id")?,
@@ -148,6 +151,7 @@ impl Store {
                     family_id: r.try_get("family_id")?,
                     access_jti: r.try_get("access_jti")?,
                     access_expires_at_us: r.try_get("access_expires_at_us")?,
+                    person_ip: r.try_get("person_ip")?,
                 })),
                 None => Ok(None),
             }

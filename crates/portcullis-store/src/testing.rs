@@ -36,3 +36,30 @@ pub async fn fresh_postgres_url() -> Option<String> {
 pub fn sqlite_url(dir: &std::path::Path) -> String {
     format!("sqlite://{}", dir.join("portcullis.db").display())
 }
+
+/// Runs one raw SQL statement against the database at `url` (`sqlite://…` or `postgres://…`),
+/// as someone with database access would: for tests of rows written by an older version (a
+/// server with a stricter rule must still meet what the older one stored). Panics (it is for
+/// tests) when the statement fails.
+pub async fn exec_raw(url: &str, sql: &str) {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
+        let _ = c.close().await;
+    } else {
+        let mut c = sqlx::PgConnection::connect(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot open the database: {e}"));
+        sqlx::query(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
+        let _ = c.close().await;
+    }
+}

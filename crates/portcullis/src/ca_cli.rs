@@ -146,6 +146,25 @@ pub struct WhatIfArgs {
     /// Hours since the account last authenticated (for sign-in frequency; default 0).
     #[arg(long, value_name = "N")]
     hours_since_sign_in: Option<u32>,
+    /// The authentication flow (default: the one the application is reached by — the device
+    /// flow for cli; device_code without --app means cli).
+    #[arg(long, value_enum)]
+    flow: Option<FlowArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FlowArg {
+    /// The device authorization grant (`portcullis login --device` and its refreshes).
+    #[value(name = "device_code", alias = "device-code")]
+    DeviceCode,
+}
+
+impl FlowArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::DeviceCode => "device_code",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -454,6 +473,7 @@ async fn whatif(c: &Client, output: Output, a: &WhatIfArgs) -> Result<()> {
         app: a.app.clone(),
         strength: a.strength.map(|s| s.as_str().to_owned()),
         hours_since_sign_in: a.hours_since_sign_in,
+        flow: a.flow.map(|f| f.as_str().to_owned()),
     };
     let d = c
         .ca_whatif(&req)
@@ -633,6 +653,11 @@ fn print_policies(output: Output, list: &[CaPolicyView]) -> Result<()> {
         ],
         rows,
     );
+    for v in list {
+        for w in &v.warnings {
+            println!("warning: policy {}: {w}", v.name);
+        }
+    }
     Ok(())
 }
 

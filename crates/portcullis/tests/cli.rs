@@ -2973,6 +2973,44 @@ fn conditional_access_through_the_cli() {
     assert_eq!(states(), [(ops.to_owned(), "enabled".to_owned())]);
     let err = refused(&["ca", "delete", guests]);
     assert!(err.contains("not_found"), "{err}");
+
+    // The device flow as a condition: what-if takes it (`--flow device_code` is the CLI's
+    // device login); the API sign-in is not that flow.
+    let device = dir.path().join("device.yaml");
+    let no_device = "No device login for ops";
+    std::fs::write(
+        &device,
+        format!(
+            "name: {no_device}\nstate: enabled\nconditions:\n  principals: {{include: [\"group:ops\"]}}\n  authentication_flows: {{include: [device_code]}}\ngrant: {{block: true}}\n"
+        ),
+    )
+    .expect("write");
+    ok(&["ca", "import", device.to_str().expect("utf-8")]);
+    let base = [
+        "ca",
+        "whatif",
+        "--user",
+        "dave",
+        "--ip",
+        "192.0.2.10",
+        "--strength",
+        "mfa",
+    ];
+    let text = ok(&[&base[..], &["--flow", "device_code"]].concat());
+    assert_eq!(
+        text.lines().next(),
+        Some(format!("block (by: {no_device})").as_str()),
+        "{text}"
+    );
+    let text = ok(&base);
+    assert_eq!(text.lines().next(), Some("allow"), "{text}");
+    assert!(
+        text.contains("authentication_flows: the sign-in does not use an included flow"),
+        "{text}"
+    );
+    let err = refused(&[&base[..], &["--app", "api", "--flow", "device_code"]].concat());
+    assert!(err.contains("never signs in to the API"), "{err}");
+    ok(&["ca", "delete", no_device]);
     // No longer in use: the location goes.
     let text = ok(&["ca", "locations", "remove", "office"]);
     assert!(text.contains("removed named location office"), "{text}");
