@@ -71,6 +71,8 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     refusals: Arc<crate::refusals::Refusals>,
+    /// How long expired rows are kept before the sweeper deletes them.
+    retention: portcullis_store::sweep::Retention,
     alerts: crate::alerts::Deliverer,
     router: axum::Router,
     expiry_wake: Arc<tokio::sync::Notify>,
@@ -292,6 +294,7 @@ impl Application {
         )
         .map_err(|_| StartError::Alerts)?;
         Ok(Self {
+            retention: crate::sweeper::retention(config.device().refresh.absolute),
             refusals,
             anchor_webhook,
             drill_policy: (drill_max_age, drill_every),
@@ -375,6 +378,14 @@ impl Application {
                 let _ = drills_stop.wait_for(|stop| *stop).await;
             },
         ));
+        let mut sweeper_stop = stop_tx.subscribe();
+        let sweeper = tokio::spawn(crate::sweeper::run(
+            self.store.clone(),
+            self.retention,
+            async move {
+                let _ = sweeper_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let mut refusals_stop = stop_tx.subscribe();
         let refusals = tokio::spawn(crate::refusals::flusher(
             self.store.clone(),
@@ -414,6 +425,7 @@ impl Application {
         let _ = alerts.await;
         let _ = drills.await;
         let _ = refusals.await;
+        let _ = sweeper.await;
         // A stopped tenant ends on a checkpoint (anchored before this write returns), so
         // nothing after the last checkpoint is ever a stopped server's tail.
         let stop = NewAuditEvent::new("system", "server.stopped", "server");

@@ -41,6 +41,10 @@ use crate::auth::{Caller, ClientInfo};
 use crate::error::ApiError;
 use crate::time_us::{from_us, us};
 
+/// Pending device codes one address may have at once (an unauthenticated request writes one,
+/// and an audit event).
+pub const PENDING_PER_ADDRESS: i64 = 10;
+
 /// The CLI's client id: a public client (no secret), allowed the device grant only.
 pub const CLI_CLIENT_ID: &str = "portcullis-cli";
 
@@ -114,6 +118,7 @@ pub async fn start(
         interval_s: rules::DEFAULT_INTERVAL_SECONDS,
         client_ip: client.ip.clone(),
         user_agent: client.user_agent.clone(),
+        max_pending_per_address: PENDING_PER_ADDRESS,
     });
     let ev = event(
         &format!("client:{client_id}"),
@@ -122,7 +127,20 @@ pub async fn start(
         Outcome::Success,
         serde_json::json!({ "user_code": user_code, "client_ip": client.ip }),
     );
-    state.store.write(change, vec![ev]).await?;
+    match state.store.write(change, vec![ev]).await {
+        Ok(_) => {}
+        // Unauthenticated rows are bounded per address (each also writes an audit event).
+        Err(StoreError::Conflict(m)) if m == portcullis_store::TOO_MANY_PENDING => {
+            let mut e = OAuthError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "temporarily_unavailable",
+                "too many device codes are waiting from this address; approve, deny or let them expire first",
+            );
+            e.retry_after = Some(60);
+            return Err(e);
+        }
+        Err(e) => return Err(e.into()),
+    }
     let verification_uri = format!("{}/device", state.tokens.issuer);
     Ok(DeviceStart {
         device_code: device_code.to_string(),

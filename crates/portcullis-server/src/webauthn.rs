@@ -215,6 +215,8 @@ pub async fn start_registration(
         factor_name: Some(name.clone()),
         pending_signin_hash: None,
         at_us: us(now),
+        client_ip: String::new(),
+        cap: None,
     };
     let ev = event(
         caller,
@@ -380,12 +382,13 @@ pub async fn start_signin(
         None => Vec::new(),
     };
     let Some(p) = p.filter(|_| !creds.is_empty()) else {
-        // Unknown user, or no passkey: counted like a wrong password.
-        let reason = if pending.is_none() && creds.is_empty() {
-            "no_passkey_or_unknown_user"
-        } else {
-            "no_passkey"
-        };
+        if pending.is_none() {
+            // Passwordless for a name with no passkey, or no account at all: a decoy challenge
+            // shaped like a real one, so the answer tells nobody who has passkeys (or their
+            // credential ids). Its answer is refused like a wrong one.
+            return decoy_challenge(state, client, &name, now).await;
+        }
+        // After the password, for an account without a passkey: counted like a wrong password.
         attempt
             .failed(
                 state,
@@ -393,7 +396,7 @@ pub async fn start_signin(
                     &name,
                     "signin.webauthn",
                     Outcome::Failure,
-                    reason,
+                    "no_passkey",
                     client,
                     serde_json::json!({}),
                 ),
@@ -418,14 +421,147 @@ pub async fn start_signin(
                 factor_name: None,
                 pending_signin_hash: pending,
                 at_us: us(now),
+                client_ip: client.ip.clone(),
+                cap: Some(pending_cap(state, now)),
             },
             vec![],
         )
-        .await?;
+        .await
+        .map_err(too_many_pending)?;
     Ok(WebauthnChallenge {
         ceremony_id,
         options: serde_json::to_value(options).map_err(ApiError::internal)?,
     })
+}
+
+/// Unauthenticated WebAuthn challenges (and decoys) one address may have waiting at once.
+pub const PENDING_PER_ADDRESS: i64 = 20;
+
+fn pending_cap(state: &AppState, now: OffsetDateTime) -> portcullis_store::PendingCap {
+    portcullis_store::PendingCap {
+        max: PENDING_PER_ADDRESS,
+        since_us: us(now - state.lifetimes.pending_signin),
+    }
+}
+
+/// A capped creation refused: too many challenges waiting from this address.
+fn too_many_pending(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(m) if m == portcullis_store::TOO_MANY_PENDING => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyAttempts,
+            "too many sign-in challenges are waiting from this address; finish or abandon them and try again",
+        )
+        .retry_after(30),
+        other => other.into(),
+    }
+}
+
+/// The decoy credential ids for `name`: one or two, stable per name and tenant (a repeated
+/// start shows the same ones, as a real account's would).
+fn decoy_credential_ids(state: &AppState, name: &str) -> Vec<String> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let id = |i: u8| {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(state.master.as_bytes()) else {
+            return String::new();
+        };
+        mac.update(b"portcullis-webauthn-decoy\0");
+        mac.update(name.as_bytes());
+        mac.update(&[0, i]);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    };
+    let first = id(0);
+    let two = first.as_bytes().first().is_some_and(|b| b % 2 == 0);
+    let mut ids = vec![first];
+    if two {
+        ids.push(id(1));
+    }
+    ids
+}
+
+/// A passwordless challenge for a name without a passkey: the options webauthn-rs makes for a
+/// real account (same fields, same timeout and policy), with decoy credential ids.
+async fn decoy_challenge(
+    state: &AppState,
+    client: &ClientInfo,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<WebauthnChallenge, ApiError> {
+    let (options, _) = state
+        .webauthn
+        .start_passkey_authentication(&[])
+        .map_err(|_| ApiError::internal("cannot start a WebAuthn sign-in"))?;
+    let mut options = serde_json::to_value(options).map_err(ApiError::internal)?;
+    if let Some(list) = options
+        .get_mut("publicKey")
+        .and_then(|p| p.get_mut("allowCredentials"))
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for id in decoy_credential_ids(state, name) {
+            list.push(serde_json::json!({ "type": "public-key", "id": id }));
+        }
+    }
+    let (ceremony_id, id_hash) = new_ceremony_id();
+    state
+        .store
+        .write(
+            Change::CreateDecoy {
+                id_hash,
+                name: name.to_owned(),
+                client_ip: client.ip.clone(),
+                at_us: us(now),
+                cap: pending_cap(state, now),
+            },
+            vec![],
+        )
+        .await
+        .map_err(too_many_pending)?;
+    Ok(WebauthnChallenge {
+        ceremony_id,
+        options,
+    })
+}
+
+/// The answer to a decoy challenge: refused like a wrong answer to a real one (counted, audited,
+/// `webauthn_failed`), or `gone` when there is no such decoy either.
+async fn finish_decoy(
+    state: &AppState,
+    client: &ClientInfo,
+    req: &WebauthnFinishRequest,
+    gone: ApiError,
+    now: OffsetDateTime,
+) -> Result<SignInResponse, ApiError> {
+    let id_hash = token_hash(&req.ceremony_id);
+    let Some((name, created)) = state.store.decoy(&id_hash).await? else {
+        return Err(gone);
+    };
+    if now - from_us(created) > state.lifetimes.pending_signin {
+        return Err(gone);
+    }
+    let _: PublicKeyCredential = serde_json::from_value(req.credential.clone())
+        .map_err(|_| ApiError::bad_request("credential is not a WebAuthn assertion"))?;
+    let p = state.store.principal_by_name(&name).await?;
+    let attempt =
+        Attempt::reserve(state, p.as_ref(), &name, "signin.webauthn", client, now).await?;
+    let ev = signin_event(
+        &name,
+        "signin.webauthn",
+        Outcome::Failure,
+        "no_passkey_or_unknown_user",
+        client,
+        serde_json::json!({ "mode": "passwordless_webauthn" }),
+    );
+    attempt
+        .failed_with(state, Change::ConsumeDecoy { id_hash }, ev)
+        .await
+        .map_err(|e| match e.code {
+            ErrorCode::Conflict => ceremony_gone(),
+            _ => e,
+        })?;
+    Err(webauthn_failed(
+        "the authenticator's answer was refused (credential_not_allowed)",
+    ))
 }
 
 /// Finishes a WebAuthn sign-in: a session of strength `phishing_resistant`.
@@ -436,7 +572,10 @@ pub async fn finish_signin(
     req: WebauthnFinishRequest,
 ) -> Result<SignInResponse, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let c = load_ceremony(state, &req.ceremony_id, SIGNIN, now).await?;
+    let c = match load_ceremony(state, &req.ceremony_id, SIGNIN, now).await {
+        Ok(c) => c,
+        Err(gone) => return finish_decoy(state, client, &req, gone, now).await,
+    };
     let credential: PublicKeyCredential = serde_json::from_value(req.credential)
         .map_err(|_| ApiError::bad_request("credential is not a WebAuthn assertion"))?;
     let p = state
@@ -659,6 +798,8 @@ pub async fn start_reauth(
                 factor_name: None,
                 pending_signin_hash: None,
                 at_us: us(OffsetDateTime::now_utc()),
+                client_ip: String::new(),
+                cap: None,
             },
             vec![],
         )

@@ -284,6 +284,14 @@ impl Store {
         })
     }
 
+    /// Whether a decoy passwordless challenge with this id hash is waiting, and for which name.
+    pub async fn decoy(&self, id_hash: &[u8]) -> Result<Option<(String, i64)>> {
+        on_pool!(&self.backend, pool => {
+            Ok(sqlx::query_as::<_, (String, i64)>("SELECT name, created_at_us FROM webauthn_decoys WHERE id_hash = $1")
+                .bind(id_hash).fetch_optional(pool).await?)
+        })
+    }
+
     /// A break-glass account's fast verifier, when it has one.
     pub async fn breakglass_verifier(&self, principal_id: &str) -> Result<Option<Vec<u8>>> {
         on_pool!(&self.backend, pool => {

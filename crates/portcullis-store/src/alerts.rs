@@ -235,7 +235,7 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 macro_rules! raise_for {
-    ($conn:ty) => {
+    ($conn:ty, $weight:literal) => {
         impl Raise for $conn {
             fn raise<'a>(
                 &'a mut self,
@@ -275,8 +275,11 @@ macro_rules! raise_for {
                                 continue;
                             }
                             // Count no further than the threshold (served by the (action, time) index).
+                            // An aggregated refusal (`authz.refused` with `details.count`) counts
+                            // as the refusals it stands for; every other event as one.
                             let col = rule.group_by.as_str();
-                            let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 FROM audit_events WHERE action = $1 AND {col} = $7 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) LIMIT $8) AS matching");
+                            let weight = if rule.action == "authz.refused" { $weight } else { "1" };
+                            let count_sql = format!("SELECT CAST(COALESCE(SUM(w), 0) AS BIGINT) FROM (SELECT {weight} AS w FROM audit_events WHERE action = $1 AND {col} = $7 AND time_us > $2 AND seq <= $3 AND (CAST($4 AS TEXT) IS NULL OR outcome = $4) AND (CAST($5 AS TEXT) IS NULL OR actor = $5) AND (CAST($6 AS TEXT) IS NULL OR target = $6) LIMIT $8) AS matching");
                             let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql))
                                 .bind(&rule.action).bind(since).bind(e.seq)
                                 .bind(rule.outcome.map(|o| o.as_str())).bind(&rule.actor).bind(&rule.target).bind(&key)
@@ -392,8 +395,14 @@ macro_rules! insert_message {
             .execute($c).await?;
     }};
 }
-raise_for!(sqlx::SqliteConnection);
-raise_for!(sqlx::PgConnection);
+raise_for!(
+    sqlx::SqliteConnection,
+    "COALESCE(CAST(json_extract(details, '$.count') AS INTEGER), 1)"
+);
+raise_for!(
+    sqlx::PgConnection,
+    "COALESCE((details::jsonb ->> 'count')::bigint, 1)"
+);
 
 /// A custom rule as stored, with who made it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,13 @@ pub struct NewPrincipal {
     pub created_at_us: i64,
 }
 
+/// At most `max` pending unauthenticated rows per client address created after `since_us`.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingCap {
+    pub max: i64,
+    pub since_us: i64,
+}
+
 /// A conditional-access change, checked against the version it was validated at.
 #[derive(Debug, Clone, Default)]
 pub struct CaChange {
@@ -121,6 +128,8 @@ pub struct NewDeviceAuthorization {
     /// Where it was requested from (shown to the person asked to approve it).
     pub client_ip: String,
     pub user_agent: String,
+    /// At most this many pending, unexpired device codes from one address.
+    pub max_pending_per_address: i64,
 }
 
 /// A refresh token as issued (its hash only).
@@ -355,7 +364,9 @@ pub enum Change {
         counter: i64,
         at_us: i64,
     },
-    /// Stores a WebAuthn ceremony's server-side state.
+    /// Stores a WebAuthn ceremony's server-side state. With `cap`, conflicts with
+    /// [`TOO_MANY_PENDING`] when `client_ip` already has that many ceremonies and decoys
+    /// created after `since_us` (an unauthenticated start must not grow the table unbounded).
     CreateCeremony {
         id_hash: Vec<u8>,
         principal_id: String,
@@ -364,6 +375,21 @@ pub enum Change {
         factor_name: Option<String>,
         pending_signin_hash: Option<Vec<u8>>,
         at_us: i64,
+        client_ip: String,
+        cap: Option<PendingCap>,
+    },
+    /// A decoy passwordless challenge for `name` (no such account, or no passkey), capped like
+    /// [`Change::CreateCeremony`].
+    CreateDecoy {
+        id_hash: Vec<u8>,
+        name: String,
+        client_ip: String,
+        at_us: i64,
+        cap: PendingCap,
+    },
+    /// Consumes a decoy; conflicts if it is gone.
+    ConsumeDecoy {
+        id_hash: Vec<u8>,
     },
     /// Consumes a ceremony; conflicts if it is gone (finished already, or never existed), which
     /// is what makes a replayed challenge fail.
@@ -753,6 +779,9 @@ pub const TOO_MANY_RULES: &str = "too many custom alert rules";
 /// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
 pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
 
+/// The conflict a capped creation reports (too many pending rows from one address).
+pub const TOO_MANY_PENDING: &str = "too many pending requests from this address";
+
 /// The conflict [`Change::ReserveAttempt`] reports.
 pub const THROTTLED: &str = "too many failed attempts; wait before trying again";
 
@@ -921,10 +950,34 @@ macro_rules! apply_for {
                                 return Err(conflict("signature counter did not advance"));
                             }
                         }
-                        Change::CreateCeremony { id_hash, principal_id, kind, state, factor_name, pending_signin_hash, at_us } => {
-                            sqlx::query("INSERT INTO webauthn_ceremonies (id_hash, principal_id, kind, state, factor_name, pending_signin_hash, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                                .bind(id_hash).bind(principal_id).bind(kind).bind(state).bind(factor_name).bind(pending_signin_hash).bind(*at_us)
+                        Change::CreateCeremony { id_hash, principal_id, kind, state, factor_name, pending_signin_hash, at_us, client_ip, cap } => {
+                            if let Some(cap) = cap {
+                                let n: i64 = sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM webauthn_ceremonies WHERE client_ip = $1 AND created_at_us > $2) + (SELECT COUNT(*) FROM webauthn_decoys WHERE client_ip = $1 AND created_at_us > $2)")
+                                    .bind(client_ip).bind(cap.since_us).fetch_one(&mut *c).await?;
+                                if n >= cap.max {
+                                    return Err(conflict(TOO_MANY_PENDING));
+                                }
+                            }
+                            sqlx::query("INSERT INTO webauthn_ceremonies (id_hash, principal_id, kind, state, factor_name, pending_signin_hash, created_at_us, client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                                .bind(id_hash).bind(principal_id).bind(kind).bind(state).bind(factor_name).bind(pending_signin_hash).bind(*at_us).bind(client_ip)
                                 .execute(&mut *c).await?;
+                        }
+                        Change::CreateDecoy { id_hash, name, client_ip, at_us, cap } => {
+                            let n: i64 = sqlx::query_scalar("SELECT (SELECT COUNT(*) FROM webauthn_ceremonies WHERE client_ip = $1 AND created_at_us > $2) + (SELECT COUNT(*) FROM webauthn_decoys WHERE client_ip = $1 AND created_at_us > $2)")
+                                .bind(client_ip).bind(cap.since_us).fetch_one(&mut *c).await?;
+                            if n >= cap.max {
+                                return Err(conflict(TOO_MANY_PENDING));
+                            }
+                            sqlx::query("INSERT INTO webauthn_decoys (id_hash, name, client_ip, created_at_us) VALUES ($1, $2, $3, $4)")
+                                .bind(id_hash).bind(name).bind(client_ip).bind(*at_us)
+                                .execute(&mut *c).await?;
+                        }
+                        Change::ConsumeDecoy { id_hash } => {
+                            let n = sqlx::query("DELETE FROM webauthn_decoys WHERE id_hash = $1")
+                                .bind(id_hash).execute(&mut *c).await?.rows_affected();
+                            if n == 0 {
+                                return Err(conflict("ceremony already finished or unknown"));
+                            }
                         }
                         Change::ConsumeCeremony { id_hash } => {
                             let n = sqlx::query("DELETE FROM webauthn_ceremonies WHERE id_hash = $1")
@@ -1120,6 +1173,11 @@ macro_rules! apply_for {
                             }
                         }
                         Change::CreateDeviceAuthorization(d) => {
+                            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM device_authorizations WHERE client_ip = $1 AND state = 'pending' AND expires_at_us > $2")
+                                .bind(&d.client_ip).bind(d.created_at_us).fetch_one(&mut *c).await?;
+                            if n >= d.max_pending_per_address {
+                                return Err(conflict(TOO_MANY_PENDING));
+                            }
                             sqlx::query("INSERT INTO device_authorizations (id, device_code_hash, user_code, client_id, state, created_at_us, expires_at_us, interval_s, client_ip, user_agent) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9)")
                                 .bind(&d.id).bind(&d.device_code_hash).bind(&d.user_code).bind(&d.client_id)
                                 .bind(d.created_at_us).bind(d.expires_at_us).bind(d.interval_s)

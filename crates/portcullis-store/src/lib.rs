@@ -29,6 +29,7 @@ pub mod crypto;
 pub mod device;
 pub mod oidc;
 pub mod roles;
+pub mod sweep;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
@@ -56,7 +57,7 @@ pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel,
     NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization,
     NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
-    OutboxAttempt, SealedChannel, THROTTLED, TOO_MANY_RULES,
+    OutboxAttempt, PendingCap, SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use writer::CheckpointPolicy;

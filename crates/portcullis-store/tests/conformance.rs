@@ -468,6 +468,86 @@ async fn a_nul_in_an_event_fails_nobody(db: Db) {
     assert!(store.verify_chain().await.expect("verify").is_ok());
 }
 
+/// Finding 7: the sweep deletes what has expired (in bounded batches) and nothing that still
+/// matters; the audit log is never touched.
+async fn the_sweep_deletes_what_expired_and_nothing_else(db: Db) {
+    let store = initialised(&db).await;
+    let now = OffsetDateTime::now_utc();
+    let now_us = (now.unix_timestamp_nanos() / 1000) as i64;
+    let hour = 3_600_000_000i64;
+    // Throttle counters: an old one and a fresh one.
+    store
+        .write(
+            Change::RecordFailures {
+                keys: vec!["ip:old".into()],
+                at_us: now_us - 48 * hour,
+            },
+            vec![],
+        )
+        .await
+        .expect("old counter");
+    store
+        .write(
+            Change::RecordFailures {
+                keys: vec!["ip:fresh".into()],
+                at_us: now_us,
+            },
+            vec![],
+        )
+        .await
+        .expect("fresh counter");
+    // Revoked tokens: one expired, one still live.
+    for (jti, exp) in [("gone", now_us - hour), ("live", now_us + hour)] {
+        store
+            .write(
+                Change::RevokeToken {
+                    jti: jti.into(),
+                    expires_at_us: exp,
+                    at_us: now_us,
+                },
+                vec![],
+            )
+            .await
+            .expect("revoked");
+    }
+    let events_before = count(&store).await;
+    let retention = portcullis_store::sweep::Retention {
+        device_codes_us: 24 * hour,
+        ceremonies_us: hour,
+        throttle_us: 24 * hour,
+        authorization_codes_us: 8 * 24 * hour,
+        refresh_tokens_us: 24 * hour,
+        sessions_us: 30 * 24 * hour,
+        signin_addresses_us: 30 * 24 * hour,
+    };
+    let deleted = store.sweep(now_us, &retention).await.expect("sweep");
+    let n = |t: &str| deleted.iter().find(|(x, _)| x == t).map_or(0, |(_, n)| *n);
+    assert_eq!(n("throttle"), 1, "{deleted:?}");
+    assert_eq!(n("revoked_tokens"), 1, "{deleted:?}");
+    let left = store
+        .throttle_counters(&["ip:old".to_owned(), "ip:fresh".to_owned()])
+        .await
+        .expect("counters");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "ip:fresh");
+    assert!(store.token_revoked("live").await.expect("live"));
+    assert!(!store.token_revoked("gone").await.expect("gone"));
+    assert_eq!(
+        count(&store).await,
+        events_before,
+        "the audit log is never swept"
+    );
+    // A second sweep finds nothing.
+    assert!(
+        store
+            .sweep(now_us, &retention)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    assert!(store.verify_chain().await.expect("verify").is_ok());
+}
+
 async fn newer_schema_is_refused(db: Db) {
     let store = db.open().await;
     store.close().await;
@@ -856,6 +936,7 @@ conformance!(
     bootstrap_token_is_stored_hashed_and_expires,
     a_failing_change_does_not_sink_its_batch,
     a_nul_in_an_event_fails_nobody,
+    the_sweep_deletes_what_expired_and_nothing_else,
     newer_schema_is_refused,
     kill_minus_nine_loses_no_acknowledged_event,
 );

@@ -36,7 +36,7 @@ pub struct OAuthError {
     status: StatusCode,
     error: &'static str,
     description: String,
-    retry_after: Option<i64>,
+    pub(crate) retry_after: Option<i64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -702,6 +702,21 @@ async fn refused_attempts_are_audited_and_counted(app: TestApp) {
         .create_assignment(&assignment("ana", "audit-reader", "active", Some(86_400)))
         .await
         .expect("an ordinary role may be standing");
+    // A custom rule counts refusals: an aggregated event counts as the refusals it stands for.
+    admin
+        .create_alert_rule(&portcullis_core::api::CreateAlertRuleRequest {
+            name: "escalations".into(),
+            action: "authz.refused".into(),
+            outcome: None,
+            actor: None,
+            target: None,
+            group_by: Some("actor".into()),
+            count: 5,
+            window: "5m".into(),
+            severity: Some("critical".into()),
+        })
+        .await
+        .expect("rule");
     for _ in 0..6 {
         let r = ana
             .create_assignment(&assignment("ana", GA, "active", None))

@@ -21,3 +21,18 @@ ALTER TABLE breakglass_accounts ADD COLUMN verifier BYTEA;
 -- disabled account) revokes the access tokens minted from it too, not only future refreshes.
 ALTER TABLE refresh_tokens ADD COLUMN access_jti TEXT;
 ALTER TABLE refresh_tokens ADD COLUMN access_expires_at_us BIGINT;
+
+-- Bounded growth from unauthenticated requests: WebAuthn sign-in challenges and device codes
+-- are capped per address (the address is kept with them), and a passwordless start for a name
+-- without passkeys gets a decoy challenge (recorded here) shaped like a real one, so the answer
+-- tells nobody who has passkeys.
+ALTER TABLE webauthn_ceremonies ADD COLUMN client_ip TEXT NOT NULL DEFAULT '';
+CREATE INDEX webauthn_ceremonies_address ON webauthn_ceremonies (client_ip, created_at_us);
+CREATE INDEX device_authorizations_address ON device_authorizations (client_ip, expires_at_us);
+CREATE TABLE webauthn_decoys (
+    id_hash BYTEA PRIMARY KEY,
+    name TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    created_at_us BIGINT NOT NULL
+);
+CREATE INDEX webauthn_decoys_address ON webauthn_decoys (client_ip, created_at_us);

@@ -1,0 +1,85 @@
+//! The sweeper: once per period, across all replicas, deletes what has expired
+//! ([`portcullis_store::sweep`]) and records what it deleted.
+//!
+//! Invariants: one replica sweeps per period (a periodic-job claim, like the drill watch), and
+//! what it deleted is recorded as `store.swept` (counts per table) when anything was. Retention is derived from the lifetimes it must
+//! outlast (README, "Retention"), so nothing is deleted while it can still change an answer.
+
+use portcullis_core::audit::NewAuditEvent;
+use portcullis_store::sweep::Retention;
+use portcullis_store::{Change, Store, StoreError};
+use time::{Duration, OffsetDateTime};
+
+use crate::time_us::us;
+
+/// The periodic job's name.
+const JOB: &str = "store.sweep";
+
+/// How often the store is swept (one replica per period).
+pub const EVERY: Duration = Duration::minutes(10);
+
+/// Retention for the configured lifetimes: a day past a device code's expiry; an hour past a
+/// ceremony's or half sign-in's creation (they live minutes); a throttle counter's forget
+/// period; an authorization code and a refresh token for a day past the longest family; a
+/// session for thirty days; a familiar address for its smart-lockout period.
+pub fn retention(refresh_absolute: Duration) -> Retention {
+    let day = Duration::days(1).whole_microseconds() as i64;
+    Retention {
+        device_codes_us: day,
+        ceremonies_us: Duration::hours(1).whole_microseconds() as i64,
+        throttle_us: portcullis_core::throttle::ThrottlePolicy::ACCOUNT
+            .forget_after
+            .whole_microseconds() as i64,
+        authorization_codes_us: (refresh_absolute + Duration::days(1)).whole_microseconds() as i64,
+        refresh_tokens_us: day,
+        sessions_us: Duration::days(30).whole_microseconds() as i64,
+        signin_addresses_us: portcullis_core::throttle::FAMILIAR_FOR.whole_microseconds() as i64,
+    }
+}
+
+/// One sweep if this replica wins the period's claim: the counts deleted, or `None` when
+/// another replica swept this period.
+pub async fn sweep_once(
+    store: &Store,
+    retention: &Retention,
+    now: OffsetDateTime,
+) -> Result<Option<Vec<(String, u64)>>, StoreError> {
+    let claim = Change::ClaimPeriodic {
+        name: JOB.into(),
+        not_before_us: us(now - EVERY + Duration::seconds(5)),
+        at_us: us(now),
+    };
+    match store.write(claim, vec![]).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let deleted = store.sweep(us(now), retention).await?;
+    if !deleted.is_empty() {
+        let counts: serde_json::Map<String, serde_json::Value> = deleted
+            .iter()
+            .map(|(t, n)| (t.clone(), (*n).into()))
+            .collect();
+        store
+            .append(
+                NewAuditEvent::new("system", "store.swept", "store")
+                    .details(serde_json::json!({ "deleted": counts })),
+            )
+            .await?;
+    }
+    Ok(Some(deleted))
+}
+
+/// Sweeps every [`EVERY`] until `stop` resolves.
+pub async fn run(store: Store, retention: Retention, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        if let Err(e) = sweep_once(&store, &retention, OffsetDateTime::now_utc()).await {
+            tracing::warn!(error = %e, "sweeping expired rows failed; next period tries again");
+        }
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(EVERY.whole_seconds() as u64)) => {}
+        }
+    }
+}
