@@ -14,6 +14,8 @@ pub mod client_key;
 pub mod conditional_access;
 pub mod device;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod network;
 pub mod oidc;
 pub mod password;

@@ -433,7 +433,114 @@ async fn passwordless_start_tells_nobody_who_has_passkeys(app: TestApp) {
     app.stop().await;
 }
 
+/// Finding 10: hostile bodies — random bytes, NUL and control characters, multi-byte text, huge
+/// numbers, deep or wrong JSON — at every unauthenticated endpoint get a 4xx (or a normal
+/// answer), never a 5xx or a dropped connection, and the server keeps serving. A bounded,
+/// seeded run (the same inputs every time, so a failure reproduces).
+async fn hostile_bodies_never_break_the_unauthenticated_endpoints(app: TestApp) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_f00d);
+    let form_paths = [
+        "/oauth2/token",
+        "/oauth2/device_authorization",
+        "/oauth2/introspect",
+        "/oauth2/revoke",
+        "/signin",
+        "/device",
+        "/oauth2/authorize",
+    ];
+    let json_paths = [
+        "/api/v1/signin",
+        "/api/v1/signin/totp",
+        "/api/v1/signin/webauthn",
+        "/api/v1/signin/webauthn/finish",
+        "/api/v1/bootstrap",
+        "/api/v1/breakglass/bg-one/failed-recovery",
+    ];
+    let pieces = [
+        "%00",
+        "\u{0}",
+        "é",
+        "\u{202e}",
+        "\u{1b}[2J",
+        "99999999999999999999999",
+        "-1",
+        "5é",
+        "grant_type=client_credentials",
+        "client_id=",
+        "username",
+        "\"",
+        "{",
+        "[",
+        "null",
+        "true",
+        "&",
+        "=",
+        "%ZZ",
+        "%C3%28",
+        " ",
+    ];
+    let http = reqwest::Client::new();
+    for i in 0..300u32 {
+        let raw: Vec<u8> = match i % 3 {
+            0 => (0..rng.gen_range(0..200))
+                .map(|_| rng.r#gen::<u8>())
+                .collect(),
+            _ => (0..rng.gen_range(0..12))
+                .map(|_| pieces[rng.gen_range(0..pieces.len())])
+                .collect::<String>()
+                .into_bytes(),
+        };
+        let json = i % 2 == 0;
+        let path = if json {
+            json_paths[rng.gen_range(0..json_paths.len())]
+        } else {
+            form_paths[rng.gen_range(0..form_paths.len())]
+        };
+        let body = if json && i % 5 == 0 {
+            // Well-formed JSON with hostile values and wrong types.
+            serde_json::json!({
+                "username": String::from_utf8_lossy(&raw), "password": raw.len(),
+                "signin_id": [1, 2], "code": 1e300, "ceremony_id": null,
+                "credential": { "id": String::from_utf8_lossy(&raw) }, "token": "x",
+                "reason": "\u{0}", "totp_secret": "A".repeat(5000),
+            })
+            .to_string()
+            .into_bytes()
+        } else {
+            raw
+        };
+        let r = http
+            .post(format!("{}{path}", app.base))
+            .header(
+                "content-type",
+                if json {
+                    "application/json"
+                } else {
+                    "application/x-www-form-urlencoded"
+                },
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} to {path} dropped: {e}"));
+        assert!(
+            r.status().as_u16() < 500,
+            "request {i} to {path} answered {}",
+            r.status()
+        );
+    }
+    let health = http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("alive");
+    assert_eq!(health.status(), 200);
+    app.stop().await;
+}
+
 api_tests!(
+    hostile_bodies_never_break_the_unauthenticated_endpoints,
     unauthenticated_rows_are_capped_per_address,
     passwordless_start_tells_nobody_who_has_passkeys,
     a_revoked_refresh_family_takes_its_access_tokens_along,
