@@ -34,7 +34,14 @@ fn main() {
         .current_dir(dir.path())
         .args(["serve", "--log-format", "json"])
         .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
-        .env("PORTCULLIS_LOG", "warn,portcullis_server=info")
+        .envs(std::env::var("FLOOD_CHILD_ENV").ok().and_then(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        }))
+        .env(
+            "PORTCULLIS_LOG",
+            "warn,portcullis=info,portcullis_server=info",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -140,12 +147,22 @@ fn main() {
     let after = rss_mib(pid);
     std::thread::sleep(Duration::from_secs(10));
     let settled = rss_mib(pid);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = child.wait();
     let total = sent.load(Ordering::Relaxed);
     let peak = peak.lock().map(|p| *p).unwrap_or(after);
-    println!("flood_memory: {seconds} s flood, {total} requests ({:.0}/s) from 64 connections on 64 loopback addresses", total as f64 / seconds as f64);
-    println!("  answers: {:?}", statuses.lock().map(|s| s.clone()).unwrap_or_default());
-    println!("  RSS idle {idle:.1} MiB; peak during the flood {peak:.1} MiB; right after {after:.1} MiB; 10 s later {settled:.1} MiB");
+    println!(
+        "flood_memory: {seconds} s flood, {total} requests ({:.0}/s) from 64 connections on 64 loopback addresses",
+        total as f64 / seconds as f64
+    );
+    println!(
+        "  answers: {:?}",
+        statuses.lock().map(|s| s.clone()).unwrap_or_default()
+    );
+    println!(
+        "  RSS idle {idle:.1} MiB; peak during the flood {peak:.1} MiB; right after {after:.1} MiB; 10 s later {settled:.1} MiB"
+    );
     println!("  targets: idle <= 64 MB, after a 60 s flood <= 256 MB");
 }
