@@ -66,6 +66,14 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The HTTP status, for API errors and unexpected answers.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Unexpected { status } => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 /// Filters for [`Client::audit_events`].

@@ -12,6 +12,7 @@
 
 use time::{Duration, OffsetDateTime};
 
+use crate::error::ErrorCode;
 use crate::roles::RoleSettings;
 use crate::session::AuthStrength;
 
@@ -172,15 +173,16 @@ pub enum ActivationError {
 }
 
 impl ActivationError {
-    /// The stable wire code.
-    pub fn code(&self) -> &'static str {
+    /// The stable code the server answers with.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::StepUpRequired { .. } => "step_up_required",
-            Self::DurationNotPositive => "duration_not_positive",
-            Self::DurationTooLong { .. } => "duration_too_long",
-            Self::JustificationRequired => "justification_required",
-            Self::TicketRequired => "ticket_required",
-            Self::JustificationTooLong | Self::TicketMalformed => "invalid_request",
+            Self::StepUpRequired { .. } => ErrorCode::StepUpRequired,
+            Self::DurationTooLong { .. } => ErrorCode::DurationTooLong,
+            Self::JustificationRequired => ErrorCode::JustificationRequired,
+            Self::TicketRequired => ErrorCode::TicketRequired,
+            Self::DurationNotPositive | Self::JustificationTooLong | Self::TicketMalformed => {
+                ErrorCode::InvalidRequest
+            }
         }
     }
 }
@@ -264,13 +266,13 @@ pub enum ApprovalError {
 }
 
 impl ApprovalError {
-    pub fn code(&self) -> &'static str {
+    /// The stable code the server answers with.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::SelfApproval => "self_approval",
-            Self::NotAnApprover => "not_an_approver",
-            Self::ApproverNeedsMfa => "step_up_required",
-            Self::AlreadyApproved => "already_decided",
-            Self::NotAPerson => "forbidden",
+            Self::SelfApproval => ErrorCode::SelfApproval,
+            Self::NotAnApprover | Self::NotAPerson => ErrorCode::Forbidden,
+            Self::ApproverNeedsMfa => ErrorCode::StepUpRequired,
+            Self::AlreadyApproved => ErrorCode::AlreadyDecided,
         }
     }
 }
@@ -469,7 +471,14 @@ mod tests {
             check_activation(&s, &ok, &i, now),
             Ok(RequestState::PendingApproval)
         );
-        assert_eq!(ActivationError::TicketRequired.code(), "ticket_required");
+        assert_eq!(
+            ActivationError::TicketRequired.code().as_str(),
+            "ticket_required"
+        );
+        assert_eq!(
+            ActivationError::DurationNotPositive.code(),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]

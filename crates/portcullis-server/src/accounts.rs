@@ -5,7 +5,6 @@
 //! role-assignable groups is changed by that administrator only (the roles issue narrows this
 //! to Privileged Role / Global Administrators). Passwords follow the NIST policy in core.
 
-use axum::http::StatusCode;
 use portcullis_core::api::{
     CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest, GroupView,
     ServiceAccountView, UserView,
@@ -18,10 +17,10 @@ use rand::RngCore;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::api::AppState;
 use crate::auth::{Caller, event};
 use crate::error::ApiError;
 use crate::privilege::Guard;
+use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
 /// A fresh random identifier with a kind prefix, e.g. `u_3f…`.
@@ -37,11 +36,7 @@ pub fn invalid(e: impl std::fmt::Display) -> ApiError {
 
 pub(crate) fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
     match e {
-        StoreError::Conflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::AlreadyExists,
-            what.to_owned(),
-        ),
+        StoreError::Conflict(_) => ApiError::new(ErrorCode::AlreadyExists, what.to_owned()),
         other => other.into(),
     }
 }
@@ -53,13 +48,8 @@ pub fn check_password(
     email: Option<&str>,
     privileged: bool,
 ) -> Result<(), ApiError> {
-    portcullis_core::password::check(pw, name, email, privileged).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::PasswordPolicy,
-            e.to_string(),
-        )
-    })
+    portcullis_core::password::check(pw, name, email, privileged)
+        .map_err(|e| ApiError::new(ErrorCode::PasswordPolicy, e.to_string()))
 }
 
 pub async fn user_view(state: &AppState, p: &Principal) -> Result<UserView, ApiError> {
@@ -213,7 +203,6 @@ pub async fn set_user_enabled(
     let p = get_principal(state, name, PrincipalKind::User).await?;
     if !enabled && p.id == admin.principal.id {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             "you cannot disable your own account",
         ));
@@ -356,7 +345,6 @@ pub async fn change_membership(
                 .await?)
     {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::SelfAssignment,
             "nobody adds themselves (or a service account whose credentials they manage) to a role-assignable group; ask another administrator",
         ));
@@ -394,11 +382,7 @@ pub async fn change_membership(
         .details(serde_json::json!({ "member": format!("{}:{}", m.kind, m.name), "role_assignable": g.role_assignable, "requests_closed": closed }));
     let conflict = |_| {
         if add {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::AlreadyExists,
-                "already a member",
-            )
+            ApiError::new(ErrorCode::AlreadyExists, "already a member")
         } else {
             ApiError::not_found(format!("{member_name} is not a member of {}", g.name))
         }

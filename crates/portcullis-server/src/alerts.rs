@@ -25,7 +25,6 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
 use portcullis_core::alerts::{
     Aggregate, Escape, Severity, backoff, render_template, suppressed_note, validate_template,
@@ -45,9 +44,9 @@ use sha2::Sha256;
 use time::OffsetDateTime;
 
 use crate::accounts::new_id;
-use crate::api::AppState;
 use crate::auth::{Caller, event};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
 /// How long a claim holds before another worker may take the message over.
@@ -389,7 +388,6 @@ pub async fn add_channel(
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
                 format!("an alert channel named {} exists", name.as_str()),
             ));
@@ -613,7 +611,6 @@ pub async fn add_rule(
         Ok(_) => Ok(view),
         Err(StoreError::Conflict(m)) if m == portcullis_store::TOO_MANY_RULES => {
             Err(ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::Conflict,
                 format!(
                     "at most {} custom alert rules; remove one first",
@@ -622,7 +619,6 @@ pub async fn add_rule(
             ))
         }
         Err(StoreError::Conflict(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::AlreadyExists,
             format!("an alert rule named {} exists", rule.name),
         )),
@@ -638,7 +634,6 @@ pub async fn remove_rule(state: &AppState, caller: &Caller, name: &str) -> Resul
         .any(|(n, _, _)| *n == name)
     {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             format!("{name} is a built-in rule; built-in rules cannot be removed"),
         ));
@@ -773,7 +768,6 @@ pub async fn retry(state: &AppState, caller: &Caller, id: &str) -> Result<AlertV
     {
         Ok(_) => show(state, caller, id).await,
         Err(StoreError::Conflict(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             format!("{id} is not a dead-lettered alert with a channel"),
         )),

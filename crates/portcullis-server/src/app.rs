@@ -24,9 +24,10 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
-use crate::api::{self, AppState, ServerInfo};
+use crate::api;
 use crate::config::Config;
 use crate::secrets::{self, KeySource, SecretsError};
+use crate::state::{AppState, ServerInfo};
 
 /// Options of `portcullis serve` that are not configuration.
 #[derive(Debug, Default, Clone)]

@@ -13,7 +13,6 @@
 //! count as `mfa` (a non-human credential with no weaker form), and `auth_time` feeds step-up.
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, USER_AGENT};
 use axum::http::request::Parts;
 use portcullis_core::audit::NewAuditEvent;
@@ -24,8 +23,8 @@ use portcullis_store::Change;
 use portcullis_store::accounts::{Principal, Session};
 use time::OffsetDateTime;
 
-use crate::api::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
 /// An authenticated caller.
@@ -103,12 +102,10 @@ impl Caller {
         match self {
             Caller::Session(s) if s.scope == SessionScope::Full => Ok(s),
             Caller::Session(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
                 ErrorCode::MfaEnrolmentRequired,
                 "enrol a second factor (portcullis mfa enroll totp) and sign in again",
             )),
             Caller::Bootstrap => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "the bootstrap token cannot do this; sign in",
             )),
@@ -120,7 +117,6 @@ impl Caller {
         match self {
             Caller::Session(s) => Ok(s),
             Caller::Bootstrap => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "the bootstrap token cannot do this; sign in",
             )),
@@ -137,7 +133,6 @@ impl Caller {
         let s = self.require_full()?;
         if s.strength < AuthStrength::Mfa {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 "this needs a session signed in with a second factor",
             ));
@@ -166,7 +161,6 @@ impl Caller {
 /// The refusal for a missing permission: names it, and how to get it.
 pub fn forbidden(permission: &str, scope: &Scope) -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
         ErrorCode::Forbidden,
         format!(
             "this needs the permission {permission} at {scope}; activate an eligible role that has it (portcullis request ROLE)",
@@ -237,7 +231,6 @@ pub async fn session_caller(
         );
     if !alive {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "the session has ended; sign in again",
         ));
@@ -270,7 +263,6 @@ async fn access_token_caller(
 ) -> Result<Caller, ApiError> {
     let ended = || {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "the access token is not valid (expired, revoked or unknown); get a new one",
         )
@@ -291,7 +283,6 @@ async fn access_token_caller(
         || (principal.kind == "service_account" && claims.client_id == principal.name);
     if !own {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "this access token was issued to an application; the Portcullis API accepts only tokens of the CLI and service accounts",
         ));

@@ -32,7 +32,6 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::http::StatusCode;
 use portcullis_core::api::{
     BreakGlassCreated, BreakGlassEnrolment, BreakGlassFailedRecovery, BreakGlassView,
     CreateBreakGlassRequest, DrillRecorded, RotateBreakGlassRequest, SessionIssued,
@@ -50,10 +49,10 @@ use secrecy::SecretString;
 use time::{Duration, OffsetDateTime};
 
 use crate::accounts::{check_password, invalid, new_id, validate_user};
-use crate::api::AppState;
 use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
 use crate::signin::{check_password_input, new_session};
+use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
 /// Usable break-glass accounts a tenant must keep.
@@ -93,7 +92,6 @@ impl BreakGlassSettings {
 
 pub(crate) fn minimum_error() -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
         ErrorCode::BreakGlassMinimum,
         format!(
             "at least {REQUIRED} usable break-glass accounts must remain; create another first (portcullis breakglass create)"
@@ -102,11 +100,7 @@ pub(crate) fn minimum_error() -> ApiError {
 }
 
 fn credential_error(msg: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        ErrorCode::BreakGlassCredential,
-        msg.into(),
-    )
+    ApiError::new(ErrorCode::BreakGlassCredential, msg.into())
 }
 
 /// Writes `change` (which removes something from a break-glass account) with the minimum
@@ -179,7 +173,6 @@ async fn password_custody(
     check_password_input(password)?;
     if password.chars().count() < PASSWORD_LEN {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
             ErrorCode::PasswordPolicy,
             format!(
                 "a break-glass password has at least {PASSWORD_LEN} random characters (portcullis breakglass create generates one)"
@@ -714,7 +707,6 @@ pub async fn record_drill(state: &AppState, caller: &Caller) -> Result<DrillReco
     let me = caller.require_session()?;
     if !me.principal.emergency {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             "only a break-glass account records its own drill, with the session it just signed in with",
         ));
@@ -722,7 +714,6 @@ pub async fn record_drill(state: &AppState, caller: &Caller) -> Result<DrillReco
     let now = OffsetDateTime::now_utc();
     if me.scope != SessionScope::Full || now - from_us(me.session.created_at_us) > DRILL_FRESH {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::StepUpRequired,
             format!(
                 "a drill needs a full session started in the last {} minutes; sign in again",
@@ -754,7 +745,7 @@ pub async fn record_drill(state: &AppState, caller: &Caller) -> Result<DrillReco
         .write(change, vec![ev])
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, m),
+            StoreError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             other => other.into(),
         })?;
     Ok(DrillRecorded {

@@ -11,7 +11,6 @@
 //! - Deleting a client revokes every refresh token issued to it and forgets consents, in the
 //!   same transaction as its audit event.
 
-use axum::http::StatusCode;
 use portcullis_core::api::CreateClientRequest;
 use portcullis_core::api::{ClientCreated, ClientSecretIssued, ClientSecretView, ClientView};
 use portcullis_core::error::ErrorCode;
@@ -22,9 +21,9 @@ use portcullis_store::{Change, NewOAuthClient, StoreError};
 use time::OffsetDateTime;
 
 use crate::accounts::{invalid, new_id};
-use crate::api::AppState;
 use crate::auth::{Caller, event};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
 /// The client with this id or name, or 404.
@@ -106,7 +105,6 @@ pub async fn create(
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
                 format!("a client named {name} exists"),
             ));
@@ -196,7 +194,6 @@ pub async fn add_secret(
             client_secret: value,
         }),
         Err(StoreError::Conflict(_)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             "two secrets are live already; remove the old one first",
         )),

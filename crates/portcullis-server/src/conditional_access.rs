@@ -64,9 +64,9 @@ use portcullis_store::conditional_access::CaSnapshot;
 use portcullis_store::{CA_CHANGED, CaChange, Change, StoreError};
 use time::OffsetDateTime;
 
-use crate::api::AppState;
 use crate::auth::{Caller, SessionCaller, event};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
 /// How many times a change is re-checked when another replica changed the set meanwhile.
@@ -89,7 +89,6 @@ pub struct CaCache {
 
 fn unavailable() -> ApiError {
     ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Unavailable,
         "conditional access cannot be evaluated now; try again",
     )
@@ -272,7 +271,6 @@ async fn enforce_flow(
     let refusal = match &d.outcome {
         Outcome::Allow => None,
         Outcome::Block { policies } => Some(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::CaBlocked,
             format!(
                 "conditional access blocks this sign-in (policy: {})",
@@ -283,7 +281,6 @@ async fn enforce_flow(
             strength: need,
             policies,
         } => Some(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::CaRequirement,
             format!(
                 "conditional access requires {} for this sign-in (policy: {}); sign in with a stronger factor",
@@ -296,7 +293,6 @@ async fn enforce_flow(
             policies,
             ..
         } => Some(ApiError::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             format!(
                 "conditional access requires signing in again every {max_age_hours} hours (policy: {}); sign in again",
@@ -556,11 +552,7 @@ fn lockout_error(e: &LockoutError) -> ApiError {
     } else {
         ""
     };
-    ApiError::new(
-        StatusCode::CONFLICT,
-        ErrorCode::CaLockout,
-        format!("{e}{hint}"),
-    )
+    ApiError::new(ErrorCode::CaLockout, format!("{e}{hint}"))
 }
 
 /// What a management call wants to change, applied to the current configuration.
@@ -749,7 +741,6 @@ async fn plan(
             let users = policies_referencing_location(&policies, name);
             if !users.is_empty() {
                 return Err(ApiError::new(
-                    StatusCode::CONFLICT,
                     ErrorCode::Conflict,
                     format!(
                         "named location {name} is used by {}; change or delete those policies first",
@@ -850,7 +841,6 @@ async fn apply(
         }
     }
     Err(ApiError::new(
-        StatusCode::CONFLICT,
         ErrorCode::Conflict,
         "conditional access is being changed by someone else right now; try again",
     ))

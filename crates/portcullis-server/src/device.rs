@@ -35,10 +35,10 @@ use rand::RngCore;
 use time::{Duration, OffsetDateTime};
 
 use crate::accounts::new_id;
-use crate::api::AppState;
 use crate::api::oauth::OAuthError;
 use crate::auth::{Caller, ClientInfo};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
 /// Pending device codes one address may have at once (an unauthenticated request writes one,
@@ -165,14 +165,12 @@ pub async fn decide(
     // it must be a real sign-in, not an access token.
     if s.is_access_token() {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             portcullis_core::error::ErrorCode::Forbidden,
             "approve device codes from a signed-in session (password and second factor), not with an access token",
         ));
     }
     if s.strength < AuthStrength::Mfa {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             portcullis_core::error::ErrorCode::StepUpRequired,
             "approving a device needs a session signed in with a second factor (mfa)",
         ));

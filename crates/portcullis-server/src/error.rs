@@ -11,9 +11,61 @@ use axum::response::{IntoResponse, Response};
 pub use portcullis_core::api::{ErrorBody, ErrorDetail};
 use portcullis_core::error::ErrorCode;
 
+/// The HTTP status of every code: the one place it is decided. The match has no wildcard, so
+/// a new code does not compile until it has a status here.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    use ErrorCode as C;
+    match code {
+        C::InvalidRequest
+        | C::PasswordPolicy
+        | C::JustificationRequired
+        | C::TicketRequired
+        | C::DurationTooLong
+        | C::InvalidPublicKey => StatusCode::BAD_REQUEST,
+        // RFC 9470: a stronger or fresher authentication would succeed.
+        C::Unauthenticated
+        | C::InvalidCredentials
+        | C::InvalidCode
+        | C::CodeReplayed
+        | C::BootstrapUnavailable
+        | C::WebauthnFailed
+        | C::StepUpRequired
+        | C::ReauthRequired => StatusCode::UNAUTHORIZED,
+        C::Forbidden
+        | C::AccountDisabled
+        | C::MfaEnrolmentRequired
+        | C::SelfApproval
+        | C::NotEligible
+        | C::CaBlocked
+        | C::CaRequirement
+        | C::SelfAssignment
+        | C::EligibleOnly
+        | C::PrivilegedPrincipal
+        | C::NotGrantable => StatusCode::FORBIDDEN,
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        C::Conflict
+        | C::AlreadyExists
+        | C::LastFactor
+        | C::AlreadyDecided
+        | C::BreakGlassMinimum
+        | C::BreakGlassCredential
+        | C::CaLockout
+        | C::LastGlobalAdministrator => StatusCode::CONFLICT,
+        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        // A body that is not the JSON the operation takes, by syntax or by shape.
+        C::InvalidJson => StatusCode::UNPROCESSABLE_ENTITY,
+        C::TooManyAttempts | C::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        C::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// An error answer: a code (its status follows from it) and a message for people.
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
     /// Seconds, sent as `Retry-After` (for 429).
@@ -21,13 +73,17 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    /// The HTTP status, from the code ([`status_of`]).
+    pub fn status(&self) -> StatusCode {
+        status_of(self.code)
     }
 
     pub fn retry_after(mut self, seconds: i64) -> Self {
@@ -36,16 +92,15 @@ impl ApiError {
     }
 
     pub fn not_found(what: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, what)
+        Self::new(ErrorCode::NotFound, what)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+        Self::new(ErrorCode::InvalidRequest, message)
     }
 
     pub fn unauthenticated() -> Self {
         Self::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "a valid bearer credential is required",
         )
@@ -54,23 +109,20 @@ impl ApiError {
     /// Logs the detail, answers a generic 500.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            "internal error; see the server log",
-        )
+        Self::new(ErrorCode::Internal, "internal error; see the server log")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.as_str().to_owned(),
                 message: self.message,
             },
         };
-        let mut resp = (self.status, Json(body)).into_response();
+        let mut resp = (status, Json(body)).into_response();
         // For the layers around the handler (refused attempts are audited by their code).
         resp.extensions_mut().insert(self.code);
         if let Some(secs) = self.retry_after
@@ -78,7 +130,7 @@ impl IntoResponse for ApiError {
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -92,17 +144,13 @@ impl From<portcullis_store::StoreError> for ApiError {
         match e {
             E::Unreachable(_) | E::Closed | E::CommitFailed(_) => {
                 tracing::warn!(error = %e, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::Unavailable,
-                    "the database is unavailable",
-                )
+                Self::new(ErrorCode::Unavailable, "the database is unavailable")
             }
             // A conditional change lost a race or found the state moved on (another replica,
             // another request). Its message is one of the store's own fixed sentences, never a
             // database error, so it can be shown. Handlers that need a more specific answer
             // (sign-in, approvals) match the conflict themselves before this fallback.
-            E::Conflict(what) => Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, what),
+            E::Conflict(what) => Self::new(ErrorCode::Conflict, what),
             other => Self::internal(other),
         }
     }
@@ -114,7 +162,6 @@ impl From<crate::passwords::HashError> for ApiError {
             // A full queue of password checks: come back in a moment (invariant 4 keeps
             // break-glass accounts out of this queue).
             crate::passwords::HashError::Busy => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::Unavailable,
                 "too many sign-ins are being checked right now; try again in a moment",
             )
@@ -128,28 +175,20 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::MissingJsonContentType(_) => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::UnsupportedMediaType,
                 "expected Content-Type: application/json",
             ),
             JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Self::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    ErrorCode::PayloadTooLarge,
-                    "request body is too large",
-                )
+                Self::new(ErrorCode::PayloadTooLarge, "request body is too large")
             }
             JsonRejection::JsonDataError(e) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorCode::InvalidJson,
                 format!("JSON does not match the expected shape: {}", e.body_text()),
             ),
-            JsonRejection::JsonSyntaxError(_) => Self::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidJson,
-                "request body is not valid JSON",
-            ),
-            other => Self::new(other.status(), ErrorCode::InvalidRequest, other.body_text()),
+            JsonRejection::JsonSyntaxError(_) => {
+                Self::new(ErrorCode::InvalidJson, "request body is not valid JSON")
+            }
+            other => Self::new(ErrorCode::InvalidRequest, other.body_text()),
         }
     }
 }
@@ -178,8 +217,32 @@ pub async fn not_found() -> ApiError {
 /// Known route, wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code answers one status, and an error status: a code never says success.
+    #[test]
+    fn every_code_has_one_error_status() {
+        for &code in ErrorCode::ALL {
+            let status = status_of(code);
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{code} answers {status}"
+            );
+            assert_eq!(ApiError::new(code, "x").status(), status);
+            let resp = ApiError::new(code, "x").into_response();
+            assert_eq!(resp.status(), status, "{code}");
+        }
+        assert_eq!(
+            status_of(ErrorCode::StepUpRequired),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(status_of(ErrorCode::NotEligible), StatusCode::FORBIDDEN);
+    }
 }

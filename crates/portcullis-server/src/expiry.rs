@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use portcullis_core::activation::{RequestEvent, RequestState, transition};
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_store::roles::Deadline;
 use portcullis_store::{Change, NewOutboxMessage, Store, StoreError};
@@ -93,10 +94,18 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
             let Some(r) = store.request(id).await? else {
                 return Ok(false);
             };
-            let (from, to, action) = match d {
-                Deadline::RequestExpires { .. } => ("active", "expired", "request.expired"),
-                _ => ("pending_approval", "timed_out", "request.timed_out"),
+            let (from, event) = match d {
+                Deadline::RequestExpires { .. } => (RequestState::Active, RequestEvent::Expire),
+                _ => (RequestState::PendingApproval, RequestEvent::TimeOut),
             };
+            // Core's state machine names the end state; the change is conditional on `from`,
+            // so a request that moved on meanwhile is left alone.
+            let Ok(to) = transition(from, &event) else {
+                return Ok(false);
+            };
+            let (from, to) = (from.as_str(), to.as_str());
+            let action = format!("request.{to}");
+            let action = action.as_str();
             let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "state": to });
             let change = Change::Many(vec![
                 Change::CloseRequest {

@@ -284,7 +284,7 @@ pub async fn reload_loop(
 /// With `expected`, only if that key is still the active one (compare-and-set, so a script
 /// cannot rotate twice by accident); a lost race is a `conflict`.
 pub async fn rotate(
-    state: &crate::api::AppState,
+    state: &crate::state::AppState,
     actor: &str,
     expected: Option<&str>,
     now: OffsetDateTime,
@@ -301,7 +301,6 @@ pub async fn rotate(
         Ok(_) => {}
         Err(portcullis_store::StoreError::Conflict(_)) => {
             return Err(crate::error::ApiError::new(
-                axum::http::StatusCode::CONFLICT,
                 portcullis_core::error::ErrorCode::Conflict,
                 format!("{previous} is not the active signing key (rotated already?)"),
             ));

@@ -32,6 +32,7 @@ pub mod roles;
 pub mod secrets;
 pub mod service_accounts;
 pub mod signin;
+pub mod state;
 pub mod sweeper;
 pub mod time_us;
 pub mod tokens;

@@ -33,10 +33,10 @@ use portcullis_store::{Change, NewAuthorizationCode, StoreError};
 use time::{Duration, OffsetDateTime};
 
 use crate::accounts::new_id;
-use crate::api::AppState;
 use crate::api::oauth::OAuthError;
 use crate::auth::{ClientInfo, SessionCaller};
 use crate::device::{event, invalid_grant};
+use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
 /// How long an authorization code lives.

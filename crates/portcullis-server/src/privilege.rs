@@ -14,7 +14,6 @@
 //!   them across replicas), and a refused attempt is audited as a failure of the same action.
 //! - Credential changes are refused to access tokens and to sessions without a fresh proof.
 
-use axum::http::StatusCode;
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalKind;
@@ -24,9 +23,9 @@ use portcullis_store::accounts::Principal;
 use portcullis_store::{BREAKGLASS_MINIMUM, Change, LAST_GLOBAL_ADMINISTRATOR, StoreError};
 use time::OffsetDateTime;
 
-use crate::api::AppState;
 use crate::auth::{Caller, SessionCaller};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
 /// The caller's tier at the tenant (rule 10: only grants at `/` count).
@@ -89,7 +88,6 @@ pub async fn require_may_manage(
         "person"
     };
     Err(ApiError::new(
-        StatusCode::FORBIDDEN,
         ErrorCode::PrivilegedPrincipal,
         format!(
             "{} is a privileged {kind}; only a Global or Privileged Role Administrator may {what}",
@@ -108,7 +106,6 @@ pub async fn require_not_its_assigner(
 ) -> Result<(), ApiError> {
     if state.store.assigned_by(&sa.id, &caller.actor()).await? {
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::SelfAssignment,
             format!(
                 "you assigned {} its roles, so holding its credentials would be holding them yourself; another administrator manages its secrets and keys",
@@ -156,7 +153,6 @@ pub async fn write_guarded(
             },
             LAST_GLOBAL_ADMINISTRATOR,
             ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::LastGlobalAdministrator,
                 "this would leave nobody who can reach Global Administrator at the tenant; first make someone else eligible for it (portcullis assign NAME global-administrator --eligible), and keep two break-glass accounts",
             ),
@@ -205,16 +201,25 @@ pub async fn require_fresh_proof(state: &AppState, caller: &Caller) -> Result<()
         factor_proven_at: me.session.strong_auth_at_us.map(from_us),
     };
     privilege::check_fresh_proof(&facts, OffsetDateTime::now_utc()).map_err(|e| {
-        let status = match e {
-            ProofRefusal::AccessToken => StatusCode::FORBIDDEN,
-            ProofRefusal::Stale | ProofRefusal::StaleSignIn => StatusCode::UNAUTHORIZED,
-        };
         let code = match e {
             ProofRefusal::AccessToken => ErrorCode::Forbidden,
             ProofRefusal::Stale | ProofRefusal::StaleSignIn => ErrorCode::ReauthRequired,
         };
-        ApiError::new(status, code, e.to_string())
+        ApiError::new(code, e.to_string())
     })
+}
+
+/// A signed-in session, not an access token: re-authentication and credential changes happen
+/// only there (rule 7), so a stolen access token can do neither.
+pub fn require_signed_in_session(caller: &Caller) -> Result<&SessionCaller, ApiError> {
+    let me = caller.require_session()?;
+    if me.is_access_token() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            ProofRefusal::AccessToken.to_string(),
+        ));
+    }
+    Ok(me)
 }
 
 /// Service accounts have no factors, approve nothing and approve no device (rule 6).
@@ -224,7 +229,6 @@ pub fn require_person(caller: &Caller, what: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,
             format!("a service account cannot {what}; only people can"),
         ))

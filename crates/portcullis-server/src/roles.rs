@@ -12,10 +12,9 @@
 //! - Every change is written with its audit event and its outbox notifications in one
 //!   transaction; the expiry worker is woken when a nearer deadline appears.
 
-use axum::http::StatusCode;
 use portcullis_core::activation::{
-    self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, RequestState,
-    SessionFacts,
+    self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, RequestEvent,
+    RequestState, SessionFacts,
 };
 use portcullis_core::api::{
     ActivationRequestView, ActiveRoleView, AssignmentView, CreateActivationRequest,
@@ -33,10 +32,10 @@ use portcullis_store::{Change, NewAssignment, NewOutboxMessage, NewRequest, Stor
 use time::{Duration, OffsetDateTime};
 
 use crate::accounts::{invalid, new_id};
-use crate::api::AppState;
 use crate::auth::{Caller, SessionCaller, event, forbidden};
 use crate::error::ApiError;
 use crate::privilege::Guard;
+use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
 /// A role as the server sees it: built-in (from code) or custom (from the store).
@@ -77,8 +76,8 @@ fn unknown_role(slug: &str) -> ApiError {
     ApiError::not_found(format!("no role named {slug} (portcullis roles list)"))
 }
 
-fn coded(status: StatusCode, code: ErrorCode, msg: impl Into<String>) -> ApiError {
-    ApiError::new(status, code, msg)
+fn coded(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+    ApiError::new(code, msg)
 }
 
 /// Every role: the built-in ones first, then custom ones by name.
@@ -250,11 +249,9 @@ pub async fn create_role(
         .write(change, vec![ev])
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => coded(
-                StatusCode::CONFLICT,
-                ErrorCode::AlreadyExists,
-                "a role with that name exists",
-            ),
+            StoreError::Conflict(_) => {
+                coded(ErrorCode::AlreadyExists, "a role with that name exists")
+            }
             other => other.into(),
         })?;
     get_role(state, slug.as_str()).await
@@ -265,7 +262,6 @@ pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Resul
     let def = role(state, slug).await?;
     if def.builtin.is_some() {
         return Err(coded(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             "built-in roles cannot be edited or deleted",
         ));
@@ -288,7 +284,6 @@ pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Resul
             })
             .collect();
         return Err(coded(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             format!(
                 "the role is still assigned; remove these assignments first: {}",
@@ -303,7 +298,6 @@ pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Resul
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => coded(
-                StatusCode::CONFLICT,
                 ErrorCode::Conflict,
                 "the role was assigned meanwhile; list its assignments and try again",
             ),
@@ -417,7 +411,6 @@ fn require_grantable(
         return Ok(());
     }
     Err(coded(
-        StatusCode::FORBIDDEN,
         ErrorCode::NotGrantable,
         format!(
             "you cannot {what} permissions you do not hold at /: {}",
@@ -486,8 +479,19 @@ async fn check_assignment(
             AssignmentRefusal::PrivilegedActiveForPeople => ErrorCode::EligibleOnly,
             AssignmentRefusal::PrivilegedActiveNeedsTopTier => ErrorCode::Forbidden,
         };
-        coded(StatusCode::FORBIDDEN, code, e.to_string())
+        coded(code, e.to_string())
     })
+}
+
+/// The end of an assignment lasting `seconds` from `now`: positive, and representable (a huge
+/// number is a clear 400, never an overflow).
+fn end_after(now: OffsetDateTime, seconds: i64) -> Result<OffsetDateTime, ApiError> {
+    if seconds <= 0 {
+        return Err(ApiError::bad_request("duration_seconds must be positive"));
+    }
+    now.checked_add(Duration::seconds(seconds))
+        .filter(|e| e.year() <= 9999)
+        .ok_or_else(|| ApiError::bad_request("duration_seconds is too large"))
 }
 
 fn assignment_view(a: &Assignment) -> AssignmentView {
@@ -552,14 +556,7 @@ pub async fn create_assignment(
                 "give duration_seconds or ends_at, not both",
             ));
         }
-        (Some(d), None) if d <= 0 => {
-            return Err(ApiError::bad_request("duration_seconds must be positive"));
-        }
-        (Some(d), None) => Some(
-            now.checked_add(Duration::seconds(d))
-                .filter(|e| e.year() <= 9999)
-                .ok_or_else(|| ApiError::bad_request("duration_seconds is too large"))?,
-        ),
+        (Some(d), None) => Some(end_after(now, d)?),
         (None, Some(t)) => {
             let t = OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|_| ApiError::bad_request("ends_at must be an RFC 3339 time"))?;
@@ -764,24 +761,16 @@ pub async fn make_eligible(
         .ok_or_else(not_found)?;
     if p.emergency {
         return Err(coded(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             "a break-glass account keeps its standing Global Administrator role",
         ));
     }
     let def = role(state, &a.role).await?;
     let s = settings(state, &def).await?;
-    let ends = match req.duration_seconds {
-        Some(d) if d <= 0 => {
-            return Err(ApiError::bad_request("duration_seconds must be positive"));
-        }
-        Some(d) => Some(
-            now.checked_add(Duration::seconds(d))
-                .filter(|e| e.year() <= 9999)
-                .ok_or_else(|| ApiError::bad_request("duration_seconds is too large"))?,
-        ),
-        None => None,
-    };
+    let ends = req
+        .duration_seconds
+        .map(|d| end_after(now, d))
+        .transpose()?;
     if let Some(max) = s.max_eligible_seconds
         && ends.is_none_or(|e| e - now > Duration::seconds(max))
     {
@@ -923,30 +912,14 @@ async fn request_view(
     })
 }
 
+/// Core's activation rules name the code; the server answers with it.
 fn activation_error(e: ActivationError) -> ApiError {
-    let code = match e {
-        ActivationError::StepUpRequired { .. } => ErrorCode::StepUpRequired,
-        ActivationError::JustificationRequired => ErrorCode::JustificationRequired,
-        ActivationError::TicketRequired => ErrorCode::TicketRequired,
-        ActivationError::DurationTooLong { .. } => ErrorCode::DurationTooLong,
-        _ => ErrorCode::InvalidRequest,
-    };
-    let status = match e {
-        ActivationError::StepUpRequired { .. } => StatusCode::UNAUTHORIZED,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    coded(status, code, e.to_string())
+    coded(e.code(), e.to_string())
 }
 
+/// Core's approval rules name the code; the server answers with it.
 fn approval_error(e: ApprovalError) -> ApiError {
-    let (status, code) = match e {
-        ApprovalError::SelfApproval => (StatusCode::FORBIDDEN, ErrorCode::SelfApproval),
-        ApprovalError::NotAnApprover => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
-        ApprovalError::ApproverNeedsMfa => (StatusCode::UNAUTHORIZED, ErrorCode::StepUpRequired),
-        ApprovalError::AlreadyApproved => (StatusCode::CONFLICT, ErrorCode::AlreadyDecided),
-        ApprovalError::NotAPerson => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
-    };
-    coded(status, code, e.to_string())
+    coded(e.code(), e.to_string())
 }
 
 /// Outbox messages for `recipients` (`user:NAME`, `group:NAME`, an email address).
@@ -1024,7 +997,6 @@ pub async fn create_request(
     // A configuration gap, said before anything about the session or the request.
     if s.require_approval && s.approvers.is_empty() {
         return Err(coded(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             format!(
                 "{} requires approval but names no approver; a Privileged Role Administrator must set approvers (portcullis roles settings set {} --approvers NAME,…)",
@@ -1047,7 +1019,6 @@ pub async fn create_request(
         activation::check_activation(&s, &facts, &input, now).map_err(activation_error)?;
     let Some(elig) = eligibility(state, &me.principal.id, &def.slug, &scope, now).await? else {
         return Err(coded(
-            StatusCode::FORBIDDEN,
             ErrorCode::NotEligible,
             format!(
                 "you are not eligible for {} at {}",
@@ -1102,7 +1073,6 @@ pub async fn create_request(
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => coded(
-                StatusCode::FORBIDDEN,
                 ErrorCode::NotEligible,
                 "your eligible assignment ended meanwhile",
             ),
@@ -1227,7 +1197,6 @@ pub async fn decide(
         let r = find_request(state, id).await?;
         if r.state != RequestState::PendingApproval.as_str() {
             return Err(coded(
-                StatusCode::CONFLICT,
                 ErrorCode::AlreadyDecided,
                 format!("this request is {}, not pending approval", r.state),
             ));
@@ -1255,7 +1224,18 @@ pub async fn decide(
             .map_err(approval_error)?;
         let now = OffsetDateTime::now_utc();
         let approvals_before = approved_by.len() as i64;
-        let completes = approve && approvals_before + 1 >= r.approvals_required;
+        let decision = if approve {
+            RequestEvent::Approve {
+                approvals_now: u32::try_from(approvals_before + 1).unwrap_or(u32::MAX),
+                required: u32::try_from(r.approvals_required.max(1)).unwrap_or(u32::MAX),
+            }
+        } else {
+            RequestEvent::Deny
+        };
+        // Core's state machine says where this decision leads.
+        let completes = activation::transition(RequestState::PendingApproval, &decision)
+            .map_err(|e| coded(ErrorCode::AlreadyDecided, e.to_string()))?
+            == RequestState::Active;
         // Still eligible? If the eligibility ended meanwhile the request fails cleanly.
         let elig = state.store.assignment(&r.eligibility_id).await?;
         let elig_live = elig
@@ -1283,7 +1263,6 @@ pub async fn decide(
                 )
                 .await;
             return Err(coded(
-                StatusCode::CONFLICT,
                 ErrorCode::NotEligible,
                 "the requester is no longer eligible for this role; the request was cancelled",
             ));
@@ -1334,10 +1313,32 @@ pub async fn decide(
         }
     }
     Err(coded(
-        StatusCode::CONFLICT,
         ErrorCode::AlreadyDecided,
         "the request changed while deciding; look at it again",
     ))
+}
+
+/// How a request is ended, chosen by the route: there is no other action, so nothing unknown
+/// can fall through to a revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseAction {
+    /// The requester withdraws a pending request.
+    Cancel,
+    /// The requester ends an active grant early.
+    Deactivate,
+    /// Someone with `requests.revoke` ends another's active grant.
+    Revoke,
+}
+
+impl CloseAction {
+    /// The event of core's state machine this action is.
+    pub fn event(self) -> RequestEvent {
+        match self {
+            Self::Cancel => RequestEvent::Cancel,
+            Self::Deactivate => RequestEvent::Deactivate,
+            Self::Revoke => RequestEvent::Revoke,
+        }
+    }
 }
 
 /// Ends a request by its requester (cancel a pending one, deactivate an active one) or,
@@ -1346,18 +1347,13 @@ pub async fn close(
     state: &AppState,
     caller: &Caller,
     id: &str,
-    action: &str,
+    action: CloseAction,
     d: DecisionRequest,
 ) -> Result<ActivationRequestView, ApiError> {
     let me = caller.require_session()?;
-    check_reason(&d.reason, action == "revoke")?;
+    check_reason(&d.reason, action == CloseAction::Revoke)?;
     let r = find_request(state, id).await?;
-    let (from, to) = match action {
-        "cancel" => ("pending_approval", "cancelled"),
-        "deactivate" => ("active", "deactivated"),
-        _ => ("active", "revoked"),
-    };
-    if action == "revoke" {
+    if action == CloseAction::Revoke {
         let scope = Scope::parse(&r.scope).map_err(ApiError::internal)?;
         let s = caller.require_full()?;
         if !portcullis_core::roles::permits(&s.grants, "requests.revoke", &scope) {
@@ -1366,16 +1362,12 @@ pub async fn close(
     } else if r.principal_id != me.principal.id {
         return Err(ApiError::not_found("no such request"));
     }
-    if r.state != from {
-        return Err(coded(
-            StatusCode::CONFLICT,
-            ErrorCode::AlreadyDecided,
-            format!(
-                "this request is {}; only a {} request can be {}",
-                r.state, from, to
-            ),
-        ));
-    }
+    // Core's state machine decides what the action leads to, and whether it can happen.
+    let from = RequestState::parse(&r.state)
+        .ok_or_else(|| ApiError::internal(format!("request {} has state {:?}", r.id, r.state)))?;
+    let to = activation::transition(from, &action.event())
+        .map_err(|e| coded(ErrorCode::AlreadyDecided, e.to_string()))?;
+    let (from, to) = (from.as_str(), to.as_str());
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, &format!("request.{to}"), format!("user:{}", r.principal_name))
         .details(serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "reason": d.reason }));
@@ -1387,7 +1379,7 @@ pub async fn close(
         reason: d.reason.clone(),
         at_us: us(now),
     }];
-    if action == "revoke" {
+    if action == CloseAction::Revoke {
         let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "revoked_by": me.principal.name });
         changes.extend(notifications(
             &[format!("user:{}", r.principal_name)],
@@ -1402,7 +1394,6 @@ pub async fn close(
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => coded(
-                StatusCode::CONFLICT,
                 ErrorCode::AlreadyDecided,
                 "the request changed meanwhile; look at it again",
             ),
@@ -1435,7 +1426,7 @@ pub async fn deactivate_role(
                 state,
                 caller,
                 &r.id,
-                "deactivate",
+                CloseAction::Deactivate,
                 DecisionRequest::default(),
             )
             .await?,

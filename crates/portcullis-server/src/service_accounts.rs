@@ -10,7 +10,6 @@
 //! changed). The credentials and networks of a privileged service account (one that holds or
 //! is eligible for a privileged role) are managed only by the top tier (privilege model rule 6).
 
-use axum::http::StatusCode;
 use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ClientSecretView, ConsentRequest,
     ConsentView, NetworksRequest, ServiceAccountDetail,
@@ -24,9 +23,9 @@ use portcullis_store::{Change, StoreError};
 use time::OffsetDateTime;
 
 use crate::accounts::{get_principal, invalid, new_id, sa_view};
-use crate::api::AppState;
 use crate::auth::{Caller, event};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
 pub async fn detail(
@@ -151,13 +150,8 @@ pub fn key_change(
     req: &AddClientKeyRequest,
     at: OffsetDateTime,
 ) -> Result<(Change, portcullis_core::audit::NewAuditEvent), ApiError> {
-    let key = ClientPublicKey::from_pem(&req.public_key).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidPublicKey,
-            e.to_string(),
-        )
-    })?;
+    let key = ClientPublicKey::from_pem(&req.public_key)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidPublicKey, e.to_string()))?;
     let key_id = match req.key_id.as_deref() {
         Some(k) => KeyId::parse(k).map_err(invalid)?.to_string(),
         None => key.thumbprint(),
@@ -186,7 +180,6 @@ pub fn key_change(
 pub fn key_conflict(e: StoreError) -> ApiError {
     match e {
         StoreError::Conflict(_) => ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             "this key id has been used on this account, or five keys are live already",
         ),
@@ -286,9 +279,7 @@ pub async fn add_secret(
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::Conflict,
+            StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict,
                 "two client secrets are live already; remove the older one first (rotation: add, switch, remove)",
             ),
             other => other.into(),

@@ -11,7 +11,6 @@
 //!   registration-only session.
 //! - Every attempt, success or failure, is an audit event.
 
-use axum::http::StatusCode;
 use portcullis_core::api::{
     BootstrapRequest, FactorView, PasswordChangeRequest, PasswordSignInRequest, ReauthRequest,
     Reauthenticated, SessionIssued, SessionView, SignInResponse, TotpEnrolRequest, TotpEnrolment,
@@ -31,9 +30,9 @@ use secrecy::SecretString;
 use time::OffsetDateTime;
 
 use crate::accounts::{check_password, get_principal, invalid, new_id, user_view, validate_user};
-use crate::api::AppState;
 use crate::auth::{Caller, ClientInfo, SessionCaller, event};
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
 const MAX_PASSWORD: usize = 1024;
@@ -43,7 +42,6 @@ const FRESH_WEBAUTHN: time::Duration = time::Duration::minutes(5);
 
 pub(crate) fn invalid_credentials() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
         ErrorCode::InvalidCredentials,
         "user name or password is wrong",
     )
@@ -52,16 +50,8 @@ pub(crate) fn invalid_credentials() -> ApiError {
 fn totp_error(e: TotpError) -> ApiError {
     match e {
         TotpError::Malformed => ApiError::bad_request(e.to_string()),
-        TotpError::Replayed => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::CodeReplayed,
-            e.to_string(),
-        ),
-        TotpError::Invalid => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::InvalidCode,
-            e.to_string(),
-        ),
+        TotpError::Replayed => ApiError::new(ErrorCode::CodeReplayed, e.to_string()),
+        TotpError::Invalid => ApiError::new(ErrorCode::InvalidCode, e.to_string()),
         TotpError::BadSecret => ApiError::internal("stored TOTP secret unusable"),
     }
 }
@@ -309,7 +299,6 @@ async fn throttled(
         return e.into();
     }
     ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::TooManyAttempts,
         format!("too many failed attempts; try again in {wait} seconds"),
     )
@@ -446,7 +435,6 @@ pub async fn password_step(
         );
         state.store.append(ev).await?;
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::AccountDisabled,
             "this account is disabled",
         ));
@@ -623,7 +611,6 @@ pub async fn totp_step(
     let id_hash = token_hash(&req.signin_id);
     let expired = || {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthenticated,
             "this sign-in has expired or was completed; start again",
         )
@@ -655,7 +642,6 @@ pub async fn totp_step(
             ))
             .await?;
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::AccountDisabled,
             "this account is disabled",
         ));
@@ -761,14 +747,7 @@ pub async fn reauthenticate(
     client: &ClientInfo,
     req: ReauthRequest,
 ) -> Result<Reauthenticated, ApiError> {
-    let me = caller.require_session()?;
-    if me.is_access_token() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "re-authenticate in a signed-in session (portcullis login); an access token cannot",
-        ));
-    }
+    let me = crate::privilege::require_signed_in_session(caller)?;
     let webauthn = req.ceremony_id.is_some() || req.credential.is_some();
     let password = req.password.is_some() || req.code.is_some();
     let (password, code) = match (webauthn, password, req.password, req.code) {
@@ -890,7 +869,6 @@ pub async fn bootstrap(
             .append(NewAuditEvent::new("anonymous", "bootstrap.redeem", "tenant").outcome(Outcome::Failure).details(serde_json::json!({ "reason": "invalid_or_used_token", "client_ip": client.ip })))
             .await?;
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
             ErrorCode::BootstrapUnavailable,
             "the bootstrap token is invalid, expired or already used",
         ));
@@ -978,7 +956,6 @@ pub async fn bootstrap(
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::BootstrapUnavailable,
                 "the bootstrap token was used concurrently, or the name is taken",
             ),
@@ -1181,7 +1158,6 @@ pub async fn enrol_totp(
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
                 ErrorCode::AlreadyExists,
                 "you already have a factor with that name",
             ),
@@ -1210,7 +1186,6 @@ pub async fn confirm_totp(
         .ok_or_else(|| ApiError::not_found("no such factor"))?;
     if f.confirmed {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::Conflict,
             "this factor is already confirmed",
         ));
@@ -1299,7 +1274,6 @@ pub async fn remove_factor(
         .count();
     if f.confirmed && needs_mfa && confirmed_left == 0 {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::LastFactor,
             "this is your last second factor and your account needs one; enrol another first",
         ));
@@ -1350,13 +1324,7 @@ pub async fn change_password(
     crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
     // Access tokens never change credentials (rule 7); the current password and a fresh
     // factor below are the proof.
-    if me.is_access_token() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            portcullis_core::privilege::ProofRefusal::AccessToken.to_string(),
-        ));
-    }
+    crate::privilege::require_signed_in_session(caller)?;
     check_password_input(&req.current_password)?;
     if let Some(code) = &req.code
         && (code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()))
@@ -1430,7 +1398,6 @@ pub async fn change_password(
                     .is_some_and(|at| now - from_us(at) <= FRESH_WEBAUTHN);
             if !fresh {
                 return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
                     ErrorCode::StepUpRequired,
                     "give a TOTP code, or sign in with your passkey again (within five minutes) and retry",
                 ));

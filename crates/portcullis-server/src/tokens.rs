@@ -101,7 +101,7 @@ pub async fn authenticate_client(
 
 /// An access token for a service account: its roles now, its consented permissions.
 pub async fn issue_for_service_account(
-    state: &crate::api::AppState,
+    state: &crate::state::AppState,
     p: &Principal,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), crate::error::ApiError> {
@@ -143,7 +143,7 @@ pub struct Issue {
 /// An access token for `p` carrying its roles now; `exp` never past the earliest end among
 /// them (invariant 3).
 pub async fn issue(
-    state: &crate::api::AppState,
+    state: &crate::state::AppState,
     p: &Principal,
     what: Issue,
     now: OffsetDateTime,

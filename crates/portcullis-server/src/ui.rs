@@ -34,8 +34,8 @@ use portcullis_core::session::SessionScope;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::api::AppState;
 use crate::auth::{ClientInfo, SessionCaller};
+use crate::state::AppState;
 
 fn secure(state: &AppState) -> bool {
     state.tokens.issuer.starts_with("https://")
@@ -348,7 +348,7 @@ async fn browser_session(
     };
     match crate::auth::session_caller(state, token, now).await {
         Ok(s) => Ok(s),
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => Ok(None),
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => Ok(None),
         Err(e) => {
             tracing::error!(error = %e.message, "session lookup");
             Err(error_page(
@@ -745,7 +745,7 @@ async fn second_factor(
                     options: c.options.to_string(),
                 })
             }
-            Err(e) => return ctx.signin_again(e.status, "", &e.message),
+            Err(e) => return ctx.signin_again(e.status(), "", &e.message),
         }
     }
     let mut page = Page::new(&SecondFactorPage {
@@ -784,7 +784,7 @@ pub async fn signin_password(
         password: f.get("password").cloned().unwrap_or_default(),
     };
     match crate::signin::password_step(state, client, &PAGE_SIGNIN, req).await {
-        Err(e) => ctx.signin_again(e.status, &username, &e.message),
+        Err(e) => ctx.signin_again(e.status(), &username, &e.message),
         Ok(r) if r.status == "mfa_required" => match r.signin_id {
             Some(id) => second_factor(state, client, &ctx, &id, None).await,
             None => error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
@@ -835,7 +835,7 @@ pub async fn signin_totp(
                 client,
                 &ctx,
                 &signin_id,
-                Some((e.status, &e.message)),
+                Some((e.status(), &e.message)),
             )
             .await
         }
@@ -882,7 +882,7 @@ pub async fn signin_webauthn(
                 client,
                 &ctx,
                 &signin_id,
-                Some((e.status, &e.message)),
+                Some((e.status(), &e.message)),
             )
             .await
         }
@@ -1007,7 +1007,7 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
             },
         })
         .into_response(),
-        Err(e) => again(e.status, &e.message, &s),
+        Err(e) => again(e.status(), &e.message, &s),
     }
 }
 

@@ -20,7 +20,6 @@
 //! - Every sign-in attempt is an audit event with its reason; failures count towards the
 //!   throttle like wrong passwords.
 
-use axum::http::StatusCode;
 use portcullis_core::api::{
     FactorView, Reauthenticated, SignInResponse, WebauthnChallenge, WebauthnFinishRequest,
     WebauthnRegisterRequest, WebauthnSignInRequest,
@@ -42,12 +41,12 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::accounts::{invalid, new_id};
-use crate::api::AppState;
 use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
 use crate::signin::{
     Attempt, factor_name, factor_view, invalid_credentials, new_session, signin_event,
 };
+use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
 const REGISTER: &str = "register";
@@ -72,12 +71,11 @@ fn user_handle(principal_id: &str) -> Uuid {
 }
 
 fn webauthn_failed(msg: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::WebauthnFailed, msg)
+    ApiError::new(ErrorCode::WebauthnFailed, msg)
 }
 
 fn ceremony_gone() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
         ErrorCode::Unauthenticated,
         "this WebAuthn ceremony has expired or was already finished; start again",
     )
@@ -184,7 +182,6 @@ pub async fn start_registration(
     let factors = state.store.factors(&me.principal.id).await?;
     if factors.iter().any(|f| f.name == name) {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::AlreadyExists,
             "you already have a factor with that name",
         ));
@@ -303,9 +300,7 @@ pub async fn finish_registration(
         .write(change, vec![ev])
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(
-                StatusCode::CONFLICT,
-                ErrorCode::Conflict,
+            StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict,
                 "this ceremony was already finished, or the credential or name is registered already",
             ),
             other => other.into(),
@@ -335,7 +330,6 @@ async fn signin_principal(
             let h = token_hash(id);
             let expired = || {
                 ApiError::new(
-                    StatusCode::UNAUTHORIZED,
                     ErrorCode::Unauthenticated,
                     "this sign-in has expired or was completed; start again",
                 )
@@ -447,9 +441,7 @@ fn pending_cap(state: &AppState, now: OffsetDateTime) -> portcullis_store::Pendi
 /// A capped creation refused: too many challenges waiting from this address.
 fn too_many_pending(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict(m) if m == portcullis_store::TOO_MANY_PENDING => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyAttempts,
+        StoreError::Conflict(m) if m == portcullis_store::TOO_MANY_PENDING => ApiError::new(ErrorCode::TooManyAttempts,
             "too many sign-in challenges are waiting from this address; finish or abandon them and try again",
         )
         .retry_after(30),
@@ -614,7 +606,6 @@ pub async fn finish_signin(
             )
             .await?;
         return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
             ErrorCode::AccountDisabled,
             "this account is disabled",
         ));
@@ -764,14 +755,7 @@ pub async fn start_reauth(
     state: &AppState,
     caller: &Caller,
 ) -> Result<WebauthnChallenge, ApiError> {
-    let me = caller.require_session()?;
-    if me.is_access_token() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "re-authenticate in a signed-in session (portcullis login); an access token cannot",
-        ));
-    }
+    let me = crate::privilege::require_signed_in_session(caller)?;
     let creds: Vec<Passkey> = passkeys(state, &me.principal.id)
         .await?
         .into_iter()

@@ -187,7 +187,9 @@ async fn errors_have_one_shape(app: TestApp) {
         .await;
     let cp = url("/api/v1/audit/checkpoints");
     let auth = format!("Bearer {}", app.token);
-    check(400, "invalid_json")(
+    // Every code has one status: a body that is not the operation's JSON, by syntax or by
+    // shape, is a 422 `invalid_json`.
+    check(422, "invalid_json")(
         app.http
             .post(&cp)
             .header("authorization", &auth)
@@ -805,7 +807,8 @@ async fn sign_in_bad_input_and_indistinguishable_failures(app: TestApp) {
         .events
         .len();
     assert_eq!(before, after, "bad input changed nothing");
-    // Invalid UTF-8 in the body is refused as bad JSON.
+    // Invalid UTF-8 in the body is refused as bad JSON (422 `invalid_json`, like every body
+    // that is not the operation's JSON).
     let resp = app
         .http
         .post(format!("{}/api/v1/signin", app.base))
@@ -814,7 +817,7 @@ async fn sign_in_bad_input_and_indistinguishable_failures(app: TestApp) {
         .send()
         .await
         .expect("send");
-    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.status(), 422);
     // Unknown user and wrong password answer identically.
     let a = app
         .anonymous
@@ -2457,6 +2460,8 @@ async fn racing_approvers_make_exactly_one_activation(app: TestApp) {
             .await
             .expect_err("password-only approver");
         assert_eq!(weak.code(), Some("step_up_required"));
+        // One status per code, wherever it is answered (RFC 9470's step-up is a 401).
+        assert_eq!(weak.status(), Some(401));
         let d = DecisionRequest::default();
         let (a, b, c) = tokio::join!(
             approvers[0].approve(&r.id, &d),
@@ -3806,6 +3811,7 @@ async fn device_grant_and_refresh_rotation(app: TestApp) {
         .await
         .expect_err("password only");
     assert_eq!(e.code(), Some("step_up_required"), "{e}");
+    assert_eq!(e.status(), Some(401), "{e}");
     let e = admin
         .approve_device(&decide("12".into()))
         .await

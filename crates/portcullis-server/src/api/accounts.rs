@@ -9,10 +9,10 @@ use portcullis_core::api::{
 };
 use portcullis_core::principal::PrincipalKind;
 
-use super::AppState;
 use crate::accounts as svc;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 
 /// Create a user (member or guest) with an initial password.
 #[utoipa::path(post, path = "/api/v1/users", tag = "accounts", security(("bearer" = [])), request_body = CreateUserRequest,

@@ -7,10 +7,10 @@ use portcullis_core::api::{
     AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 
-use super::AppState;
 use crate::alerts as svc;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 
 /// Add an alert channel (email, webhook or SMS).
 #[utoipa::path(post, path = "/api/v1/alerts/channels", tag = "alerts", security(("bearer" = [])), request_body = CreateAlertChannelRequest,

@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::IntoParams;
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::state::AppState;
 
 /// Filters for `GET /api/v1/audit/events`.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,10 +8,10 @@ use portcullis_core::api::{
     CreateBreakGlassRequest, DrillRecorded, RotateBreakGlassRequest,
 };
 
-use super::AppState;
 use crate::auth::{Caller, ClientInfo};
 use crate::breakglass as svc;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 
 /// Create a break-glass account (password split by the client among custodians, or a FIDO2
 /// key with separate key and PIN holders). It holds Global Administrator permanently.

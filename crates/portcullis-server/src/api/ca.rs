@@ -8,10 +8,10 @@ use portcullis_core::api::{
     CaStateRequest, WhatIfRequest,
 };
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::conditional_access as svc;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 
 /// Conditional-access policies, by name, in the file format.
 #[utoipa::path(get, path = "/api/v1/ca/policies", tag = "conditional_access", security(("bearer" = [])),

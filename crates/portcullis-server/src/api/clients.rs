@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{ClientCreated, ClientSecretIssued, ClientView, CreateClientRequest};
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::clients as svc;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 
 /// Register a client. A confidential client's first secret is in the answer, once.
 #[utoipa::path(post, path = "/api/v1/clients", tag = "oauth2", security(("bearer" = [])), request_body = CreateClientRequest,

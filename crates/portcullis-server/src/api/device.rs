@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_core::api::DeviceDecisionRequest;
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::state::AppState;
 
 /// Approve the device code a CLI showed: it receives tokens for you, with your session's
 /// authentication strength.

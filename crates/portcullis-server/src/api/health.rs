@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use portcullis_core::api::{Health, Ready};
 use portcullis_core::error::ErrorCode;
 
-use super::AppState;
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
@@ -29,11 +29,7 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     state.store.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "the database is unreachable",
-        )
+        ApiError::new(ErrorCode::Unavailable, "the database is unreachable")
     })?;
     let tenant = crate::breakglass::readiness(&state).await?;
     Ok(Json(Ready {

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiQuery, ErrorBody};
+use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
 /// The signing keys the tenant has had, newest first; retired ones say until when they stay

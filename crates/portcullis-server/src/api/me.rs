@@ -9,10 +9,10 @@ use portcullis_core::api::{
     WebauthnRegisterRequest, WhoAmI,
 };
 
-use super::AppState;
 use crate::auth::{Caller, ClientInfo};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::signin as svc;
+use crate::state::AppState;
 
 /// Who am I: account, session strength, roles held, warnings.
 #[utoipa::path(get, path = "/api/v1/me", tag = "me", security(("bearer" = [])),

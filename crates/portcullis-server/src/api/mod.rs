@@ -22,44 +22,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use portcullis_store::Store;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error;
-
-/// Shared state of every handler.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub info: Arc<ServerInfo>,
-    /// Seals and opens secrets at rest (TOTP seeds).
-    pub master: Arc<portcullis_store::MasterKey>,
-    pub passwords: crate::passwords::Passwords,
-    pub lifetimes: portcullis_core::session::SessionLifetimes,
-    /// Device-grant and refresh-token lifetimes.
-    pub device: crate::device::DeviceSettings,
-    /// The WebAuthn relying party (this server's origin).
-    pub webauthn: Arc<webauthn_rs::Webauthn>,
-    /// Signs and verifies access tokens.
-    pub tokens: Arc<crate::tokens::TokenSigner>,
-    /// Wakes the expiry worker when a nearer deadline appears.
-    pub expiry_wake: Arc<tokio::sync::Notify>,
-    /// The compiled conditional-access policies of the latest version seen.
-    pub ca: Arc<crate::conditional_access::CaCache>,
-    /// Break-glass drill settings and the cached setup state.
-    pub breakglass: Arc<crate::breakglass::BreakGlassSettings>,
-    /// Refused attempts, aggregated per actor and action per minute before they are audited.
-    pub refusals: Arc<crate::refusals::Refusals>,
-}
-
-/// Facts about this server fixed at start.
-#[derive(Debug)]
-pub struct ServerInfo {
-    pub backend: &'static str,
-    pub schema_version: i64,
-}
+use crate::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -267,7 +235,6 @@ async fn refuse_declared_oversize(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body_bytes as u64) {
         return error::ApiError::new(
-            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             portcullis_core::error::ErrorCode::PayloadTooLarge,
             "request body is too large",
         )

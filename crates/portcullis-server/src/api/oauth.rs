@@ -25,8 +25,8 @@ use portcullis_store::{Change, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::AppState;
 use crate::auth::ClientInfo;
+use crate::state::AppState;
 use crate::time_us::us;
 use crate::tokens::{self, ClientAuthFailure};
 

@@ -10,10 +10,10 @@ use portcullis_core::api::{
 };
 use serde::Deserialize;
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::roles as svc;
+use crate::state::AppState;
 
 /// Every role (built-in and custom) with its permissions.
 #[utoipa::path(get, path = "/api/v1/roles", tag = "roles", security(("bearer" = [])),
@@ -241,7 +241,7 @@ async fn do_cancel(
     id: &str,
     d: DecisionRequest,
 ) -> Result<ActivationRequestView, ApiError> {
-    svc::close(s, c, id, "cancel", d).await
+    svc::close(s, c, id, svc::CloseAction::Cancel, d).await
 }
 async fn do_deactivate(
     s: &AppState,
@@ -249,7 +249,7 @@ async fn do_deactivate(
     id: &str,
     d: DecisionRequest,
 ) -> Result<ActivationRequestView, ApiError> {
-    svc::close(s, c, id, "deactivate", d).await
+    svc::close(s, c, id, svc::CloseAction::Deactivate, d).await
 }
 async fn do_revoke(
     s: &AppState,
@@ -257,7 +257,7 @@ async fn do_revoke(
     id: &str,
     d: DecisionRequest,
 ) -> Result<ActivationRequestView, ApiError> {
-    svc::close(s, c, id, "revoke", d).await
+    svc::close(s, c, id, svc::CloseAction::Revoke, d).await
 }
 
 request_action!(

@@ -8,10 +8,10 @@ use portcullis_core::api::{
     ServiceAccountDetail,
 };
 
-use super::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::service_accounts as svc;
+use crate::state::AppState;
 
 /// A service account with its live client secrets (ids only), public keys and consents.
 #[utoipa::path(get, path = "/api/v1/service-accounts/{name}", tag = "accounts", security(("bearer" = [])),

@@ -10,10 +10,10 @@ use portcullis_core::api::{
 
 use portcullis_core::conditional_access::Application;
 
-use super::AppState;
 use crate::auth::{Caller, ClientInfo};
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::signin as svc;
+use crate::state::AppState;
 
 /// Redeem the bootstrap token: create the first administrator (password + TOTP).
 #[utoipa::path(post, path = "/api/v1/bootstrap", tag = "signin", request_body = BootstrapRequest,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::middleware::NoOpMiddleware;
@@ -158,13 +158,9 @@ fn refusal(limit: &'static str, e: GovernorError) -> Response {
         _ => ("too many requests; retry later", 1),
     };
     let wait = i64::try_from(wait).unwrap_or(i64::MAX);
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::RateLimited,
-        message,
-    )
-    .retry_after(wait)
-    .into_response()
+    ApiError::new(ErrorCode::RateLimited, message)
+        .retry_after(wait)
+        .into_response()
 }
 
 /// See [`RateLimits::layer`].
@@ -247,16 +243,12 @@ pub async fn read_body_within(
             next.run(Request::from_parts(parts, Body::from(c.to_bytes())))
                 .await
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::PayloadTooLarge,
-            "request body is too large",
-        )
-        .into_response(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large").into_response()
+        }
         Ok(Err(_)) => ApiError::bad_request("the request body could not be read").into_response(),
         Err(_) => {
             let mut resp = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
                 ErrorCode::RequestTimeout,
                 "the request body did not arrive in time",
             )

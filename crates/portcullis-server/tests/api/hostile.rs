@@ -539,7 +539,54 @@ async fn hostile_bodies_never_break_the_unauthenticated_endpoints(app: TestApp) 
     app.stop().await;
 }
 
+/// Finding 10: what panicked before — a multi-byte duration, a huge `duration_seconds` — gets a
+/// clear 400 and changes nothing.
+async fn huge_numbers_and_multibyte_durations_get_a_clear_400(app: TestApp) {
+    let admin = admin(&app).await;
+    people(&admin, &["olga"]).await;
+    for secs in [i64::MAX, i64::MAX / 1_000_000, -1, 0] {
+        let r = admin
+            .create_assignment(&CreateAssignmentRequest {
+                principal: "olga".into(),
+                role: "audit-reader".into(),
+                scope: None,
+                kind: Some("eligible".into()),
+                duration_seconds: Some(secs),
+                ends_at: None,
+            })
+            .await;
+        assert_eq!(
+            r.expect_err("refused").code(),
+            Some("invalid_request"),
+            "{secs}"
+        );
+    }
+    for window in ["5é", "é", "1\u{202e}h", "99999999999999999999d"] {
+        let r = admin
+            .create_alert_rule(&portcullis_core::api::CreateAlertRuleRequest {
+                name: "r".into(),
+                action: "signin.password".into(),
+                outcome: None,
+                actor: None,
+                target: None,
+                group_by: None,
+                count: 3,
+                window: window.into(),
+                severity: None,
+            })
+            .await;
+        assert_eq!(
+            r.expect_err("refused").code(),
+            Some("invalid_request"),
+            "{window:?}"
+        );
+    }
+    assert!(admin.assignments_of("olga").await.expect("list").is_empty());
+    app.stop().await;
+}
+
 api_tests!(
+    huge_numbers_and_multibyte_durations_get_a_clear_400,
     hostile_bodies_never_break_the_unauthenticated_endpoints,
     unauthenticated_rows_are_capped_per_address,
     passwordless_start_tells_nobody_who_has_passkeys,

@@ -1,0 +1,41 @@
+//! What every part of the server shares: the store, the keys and the caches built at start.
+//!
+//! The bottom of the server: this module imports only `portcullis-core`, `portcullis-store`
+//! and the value types of the parts it holds; services, workers and HTTP handlers take
+//! `&AppState`, never the other way round.
+
+use std::sync::Arc;
+
+use portcullis_store::Store;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub info: Arc<ServerInfo>,
+    /// Seals and opens secrets at rest (TOTP seeds).
+    pub master: Arc<portcullis_store::MasterKey>,
+    pub passwords: crate::passwords::Passwords,
+    pub lifetimes: portcullis_core::session::SessionLifetimes,
+    /// Device-grant and refresh-token lifetimes.
+    pub device: crate::device::DeviceSettings,
+    /// The WebAuthn relying party (this server's origin).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// Signs and verifies access tokens.
+    pub tokens: Arc<crate::tokens::TokenSigner>,
+    /// Wakes the expiry worker when a nearer deadline appears.
+    pub expiry_wake: Arc<tokio::sync::Notify>,
+    /// The compiled conditional-access policies of the latest version seen.
+    pub ca: Arc<crate::conditional_access::CaCache>,
+    /// Break-glass drill settings and the cached setup state.
+    pub breakglass: Arc<crate::breakglass::BreakGlassSettings>,
+    /// Refused attempts, aggregated per actor and action per minute before they are audited.
+    pub refusals: Arc<crate::refusals::Refusals>,
+}
+
+/// Facts about this server fixed at start.
+#[derive(Debug)]
+pub struct ServerInfo {
+    pub backend: &'static str,
+    pub schema_version: i64,
+}
