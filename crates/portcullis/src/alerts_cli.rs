@@ -22,8 +22,8 @@ use portcullis_core::api::{
     AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 
-use crate::cli::{Output, print_json, table};
 use crate::login::ask_secret;
+use crate::output::{Output, print_json, table};
 
 /// How often `channels test --wait` looks at the test message.
 const POLL: Duration = Duration::from_millis(500);

@@ -29,8 +29,8 @@ use portcullis_core::principal::PrincipalName;
 use secrecy::SecretString;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::cli::{Output, print_json, table};
 use crate::login::{self, ask_secret};
+use crate::output::{Output, print_json, table};
 
 #[derive(Subcommand)]
 pub enum BreakGlassCommand {

@@ -41,7 +41,7 @@ use portcullis_core::conditional_access::{
 };
 use serde_json::Value;
 
-use crate::cli::{Output, print_json, table};
+use crate::output::{Output, print_json, table};
 
 #[derive(Subcommand)]
 pub enum CaCommand {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use comfy_table::Table;
 use portcullis_client::{Client, EventFilter};
 use portcullis_core::api::{
     BootstrapRequest, CreateGroupRequest, CreateUserRequest, GroupMemberRequest,
@@ -20,6 +19,7 @@ use crate::breakglass_cli::{self, BreakGlassCommand};
 use crate::ca_cli::{self, CaCommand};
 use crate::clients_cli::{self, ClientsCommand};
 use crate::login::{self, ask, ask_secret, qr};
+use crate::output::{Output, print_json, table};
 use crate::roles_cli;
 use crate::service_accounts_cli::{self, ServiceAccountsCommand};
 use portcullis_server::{Application, BuildOptions, Config, LogFormat};
@@ -49,12 +49,6 @@ pub struct Cli {
     output: Output,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -384,27 +378,6 @@ fn client(cli: &Cli) -> Result<Client> {
 
 fn anonymous(cli: &Cli) -> Result<Client> {
     Ok(Client::new(&cli.server, None)?)
-}
-
-pub(crate) fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-/// Prints a table. Every cell is escaped: a control, bidirectional or invisible character
-/// that came from a request (a client id in an audit event, say) is shown as `\u{…}`, never
-/// interpreted by the terminal.
-pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
-    let mut t = Table::new();
-    t.set_header(header.to_vec());
-    for r in rows {
-        t.add_row(
-            r.iter()
-                .map(|c| portcullis_core::text::escape_for_terminal(c).into_owned())
-                .collect::<Vec<_>>(),
-        );
-    }
-    println!("{t}");
 }
 
 fn print_users(cli: &Cli, users: &[UserView]) -> Result<()> {

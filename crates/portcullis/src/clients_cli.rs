@@ -11,7 +11,7 @@ use clap::Subcommand;
 use portcullis_client::Client;
 use portcullis_core::api::{ClientCreated, ClientSecretIssued, ClientView, CreateClientRequest};
 
-use crate::cli::{Output, print_json, table};
+use crate::output::{Output, print_json, table};
 
 #[derive(Subcommand)]
 pub enum ClientsCommand {

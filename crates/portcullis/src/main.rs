@@ -12,6 +12,7 @@ mod cli;
 mod clients_cli;
 mod keyring_store;
 mod login;
+mod output;
 mod roles_cli;
 mod service_accounts_cli;
 

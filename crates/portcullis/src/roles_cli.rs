@@ -13,7 +13,7 @@ use portcullis_core::api::{
 };
 use portcullis_core::roles::{format_duration, parse_duration};
 
-use crate::cli::{Output, print_json, table};
+use crate::output::{Output, print_json, table};
 
 #[derive(Subcommand)]
 pub enum RolesCommand {

@@ -15,7 +15,7 @@ use portcullis_core::api::{
     NetworksRequest, ServiceAccountDetail, ServiceAccountView,
 };
 
-use crate::cli::{Output, print_json, table};
+use crate::output::{Output, print_json, table};
 
 #[derive(Subcommand)]
 pub enum ServiceAccountsCommand {
