@@ -111,7 +111,7 @@ async fn run(name: &str, url: String) {
     let ends = seed(&store).await;
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let worker = tokio::spawn(portcullis_server::expiry::run(
+    let worker = tokio::spawn(portcullis_server::workers::expiry::run(
         store.clone(),
         wake.clone(),
         async move {

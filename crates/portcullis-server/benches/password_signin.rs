@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_client::Client;
 use portcullis_core::api::{CreateUserRequest, PasswordSignInRequest};
-use portcullis_server::passwords::Passwords;
+use portcullis_server::services::passwords::Passwords;
 use secrecy::SecretString;
 
 fn main() {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use portcullis_core::token::{AccessClaims, RoleClaim};
-use portcullis_server::keys::TokenSigner;
+use portcullis_server::services::keys::TokenSigner;
 use portcullis_store::{MasterKey, Store, StoreOptions};
 
 /// Runs `f` on `threads` OS threads for `secs`; operations per second in total.

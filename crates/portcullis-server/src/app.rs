@@ -24,8 +24,8 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
-use crate::api;
 use crate::config::Config;
+use crate::http;
 use crate::secrets::{self, KeySource, SecretsError};
 use crate::state::{AppState, ServerInfo};
 
@@ -54,7 +54,7 @@ pub enum StartError {
     #[error("public_url cannot serve as a WebAuthn relying party")]
     Webauthn,
     #[error(transparent)]
-    Tls(#[from] crate::edge::tls::TlsError),
+    Tls(#[from] crate::http::edge::tls::TlsError),
     #[error("cannot set up token signing")]
     Tokens,
     #[error("cannot set up alert delivery")]
@@ -71,13 +71,13 @@ pub enum StartError {
 /// A built server, bound and ready to run.
 pub struct Application {
     listener: TcpListener,
-    refusals: Arc<crate::refusals::Refusals>,
+    refusals: Arc<crate::services::refusals::Refusals>,
     /// How long expired rows are kept before the sweeper deletes them.
     retention: portcullis_store::sweep::Retention,
-    alerts: crate::alerts::Deliverer,
+    alerts: crate::workers::alerts::Deliverer,
     router: axum::Router,
     expiry_wake: Arc<tokio::sync::Notify>,
-    tokens: Arc<crate::keys::TokenSigner>,
+    tokens: Arc<crate::services::keys::TokenSigner>,
     master: Arc<portcullis_store::MasterKey>,
     store: Store,
     port: u16,
@@ -85,12 +85,12 @@ pub struct Application {
     /// Break-glass drill age and overdue-alert period.
     drill_policy: (time::Duration, time::Duration),
     /// Connection limits, trusted proxies and TLS for the accept loop.
-    edge: crate::edge::EdgeOptions,
-    tls_reloader: Option<crate::edge::tls::TlsReloader>,
-    rate_limits: crate::edge::limits::RateLimits,
+    edge: crate::http::edge::EdgeOptions,
+    tls_reloader: Option<crate::http::edge::tls::TlsReloader>,
+    rate_limits: crate::http::edge::limits::RateLimits,
     /// The URL people and clients use, without a trailing slash (the token issuer).
     public_url: String,
-    anchor_webhook: Option<crate::anchor::WebhookWorker>,
+    anchor_webhook: Option<crate::services::anchor::WebhookWorker>,
 }
 
 /// The setting under which the last effective (public) configuration is remembered, so a
@@ -101,7 +101,7 @@ impl Application {
     pub async fn build(config: Config, options: BuildOptions) -> Result<Self, StartError> {
         // Unreadable or mismatched TLS files fail the start before anything is written.
         let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => Some(crate::edge::tls::Tls::load(cert, key)?),
+            (Some(cert), Some(key)) => Some(crate::http::edge::tls::Tls::load(cert, key)?),
             _ => None,
         };
         let db_url = config.database_url();
@@ -116,7 +116,7 @@ impl Application {
         let mut anchor_webhook = None;
         if let Some(url) = config.anchor_webhook()? {
             let (sink, worker) =
-                crate::anchor::webhook(url).map_err(|_| StartError::AnchorWebhook)?;
+                crate::services::anchor::webhook(url).map_err(|_| StartError::AnchorWebhook)?;
             anchors.push(sink);
             anchor_webhook = Some(worker);
         }
@@ -202,7 +202,7 @@ impl Application {
         store.write(change, events).await?;
         // Channel configurations stored in clear by an older version are sealed now: the
         // migration could not (it has no key).
-        let sealed = crate::alerts::seal_legacy_channels(&store, &master).await?;
+        let sealed = crate::services::alerts::seal_legacy_channels(&store, &master).await?;
         if sealed > 0 {
             tracing::info!(
                 channels = sealed,
@@ -237,7 +237,7 @@ impl Application {
         });
         let expiry_wake = Arc::new(tokio::sync::Notify::new());
         let tokens = Arc::new(
-            crate::keys::TokenSigner::load(
+            crate::services::keys::TokenSigner::load(
                 &store,
                 &master,
                 public_url.as_str().trim_end_matches('/').to_owned(),
@@ -248,35 +248,38 @@ impl Application {
             .map_err(|_| StartError::Tokens)?,
         );
         let master = Arc::new(master);
-        let refusals = Arc::new(crate::refusals::Refusals::default());
+        let refusals = Arc::new(crate::services::refusals::Refusals::default());
         let (drill_max_age, drill_every) = config.drill_policy()?;
         let state = AppState {
             store: store.clone(),
             info,
             master: master.clone(),
-            passwords: crate::passwords::Passwords::new().map_err(|_| StartError::Passwords)?,
+            passwords: crate::services::passwords::Passwords::new()
+                .map_err(|_| StartError::Passwords)?,
             lifetimes: config.lifetimes(),
             device: config.device(),
             webauthn: Arc::new(
-                crate::webauthn::relying_party(&webauthn_origin)
+                crate::services::webauthn::relying_party(&webauthn_origin)
                     .map_err(|_| StartError::Webauthn)?,
             ),
             tokens: tokens.clone(),
             expiry_wake: expiry_wake.clone(),
             ca: Arc::default(),
-            breakglass: Arc::new(crate::breakglass::BreakGlassSettings::new(
+            breakglass: Arc::new(crate::services::breakglass::BreakGlassSettings::new(
                 drill_max_age,
                 drill_every,
             )),
             refusals: refusals.clone(),
         };
-        crate::metrics::handle();
+        crate::http::metrics::handle();
         let limits = config.connection_limits();
-        let trusted_proxies = Arc::new(crate::edge::TrustedProxies::new(config.trusted_proxies()?));
-        let rate_limits = crate::edge::limits::RateLimits::new(config.rate_limits());
-        let router = api::router(
+        let trusted_proxies = Arc::new(crate::http::edge::TrustedProxies::new(
+            config.trusted_proxies()?,
+        ));
+        let rate_limits = crate::http::edge::limits::RateLimits::new(config.rate_limits());
+        let router = http::router(
             state,
-            &api::RouterOptions {
+            &http::RouterOptions {
                 max_body_bytes: config.max_body_bytes,
                 body_timeout: limits.body_timeout,
                 trusted_proxies: trusted_proxies.clone(),
@@ -287,7 +290,7 @@ impl Application {
             Some(t) => (Some(t.acceptor), Some(t.reloader)),
             None => (None, None),
         };
-        let alerts = crate::alerts::Deliverer::new(
+        let alerts = crate::workers::alerts::Deliverer::new(
             store.clone(),
             master.clone(),
             config.alert_max_attempts,
@@ -295,7 +298,7 @@ impl Application {
         )
         .map_err(|_| StartError::Alerts)?;
         Ok(Self {
-            retention: crate::sweeper::retention(config.device().refresh.absolute),
+            retention: crate::workers::sweeper::retention(config.device().refresh.absolute),
             refusals,
             anchor_webhook,
             drill_policy: (drill_max_age, drill_every),
@@ -308,7 +311,7 @@ impl Application {
             store,
             port,
             bootstrap_token,
-            edge: crate::edge::EdgeOptions {
+            edge: crate::http::edge::EdgeOptions {
                 limits,
                 trusted_proxies,
                 tls: acceptor,
@@ -333,7 +336,7 @@ impl Application {
     }
 
     /// Reloads the TLS certificate from its files (what SIGHUP does); `None` without TLS.
-    pub fn tls_reloader(&self) -> Option<crate::edge::tls::TlsReloader> {
+    pub fn tls_reloader(&self) -> Option<crate::http::edge::tls::TlsReloader> {
         self.tls_reloader.clone()
     }
 
@@ -348,7 +351,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let worker = tokio::spawn(crate::expiry::run(
+        let worker = tokio::spawn(crate::workers::expiry::run(
             self.store.clone(),
             self.expiry_wake.clone(),
             async move {
@@ -357,7 +360,7 @@ impl Application {
             },
         ));
         let mut keys_stop = stop_tx.subscribe();
-        let keys = tokio::spawn(crate::keys::reload_loop(
+        let keys = tokio::spawn(crate::workers::keys::reload_loop(
             self.tokens.clone(),
             self.store.clone(),
             self.master.clone(),
@@ -371,7 +374,7 @@ impl Application {
         }));
         let mut drills_stop = stop_tx.subscribe();
         let (max_age, every) = self.drill_policy;
-        let drills = tokio::spawn(crate::breakglass::drill_watch(
+        let drills = tokio::spawn(crate::workers::drills::drill_watch(
             self.store.clone(),
             max_age,
             every,
@@ -380,7 +383,7 @@ impl Application {
             },
         ));
         let mut sweeper_stop = stop_tx.subscribe();
-        let sweeper = tokio::spawn(crate::sweeper::run(
+        let sweeper = tokio::spawn(crate::workers::sweeper::run(
             self.store.clone(),
             self.retention,
             async move {
@@ -388,7 +391,7 @@ impl Application {
             },
         ));
         let mut refusals_stop = stop_tx.subscribe();
-        let refusals = tokio::spawn(crate::refusals::flusher(
+        let refusals = tokio::spawn(crate::services::refusals::flusher(
             self.store.clone(),
             self.refusals.clone(),
             async move {
@@ -417,7 +420,8 @@ impl Application {
                 let _ = anchor_stop_rx.await;
             }))
         });
-        let result = crate::edge::serve(self.listener, self.router, self.edge, shutdown).await;
+        let result =
+            crate::http::edge::serve(self.listener, self.router, self.edge, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = hup.await;
         let _ = sweep.await;
@@ -461,7 +465,7 @@ fn webauthn_origin(public: &url::Url) -> url::Url {
 /// Reloads the TLS certificate on every SIGHUP until `stop` resolves. Without TLS, SIGHUP is
 /// logged and ignored (rather than ending the process, its default).
 async fn reload_on_sighup(
-    reloader: Option<crate::edge::tls::TlsReloader>,
+    reloader: Option<crate::http::edge::tls::TlsReloader>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};

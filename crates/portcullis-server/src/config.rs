@@ -483,9 +483,9 @@ impl Config {
             .collect()
     }
 
-    /// Timeouts and caps of the connection layer (crate::edge).
-    pub fn connection_limits(&self) -> crate::edge::ConnectionLimits {
-        crate::edge::ConnectionLimits {
+    /// Timeouts and caps of the connection layer (crate::http::edge).
+    pub fn connection_limits(&self) -> crate::http::edge::ConnectionLimits {
+        crate::http::edge::ConnectionLimits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds),
             body_timeout: Duration::from_secs(self.body_timeout_seconds),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
@@ -493,9 +493,9 @@ impl Config {
         }
     }
 
-    /// The request rate limits (crate::edge::limits); a rate of 0 is off.
-    pub fn rate_limits(&self) -> crate::edge::limits::RateLimitSettings {
-        crate::edge::limits::RateLimitSettings {
+    /// The request rate limits (crate::http::edge::limits); a rate of 0 is off.
+    pub fn rate_limits(&self) -> crate::http::edge::limits::RateLimitSettings {
+        crate::http::edge::limits::RateLimitSettings {
             per_address: (
                 self.rate_limit_per_address,
                 self.rate_limit_per_address_burst,
@@ -571,9 +571,9 @@ impl Config {
     }
 
     /// Device-grant and refresh-token settings in effect.
-    pub fn device(&self) -> crate::device::DeviceSettings {
+    pub fn device(&self) -> crate::services::device::DeviceSettings {
         use time::Duration;
-        crate::device::DeviceSettings {
+        crate::services::device::DeviceSettings {
             code_lifetime: Duration::seconds(self.device_code_seconds.into()),
             refresh: portcullis_core::device::RefreshLifetimes {
                 idle: Duration::minutes(self.refresh_idle_minutes.into()),

@@ -15,22 +15,22 @@ pub struct AppState {
     pub info: Arc<ServerInfo>,
     /// Seals and opens secrets at rest (TOTP seeds).
     pub master: Arc<portcullis_store::MasterKey>,
-    pub passwords: crate::passwords::Passwords,
+    pub passwords: crate::services::passwords::Passwords,
     pub lifetimes: portcullis_core::session::SessionLifetimes,
     /// Device-grant and refresh-token lifetimes.
-    pub device: crate::device::DeviceSettings,
+    pub device: crate::services::device::DeviceSettings,
     /// The WebAuthn relying party (this server's origin).
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// Signs and verifies access tokens.
-    pub tokens: Arc<crate::tokens::TokenSigner>,
+    pub tokens: Arc<crate::services::tokens::TokenSigner>,
     /// Wakes the expiry worker when a nearer deadline appears.
     pub expiry_wake: Arc<tokio::sync::Notify>,
     /// The compiled conditional-access policies of the latest version seen.
-    pub ca: Arc<crate::conditional_access::CaCache>,
+    pub ca: Arc<crate::services::conditional_access::CaCache>,
     /// Break-glass drill settings and the cached setup state.
-    pub breakglass: Arc<crate::breakglass::BreakGlassSettings>,
+    pub breakglass: Arc<crate::services::breakglass::BreakGlassSettings>,
     /// Refused attempts, aggregated per actor and action per minute before they are audited.
-    pub refusals: Arc<crate::refusals::Refusals>,
+    pub refusals: Arc<crate::services::refusals::Refusals>,
 }
 
 /// Facts about this server fixed at start.

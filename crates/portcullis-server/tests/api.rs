@@ -2366,7 +2366,7 @@ async fn admin_assignment_id(admin: &Client, principal: &str, role: &str) -> Str
 
 #[test]
 fn every_route_has_an_authorisation_entry() {
-    let router_doc = portcullis_server::api::routes().1;
+    let router_doc = portcullis_server::http::routes().1;
     let mut documented = BTreeSet::new();
     for (path, item) in router_doc.paths.paths.iter() {
         let item = serde_json::to_value(item).expect("json");
@@ -2376,7 +2376,7 @@ fn every_route_has_an_authorisation_entry() {
             }
         }
     }
-    let table: BTreeSet<(String, String)> = portcullis_server::authz::ROUTES
+    let table: BTreeSet<(String, String)> = portcullis_server::http::authz::ROUTES
         .iter()
         .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
         .collect();
@@ -5789,7 +5789,7 @@ async fn alerts_reach_webhooks_and_sms_through_failures(app: TestApp) {
         .expect("int");
     assert_eq!(
         sig,
-        portcullis_server::alerts::signature(secret.as_bytes(), t, &hook_body)
+        portcullis_server::workers::alerts::signature(secret.as_bytes(), t, &hook_body)
     );
     assert!((now_unix() as i64 - t).abs() < 60);
     let alerts = api_get(&app, &token, "/api/v1/alerts").await;

@@ -3,7 +3,7 @@
 //! deadlines at the same moment. Each deadline must be acted on exactly once, with exactly one
 //! audit event, and pending requests past their approval timeout must time out.
 
-use portcullis_server::expiry::expire_due;
+use portcullis_server::workers::expiry::expire_due;
 use portcullis_store::testing::{fresh_postgres_url, sqlite_url};
 use portcullis_store::{
     AuditFilter, Change, MasterKey, NewAssignment, NewPrincipal, NewRequest, Store, StoreOptions,

@@ -216,6 +216,34 @@ impl Store {
         })
     }
 
+    /// A custom role by name (if one has it) and the stored settings of the role `slug`
+    /// (built-in or custom), in one read.
+    pub async fn role_with_settings(
+        &self,
+        slug: &str,
+    ) -> Result<(Option<CustomRole>, Option<String>)> {
+        on_pool!(&self.backend, pool => {
+            let r = sqlx::query("SELECT c.slug, c.display_name, c.description, c.permissions, c.created_at_us, s.settings \
+                 FROM (SELECT CAST($1 AS TEXT) AS slug) k \
+                 LEFT JOIN custom_roles c ON c.slug = k.slug LEFT JOIN role_settings s ON s.role = k.slug")
+                .bind(slug).fetch_one(pool).await?;
+            let custom = match r.try_get::<Option<String>, _>("slug")? {
+                Some(slug) => {
+                    let perms: String = r.try_get("permissions")?;
+                    Some(CustomRole {
+                        slug,
+                        display_name: r.try_get("display_name")?,
+                        description: r.try_get("description")?,
+                        permissions: serde_json::from_str(&perms).unwrap_or_default(),
+                        created_at_us: r.try_get("created_at_us")?,
+                    })
+                }
+                None => None,
+            };
+            Ok((custom, r.try_get("settings")?))
+        })
+    }
+
     pub async fn custom_role(&self, slug: &str) -> Result<Option<CustomRole>> {
         Ok(self
             .custom_roles()

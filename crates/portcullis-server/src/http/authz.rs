@@ -9,14 +9,14 @@
 //!   at the tenant scope here; handlers of scoped operations check the exact scope again.
 //! - The caller identified here is handed to the handler, so a request is authenticated once.
 //! - Every `403` answered to an identified caller, by this table or by the handler, is audited
-//!   as a refused attempt (crate::refusals; privilege model rule 9).
+//!   as a refused attempt (crate::services::refusals; privilege model rule 9).
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::services::caller::Caller;
 use crate::state::AppState;
 
 /// What a route needs.
@@ -65,7 +65,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     // Userinfo checks its bearer token itself (tokens of OpenID Connect clients).
     ("GET", "/oauth2/userinfo", Public),
     ("POST", "/oauth2/userinfo", Public),
-    // Browser pages: the session is a cookie, checked by the handler with CSRF (crate::ui).
+    // Browser pages: the session is a cookie, checked by the handler with CSRF (crate::http::pages).
     ("GET", "/oauth2/authorize", Public),
     ("POST", "/oauth2/authorize", Public),
     ("POST", "/oauth2/authorize/consent", Public),

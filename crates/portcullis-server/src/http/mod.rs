@@ -1,22 +1,27 @@
-//! The HTTP API: routes, their OpenAPI description, and the middleware around them.
+//! The HTTP layer: routes, their OpenAPI description, the middleware around them, and the
+//! only part of the server that imports axum.
+//!
+//! A handler parses its input, calls one service function and maps the result; the status of
+//! every error code is chosen in one place ([`error::status_of`]). `v1/` holds one thin file per
+//! resource of the JSON API, `oauth` the RFC 6749 wire format, `pages` the HTML a person sees,
+//! `edge` the connection layer (TLS, proxies, limits) and `authz` the route table's permissions.
 //!
 //! Every route is registered through `utoipa-axum`'s `routes!`, so a route cannot exist without
 //! its OpenAPI entry; a test compares the served document with the router's route table.
 
-pub mod accounts;
-pub mod alerts;
-pub mod audit;
-pub mod breakglass;
-pub mod ca;
-pub mod clients;
-pub mod device;
-pub mod health;
-pub mod keys;
-pub mod me;
+pub mod authz;
+pub mod caller;
+pub mod edge;
+pub mod error;
+pub mod metrics;
 pub mod oauth;
-pub mod roles;
-pub mod service_accounts;
-pub mod signin;
+pub mod pages;
+pub mod v1;
+
+use v1::{
+    accounts, alerts, audit, breakglass, ca, clients, device, health, keys, me, roles,
+    service_accounts, signin,
+};
 
 use std::sync::Arc;
 
@@ -26,7 +31,6 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error;
 use crate::state::AppState;
 
 #[derive(OpenApi)]
@@ -93,13 +97,13 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(oauth::introspect))
         .routes(routes!(oauth::revoke))
         .routes(routes!(oauth::userinfo_get, oauth::userinfo_post))
-        .routes(routes!(crate::ui::authorize_get, crate::ui::authorize_post))
-        .routes(routes!(crate::ui::consent_post))
-        .routes(routes!(crate::ui::signin_get, crate::ui::signin_post))
-        .routes(routes!(crate::ui::signin_totp_post))
-        .routes(routes!(crate::ui::signin_webauthn_post))
-        .routes(routes!(crate::ui::webauthn_js))
-        .routes(routes!(crate::ui::device_get, crate::ui::device_post))
+        .routes(routes!(pages::authorize_get, pages::authorize_post))
+        .routes(routes!(pages::consent_post))
+        .routes(routes!(pages::signin_get, pages::signin_post))
+        .routes(routes!(pages::signin_totp_post))
+        .routes(routes!(pages::signin_webauthn_post))
+        .routes(routes!(pages::webauthn_js))
+        .routes(routes!(pages::device_get, pages::device_post))
         .routes(routes!(alerts::add_channel, alerts::list_channels))
         .routes(routes!(alerts::remove_channel))
         .routes(routes!(alerts::list_rules, alerts::add_rule))
@@ -143,15 +147,15 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// What the router's outer layers need (crate::edge).
+/// What the router's outer layers need (crate::http::edge).
 #[derive(Clone)]
 pub struct RouterOptions {
     pub max_body_bytes: usize,
     /// A request body must arrive within this long of its head.
     pub body_timeout: std::time::Duration,
     /// Whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<crate::edge::TrustedProxies>,
-    pub rate_limits: crate::edge::limits::RateLimits,
+    pub trusted_proxies: Arc<edge::TrustedProxies>,
+    pub rate_limits: edge::limits::RateLimits,
 }
 
 /// The full application router.
@@ -170,12 +174,12 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         // Inside authorisation: a caller refused there never gets a body read for them.
         .route_layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
-                crate::edge::limits::read_body_within(body_timeout, max_body_bytes, req, next)
+                edge::limits::read_body_within(body_timeout, max_body_bytes, req, next)
             },
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::authz::authorize,
+            authz::authorize,
         ))
         .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn_with_state(
@@ -193,11 +197,11 @@ pub fn router(state: AppState, options: &RouterOptions) -> Router {
         .layer(options.rate_limits.layer())
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
-                crate::edge::client::resolve_client(trusted.clone(), req, next)
+                edge::client::resolve_client(trusted.clone(), req, next)
             },
         ))
-        .layer(crate::edge::limits::catch_panics())
-        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(edge::limits::catch_panics())
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 
@@ -211,7 +215,7 @@ async fn setup_notice(
     let api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
     if api
-        && let Some(notice) = crate::breakglass::setup_header(&state).await
+        && let Some(notice) = crate::services::breakglass::setup_header(&state).await
         && let Ok(v) = axum::http::HeaderValue::from_str(&notice)
     {
         resp.headers_mut().insert("portcullis-setup", v);

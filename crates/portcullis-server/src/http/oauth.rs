@@ -25,69 +25,22 @@ use portcullis_store::{Change, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::auth::ClientInfo;
+use crate::services::caller::ClientInfo;
+use crate::services::tokens::{self, ClientAuthFailure};
 use crate::state::AppState;
 use crate::time_us::us;
-use crate::tokens::{self, ClientAuthFailure};
 
-/// An OAuth error response.
-#[derive(Debug)]
-pub struct OAuthError {
-    status: StatusCode,
-    error: &'static str,
-    description: String,
-    pub(crate) retry_after: Option<i64>,
-}
+pub use crate::services::oauth::{OAuthError, OAuthErrorBody};
+use crate::services::oidc::UserinfoError;
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct OAuthErrorBody {
-    pub error: String,
-    pub error_description: String,
-}
-
-impl OAuthError {
-    pub(crate) fn new(
-        status: StatusCode,
-        error: &'static str,
-        description: impl Into<String>,
-    ) -> Self {
-        Self {
-            status,
-            error,
-            description: description.into(),
-            retry_after: None,
-        }
-    }
-    pub(crate) fn invalid_request(d: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
-    }
-    pub(crate) fn invalid_client() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        )
-    }
-    pub(crate) fn server_error() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal error; see the server log",
-        )
-    }
-}
-
-impl From<crate::error::ApiError> for OAuthError {
-    fn from(e: crate::error::ApiError) -> Self {
-        tracing::error!(error = %e.message, "token endpoint");
-        Self::server_error()
-    }
-}
-
-impl From<portcullis_store::StoreError> for OAuthError {
-    fn from(e: portcullis_store::StoreError) -> Self {
-        tracing::error!(error = %e, "token endpoint store error");
-        Self::server_error()
+/// The status of an OAuth error follows from its code (RFC 6749 §5.2): `invalid_client` is
+/// 401, `server_error` 500, a throttled answer (one with `Retry-After`) 429, every other 400.
+fn status_of(e: &OAuthError) -> StatusCode {
+    match (e.retry_after, e.error) {
+        (Some(_), _) => StatusCode::TOO_MANY_REQUESTS,
+        (None, "invalid_client") => StatusCode::UNAUTHORIZED,
+        (None, "server_error") => StatusCode::INTERNAL_SERVER_ERROR,
+        (None, _) => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -98,8 +51,9 @@ fn no_store(h: &mut HeaderMap) {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        let status = status_of(&self);
         let mut r = (
-            self.status,
+            status,
             Json(OAuthErrorBody {
                 error: self.error.into(),
                 error_description: self.description,
@@ -107,7 +61,7 @@ impl IntoResponse for OAuthError {
         )
             .into_response();
         no_store(r.headers_mut());
-        if self.status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"portcullis\""),
@@ -185,7 +139,7 @@ fn client_credentials(
         // No readable subject: still audited and throttled, under a name no account can have.
         let id = match p.get("client_id") {
             Some(id) => id.clone(),
-            None => crate::client_assertion::claimed_client(assertion)
+            None => crate::services::client_assertion::claimed_client(assertion)
                 .unwrap_or_else(|| UNIDENTIFIED.to_owned()),
         };
         return Ok((id, Presented::Assertion(assertion.clone())));
@@ -246,13 +200,11 @@ fn throttle_keys(client_id: &str, client: &ClientInfo) -> Vec<String> {
 /// The answer to a client whose failures from this address must wait: 429 with
 /// `Retry-After` (`slow_down` is the device grant's polling code, not this).
 fn throttled_client(wait: i64) -> OAuthError {
-    let mut e = OAuthError::new(
-        StatusCode::TOO_MANY_REQUESTS,
+    OAuthError::throttled(
         "invalid_client",
         format!("too many failed attempts from this address; try again in {wait} seconds"),
-    );
-    e.retry_after = Some(wait);
-    e
+        wait,
+    )
 }
 
 /// A client that authenticated.
@@ -261,7 +213,7 @@ struct Authenticated {
     /// The request's throttle keys (for a failure found later, a replayed assertion).
     keys: Vec<String>,
     /// For `private_key_jwt`: the assertion whose `jti` must be recorded with the outcome.
-    assertion: Option<crate::client_assertion::VerifiedAssertion>,
+    assertion: Option<crate::services::client_assertion::VerifiedAssertion>,
 }
 
 impl Authenticated {
@@ -310,7 +262,7 @@ async fn refuse(
     // Checked after the credential (which is cheap to check, and a correct one is never
     // refused for failures): while this address must wait, a failure is audited but not
     // counted further, and answered 429.
-    let wait = match crate::signin::throttle_wait(state, &keys, now).await {
+    let wait = match crate::services::signin::throttle_wait(state, &keys, now).await {
         Ok(w) => w,
         Err(e) => return e.into(),
     };
@@ -381,7 +333,7 @@ async fn authenticate(
         }
         Presented::Assertion(assertion) => {
             let [endpoint, issuer] = assertion_audiences(state);
-            crate::client_assertion::verify(
+            crate::services::client_assertion::verify(
                 &state.store,
                 &id,
                 assertion,
@@ -396,7 +348,8 @@ async fn authenticate(
     // caller learns nothing), after the credential check so the answer takes the same path.
     let outcome = match outcome {
         Ok((principal, assertion)) => {
-            let networks = crate::service_accounts::allowed_networks(state, &principal.id).await?;
+            let networks =
+                crate::services::service_accounts::allowed_networks(state, &principal.id).await?;
             let from = client.ip.parse::<std::net::IpAddr>().ok();
             if from.is_some_and(|ip| networks.allows(ip)) {
                 Ok((principal, assertion))
@@ -499,7 +452,10 @@ pub struct TokenResponse {
 /// The device grant's `grant_type` (RFC 8628 §3.4).
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
-fn user_token_response(t: crate::device::UserTokens, id_token: Option<String>) -> Response {
+fn user_token_response(
+    t: crate::services::device::UserTokens,
+    id_token: Option<String>,
+) -> Response {
     let mut r = Json(TokenResponse {
         access_token: t.access_token,
         token_type: "Bearer".into(),
@@ -526,14 +482,14 @@ pub struct DeviceAuthorizationForm {
 /// code for the person to approve (`POST /api/v1/device/approve`).
 #[utoipa::path(post, path = "/oauth2/device_authorization", tag = "oauth2",
     request_body(content = DeviceAuthorizationForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, body = crate::device::DeviceStart), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
+    responses((status = 200, body = crate::services::device::DeviceStart), (status = 400, body = OAuthErrorBody), (status = 401, body = OAuthErrorBody)))]
 pub async fn device_authorization(
     State(state): State<AppState>,
     client: ClientInfo,
     form: Result<Form<Params>, FormRejection>,
 ) -> Result<Response, OAuthError> {
     let p = params(form)?;
-    let started = crate::device::start(
+    let started = crate::services::device::start(
         &state,
         &client,
         p.get("client_id").map(String::as_str),
@@ -580,7 +536,7 @@ pub async fn token(
     match grant {
         Some("client_credentials") => {}
         Some(DEVICE_GRANT) => {
-            let t = crate::device::poll(
+            let t = crate::services::device::poll(
                 &state,
                 &client,
                 get("client_id"),
@@ -593,10 +549,10 @@ pub async fn token(
         Some("refresh_token") => {
             let now = OffsetDateTime::now_utc();
             if cli_public(&headers, &p) {
-                let t = crate::device::refresh(
+                let t = crate::services::device::refresh(
                     &state,
                     &client,
-                    crate::device::CLI_CLIENT_ID,
+                    crate::services::device::CLI_CLIENT_ID,
                     get("refresh_token"),
                     now,
                 )
@@ -604,12 +560,17 @@ pub async fn token(
                 return Ok(user_token_response(t, None));
             }
             let oc = registered_client(&state, &client, &headers, &p).await?;
-            let t =
-                crate::device::refresh(&state, &client, &oc.client_id, get("refresh_token"), now)
-                    .await?;
+            let t = crate::services::device::refresh(
+                &state,
+                &client,
+                &oc.client_id,
+                get("refresh_token"),
+                now,
+            )
+            .await?;
             // A fresh ID token with the refreshed access token (no nonce: OIDC Core §12.2).
             let id_token = match portcullis_core::oidc::Scopes::parse(&t.scope) {
-                Ok(scopes) if scopes.contains("openid") => Some(crate::oidc::id_token(
+                Ok(scopes) if scopes.contains("openid") => Some(crate::services::oidc::id_token(
                     &state,
                     &t.principal,
                     &t.claims,
@@ -623,7 +584,7 @@ pub async fn token(
         }
         Some("authorization_code") => {
             let oc = registered_client(&state, &client, &headers, &p).await?;
-            let t = crate::oidc::exchange_code(
+            let t = crate::services::oidc::exchange_code(
                 &state,
                 &client,
                 &oc,
@@ -647,7 +608,6 @@ pub async fn token(
         }
         Some(_) => {
             return Err(OAuthError::new(
-                StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 "supported: authorization_code, client_credentials, refresh_token, urn:ietf:params:oauth:grant-type:device_code",
             ));
@@ -658,7 +618,7 @@ pub async fn token(
     let sa = &auth.principal;
     let now = OffsetDateTime::now_utc();
     // Conditional access for workloads: application `api`, client credentials count as mfa.
-    let ca = crate::conditional_access::enforce(
+    let ca = crate::services::conditional_access::enforce(
         &state,
         sa,
         portcullis_core::conditional_access::Application::Api,
@@ -674,13 +634,12 @@ pub async fn token(
         );
         state
             .store
-            .append(crate::conditional_access::refused_event(base, &ca.details))
+            .append(crate::services::conditional_access::refused_event(
+                base,
+                &ca.details,
+            ))
             .await?;
-        return Err(OAuthError::new(
-            StatusCode::BAD_REQUEST,
-            "unauthorized_client",
-            r.message,
-        ));
+        return Err(OAuthError::new("unauthorized_client", r.message));
     }
     let (token, claims) = tokens::issue_for_service_account(&state, sa, now).await?;
     let roles: Vec<&str> = claims.roles.iter().map(|r| r.role.as_str()).collect();
@@ -756,7 +715,7 @@ pub async fn introspect(
         let auth = authenticate(&state, &client, &headers, &p, "introspect").await?;
         commit_assertion_use(&state, &client, &auth, "introspect").await?;
         let now = OffsetDateTime::now_utc();
-        let grants = crate::roles::grants(&state, &auth.principal.id, now).await?;
+        let grants = crate::services::roles::grants(&state, &auth.principal.id, now).await?;
         let any = portcullis_core::roles::permits(
             &grants,
             "tokens.introspect",
@@ -817,10 +776,10 @@ pub async fn revoke(
         let token = p
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        crate::device::revoke(
+        crate::services::device::revoke(
             &state,
             &client,
-            crate::device::CLI_CLIENT_ID,
+            crate::services::device::CLI_CLIENT_ID,
             token,
             OffsetDateTime::now_utc(),
         )
@@ -837,7 +796,7 @@ pub async fn revoke(
         let token = p
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        crate::device::revoke(
+        crate::services::device::revoke(
             &state,
             &client,
             &oc.client_id,
@@ -897,7 +856,7 @@ fn named_client(
 
 /// Whether the request comes from the CLI as a public client (its id, no credentials).
 fn cli_public(headers: &HeaderMap, p: &std::collections::HashMap<String, String>) -> bool {
-    p.get("client_id").map(String::as_str) == Some(crate::device::CLI_CLIENT_ID)
+    p.get("client_id").map(String::as_str) == Some(crate::services::device::CLI_CLIENT_ID)
         && !headers.contains_key(header::AUTHORIZATION)
         && !p.contains_key("client_secret")
         && !p.contains_key("client_assertion")
@@ -962,10 +921,10 @@ async fn registered_client(
     };
     // The credential first (cheap, and a correct one is never refused for failures); a
     // failure from an address that must wait is audited and answered 429.
-    match crate::clients::authenticate(state, &id, secret.as_deref()).await {
+    match crate::services::clients::authenticate(state, &id, secret.as_deref()).await {
         Ok(c) => Ok(c),
         Err(f) => {
-            let wait = crate::signin::throttle_wait(state, &keys, now).await?;
+            let wait = crate::services::signin::throttle_wait(state, &keys, now).await?;
             if wait > 0 {
                 state.store.append(event("throttled")).await?;
                 return Err(throttled_client(wait));
@@ -994,12 +953,17 @@ async fn userinfo(state: &AppState, headers: &HeaderMap) -> Response {
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 8192);
     let result = match token {
-        Some(t) => crate::oidc::userinfo(state, t).await,
-        None => Err((StatusCode::UNAUTHORIZED, "invalid_token")),
+        Some(t) => crate::services::oidc::userinfo(state, t).await,
+        None => Err(UserinfoError::InvalidToken),
     };
     let mut r = match result {
         Ok(body) => Json(body).into_response(),
-        Err((status, error)) => {
+        Err(e) => {
+            let (status, error) = match e {
+                UserinfoError::InvalidToken => (StatusCode::UNAUTHORIZED, e.code()),
+                UserinfoError::InsufficientScope => (StatusCode::FORBIDDEN, e.code()),
+                UserinfoError::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, e.code()),
+            };
             let mut r = (
                 status,
                 Json(OAuthErrorBody {

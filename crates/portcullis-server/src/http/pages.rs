@@ -20,7 +20,7 @@
 //!   in constant time), and a cross-site `Origin` or `Sec-Fetch-Site` is refused as well.
 //! - `return_to` after sign-in is only ever a path on this server's authorization endpoint or
 //!   device page (no open redirect).
-//! - Sign-in goes through the same code as the API ([`crate::signin`]): same throttling, same
+//! - Sign-in goes through the same code as the API ([`crate::services::signin`]): same throttling, same
 //!   audit events, same answers for unknown users and wrong passwords.
 
 use std::collections::HashMap;
@@ -34,7 +34,7 @@ use portcullis_core::session::SessionScope;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
-use crate::auth::{ClientInfo, SessionCaller};
+use crate::services::caller::{ClientInfo, SessionCaller};
 use crate::state::AppState;
 
 fn secure(state: &AppState) -> bool {
@@ -346,7 +346,7 @@ async fn browser_session(
     let Some(token) = cookie(headers, session_cookie(state)).filter(|t| t.len() <= 512) else {
         return Ok(None);
     };
-    match crate::auth::session_caller(state, token, now).await {
+    match crate::services::caller::session_caller(state, token, now).await {
         Ok(s) => Ok(s),
         Err(e) if e.status() == StatusCode::UNAUTHORIZED => Ok(None),
         Err(e) => {
@@ -421,7 +421,7 @@ pub async fn authorize(
     let req = match validate_authorize(client_id, redirect_uri, |k| p.get(k).map(String::as_str)) {
         Ok(r) => r,
         Err(e) => {
-            let to = crate::oidc::error_redirect(
+            let to = crate::services::oidc::error_redirect(
                 state,
                 redirect_uri,
                 p.get("state").map(String::as_str),
@@ -436,7 +436,7 @@ pub async fn authorize(
         Err(r) => return r,
     };
     let to_client = |e: &'static str, d: &str| {
-        let to = crate::oidc::error_redirect(
+        let to = crate::services::oidc::error_redirect(
             state,
             redirect_uri,
             req.state.as_deref(),
@@ -447,8 +447,9 @@ pub async fn authorize(
         );
         see_other(&to, vec![])
     };
-    let usable = session
-        .filter(|s| s.scope == SessionScope::Full && !crate::oidc::needs_signin(&req, s, now));
+    let usable = session.filter(|s| {
+        s.scope == SessionScope::Full && !crate::services::oidc::needs_signin(&req, s, now)
+    });
     let Some(s) = usable else {
         if req.prompt.none {
             return to_client("login_required", "the person must sign in");
@@ -482,7 +483,7 @@ pub async fn authorize(
         );
         return see_other(&to, vec![]);
     };
-    let consented = match crate::oidc::has_consent(state, &s.principal, &req).await {
+    let consented = match crate::services::oidc::has_consent(state, &s.principal, &req).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "consent lookup");
@@ -490,7 +491,7 @@ pub async fn authorize(
         }
     };
     if consented && !req.prompt.consent {
-        return match crate::oidc::issue_code(state, &s, &req, false, client, now).await {
+        return match crate::services::oidc::issue_code(state, &s, &req, false, client, now).await {
             Ok(to) => see_other(&to, vec![]),
             Err(e) => {
                 tracing::error!(error = %e, "issue code");
@@ -527,7 +528,7 @@ fn consent_page(
         title: "Allow access?",
         error: None,
         user: &s.principal.name,
-        strength: crate::oidc::strength_label(s.strength),
+        strength: crate::services::oidc::strength_label(s.strength),
         client: client_name,
         scopes: req
             .scopes
@@ -594,8 +595,10 @@ pub async fn consent(
         Err(r) => return r,
     };
     let to = match f.get("decision").map(String::as_str) {
-        Some("allow") => crate::oidc::issue_code(state, &s, &req, true, client, now).await,
-        Some("deny") => crate::oidc::deny(state, &s, &req, client).await,
+        Some("allow") => {
+            crate::services::oidc::issue_code(state, &s, &req, true, client, now).await
+        }
+        Some("deny") => crate::services::oidc::deny(state, &s, &req, client).await,
         _ => return error_page(StatusCode::BAD_REQUEST, "choose Allow or Deny"),
     };
     match to {
@@ -738,7 +741,7 @@ async fn second_factor(
             signin_id: Some(signin_id.to_owned()),
             username: None,
         };
-        match crate::webauthn::start_signin(state, client, req).await {
+        match crate::services::webauthn::start_signin(state, client, req).await {
             Ok(c) => {
                 webauthn = Some(WebauthnForm {
                     ceremony_id: c.ceremony_id,
@@ -783,7 +786,7 @@ pub async fn signin_password(
         username: username.clone(),
         password: f.get("password").cloned().unwrap_or_default(),
     };
-    match crate::signin::password_step(state, client, &PAGE_SIGNIN, req).await {
+    match crate::services::signin::password_step(state, client, &PAGE_SIGNIN, req).await {
         Err(e) => ctx.signin_again(e.status(), &username, &e.message),
         Ok(r) if r.status == "mfa_required" => match r.signin_id {
             Some(id) => second_factor(state, client, &ctx, &id, None).await,
@@ -828,7 +831,7 @@ pub async fn signin_totp(
         signin_id: signin_id.clone(),
         code: f.get("code").cloned().unwrap_or_default(),
     };
-    match crate::signin::totp_step(state, client, &PAGE_SIGNIN, req).await {
+    match crate::services::signin::totp_step(state, client, &PAGE_SIGNIN, req).await {
         Err(e) => {
             second_factor(
                 state,
@@ -875,7 +878,7 @@ pub async fn signin_webauthn(
         ceremony_id: f.get("ceremony_id").cloned().unwrap_or_default(),
         credential,
     };
-    match crate::webauthn::finish_signin(state, client, &PAGE_SIGNIN, req).await {
+    match crate::services::webauthn::finish_signin(state, client, &PAGE_SIGNIN, req).await {
         Err(e) => {
             second_factor(
                 state,
@@ -938,7 +941,7 @@ pub async fn device_page(state: &AppState, headers: &HeaderMap, raw: Option<&str
 }
 
 /// `POST /device`: the person's decision, through the same rule as the API
-/// ([`crate::device::decide`]: a full session with a second factor, a pending code).
+/// ([`crate::services::device::decide`]: a full session with a second factor, a pending code).
 pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) -> Response {
     let Ok(f) = parse_once(form) else {
         return error_page(StatusCode::BAD_REQUEST, "malformed form");
@@ -995,8 +998,8 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
             &s,
         );
     }
-    let caller = crate::auth::Caller::Session(Box::new(s.clone()));
-    match crate::device::decide(state, &caller, &user_code, approve).await {
+    let caller = crate::services::caller::Caller::Session(Box::new(s.clone()));
+    match crate::services::device::decide(state, &caller, &user_code, approve).await {
         Ok(()) => Page::new(&MessagePage {
             title: if approve { "Approved" } else { "Denied" },
             error: None,
@@ -1011,7 +1014,7 @@ pub async fn device_decide(state: &AppState, headers: &HeaderMap, form: &str) ->
     }
 }
 
-// ----- axum handlers (routes in crate::api) -----
+// ----- axum handlers (routes in crate::http) -----
 
 /// The authorization endpoint, GET.
 #[utoipa::path(get, path = "/oauth2/authorize", tag = "oauth2",
@@ -1124,7 +1127,7 @@ pub async fn signin_webauthn_post(
 pub async fn webauthn_js() -> Response {
     let mut r = (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../assets/webauthn.js"),
+        include_str!("../../assets/webauthn.js"),
     )
         .into_response();
     r.headers_mut().insert(

@@ -17,9 +17,9 @@ use rand::RngCore;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, event};
 use crate::error::ApiError;
-use crate::privilege::Guard;
+use crate::services::caller::{Caller, event};
+use crate::services::privilege::Guard;
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -208,7 +208,8 @@ pub async fn set_user_enabled(
         ));
     }
     // Privileged people and break-glass accounts are the top tier's to disable (rule 5).
-    crate::privilege::require_may_manage(state, caller, &p, "disable or re-enable them").await?;
+    crate::services::privilege::require_may_manage(state, caller, &p, "disable or re-enable them")
+        .await?;
     let now = OffsetDateTime::now_utc();
     let action = if enabled {
         "user.enabled"
@@ -229,7 +230,7 @@ pub async fn set_user_enabled(
         } else {
             Guard::GlobalAdministrator
         };
-        crate::privilege::write_guarded(state, change, ev, guard, |m| {
+        crate::services::privilege::write_guarded(state, change, ev, guard, |m| {
             StoreError::Conflict(m).into()
         })
         .await?;
@@ -359,7 +360,7 @@ pub async fn change_membership(
         }];
         if g.role_assignable
             && !m.privileged
-            && crate::privilege::is_privileged(state, &g, now).await?
+            && crate::services::privilege::is_privileged(state, &g, now).await?
         {
             all.push(Change::MarkPrivileged {
                 principal_id: m.id.clone(),
@@ -370,7 +371,7 @@ pub async fn change_membership(
         // Leaving a role-assignable group ends what rested on it: pending requests are
         // cancelled and active grants revoked, in the same transaction.
         let (closes, closed) =
-            crate::roles::close_requests_via_group(state, &g, &m, caller, now).await?;
+            crate::services::roles::close_requests_via_group(state, &g, &m, caller, now).await?;
         let mut all = vec![Change::RemoveGroupMember {
             group_id: g.id.clone(),
             member_id: m.id.clone(),
@@ -389,8 +390,14 @@ pub async fn change_membership(
     };
     // Leaving a role-assignable group may take away the last way to Global Administrator.
     if !add && g.role_assignable {
-        crate::privilege::write_guarded(state, change, ev, Guard::GlobalAdministrator, conflict)
-            .await?;
+        crate::services::privilege::write_guarded(
+            state,
+            change,
+            ev,
+            Guard::GlobalAdministrator,
+            conflict,
+        )
+        .await?;
     } else {
         state
             .store
@@ -445,8 +452,13 @@ pub async fn create_service_account(
                 public_key: pem.clone(),
                 key_id: req.key_id.clone(),
             };
-            let (add_key, ev) =
-                crate::service_accounts::key_change(caller, &id, name.as_str(), &key_req, now)?;
+            let (add_key, ev) = crate::services::service_accounts::key_change(
+                caller,
+                &id,
+                name.as_str(),
+                &key_req,
+                now,
+            )?;
             events.push(ev);
             Change::Many(vec![change, add_key])
         }

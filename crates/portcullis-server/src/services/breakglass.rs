@@ -44,14 +44,14 @@ use portcullis_core::principal::{PrincipalKind, PrincipalName};
 use portcullis_core::session::{AuthStrength, SessionScope};
 use portcullis_store::accounts::Principal;
 use portcullis_store::breakglass::BreakGlassAccount;
-use portcullis_store::{Change, NewAssignment, NewBreakGlass, NewPrincipal, Store, StoreError};
+use portcullis_store::{Change, NewAssignment, NewBreakGlass, NewPrincipal, StoreError};
 use secrecy::SecretString;
 use time::{Duration, OffsetDateTime};
 
-use crate::accounts::{check_password, invalid, new_id, validate_user};
-use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
-use crate::signin::{check_password_input, new_session};
+use crate::services::accounts::{check_password, invalid, new_id, validate_user};
+use crate::services::caller::{Caller, ClientInfo, event};
+use crate::services::signin::{check_password_input, new_session};
 use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
@@ -62,7 +62,7 @@ pub const REQUIRED: i64 = 2;
 pub const DRILL_FRESH: Duration = Duration::minutes(10);
 
 /// The periodic job that alerts on overdue drills.
-const DRILL_JOB: &str = "breakglass.drill_overdue";
+pub(crate) const DRILL_JOB: &str = "breakglass.drill_overdue";
 
 /// How long a setup state read is reused before asking the database again.
 const SETUP_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -112,11 +112,11 @@ pub(crate) async fn write_guarded(
     change: Change,
     ev: NewAuditEvent,
 ) -> Result<(), ApiError> {
-    crate::privilege::write_guarded(
+    crate::services::privilege::write_guarded(
         state,
         change,
         ev,
-        crate::privilege::Guard::BreakGlassMinimum,
+        crate::services::privilege::Guard::BreakGlassMinimum,
         |m| StoreError::Conflict(m).into(),
     )
     .await
@@ -342,7 +342,7 @@ pub async fn create(
         .write(Change::Many(all), vec![ev])
         .await
         .map_err(|e| {
-            crate::accounts::conflict_to_exists(
+            crate::services::accounts::conflict_to_exists(
                 e,
                 "a user, group or service account with that name exists",
             )
@@ -490,7 +490,7 @@ pub async fn rotate(
     view_of(state, &a.principal.id).await
 }
 
-fn drill_overdue(a: &BreakGlassAccount, now: OffsetDateTime, max_age: Duration) -> bool {
+pub(crate) fn drill_overdue(a: &BreakGlassAccount, now: OffsetDateTime, max_age: Duration) -> bool {
     let since = a.last_drill_us.unwrap_or(a.created_at_us);
     a.principal.enabled && now - from_us(since) > max_age
 }
@@ -618,8 +618,8 @@ pub(crate) async fn password_signin(
         now,
     );
     changes.push(create);
-    changes.push(crate::signin::signed_in(p, client, now));
-    let ev = crate::signin::signin_event(
+    changes.push(crate::services::signin::signed_in(p, client, now));
+    let ev = crate::services::signin::signin_event(
         &p.name,
         "signin.completed",
         Outcome::Success,
@@ -655,7 +655,7 @@ pub(crate) async fn verify_password(
     p: &Principal,
     password: &SecretString,
     phc: Option<&str>,
-) -> Result<(crate::passwords::Verified, Option<Change>), ApiError> {
+) -> Result<(crate::services::passwords::Verified, Option<Change>), ApiError> {
     use secrecy::ExposeSecret;
     use subtle::ConstantTimeEq;
     let presented = verifier(state, &p.id, password.expose_secret());
@@ -664,7 +664,7 @@ pub(crate) async fn verify_password(
     {
         let ok = phc.is_some() && bool::from(stored.ct_eq(&presented));
         return Ok((
-            crate::passwords::Verified {
+            crate::services::passwords::Verified {
                 ok,
                 needs_rehash: false,
             },
@@ -787,10 +787,16 @@ pub async fn failed_recovery(
         portcullis_core::throttle::address_key(&client.ip)
     )];
     let action = "signin.breakglass_recovery";
-    let attempt =
-        crate::signin::Attempt::reserve_keys(state, keys, name.as_str(), action, client, now)
-            .await?;
-    let ev = crate::signin::signin_event(
+    let attempt = crate::services::signin::Attempt::reserve_keys(
+        state,
+        keys,
+        name.as_str(),
+        action,
+        client,
+        now,
+    )
+    .await?;
+    let ev = crate::services::signin::signin_event(
         name.as_str(),
         action,
         Outcome::Failure,
@@ -799,53 +805,4 @@ pub async fn failed_recovery(
         serde_json::json!({ "where": "cli" }),
     );
     attempt.failed(state, ev).await
-}
-
-/// Once per `drill_alert_every` (across replicas), raises `breakglass.drill_overdue` for the
-/// accounts whose drill is overdue; checks every minute (or sooner) until `stop` resolves.
-pub async fn drill_watch(
-    store: Store,
-    max_age: Duration,
-    every: Duration,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    // Often enough to notice within a minute (or within the age itself when it is shorter).
-    let secs = max_age.min(every).whole_seconds().clamp(1, 60);
-    let tick = std::time::Duration::from_secs(secs as u64);
-    tokio::pin!(stop);
-    loop {
-        if let Err(e) = check_drills(&store, max_age, every).await {
-            tracing::warn!(error = %e, "break-glass drill check failed");
-        }
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(tick) => {}
-        }
-    }
-}
-
-async fn check_drills(store: &Store, max_age: Duration, every: Duration) -> Result<(), StoreError> {
-    let now = OffsetDateTime::now_utc();
-    let overdue: Vec<String> = store
-        .breakglass_accounts()
-        .await?
-        .iter()
-        .filter(|a| drill_overdue(a, now, max_age))
-        .map(|a| a.principal.name.clone())
-        .collect();
-    if overdue.is_empty() {
-        return Ok(());
-    }
-    let ev = NewAuditEvent::new("system", DRILL_JOB, "tenant").details(serde_json::json!({
-        "accounts": overdue, "max_age_days": max_age.whole_days(), "max_age_seconds": max_age.whole_seconds(),
-    }));
-    let claim = Change::ClaimPeriodic {
-        name: DRILL_JOB.into(),
-        not_before_us: us(now - every),
-        at_us: us(now),
-    };
-    match store.write(claim, vec![ev]).await {
-        Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
 }

@@ -12,9 +12,6 @@
 //! takes effect at once. Its strength is its `acr`; a service account's client credentials
 //! count as `mfa` (a non-human credential with no weaker form), and `auth_time` feeds step-up.
 
-use axum::extract::FromRequestParts;
-use axum::http::header::{AUTHORIZATION, USER_AGENT};
-use axum::http::request::Parts;
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::error::ErrorCode;
 use portcullis_core::roles::{Grant, Scope, permits};
@@ -42,6 +39,10 @@ pub struct SessionCaller {
     pub scope: SessionScope,
     /// The grants in effect when the request arrived (active assignments and activations).
     pub grants: Vec<Grant>,
+    /// The assignments that applied when the request arrived, eligible and active, direct or
+    /// through a role-assignable group (the grants above come from these and the active
+    /// requests); an activation finds its eligibility here instead of reading it again.
+    pub assignments: Vec<portcullis_store::roles::Assignment>,
 }
 
 impl SessionCaller {
@@ -57,32 +58,9 @@ const ACCESS_TOKEN_SESSION: &str = "at:";
 /// Where a request came from.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
-    /// The client address after trusted-proxy resolution (crate::edge::client).
+    /// The client address after trusted-proxy resolution (crate::http::edge::client).
     pub ip: String,
     pub user_agent: String,
-}
-
-/// The client address of a request as text: the TCP peer, or what a trusted proxy said
-/// (`X-Forwarded-For` from anyone else is ignored); `unknown` without a connection.
-pub fn client_ip(parts: &Parts) -> String {
-    crate::edge::client::client_ip(&parts.extensions)
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = client_ip(parts);
-        let user_agent = parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect())
-            .unwrap_or_default();
-        Ok(Self { ip, user_agent })
-    }
 }
 
 impl Caller {
@@ -172,39 +150,27 @@ pub fn forbidden(permission: &str, scope: &Scope) -> ApiError {
 /// How often a session's last-seen time is written at most.
 const TOUCH_EVERY_US: i64 = 60_000_000;
 
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The authorisation layer (crate::authz) has usually identified the caller already.
-        if let Some(c) = parts.extensions.get::<Caller>() {
-            return Ok(c.clone());
-        }
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthenticated)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 8192)
-            .ok_or_else(ApiError::unauthenticated)?;
-        let now = OffsetDateTime::now_utc();
-        if token.contains('.') {
-            return access_token_caller(state, token, parts, now).await;
-        }
-        if token.len() > 512 {
-            return Err(ApiError::unauthenticated());
-        }
-        if let Some(s) = session_caller(state, token, now).await? {
-            return Ok(Caller::Session(Box::new(s)));
-        }
-        if state.store.bootstrap_token_valid(token, now).await? {
-            return Ok(Caller::Bootstrap);
-        }
-        Err(ApiError::unauthenticated())
+/// The caller behind a bearer token (already taken from the `Authorization` header, trimmed,
+/// non-empty and at most 8 KiB): an access token, a session token or the bootstrap token.
+pub async fn caller_from_bearer(
+    state: &AppState,
+    token: &str,
+    client_ip: &str,
+    now: OffsetDateTime,
+) -> Result<Caller, ApiError> {
+    if token.contains('.') {
+        return access_token_caller(state, token, client_ip, now).await;
     }
+    if token.len() > 512 {
+        return Err(ApiError::unauthenticated());
+    }
+    if let Some(s) = session_caller(state, token, now).await? {
+        return Ok(Caller::Session(Box::new(s)));
+    }
+    if state.store.bootstrap_token_valid(token, now).await? {
+        return Ok(Caller::Bootstrap);
+    }
+    Err(ApiError::unauthenticated())
 }
 
 /// The caller behind a session token: `None` when no session has this token, an
@@ -244,13 +210,15 @@ pub async fn session_caller(
                 .await;
         });
     }
-    let grants = crate::roles::grants(state, &principal.id, now).await?;
+    let (grants, assignments) =
+        crate::services::roles::grants_and_assignments(state, &principal.id, now).await?;
     Ok(Some(SessionCaller {
         session,
         principal,
         strength,
         scope,
         grants,
+        assignments,
     }))
 }
 
@@ -258,7 +226,7 @@ pub async fn session_caller(
 async fn access_token_caller(
     state: &AppState,
     token: &str,
-    parts: &Parts,
+    client_ip: &str,
     now: OffsetDateTime,
 ) -> Result<Caller, ApiError> {
     let ended = || {
@@ -279,7 +247,7 @@ async fn access_token_caller(
         .ok_or_else(ended)?;
     // Tokens of OpenID Connect clients are for userinfo and the client's own resource
     // servers: an application a person signed in to must not act as them here.
-    let own = claims.client_id == crate::device::CLI_CLIENT_ID
+    let own = claims.client_id == crate::services::device::CLI_CLIENT_ID
         || (principal.kind == "service_account" && claims.client_id == principal.name);
     if !own {
         return Err(ApiError::new(
@@ -291,7 +259,6 @@ async fn access_token_caller(
         "client_credentials" if principal.kind == "service_account" => AuthStrength::Mfa,
         other => AuthStrength::parse(other).ok_or_else(ended)?,
     };
-    let client = client_ip(parts);
     let session = Session {
         id: format!("{ACCESS_TOKEN_SESSION}{}", claims.jti),
         principal_id: principal.id.clone(),
@@ -305,18 +272,20 @@ async fn access_token_caller(
                 .unwrap_or(claims.iat)
                 .saturating_mul(1_000_000),
         ),
-        client_ip: client,
+        client_ip: client_ip.to_owned(),
         user_agent: String::new(),
         revoked_at_us: None,
         ends_at_us: Some(claims.exp.saturating_mul(1_000_000)),
     };
-    let grants = crate::roles::grants(state, &principal.id, now).await?;
+    let (grants, assignments) =
+        crate::services::roles::grants_and_assignments(state, &principal.id, now).await?;
     Ok(Caller::Session(Box::new(SessionCaller {
         session,
         principal,
         strength,
         scope: SessionScope::Full,
         grants,
+        assignments,
     })))
 }
 

@@ -28,7 +28,7 @@ use portcullis_store::accounts::Principal;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::tokens::ClientAuthFailure;
+use crate::services::tokens::ClientAuthFailure;
 
 fn fail(f: AssertionFailure) -> ClientAuthFailure {
     ClientAuthFailure::Assertion(f)

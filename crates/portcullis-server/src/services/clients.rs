@@ -20,9 +20,9 @@ use portcullis_store::oidc::OAuthClient;
 use portcullis_store::{Change, NewOAuthClient, StoreError};
 use time::OffsetDateTime;
 
-use crate::accounts::{invalid, new_id};
-use crate::auth::{Caller, event};
 use crate::error::ApiError;
+use crate::services::accounts::{invalid, new_id};
+use crate::services::caller::{Caller, event};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -88,7 +88,7 @@ pub async fn create(
     })];
     let mut secret = None;
     if kind == ClientKind::Confidential {
-        let (value, hash) = crate::tokens::new_client_secret();
+        let (value, hash) = crate::services::tokens::new_client_secret();
         changes.push(Change::AddOAuthClientSecret {
             id: new_id("cs"),
             client_id: client_id.clone(),
@@ -172,7 +172,7 @@ pub async fn add_secret(
         ));
     }
     let now = OffsetDateTime::now_utc();
-    let (value, hash) = crate::tokens::new_client_secret();
+    let (value, hash) = crate::services::tokens::new_client_secret();
     let secret_id = new_id("cs");
     let ev = event(
         caller,

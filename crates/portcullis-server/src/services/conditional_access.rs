@@ -44,7 +44,6 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
-use axum::http::StatusCode;
 use portcullis_core::api::{
     CaImportRequest, CaImportResult, CaLocationRequest, CaLocationView, CaPolicyView,
     CaStateRequest, WhatIfRequest,
@@ -64,8 +63,8 @@ use portcullis_store::conditional_access::CaSnapshot;
 use portcullis_store::{CA_CHANGED, CaChange, Change, StoreError};
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, SessionCaller, event};
 use crate::error::ApiError;
+use crate::services::caller::{Caller, SessionCaller, event};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -486,7 +485,7 @@ async fn refuse_breakglass_includes(state: &AppState, policies: &[Policy]) -> Re
 
 /// The strongest factor a principal has registered.
 async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiError> {
-    // A service account's client credentials count as mfa (crate::tokens).
+    // A service account's client credentials count as mfa (crate::services::tokens).
     if p.kind == PrincipalKind::ServiceAccount.as_str() {
         return Ok(AuthStrength::Mfa);
     }
@@ -948,7 +947,7 @@ pub async fn what_if(
 ) -> Result<serde_json::Value, ApiError> {
     caller.require("ca.read")?;
     let user = portcullis_core::principal::PrincipalName::parse("user", &req.user)
-        .map_err(crate::accounts::invalid)?;
+        .map_err(crate::services::accounts::invalid)?;
     let hours = req.hours_since_sign_in.unwrap_or(0);
     if hours > portcullis_core::conditional_access::MAX_SIGN_IN_FREQUENCY_HOURS + 1 {
         return Err(ApiError::bad_request(format!(
@@ -1006,13 +1005,13 @@ pub async fn at_signin(
     state: &AppState,
     p: &Principal,
     application: &Application,
-    client: &crate::auth::ClientInfo,
+    client: &crate::services::caller::ClientInfo,
     strength: AuthStrength,
     action: &str,
 ) -> Result<(serde_json::Value, Option<u32>), ApiError> {
     let e = enforce(state, p, application.clone(), &client.ip, strength, None).await?;
     if let Some(r) = e.refusal {
-        let base = crate::signin::signin_event(
+        let base = crate::services::signin::signin_event(
             &p.name,
             action,
             AuditOutcome::Failure,
@@ -1049,7 +1048,7 @@ pub fn bound_session(
 
 /// The application of tokens issued to `client_id`: the CLI, or a registered client.
 pub fn application_of_client(client_id: &str) -> Application {
-    if client_id == crate::device::CLI_CLIENT_ID {
+    if client_id == crate::services::device::CLI_CLIENT_ID {
         Application::Cli
     } else {
         Application::Client(client_id.to_owned())
@@ -1084,12 +1083,12 @@ pub async fn at_token(
     state: &AppState,
     p: &Principal,
     origin: &TokenOrigin<'_>,
-    client: &crate::auth::ClientInfo,
+    client: &crate::services::caller::ClientInfo,
     action: &str,
-) -> Result<serde_json::Value, crate::api::oauth::OAuthError> {
+) -> Result<serde_json::Value, crate::services::oauth::OAuthError> {
     let application = application_of_client(origin.client_id);
     let strength = AuthStrength::parse(origin.strength)
-        .ok_or_else(crate::api::oauth::OAuthError::server_error)?;
+        .ok_or_else(crate::services::oauth::OAuthError::server_error)?;
     let person_ip = origin.person_ip.unwrap_or(&client.ip);
     let e = enforce_flow(
         state,
@@ -1110,8 +1109,7 @@ pub async fn at_token(
         }
         let base = NewAuditEvent::new(who.clone(), action, who).details(details);
         state.store.append(refused_event(base, &e.details)).await?;
-        return Err(crate::api::oauth::OAuthError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(crate::services::oauth::OAuthError::new(
             "invalid_grant",
             r.message,
         ));

@@ -15,14 +15,13 @@
 //!   approving session (sign-out, an administrator, a password change; its natural expiry
 //!   does not count, so a long job outlives the browser session), or a token past its idle or
 //!   absolute deadline gets `invalid_grant`.
-//! - Access tokens issued here follow [`crate::tokens::issue`]: `exp` never past the earliest
+//! - Access tokens issued here follow [`crate::services::tokens::issue`]: `exp` never past the earliest
 //!   end of the roles they carry. Each is recorded with the refresh token issued beside it, so
 //!   revoking a family (reuse, sign-out, a disabled account) revokes its access tokens too.
 //! - Conditional access judges the poll and every refresh as the family's first issuance: the
 //!   flow it started with (`device_code` for the CLI's, recorded with the family) and the
 //!   person's address recorded with it (an OIDC client's family), else the caller's.
 
-use axum::http::StatusCode;
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::conditional_access::AuthenticationFlow;
 use portcullis_core::device::{self as rules, DeviceState, PollAnswer, RefreshLifetimes};
@@ -34,10 +33,10 @@ use portcullis_store::{Change, NewDeviceAuthorization, NewRefreshToken, StoreErr
 use rand::RngCore;
 use time::{Duration, OffsetDateTime};
 
-use crate::accounts::new_id;
-use crate::api::oauth::OAuthError;
-use crate::auth::{Caller, ClientInfo};
 use crate::error::ApiError;
+use crate::services::accounts::new_id;
+use crate::services::caller::{Caller, ClientInfo};
+use crate::services::oauth::OAuthError;
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
@@ -79,7 +78,7 @@ fn public_client(client_id: Option<&str>) -> Result<&'static str, OAuthError> {
 }
 
 pub(crate) fn invalid_grant(d: &str) -> OAuthError {
-    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
+    OAuthError::new("invalid_grant", d)
 }
 
 pub(crate) fn event(
@@ -131,13 +130,11 @@ pub async fn start(
         Ok(_) => {}
         // Unauthenticated rows are bounded per address (each also writes an audit event).
         Err(StoreError::Conflict(m)) if m == portcullis_store::TOO_MANY_PENDING => {
-            let mut e = OAuthError::new(
-                StatusCode::TOO_MANY_REQUESTS,
+            return Err(OAuthError::throttled(
                 "temporarily_unavailable",
                 "too many device codes are waiting from this address; approve, deny or let them expire first",
-            );
-            e.retry_after = Some(60);
-            return Err(e);
+                60,
+            ));
         }
         Err(e) => return Err(e.into()),
     }
@@ -160,7 +157,7 @@ pub async fn decide(
     approve: bool,
 ) -> Result<(), ApiError> {
     let s = caller.require_full()?;
-    crate::privilege::require_person(caller, "approve a device")?;
+    crate::services::privilege::require_person(caller, "approve a device")?;
     // The family of tokens that follows is tied to this session (revoking it ends them), so
     // it must be a real sign-in, not an access token.
     if s.is_access_token() {
@@ -274,7 +271,7 @@ pub async fn poll(
             PollAnswer::Expired => "the device code expired; start again",
             _ => "the device code was used already",
         };
-        return Err(OAuthError::new(StatusCode::BAD_REQUEST, error, description));
+        return Err(OAuthError::new(error, description));
     }
     let (principal_id, strength, auth_time_us, session_id) =
         match (&d.principal_id, &d.strength, d.auth_time_us, &d.session_id) {
@@ -284,15 +281,21 @@ pub async fn poll(
     let p = enabled_principal(state, &principal_id)
         .await?
         .ok_or_else(|| invalid_grant("the account is disabled"))?;
-    let origin = crate::conditional_access::TokenOrigin {
+    let origin = crate::services::conditional_access::TokenOrigin {
         client_id,
         strength: &strength,
         auth_time_us,
         flow: Some(AuthenticationFlow::DeviceCode),
         person_ip: None,
     };
-    let ca = crate::conditional_access::at_token(state, &p, &origin, client, "token.device_code")
-        .await?;
+    let ca = crate::services::conditional_access::at_token(
+        state,
+        &p,
+        &origin,
+        client,
+        "token.device_code",
+    )
+    .await?;
     let family_end = now + state.device.refresh.absolute;
     let (refresh, new_refresh) = new_refresh_token(
         state,
@@ -425,15 +428,16 @@ pub async fn refresh(
     // Conditional access at every refresh (a refused refresh leaves the family as it is:
     // the person may come back from an allowed network), by the flow the family started with
     // and the person's address recorded with it (an OIDC client's family).
-    let origin = crate::conditional_access::TokenOrigin {
+    let origin = crate::services::conditional_access::TokenOrigin {
         client_id,
         strength: &t.strength,
         auth_time_us: t.auth_time_us,
-        flow: crate::conditional_access::flow_of_family(t.flow.as_deref()),
+        flow: crate::services::conditional_access::flow_of_family(t.flow.as_deref()),
         person_ip: t.person_ip.as_deref(),
     };
     let ca =
-        crate::conditional_access::at_token(state, &p, &origin, client, "token.refresh").await?;
+        crate::services::conditional_access::at_token(state, &p, &origin, client, "token.refresh")
+            .await?;
     let (next, new_refresh) = new_refresh_token(
         state,
         &p,
@@ -576,7 +580,7 @@ pub(crate) async fn enabled_principal(
 pub(crate) fn new_refresh_token(
     state: &AppState,
     p: &Principal,
-    origin: &crate::conditional_access::TokenOrigin<'_>,
+    origin: &crate::services::conditional_access::TokenOrigin<'_>,
     session_id: &str,
     family: (String, OffsetDateTime),
     scope: &str,
@@ -615,10 +619,10 @@ pub(crate) async fn access_for(
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), OAuthError> {
     let strength = AuthStrength::parse(strength).ok_or_else(OAuthError::server_error)?;
-    Ok(crate::tokens::issue(
+    Ok(crate::services::tokens::issue(
         state,
         p,
-        crate::tokens::Issue {
+        crate::services::tokens::Issue {
             auth_time: Some(auth_time_us.div_euclid(1_000_000)),
             client_id: client_id.to_owned(),
             permissions: vec![],

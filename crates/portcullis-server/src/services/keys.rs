@@ -260,25 +260,6 @@ async fn key_set(
     })
 }
 
-/// Reloads the key set every [`RELOAD_EVERY`] until `shutdown` resolves.
-pub async fn reload_loop(
-    signer: Arc<TokenSigner>,
-    store: Store,
-    master: Arc<MasterKey>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(RELOAD_EVERY) => {}
-            _ = &mut shutdown => return,
-        }
-        if signer.reload(&store, &master).await.is_err() {
-            tracing::warn!("could not reload the signing keys; keeping the ones loaded");
-        }
-    }
-}
-
 /// Rotates the signing key: a new key signs from now on; the old one stays published for
 /// the lifetime of its tokens. Returns the new key id.
 /// With `expected`, only if that key is still the active one (compare-and-set, so a script

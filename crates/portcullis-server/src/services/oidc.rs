@@ -1,5 +1,5 @@
 //! OpenID Connect authorization code flow with PKCE: the authorization decision, codes, the
-//! code exchange, ID tokens and userinfo. The pages a person sees are in [`crate::ui`].
+//! code exchange, ID tokens and userinfo. The pages a person sees are in [`crate::http::pages`].
 //!
 //! Invariants:
 //! - A request whose client or redirect URI does not check out is never redirected (see
@@ -19,9 +19,8 @@
 //! - ID tokens are signed with the same key as access tokens, are addressed to the client
 //!   (`aud`, `azp`), carry the request's `nonce`, and never outlive the access token.
 //! - Access tokens issued to registered clients serve userinfo and the client's own resource
-//!   servers; the Portcullis API does not accept them (see [`crate::auth`]).
+//!   servers; the Portcullis API does not accept them (see [`crate::services::caller`]).
 
-use axum::http::StatusCode;
 use portcullis_core::audit::Outcome;
 use portcullis_core::oidc::{AuthorizeRequest, RedirectError, Scopes, pkce_matches};
 use portcullis_core::session::AuthStrength;
@@ -32,10 +31,10 @@ use portcullis_store::oidc::OAuthClient;
 use portcullis_store::{Change, NewAuthorizationCode, StoreError};
 use time::{Duration, OffsetDateTime};
 
-use crate::accounts::new_id;
-use crate::api::oauth::OAuthError;
-use crate::auth::{ClientInfo, SessionCaller};
-use crate::device::{event, invalid_grant};
+use crate::services::accounts::new_id;
+use crate::services::caller::{ClientInfo, SessionCaller};
+use crate::services::device::{event, invalid_grant};
+use crate::services::oauth::OAuthError;
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
@@ -319,7 +318,7 @@ pub async fn exchange_code(
     if !pkce_matches(&c.code_challenge, verifier) {
         return Err(refuse("pkce_verifier_wrong", false, Change::None).await);
     }
-    let Some(p) = crate::device::enabled_principal(state, &c.principal_id).await? else {
+    let Some(p) = crate::services::device::enabled_principal(state, &c.principal_id).await? else {
         return Err(refuse("account_disabled", false, Change::None).await);
     };
     let session_revoked = state
@@ -336,18 +335,23 @@ pub async fn exchange_code(
     let Some(person_ip) = c.person_ip.as_deref() else {
         return Err(refuse("person_address_unknown", false, Change::None).await);
     };
-    let origin = crate::conditional_access::TokenOrigin {
+    let origin = crate::services::conditional_access::TokenOrigin {
         client_id: &oc.client_id,
         strength: &c.strength,
         auth_time_us: c.auth_time_us,
         flow: None,
         person_ip: Some(person_ip),
     };
-    let ca =
-        crate::conditional_access::at_token(state, &p, &origin, client, "token.authorization_code")
-            .await?;
+    let ca = crate::services::conditional_access::at_token(
+        state,
+        &p,
+        &origin,
+        client,
+        "token.authorization_code",
+    )
+    .await?;
     let scopes = Scopes::parse(&c.scope).map_err(|_| OAuthError::server_error())?;
-    let (access_token, claims) = crate::device::access_for(
+    let (access_token, claims) = crate::services::device::access_for(
         state,
         &p,
         &oc.client_id,
@@ -363,7 +367,7 @@ pub async fn exchange_code(
     let mut family = None;
     if scopes.contains("offline_access") {
         let family_id = new_id("rf");
-        let (value, mut row) = crate::device::new_refresh_token(
+        let (value, mut row) = crate::services::device::new_refresh_token(
             state,
             &p,
             &origin,
@@ -439,19 +443,38 @@ fn revoke_issued(c: &portcullis_store::oidc::AuthorizationCode, now: OffsetDateT
     Change::Many(out)
 }
 
+/// Why userinfo refused a token (RFC 6750 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserinfoError {
+    /// Missing, expired, revoked, of a deleted client, or its subject is disabled.
+    InvalidToken,
+    /// Valid, but without the `openid` scope.
+    InsufficientScope,
+    /// The store could not answer.
+    ServerError,
+}
+
+impl UserinfoError {
+    /// The RFC 6750 error code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::ServerError => "server_error",
+        }
+    }
+}
+
 /// The claims userinfo answers for a valid access token issued to an OpenID Connect client.
-pub async fn userinfo(
-    state: &AppState,
-    token: &str,
-) -> Result<serde_json::Value, (StatusCode, &'static str)> {
-    let invalid = (StatusCode::UNAUTHORIZED, "invalid_token");
+pub async fn userinfo(state: &AppState, token: &str) -> Result<serde_json::Value, UserinfoError> {
+    let invalid = UserinfoError::InvalidToken;
     let claims = state.tokens.verify(token).ok_or(invalid)?;
     let scope = claims.scope.as_deref().ok_or(invalid)?;
     let scopes = Scopes::parse(scope).map_err(|_| invalid)?;
     if !scopes.contains("openid") {
-        return Err((StatusCode::FORBIDDEN, "insufficient_scope"));
+        return Err(UserinfoError::InsufficientScope);
     }
-    let store_err = |_| (StatusCode::INTERNAL_SERVER_ERROR, "server_error");
+    let store_err = |_| UserinfoError::ServerError;
     if state
         .store
         .token_revoked(&claims.jti)

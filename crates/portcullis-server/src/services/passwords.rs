@@ -295,6 +295,21 @@ impl Passwords {
     }
 }
 
+impl From<HashError> for crate::error::ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            // A full queue of password checks: come back in a moment (invariant 4 keeps
+            // break-glass accounts out of this queue).
+            HashError::Busy => Self::new(
+                portcullis_core::error::ErrorCode::Unavailable,
+                "too many sign-ins are being checked right now; try again in a moment",
+            )
+            .retry_after(1),
+            other => Self::internal(other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

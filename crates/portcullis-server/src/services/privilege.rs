@@ -23,8 +23,8 @@ use portcullis_store::accounts::Principal;
 use portcullis_store::{BREAKGLASS_MINIMUM, Change, LAST_GLOBAL_ADMINISTRATOR, StoreError};
 use time::OffsetDateTime;
 
-use crate::auth::{Caller, SessionCaller};
 use crate::error::ApiError;
+use crate::services::caller::{Caller, SessionCaller};
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
@@ -35,11 +35,11 @@ pub fn tier(caller: &SessionCaller) -> Tier {
 
 /// The tier of a role by its slug (unknown roles are treated as top tier: fail closed).
 pub async fn role_tier(state: &AppState, slug: &str) -> Result<Tier, ApiError> {
-    Ok(crate::roles::all_roles(state)
+    Ok(crate::services::roles::all_roles(state)
         .await?
         .iter()
         .find(|r| r.slug == slug)
-        .map_or(Tier::Top, crate::roles::RoleDef::tier))
+        .map_or(Tier::Top, crate::services::roles::RoleDef::tier))
 }
 
 /// Whether `p` is privileged now (see the module's invariants).
@@ -55,7 +55,7 @@ pub async fn is_privileged(
     if assignments.is_empty() {
         return Ok(false);
     }
-    let roles = crate::roles::all_roles(state).await?;
+    let roles = crate::services::roles::all_roles(state).await?;
     Ok(assignments.iter().any(|a| {
         roles
             .iter()
@@ -140,11 +140,11 @@ pub async fn write_guarded(
     let (check, conflict, refusal) = match guard {
         Guard::BreakGlassMinimum => (
             Change::RequireBreakGlassMinimum {
-                min: crate::breakglass::REQUIRED,
+                min: crate::services::breakglass::REQUIRED,
                 before: state.store.usable_breakglass_count().await?,
             },
             BREAKGLASS_MINIMUM,
-            crate::breakglass::minimum_error(),
+            crate::services::breakglass::minimum_error(),
         ),
         Guard::GlobalAdministrator => (
             Change::RequireGlobalAdministrator {
@@ -240,7 +240,7 @@ pub fn require_person(caller: &Caller, what: &str) -> Result<(), ApiError> {
 pub fn credential_notice(p: &Principal, what: &str, detail: serde_json::Value) -> Change {
     let now = OffsetDateTime::now_utc();
     Change::Enqueue(portcullis_store::NewOutboxMessage {
-        id: crate::accounts::new_id("m"),
+        id: crate::services::accounts::new_id("m"),
         kind: "notification".into(),
         topic: "credential.changed".into(),
         recipient: format!("user:{}", p.name),

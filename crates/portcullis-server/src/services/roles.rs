@@ -31,10 +31,10 @@ use portcullis_store::roles::{ActivationRequest, Assignment, AssignmentFilter, R
 use portcullis_store::{Change, NewAssignment, NewOutboxMessage, NewRequest, StoreError};
 use time::{Duration, OffsetDateTime};
 
-use crate::accounts::{invalid, new_id};
-use crate::auth::{Caller, SessionCaller, event, forbidden};
 use crate::error::ApiError;
-use crate::privilege::Guard;
+use crate::services::accounts::{invalid, new_id};
+use crate::services::caller::{Caller, SessionCaller, event, forbidden};
+use crate::services::privilege::Guard;
 use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
@@ -80,35 +80,47 @@ fn coded(code: ErrorCode, msg: impl Into<String>) -> ApiError {
     ApiError::new(code, msg)
 }
 
+/// A built-in role's definition (no read: built-in names are reserved, so no custom role
+/// shadows one).
+fn builtin_def(b: BuiltinRole) -> RoleDef {
+    RoleDef {
+        slug: b.slug().to_owned(),
+        display_name: b.display_name().to_owned(),
+        description: b.description().to_owned(),
+        builtin: Some(b),
+        permissions: b.permissions(),
+    }
+}
+
+/// A custom role's definition; a stored permission this version does not know is dropped.
+fn custom_def(r: portcullis_store::roles::CustomRole) -> RoleDef {
+    RoleDef {
+        slug: r.slug,
+        display_name: r.display_name,
+        description: r.description,
+        builtin: None,
+        permissions: r
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect(),
+    }
+}
+
 /// Every role: the built-in ones first, then custom ones by name.
 pub async fn all_roles(state: &AppState) -> Result<Vec<RoleDef>, ApiError> {
-    let mut out: Vec<RoleDef> = BuiltinRole::ALL
-        .iter()
-        .map(|b| RoleDef {
-            slug: b.slug().to_owned(),
-            display_name: b.display_name().to_owned(),
-            description: b.description().to_owned(),
-            builtin: Some(*b),
-            permissions: b.permissions(),
-        })
-        .collect();
+    let mut out: Vec<RoleDef> = BuiltinRole::ALL.iter().map(|b| builtin_def(*b)).collect();
     for r in state.store.custom_roles().await? {
-        out.push(RoleDef {
-            slug: r.slug,
-            display_name: r.display_name,
-            description: r.description,
-            builtin: None,
-            permissions: r
-                .permissions
-                .iter()
-                .filter_map(|p| Permission::parse(p).ok())
-                .collect(),
-        });
+        out.push(custom_def(r));
     }
     Ok(out)
 }
 
+/// One role by name; a built-in role is answered without reading the store.
 pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
+    if let Some(b) = BuiltinRole::from_slug(slug) {
+        return Ok(builtin_def(b));
+    }
     all_roles(state)
         .await?
         .into_iter()
@@ -116,34 +128,75 @@ pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
         .ok_or_else(|| unknown_role(slug))
 }
 
-/// The grants in effect for a principal at `now`, with the permissions of their roles.
+/// The grants in effect for a principal at `now`, with the permissions of their roles. Custom
+/// roles are read only when a grant names one.
 pub async fn grants(
     state: &AppState,
     principal_id: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<Grant>, ApiError> {
-    let rows = state.store.grants_of(principal_id, us(now)).await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let roles = all_roles(state).await?;
+    Ok(grants_and_assignments(state, principal_id, now).await?.0)
+}
+
+/// The grants in effect for a principal at `now` and the assignments that apply to them
+/// (eligible ones too): the same two reads as [`Store::grants_of`](portcullis_store::Store::grants_of).
+pub async fn grants_and_assignments(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<(Vec<Grant>, Vec<Assignment>), ApiError> {
+    let assignments = state
+        .store
+        .assignments_applying_to(principal_id, us(now))
+        .await?;
+    let mut rows: Vec<portcullis_store::roles::GrantRow> = assignments
+        .iter()
+        .filter(|a| a.kind == "active")
+        .map(|a| portcullis_store::roles::GrantRow {
+            role: a.role.clone(),
+            scope: a.scope.clone(),
+            ends_at_us: a.ends_at_us,
+            source: format!("assignment:{}", a.id),
+        })
+        .collect();
+    rows.extend(
+        state
+            .store
+            .active_requests_of(principal_id, us(now))
+            .await?,
+    );
+    let mut custom: Option<Vec<RoleDef>> = None;
     let mut out = Vec::with_capacity(rows.len());
     for g in rows {
-        let Some(def) = roles.iter().find(|r| r.slug == g.role) else {
-            continue;
+        let def = match BuiltinRole::from_slug(&g.role) {
+            Some(b) => builtin_def(b),
+            None => {
+                if custom.is_none() {
+                    custom = Some(all_roles(state).await?);
+                }
+                let Some(def) = custom
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|r| r.slug == g.role)
+                else {
+                    continue;
+                };
+                def.clone()
+            }
         };
         let Ok(scope) = Scope::parse(&g.scope) else {
             continue;
         };
         out.push(Grant {
-            role: def.slug.clone(),
-            permissions: def.permissions.clone(),
             everything: def.builtin.is_some_and(|b| b.grants_everything()),
+            role: def.slug,
+            permissions: def.permissions,
             scope,
             ends_at: g.ends_at_us.map(from_us),
         });
     }
-    Ok(out)
+    Ok((out, assignments))
 }
 
 /// The caller's active roles with the time left, for `whoami`.
@@ -167,13 +220,32 @@ pub async fn active_roles(
         .collect())
 }
 
-/// A role's settings: stored, or the defaults for the role.
-pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, ApiError> {
-    match state.store.role_settings(&def.slug).await? {
+/// A role and its settings in one read (an activation's hot path).
+async fn role_and_settings(
+    state: &AppState,
+    slug: &str,
+) -> Result<(RoleDef, RoleSettings), ApiError> {
+    let (custom, stored) = state.store.role_with_settings(slug).await?;
+    let def = match (BuiltinRole::from_slug(slug), custom) {
+        (Some(b), _) => builtin_def(b),
+        (None, Some(r)) => custom_def(r),
+        (None, None) => return Err(unknown_role(slug)),
+    };
+    let settings = parse_settings(stored, &def)?;
+    Ok((def, settings))
+}
+
+fn parse_settings(stored: Option<String>, def: &RoleDef) -> Result<RoleSettings, ApiError> {
+    match stored {
         Some(json) => serde_json::from_str(&json)
             .map_err(|_| ApiError::internal("stored role settings unreadable")),
         None => Ok(RoleSettings::defaults_for(def.builtin)),
     }
+}
+
+/// A role's settings: stored, or the defaults for the role.
+pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, ApiError> {
+    parse_settings(state.store.role_settings(&def.slug).await?, def)
 }
 
 fn settings_view(role: &str, s: &RoleSettings) -> RoleSettingsView {
@@ -469,7 +541,7 @@ async fn check_assignment(
         assignee,
         role: def.tier(),
         active,
-        actor: crate::privilege::tier(me),
+        actor: crate::services::privilege::tier(me),
     };
     privilege::check_assignment(&facts).map_err(|e| {
         let code = match e {
@@ -715,7 +787,10 @@ pub async fn delete_assignment(
         } else {
             Guard::GlobalAdministrator
         };
-        return crate::privilege::write_guarded(state, change, ev, guard, |_| not_found()).await;
+        return crate::services::privilege::write_guarded(state, change, ev, guard, |_| {
+            not_found()
+        })
+        .await;
     }
     state
         .store
@@ -948,19 +1023,15 @@ fn notifications(
 
 /// The eligible assignment that lets `me` activate `role` at `scope` (direct or through a
 /// role-assignable group; the one reaching furthest in time wins).
-async fn eligibility(
-    state: &AppState,
-    principal_id: &str,
+/// The eligible assignment that lets `principal` activate `role` at `scope`: of those that
+/// apply (read with the caller), the one that lasts longest.
+fn eligibility<'a>(
+    applying: &'a [Assignment],
     role: &str,
     scope: &Scope,
-    now: OffsetDateTime,
-) -> Result<Option<Assignment>, ApiError> {
-    let mut best: Option<Assignment> = None;
-    for a in state
-        .store
-        .assignments_applying_to(principal_id, us(now))
-        .await?
-    {
+) -> Option<&'a Assignment> {
+    let mut best: Option<&Assignment> = None;
+    for a in applying {
         if a.kind != "eligible" || a.role != role {
             continue;
         }
@@ -970,7 +1041,7 @@ async fn eligibility(
         if !s.contains(scope) {
             continue;
         }
-        let better = match (&best, a.ends_at_us) {
+        let better = match (best, a.ends_at_us) {
             (None, _) => true,
             (Some(b), None) => b.ends_at_us.is_some(),
             (Some(b), Some(e)) => b.ends_at_us.is_some_and(|be| e > be),
@@ -979,7 +1050,7 @@ async fn eligibility(
             best = Some(a);
         }
     }
-    Ok(best)
+    best
 }
 
 pub async fn create_request(
@@ -992,8 +1063,7 @@ pub async fn create_request(
         Some(s) => Scope::parse(s).map_err(invalid)?,
         None => Scope::tenant(),
     };
-    let def = role(state, &req.role).await?;
-    let s = settings(state, &def).await?;
+    let (def, s) = role_and_settings(state, &req.role).await?;
     // A configuration gap, said before anything about the session or the request.
     if s.require_approval && s.approvers.is_empty() {
         return Err(coded(
@@ -1017,7 +1087,7 @@ pub async fn create_request(
     };
     let initial =
         activation::check_activation(&s, &facts, &input, now).map_err(activation_error)?;
-    let Some(elig) = eligibility(state, &me.principal.id, &def.slug, &scope, now).await? else {
+    let Some(elig) = eligibility(&me.assignments, &def.slug, &scope) else {
         return Err(coded(
             ErrorCode::NotEligible,
             format!(
@@ -1034,7 +1104,7 @@ pub async fn create_request(
         "request_id": id, "requester": me.principal.name, "role": def.slug, "scope": scope.as_str(),
         "duration_seconds": req.duration_seconds, "justification": req.justification, "ticket": req.ticket,
     });
-    let mut changes = vec![Change::CreateRequest(NewRequest {
+    let new_request = NewRequest {
         id: id.clone(),
         principal_id: me.principal.id.clone(),
         role: def.slug.clone(),
@@ -1049,7 +1119,8 @@ pub async fn create_request(
         timeout_at_us: (!active).then(|| us(now + APPROVAL_TIMEOUT)),
         activated_at_us: active.then(|| us(now)),
         ends_at_us: ends.map(us),
-    })];
+    };
+    let mut changes = vec![Change::CreateRequest(new_request.clone())];
     let mut events = vec![
         event(caller, "request.created", format!("role:{}", def.slug)).details(payload.clone()),
     ];
@@ -1079,12 +1150,41 @@ pub async fn create_request(
             other => other.into(),
         })?;
     state.expiry_wake.notify_one();
-    let r = state
-        .store
-        .request(&id)
-        .await?
-        .ok_or_else(|| ApiError::internal("request vanished"))?;
-    request_view(state, &r).await
+    // What was just written, without reading it back: a new request has no decisions.
+    let NewRequest {
+        id,
+        role,
+        scope,
+        state: request_state,
+        duration_seconds,
+        justification,
+        ticket,
+        approvals_required,
+        created_at_us,
+        timeout_at_us,
+        activated_at_us,
+        ends_at_us,
+        ..
+    } = new_request;
+    Ok(ActivationRequestView {
+        id,
+        requester: me.principal.name.clone(),
+        role,
+        scope,
+        state: request_state,
+        duration_seconds,
+        justification,
+        ticket,
+        approvals_required,
+        approvals: Vec::new(),
+        created_at: rfc3339(created_at_us),
+        times_out_at: timeout_at_us.map(rfc3339),
+        activated_at: activated_at_us.map(rfc3339),
+        ends_at: ends_at_us.map(rfc3339),
+        closed_at: None,
+        closed_by: None,
+        close_reason: None,
+    })
 }
 
 /// Requests: `mine`, those `to_approve` by the caller, or all (needs `requests.read`).

@@ -22,9 +22,9 @@ use portcullis_core::roles::Permission;
 use portcullis_store::{Change, StoreError};
 use time::OffsetDateTime;
 
-use crate::accounts::{get_principal, invalid, new_id, sa_view};
-use crate::auth::{Caller, event};
 use crate::error::ApiError;
+use crate::services::accounts::{get_principal, invalid, new_id, sa_view};
+use crate::services::caller::{Caller, event};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -100,7 +100,8 @@ pub async fn set_networks(
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
-    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
+    crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
+        .await?;
     let list = NetworkList::parse(&req.cidrs).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let before = allowed_networks(state, &p.id).await?.to_strings();
     let after = list.to_strings();
@@ -196,8 +197,9 @@ pub async fn add_key(
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
-    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
-    crate::privilege::require_not_its_assigner(state, caller, &p).await?;
+    crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
+        .await?;
+    crate::services::privilege::require_not_its_assigner(state, caller, &p).await?;
     let now = OffsetDateTime::now_utc();
     let (change, ev) = key_change(caller, &p.id, &p.name, &req, now)?;
     let Change::AddClientKey { key_id, .. } = &change else {
@@ -226,7 +228,8 @@ pub async fn remove_key(
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
-    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
+    crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
+        .await?;
     let now = OffsetDateTime::now_utc();
     let ev = event(
         caller,
@@ -260,9 +263,10 @@ pub async fn add_secret(
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
-    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
-    crate::privilege::require_not_its_assigner(state, caller, &p).await?;
-    let (secret, hash) = crate::tokens::new_client_secret();
+    crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
+        .await?;
+    crate::services::privilege::require_not_its_assigner(state, caller, &p).await?;
+    let (secret, hash) = crate::services::tokens::new_client_secret();
     let id = new_id("cs");
     let now = OffsetDateTime::now_utc();
     let ev = event(
@@ -300,7 +304,8 @@ pub async fn remove_secret(
     caller.require("service_accounts.credentials")?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
-    crate::privilege::require_may_manage(state, caller, &p, "manage its credentials").await?;
+    crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
+        .await?;
     let now = OffsetDateTime::now_utc();
     let ev = event(
         caller,

@@ -29,9 +29,11 @@ use rand::RngCore;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
-use crate::accounts::{check_password, get_principal, invalid, new_id, user_view, validate_user};
-use crate::auth::{Caller, ClientInfo, SessionCaller, event};
 use crate::error::ApiError;
+use crate::services::accounts::{
+    check_password, get_principal, invalid, new_id, user_view, validate_user,
+};
+use crate::services::caller::{Caller, ClientInfo, SessionCaller, event};
 use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
@@ -390,7 +392,7 @@ pub async fn password_step(
     // the queue), so a flood never stands between it and its account (invariant 4).
     let (verified, upgrade) = match &principal {
         Some(p) if emergency => {
-            crate::breakglass::verify_password(state, p, &pw, phc.as_deref()).await?
+            crate::services::breakglass::verify_password(state, p, &pw, phc.as_deref()).await?
         }
         _ => match state.passwords.verify(&pw, phc.as_deref()).await {
             Ok(v) => (v, None),
@@ -448,12 +450,13 @@ pub async fn password_step(
             at_us: us(now),
         });
     }
-    // A break-glass account's split password is its whole credential (crate::breakglass).
+    // A break-glass account's split password is its whole credential (crate::services::breakglass).
     let mut breakglass = changes.clone();
     breakglass.push(attempt.succeeded());
     if p.emergency
         && let Some(session) =
-            crate::breakglass::password_signin(state, client, &p, &mut breakglass, now).await?
+            crate::services::breakglass::password_signin(state, client, &p, &mut breakglass, now)
+                .await?
     {
         return Ok(SignInResponse {
             status: "signed_in".into(),
@@ -501,14 +504,14 @@ pub async fn password_step(
     }
     // No second factor: a privileged account — also one privileged only through a group — may
     // only register one (privilege model rule 5).
-    let mut scope = if crate::privilege::is_privileged(state, &p, now).await? {
+    let mut scope = if crate::services::privilege::is_privileged(state, &p, now).await? {
         SessionScope::RegistrationOnly
     } else {
         SessionScope::Full
     };
     // Conditional access: a block refuses; a stronger factor required (and none registered)
     // leaves a registration-only session, so the person can register one.
-    let e = crate::conditional_access::enforce(
+    let e = crate::services::conditional_access::enforce(
         state,
         &p,
         app.clone(),
@@ -529,7 +532,9 @@ pub async fn password_step(
             );
             state
                 .store
-                .append(crate::conditional_access::refused_event(base, &e.details))
+                .append(crate::services::conditional_access::refused_event(
+                    base, &e.details,
+                ))
                 .await?;
             return Err(refusal);
         }
@@ -539,7 +544,7 @@ pub async fn password_step(
     let frequency = e.sign_in_frequency_hours;
     let (mut issued, mut create) =
         new_session(state, &p.id, AuthStrength::Password, scope, client, now);
-    crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
+    crate::services::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     changes.push(create);
     changes.push(signed_in(&p, client, now));
     changes.push(attempt.succeeded());
@@ -671,7 +676,7 @@ pub async fn totp_step(
             return Err(totp_error(e));
         }
     };
-    let (ca, frequency) = crate::conditional_access::at_signin(
+    let (ca, frequency) = crate::services::conditional_access::at_signin(
         state,
         &p,
         app,
@@ -688,7 +693,7 @@ pub async fn totp_step(
         client,
         now,
     );
-    crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
+    crate::services::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     let change = Change::Many(vec![
         Change::ConsumePendingSignIn { id_hash },
         Change::AcceptTotpStep {
@@ -738,7 +743,7 @@ pub async fn totp_step(
 }
 
 /// `POST /api/v1/me/reauth`: a fresh proof in the current session — the password and a TOTP
-/// code here, or a WebAuthn answer ([`crate::webauthn::finish_reauth`]). It stamps the
+/// code here, or a WebAuthn answer ([`crate::services::webauthn::finish_reauth`]). It stamps the
 /// session's second factor as proven now and raises its strength to what was proven, so it also
 /// serves as step-up. Failures count like sign-in failures and are audited.
 pub async fn reauthenticate(
@@ -747,12 +752,12 @@ pub async fn reauthenticate(
     client: &ClientInfo,
     req: ReauthRequest,
 ) -> Result<Reauthenticated, ApiError> {
-    let me = crate::privilege::require_signed_in_session(caller)?;
+    let me = crate::services::privilege::require_signed_in_session(caller)?;
     let webauthn = req.ceremony_id.is_some() || req.credential.is_some();
     let password = req.password.is_some() || req.code.is_some();
     let (password, code) = match (webauthn, password, req.password, req.code) {
         (true, false, _, _) => {
-            return crate::webauthn::finish_reauth(
+            return crate::services::webauthn::finish_reauth(
                 state,
                 caller,
                 client,
@@ -984,7 +989,8 @@ pub async fn whoami(state: &AppState, caller: &Caller) -> Result<WhoAmI, ApiErro
     let s = caller.require_session()?;
     let user = user_view(state, &s.principal).await?;
     let roles =
-        crate::roles::active_roles(state, &s.principal.id, OffsetDateTime::now_utc()).await?;
+        crate::services::roles::active_roles(state, &s.principal.id, OffsetDateTime::now_utc())
+            .await?;
     let mut warnings = Vec::new();
     if roles.iter().any(|r| {
         r.seconds_left.is_none() && r.role == "global-administrator" && !s.principal.emergency
@@ -1058,7 +1064,8 @@ pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Resu
         .ok_or_else(not_found)?;
     // Ending a privileged person's (or a break-glass account's) session is the top tier's (rule 5).
     if owner.id != me.principal.id {
-        crate::privilege::require_may_manage(state, caller, &owner, "end their sessions").await?;
+        crate::services::privilege::require_may_manage(state, caller, &owner, "end their sessions")
+            .await?;
     }
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "session.revoked", format!("user:{}", owner.name))
@@ -1126,9 +1133,9 @@ pub async fn enrol_totp(
     req: TotpEnrolRequest,
 ) -> Result<TotpEnrolment, ApiError> {
     let me = caller.require_session()?;
-    crate::privilege::require_person(caller, "enrol a second factor")?;
-    crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
-    crate::privilege::require_fresh_proof(state, caller).await?;
+    crate::services::privilege::require_person(caller, "enrol a second factor")?;
+    crate::services::breakglass::guard_own_credential(state, &me.principal, false).await?;
+    crate::services::privilege::require_fresh_proof(state, caller).await?;
     let name = factor_name(&req.name)?;
     let mut secret = zeroize::Zeroizing::new([0u8; totp::SECRET_LEN]);
     rand::rngs::OsRng.fill_bytes(secret.as_mut());
@@ -1177,8 +1184,8 @@ pub async fn confirm_totp(
     code: &str,
 ) -> Result<FactorView, ApiError> {
     let me = caller.require_session()?;
-    crate::privilege::require_person(caller, "enrol a second factor")?;
-    crate::privilege::require_fresh_proof(state, caller).await?;
+    crate::services::privilege::require_person(caller, "enrol a second factor")?;
+    crate::services::privilege::require_fresh_proof(state, caller).await?;
     let factors = state.store.factors(&me.principal.id).await?;
     let f = factors
         .iter()
@@ -1231,7 +1238,7 @@ pub async fn confirm_totp(
                     confirm: true,
                     at_us: us(now),
                 },
-                crate::privilege::credential_notice(
+                crate::services::privilege::credential_notice(
                     &me.principal,
                     "totp_registered",
                     serde_json::json!({ "name": f.name }),
@@ -1261,7 +1268,7 @@ pub async fn remove_factor(
     factor_id: &str,
 ) -> Result<(), ApiError> {
     let me: &SessionCaller = caller.require_full()?;
-    crate::privilege::require_fresh_proof(state, caller).await?;
+    crate::services::privilege::require_fresh_proof(state, caller).await?;
     let factors = state.store.factors(&me.principal.id).await?;
     let f = factors
         .iter()
@@ -1291,7 +1298,7 @@ pub async fn remove_factor(
             id: f.id.clone(),
             principal_id: me.principal.id.clone(),
         },
-        crate::privilege::credential_notice(
+        crate::services::privilege::credential_notice(
             &me.principal,
             "factor_removed",
             serde_json::json!({ "kind": f.kind, "name": f.name }),
@@ -1299,7 +1306,7 @@ pub async fn remove_factor(
     ]);
     // A break-glass account's key is its credential: not below the two-account minimum.
     if me.principal.emergency {
-        return crate::breakglass::write_guarded(state, change, ev).await;
+        return crate::services::breakglass::write_guarded(state, change, ev).await;
     }
     state
         .store
@@ -1321,10 +1328,10 @@ pub async fn change_password(
     req: PasswordChangeRequest,
 ) -> Result<(), ApiError> {
     let me = caller.require_full()?;
-    crate::breakglass::guard_own_credential(state, &me.principal, false).await?;
+    crate::services::breakglass::guard_own_credential(state, &me.principal, false).await?;
     // Access tokens never change credentials (rule 7); the current password and a fresh
     // factor below are the proof.
-    crate::privilege::require_signed_in_session(caller)?;
+    crate::services::privilege::require_signed_in_session(caller)?;
     check_password_input(&req.current_password)?;
     if let Some(code) = &req.code
         && (code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()))
@@ -1430,7 +1437,7 @@ pub async fn change_password(
             except: Some(me.session.id.clone()),
             at_us: us(now),
         },
-        crate::privilege::credential_notice(p, "password_changed", serde_json::json!({})),
+        crate::services::privilege::credential_notice(p, "password_changed", serde_json::json!({})),
         attempt.succeeded(),
     ]);
     let change = Change::Many(changes);

@@ -5,11 +5,11 @@
 //! - Service accounts authenticate only with client credentials: a client secret (a 256-bit
 //!   random value shown once and stored as SHA-256; at most two are live, rotation without
 //!   downtime) or a client assertion signed with a registered key (`private_key_jwt`, see
-//!   [`crate::client_assertion`]). Every attempt, success or failure, is an audit event; failures are throttled
+//!   [`crate::services::client_assertion`]). Every attempt, success or failure, is an audit event; failures are throttled
 //!   per client and per IP like sign-ins.
 //! - An access token carries the roles in effect when it was issued, and its `exp` is never
 //!   later than the earliest end among them (invariant 3).
-//! - Verification (in [`crate::keys`]) accepts only `EdDSA` with a `kid` of the current key
+//! - Verification (in [`crate::services::keys`]) accepts only `EdDSA` with a `kid` of the current key
 //!   set. Revoked `jti`s and disabled subjects are inactive.
 //! - An access token's `aud` is the client it was issued to; introspection answers `active`
 //!   only to that client, or to a service account holding `tokens.introspect`.
@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 
 use crate::time_us::{from_us, us};
 
-pub use crate::keys::{SignerError, TokenSigner};
+pub use crate::services::keys::{SignerError, TokenSigner};
 
 /// A new client secret: the value (shown once) and the hash stored.
 pub fn new_client_secret() -> (String, Vec<u8>) {

@@ -40,10 +40,10 @@ use webauthn_rs::prelude::{
 };
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
-use crate::accounts::{invalid, new_id};
-use crate::auth::{Caller, ClientInfo, event};
 use crate::error::ApiError;
-use crate::signin::{
+use crate::services::accounts::{invalid, new_id};
+use crate::services::caller::{Caller, ClientInfo, event};
+use crate::services::signin::{
     Attempt, factor_name, factor_view, invalid_credentials, new_session, signin_event,
 };
 use crate::state::AppState;
@@ -176,8 +176,8 @@ pub async fn start_registration(
     req: WebauthnRegisterRequest,
 ) -> Result<WebauthnChallenge, ApiError> {
     let me = caller.require_session()?;
-    crate::privilege::require_person(caller, "register a passkey or security key")?;
-    crate::breakglass::guard_own_credential(state, &me.principal, true).await?;
+    crate::services::privilege::require_person(caller, "register a passkey or security key")?;
+    crate::services::breakglass::guard_own_credential(state, &me.principal, true).await?;
     let name = factor_name(&req.name)?;
     let factors = state.store.factors(&me.principal.id).await?;
     if factors.iter().any(|f| f.name == name) {
@@ -187,7 +187,7 @@ pub async fn start_registration(
         ));
     }
     // A new credential needs a fresh proof, never an access token (privilege model rule 7).
-    crate::privilege::require_fresh_proof(state, caller).await?;
+    crate::services::privilege::require_fresh_proof(state, caller).await?;
     let exclude = passkeys(state, &me.principal.id)
         .await?
         .iter()
@@ -235,8 +235,8 @@ pub async fn finish_registration(
     req: WebauthnFinishRequest,
 ) -> Result<FactorView, ApiError> {
     let me = caller.require_session()?;
-    crate::privilege::require_person(caller, "register a passkey or security key")?;
-    crate::privilege::require_fresh_proof(state, caller).await?;
+    crate::services::privilege::require_person(caller, "register a passkey or security key")?;
+    crate::services::privilege::require_fresh_proof(state, caller).await?;
     let now = OffsetDateTime::now_utc();
     let c = load_ceremony(state, &req.ceremony_id, REGISTER, now).await?;
     if c.principal_id != me.principal.id {
@@ -285,7 +285,7 @@ pub async fn finish_registration(
             counter: 0,
             at_us: us(now),
         },
-        crate::privilege::credential_notice(
+        crate::services::privilege::credential_notice(
             &me.principal,
             "webauthn_registered",
             serde_json::json!({ "name": name }),
@@ -610,7 +610,7 @@ pub async fn finish_signin(
             "this account is disabled",
         ));
     }
-    let (ca, frequency) = crate::conditional_access::at_signin(
+    let (ca, frequency) = crate::services::conditional_access::at_signin(
         state,
         &p,
         app,
@@ -627,7 +627,7 @@ pub async fn finish_signin(
         client,
         now,
     );
-    crate::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
+    crate::services::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     let mut changes = vec![Change::ConsumeCeremony {
         id_hash: c.id_hash.clone(),
     }];
@@ -642,7 +642,7 @@ pub async fn finish_signin(
             at_us: us(now),
         },
         create,
-        crate::signin::signed_in(&p, client, now),
+        crate::services::signin::signed_in(&p, client, now),
         attempt.succeeded(),
     ]);
     let ev = signin_event(
@@ -755,7 +755,7 @@ pub async fn start_reauth(
     state: &AppState,
     caller: &Caller,
 ) -> Result<WebauthnChallenge, ApiError> {
-    let me = crate::privilege::require_signed_in_session(caller)?;
+    let me = crate::services::privilege::require_signed_in_session(caller)?;
     let creds: Vec<Passkey> = passkeys(state, &me.principal.id)
         .await?
         .into_iter()
@@ -853,7 +853,7 @@ pub async fn finish_reauth(
         "session_id": me.session.id, "factor_id": a.factor_id, "method": "webauthn", "client_ip": client.ip,
     }));
     match state.store.write(change, vec![ev]).await {
-        Ok(_) => Ok(crate::signin::reauthenticated(
+        Ok(_) => Ok(crate::services::signin::reauthenticated(
             AuthStrength::PhishingResistant,
             now,
         )),

@@ -18,7 +18,7 @@ use portcullis_store::{Change, NewOutboxMessage, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use crate::accounts::new_id;
+use crate::services::accounts::new_id;
 use crate::time_us::{from_us, rfc3339, us};
 
 /// The longest the worker sleeps without looking at the store (other replicas' deadlines).

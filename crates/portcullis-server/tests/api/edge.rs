@@ -491,7 +491,7 @@ async fn slow_bodies_are_answered_408() {
 /// `HEAD` answers like `GET` on every GET route (it used to be 500: no authorisation entry).
 async fn head_answers_like_get_everywhere(app: TestApp) {
     let auth = format!("Bearer {}", app.token);
-    for (method, route, _) in portcullis_server::authz::ROUTES {
+    for (method, route, _) in portcullis_server::http::authz::ROUTES {
         if *method != "GET" {
             continue;
         }
@@ -592,16 +592,16 @@ async fn a_panicking_handler_answers_500_and_the_connection_lives() {
             }),
         )
         .route("/fine", get(|| async { "fine" }))
-        .layer(portcullis_server::edge::limits::catch_panics());
+        .layer(portcullis_server::http::edge::limits::catch_panics());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(portcullis_server::edge::serve(
+    let server = tokio::spawn(portcullis_server::http::edge::serve(
         listener,
         router,
-        portcullis_server::edge::EdgeOptions::default(),
+        portcullis_server::http::edge::EdgeOptions::default(),
         async {
             let _ = rx.await;
         },

@@ -315,7 +315,7 @@ mod tests {
         for (m, pattern) in RATE_LIMIT_EXEMPT {
             let method: Method = m.parse().expect("method");
             assert!(
-                crate::authz::ROUTES
+                crate::http::authz::ROUTES
                     .iter()
                     .any(|(rm, route, _)| *rm == *m && is_exempt(&method, route)),
                 "{m} {pattern} matches no route"

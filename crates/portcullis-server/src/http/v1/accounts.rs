@@ -9,9 +9,9 @@ use portcullis_core::api::{
 };
 use portcullis_core::principal::PrincipalKind;
 
-use crate::accounts as svc;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::accounts as svc;
+use crate::services::caller::Caller;
 use crate::state::AppState;
 
 /// Create a user (member or guest) with an initial password.
@@ -91,7 +91,7 @@ pub async fn user_sessions(
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
     caller.require("sessions.read")?;
     Ok(Json(
-        crate::signin::list_sessions(&state, &caller, Some(&name)).await?,
+        crate::services::signin::list_sessions(&state, &caller, Some(&name)).await?,
     ))
 }
 

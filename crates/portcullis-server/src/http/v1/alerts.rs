@@ -7,9 +7,9 @@ use portcullis_core::api::{
     AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 
-use crate::alerts as svc;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::alerts as svc;
+use crate::services::caller::Caller;
 use crate::state::AppState;
 
 /// Add an alert channel (email, webhook or SMS).

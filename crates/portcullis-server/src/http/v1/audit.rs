@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::IntoParams;
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::services::caller::Caller;
 use crate::state::AppState;
 
 /// Filters for `GET /api/v1/audit/events`.

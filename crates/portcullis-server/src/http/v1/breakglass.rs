@@ -8,9 +8,9 @@ use portcullis_core::api::{
     CreateBreakGlassRequest, DrillRecorded, RotateBreakGlassRequest,
 };
 
-use crate::auth::{Caller, ClientInfo};
-use crate::breakglass as svc;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::breakglass as svc;
+use crate::services::caller::{Caller, ClientInfo};
 use crate::state::AppState;
 
 /// Create a break-glass account (password split by the client among custodians, or a FIDO2

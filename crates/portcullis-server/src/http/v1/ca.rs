@@ -8,9 +8,9 @@ use portcullis_core::api::{
     CaStateRequest, WhatIfRequest,
 };
 
-use crate::auth::Caller;
-use crate::conditional_access as svc;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::caller::Caller;
+use crate::services::conditional_access as svc;
 use crate::state::AppState;
 
 /// Conditional-access policies, by name, in the file format.

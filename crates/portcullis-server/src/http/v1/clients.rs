@@ -5,9 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{ClientCreated, ClientSecretIssued, ClientView, CreateClientRequest};
 
-use crate::auth::Caller;
-use crate::clients as svc;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::caller::Caller;
+use crate::services::clients as svc;
 use crate::state::AppState;
 
 /// Register a client. A confidential client's first secret is in the answer, once.

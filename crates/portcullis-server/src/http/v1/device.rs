@@ -1,12 +1,12 @@
 //! Approving or denying a device code (the device authorization grant, RFC 8628), as a
-//! signed-in person with a second factor. See [`crate::device`].
+//! signed-in person with a second factor. See [`crate::services::device`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_core::api::DeviceDecisionRequest;
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::caller::Caller;
 use crate::state::AppState;
 
 /// Approve the device code a CLI showed: it receives tokens for you, with your session's
@@ -18,7 +18,7 @@ pub async fn approve(
     caller: Caller,
     ApiJson(req): ApiJson<DeviceDecisionRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::device::decide(&state, &caller, &req.user_code, true).await?;
+    crate::services::device::decide(&state, &caller, &req.user_code, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -30,6 +30,6 @@ pub async fn deny(
     caller: Caller,
     ApiJson(req): ApiJson<DeviceDecisionRequest>,
 ) -> Result<StatusCode, ApiError> {
-    crate::device::decide(&state, &caller, &req.user_code, false).await?;
+    crate::services::device::decide(&state, &caller, &req.user_code, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }

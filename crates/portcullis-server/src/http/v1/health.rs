@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use portcullis_core::api::{Health, Ready};
 use portcullis_core::error::ErrorCode;
 
-use crate::error::{ApiError, ErrorBody};
+use crate::http::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
 /// The process is up.
@@ -31,7 +31,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
         tracing::warn!(error = %e, "readiness check failed");
         ApiError::new(ErrorCode::Unavailable, "the database is unreachable")
     })?;
-    let tenant = crate::breakglass::readiness(&state).await?;
+    let tenant = crate::services::breakglass::readiness(&state).await?;
     Ok(Json(Ready {
         status: "ready".into(),
         database: "ok".into(),
@@ -44,7 +44,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
 /// Prometheus metrics in text format.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
 pub async fn metrics() -> impl IntoResponse {
-    let body = crate::metrics::handle()
+    let body = crate::http::metrics::handle()
         .map(|h| h.render())
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

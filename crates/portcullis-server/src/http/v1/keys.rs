@@ -1,4 +1,4 @@
-//! Token signing keys: list them and rotate the active one (see [`crate::keys`]).
+//! Token signing keys: list them and rotate the active one (see [`crate::services::keys`]).
 
 use axum::Json;
 use axum::extract::State;
@@ -7,8 +7,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiQuery, ErrorBody};
+use crate::http::error::{ApiError, ApiQuery, ErrorBody};
+use crate::services::caller::Caller;
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -58,7 +58,7 @@ pub async fn rotate(
     caller.require("keys.rotate")?;
     let now = OffsetDateTime::now_utc();
     let (key_id, previous) =
-        crate::keys::rotate(&state, &caller.actor(), q.previous.as_deref(), now).await?;
+        crate::services::keys::rotate(&state, &caller.actor(), q.previous.as_deref(), now).await?;
     Ok(Json(SigningKeyRotated {
         key_id,
         previous_key_id: previous,

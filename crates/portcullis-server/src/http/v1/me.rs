@@ -9,9 +9,9 @@ use portcullis_core::api::{
     WebauthnRegisterRequest, WhoAmI,
 };
 
-use crate::auth::{Caller, ClientInfo};
-use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::signin as svc;
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::caller::{Caller, ClientInfo};
+use crate::services::signin as svc;
 use crate::state::AppState;
 
 /// Who am I: account, session strength, roles held, warnings.
@@ -73,7 +73,7 @@ pub async fn webauthn_register(
     ApiJson(req): ApiJson<WebauthnRegisterRequest>,
 ) -> Result<Json<WebauthnChallenge>, ApiError> {
     Ok(Json(
-        crate::webauthn::start_registration(&state, &caller, req).await?,
+        crate::services::webauthn::start_registration(&state, &caller, req).await?,
     ))
 }
 
@@ -87,7 +87,7 @@ pub async fn webauthn_register_finish(
 ) -> Result<(StatusCode, Json<FactorView>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(crate::webauthn::finish_registration(&state, &caller, req).await?),
+        Json(crate::services::webauthn::finish_registration(&state, &caller, req).await?),
     ))
 }
 
@@ -140,7 +140,9 @@ pub async fn reauth_webauthn(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<WebauthnChallenge>, ApiError> {
-    Ok(Json(crate::webauthn::start_reauth(&state, &caller).await?))
+    Ok(Json(
+        crate::services::webauthn::start_reauth(&state, &caller).await?,
+    ))
 }
 
 /// My live sessions.

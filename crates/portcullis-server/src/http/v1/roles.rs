@@ -10,9 +10,9 @@ use portcullis_core::api::{
 };
 use serde::Deserialize;
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
-use crate::roles as svc;
+use crate::http::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::services::caller::Caller;
+use crate::services::roles as svc;
 use crate::state::AppState;
 
 /// Every role (built-in and custom) with its permissions.

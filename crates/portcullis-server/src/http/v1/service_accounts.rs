@@ -8,9 +8,9 @@ use portcullis_core::api::{
     ServiceAccountDetail,
 };
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::service_accounts as svc;
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::caller::Caller;
+use crate::services::service_accounts as svc;
 use crate::state::AppState;
 
 /// A service account with its live client secrets (ids only), public keys and consents.

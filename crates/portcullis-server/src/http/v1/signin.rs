@@ -10,9 +10,9 @@ use portcullis_core::api::{
 
 use portcullis_core::conditional_access::Application;
 
-use crate::auth::{Caller, ClientInfo};
-use crate::error::{ApiError, ApiJson, ErrorBody};
-use crate::signin as svc;
+use crate::http::error::{ApiError, ApiJson, ErrorBody};
+use crate::services::caller::{Caller, ClientInfo};
+use crate::services::signin as svc;
 use crate::state::AppState;
 
 /// Redeem the bootstrap token: create the first administrator (password + TOTP).
@@ -66,7 +66,7 @@ pub async fn webauthn(
     ApiJson(req): ApiJson<WebauthnSignInRequest>,
 ) -> Result<Json<WebauthnChallenge>, ApiError> {
     Ok(Json(
-        crate::webauthn::start_signin(&state, &client, req).await?,
+        crate::services::webauthn::start_signin(&state, &client, req).await?,
     ))
 }
 
@@ -81,7 +81,7 @@ pub async fn webauthn_finish(
     ApiJson(req): ApiJson<WebauthnFinishRequest>,
 ) -> Result<Json<SignInResponse>, ApiError> {
     Ok(Json(
-        crate::webauthn::finish_signin(&state, &client, &Application::Api, req).await?,
+        crate::services::webauthn::finish_signin(&state, &client, &Application::Api, req).await?,
     ))
 }
 

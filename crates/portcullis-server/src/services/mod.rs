@@ -1,0 +1,28 @@
+//! What the server does, without HTTP: accounts, sign-in, roles, tokens, break-glass, alerts,
+//! conditional access.
+//!
+//! Nothing here imports axum or `crate::http` (a unit test in `crate::layering` checks it): a
+//! service takes `&AppState`, the caller, typed input and the time, and returns a typed result
+//! or an error carrying an [`portcullis_core::error::ErrorCode`]; which HTTP status that code
+//! means is decided once, in `crate::http::error`.
+
+pub mod accounts;
+pub mod alerts;
+pub mod anchor;
+pub mod breakglass;
+pub mod caller;
+pub mod client_assertion;
+pub mod clients;
+pub mod conditional_access;
+pub mod device;
+pub mod keys;
+pub mod oauth;
+pub mod oidc;
+pub mod passwords;
+pub mod privilege;
+pub mod refusals;
+pub mod roles;
+pub mod service_accounts;
+pub mod signin;
+pub mod tokens;
+pub mod webauthn;
