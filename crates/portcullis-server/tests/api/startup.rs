@@ -1,0 +1,560 @@
+//! Starting and running a server: data directory and master key, the bootstrap token and the
+//! first administrator, restarts, health and readiness, OpenAPI, metrics, the shape of errors.
+
+use super::*;
+
+async fn health_and_readiness(app: TestApp) {
+    assert_eq!(app.anonymous.health().await.expect("healthz").status, "ok");
+    let ready = app.anonymous.ready().await.expect("readyz");
+    assert_eq!(ready.status, "ready");
+    assert_eq!(
+        ready.schema_version,
+        portcullis_store::known_schema_version(false)
+    );
+    app.stop().await;
+}
+
+async fn errors_have_one_shape(app: TestApp) {
+    let before = event_count(&app).await;
+    let url = |p: &str| format!("{}{}", app.base, p);
+    let check = |status: u16, code: &'static str| {
+        move |resp: reqwest::Response| async move {
+            assert_eq!(resp.status().as_u16(), status);
+            let body: serde_json::Value = resp.json().await.expect("json error body");
+            assert_eq!(body["error"]["code"], code, "{body}");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+    };
+    check(404, "not_found")(
+        app.http
+            .get(url("/api/v1/nope"))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(405, "method_not_allowed")(app.http.delete(url("/healthz")).send().await.expect("send"))
+        .await;
+    let cp = url("/api/v1/audit/checkpoints");
+    let auth = format!("Bearer {}", app.token);
+    // Every code has one status: a body that is not the operation's JSON, by syntax or by
+    // shape, is a 422 `invalid_json`.
+    check(422, "invalid_json")(
+        app.http
+            .post(&cp)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body("{\"reason\": ")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(415, "unsupported_media_type")(
+        app.http
+            .post(&cp)
+            .header("authorization", &auth)
+            .header("content-type", "text/plain")
+            .body("{\"reason\": \"x\"}")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(422, "invalid_json")(
+        app.http
+            .post(&cp)
+            .header("authorization", &auth)
+            .json(&serde_json::json!({"reason": 5}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(422, "invalid_json")(
+        app.http
+            .post(&cp)
+            .header("authorization", &auth)
+            .json(&serde_json::json!({"reason": "x", "extra": 1}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    // A body over the limit. The server answers 413 from the declared length without reading
+    // the body and then closes the connection; a client still writing a large body can see that
+    // close as a reset before it reads the answer (a race of TCP, not of the server). So declare
+    // the length and send no body: the answer then always arrives whole.
+    let (status, body) =
+        raw_post_declaring_length(&app.base, "/api/v1/audit/checkpoints", &auth, 200 * 1024).await;
+    assert_eq!(status, 413, "{body}");
+    let err: serde_json::Value = serde_json::from_str(&body).expect("error json");
+    assert_eq!(err["error"]["code"], "payload_too_large", "{body}");
+    check(400, "invalid_request")(
+        app.http
+            .post(&cp)
+            .header("authorization", &auth)
+            .json(&serde_json::json!({"reason": "   "}))
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(400, "invalid_request")(
+        app.http
+            .get(url("/api/v1/audit/events?limit=abc"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(400, "invalid_request")(
+        app.http
+            .get(url("/api/v1/audit/events?since=yesterday"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    check(400, "invalid_request")(
+        app.http
+            .get(url("/api/v1/audit/events?outcome=maybe"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(event_count(&app).await, before, "bad input changed nothing");
+    app.stop().await;
+}
+
+async fn the_bootstrap_token_is_the_only_credential(app: TestApp) {
+    let err = app
+        .anonymous
+        .audit_verify()
+        .await
+        .expect_err("no credential");
+    assert_eq!(err.code(), Some("unauthenticated"));
+    let wrong = Client::new(
+        &app.base,
+        Some(SecretString::from("not-the-token".to_owned())),
+    )
+    .expect("client");
+    assert_eq!(
+        wrong
+            .audit_events(&EventFilter::default())
+            .await
+            .expect_err("wrong")
+            .code(),
+        Some("unauthenticated")
+    );
+    let resp = app
+        .http
+        .get(format!("{}/api/v1/audit/verify", app.base))
+        .header("authorization", "Basic Zm9vOmJhcg==")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    assert!(app.client.audit_verify().await.expect("verify").ok);
+    app.stop().await;
+}
+
+async fn openapi_lists_every_route(app: TestApp) {
+    let doc: serde_json::Value = app
+        .http
+        .get(format!("{}/api/v1/openapi.json", app.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("item").keys() {
+            documented.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    // The router's table, written out: a route added without documentation fails here.
+    let routed: BTreeSet<String> = [
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",
+        "GET /api/v1/openapi.json",
+        "GET /api/v1/audit/events",
+        "GET /api/v1/audit/verify",
+        "POST /api/v1/audit/verify",
+        "POST /api/v1/audit/checkpoints",
+        "GET /api/v1/keys",
+        "POST /api/v1/keys/rotate",
+        "POST /api/v1/bootstrap",
+        "POST /api/v1/signin",
+        "POST /api/v1/signin/totp",
+        "POST /api/v1/signin/webauthn",
+        "POST /api/v1/signin/webauthn/finish",
+        "POST /api/v1/signout",
+        "GET /api/v1/me",
+        "GET /api/v1/me/mfa",
+        "POST /api/v1/me/mfa/totp",
+        "POST /api/v1/me/mfa/totp/{id}/confirm",
+        "POST /api/v1/me/mfa/webauthn",
+        "POST /api/v1/me/mfa/webauthn/finish",
+        "DELETE /api/v1/me/mfa/{id}",
+        "POST /api/v1/me/password",
+        "GET /api/v1/sessions",
+        "DELETE /api/v1/sessions/{id}",
+        "POST /api/v1/users",
+        "GET /api/v1/users",
+        "GET /api/v1/users/{name}",
+        "POST /api/v1/users/{name}/disable",
+        "POST /api/v1/users/{name}/enable",
+        "GET /api/v1/users/{name}/sessions",
+        "POST /api/v1/groups",
+        "GET /api/v1/groups",
+        "POST /api/v1/groups/{name}/members",
+        "DELETE /api/v1/groups/{name}/members/{member}",
+        "POST /api/v1/service-accounts",
+        "GET /api/v1/service-accounts",
+        "GET /api/v1/service-accounts/{name}",
+        "POST /api/v1/service-accounts/{name}/secrets",
+        "DELETE /api/v1/service-accounts/{name}/secrets/{id}",
+        "POST /api/v1/service-accounts/{name}/consent",
+        "PUT /api/v1/service-accounts/{name}/networks",
+        "POST /api/v1/service-accounts/{name}/keys",
+        "DELETE /api/v1/service-accounts/{name}/keys/{kid}",
+        "GET /.well-known/openid-configuration",
+        "GET /oauth2/jwks",
+        "POST /oauth2/token",
+        "POST /oauth2/introspect",
+        "POST /oauth2/revoke",
+        "POST /oauth2/device_authorization",
+        "GET /oauth2/userinfo",
+        "POST /oauth2/userinfo",
+        "GET /oauth2/authorize",
+        "POST /oauth2/authorize",
+        "POST /oauth2/authorize/consent",
+        "GET /signin",
+        "POST /signin",
+        "POST /signin/totp",
+        "POST /signin/webauthn",
+        "GET /assets/webauthn.js",
+        "GET /device",
+        "POST /device",
+        "POST /api/v1/alerts/channels",
+        "GET /api/v1/alerts/channels",
+        "DELETE /api/v1/alerts/channels/{name}",
+        "POST /api/v1/alerts/channels/{name}/test",
+        "GET /api/v1/alerts/rules",
+        "POST /api/v1/alerts/rules",
+        "DELETE /api/v1/alerts/rules/{name}",
+        "GET /api/v1/alerts",
+        "GET /api/v1/alerts/{id}",
+        "POST /api/v1/alerts/{id}/retry",
+        "GET /api/v1/ca/policies",
+        "POST /api/v1/ca/policies",
+        "GET /api/v1/ca/policies/{name}",
+        "DELETE /api/v1/ca/policies/{name}",
+        "POST /api/v1/ca/policies/{name}/state",
+        "GET /api/v1/ca/locations",
+        "POST /api/v1/ca/locations",
+        "DELETE /api/v1/ca/locations/{name}",
+        "POST /api/v1/ca/whatif",
+        "POST /api/v1/breakglass",
+        "GET /api/v1/breakglass",
+        "POST /api/v1/breakglass/{name}/rotate",
+        "POST /api/v1/breakglass/{name}/enrolment",
+        "POST /api/v1/breakglass/drill",
+        "POST /api/v1/breakglass/{name}/failed-recovery",
+        "POST /api/v1/clients",
+        "GET /api/v1/clients",
+        "GET /api/v1/clients/{id}",
+        "DELETE /api/v1/clients/{id}",
+        "POST /api/v1/clients/{id}/secrets",
+        "DELETE /api/v1/clients/{id}/secrets/{secret_id}",
+        "POST /api/v1/device/approve",
+        "POST /api/v1/device/deny",
+        "GET /api/v1/roles",
+        "POST /api/v1/roles",
+        "GET /api/v1/roles/{role}",
+        "DELETE /api/v1/roles/{role}",
+        "GET /api/v1/roles/{role}/settings",
+        "PUT /api/v1/roles/{role}/settings",
+        "GET /api/v1/assignments",
+        "POST /api/v1/assignments",
+        "DELETE /api/v1/assignments/{id}",
+        "GET /api/v1/requests",
+        "POST /api/v1/requests",
+        "GET /api/v1/requests/{id}",
+        "POST /api/v1/requests/{id}/approve",
+        "POST /api/v1/requests/{id}/deny",
+        "POST /api/v1/requests/{id}/cancel",
+        "POST /api/v1/requests/{id}/deactivate",
+        "POST /api/v1/requests/{id}/revoke",
+        "POST /api/v1/assignments/{id}/make-eligible",
+        "POST /api/v1/me/reauth",
+        "POST /api/v1/me/reauth/webauthn",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(documented, routed);
+    // And every documented route is really served (neither 404 nor 405).
+    for entry in &documented {
+        let (method, path) = entry.split_once(' ').expect("entry");
+        let path = path
+            .replace("{id}", "x")
+            .replace("{name}", "x")
+            .replace("{role}", "x")
+            .replace("{kid}", "x")
+            .replace("{member}", "y");
+        let resp = app
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}{path}", app.base),
+            )
+            .send()
+            .await
+            .expect("send");
+        assert!(
+            ![404, 405].contains(&resp.status().as_u16()),
+            "{entry} is not routed"
+        );
+    }
+    app.stop().await;
+}
+
+async fn metrics_count_requests_per_route(app: TestApp) {
+    app.anonymous.health().await.expect("healthz");
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/healthz\""), "{text}");
+    assert!(text.contains("http_request_duration_seconds"), "{text}");
+    app.stop().await;
+}
+
+async fn restart_keeps_the_chain_and_records_config_changes(app: TestApp) {
+    let (dir, mut config, token) = app.stop().await;
+    let again = start(config.clone(), dir, Some(token)).await;
+    let events = again
+        .client
+        .audit_events(&EventFilter::default())
+        .await
+        .expect("list")
+        .events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "tenant.initialised",
+            "server.started",
+            "config.changed",
+            "server.stopped",
+            "server.started"
+        ],
+        "an unchanged configuration is not recorded again"
+    );
+    let (dir, _, token) = again.stop().await;
+    config.audit_checkpoint_events = 50;
+    let third = start(config, dir, Some(token)).await;
+    let changed = third
+        .client
+        .audit_events(&EventFilter {
+            action: Some("config.changed".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .events;
+    assert_eq!(changed.len(), 2);
+    assert_eq!(
+        changed[1].details["before"]["audit_checkpoint_events"],
+        1000
+    );
+    assert_eq!(changed[1].details["after"]["audit_checkpoint_events"], 50);
+    assert!(third.client.audit_verify().await.expect("verify").ok);
+    third.stop().await;
+}
+
+async fn bootstrap_makes_the_first_admin_once(app: TestApp) {
+    let admin = admin(&app).await;
+    let me = admin.whoami().await.expect("whoami");
+    assert!(me.user.first_admin);
+    assert_eq!(me.user.mfa, ["totp"]);
+    assert_eq!(
+        (
+            me.roles[0].role.as_str(),
+            me.roles[0].scope.as_str(),
+            me.roles[0].seconds_left
+        ),
+        ("global-administrator", "/", None)
+    );
+    assert!(me.warnings.iter().any(|w| w.contains("standing")));
+    assert!(!me.warnings.is_empty(), "the standing role is called out");
+    // The token stopped working, for bootstrap and as a credential.
+    let again = app
+        .anonymous
+        .bootstrap(&BootstrapRequest {
+            token: app.token.clone(),
+            username: "second".into(),
+            display_name: "Second".into(),
+            email: None,
+            password: ADMIN_PW.into(),
+            totp_secret: totp::base32(ADMIN_SECRET),
+            totp_code: code(ADMIN_SECRET, 0),
+        })
+        .await
+        .expect_err("reuse");
+    assert_eq!(again.code(), Some("bootstrap_unavailable"));
+    assert_eq!(
+        app.client
+            .audit_verify()
+            .await
+            .expect_err("token dead")
+            .code(),
+        Some("unauthenticated")
+    );
+    // The administrator reads the audit log now.
+    let v = admin.audit_verify().await.expect("verify");
+    assert!(v.ok);
+    let events = admin
+        .audit_events(&EventFilter {
+            action: Some("bootstrap.redeemed".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .events;
+    assert_eq!(events.len(), 1);
+    assert!(!format!("{events:?}").contains(ADMIN_PW));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn data_dir_and_master_key_are_private() {
+    let app = spawn_app(Backend::Sqlite).await.expect("app");
+    let data = app.config.data_dir.clone();
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data.join("portcullis.db")), 0o600);
+    let (_dir, config, _) = app.stop().await;
+    // A world-readable master.key is refused with a clear error.
+    std::fs::set_permissions(
+        data.join("master.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let err = Application::build(config.clone(), BuildOptions::default())
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StartError::Secrets(_)), "{err}");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_master_key_fails_start_and_changes_nothing() {
+    let app = spawn_app(Backend::Sqlite).await.expect("app");
+    let before = event_count(&app).await;
+    let (dir, mut config, token) = app.stop().await;
+    let other = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    config.master_key = Some(SecretString::from(other));
+    let err = Application::build(config.clone(), BuildOptions::default())
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(err, StartError::Store(_)), "{err}");
+    assert!(err.to_string().contains("master key"), "{err}");
+    config.master_key = Some(SecretString::from("not base64!".to_owned()));
+    assert!(matches!(
+        Application::build(config.clone(), BuildOptions::default())
+            .await
+            .err(),
+        Some(StartError::Secrets(_))
+    ));
+    config.master_key = None;
+    let app = start(config, dir, Some(token)).await;
+    // server.stopped from the clean stop and server.started now; the refused starts wrote nothing.
+    assert_eq!(event_count(&app).await, before + 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bootstrap_token_file_is_private_and_new() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = config_for(Backend::Sqlite, dir.path())
+        .await
+        .expect("config");
+    let path = dir.path().join("token");
+    let app = Application::build(
+        config,
+        BuildOptions {
+            bootstrap_token_file: Some(path.clone()),
+        },
+    )
+    .await
+    .expect("build");
+    let written = std::fs::read_to_string(&path).expect("token file");
+    assert_eq!(written.trim(), app.bootstrap_token().expect("created"));
+    assert_eq!(
+        std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn every_route_has_an_authorisation_entry() {
+    let router_doc = portcullis_server::http::routes().1;
+    let mut documented = BTreeSet::new();
+    for (path, item) in router_doc.paths.paths.iter() {
+        let item = serde_json::to_value(item).expect("json");
+        for method in item.as_object().expect("item").keys() {
+            if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let table: BTreeSet<(String, String)> = portcullis_server::http::authz::ROUTES
+        .iter()
+        .map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, table,
+        "routes and the authorisation table differ"
+    );
+}
+
+api_tests!(
+    health_and_readiness,
+    errors_have_one_shape,
+    the_bootstrap_token_is_the_only_credential,
+    openapi_lists_every_route,
+    metrics_count_requests_per_route,
+    restart_keeps_the_chain_and_records_config_changes,
+    bootstrap_makes_the_first_admin_once,
+);
