@@ -21,6 +21,7 @@
 //! 8. Device-grant tokens carry at most `mfa` ([`device_grant_strength`]).
 //! 10. Scope is part of a role: only grants at `/` give a tier at the tenant ([`tier_at_tenant`]).
 
+use crate::roles::perm;
 use time::{Duration, OffsetDateTime};
 
 use crate::roles::{Grant, Permission, Scope};
@@ -29,31 +30,31 @@ use crate::session::AuthStrength;
 /// Permissions that make a role privileged (rule 1).
 pub const PRIVILEGED_PERMISSIONS: &[&str] = &[
     // roles and their settings
-    "roles.create",
-    "roles.delete",
-    "roles.settings.update",
+    perm::ROLES_CREATE,
+    perm::ROLES_DELETE,
+    perm::ROLES_SETTINGS_UPDATE,
     // assignments, directly or through role-assignable groups
-    "assignments.create",
-    "assignments.delete",
-    "groups.role_assignable.update",
+    perm::ASSIGNMENTS_CREATE,
+    perm::ASSIGNMENTS_DELETE,
+    perm::GROUPS_ROLE_ASSIGNABLE_UPDATE,
     // conditional access, break-glass, keys, alert channels
-    "ca.manage",
-    "breakglass.manage",
-    "keys.rotate",
-    "alerts.manage",
+    perm::CA_MANAGE,
+    perm::BREAKGLASS_MANAGE,
+    perm::KEYS_ROTATE,
+    perm::ALERTS_MANAGE,
     // other principals' credentials and access: passwords of new users, disabling and
     // re-enabling, ending sessions, service-account secrets and keys, consent to application
     // permissions, relying parties and their secrets
-    "users.create",
-    "users.update",
-    "sessions.revoke",
-    "service_accounts.credentials",
-    "service_accounts.consent",
-    "clients.manage",
+    perm::USERS_CREATE,
+    perm::USERS_UPDATE,
+    perm::SESSIONS_REVOKE,
+    perm::SERVICE_ACCOUNTS_CREDENTIALS,
+    perm::SERVICE_ACCOUNTS_CONSENT,
+    perm::CLIENTS_MANAGE,
 ];
 
 /// The permission whose holder is top tier: it assigns any role to anyone.
-pub const TOP_TIER_PERMISSION: &str = "assignments.create";
+pub const TOP_TIER_PERMISSION: &str = perm::ASSIGNMENTS_CREATE;
 
 /// How much a role (or an actor, by the roles they hold) can do to the tenant's privileges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -333,7 +334,7 @@ mod tests {
     #[test]
     fn custom_roles_are_classified_like_builtin_ones() {
         assert_eq!(
-            tier_of(&perms(&["audit.read", "users.read"]), false),
+            tier_of(&perms(&[perm::AUDIT_READ, perm::USERS_READ]), false),
             Tier::Ordinary
         );
         assert_eq!(
@@ -342,11 +343,14 @@ mod tests {
         );
         for p in PRIVILEGED_PERMISSIONS {
             assert!(
-                tier_of(&perms(&["audit.read", p]), false) >= Tier::Privileged,
+                tier_of(&perms(&[perm::AUDIT_READ, p]), false) >= Tier::Privileged,
                 "{p}"
             );
         }
-        assert_eq!(tier_of(&perms(&["assignments.create"]), false), Tier::Top);
+        assert_eq!(
+            tier_of(&perms(&[perm::ASSIGNMENTS_CREATE]), false),
+            Tier::Top
+        );
         assert_eq!(tier_of(&[], true), Tier::Top);
     }
 
@@ -381,24 +385,32 @@ mod tests {
     fn nobody_hands_out_more_than_they_hold() {
         let pra = [grant(BuiltinRole::PrivilegedRoleAdministrator, "/")];
         assert!(
-            missing_to_grant(&pra, &perms(&["assignments.create", "roles.read"]), false).is_empty()
+            missing_to_grant(
+                &pra,
+                &perms(&[perm::ASSIGNMENTS_CREATE, perm::ROLES_READ]),
+                false
+            )
+            .is_empty()
         );
         assert_eq!(
             missing_to_grant(
                 &pra,
-                &perms(&["ca.manage", "roles.read", "breakglass.manage"]),
+                &perms(&[perm::CA_MANAGE, perm::ROLES_READ, perm::BREAKGLASS_MANAGE]),
                 false
             ),
-            vec!["ca.manage".to_owned(), "breakglass.manage".to_owned()]
+            vec![
+                perm::CA_MANAGE.to_owned(),
+                perm::BREAKGLASS_MANAGE.to_owned()
+            ]
         );
         // Global Administrator's settings: only someone with every permission.
         assert!(!missing_to_grant(&pra, &[], true).is_empty());
         let ga = [grant(BuiltinRole::GlobalAdministrator, "/")];
-        assert!(missing_to_grant(&ga, &perms(&["app:x.y", "ca.manage"]), true).is_empty());
+        assert!(missing_to_grant(&ga, &perms(&["app:x.y", perm::CA_MANAGE]), true).is_empty());
         // A Global Administrator at a target scope holds nothing at the tenant.
         let scoped = [grant(BuiltinRole::GlobalAdministrator, "/targets/lab")];
         assert_eq!(
-            missing_to_grant(&scoped, &perms(&["audit.read"]), false).len(),
+            missing_to_grant(&scoped, &perms(&[perm::AUDIT_READ]), false).len(),
             1
         );
     }

@@ -36,80 +36,60 @@ pub enum RoleError {
     BadSettings(String),
 }
 
-/// The API's own permissions, with what each allows.
-pub const CATALOGUE: &[(&str, &str)] = &[
-    ("audit.read", "read and verify the audit log"),
-    ("audit.checkpoint", "write a signed audit checkpoint"),
-    ("keys.read", "list the token signing keys"),
-    ("keys.rotate", "rotate the token signing key"),
-    ("users.read", "list and show users"),
-    ("users.create", "create users"),
-    ("users.update", "disable and enable users"),
-    ("sessions.read", "list anyone's sessions"),
-    ("sessions.revoke", "revoke anyone's sessions"),
-    ("groups.read", "list and show groups"),
-    ("groups.create", "create groups"),
-    (
-        "groups.members.update",
-        "change the membership of ordinary groups",
-    ),
-    (
-        "groups.role_assignable.update",
-        "create role-assignable groups and change their membership",
-    ),
-    ("service_accounts.read", "list service accounts"),
-    ("service_accounts.create", "create service accounts"),
-    (
-        "service_accounts.credentials",
-        "add and remove service-account client secrets and keys",
-    ),
-    (
-        "service_accounts.consent",
-        "consent to application permissions for a service account",
-    ),
-    (
-        "clients.read",
-        "list and show registered OpenID Connect clients",
-    ),
-    (
-        "clients.manage",
-        "register and delete OpenID Connect clients and their secrets",
-    ),
-    ("roles.read", "list roles and their settings"),
-    ("roles.create", "create custom roles"),
-    ("roles.delete", "delete custom roles"),
-    ("roles.settings.update", "change role settings"),
-    ("assignments.read", "list everyone's assignments"),
-    ("assignments.create", "assign roles"),
-    ("assignments.delete", "remove assignments"),
-    ("requests.read", "list everyone's activation requests"),
-    ("requests.revoke", "end someone else's active grant"),
-    (
-        "ca.read",
-        "list conditional-access policies and named locations; what-if",
-    ),
-    (
-        "ca.manage",
-        "change conditional-access policies and named locations",
-    ),
-    (
-        "breakglass.read",
-        "list break-glass accounts, their custodians and drills",
-    ),
-    (
-        "breakglass.manage",
-        "create break-glass accounts and re-split their credentials",
-    ),
-    ("alerts.read", "list alert channels, rules and deliveries"),
-    (
-        "alerts.manage",
-        "add and remove alert channels and rules; retry deliveries",
-    ),
-    (
-        "tokens.introspect",
-        "introspect access tokens issued to other clients (resource servers)",
-    ),
-];
+/// The API's own permissions: a constant each (in [`perm`], so a misspelt permission does not
+/// compile) and the catalogue of them with what each allows.
+macro_rules! permission_catalogue {
+    ($($konst:ident = $name:literal: $what:literal,)*) => {
+        /// The API's own permissions by name.
+        pub mod perm {
+            $(
+                #[doc = $what]
+                pub const $konst: &str = $name;
+            )*
+        }
+
+        /// The API's own permissions, with what each allows.
+        pub const CATALOGUE: &[(&str, &str)] = &[$((perm::$konst, $what)),*];
+    };
+}
+
+permission_catalogue! {
+    AUDIT_READ = "audit.read": "read and verify the audit log",
+    AUDIT_CHECKPOINT = "audit.checkpoint": "write a signed audit checkpoint",
+    KEYS_READ = "keys.read": "list the token signing keys",
+    KEYS_ROTATE = "keys.rotate": "rotate the token signing key",
+    USERS_READ = "users.read": "list and show users",
+    USERS_CREATE = "users.create": "create users",
+    USERS_UPDATE = "users.update": "disable and enable users",
+    SESSIONS_READ = "sessions.read": "list anyone's sessions",
+    SESSIONS_REVOKE = "sessions.revoke": "revoke anyone's sessions",
+    GROUPS_READ = "groups.read": "list and show groups",
+    GROUPS_CREATE = "groups.create": "create groups",
+    GROUPS_MEMBERS_UPDATE = "groups.members.update": "change the membership of ordinary groups",
+    GROUPS_ROLE_ASSIGNABLE_UPDATE = "groups.role_assignable.update": "create role-assignable groups and change their membership",
+    SERVICE_ACCOUNTS_READ = "service_accounts.read": "list service accounts",
+    SERVICE_ACCOUNTS_CREATE = "service_accounts.create": "create service accounts",
+    SERVICE_ACCOUNTS_CREDENTIALS = "service_accounts.credentials": "add and remove service-account client secrets and keys",
+    SERVICE_ACCOUNTS_CONSENT = "service_accounts.consent": "consent to application permissions for a service account",
+    CLIENTS_READ = "clients.read": "list and show registered OpenID Connect clients",
+    CLIENTS_MANAGE = "clients.manage": "register and delete OpenID Connect clients and their secrets",
+    ROLES_READ = "roles.read": "list roles and their settings",
+    ROLES_CREATE = "roles.create": "create custom roles",
+    ROLES_DELETE = "roles.delete": "delete custom roles",
+    ROLES_SETTINGS_UPDATE = "roles.settings.update": "change role settings",
+    ASSIGNMENTS_READ = "assignments.read": "list everyone's assignments",
+    ASSIGNMENTS_CREATE = "assignments.create": "assign roles",
+    ASSIGNMENTS_DELETE = "assignments.delete": "remove assignments",
+    REQUESTS_READ = "requests.read": "list everyone's activation requests",
+    REQUESTS_REVOKE = "requests.revoke": "end someone else's active grant",
+    CA_READ = "ca.read": "list conditional-access policies and named locations; what-if",
+    CA_MANAGE = "ca.manage": "change conditional-access policies and named locations",
+    BREAKGLASS_READ = "breakglass.read": "list break-glass accounts, their custodians and drills",
+    BREAKGLASS_MANAGE = "breakglass.manage": "create break-glass accounts and re-split their credentials",
+    ALERTS_READ = "alerts.read": "list alert channels, rules and deliveries",
+    ALERTS_MANAGE = "alerts.manage": "add and remove alert channels and rules; retry deliveries",
+    TOKENS_INTROSPECT = "tokens.introspect": "introspect access tokens issued to other clients (resource servers)",
+}
 
 fn is_slug(s: &str, max: usize) -> bool {
     let b = s.as_bytes();
@@ -270,57 +250,57 @@ impl BuiltinRole {
         Some(match self {
             Self::GlobalAdministrator | Self::SecurityReader => return None,
             Self::PrivilegedRoleAdministrator => &[
-                "roles.read",
-                "roles.create",
-                "roles.delete",
-                "roles.settings.update",
-                "assignments.read",
-                "assignments.create",
-                "assignments.delete",
-                "requests.read",
-                "requests.revoke",
-                "groups.read",
-                "groups.role_assignable.update",
-                "users.read",
+                perm::ROLES_READ,
+                perm::ROLES_CREATE,
+                perm::ROLES_DELETE,
+                perm::ROLES_SETTINGS_UPDATE,
+                perm::ASSIGNMENTS_READ,
+                perm::ASSIGNMENTS_CREATE,
+                perm::ASSIGNMENTS_DELETE,
+                perm::REQUESTS_READ,
+                perm::REQUESTS_REVOKE,
+                perm::GROUPS_READ,
+                perm::GROUPS_ROLE_ASSIGNABLE_UPDATE,
+                perm::USERS_READ,
             ],
             Self::SecurityAdministrator => &[
-                "breakglass.read",
-                "ca.read",
-                "ca.manage",
-                "alerts.read",
-                "alerts.manage",
-                "audit.read",
-                "audit.checkpoint",
-                "keys.read",
-                "keys.rotate",
-                "users.read",
-                "users.update",
-                "sessions.read",
-                "sessions.revoke",
-                "groups.read",
-                "service_accounts.read",
-                "clients.read",
-                "roles.read",
-                "assignments.read",
-                "requests.read",
-                "requests.revoke",
+                perm::BREAKGLASS_READ,
+                perm::CA_READ,
+                perm::CA_MANAGE,
+                perm::ALERTS_READ,
+                perm::ALERTS_MANAGE,
+                perm::AUDIT_READ,
+                perm::AUDIT_CHECKPOINT,
+                perm::KEYS_READ,
+                perm::KEYS_ROTATE,
+                perm::USERS_READ,
+                perm::USERS_UPDATE,
+                perm::SESSIONS_READ,
+                perm::SESSIONS_REVOKE,
+                perm::GROUPS_READ,
+                perm::SERVICE_ACCOUNTS_READ,
+                perm::CLIENTS_READ,
+                perm::ROLES_READ,
+                perm::ASSIGNMENTS_READ,
+                perm::REQUESTS_READ,
+                perm::REQUESTS_REVOKE,
             ],
-            Self::AuditReader => &["audit.read"],
+            Self::AuditReader => &[perm::AUDIT_READ],
             Self::HelpdeskAdministrator => &[
-                "users.read",
-                "users.update",
-                "sessions.read",
-                "sessions.revoke",
-                "groups.read",
-                "groups.members.update",
+                perm::USERS_READ,
+                perm::USERS_UPDATE,
+                perm::SESSIONS_READ,
+                perm::SESSIONS_REVOKE,
+                perm::GROUPS_READ,
+                perm::GROUPS_MEMBERS_UPDATE,
             ],
             Self::ServiceAdministrator => &[
-                "service_accounts.read",
-                "service_accounts.create",
-                "service_accounts.credentials",
-                "clients.read",
-                "clients.manage",
-                "users.read",
+                perm::SERVICE_ACCOUNTS_READ,
+                perm::SERVICE_ACCOUNTS_CREATE,
+                perm::SERVICE_ACCOUNTS_CREDENTIALS,
+                perm::CLIENTS_READ,
+                perm::CLIENTS_MANAGE,
+                perm::USERS_READ,
             ],
         })
     }
@@ -606,10 +586,30 @@ pub fn permits(grants: &[Grant], permission: &str, scope: &Scope) -> bool {
 mod tests {
     use super::*;
 
+    /// Each permission of the catalogue once, each a valid permission, each constant in it.
+    #[test]
+    fn the_catalogue_names_each_permission_once() {
+        let names: Vec<&str> = CATALOGUE.iter().map(|(p, _)| *p).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "a permission is listed twice");
+        for p in &names {
+            assert!(Permission::parse(p).is_ok(), "{p}");
+        }
+        for p in [
+            perm::AUDIT_READ,
+            perm::GROUPS_ROLE_ASSIGNABLE_UPDATE,
+            perm::TOKENS_INTROSPECT,
+        ] {
+            assert!(names.contains(&p), "{p}");
+        }
+    }
+
     #[test]
     fn permissions_parse_from_catalogue_or_free_form() {
         for ok in [
-            "audit.read",
+            perm::AUDIT_READ,
             "app:payroll.admin",
             "target:prod-db.connect",
             "app:x.y.z",
@@ -647,24 +647,24 @@ mod tests {
                 &Scope::tenant(),
             )
         };
-        assert!(has(BuiltinRole::GlobalAdministrator, "users.create"));
+        assert!(has(BuiltinRole::GlobalAdministrator, perm::USERS_CREATE));
         assert!(has(BuiltinRole::GlobalAdministrator, "app:payroll.admin"));
-        assert!(has(BuiltinRole::AuditReader, "audit.read"));
-        assert!(!has(BuiltinRole::AuditReader, "users.create"));
+        assert!(has(BuiltinRole::AuditReader, perm::AUDIT_READ));
+        assert!(!has(BuiltinRole::AuditReader, perm::USERS_CREATE));
         assert!(!has(
             BuiltinRole::PrivilegedRoleAdministrator,
             "app:payroll.admin"
         ));
         assert!(has(
             BuiltinRole::PrivilegedRoleAdministrator,
-            "groups.role_assignable.update"
+            perm::GROUPS_ROLE_ASSIGNABLE_UPDATE
         ));
         assert!(!has(
             BuiltinRole::HelpdeskAdministrator,
-            "groups.role_assignable.update"
+            perm::GROUPS_ROLE_ASSIGNABLE_UPDATE
         ));
-        assert!(has(BuiltinRole::SecurityReader, "roles.read"));
-        assert!(!has(BuiltinRole::SecurityReader, "roles.create"));
+        assert!(has(BuiltinRole::SecurityReader, perm::ROLES_READ));
+        assert!(!has(BuiltinRole::SecurityReader, perm::ROLES_CREATE));
         assert!(!BuiltinRole::AuditReader.tier().is_privileged());
         for r in BuiltinRole::ALL {
             assert_eq!(BuiltinRole::from_slug(r.slug()), Some(r));
@@ -674,8 +674,8 @@ mod tests {
                 assert_eq!(r.permissions().len(), names.len(), "{r:?}");
             }
         }
-        assert!(has(BuiltinRole::SecurityAdministrator, "alerts.manage"));
-        assert!(has(BuiltinRole::SecurityReader, "alerts.read"));
+        assert!(has(BuiltinRole::SecurityAdministrator, perm::ALERTS_MANAGE));
+        assert!(has(BuiltinRole::SecurityReader, perm::ALERTS_READ));
     }
 
     #[test]
@@ -717,13 +717,21 @@ mod tests {
         }
         let g = Grant {
             role: "r".into(),
-            permissions: vec![Permission::parse("assignments.create").expect("p")],
+            permissions: vec![Permission::parse(perm::ASSIGNMENTS_CREATE).expect("p")],
             everything: false,
             scope: db.clone(),
             ends_at: None,
         };
-        assert!(permits(std::slice::from_ref(&g), "assignments.create", &db));
-        assert!(!permits(std::slice::from_ref(&g), "assignments.create", &t));
+        assert!(permits(
+            std::slice::from_ref(&g),
+            perm::ASSIGNMENTS_CREATE,
+            &db
+        ));
+        assert!(!permits(
+            std::slice::from_ref(&g),
+            perm::ASSIGNMENTS_CREATE,
+            &t
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use base64::Engine;
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::audit::Outcome;
 use portcullis_core::client_key::{ASSERTION_TYPE, AssertionFailure, KeyAlgorithm};
+use portcullis_core::roles::perm;
 use portcullis_store::{Change, StoreError};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -718,7 +719,7 @@ pub async fn introspect(
         let grants = crate::services::roles::grants(&state, &auth.principal.id, now).await?;
         let any = portcullis_core::roles::permits(
             &grants,
-            "tokens.introspect",
+            perm::TOKENS_INTROSPECT,
             &portcullis_core::roles::Scope::tenant(),
         );
         (!any).then(|| auth.principal.name.clone())

@@ -11,6 +11,7 @@ use portcullis_core::api::{
 };
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::{self, PrincipalKind, PrincipalName};
+use portcullis_core::roles::perm;
 use portcullis_store::accounts::Principal;
 use portcullis_store::{Change, NewPrincipal, StoreError};
 use rand::RngCore;
@@ -124,7 +125,7 @@ pub async fn create_user(
     caller: &Caller,
     req: CreateUserRequest,
 ) -> Result<UserView, ApiError> {
-    caller.require("users.create")?;
+    caller.require(perm::USERS_CREATE)?;
     let v = validate_user(
         &req.name,
         &req.display_name,
@@ -199,7 +200,7 @@ pub async fn set_user_enabled(
     name: &str,
     enabled: bool,
 ) -> Result<UserView, ApiError> {
-    let admin = caller.require("users.update")?;
+    let admin = caller.require(perm::USERS_UPDATE)?;
     let p = get_principal(state, name, PrincipalKind::User).await?;
     if !enabled && p.id == admin.principal.id {
         return Err(ApiError::new(
@@ -240,7 +241,7 @@ pub async fn set_user_enabled(
 }
 
 pub async fn list_users(state: &AppState, caller: &Caller) -> Result<Vec<UserView>, ApiError> {
-    caller.require("users.read")?;
+    caller.require(perm::USERS_READ)?;
     let mut out = Vec::new();
     for p in state.store.principals(PrincipalKind::User.as_str()).await? {
         out.push(user_view(state, &p).await?);
@@ -264,9 +265,9 @@ pub async fn create_group(
     caller: &Caller,
     req: CreateGroupRequest,
 ) -> Result<GroupView, ApiError> {
-    caller.require("groups.create")?;
+    caller.require(perm::GROUPS_CREATE)?;
     if req.role_assignable {
-        caller.require("groups.role_assignable.update")?;
+        caller.require(perm::GROUPS_ROLE_ASSIGNABLE_UPDATE)?;
     }
     let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
     let display_name = match req.display_name.as_deref() {
@@ -298,7 +299,7 @@ pub async fn create_group(
 }
 
 pub async fn list_groups(state: &AppState, caller: &Caller) -> Result<Vec<GroupView>, ApiError> {
-    caller.require("groups.read")?;
+    caller.require(perm::GROUPS_READ)?;
     let mut out = Vec::new();
     for g in state
         .store
@@ -321,9 +322,9 @@ pub async fn change_membership(
     // Membership of a role-assignable group confers roles: only holders of an active
     // Privileged Role Administrator or Global Administrator role change it.
     let me = caller.require(if g.role_assignable {
-        "groups.role_assignable.update"
+        perm::GROUPS_ROLE_ASSIGNABLE_UPDATE
     } else {
-        "groups.members.update"
+        perm::GROUPS_MEMBERS_UPDATE
     })?;
     let member_name = PrincipalName::parse("member", member).map_err(invalid)?;
     let m = match state.store.principal_by_name(member_name.as_str()).await? {
@@ -416,7 +417,7 @@ pub async fn create_service_account(
     caller: &Caller,
     req: CreateServiceAccountRequest,
 ) -> Result<ServiceAccountView, ApiError> {
-    caller.require("service_accounts.create")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CREATE)?;
     let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
     let display_name = match req.display_name.as_deref() {
         Some(d) => principal::parse_display_name(d).map_err(invalid)?,
@@ -447,7 +448,7 @@ pub async fn create_service_account(
     // exists half made.
     let change = match &req.public_key {
         Some(pem) => {
-            caller.require("service_accounts.credentials")?;
+            caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
             let key_req = portcullis_core::api::AddClientKeyRequest {
                 public_key: pem.clone(),
                 key_id: req.key_id.clone(),
@@ -488,7 +489,7 @@ pub async fn list_service_accounts(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Vec<ServiceAccountView>, ApiError> {
-    caller.require("service_accounts.read")?;
+    caller.require(perm::SERVICE_ACCOUNTS_READ)?;
     Ok(state
         .store
         .principals(PrincipalKind::ServiceAccount.as_str())

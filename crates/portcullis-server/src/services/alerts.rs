@@ -30,6 +30,7 @@ use portcullis_core::api::{
 };
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::error::ErrorCode;
+use portcullis_core::roles::perm;
 use portcullis_store::alerts::{AlertChannel, OutboxMessage, channel_config_aad};
 use portcullis_store::{
     Change, MasterKey, NewAlertChannel, NewAlertRule, NewOutboxMessage, SealedChannel, Store,
@@ -334,7 +335,7 @@ pub async fn add_channel(
     caller: &Caller,
     req: CreateAlertChannelRequest,
 ) -> Result<AlertChannelView, ApiError> {
-    caller.require("alerts.manage")?;
+    caller.require(perm::ALERTS_MANAGE)?;
     let name = portcullis_core::principal::PrincipalName::parse("name", &req.name)
         .map_err(|e| bad(e.to_string()))?;
     let min = match req.min_severity.as_deref() {
@@ -393,7 +394,7 @@ pub async fn list_channels(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Vec<AlertChannelView>, ApiError> {
-    caller.require("alerts.read")?;
+    caller.require(perm::ALERTS_READ)?;
     Ok(state
         .store
         .alert_channels()
@@ -405,7 +406,7 @@ pub async fn list_channels(
 
 /// Removes a channel; its undelivered messages are dead-lettered. Alert-worthy.
 pub async fn remove_channel(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
-    caller.require("alerts.manage")?;
+    caller.require(perm::ALERTS_MANAGE)?;
     let now = OffsetDateTime::now_utc();
     let ev = event(
         caller,
@@ -438,7 +439,7 @@ pub async fn test_channel(
     caller: &Caller,
     name: &str,
 ) -> Result<AlertView, ApiError> {
-    caller.require("alerts.manage")?;
+    caller.require(perm::ALERTS_MANAGE)?;
     let c = state
         .store
         .alert_channel(name)
@@ -483,7 +484,7 @@ pub async fn test_channel(
 
 /// Built-in rules first (they cannot be removed), then the custom ones.
 pub async fn list_rules(state: &AppState, caller: &Caller) -> Result<Vec<AlertRuleView>, ApiError> {
-    caller.require("alerts.read")?;
+    caller.require(perm::ALERTS_READ)?;
     let mut out: Vec<AlertRuleView> = portcullis_core::alerts::BUILTIN_RULES
         .iter()
         .map(|(name, severity, what)| AlertRuleView {
@@ -548,7 +549,7 @@ pub async fn add_rule(
     req: CreateAlertRuleRequest,
 ) -> Result<AlertRuleView, ApiError> {
     use portcullis_core::alerts::{CustomRule, GroupBy};
-    caller.require("alerts.manage")?;
+    caller.require(perm::ALERTS_MANAGE)?;
     let outcome = match req.outcome.as_deref() {
         None => None,
         Some(o) => Some(
@@ -615,7 +616,7 @@ pub async fn add_rule(
 
 /// Removes a custom rule (built-in ones cannot be). Alert-worthy.
 pub async fn remove_rule(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
-    caller.require("alerts.manage")?;
+    caller.require(perm::ALERTS_MANAGE)?;
     if portcullis_core::alerts::BUILTIN_RULES
         .iter()
         .any(|(n, _, _)| *n == name)
@@ -698,7 +699,7 @@ pub async fn list(
     caller: &Caller,
     state_filter: Option<&str>,
 ) -> Result<Vec<AlertView>, ApiError> {
-    caller.require("alerts.read")?;
+    caller.require(perm::ALERTS_READ)?;
     if let Some(s) = state_filter
         && !matches!(s, "pending" | "delivered" | "dead" | "suppressed")
     {
@@ -714,7 +715,7 @@ pub async fn list(
 }
 
 pub async fn show(state: &AppState, caller: &Caller, id: &str) -> Result<AlertView, ApiError> {
-    caller.require("alerts.read")?;
+    caller.require(perm::ALERTS_READ)?;
     let m = state
         .store
         .outbox_message(id)
@@ -739,7 +740,7 @@ pub async fn show(state: &AppState, caller: &Caller, id: &str) -> Result<AlertVi
 
 /// Puts a dead-lettered message back in the queue with a fresh budget of attempts.
 pub async fn retry(state: &AppState, caller: &Caller, id: &str) -> Result<AlertView, ApiError> {
-    caller.require("alerts.manage")?;
+    caller.require(perm::ALERTS_MANAGE)?;
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "alert.retried", format!("alert:{id}"));
     match state

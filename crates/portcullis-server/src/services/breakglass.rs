@@ -29,6 +29,7 @@
 //!   account whose last drill (or creation) is older than `breakglass_drill_max_age` is listed
 //!   by `/readyz` and alerted once per `breakglass_drill_alert_every` across all replicas.
 
+use portcullis_core::roles::perm;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -188,7 +189,7 @@ pub async fn create(
     caller: &Caller,
     req: CreateBreakGlassRequest,
 ) -> Result<BreakGlassCreated, ApiError> {
-    caller.require("breakglass.manage")?;
+    caller.require(perm::BREAKGLASS_MANAGE)?;
     let display = req
         .display_name
         .clone()
@@ -384,7 +385,7 @@ pub async fn reissue_enrolment(
     caller: &Caller,
     name: &str,
 ) -> Result<BreakGlassEnrolment, ApiError> {
-    caller.require("breakglass.manage")?;
+    caller.require(perm::BREAKGLASS_MANAGE)?;
     let a = account_named(state, name).await?;
     if a.credential != "fido2" || a.has_credential {
         return Err(credential_error(
@@ -439,7 +440,7 @@ pub async fn rotate(
     name: &str,
     req: RotateBreakGlassRequest,
 ) -> Result<BreakGlassView, ApiError> {
-    caller.require("breakglass.manage")?;
+    caller.require(perm::BREAKGLASS_MANAGE)?;
     let a = account_named(state, name).await?;
     if a.credential != "password" {
         return Err(credential_error(
@@ -528,7 +529,7 @@ async fn view_of(state: &AppState, principal_id: &str) -> Result<BreakGlassView,
 }
 
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<BreakGlassView>, ApiError> {
-    caller.require("breakglass.read")?;
+    caller.require(perm::BREAKGLASS_READ)?;
     let now = OffsetDateTime::now_utc();
     Ok(state
         .store

@@ -15,6 +15,7 @@ use portcullis_core::api::CreateClientRequest;
 use portcullis_core::api::{ClientCreated, ClientSecretIssued, ClientSecretView, ClientView};
 use portcullis_core::error::ErrorCode;
 use portcullis_core::oidc::{ClientKind, validate_redirect_uris};
+use portcullis_core::roles::perm;
 use portcullis_store::crypto::token_hash;
 use portcullis_store::oidc::OAuthClient;
 use portcullis_store::{Change, NewOAuthClient, StoreError};
@@ -67,7 +68,7 @@ pub async fn create(
     caller: &Caller,
     req: CreateClientRequest,
 ) -> Result<ClientCreated, ApiError> {
-    caller.require("clients.manage")?;
+    caller.require(perm::CLIENTS_MANAGE)?;
     let name = portcullis_core::principal::parse_display_name(&req.name).map_err(invalid)?;
     validate_redirect_uris(&req.redirect_uris).map_err(invalid)?;
     let kind = if req.public {
@@ -119,7 +120,7 @@ pub async fn create(
 }
 
 pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<ClientView>, ApiError> {
-    caller.require("clients.read")?;
+    caller.require(perm::CLIENTS_READ)?;
     let mut out = Vec::new();
     for c in state.store.oauth_clients().await? {
         out.push(view(state, c).await?);
@@ -128,7 +129,7 @@ pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<ClientView>, 
 }
 
 pub async fn show(state: &AppState, caller: &Caller, id: &str) -> Result<ClientView, ApiError> {
-    caller.require("clients.read")?;
+    caller.require(perm::CLIENTS_READ)?;
     let c = find(state, id).await?;
     view(state, c).await
 }
@@ -136,7 +137,7 @@ pub async fn show(state: &AppState, caller: &Caller, id: &str) -> Result<ClientV
 /// Deletes a client: its refresh tokens stop working at once; its access tokens are refused
 /// by userinfo and introspection from now on (their client is gone).
 pub async fn delete(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
-    caller.require("clients.manage")?;
+    caller.require(perm::CLIENTS_MANAGE)?;
     let c = find(state, id).await?;
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "client.deleted", format!("client:{}", c.client_id))
@@ -164,7 +165,7 @@ pub async fn add_secret(
     caller: &Caller,
     id: &str,
 ) -> Result<ClientSecretIssued, ApiError> {
-    caller.require("clients.manage")?;
+    caller.require(perm::CLIENTS_MANAGE)?;
     let c = find(state, id).await?;
     if c.kind != ClientKind::Confidential.as_str() {
         return Err(ApiError::bad_request(
@@ -207,7 +208,7 @@ pub async fn remove_secret(
     id: &str,
     secret_id: &str,
 ) -> Result<(), ApiError> {
-    caller.require("clients.manage")?;
+    caller.require(perm::CLIENTS_MANAGE)?;
     let c = find(state, id).await?;
     let now = OffsetDateTime::now_utc();
     let ev = event(

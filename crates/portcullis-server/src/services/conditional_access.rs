@@ -40,6 +40,7 @@
 //! - The decision (outcome, policies that applied, and what every report-only policy would have
 //!   done) is recorded in the sign-in's audit event under `conditional_access`.
 
+use portcullis_core::roles::perm;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
@@ -365,7 +366,7 @@ pub async fn list_policies(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Vec<CaPolicyView>, ApiError> {
-    caller.require("ca.read")?;
+    caller.require(perm::CA_READ)?;
     let s = state.store.ca_snapshot().await?;
     let assignable = role_assignable_groups(state).await?;
     Ok(s.policies
@@ -379,7 +380,7 @@ pub async fn show_policy(
     caller: &Caller,
     name: &str,
 ) -> Result<CaPolicyView, ApiError> {
-    caller.require("ca.read")?;
+    caller.require(perm::CA_READ)?;
     let s = state.store.ca_snapshot().await?;
     let assignable = role_assignable_groups(state).await?;
     s.policies
@@ -393,7 +394,7 @@ pub async fn list_locations(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Vec<CaLocationView>, ApiError> {
-    caller.require("ca.read")?;
+    caller.require(perm::CA_READ)?;
     let loaded = load(state).await?;
     Ok(loaded
         .snapshot
@@ -822,7 +823,7 @@ async fn apply(
     edit: Edit,
     force: bool,
 ) -> Result<CaImportResult, ApiError> {
-    let me = caller.require("ca.manage")?;
+    let me = caller.require(perm::CA_MANAGE)?;
     for _ in 0..RETRIES {
         let loaded = load(state).await?;
         let planned = plan(state, caller, me, &loaded, &edit, force).await?;
@@ -850,7 +851,7 @@ pub async fn import(
     caller: &Caller,
     req: CaImportRequest,
 ) -> Result<CaImportResult, ApiError> {
-    caller.require("ca.manage")?;
+    caller.require(perm::CA_MANAGE)?;
     if req.policies.is_empty() {
         return Err(ApiError::bad_request("no policies given"));
     }
@@ -945,7 +946,7 @@ pub async fn what_if(
     caller: &Caller,
     req: WhatIfRequest,
 ) -> Result<serde_json::Value, ApiError> {
-    caller.require("ca.read")?;
+    caller.require(perm::CA_READ)?;
     let user = portcullis_core::principal::PrincipalName::parse("user", &req.user)
         .map_err(crate::services::accounts::invalid)?;
     let hours = req.hours_since_sign_in.unwrap_or(0);

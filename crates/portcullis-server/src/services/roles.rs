@@ -24,6 +24,7 @@ use portcullis_core::api::{
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalName;
 use portcullis_core::privilege::{self, Assignee, AssignmentFacts, AssignmentRefusal};
+use portcullis_core::roles::perm;
 use portcullis_core::roles::{BuiltinRole, Grant, Permission, RoleName, RoleSettings, Scope};
 use portcullis_core::session::AuthStrength;
 use portcullis_store::accounts::Principal;
@@ -278,7 +279,7 @@ pub async fn create_role(
     caller: &Caller,
     req: CreateRoleRequest,
 ) -> Result<RoleView, ApiError> {
-    let me = caller.require("roles.create")?;
+    let me = caller.require(perm::ROLES_CREATE)?;
     let slug = RoleName::parse(&req.slug).map_err(invalid)?;
     if req.permissions.is_empty() {
         return Err(ApiError::bad_request(
@@ -330,7 +331,7 @@ pub async fn create_role(
 }
 
 pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Result<(), ApiError> {
-    caller.require("roles.delete")?;
+    caller.require(perm::ROLES_DELETE)?;
     let def = role(state, slug).await?;
     if def.builtin.is_some() {
         return Err(coded(
@@ -389,7 +390,7 @@ pub async fn update_settings(
     slug: &str,
     u: RoleSettingsUpdate,
 ) -> Result<RoleSettingsView, ApiError> {
-    let me = caller.require("roles.settings.update")?;
+    let me = caller.require(perm::ROLES_SETTINGS_UPDATE)?;
     let def = role(state, slug).await?;
     // Loosening a role's approval or duration is handing it out: only someone who holds every
     // permission of the role may (so Global Administrator's settings need a Global Administrator).
@@ -608,7 +609,7 @@ pub async fn create_assignment(
         Some(s) => Scope::parse(s).map_err(invalid)?,
         None => Scope::tenant(),
     };
-    let me = caller.require_at("assignments.create", &scope)?;
+    let me = caller.require_at(perm::ASSIGNMENTS_CREATE, &scope)?;
     let def = role(state, &req.role).await?;
     let p = principal_ref(state, &req.principal).await?;
     if p.kind == "group" && !p.role_assignable {
@@ -736,7 +737,7 @@ pub async fn list_assignments(
     };
     let mine_only = principal_id.as_deref() == Some(me.principal.id.as_str());
     if !mine_only {
-        caller.require("assignments.read")?;
+        caller.require(perm::ASSIGNMENTS_READ)?;
     }
     let list = state
         .store
@@ -763,7 +764,7 @@ pub async fn delete_assignment(
         return Err(not_found());
     }
     let scope = Scope::parse(&a.scope).map_err(ApiError::internal)?;
-    caller.require_at("assignments.delete", &scope)?;
+    caller.require_at(perm::ASSIGNMENTS_DELETE, &scope)?;
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "assignment.removed", format!("{}:{}", a.principal_kind, a.principal_name))
         .details(serde_json::json!({ "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind }));
@@ -826,8 +827,8 @@ pub async fn make_eligible(
     }
     let scope = Scope::parse(&a.scope).map_err(ApiError::internal)?;
     if a.principal_id != me.principal.id {
-        caller.require_at("assignments.create", &scope)?;
-        caller.require_at("assignments.delete", &scope)?;
+        caller.require_at(perm::ASSIGNMENTS_CREATE, &scope)?;
+        caller.require_at(perm::ASSIGNMENTS_DELETE, &scope)?;
     }
     let p = state
         .store
@@ -1211,7 +1212,7 @@ pub async fn list_requests(
     match view {
         "mine" | "to_approve" => {}
         "all" => {
-            caller.require("requests.read")?;
+            caller.require(perm::REQUESTS_READ)?;
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -1247,7 +1248,7 @@ pub async fn get_request(
 ) -> Result<ActivationRequestView, ApiError> {
     let me = caller.require_session()?;
     let r = find_request(state, id).await?;
-    if r.principal_id != me.principal.id && !caller.holds("requests.read") {
+    if r.principal_id != me.principal.id && !caller.holds(perm::REQUESTS_READ) {
         let groups = role_assignable_groups(state, &me.principal.id).await?;
         let def = role(state, &r.role).await?;
         let s = settings(state, &def).await?;
@@ -1456,8 +1457,8 @@ pub async fn close(
     if action == CloseAction::Revoke {
         let scope = Scope::parse(&r.scope).map_err(ApiError::internal)?;
         let s = caller.require_full()?;
-        if !portcullis_core::roles::permits(&s.grants, "requests.revoke", &scope) {
-            return Err(forbidden("requests.revoke", &scope));
+        if !portcullis_core::roles::permits(&s.grants, perm::REQUESTS_REVOKE, &scope) {
+            return Err(forbidden(perm::REQUESTS_REVOKE, &scope));
         }
     } else if r.principal_id != me.principal.id {
         return Err(ApiError::not_found("no such request"));

@@ -19,6 +19,7 @@ use portcullis_core::error::ErrorCode;
 use portcullis_core::network::NetworkList;
 use portcullis_core::principal::PrincipalKind;
 use portcullis_core::roles::Permission;
+use portcullis_core::roles::perm;
 use portcullis_store::{Change, StoreError};
 use time::OffsetDateTime;
 
@@ -33,7 +34,7 @@ pub async fn detail(
     caller: &Caller,
     name: &str,
 ) -> Result<ServiceAccountDetail, ApiError> {
-    caller.require("service_accounts.read")?;
+    caller.require(perm::SERVICE_ACCOUNTS_READ)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     let secrets = state
         .store
@@ -97,7 +98,7 @@ pub async fn set_networks(
     name: &str,
     req: NetworksRequest,
 ) -> Result<ServiceAccountDetail, ApiError> {
-    caller.require("service_accounts.credentials")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
     crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
@@ -194,7 +195,7 @@ pub async fn add_key(
     name: &str,
     req: AddClientKeyRequest,
 ) -> Result<ClientKeyView, ApiError> {
-    caller.require("service_accounts.credentials")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
     crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
@@ -225,7 +226,7 @@ pub async fn remove_key(
     name: &str,
     key_id: &str,
 ) -> Result<(), ApiError> {
-    caller.require("service_accounts.credentials")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
     crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
@@ -260,7 +261,7 @@ pub async fn add_secret(
     caller: &Caller,
     name: &str,
 ) -> Result<ClientSecretIssued, ApiError> {
-    caller.require("service_accounts.credentials")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
     crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
@@ -301,7 +302,7 @@ pub async fn remove_secret(
     name: &str,
     id: &str,
 ) -> Result<(), ApiError> {
-    caller.require("service_accounts.credentials")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     // A service account that holds or may hold a privileged role is the top tier's (rule 6).
     crate::services::privilege::require_may_manage(state, caller, &p, "manage its credentials")
@@ -337,7 +338,7 @@ pub async fn consent(
     name: &str,
     req: ConsentRequest,
 ) -> Result<ServiceAccountDetail, ApiError> {
-    caller.require("service_accounts.consent")?;
+    caller.require(perm::SERVICE_ACCOUNTS_CONSENT)?;
     let p = get_principal(state, name, PrincipalKind::ServiceAccount).await?;
     if req.permissions.is_empty() || req.permissions.len() > 100 {
         return Err(ApiError::bad_request("give 1 to 100 permissions"));

@@ -20,6 +20,7 @@ use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::conditional_access::Application;
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::{PrincipalKind, PrincipalName};
+use portcullis_core::roles::perm;
 use portcullis_core::session::{AuthStrength, SessionScope};
 use portcullis_core::totp::{self, TotpError};
 use portcullis_store::accounts::{Factor, Principal, Session};
@@ -1029,7 +1030,7 @@ pub async fn list_sessions(
     let me = caller.require_session()?;
     let p = match user {
         Some(name) if name != me.principal.name => {
-            caller.require("sessions.read")?;
+            caller.require(perm::SESSIONS_READ)?;
             get_principal(state, name, PrincipalKind::User).await?
         }
         _ => me.principal.clone(),
@@ -1053,7 +1054,7 @@ pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Resu
         return Err(not_found());
     }
     let s = state.store.session_by_id(id).await?.ok_or_else(not_found)?;
-    if s.principal_id != me.principal.id && !caller.holds("sessions.revoke") {
+    if s.principal_id != me.principal.id && !caller.holds(perm::SESSIONS_REVOKE) {
         // Someone else's session looks like no session at all.
         return Err(not_found());
     }

@@ -8,6 +8,7 @@ use portcullis_core::api::{
     GroupView, ServiceAccountView, SessionView, UserView,
 };
 use portcullis_core::principal::PrincipalKind;
+use portcullis_core::roles::perm;
 
 use crate::http::error::{ApiError, ApiJson, ErrorBody};
 use crate::services::accounts as svc;
@@ -47,7 +48,7 @@ pub async fn get_user(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    caller.require("users.read")?;
+    caller.require(perm::USERS_READ)?;
     let p = svc::get_principal(&state, &name, PrincipalKind::User).await?;
     Ok(Json(svc::user_view(&state, &p).await?))
 }
@@ -89,7 +90,7 @@ pub async fn user_sessions(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    caller.require("sessions.read")?;
+    caller.require(perm::SESSIONS_READ)?;
     Ok(Json(
         crate::services::signin::list_sessions(&state, &caller, Some(&name)).await?,
     ))

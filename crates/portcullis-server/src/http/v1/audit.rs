@@ -9,6 +9,7 @@ use portcullis_core::api::{
     VerifyResult,
 };
 use portcullis_core::audit::{NewAuditEvent, Outcome};
+use portcullis_core::roles::perm;
 use portcullis_store::{AuditFilter, Change};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -62,7 +63,7 @@ pub async fn list_events(
     caller: Caller,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    caller.require_bootstrap_or("audit.read")?;
+    caller.require_bootstrap_or(perm::AUDIT_READ)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
@@ -112,7 +113,7 @@ pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    caller.require_bootstrap_or("audit.read")?;
+    caller.require_bootstrap_or(perm::AUDIT_READ)?;
     let v = state.store.verify(&[]).await?;
     Ok(Json(VerifyResult::from_verification(v)))
 }
@@ -129,7 +130,7 @@ pub async fn verify_anchored(
     caller: Caller,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    caller.require_bootstrap_or("audit.read")?;
+    caller.require_bootstrap_or(perm::AUDIT_READ)?;
     if body.anchors.len() > MAX_VERIFY_ANCHORS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_VERIFY_ANCHORS} anchors per request (the newest anchored checkpoint pins everything before it)"
@@ -156,7 +157,7 @@ pub async fn create_checkpoint(
     caller: Caller,
     ApiJson(body): ApiJson<CheckpointRequest>,
 ) -> Result<(StatusCode, Json<CheckpointCreated>), ApiError> {
-    caller.require_bootstrap_or("audit.checkpoint")?;
+    caller.require_bootstrap_or(perm::AUDIT_CHECKPOINT)?;
     let reason = body.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::bad_request("reason must be 1 to 500 characters"));

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use portcullis_core::api::{SigningKeyRotated, SigningKeyView};
+use portcullis_core::roles::perm;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use utoipa::IntoParams;
@@ -20,7 +21,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<SigningKeyView>>, ApiError> {
-    caller.require("keys.read")?;
+    caller.require(perm::KEYS_READ)?;
     let now = OffsetDateTime::now_utc();
     Ok(Json(
         state
@@ -55,7 +56,7 @@ pub async fn rotate(
     caller: Caller,
     ApiQuery(q): ApiQuery<RotateQuery>,
 ) -> Result<Json<SigningKeyRotated>, ApiError> {
-    caller.require("keys.rotate")?;
+    caller.require(perm::KEYS_ROTATE)?;
     let now = OffsetDateTime::now_utc();
     let (key_id, previous) =
         crate::services::keys::rotate(&state, &caller.actor(), q.previous.as_deref(), now).await?;
