@@ -609,27 +609,21 @@ pub(crate) async fn password_signin(
     if a.credential != "password" {
         return Ok(None);
     }
-    let mut changes = std::mem::take(pending);
-    let (issued, create) = new_session(
-        state,
-        &p.id,
-        AuthStrength::Mfa,
-        SessionScope::Full,
+    let completion = crate::services::signin::Completion {
+        principal: p,
         client,
-        now,
-    );
-    changes.push(create);
-    changes.push(crate::services::signin::signed_in(p, client, now));
-    let ev = crate::services::signin::signin_event(
-        &p.name,
-        "signin.completed",
-        Outcome::Success,
-        "breakglass_split_password",
-        client,
-        serde_json::json!({ "strength": "mfa", "scope": "full", "session_id": issued.session_id, "credential": "split_password" }),
-    );
-    state.store.write(Change::Many(changes), vec![ev]).await?;
-    Ok(Some(issued))
+        strength: AuthStrength::Mfa,
+        scope: SessionScope::Full,
+        // Never subject to conditional access (invariant 4), so never bounded by it either.
+        frequency: None,
+        reason: "breakglass_split_password",
+        details: serde_json::json!({ "strength": "mfa", "scope": "full", "credential": "split_password" }),
+        changes: std::mem::take(pending),
+        succeeded: None,
+    };
+    Ok(Some(
+        crate::services::signin::complete_signin(state, completion, now).await?,
+    ))
 }
 
 /// The fast verifier of a break-glass password: HMAC-SHA256 under the master key, bound to the

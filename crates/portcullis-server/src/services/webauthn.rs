@@ -44,7 +44,7 @@ use crate::error::ApiError;
 use crate::services::accounts::{invalid, new_id};
 use crate::services::caller::{Caller, ClientInfo, event};
 use crate::services::signin::{
-    Attempt, factor_name, factor_view, invalid_credentials, new_session, signin_event,
+    Attempt, factor_name, factor_view, invalid_credentials, signin_event,
 };
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
@@ -619,47 +619,31 @@ pub async fn finish_signin(
         "signin.webauthn",
     )
     .await?;
-    let (mut issued, mut create) = new_session(
-        state,
-        &p.id,
-        AuthStrength::PhishingResistant,
-        SessionScope::Full,
-        client,
-        now,
-    );
-    crate::services::conditional_access::bound_session(&mut issued, &mut create, frequency, now);
     let mut changes = vec![Change::ConsumeCeremony {
         id_hash: c.id_hash.clone(),
     }];
     if let Some(h) = c.pending_signin_hash {
         changes.push(Change::ConsumePendingSignIn { id_hash: h });
     }
-    changes.extend([
-        Change::UpdateWebauthnFactor {
-            id: factor_id.clone(),
-            sealed_credential: sealed,
-            counter,
-            at_us: us(now),
-        },
-        create,
-        crate::services::signin::signed_in(&p, client, now),
-        attempt.succeeded(),
-    ]);
-    let ev = signin_event(
-        &p.name,
-        "signin.completed",
-        Outcome::Success,
-        mode,
+    changes.push(Change::UpdateWebauthnFactor {
+        id: factor_id.clone(),
+        sealed_credential: sealed,
+        counter,
+        at_us: us(now),
+    });
+    let completion = crate::services::signin::Completion {
+        principal: &p,
         client,
-        serde_json::json!({ "strength": "phishing_resistant", "session_id": issued.session_id, "factor_id": factor_id, "conditional_access": ca }),
-    );
-    match state.store.write(Change::Many(changes), vec![ev]).await {
-        Ok(_) => Ok(SignInResponse {
-            status: "signed_in".into(),
-            signin_id: None,
-            factors: vec![],
-            session: Some(issued),
-        }),
+        strength: AuthStrength::PhishingResistant,
+        scope: SessionScope::Full,
+        frequency,
+        reason: mode,
+        details: serde_json::json!({ "strength": "phishing_resistant", "factor_id": factor_id, "conditional_access": ca }),
+        changes,
+        succeeded: Some(attempt.succeeded()),
+    };
+    match crate::services::signin::complete_signin(state, completion, now).await {
+        Ok(issued) => Ok(crate::services::signin::signed_in_response(issued)),
         // Lost a race: the ceremony or sign-in was finished by another request, or another
         // answer with a higher counter was accepted first (a cloned authenticator).
         Err(StoreError::Conflict(_)) => {

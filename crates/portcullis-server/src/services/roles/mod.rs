@@ -1,0 +1,481 @@
+//! Just-in-time roles: roles and their settings, assignments, activation requests, approvals.
+//!
+//! Invariants kept here (the rules themselves are pure code in `portcullis_core::roles` and
+//! `portcullis_core::activation`):
+//! - Nobody holds a role they were not given: grants are read from the store on every request
+//!   and a grant past its end is never counted, whether or not the expiry worker has run.
+//! - Activation needs a live eligible assignment, the strength the role requires (fresh within
+//!   15 minutes, else `step_up_required`), and the justification/ticket the settings demand.
+//! - Nobody approves their own request (also not through a group); N-of-M counts distinct
+//!   people; each decision is a conditional change, so two approvers racing produce exactly one
+//!   activation and exactly one audit trail.
+//! - Every change is written with its audit event and its outbox notifications in one
+//!   transaction; the expiry worker is woken when a nearer deadline appears.
+//!
+//! Here: role definitions, grants and settings; `assignments` who may hold what (privilege
+//! model rule 2); `requests` activation, approval and closing on core's state machine.
+
+mod assignments;
+mod requests;
+
+pub use assignments::*;
+pub use requests::*;
+
+use portcullis_core::activation::{
+    self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, RequestEvent,
+    RequestState, SessionFacts,
+};
+use portcullis_core::api::{
+    ActivationRequestView, ActiveRoleView, AssignmentView, CreateActivationRequest,
+    CreateAssignmentRequest, CreateRoleRequest, DecisionRequest, MakeEligibleRequest,
+    RoleSettingsUpdate, RoleSettingsView, RoleView,
+};
+use portcullis_core::error::ErrorCode;
+use portcullis_core::principal::PrincipalName;
+use portcullis_core::privilege::{self, Assignee, AssignmentFacts, AssignmentRefusal};
+use portcullis_core::roles::perm;
+use portcullis_core::roles::{BuiltinRole, Grant, Permission, RoleName, RoleSettings, Scope};
+use portcullis_core::session::AuthStrength;
+use portcullis_store::accounts::Principal;
+use portcullis_store::roles::{ActivationRequest, Assignment, AssignmentFilter, RequestFilter};
+use portcullis_store::{Change, NewAssignment, NewOutboxMessage, NewRequest, StoreError};
+use time::{Duration, OffsetDateTime};
+
+use crate::error::ApiError;
+use crate::services::accounts::{invalid, new_id};
+use crate::services::caller::{Caller, SessionCaller, event, forbidden};
+use crate::services::privilege::Guard;
+use crate::state::AppState;
+use crate::time_us::{from_us, rfc3339, us};
+
+/// A role as the server sees it: built-in (from code) or custom (from the store).
+#[derive(Debug, Clone)]
+pub struct RoleDef {
+    pub slug: String,
+    pub display_name: String,
+    pub description: String,
+    pub builtin: Option<BuiltinRole>,
+    pub permissions: Vec<Permission>,
+}
+
+impl RoleDef {
+    /// Its tier, from its permissions (privilege model rule 1).
+    pub fn tier(&self) -> portcullis_core::privilege::Tier {
+        portcullis_core::privilege::tier_of(
+            &self.permissions,
+            self.builtin.is_some_and(BuiltinRole::grants_everything),
+        )
+    }
+
+    fn view(&self) -> RoleView {
+        RoleView {
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            builtin: self.builtin.is_some(),
+            permissions: self
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        }
+    }
+}
+
+fn unknown_role(slug: &str) -> ApiError {
+    ApiError::not_found(format!("no role named {slug} (portcullis roles list)"))
+}
+
+fn coded(code: ErrorCode, msg: impl Into<String>) -> ApiError {
+    ApiError::new(code, msg)
+}
+
+/// A built-in role's definition (no read: built-in names are reserved, so no custom role
+/// shadows one).
+fn builtin_def(b: BuiltinRole) -> RoleDef {
+    RoleDef {
+        slug: b.slug().to_owned(),
+        display_name: b.display_name().to_owned(),
+        description: b.description().to_owned(),
+        builtin: Some(b),
+        permissions: b.permissions(),
+    }
+}
+
+/// A custom role's definition; a stored permission this version does not know is dropped.
+fn custom_def(r: portcullis_store::roles::CustomRole) -> RoleDef {
+    RoleDef {
+        slug: r.slug,
+        display_name: r.display_name,
+        description: r.description,
+        builtin: None,
+        permissions: r
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect(),
+    }
+}
+
+/// Every role: the built-in ones first, then custom ones by name.
+pub async fn all_roles(state: &AppState) -> Result<Vec<RoleDef>, ApiError> {
+    let mut out: Vec<RoleDef> = BuiltinRole::ALL.iter().map(|b| builtin_def(*b)).collect();
+    for r in state.store.custom_roles().await? {
+        out.push(custom_def(r));
+    }
+    Ok(out)
+}
+
+/// One role by name; a built-in role is answered without reading the store.
+pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
+    if let Some(b) = BuiltinRole::from_slug(slug) {
+        return Ok(builtin_def(b));
+    }
+    all_roles(state)
+        .await?
+        .into_iter()
+        .find(|r| r.slug == slug)
+        .ok_or_else(|| unknown_role(slug))
+}
+
+/// The grants in effect for a principal at `now`, with the permissions of their roles. Custom
+/// roles are read only when a grant names one.
+pub async fn grants(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Grant>, ApiError> {
+    Ok(grants_and_assignments(state, principal_id, now).await?.0)
+}
+
+/// The grants in effect for a principal at `now` and the assignments that apply to them
+/// (eligible ones too): the same two reads as [`Store::grants_of`](portcullis_store::Store::grants_of).
+pub async fn grants_and_assignments(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<(Vec<Grant>, Vec<Assignment>), ApiError> {
+    let assignments = state
+        .store
+        .assignments_applying_to(principal_id, us(now))
+        .await?;
+    let mut rows: Vec<portcullis_store::roles::GrantRow> = assignments
+        .iter()
+        .filter(|a| a.kind == "active")
+        .map(|a| portcullis_store::roles::GrantRow {
+            role: a.role.clone(),
+            scope: a.scope.clone(),
+            ends_at_us: a.ends_at_us,
+            source: format!("assignment:{}", a.id),
+        })
+        .collect();
+    rows.extend(
+        state
+            .store
+            .active_requests_of(principal_id, us(now))
+            .await?,
+    );
+    let mut custom: Option<Vec<RoleDef>> = None;
+    let mut out = Vec::with_capacity(rows.len());
+    for g in rows {
+        let def = match BuiltinRole::from_slug(&g.role) {
+            Some(b) => builtin_def(b),
+            None => {
+                if custom.is_none() {
+                    custom = Some(all_roles(state).await?);
+                }
+                let Some(def) = custom
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|r| r.slug == g.role)
+                else {
+                    continue;
+                };
+                def.clone()
+            }
+        };
+        let Ok(scope) = Scope::parse(&g.scope) else {
+            continue;
+        };
+        out.push(Grant {
+            everything: def.builtin.is_some_and(|b| b.grants_everything()),
+            role: def.slug,
+            permissions: def.permissions,
+            scope,
+            ends_at: g.ends_at_us.map(from_us),
+        });
+    }
+    Ok((out, assignments))
+}
+
+/// The caller's active roles with the time left, for `whoami`.
+pub async fn active_roles(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<ActiveRoleView>, ApiError> {
+    Ok(state
+        .store
+        .grants_of(principal_id, us(now))
+        .await?
+        .into_iter()
+        .map(|g| ActiveRoleView {
+            role: g.role,
+            scope: g.scope,
+            ends_at: g.ends_at_us.map(rfc3339),
+            seconds_left: g.ends_at_us.map(|e| (e - us(now)).max(0) / 1_000_000),
+            source: g.source,
+        })
+        .collect())
+}
+
+/// A role and its settings in one read (an activation's hot path).
+async fn role_and_settings(
+    state: &AppState,
+    slug: &str,
+) -> Result<(RoleDef, RoleSettings), ApiError> {
+    let (custom, stored) = state.store.role_with_settings(slug).await?;
+    let def = match (BuiltinRole::from_slug(slug), custom) {
+        (Some(b), _) => builtin_def(b),
+        (None, Some(r)) => custom_def(r),
+        (None, None) => return Err(unknown_role(slug)),
+    };
+    let settings = parse_settings(stored, &def)?;
+    Ok((def, settings))
+}
+
+fn parse_settings(stored: Option<String>, def: &RoleDef) -> Result<RoleSettings, ApiError> {
+    match stored {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|_| ApiError::internal("stored role settings unreadable")),
+        None => Ok(RoleSettings::defaults_for(def.builtin)),
+    }
+}
+
+/// A role's settings: stored, or the defaults for the role.
+pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, ApiError> {
+    parse_settings(state.store.role_settings(&def.slug).await?, def)
+}
+
+fn settings_view(role: &str, s: &RoleSettings) -> RoleSettingsView {
+    RoleSettingsView {
+        role: role.to_owned(),
+        max_activation_seconds: s.max_activation,
+        required_strength: s.required_strength.as_str().to_owned(),
+        require_justification: s.require_justification,
+        require_ticket: s.require_ticket,
+        require_approval: s.require_approval,
+        approvers: s.approvers.clone(),
+        approvals_required: s.approvals_required,
+        max_eligible_seconds: s.max_eligible_seconds,
+        max_active_seconds: s.max_active_seconds,
+        allow_permanent_active: s.allow_permanent_active,
+        notify: s.notify.clone(),
+    }
+}
+
+pub async fn list_roles(state: &AppState) -> Result<Vec<RoleView>, ApiError> {
+    Ok(all_roles(state).await?.iter().map(RoleDef::view).collect())
+}
+
+pub async fn get_role(state: &AppState, slug: &str) -> Result<RoleView, ApiError> {
+    Ok(role(state, slug).await?.view())
+}
+
+pub async fn create_role(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateRoleRequest,
+) -> Result<RoleView, ApiError> {
+    let me = caller.require(perm::ROLES_CREATE)?;
+    let slug = RoleName::parse(&req.slug).map_err(invalid)?;
+    if req.permissions.is_empty() {
+        return Err(ApiError::bad_request(
+            "a role needs at least one permission",
+        ));
+    }
+    let mut perms = Vec::new();
+    for p in &req.permissions {
+        let p = Permission::parse(p).map_err(invalid)?;
+        if !perms.contains(&p) {
+            perms.push(p);
+        }
+    }
+    // Nobody hands out more than they hold (privilege model rule 2).
+    require_grantable(me, &perms, false, "create a role with")?;
+    let display_name = match req.display_name.as_deref() {
+        Some(d) => portcullis_core::principal::parse_display_name(d).map_err(invalid)?,
+        None => slug.as_str().to_owned(),
+    };
+    if req.description.chars().count() > 500
+        || portcullis_core::text::has_invisible(&req.description)
+    {
+        return Err(ApiError::bad_request(
+            "description must be at most 500 characters without control, bidirectional or invisible characters",
+        ));
+    }
+    let names: Vec<&str> = perms.iter().map(Permission::as_str).collect();
+    let now = OffsetDateTime::now_utc();
+    let change = Change::CreateCustomRole {
+        slug: slug.as_str().to_owned(),
+        display_name,
+        description: req.description.clone(),
+        permissions: serde_json::to_string(&names).map_err(ApiError::internal)?,
+        at_us: us(now),
+    };
+    let ev = event(caller, "role.created", format!("role:{}", slug.as_str()))
+        .details(serde_json::json!({ "permissions": names }));
+    state
+        .store
+        .write(change, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                coded(ErrorCode::AlreadyExists, "a role with that name exists")
+            }
+            other => other.into(),
+        })?;
+    get_role(state, slug.as_str()).await
+}
+
+pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Result<(), ApiError> {
+    caller.require(perm::ROLES_DELETE)?;
+    let def = role(state, slug).await?;
+    if def.builtin.is_some() {
+        return Err(coded(
+            ErrorCode::Conflict,
+            "built-in roles cannot be edited or deleted",
+        ));
+    }
+    let live = state
+        .store
+        .assignments(&AssignmentFilter {
+            role: Some(def.slug.clone()),
+            ..Default::default()
+        })
+        .await?;
+    if !live.is_empty() {
+        let list: Vec<String> = live
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} ({} {}:{} at {})",
+                    a.id, a.kind, a.principal_kind, a.principal_name, a.scope
+                )
+            })
+            .collect();
+        return Err(coded(
+            ErrorCode::Conflict,
+            format!(
+                "the role is still assigned; remove these assignments first: {}",
+                list.join(", ")
+            ),
+        ));
+    }
+    let ev = event(caller, "role.deleted", format!("role:{slug}"));
+    state
+        .store
+        .write(Change::DeleteCustomRole { slug: def.slug }, vec![ev])
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => coded(
+                ErrorCode::Conflict,
+                "the role was assigned meanwhile; list its assignments and try again",
+            ),
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+pub async fn get_settings(state: &AppState, slug: &str) -> Result<RoleSettingsView, ApiError> {
+    let def = role(state, slug).await?;
+    Ok(settings_view(&def.slug, &settings(state, &def).await?))
+}
+
+pub async fn update_settings(
+    state: &AppState,
+    caller: &Caller,
+    slug: &str,
+    u: RoleSettingsUpdate,
+) -> Result<RoleSettingsView, ApiError> {
+    let me = caller.require(perm::ROLES_SETTINGS_UPDATE)?;
+    let def = role(state, slug).await?;
+    // Loosening a role's approval or duration is handing it out: only someone who holds every
+    // permission of the role may (so Global Administrator's settings need a Global Administrator).
+    require_grantable(
+        me,
+        &def.permissions,
+        def.builtin.is_some_and(BuiltinRole::grants_everything),
+        &format!("change the settings of {}, which grants", def.slug),
+    )?;
+    let mut s = settings(state, &def).await?;
+    if let Some(v) = u.max_activation_seconds {
+        s.max_activation = v;
+    }
+    if let Some(v) = u.required_strength.as_deref() {
+        s.required_strength = AuthStrength::parse(v).ok_or_else(|| {
+            ApiError::bad_request("required_strength must be mfa or phishing_resistant")
+        })?;
+    }
+    if let Some(v) = u.require_justification {
+        s.require_justification = v;
+    }
+    if let Some(v) = u.require_ticket {
+        s.require_ticket = v;
+    }
+    if let Some(v) = u.require_approval {
+        s.require_approval = v;
+    }
+    if let Some(v) = u.approvers {
+        s.approvers = v;
+    }
+    if let Some(v) = u.approvals_required {
+        s.approvals_required = v;
+    }
+    if let Some(v) = u.notify {
+        s.notify = v;
+    }
+    s.validate().map_err(invalid)?;
+    // Approvers must exist (a typo would make the role impossible to activate), be people, and
+    // an approver group must be role-assignable: Helpdesk changes ordinary groups, and whoever
+    // can add members to an approver group can approve (privilege model rule 4).
+    for a in &s.approvers {
+        let (kind, name) = a.split_once(':').unwrap_or(("user", a));
+        let problem = match state.store.principal_by_name(name).await? {
+            Some(p) if p.kind == kind && kind == "group" && !p.role_assignable => Some(format!(
+                "approver group {name} is not role-assignable; approvers must be a role-assignable group (only role administrators change its members)"
+            )),
+            Some(p) if p.kind == kind && p.emergency => Some(format!(
+                "approver {a} is a break-glass account; approvers are people"
+            )),
+            Some(p) if p.kind == kind => None,
+            _ => Some(format!(
+                "approver {a} does not exist (approvers are user:NAME or group:NAME)"
+            )),
+        };
+        if let Some(problem) = problem {
+            return Err(ApiError::bad_request(problem));
+        }
+    }
+    let json = serde_json::to_string(&s).map_err(ApiError::internal)?;
+    let now = OffsetDateTime::now_utc();
+    let ev = event(
+        caller,
+        "role.settings_changed",
+        format!("role:{}", def.slug),
+    )
+    .details(serde_json::to_value(&s).map_err(ApiError::internal)?);
+    state
+        .store
+        .write(
+            Change::SetRoleSettings {
+                role: def.slug.clone(),
+                settings: json,
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await?;
+    Ok(settings_view(&def.slug, &s))
+}
