@@ -2,10 +2,10 @@
 //! credentials for service accounts), introspection (RFC 7662) and revocation (RFC 7009).
 //!
 //! Clients authenticate with a client secret (`client_secret_basic`, `client_secret_post`) or
-//! a signed client assertion (`private_key_jwt`); exactly one method per request. Every failure
-//! takes one path: audited with its reason, counted for throttling, answered `invalid_client`.
-//! An assertion's `jti` is recorded in the same write as the request's outcome, and a
-//! conflicting record (a replay, also on another replica) turns that outcome into a failure.
+//! a signed client assertion (`private_key_jwt`); exactly one method per request. This module
+//! reads the credential off the wire; [`crate::services::client_auth`] checks it (one failure
+//! path: audited, throttled, `invalid_client`; an assertion's `jti` recorded with the outcome)
+//! and the grants run in the services (`tokens`, `device`, `oidc`).
 //!
 //! These speak OAuth's own error shape (`{"error": "invalid_client", "error_description": …}`,
 //! RFC 6749 §5.2), not the API's, because standard clients parse it. Requests are
@@ -18,19 +18,21 @@ use axum::extract::{Form, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use portcullis_core::audit::NewAuditEvent;
 use portcullis_core::audit::Outcome;
-use portcullis_core::client_key::{ASSERTION_TYPE, AssertionFailure, KeyAlgorithm};
+use portcullis_core::client_key::{ASSERTION_TYPE, KeyAlgorithm};
 use portcullis_core::roles::perm;
-use portcullis_store::{Change, StoreError};
+use portcullis_store::Change;
 use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::services::caller::ClientInfo;
-use crate::services::tokens::{self, ClientAuthFailure};
+use crate::services::tokens;
 use crate::state::AppState;
 use crate::time_us::us;
 
+use crate::services::client_auth::{
+    self, Authenticated, Presented, UNIDENTIFIED, commit_assertion_use,
+};
 pub use crate::services::oauth::{OAuthError, OAuthErrorBody};
 use crate::services::oidc::UserinfoError;
 
@@ -104,12 +106,6 @@ fn params(
     Ok(map)
 }
 
-/// What the client presented to authenticate.
-enum Presented {
-    Secret(String),
-    Assertion(String),
-}
-
 /// The client id and its credential: HTTP Basic (`client_secret_basic`), the body
 /// (`client_secret_post`), or a client assertion (`private_key_jwt`, whose client id is the
 /// `client_id` parameter or else the assertion's unverified subject). Two methods at once are
@@ -166,8 +162,18 @@ fn client_credentials(
     }
 }
 
-/// The client id recorded for an assertion whose subject cannot be read.
-const UNIDENTIFIED: &str = "(unidentified)";
+/// Authenticates the calling client from the request's credential (see
+/// [`crate::services::client_auth`]).
+async fn authenticate(
+    state: &AppState,
+    client: &ClientInfo,
+    headers: &HeaderMap,
+    p: &std::collections::HashMap<String, String>,
+    purpose: &str,
+) -> Result<Authenticated, OAuthError> {
+    let (id, presented) = client_credentials(headers, p)?;
+    client_auth::authenticate(state, client, id, presented, purpose).await
+}
 
 fn form_urlencoded_decode(s: &str) -> Option<String> {
     let plus = s.replace('+', " ");
@@ -185,254 +191,6 @@ fn form_urlencoded_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// The counters a client's failures go to: its address, and the client from that address.
-/// There is no client-wide counter: failures from elsewhere never refuse a client's correct
-/// credential from its own network.
-fn throttle_keys(client_id: &str, client: &ClientInfo) -> Vec<String> {
-    use portcullis_core::throttle::ThrottleKey;
-    vec![
-        ThrottleKey::Address(client.ip.clone()).render(),
-        ThrottleKey::ClientAddress(client_id.to_owned(), client.ip.clone()).render(),
-    ]
-}
-
-/// The answer to a client whose failures from this address must wait: 429 with
-/// `Retry-After` (`slow_down` is the device grant's polling code, not this).
-fn throttled_client(wait: i64) -> OAuthError {
-    OAuthError::throttled(
-        "invalid_client",
-        format!("too many failed attempts from this address; try again in {wait} seconds"),
-        wait,
-    )
-}
-
-/// A client that authenticated.
-struct Authenticated {
-    principal: portcullis_store::accounts::Principal,
-    /// The request's throttle keys (for a failure found later, a replayed assertion).
-    keys: Vec<String>,
-    /// For `private_key_jwt`: the assertion whose `jti` must be recorded with the outcome.
-    assertion: Option<crate::services::client_assertion::VerifiedAssertion>,
-}
-
-impl Authenticated {
-    fn method(&self) -> &'static str {
-        if self.assertion.is_some() {
-            "private_key_jwt"
-        } else {
-            "client_secret"
-        }
-    }
-
-    /// Audit details of how the client authenticated.
-    fn details(&self) -> serde_json::Value {
-        match &self.assertion {
-            Some(a) => serde_json::json!({
-                "auth_method": self.method(), "key_id": a.key_id, "assertion_jti": a.accepted.jti,
-            }),
-            None => serde_json::json!({ "auth_method": self.method() }),
-        }
-    }
-}
-
-/// The values of an assertion's `aud` that name this server: the token endpoint and the issuer.
-fn assertion_audiences(state: &AppState) -> [String; 2] {
-    let iss = &state.tokens.issuer;
-    [format!("{iss}/oauth2/token"), iss.clone()]
-}
-
-/// Records a failed client authentication: the audit event with its reason and one more
-/// failure on each throttle key, in one write. The caller sees `invalid_client`.
-async fn refuse(
-    state: &AppState,
-    client: &ClientInfo,
-    id: &str,
-    keys: Vec<String>,
-    failure: ClientAuthFailure,
-    purpose: &str,
-) -> OAuthError {
-    // A person's account used as a client is worth an alert (interactive identities have no
-    // client credentials), and so are right credentials from the wrong network (a stolen one?).
-    let alert = matches!(
-        failure,
-        ClientAuthFailure::NotAServiceAccount | ClientAuthFailure::NetworkNotAllowed
-    );
-    let now = OffsetDateTime::now_utc();
-    // Checked after the credential (which is cheap to check, and a correct one is never
-    // refused for failures): while this address must wait, a failure is audited but not
-    // counted further, and answered 429.
-    let wait = match crate::services::signin::throttle_wait(state, &keys, now).await {
-        Ok(w) => w,
-        Err(e) => return e.into(),
-    };
-    let change = if wait > 0 {
-        Change::None
-    } else {
-        Change::RecordFailures {
-            keys,
-            at_us: us(now),
-        }
-    };
-    let reason = if wait > 0 {
-        "throttled"
-    } else {
-        failure.reason()
-    };
-    let written = state
-        .store
-        .write(
-            change,
-            vec![tokens::client_event(
-                id,
-                Outcome::Failure,
-                reason,
-                &client.ip,
-                serde_json::json!({ "purpose": purpose, "alert": alert, "failure": failure.reason() }),
-            )],
-        )
-        .await;
-    match written {
-        Ok(_) if wait > 0 => throttled_client(wait),
-        Ok(_) => OAuthError::invalid_client(),
-        Err(e) => e.into(),
-    }
-}
-
-/// Authenticates the calling client, auditing and throttling failures.
-async fn authenticate(
-    state: &AppState,
-    client: &ClientInfo,
-    headers: &HeaderMap,
-    p: &std::collections::HashMap<String, String>,
-    purpose: &str,
-) -> Result<Authenticated, OAuthError> {
-    let (id, presented) = client_credentials(headers, p)?;
-    let too_long = match &presented {
-        Presented::Secret(s) => s.len() > 512,
-        Presented::Assertion(a) => a.len() > portcullis_core::client_key::MAX_ASSERTION_LEN,
-    };
-    if id.is_empty() || id.len() > 128 || too_long {
-        return Err(OAuthError::invalid_client());
-    }
-    // A client id from the request is an identifier: refused before anything is written (a
-    // NUL once failed a whole group-commit batch on PostgreSQL).
-    if portcullis_core::text::has_invisible(&id) {
-        return Err(OAuthError::invalid_request(
-            "client_id must not contain control, bidirectional or invisible characters",
-        ));
-    }
-    let now = OffsetDateTime::now_utc();
-    let keys = throttle_keys(&id, client);
-    let outcome = match &presented {
-        Presented::Secret(secret) => tokens::authenticate_client(&state.store, &id, secret)
-            .await
-            .map(|principal| (principal, None)),
-        Presented::Assertion(_) if id == UNIDENTIFIED => {
-            Err(ClientAuthFailure::Assertion(AssertionFailure::Malformed))
-        }
-        Presented::Assertion(assertion) => {
-            let [endpoint, issuer] = assertion_audiences(state);
-            crate::services::client_assertion::verify(
-                &state.store,
-                &id,
-                assertion,
-                &[endpoint.as_str(), issuer.as_str()],
-                now,
-            )
-            .await
-            .map(|v| (v.principal.clone(), Some(v)))
-        }
-    };
-    // Right credentials from outside the account's networks are refused like wrong ones (the
-    // caller learns nothing), after the credential check so the answer takes the same path.
-    let outcome = match outcome {
-        Ok((principal, assertion)) => {
-            let networks =
-                crate::services::service_accounts::allowed_networks(state, &principal.id).await?;
-            let from = client.ip.parse::<std::net::IpAddr>().ok();
-            if from.is_some_and(|ip| networks.allows(ip)) {
-                Ok((principal, assertion))
-            } else {
-                Err(ClientAuthFailure::NetworkNotAllowed)
-            }
-        }
-        Err(f) => Err(f),
-    };
-    match outcome {
-        Ok((principal, assertion)) => Ok(Authenticated {
-            principal,
-            keys,
-            assertion,
-        }),
-        Err(f) => Err(refuse(state, client, &id, keys, f, purpose).await),
-    }
-}
-
-/// Writes the outcome of an authenticated request (`change` and `events`) together with the
-/// record of its assertion's `jti`, if any. A `jti` recorded already is a replay: nothing of the
-/// outcome is written, the failure is recorded instead, and the caller sees `invalid_client`.
-async fn commit(
-    state: &AppState,
-    client: &ClientInfo,
-    auth: &Authenticated,
-    purpose: &str,
-    change: Change,
-    events: Vec<NewAuditEvent>,
-) -> Result<(), OAuthError> {
-    let Some(a) = &auth.assertion else {
-        state.store.write(change, events).await?;
-        return Ok(());
-    };
-    let used = Change::UseClientAssertion {
-        principal_id: auth.principal.id.clone(),
-        jti: a.accepted.jti.clone(),
-        expires_at_us: us(a.accepted.keep_until),
-        at_us: us(OffsetDateTime::now_utc()),
-    };
-    match state
-        .store
-        .write(Change::Many(vec![used, change]), events)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(StoreError::Conflict(_)) => Err(refuse(
-            state,
-            client,
-            &auth.principal.name,
-            auth.keys.clone(),
-            ClientAuthFailure::Assertion(AssertionFailure::Replayed),
-            purpose,
-        )
-        .await),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// For introspection and revocation: an assertion is used up like at the token endpoint, with
-/// an event saying what it was used for. A client secret needs no write.
-async fn commit_assertion_use(
-    state: &AppState,
-    client: &ClientInfo,
-    auth: &Authenticated,
-    purpose: &str,
-) -> Result<(), OAuthError> {
-    if auth.assertion.is_none() {
-        return Ok(());
-    }
-    let mut details = auth.details();
-    if let Some(d) = details.as_object_mut() {
-        d.insert("purpose".into(), purpose.into());
-    }
-    let ev = tokens::client_event(
-        &auth.principal.name,
-        Outcome::Success,
-        "authenticated",
-        &client.ip,
-        details,
-    );
-    commit(state, client, auth, purpose, Change::None, vec![ev]).await
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -616,63 +374,11 @@ pub async fn token(
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     }
     let auth = authenticate(&state, &client, &headers, &p, "token").await?;
-    let sa = &auth.principal;
-    let now = OffsetDateTime::now_utc();
-    // Conditional access for workloads: application `api`, client credentials count as mfa.
-    let ca = crate::services::conditional_access::enforce(
-        &state,
-        sa,
-        portcullis_core::conditional_access::Application::Api,
-        &client.ip,
-        portcullis_core::session::AuthStrength::Mfa,
-        None,
-    )
-    .await?;
-    if let Some(r) = ca.refusal {
-        let who = format!("service_account:{}", sa.name);
-        let base = portcullis_core::audit::NewAuditEvent::new(who.clone(), "token", who).details(
-            serde_json::json!({ "grant_type": "client_credentials", "client_ip": client.ip }),
-        );
-        state
-            .store
-            .append(crate::services::conditional_access::refused_event(
-                base,
-                &ca.details,
-            ))
-            .await?;
-        return Err(OAuthError::new("unauthorized_client", r.message));
-    }
-    let (token, claims) = tokens::issue_for_service_account(&state, sa, now).await?;
-    let roles: Vec<&str> = claims.roles.iter().map(|r| r.role.as_str()).collect();
-    let mut details = serde_json::json!({
-        "jti": claims.jti, "exp": claims.exp, "roles": roles, "permissions": claims.permissions,
-        "conditional_access": ca.details,
-    });
-    if let (Some(d), Some(more)) = (details.as_object_mut(), auth.details().as_object()) {
-        d.extend(more.clone());
-    }
-    commit(
+    let (token, claims) = crate::services::tokens::client_credentials_grant(
         &state,
         &client,
         &auth,
-        "token",
-        // A success clears this client's failures from this address (a daemon that once had a
-        // stale secret is not punished later); the address's own counter stays.
-        Change::ResetThrottle {
-            keys: auth
-                .keys
-                .iter()
-                .filter(|k| k.starts_with("client_ip:"))
-                .cloned()
-                .collect(),
-        },
-        vec![tokens::client_event(
-            &sa.name,
-            Outcome::Success,
-            "issued",
-            &client.ip,
-            details,
-        )],
+        OffsetDateTime::now_utc(),
     )
     .await?;
     let mut r = Json(TokenResponse {
@@ -901,48 +607,7 @@ async fn registered_client(
         (None, Some(id), s) => (id.clone(), s.cloned()),
         (None, None, _) => return Err(OAuthError::invalid_request("client_id is required")),
     };
-    if id.is_empty() || id.len() > 128 || secret.as_ref().is_some_and(|s| s.len() > 512) {
-        return Err(OAuthError::invalid_client());
-    }
-    if portcullis_core::text::has_invisible(&id) {
-        return Err(OAuthError::invalid_request(
-            "client_id must not contain control, bidirectional or invisible characters",
-        ));
-    }
-    let now = OffsetDateTime::now_utc();
-    let keys = throttle_keys(&id, client);
-    let event = |reason: &str| {
-        NewAuditEvent::new(
-            format!("client:{id}"),
-            "oauth.client_authentication",
-            format!("client:{id}"),
-        )
-        .outcome(Outcome::Failure)
-        .details(serde_json::json!({ "reason": reason, "client_ip": client.ip }))
-    };
-    // The credential first (cheap, and a correct one is never refused for failures); a
-    // failure from an address that must wait is audited and answered 429.
-    match crate::services::clients::authenticate(state, &id, secret.as_deref()).await {
-        Ok(c) => Ok(c),
-        Err(f) => {
-            let wait = crate::services::signin::throttle_wait(state, &keys, now).await?;
-            if wait > 0 {
-                state.store.append(event("throttled")).await?;
-                return Err(throttled_client(wait));
-            }
-            state
-                .store
-                .write(
-                    Change::RecordFailures {
-                        keys,
-                        at_us: us(now),
-                    },
-                    vec![event(f.reason())],
-                )
-                .await?;
-            Err(OAuthError::invalid_client())
-        }
-    }
+    client_auth::authenticate_registered(state, client, id, secret).await
 }
 
 /// Answers userinfo for a bearer token (RFC 6750 errors in `WWW-Authenticate`).

@@ -12,6 +12,7 @@ pub mod anchor;
 pub mod breakglass;
 pub mod caller;
 pub mod client_assertion;
+pub mod client_auth;
 pub mod clients;
 pub mod conditional_access;
 pub mod device;
