@@ -1,6 +1,6 @@
 //! The server's one direction (http → services → state and store), checked on the source:
-//! nothing under `services/` or `workers/`, and neither `state.rs` nor `error.rs`, imports axum
-//! or reaches into `crate::http`. A service that needs a status or a header would otherwise
+//! nothing under `services/`, `workers/` or `state/`, nor `error.rs`, imports axum or reaches
+//! into `crate::http`; and nothing under `state/` reaches into the services or workers above it. A service that needs a status or a header would otherwise
 //! grow one, and the statuses would drift again.
 
 use std::path::{Path, PathBuf};
@@ -25,11 +25,13 @@ fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 fn offences(path: &Path) -> Vec<String> {
+    offences_of(path, &["axum", "crate::http", "super::http"])
+}
+
+fn offences_of(path: &Path, needles: &[&str]) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     code_lines(&text)
-        .filter(|(_, code)| {
-            code.contains("axum") || code.contains("crate::http") || code.contains("super::http")
-        })
+        .filter(|(_, code)| needles.iter().any(|n| code.contains(n)))
         .map(|(n, code)| format!("{}:{n}: {}", path.display(), code.trim()))
         .collect()
 }
@@ -40,13 +42,30 @@ fn nothing_below_http_imports_axum_or_http() {
     let mut files = Vec::new();
     rust_files(&src.join("services"), &mut files);
     rust_files(&src.join("workers"), &mut files);
-    files.push(src.join("state.rs"));
+    rust_files(&src.join("state"), &mut files);
     files.push(src.join("error.rs"));
     assert!(files.len() > 10, "the layout moved: {files:?}");
     let found: Vec<String> = files.iter().flat_map(|f| offences(f)).collect();
     assert!(
         found.is_empty(),
         "below http/ these import the HTTP layer:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_state_imports_nothing_above_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src.join("state"), &mut files);
+    assert!(files.len() >= 4, "the layout moved: {files:?}");
+    let found: Vec<String> = files
+        .iter()
+        .flat_map(|f| offences_of(f, &["crate::services", "crate::workers", "crate::http"]))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "state/ must import only core, store and itself:\n{}",
         found.join("\n")
     );
 }

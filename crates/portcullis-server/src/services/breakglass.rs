@@ -29,8 +29,9 @@
 //!   account whose last drill (or creation) is older than `breakglass_drill_max_age` is listed
 //!   by `/readyz` and alerted once per `breakglass_drill_alert_every` across all replicas.
 
+pub use crate::state::settings::BreakGlassSettings;
 use portcullis_core::roles::perm;
-use std::sync::Mutex;
+
 use std::time::Instant;
 
 use portcullis_core::api::{
@@ -67,29 +68,6 @@ pub(crate) const DRILL_JOB: &str = "breakglass.drill_overdue";
 
 /// How long a setup state read is reused before asking the database again.
 const SETUP_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Drill settings and the cached setup state.
-pub struct BreakGlassSettings {
-    pub drill_max_age: Duration,
-    pub drill_alert_every: Duration,
-    cached: Mutex<Option<(Instant, Option<String>)>>,
-}
-
-impl BreakGlassSettings {
-    pub fn new(drill_max_age: Duration, drill_alert_every: Duration) -> Self {
-        Self {
-            drill_max_age,
-            drill_alert_every,
-            cached: Mutex::new(None),
-        }
-    }
-
-    pub(crate) fn forget(&self) {
-        if let Ok(mut c) = self.cached.lock() {
-            *c = None;
-        }
-    }
-}
 
 pub(crate) fn minimum_error() -> ApiError {
     ApiError::new(

@@ -40,10 +40,11 @@
 //! - The decision (outcome, policies that applied, and what every report-only policy would have
 //!   done) is recorded in the sign-in's audit event under `conditional_access`.
 
+pub use crate::state::settings::{CaCache, Loaded};
 use portcullis_core::roles::perm;
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use portcullis_core::api::{
     CaImportRequest, CaImportResult, CaLocationRequest, CaLocationView, CaPolicyView,
@@ -71,21 +72,6 @@ use crate::time_us::{rfc3339, us};
 
 /// How many times a change is re-checked when another replica changed the set meanwhile.
 const RETRIES: usize = 3;
-
-/// A compiled configuration and the version it was read at.
-pub struct Loaded {
-    pub version: i64,
-    pub snapshot: CaSnapshot,
-    pub policies: Vec<Policy>,
-    pub locations: Vec<NamedLocation>,
-    pub compiled: CompiledPolicies,
-}
-
-/// The compiled set of the latest version this process has seen.
-#[derive(Default)]
-pub struct CaCache {
-    current: RwLock<Option<Arc<Loaded>>>,
-}
 
 fn unavailable() -> ApiError {
     ApiError::new(

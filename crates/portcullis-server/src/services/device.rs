@@ -22,6 +22,7 @@
 //!   flow it started with (`device_code` for the CLI's, recorded with the family) and the
 //!   person's address recorded with it (an OIDC client's family), else the caller's.
 
+pub use crate::state::settings::DeviceSettings;
 use portcullis_core::audit::{NewAuditEvent, Outcome};
 use portcullis_core::conditional_access::AuthenticationFlow;
 use portcullis_core::device::{self as rules, DeviceState, PollAnswer, RefreshLifetimes};
@@ -633,11 +634,4 @@ pub(crate) async fn access_for(
         now,
     )
     .await?)
-}
-
-/// Settings of the device grant and refresh tokens.
-#[derive(Debug, Clone, Copy)]
-pub struct DeviceSettings {
-    pub code_lifetime: Duration,
-    pub refresh: RefreshLifetimes,
 }

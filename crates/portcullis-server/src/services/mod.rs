@@ -19,11 +19,12 @@ pub mod device;
 pub mod keys;
 pub mod oauth;
 pub mod oidc;
-pub mod passwords;
 pub mod privilege;
-pub mod refusals;
 pub mod roles;
 pub mod service_accounts;
 pub mod signin;
 pub mod tokens;
 pub mod webauthn;
+
+// Held by the state (the bottom of the server), named here too for the services that use them.
+pub use crate::state::{passwords, refusals};

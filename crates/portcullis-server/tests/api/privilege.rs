@@ -756,6 +756,17 @@ async fn refused_attempts_are_audited_and_counted(app: TestApp) {
             .iter()
             .all(|e| e.target == "route:POST /api/v1/assignments")
     );
+    // The custom rule counted the summary as the five refusals it stands for: six in the
+    // window, so it fired, once.
+    let outbox = store
+        .outbox_messages(None, None, 1000)
+        .await
+        .expect("outbox");
+    let fired: Vec<_> = outbox
+        .iter()
+        .filter(|m| m.topic == "custom:escalations")
+        .collect();
+    assert_eq!(fired.len(), 1, "{outbox:?}");
     store.close().await;
     drop(dir);
 }

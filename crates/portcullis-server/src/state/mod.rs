@@ -4,6 +4,11 @@
 //! and the value types of the parts it holds; services, workers and HTTP handlers take
 //! `&AppState`, never the other way round.
 
+pub mod passwords;
+pub mod refusals;
+pub mod settings;
+pub mod signer;
+
 use std::sync::Arc;
 
 use portcullis_store::Store;
@@ -15,22 +20,22 @@ pub struct AppState {
     pub info: Arc<ServerInfo>,
     /// Seals and opens secrets at rest (TOTP seeds).
     pub master: Arc<portcullis_store::MasterKey>,
-    pub passwords: crate::services::passwords::Passwords,
+    pub passwords: passwords::Passwords,
     pub lifetimes: portcullis_core::session::SessionLifetimes,
     /// Device-grant and refresh-token lifetimes.
-    pub device: crate::services::device::DeviceSettings,
+    pub device: settings::DeviceSettings,
     /// The WebAuthn relying party (this server's origin).
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// Signs and verifies access tokens.
-    pub tokens: Arc<crate::services::tokens::TokenSigner>,
+    pub tokens: Arc<signer::TokenSigner>,
     /// Wakes the expiry worker when a nearer deadline appears.
     pub expiry_wake: Arc<tokio::sync::Notify>,
     /// The compiled conditional-access policies of the latest version seen.
-    pub ca: Arc<crate::services::conditional_access::CaCache>,
+    pub ca: Arc<settings::CaCache>,
     /// Break-glass drill settings and the cached setup state.
-    pub breakglass: Arc<crate::services::breakglass::BreakGlassSettings>,
+    pub breakglass: Arc<settings::BreakGlassSettings>,
     /// Refused attempts, aggregated per actor and action per minute before they are audited.
-    pub refusals: Arc<crate::services::refusals::Refusals>,
+    pub refusals: Arc<refusals::Refusals>,
 }
 
 /// Facts about this server fixed at start.
