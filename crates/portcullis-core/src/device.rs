@@ -13,6 +13,9 @@
 
 use time::{Duration, OffsetDateTime};
 
+/// The CLI's client id: a public client (no secret), allowed the device grant only.
+pub const CLI_CLIENT_ID: &str = "portcullis-cli";
+
 /// Letters that cannot form words or be mistaken for digits (RFC 8628 §6.1).
 pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// RFC 8628 §3.2's default interval.

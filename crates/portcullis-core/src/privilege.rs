@@ -24,7 +24,7 @@
 use crate::roles::perm;
 use time::{Duration, OffsetDateTime};
 
-use crate::roles::{Grant, Permission, Scope};
+use crate::roles::{BuiltinRole, Grant, Permission, Scope};
 use crate::session::AuthStrength;
 
 /// Permissions that make a role privileged (rule 1).
@@ -85,6 +85,14 @@ impl Tier {
 /// Whether one permission makes a role privileged.
 pub fn is_privileged_permission(p: &str) -> bool {
     PRIVILEGED_PERMISSIONS.contains(&p)
+}
+
+impl BuiltinRole {
+    /// The role's tier, computed from its permissions like any custom role's ([`tier_of`]).
+    /// Defined here, with the tiers, so that `roles` does not depend on the privilege model.
+    pub fn tier(self) -> Tier {
+        tier_of(&self.permissions(), self.grants_everything())
+    }
 }
 
 /// The tier of a role with `permissions` (`everything`: Global Administrator's every permission).

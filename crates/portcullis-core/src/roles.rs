@@ -309,12 +309,6 @@ impl BuiltinRole {
     pub fn grants_everything(self) -> bool {
         self == Self::GlobalAdministrator
     }
-
-    /// The role's tier, computed from its permissions like any custom role's
-    /// ([`crate::privilege::tier_of`]).
-    pub fn tier(self) -> crate::privilege::Tier {
-        crate::privilege::tier_of(&self.permissions(), self.grants_everything())
-    }
 }
 
 /// The name of a custom role.

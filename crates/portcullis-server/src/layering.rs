@@ -1,8 +1,10 @@
 //! The server's one direction (http → services → state and store), checked on the source:
 //! nothing under `services/`, `workers/` or `state/`, nor `error.rs`, imports axum or reaches
-//! into `crate::http`; and nothing under `state/` reaches into the services or workers above it. A service that needs a status or a header would otherwise
+//! into `crate::http`; nothing under `state/` reaches into the services or workers above it;
+//! and the services import each other without a circle. A service that needs a status or a header would otherwise
 //! grow one, and the statuses would drift again.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -81,4 +83,97 @@ fn the_check_sees_an_axum_import_and_ignores_comments() {
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].ends_with(":2: use axum::Json;"), "{found:?}");
+}
+
+/// The service a source file belongs to: `services/roles/requests.rs` → `roles`.
+fn service_of(services: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(services).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    Some(first.trim_end_matches(".rs").to_owned())
+}
+
+/// Which services each service names (`crate::services::NAME`), outside comments.
+fn service_graph(services: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(services, &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let Some(from) = service_of(services, f) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        let edges = graph.entry(from.clone()).or_default();
+        for (_, code) in code_lines(&text) {
+            for part in code.split("crate::services::").skip(1) {
+                let to: String = part
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                if !to.is_empty() && to != from {
+                    edges.insert(to);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// A cycle through `graph`, if there is one (depth-first search with colours).
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        v: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        done: &mut BTreeSet<String>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == v) {
+            let mut cycle = path[i..].to_vec();
+            cycle.push(v.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(v) {
+            return None;
+        }
+        path.push(v.to_owned());
+        for w in graph.get(v).into_iter().flatten() {
+            if let Some(c) = visit(w, graph, done, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(v.to_owned());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for v in graph.keys() {
+        if let Some(c) = visit(v, graph, &mut done, &mut Vec::new()) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Services depend on each other in one direction only: no circle of imports, so each can be
+/// read (and tested) from the ones below it.
+#[test]
+fn services_import_each_other_without_a_circle() {
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/services");
+    let graph = service_graph(&services);
+    assert!(graph.len() > 15, "the layout moved: {graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("an import circle among the services: {}", cycle.join(" → "));
+    }
+}
+
+/// The circle check finds a circle when there is one.
+#[test]
+fn the_circle_check_sees_a_circle() {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    graph.entry("a".into()).or_default().insert("b".into());
+    graph.entry("b".into()).or_default().insert("c".into());
+    assert_eq!(find_cycle(&graph), None);
+    graph.entry("c".into()).or_default().insert("a".into());
+    let cycle = find_cycle(&graph).expect("a circle");
+    assert_eq!(cycle.first(), cycle.last());
+    assert_eq!(cycle.len(), 4, "{cycle:?}");
 }

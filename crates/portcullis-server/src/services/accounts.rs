@@ -5,16 +5,12 @@
 //! role-assignable groups is changed by that administrator only (the roles issue narrows this
 //! to Privileged Role / Global Administrators). Passwords follow the NIST policy in core.
 
-use portcullis_core::api::{
-    CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest, GroupView,
-    ServiceAccountView, UserView,
-};
+use portcullis_core::api::{CreateGroupRequest, CreateUserRequest, GroupView, UserView};
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::{self, PrincipalKind, PrincipalName};
 use portcullis_core::roles::perm;
 use portcullis_store::accounts::Principal;
 use portcullis_store::{Change, NewPrincipal, StoreError};
-use rand::RngCore;
 use secrecy::SecretString;
 use time::OffsetDateTime;
 
@@ -24,23 +20,7 @@ use crate::services::privilege::Guard;
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
-/// A fresh random identifier with a kind prefix, e.g. `u_3f…`.
-pub fn new_id(prefix: &str) -> String {
-    let mut b = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    format!("{prefix}_{}", hex::encode(b))
-}
-
-pub fn invalid(e: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request(e.to_string())
-}
-
-pub(crate) fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
-    match e {
-        StoreError::Conflict(_) => ApiError::new(ErrorCode::AlreadyExists, what.to_owned()),
-        other => other.into(),
-    }
-}
+pub use crate::services::support::{conflict_to_exists, invalid, new_id};
 
 /// Checks a password against the policy for this account.
 pub fn check_password(
@@ -410,91 +390,4 @@ pub async fn change_membership(
             })?;
     }
     group_view(state, &g).await
-}
-
-pub async fn create_service_account(
-    state: &AppState,
-    caller: &Caller,
-    req: CreateServiceAccountRequest,
-) -> Result<ServiceAccountView, ApiError> {
-    caller.require(perm::SERVICE_ACCOUNTS_CREATE)?;
-    let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
-    let display_name = match req.display_name.as_deref() {
-        Some(d) => principal::parse_display_name(d).map_err(invalid)?,
-        None => name.to_string(),
-    };
-    let now = OffsetDateTime::now_utc();
-    let id = new_id("sa");
-    let change = Change::CreatePrincipal(NewPrincipal {
-        id: id.clone(),
-        name: name.to_string(),
-        kind: PrincipalKind::ServiceAccount.as_str().to_owned(),
-        display_name,
-        email: None,
-        phone: None,
-        guest_organisation: None,
-        role_assignable: false,
-        emergency: false,
-        privileged: false,
-        first_admin: false,
-        created_at_us: us(now),
-    });
-    let mut events = vec![event(
-        caller,
-        "service_account.created",
-        format!("service_account:{name}"),
-    )];
-    // A public key given with the account is registered in the same step: the account never
-    // exists half made.
-    let change = match &req.public_key {
-        Some(pem) => {
-            caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
-            let key_req = portcullis_core::api::AddClientKeyRequest {
-                public_key: pem.clone(),
-                key_id: req.key_id.clone(),
-            };
-            let (add_key, ev) = crate::services::service_accounts::key_change(
-                caller,
-                &id,
-                name.as_str(),
-                &key_req,
-                now,
-            )?;
-            events.push(ev);
-            Change::Many(vec![change, add_key])
-        }
-        None if req.key_id.is_some() => {
-            return Err(ApiError::bad_request("key_id needs public_key"));
-        }
-        None => change,
-    };
-    state.store.write(change, events).await.map_err(|e| {
-        conflict_to_exists(e, "a user, group or service account with that name exists")
-    })?;
-    let p = get_principal(state, name.as_str(), PrincipalKind::ServiceAccount).await?;
-    Ok(sa_view(&p))
-}
-
-pub fn sa_view(p: &Principal) -> ServiceAccountView {
-    ServiceAccountView {
-        id: p.id.clone(),
-        name: p.name.clone(),
-        display_name: p.display_name.clone(),
-        enabled: p.enabled,
-        created_at: rfc3339(p.created_at_us),
-    }
-}
-
-pub async fn list_service_accounts(
-    state: &AppState,
-    caller: &Caller,
-) -> Result<Vec<ServiceAccountView>, ApiError> {
-    caller.require(perm::SERVICE_ACCOUNTS_READ)?;
-    Ok(state
-        .store
-        .principals(PrincipalKind::ServiceAccount.as_str())
-        .await?
-        .iter()
-        .map(sa_view)
-        .collect())
 }

@@ -211,7 +211,7 @@ pub async fn session_caller(
         });
     }
     let (grants, assignments) =
-        crate::services::roles::grants_and_assignments(state, &principal.id, now).await?;
+        crate::services::grants::grants_and_assignments(state, &principal.id, now).await?;
     Ok(Some(SessionCaller {
         session,
         principal,
@@ -247,7 +247,7 @@ async fn access_token_caller(
         .ok_or_else(ended)?;
     // Tokens of OpenID Connect clients are for userinfo and the client's own resource
     // servers: an application a person signed in to must not act as them here.
-    let own = claims.client_id == crate::services::device::CLI_CLIENT_ID
+    let own = claims.client_id == portcullis_core::device::CLI_CLIENT_ID
         || (principal.kind == "service_account" && claims.client_id == principal.name);
     if !own {
         return Err(ApiError::new(
@@ -278,7 +278,7 @@ async fn access_token_caller(
         ends_at_us: Some(claims.exp.saturating_mul(1_000_000)),
     };
     let (grants, assignments) =
-        crate::services::roles::grants_and_assignments(state, &principal.id, now).await?;
+        crate::services::grants::grants_and_assignments(state, &principal.id, now).await?;
     Ok(Caller::Session(Box::new(SessionCaller {
         session,
         principal,

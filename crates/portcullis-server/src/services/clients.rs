@@ -22,8 +22,8 @@ use portcullis_store::{Change, NewOAuthClient, StoreError};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::services::accounts::{invalid, new_id};
 use crate::services::caller::{Caller, event};
+use crate::services::support::{invalid, new_id};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 

@@ -35,9 +35,9 @@ use rand::RngCore;
 use time::{Duration, OffsetDateTime};
 
 use crate::error::ApiError;
-use crate::services::accounts::new_id;
 use crate::services::caller::{Caller, ClientInfo};
 use crate::services::oauth::OAuthError;
+use crate::services::support::new_id;
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
 
@@ -46,7 +46,7 @@ use crate::time_us::{from_us, us};
 pub const PENDING_PER_ADDRESS: i64 = 10;
 
 /// The CLI's client id: a public client (no secret), allowed the device grant only.
-pub const CLI_CLIENT_ID: &str = "portcullis-cli";
+pub use portcullis_core::device::CLI_CLIENT_ID;
 
 /// What the device authorization endpoint answers (RFC 8628 §3.2).
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

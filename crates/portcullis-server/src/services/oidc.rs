@@ -31,10 +31,10 @@ use portcullis_store::oidc::OAuthClient;
 use portcullis_store::{Change, NewAuthorizationCode, StoreError};
 use time::{Duration, OffsetDateTime};
 
-use crate::services::accounts::new_id;
 use crate::services::caller::{ClientInfo, SessionCaller};
 use crate::services::device::{event, invalid_grant};
 use crate::services::oauth::OAuthError;
+use crate::services::support::new_id;
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
 

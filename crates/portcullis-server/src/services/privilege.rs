@@ -35,11 +35,11 @@ pub fn tier(caller: &SessionCaller) -> Tier {
 
 /// The tier of a role by its slug (unknown roles are treated as top tier: fail closed).
 pub async fn role_tier(state: &AppState, slug: &str) -> Result<Tier, ApiError> {
-    Ok(crate::services::roles::all_roles(state)
+    Ok(crate::services::grants::all_roles(state)
         .await?
         .iter()
         .find(|r| r.slug == slug)
-        .map_or(Tier::Top, crate::services::roles::RoleDef::tier))
+        .map_or(Tier::Top, crate::services::grants::RoleDef::tier))
 }
 
 /// Whether `p` is privileged now (see the module's invariants).
@@ -55,7 +55,7 @@ pub async fn is_privileged(
     if assignments.is_empty() {
         return Ok(false);
     }
-    let roles = crate::services::roles::all_roles(state).await?;
+    let roles = crate::services::grants::all_roles(state).await?;
     Ok(assignments.iter().any(|a| {
         roles
             .iter()
@@ -140,11 +140,11 @@ pub async fn write_guarded(
     let (check, conflict, refusal) = match guard {
         Guard::BreakGlassMinimum => (
             Change::RequireBreakGlassMinimum {
-                min: crate::services::breakglass::REQUIRED,
+                min: REQUIRED,
                 before: state.store.usable_breakglass_count().await?,
             },
             BREAKGLASS_MINIMUM,
-            crate::services::breakglass::minimum_error(),
+            minimum_error(),
         ),
         Guard::GlobalAdministrator => (
             Change::RequireGlobalAdministrator {
@@ -240,7 +240,7 @@ pub fn require_person(caller: &Caller, what: &str) -> Result<(), ApiError> {
 pub fn credential_notice(p: &Principal, what: &str, detail: serde_json::Value) -> Change {
     let now = OffsetDateTime::now_utc();
     Change::Enqueue(portcullis_store::NewOutboxMessage {
-        id: crate::services::accounts::new_id("m"),
+        id: crate::services::support::new_id("m"),
         kind: "notification".into(),
         topic: "credential.changed".into(),
         recipient: format!("user:{}", p.name),
@@ -250,4 +250,16 @@ pub fn credential_notice(p: &Principal, what: &str, detail: serde_json::Value) -
         channel: None,
         severity: None,
     })
+}
+/// Usable break-glass accounts a tenant must keep (privilege model rule 3, invariant 4).
+pub const REQUIRED: i64 = 2;
+
+/// The refusal of a change that would leave fewer than [`REQUIRED`] usable break-glass accounts.
+pub fn minimum_error() -> ApiError {
+    ApiError::new(
+        ErrorCode::BreakGlassMinimum,
+        format!(
+            "at least {REQUIRED} usable break-glass accounts must remain; create another first (portcullis breakglass create)"
+        ),
+    )
 }

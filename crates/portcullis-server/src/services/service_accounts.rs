@@ -24,10 +24,15 @@ use portcullis_store::{Change, StoreError};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::services::accounts::{get_principal, invalid, new_id, sa_view};
+use crate::services::accounts::get_principal;
 use crate::services::caller::{Caller, event};
+use crate::services::support::{conflict_to_exists, invalid, new_id};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
+use portcullis_core::api::{CreateServiceAccountRequest, ServiceAccountView};
+use portcullis_core::principal::{self, PrincipalName};
+use portcullis_store::NewPrincipal;
+use portcullis_store::accounts::Principal;
 
 pub async fn detail(
     state: &AppState,
@@ -370,4 +375,87 @@ pub async fn consent(
         )
         .await?;
     detail(state, caller, name).await
+}
+
+/// Creates a service account (no password, no interactive sign-in), with its first public key
+/// when one is given.
+pub async fn create_service_account(
+    state: &AppState,
+    caller: &Caller,
+    req: CreateServiceAccountRequest,
+) -> Result<ServiceAccountView, ApiError> {
+    caller.require(perm::SERVICE_ACCOUNTS_CREATE)?;
+    let name = PrincipalName::parse("name", &req.name).map_err(invalid)?;
+    let display_name = match req.display_name.as_deref() {
+        Some(d) => principal::parse_display_name(d).map_err(invalid)?,
+        None => name.to_string(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let id = new_id("sa");
+    let change = Change::CreatePrincipal(NewPrincipal {
+        id: id.clone(),
+        name: name.to_string(),
+        kind: PrincipalKind::ServiceAccount.as_str().to_owned(),
+        display_name,
+        email: None,
+        phone: None,
+        guest_organisation: None,
+        role_assignable: false,
+        emergency: false,
+        privileged: false,
+        first_admin: false,
+        created_at_us: us(now),
+    });
+    let mut events = vec![event(
+        caller,
+        "service_account.created",
+        format!("service_account:{name}"),
+    )];
+    // A public key given with the account is registered in the same step: the account never
+    // exists half made.
+    let change = match &req.public_key {
+        Some(pem) => {
+            caller.require(perm::SERVICE_ACCOUNTS_CREDENTIALS)?;
+            let key_req = portcullis_core::api::AddClientKeyRequest {
+                public_key: pem.clone(),
+                key_id: req.key_id.clone(),
+            };
+            let (add_key, ev) = key_change(caller, &id, name.as_str(), &key_req, now)?;
+            events.push(ev);
+            Change::Many(vec![change, add_key])
+        }
+        None if req.key_id.is_some() => {
+            return Err(ApiError::bad_request("key_id needs public_key"));
+        }
+        None => change,
+    };
+    state.store.write(change, events).await.map_err(|e| {
+        conflict_to_exists(e, "a user, group or service account with that name exists")
+    })?;
+    let p = get_principal(state, name.as_str(), PrincipalKind::ServiceAccount).await?;
+    Ok(sa_view(&p))
+}
+
+pub fn sa_view(p: &Principal) -> ServiceAccountView {
+    ServiceAccountView {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        display_name: p.display_name.clone(),
+        enabled: p.enabled,
+        created_at: rfc3339(p.created_at_us),
+    }
+}
+
+pub async fn list_service_accounts(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<ServiceAccountView>, ApiError> {
+    caller.require(perm::SERVICE_ACCOUNTS_READ)?;
+    Ok(state
+        .store
+        .principals(PrincipalKind::ServiceAccount.as_str())
+        .await?
+        .iter()
+        .map(sa_view)
+        .collect())
 }

@@ -380,7 +380,7 @@ pub async fn token(
         None => return Err(OAuthError::invalid_request("grant_type is required")),
     }
     let auth = authenticate(&state, &client, &headers, &p, "token").await?;
-    let (token, claims) = crate::services::tokens::client_credentials_grant(
+    let (token, claims) = crate::services::client_credentials::client_credentials_grant(
         &state,
         &client,
         &auth,

@@ -159,7 +159,9 @@ pub async fn create_service_account(
 ) -> Result<(StatusCode, Json<ServiceAccountView>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(svc::create_service_account(&state, &caller, req).await?),
+        Json(
+            crate::services::service_accounts::create_service_account(&state, &caller, req).await?,
+        ),
     ))
 }
 
@@ -170,5 +172,7 @@ pub async fn list_service_accounts(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<ServiceAccountView>>, ApiError> {
-    Ok(Json(svc::list_service_accounts(&state, &caller).await?))
+    Ok(Json(
+        crate::services::service_accounts::list_service_accounts(&state, &caller).await?,
+    ))
 }

@@ -45,8 +45,8 @@ use portcullis_store::{
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::services::accounts::new_id;
 use crate::services::caller::{Caller, event};
+use crate::services::support::new_id;
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 

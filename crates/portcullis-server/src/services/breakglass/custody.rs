@@ -194,7 +194,7 @@ pub async fn create(
         .write(Change::Many(all), vec![ev])
         .await
         .map_err(|e| {
-            crate::services::accounts::conflict_to_exists(
+            crate::services::support::conflict_to_exists(
                 e,
                 "a user, group or service account with that name exists",
             )

@@ -87,7 +87,7 @@ pub async fn failed_recovery(
         portcullis_core::throttle::address_key(&client.ip)
     )];
     let action = "signin.breakglass_recovery";
-    let attempt = crate::services::signin::Attempt::reserve_keys(
+    let attempt = crate::services::identity::Attempt::reserve_keys(
         state,
         keys,
         name.as_str(),
@@ -96,7 +96,7 @@ pub async fn failed_recovery(
         now,
     )
     .await?;
-    let ev = crate::services::signin::signin_event(
+    let ev = crate::services::support::signin_event(
         name.as_str(),
         action,
         Outcome::Failure,

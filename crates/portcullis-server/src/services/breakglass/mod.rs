@@ -61,12 +61,11 @@ use time::{Duration, OffsetDateTime};
 use crate::error::ApiError;
 use crate::services::accounts::{check_password, invalid, new_id, validate_user};
 use crate::services::caller::{Caller, ClientInfo, event};
-use crate::services::signin::{check_password_input, new_session};
+use crate::services::identity::{check_password_input, new_session};
 use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
-/// Usable break-glass accounts a tenant must keep.
-pub const REQUIRED: i64 = 2;
+pub use crate::services::privilege::{REQUIRED, minimum_error};
 
 /// How old a session may be when it is handed in as a drill.
 pub const DRILL_FRESH: Duration = Duration::minutes(10);
@@ -76,15 +75,6 @@ pub(crate) const DRILL_JOB: &str = "breakglass.drill_overdue";
 
 /// How long a setup state read is reused before asking the database again.
 const SETUP_CACHE: std::time::Duration = std::time::Duration::from_secs(5);
-
-pub(crate) fn minimum_error() -> ApiError {
-    ApiError::new(
-        ErrorCode::BreakGlassMinimum,
-        format!(
-            "at least {REQUIRED} usable break-glass accounts must remain; create another first (portcullis breakglass create)"
-        ),
-    )
-}
 
 fn credential_error(msg: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BreakGlassCredential, msg.into())

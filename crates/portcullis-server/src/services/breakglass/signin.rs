@@ -18,7 +18,7 @@ pub(crate) async fn password_signin(
     if a.credential != "password" {
         return Ok(None);
     }
-    let completion = crate::services::signin::Completion {
+    let completion = crate::services::identity::Completion {
         principal: p,
         client,
         strength: AuthStrength::Mfa,
@@ -31,7 +31,7 @@ pub(crate) async fn password_signin(
         succeeded: None,
     };
     Ok(Some(
-        crate::services::signin::complete_signin(state, completion, now).await?,
+        crate::services::identity::complete_signin(state, completion, now).await?,
     ))
 }
 

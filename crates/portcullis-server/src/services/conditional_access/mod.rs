@@ -325,7 +325,7 @@ pub async fn at_signin(
 ) -> Result<(serde_json::Value, Option<u32>), ApiError> {
     let e = enforce(state, p, application.clone(), &client.ip, strength, None).await?;
     if let Some(r) = e.refusal {
-        let base = crate::services::signin::signin_event(
+        let base = crate::services::support::signin_event(
             &p.name,
             action,
             AuditOutcome::Failure,
@@ -362,7 +362,7 @@ pub fn bound_session(
 
 /// The application of tokens issued to `client_id`: the CLI, or a registered client.
 pub fn application_of_client(client_id: &str) -> Application {
-    if client_id == crate::services::device::CLI_CLIENT_ID {
+    if client_id == portcullis_core::device::CLI_CLIENT_ID {
         Application::Cli
     } else {
         Application::Client(client_id.to_owned())

@@ -11,7 +11,7 @@ pub async fn what_if(
 ) -> Result<serde_json::Value, ApiError> {
     caller.require(perm::CA_READ)?;
     let user = portcullis_core::principal::PrincipalName::parse("user", &req.user)
-        .map_err(crate::services::accounts::invalid)?;
+        .map_err(crate::services::support::invalid)?;
     let hours = req.hours_since_sign_in.unwrap_or(0);
     if hours > portcullis_core::conditional_access::MAX_SIGN_IN_FREQUENCY_HOURS + 1 {
         return Err(ApiError::bad_request(format!(

@@ -110,25 +110,6 @@ pub async fn reauthenticate(
     }
 }
 
-/// The answer to a successful re-authentication at `now`.
-pub(crate) fn reauthenticated(strength: AuthStrength, now: OffsetDateTime) -> Reauthenticated {
-    Reauthenticated {
-        strength: strength.as_str().to_owned(),
-        fresh_until: rfc3339(us(now + portcullis_core::privilege::FRESH_PROOF_WINDOW)),
-    }
-}
-
-pub(crate) fn factor_view(f: &Factor) -> FactorView {
-    FactorView {
-        id: f.id.clone(),
-        kind: f.kind.clone(),
-        name: f.name.clone(),
-        confirmed: f.confirmed,
-        created_at: rfc3339(f.created_at_us),
-        last_used: f.last_used_us.map(rfc3339),
-    }
-}
-
 pub async fn list_factors(state: &AppState, caller: &Caller) -> Result<Vec<FactorView>, ApiError> {
     let me = caller.require_session()?;
     Ok(state
@@ -138,16 +119,6 @@ pub async fn list_factors(state: &AppState, caller: &Caller) -> Result<Vec<Facto
         .iter()
         .map(factor_view)
         .collect())
-}
-
-pub(crate) fn factor_name(name: &str) -> Result<String, ApiError> {
-    let n = name.trim();
-    if n.is_empty() || n.chars().count() > 64 || portcullis_core::text::has_invisible(n) {
-        return Err(ApiError::bad_request(
-            "factor name must be 1 to 64 characters without control, bidirectional or invisible characters",
-        ));
-    }
-    Ok(n.to_owned())
 }
 
 /// Starts a TOTP enrolment: the secret is shown once, and the factor counts only once a code

@@ -18,7 +18,7 @@
 
 use portcullis_core::api::{
     BootstrapRequest, FactorView, PasswordChangeRequest, PasswordSignInRequest, ReauthRequest,
-    Reauthenticated, SessionIssued, SessionView, SignInResponse, TotpEnrolRequest, TotpEnrolment,
+    Reauthenticated, SessionView, SignInResponse, TotpEnrolRequest, TotpEnrolment,
     TotpSignInRequest, UserView, WhoAmI,
 };
 use portcullis_core::audit::{NewAuditEvent, Outcome};
@@ -28,9 +28,9 @@ use portcullis_core::principal::{PrincipalKind, PrincipalName};
 use portcullis_core::roles::perm;
 use portcullis_core::session::{AuthStrength, SessionScope};
 use portcullis_core::totp::{self, TotpError};
-use portcullis_store::accounts::{Factor, Principal, Session};
-use portcullis_store::crypto::{random_token, token_hash};
-use portcullis_store::{Change, NewAssignment, NewPrincipal, NewSession, StoreError};
+use portcullis_store::accounts::{Factor, Session};
+use portcullis_store::crypto::token_hash;
+use portcullis_store::{Change, NewAssignment, NewPrincipal, StoreError};
 use rand::RngCore;
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -43,27 +43,19 @@ use crate::services::caller::{Caller, ClientInfo, SessionCaller, event};
 use crate::state::AppState;
 use crate::time_us::{from_us, rfc3339, us};
 
+pub(crate) use crate::services::support::signin_event;
+
 mod bootstrap;
 mod factors;
 mod sessions;
-mod throttle;
 
+pub(crate) use crate::services::identity::*;
 pub use bootstrap::*;
 pub use factors::*;
 pub use sessions::*;
-pub(crate) use throttle::*;
-
-const MAX_PASSWORD: usize = 1024;
 
 /// How recent a WebAuthn sign-in must be to stand in for a fresh second factor.
 const FRESH_WEBAUTHN: time::Duration = time::Duration::minutes(5);
-
-pub(crate) fn invalid_credentials() -> ApiError {
-    ApiError::new(
-        ErrorCode::InvalidCredentials,
-        "user name or password is wrong",
-    )
-}
 
 fn totp_error(e: TotpError) -> ApiError {
     match e {
@@ -72,132 +64,6 @@ fn totp_error(e: TotpError) -> ApiError {
         TotpError::Invalid => ApiError::new(ErrorCode::InvalidCode, e.to_string()),
         TotpError::BadSecret => ApiError::internal("stored TOTP secret unusable"),
     }
-}
-
-pub(crate) fn check_password_input(pw: &str) -> Result<(), ApiError> {
-    if pw.is_empty() {
-        return Err(ApiError::bad_request("password must not be empty"));
-    }
-    if pw.len() > MAX_PASSWORD {
-        return Err(ApiError::bad_request(format!(
-            "password must be at most {MAX_PASSWORD} bytes"
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn signin_event(
-    name: &str,
-    action: &str,
-    outcome: Outcome,
-    reason: &str,
-    client: &ClientInfo,
-    extra: serde_json::Value,
-) -> NewAuditEvent {
-    let mut details = serde_json::json!({ "reason": reason, "client_ip": client.ip, "user_agent": client.user_agent });
-    if let (Some(d), Some(e)) = (details.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            d.insert(k.clone(), v.clone());
-        }
-    }
-    NewAuditEvent::new(format!("user:{name}"), action, format!("user:{name}"))
-        .outcome(outcome)
-        .details(details)
-}
-
-/// A sign-in that succeeded, however it was proven: what [`complete_signin`] writes.
-pub(crate) struct Completion<'a> {
-    pub principal: &'a Principal,
-    pub client: &'a ClientInfo,
-    pub strength: AuthStrength,
-    pub scope: SessionScope,
-    /// Conditional access's sign-in frequency in hours, which bounds the session.
-    pub frequency: Option<u32>,
-    /// The `reason` of the `signin.completed` event: how it was proven.
-    pub reason: &'static str,
-    /// The event's details besides the session id (strength, factor, conditional access).
-    pub details: serde_json::Value,
-    /// What the flow consumes or updates in the same transaction (challenges, factors).
-    pub changes: Vec<Change>,
-    /// The throttling attempt's success, when the flow reserved one.
-    pub succeeded: Option<Change>,
-}
-
-/// Completes a sign-in, the one place every flow (password, TOTP, WebAuthn, break-glass)
-/// ends: a new session bounded by conditional access's sign-in frequency, the account's last
-/// sign-in and familiar address, the attempt's success and `signin.completed`, in one write
-/// with the flow's own changes. A conflict is the flow's to explain (a replayed code, a
-/// spent ceremony).
-pub(crate) async fn complete_signin(
-    state: &AppState,
-    c: Completion<'_>,
-    now: OffsetDateTime,
-) -> Result<SessionIssued, StoreError> {
-    let (mut issued, mut create) =
-        new_session(state, &c.principal.id, c.strength, c.scope, c.client, now);
-    crate::services::conditional_access::bound_session(&mut issued, &mut create, c.frequency, now);
-    let mut changes = c.changes;
-    changes.push(create);
-    changes.push(signed_in(c.principal, c.client, now));
-    changes.extend(c.succeeded);
-    let mut details = c.details;
-    if let Some(d) = details.as_object_mut() {
-        d.insert("session_id".into(), issued.session_id.clone().into());
-    }
-    let ev = signin_event(
-        &c.principal.name,
-        "signin.completed",
-        Outcome::Success,
-        c.reason,
-        c.client,
-        details,
-    );
-    state.store.write(Change::Many(changes), vec![ev]).await?;
-    Ok(issued)
-}
-
-/// The answer of a completed sign-in.
-pub(crate) fn signed_in_response(session: SessionIssued) -> SignInResponse {
-    SignInResponse {
-        status: "signed_in".into(),
-        signin_id: None,
-        factors: vec![],
-        session: Some(session),
-    }
-}
-
-/// A new session for principal `principal_id`, returned with its one-time token and the
-/// change that stores it.
-pub(crate) fn new_session(
-    state: &AppState,
-    principal_id: &str,
-    strength: AuthStrength,
-    scope: SessionScope,
-    client: &ClientInfo,
-    now: OffsetDateTime,
-) -> (SessionIssued, Change) {
-    let token = random_token();
-    let id = new_id("s");
-    let issued = SessionIssued {
-        token: token.to_string(),
-        session_id: id.clone(),
-        strength: strength.as_str().to_owned(),
-        scope: scope.as_str().to_owned(),
-        expires_at: rfc3339(us(state.lifetimes.absolute_end(now, scope))),
-    };
-    let change = Change::CreateSession(NewSession {
-        id,
-        token_hash: token_hash(&token),
-        principal_id: principal_id.to_owned(),
-        strength: strength.as_str().to_owned(),
-        scope: scope.as_str().to_owned(),
-        created_at_us: us(now),
-        strong_auth_at_us: (strength >= AuthStrength::Mfa).then_some(us(now)),
-        client_ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-        ends_at_us: None,
-    });
-    (issued, change)
 }
 
 /// First step: user name and password.
@@ -397,16 +263,6 @@ pub async fn password_step(
     )
     .await?;
     Ok(signed_in_response(issued))
-}
-
-/// The record of a completed sign-in: the account's last sign-in, and the address (its
-/// throttling form) is familiar to it from now on (smart lockout).
-pub(crate) fn signed_in(p: &Principal, client: &ClientInfo, now: OffsetDateTime) -> Change {
-    Change::RecordSignIn {
-        principal_id: p.id.clone(),
-        at_us: us(now),
-        address: Some(portcullis_core::throttle::address_key(&client.ip)),
-    }
 }
 
 /// Tries `code` against each confirmed TOTP factor; the matching factor and step.

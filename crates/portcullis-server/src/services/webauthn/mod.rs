@@ -49,11 +49,11 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 
 use crate::error::ApiError;
-use crate::services::accounts::{invalid, new_id};
 use crate::services::caller::{Caller, ClientInfo, event};
-use crate::services::signin::{
+use crate::services::identity::{
     Attempt, factor_name, factor_view, invalid_credentials, signin_event,
 };
+use crate::services::support::{invalid, new_id};
 use crate::state::AppState;
 use crate::time_us::{from_us, us};
 

@@ -106,7 +106,7 @@ pub async fn finish_reauth(
         "session_id": me.session.id, "factor_id": a.factor_id, "method": "webauthn", "client_ip": client.ip,
     }));
     match state.store.write(change, vec![ev]).await {
-        Ok(_) => Ok(crate::services::signin::reauthenticated(
+        Ok(_) => Ok(crate::services::identity::reauthenticated(
             AuthStrength::PhishingResistant,
             now,
         )),

@@ -318,7 +318,7 @@ pub async fn finish_signin(
         counter,
         at_us: us(now),
     });
-    let completion = crate::services::signin::Completion {
+    let completion = crate::services::identity::Completion {
         principal: &p,
         client,
         strength: AuthStrength::PhishingResistant,
@@ -329,8 +329,8 @@ pub async fn finish_signin(
         changes,
         succeeded: Some(attempt.succeeded()),
     };
-    match crate::services::signin::complete_signin(state, completion, now).await {
-        Ok(issued) => Ok(crate::services::signin::signed_in_response(issued)),
+    match crate::services::identity::complete_signin(state, completion, now).await {
+        Ok(issued) => Ok(crate::services::identity::signed_in_response(issued)),
         // Lost a race: the ceremony or sign-in was finished by another request, or another
         // answer with a higher counter was accepted first (a cloned authenticator).
         Err(StoreError::Conflict(_)) => {

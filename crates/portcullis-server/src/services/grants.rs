@@ -1,0 +1,172 @@
+//! Grants: what a principal holds now, and the roles behind them (built-in from code, custom
+//! from the store). The bottom of the services: the caller is built from these, so this
+//! module imports no other service.
+//!
+//! Nobody holds a role they were not given: grants are read from the store on every request,
+//! and a grant past its end is never counted, whether or not the expiry worker has run.
+
+use portcullis_core::api::RoleView;
+use portcullis_core::roles::{BuiltinRole, Grant, Permission, Scope};
+use portcullis_store::roles::Assignment;
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::time_us::{from_us, us};
+
+/// A role as the server sees it: built-in (from code) or custom (from the store).
+#[derive(Debug, Clone)]
+pub struct RoleDef {
+    pub slug: String,
+    pub display_name: String,
+    pub description: String,
+    pub builtin: Option<BuiltinRole>,
+    pub permissions: Vec<Permission>,
+}
+
+impl RoleDef {
+    /// Its tier, from its permissions (privilege model rule 1).
+    pub fn tier(&self) -> portcullis_core::privilege::Tier {
+        portcullis_core::privilege::tier_of(
+            &self.permissions,
+            self.builtin.is_some_and(BuiltinRole::grants_everything),
+        )
+    }
+
+    pub(crate) fn view(&self) -> RoleView {
+        RoleView {
+            slug: self.slug.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            builtin: self.builtin.is_some(),
+            permissions: self
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        }
+    }
+}
+
+pub(crate) fn unknown_role(slug: &str) -> ApiError {
+    ApiError::not_found(format!("no role named {slug} (portcullis roles list)"))
+}
+
+/// A built-in role's definition (no read: built-in names are reserved, so no custom role
+/// shadows one).
+pub(crate) fn builtin_def(b: BuiltinRole) -> RoleDef {
+    RoleDef {
+        slug: b.slug().to_owned(),
+        display_name: b.display_name().to_owned(),
+        description: b.description().to_owned(),
+        builtin: Some(b),
+        permissions: b.permissions(),
+    }
+}
+
+/// A custom role's definition; a stored permission this version does not know is dropped.
+pub(crate) fn custom_def(r: portcullis_store::roles::CustomRole) -> RoleDef {
+    RoleDef {
+        slug: r.slug,
+        display_name: r.display_name,
+        description: r.description,
+        builtin: None,
+        permissions: r
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect(),
+    }
+}
+
+/// Every role: the built-in ones first, then custom ones by name.
+pub async fn all_roles(state: &AppState) -> Result<Vec<RoleDef>, ApiError> {
+    let mut out: Vec<RoleDef> = BuiltinRole::ALL.iter().map(|b| builtin_def(*b)).collect();
+    for r in state.store.custom_roles().await? {
+        out.push(custom_def(r));
+    }
+    Ok(out)
+}
+
+/// One role by name; a built-in role is answered without reading the store.
+pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
+    if let Some(b) = BuiltinRole::from_slug(slug) {
+        return Ok(builtin_def(b));
+    }
+    all_roles(state)
+        .await?
+        .into_iter()
+        .find(|r| r.slug == slug)
+        .ok_or_else(|| unknown_role(slug))
+}
+
+/// The grants in effect for a principal at `now`, with the permissions of their roles. Custom
+/// roles are read only when a grant names one.
+pub async fn grants(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Grant>, ApiError> {
+    Ok(grants_and_assignments(state, principal_id, now).await?.0)
+}
+
+/// The grants in effect for a principal at `now` and the assignments that apply to them
+/// (eligible ones too): the same two reads as [`Store::grants_of`](portcullis_store::Store::grants_of).
+pub async fn grants_and_assignments(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<(Vec<Grant>, Vec<Assignment>), ApiError> {
+    let assignments = state
+        .store
+        .assignments_applying_to(principal_id, us(now))
+        .await?;
+    let mut rows: Vec<portcullis_store::roles::GrantRow> = assignments
+        .iter()
+        .filter(|a| a.kind == "active")
+        .map(|a| portcullis_store::roles::GrantRow {
+            role: a.role.clone(),
+            scope: a.scope.clone(),
+            ends_at_us: a.ends_at_us,
+            source: format!("assignment:{}", a.id),
+        })
+        .collect();
+    rows.extend(
+        state
+            .store
+            .active_requests_of(principal_id, us(now))
+            .await?,
+    );
+    let mut custom: Option<Vec<RoleDef>> = None;
+    let mut out = Vec::with_capacity(rows.len());
+    for g in rows {
+        let def = match BuiltinRole::from_slug(&g.role) {
+            Some(b) => builtin_def(b),
+            None => {
+                if custom.is_none() {
+                    custom = Some(all_roles(state).await?);
+                }
+                let Some(def) = custom
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|r| r.slug == g.role)
+                else {
+                    continue;
+                };
+                def.clone()
+            }
+        };
+        let Ok(scope) = Scope::parse(&g.scope) else {
+            continue;
+        };
+        out.push(Grant {
+            everything: def.builtin.is_some_and(|b| b.grants_everything()),
+            role: def.slug,
+            permissions: def.permissions,
+            scope,
+            ends_at: g.ends_at_us.map(from_us),
+        });
+    }
+    Ok((out, assignments))
+}

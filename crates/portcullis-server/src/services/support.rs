@@ -1,0 +1,49 @@
+//! Small helpers every service uses (ids, error shortcuts, the sign-in audit event). Imports
+//! no service but the caller's types, so using it ties no service to another.
+
+use portcullis_core::audit::{NewAuditEvent, Outcome};
+use portcullis_core::error::ErrorCode;
+use portcullis_store::StoreError;
+use rand::RngCore;
+
+use crate::error::ApiError;
+use crate::services::caller::ClientInfo;
+
+/// A fresh random identifier with a kind prefix, e.g. `u_3f…`.
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    format!("{prefix}_{}", hex::encode(b))
+}
+
+pub fn invalid(e: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(e.to_string())
+}
+
+pub fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
+    match e {
+        StoreError::Conflict(_) => ApiError::new(ErrorCode::AlreadyExists, what.to_owned()),
+        other => other.into(),
+    }
+}
+
+/// An audit event of a sign-in step for `name`: the reason, the client's address and agent,
+/// and `extra` details.
+pub fn signin_event(
+    name: &str,
+    action: &str,
+    outcome: Outcome,
+    reason: &str,
+    client: &ClientInfo,
+    extra: serde_json::Value,
+) -> NewAuditEvent {
+    let mut details = serde_json::json!({ "reason": reason, "client_ip": client.ip, "user_agent": client.user_agent });
+    if let (Some(d), Some(e)) = (details.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            d.insert(k.clone(), v.clone());
+        }
+    }
+    NewAuditEvent::new(format!("user:{name}"), action, format!("user:{name}"))
+        .outcome(outcome)
+        .details(details)
+}
