@@ -1,6 +1,7 @@
 //! The store conformance suite: every test runs on SQLite, and on PostgreSQL when
 //! `PORTCULLIS_TEST_DATABASE_URL` is set (each test in its own fresh database).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,8 +13,9 @@ use portcullis_core::audit::{
 };
 use portcullis_store::testing::{fresh_postgres_url, sqlite_url};
 use portcullis_store::{
-    AnchorFile, AuditFilter, Change, CheckpointPolicy, MasterKey, ServerKey, Store, StoreError,
-    StoreOptions,
+    AnchorFile, AuditFilter, Change, CheckpointPolicy, MasterKey, NewAuthorizationCode,
+    NewBreakGlass, NewDeviceAuthorization, NewPrincipal, NewRefreshToken, NewSession, PendingCap,
+    ServerKey, Store, StoreError, StoreOptions,
 };
 use sqlx::Connection;
 use time::OffsetDateTime;
@@ -76,6 +78,28 @@ impl Db {
                 .await
                 .expect("connect");
             sqlx::raw_sql(sql).execute(&mut c).await.expect("exec");
+        }
+    }
+
+    /// A raw `SELECT COUNT(*) …`, for a table the Store has no read method for.
+    async fn count_rows(&self, sql: &str) -> i64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if self.url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
+        } else {
+            let mut c = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut c)
+                .await
+                .expect("count")
         }
     }
 
@@ -548,6 +572,789 @@ async fn the_sweep_deletes_what_expired_and_nothing_else(db: Db) {
     assert!(store.verify_chain().await.expect("verify").is_ok());
 }
 
+// The sweep, table by table. Each test writes one row past its table's retention and one just
+// inside it (a minute either side of the cutoff), sweeps at `now`, and reads both back.
+
+const MINUTE: i64 = 60_000_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+
+/// The retention the sweep tests sweep with: every period differs from the others, so a table
+/// swept by another table's retention leaves or deletes the wrong row.
+fn sweep_retention() -> portcullis_store::sweep::Retention {
+    portcullis_store::sweep::Retention {
+        device_codes_us: DAY,
+        ceremonies_us: HOUR,
+        throttle_us: 36 * HOUR,
+        authorization_codes_us: 8 * DAY,
+        refresh_tokens_us: 2 * DAY,
+        sessions_us: 30 * DAY,
+        signin_addresses_us: 45 * DAY,
+    }
+}
+
+fn now_us() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
+/// Sweeps at `now` with [`sweep_retention`]: the rows deleted per table.
+async fn sweep_at(store: &Store, now: i64) -> BTreeMap<String, u64> {
+    let deleted = store.sweep(now, &sweep_retention()).await.expect("sweep");
+    let tables: BTreeMap<String, u64> = deleted.iter().cloned().collect();
+    assert_eq!(tables.len(), deleted.len(), "each table once: {deleted:?}");
+    assert!(
+        deleted.iter().all(|(_, n)| *n > 0),
+        "tables with nothing deleted are left out: {deleted:?}"
+    );
+    tables
+}
+
+/// What a sweep that deleted `n` rows of `table` and nothing else returns.
+fn only(table: &str, n: u64) -> BTreeMap<String, u64> {
+    BTreeMap::from([(table.to_owned(), n)])
+}
+
+/// A user (the rows the sweep deletes mostly belong to a principal).
+async fn sweep_user(store: &Store, id: &str, emergency: bool, now: i64) {
+    store
+        .write(
+            Change::CreatePrincipal(NewPrincipal {
+                id: id.into(),
+                name: id.into(),
+                kind: "user".into(),
+                display_name: id.into(),
+                email: None,
+                phone: None,
+                guest_organisation: None,
+                role_assignable: false,
+                emergency,
+                privileged: emergency,
+                first_admin: false,
+                created_at_us: now - 90 * DAY,
+            }),
+            vec![],
+        )
+        .await
+        .expect("principal");
+}
+
+async fn device_code(store: &Store, tag: &str, expires_at_us: i64) {
+    store
+        .write(
+            Change::CreateDeviceAuthorization(NewDeviceAuthorization {
+                id: format!("dev-{tag}"),
+                device_code_hash: format!("device-code-{tag}").into_bytes(),
+                user_code: format!("CODE-{tag}"),
+                client_id: "portcullis-cli".into(),
+                created_at_us: expires_at_us - 10 * MINUTE,
+                expires_at_us,
+                interval_s: 5,
+                client_ip: "192.0.2.1".into(),
+                user_agent: "test".into(),
+                max_pending_per_address: 1_000,
+            }),
+            vec![],
+        )
+        .await
+        .expect("device code");
+}
+
+async fn ceremony(store: &Store, tag: &str, principal_id: &str, created_at_us: i64) {
+    store
+        .write(
+            Change::CreateCeremony {
+                id_hash: format!("ceremony-{tag}").into_bytes(),
+                principal_id: principal_id.into(),
+                kind: "authentication".into(),
+                state: "{}".into(),
+                factor_name: None,
+                pending_signin_hash: None,
+                at_us: created_at_us,
+                client_ip: "192.0.2.1".into(),
+                cap: None,
+            },
+            vec![],
+        )
+        .await
+        .expect("ceremony");
+}
+
+async fn decoy(store: &Store, tag: &str, created_at_us: i64) {
+    store
+        .write(
+            Change::CreateDecoy {
+                id_hash: format!("decoy-{tag}").into_bytes(),
+                name: format!("nobody-{tag}"),
+                client_ip: "192.0.2.1".into(),
+                at_us: created_at_us,
+                cap: PendingCap {
+                    max: 1_000,
+                    since_us: 0,
+                },
+            },
+            vec![],
+        )
+        .await
+        .expect("decoy");
+}
+
+async fn pending_signin(store: &Store, tag: &str, principal_id: &str, created_at_us: i64) {
+    store
+        .write(
+            Change::CreatePendingSignIn {
+                id_hash: format!("pending-{tag}").into_bytes(),
+                principal_id: principal_id.into(),
+                at_us: created_at_us,
+            },
+            vec![],
+        )
+        .await
+        .expect("pending sign-in");
+}
+
+async fn throttle_failures(store: &Store, keys: Vec<String>, at_us: i64) {
+    store
+        .write(Change::RecordFailures { keys, at_us }, vec![])
+        .await
+        .expect("failures");
+}
+
+async fn revoked_jti(store: &Store, jti: &str, expires_at_us: i64) {
+    store
+        .write(
+            Change::RevokeToken {
+                jti: jti.into(),
+                expires_at_us,
+                at_us: expires_at_us - HOUR,
+            },
+            vec![],
+        )
+        .await
+        .expect("revoked");
+}
+
+/// An accepted client assertion's id, accepted an hour before its expiry. Accepting one forgets
+/// the ids expired by then, so the tests' live ids (a minute from `now`) forget none of theirs.
+async fn assertion_jti(store: &Store, jti: &str, expires_at_us: i64) {
+    store
+        .write(
+            Change::UseClientAssertion {
+                principal_id: "svc-1".into(),
+                jti: jti.into(),
+                expires_at_us,
+                at_us: expires_at_us - HOUR,
+            },
+            vec![],
+        )
+        .await
+        .expect("assertion");
+}
+
+async fn authorization_code(store: &Store, tag: &str, principal_id: &str, created_at_us: i64) {
+    store
+        .write(
+            Change::CreateAuthorizationCode(NewAuthorizationCode {
+                id: format!("code-{tag}"),
+                code_hash: format!("code-{tag}").into_bytes(),
+                client_id: "client-1".into(),
+                principal_id: principal_id.into(),
+                session_id: "s-any".into(),
+                redirect_uri: "https://rp.example/cb".into(),
+                scope: "openid".into(),
+                nonce: None,
+                code_challenge: "challenge".into(),
+                strength: "mfa".into(),
+                auth_time_us: created_at_us,
+                created_at_us,
+                expires_at_us: created_at_us + MINUTE,
+                person_ip: "192.0.2.1".into(),
+            }),
+            vec![],
+        )
+        .await
+        .expect("authorization code");
+}
+
+async fn refresh_token(
+    store: &Store,
+    tag: &str,
+    family_id: &str,
+    principal_id: &str,
+    family_expires_at_us: i64,
+) {
+    let created_at_us = family_expires_at_us - 7 * DAY;
+    store
+        .write(
+            Change::IssueRefreshToken(NewRefreshToken {
+                id: format!("rt-{tag}"),
+                token_hash: format!("refresh-{tag}").into_bytes(),
+                family_id: family_id.into(),
+                principal_id: principal_id.into(),
+                client_id: "portcullis-cli".into(),
+                strength: "mfa".into(),
+                auth_time_us: created_at_us,
+                session_id: "s-any".into(),
+                created_at_us,
+                expires_at_us: created_at_us + 12 * HOUR,
+                family_expires_at_us,
+                scope: String::new(),
+                access: Some((format!("access-{tag}"), created_at_us + 10 * MINUTE)),
+                flow: Some("device_code".into()),
+                person_ip: None,
+            }),
+            vec![],
+        )
+        .await
+        .expect("refresh token");
+}
+
+async fn session(store: &Store, id: &str, principal_id: &str, created_at_us: i64) {
+    store
+        .write(
+            Change::CreateSession(NewSession {
+                id: id.into(),
+                token_hash: format!("session-{id}").into_bytes(),
+                principal_id: principal_id.into(),
+                strength: "mfa".into(),
+                scope: "full".into(),
+                created_at_us,
+                strong_auth_at_us: Some(created_at_us),
+                client_ip: "192.0.2.1".into(),
+                user_agent: "test".into(),
+                ends_at_us: None,
+            }),
+            vec![],
+        )
+        .await
+        .expect("session");
+}
+
+async fn signin_address(store: &Store, principal_id: &str, address: &str, at_us: i64) {
+    store
+        .write(
+            Change::RecordSignIn {
+                principal_id: principal_id.into(),
+                at_us,
+                address: Some(address.into()),
+            },
+            vec![],
+        )
+        .await
+        .expect("sign-in");
+}
+
+async fn the_sweep_deletes_device_codes_a_day_past_their_expiry(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    let cutoff = now - sweep_retention().device_codes_us;
+    device_code(&store, "old", cutoff - MINUTE).await;
+    // Expired too, but not yet for a day: it stays.
+    device_code(&store, "recent", cutoff + MINUTE).await;
+    assert_eq!(
+        sweep_at(&store, now).await,
+        only("device_authorizations", 1)
+    );
+    let read = |tag: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .device_by_code_hash(format!("device-code-{tag}").as_bytes())
+                .await
+                .expect("read")
+        }
+    };
+    assert!(read("old").await.is_none());
+    assert_eq!(
+        read("recent").await.map(|d| d.id),
+        Some("dev-recent".to_owned())
+    );
+}
+
+async fn the_sweep_deletes_webauthn_ceremonies_an_hour_after_creation(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let cutoff = now - sweep_retention().ceremonies_us;
+    ceremony(&store, "old", "u-1", cutoff - MINUTE).await;
+    ceremony(&store, "recent", "u-1", cutoff + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("webauthn_ceremonies", 1));
+    assert!(
+        store
+            .ceremony(b"ceremony-old")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .ceremony(b"ceremony-recent")
+            .await
+            .expect("read")
+            .map(|c| c.5),
+        Some(cutoff + MINUTE)
+    );
+}
+
+async fn the_sweep_deletes_webauthn_decoys_an_hour_after_creation(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    let cutoff = now - sweep_retention().ceremonies_us;
+    decoy(&store, "old", cutoff - MINUTE).await;
+    decoy(&store, "recent", cutoff + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("webauthn_decoys", 1));
+    assert!(store.decoy(b"decoy-old").await.expect("read").is_none());
+    assert_eq!(
+        store.decoy(b"decoy-recent").await.expect("read"),
+        Some(("nobody-recent".to_owned(), cutoff + MINUTE))
+    );
+}
+
+async fn the_sweep_deletes_half_finished_sign_ins_an_hour_after_creation(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let cutoff = now - sweep_retention().ceremonies_us;
+    pending_signin(&store, "old", "u-1", cutoff - MINUTE).await;
+    pending_signin(&store, "recent", "u-1", cutoff + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("pending_signins", 1));
+    assert!(
+        store
+            .pending_signin(b"pending-old")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store.pending_signin(b"pending-recent").await.expect("read"),
+        Some(("u-1".to_owned(), cutoff + MINUTE))
+    );
+}
+
+async fn the_sweep_deletes_throttle_counters_their_forget_period_after_the_last_failure(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    let cutoff = now - sweep_retention().throttle_us;
+    // The old counter's first failure is older still; its last one decides.
+    throttle_failures(&store, vec!["ip:192.0.2.1".into()], cutoff - DAY).await;
+    throttle_failures(&store, vec!["ip:192.0.2.1".into()], cutoff - MINUTE).await;
+    throttle_failures(&store, vec!["ip:192.0.2.2".into()], cutoff - DAY).await;
+    throttle_failures(&store, vec!["ip:192.0.2.2".into()], cutoff + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("throttle", 1));
+    let left = store
+        .throttle_counters(&["ip:192.0.2.1".to_owned(), "ip:192.0.2.2".to_owned()])
+        .await
+        .expect("counters");
+    assert_eq!(left, vec![("ip:192.0.2.2".to_owned(), 2, cutoff + MINUTE)]);
+}
+
+async fn the_sweep_deletes_revoked_token_ids_at_their_expiry(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    revoked_jti(&store, "jti-expired", now - MINUTE).await;
+    revoked_jti(&store, "jti-live", now + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("revoked_tokens", 1));
+    assert!(!store.token_revoked("jti-expired").await.expect("read"));
+    assert!(store.token_revoked("jti-live").await.expect("read"));
+}
+
+async fn the_sweep_deletes_client_assertion_ids_at_their_expiry(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    assertion_jti(&store, "jti-expired", now - MINUTE).await;
+    assertion_jti(&store, "jti-live", now + MINUTE).await;
+    let recorded = |jti: &'static str| {
+        let sql = format!(
+            "SELECT COUNT(*) FROM client_assertion_jtis WHERE principal_id = 'svc-1' AND jti = '{jti}'"
+        );
+        let db = &db;
+        async move { db.count_rows(&sql).await }
+    };
+    assert_eq!(recorded("jti-expired").await, 1, "both recorded before");
+    assert_eq!(
+        sweep_at(&store, now).await,
+        only("client_assertion_jtis", 1)
+    );
+    assert_eq!(recorded("jti-expired").await, 0);
+    assert_eq!(recorded("jti-live").await, 1);
+    // The live id still refuses a replay.
+    let replay = store
+        .write(
+            Change::UseClientAssertion {
+                principal_id: "svc-1".into(),
+                jti: "jti-live".into(),
+                expires_at_us: now + MINUTE,
+                at_us: now,
+            },
+            vec![],
+        )
+        .await;
+    assert!(matches!(replay, Err(StoreError::Conflict(_))), "{replay:?}");
+}
+
+async fn the_sweep_deletes_authorization_codes_their_retention_after_creation(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let cutoff = now - sweep_retention().authorization_codes_us;
+    authorization_code(&store, "old", "u-1", cutoff - MINUTE).await;
+    // Long expired, but inside its retention (a used code can still revoke its family): it stays.
+    authorization_code(&store, "recent", "u-1", cutoff + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("authorization_codes", 1));
+    assert!(
+        store
+            .authorization_code_by_hash(b"code-old")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .authorization_code_by_hash(b"code-recent")
+            .await
+            .expect("read")
+            .map(|c| c.id),
+        Some("code-recent".to_owned())
+    );
+}
+
+async fn the_sweep_deletes_refresh_families_a_retention_past_their_absolute_end(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let cutoff = now - sweep_retention().refresh_tokens_us;
+    // Two families of two tokens each (a rotation: the first used, its successor live).
+    for (family, end) in [
+        ("fam-old", cutoff - MINUTE),
+        ("fam-recent", cutoff + MINUTE),
+    ] {
+        refresh_token(&store, &format!("{family}-1"), family, "u-1", end).await;
+        store
+            .write(
+                Change::UseRefreshToken {
+                    id: format!("rt-{family}-1"),
+                    at_us: end - 6 * DAY,
+                },
+                vec![],
+            )
+            .await
+            .expect("rotate");
+        refresh_token(&store, &format!("{family}-2"), family, "u-1", end).await;
+    }
+    assert_eq!(sweep_at(&store, now).await, only("refresh_tokens", 2));
+    let read = |tag: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .refresh_token_by_hash(format!("refresh-{tag}").as_bytes())
+                .await
+                .expect("read")
+        }
+    };
+    assert!(read("fam-old-1").await.is_none());
+    assert!(read("fam-old-2").await.is_none());
+    let used = read("fam-recent-1").await.expect("the used token stays");
+    assert!(used.used_at_us.is_some(), "so its reuse is still detected");
+    assert_eq!(
+        read("fam-recent-2").await.map(|t| t.family_id),
+        Some("fam-recent".to_owned())
+    );
+}
+
+async fn the_sweep_deletes_sessions_their_retention_after_creation(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let cutoff = now - sweep_retention().sessions_us;
+    session(&store, "s-old", "u-1", cutoff - MINUTE).await;
+    session(&store, "s-recent", "u-1", cutoff + MINUTE).await;
+    // Seen a moment ago, yet created before the cutoff: its age counts, not its last use.
+    store
+        .write(
+            Change::TouchSession {
+                id: "s-old".into(),
+                at_us: now - MINUTE,
+            },
+            vec![],
+        )
+        .await
+        .expect("touch");
+    assert_eq!(sweep_at(&store, now).await, only("sessions", 1));
+    assert!(store.session_by_id("s-old").await.expect("read").is_none());
+    assert_eq!(
+        store
+            .session_by_id("s-recent")
+            .await
+            .expect("read")
+            .map(|s| s.created_at_us),
+        Some(cutoff + MINUTE)
+    );
+}
+
+/// A break-glass account's sessions are never swept: they show its last use (and its drills).
+async fn the_sweep_keeps_every_session_of_a_break_glass_account(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    sweep_user(&store, "bg-1", true, now).await;
+    store
+        .write(
+            Change::CreateBreakGlass(NewBreakGlass {
+                principal_id: "bg-1".into(),
+                credential: "password".into(),
+                custodians: r#"["a","b","c"]"#.into(),
+                threshold: 2,
+                key_holder: None,
+                pin_holder: None,
+                created_by: "user:admin".into(),
+                created_at_us: now - 90 * DAY,
+            }),
+            vec![],
+        )
+        .await
+        .expect("break-glass");
+    let old = now - sweep_retention().sessions_us - 30 * DAY;
+    session(&store, "s-bg-use", "bg-1", old).await;
+    session(&store, "s-bg-drill", "bg-1", old + DAY).await;
+    store
+        .write(
+            Change::RecordDrill {
+                id: "drill-1".into(),
+                principal_id: "bg-1".into(),
+                session_id: "s-bg-drill".into(),
+                at_us: old + DAY,
+            },
+            vec![],
+        )
+        .await
+        .expect("drill");
+    // An ordinary user's session as old is swept in the same run.
+    session(&store, "s-user", "u-1", old).await;
+    assert_eq!(sweep_at(&store, now).await, only("sessions", 1));
+    assert!(store.session_by_id("s-user").await.expect("read").is_none());
+    assert!(
+        store
+            .session_by_id("s-bg-use")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    assert!(
+        store
+            .session_by_id("s-bg-drill")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let account = store
+        .breakglass_account("bg-1")
+        .await
+        .expect("read")
+        .expect("account");
+    assert_eq!(
+        account.last_use_us,
+        Some(old),
+        "its last use is still known"
+    );
+    assert_eq!(account.last_drill_us, Some(old + DAY));
+}
+
+/// A session that proved a drill is kept on its own, not only as a break-glass account's
+/// (drills are a break-glass account's, which the rule above keeps anyway: this pins the
+/// second rule, so neither goes unnoticed).
+async fn the_sweep_keeps_a_session_recorded_as_a_drill(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let old = now - sweep_retention().sessions_us - DAY;
+    session(&store, "s-drill", "u-1", old).await;
+    session(&store, "s-other", "u-1", old).await;
+    store
+        .write(
+            Change::RecordDrill {
+                id: "drill-1".into(),
+                principal_id: "u-1".into(),
+                session_id: "s-drill".into(),
+                at_us: old,
+            },
+            vec![],
+        )
+        .await
+        .expect("drill");
+    assert_eq!(sweep_at(&store, now).await, only("sessions", 1));
+    assert!(
+        store
+            .session_by_id("s-other")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        store
+            .session_by_id("s-drill")
+            .await
+            .expect("read")
+            .is_some()
+    );
+}
+
+async fn the_sweep_deletes_familiar_addresses_their_retention_after_the_last_success(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    sweep_user(&store, "u-1", false, now).await;
+    let cutoff = now - sweep_retention().signin_addresses_us;
+    signin_address(&store, "u-1", "192.0.2.1", cutoff - DAY).await;
+    signin_address(&store, "u-1", "192.0.2.1", cutoff - MINUTE).await;
+    // First seen before the cutoff, last successful after it: it stays.
+    signin_address(&store, "u-1", "192.0.2.2", cutoff - DAY).await;
+    signin_address(&store, "u-1", "192.0.2.2", cutoff + MINUTE).await;
+    assert_eq!(sweep_at(&store, now).await, only("signin_addresses", 1));
+    let known = |address: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .familiar_address("u-1", address, 0)
+                .await
+                .expect("read")
+        }
+    };
+    assert!(!known("192.0.2.1").await);
+    assert!(known("192.0.2.2").await);
+}
+
+/// More expired rows than one batch: one sweep deletes them all (batch after batch until one
+/// comes back short) and counts them all.
+async fn the_sweep_deletes_more_than_one_batch_in_one_call(db: Db) {
+    use portcullis_store::sweep::BATCH;
+    let store = initialised(&db).await;
+    let now = now_us();
+    let cutoff = now - sweep_retention().throttle_us;
+    let n = BATCH as usize + 1;
+    throttle_failures(
+        &store,
+        (0..n).map(|i| format!("acct:flood-{i}")).collect(),
+        cutoff - MINUTE,
+    )
+    .await;
+    throttle_failures(&store, vec!["acct:fresh".into()], cutoff + MINUTE).await;
+    assert_eq!(
+        db.count_rows("SELECT COUNT(*) FROM throttle").await,
+        n as i64 + 1
+    );
+    assert_eq!(sweep_at(&store, now).await, only("throttle", n as u64));
+    assert_eq!(db.count_rows("SELECT COUNT(*) FROM throttle").await, 1);
+    assert_eq!(
+        store
+            .throttle_counters(&["acct:fresh".to_owned()])
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    assert!(sweep_at(&store, now).await.is_empty());
+}
+
+/// What the sweep returns (the `store.swept` event's counts): each table it deleted from, with
+/// the number of its rows deleted, and no other table.
+async fn the_sweep_counts_what_it_deleted_per_table(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    let r = sweep_retention();
+    sweep_user(&store, "u-1", false, now).await;
+    // A different number of expired rows in every table (1 to 11), and one live row in each.
+    let past = |retention: i64, i: usize| now - retention - MINUTE - i as i64;
+    for i in 0..=1 {
+        let at = if i < 1 {
+            past(r.device_codes_us, i)
+        } else {
+            now
+        };
+        device_code(&store, &format!("{i}"), at).await;
+    }
+    for i in 0..=2 {
+        let at = if i < 2 { past(r.ceremonies_us, i) } else { now };
+        ceremony(&store, &format!("{i}"), "u-1", at).await;
+    }
+    for i in 0..=3 {
+        let at = if i < 3 { past(r.ceremonies_us, i) } else { now };
+        decoy(&store, &format!("{i}"), at).await;
+    }
+    for i in 0..=4 {
+        let at = if i < 4 { past(r.ceremonies_us, i) } else { now };
+        pending_signin(&store, &format!("{i}"), "u-1", at).await;
+    }
+    throttle_failures(
+        &store,
+        (0..5).map(|i| format!("ip:flood-{i}")).collect(),
+        past(r.throttle_us, 0),
+    )
+    .await;
+    throttle_failures(&store, vec!["ip:fresh".into()], now).await;
+    for i in 0..=6 {
+        let at = if i < 6 { past(0, i) } else { now + HOUR };
+        revoked_jti(&store, &format!("revoked-{i}"), at).await;
+    }
+    for i in 0..=7 {
+        // The live one is accepted an hour before its expiry, after the others expired.
+        let at = if i < 7 { past(0, i) } else { now + MINUTE };
+        assertion_jti(&store, &format!("assertion-{i}"), at).await;
+    }
+    for i in 0..=8 {
+        let at = if i < 8 {
+            past(r.authorization_codes_us, i)
+        } else {
+            now
+        };
+        authorization_code(&store, &format!("{i}"), "u-1", at).await;
+    }
+    for i in 0..=9 {
+        let at = if i < 9 {
+            past(r.refresh_tokens_us, i)
+        } else {
+            now + DAY
+        };
+        refresh_token(&store, &format!("{i}"), &format!("fam-{i}"), "u-1", at).await;
+    }
+    for i in 0..=10 {
+        let at = if i < 10 { past(r.sessions_us, i) } else { now };
+        session(&store, &format!("s-{i}"), "u-1", at).await;
+    }
+    for i in 0..=11 {
+        let at = if i < 11 {
+            past(r.signin_addresses_us, i)
+        } else {
+            now
+        };
+        signin_address(&store, "u-1", &format!("192.0.2.{i}"), at).await;
+    }
+    let events_before = count(&store).await;
+    assert_eq!(
+        sweep_at(&store, now).await,
+        BTreeMap::from(
+            [
+                ("device_authorizations", 1),
+                ("webauthn_ceremonies", 2),
+                ("webauthn_decoys", 3),
+                ("pending_signins", 4),
+                ("throttle", 5),
+                ("revoked_tokens", 6),
+                ("client_assertion_jtis", 7),
+                ("authorization_codes", 8),
+                ("refresh_tokens", 9),
+                ("sessions", 10),
+                ("signin_addresses", 11),
+            ]
+            .map(|(t, n)| (t.to_owned(), n))
+        )
+    );
+    assert_eq!(
+        count(&store).await,
+        events_before,
+        "the sweep writes no event"
+    );
+    // Only live rows are left: a second sweep deletes nothing and reports nothing.
+    assert!(sweep_at(&store, now).await.is_empty());
+}
+
 async fn newer_schema_is_refused(db: Db) {
     let store = db.open().await;
     store.close().await;
@@ -937,6 +1744,21 @@ conformance!(
     a_failing_change_does_not_sink_its_batch,
     a_nul_in_an_event_fails_nobody,
     the_sweep_deletes_what_expired_and_nothing_else,
+    the_sweep_deletes_device_codes_a_day_past_their_expiry,
+    the_sweep_deletes_webauthn_ceremonies_an_hour_after_creation,
+    the_sweep_deletes_webauthn_decoys_an_hour_after_creation,
+    the_sweep_deletes_half_finished_sign_ins_an_hour_after_creation,
+    the_sweep_deletes_throttle_counters_their_forget_period_after_the_last_failure,
+    the_sweep_deletes_revoked_token_ids_at_their_expiry,
+    the_sweep_deletes_client_assertion_ids_at_their_expiry,
+    the_sweep_deletes_authorization_codes_their_retention_after_creation,
+    the_sweep_deletes_refresh_families_a_retention_past_their_absolute_end,
+    the_sweep_deletes_sessions_their_retention_after_creation,
+    the_sweep_keeps_every_session_of_a_break_glass_account,
+    the_sweep_keeps_a_session_recorded_as_a_drill,
+    the_sweep_deletes_familiar_addresses_their_retention_after_the_last_success,
+    the_sweep_deletes_more_than_one_batch_in_one_call,
+    the_sweep_counts_what_it_deleted_per_table,
     newer_schema_is_refused,
     kill_minus_nine_loses_no_acknowledged_event,
 );
