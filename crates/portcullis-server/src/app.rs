@@ -298,7 +298,10 @@ impl Application {
         )
         .map_err(|_| StartError::Alerts)?;
         Ok(Self {
-            retention: crate::workers::sweeper::retention(config.device().refresh.absolute),
+            retention: crate::workers::sweeper::retention(
+                config.device().refresh.absolute,
+                config.lifetimes().absolute,
+            ),
             refusals,
             anchor_webhook,
             drill_policy: (drill_max_age, drill_every),

@@ -8,7 +8,7 @@
 //!   end of the token family it could still revoke). The audit log and its checkpoints are never
 //!   touched (append-only, invariant 2), nor the records of break-glass use.
 //! - Deletes go in bounded batches (each its own short transaction), so a sweep after a flood
-//!   never holds a long lock; the caller loops until a batch comes back short.
+//!   never holds a long lock; `Store::sweep` loops until a batch comes back short.
 
 use crate::{Backend, Result, Store};
 

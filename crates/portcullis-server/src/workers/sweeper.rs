@@ -21,8 +21,11 @@ pub const EVERY: Duration = Duration::minutes(10);
 /// Retention for the configured lifetimes: a day past a device code's expiry; an hour past a
 /// ceremony's or half sign-in's creation (they live minutes); a throttle counter's forget
 /// period; an authorization code and a refresh token for a day past the longest family; a
-/// session for thirty days; a familiar address for its smart-lockout period.
-pub fn retention(refresh_absolute: Duration) -> Retention {
+/// session for thirty days, or longer while a refresh family it approved can still be used
+/// (a family starts within the session's absolute lifetime and lasts `refresh_absolute`; the
+/// refresh path treats a missing session as revoked); a familiar address for its smart-lockout
+/// period.
+pub fn retention(refresh_absolute: Duration, session_absolute: Duration) -> Retention {
     let day = Duration::days(1).whole_microseconds() as i64;
     Retention {
         device_codes_us: day,
@@ -32,7 +35,9 @@ pub fn retention(refresh_absolute: Duration) -> Retention {
             .whole_microseconds() as i64,
         authorization_codes_us: (refresh_absolute + Duration::days(1)).whole_microseconds() as i64,
         refresh_tokens_us: day,
-        sessions_us: Duration::days(30).whole_microseconds() as i64,
+        sessions_us: Duration::days(30)
+            .max(session_absolute + refresh_absolute + Duration::days(1))
+            .whole_microseconds() as i64,
         signin_addresses_us: portcullis_core::throttle::FAMILIAR_FOR.whole_microseconds() as i64,
     }
 }
@@ -81,5 +86,31 @@ pub async fn run(store: Store, retention: Retention, stop: impl std::future::Fut
             _ = &mut stop => break,
             _ = tokio::time::sleep(std::time::Duration::from_secs(EVERY.whole_seconds() as u64)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A session outlives every refresh family it can have approved: a family made at the end
+    /// of the session's absolute lifetime, used on its last day, still finds the session.
+    #[test]
+    fn sessions_outlive_the_longest_refresh_family() {
+        let day = Duration::days(1).whole_microseconds() as i64;
+        let defaults = retention(Duration::hours(168), Duration::hours(12));
+        assert_eq!(
+            defaults.sessions_us,
+            30 * day,
+            "the default stays thirty days"
+        );
+        let long = retention(Duration::hours(2160), Duration::hours(12));
+        let needed = (Duration::hours(12) + Duration::hours(2160)).whole_microseconds() as i64;
+        assert!(
+            long.sessions_us > needed,
+            "{} <= {needed}",
+            long.sessions_us
+        );
+        assert!(long.sessions_us > long.authorization_codes_us - day);
     }
 }
