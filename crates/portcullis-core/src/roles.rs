@@ -311,6 +311,38 @@ impl BuiltinRole {
     }
 }
 
+/// Whether an assignment grants its role standing (`active`) or only lets the holder activate
+/// it just in time (`eligible`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentKind {
+    Eligible,
+    Active,
+}
+
+impl AssignmentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Eligible => "eligible",
+            Self::Active => "active",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "eligible" => Some(Self::Eligible),
+            "active" => Some(Self::Active),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AssignmentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The name of a custom role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

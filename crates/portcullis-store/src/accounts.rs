@@ -10,7 +10,7 @@ use crate::{Result, Store, on_pool};
 pub struct Principal {
     pub id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: portcullis_core::principal::PrincipalKind,
     pub display_name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
@@ -63,7 +63,12 @@ macro_rules! principal_row {
         Principal {
             id: $r.try_get("id")?,
             name: $r.try_get("name")?,
-            kind: $r.try_get("kind")?,
+            kind: {
+                let kind: String = $r.try_get("kind")?;
+                portcullis_core::principal::PrincipalKind::parse(&kind).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown principal kind {kind:?}").into())
+                })?
+            },
             display_name: $r.try_get("display_name")?,
             email: $r.try_get("email")?,
             phone: $r.try_get("phone")?,

@@ -38,11 +38,10 @@ pub struct Assignment {
     pub id: String,
     pub principal_id: String,
     pub principal_name: String,
-    pub principal_kind: String,
+    pub principal_kind: portcullis_core::principal::PrincipalKind,
     pub role: String,
     pub scope: String,
-    /// `eligible` or `active`.
-    pub kind: String,
+    pub kind: portcullis_core::roles::AssignmentKind,
     pub starts_at_us: i64,
     pub ends_at_us: Option<i64>,
     pub created_by: String,
@@ -136,10 +135,20 @@ macro_rules! assignment_row {
             id: $r.try_get("id")?,
             principal_id: $r.try_get("principal_id")?,
             principal_name: $r.try_get("principal_name")?,
-            principal_kind: $r.try_get("principal_kind")?,
+            principal_kind: {
+                let k: String = $r.try_get("principal_kind")?;
+                portcullis_core::principal::PrincipalKind::parse(&k).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown principal kind {k:?}").into())
+                })?
+            },
             role: $r.try_get("role")?,
             scope: $r.try_get("scope")?,
-            kind: $r.try_get("kind")?,
+            kind: {
+                let k: String = $r.try_get("kind")?;
+                portcullis_core::roles::AssignmentKind::parse(&k).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown assignment kind {k:?}").into())
+                })?
+            },
             starts_at_us: $r.try_get("starts_at_us")?,
             ends_at_us: $r.try_get("ends_at_us")?,
             created_by: $r.try_get("created_by")?,
@@ -347,7 +356,7 @@ impl Store {
             .assignments_applying_to(principal_id, now_us)
             .await?
             .into_iter()
-            .filter(|a| a.kind == "active")
+            .filter(|a| a.kind == portcullis_core::roles::AssignmentKind::Active)
             .map(|a| GrantRow {
                 role: a.role,
                 scope: a.scope,

@@ -166,7 +166,7 @@ pub async fn get_principal(
 ) -> Result<Principal, ApiError> {
     let name = PrincipalName::parse("name", name).map_err(invalid)?;
     match state.store.principal_by_name(name.as_str()).await? {
-        Some(p) if p.kind == kind.as_str() => Ok(p),
+        Some(p) if p.kind == kind => Ok(p),
         _ => Err(ApiError::not_found(format!(
             "no {} named {name}",
             kind.as_str().replace('_', " ")
@@ -308,7 +308,7 @@ pub async fn change_membership(
     })?;
     let member_name = PrincipalName::parse("member", member).map_err(invalid)?;
     let m = match state.store.principal_by_name(member_name.as_str()).await? {
-        Some(m) if m.kind != PrincipalKind::Group.as_str() => m,
+        Some(m) if m.kind != PrincipalKind::Group => m,
         Some(_) => return Err(ApiError::bad_request("groups cannot be nested")),
         None => {
             return Err(ApiError::not_found(format!(

@@ -68,7 +68,9 @@ impl Caller {
     pub fn actor(&self) -> String {
         match self {
             Caller::Bootstrap => "bootstrap-token".to_owned(),
-            Caller::Session(s) if s.principal.kind == "user" => {
+            Caller::Session(s)
+                if s.principal.kind == portcullis_core::principal::PrincipalKind::User =>
+            {
                 format!("user:{}", s.principal.name)
             }
             Caller::Session(s) => format!("{}:{}", s.principal.kind, s.principal.name),
@@ -248,7 +250,8 @@ async fn access_token_caller(
     // Tokens of OpenID Connect clients are for userinfo and the client's own resource
     // servers: an application a person signed in to must not act as them here.
     let own = claims.client_id == portcullis_core::device::CLI_CLIENT_ID
-        || (principal.kind == "service_account" && claims.client_id == principal.name);
+        || (principal.kind == portcullis_core::principal::PrincipalKind::ServiceAccount
+            && claims.client_id == principal.name);
     if !own {
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
@@ -256,7 +259,11 @@ async fn access_token_caller(
         ));
     }
     let strength = match claims.acr.as_str() {
-        "client_credentials" if principal.kind == "service_account" => AuthStrength::Mfa,
+        "client_credentials"
+            if principal.kind == portcullis_core::principal::PrincipalKind::ServiceAccount =>
+        {
+            AuthStrength::Mfa
+        }
         other => AuthStrength::parse(other).ok_or_else(ended)?,
     };
     let session = Session {

@@ -88,7 +88,7 @@ pub async fn verify(
         .ok()
         .flatten()
         .ok_or(ClientAuthFailure::UnknownClient)?;
-    if p.kind != PrincipalKind::ServiceAccount.as_str() {
+    if p.kind != PrincipalKind::ServiceAccount {
         return Err(ClientAuthFailure::NotAServiceAccount);
     }
     let header: UntrustedHeader = part(assertion, 0).ok_or(fail(AssertionFailure::Malformed))?;

@@ -123,7 +123,7 @@ pub async fn grants_and_assignments(
         .await?;
     let mut rows: Vec<portcullis_store::roles::GrantRow> = assignments
         .iter()
-        .filter(|a| a.kind == "active")
+        .filter(|a| a.kind == portcullis_core::roles::AssignmentKind::Active)
         .map(|a| portcullis_store::roles::GrantRow {
             role: a.role.clone(),
             scope: a.scope.clone(),

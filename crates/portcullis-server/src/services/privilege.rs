@@ -80,7 +80,7 @@ pub async fn require_may_manage(
     if privilege::may_manage(tier(me), privileged) {
         return Ok(());
     }
-    let kind = if target.kind == PrincipalKind::ServiceAccount.as_str() {
+    let kind = if target.kind == PrincipalKind::ServiceAccount {
         "service account"
     } else if target.emergency {
         "break-glass account"
@@ -225,7 +225,7 @@ pub fn require_signed_in_session(caller: &Caller) -> Result<&SessionCaller, ApiE
 /// Service accounts have no factors, approve nothing and approve no device (rule 6).
 pub fn require_person(caller: &Caller, what: &str) -> Result<(), ApiError> {
     let me = caller.require_session()?;
-    if me.principal.kind == PrincipalKind::User.as_str() {
+    if me.principal.kind == PrincipalKind::User {
         Ok(())
     } else {
         Err(ApiError::new(

@@ -80,7 +80,7 @@ pub async fn authenticate_client(
         .ok()
         .flatten()
         .ok_or(ClientAuthFailure::UnknownClient)?;
-    if p.kind != PrincipalKind::ServiceAccount.as_str() {
+    if p.kind != PrincipalKind::ServiceAccount {
         return Err(ClientAuthFailure::NotAServiceAccount);
     }
     // The lookup is by the SHA-256 of a 256-bit random value: its timing tells nothing.

@@ -106,9 +106,9 @@ async fn directory_people(state: &AppState, names: &[String]) -> Result<(), ApiE
     for n in names {
         match state.store.principal_by_name(n).await? {
             None => problems.push(format!("{n} is not a user")),
-            Some(p) if p.kind != PrincipalKind::User.as_str() => problems.push(format!(
+            Some(p) if p.kind != PrincipalKind::User => problems.push(format!(
                 "{n} is a {}, not a person",
-                p.kind.replace('_', " ")
+                p.kind.as_str().replace('_', " ")
             )),
             Some(p) if p.emergency => {
                 problems.push(format!("{n} is a break-glass account, not a person"))

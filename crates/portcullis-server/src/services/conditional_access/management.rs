@@ -184,7 +184,7 @@ pub(super) async fn refuse_breakglass_includes(
 /// The strongest factor a principal has registered.
 pub(super) async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStrength, ApiError> {
     // A service account's client credentials count as mfa (crate::services::tokens).
-    if p.kind == PrincipalKind::ServiceAccount.as_str() {
+    if p.kind == PrincipalKind::ServiceAccount {
         return Ok(AuthStrength::Mfa);
     }
     let factors = state.store.factors(&p.id).await?;
@@ -219,7 +219,7 @@ pub(super) async fn global_admins(
         .await?;
     let tenant = portcullis_core::roles::Scope::tenant();
     for a in assignments.iter().filter(|a| a.scope == tenant.as_str()) {
-        if a.principal_kind == PrincipalKind::Group.as_str() {
+        if a.principal_kind == PrincipalKind::Group {
             candidates.extend(state.store.group_members(&a.principal_id).await?);
         } else if let Some(p) = state.store.principal_by_id(&a.principal_id).await? {
             candidates.push(p);
@@ -229,7 +229,7 @@ pub(super) async fn global_admins(
     candidates.dedup_by(|a, b| a.id == b.id);
     let mut out = Vec::new();
     for p in candidates {
-        if p.emergency || !p.enabled || p.kind != PrincipalKind::User.as_str() {
+        if p.emergency || !p.enabled || p.kind != PrincipalKind::User {
             continue;
         }
         let s = subject(state, &p, now).await?;

@@ -141,7 +141,7 @@ pub async fn subject(
     p: &Principal,
     now: OffsetDateTime,
 ) -> Result<Subject, ApiError> {
-    let kind = if p.kind == PrincipalKind::ServiceAccount.as_str() {
+    let kind = if p.kind == PrincipalKind::ServiceAccount {
         SubjectKind::ServiceAccount
     } else if p.guest_organisation.is_some() {
         SubjectKind::Guest
@@ -165,7 +165,7 @@ pub async fn subject(
         .map(|a| RoleHolding {
             role: &a.role,
             scope: &a.scope,
-            active: a.kind == "active",
+            active: a.kind == portcullis_core::roles::AssignmentKind::Active,
         })
         .chain(activations.iter().map(|g| RoleHolding {
             role: &g.role,

@@ -23,7 +23,7 @@ pub async fn what_if(
         .store
         .principal_by_name(user.as_str())
         .await?
-        .filter(|p| p.kind != PrincipalKind::Group.as_str())
+        .filter(|p| p.kind != PrincipalKind::Group)
         .ok_or_else(|| {
             ApiError::not_found(format!("no user or service account named {}", req.user))
         })?;

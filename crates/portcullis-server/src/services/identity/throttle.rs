@@ -217,7 +217,7 @@ async fn throttled(
     };
     let mut details = serde_json::json!({ "retry_after_seconds": wait });
     if let Ok(Some(p)) = state.store.principal_by_name(subject).await
-        && p.kind == PrincipalKind::ServiceAccount.as_str()
+        && p.kind == PrincipalKind::ServiceAccount
         && let Some(d) = details.as_object_mut()
     {
         d.insert("attempted_as".into(), "service_account".into());

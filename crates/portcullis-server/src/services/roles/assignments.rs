@@ -105,7 +105,7 @@ pub(super) fn assignment_view(a: &Assignment) -> AssignmentView {
         principal: format!("{}:{}", a.principal_kind, a.principal_name),
         role: a.role.clone(),
         scope: a.scope.clone(),
-        kind: a.kind.clone(),
+        kind: a.kind.as_str().to_owned(),
         starts_at: rfc3339(a.starts_at_us),
         ends_at: a.ends_at_us.map(rfc3339),
         created_by: a.created_by.clone(),
@@ -127,7 +127,7 @@ pub(super) async fn principal_ref(state: &AppState, r: &str) -> Result<Principal
     };
     let name = PrincipalName::parse("principal", name).map_err(invalid)?;
     match state.store.principal_by_name(name.as_str()).await? {
-        Some(p) if p.kind == kind => Ok(p),
+        Some(p) if p.kind.as_str() == kind => Ok(p),
         _ => Err(ApiError::not_found(format!("no {kind} named {name}"))),
     }
 }
@@ -144,7 +144,7 @@ pub async fn create_assignment(
     let me = caller.require_at(perm::ASSIGNMENTS_CREATE, &scope)?;
     let def = role(state, &req.role).await?;
     let p = principal_ref(state, &req.principal).await?;
-    if p.kind == "group" && !p.role_assignable {
+    if p.kind == portcullis_core::principal::PrincipalKind::Group && !p.role_assignable {
         return Err(ApiError::bad_request(format!(
             "group {} is not role-assignable; roles can only be assigned to role-assignable groups",
             p.name
@@ -211,7 +211,7 @@ pub async fn create_assignment(
     let privileged_role = def.tier().is_privileged();
     let mut marks = Vec::new();
     if privileged_role {
-        if p.kind == "group" {
+        if p.kind == portcullis_core::principal::PrincipalKind::Group {
             for m in state.store.group_members(&p.id).await? {
                 if !m.privileged {
                     marks.push(Change::MarkPrivileged { principal_id: m.id });
@@ -243,7 +243,7 @@ pub async fn create_assignment(
     .details(serde_json::json!({
         "assignment_id": id, "role": def.slug, "scope": scope.as_str(), "kind": kind,
         "ends_at": ends.map(|e| rfc3339(us(e))),
-        "principal_now_privileged": privileged_role && p.kind != "group",
+        "principal_now_privileged": privileged_role && p.kind != portcullis_core::principal::PrincipalKind::Group,
         "role_tier": def.tier().as_str(),
     }));
     state.store.write(change, vec![ev]).await?;
@@ -309,7 +309,7 @@ pub async fn delete_assignment(
     // A Global Administrator assignment: a break-glass account's not below the two-account
     // minimum; anyone else's not if it is the last way to Global Administrator at `/`.
     if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
-        let emergency = a.principal_kind == "user"
+        let emergency = a.principal_kind == portcullis_core::principal::PrincipalKind::User
             && state
                 .store
                 .principal_by_id(&a.principal_id)
@@ -354,7 +354,10 @@ pub async fn make_eligible(
     }
     let a = state.store.assignment(id).await?.ok_or_else(not_found)?;
     let now = OffsetDateTime::now_utc();
-    if a.ended_at_us.is_some() || a.kind != "active" || a.ends_at_us.is_some_and(|e| e <= us(now)) {
+    if a.ended_at_us.is_some()
+        || a.kind != portcullis_core::roles::AssignmentKind::Active
+        || a.ends_at_us.is_some_and(|e| e <= us(now))
+    {
         return Err(not_found());
     }
     let scope = Scope::parse(&a.scope).map_err(ApiError::internal)?;

@@ -288,13 +288,15 @@ pub async fn update_settings(
     for a in &s.approvers {
         let (kind, name) = a.split_once(':').unwrap_or(("user", a));
         let problem = match state.store.principal_by_name(name).await? {
-            Some(p) if p.kind == kind && kind == "group" && !p.role_assignable => Some(format!(
-                "approver group {name} is not role-assignable; approvers must be a role-assignable group (only role administrators change its members)"
-            )),
-            Some(p) if p.kind == kind && p.emergency => Some(format!(
+            Some(p) if p.kind.as_str() == kind && kind == "group" && !p.role_assignable => {
+                Some(format!(
+                    "approver group {name} is not role-assignable; approvers must be a role-assignable group (only role administrators change its members)"
+                ))
+            }
+            Some(p) if p.kind.as_str() == kind && p.emergency => Some(format!(
                 "approver {a} is a break-glass account; approvers are people"
             )),
-            Some(p) if p.kind == kind => None,
+            Some(p) if p.kind.as_str() == kind => None,
             _ => Some(format!(
                 "approver {a} does not exist (approvers are user:NAME or group:NAME)"
             )),

@@ -79,7 +79,7 @@ pub(super) fn eligibility<'a>(
 ) -> Option<&'a Assignment> {
     let mut best: Option<&Assignment> = None;
     for a in applying {
-        if a.kind != "eligible" || a.role != role {
+        if a.kind != portcullis_core::roles::AssignmentKind::Eligible || a.role != role {
             continue;
         }
         let Ok(s) = Scope::parse(&a.scope) else {
@@ -366,7 +366,8 @@ pub async fn decide(
         }
         let approver = activation::Approver {
             id: &me.principal.id,
-            person: me.principal.kind == "user" && !me.principal.emergency,
+            person: me.principal.kind == portcullis_core::principal::PrincipalKind::User
+                && !me.principal.emergency,
             strength: me.strength,
             listed,
         };

@@ -88,9 +88,7 @@ pub async fn password_step(
     )
     .await?;
     let phc = match &principal {
-        Some(p) if p.kind == PrincipalKind::User.as_str() => {
-            state.store.password_phc(&p.id).await?
-        }
+        Some(p) if p.kind == PrincipalKind::User => state.store.password_phc(&p.id).await?,
         _ => None,
     };
     let pw = SecretString::from(req.password);
@@ -113,10 +111,10 @@ pub async fn password_step(
         other => {
             let (reason, alert) = match &other {
                 None => ("unknown_user", false),
-                Some(p) if p.kind == PrincipalKind::ServiceAccount.as_str() => {
+                Some(p) if p.kind == PrincipalKind::ServiceAccount => {
                     ("service_account_interactive_signin", true)
                 }
-                Some(p) if p.kind != PrincipalKind::User.as_str() => ("not_a_user", false),
+                Some(p) if p.kind != PrincipalKind::User => ("not_a_user", false),
                 Some(_) if phc.is_none() => ("no_password", false),
                 Some(_) => ("wrong_password", false),
             };

@@ -39,7 +39,7 @@ pub(super) async fn signin_principal(
                 .store
                 .principal_by_name(name.as_str())
                 .await?
-                .filter(|p| p.kind == PrincipalKind::User.as_str());
+                .filter(|p| p.kind == PrincipalKind::User);
             Ok((p, name.to_string(), None))
         }
         _ => Err(ApiError::bad_request(
