@@ -635,6 +635,20 @@ async fn helpdesk_cannot_reach_privileged_people(app: TestApp) {
         token_client(&app, &bg.token).whoami().await.is_ok(),
         "the break-glass session lives"
     );
+    // Re-enabling is as much out of reach: a privileged person an administrator disabled stays
+    // disabled.
+    admin
+        .disable_user("ivy")
+        .await
+        .expect("the administrator disables ivy");
+    assert_eq!(
+        code_of(hal.enable_user("ivy").await),
+        "privileged_principal"
+    );
+    assert!(
+        !admin.user("ivy").await.expect("ivy").enabled,
+        "ivy stays disabled"
+    );
     // Ordinary people are Helpdesk's job.
     hal.disable_user("joe").await.expect("disable joe");
     hal.enable_user("joe").await.expect("enable joe");
