@@ -314,14 +314,24 @@ pub fn check_assertion(
         return Err(AssertionFailure::WrongAudience);
     }
     let exp = unix(claims.exp.ok_or(AssertionFailure::MissingExpiry)?)?;
-    if exp + CLOCK_SKEW <= now {
+    // Checked arithmetic: an `exp` at the edge of what a date can hold is malformed, not a
+    // panic (the claims are the client's to choose).
+    let keep_until = exp
+        .checked_add(CLOCK_SKEW)
+        .ok_or(AssertionFailure::Malformed)?;
+    if keep_until <= now {
         return Err(AssertionFailure::Expired);
     }
-    if exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW {
+    if now
+        .checked_add(MAX_ASSERTION_LIFETIME + CLOCK_SKEW)
+        .is_some_and(|latest| exp > latest)
+    {
         return Err(AssertionFailure::LifetimeTooLong);
     }
+    let future = now.checked_add(CLOCK_SKEW);
     for t in [claims.nbf, claims.iat].into_iter().flatten() {
-        if unix(t)? > now + CLOCK_SKEW {
+        let t = unix(t)?;
+        if future.is_some_and(|f| t > f) {
             return Err(AssertionFailure::NotYetValid);
         }
     }
@@ -329,10 +339,7 @@ pub fn check_assertion(
         Some(j) if !j.is_empty() && j.len() <= 256 => j.to_owned(),
         _ => return Err(AssertionFailure::MissingJti),
     };
-    Ok(AcceptedAssertion {
-        jti,
-        keep_until: exp + CLOCK_SKEW,
-    })
+    Ok(AcceptedAssertion { jti, keep_until })
 }
 
 #[cfg(test)]
@@ -519,6 +526,29 @@ mod tests {
         let mut c = good(now);
         c.exp = Some((now - Duration::seconds(10)).unix_timestamp());
         assert!(check_assertion(&c, "nightly", &AUD, now).is_ok());
+    }
+
+    /// Times at the edge of what a date holds are refused, never a panic (the property test in
+    /// `fuzz` found `exp + skew` overflowing).
+    #[test]
+    fn edge_dates_are_malformed_or_refused() {
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("t");
+        let mut c = good(now);
+        c.exp = Some(253_402_300_799); // 9999-12-31T23:59:59Z
+        assert_eq!(
+            check_assertion(&c, "nightly", &AUD, now),
+            Err(AssertionFailure::Malformed)
+        );
+        let mut c = good(now);
+        c.iat = Some(253_402_300_799);
+        assert_eq!(
+            check_assertion(&c, "nightly", &AUD, now),
+            Err(AssertionFailure::NotYetValid)
+        );
+        let late = OffsetDateTime::from_unix_timestamp(253_402_300_600).expect("t");
+        let mut c = good(late);
+        c.exp = Some(253_402_300_660);
+        assert!(check_assertion(&c, "nightly", &AUD, late).is_ok());
     }
 
     #[test]

@@ -23,6 +23,39 @@ fn hostile_text() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// A client assertion's claims (after its signature checked out: a client holding a
+    /// registered key chooses them freely), with times anywhere in `i64`, including the edges
+    /// of what a date can hold, and a clock at either end of the representable range.
+    #[test]
+    fn assertion_claims_never_panic(
+        iss in proptest::option::of(prop_oneof![Just("svc".to_owned()), hostile_text()]),
+        same_sub in any::<bool>(),
+        aud in proptest::option::of(prop_oneof![
+            Just(crate::client_key::Audience::One("https://pc.example/oauth2/token".into())),
+            hostile_text().prop_map(crate::client_key::Audience::One),
+            proptest::collection::vec(hostile_text(), 0..4).prop_map(crate::client_key::Audience::Many),
+        ]),
+        exp in proptest::option::of(prop_oneof![any::<i64>(), Just(253_402_300_799i64), Just(-377_705_116_800i64), 0i64..4_000_000_000]),
+        nbf in proptest::option::of(prop_oneof![any::<i64>(), Just(253_402_300_799i64), Just(i64::MIN)]),
+        iat in proptest::option::of(prop_oneof![any::<i64>(), Just(253_402_300_799i64), Just(i64::MAX)]),
+        jti in proptest::option::of(prop_oneof![Just("j1".to_owned()), hostile_text()]),
+        now in prop_oneof![Just(0i64), Just(253_402_300_700i64), Just(-377_705_116_700i64), 0i64..4_000_000_000],
+    ) {
+        let client = iss.clone().unwrap_or_default();
+        let claims = crate::client_key::AssertionClaims {
+            sub: if same_sub { iss.clone() } else { Some("other".into()) },
+            iss,
+            aud,
+            exp,
+            nbf,
+            iat,
+            jti,
+        };
+        let now = time::OffsetDateTime::from_unix_timestamp(now).expect("a valid clock");
+        let audiences = ["https://pc.example/oauth2/token", "https://pc.example"];
+        let _ = crate::client_key::check_assertion(&claims, &client, &audiences, now);
+    }
+
     #[test]
     fn durations_never_panic(s in hostile_text()) {
         if let Ok(d) = crate::roles::parse_duration(&s) {
