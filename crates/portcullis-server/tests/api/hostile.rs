@@ -479,6 +479,12 @@ async fn hostile_bodies_never_break_the_unauthenticated_endpoints(app: TestApp) 
         "%ZZ",
         "%C3%28",
         " ",
+        // Client assertions (private_key_jwt): the unverified subject is read before anything.
+        "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        "client_assertion=",
+        "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJcdTAwMDAifQ.",
+        "eyJzdWIiOjF9",
+        ".",
     ];
     let http = reqwest::Client::new();
     for i in 0..300u32 {
