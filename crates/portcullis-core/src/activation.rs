@@ -67,6 +67,12 @@ impl RequestState {
     }
 }
 
+impl std::fmt::Display for RequestState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What can happen to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestEvent {

@@ -117,7 +117,7 @@ async fn two_replicas_expire_each_grant_once(url: String) {
         ("r_219", "timed_out"),
     ] {
         let r = a.request(id).await.expect("read").expect("request");
-        assert_eq!(r.state, want, "{id}");
+        assert_eq!(r.state.as_str(), want, "{id}");
         assert!(
             r.closed_at_us.expect("closed") >= r.ends_at_us.or(r.timeout_at_us).expect("deadline")
         );

@@ -59,7 +59,7 @@ pub struct ActivationRequest {
     pub role: String,
     pub scope: String,
     pub eligibility_id: String,
-    pub state: String,
+    pub state: portcullis_core::activation::RequestState,
     pub duration_seconds: i64,
     pub justification: Option<String>,
     pub ticket: Option<String>,
@@ -168,7 +168,12 @@ macro_rules! request_row {
             role: $r.try_get("role")?,
             scope: $r.try_get("scope")?,
             eligibility_id: $r.try_get("eligibility_id")?,
-            state: $r.try_get("state")?,
+            state: {
+                let s: String = $r.try_get("state")?;
+                portcullis_core::activation::RequestState::parse(&s).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown request state {s:?}").into())
+                })?
+            },
             duration_seconds: $r.try_get("duration_seconds")?,
             justification: $r.try_get("justification")?,
             ticket: $r.try_get("ticket")?,

@@ -472,15 +472,18 @@ pub async fn close_requests_via_group(
         if !group_assignments.contains(&r.eligibility_id) {
             continue;
         }
-        let to = match r.state.as_str() {
-            "pending_approval" => "cancelled",
-            "active" => "revoked",
-            _ => continue,
+        // Core's state machine: a pending request is cancelled, an active grant revoked.
+        let event = match r.state {
+            RequestState::PendingApproval => RequestEvent::Cancel,
+            _ => RequestEvent::Revoke,
+        };
+        let Ok(to) = activation::transition(r.state, &event) else {
+            continue;
         };
         changes.push(Change::CloseRequest {
             id: r.id.clone(),
-            from: r.state.clone(),
-            to: to.into(),
+            from: r.state.as_str().to_owned(),
+            to: to.as_str().to_owned(),
             by: caller.actor(),
             reason: Some("left_role_assignable_group".into()),
             at_us: us(now),

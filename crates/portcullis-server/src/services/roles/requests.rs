@@ -20,7 +20,7 @@ pub(super) async fn request_view(
         requester: r.principal_name.clone(),
         role: r.role.clone(),
         scope: r.scope.clone(),
-        state: r.state.clone(),
+        state: r.state.as_str().to_owned(),
         duration_seconds: r.duration_seconds,
         justification: r.justification.clone(),
         ticket: r.ticket.clone(),
@@ -345,7 +345,7 @@ pub async fn decide(
     // with the fresh state a few times (each attempt is a conditional change).
     for _ in 0..5 {
         let r = find_request(state, id).await?;
-        if r.state != RequestState::PendingApproval.as_str() {
+        if r.state != RequestState::PendingApproval {
             return Err(coded(
                 ErrorCode::AlreadyDecided,
                 format!("this request is {}, not pending approval", r.state),
@@ -514,8 +514,7 @@ pub async fn close(
         return Err(ApiError::not_found("no such request"));
     }
     // Core's state machine decides what the action leads to, and whether it can happen.
-    let from = RequestState::parse(&r.state)
-        .ok_or_else(|| ApiError::internal(format!("request {} has state {:?}", r.id, r.state)))?;
+    let from = r.state;
     let to = activation::transition(from, &action.event())
         .map_err(|e| coded(ErrorCode::AlreadyDecided, e.to_string()))?;
     let (from, to) = (from.as_str(), to.as_str());
