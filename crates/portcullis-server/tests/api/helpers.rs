@@ -1249,7 +1249,14 @@ pub(crate) fn split_for(
     let name = portcullis_core::principal::PrincipalName::parse("name", account).expect("name");
     let c = bg::Custodians::parse(custodians.iter()).expect("custodians");
     let threshold = bg::Threshold::new(t, &c, force).expect("threshold");
-    let pw = bg::generate_password(&mut rand::rngs::OsRng);
+    // Like the CLI: a random draw can, rarely, contain a short account name, which the password
+    // policy refuses (it once made this helper flaky for `bg1`); draw again.
+    let pw = loop {
+        let pw = bg::generate_password(&mut rand::rngs::OsRng);
+        if portcullis_core::password::check(&pw, name.as_str(), None, true).is_ok() {
+            break pw;
+        }
+    };
     let (_, shares) = bg::split(&name, &pw, &c, threshold, &mut rand::rngs::OsRng).expect("split");
     (pw.to_string(), shares)
 }
