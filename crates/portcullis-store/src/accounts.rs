@@ -63,12 +63,11 @@ macro_rules! principal_row {
         Principal {
             id: $r.try_get("id")?,
             name: $r.try_get("name")?,
-            kind: {
-                let kind: String = $r.try_get("kind")?;
-                portcullis_core::principal::PrincipalKind::parse(&kind).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown principal kind {kind:?}").into())
-                })?
-            },
+            kind: crate::decoded(
+                $r.try_get::<String, _>("kind")?,
+                portcullis_core::principal::PrincipalKind::parse,
+                "principal kind",
+            )?,
             display_name: $r.try_get("display_name")?,
             email: $r.try_get("email")?,
             phone: $r.try_get("phone")?,

@@ -106,6 +106,17 @@ pub(crate) enum Backend {
     Postgres(PgPool),
 }
 
+/// A column that holds one of a core enum's values (`parse` gives `None` for anything else):
+/// read once into the enum, and a value this version does not know is a decode error, never a
+/// silent default.
+pub(crate) fn decoded<T>(
+    raw: String,
+    parse: impl FnOnce(&str) -> Option<T>,
+    what: &str,
+) -> std::result::Result<T, sqlx::Error> {
+    parse(&raw).ok_or_else(|| sqlx::Error::Decode(format!("unknown {what} {raw:?}").into()))
+}
+
 /// Runs the same block against whichever pool the store has; the SQL must be valid on both
 /// (`$n` placeholders, `RETURNING`, `ON CONFLICT` are).
 macro_rules! on_pool {

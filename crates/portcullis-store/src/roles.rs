@@ -135,20 +135,18 @@ macro_rules! assignment_row {
             id: $r.try_get("id")?,
             principal_id: $r.try_get("principal_id")?,
             principal_name: $r.try_get("principal_name")?,
-            principal_kind: {
-                let k: String = $r.try_get("principal_kind")?;
-                portcullis_core::principal::PrincipalKind::parse(&k).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown principal kind {k:?}").into())
-                })?
-            },
+            principal_kind: crate::decoded(
+                $r.try_get::<String, _>("principal_kind")?,
+                portcullis_core::principal::PrincipalKind::parse,
+                "principal kind",
+            )?,
             role: $r.try_get("role")?,
             scope: $r.try_get("scope")?,
-            kind: {
-                let k: String = $r.try_get("kind")?;
-                portcullis_core::roles::AssignmentKind::parse(&k).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown assignment kind {k:?}").into())
-                })?
-            },
+            kind: crate::decoded(
+                $r.try_get::<String, _>("kind")?,
+                portcullis_core::roles::AssignmentKind::parse,
+                "assignment kind",
+            )?,
             starts_at_us: $r.try_get("starts_at_us")?,
             ends_at_us: $r.try_get("ends_at_us")?,
             created_by: $r.try_get("created_by")?,
@@ -168,12 +166,11 @@ macro_rules! request_row {
             role: $r.try_get("role")?,
             scope: $r.try_get("scope")?,
             eligibility_id: $r.try_get("eligibility_id")?,
-            state: {
-                let s: String = $r.try_get("state")?;
-                portcullis_core::activation::RequestState::parse(&s).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown request state {s:?}").into())
-                })?
-            },
+            state: crate::decoded(
+                $r.try_get::<String, _>("state")?,
+                portcullis_core::activation::RequestState::parse,
+                "request state",
+            )?,
             duration_seconds: $r.try_get("duration_seconds")?,
             justification: $r.try_get("justification")?,
             ticket: $r.try_get("ticket")?,
@@ -357,20 +354,32 @@ impl Store {
 
     /// Grants in effect for a principal at `now_us` (see the module header).
     pub async fn grants_of(&self, principal_id: &str, now_us: i64) -> Result<Vec<GrantRow>> {
-        let mut out: Vec<GrantRow> = self
-            .assignments_applying_to(principal_id, now_us)
+        Ok(self
+            .grants_and_assignments_of(principal_id, now_us)
             .await?
-            .into_iter()
+            .0)
+    }
+
+    /// The grants in effect for a principal at `now_us` and the assignments that apply to them
+    /// (eligible ones too, which an activation looks for): two reads.
+    pub async fn grants_and_assignments_of(
+        &self,
+        principal_id: &str,
+        now_us: i64,
+    ) -> Result<(Vec<GrantRow>, Vec<Assignment>)> {
+        let assignments = self.assignments_applying_to(principal_id, now_us).await?;
+        let mut grants: Vec<GrantRow> = assignments
+            .iter()
             .filter(|a| a.kind == portcullis_core::roles::AssignmentKind::Active)
             .map(|a| GrantRow {
-                role: a.role,
-                scope: a.scope,
+                role: a.role.clone(),
+                scope: a.scope.clone(),
                 ends_at_us: a.ends_at_us,
                 source: format!("assignment:{}", a.id),
             })
             .collect();
-        out.extend(self.active_requests_of(principal_id, now_us).await?);
-        Ok(out)
+        grants.extend(self.active_requests_of(principal_id, now_us).await?);
+        Ok((grants, assignments))
     }
 
     /// The grants of a principal's active activation requests at `now_us` (the other half of

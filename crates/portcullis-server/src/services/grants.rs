@@ -111,32 +111,16 @@ pub async fn grants(
 }
 
 /// The grants in effect for a principal at `now` and the assignments that apply to them
-/// (eligible ones too): the same two reads as [`Store::grants_of`](portcullis_store::Store::grants_of).
+/// (eligible ones too), in the store's two reads.
 pub async fn grants_and_assignments(
     state: &AppState,
     principal_id: &str,
     now: OffsetDateTime,
 ) -> Result<(Vec<Grant>, Vec<Assignment>), ApiError> {
-    let assignments = state
+    let (rows, assignments) = state
         .store
-        .assignments_applying_to(principal_id, us(now))
+        .grants_and_assignments_of(principal_id, us(now))
         .await?;
-    let mut rows: Vec<portcullis_store::roles::GrantRow> = assignments
-        .iter()
-        .filter(|a| a.kind == portcullis_core::roles::AssignmentKind::Active)
-        .map(|a| portcullis_store::roles::GrantRow {
-            role: a.role.clone(),
-            scope: a.scope.clone(),
-            ends_at_us: a.ends_at_us,
-            source: format!("assignment:{}", a.id),
-        })
-        .collect();
-    rows.extend(
-        state
-            .store
-            .active_requests_of(principal_id, us(now))
-            .await?,
-    );
     let mut custom: Option<Vec<RoleDef>> = None;
     let mut out = Vec::with_capacity(rows.len());
     for g in rows {
