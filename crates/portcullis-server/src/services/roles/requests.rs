@@ -15,7 +15,12 @@ pub(super) async fn request_view(
         .filter(|d| d.decision == "approve")
         .map(|d| d.approver_name)
         .collect();
-    Ok(ActivationRequestView {
+    Ok(view_of(r, approvals))
+}
+
+/// A request as the API shows it, with the names of those who approved it.
+fn view_of(r: &ActivationRequest, approvals: Vec<String>) -> ActivationRequestView {
+    ActivationRequestView {
         id: r.id.clone(),
         requester: r.principal_name.clone(),
         role: r.role.clone(),
@@ -33,7 +38,7 @@ pub(super) async fn request_view(
         closed_at: r.closed_at_us.map(rfc3339),
         closed_by: r.closed_by.clone(),
         close_reason: r.close_reason.clone(),
-    })
+    }
 }
 
 /// Core's activation rules name the code; the server answers with it.
@@ -198,40 +203,27 @@ pub async fn create_request(
         })?;
     state.expiry_wake.notify_one();
     // What was just written, without reading it back: a new request has no decisions.
-    let NewRequest {
-        id,
-        role,
-        scope,
-        state: request_state,
-        duration_seconds,
-        justification,
-        ticket,
-        approvals_required,
-        created_at_us,
-        timeout_at_us,
-        activated_at_us,
-        ends_at_us,
-        ..
-    } = new_request;
-    Ok(ActivationRequestView {
-        id,
-        requester: me.principal.name.clone(),
-        role,
-        scope,
-        state: request_state,
-        duration_seconds,
-        justification,
-        ticket,
-        approvals_required,
-        approvals: Vec::new(),
-        created_at: rfc3339(created_at_us),
-        times_out_at: timeout_at_us.map(rfc3339),
-        activated_at: activated_at_us.map(rfc3339),
-        ends_at: ends_at_us.map(rfc3339),
-        closed_at: None,
+    let written = ActivationRequest {
+        id: new_request.id,
+        principal_id: new_request.principal_id,
+        principal_name: me.principal.name.clone(),
+        role: new_request.role,
+        scope: new_request.scope,
+        eligibility_id: new_request.eligibility_id,
+        state: initial,
+        duration_seconds: new_request.duration_seconds,
+        justification: new_request.justification,
+        ticket: new_request.ticket,
+        approvals_required: new_request.approvals_required,
+        created_at_us: new_request.created_at_us,
+        timeout_at_us: new_request.timeout_at_us,
+        activated_at_us: new_request.activated_at_us,
+        ends_at_us: new_request.ends_at_us,
+        closed_at_us: None,
         closed_by: None,
         close_reason: None,
-    })
+    };
+    Ok(view_of(&written, Vec::new()))
 }
 
 /// Requests: `mine`, those `to_approve` by the caller, or all (needs `requests.read`).
