@@ -19,7 +19,7 @@ async fn seed(store: &Store, grants: usize, pending: usize) {
         Change::CreatePrincipal(NewPrincipal {
             id: "u_ivy".into(),
             name: "ivy".into(),
-            kind: "user".into(),
+            kind: portcullis_core::principal::PrincipalKind::User,
             display_name: "Ivy".into(),
             email: None,
             phone: None,
@@ -35,7 +35,7 @@ async fn seed(store: &Store, grants: usize, pending: usize) {
             principal_id: "u_ivy".into(),
             role: "audit-reader".into(),
             scope: "/".into(),
-            kind: "eligible".into(),
+            kind: portcullis_core::roles::AssignmentKind::Eligible,
             starts_at_us: t,
             ends_at_us: None,
             created_by: "test".into(),
@@ -50,7 +50,11 @@ async fn seed(store: &Store, grants: usize, pending: usize) {
             role: "audit-reader".into(),
             scope: "/".into(),
             eligibility_id: "a_ivy".into(),
-            state: if active { "active" } else { "pending_approval" }.into(),
+            state: if active {
+                portcullis_core::activation::RequestState::Active
+            } else {
+                portcullis_core::activation::RequestState::PendingApproval
+            },
             duration_seconds: 60,
             justification: Some("test".into()),
             ticket: None,

@@ -43,7 +43,7 @@ pub struct Factor {
 pub struct Session {
     pub id: String,
     pub principal_id: String,
-    pub strength: String,
+    pub strength: portcullis_core::session::AuthStrength,
     pub scope: String,
     pub created_at_us: i64,
     pub last_seen_us: i64,
@@ -90,7 +90,11 @@ macro_rules! session_row {
         Session {
             id: $r.try_get("s_id")?,
             principal_id: $r.try_get("principal_id")?,
-            strength: $r.try_get("strength")?,
+            strength: crate::decoded(
+                $r.try_get("strength")?,
+                portcullis_core::session::AuthStrength::parse,
+                "strength",
+            )?,
             scope: $r.try_get("scope")?,
             created_at_us: $r.try_get("s_created")?,
             last_seen_us: $r.try_get("last_seen_us")?,

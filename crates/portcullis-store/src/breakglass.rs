@@ -43,11 +43,11 @@ impl BreakGlassAccount {
 pub(crate) const GLOBAL_ADMIN_SQL: &str = "EXISTS (SELECT 1 FROM role_assignments a WHERE a.principal_id = p.id AND a.role = 'global-administrator' AND a.scope = '/' AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.ends_at_us IS NULL)";
 pub(crate) const HAS_CREDENTIAL_SQL: &str = "(EXISTS (SELECT 1 FROM passwords w WHERE w.principal_id = p.id) OR EXISTS (SELECT 1 FROM mfa_factors f WHERE f.principal_id = p.id AND f.kind = 'webauthn' AND f.confirmed))";
 
-pub(crate) fn usable_count_sql() -> String {
+pub(crate) static USABLE_COUNT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT COUNT(*) FROM principals p JOIN breakglass_accounts b ON b.principal_id = p.id WHERE p.emergency AND p.enabled AND {GLOBAL_ADMIN_SQL} AND {HAS_CREDENTIAL_SQL}"
     )
-}
+});
 
 fn list_sql(filter: &str) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!(
@@ -112,7 +112,7 @@ impl Store {
 
     /// How many break-glass accounts could sign in and act now (see [`BreakGlassAccount`]).
     pub async fn usable_breakglass_count(&self) -> Result<i64> {
-        let q = sqlx::AssertSqlSafe(usable_count_sql());
+        let q = USABLE_COUNT_SQL.as_str();
         on_pool!(&self.backend, pool => {
             Ok(sqlx::query_scalar::<_, i64>(q).fetch_one(pool).await?)
         })

@@ -17,7 +17,7 @@ pub struct DeviceAuthorization {
     pub interval_s: i64,
     pub last_poll_at_us: Option<i64>,
     pub principal_id: Option<String>,
-    pub strength: Option<String>,
+    pub strength: Option<portcullis_core::session::AuthStrength>,
     pub auth_time_us: Option<i64>,
     pub session_id: Option<String>,
     /// Where the device code was requested from (shown to the approving person).
@@ -32,7 +32,7 @@ pub struct RefreshToken {
     pub family_id: String,
     pub principal_id: String,
     pub client_id: String,
-    pub strength: String,
+    pub strength: portcullis_core::session::AuthStrength,
     pub auth_time_us: i64,
     pub session_id: String,
     pub expires_at_us: i64,
@@ -62,7 +62,12 @@ macro_rules! device_row {
             interval_s: $r.try_get("interval_s")?,
             last_poll_at_us: $r.try_get("last_poll_at_us")?,
             principal_id: $r.try_get("principal_id")?,
-            strength: $r.try_get("strength")?,
+            strength: $r
+                .try_get::<Option<String>, _>("strength")?
+                .map(|s| {
+                    crate::decoded(s, portcullis_core::session::AuthStrength::parse, "strength")
+                })
+                .transpose()?,
             auth_time_us: $r.try_get("auth_time_us")?,
             session_id: $r.try_get("session_id")?,
             client_ip: $r.try_get("client_ip")?,
@@ -109,7 +114,7 @@ impl Store {
                     family_id: r.try_get("family_id")?,
                     principal_id: r.try_get("principal_id")?,
                     client_id: r.try_get("client_id")?,
-                    strength: r.try_get("strength")?,
+                    strength: crate::decoded(r.try_get("strength")?, portcullis_core::session::AuthStrength::parse, "strength")?,
                     auth_time_us: r.try_get("auth_time_us")?,
                     session_id: r.try_get("session_id")?,
                     expires_at_us: r.try_get("expires_at_us")?,

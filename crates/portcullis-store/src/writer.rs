@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 use portcullis_core::audit::{
     AnchorRecord, AuditEvent, Checkpoint, CheckpointCadence, CheckpointLink, NewAuditEvent, Outcome,
 };
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::AlertSettings;
 use crate::anchor::AnchorSink;
 use crate::changes::Change;
+use crate::changes::sql::{Conn, args, on_conn};
 use crate::{Backend, Result, ServerKey, StoreError, micros, to_hash};
 
 /// Most commands applied in one transaction.
@@ -256,110 +257,227 @@ async fn apply_batch(
                 Backend::Sqlite(_) => pool.begin_with("BEGIN IMMEDIATE").await?,
                 Backend::Postgres(_) => pool.begin().await?,
             };
-            let head_sql = match backend {
-                Backend::Sqlite(_) => "SELECT seq, hash FROM audit_head WHERE id = 1",
-                Backend::Postgres(_) => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
-            };
-            let head = sqlx::query(head_sql).fetch_one(&mut *tx).await?;
-            let mut seq: i64 = head.try_get("seq")?;
-            let mut hash = to_hash(head.try_get("hash")?)?;
-            let start_seq = seq;
-            let forced = batch.iter().any(|c| forces_checkpoint(&c.change));
-            // Every event naming a break-glass account (as actor or target) is tagged
-            // `emergency`, so the built-in critical rule sees all of them, whatever code wrote
-            // the event: sign-ins, failures, changes to the account or its credentials.
-            // Only batches whose events name a user read the (small, indexed) list.
-            let mut emergency: HashSet<String> = if batch.iter().any(|c| c.events.iter().any(names_a_user)) {
-                sqlx::query_scalar::<_, String>("SELECT name FROM principals WHERE emergency")
-                    .fetch_all(&mut *tx).await?.into_iter().collect()
-            } else {
-                HashSet::new()
-            };
-            // Events are sealed in order and inserted together at the end with multi-row
-            // INSERTs: a batch costs a handful of statements, not several per caller.
-            let mut pending: Vec<AuditEvent> = Vec::new();
-            for cmd in batch {
-                let step: Result<()> = async {
-                    // Only a real state change can fail on its own; it gets a savepoint so its
-                    // failure rolls back alone. Pure appends need none.
-                    if !matches!(cmd.change, Change::None | Change::ForceCheckpoint) {
-                        let mut sp = (&mut *tx).begin().await?;
-                        crate::changes::Apply::apply(&mut *sp, &cmd.change).await?;
-                        sp.commit().await?;
-                    }
-                    Ok(())
-                }.await;
-                match step {
-                    Ok(()) => {
-                        new_emergency_names(&cmd.change, &mut emergency);
-                        let now = OffsetDateTime::now_utc();
-                        let mut sealed = Vec::with_capacity(cmd.events.len());
-                        for mut ev in cmd.events {
-                            storable(&mut ev);
-                            tag_emergency(&mut ev, &emergency);
-                            let e = ev.seal(seq + 1, now, hash);
-                            seq = e.seq;
-                            hash = e.hash;
-                            sealed.push(e);
-                        }
-                        pending.extend(sealed.iter().cloned());
-                        replies.push((cmd.reply, Ok(sealed)));
-                    }
-                    Err(e) => replies.push((cmd.reply, Err(e))),
-                }
-            }
-            for chunk in pending.chunks(INSERT_CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_events (seq, time_us, actor, action, target, outcome, details, prev_hash, hash) ",
-                );
-                q.push_values(chunk, |mut b, e| {
-                    b.push_bind(e.seq).push_bind(e.time_us).push_bind(e.actor.clone())
-                        .push_bind(e.action.clone()).push_bind(e.target.clone())
-                        .push_bind(e.outcome.as_str()).push_bind(e.details.to_string())
-                        .push_bind(e.prev_hash.to_vec()).push_bind(e.hash.to_vec());
-                });
-                q.build().execute(&mut *tx).await?;
-            }
-            // Alerts (built-in and custom rules, aggregated per rule and key) commit with the
-            // events that raise them, so none is lost between an event and its delivery.
-            let wrote_alerts = crate::alerts::Raise::raise(&mut *tx, &pending, alerts).await?;
-            if seq != start_seq {
-                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                    .bind(seq).bind(hash.to_vec()).execute(&mut *tx).await?;
-            }
-            let mut written = None;
-            if let Some(key) = key {
-                // The newest checkpoint, read under the head lock: the one this one links to.
-                let last = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
-                    crate::CHECKPOINT_COLS
-                )))
-                .fetch_optional(&mut *tx).await?;
-                let last_cp: i64 = match &last { Some(r) => r.try_get("seq")?, None => 0 };
-                if seq > last_cp && (forced || seq - last_cp >= policy.every_events || time_due) {
-                    match last.as_ref().map(crate::checkpoint_from_row).transpose() {
-                        Ok(prev) => {
-                            let link = CheckpointLink::after(prev.as_ref(), micros(OffsetDateTime::now_utc()), policy.cadence());
-                            let cp = Checkpoint::sign(seq, hash, link, &key.key_id, &key.key);
-                            sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature, created_at_us, prev_seq, prev_digest, cadence_events, cadence_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-                                .bind(cp.seq).bind(cp.hash.to_vec()).bind(&cp.key_id).bind(cp.signature.to_vec())
-                                .bind(link.created_at_us).bind(link.prev_seq).bind(link.prev_digest.to_vec())
-                                .bind(link.cadence.events).bind(link.cadence.seconds)
-                                .execute(&mut *tx).await?;
-                            written = Some(cp);
-                        }
-                        // Someone edited the newest checkpoint so it no longer decodes: there is
-                        // nothing honest to link to. Writes go on; verification names the row.
-                        Err(e) => tracing::error!(error = %e, "the newest audit checkpoint is malformed; no checkpoint written"),
-                    }
-                }
-            }
+            let written = write_batch(
+                &mut Conn::from(&mut *tx),
+                Batch { commands: batch, key, policy, alerts, time_due },
+                &mut replies,
+            )
+            .await?;
             tx.commit().await?;
-            Ok((written, wrote_alerts))
+            Ok(written)
         })
     }
     .await;
     (replies, result)
+}
+
+/// One batch and how its transaction ends.
+struct Batch<'k> {
+    commands: Vec<Command>,
+    key: Option<&'k ServerKey>,
+    policy: CheckpointPolicy,
+    alerts: AlertSettings,
+    time_due: bool,
+}
+
+/// The steps of one batch inside its transaction, in order: lock the head, apply each change
+/// in its savepoint and seal its events, insert the events, raise alerts, move the head, and
+/// sign a checkpoint when one is due. Answers the checkpoint written and whether alerts were.
+async fn write_batch(
+    c: &mut Conn<'_>,
+    batch: Batch<'_>,
+    replies: &mut Replies,
+) -> Result<(Option<Checkpoint>, bool)> {
+    let head = lock_head(c).await?;
+    let forced = batch
+        .commands
+        .iter()
+        .any(|cmd| forces_checkpoint(&cmd.change));
+    let mut emergency = emergency_names(c, &batch.commands).await?;
+    let sealed = apply_commands(c, batch.commands, head, &mut emergency, replies).await?;
+    insert_events(c, &sealed).await?;
+    // Alerts (built-in and custom rules, aggregated per rule and key) commit with the events
+    // that raise them, so none is lost between an event and its delivery.
+    let wrote_alerts =
+        on_conn!(c, c => crate::alerts::Raise::raise(&mut **c, &sealed, batch.alerts).await?);
+    let (seq, hash) = sealed.last().map_or(head, |e| (e.seq, e.hash));
+    if seq != head.0 {
+        c.execute(
+            "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1",
+            args![seq, &hash[..]],
+        )
+        .await?;
+    }
+    let written = match batch.key {
+        Some(key) => {
+            let due = Due {
+                forced,
+                time_due: batch.time_due,
+            };
+            write_checkpoint(c, key, batch.policy, (seq, hash), due).await?
+        }
+        None => None,
+    };
+    Ok((written, wrote_alerts))
+}
+
+/// Reads the chain's head under its lock (`FOR UPDATE`; SQLite's writer holds the database).
+async fn lock_head(c: &mut Conn<'_>) -> Result<(i64, [u8; 32])> {
+    let sql = match c {
+        Conn::Sqlite(_) => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Conn::Postgres(_) => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    };
+    let (seq, hash): (i64, Vec<u8>) =
+        on_conn!(c, c => sqlx::query_as(sql).fetch_one(&mut **c).await?);
+    Ok((seq, to_hash(hash)?))
+}
+
+/// The names of the break-glass accounts, when any event of the batch names a user: every
+/// event naming one (as actor or target) is tagged `emergency`, so the built-in critical rule
+/// sees all of them, whatever code wrote the event. Other batches skip the (small, indexed)
+/// read.
+async fn emergency_names(c: &mut Conn<'_>, commands: &[Command]) -> Result<HashSet<String>> {
+    if !commands
+        .iter()
+        .any(|cmd| cmd.events.iter().any(names_a_user))
+    {
+        return Ok(HashSet::new());
+    }
+    Ok(
+        c.texts("SELECT name FROM principals WHERE emergency", args![])
+            .await?
+            .into_iter()
+            .collect(),
+    )
+}
+
+/// Applies each command's change in its own savepoint (so its failure rolls back alone) and
+/// seals its events after the head in order. Each caller's answer goes to `replies`; the
+/// events of the changes that applied are returned, to be inserted together.
+async fn apply_commands(
+    c: &mut Conn<'_>,
+    commands: Vec<Command>,
+    (mut seq, mut hash): (i64, [u8; 32]),
+    emergency: &mut HashSet<String>,
+    replies: &mut Replies,
+) -> Result<Vec<AuditEvent>> {
+    let mut pending: Vec<AuditEvent> = Vec::new();
+    for cmd in commands {
+        // Pure appends cannot fail on their own and need no savepoint.
+        let step = if matches!(cmd.change, Change::None | Change::ForceCheckpoint) {
+            Ok(())
+        } else {
+            c.in_savepoint(&cmd.change).await
+        };
+        match step {
+            Ok(()) => {
+                new_emergency_names(&cmd.change, emergency);
+                let now = OffsetDateTime::now_utc();
+                let mut sealed = Vec::with_capacity(cmd.events.len());
+                for mut ev in cmd.events {
+                    storable(&mut ev);
+                    tag_emergency(&mut ev, emergency);
+                    let e = ev.seal(seq + 1, now, hash);
+                    seq = e.seq;
+                    hash = e.hash;
+                    sealed.push(e);
+                }
+                pending.extend(sealed.iter().cloned());
+                replies.push((cmd.reply, Ok(sealed)));
+            }
+            Err(e) => replies.push((cmd.reply, Err(e))),
+        }
+    }
+    Ok(pending)
+}
+
+/// Inserts sealed events with multi-row INSERTs: a batch costs a handful of statements, not
+/// several per caller.
+async fn insert_events(c: &mut Conn<'_>, events: &[AuditEvent]) -> Result<()> {
+    for chunk in events.chunks(INSERT_CHUNK) {
+        on_conn!(c, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO audit_events (seq, time_us, actor, action, target, outcome, details, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(e.seq)
+                .push_bind(e.time_us)
+                .push_bind(e.actor.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.target.clone())
+                .push_bind(e.outcome.as_str())
+                .push_bind(e.details.to_string())
+                .push_bind(e.prev_hash.to_vec())
+                .push_bind(e.hash.to_vec());
+        });
+        q.build().execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// When a checkpoint is due.
+struct Due {
+    forced: bool,
+    time_due: bool,
+}
+
+/// Signs a checkpoint at the head when one is due, linked to the newest one (read under the
+/// head lock).
+async fn write_checkpoint(
+    c: &mut Conn<'_>,
+    key: &ServerKey,
+    policy: CheckpointPolicy,
+    (seq, hash): (i64, [u8; 32]),
+    due: Due,
+) -> Result<Option<Checkpoint>> {
+    let last = on_conn!(c, c => {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            crate::CHECKPOINT_COLS
+        )))
+        .fetch_optional(&mut **c)
+        .await?;
+        match row {
+            Some(r) => Some((r.try_get::<i64, _>("seq")?, crate::checkpoint_from_row(&r))),
+            None => None,
+        }
+    });
+    let last_cp = last.as_ref().map_or(0, |(s, _)| *s);
+    if seq <= last_cp || !(due.forced || seq - last_cp >= policy.every_events || due.time_due) {
+        return Ok(None);
+    }
+    let prev = match last.map(|(_, cp)| cp).transpose() {
+        Ok(prev) => prev,
+        // Someone edited the newest checkpoint so it no longer decodes: there is nothing
+        // honest to link to. Writes go on; verification names the row.
+        Err(e) => {
+            tracing::error!(error = %e, "the newest audit checkpoint is malformed; no checkpoint written");
+            return Ok(None);
+        }
+    };
+    let link = CheckpointLink::after(
+        prev.as_ref(),
+        micros(OffsetDateTime::now_utc()),
+        policy.cadence(),
+    );
+    let cp = Checkpoint::sign(seq, hash, link, &key.key_id, &key.key);
+    c.execute(
+        "INSERT INTO audit_checkpoints (seq, hash, key_id, signature, created_at_us, prev_seq, prev_digest, cadence_events, cadence_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        args![
+            cp.seq,
+            &cp.hash[..],
+            &cp.key_id,
+            &cp.signature[..],
+            link.created_at_us,
+            link.prev_seq,
+            &link.prev_digest[..],
+            link.cadence.events,
+            link.cadence.seconds
+        ],
+    )
+    .await?;
+    Ok(Some(cp))
 }
 
 /// Makes an event storable on both backends before it is sealed: PostgreSQL refuses NUL in

@@ -129,7 +129,7 @@ pub async fn create_user(
         Change::CreatePrincipal(NewPrincipal {
             id: id.clone(),
             name: v.name.to_string(),
-            kind: PrincipalKind::User.as_str().to_owned(),
+            kind: PrincipalKind::User,
             display_name: v.display_name,
             email: v.email,
             phone: v.phone,
@@ -258,7 +258,7 @@ pub async fn create_group(
     let change = Change::CreatePrincipal(NewPrincipal {
         id: new_id("g"),
         name: name.to_string(),
-        kind: PrincipalKind::Group.as_str().to_owned(),
+        kind: PrincipalKind::Group,
         display_name,
         email: None,
         phone: None,

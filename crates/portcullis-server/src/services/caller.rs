@@ -187,7 +187,7 @@ pub async fn session_caller(
         return Ok(None);
     };
     let scope = SessionScope::parse(&session.scope).ok_or_else(ApiError::unauthenticated)?;
-    let strength = AuthStrength::parse(&session.strength).ok_or_else(ApiError::unauthenticated)?;
+    let strength = session.strength;
     let alive = session.revoked_at_us.is_none()
         && session.ends_at_us.is_none_or(|end| us(now) < end)
         && principal.enabled
@@ -269,7 +269,7 @@ async fn access_token_caller(
     let session = Session {
         id: format!("{ACCESS_TOKEN_SESSION}{}", claims.jti),
         principal_id: principal.id.clone(),
-        strength: strength.as_str().to_owned(),
+        strength,
         scope: "full".to_owned(),
         created_at_us: claims.iat.saturating_mul(1_000_000),
         last_seen_us: us(now),

@@ -194,7 +194,7 @@ pub async fn decide(
         id: d.id.clone(),
         approve,
         principal_id: s.principal.id.clone(),
-        strength: strength.as_str().to_owned(),
+        strength: strength,
         auth_time_us,
         session_id: s.session.id.clone(),
         at_us: us(now),
@@ -284,7 +284,7 @@ pub async fn poll(
         .ok_or_else(|| invalid_grant("the account is disabled"))?;
     let origin = crate::services::conditional_access::TokenOrigin {
         client_id,
-        strength: &strength,
+        strength,
         auth_time_us,
         flow: Some(AuthenticationFlow::DeviceCode),
         person_ip: None,
@@ -307,7 +307,7 @@ pub async fn poll(
         "",
         now,
     );
-    let tokens = access_for(state, &p, client_id, &strength, auth_time_us, None, now).await?;
+    let tokens = access_for(state, &p, client_id, strength, auth_time_us, None, now).await?;
     let mut new_refresh = new_refresh;
     new_refresh.access = Some((tokens.1.jti.clone(), tokens.1.exp.saturating_mul(1_000_000)));
     let ev = event(
@@ -431,7 +431,7 @@ pub async fn refresh(
     // and the person's address recorded with it (an OIDC client's family).
     let origin = crate::services::conditional_access::TokenOrigin {
         client_id,
-        strength: &t.strength,
+        strength: t.strength,
         auth_time_us: t.auth_time_us,
         flow: crate::services::conditional_access::flow_of_family(t.flow.as_deref()),
         person_ip: t.person_ip.as_deref(),
@@ -449,16 +449,7 @@ pub async fn refresh(
         now,
     );
     let scope = (!t.scope.is_empty()).then(|| t.scope.clone());
-    let tokens = access_for(
-        state,
-        &p,
-        client_id,
-        &t.strength,
-        t.auth_time_us,
-        scope,
-        now,
-    )
-    .await?;
+    let tokens = access_for(state, &p, client_id, t.strength, t.auth_time_us, scope, now).await?;
     let mut new_refresh = new_refresh;
     new_refresh.access = Some((tokens.1.jti.clone(), tokens.1.exp.saturating_mul(1_000_000)));
     let ev = event(
@@ -596,7 +587,7 @@ pub(crate) fn new_refresh_token(
         family_id,
         principal_id: p.id.clone(),
         client_id: origin.client_id.to_owned(),
-        strength: origin.strength.to_owned(),
+        strength: origin.strength,
         auth_time_us: origin.auth_time_us,
         session_id: session_id.to_owned(),
         created_at_us: us(now),
@@ -614,12 +605,11 @@ pub(crate) async fn access_for(
     state: &AppState,
     p: &Principal,
     client_id: &str,
-    strength: &str,
+    strength: AuthStrength,
     auth_time_us: i64,
     scope: Option<String>,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), OAuthError> {
-    let strength = AuthStrength::parse(strength).ok_or_else(OAuthError::server_error)?;
     Ok(crate::services::tokens::issue(
         state,
         p,

@@ -134,7 +134,7 @@ pub async fn issue_code(
         scope: req.scopes.to_string(),
         nonce: req.nonce.clone(),
         code_challenge: req.code_challenge.clone(),
-        strength: s.strength.as_str().to_owned(),
+        strength: s.strength,
         auth_time_us,
         created_at_us: us(now),
         expires_at_us: us(now + CODE_LIFETIME),
@@ -337,7 +337,7 @@ pub async fn exchange_code(
     };
     let origin = crate::services::conditional_access::TokenOrigin {
         client_id: &oc.client_id,
-        strength: &c.strength,
+        strength: c.strength,
         auth_time_us: c.auth_time_us,
         flow: None,
         person_ip: Some(person_ip),
@@ -355,7 +355,7 @@ pub async fn exchange_code(
         state,
         &p,
         &oc.client_id,
-        &c.strength,
+        c.strength,
         c.auth_time_us,
         Some(c.scope.clone()),
         now,

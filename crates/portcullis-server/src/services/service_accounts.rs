@@ -395,7 +395,7 @@ pub async fn create_service_account(
     let change = Change::CreatePrincipal(NewPrincipal {
         id: id.clone(),
         name: name.to_string(),
-        kind: PrincipalKind::ServiceAccount.as_str().to_owned(),
+        kind: PrincipalKind::ServiceAccount,
         display_name,
         email: None,
         phone: None,

@@ -103,15 +103,14 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
             let Ok(to) = transition(from, &event) else {
                 return Ok(false);
             };
-            let (from, to) = (from.as_str(), to.as_str());
-            let action = format!("request.{to}");
+            let action = format!("request.{}", to.as_str());
             let action = action.as_str();
-            let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "state": to });
+            let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "state": to.as_str() });
             let change = Change::Many(vec![
                 Change::CloseRequest {
                     id: r.id.clone(),
-                    from: from.into(),
-                    to: to.into(),
+                    from,
+                    to,
                     by: "system:expiry".into(),
                     reason: None,
                     at_us: us(now),

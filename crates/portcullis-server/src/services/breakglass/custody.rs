@@ -147,7 +147,7 @@ pub async fn create(
     let principal = NewPrincipal {
         id: id.clone(),
         name: v.name.to_string(),
-        kind: PrincipalKind::User.as_str().to_owned(),
+        kind: PrincipalKind::User,
         display_name: v.display_name.clone(),
         email: None,
         phone: None,
@@ -168,7 +168,7 @@ pub async fn create(
         principal_id: id.clone(),
         role: "global-administrator".into(),
         scope: "/".into(),
-        kind: "active".into(),
+        kind: portcullis_core::roles::AssignmentKind::Active,
         starts_at_us: us(now),
         ends_at_us: None,
         created_by: caller.actor(),

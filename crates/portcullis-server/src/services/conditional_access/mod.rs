@@ -374,7 +374,7 @@ pub struct TokenOrigin<'a> {
     /// The client the tokens are for (the CLI or a registered client).
     pub client_id: &'a str,
     /// The strength and time (µs) of the sign-in the tokens come from.
-    pub strength: &'a str,
+    pub strength: AuthStrength,
     pub auth_time_us: i64,
     /// The device flow for a device-code poll and every refresh of the family it started;
     /// `None` for an authorization code and its family.
@@ -401,8 +401,7 @@ pub async fn at_token(
     action: &str,
 ) -> Result<serde_json::Value, crate::services::oauth::OAuthError> {
     let application = application_of_client(origin.client_id);
-    let strength = AuthStrength::parse(origin.strength)
-        .ok_or_else(crate::services::oauth::OAuthError::server_error)?;
+    let strength = origin.strength;
     let person_ip = origin.person_ip.unwrap_or(&client.ip);
     let e = enforce_flow(
         state,

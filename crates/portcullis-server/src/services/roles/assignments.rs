@@ -2,6 +2,7 @@
 //! hands out more than they hold, nobody assigns themselves), and making an active one eligible.
 
 use super::*;
+use portcullis_core::roles::AssignmentKind;
 
 /// Refuses (403 `not_grantable`) when the caller does not hold, at the tenant, every permission
 /// they would hand out by `what` (privilege model rule 2: nobody hands out more than they hold).
@@ -150,9 +151,10 @@ pub async fn create_assignment(
             p.name
         )));
     }
-    let kind = match req.kind.as_deref().unwrap_or("eligible") {
-        k @ ("eligible" | "active") => k,
-        _ => return Err(ApiError::bad_request("kind must be eligible or active")),
+    let kind = match req.kind.as_deref().map(AssignmentKind::parse) {
+        None => AssignmentKind::Eligible,
+        Some(Some(k)) => k,
+        Some(None) => return Err(ApiError::bad_request("kind must be eligible or active")),
     };
     let now = OffsetDateTime::now_utc();
     let ends = match (req.duration_seconds, req.ends_at.as_deref()) {
@@ -173,20 +175,22 @@ pub async fn create_assignment(
         (None, None) => None,
     };
     let s = settings(state, &def).await?;
-    let limit = if kind == "active" {
+    let limit = if kind == AssignmentKind::Active {
         s.max_active_seconds
     } else {
         s.max_eligible_seconds
     };
     match (ends, limit) {
-        (None, _) if kind == "active" && !(s.allow_permanent_active || p.emergency) => {
+        (None, _)
+            if kind == AssignmentKind::Active && !(s.allow_permanent_active || p.emergency) =>
+        {
             return Err(ApiError::bad_request(format!(
                 "permanent active assignments of {} are not allowed; give a duration (at most {})",
                 def.slug,
                 portcullis_core::roles::format_duration(Duration::seconds(limit.unwrap_or(0)))
             )));
         }
-        (None, Some(max)) if kind == "eligible" => {
+        (None, Some(max)) if kind == AssignmentKind::Eligible => {
             return Err(ApiError::bad_request(format!(
                 "eligible assignments of {} may last at most {}",
                 def.slug,
@@ -202,7 +206,7 @@ pub async fn create_assignment(
         }
         _ => {}
     }
-    check_assignment(state, caller, me, &p, &def, kind == "active").await?;
+    check_assignment(state, caller, me, &p, &def, kind == AssignmentKind::Active).await?;
     let id = new_id("a");
     let by = caller.actor();
     // Holding or being eligible for a privileged role makes an account privileged: from now on
@@ -228,7 +232,7 @@ pub async fn create_assignment(
         principal_id: p.id.clone(),
         role: def.slug.clone(),
         scope: scope.as_str().to_owned(),
-        kind: kind.to_owned(),
+        kind,
         starts_at_us: us(now),
         ends_at_us: ends.map(us),
         created_by: by,
@@ -398,7 +402,7 @@ pub async fn make_eligible(
             principal_id: p.id.clone(),
             role: a.role.clone(),
             scope: a.scope.clone(),
-            kind: "eligible".into(),
+            kind: AssignmentKind::Eligible,
             starts_at_us: us(now),
             ends_at_us: ends.map(us),
             created_by: caller.actor(),
@@ -482,8 +486,8 @@ pub async fn close_requests_via_group(
         };
         changes.push(Change::CloseRequest {
             id: r.id.clone(),
-            from: r.state.as_str().to_owned(),
-            to: to.as_str().to_owned(),
+            from: r.state,
+            to,
             by: caller.actor(),
             reason: Some("left_role_assignable_group".into()),
             at_us: us(now),

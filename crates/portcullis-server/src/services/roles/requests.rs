@@ -162,7 +162,7 @@ pub async fn create_request(
         role: def.slug.clone(),
         scope: scope.as_str().to_owned(),
         eligibility_id: elig.id.clone(),
-        state: initial.as_str().to_owned(),
+        state: initial,
         duration_seconds: req.duration_seconds,
         justification: req.justification.clone(),
         ticket: req.ticket.clone(),
@@ -396,8 +396,8 @@ pub async fn decide(
                 .write(
                     Change::CloseRequest {
                         id: r.id.clone(),
-                        from: "pending_approval".into(),
-                        to: "cancelled".into(),
+                        from: RequestState::PendingApproval,
+                        to: RequestState::Cancelled,
                         by: "system".into(),
                         reason: Some("no_longer_eligible".into()),
                         at_us: us(now),
@@ -509,14 +509,13 @@ pub async fn close(
     let from = r.state;
     let to = activation::transition(from, &action.event())
         .map_err(|e| coded(ErrorCode::AlreadyDecided, e.to_string()))?;
-    let (from, to) = (from.as_str(), to.as_str());
     let now = OffsetDateTime::now_utc();
-    let ev = event(caller, &format!("request.{to}"), format!("user:{}", r.principal_name))
+    let ev = event(caller, &format!("request.{}", to.as_str()), format!("user:{}", r.principal_name))
         .details(serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "reason": d.reason }));
     let mut changes = vec![Change::CloseRequest {
         id: r.id.clone(),
-        from: from.into(),
-        to: to.into(),
+        from,
+        to,
         by: caller.actor(),
         reason: d.reason.clone(),
         at_us: us(now),

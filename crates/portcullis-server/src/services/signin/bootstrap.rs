@@ -55,7 +55,7 @@ pub async fn bootstrap(
         Change::CreatePrincipal(NewPrincipal {
             id: id.clone(),
             name: v.name.to_string(),
-            kind: PrincipalKind::User.as_str().to_owned(),
+            kind: PrincipalKind::User,
             display_name: v.display_name,
             email: v.email,
             phone: None,
@@ -78,7 +78,7 @@ pub async fn bootstrap(
             principal_id: id.clone(),
             role: "global-administrator".into(),
             scope: "/".into(),
-            kind: "active".into(),
+            kind: portcullis_core::roles::AssignmentKind::Active,
             starts_at_us: us(now),
             ends_at_us: None,
             created_by: "bootstrap".into(),

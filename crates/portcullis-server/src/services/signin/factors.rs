@@ -92,7 +92,7 @@ pub async fn reauthenticate(
         },
         Change::StampSession {
             id: me.session.id.clone(),
-            strength: AuthStrength::Mfa.as_str().to_owned(),
+            strength: AuthStrength::Mfa,
             at_us: us(now),
         },
         attempt.succeeded(),

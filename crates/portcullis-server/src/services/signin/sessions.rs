@@ -6,7 +6,7 @@ fn session_view(s: &Session, user: &str, current: &str) -> SessionView {
     SessionView {
         id: s.id.clone(),
         user: user.to_owned(),
-        strength: s.strength.clone(),
+        strength: s.strength.as_str().to_owned(),
         scope: s.scope.clone(),
         created_at: rfc3339(s.created_at_us),
         last_seen: rfc3339(s.last_seen_us),

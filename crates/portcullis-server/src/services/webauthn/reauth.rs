@@ -97,7 +97,7 @@ pub async fn finish_reauth(
         },
         Change::StampSession {
             id: me.session.id.clone(),
-            strength: AuthStrength::PhishingResistant.as_str().to_owned(),
+            strength: AuthStrength::PhishingResistant,
             at_us: us(now),
         },
         attempt.succeeded(),

@@ -1,0 +1,461 @@
+//! The dispatch from a [`Change`] to the function that applies it (one per variant, in the
+//! file of its topic). Nothing else happens here.
+
+use futures_core::future::BoxFuture;
+
+use super::sql::Conn;
+use super::{
+    Change, accounts, alerts, breakglass, clients, conditional_access, device, factors, oidc,
+    roles, sessions, tenant, throttle, tokens,
+};
+use crate::Result;
+
+/// Applies a [`Change`] on an open write transaction of either backend.
+pub(crate) fn apply<'a, 'c: 'a>(
+    c: &'a mut Conn<'c>,
+    change: &'a Change,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(async move {
+        match change {
+            Change::None | Change::ForceCheckpoint => Ok(()),
+            Change::Many(all) => {
+                for one in all {
+                    apply(c, one).await?;
+                }
+                Ok(())
+            }
+            Change::SetSetting { key, value } => tenant::set_setting(c, key, value).await,
+            Change::InitialiseTenant {
+                created_at_us,
+                key_check,
+                key_id,
+                public_key,
+                sealed_private_key,
+                bootstrap_token_hash,
+                bootstrap_expires_at_us,
+            } => {
+                tenant::initialise_tenant(
+                    c,
+                    *created_at_us,
+                    key_check,
+                    key_id,
+                    public_key,
+                    sealed_private_key,
+                    bootstrap_token_hash,
+                    *bootstrap_expires_at_us,
+                )
+                .await
+            }
+            Change::RedeemBootstrapToken { token_hash, at_us } => {
+                tenant::redeem_bootstrap_token(c, token_hash, *at_us).await
+            }
+            Change::RotateSigningKey {
+                previous,
+                key_id,
+                public_key,
+                sealed_private_key,
+                at_us,
+            } => {
+                tenant::rotate_signing_key(
+                    c,
+                    previous,
+                    key_id,
+                    public_key,
+                    sealed_private_key,
+                    *at_us,
+                )
+                .await
+            }
+            Change::ClaimPeriodic {
+                name,
+                not_before_us,
+                at_us,
+            } => tenant::claim_periodic(c, name, *not_before_us, *at_us).await,
+            Change::CreatePrincipal(p) => accounts::create_principal(c, p).await,
+            Change::SetPrincipalEnabled { id, enabled, at_us } => {
+                accounts::set_principal_enabled(c, id, *enabled, *at_us).await
+            }
+            Change::RecordSignIn {
+                principal_id,
+                at_us,
+                address,
+            } => accounts::record_sign_in(c, principal_id, *at_us, address.as_deref()).await,
+            Change::AddGroupMember {
+                group_id,
+                member_id,
+                at_us,
+            } => accounts::add_group_member(c, group_id, member_id, *at_us).await,
+            Change::RemoveGroupMember {
+                group_id,
+                member_id,
+            } => accounts::remove_group_member(c, group_id, member_id).await,
+            Change::SetPassword {
+                principal_id,
+                phc,
+                at_us,
+            } => accounts::set_password(c, principal_id, phc, *at_us).await,
+            Change::MarkPrivileged { principal_id } => {
+                accounts::mark_privileged(c, principal_id).await
+            }
+            Change::ReserveAttempt { keys, at_us } => {
+                throttle::reserve_attempt(c, keys, *at_us).await
+            }
+            Change::ReleaseAttempt { keys } => throttle::release_attempt(c, keys).await,
+            Change::RefundAttempt { keys } => throttle::refund_attempt(c, keys).await,
+            Change::RecordFailures { keys, at_us } => {
+                throttle::record_failures(c, keys, *at_us).await
+            }
+            Change::ResetThrottle { keys } => throttle::reset_throttle(c, keys).await,
+            Change::AddTotpFactor {
+                id,
+                principal_id,
+                name,
+                sealed_secret,
+                confirmed,
+                last_step,
+                at_us,
+            } => {
+                factors::add_totp_factor(
+                    c,
+                    id,
+                    principal_id,
+                    name,
+                    sealed_secret,
+                    *confirmed,
+                    *last_step,
+                    *at_us,
+                )
+                .await
+            }
+            Change::AcceptTotpStep {
+                factor_id,
+                step,
+                confirm,
+                at_us,
+            } => factors::accept_totp_step(c, factor_id, *step, *confirm, *at_us).await,
+            Change::AddWebauthnFactor {
+                id,
+                principal_id,
+                name,
+                credential_id,
+                sealed_credential,
+                counter,
+                at_us,
+            } => {
+                factors::add_webauthn_factor(
+                    c,
+                    id,
+                    principal_id,
+                    name,
+                    credential_id,
+                    sealed_credential,
+                    *counter,
+                    *at_us,
+                )
+                .await
+            }
+            Change::UpdateWebauthnFactor {
+                id,
+                sealed_credential,
+                counter,
+                at_us,
+            } => factors::update_webauthn_factor(c, id, sealed_credential, *counter, *at_us).await,
+            Change::CreateCeremony {
+                id_hash,
+                principal_id,
+                kind,
+                state,
+                factor_name,
+                pending_signin_hash,
+                at_us,
+                client_ip,
+                cap,
+            } => {
+                factors::create_ceremony(
+                    c,
+                    id_hash,
+                    principal_id,
+                    kind,
+                    state,
+                    factor_name.as_deref(),
+                    pending_signin_hash.as_deref(),
+                    *at_us,
+                    client_ip,
+                    *cap,
+                )
+                .await
+            }
+            Change::CreateDecoy {
+                id_hash,
+                name,
+                client_ip,
+                at_us,
+                cap,
+            } => factors::create_decoy(c, id_hash, name, client_ip, *at_us, *cap).await,
+            Change::ConsumeDecoy { id_hash } => factors::consume_decoy(c, id_hash).await,
+            Change::ConsumeCeremony { id_hash } => factors::consume_ceremony(c, id_hash).await,
+            Change::RemoveFactor { id, principal_id } => {
+                factors::remove_factor(c, id, principal_id).await
+            }
+            Change::CreateSession(s) => sessions::create_session(c, s).await,
+            Change::RevokeSession { id, at_us } => sessions::revoke_session(c, id, *at_us).await,
+            Change::RevokeSessionsOf {
+                principal_id,
+                except,
+                at_us,
+            } => sessions::revoke_sessions_of(c, principal_id, except.as_deref(), *at_us).await,
+            Change::TouchSession { id, at_us } => sessions::touch_session(c, id, *at_us).await,
+            Change::StampSession {
+                id,
+                strength,
+                at_us,
+            } => sessions::stamp_session(c, id, *strength, *at_us).await,
+            Change::CreatePendingSignIn {
+                id_hash,
+                principal_id,
+                at_us,
+            } => sessions::create_pending_sign_in(c, id_hash, principal_id, *at_us).await,
+            Change::ConsumePendingSignIn { id_hash } => {
+                sessions::consume_pending_sign_in(c, id_hash).await
+            }
+            Change::CreateCustomRole {
+                slug,
+                display_name,
+                description,
+                permissions,
+                at_us,
+            } => {
+                roles::create_custom_role(c, slug, display_name, description, permissions, *at_us)
+                    .await
+            }
+            Change::DeleteCustomRole { slug } => roles::delete_custom_role(c, slug).await,
+            Change::SetRoleSettings {
+                role,
+                settings,
+                at_us,
+            } => roles::set_role_settings(c, role, settings, *at_us).await,
+            Change::CreateAssignment(a) => roles::create_assignment(c, a).await,
+            Change::EndAssignment {
+                id,
+                reason,
+                by,
+                at_us,
+            } => roles::end_assignment(c, id, reason, by, *at_us).await,
+            Change::CreateRequest(r) => roles::create_request(c, r).await,
+            Change::DecideRequest {
+                request_id,
+                approver_id,
+                approve,
+                reason,
+                approvals_before,
+                activate,
+                at_us,
+            } => {
+                roles::decide_request(
+                    c,
+                    request_id,
+                    approver_id,
+                    *approve,
+                    reason.as_deref(),
+                    *approvals_before,
+                    *activate,
+                    *at_us,
+                )
+                .await
+            }
+            Change::CloseRequest {
+                id,
+                from,
+                to,
+                by,
+                reason,
+                at_us,
+            } => roles::close_request(c, id, *from, *to, by, reason.as_deref(), *at_us).await,
+            Change::RequireGlobalAdministrator { before, at_us } => {
+                roles::require_global_administrator(c, *before, *at_us).await
+            }
+            Change::AddClientSecret {
+                id,
+                principal_id,
+                secret_hash,
+                created_by,
+                at_us,
+            } => {
+                clients::add_client_secret(c, id, principal_id, secret_hash, created_by, *at_us)
+                    .await
+            }
+            Change::RevokeClientSecret {
+                id,
+                principal_id,
+                at_us,
+            } => clients::revoke_client_secret(c, id, principal_id, *at_us).await,
+            Change::SetClientNetworks {
+                principal_id,
+                cidrs,
+                by,
+                at_us,
+            } => clients::set_client_networks(c, principal_id, cidrs.as_deref(), by, *at_us).await,
+            Change::AddClientKey {
+                principal_id,
+                key_id,
+                algorithm,
+                public_key,
+                created_by,
+                at_us,
+            } => {
+                clients::add_client_key(
+                    c,
+                    principal_id,
+                    key_id,
+                    algorithm,
+                    public_key,
+                    created_by,
+                    *at_us,
+                )
+                .await
+            }
+            Change::RemoveClientKey {
+                principal_id,
+                key_id,
+                at_us,
+            } => clients::remove_client_key(c, principal_id, key_id, *at_us).await,
+            Change::UseClientAssertion {
+                principal_id,
+                jti,
+                expires_at_us,
+                at_us,
+            } => clients::use_client_assertion(c, principal_id, jti, *expires_at_us, *at_us).await,
+            Change::GrantConsent {
+                principal_id,
+                permissions,
+                granted_by,
+                at_us,
+            } => clients::grant_consent(c, principal_id, permissions, granted_by, *at_us).await,
+            Change::RevokeConsent {
+                principal_id,
+                permission,
+            } => clients::revoke_consent(c, principal_id, permission).await,
+            Change::CreateOAuthClient(k) => oidc::create_o_auth_client(c, k).await,
+            Change::DeleteOAuthClient { client_id, at_us } => {
+                oidc::delete_o_auth_client(c, client_id, *at_us).await
+            }
+            Change::AddOAuthClientSecret {
+                id,
+                client_id,
+                secret_hash,
+                created_by,
+                at_us,
+            } => {
+                oidc::add_o_auth_client_secret(c, id, client_id, secret_hash, created_by, *at_us)
+                    .await
+            }
+            Change::RevokeOAuthClientSecret {
+                id,
+                client_id,
+                at_us,
+            } => oidc::revoke_o_auth_client_secret(c, id, client_id, *at_us).await,
+            Change::CreateAuthorizationCode(a) => oidc::create_authorization_code(c, a).await,
+            Change::RedeemAuthorizationCode {
+                id,
+                family_id,
+                access_jti,
+                access_expires_at_us,
+                at_us,
+            } => {
+                oidc::redeem_authorization_code(
+                    c,
+                    id,
+                    family_id.as_deref(),
+                    access_jti,
+                    *access_expires_at_us,
+                    *at_us,
+                )
+                .await
+            }
+            Change::RecordOAuthConsent {
+                principal_id,
+                client_id,
+                scope,
+                at_us,
+            } => oidc::record_o_auth_consent(c, principal_id, client_id, scope, *at_us).await,
+            Change::IssueRefreshToken(t) => tokens::issue_refresh_token(c, t).await,
+            Change::UseRefreshToken { id, at_us } => tokens::use_refresh_token(c, id, *at_us).await,
+            Change::RevokeRefreshFamily { family_id, at_us } => {
+                tokens::revoke_refresh_family(c, family_id, *at_us).await
+            }
+            Change::RevokeToken {
+                jti,
+                expires_at_us,
+                at_us,
+            } => tokens::revoke_token(c, jti, *expires_at_us, *at_us).await,
+            Change::CreateDeviceAuthorization(d) => device::create_device_authorization(c, d).await,
+            Change::PollDevice {
+                id,
+                slow_down,
+                at_us,
+            } => device::poll_device(c, id, *slow_down, *at_us).await,
+            Change::DecideDevice {
+                id,
+                approve,
+                principal_id,
+                strength,
+                auth_time_us,
+                session_id,
+                at_us,
+            } => {
+                device::decide_device(
+                    c,
+                    id,
+                    *approve,
+                    principal_id,
+                    *strength,
+                    *auth_time_us,
+                    session_id,
+                    *at_us,
+                )
+                .await
+            }
+            Change::ConsumeDevice { id } => device::consume_device(c, id).await,
+            Change::ConditionalAccess(ca) => conditional_access::conditional_access(c, ca).await,
+            Change::SetBreakGlassVerifier {
+                principal_id,
+                verifier,
+            } => breakglass::set_break_glass_verifier(c, principal_id, verifier).await,
+            Change::CreateBreakGlass(b) => breakglass::create_break_glass(c, b).await,
+            Change::UpdateBreakGlassCustody {
+                principal_id,
+                custodians,
+                threshold,
+            } => {
+                breakglass::update_break_glass_custody(c, principal_id, custodians, *threshold)
+                    .await
+            }
+            Change::RecordDrill {
+                id,
+                principal_id,
+                session_id,
+                at_us,
+            } => breakglass::record_drill(c, id, principal_id, session_id, *at_us).await,
+            Change::RequireBreakGlassMinimum { min, before } => {
+                breakglass::require_break_glass_minimum(c, *min, *before).await
+            }
+            Change::Enqueue(m) => alerts::enqueue(c, m).await,
+            Change::AddAlertChannel(ch) => alerts::add_alert_channel(c, ch).await,
+            Change::RemoveAlertChannel { name, at_us } => {
+                alerts::remove_alert_channel(c, name, *at_us).await
+            }
+            Change::AddAlertRule(r) => alerts::add_alert_rule(c, r).await,
+            Change::RemoveAlertRule { name } => alerts::remove_alert_rule(c, name).await,
+            Change::ClaimOutbox {
+                id,
+                worker,
+                now_us,
+                until_us,
+                sms_max_per_hour,
+            } => alerts::claim_outbox(c, id, worker, *now_us, *until_us, *sms_max_per_hour).await,
+            Change::SealAlertChannels(all) => alerts::seal_alert_channels(c, all).await,
+            Change::FinishOutbox(a) => alerts::finish_outbox(c, a).await,
+            Change::RetryOutbox { id, at_us } => alerts::retry_outbox(c, id, *at_us).await,
+        }
+    })
+}

@@ -1,0 +1,565 @@
+//! State changes: each is applied inside the writer's transaction, together with its audit
+//! events (invariant 1). A change that finds the world not as it expected (a row already there,
+//! a conditional update that matched nothing) fails with [`StoreError::Conflict`] and is rolled
+//! back alone, so races between replicas resolve to exactly one winner.
+//!
+//! [`Change`] is the one list of what can be written; each variant is applied by an ordinary
+//! async function in the file of its topic, written once for both backends against
+//! [`sql::Conn`]. [`apply`] only dispatches.
+
+mod accounts;
+mod alerts;
+mod apply;
+mod breakglass;
+mod clients;
+mod conditional_access;
+mod device;
+mod factors;
+mod oidc;
+mod roles;
+mod sessions;
+pub(crate) mod sql;
+mod tenant;
+mod throttle;
+mod tokens;
+
+use portcullis_core::activation::RequestState;
+use portcullis_core::session::AuthStrength;
+
+use crate::StoreError;
+
+pub(crate) use apply::apply;
+
+pub use accounts::NewPrincipal;
+pub use alerts::{NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt, SealedChannel};
+pub use breakglass::NewBreakGlass;
+pub use conditional_access::CaChange;
+pub use device::NewDeviceAuthorization;
+pub use factors::PendingCap;
+pub use oidc::{NewAuthorizationCode, NewOAuthClient};
+pub use roles::{NewAssignment, NewRequest};
+pub use sessions::NewSession;
+pub use tokens::NewRefreshToken;
+
+/// A state change applied in the same transaction as its audit events.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Only the audit events.
+    None,
+    /// Several changes, all or nothing.
+    Many(Vec<Change>),
+    /// Writes a signed checkpoint at the end of this batch, whatever the policy says.
+    ForceCheckpoint,
+    /// Sets a configuration value.
+    SetSetting {
+        key: String,
+        value: String,
+    },
+    /// Creates the tenant; conflicts if it already exists.
+    InitialiseTenant {
+        created_at_us: i64,
+        key_check: Vec<u8>,
+        key_id: String,
+        public_key: Vec<u8>,
+        sealed_private_key: Vec<u8>,
+        bootstrap_token_hash: Vec<u8>,
+        bootstrap_expires_at_us: i64,
+    },
+    /// Marks the bootstrap token used; conflicts unless it is unused and unexpired.
+    RedeemBootstrapToken {
+        token_hash: Vec<u8>,
+        at_us: i64,
+    },
+    /// Creates a principal; conflicts if the name is taken.
+    CreatePrincipal(NewPrincipal),
+    /// Enables or disables a principal; disabling revokes its sessions.
+    SetPrincipalEnabled {
+        id: String,
+        enabled: bool,
+        at_us: i64,
+    },
+    /// Records a successful sign-in, and (with `address`, in its throttling form) that the
+    /// address is familiar to the account (smart lockout).
+    RecordSignIn {
+        principal_id: String,
+        at_us: i64,
+        address: Option<String>,
+    },
+    AddGroupMember {
+        group_id: String,
+        member_id: String,
+        at_us: i64,
+    },
+    /// Conflicts if the member was not in the group.
+    RemoveGroupMember {
+        group_id: String,
+        member_id: String,
+    },
+    /// Sets (or replaces) a password hash (PHC string).
+    SetPassword {
+        principal_id: String,
+        phc: String,
+        at_us: i64,
+    },
+    /// Adds a TOTP factor (unconfirmed until a code proves the enrolment).
+    AddTotpFactor {
+        id: String,
+        principal_id: String,
+        name: String,
+        sealed_secret: Vec<u8>,
+        confirmed: bool,
+        last_step: Option<i64>,
+        at_us: i64,
+    },
+    /// Accepts a TOTP time step: conflicts if that step (or a later one) was already used,
+    /// which is what stops a code from working twice, also across replicas.
+    AcceptTotpStep {
+        factor_id: String,
+        step: i64,
+        confirm: bool,
+        at_us: i64,
+    },
+    /// Adds a confirmed WebAuthn credential; conflicts if the name or the credential id is taken.
+    AddWebauthnFactor {
+        id: String,
+        principal_id: String,
+        name: String,
+        credential_id: Vec<u8>,
+        sealed_credential: Vec<u8>,
+        counter: i64,
+        at_us: i64,
+    },
+    /// Stores the credential after a use; conflicts if the signature counter did not move
+    /// forward (a cloned authenticator) unless the authenticator keeps no counter (0).
+    UpdateWebauthnFactor {
+        id: String,
+        sealed_credential: Vec<u8>,
+        counter: i64,
+        at_us: i64,
+    },
+    /// Stores a WebAuthn ceremony's server-side state. With `cap`, conflicts with
+    /// [`TOO_MANY_PENDING`] when `client_ip` already has that many ceremonies and decoys
+    /// created after `since_us` (an unauthenticated start must not grow the table unbounded).
+    CreateCeremony {
+        id_hash: Vec<u8>,
+        principal_id: String,
+        kind: String,
+        state: String,
+        factor_name: Option<String>,
+        pending_signin_hash: Option<Vec<u8>>,
+        at_us: i64,
+        client_ip: String,
+        cap: Option<PendingCap>,
+    },
+    /// A decoy passwordless challenge for `name` (no such account, or no passkey), capped like
+    /// [`Change::CreateCeremony`].
+    CreateDecoy {
+        id_hash: Vec<u8>,
+        name: String,
+        client_ip: String,
+        at_us: i64,
+        cap: PendingCap,
+    },
+    /// Consumes a decoy; conflicts if it is gone.
+    ConsumeDecoy {
+        id_hash: Vec<u8>,
+    },
+    /// Consumes a ceremony; conflicts if it is gone (finished already, or never existed), which
+    /// is what makes a replayed challenge fail.
+    ConsumeCeremony {
+        id_hash: Vec<u8>,
+    },
+    /// Conflicts if the factor does not exist for that principal.
+    RemoveFactor {
+        id: String,
+        principal_id: String,
+    },
+    CreateSession(NewSession),
+    /// Conflicts if the session is unknown or already revoked.
+    RevokeSession {
+        id: String,
+        at_us: i64,
+    },
+    /// Revokes every live session of a principal, but `except`.
+    RevokeSessionsOf {
+        principal_id: String,
+        except: Option<String>,
+        at_us: i64,
+    },
+    /// Updates a session's last activity (no audit event needed).
+    TouchSession {
+        id: String,
+        at_us: i64,
+    },
+    /// Stores a half-finished sign-in (password accepted, second factor pending).
+    CreatePendingSignIn {
+        id_hash: Vec<u8>,
+        principal_id: String,
+        at_us: i64,
+    },
+    /// Consumes it; conflicts if it is gone (used, or never existed).
+    ConsumePendingSignIn {
+        id_hash: Vec<u8>,
+    },
+    /// Reserves an attempt on each throttle key before its credential is checked: conflicts
+    /// with [`THROTTLED`] (changing nothing) when any key must still wait
+    /// ([`portcullis_core::throttle::admit`]), else counts the attempt on every key. Serialised
+    /// by the writer (rows locked on PostgreSQL), so concurrent guesses cannot all pass one check.
+    ReserveAttempt {
+        keys: Vec<String>,
+        at_us: i64,
+    },
+    /// After a success: gives the reservation back on address keys and clears the others
+    /// ([`portcullis_core::throttle::ThrottleKey::cleared_by_success`]).
+    ReleaseAttempt {
+        keys: Vec<String>,
+    },
+    /// Gives back a reservation whose credential was never checked (the server was busy):
+    /// one less on every key.
+    RefundAttempt {
+        keys: Vec<String>,
+    },
+    /// Stores a break-glass account's fast verifier (see migration 0015).
+    SetBreakGlassVerifier {
+        principal_id: String,
+        verifier: Vec<u8>,
+    },
+    /// One more failure on each throttle key.
+    RecordFailures {
+        keys: Vec<String>,
+        at_us: i64,
+    },
+    /// Forgets the failures of these keys (after a success).
+    ResetThrottle {
+        keys: Vec<String>,
+    },
+    /// Creates a custom role (permissions as a JSON array); conflicts if the slug exists.
+    CreateCustomRole {
+        slug: String,
+        display_name: String,
+        description: String,
+        permissions: String,
+        at_us: i64,
+    },
+    /// Deletes a custom role and its settings; conflicts while a live assignment names it.
+    DeleteCustomRole {
+        slug: String,
+    },
+    /// Stores a role's settings (JSON), replacing earlier ones.
+    SetRoleSettings {
+        role: String,
+        settings: String,
+        at_us: i64,
+    },
+    CreateAssignment(NewAssignment),
+    /// Ends a live assignment and closes the requests resting on it (pending ones cancelled,
+    /// active ones revoked) with the same reason; conflicts if it has ended already.
+    EndAssignment {
+        id: String,
+        reason: String,
+        by: String,
+        at_us: i64,
+    },
+    /// Creates a request; conflicts unless its eligibility is still live at `created_at_us`.
+    CreateRequest(NewRequest),
+    /// Records one approver's decision. Conflicts if the request is no longer pending, if the
+    /// approver decided already, or if the number of earlier approvals is not
+    /// `approvals_before` (the caller chose its audit events from that count; a concurrent
+    /// approval makes it retry). `activate` = `(activated_at_us, ends_at_us)` makes the request
+    /// active in the same step; `deny` closes it as denied.
+    DecideRequest {
+        request_id: String,
+        approver_id: String,
+        approve: bool,
+        reason: Option<String>,
+        approvals_before: i64,
+        activate: Option<(i64, i64)>,
+        at_us: i64,
+    },
+    /// Moves a request from state `from` to `to` (a terminal state); conflicts if it is not in
+    /// `from` any more, so a state change happens once even across replicas.
+    CloseRequest {
+        id: String,
+        from: RequestState,
+        to: RequestState,
+        by: String,
+        reason: Option<String>,
+        at_us: i64,
+    },
+    Enqueue(NewOutboxMessage),
+    /// Adds a client secret (its SHA-256); conflicts if the principal has two live ones.
+    AddClientSecret {
+        id: String,
+        principal_id: String,
+        secret_hash: Vec<u8>,
+        created_by: String,
+        at_us: i64,
+    },
+    /// Revokes a client secret; conflicts if it is not live.
+    RevokeClientSecret {
+        id: String,
+        principal_id: String,
+        at_us: i64,
+    },
+    /// Records consent to application permissions (idempotent per permission).
+    GrantConsent {
+        principal_id: String,
+        permissions: Vec<String>,
+        granted_by: String,
+        at_us: i64,
+    },
+    /// Withdraws consent to one permission; conflicts if it was not granted.
+    RevokeConsent {
+        principal_id: String,
+        permission: String,
+    },
+    /// Makes a new signing key the active one; the one it replaces (`previous`, which must
+    /// still be active, so two racing rotations make one winner) stays as a public key for
+    /// verification.
+    RotateSigningKey {
+        previous: String,
+        key_id: String,
+        public_key: Vec<u8>,
+        sealed_private_key: Vec<u8>,
+        at_us: i64,
+    },
+    /// Sets the networks a service account may authenticate from (a JSON array of validated
+    /// CIDRs), or lifts the restriction (`None`).
+    SetClientNetworks {
+        principal_id: String,
+        cidrs: Option<String>,
+        by: String,
+        at_us: i64,
+    },
+    /// A new device authorization (RFC 8628), pending.
+    CreateDeviceAuthorization(NewDeviceAuthorization),
+    /// Records a poll; with `slow_down`, the interval grows by 5 s.
+    PollDevice {
+        id: String,
+        slow_down: bool,
+        at_us: i64,
+    },
+    /// A person approves (with their session's strength) or denies a pending, unexpired
+    /// device authorization; conflicts when it is no longer pending.
+    DecideDevice {
+        id: String,
+        approve: bool,
+        principal_id: String,
+        strength: AuthStrength,
+        auth_time_us: i64,
+        /// The approving session; revoking it ends the tokens that follow.
+        session_id: String,
+        at_us: i64,
+    },
+    /// Approved → consumed: its tokens are issued once; conflicts otherwise.
+    ConsumeDevice {
+        id: String,
+    },
+    /// A new refresh token (the first of a family, or a rotation's successor).
+    IssueRefreshToken(NewRefreshToken),
+    /// Marks a live, unused refresh token used (rotation); conflicts when it was used or
+    /// revoked meanwhile, so a token rotates once.
+    UseRefreshToken {
+        id: String,
+        at_us: i64,
+    },
+    /// Revokes every token of a family (reuse detected, sign-out, disabled account), and the
+    /// unexpired access tokens issued with them.
+    RevokeRefreshFamily {
+        family_id: String,
+        at_us: i64,
+    },
+    /// Revokes an access token by its `jti` (idempotent).
+    RevokeToken {
+        jti: String,
+        expires_at_us: i64,
+        at_us: i64,
+    },
+    /// Registers a public key for `private_key_jwt`; conflicts if the account has used this
+    /// key id before (live or removed) or has five live keys.
+    AddClientKey {
+        principal_id: String,
+        key_id: String,
+        /// `EdDSA` or `ES256`.
+        algorithm: String,
+        /// SubjectPublicKeyInfo DER.
+        public_key: Vec<u8>,
+        created_by: String,
+        at_us: i64,
+    },
+    /// Removes (revokes) a public key; conflicts if it is not live.
+    RemoveClientKey {
+        principal_id: String,
+        key_id: String,
+        at_us: i64,
+    },
+    /// Records an accepted client assertion's `jti` until `expires_at_us`, forgetting those
+    /// that have expired. Conflicts if the `jti` is recorded already: a replay, also when two
+    /// replicas are presented the same assertion at once (one insert wins).
+    UseClientAssertion {
+        principal_id: String,
+        jti: String,
+        expires_at_us: i64,
+        at_us: i64,
+    },
+    /// Marks a principal as one that is or may become privileged (stricter password and MFA
+    /// before full sign-in). Never cleared automatically.
+    MarkPrivileged {
+        principal_id: String,
+    },
+    /// Registers an OpenID Connect client; conflicts when the name is taken.
+    CreateOAuthClient(NewOAuthClient),
+    /// Deletes a client with its secrets and consents, and revokes every refresh token issued
+    /// to it; conflicts when there is no such client.
+    DeleteOAuthClient {
+        client_id: String,
+        at_us: i64,
+    },
+    /// Adds a client secret to a confidential client; conflicts when two are live already.
+    AddOAuthClientSecret {
+        id: String,
+        client_id: String,
+        secret_hash: Vec<u8>,
+        created_by: String,
+        at_us: i64,
+    },
+    /// Revokes a live client secret; conflicts when it is not live.
+    RevokeOAuthClientSecret {
+        id: String,
+        client_id: String,
+        at_us: i64,
+    },
+    /// A new authorization code.
+    CreateAuthorizationCode(NewAuthorizationCode),
+    /// Redeems an unused, unexpired code once, remembering what was issued from it (so a
+    /// second presentation can revoke it); conflicts otherwise.
+    RedeemAuthorizationCode {
+        id: String,
+        family_id: Option<String>,
+        access_jti: String,
+        access_expires_at_us: i64,
+        at_us: i64,
+    },
+    /// Adds an alert channel; conflicts when the name is taken.
+    AddAlertChannel(NewAlertChannel),
+    /// Removes an alert channel; conflicts when there is none of that name. Its undelivered
+    /// messages are dead-lettered with the reason.
+    RemoveAlertChannel {
+        name: String,
+        at_us: i64,
+    },
+    /// Adds a custom alert rule; conflicts when the name is taken.
+    AddAlertRule(NewAlertRule),
+    /// Removes a custom alert rule; conflicts when there is none of that name.
+    RemoveAlertRule {
+        name: String,
+    },
+    /// Claims a due, pending outbox message for `worker` until `until_us` and counts the
+    /// attempt; conflicts when another worker (replica) holds it or it is not due. With
+    /// `sms_max_per_hour`, the first attempt of a message on an SMS channel is refused when
+    /// that many messages to its number were first attempted in the hour before `now_us`: the
+    /// message becomes `suppressed` (not sent, no attempt counted; the claim succeeds, so the
+    /// worker reads the state); otherwise it takes the suppressed messages before it as
+    /// `reported_in` it, so it can say how many there were. Serialised with every other write
+    /// (the chain head), so replicas share one count.
+    ClaimOutbox {
+        id: String,
+        worker: String,
+        now_us: i64,
+        until_us: i64,
+        sms_max_per_hour: Option<i64>,
+    },
+    /// Seals channel configurations written before sealing: each row's `config` becomes its
+    /// display fields and `sealed_config` the sealed full one. Conflicts when any of them is
+    /// sealed already (another replica did it first), so it happens once.
+    SealAlertChannels(Vec<SealedChannel>),
+    /// Records the end of an attempt by the worker that holds the claim: delivered, retried
+    /// later, or dead-lettered; conflicts when the claim was lost meanwhile.
+    FinishOutbox(OutboxAttempt),
+    /// Puts a dead-lettered message back in the queue with a fresh budget of attempts.
+    RetryOutbox {
+        id: String,
+        at_us: i64,
+    },
+    /// Records a break-glass account's custody.
+    CreateBreakGlass(NewBreakGlass),
+    /// Changes conditional-access policies and locations at an expected version.
+    ConditionalAccess(CaChange),
+    /// A new split of a password account: custodians and threshold (the hash is a
+    /// [`Change::SetPassword`] beside it).
+    UpdateBreakGlassCustody {
+        principal_id: String,
+        custodians: String,
+        threshold: i64,
+    },
+    /// Records a drill proved by `session_id` (a session of the account itself).
+    RecordDrill {
+        id: String,
+        principal_id: String,
+        session_id: String,
+        at_us: i64,
+    },
+    /// Conflicts when fewer than `min` usable break-glass accounts remain (after the changes
+    /// before it in the same [`Change::Many`]) and fewer than `before` (the count the caller
+    /// read before): a change that does not lower the count (disabling an account that was
+    /// never usable, during setup) passes. The writer already serialises transactions on the
+    /// chain head; on PostgreSQL the emergency rows are locked as well, in depth.
+    RequireBreakGlassMinimum {
+        min: i64,
+        before: i64,
+    },
+    /// Conflicts with [`LAST_GLOBAL_ADMINISTRATOR`] when, after the changes before it in the same
+    /// [`Change::Many`], no person (enabled, not break-glass) can reach Global Administrator at
+    /// `/` any more — by a live active or eligible assignment, directly or through a
+    /// role-assignable group — and fewer than `before` (the count the caller read). Serialised
+    /// like [`Change::RequireBreakGlassMinimum`]; on PostgreSQL the GA assignments are locked too.
+    RequireGlobalAdministrator {
+        before: i64,
+        at_us: i64,
+    },
+    /// Records a fresh proof in a live session (re-authentication): its strength becomes
+    /// `strength` (never lower than it was) and its second factor counts as proven at `at_us`.
+    /// Conflicts when the session is gone or revoked.
+    StampSession {
+        id: String,
+        strength: AuthStrength,
+        at_us: i64,
+    },
+    /// Claims the periodic job `name` for this run: conflicts when another run (any replica)
+    /// recorded one after `not_before_us`.
+    ClaimPeriodic {
+        name: String,
+        not_before_us: i64,
+        at_us: i64,
+    },
+    /// Records (or widens) a person's consent to a client for `scope`.
+    RecordOAuthConsent {
+        principal_id: String,
+        client_id: String,
+        scope: String,
+        at_us: i64,
+    },
+}
+
+/// The conflict [`Change::AddAlertRule`] reports when [`crate::alerts::MAX_RULES`] exist.
+pub const TOO_MANY_RULES: &str = "too many custom alert rules";
+
+/// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
+pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
+
+/// The conflict a capped creation reports (too many pending rows from one address).
+pub const TOO_MANY_PENDING: &str = "too many pending requests from this address";
+
+/// The conflict [`Change::ReserveAttempt`] reports.
+pub const THROTTLED: &str = "too many failed attempts; wait before trying again";
+
+/// The conflict [`Change::RequireGlobalAdministrator`] reports.
+pub const LAST_GLOBAL_ADMINISTRATOR: &str =
+    "nobody would be left who can reach Global Administrator at the tenant";
+
+/// The conflict [`Change::RequireBreakGlassMinimum`] reports.
+pub const BREAKGLASS_MINIMUM: &str = "fewer than the required break-glass accounts would remain";
+
+fn conflict(what: &str) -> StoreError {
+    StoreError::Conflict(what.to_owned())
+}

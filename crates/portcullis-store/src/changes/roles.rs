@@ -1,0 +1,180 @@
+//! Custom roles, assignments and activation requests. A request is created only while its
+//! eligibility lives; decisions count approvals under the request's state; closes move from an
+//! expected state (core's `activation::transition` chose it) or conflict; and the tenant never
+//! loses its last way to Global Administrator.
+
+use super::sql::{Conn, args};
+use super::{LAST_GLOBAL_ADMINISTRATOR, conflict};
+use crate::Result;
+
+/// A new role assignment.
+#[derive(Debug, Clone)]
+pub struct NewAssignment {
+    pub id: String,
+    pub principal_id: String,
+    pub role: String,
+    pub scope: String,
+    /// `eligible` or `active`.
+    pub kind: portcullis_core::roles::AssignmentKind,
+    pub starts_at_us: i64,
+    pub ends_at_us: Option<i64>,
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+/// A new activation request, pending approval or already active.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub id: String,
+    pub principal_id: String,
+    pub role: String,
+    pub scope: String,
+    pub eligibility_id: String,
+    /// `pending_approval` or `active`.
+    pub state: portcullis_core::activation::RequestState,
+    pub duration_seconds: i64,
+    pub justification: Option<String>,
+    pub ticket: Option<String>,
+    pub approvals_required: i64,
+    pub created_at_us: i64,
+    pub timeout_at_us: Option<i64>,
+    pub activated_at_us: Option<i64>,
+    pub ends_at_us: Option<i64>,
+}
+
+pub(crate) async fn create_custom_role(
+    c: &mut Conn<'_>,
+    slug: &str,
+    display_name: &str,
+    description: &str,
+    permissions: &str,
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("INSERT INTO custom_roles (slug, display_name, description, permissions, created_at_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", args![slug, display_name, description, permissions, at_us]).await?;
+    if n == 0 {
+        return Err(conflict("a role with that name exists"));
+    }
+
+    Ok(())
+}
+
+pub(crate) async fn delete_custom_role(c: &mut Conn<'_>, slug: &str) -> Result<()> {
+    let n = c.execute("DELETE FROM custom_roles WHERE slug = $1 AND NOT EXISTS (SELECT 1 FROM role_assignments WHERE role = $1 AND ended_at_us IS NULL)", args![slug]).await?;
+    if n == 0 {
+        return Err(conflict("the role is gone or still assigned"));
+    }
+    c.execute("DELETE FROM role_settings WHERE role = $1", args![slug])
+        .await?;
+
+    Ok(())
+}
+
+pub(crate) async fn set_role_settings(
+    c: &mut Conn<'_>,
+    role: &str,
+    settings: &str,
+    at_us: i64,
+) -> Result<()> {
+    c.execute("INSERT INTO role_settings (role, settings, updated_at_us) VALUES ($1, $2, $3) ON CONFLICT (role) DO UPDATE SET settings = excluded.settings, updated_at_us = excluded.updated_at_us", args![role, settings, at_us]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn create_assignment(c: &mut Conn<'_>, a: &NewAssignment) -> Result<()> {
+    c.execute("INSERT INTO role_assignments (id, principal_id, role, scope, kind, starts_at_us, ends_at_us, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", args![&a.id, &a.principal_id, &a.role, &a.scope, &a.kind, a.starts_at_us, a.ends_at_us, &a.created_by, a.created_at_us]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn end_assignment(
+    c: &mut Conn<'_>,
+    id: &str,
+    reason: &str,
+    by: &str,
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("UPDATE role_assignments SET ended_at_us = $1, end_reason = $2 WHERE id = $3 AND ended_at_us IS NULL", args![at_us, reason, id]).await?;
+    if n == 0 {
+        return Err(conflict("assignment already ended"));
+    }
+    c.execute("UPDATE activation_requests SET state = CASE state WHEN 'active' THEN 'revoked' ELSE 'cancelled' END, closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE eligibility_id = $4 AND state IN ('pending_approval', 'active')", args![at_us, by, reason, id]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn create_request(c: &mut Conn<'_>, r: &NewRequest) -> Result<()> {
+    let live: Option<i64> = c.optional_int("SELECT CAST(1 AS BIGINT) FROM role_assignments WHERE id = $1 AND ended_at_us IS NULL AND (ends_at_us IS NULL OR ends_at_us > $2)", args![&r.eligibility_id, r.created_at_us]).await?;
+    if live.is_none() {
+        return Err(conflict("the eligible assignment has ended"));
+    }
+    c.execute("INSERT INTO activation_requests (id, principal_id, role, scope, eligibility_id, state, duration_seconds, justification, ticket, approvals_required, created_at_us, timeout_at_us, activated_at_us, ends_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)", args![&r.id, &r.principal_id, &r.role, &r.scope, &r.eligibility_id, &r.state, r.duration_seconds, &r.justification, &r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn decide_request(
+    c: &mut Conn<'_>,
+    request_id: &str,
+    approver_id: &str,
+    approve: bool,
+    reason: Option<&str>,
+    approvals_before: i64,
+    activate: Option<(i64, i64)>,
+    at_us: i64,
+) -> Result<()> {
+    let approvals: i64 = c
+        .count(
+            "SELECT COUNT(*) FROM request_decisions WHERE request_id = $1 AND decision = 'approve'",
+            args![request_id],
+        )
+        .await?;
+    let pending: Option<i64> = c.optional_int("SELECT CAST(1 AS BIGINT) FROM activation_requests WHERE id = $1 AND state = 'pending_approval'", args![request_id]).await?;
+    if pending.is_none() {
+        return Err(conflict("the request is no longer pending"));
+    }
+    if approvals != approvals_before {
+        return Err(conflict("another approval arrived meanwhile"));
+    }
+    let n = c.execute("INSERT INTO request_decisions (request_id, approver_id, decision, reason, at_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING", args![request_id, approver_id, if approve { "approve" } else { "deny" }, reason, at_us]).await?;
+    if n == 0 {
+        return Err(conflict("this approver has decided already"));
+    }
+    if !approve {
+        c.execute("UPDATE activation_requests SET state = 'denied', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE id = $4", args![at_us, approver_id, reason, request_id]).await?;
+    } else if let Some((activated, ends)) = activate {
+        c.execute("UPDATE activation_requests SET state = 'active', activated_at_us = $1, ends_at_us = $2 WHERE id = $3", args![activated, ends, request_id]).await?;
+    }
+
+    Ok(())
+}
+
+pub(crate) async fn close_request(
+    c: &mut Conn<'_>,
+    id: &str,
+    from: portcullis_core::activation::RequestState,
+    to: portcullis_core::activation::RequestState,
+    by: &str,
+    reason: Option<&str>,
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("UPDATE activation_requests SET state = $1, closed_at_us = $2, closed_by = $3, close_reason = $4 WHERE id = $5 AND state = $6", args![to, at_us, by, reason, id, from]).await?;
+    if n == 0 {
+        return Err(conflict("the request is not in the expected state"));
+    }
+
+    Ok(())
+}
+
+pub(crate) async fn require_global_administrator(
+    c: &mut Conn<'_>,
+    before: i64,
+    at_us: i64,
+) -> Result<()> {
+    c.lock_rows("SELECT a.id FROM role_assignments a WHERE a.role = 'global-administrator' AND a.ended_at_us IS NULL ORDER BY a.id").await?;
+    let n = c.count(crate::roles::GA_REACHERS_SQL, args![at_us]).await?;
+    if portcullis_core::privilege::refuses_last_global_administrator(before, n) {
+        return Err(conflict(LAST_GLOBAL_ADMINISTRATOR));
+    }
+
+    Ok(())
+}

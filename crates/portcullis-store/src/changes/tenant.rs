@@ -1,0 +1,87 @@
+//! The tenant itself: its creation and bootstrap token, settings, signing-key rotation, and
+//! the claim that lets one replica run a periodic job per period.
+
+use super::conflict;
+use super::sql::{Conn, args};
+use time::OffsetDateTime;
+
+use crate::{Result, micros};
+
+pub(crate) async fn set_setting(c: &mut Conn<'_>, key: &str, value: &str) -> Result<()> {
+    c.execute("INSERT INTO settings (key, value, updated_at_us) VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at_us = excluded.updated_at_us", args![key, value, micros(OffsetDateTime::now_utc())]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn initialise_tenant(
+    c: &mut Conn<'_>,
+    created_at_us: i64,
+    key_check: &[u8],
+    key_id: &str,
+    public_key: &[u8],
+    sealed_private_key: &[u8],
+    bootstrap_token_hash: &[u8],
+    bootstrap_expires_at_us: i64,
+) -> Result<()> {
+    let n = c.execute("INSERT INTO tenant (id, created_at_us, key_check) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING", args![created_at_us, key_check]).await?;
+    if n == 0 {
+        return Err(conflict("tenant already initialised"));
+    }
+    c.execute("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active) VALUES ($1, $2, $3, $4, TRUE)", args![key_id, public_key, sealed_private_key, created_at_us]).await?;
+    c.execute(
+        "INSERT INTO bootstrap_tokens (id, token_hash, expires_at_us) VALUES ('bootstrap', $1, $2)",
+        args![bootstrap_token_hash, bootstrap_expires_at_us],
+    )
+    .await?;
+
+    Ok(())
+}
+
+pub(crate) async fn redeem_bootstrap_token(
+    c: &mut Conn<'_>,
+    token_hash: &[u8],
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("UPDATE bootstrap_tokens SET used_at_us = $1 WHERE token_hash = $2 AND used_at_us IS NULL AND expires_at_us > $1", args![at_us, token_hash]).await?;
+    if n == 0 {
+        return Err(conflict("bootstrap token already used or expired"));
+    }
+
+    Ok(())
+}
+
+pub(crate) async fn rotate_signing_key(
+    c: &mut Conn<'_>,
+    previous: &str,
+    key_id: &str,
+    public_key: &[u8],
+    sealed_private_key: &[u8],
+    at_us: i64,
+) -> Result<()> {
+    let n = c
+        .execute(
+            "UPDATE signing_keys SET active = FALSE WHERE key_id = $1 AND active",
+            args![previous],
+        )
+        .await?;
+    if n == 0 {
+        return Err(conflict("the signing key was rotated already"));
+    }
+    c.execute("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active) VALUES ($1, $2, $3, $4, TRUE)", args![key_id, public_key, sealed_private_key, at_us]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn claim_periodic(
+    c: &mut Conn<'_>,
+    name: &str,
+    not_before_us: i64,
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("INSERT INTO periodic_jobs (name, last_run_us) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET last_run_us = excluded.last_run_us WHERE periodic_jobs.last_run_us <= $3", args![name, at_us, not_before_us]).await?;
+    if n == 0 {
+        return Err(conflict("this periodic job already ran in this period"));
+    }
+
+    Ok(())
+}
