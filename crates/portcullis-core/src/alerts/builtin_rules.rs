@@ -1,0 +1,154 @@
+//! The built-in rules: code, not data, so they cannot be disabled or edited away. Invariant:
+//! the listing people see ([`BUILTIN_RULES`]) names exactly the rules [`builtin`] fires.
+
+use super::alert::{Alert, Severity};
+use crate::audit::{AuditEvent, Outcome};
+
+/// The role whose creation or activation always alerts.
+pub const GLOBAL_ADMINISTRATOR: &str = "global-administrator";
+
+/// The built-in rule that fires for `e`, if any (the most specific one).
+pub fn builtin(e: &AuditEvent) -> Option<Alert> {
+    let d = &e.details;
+    let flag = |k: &str| d.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let outcome = match e.outcome {
+        Outcome::Success => "succeeded",
+        Outcome::Failure => "failed",
+    };
+    let alert = |rule: &str, severity: Severity, summary: String| {
+        Some(Alert {
+            rule: rule.to_owned(),
+            severity,
+            summary,
+        })
+    };
+    if flag("emergency") {
+        return alert(
+            "breakglass.activity",
+            Severity::Critical,
+            format!(
+                "break-glass: {} {} by {} on {}",
+                e.action, outcome, e.actor, e.target
+            ),
+        );
+    }
+    if e.action == "breakglass.drill_overdue" {
+        let names: Vec<&str> = d
+            .get("accounts")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|n| n.as_str()).collect())
+            .unwrap_or_default();
+        return alert(
+            "breakglass.drill_overdue",
+            Severity::Warning,
+            format!(
+                "break-glass drill overdue for {}: run portcullis breakglass drill",
+                names.join(", ")
+            ),
+        );
+    }
+    if e.action == "token.refresh_reuse" {
+        return alert(
+            "token.refresh_reuse",
+            Severity::Critical,
+            format!(
+                "a rotated refresh token of {} was presented again; its family is revoked",
+                e.target
+            ),
+        );
+    }
+    if text("reason") == "service_account_interactive_signin"
+        || text("attempted_as") == "service_account"
+    {
+        return alert(
+            "service_account.interactive_signin",
+            Severity::Critical,
+            format!(
+                "interactive sign-in attempted with service account {}",
+                e.target
+            ),
+        );
+    }
+    let global_admin =
+        text("role") == GLOBAL_ADMINISTRATOR || e.target == format!("role:{GLOBAL_ADMINISTRATOR}");
+    if global_admin
+        && e.outcome == Outcome::Success
+        && matches!(
+            e.action.as_str(),
+            "assignment.created" | "request.activated"
+        )
+    {
+        return alert(
+            "role.global_administrator",
+            Severity::Critical,
+            format!(
+                "Global Administrator: {} by {} for {}",
+                e.action, e.actor, e.target
+            ),
+        );
+    }
+    if e.action.starts_with("ca.policy.") {
+        return alert(
+            "conditional_access.changed",
+            Severity::Critical,
+            format!(
+                "conditional access: {} by {} ({})",
+                e.action, e.actor, e.target
+            ),
+        );
+    }
+    if flag("alert") {
+        return alert(
+            "flagged",
+            Severity::Warning,
+            format!("{} {} by {} on {}", e.action, outcome, e.actor, e.target),
+        );
+    }
+    None
+}
+
+/// The built-in rules, as listed to people (they are code; see [`builtin`]).
+pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
+    (
+        "breakglass.activity",
+        Severity::Critical,
+        "any sign-in attempt or change on a break-glass account",
+    ),
+    (
+        "breakglass.drill_overdue",
+        Severity::Warning,
+        "a break-glass account's last drill is older than the drill age (daily while it lasts)",
+    ),
+    (
+        "token.refresh_reuse",
+        Severity::Critical,
+        "a rotated refresh token presented again",
+    ),
+    (
+        "service_account.interactive_signin",
+        Severity::Critical,
+        "an interactive sign-in attempt with a service account",
+    ),
+    (
+        "role.global_administrator",
+        Severity::Critical,
+        "a Global Administrator assignment created or activated",
+    ),
+    (
+        "conditional_access.changed",
+        Severity::Critical,
+        "a conditional-access policy changed",
+    ),
+    (
+        "flagged",
+        Severity::Warning,
+        "any event its writer marks alert-worthy",
+    ),
+];
+
+/// The key a built-in rule's alert is aggregated under: the event's target (the account
+/// attacked, the policy changed), so a flood on one thing is one alert plus one summary.
+pub fn builtin_key(e: &AuditEvent) -> String {
+    e.target.clone()
+}
