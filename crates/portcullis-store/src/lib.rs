@@ -22,6 +22,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod anchor;
+mod audit;
 pub mod breakglass;
 mod changes;
 pub mod conditional_access;
@@ -30,6 +31,7 @@ pub mod device;
 pub mod oidc;
 pub mod roles;
 pub mod sweep;
+mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tokens;
@@ -53,13 +55,17 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 pub use anchor::{AnchorFile, AnchorSink};
+pub use audit::AuditFilter;
+pub(crate) use audit::{CHAINED_CHECKPOINTS_SCHEMA, CHECKPOINT_COLS, checkpoint_from_row, to_hash};
 pub use changes::{
-    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel,
-    NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewDeviceAuthorization,
-    NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession,
-    OutboxAttempt, PendingCap, SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
+    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision, LAST_GLOBAL_ADMINISTRATOR,
+    NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewCeremony,
+    NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken,
+    NewRequest, NewSession, NewTenant, NewTotpFactor, NewWebauthnFactor, OutboxAttempt, PendingCap,
+    RequestDecision, SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
+pub use tenant::{BOOTSTRAP_TOKEN_LIFETIME, Tenant};
 pub use writer::CheckpointPolicy;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -176,33 +182,6 @@ impl Default for StoreOptions {
     }
 }
 
-/// Filters for listing audit events.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    pub target: Option<String>,
-    pub outcome: Option<Outcome>,
-    pub since_us: Option<i64>,
-    pub until_us: Option<i64>,
-    /// Only events with `seq` greater than this (paging).
-    pub after_seq: Option<i64>,
-    pub limit: i64,
-}
-
-/// What the tenant holds after [`Store::initialise_tenant`].
-pub struct Tenant {
-    pub created: bool,
-    pub signing_key: ServerKey,
-    /// Present only on the start that created the tenant: shown once, stored as a hash.
-    pub bootstrap_token: Option<Zeroizing<String>>,
-}
-
-const KEY_CHECK_AD: &str = "tenant:key-check";
-const KEY_CHECK_PLAINTEXT: &[u8] = b"portcullis master key check v1";
-/// How long a bootstrap token stays valid.
-pub const BOOTSTRAP_TOKEN_LIFETIME: time::Duration = time::Duration::hours(24);
-
 pub(crate) fn from_micros(us: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -309,287 +288,6 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("writer returned no event".into()))
     }
 
-    /// Creates the tenant on first start (signing key, key check, bootstrap token, and the
-    /// `tenant.initialised` event in one transaction) or loads it, proving the master key right.
-    /// Either way the chain's head is then checkpointed (if it is not already), so a tenant's
-    /// chain is covered from its first event and the tail a crash left is covered before
-    /// anything new is written: more than one event with no checkpoint at all is tampering.
-    pub async fn initialise_tenant(
-        &self,
-        master: &MasterKey,
-        now: OffsetDateTime,
-    ) -> Result<Tenant> {
-        for _ in 0..3 {
-            if let Some(key) = self.load_tenant(master).await? {
-                self.set_server_key(key.clone());
-                self.write(Change::ForceCheckpoint, vec![]).await?;
-                return Ok(Tenant {
-                    created: false,
-                    signing_key: key,
-                    bootstrap_token: None,
-                });
-            }
-            let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-            let key_id = format!(
-                "k-{}",
-                &hex::encode(signing.verifying_key().as_bytes())[..16]
-            );
-            let token = crypto::random_token();
-            let change = Change::InitialiseTenant {
-                created_at_us: micros(now),
-                key_check: master.seal(KEY_CHECK_AD, KEY_CHECK_PLAINTEXT),
-                key_id: key_id.clone(),
-                public_key: signing.verifying_key().as_bytes().to_vec(),
-                sealed_private_key: master
-                    .seal(&format!("signing_key:{key_id}"), signing.as_bytes()),
-                bootstrap_token_hash: crypto::token_hash(&token),
-                bootstrap_expires_at_us: micros(now + BOOTSTRAP_TOKEN_LIFETIME),
-            };
-            let event = NewAuditEvent::new("system", "tenant.initialised", "tenant").details(
-                serde_json::json!({"signing_key_id": key_id, "bootstrap_token_expires_at": (now + BOOTSTRAP_TOKEN_LIFETIME).unix_timestamp()}),
-            );
-            match self.write(change, vec![event]).await {
-                Ok(_) => {
-                    let key = ServerKey {
-                        key_id,
-                        key: Arc::new(signing),
-                    };
-                    self.set_server_key(key.clone());
-                    self.write(Change::ForceCheckpoint, vec![]).await?;
-                    return Ok(Tenant {
-                        created: true,
-                        signing_key: key,
-                        bootstrap_token: Some(token),
-                    });
-                }
-                // Another replica initialised it first: load what it wrote.
-                Err(StoreError::Conflict(_) | StoreError::CommitFailed(_)) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::Conflict(
-            "tenant initialisation kept racing".into(),
-        ))
-    }
-
-    async fn load_tenant(&self, master: &MasterKey) -> Result<Option<ServerKey>> {
-        let row = on_pool!(&self.backend, pool => {
-            sqlx::query("SELECT key_check FROM tenant WHERE id = 1").fetch_optional(pool).await?
-                .map(|r| r.try_get::<Vec<u8>, _>("key_check")).transpose()?
-        });
-        let Some(check) = row else { return Ok(None) };
-        match master.open(KEY_CHECK_AD, &check) {
-            Ok(p) if p.as_slice() == KEY_CHECK_PLAINTEXT => {}
-            _ => return Err(StoreError::WrongMasterKey),
-        }
-        let key_row = on_pool!(&self.backend, pool => {
-            let r = sqlx::query("SELECT key_id, sealed_private_key FROM signing_keys WHERE active ORDER BY created_at_us DESC LIMIT 1")
-                .fetch_optional(pool).await?;
-            match r {
-                Some(r) => Some((r.try_get::<String, _>("key_id")?, r.try_get::<Vec<u8>, _>("sealed_private_key")?)),
-                None => None,
-            }
-        });
-        let (key_id, sealed) = key_row
-            .ok_or_else(|| StoreError::Corrupt("tenant has no active signing key".into()))?;
-        let seed = master
-            .open(&format!("signing_key:{key_id}"), &sealed)
-            .map_err(|_| StoreError::WrongMasterKey)?;
-        let seed: [u8; 32] = seed
-            .as_slice()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("signing key has the wrong length".into()))?;
-        Ok(Some(ServerKey {
-            key_id,
-            key: Arc::new(SigningKey::from_bytes(&seed)),
-        }))
-    }
-
-    /// Loads the active signing key again (after a rotation here or on another replica) and
-    /// makes it the one that signs checkpoints.
-    pub async fn reload_signing_key(&self, master: &MasterKey) -> Result<ServerKey> {
-        let key = self
-            .load_tenant(master)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("the tenant is not initialised".into()))?;
-        self.set_server_key(key.clone());
-        Ok(key)
-    }
-
-    /// A new signing key, sealed under the master key, as a change that makes it active in
-    /// place of `previous`; the key is returned so the caller can use it once written.
-    pub fn new_signing_key(
-        master: &MasterKey,
-        previous: &str,
-        now: OffsetDateTime,
-    ) -> (Change, String) {
-        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
-        let key_id = format!(
-            "k-{}",
-            &hex::encode(signing.verifying_key().as_bytes())[..16]
-        );
-        let change = Change::RotateSigningKey {
-            previous: previous.to_owned(),
-            key_id: key_id.clone(),
-            public_key: signing.verifying_key().as_bytes().to_vec(),
-            sealed_private_key: master.seal(&format!("signing_key:{key_id}"), signing.as_bytes()),
-            at_us: micros(now),
-        };
-        (change, key_id)
-    }
-
-    fn set_server_key(&self, key: ServerKey) {
-        if let Ok(mut k) = self.server_key.write() {
-            *k = Some(key);
-        }
-    }
-
-    /// Whether `token` is an unexpired, unused bootstrap token.
-    pub async fn bootstrap_token_valid(&self, token: &str, now: OffsetDateTime) -> Result<bool> {
-        let hash = crypto::token_hash(token);
-        let found = on_pool!(&self.backend, pool => {
-            sqlx::query("SELECT token_hash FROM bootstrap_tokens WHERE token_hash = $1 AND used_at_us IS NULL AND expires_at_us > $2")
-                .bind(&hash).bind(micros(now)).fetch_optional(pool).await?
-                .map(|r| r.try_get::<Vec<u8>, _>("token_hash")).transpose()?
-        });
-        Ok(found.is_some_and(|stored| {
-            subtle::ConstantTimeEq::ct_eq(stored.as_slice(), hash.as_slice()).into()
-        }))
-    }
-
-    /// Public keys of every signing key the tenant has had, for checkpoint verification.
-    pub async fn verifying_keys(&self) -> Result<HashMap<String, VerifyingKey>> {
-        let rows: Vec<(String, Vec<u8>)> = on_pool!(&self.backend, pool => {
-            sqlx::query("SELECT key_id, public_key FROM signing_keys").fetch_all(pool).await?
-                .into_iter().map(|r| Ok((r.try_get("key_id")?, r.try_get("public_key")?)))
-                .collect::<Result<_, sqlx::Error>>()?
-        });
-        let mut out = HashMap::new();
-        for (id, pk) in rows {
-            let arr: [u8; 32] = pk.as_slice().try_into().map_err(|_| {
-                StoreError::Corrupt(format!("public key {id} has the wrong length"))
-            })?;
-            let key = VerifyingKey::from_bytes(&arr)
-                .map_err(|_| StoreError::Corrupt(format!("public key {id} is invalid")))?;
-            out.insert(id, key);
-        }
-        Ok(out)
-    }
-
-    /// Audit events matching `filter`, in sequence order.
-    pub async fn list_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>> {
-        let limit = filter.limit.clamp(1, 10_000);
-        on_pool!(&self.backend, pool => {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT seq, time_us, actor, action, target, outcome, details, prev_hash, hash FROM audit_events WHERE 1=1",
-            );
-            if let Some(v) = &filter.actor { q.push(" AND actor = ").push_bind(v.clone()); }
-            if let Some(v) = &filter.action { q.push(" AND action = ").push_bind(v.clone()); }
-            if let Some(v) = &filter.target { q.push(" AND target = ").push_bind(v.clone()); }
-            if let Some(v) = filter.outcome { q.push(" AND outcome = ").push_bind(v.as_str()); }
-            if let Some(v) = filter.since_us { q.push(" AND time_us >= ").push_bind(v); }
-            if let Some(v) = filter.until_us { q.push(" AND time_us < ").push_bind(v); }
-            if let Some(v) = filter.after_seq { q.push(" AND seq > ").push_bind(v); }
-            q.push(" ORDER BY seq LIMIT ").push_bind(limit);
-            let rows = q.build().fetch_all(pool).await?;
-            rows.iter().map(event_from_row).collect()
-        })
-    }
-
-    /// All checkpoints, in sequence order.
-    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
-        let sql = format!(
-            "SELECT {} FROM audit_checkpoints ORDER BY seq",
-            self.checkpoint_cols()
-        );
-        on_pool!(&self.backend, pool => {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?;
-            rows.iter().map(checkpoint_from_row).collect()
-        })
-    }
-
-    fn checkpoint_cols(&self) -> &'static str {
-        if self.legacy_checkpoint_schema {
-            LEGACY_CHECKPOINT_COLS
-        } else {
-            CHECKPOINT_COLS
-        }
-    }
-
-    /// Walks the whole chain and every checkpoint under this store's cadence, without
-    /// anchors; `Ok(Err(fault))` names the first bad link.
-    pub async fn verify_chain(&self) -> Result<std::result::Result<ChainReport, ChainFault>> {
-        Ok(self.verify(&[]).await?.into_result())
-    }
-
-    /// Walks the whole chain and the checkpoint chain in one snapshot, applies the cadence
-    /// rules (the newest checkpoint's recorded cadence, else this store's), and proves that
-    /// every checkpoint in `anchors` (read back from outside the database) is here, identical.
-    pub async fn verify(&self, anchors: &[Checkpoint]) -> Result<Verification> {
-        const PAGE: i64 = 5_000;
-        let cadence = self.cadence;
-        let checkpoint_sql = format!(
-            "SELECT {} FROM audit_checkpoints ORDER BY seq",
-            self.checkpoint_cols()
-        );
-        on_pool!(&self.backend, pool => {
-            // One snapshot for every read below (SQLite: a read transaction in WAL mode).
-            let mut tx = match &self.backend {
-                Backend::Sqlite(_) => pool.begin().await?,
-                Backend::Postgres(_) => pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
-            };
-            let mut keys = HashMap::new();
-            for r in sqlx::query("SELECT key_id, public_key FROM signing_keys").fetch_all(&mut *tx).await? {
-                // A key that does not decode verifies nothing: its checkpoints are reported.
-                let (Ok(id), Ok(pk)) = (r.try_get::<String, _>("key_id"), r.try_get::<Vec<u8>, _>("public_key")) else { continue };
-                let Ok(arr) = <[u8; 32]>::try_from(pk.as_slice()) else { continue };
-                if let Ok(key) = VerifyingKey::from_bytes(&arr) {
-                    keys.insert(id, key);
-                }
-            }
-            let mut checkpoints = Vec::new();
-            let mut undecodable = None;
-            for r in sqlx::query(sqlx::AssertSqlSafe(checkpoint_sql)).fetch_all(&mut *tx).await? {
-                match checkpoint_from_row(&r) {
-                    Ok(c) => checkpoints.push(c),
-                    Err(_) => {
-                        let seq: i64 = r.try_get("seq")?;
-                        undecodable.get_or_insert(ChainFault::BadCheckpointSignature { seq });
-                    }
-                }
-            }
-            let mut verifier = ChainVerifier::new(&checkpoints, &keys, cadence);
-            if let Some(f) = undecodable {
-                verifier.fail(f);
-            }
-            let mut after = 0i64;
-            'pages: loop {
-                let rows = sqlx::query("SELECT seq, time_us, actor, action, target, outcome, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
-                    .bind(after).bind(PAGE).fetch_all(&mut *tx).await?;
-                if rows.is_empty() {
-                    break;
-                }
-                for r in &rows {
-                    let event = match event_from_row(r) {
-                        Ok(e) => e,
-                        Err(_) => {
-                            // A row that does not even decode is as bad as an edited one.
-                            let seq = r.try_get::<i64, _>("seq").unwrap_or(after + 1);
-                            verifier.fail(ChainFault::HashMismatch { seq });
-                            break 'pages;
-                        }
-                    };
-                    after = event.seq;
-                    if !verifier.push(&event) {
-                        break 'pages;
-                    }
-                }
-            }
-            tx.rollback().await?;
-            Ok(verifier.finish(anchors))
-        })
-    }
-
     /// The value of a setting, if set.
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         on_pool!(&self.backend, pool => {
@@ -603,90 +301,6 @@ impl Store {
         drop(self.writer);
         on_pool!(&self.backend, pool => pool.close().await);
     }
-}
-
-/// The first schema version with chained checkpoints.
-const CHAINED_CHECKPOINTS_SCHEMA: i64 = 16;
-
-/// Columns of a checkpoint row, in the order [`checkpoint_from_row`] reads them.
-pub(crate) const CHECKPOINT_COLS: &str = "seq, hash, key_id, signature, created_at_us, prev_seq, prev_digest, cadence_events, cadence_seconds";
-/// The same from a schema before 0016 (offline verification of an old database).
-const LEGACY_CHECKPOINT_COLS: &str = "seq, hash, key_id, signature, created_at_us, NULL AS prev_seq, NULL AS prev_digest, NULL AS cadence_events, NULL AS cadence_seconds";
-
-/// A checkpoint row: legacy when every link column is NULL, chained when none is.
-pub(crate) fn checkpoint_from_row<R: Row>(r: &R) -> Result<Checkpoint>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Option<Vec<u8>>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let seq: i64 = r.try_get("seq")?;
-    let bad = || StoreError::Corrupt(format!("checkpoint {seq} is malformed"));
-    let created_at_us: i64 = r.try_get("created_at_us")?;
-    let link = match (
-        r.try_get::<Option<i64>, _>("prev_seq")?,
-        r.try_get::<Option<Vec<u8>>, _>("prev_digest")?,
-        r.try_get::<Option<i64>, _>("cadence_events")?,
-        r.try_get::<Option<i64>, _>("cadence_seconds")?,
-    ) {
-        (None, None, None, None) => None,
-        (Some(prev_seq), Some(digest), Some(events), Some(seconds)) => Some(CheckpointLink {
-            prev_seq,
-            prev_digest: digest.as_slice().try_into().map_err(|_| bad())?,
-            created_at_us,
-            cadence: CheckpointCadence { events, seconds },
-        }),
-        _ => return Err(bad()),
-    };
-    Ok(Checkpoint {
-        seq,
-        hash: r
-            .try_get::<Vec<u8>, _>("hash")?
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad())?,
-        key_id: r.try_get("key_id")?,
-        signature: r
-            .try_get::<Vec<u8>, _>("signature")?
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad())?,
-        link,
-    })
-}
-
-pub(crate) fn to_hash(v: Vec<u8>) -> Result<[u8; 32]> {
-    v.as_slice()
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("hash has the wrong length".into()))
-}
-
-fn event_from_row<R: Row>(r: &R) -> Result<AuditEvent>
-where
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let outcome: String = r.try_get("outcome")?;
-    let details: String = r.try_get("details")?;
-    let seq: i64 = r.try_get("seq")?;
-    Ok(AuditEvent {
-        seq,
-        time_us: r.try_get("time_us")?,
-        actor: r.try_get("actor")?,
-        action: r.try_get("action")?,
-        target: r.try_get("target")?,
-        outcome: Outcome::parse(&outcome)
-            .ok_or_else(|| StoreError::Corrupt(format!("event {seq} has an unknown outcome")))?,
-        details: serde_json::from_str(&details)
-            .map_err(|_| StoreError::Corrupt(format!("event {seq} has invalid details")))?,
-        prev_hash: to_hash(r.try_get("prev_hash")?)?,
-        hash: to_hash(r.try_get("hash")?)?,
-    })
 }
 
 /// The connection error without credentials that might sit in the URL.

@@ -438,7 +438,7 @@ async fn a_failing_change_does_not_sink_its_batch(db: Db) {
         ));
     }
     let bad = store.write(
-        Change::InitialiseTenant {
+        Change::InitialiseTenant(portcullis_store::NewTenant {
             created_at_us: 0,
             key_check: key.seal("x", b"y"),
             key_id: "k-dup".into(),
@@ -446,7 +446,7 @@ async fn a_failing_change_does_not_sink_its_batch(db: Db) {
             sealed_private_key: vec![0; 8],
             bootstrap_token_hash: vec![0; 32],
             bootstrap_expires_at_us: 0,
-        },
+        }),
         vec![ev(1000)],
     );
     assert!(matches!(bad.await, Err(StoreError::Conflict(_))));
@@ -662,7 +662,7 @@ async fn device_code(store: &Store, tag: &str, expires_at_us: i64) {
 async fn ceremony(store: &Store, tag: &str, principal_id: &str, created_at_us: i64) {
     store
         .write(
-            Change::CreateCeremony {
+            Change::CreateCeremony(portcullis_store::NewCeremony {
                 id_hash: format!("ceremony-{tag}").into_bytes(),
                 principal_id: principal_id.into(),
                 kind: "authentication".into(),
@@ -672,7 +672,7 @@ async fn ceremony(store: &Store, tag: &str, principal_id: &str, created_at_us: i
                 at_us: created_at_us,
                 client_ip: "192.0.2.1".into(),
                 cap: None,
-            },
+            }),
             vec![],
         )
         .await

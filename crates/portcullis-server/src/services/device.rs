@@ -190,15 +190,15 @@ pub async fn decide(
     // session proved (privilege model rule 8), so a phished approval from a security-key
     // session does not hand out `phishing_resistant`.
     let strength = portcullis_core::privilege::device_grant_strength(s.strength);
-    let change = Change::DecideDevice {
+    let change = Change::DecideDevice(portcullis_store::DeviceDecision {
         id: d.id.clone(),
         approve,
         principal_id: s.principal.id.clone(),
-        strength: strength,
+        strength,
         auth_time_us,
         session_id: s.session.id.clone(),
         at_us: us(now),
-    };
+    });
     let ev = event(
         &caller.actor(),
         if approve {
@@ -276,7 +276,7 @@ pub async fn poll(
     }
     let (principal_id, strength, auth_time_us, session_id) =
         match (&d.principal_id, &d.strength, d.auth_time_us, &d.session_id) {
-            (Some(p), Some(s), Some(t), Some(sid)) => (p.clone(), s.clone(), t, sid.clone()),
+            (Some(p), Some(s), Some(t), Some(sid)) => (p.clone(), *s, t, sid.clone()),
             _ => return Err(OAuthError::server_error()),
         };
     let p = enabled_principal(state, &principal_id)

@@ -25,27 +25,7 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 Ok(())
             }
             Change::SetSetting { key, value } => tenant::set_setting(c, key, value).await,
-            Change::InitialiseTenant {
-                created_at_us,
-                key_check,
-                key_id,
-                public_key,
-                sealed_private_key,
-                bootstrap_token_hash,
-                bootstrap_expires_at_us,
-            } => {
-                tenant::initialise_tenant(
-                    c,
-                    *created_at_us,
-                    key_check,
-                    key_id,
-                    public_key,
-                    sealed_private_key,
-                    bootstrap_token_hash,
-                    *bootstrap_expires_at_us,
-                )
-                .await
-            }
+            Change::InitialiseTenant(d) => tenant::initialise_tenant(c, d).await,
             Change::RedeemBootstrapToken { token_hash, at_us } => {
                 tenant::redeem_bootstrap_token(c, token_hash, *at_us).await
             }
@@ -106,85 +86,21 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 throttle::record_failures(c, keys, *at_us).await
             }
             Change::ResetThrottle { keys } => throttle::reset_throttle(c, keys).await,
-            Change::AddTotpFactor {
-                id,
-                principal_id,
-                name,
-                sealed_secret,
-                confirmed,
-                last_step,
-                at_us,
-            } => {
-                factors::add_totp_factor(
-                    c,
-                    id,
-                    principal_id,
-                    name,
-                    sealed_secret,
-                    *confirmed,
-                    *last_step,
-                    *at_us,
-                )
-                .await
-            }
+            Change::AddTotpFactor(d) => factors::add_totp_factor(c, d).await,
             Change::AcceptTotpStep {
                 factor_id,
                 step,
                 confirm,
                 at_us,
             } => factors::accept_totp_step(c, factor_id, *step, *confirm, *at_us).await,
-            Change::AddWebauthnFactor {
-                id,
-                principal_id,
-                name,
-                credential_id,
-                sealed_credential,
-                counter,
-                at_us,
-            } => {
-                factors::add_webauthn_factor(
-                    c,
-                    id,
-                    principal_id,
-                    name,
-                    credential_id,
-                    sealed_credential,
-                    *counter,
-                    *at_us,
-                )
-                .await
-            }
+            Change::AddWebauthnFactor(d) => factors::add_webauthn_factor(c, d).await,
             Change::UpdateWebauthnFactor {
                 id,
                 sealed_credential,
                 counter,
                 at_us,
             } => factors::update_webauthn_factor(c, id, sealed_credential, *counter, *at_us).await,
-            Change::CreateCeremony {
-                id_hash,
-                principal_id,
-                kind,
-                state,
-                factor_name,
-                pending_signin_hash,
-                at_us,
-                client_ip,
-                cap,
-            } => {
-                factors::create_ceremony(
-                    c,
-                    id_hash,
-                    principal_id,
-                    kind,
-                    state,
-                    factor_name.as_deref(),
-                    pending_signin_hash.as_deref(),
-                    *at_us,
-                    client_ip,
-                    *cap,
-                )
-                .await
-            }
+            Change::CreateCeremony(d) => factors::create_ceremony(c, d).await,
             Change::CreateDecoy {
                 id_hash,
                 name,
@@ -242,27 +158,7 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 at_us,
             } => roles::end_assignment(c, id, reason, by, *at_us).await,
             Change::CreateRequest(r) => roles::create_request(c, r).await,
-            Change::DecideRequest {
-                request_id,
-                approver_id,
-                approve,
-                reason,
-                approvals_before,
-                activate,
-                at_us,
-            } => {
-                roles::decide_request(
-                    c,
-                    request_id,
-                    approver_id,
-                    *approve,
-                    reason.as_deref(),
-                    *approvals_before,
-                    *activate,
-                    *at_us,
-                )
-                .await
-            }
+            Change::DecideRequest(d) => roles::decide_request(c, d).await,
             Change::CloseRequest {
                 id,
                 from,
@@ -394,27 +290,7 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 slow_down,
                 at_us,
             } => device::poll_device(c, id, *slow_down, *at_us).await,
-            Change::DecideDevice {
-                id,
-                approve,
-                principal_id,
-                strength,
-                auth_time_us,
-                session_id,
-                at_us,
-            } => {
-                device::decide_device(
-                    c,
-                    id,
-                    *approve,
-                    principal_id,
-                    *strength,
-                    *auth_time_us,
-                    session_id,
-                    *at_us,
-                )
-                .await
-            }
+            Change::DecideDevice(d) => device::decide_device(c, d).await,
             Change::ConsumeDevice { id } => device::consume_device(c, id).await,
             Change::ConditionalAccess(ca) => conditional_access::conditional_access(c, ca).await,
             Change::SetBreakGlassVerifier {

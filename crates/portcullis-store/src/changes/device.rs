@@ -47,16 +47,34 @@ pub(crate) async fn poll_device(
     Ok(())
 }
 
-pub(crate) async fn decide_device(
-    c: &mut Conn<'_>,
-    id: &str,
-    approve: bool,
-    principal_id: &str,
-    strength: portcullis_core::session::AuthStrength,
-    auth_time_us: i64,
-    session_id: &str,
-    at_us: i64,
-) -> Result<()> {
+/// A person's decision on a device authorization.
+#[derive(Debug, Clone)]
+pub struct DeviceDecision {
+    pub id: String,
+    pub approve: bool,
+    pub principal_id: String,
+    pub strength: portcullis_core::session::AuthStrength,
+    pub auth_time_us: i64,
+    /// The approving session; revoking it ends the tokens that follow.
+    pub session_id: String,
+    pub at_us: i64,
+}
+
+pub(crate) async fn decide_device(c: &mut Conn<'_>, d: &DeviceDecision) -> Result<()> {
+    let DeviceDecision {
+        id,
+        approve,
+        principal_id,
+        strength,
+        auth_time_us,
+        session_id,
+        at_us,
+    } = d;
+    let approve = *approve;
+    let strength = *strength;
+    let auth_time_us = *auth_time_us;
+    let at_us = *at_us;
+
     let to = if approve { "approved" } else { "denied" };
     let n = c.execute("UPDATE device_authorizations SET state = $1, principal_id = $2, strength = $3, auth_time_us = $4, decided_at_us = $5, session_id = $7 WHERE id = $6 AND state = 'pending' AND expires_at_us > $5", args![to, principal_id, strength, auth_time_us, at_us, id, session_id]).await?;
     if n == 0 {

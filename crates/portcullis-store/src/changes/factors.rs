@@ -12,16 +12,32 @@ pub struct PendingCap {
     pub since_us: i64,
 }
 
-pub(crate) async fn add_totp_factor(
-    c: &mut Conn<'_>,
-    id: &str,
-    principal_id: &str,
-    name: &str,
-    sealed_secret: &[u8],
-    confirmed: bool,
-    last_step: Option<i64>,
-    at_us: i64,
-) -> Result<()> {
+/// A TOTP factor as enrolled.
+#[derive(Debug, Clone)]
+pub struct NewTotpFactor {
+    pub id: String,
+    pub principal_id: String,
+    pub name: String,
+    pub sealed_secret: Vec<u8>,
+    pub confirmed: bool,
+    pub last_step: Option<i64>,
+    pub at_us: i64,
+}
+
+pub(crate) async fn add_totp_factor(c: &mut Conn<'_>, d: &NewTotpFactor) -> Result<()> {
+    let NewTotpFactor {
+        id,
+        principal_id,
+        name,
+        sealed_secret,
+        confirmed,
+        last_step,
+        at_us,
+    } = d;
+    let confirmed = *confirmed;
+    let last_step = *last_step;
+    let at_us = *at_us;
+
     let n = c.execute("INSERT INTO mfa_factors (id, principal_id, kind, name, sealed_secret, confirmed, last_step, created_at_us) VALUES ($1, $2, 'totp', $3, $4, $5, $6, $7) ON CONFLICT (principal_id, name) DO NOTHING", args![id, principal_id, name, sealed_secret, confirmed, last_step, at_us]).await?;
     if n == 0 {
         return Err(conflict("a factor with that name exists"));
@@ -45,16 +61,31 @@ pub(crate) async fn accept_totp_step(
     Ok(())
 }
 
-pub(crate) async fn add_webauthn_factor(
-    c: &mut Conn<'_>,
-    id: &str,
-    principal_id: &str,
-    name: &str,
-    credential_id: &[u8],
-    sealed_credential: &[u8],
-    counter: i64,
-    at_us: i64,
-) -> Result<()> {
+/// A WebAuthn credential as registered.
+#[derive(Debug, Clone)]
+pub struct NewWebauthnFactor {
+    pub id: String,
+    pub principal_id: String,
+    pub name: String,
+    pub credential_id: Vec<u8>,
+    pub sealed_credential: Vec<u8>,
+    pub counter: i64,
+    pub at_us: i64,
+}
+
+pub(crate) async fn add_webauthn_factor(c: &mut Conn<'_>, d: &NewWebauthnFactor) -> Result<()> {
+    let NewWebauthnFactor {
+        id,
+        principal_id,
+        name,
+        credential_id,
+        sealed_credential,
+        counter,
+        at_us,
+    } = d;
+    let counter = *counter;
+    let at_us = *at_us;
+
     let n = c.execute("INSERT INTO mfa_factors (id, principal_id, kind, name, sealed_secret, confirmed, last_step, created_at_us, credential_id) VALUES ($1, $2, 'webauthn', $3, $4, TRUE, $5, $6, $7) ON CONFLICT DO NOTHING", args![id, principal_id, name, sealed_credential, counter, at_us, credential_id]).await?;
     if n == 0 {
         return Err(conflict("a factor with that name or credential exists"));
@@ -78,18 +109,35 @@ pub(crate) async fn update_webauthn_factor(
     Ok(())
 }
 
-pub(crate) async fn create_ceremony(
-    c: &mut Conn<'_>,
-    id_hash: &[u8],
-    principal_id: &str,
-    kind: &str,
-    state: &str,
-    factor_name: Option<&str>,
-    pending_signin_hash: Option<&[u8]>,
-    at_us: i64,
-    client_ip: &str,
-    cap: Option<PendingCap>,
-) -> Result<()> {
+/// A WebAuthn ceremony's server-side state.
+#[derive(Debug, Clone)]
+pub struct NewCeremony {
+    pub id_hash: Vec<u8>,
+    pub principal_id: String,
+    pub kind: String,
+    pub state: String,
+    pub factor_name: Option<String>,
+    pub pending_signin_hash: Option<Vec<u8>>,
+    pub at_us: i64,
+    pub client_ip: String,
+    pub cap: Option<PendingCap>,
+}
+
+pub(crate) async fn create_ceremony(c: &mut Conn<'_>, d: &NewCeremony) -> Result<()> {
+    let NewCeremony {
+        id_hash,
+        principal_id,
+        kind,
+        state,
+        factor_name,
+        pending_signin_hash,
+        at_us,
+        client_ip,
+        cap,
+    } = d;
+    let at_us = *at_us;
+    let cap = *cap;
+
     if let Some(cap) = cap {
         let n: i64 = c.count("SELECT (SELECT COUNT(*) FROM webauthn_ceremonies WHERE client_ip = $1 AND created_at_us > $2) + (SELECT COUNT(*) FROM webauthn_decoys WHERE client_ip = $1 AND created_at_us > $2)", args![client_ip, cap.since_us]).await?;
         if n >= cap.max {

@@ -34,11 +34,12 @@ pub use accounts::NewPrincipal;
 pub use alerts::{NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt, SealedChannel};
 pub use breakglass::NewBreakGlass;
 pub use conditional_access::CaChange;
-pub use device::NewDeviceAuthorization;
-pub use factors::PendingCap;
+pub use device::{DeviceDecision, NewDeviceAuthorization};
+pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
-pub use roles::{NewAssignment, NewRequest};
+pub use roles::{NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
+pub use tenant::NewTenant;
 pub use tokens::NewRefreshToken;
 
 /// A state change applied in the same transaction as its audit events.
@@ -56,15 +57,7 @@ pub enum Change {
         value: String,
     },
     /// Creates the tenant; conflicts if it already exists.
-    InitialiseTenant {
-        created_at_us: i64,
-        key_check: Vec<u8>,
-        key_id: String,
-        public_key: Vec<u8>,
-        sealed_private_key: Vec<u8>,
-        bootstrap_token_hash: Vec<u8>,
-        bootstrap_expires_at_us: i64,
-    },
+    InitialiseTenant(NewTenant),
     /// Marks the bootstrap token used; conflicts unless it is unused and unexpired.
     RedeemBootstrapToken {
         token_hash: Vec<u8>,
@@ -102,15 +95,7 @@ pub enum Change {
         at_us: i64,
     },
     /// Adds a TOTP factor (unconfirmed until a code proves the enrolment).
-    AddTotpFactor {
-        id: String,
-        principal_id: String,
-        name: String,
-        sealed_secret: Vec<u8>,
-        confirmed: bool,
-        last_step: Option<i64>,
-        at_us: i64,
-    },
+    AddTotpFactor(NewTotpFactor),
     /// Accepts a TOTP time step: conflicts if that step (or a later one) was already used,
     /// which is what stops a code from working twice, also across replicas.
     AcceptTotpStep {
@@ -120,15 +105,7 @@ pub enum Change {
         at_us: i64,
     },
     /// Adds a confirmed WebAuthn credential; conflicts if the name or the credential id is taken.
-    AddWebauthnFactor {
-        id: String,
-        principal_id: String,
-        name: String,
-        credential_id: Vec<u8>,
-        sealed_credential: Vec<u8>,
-        counter: i64,
-        at_us: i64,
-    },
+    AddWebauthnFactor(NewWebauthnFactor),
     /// Stores the credential after a use; conflicts if the signature counter did not move
     /// forward (a cloned authenticator) unless the authenticator keeps no counter (0).
     UpdateWebauthnFactor {
@@ -140,17 +117,7 @@ pub enum Change {
     /// Stores a WebAuthn ceremony's server-side state. With `cap`, conflicts with
     /// [`TOO_MANY_PENDING`] when `client_ip` already has that many ceremonies and decoys
     /// created after `since_us` (an unauthenticated start must not grow the table unbounded).
-    CreateCeremony {
-        id_hash: Vec<u8>,
-        principal_id: String,
-        kind: String,
-        state: String,
-        factor_name: Option<String>,
-        pending_signin_hash: Option<Vec<u8>>,
-        at_us: i64,
-        client_ip: String,
-        cap: Option<PendingCap>,
-    },
+    CreateCeremony(NewCeremony),
     /// A decoy passwordless challenge for `name` (no such account, or no passkey), capped like
     /// [`Change::CreateCeremony`].
     CreateDecoy {
@@ -267,15 +234,7 @@ pub enum Change {
     /// `approvals_before` (the caller chose its audit events from that count; a concurrent
     /// approval makes it retry). `activate` = `(activated_at_us, ends_at_us)` makes the request
     /// active in the same step; `deny` closes it as denied.
-    DecideRequest {
-        request_id: String,
-        approver_id: String,
-        approve: bool,
-        reason: Option<String>,
-        approvals_before: i64,
-        activate: Option<(i64, i64)>,
-        at_us: i64,
-    },
+    DecideRequest(RequestDecision),
     /// Moves a request from state `from` to `to` (a terminal state); conflicts if it is not in
     /// `from` any more, so a state change happens once even across replicas.
     CloseRequest {
@@ -341,16 +300,7 @@ pub enum Change {
     },
     /// A person approves (with their session's strength) or denies a pending, unexpired
     /// device authorization; conflicts when it is no longer pending.
-    DecideDevice {
-        id: String,
-        approve: bool,
-        principal_id: String,
-        strength: AuthStrength,
-        auth_time_us: i64,
-        /// The approving session; revoking it ends the tokens that follow.
-        session_id: String,
-        at_us: i64,
-    },
+    DecideDevice(DeviceDecision),
     /// Approved → consumed: its tokens are issued once; conflicts otherwise.
     ConsumeDevice {
         id: String,

@@ -112,16 +112,33 @@ pub(crate) async fn create_request(c: &mut Conn<'_>, r: &NewRequest) -> Result<(
     Ok(())
 }
 
-pub(crate) async fn decide_request(
-    c: &mut Conn<'_>,
-    request_id: &str,
-    approver_id: &str,
-    approve: bool,
-    reason: Option<&str>,
-    approvals_before: i64,
-    activate: Option<(i64, i64)>,
-    at_us: i64,
-) -> Result<()> {
+/// One approver's decision on a request.
+#[derive(Debug, Clone)]
+pub struct RequestDecision {
+    pub request_id: String,
+    pub approver_id: String,
+    pub approve: bool,
+    pub reason: Option<String>,
+    pub approvals_before: i64,
+    pub activate: Option<(i64, i64)>,
+    pub at_us: i64,
+}
+
+pub(crate) async fn decide_request(c: &mut Conn<'_>, d: &RequestDecision) -> Result<()> {
+    let RequestDecision {
+        request_id,
+        approver_id,
+        approve,
+        reason,
+        approvals_before,
+        activate,
+        at_us,
+    } = d;
+    let approve = *approve;
+    let approvals_before = *approvals_before;
+    let activate = *activate;
+    let at_us = *at_us;
+
     let approvals: i64 = c
         .count(
             "SELECT COUNT(*) FROM request_decisions WHERE request_id = $1 AND decision = 'approve'",

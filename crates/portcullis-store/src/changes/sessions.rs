@@ -47,7 +47,7 @@ pub(crate) async fn revoke_sessions_of(
     except: Option<&str>,
     at_us: i64,
 ) -> Result<()> {
-    c.execute("UPDATE sessions SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL AND id <> $3", args![at_us, principal_id, except.as_deref().unwrap_or("")]).await?;
+    c.execute("UPDATE sessions SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL AND id <> $3", args![at_us, principal_id, except.unwrap_or("")]).await?;
 
     Ok(())
 }

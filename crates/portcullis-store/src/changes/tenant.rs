@@ -13,16 +13,31 @@ pub(crate) async fn set_setting(c: &mut Conn<'_>, key: &str, value: &str) -> Res
     Ok(())
 }
 
-pub(crate) async fn initialise_tenant(
-    c: &mut Conn<'_>,
-    created_at_us: i64,
-    key_check: &[u8],
-    key_id: &str,
-    public_key: &[u8],
-    sealed_private_key: &[u8],
-    bootstrap_token_hash: &[u8],
-    bootstrap_expires_at_us: i64,
-) -> Result<()> {
+/// The tenant as created on first start.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub created_at_us: i64,
+    pub key_check: Vec<u8>,
+    pub key_id: String,
+    pub public_key: Vec<u8>,
+    pub sealed_private_key: Vec<u8>,
+    pub bootstrap_token_hash: Vec<u8>,
+    pub bootstrap_expires_at_us: i64,
+}
+
+pub(crate) async fn initialise_tenant(c: &mut Conn<'_>, d: &NewTenant) -> Result<()> {
+    let NewTenant {
+        created_at_us,
+        key_check,
+        key_id,
+        public_key,
+        sealed_private_key,
+        bootstrap_token_hash,
+        bootstrap_expires_at_us,
+    } = d;
+    let created_at_us = *created_at_us;
+    let bootstrap_expires_at_us = *bootstrap_expires_at_us;
+
     let n = c.execute("INSERT INTO tenant (id, created_at_us, key_check) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING", args![created_at_us, key_check]).await?;
     if n == 0 {
         return Err(conflict("tenant already initialised"));

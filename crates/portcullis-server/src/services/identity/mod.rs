@@ -128,7 +128,7 @@ pub(crate) fn new_session(
         id,
         token_hash: token_hash(&token),
         principal_id: principal_id.to_owned(),
-        strength: strength,
+        strength,
         scope: scope.as_str().to_owned(),
         created_at_us: us(now),
         strong_auth_at_us: (strength >= AuthStrength::Mfa).then_some(us(now)),

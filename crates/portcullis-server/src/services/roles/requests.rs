@@ -423,7 +423,7 @@ pub async fn decide(
                 "approvals": approvals_before + i64::from(approve), "approvals_required": r.approvals_required }))];
         let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "decided_by": me.principal.name,
             "approved": approve, "ends_at": ends.map(|e| rfc3339(us(e))) });
-        let mut changes = vec![Change::DecideRequest {
+        let mut changes = vec![Change::DecideRequest(portcullis_store::RequestDecision {
             request_id: r.id.clone(),
             approver_id: me.principal.id.clone(),
             approve,
@@ -431,7 +431,7 @@ pub async fn decide(
             approvals_before,
             activate: ends.map(|e| (us(now), us(e))),
             at_us: us(now),
-        }];
+        })];
         if completes {
             events.push(event(caller, "request.activated", target.clone()).details(serde_json::json!({
                 "request_id": r.id, "role": r.role, "scope": r.scope, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",

@@ -84,7 +84,7 @@ pub async fn bootstrap(
             created_by: "bootstrap".into(),
             created_at_us: us(now),
         }),
-        Change::AddTotpFactor {
+        Change::AddTotpFactor(portcullis_store::NewTotpFactor {
             id: factor_id.clone(),
             principal_id: id,
             name: "authenticator".into(),
@@ -94,7 +94,7 @@ pub async fn bootstrap(
             confirmed: true,
             last_step: Some(step as i64),
             at_us: us(now),
-        },
+        }),
     ]);
     let events = vec![
         NewAuditEvent::new("bootstrap-token", "bootstrap.redeemed", "tenant").details(serde_json::json!({ "first_admin": v.name.as_str(), "client_ip": client.ip })),

@@ -138,7 +138,7 @@ pub async fn enrol_totp(
     let id = new_id("f");
     let uri = totp::otpauth_uri(secret.as_ref(), &me.principal.name).map_err(ApiError::internal)?;
     let now = OffsetDateTime::now_utc();
-    let change = Change::AddTotpFactor {
+    let change = Change::AddTotpFactor(portcullis_store::NewTotpFactor {
         id: id.clone(),
         principal_id: me.principal.id.clone(),
         name: name.clone(),
@@ -148,7 +148,7 @@ pub async fn enrol_totp(
         confirmed: false,
         last_step: None,
         at_us: us(now),
-    };
+    });
     let ev = event(
         caller,
         "mfa.totp_enrolment_started",

@@ -27,7 +27,7 @@ pub async fn start_reauth(
     state
         .store
         .write(
-            Change::CreateCeremony {
+            Change::CreateCeremony(portcullis_store::NewCeremony {
                 id_hash,
                 principal_id: me.principal.id.clone(),
                 kind: REAUTH.into(),
@@ -37,7 +37,7 @@ pub async fn start_reauth(
                 at_us: us(OffsetDateTime::now_utc()),
                 client_ip: String::new(),
                 cap: None,
-            },
+            }),
             vec![],
         )
         .await?;

@@ -38,7 +38,7 @@ pub async fn start_registration(
         .map_err(|_| ApiError::internal("cannot start a WebAuthn registration"))?;
     let (ceremony_id, id_hash) = new_ceremony_id();
     let now = OffsetDateTime::now_utc();
-    let change = Change::CreateCeremony {
+    let change = Change::CreateCeremony(portcullis_store::NewCeremony {
         id_hash,
         principal_id: me.principal.id.clone(),
         kind: REGISTER.into(),
@@ -48,7 +48,7 @@ pub async fn start_registration(
         at_us: us(now),
         client_ip: String::new(),
         cap: None,
-    };
+    });
     let ev = event(
         caller,
         "mfa.webauthn_registration_started",
@@ -110,7 +110,7 @@ pub async fn finish_registration(
     );
     let change = Change::Many(vec![
         Change::ConsumeCeremony { id_hash: c.id_hash },
-        Change::AddWebauthnFactor {
+        Change::AddWebauthnFactor(portcullis_store::NewWebauthnFactor {
             id: id.clone(),
             principal_id: me.principal.id.clone(),
             name: name.clone(),
@@ -118,7 +118,7 @@ pub async fn finish_registration(
             sealed_credential: sealed,
             counter: 0,
             at_us: us(now),
-        },
+        }),
         crate::services::privilege::credential_notice(
             &me.principal,
             "webauthn_registered",

@@ -94,7 +94,7 @@ pub async fn start_signin(
     state
         .store
         .write(
-            Change::CreateCeremony {
+            Change::CreateCeremony(portcullis_store::NewCeremony {
                 id_hash,
                 principal_id: p.id.clone(),
                 kind: SIGNIN.into(),
@@ -104,7 +104,7 @@ pub async fn start_signin(
                 at_us: us(now),
                 client_ip: client.ip.clone(),
                 cap: Some(pending_cap(state, now)),
-            },
+            }),
             vec![],
         )
         .await
