@@ -7,25 +7,30 @@
 //! `async fn NAME(backend: Backend)`. Each topic file in `tests/api/` takes the shared helpers
 //! with `use super::*;` and invokes the macros for its own tests:
 //!
-//! - `helpers.rs`: shared helpers: servers, sign-in, tokens, browsers, receivers, set-ups
+//! - `helpers/`: shared helpers: servers (`spawn`), sign-in, WebAuthn, roles, tokens, OpenID
+//!   Connect and browsers, alert receivers and the SMTP sink, break-glass and conditional-access
+//!   set-ups, plain HTTP and audit look-ups
 //! - `startup.rs`: data directory, master key, bootstrap, restarts, health, OpenAPI, metrics, errors
-//! - `signin.rs`: passwords, TOTP, throttling, WebAuthn, sign-in pages, a real browser
+//! - `signin/`: passwords and TOTP, throttling, WebAuthn, sign-in pages, a real browser
 //! - `accounts.rs`: users, groups, service accounts, privileged accounts
 //! - `roles.rs`: just-in-time roles, approvals, expiry
-//! - `tokens.rs`: client credentials, `private_key_jwt`, signing keys, networks, throttling
-//! - `device_grant.rs`: device grant, refresh rotation, access tokens as API credentials
-//! - `oidc.rs`: OpenID Connect relying parties and bad input
+//! - `tokens/`: client credentials, `private_key_jwt`, signing keys, networks, throttling
+//! - `device_grant/`: device grant, refresh rotation, access tokens as API credentials
+//! - `oidc/`: OpenID Connect relying parties and bad input
 //! - `alerts.rs`: alert channels, delivery, dead letters, custom rules
-//! - `breakglass.rs`: break-glass accounts
+//! - `breakglass/`: break-glass accounts: split custody, FIDO2, drills and alerts, throttling
 //! - `conditional_access.rs`: conditional-access policies
 //! - `audit.rs`: audit list, verify, checkpoints
 //! - `replicas.rs`: two replicas on one PostgreSQL
-//! - `privilege.rs`: the privilege model, as abuse tests
+//! - `privilege/`: the privilege model, as abuse tests, one file per rule
 //! - `ca_privilege.rs`: conditional access under the privilege model
 //! - `alert_flood.rs`: alert floods and sealed channel configuration
 //! - `audit_anchor.rs`: audit checkpoints anchored outside the database
-//! - `edge.rs`: the deployment edge: public URL, TLS, proxies, rate limits, timeouts
-//! - `hostile.rs`: hostile traffic: floods, races, shared addresses
+//! - `edge/`: the deployment edge: public URL, TLS, proxies, rate limits, timeouts
+//! - `hostile/`: hostile traffic: floods, races, shared addresses, hostile input, caps, decoys
+//!
+//! A directory is one module: its `mod.rs` holds what its files share, and each file invokes the
+//! macros for its own tests (`tokens::networks::service_account_networks_sqlite`, ...).
 
 macro_rules! api_tests {
     ($($name:ident),* $(,)?) => {
@@ -78,7 +83,7 @@ macro_rules! backend_tests {
     };
 }
 
-#[path = "api/helpers.rs"]
+#[path = "api/helpers/mod.rs"]
 mod helpers;
 pub(crate) use helpers::*;
 
@@ -92,29 +97,29 @@ mod alerts;
 mod audit;
 #[path = "api/audit_anchor.rs"]
 mod audit_anchor;
-#[path = "api/breakglass.rs"]
+#[path = "api/breakglass/mod.rs"]
 mod breakglass;
 #[path = "api/ca_privilege.rs"]
 mod ca_privilege;
 #[path = "api/conditional_access.rs"]
 mod conditional_access;
-#[path = "api/device_grant.rs"]
+#[path = "api/device_grant/mod.rs"]
 mod device_grant;
-#[path = "api/edge.rs"]
+#[path = "api/edge/mod.rs"]
 mod edge;
-#[path = "api/hostile.rs"]
+#[path = "api/hostile/mod.rs"]
 mod hostile;
-#[path = "api/oidc.rs"]
+#[path = "api/oidc/mod.rs"]
 mod oidc;
-#[path = "api/privilege.rs"]
+#[path = "api/privilege/mod.rs"]
 mod privilege;
 #[path = "api/replicas.rs"]
 mod replicas;
 #[path = "api/roles.rs"]
 mod roles;
-#[path = "api/signin.rs"]
+#[path = "api/signin/mod.rs"]
 mod signin;
 #[path = "api/startup.rs"]
 mod startup;
-#[path = "api/tokens.rs"]
+#[path = "api/tokens/mod.rs"]
 mod tokens;
