@@ -76,6 +76,8 @@ pub struct Application {
     retention: portcullis_store::sweep::Retention,
     alerts: crate::workers::alerts::Deliverer,
     router: axum::Router,
+    /// What every handler shares (a clone: the router holds its own).
+    state: AppState,
     expiry_wake: Arc<tokio::sync::Notify>,
     tokens: Arc<crate::services::keys::TokenSigner>,
     master: Arc<portcullis_store::MasterKey>,
@@ -278,7 +280,7 @@ impl Application {
         ));
         let rate_limits = crate::http::edge::limits::RateLimits::new(config.rate_limits());
         let router = http::router(
-            state,
+            state.clone(),
             &http::RouterOptions {
                 max_body_bytes: config.max_body_bytes,
                 body_timeout: limits.body_timeout,
@@ -308,6 +310,7 @@ impl Application {
             listener,
             alerts,
             router,
+            state,
             expiry_wake,
             tokens,
             master,
@@ -327,6 +330,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The state the handlers share, for calling services in-process (tests, benches).
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     pub fn store(&self) -> &Store {

@@ -13,6 +13,7 @@
 //! - `startup.rs`: data directory, master key, bootstrap, restarts, health, OpenAPI, metrics, errors
 //! - `signin/`: passwords and TOTP, throttling, WebAuthn, sign-in pages, a real browser
 //! - `accounts.rs`: users, groups, service accounts, privileged accounts
+//! - `activation_reads.rs`: the store reads one activation costs (at most four)
 //! - `roles.rs`: just-in-time roles, approvals, expiry
 //! - `tokens/`: client credentials, `private_key_jwt`, signing keys, networks, throttling
 //! - `device_grant/`: device grant, refresh rotation, access tokens as API credentials
@@ -89,6 +90,8 @@ pub(crate) use helpers::*;
 
 #[path = "api/accounts.rs"]
 mod accounts;
+#[path = "api/activation_reads.rs"]
+mod activation_reads;
 #[path = "api/alert_flood.rs"]
 mod alert_flood;
 #[path = "api/alerts.rs"]

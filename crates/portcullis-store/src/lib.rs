@@ -126,12 +126,21 @@ pub(crate) fn decoded<T>(
 /// Runs the same block against whichever pool the store has; the SQL must be valid on both
 /// (`$n` placeholders, `RETURNING`, `ON CONFLICT` are).
 macro_rules! on_pool {
-    ($backend:expr, $pool:ident => $body:expr) => {
+    ($backend:expr, $pool:ident => $body:expr) => {{
+        $crate::count_read();
         match $backend {
             $crate::Backend::Sqlite($pool) => $body,
             $crate::Backend::Postgres($pool) => $body,
         }
-    };
+    }};
+}
+
+/// Counts one use of the pool for [`testing::counting_reads`]; nothing without the `testing`
+/// feature.
+#[inline(always)]
+pub(crate) fn count_read() {
+    #[cfg(feature = "testing")]
+    testing::note_read();
 }
 pub(crate) use on_pool;
 

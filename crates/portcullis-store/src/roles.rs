@@ -91,6 +91,15 @@ pub struct GrantRow {
     pub ends_at_us: Option<i64>,
     /// `assignment:ID` or `request:ID`.
     pub source: String,
+    /// The permissions of the custom role the grant names, read in the same query (`None`: a
+    /// built-in role, or a name that is no role any more), so a holder of a custom role costs
+    /// no extra read.
+    pub custom_permissions: Option<Vec<String>>,
+}
+
+/// A custom role's stored permissions (a JSON array of strings); `None` when there is none.
+fn custom_permissions(raw: Option<String>) -> Option<Vec<String>> {
+    raw.map(|p| serde_json::from_str(&p).unwrap_or_default())
 }
 
 /// Something the expiry worker must do at `at_us`.
@@ -127,6 +136,12 @@ pub struct OutboxMessage {
 }
 
 const ASSIGNMENT_COLS: &str = "a.id, a.principal_id, p.name AS principal_name, p.kind AS principal_kind, a.role, a.scope, a.kind, a.starts_at_us, a.ends_at_us, a.created_by, a.created_at_us, a.ended_at_us, a.end_reason";
+/// The assignments applying to principal `$1` at `$2`: its own and those of the
+/// role-assignable groups it is a member of, live at that moment.
+const APPLYING_TO: &str = "a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) \
+     AND (a.principal_id = $1 OR (p.kind = 'group' AND p.role_assignable AND EXISTS \
+         (SELECT 1 FROM group_members m WHERE m.group_id = a.principal_id AND m.member_id = $1))) \
+     ORDER BY a.created_at_us, a.id";
 const REQUEST_COLS: &str = "r.id, r.principal_id, p.name AS principal_name, r.role, r.scope, r.eligibility_id, r.state, r.duration_seconds, r.justification, r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us, r.closed_at_us, r.closed_by, r.close_reason";
 
 macro_rules! assignment_row {
@@ -338,11 +353,7 @@ impl Store {
         now_us: i64,
     ) -> Result<Vec<Assignment>> {
         let q = sql(format!(
-            "SELECT {ASSIGNMENT_COLS} FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
-             WHERE a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) \
-             AND (a.principal_id = $1 OR (p.kind = 'group' AND p.role_assignable AND EXISTS \
-                 (SELECT 1 FROM group_members m WHERE m.group_id = a.principal_id AND m.member_id = $1))) \
-             ORDER BY a.created_at_us, a.id"
+            "SELECT {ASSIGNMENT_COLS} FROM role_assignments a JOIN principals p ON p.id = a.principal_id WHERE {APPLYING_TO}"
         ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(principal_id).bind(now_us).fetch_all(pool).await?;
@@ -367,17 +378,28 @@ impl Store {
         principal_id: &str,
         now_us: i64,
     ) -> Result<(Vec<GrantRow>, Vec<Assignment>)> {
-        let assignments = self.assignments_applying_to(principal_id, now_us).await?;
-        let mut grants: Vec<GrantRow> = assignments
-            .iter()
-            .filter(|a| a.kind == portcullis_core::roles::AssignmentKind::Active)
-            .map(|a| GrantRow {
-                role: a.role.clone(),
-                scope: a.scope.clone(),
-                ends_at_us: a.ends_at_us,
-                source: format!("assignment:{}", a.id),
-            })
-            .collect();
+        let q = sql(format!(
+            "SELECT {ASSIGNMENT_COLS}, c.permissions AS custom_permissions FROM role_assignments a JOIN principals p ON p.id = a.principal_id \
+             LEFT JOIN custom_roles c ON c.slug = a.role \
+             WHERE {APPLYING_TO}"
+        ));
+        let mut assignments = Vec::new();
+        let mut grants = Vec::new();
+        on_pool!(&self.backend, pool => {
+            for r in sqlx::query(q).bind(principal_id).bind(now_us).fetch_all(pool).await? {
+                let a: Assignment = assignment_row!(r);
+                if a.kind == portcullis_core::roles::AssignmentKind::Active {
+                    grants.push(GrantRow {
+                        role: a.role.clone(),
+                        scope: a.scope.clone(),
+                        ends_at_us: a.ends_at_us,
+                        source: format!("assignment:{}", a.id),
+                        custom_permissions: custom_permissions(r.try_get("custom_permissions")?),
+                    });
+                }
+                assignments.push(a);
+            }
+        });
         grants.extend(self.active_requests_of(principal_id, now_us).await?);
         Ok((grants, assignments))
     }
@@ -391,7 +413,7 @@ impl Store {
     ) -> Result<Vec<GrantRow>> {
         let mut out = Vec::new();
         on_pool!(&self.backend, pool => {
-            let rows = sqlx::query("SELECT id, role, scope, ends_at_us FROM activation_requests WHERE principal_id = $1 AND state = 'active' AND ends_at_us > $2")
+            let rows = sqlx::query("SELECT r.id, r.role, r.scope, r.ends_at_us, c.permissions AS custom_permissions FROM activation_requests r LEFT JOIN custom_roles c ON c.slug = r.role WHERE r.principal_id = $1 AND r.state = 'active' AND r.ends_at_us > $2")
                 .bind(principal_id).bind(now_us).fetch_all(pool).await?;
             for r in rows {
                 let id: String = r.try_get("id")?;
@@ -400,6 +422,7 @@ impl Store {
                     scope: r.try_get("scope")?,
                     ends_at_us: r.try_get("ends_at_us")?,
                     source: format!("request:{id}"),
+                    custom_permissions: custom_permissions(r.try_get("custom_permissions")?),
                 });
             }
             Ok(out)

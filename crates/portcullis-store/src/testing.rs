@@ -63,3 +63,23 @@ pub async fn exec_raw(url: &str, sql: &str) {
         let _ = c.close().await;
     }
 }
+
+tokio::task_local! {
+    static READS: std::cell::Cell<u32>;
+}
+
+/// Runs `f` and counts the store's reads it made on this task (each a round trip to the pool;
+/// writes go through the writer task and are not counted), for tests that pin what a request
+/// costs.
+pub async fn counting_reads<F: std::future::Future>(f: F) -> (F::Output, u32) {
+    READS
+        .scope(std::cell::Cell::new(0), async {
+            let out = f.await;
+            (out, READS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+pub(crate) fn note_read() {
+    let _ = READS.try_with(|c| c.set(c.get() + 1));
+}

@@ -100,8 +100,8 @@ pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
         .ok_or_else(|| unknown_role(slug))
 }
 
-/// The grants in effect for a principal at `now`, with the permissions of their roles. Custom
-/// roles are read only when a grant names one.
+/// The grants in effect for a principal at `now`, with the permissions of their roles (a
+/// custom role's come in the same read as its grant).
 pub async fn grants(
     state: &AppState,
     principal_id: &str,
@@ -121,25 +121,24 @@ pub async fn grants_and_assignments(
         .store
         .grants_and_assignments_of(principal_id, us(now))
         .await?;
-    let mut custom: Option<Vec<RoleDef>> = None;
     let mut out = Vec::with_capacity(rows.len());
     for g in rows {
-        let def = match BuiltinRole::from_slug(&g.role) {
-            Some(b) => builtin_def(b),
-            None => {
-                if custom.is_none() {
-                    custom = Some(all_roles(state).await?);
-                }
-                let Some(def) = custom
-                    .as_deref()
-                    .unwrap_or_default()
+        let def = match (BuiltinRole::from_slug(&g.role), g.custom_permissions) {
+            (Some(b), _) => builtin_def(b),
+            // A custom role's permissions come with the grant (no second read); a stored
+            // permission this version does not know is dropped, as in `custom_def`.
+            (None, Some(permissions)) => RoleDef {
+                slug: g.role,
+                display_name: String::new(),
+                description: String::new(),
+                builtin: None,
+                permissions: permissions
                     .iter()
-                    .find(|r| r.slug == g.role)
-                else {
-                    continue;
-                };
-                def.clone()
-            }
+                    .filter_map(|p| Permission::parse(p).ok())
+                    .collect(),
+            },
+            // A grant naming no role any more grants nothing.
+            (None, None) => continue,
         };
         let Ok(scope) = Scope::parse(&g.scope) else {
             continue;

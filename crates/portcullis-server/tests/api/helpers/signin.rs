@@ -40,6 +40,18 @@ pub(crate) async fn sign_in(
     secret: &[u8],
     offset: i64,
 ) -> Client {
+    let token = sign_in_token(app, user, pw, secret, offset).await;
+    app.anonymous.with_token(Some(SecretString::from(token)))
+}
+
+/// The session token of a password + TOTP sign-in.
+pub(crate) async fn sign_in_token(
+    app: &TestApp,
+    user: &str,
+    pw: &str,
+    secret: &[u8],
+    offset: i64,
+) -> String {
     let r = app
         .anonymous
         .signin_password(&PasswordSignInRequest {
@@ -60,7 +72,7 @@ pub(crate) async fn sign_in(
     assert_eq!(r.status, "signed_in");
     let s = r.session.expect("session");
     assert_eq!(s.strength, "mfa");
-    app.anonymous.with_token(Some(SecretString::from(s.token)))
+    s.token
 }
 
 pub(crate) async fn admin(app: &TestApp) -> Client {

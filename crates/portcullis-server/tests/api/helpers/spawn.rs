@@ -15,6 +15,8 @@ pub(crate) struct TestApp {
     pub(crate) config: Config,
     /// The server's public URL (issuer), without a trailing slash.
     pub(crate) public_url: String,
+    /// The handlers' shared state, for calling a service in-process.
+    pub(crate) state: portcullis_server::state::AppState,
 }
 
 impl TestApp {
@@ -68,6 +70,7 @@ pub(crate) async fn start(
     let token = created.or(token).unwrap_or_default();
     let base = format!("http://127.0.0.1:{}", app.port());
     let public_url = app.public_url().to_owned();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let done = tokio::spawn(async move {
         app.run_until(async {
@@ -87,6 +90,7 @@ pub(crate) async fn start(
         dir,
         config,
         public_url,
+        state,
     }
 }
 
