@@ -5,16 +5,12 @@
 
 #![deny(clippy::unwrap_used)]
 
-mod alerts_cli;
-mod breakglass_cli;
-mod ca_cli;
 mod cli;
-mod clients_cli;
+mod commands;
+mod connect;
 mod keyring_store;
 mod login;
 mod output;
-mod roles_cli;
-mod service_accounts_cli;
 
 use std::process::ExitCode;
 

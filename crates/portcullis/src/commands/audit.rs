@@ -1,0 +1,238 @@
+//! `portcullis audit`: list events (page by page), verify the hash chain and its signed
+//! checkpoints (online, or offline from the database, against anchor files), and write a
+//! checkpoint.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use portcullis_client::EventFilter;
+use portcullis_core::api::{MAX_VERIFY_ANCHORS, VerifyResult};
+use portcullis_core::audit::{AnchorRecord, Checkpoint, parse_anchor_lines};
+use portcullis_store::{Store, StoreOptions};
+
+use crate::connect::client;
+use crate::output::{Output, table};
+
+/// Exit code when the audit chain does not verify.
+const EXIT_CHAIN_BROKEN: u8 = 3;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, oldest first.
+    List(ListArgs),
+    /// Walk the hash chain, the chain of signed checkpoints and the checkpoint cadence; exit
+    /// code 3 if anything is broken.
+    Verify {
+        /// Verify offline, straight from the database (works when the server is down).
+        #[arg(long, env = "PORTCULLIS_VERIFY_DATABASE_URL", hide_env_values = true)]
+        database: Option<String>,
+        /// An audit anchor file (`audit_anchor_file`, kept outside the database): also prove
+        /// the database still holds every checkpoint in it, so no history up to the newest was
+        /// deleted. Repeat for several replicas' files.
+        #[arg(long = "anchor", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
+    },
+    /// Write a signed checkpoint now.
+    Checkpoint {
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    target: Option<String>,
+    /// success or failure.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// RFC 3339 time (inclusive).
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339 time (exclusive).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only events after this sequence number.
+    #[arg(long)]
+    after: Option<i64>,
+    /// At most this many events (all matching when absent).
+    #[arg(long)]
+    limit: Option<i64>,
+}
+
+/// `server` rather than a client: offline verification (`--database`) never connects.
+pub async fn run(server: &str, output: Output, cmd: &AuditCommand) -> Result<ExitCode> {
+    match cmd {
+        AuditCommand::List(args) => audit_list(server, output, args).await,
+        AuditCommand::Verify { database, anchors } => {
+            audit_verify(server, output, database.as_deref(), anchors).await
+        }
+        AuditCommand::Checkpoint { reason } => {
+            let created = client(server)?.audit_checkpoint(reason).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
+                Output::Table => {
+                    println!("checkpoint at sequence {} ({})", created.seq, created.hash)
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn audit_list(server: &str, output: Output, args: &ListArgs) -> Result<ExitCode> {
+    let client = client(server)?;
+    let mut remaining = args.limit;
+    if remaining.is_some_and(|l| l < 1) {
+        bail!("--limit must be at least 1");
+    }
+    let mut filter = EventFilter {
+        actor: args.actor.clone(),
+        action: args.action.clone(),
+        target: args.target.clone(),
+        outcome: args.outcome.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        after: args.after,
+        limit: None,
+    };
+    let mut events = Vec::new();
+    loop {
+        filter.limit = Some(remaining.map_or(1000, |r| r.min(1000)));
+        let page = client.audit_events(&filter).await?;
+        let n = page.events.len() as i64;
+        events.extend(page.events);
+        if let Some(r) = remaining.as_mut() {
+            *r -= n;
+            if *r <= 0 {
+                break;
+            }
+        }
+        match page.next_after {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+    }
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&events)?),
+        Output::Table => table(
+            &["seq", "time", "actor", "action", "target", "outcome"],
+            events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.seq.to_string(),
+                        e.time.clone(),
+                        e.actor.clone(),
+                        e.action.clone(),
+                        e.target.clone(),
+                        e.outcome.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The checkpoints in the anchor files, oldest first, duplicates (a shared file, or the same
+/// file given twice) removed.
+fn read_anchors(files: &[PathBuf]) -> Result<Vec<Checkpoint>> {
+    let mut all = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the anchor file {}", f.display()))?;
+        let parsed =
+            parse_anchor_lines(&text).with_context(|| format!("anchor file {}", f.display()))?;
+        if parsed.torn_lines > 0 {
+            eprintln!(
+                "note: {}: skipped {} line(s) cut short by a crash",
+                f.display(),
+                parsed.torn_lines
+            );
+        }
+        all.extend(parsed.anchors);
+    }
+    all.sort_by_key(|c| c.seq);
+    all.dedup();
+    if !files.is_empty() && all.is_empty() {
+        bail!("the anchor file(s) hold no checkpoint record: nothing to prove");
+    }
+    Ok(all)
+}
+
+async fn audit_verify(
+    server: &str,
+    output: Output,
+    database: Option<&str>,
+    anchor_files: &[PathBuf],
+) -> Result<ExitCode> {
+    let anchors = read_anchors(anchor_files)?;
+    let result = match database {
+        Some(url) => {
+            let store = Store::open(
+                url,
+                StoreOptions {
+                    read_only: true,
+                    max_connections: 2,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let outcome = store.verify(&anchors).await?;
+            store.close().await;
+            VerifyResult::from_verification(outcome)
+        }
+        None if anchors.is_empty() => client(server)?.audit_verify().await?,
+        None => {
+            // The newest anchored checkpoint pins everything before it (events through the
+            // hash chain, checkpoints through their links): send the newest ones.
+            let newest: Vec<AnchorRecord> = anchors
+                .iter()
+                .rev()
+                .take(MAX_VERIFY_ANCHORS)
+                .filter_map(AnchorRecord::of)
+                .collect();
+            client(server)?.audit_verify_anchored(newest).await?
+        }
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+        Output::Table => {
+            if result.ok {
+                let mut line = format!(
+                    "audit chain intact: {} events, {} signed checkpoints matched, head {}",
+                    result.events.unwrap_or(0),
+                    result.checkpoints.unwrap_or(0),
+                    result.last_hash.as_deref().unwrap_or("")
+                );
+                if let Some(seq) = result.anchored_seq {
+                    line.push_str(&format!(
+                        "; {} anchored checkpoint(s) present, newest at sequence {seq}",
+                        result.anchors_matched.unwrap_or(0)
+                    ));
+                }
+                println!("{line}");
+            } else {
+                println!(
+                    "AUDIT CHAIN BROKEN at sequence {} ({}): {}",
+                    result.first_bad_seq.unwrap_or(0),
+                    result.reason.as_deref().unwrap_or("unknown"),
+                    result.problem.as_deref().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(if result.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHAIN_BROKEN)
+    })
+}
