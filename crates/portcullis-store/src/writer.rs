@@ -367,7 +367,7 @@ async fn apply_commands(
         let step = if matches!(cmd.change, Change::None | Change::ForceCheckpoint) {
             Ok(())
         } else {
-            c.in_savepoint(&cmd.change).await
+            crate::changes::apply::in_savepoint(c, &cmd.change).await
         };
         match step {
             Ok(()) => {

@@ -1,7 +1,7 @@
 //! Principals and groups: creation (a taken name conflicts), enabling (disabling revokes the
 //! sessions in the same change), passwords, sign-in records, group membership.
 
-use super::conflict;
+use super::conflicts::conflict;
 use super::sql::{Conn, args};
 use crate::Result;
 

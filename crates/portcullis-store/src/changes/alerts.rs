@@ -1,8 +1,8 @@
 //! The outbox and alert configuration: messages, channels (sealed at rest), custom rules (capped),
 //! claims (one worker per message, SMS capped per number), attempts and retries.
 
+use super::conflicts::{TOO_MANY_RULES, conflict};
 use super::sql::{Conn, args};
-use super::{TOO_MANY_RULES, conflict};
 use crate::Result;
 
 /// A message for the outbox, delivered later by a worker.

@@ -3,7 +3,7 @@
 
 use futures_core::future::BoxFuture;
 
-use super::sql::Conn;
+use super::sql::{Conn, on_conn};
 use super::{
     Change, accounts, alerts, breakglass, clients, conditional_access, device, factors, oidc,
     roles, sessions, tenant, throttle, tokens,
@@ -334,4 +334,14 @@ pub(crate) fn apply<'a, 'c: 'a>(
             Change::RetryOutbox { id, at_us } => alerts::retry_outbox(c, id, *at_us).await,
         }
     })
+}
+
+/// Applies `change` in a savepoint of the batch's transaction, so its failure rolls back alone.
+pub(crate) async fn in_savepoint(c: &mut Conn<'_>, change: &Change) -> Result<()> {
+    on_conn!(c, c => {
+        let mut sp = sqlx::Connection::begin(&mut **c).await?;
+        apply(&mut Conn::from(&mut *sp), change).await?;
+        sp.commit().await?;
+    });
+    Ok(())
 }

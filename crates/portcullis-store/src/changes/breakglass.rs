@@ -1,8 +1,8 @@
 //! Break-glass custody and drills, and the guard that keeps the usable break-glass accounts at
 //! the required minimum.
 
+use super::conflicts::{BREAKGLASS_MINIMUM, conflict};
 use super::sql::{Conn, args};
-use super::{BREAKGLASS_MINIMUM, conflict};
 use crate::Result;
 
 /// A break-glass account's custody record (its principal is created in the same change).

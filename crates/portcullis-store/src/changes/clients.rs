@@ -1,7 +1,7 @@
 //! Service-account credentials: client secrets (two live at most), public keys (five live at
 //! most), assertion ids (each used once), network restrictions and admin consents.
 
-use super::conflict;
+use super::conflicts::conflict;
 use super::sql::{Conn, args};
 use crate::Result;
 

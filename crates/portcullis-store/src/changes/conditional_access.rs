@@ -1,8 +1,8 @@
 //! The conditional-access configuration: applied only at the version it was validated against,
 //! so two concurrent edits cannot both pass the lock-out guard.
 
+use super::conflicts::{CA_CHANGED, conflict};
 use super::sql::{Conn, args};
-use super::{CA_CHANGED, conflict};
 use crate::Result;
 
 /// A conditional-access change, checked against the version it was validated at.

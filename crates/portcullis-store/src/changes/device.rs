@@ -1,8 +1,8 @@
 //! Device authorizations (RFC 8628): capped per address while pending, decided once, consumed
 //! once.
 
+use super::conflicts::{TOO_MANY_PENDING, conflict};
 use super::sql::{Conn, args};
-use super::{TOO_MANY_PENDING, conflict};
 use crate::Result;
 
 /// A device authorization as created.

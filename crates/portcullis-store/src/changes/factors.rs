@@ -1,8 +1,8 @@
 //! MFA factors and WebAuthn ceremonies: a TOTP step and a WebAuthn counter only move forward,
 //! and unauthenticated ceremonies (and decoys) are capped per client address.
 
+use super::conflicts::{TOO_MANY_PENDING, conflict};
 use super::sql::{Conn, args};
-use super::{TOO_MANY_PENDING, conflict};
 use crate::Result;
 
 /// At most `max` pending unauthenticated rows per client address created after `since_us`.

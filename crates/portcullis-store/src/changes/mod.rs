@@ -9,10 +9,11 @@
 
 mod accounts;
 mod alerts;
-mod apply;
+pub(crate) mod apply;
 mod breakglass;
 mod clients;
 mod conditional_access;
+mod conflicts;
 mod device;
 mod factors;
 mod oidc;
@@ -26,14 +27,14 @@ mod tokens;
 use portcullis_core::activation::RequestState;
 use portcullis_core::session::AuthStrength;
 
-use crate::StoreError;
-
-pub(crate) use apply::apply;
-
 pub use accounts::NewPrincipal;
 pub use alerts::{NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt, SealedChannel};
 pub use breakglass::NewBreakGlass;
 pub use conditional_access::CaChange;
+pub use conflicts::{
+    BREAKGLASS_MINIMUM, CA_CHANGED, LAST_GLOBAL_ADMINISTRATOR, THROTTLED, TOO_MANY_PENDING,
+    TOO_MANY_RULES,
+};
 pub use device::{DeviceDecision, NewDeviceAuthorization};
 pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
@@ -489,27 +490,4 @@ pub enum Change {
         scope: String,
         at_us: i64,
     },
-}
-
-/// The conflict [`Change::AddAlertRule`] reports when [`crate::alerts::MAX_RULES`] exist.
-pub const TOO_MANY_RULES: &str = "too many custom alert rules";
-
-/// The conflict [`Change::ConditionalAccess`] reports when another change landed first.
-pub const CA_CHANGED: &str = "the conditional-access configuration changed meanwhile";
-
-/// The conflict a capped creation reports (too many pending rows from one address).
-pub const TOO_MANY_PENDING: &str = "too many pending requests from this address";
-
-/// The conflict [`Change::ReserveAttempt`] reports.
-pub const THROTTLED: &str = "too many failed attempts; wait before trying again";
-
-/// The conflict [`Change::RequireGlobalAdministrator`] reports.
-pub const LAST_GLOBAL_ADMINISTRATOR: &str =
-    "nobody would be left who can reach Global Administrator at the tenant";
-
-/// The conflict [`Change::RequireBreakGlassMinimum`] reports.
-pub const BREAKGLASS_MINIMUM: &str = "fewer than the required break-glass accounts would remain";
-
-fn conflict(what: &str) -> StoreError {
-    StoreError::Conflict(what.to_owned())
 }

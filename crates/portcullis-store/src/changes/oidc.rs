@@ -1,7 +1,7 @@
 //! Relying parties, their secrets, authorization codes (each redeemed once, before expiry) and
 //! the consents people gave them.
 
-use super::conflict;
+use super::conflicts::conflict;
 use super::sql::{Conn, args};
 use crate::Result;
 

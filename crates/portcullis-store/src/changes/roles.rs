@@ -3,8 +3,8 @@
 //! expected state (core's `activation::transition` chose it) or conflict; and the tenant never
 //! loses its last way to Global Administrator.
 
+use super::conflicts::{LAST_GLOBAL_ADMINISTRATOR, conflict};
 use super::sql::{Conn, args};
-use super::{LAST_GLOBAL_ADMINISTRATOR, conflict};
 use crate::Result;
 
 /// A new role assignment.

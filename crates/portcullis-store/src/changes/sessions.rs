@@ -1,7 +1,7 @@
 //! Sessions and pending sign-ins: a session's strength only rises; revoked and consumed rows
 //! conflict instead of being reused.
 
-use super::conflict;
+use super::conflicts::conflict;
 use super::sql::{Conn, args};
 use crate::Result;
 

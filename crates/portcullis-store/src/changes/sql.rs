@@ -270,16 +270,6 @@ impl Conn<'_> {
 
     /// Locks the rows `sql` selects (PostgreSQL) so the check that follows cannot go stale
     /// under another replica; a no-op on SQLite, whose writer holds the database lock.
-    /// Applies `change` in a savepoint of this transaction, so its failure rolls back alone.
-    pub(crate) async fn in_savepoint(&mut self, change: &crate::Change) -> Result<()> {
-        on_conn!(self, c => {
-            let mut sp = sqlx::Connection::begin(&mut **c).await?;
-            crate::changes::apply(&mut Conn::from(&mut *sp), change).await?;
-            sp.commit().await?;
-        });
-        Ok(())
-    }
-
     pub(crate) async fn lock_rows(&mut self, sql: &'static str) -> Result<()> {
         if let Conn::Postgres(c) = self {
             sqlx::query(sqlx::AssertSqlSafe(format!("{sql} FOR UPDATE")))

@@ -1,7 +1,7 @@
 //! The tenant itself: its creation and bootstrap token, settings, signing-key rotation, and
 //! the claim that lets one replica run a periodic job per period.
 
-use super::conflict;
+use super::conflicts::conflict;
 use super::sql::{Conn, args};
 use time::OffsetDateTime;
 

@@ -1,8 +1,8 @@
 //! Failed-attempt counters. A reservation is taken before a secret is checked, under a row lock
 //! on PostgreSQL, so concurrent guesses across replicas cannot exceed the policy.
 
+use super::conflicts::{THROTTLED, conflict};
 use super::sql::{Conn, args};
-use super::{THROTTLED, conflict};
 use crate::Result;
 
 pub(crate) async fn reserve_attempt(c: &mut Conn<'_>, keys: &[String], at_us: i64) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Refresh tokens (each used once; a family revoked together with the access tokens minted
 //! from it) and revoked access-token ids.
 
-use super::conflict;
+use super::conflicts::conflict;
 use super::sql::{Conn, args};
 use crate::Result;
 
