@@ -17,6 +17,8 @@ pub mod http;
 pub mod secrets;
 pub mod services;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time_us;
 pub mod workers;
 

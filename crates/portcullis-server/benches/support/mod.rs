@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use portcullis_client::Client;
-use portcullis_core::api::{BootstrapRequest, PasswordSignInRequest, TotpSignInRequest};
-use portcullis_server::{Application, BuildOptions, Config};
+use portcullis_core::api::BootstrapRequest;
+use portcullis_server::Config;
 use secrecy::SecretString;
 
 pub const ADMIN_SECRET: &[u8] = b"bench-admin-totp-secret";
@@ -15,26 +15,12 @@ pub const ADMIN_PW: &str = "violet-kettle-orbit-93";
 
 /// A TOTP code for `secret`, `offset` steps from now.
 pub fn code(secret: &[u8], offset: i64) -> String {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp() + offset * 30;
-    portcullis_core::totp::generate(secret, now as u64).expect("code")
+    portcullis_server::testing::totp_code(secret, offset)
 }
 
 /// Password, then TOTP (a code one step ahead, so it is newer than any accepted before).
 pub async fn sign_in(anon: &Client, user: &str, pw: &str, secret: &[u8]) -> Client {
-    let r = anon
-        .signin_password(&PasswordSignInRequest {
-            username: user.into(),
-            password: pw.into(),
-        })
-        .await
-        .expect("password");
-    let r = anon
-        .signin_totp(&TotpSignInRequest {
-            signin_id: r.signin_id.expect("id"),
-            code: code(secret, 1),
-        })
-        .await
-        .expect("totp");
+    let (_, r) = portcullis_server::testing::password_and_totp(anon, user, pw, secret, 1).await;
     anon.with_token(Some(SecretString::from(r.session.expect("session").token)))
 }
 
@@ -43,15 +29,13 @@ pub struct Running {
     pub base: String,
     pub admin: Client,
     pub anon: Client,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    served: portcullis_server::testing::Served,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
+        let _ = self.served.stop().await;
     }
 }
 
@@ -79,15 +63,9 @@ pub async fn start_with(database_url: Option<String>, tweak: impl FnOnce(&mut Co
         ..Config::default()
     };
     tweak(&mut config);
-    let app = Application::build(config, BuildOptions::default())
-        .await
-        .expect("build");
-    let token = app.bootstrap_token().expect("token").to_owned();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
+    let served = portcullis_server::testing::serve(config).await;
+    let token = served.bootstrap_token.clone().expect("token");
+    let base = served.base.clone();
     let anon = Client::new(&base, None).expect("client");
     anon.bootstrap(&BootstrapRequest {
         token,
@@ -105,8 +83,7 @@ pub async fn start_with(database_url: Option<String>, tweak: impl FnOnce(&mut Co
         base,
         admin,
         anon,
-        stop,
-        server,
+        served,
         _dir: dir,
     }
 }

@@ -14,7 +14,7 @@ pub(crate) fn now_unix() -> u64 {
 /// A code for `offset` steps from now (step +1 is accepted and always newer than a code
 /// accepted just before).
 pub(crate) fn code(secret: &[u8], offset: i64) -> String {
-    totp::generate(secret, (now_unix() as i64 + offset * 30) as u64).expect("code")
+    portcullis_server::testing::totp_code(secret, offset)
 }
 
 pub(crate) async fn bootstrap_admin(app: &TestApp) {
@@ -52,25 +52,12 @@ pub(crate) async fn sign_in_token(
     secret: &[u8],
     offset: i64,
 ) -> String {
-    let r = app
-        .anonymous
-        .signin_password(&PasswordSignInRequest {
-            username: user.into(),
-            password: pw.into(),
-        })
-        .await
-        .expect("password step");
+    let (r, done) =
+        portcullis_server::testing::password_and_totp(&app.anonymous, user, pw, secret, offset)
+            .await;
     assert_eq!(r.status, "mfa_required");
-    let r = app
-        .anonymous
-        .signin_totp(&TotpSignInRequest {
-            signin_id: r.signin_id.expect("id"),
-            code: code(secret, offset),
-        })
-        .await
-        .expect("totp step");
-    assert_eq!(r.status, "signed_in");
-    let s = r.session.expect("session");
+    assert_eq!(done.status, "signed_in");
+    let s = done.session.expect("session");
     assert_eq!(s.strength, "mfa");
     s.token
 }

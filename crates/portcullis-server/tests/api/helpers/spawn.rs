@@ -9,8 +9,7 @@ pub(crate) struct TestApp {
     pub(crate) anonymous: Client,
     pub(crate) token: String,
     pub(crate) http: reqwest::Client,
-    pub(crate) stop: Option<oneshot::Sender<()>>,
-    pub(crate) done: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) served: Option<portcullis_server::testing::Served>,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) config: Config,
     /// The server's public URL (issuer), without a trailing slash.
@@ -21,11 +20,8 @@ pub(crate) struct TestApp {
 
 impl TestApp {
     pub(crate) async fn stop(mut self) -> (tempfile::TempDir, Config, String) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(d) = self.done.take() {
-            d.await.expect("server task");
+        if let Some(s) = self.served.take() {
+            s.stop().await.expect("serve");
         }
         (self.dir, self.config, self.token.clone())
     }
@@ -58,35 +54,24 @@ pub(crate) async fn start(
     dir: tempfile::TempDir,
     token: Option<String>,
 ) -> TestApp {
-    let app = Application::build(config.clone(), BuildOptions::default())
-        .await
-        .expect("server builds");
-    let created = app.bootstrap_token().map(str::to_owned);
+    let served = portcullis_server::testing::serve(config.clone()).await;
+    let created = served.bootstrap_token.clone();
     assert_eq!(
         created.is_some(),
         token.is_none(),
         "a token is created on the first start only"
     );
     let token = created.or(token).unwrap_or_default();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let public_url = app.public_url().to_owned();
-    let state = app.state().clone();
-    let (tx, rx) = oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        app.run_until(async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
+    let base = served.base.clone();
+    let public_url = served.public_url.clone();
+    let state = served.state.clone();
     TestApp {
         client: Client::new(&base, Some(SecretString::from(token.clone()))).expect("client"),
         anonymous: Client::new(&base, None).expect("client"),
         base,
         token,
         http: reqwest::Client::new(),
-        stop: Some(tx),
-        done: Some(done),
+        served: Some(served),
         dir,
         config,
         public_url,
