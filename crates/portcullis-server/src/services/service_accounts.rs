@@ -10,6 +10,7 @@
 //! changed). The credentials and networks of a privileged service account (one that holds or
 //! is eligible for a privileged role) are managed only by the top tier (privilege model rule 6).
 
+use crate::services::support::ConflictExt;
 use portcullis_core::api::{
     AddClientKeyRequest, ClientKeyView, ClientSecretIssued, ClientSecretView, ConsentRequest,
     ConsentView, NetworksRequest, ServiceAccountDetail,
@@ -254,10 +255,7 @@ pub async fn remove_key(
             vec![ev],
         )
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::not_found("no such live public key"),
-            other => other.into(),
-        })?;
+        .on_conflict(|| ApiError::not_found("no such live public key"))?;
     Ok(())
 }
 
@@ -288,12 +286,9 @@ pub async fn add_secret(
             vec![ev],
         )
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict,
+        .on_conflict(|| ApiError::new(ErrorCode::Conflict,
                 "two client secrets are live already; remove the older one first (rotation: add, switch, remove)",
-            ),
-            other => other.into(),
-        })?;
+            ))?;
     Ok(ClientSecretIssued {
         id,
         client_id: p.name,
@@ -330,10 +325,7 @@ pub async fn remove_secret(
             vec![ev],
         )
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::not_found("no such live client secret"),
-            other => other.into(),
-        })?;
+        .on_conflict(|| ApiError::not_found("no such live client secret"))?;
     Ok(())
 }
 

@@ -27,6 +27,23 @@ pub fn conflict_to_exists(e: StoreError, what: &str) -> ApiError {
     }
 }
 
+/// The end of every command: a write whose conflict (the world was not as the command
+/// expected: a race lost, a row gone) means something to the caller, and whose other
+/// failures pass through as they are.
+pub trait ConflictExt<T> {
+    /// `conflict()` when the write conflicted; any other store error unchanged.
+    fn on_conflict(self, conflict: impl FnOnce() -> ApiError) -> Result<T, ApiError>;
+}
+
+impl<T> ConflictExt<T> for Result<T, StoreError> {
+    fn on_conflict(self, conflict: impl FnOnce() -> ApiError) -> Result<T, ApiError> {
+        self.map_err(|e| match e {
+            StoreError::Conflict(_) => conflict(),
+            other => other.into(),
+        })
+    }
+}
+
 /// An audit event of a sign-in step for `name`: the reason, the client's address and agent,
 /// and `extra` details.
 pub fn signin_event(

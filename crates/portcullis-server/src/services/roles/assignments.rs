@@ -2,6 +2,7 @@
 //! hands out more than they hold, nobody assigns themselves), and making an active one eligible.
 
 use super::*;
+use crate::services::support::ConflictExt;
 use portcullis_core::roles::AssignmentKind;
 
 /// Refuses (403 `not_grantable`) when the caller does not hold, at the tenant, every permission
@@ -333,10 +334,7 @@ pub async fn delete_assignment(
         .store
         .write(change, vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => not_found(),
-            other => other.into(),
-        })?;
+        .on_conflict(not_found)?;
     Ok(())
 }
 
@@ -428,10 +426,7 @@ pub async fn make_eligible(
         .store
         .write(change, vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => not_found(),
-            other => other.into(),
-        })?;
+        .on_conflict(not_found)?;
     state.expiry_wake.notify_one();
     let made = state
         .store

@@ -21,6 +21,7 @@ mod requests;
 pub use assignments::*;
 pub use requests::*;
 
+use crate::services::support::ConflictExt;
 use portcullis_core::activation::{
     self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, RequestEvent,
     RequestState, SessionFacts,
@@ -223,12 +224,11 @@ pub async fn delete_role(state: &AppState, caller: &Caller, slug: &str) -> Resul
         .store
         .write(Change::DeleteCustomRole { slug: def.slug }, vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => coded(
+        .on_conflict(|| {
+            coded(
                 ErrorCode::Conflict,
                 "the role was assigned meanwhile; list its assignments and try again",
-            ),
-            other => other.into(),
+            )
         })?;
     Ok(())
 }

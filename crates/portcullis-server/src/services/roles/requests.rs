@@ -2,6 +2,7 @@
 //! deny (N distinct people, never the requester), and close on core's state machine.
 
 use super::*;
+use crate::services::support::ConflictExt;
 
 pub(super) async fn request_view(
     state: &AppState,
@@ -194,12 +195,11 @@ pub async fn create_request(
         .store
         .write(Change::Many(changes), events)
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => coded(
+        .on_conflict(|| {
+            coded(
                 ErrorCode::NotEligible,
                 "your eligible assignment ended meanwhile",
-            ),
-            other => other.into(),
+            )
         })?;
     state.expiry_wake.notify_one();
     // What was just written, without reading it back: a new request has no decisions.
@@ -533,12 +533,11 @@ pub async fn close(
         .store
         .write(Change::Many(changes), vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => coded(
+        .on_conflict(|| {
+            coded(
                 ErrorCode::AlreadyDecided,
                 "the request changed meanwhile; look at it again",
-            ),
-            other => other.into(),
+            )
         })?;
     let r = find_request(state, id).await?;
     request_view(state, &r).await

@@ -1,6 +1,7 @@
 //! The first administrator: redeeming the bootstrap token, once.
 
 use super::*;
+use crate::services::support::ConflictExt;
 
 /// Redeems the bootstrap token: creates the first administrator with a password and a
 /// confirmed TOTP factor, in one transaction that also marks the token used.
@@ -100,17 +101,12 @@ pub async fn bootstrap(
         NewAuditEvent::new("bootstrap-token", "bootstrap.redeemed", "tenant").details(serde_json::json!({ "first_admin": v.name.as_str(), "client_ip": client.ip })),
         NewAuditEvent::new("bootstrap-token", "user.created", format!("user:{}", v.name)).details(serde_json::json!({ "first_admin": true, "roles": ["Global Administrator (permanent, active)"] })),
     ];
-    state
-        .store
-        .write(change, events)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(
-                ErrorCode::BootstrapUnavailable,
-                "the bootstrap token was used concurrently, or the name is taken",
-            ),
-            other => other.into(),
-        })?;
+    state.store.write(change, events).await.on_conflict(|| {
+        ApiError::new(
+            ErrorCode::BootstrapUnavailable,
+            "the bootstrap token was used concurrently, or the name is taken",
+        )
+    })?;
     let p = get_principal(state, v.name.as_str(), PrincipalKind::User).await?;
     user_view(state, &p).await
 }

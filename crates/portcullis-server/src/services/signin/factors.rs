@@ -2,6 +2,7 @@
 //! account needs), password change, and re-authentication in a session (fresh proof, step-up).
 
 use super::*;
+use crate::services::support::ConflictExt;
 
 /// `POST /api/v1/me/reauth`: a fresh proof in the current session — the password and a TOTP
 /// code here, or a WebAuthn answer ([`crate::services::webauthn::finish_reauth`]). It stamps the
@@ -155,17 +156,12 @@ pub async fn enrol_totp(
         format!("user:{}", me.principal.name),
     )
     .details(serde_json::json!({ "factor_id": id, "name": name }));
-    state
-        .store
-        .write(change, vec![ev])
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(
-                ErrorCode::AlreadyExists,
-                "you already have a factor with that name",
-            ),
-            other => other.into(),
-        })?;
+    state.store.write(change, vec![ev]).await.on_conflict(|| {
+        ApiError::new(
+            ErrorCode::AlreadyExists,
+            "you already have a factor with that name",
+        )
+    })?;
     Ok(TotpEnrolment {
         factor_id: id,
         secret: totp::base32(secret.as_ref()),
@@ -243,10 +239,7 @@ pub async fn confirm_totp(
             vec![ev],
         )
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => totp_error(TotpError::Replayed),
-            other => other.into(),
-        })?;
+        .on_conflict(|| totp_error(TotpError::Replayed))?;
     let f = state
         .store
         .factors(&me.principal.id)
@@ -308,10 +301,7 @@ pub async fn remove_factor(
         .store
         .write(change, vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::not_found("no such factor"),
-            other => other.into(),
-        })?;
+        .on_conflict(|| ApiError::not_found("no such factor"))?;
     Ok(())
 }
 
@@ -443,9 +433,6 @@ pub async fn change_password(
         .store
         .write(change, vec![ev])
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => totp_error(TotpError::Replayed),
-            other => other.into(),
-        })?;
+        .on_conflict(|| totp_error(TotpError::Replayed))?;
     Ok(())
 }

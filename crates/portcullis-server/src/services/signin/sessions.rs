@@ -1,6 +1,7 @@
 //! Sessions: who am I, listing them, ending one, signing out.
 
 use super::*;
+use crate::services::support::ConflictExt;
 
 fn session_view(s: &Session, user: &str, current: &str) -> SessionView {
     SessionView {
@@ -112,10 +113,7 @@ pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Resu
             vec![ev],
         )
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => not_found(),
-            other => other.into(),
-        })?;
+        .on_conflict(not_found)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Registering a passkey or security key for the caller, and its confirmation.
 
 use super::*;
+use crate::services::support::ConflictExt;
 
 /// Starts registering a passkey or security key for the caller (works in a registration-only
 /// session, so a privileged account can make WebAuthn its first factor).
@@ -129,16 +130,12 @@ pub async fn finish_registration(
     let ev = event(caller, "mfa.webauthn_registered", target).details(
         serde_json::json!({ "factor_id": id, "name": name, "user_verification": "required", "alert": true }),
     );
-    state
-        .store
-        .write(change, vec![ev])
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(_) => ApiError::new(ErrorCode::Conflict,
-                "this ceremony was already finished, or the credential or name is registered already",
-            ),
-            other => other.into(),
-        })?;
+    state.store.write(change, vec![ev]).await.on_conflict(|| {
+        ApiError::new(
+            ErrorCode::Conflict,
+            "this ceremony was already finished, or the credential or name is registered already",
+        )
+    })?;
     let f = state
         .store
         .factors(&me.principal.id)
