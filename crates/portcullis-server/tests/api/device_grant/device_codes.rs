@@ -326,16 +326,6 @@ async fn device_codes_expire(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_codes_expire_sqlite() {
-    device_codes_expire(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_codes_expire_postgres() {
-    device_codes_expire(Backend::Postgres).await;
-}
-
 /// `portcullis login`'s link works in a browser: sign in with a second factor, approve the
 /// code on the device page (CSRF-protected), and the polling CLI gets its tokens.
 async fn device_approved_in_the_browser(backend: Backend) {
@@ -428,4 +418,4 @@ async fn device_approved_in_the_browser(backend: Backend) {
 
 api_tests!(device_grant_and_refresh_rotation);
 
-backend_tests!(device_approved_in_the_browser);
+backend_tests!(device_approved_in_the_browser, device_codes_expire);

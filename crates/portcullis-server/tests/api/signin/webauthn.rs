@@ -297,14 +297,6 @@ async fn webauthn_ceremonies_expire(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webauthn_ceremonies_expire_sqlite() {
-    webauthn_ceremonies_expire(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn webauthn_ceremonies_expire_postgres() {
-    webauthn_ceremonies_expire(Backend::Postgres).await;
-}
-
 api_tests!(webauthn_passkeys_sign_in_and_refuse_forgeries);
+
+backend_tests!(webauthn_ceremonies_expire);

@@ -103,12 +103,4 @@ async fn service_account_networks(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_account_networks_sqlite() {
-    service_account_networks(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn service_account_networks_postgres() {
-    service_account_networks(Backend::Postgres).await;
-}
+backend_tests!(service_account_networks);

@@ -107,12 +107,4 @@ async fn signing_keys_rotate_and_retire(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signing_keys_rotate_and_retire_sqlite() {
-    signing_keys_rotate_and_retire(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signing_keys_rotate_and_retire_postgres() {
-    signing_keys_rotate_and_retire(Backend::Postgres).await;
-}
+backend_tests!(signing_keys_rotate_and_retire);

@@ -66,12 +66,4 @@ async fn client_credentials_throttle_and_reset(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_credentials_throttle_and_reset_sqlite() {
-    client_credentials_throttle_and_reset(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_credentials_throttle_and_reset_postgres() {
-    client_credentials_throttle_and_reset(Backend::Postgres).await;
-}
+backend_tests!(client_credentials_throttle_and_reset);
