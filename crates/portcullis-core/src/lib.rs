@@ -14,6 +14,7 @@ pub mod client_key;
 pub mod conditional_access;
 pub mod device;
 pub mod error;
+pub mod factor;
 #[cfg(test)]
 mod fuzz;
 pub mod network;

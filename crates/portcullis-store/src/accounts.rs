@@ -29,7 +29,7 @@ pub struct Principal {
 pub struct Factor {
     pub id: String,
     pub principal_id: String,
-    pub kind: String,
+    pub kind: portcullis_core::factor::FactorKind,
     pub name: String,
     pub sealed_secret: Vec<u8>,
     pub confirmed: bool,
@@ -112,7 +112,7 @@ macro_rules! factor_row {
         Factor {
             id: $r.try_get("id")?,
             principal_id: $r.try_get("principal_id")?,
-            kind: $r.try_get("kind")?,
+            kind: crate::decoded($r.try_get("kind")?, portcullis_core::factor::FactorKind::parse, "factor kind")?,
             name: $r.try_get("name")?,
             sealed_secret: $r.try_get("sealed_secret")?,
             confirmed: $r.try_get("confirmed")?,

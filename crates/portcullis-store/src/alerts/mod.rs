@@ -91,6 +91,9 @@ pub(crate) const RULE_COLS: &str = "name, action, outcome, actor, target, group_
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertChannel {
     pub name: String,
+    /// Kept as the stored text, unlike the enums of other rows: one channel row this version
+    /// cannot read must not stop delivery on every other channel (the list would fail to
+    /// decode); the delivery worker dead-letters that channel's messages with the reason.
     pub kind: String,
     pub config: String,
     pub sealed_secret: Option<Vec<u8>>,

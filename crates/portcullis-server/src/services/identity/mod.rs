@@ -160,7 +160,7 @@ pub(crate) fn reauthenticated(strength: AuthStrength, now: OffsetDateTime) -> Re
 pub(crate) fn factor_view(f: &Factor) -> FactorView {
     FactorView {
         id: f.id.clone(),
-        kind: f.kind.clone(),
+        kind: f.kind.as_str().to_owned(),
         name: f.name.clone(),
         confirmed: f.confirmed,
         created_at: rfc3339(f.created_at_us),

@@ -41,7 +41,7 @@ pub async fn reauthenticate(
     }
     let p = &me.principal;
     let factors = state.store.factors(&p.id).await?;
-    if !factors.iter().any(|f| f.confirmed && f.kind == "totp") {
+    if !factors.iter().any(|f| f.confirmed && f.kind == portcullis_core::factor::FactorKind::Totp) {
         return Err(ApiError::bad_request(
             "you have no confirmed TOTP factor: re-authenticate with your security key, or sign in again",
         ));
@@ -181,7 +181,7 @@ pub async fn confirm_totp(
     let factors = state.store.factors(&me.principal.id).await?;
     let f = factors
         .iter()
-        .find(|f| f.id == factor_id && f.kind == "totp")
+        .find(|f| f.id == factor_id && f.kind == portcullis_core::factor::FactorKind::Totp)
         .ok_or_else(|| ApiError::not_found("no such factor"))?;
     if f.confirmed {
         return Err(ApiError::new(
@@ -280,7 +280,7 @@ pub async fn remove_factor(
         format!("user:{}", me.principal.name),
     )
     .details(
-        serde_json::json!({ "factor_id": f.id, "kind": f.kind, "name": f.name, "alert": true }),
+        serde_json::json!({ "factor_id": f.id, "kind": f.kind.as_str(), "name": f.name, "alert": true }),
     );
     let change = Change::Many(vec![
         Change::RemoveFactor {
@@ -290,7 +290,7 @@ pub async fn remove_factor(
         crate::services::privilege::credential_notice(
             &me.principal,
             "factor_removed",
-            serde_json::json!({ "kind": f.kind, "name": f.name }),
+            serde_json::json!({ "kind": f.kind.as_str(), "name": f.name }),
         ),
     ]);
     // A break-glass account's key is its credential: not below the two-account minimum.

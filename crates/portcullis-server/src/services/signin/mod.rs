@@ -175,7 +175,7 @@ pub async fn password_step(
         .await?
         .into_iter()
         .filter(|f| f.confirmed)
-        .map(|f| f.kind)
+        .map(|f| f.kind.as_str().to_owned())
         .collect();
     if !factors.is_empty() {
         // Half way: the password passed, earlier failures stay counted for the second step.
@@ -271,7 +271,7 @@ fn match_totp(
     now: OffsetDateTime,
 ) -> Result<(String, u64), TotpError> {
     let mut last_err = TotpError::Invalid;
-    for f in factors.iter().filter(|f| f.kind == "totp" && f.confirmed) {
+    for f in factors.iter().filter(|f| f.kind == portcullis_core::factor::FactorKind::Totp && f.confirmed) {
         let secret = state
             .master
             .open(&format!("mfa_factor:{}", f.id), &f.sealed_secret)

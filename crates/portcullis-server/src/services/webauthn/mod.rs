@@ -119,7 +119,7 @@ async fn passkeys(
 ) -> Result<Vec<(String, Passkey)>, ApiError> {
     let mut out = Vec::new();
     for f in state.store.factors(principal_id).await? {
-        if f.kind != "webauthn" || !f.confirmed {
+        if f.kind != portcullis_core::factor::FactorKind::Webauthn || !f.confirmed {
             continue;
         }
         let raw = state
