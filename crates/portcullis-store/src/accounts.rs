@@ -112,7 +112,11 @@ macro_rules! factor_row {
         Factor {
             id: $r.try_get("id")?,
             principal_id: $r.try_get("principal_id")?,
-            kind: crate::decoded($r.try_get("kind")?, portcullis_core::factor::FactorKind::parse, "factor kind")?,
+            kind: crate::decoded(
+                $r.try_get("kind")?,
+                portcullis_core::factor::FactorKind::parse,
+                "factor kind",
+            )?,
             name: $r.try_get("name")?,
             sealed_secret: $r.try_get("sealed_secret")?,
             confirmed: $r.try_get("confirmed")?,

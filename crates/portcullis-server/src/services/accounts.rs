@@ -39,7 +39,7 @@ pub async fn user_view(state: &AppState, p: &Principal) -> Result<UserView, ApiE
     let mut mfa: Vec<String> = factors
         .iter()
         .filter(|f| f.confirmed)
-        .map(|f| f.kind.clone())
+        .map(|f| f.kind.as_str().to_owned())
         .collect();
     mfa.dedup();
     Ok(UserView {

@@ -130,9 +130,10 @@ pub(super) async fn second_factor(
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
-    let has = |k: &str| factors.iter().any(|f| f.confirmed && f.kind == k);
+    let has =
+        |k: portcullis_core::factor::FactorKind| factors.iter().any(|f| f.confirmed && f.kind == k);
     let mut webauthn = None;
-    if has("webauthn") {
+    if has(portcullis_core::factor::FactorKind::Webauthn) {
         let req = portcullis_core::api::WebauthnSignInRequest {
             signin_id: Some(signin_id.to_owned()),
             username: None,
@@ -153,10 +154,10 @@ pub(super) async fn second_factor(
         csrf: &ctx.csrf,
         return_to: ctx.return_to.as_deref(),
         signin_id,
-        totp: has("totp"),
+        totp: has(portcullis_core::factor::FactorKind::Totp),
         webauthn,
     });
-    page.scripts = has("webauthn");
+    page.scripts = has(portcullis_core::factor::FactorKind::Webauthn);
     if let Some((status, _)) = error {
         page = page.status(status);
     }

@@ -41,7 +41,10 @@ pub async fn reauthenticate(
     }
     let p = &me.principal;
     let factors = state.store.factors(&p.id).await?;
-    if !factors.iter().any(|f| f.confirmed && f.kind == portcullis_core::factor::FactorKind::Totp) {
+    if !factors
+        .iter()
+        .any(|f| f.confirmed && f.kind == portcullis_core::factor::FactorKind::Totp)
+    {
         return Err(ApiError::bad_request(
             "you have no confirmed TOTP factor: re-authenticate with your security key, or sign in again",
         ));

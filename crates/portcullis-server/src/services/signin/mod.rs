@@ -271,7 +271,10 @@ fn match_totp(
     now: OffsetDateTime,
 ) -> Result<(String, u64), TotpError> {
     let mut last_err = TotpError::Invalid;
-    for f in factors.iter().filter(|f| f.kind == portcullis_core::factor::FactorKind::Totp && f.confirmed) {
+    for f in factors
+        .iter()
+        .filter(|f| f.kind == portcullis_core::factor::FactorKind::Totp && f.confirmed)
+    {
         let secret = state
             .master
             .open(&format!("mfa_factor:{}", f.id), &f.sealed_secret)

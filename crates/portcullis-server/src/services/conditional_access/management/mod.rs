@@ -191,14 +191,17 @@ pub(super) async fn strongest(state: &AppState, p: &Principal) -> Result<AuthStr
         return Ok(AuthStrength::Mfa);
     }
     let factors = state.store.factors(&p.id).await?;
-    let confirmed = |k: &str| factors.iter().any(|f| f.confirmed && f.kind == k);
-    Ok(if confirmed("webauthn") {
-        AuthStrength::PhishingResistant
-    } else if confirmed("totp") {
-        AuthStrength::Mfa
-    } else {
-        AuthStrength::Password
-    })
+    let confirmed =
+        |k: portcullis_core::factor::FactorKind| factors.iter().any(|f| f.confirmed && f.kind == k);
+    Ok(
+        if confirmed(portcullis_core::factor::FactorKind::Webauthn) {
+            AuthStrength::PhishingResistant
+        } else if confirmed(portcullis_core::factor::FactorKind::Totp) {
+            AuthStrength::Mfa
+        } else {
+            AuthStrength::Password
+        },
+    )
 }
 
 /// Global Administrators of the tenant (active or eligible at `/`, directly or through a
