@@ -2,18 +2,86 @@
 
 use super::*;
 
-async fn jit_roles_activate_approve_and_expire(app: TestApp) {
+/// The actions in the audit log, newest 1,000.
+async fn audit_actions(admin: &Client) -> Vec<portcullis_core::api::AuditEventView> {
+    admin
+        .audit_events(&EventFilter {
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("events")
+        .events
+}
+
+/// Asserts that the audit log has each of `actions`.
+async fn audited(admin: &Client, actions: &[&str]) {
+    let events = audit_actions(admin).await;
+    for action in actions {
+        assert!(
+            events.iter().any(|e| e.action == *action),
+            "{action} missing"
+        );
+    }
+}
+
+/// ivy (eligible for security-reader, which needs one approval from the role-assignable
+/// group `approvers`) and jon, both members of that group, signed in with MFA.
+async fn approval_setup(app: &TestApp, admin: &Client) -> (Client, Client) {
+    let (ivy, _) = mfa_user(app, admin, "ivy", "amber-willow-canyon-58").await;
+    let (jon, _) = mfa_user(app, admin, "jon", "cobalt-meadow-lantern-39").await;
+    admin
+        .create_group(&portcullis_core::api::CreateGroupRequest {
+            name: "approvers".into(),
+            display_name: None,
+            role_assignable: true,
+        })
+        .await
+        .expect("group");
+    for m in ["ivy", "jon"] {
+        admin
+            .add_group_member("approvers", &GroupMemberRequest { member: m.into() })
+            .await
+            .expect("member");
+    }
+    admin
+        .update_role_settings(
+            "security-reader",
+            &RoleSettingsUpdate {
+                require_approval: Some(true),
+                approvers: Some(vec!["group:approvers".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("settings");
+    admin
+        .create_assignment(&eligible("ivy", "security-reader", None))
+        .await
+        .expect("eligible");
+    (ivy, jon)
+}
+
+async fn nobody_holds_a_role_by_default(app: TestApp) {
     let admin = admin(&app).await;
     let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
-    let (jon, _) = mfa_user(&app, &admin, "jon", "cobalt-meadow-lantern-39").await;
-
-    // Nobody holds a role by default.
     let denied = ivy.users().await.expect_err("no role");
     assert_eq!(denied.code(), Some("forbidden"));
     assert!(denied.to_string().contains("users.read"), "{denied}");
     assert!(ivy.whoami().await.expect("me").roles.is_empty());
+    let sr = app
+        .anonymous
+        .with_token(None)
+        .roles()
+        .await
+        .expect_err("roles need a session");
+    assert_eq!(sr.code(), Some("unauthenticated"));
+    app.stop().await;
+}
 
-    // Eligible, then activated just in time.
+async fn an_activation_request_is_refused_with_the_reason(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
     admin
         .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
         .await
@@ -51,6 +119,16 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
             .code(),
         Some("invalid_request")
     );
+    app.stop().await;
+}
+
+async fn an_eligible_person_activates_just_in_time_and_deactivates(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
+    admin
+        .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
+        .await
+        .expect("eligible");
     let r = ivy
         .request_activation(&ask(
             "helpdesk-administrator",
@@ -75,37 +153,28 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
         ivy.users().await.expect_err("gone").code(),
         Some("forbidden")
     );
+    audited(
+        &admin,
+        &[
+            "assignment.created",
+            "request.created",
+            "request.activated",
+            "request.deactivated",
+        ],
+    )
+    .await;
+    let activations = audit_actions(&admin)
+        .await
+        .iter()
+        .filter(|e| e.action == "request.activated" && e.details["request_id"] == r.id.as_str())
+        .count();
+    assert_eq!(activations, 1);
+    app.stop().await;
+}
 
-    // Approval: a role-assignable group of approvers that includes the requester.
-    admin
-        .create_group(&portcullis_core::api::CreateGroupRequest {
-            name: "approvers".into(),
-            display_name: None,
-            role_assignable: true,
-        })
-        .await
-        .expect("group");
-    for m in ["ivy", "jon"] {
-        admin
-            .add_group_member("approvers", &GroupMemberRequest { member: m.into() })
-            .await
-            .expect("member");
-    }
-    admin
-        .update_role_settings(
-            "security-reader",
-            &RoleSettingsUpdate {
-                require_approval: Some(true),
-                approvers: Some(vec!["group:approvers".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("settings");
-    admin
-        .create_assignment(&eligible("ivy", "security-reader", None))
-        .await
-        .expect("eligible");
+async fn approval_needs_another_member_of_the_approver_group(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, jon) = approval_setup(&app, &admin).await;
     let r = ivy
         .request_activation(&ask("security-reader", 3600, Some("quarterly review")))
         .await
@@ -139,10 +208,13 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
         .await
         .expect_err("decided");
     assert_eq!(deny_late.code(), Some("already_decided"));
-    // Cancelled requests cannot be approved.
-    ivy.deactivate(&r.id, &DecisionRequest::default())
-        .await
-        .expect("deactivate");
+    audited(&admin, &["request.approved", "request.activated"]).await;
+    app.stop().await;
+}
+
+async fn a_cancelled_request_cannot_be_approved(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, jon) = approval_setup(&app, &admin).await;
     let r2 = ivy
         .request_activation(&ask("security-reader", 3600, Some("again")))
         .await
@@ -155,41 +227,18 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
         .await
         .expect_err("cancelled");
     assert_eq!(late.code(), Some("already_decided"));
-    // Leaving the role-assignable group is not a way around it, and removing the last
-    // eligible path while a request is pending fails that request cleanly.
+    audited(&admin, &["request.cancelled"]).await;
+    app.stop().await;
+}
+
+/// Removing the last eligible path while a request is pending fails that request cleanly.
+async fn removing_the_eligibility_closes_a_pending_request(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, jon) = approval_setup(&app, &admin).await;
     let r3 = ivy
         .request_activation(&ask("security-reader", 3600, Some("third")))
         .await
         .expect("pending");
-    let elig = admin
-        .create_assignment(&eligible("ivy", "audit-reader", Some(3)))
-        .await
-        .expect("short eligibility");
-    let sr = app
-        .anonymous
-        .with_token(None)
-        .roles()
-        .await
-        .expect_err("roles need a session");
-    assert_eq!(sr.code(), Some("unauthenticated"));
-    // Expiry: the grant ends with its 3-second eligibility, removed by the worker on time.
-    let short = ivy
-        .request_activation(&ask("audit-reader", 3600, Some("look at the log")))
-        .await
-        .expect("active");
-    assert_eq!(short.state, "active");
-    assert!(ivy.audit_events(&EventFilter::default()).await.is_ok());
-    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
-    assert_eq!(
-        ivy.audit_events(&EventFilter::default())
-            .await
-            .expect_err("expired")
-            .code(),
-        Some("forbidden")
-    );
-    let after = ivy.activation_request(&short.id).await.expect("request");
-    assert_eq!(after.state, "expired");
-    let _ = elig;
     let pending = ivy.activation_request(&r3.id).await.expect("r3");
     assert_eq!(pending.state, "pending_approval");
     admin
@@ -206,9 +255,44 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
         .await
         .expect_err("closed");
     assert_eq!(e.code(), Some("already_decided"));
+    audited(&admin, &["assignment.removed", "request.cancelled"]).await;
+    app.stop().await;
+}
 
-    // Global Administrator needs approval by default, and names no approver yet: said
-    // plainly instead of leaving a request nobody can approve.
+/// The grant ends with its 3-second eligibility, removed by the worker on time.
+async fn a_grant_ends_with_its_eligibility(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
+    admin
+        .create_assignment(&eligible("ivy", "audit-reader", Some(3)))
+        .await
+        .expect("short eligibility");
+    let short = ivy
+        .request_activation(&ask("audit-reader", 3600, Some("look at the log")))
+        .await
+        .expect("active");
+    assert_eq!(short.state, "active");
+    assert!(ivy.audit_events(&EventFilter::default()).await.is_ok());
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    assert_eq!(
+        ivy.audit_events(&EventFilter::default())
+            .await
+            .expect_err("expired")
+            .code(),
+        Some("forbidden")
+    );
+    let after = ivy.activation_request(&short.id).await.expect("request");
+    assert_eq!(after.state, "expired");
+    // The audit log has the expiry by the worker.
+    audited(&admin, &["request.expired"]).await;
+    app.stop().await;
+}
+
+/// Global Administrator needs approval by default, and names no approver yet: said plainly
+/// instead of leaving a request nobody can approve.
+async fn global_administrator_names_no_approver_until_one_is_set(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
     admin
         .create_assignment(&eligible("ivy", "global-administrator", Some(3600)))
         .await
@@ -219,9 +303,13 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
         .expect_err("no approvers");
     assert_eq!(e.code(), Some("conflict"));
     assert!(e.to_string().contains("names no approver"), "{e}");
+    app.stop().await;
+}
 
-    // Eligibility for a role that changes state makes an account privileged: MFA before a
-    // full sign-in from then on. A reader role does not.
+/// Eligibility for a role that changes state makes an account privileged: MFA before a full
+/// sign-in from then on. A reader role does not.
+async fn eligibility_for_a_changing_role_makes_an_account_privileged(app: TestApp) {
+    let admin = admin(&app).await;
     admin
         .create_user(&CreateUserRequest {
             name: "sam".into(),
@@ -253,36 +341,6 @@ async fn jit_roles_activate_approve_and_expire(app: TestApp) {
         .await
         .expect("sam signs in");
     assert_eq!(sam.session.expect("session").scope, "registration_only");
-
-    // The audit log has the trail, the expiry by the worker included.
-    let events = admin
-        .audit_events(&EventFilter {
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .expect("events")
-        .events;
-    for action in [
-        "assignment.created",
-        "request.created",
-        "request.activated",
-        "request.approved",
-        "request.deactivated",
-        "request.cancelled",
-        "request.expired",
-        "assignment.removed",
-    ] {
-        assert!(
-            events.iter().any(|e| e.action == action),
-            "{action} missing"
-        );
-    }
-    let activations = events
-        .iter()
-        .filter(|e| e.action == "request.activated" && e.details["request_id"] == r.id.as_str())
-        .count();
-    assert_eq!(activations, 1);
     app.stop().await;
 }
 
@@ -410,6 +468,14 @@ async fn racing_approvers_make_exactly_one_activation(app: TestApp) {
 }
 
 api_tests!(
-    jit_roles_activate_approve_and_expire,
+    nobody_holds_a_role_by_default,
+    an_activation_request_is_refused_with_the_reason,
+    an_eligible_person_activates_just_in_time_and_deactivates,
+    approval_needs_another_member_of_the_approver_group,
+    a_cancelled_request_cannot_be_approved,
+    removing_the_eligibility_closes_a_pending_request,
+    a_grant_ends_with_its_eligibility,
+    global_administrator_names_no_approver_until_one_is_set,
+    eligibility_for_a_changing_role_makes_an_account_privileged,
     racing_approvers_make_exactly_one_activation,
 );
