@@ -457,6 +457,24 @@ impl Store {
         })
     }
 
+    /// The open requests (pending approval or active) made through eligible assignment
+    /// `assignment_id`: what ending that assignment closes.
+    pub async fn open_requests_of_eligibility(
+        &self,
+        assignment_id: &str,
+    ) -> Result<Vec<ActivationRequest>> {
+        let q = sql(format!(
+            "SELECT {REQUEST_COLS} FROM activation_requests r JOIN principals p ON p.id = r.principal_id \
+             WHERE r.eligibility_id = $1 AND r.state IN ('pending_approval', 'active') ORDER BY r.created_at_us, r.id"
+        ));
+        on_pool!(&self.backend, pool => {
+            let rows = sqlx::query(q).bind(assignment_id).fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows { out.push(request_row!(r)); }
+            Ok(out)
+        })
+    }
+
     /// The decisions on a request, oldest first.
     pub async fn decisions(&self, request_id: &str) -> Result<Vec<Decision>> {
         on_pool!(&self.backend, pool => {

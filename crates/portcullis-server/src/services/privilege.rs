@@ -136,6 +136,19 @@ pub async fn write_guarded(
     guard: Guard,
     on_conflict: impl FnOnce(String) -> ApiError,
 ) -> Result<(), ApiError> {
+    write_guarded_with(state, change, ev, Vec::new(), guard, on_conflict).await
+}
+
+/// [`write_guarded`] with events that follow `ev` (what the change does besides), written only
+/// when the guard lets the change through; a refusal is audited on `ev` alone.
+pub async fn write_guarded_with(
+    state: &AppState,
+    change: Change,
+    ev: NewAuditEvent,
+    more: Vec<NewAuditEvent>,
+    guard: Guard,
+    on_conflict: impl FnOnce(String) -> ApiError,
+) -> Result<(), ApiError> {
     let now = OffsetDateTime::now_utc();
     let (check, conflict, refusal) = match guard {
         Guard::BreakGlassMinimum => (
@@ -160,7 +173,10 @@ pub async fn write_guarded(
     };
     match state
         .store
-        .write(Change::Many(vec![change, check]), vec![ev.clone()])
+        .write(
+            Change::Many(vec![change, check]),
+            std::iter::once(ev.clone()).chain(more).collect(),
+        )
         .await
     {
         Ok(_) => {

@@ -141,12 +141,22 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
             let Some(a) = store.assignment(id).await? else {
                 return Ok(false);
             };
-            let change = Change::EndAssignment {
+            // The requests made through it close first, each with its own event.
+            let (mut changes, closed) = crate::services::roles::closing_requests_of(
+                store,
+                &a.id,
+                "system:expiry",
+                "eligibility_expired",
+                now,
+            )
+            .await?;
+            changes.push(Change::EndAssignment {
                 id: a.id.clone(),
                 reason: "expired".into(),
                 by: "system:expiry".into(),
                 at_us: us(now),
-            };
+            });
+            let change = Change::Many(changes);
             let ev = NewAuditEvent::new(
                 "system:expiry",
                 "assignment.expired",
@@ -156,7 +166,7 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
                 "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind,
                 "deadline": rfc3339(*at_us), "late_ms": (us(now) - at_us) / 1000,
             }));
-            (change, vec![ev])
+            (change, std::iter::once(ev).chain(closed).collect())
         }
     };
     match store.write(change, events).await {

@@ -28,6 +28,11 @@ async fn audited(admin: &Client, actions: &[&str]) {
 /// ivy (eligible for security-reader, which needs one approval from the role-assignable
 /// group `approvers`) and jon, both members of that group, signed in with MFA.
 async fn approval_setup(app: &TestApp, admin: &Client) -> (Client, Client) {
+    approval_setup_for(app, admin, None).await
+}
+
+/// [`approval_setup`] with ivy's eligibility ending after `secs` seconds.
+async fn approval_setup_for(app: &TestApp, admin: &Client, secs: Option<i64>) -> (Client, Client) {
     let (ivy, _) = mfa_user(app, admin, "ivy", "amber-willow-canyon-58").await;
     let (jon, _) = mfa_user(app, admin, "jon", "cobalt-meadow-lantern-39").await;
     admin
@@ -56,7 +61,7 @@ async fn approval_setup(app: &TestApp, admin: &Client) -> (Client, Client) {
         .await
         .expect("settings");
     admin
-        .create_assignment(&eligible("ivy", "security-reader", None))
+        .create_assignment(&eligible("ivy", "security-reader", secs))
         .await
         .expect("eligible");
     (ivy, jon)
@@ -256,6 +261,68 @@ async fn removing_the_eligibility_closes_a_pending_request(app: TestApp) {
         .expect_err("closed");
     assert_eq!(e.code(), Some("already_decided"));
     audited(&admin, &["assignment.removed", "request.cancelled"]).await;
+    app.stop().await;
+}
+
+/// The event closing request `id`, with its action.
+async fn close_event(
+    admin: &Client,
+    action: &str,
+    id: &str,
+) -> portcullis_core::api::AuditEventView {
+    audit_actions(admin)
+        .await
+        .into_iter()
+        .find(|e| e.action == action && e.details["request_id"] == id)
+        .unwrap_or_else(|| panic!("{action} of {id} missing"))
+}
+
+/// Removing the eligibility an active grant came through revokes the grant at once, audited
+/// as `request.revoked` with the reason.
+async fn removing_the_eligibility_revokes_an_active_grant(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
+    admin
+        .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
+        .await
+        .expect("eligible");
+    let r = ivy
+        .request_activation(&ask("helpdesk-administrator", 3600, Some("INC-9")))
+        .await
+        .expect("active");
+    assert!(ivy.users().await.is_ok());
+    admin
+        .delete_assignment(&admin_assignment_id(&admin, "ivy", "helpdesk-administrator").await)
+        .await
+        .expect("unassign");
+    assert_eq!(
+        ivy.users().await.expect_err("revoked").code(),
+        Some("forbidden")
+    );
+    let after = ivy.activation_request(&r.id).await.expect("request");
+    assert_eq!(after.state, "revoked");
+    let e = close_event(&admin, "request.revoked", &r.id).await;
+    assert_eq!(e.details["reason"], "removed");
+    assert_eq!(e.actor, "user:root-admin");
+    app.stop().await;
+}
+
+/// A pending request whose eligibility expires is cancelled by the worker, audited as
+/// `request.cancelled` by `system:expiry`.
+async fn an_expiring_eligibility_cancels_a_pending_request(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = approval_setup_for(&app, &admin, Some(3)).await;
+    let r = ivy
+        .request_activation(&ask("security-reader", 3600, Some("soon gone")))
+        .await
+        .expect("pending");
+    assert_eq!(r.state, "pending_approval");
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    let after = ivy.activation_request(&r.id).await.expect("request");
+    assert_eq!(after.state, "cancelled");
+    let e = close_event(&admin, "request.cancelled", &r.id).await;
+    assert_eq!(e.details["reason"], "eligibility_expired");
+    assert_eq!(e.actor, "system:expiry");
     app.stop().await;
 }
 
@@ -474,6 +541,8 @@ api_tests!(
     approval_needs_another_member_of_the_approver_group,
     a_cancelled_request_cannot_be_approved,
     removing_the_eligibility_closes_a_pending_request,
+    removing_the_eligibility_revokes_an_active_grant,
+    an_expiring_eligibility_cancels_a_pending_request,
     a_grant_ends_with_its_eligibility,
     global_administrator_names_no_approver_until_one_is_set,
     eligibility_for_a_changing_role_makes_an_account_privileged,

@@ -305,12 +305,17 @@ pub async fn delete_assignment(
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "assignment.removed", format!("{}:{}", a.principal_kind, a.principal_name))
         .details(serde_json::json!({ "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind }));
-    let change = Change::EndAssignment {
+    // The requests made through it close first, each with its own event (core's state
+    // machine names the end state); then the assignment ends.
+    let (mut changes, closed) =
+        closing_requests_of(&state.store, &a.id, &caller.actor(), "removed", now).await?;
+    changes.push(Change::EndAssignment {
         id: a.id.clone(),
         reason: "removed".into(),
         by: caller.actor(),
         at_us: us(now),
-    };
+    });
+    let change = Change::Many(changes);
     // A Global Administrator assignment: a break-glass account's not below the two-account
     // minimum; anyone else's not if it is the last way to Global Administrator at `/`.
     if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
@@ -325,14 +330,19 @@ pub async fn delete_assignment(
         } else {
             Guard::GlobalAdministrator
         };
-        return crate::services::privilege::write_guarded(state, change, ev, guard, |_| {
-            not_found()
-        })
+        return crate::services::privilege::write_guarded_with(
+            state,
+            change,
+            ev,
+            closed,
+            guard,
+            |_| not_found(),
+        )
         .await;
     }
     state
         .store
-        .write(change, vec![ev])
+        .write(change, std::iter::once(ev).chain(closed).collect())
         .await
         .on_conflict(not_found)?;
     Ok(())

@@ -580,3 +580,50 @@ pub async fn deactivate_role(
     }
     Ok(out)
 }
+
+/// What ending eligible assignment `assignment_id` does to the requests made through it, as
+/// core's state machine says (a pending request is cancelled, an active grant revoked): one
+/// conditional close and one audit event (`request.cancelled` / `request.revoked`, naming
+/// `reason`) per request, to be written with the assignment's end. The assignment's end also
+/// closes, without events, any request that appears between this read and that write (the
+/// store's backstop), so no grant outlives its eligibility.
+pub async fn closing_requests_of(
+    store: &portcullis_store::Store,
+    assignment_id: &str,
+    by: &str,
+    reason: &str,
+    now: OffsetDateTime,
+) -> Result<(Vec<Change>, Vec<portcullis_core::audit::NewAuditEvent>), StoreError> {
+    let mut changes = Vec::new();
+    let mut events = Vec::new();
+    for r in store.open_requests_of_eligibility(assignment_id).await? {
+        let ev = if r.state == RequestState::Active {
+            activation::RequestEvent::Revoke
+        } else {
+            activation::RequestEvent::Cancel
+        };
+        let Ok(to) = activation::transition(r.state, &ev) else {
+            continue;
+        };
+        changes.push(Change::CloseRequest {
+            id: r.id.clone(),
+            from: r.state,
+            to,
+            by: by.to_owned(),
+            reason: Some(reason.to_owned()),
+            at_us: us(now),
+        });
+        events.push(
+            portcullis_core::audit::NewAuditEvent::new(
+                by,
+                format!("request.{}", to.as_str()),
+                format!("user:{}", r.principal_name),
+            )
+            .details(serde_json::json!({
+                "request_id": r.id, "role": r.role, "scope": r.scope,
+                "reason": reason, "assignment_id": assignment_id,
+            })),
+        );
+    }
+    Ok((changes, events))
+}
