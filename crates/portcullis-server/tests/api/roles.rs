@@ -86,11 +86,7 @@ async fn nobody_holds_a_role_by_default(app: TestApp) {
 
 async fn an_activation_request_is_refused_with_the_reason(app: TestApp) {
     let admin = admin(&app).await;
-    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
-        .await
-        .expect("eligible");
+    let ivy = eligible_mfa_user(&app, &admin, "ivy", "helpdesk-administrator", None).await;
     let bad = [
         (
             ask("helpdesk-administrator", 3600, None),
@@ -129,11 +125,7 @@ async fn an_activation_request_is_refused_with_the_reason(app: TestApp) {
 
 async fn an_eligible_person_activates_just_in_time_and_deactivates(app: TestApp) {
     let admin = admin(&app).await;
-    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
-        .await
-        .expect("eligible");
+    let ivy = eligible_mfa_user(&app, &admin, "ivy", "helpdesk-administrator", None).await;
     let r = ivy
         .request_activation(&ask(
             "helpdesk-administrator",
@@ -281,11 +273,7 @@ async fn close_event(
 /// as `request.revoked` with the reason.
 async fn removing_the_eligibility_revokes_an_active_grant(app: TestApp) {
     let admin = admin(&app).await;
-    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&eligible("ivy", "helpdesk-administrator", None))
-        .await
-        .expect("eligible");
+    let ivy = eligible_mfa_user(&app, &admin, "ivy", "helpdesk-administrator", None).await;
     let r = ivy
         .request_activation(&ask("helpdesk-administrator", 3600, Some("INC-9")))
         .await
@@ -329,11 +317,7 @@ async fn an_expiring_eligibility_cancels_a_pending_request(app: TestApp) {
 /// The grant ends with its 3-second eligibility, removed by the worker on time.
 async fn a_grant_ends_with_its_eligibility(app: TestApp) {
     let admin = admin(&app).await;
-    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&eligible("ivy", "audit-reader", Some(3)))
-        .await
-        .expect("short eligibility");
+    let ivy = eligible_mfa_user(&app, &admin, "ivy", "audit-reader", Some(3)).await;
     let short = ivy
         .request_activation(&ask("audit-reader", 3600, Some("look at the log")))
         .await
@@ -359,11 +343,7 @@ async fn a_grant_ends_with_its_eligibility(app: TestApp) {
 /// instead of leaving a request nobody can approve.
 async fn global_administrator_names_no_approver_until_one_is_set(app: TestApp) {
     let admin = admin(&app).await;
-    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&eligible("ivy", "global-administrator", Some(3600)))
-        .await
-        .expect("eligible for GA");
+    let ivy = eligible_mfa_user(&app, &admin, "ivy", "global-administrator", Some(3600)).await;
     let e = ivy
         .request_activation(&ask("global-administrator", 600, Some("break fix")))
         .await

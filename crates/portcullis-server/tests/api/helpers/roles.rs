@@ -23,6 +23,23 @@ pub(crate) async fn holder(
     (c, secret)
 }
 
+/// `name` (a privileged person with TOTP, signed in) made eligible for `role` by `admin`, for
+/// `secs` seconds or without end.
+pub(crate) async fn eligible_mfa_user(
+    app: &TestApp,
+    admin: &Client,
+    name: &str,
+    role: &str,
+    secs: Option<i64>,
+) -> Client {
+    let (c, _) = mfa_user(app, admin, name, "amber-willow-canyon-58").await;
+    admin
+        .create_assignment(&eligible(name, role, secs))
+        .await
+        .expect("eligible");
+    c
+}
+
 pub(crate) fn ask(role: &str, secs: i64, why: Option<&str>) -> CreateActivationRequest {
     CreateActivationRequest {
         role: role.into(),
