@@ -67,16 +67,20 @@ pub(crate) fn builtin_def(b: BuiltinRole) -> RoleDef {
 /// A custom role's definition; a stored permission this version does not know is dropped.
 pub(crate) fn custom_def(r: portcullis_store::roles::CustomRole) -> RoleDef {
     RoleDef {
+        permissions: known_permissions(&r.permissions),
         slug: r.slug,
         display_name: r.display_name,
         description: r.description,
         builtin: None,
-        permissions: r
-            .permissions
-            .iter()
-            .filter_map(|p| Permission::parse(p).ok())
-            .collect(),
     }
+}
+
+/// A custom role's stored permissions that this version knows (an unknown one grants nothing).
+fn known_permissions(stored: &[String]) -> Vec<Permission> {
+    stored
+        .iter()
+        .filter_map(|p| Permission::parse(p).ok())
+        .collect()
 }
 
 /// Every role: the built-in ones first, then custom ones by name.
@@ -125,17 +129,13 @@ pub async fn grants_and_assignments(
     for g in rows {
         let def = match (BuiltinRole::from_slug(&g.role), g.custom_permissions) {
             (Some(b), _) => builtin_def(b),
-            // A custom role's permissions come with the grant (no second read); a stored
-            // permission this version does not know is dropped, as in `custom_def`.
+            // A custom role's permissions come with the grant (no second read).
             (None, Some(permissions)) => RoleDef {
+                permissions: known_permissions(&permissions),
                 slug: g.role,
                 display_name: String::new(),
                 description: String::new(),
                 builtin: None,
-                permissions: permissions
-                    .iter()
-                    .filter_map(|p| Permission::parse(p).ok())
-                    .collect(),
             },
             // A grant naming no role any more grants nothing.
             (None, None) => continue,
