@@ -62,7 +62,7 @@ pub use changes::{
     NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewCeremony,
     NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken,
     NewRequest, NewSession, NewTenant, NewTotpFactor, NewWebauthnFactor, OutboxAttempt, PendingCap,
-    RequestDecision, SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
+    REQUEST_MOVED, RequestDecision, SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use tenant::{BOOTSTRAP_TOKEN_LIFETIME, Tenant};

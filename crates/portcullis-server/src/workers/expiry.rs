@@ -144,7 +144,7 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
             // The requests made through it close first, each with its own event.
             let (mut changes, closed) = crate::services::roles::closing_requests_of(
                 store,
-                &a.id,
+                &a,
                 "system:expiry",
                 "eligibility_expired",
                 now,

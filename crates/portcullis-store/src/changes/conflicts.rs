@@ -12,6 +12,9 @@ pub const CA_CHANGED: &str = "the conditional-access configuration changed meanw
 /// The conflict a capped creation reports (too many pending rows from one address).
 pub const TOO_MANY_PENDING: &str = "too many pending requests from this address";
 
+/// The conflict [`Change::CloseRequest`] reports when the request moved on meanwhile.
+pub const REQUEST_MOVED: &str = "the request is not in the expected state";
+
 /// The conflict [`Change::ReserveAttempt`] reports.
 pub const THROTTLED: &str = "too many failed attempts; wait before trying again";
 

@@ -32,8 +32,8 @@ pub use alerts::{NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt,
 pub use breakglass::NewBreakGlass;
 pub use conditional_access::CaChange;
 pub use conflicts::{
-    BREAKGLASS_MINIMUM, CA_CHANGED, LAST_GLOBAL_ADMINISTRATOR, THROTTLED, TOO_MANY_PENDING,
-    TOO_MANY_RULES,
+    BREAKGLASS_MINIMUM, CA_CHANGED, LAST_GLOBAL_ADMINISTRATOR, REQUEST_MOVED, THROTTLED,
+    TOO_MANY_PENDING, TOO_MANY_RULES,
 };
 pub use device::{DeviceDecision, NewDeviceAuthorization};
 pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};

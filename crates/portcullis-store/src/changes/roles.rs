@@ -3,7 +3,7 @@
 //! expected state (core's `activation::transition` chose it) or conflict; and the tenant never
 //! loses its last way to Global Administrator.
 
-use super::conflicts::{LAST_GLOBAL_ADMINISTRATOR, conflict};
+use super::conflicts::{LAST_GLOBAL_ADMINISTRATOR, REQUEST_MOVED, conflict};
 use super::sql::{Conn, args};
 use crate::Result;
 
@@ -176,7 +176,7 @@ pub(crate) async fn close_request(
 ) -> Result<()> {
     let n = c.execute("UPDATE activation_requests SET state = $1, closed_at_us = $2, closed_by = $3, close_reason = $4 WHERE id = $5 AND state = $6", args![to, at_us, by, reason, id, from]).await?;
     if n == 0 {
-        return Err(conflict("the request is not in the expected state"));
+        return Err(conflict(REQUEST_MOVED));
     }
 
     Ok(())

@@ -302,13 +302,62 @@ pub async fn delete_assignment(
     }
     let scope = Scope::parse(&a.scope).map_err(ApiError::internal)?;
     caller.require_at(perm::ASSIGNMENTS_DELETE, &scope)?;
+    // A Global Administrator assignment: a break-glass account's not below the two-account
+    // minimum; anyone else's not if it is the last way to Global Administrator at `/`.
+    let guard = if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
+        let emergency = a.principal_kind == portcullis_core::principal::PrincipalKind::User
+            && state
+                .store
+                .principal_by_id(&a.principal_id)
+                .await?
+                .is_some_and(|p| p.emergency);
+        Some(if emergency {
+            Guard::BreakGlassMinimum
+        } else {
+            Guard::GlobalAdministrator
+        })
+    } else {
+        None
+    };
+    // A request made through it can move on (expire, be decided) between the read of the
+    // requests and the write: then the write conflicts with REQUEST_MOVED and is planned again.
+    let moved = || {
+        ApiError::new(
+            ErrorCode::Conflict,
+            "a request made through this assignment kept changing; try again",
+        )
+    };
+    for _ in 0..3 {
+        match remove_once(state, caller, &a, guard, &moved).await {
+            Err(e) if e.code == ErrorCode::Conflict && e.message == moved().message => continue,
+            other => return other,
+        }
+    }
+    Err(moved())
+}
+
+/// One attempt of [`delete_assignment`]: the requests made through `a` close first, each with
+/// its own event (core's state machine names the end state); then the assignment ends.
+async fn remove_once(
+    state: &AppState,
+    caller: &Caller,
+    a: &Assignment,
+    guard: Option<Guard>,
+    moved: &impl Fn() -> ApiError,
+) -> Result<(), ApiError> {
+    let not_found = || ApiError::not_found("no such live assignment");
+    let on_conflict = |m: String| {
+        if m == portcullis_store::REQUEST_MOVED {
+            moved()
+        } else {
+            not_found()
+        }
+    };
     let now = OffsetDateTime::now_utc();
     let ev = event(caller, "assignment.removed", format!("{}:{}", a.principal_kind, a.principal_name))
         .details(serde_json::json!({ "assignment_id": a.id, "role": a.role, "scope": a.scope, "kind": a.kind }));
-    // The requests made through it close first, each with its own event (core's state
-    // machine names the end state); then the assignment ends.
     let (mut changes, closed) =
-        closing_requests_of(&state.store, &a.id, &caller.actor(), "removed", now).await?;
+        closing_requests_of(&state.store, a, &caller.actor(), "removed", now).await?;
     changes.push(Change::EndAssignment {
         id: a.id.clone(),
         reason: "removed".into(),
@@ -316,36 +365,26 @@ pub async fn delete_assignment(
         at_us: us(now),
     });
     let change = Change::Many(changes);
-    // A Global Administrator assignment: a break-glass account's not below the two-account
-    // minimum; anyone else's not if it is the last way to Global Administrator at `/`.
-    if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
-        let emergency = a.principal_kind == portcullis_core::principal::PrincipalKind::User
-            && state
-                .store
-                .principal_by_id(&a.principal_id)
-                .await?
-                .is_some_and(|p| p.emergency);
-        let guard = if emergency {
-            Guard::BreakGlassMinimum
-        } else {
-            Guard::GlobalAdministrator
-        };
+    if let Some(guard) = guard {
         return crate::services::privilege::write_guarded_with(
             state,
             change,
             ev,
             closed,
             guard,
-            |_| not_found(),
+            on_conflict,
         )
         .await;
     }
-    state
+    match state
         .store
         .write(change, std::iter::once(ev).chain(closed).collect())
         .await
-        .on_conflict(not_found)?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict(m)) => Err(on_conflict(m)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Turns a live active assignment into an eligible one (same principal, role and scope), in one

@@ -589,14 +589,18 @@ pub async fn deactivate_role(
 /// store's backstop), so no grant outlives its eligibility.
 pub async fn closing_requests_of(
     store: &portcullis_store::Store,
-    assignment_id: &str,
+    a: &Assignment,
     by: &str,
     reason: &str,
     now: OffsetDateTime,
 ) -> Result<(Vec<Change>, Vec<portcullis_core::audit::NewAuditEvent>), StoreError> {
     let mut changes = Vec::new();
     let mut events = Vec::new();
-    for r in store.open_requests_of_eligibility(assignment_id).await? {
+    // Requests are made through eligible assignments only: an active one closes nothing.
+    if a.kind != portcullis_core::roles::AssignmentKind::Eligible {
+        return Ok((changes, events));
+    }
+    for r in store.open_requests_of_eligibility(&a.id).await? {
         let ev = if r.state == RequestState::Active {
             activation::RequestEvent::Revoke
         } else {
@@ -621,7 +625,7 @@ pub async fn closing_requests_of(
             )
             .details(serde_json::json!({
                 "request_id": r.id, "role": r.role, "scope": r.scope,
-                "reason": reason, "assignment_id": assignment_id,
+                "reason": reason, "assignment_id": a.id,
             })),
         );
     }
