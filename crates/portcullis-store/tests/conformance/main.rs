@@ -169,6 +169,7 @@ macro_rules! conformance {
 mod batches;
 mod chain;
 mod checkpoints;
+mod decoding;
 mod roles;
 mod sweep;
 mod tenant;

@@ -26,7 +26,7 @@ fn sweep_retention() -> portcullis_store::sweep::Retention {
     }
 }
 
-fn now_us() -> i64 {
+pub(super) fn now_us() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
 }
 
@@ -48,7 +48,7 @@ fn only(table: &str, n: u64) -> BTreeMap<String, u64> {
 }
 
 /// A user (the rows the sweep deletes mostly belong to a principal).
-async fn sweep_user(store: &Store, id: &str, emergency: bool, now: i64) {
+pub(super) async fn sweep_user(store: &Store, id: &str, emergency: bool, now: i64) {
     store
         .write(
             Change::CreatePrincipal(NewPrincipal {
@@ -241,7 +241,7 @@ async fn refresh_token(
         .expect("refresh token");
 }
 
-async fn session(store: &Store, id: &str, principal_id: &str, created_at_us: i64) {
+pub(super) async fn session(store: &Store, id: &str, principal_id: &str, created_at_us: i64) {
     store
         .write(
             Change::CreateSession(NewSession {
