@@ -272,6 +272,7 @@ impl Application {
                 drill_every,
             )),
             refusals: refusals.clone(),
+            caches: Arc::new(crate::state::caches::Caches::new(&store)),
         };
         crate::http::metrics::handle();
         let limits = config.connection_limits();

@@ -24,6 +24,7 @@ pub mod alerts;
 pub mod anchor;
 mod audit;
 pub mod breakglass;
+pub mod cache;
 mod changes;
 pub mod conditional_access;
 pub mod crypto;
@@ -164,6 +165,8 @@ pub struct Store {
     cadence: CheckpointCadence,
     /// Opened read-only on a schema before chained checkpoints (0016): read them as legacy.
     legacy_checkpoint_schema: bool,
+    /// Moved by every committed write that can make a cached read stale ([`cache`]).
+    epoch: cache::Epoch,
 }
 
 /// Options for opening a store.
@@ -234,6 +237,7 @@ impl Store {
         let found = migrate(&backend, options.read_only).await?;
         let server_key = Arc::new(RwLock::new(None));
         let alerts_written = Arc::new(tokio::sync::Notify::new());
+        let epoch = cache::Epoch::default();
         let writer = writer::spawn(
             backend.clone(),
             server_key.clone(),
@@ -241,8 +245,10 @@ impl Store {
             options.alerts,
             alerts_written.clone(),
             options.anchors,
+            epoch.clone(),
         );
         Ok(Self {
+            epoch,
             alerts_written,
             backend,
             writer,
@@ -251,6 +257,12 @@ impl Store {
             legacy_checkpoint_schema: options.read_only
                 && found.is_some_and(|v| v < CHAINED_CHECKPOINTS_SCHEMA),
         })
+    }
+
+    /// The epoch this store's writer moves on every commit that can make a cached read stale:
+    /// what [`cache::Cache`]s built over this store are stamped with.
+    pub fn epoch(&self) -> cache::Epoch {
+        self.epoch.clone()
     }
 
     pub fn is_postgres(&self) -> bool {

@@ -78,6 +78,7 @@ pub(crate) fn spawn(
     alerts: AlertSettings,
     alerts_written: Arc<tokio::sync::Notify>,
     anchors: Vec<Arc<dyn AnchorSink>>,
+    epoch: crate::cache::Epoch,
 ) -> mpsc::Sender<Command> {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
     tokio::spawn(run(
@@ -86,7 +87,7 @@ pub(crate) fn spawn(
         policy,
         alerts,
         alerts_written,
-        anchors,
+        (anchors, epoch),
         rx,
     ));
     tx
@@ -98,7 +99,7 @@ async fn run(
     policy: CheckpointPolicy,
     alerts: AlertSettings,
     alerts_written: Arc<tokio::sync::Notify>,
-    anchors: Vec<Arc<dyn AnchorSink>>,
+    (anchors, epoch): (Vec<Arc<dyn AnchorSink>>, crate::cache::Epoch),
     mut rx: mpsc::Receiver<Command>,
 ) {
     let mut last_checkpoint = Instant::now();
@@ -135,6 +136,7 @@ async fn run(
             continue;
         }
         let key = server_key.read().ok().and_then(|k| k.clone());
+        let invalidates = batch.iter().any(|c| c.change.invalidates_caches());
         let (replies, outcome) =
             apply_batch(&backend, batch, key.as_ref(), policy, alerts, time_due).await;
         match outcome {
@@ -147,6 +149,11 @@ async fn run(
                     // After the commit, before the answers: when a write that forced a
                     // checkpoint returns, its anchor is on disk.
                     anchoring.anchor(&anchors, cp).await;
+                }
+                if invalidates {
+                    // After the commit, before the answers: a caller that learns its change
+                    // committed finds no cached value read before it (crate::cache).
+                    epoch.advance();
                 }
                 if wrote_alerts {
                     // notify_one keeps the wake-up if the worker is busy delivering right now.

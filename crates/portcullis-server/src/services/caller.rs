@@ -238,12 +238,10 @@ async fn access_token_caller(
         )
     };
     let claims = state.tokens.verify(token).ok_or_else(ended)?;
-    if state.store.token_revoked(&claims.jti).await? {
+    if crate::services::tokens::revoked(state, &claims.jti).await? {
         return Err(ended());
     }
-    let principal = state
-        .store
-        .principal_by_id(&claims.sub)
+    let principal = crate::services::tokens::principal(state, &claims.sub)
         .await?
         .filter(|p| p.enabled)
         .ok_or_else(ended)?;

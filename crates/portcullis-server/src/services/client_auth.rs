@@ -139,6 +139,21 @@ async fn refuse(
     }
 }
 
+/// The key a verified client secret is cached under: SHA-256 over the client id and the
+/// secret's own SHA-256, so neither the secret nor its stored hash is held as a key.
+fn verified_secret_key(client_id: &str, secret: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(
+        u64::try_from(client_id.len())
+            .unwrap_or(u64::MAX)
+            .to_be_bytes(),
+    );
+    h.update(client_id.as_bytes());
+    h.update(portcullis_store::crypto::token_hash(secret));
+    h.finalize().into()
+}
+
 /// Authenticates the calling client, auditing and throttling failures.
 pub async fn authenticate(
     state: &AppState,
@@ -164,11 +179,15 @@ pub async fn authenticate(
     let now = OffsetDateTime::now_utc();
     let keys = throttle_keys(&id, client);
     let outcome = match &presented {
-        Presented::Secret(secret) => {
-            crate::services::tokens::authenticate_client(&state.store, &id, secret)
-                .await
-                .map(|principal| (principal, None))
-        }
+        Presented::Secret(secret) => state
+            .caches
+            .client_secrets
+            .get_or_load(
+                &verified_secret_key(&id, secret),
+                crate::services::tokens::authenticate_client(&state.store, &id, secret),
+            )
+            .await
+            .map(|principal| (principal, None)),
         Presented::Assertion(_) if id == UNIDENTIFIED => {
             Err(ClientAuthFailure::Assertion(AssertionFailure::Malformed))
         }
@@ -189,8 +208,14 @@ pub async fn authenticate(
     // caller learns nothing), after the credential check so the answer takes the same path.
     let outcome = match outcome {
         Ok((principal, assertion)) => {
-            let networks =
-                crate::services::service_accounts::allowed_networks(state, &principal.id).await?;
+            let networks = state
+                .caches
+                .networks
+                .get_or_load(
+                    &principal.id,
+                    crate::services::service_accounts::allowed_networks(state, &principal.id),
+                )
+                .await?;
             let from = client.ip.parse::<std::net::IpAddr>().ok();
             if from.is_some_and(|ip| networks.allows(ip)) {
                 Ok((principal, assertion))

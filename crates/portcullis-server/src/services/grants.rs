@@ -7,7 +7,7 @@
 
 use portcullis_core::api::RoleView;
 use portcullis_core::roles::{BuiltinRole, Grant, Permission, Scope};
-use portcullis_store::roles::Assignment;
+use portcullis_store::roles::{Assignment, GrantRow};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -121,10 +121,7 @@ pub async fn grants_and_assignments(
     principal_id: &str,
     now: OffsetDateTime,
 ) -> Result<(Vec<Grant>, Vec<Assignment>), ApiError> {
-    let (rows, assignments) = state
-        .store
-        .grants_and_assignments_of(principal_id, us(now))
-        .await?;
+    let (rows, assignments) = grant_rows(state, principal_id, now).await?;
     let mut out = Vec::with_capacity(rows.len());
     for g in rows {
         let def = match (BuiltinRole::from_slug(&g.role), g.custom_permissions) {
@@ -152,4 +149,40 @@ pub async fn grants_and_assignments(
         });
     }
     Ok((out, assignments))
+}
+
+/// The grant rows and applying assignments of a principal at `now`: read through the grants
+/// cache (`crate::state::caches`), then filtered by `now` again, so a grant or assignment that
+/// has ended is never used even when the read that found it is a moment old.
+pub async fn grant_rows(
+    state: &AppState,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<(Vec<GrantRow>, Vec<Assignment>), ApiError> {
+    let now_us = us(now);
+    let read = state
+        .caches
+        .grants
+        .get_or_load(&principal_id.to_owned(), async {
+            state
+                .store
+                .grants_and_assignments_of(principal_id, now_us)
+                .await
+                .map(std::sync::Arc::new)
+        })
+        .await?;
+    let live = |ends: Option<i64>| ends.is_none_or(|e| e > now_us);
+    let rows = read
+        .0
+        .iter()
+        .filter(|g| live(g.ends_at_us))
+        .cloned()
+        .collect();
+    let assignments = read
+        .1
+        .iter()
+        .filter(|a| a.starts_at_us <= now_us && live(a.ends_at_us))
+        .cloned()
+        .collect();
+    Ok((rows, assignments))
 }

@@ -25,7 +25,7 @@ use portcullis_store::crypto::token_hash;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::time_us::{from_us, us};
+use crate::time_us::from_us;
 
 pub use crate::services::keys::{SignerError, TokenSigner};
 
@@ -106,12 +106,17 @@ pub async fn issue_for_service_account(
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), crate::error::ApiError> {
     let permissions = state
-        .store
-        .consents_of(&p.id)
+        .caches
+        .consents
+        .get_or_load(&p.id, async {
+            let consents = state.store.consents_of(&p.id).await?;
+            Ok::<_, portcullis_store::StoreError>(std::sync::Arc::new(
+                consents.into_iter().map(|c| c.permission).collect(),
+            ))
+        })
         .await?
-        .into_iter()
-        .map(|c| c.permission)
-        .collect();
+        .as_ref()
+        .clone();
     issue(
         state,
         p,
@@ -148,7 +153,7 @@ pub async fn issue(
     what: Issue,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), crate::error::ApiError> {
-    let grants = state.store.grants_of(&p.id, us(now)).await?;
+    let (grants, _) = crate::services::grants::grant_rows(state, &p.id, now).await?;
     let signer: &Arc<TokenSigner> = &state.tokens;
     let exp = access_token_expiry(
         now,
@@ -207,4 +212,41 @@ pub fn client_event(
     )
     .outcome(outcome)
     .details(details)
+}
+
+/// Whether the token `jti` was revoked (through the revoked-tokens cache).
+pub async fn revoked(
+    state: &crate::state::AppState,
+    jti: &str,
+) -> Result<bool, portcullis_store::StoreError> {
+    state
+        .caches
+        .revoked
+        .get_or_load(&jti.to_owned(), state.store.token_revoked(jti))
+        .await
+}
+
+/// The principal with this id, for checks on every use of its tokens (through the principals
+/// cache: disabling it moves the store's epoch).
+pub async fn principal(
+    state: &crate::state::AppState,
+    id: &str,
+) -> Result<Option<Principal>, portcullis_store::StoreError> {
+    state
+        .caches
+        .principals
+        .get_or_load(&id.to_owned(), state.store.principal_by_id(id))
+        .await
+}
+
+/// The registered OpenID Connect client `client_id`, if it exists (through its cache).
+pub async fn oauth_client(
+    state: &crate::state::AppState,
+    client_id: &str,
+) -> Result<Option<portcullis_store::oidc::OAuthClient>, portcullis_store::StoreError> {
+    state
+        .caches
+        .oauth_clients
+        .get_or_load(&client_id.to_owned(), state.store.oauth_client(client_id))
+        .await
 }

@@ -4,6 +4,7 @@
 //! and the value types of the parts it holds; services, workers and HTTP handlers take
 //! `&AppState`, never the other way round.
 
+pub mod caches;
 pub mod passwords;
 pub mod refusals;
 pub mod settings;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub breakglass: Arc<settings::BreakGlassSettings>,
     /// Refused attempts, aggregated per actor and action per minute before they are audited.
     pub refusals: Arc<refusals::Refusals>,
+    /// The hot paths' short-lived caches over the store, invalidated by its writer.
+    pub caches: Arc<caches::Caches>,
 }
 
 /// Facts about this server fixed at start.

@@ -324,3 +324,60 @@ async fn two_replicas_raise_the_overdue_drill_alert_once() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two replicas on one PostgreSQL: a client secret removed on one is refused by the other within
+/// a second (its caches live no longer), although the other had just answered from them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replica_refuses_a_removed_secret_within_a_second() {
+    let Some(url) = fresh_postgres_url().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (a, b) = two_replicas(&url).await;
+    let admin = admin(&a).await;
+    admin
+        .create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
+            name: "twin-daemon".into(),
+            display_name: None,
+            public_key: None,
+            key_id: None,
+        })
+        .await
+        .expect("sa");
+    let s = admin
+        .add_client_secret("twin-daemon")
+        .await
+        .expect("secret");
+    for _ in 0..3 {
+        access_token(&b, "twin-daemon", &s.client_secret).await;
+    }
+    admin
+        .remove_client_secret("twin-daemon", &s.id)
+        .await
+        .expect("removed on a");
+    let removed = std::time::Instant::now();
+    let refused_after = loop {
+        let r = token_request(
+            &b,
+            &[("grant_type", "client_credentials")],
+            Some(("twin-daemon", &s.client_secret)),
+        )
+        .await;
+        if r.status() == 401 {
+            break removed.elapsed();
+        }
+        assert_eq!(r.status(), 200);
+        assert!(
+            removed.elapsed() < std::time::Duration::from_secs(5),
+            "replica b still accepts a secret removed on replica a"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // One second of cache life, plus the time of one request on a loaded test machine.
+    assert!(
+        refused_after < std::time::Duration::from_millis(1500),
+        "refused only after {refused_after:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -491,3 +491,104 @@ pub enum Change {
         at_us: i64,
     },
 }
+
+impl Change {
+    /// Whether committing this change can make a value read earlier stale for the readers that
+    /// cache (principals and their credentials, networks, consents, grants, revoked tokens,
+    /// OAuth clients, sessions, conditional access): after such a batch commits, the writer moves
+    /// the store's [`crate::cache::Epoch`] before it answers, so no cached value read before the
+    /// change is used after the caller learns it committed.
+    ///
+    /// The match is exhaustive on purpose: a new variant must decide, and when in doubt it
+    /// invalidates. Only bookkeeping that no cached read depends on is listed as neutral.
+    pub fn invalidates_caches(&self) -> bool {
+        match self {
+            Self::Many(all) => all.iter().any(Self::invalidates_caches),
+            // Audit-only writes, throttling counters, attempt reservations, one-time values
+            // consumed by their own conditional write (assertion `jti`s, codes, ceremonies,
+            // decoys, pending sign-ins, device polls), the outbox and periodic-job claims.
+            Self::None
+            | Self::ForceCheckpoint
+            | Self::RecordSignIn { .. }
+            | Self::AcceptTotpStep { .. }
+            | Self::CreateCeremony(_)
+            | Self::CreateDecoy { .. }
+            | Self::ConsumeDecoy { .. }
+            | Self::ConsumeCeremony { .. }
+            | Self::CreateSession(_)
+            | Self::CreatePendingSignIn { .. }
+            | Self::ConsumePendingSignIn { .. }
+            | Self::ReserveAttempt { .. }
+            | Self::ReleaseAttempt { .. }
+            | Self::RefundAttempt { .. }
+            | Self::RecordFailures { .. }
+            | Self::ResetThrottle { .. }
+            | Self::Enqueue(_)
+            | Self::CreateDeviceAuthorization(_)
+            | Self::PollDevice { .. }
+            | Self::ConsumeDevice { .. }
+            | Self::IssueRefreshToken(_)
+            | Self::UseRefreshToken { .. }
+            | Self::UseClientAssertion { .. }
+            | Self::CreateAuthorizationCode(_)
+            | Self::RedeemAuthorizationCode { .. }
+            | Self::ClaimOutbox { .. }
+            | Self::FinishOutbox(_)
+            | Self::RetryOutbox { .. }
+            | Self::ClaimPeriodic { .. } => false,
+            Self::SetSetting { .. }
+            | Self::InitialiseTenant(_)
+            | Self::RedeemBootstrapToken { .. }
+            | Self::CreatePrincipal(_)
+            | Self::SetPrincipalEnabled { .. }
+            | Self::AddGroupMember { .. }
+            | Self::RemoveGroupMember { .. }
+            | Self::SetPassword { .. }
+            | Self::AddTotpFactor(_)
+            | Self::AddWebauthnFactor(_)
+            | Self::UpdateWebauthnFactor { .. }
+            | Self::RemoveFactor { .. }
+            | Self::RevokeSession { .. }
+            | Self::RevokeSessionsOf { .. }
+            | Self::TouchSession { .. }
+            | Self::SetBreakGlassVerifier { .. }
+            | Self::CreateCustomRole { .. }
+            | Self::DeleteCustomRole { .. }
+            | Self::SetRoleSettings { .. }
+            | Self::CreateAssignment(_)
+            | Self::EndAssignment { .. }
+            | Self::CreateRequest(_)
+            | Self::DecideRequest(_)
+            | Self::CloseRequest { .. }
+            | Self::AddClientSecret { .. }
+            | Self::RevokeClientSecret { .. }
+            | Self::GrantConsent { .. }
+            | Self::RevokeConsent { .. }
+            | Self::RotateSigningKey { .. }
+            | Self::SetClientNetworks { .. }
+            | Self::DecideDevice(_)
+            | Self::RevokeRefreshFamily { .. }
+            | Self::RevokeToken { .. }
+            | Self::AddClientKey { .. }
+            | Self::RemoveClientKey { .. }
+            | Self::MarkPrivileged { .. }
+            | Self::CreateOAuthClient(_)
+            | Self::DeleteOAuthClient { .. }
+            | Self::AddOAuthClientSecret { .. }
+            | Self::RevokeOAuthClientSecret { .. }
+            | Self::AddAlertChannel(_)
+            | Self::RemoveAlertChannel { .. }
+            | Self::AddAlertRule(_)
+            | Self::RemoveAlertRule { .. }
+            | Self::SealAlertChannels(_)
+            | Self::CreateBreakGlass(_)
+            | Self::ConditionalAccess(_)
+            | Self::UpdateBreakGlassCustody { .. }
+            | Self::RecordDrill { .. }
+            | Self::RequireBreakGlassMinimum { .. }
+            | Self::RequireGlobalAdministrator { .. }
+            | Self::StampSession { .. }
+            | Self::RecordOAuthConsent { .. } => true,
+        }
+    }
+}

@@ -19,7 +19,9 @@ pub async fn introspect(
     // answer is `active` only for tokens whose audience is the caller (or, for a service
     // account holding `tokens.introspect`, any token): a client never reads another's tokens.
     let audience = if let Some(id) = named_client(&headers, &p).filter(|id| id.len() <= 128)
-        && state.store.oauth_client(&id).await?.is_some()
+        && crate::services::tokens::oauth_client(&state, &id)
+            .await?
+            .is_some()
     {
         let oc = registered_client(&state, &client, &headers, &p).await?;
         if oc.kind != portcullis_core::oidc::ClientKind::Confidential.as_str() {
@@ -53,15 +55,19 @@ pub async fn introspect(
     if audience.is_some_and(|a| a != claims.aud) {
         return Ok(inactive());
     }
-    if state.store.token_revoked(&claims.jti).await? {
+    if crate::services::tokens::revoked(&state, &claims.jti).await? {
         return Ok(inactive());
     }
-    match state.store.principal_by_id(&claims.sub).await? {
+    match crate::services::tokens::principal(&state, &claims.sub).await? {
         Some(s) if s.enabled => {}
         _ => return Ok(inactive()),
     }
     // Tokens of an OpenID Connect client (they carry a scope) die with their client.
-    if claims.scope.is_some() && state.store.oauth_client(&claims.client_id).await?.is_none() {
+    if claims.scope.is_some()
+        && crate::services::tokens::oauth_client(&state, &claims.client_id)
+            .await?
+            .is_none()
+    {
         return Ok(inactive());
     }
     let mut body = serde_json::to_value(&claims).map_err(|_| OAuthError::server_error())?;

@@ -113,7 +113,13 @@ fn parse_snapshot(snapshot: CaSnapshot) -> Result<Loaded, String> {
 
 /// The compiled configuration at the latest version.
 pub async fn load(state: &AppState) -> Result<Arc<Loaded>, ApiError> {
-    let version = state.store.ca_version().await?;
+    // The version read is cached like the hot paths' other reads: a change to the policies
+    // moves the store's epoch, so this replica sees it at once, another within a second.
+    let version = state
+        .caches
+        .ca_version
+        .get_or_load(&(), state.store.ca_version())
+        .await?;
     if let Ok(c) = state.ca.current.read()
         && let Some(l) = c.as_ref()
         && l.version == version

@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod caches;
 mod client_credentials;
 mod networks;
 mod private_key_jwt;
