@@ -218,6 +218,9 @@ impl Store {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(options.max_connections)
+                // A connection to a local file does not go stale: no ping (a round trip to the
+                // connection's worker thread) before every use.
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await
                 .map_err(|e| StoreError::Unreachable(short_error(&e)))?;

@@ -105,6 +105,9 @@ async fn run(
     let mut last_checkpoint = Instant::now();
     let mut last_checkpoint_wall = OffsetDateTime::now_utc();
     let mut anchoring = Anchoring::new(anchors.len());
+    // The newest checkpoint's sequence number this writer knows of (other replicas only move it
+    // forward): a batch that cannot be due by count, time or force skips reading it.
+    let mut checkpoint_hint: i64 = 0;
     loop {
         let mut batch = Vec::new();
         // Events the writer raises itself (anchor failures) go first, without waiting.
@@ -137,10 +140,24 @@ async fn run(
         }
         let key = server_key.read().ok().and_then(|k| k.clone());
         let invalidates = batch.iter().any(|c| c.change.invalidates_caches());
-        let (replies, outcome) =
-            apply_batch(&backend, batch, key.as_ref(), policy, alerts, time_due).await;
+        let (replies, outcome) = apply_batch(
+            &backend,
+            batch,
+            key.as_ref(),
+            (policy, checkpoint_hint),
+            alerts,
+            time_due,
+        )
+        .await;
         match outcome {
-            Ok((checkpoint, wrote_alerts)) => {
+            Ok(Written {
+                checkpoint,
+                wrote_alerts,
+                newest_checkpoint,
+            }) => {
+                checkpoint_hint = checkpoint_hint
+                    .max(newest_checkpoint)
+                    .max(checkpoint.as_ref().map_or(0, |c| c.seq));
                 if checkpoint.is_some() || time_due {
                     last_checkpoint = Instant::now();
                     last_checkpoint_wall = OffsetDateTime::now_utc();
@@ -247,16 +264,24 @@ type Replies = Vec<(
     Result<Vec<AuditEvent>>,
 )>;
 
+/// What a committed batch wrote: its checkpoint, whether it raised alerts, and the newest
+/// checkpoint's sequence number it saw (0 when it did not look).
+struct Written {
+    checkpoint: Option<Checkpoint>,
+    wrote_alerts: bool,
+    newest_checkpoint: i64,
+}
+
 async fn apply_batch(
     backend: &Backend,
     batch: Vec<Command>,
     key: Option<&ServerKey>,
-    policy: CheckpointPolicy,
+    (policy, checkpoint_hint): (CheckpointPolicy, i64),
     alerts: AlertSettings,
     time_due: bool,
-) -> (Replies, Result<(Option<Checkpoint>, bool)>) {
+) -> (Replies, Result<Written>) {
     let mut replies: Replies = Vec::with_capacity(batch.len());
-    let result: Result<(Option<Checkpoint>, bool)> = async {
+    let result: Result<Written> = async {
         crate::on_pool!(backend, pool => {
             let mut tx = match backend {
                 // BEGIN IMMEDIATE takes SQLite's write lock up front: the head read below cannot
@@ -266,7 +291,7 @@ async fn apply_batch(
             };
             let written = write_batch(
                 &mut Conn::from(&mut *tx),
-                Batch { commands: batch, key, policy, alerts, time_due },
+                Batch { commands: batch, key, policy, alerts, time_due, checkpoint_hint },
                 &mut replies,
             )
             .await?;
@@ -285,16 +310,13 @@ struct Batch<'k> {
     policy: CheckpointPolicy,
     alerts: AlertSettings,
     time_due: bool,
+    checkpoint_hint: i64,
 }
 
 /// The steps of one batch inside its transaction, in order: lock the head, apply each change
 /// in its savepoint and seal its events, insert the events, raise alerts, move the head, and
 /// sign a checkpoint when one is due. Answers the checkpoint written and whether alerts were.
-async fn write_batch(
-    c: &mut Conn<'_>,
-    batch: Batch<'_>,
-    replies: &mut Replies,
-) -> Result<(Option<Checkpoint>, bool)> {
+async fn write_batch(c: &mut Conn<'_>, batch: Batch<'_>, replies: &mut Replies) -> Result<Written> {
     let head = lock_head(c).await?;
     let forced = batch
         .commands
@@ -315,17 +337,28 @@ async fn write_batch(
         )
         .await?;
     }
-    let written = match batch.key {
-        Some(key) => {
-            let due = Due {
-                forced,
-                time_due: batch.time_due,
-            };
-            write_checkpoint(c, key, batch.policy, (seq, hash), due).await?
-        }
-        None => None,
+    let due = Due {
+        forced,
+        time_due: batch.time_due,
     };
-    Ok((written, wrote_alerts))
+    let (checkpoint, newest_checkpoint) = match batch.key {
+        // Not due by count (the newest checkpoint is at least the hint), time or force: no
+        // need to read it.
+        Some(_)
+            if !forced
+                && !batch.time_due
+                && seq - batch.checkpoint_hint < batch.policy.every_events =>
+        {
+            (None, 0)
+        }
+        Some(key) => write_checkpoint(c, key, batch.policy, (seq, hash), due).await?,
+        None => (None, 0),
+    };
+    Ok(Written {
+        checkpoint,
+        wrote_alerts,
+        newest_checkpoint,
+    })
 }
 
 /// Reads the chain's head under its lock (`FOR UPDATE`; SQLite's writer holds the database).
@@ -369,12 +402,23 @@ async fn apply_commands(
     replies: &mut Replies,
 ) -> Result<Vec<AuditEvent>> {
     let mut pending: Vec<AuditEvent> = Vec::new();
+    // Successes clearing throttle counters (one per issued token) are gathered while they come
+    // one after another and cleared in one statement before the next other change, so the order
+    // of changes to a counter stays the order of the commands.
+    let mut resets = ThrottleResets::default();
     for cmd in commands {
-        // Pure appends cannot fail on their own and need no savepoint.
-        let step = if matches!(cmd.change, Change::None | Change::ForceCheckpoint) {
-            Ok(())
-        } else {
-            crate::changes::apply::in_savepoint(c, &cmd.change).await
+        let step = match &cmd.change {
+            // Pure appends cannot fail on their own and need no savepoint.
+            Change::None | Change::ForceCheckpoint => Ok(()),
+            // A plain delete that cannot conflict: without a savepoint of its own.
+            Change::ResetThrottle { keys } => {
+                resets.add(keys);
+                Ok(())
+            }
+            other => {
+                resets.flush(c).await?;
+                crate::changes::apply::in_savepoint(c, other).await
+            }
         };
         match step {
             Ok(()) => {
@@ -395,7 +439,39 @@ async fn apply_commands(
             Err(e) => replies.push((cmd.reply, Err(e))),
         }
     }
+    resets.flush(c).await?;
     Ok(pending)
+}
+
+/// Throttle counters to clear, gathered from consecutive [`Change::ResetThrottle`]s.
+#[derive(Default)]
+struct ThrottleResets(std::collections::BTreeSet<String>);
+
+impl ThrottleResets {
+    fn add(&mut self, keys: &[String]) {
+        self.0.extend(keys.iter().cloned());
+    }
+
+    /// Clears the gathered counters in one statement (a failure fails the batch: it is not one
+    /// caller's conflict but the database's).
+    async fn flush(&mut self, c: &mut Conn<'_>) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = std::mem::take(&mut self.0).into_iter().collect();
+        for chunk in keys.chunks(INSERT_CHUNK) {
+            on_conn!(c, c => {
+                let mut q = sqlx::QueryBuilder::new("DELETE FROM throttle WHERE key IN (");
+                let mut list = q.separated(", ");
+                for key in chunk {
+                    list.push_bind(key.clone());
+                }
+                q.push(")");
+                q.build().execute(&mut **c).await?;
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Inserts sealed events with multi-row INSERTs: a batch costs a handful of statements, not
@@ -430,14 +506,14 @@ struct Due {
 }
 
 /// Signs a checkpoint at the head when one is due, linked to the newest one (read under the
-/// head lock).
+/// head lock). Answers it and the newest checkpoint's sequence number before it.
 async fn write_checkpoint(
     c: &mut Conn<'_>,
     key: &ServerKey,
     policy: CheckpointPolicy,
     (seq, hash): (i64, [u8; 32]),
     due: Due,
-) -> Result<Option<Checkpoint>> {
+) -> Result<(Option<Checkpoint>, i64)> {
     let last = on_conn!(c, c => {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
@@ -452,7 +528,7 @@ async fn write_checkpoint(
     });
     let last_cp = last.as_ref().map_or(0, |(s, _)| *s);
     if seq <= last_cp || !(due.forced || seq - last_cp >= policy.every_events || due.time_due) {
-        return Ok(None);
+        return Ok((None, last_cp));
     }
     let prev = match last.map(|(_, cp)| cp).transpose() {
         Ok(prev) => prev,
@@ -460,7 +536,7 @@ async fn write_checkpoint(
         // honest to link to. Writes go on; verification names the row.
         Err(e) => {
             tracing::error!(error = %e, "the newest audit checkpoint is malformed; no checkpoint written");
-            return Ok(None);
+            return Ok((None, last_cp));
         }
     };
     let link = CheckpointLink::after(
@@ -484,7 +560,7 @@ async fn write_checkpoint(
         ],
     )
     .await?;
-    Ok(Some(cp))
+    Ok((Some(cp), last_cp))
 }
 
 /// Makes an event storable on both backends before it is sealed: PostgreSQL refuses NUL in
