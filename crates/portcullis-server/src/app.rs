@@ -252,7 +252,7 @@ impl Application {
         let master = Arc::new(master);
         let refusals = Arc::new(crate::services::refusals::Refusals::default());
         let (drill_max_age, drill_every) = config.drill_policy()?;
-        let state = AppState {
+        let state = AppState::new(crate::state::Parts {
             store: store.clone(),
             info,
             master: master.clone(),
@@ -273,7 +273,7 @@ impl Application {
             )),
             refusals: refusals.clone(),
             caches: Arc::new(crate::state::caches::Caches::new(&store)),
-        };
+        });
         crate::http::metrics::handle();
         let limits = config.connection_limits();
         let trusted_proxies = Arc::new(crate::http::edge::TrustedProxies::new(

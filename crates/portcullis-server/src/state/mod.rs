@@ -14,9 +14,27 @@ use std::sync::Arc;
 
 use portcullis_store::Store;
 
-/// Shared state of every handler.
+/// Shared state of every handler: one allocation, so the clone every middleware layer and
+/// handler takes is one reference count, not one per part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+impl AppState {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What the state holds.
+pub struct Parts {
     pub store: Store,
     pub info: Arc<ServerInfo>,
     /// Seals and opens secrets at rest (TOTP seeds).
