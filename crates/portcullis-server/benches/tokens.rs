@@ -46,7 +46,8 @@ fn claims(now: i64) -> AccessClaims {
     AccessClaims {
         iss: "http://localhost:8080".into(),
         sub: "sa_0123456789abcdef".into(),
-        aud: "portcullis".into(),
+        // Every client is its own audience.
+        aud: "payroll-sync".into(),
         iat: now,
         nbf: now,
         exp: now + 600,

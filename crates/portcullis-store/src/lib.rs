@@ -229,6 +229,10 @@ impl Store {
             let opts = PgConnectOptions::from_str(url).map_err(|_| StoreError::InvalidUrl)?;
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
+                // No ping before every use (a network round trip per read): a connection the
+                // server closed fails its next query and is dropped from the pool, so a
+                // database restart costs the requests in flight, not a round trip on each.
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await

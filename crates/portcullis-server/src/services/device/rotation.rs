@@ -40,7 +40,7 @@ pub async fn refresh(
     else {
         return Err(invalid_grant("unknown refresh token"));
     };
-    let p = state.store.principal_by_id(&t.principal_id).await?;
+    let p = crate::services::tokens::principal(state, &t.principal_id).await?;
     let who = p
         .as_ref()
         .map_or_else(|| t.principal_id.clone(), |p| format!("user:{}", p.name));
@@ -238,7 +238,9 @@ pub(crate) async fn enabled_principal(
     state: &AppState,
     id: &str,
 ) -> Result<Option<Principal>, OAuthError> {
-    Ok(state.store.principal_by_id(id).await?.filter(|p| p.enabled))
+    Ok(crate::services::tokens::principal(state, id)
+        .await?
+        .filter(|p| p.enabled))
 }
 
 /// `origin`: the client, strength, auth time, flow and person's address the family comes
