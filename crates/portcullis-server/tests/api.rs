@@ -20,7 +20,7 @@
 //! - `oidc/`: OpenID Connect relying parties and bad input
 //! - `alerts.rs`: alert channels, delivery, dead letters, custom rules
 //! - `breakglass/`: break-glass accounts: split custody, FIDO2, drills and alerts, throttling
-//! - `conditional_access.rs`: conditional-access policies
+//! - `conditional_access/`: conditional-access policies (validation, the lockout guard, sign-in, what-if, token grants, break-glass), a file per topic
 //! - `audit.rs`: audit list, verify, checkpoints
 //! - `replicas.rs`: two replicas on one PostgreSQL
 //! - `privilege/`: the privilege model, as abuse tests, one file per rule
@@ -104,7 +104,7 @@ mod audit_anchor;
 mod breakglass;
 #[path = "api/ca_privilege.rs"]
 mod ca_privilege;
-#[path = "api/conditional_access.rs"]
+#[path = "api/conditional_access/mod.rs"]
 mod conditional_access;
 #[path = "api/device_grant/mod.rs"]
 mod device_grant;
