@@ -10,13 +10,6 @@
 
 #![deny(clippy::unwrap_used)]
 
-/// mimalloc for every program that links the server (the `portcullis` binary, its tests and
-/// benches): the request path allocates small short-lived values by the thousand per second,
-/// and mimalloc both serves them faster than glibc's allocator (measured in
-/// `docs/benchmarks.md`) and hands freed memory back after a flood.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod app;
 pub mod config;
 pub mod error;
