@@ -264,22 +264,7 @@ async fn ca_device_flow_can_be_blocked_for_administrators(app: TestApp) {
     .await
     .expect("approve");
     let r = device_poll(&app, &code_of(&d, "device_code")).await;
-    let (status, body) = (
-        r.status().as_u16(),
-        r.json::<serde_json::Value>().await.expect("json"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or("")
-            .contains(name),
-        "{body}"
-    );
+    oauth_refusal_naming(r, 400, "invalid_grant", name).await;
     let ev = events_named(&admin, "token.device_code").await;
     let refused = last_event(&ev, "user:gina");
     assert_eq!(refused.outcome.as_str(), "failure");
@@ -291,22 +276,7 @@ async fn ca_device_flow_can_be_blocked_for_administrators(app: TestApp) {
     );
     // So is the refresh of the family that started with a device code.
     let r = refresh_with(&app, "portcullis-cli", &old_refresh).await;
-    let (status, body) = (
-        r.status().as_u16(),
-        r.json::<serde_json::Value>().await.expect("json"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or("")
-            .contains(name),
-        "{body}"
-    );
+    oauth_refusal_naming(r, 400, "invalid_grant", name).await;
     let ev = events_named(&admin, "token.refresh").await;
     assert_eq!(
         last_event(&ev, "user:gina").details["conditional_access"]["policies"],
@@ -483,22 +453,7 @@ async fn ca_location_for_an_application_is_judged_by_the_person_address(app: Tes
         Some(&verifier),
     )
     .await;
-    let (status, body) = (
-        r.status().as_u16(),
-        r.json::<serde_json::Value>().await.expect("json"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or("")
-            .contains(name),
-        "{body}"
-    );
+    oauth_refusal_naming(r, 400, "invalid_grant", name).await;
     let ev = events_named(&admin, "token.authorization_code").await;
     let refused = last_event(&ev, "user:olivia");
     assert_eq!(refused.outcome.as_str(), "failure");
@@ -518,22 +473,7 @@ async fn ca_location_for_an_application_is_judged_by_the_person_address(app: Tes
     // The family that started at home is judged by that address at every refresh, though the
     // refresh comes from the office.
     let r = client_refresh(&app, &client_id, &client_secret, &home_refresh).await;
-    let (status, body) = (
-        r.status().as_u16(),
-        r.json::<serde_json::Value>().await.expect("json"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or("")
-            .contains(name),
-        "{body}"
-    );
+    oauth_refusal_naming(r, 400, "invalid_grant", name).await;
     let ev = events_named(&admin, "token.refresh").await;
     assert_eq!(
         last_event(&ev, "user:olivia").details["person_ip"],

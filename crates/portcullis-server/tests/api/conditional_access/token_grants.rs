@@ -21,22 +21,7 @@ async fn token_refresh_and_issuance_are_judged_by_the_policies_of_now(app: TestA
     import_six_policies(&app, &p.token).await;
 
     let r = refresh_with(&app, "portcullis-cli", &alice_refresh).await;
-    let (status, body) = (
-        r.status().as_u16(),
-        r.json::<serde_json::Value>().await.expect("json"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
-    assert!(
-        body["error_description"]
-            .as_str()
-            .unwrap_or("")
-            .contains("secops-keys"),
-        "{body}"
-    );
+    oauth_refusal_naming(r, 400, "invalid_grant", "secops-keys").await;
     let refused = events_named(&p.admin, "token.refresh").await;
     assert_eq!(
         last_event(&refused, "user:alice").details["conditional_access"]["outcome"],

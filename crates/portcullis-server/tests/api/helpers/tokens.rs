@@ -147,6 +147,30 @@ pub(crate) async fn refresh_with(app: &TestApp, client_id: &str, token: &str) ->
     .await
 }
 
+/// Checks an OAuth error answer: `status`, `error`, and a description naming `needle` (what
+/// refused it).
+pub(crate) async fn oauth_refusal_naming(
+    r: reqwest::Response,
+    status: u16,
+    error: &str,
+    needle: &str,
+) {
+    let got = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(
+        (got, body["error"].as_str()),
+        (status, Some(error)),
+        "{body}"
+    );
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or("")
+            .contains(needle),
+        "{body}"
+    );
+}
+
 pub(crate) fn claims_of(jwt: &str) -> serde_json::Value {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let payload = jwt.split('.').nth(1).expect("payload");

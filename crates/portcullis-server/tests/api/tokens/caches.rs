@@ -78,14 +78,7 @@ async fn an_ended_role_leaves_the_next_token_at_once(backend: Backend) {
         })
         .await
         .expect("active role");
-    let roles = |t: &str| -> usize {
-        let payload = t.split('.').nth(1).expect("payload");
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .expect("b64");
-        let v: serde_json::Value = serde_json::from_slice(&raw).expect("claims");
-        v["roles"].as_array().map_or(0, Vec::len)
-    };
+    let roles = |t: &str| claims_of(t)["roles"].as_array().map_or(0, Vec::len);
     for _ in 0..2 {
         let t = access_token(&app, "cache-roles", &s.client_secret).await;
         assert_eq!(roles(&t), 1, "the role travels in the token");
