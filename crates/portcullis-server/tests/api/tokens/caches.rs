@@ -116,7 +116,63 @@ async fn a_revoked_token_is_inactive_at_once(backend: Backend) {
     app.stop().await;
 }
 
+/// A grant read into the cache ends at its deadline to the microsecond without any write:
+/// every use filters the cached read by its own `now` (grants are removed on expiry, to the
+/// second). The uses at and after the deadline are answered from the cache (no read).
+async fn a_cached_grant_ends_at_its_deadline_without_a_write(backend: Backend) {
+    use portcullis_server::services::grants::grant_rows;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    let (sam, _) = holder(&app, &admin, "sam", "service-administrator").await;
+    warmed_daemon_by(&app, &admin, &sam, "cache-deadline").await;
+    admin
+        .create_assignment(&CreateAssignmentRequest {
+            principal: "service_account:cache-deadline".into(),
+            role: "audit-reader".into(),
+            scope: None,
+            kind: Some("active".into()),
+            duration_seconds: Some(600),
+            ends_at: None,
+        })
+        .await
+        .expect("active role");
+    let id = app
+        .state
+        .store
+        .principal_by_name("cache-deadline")
+        .await
+        .expect("read")
+        .expect("exists")
+        .id;
+    let at = |us: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).expect("time")
+    };
+    let (rows, _) = grant_rows(&app.state, &id, time::OffsetDateTime::now_utc())
+        .await
+        .expect("grants");
+    assert_eq!(rows.len(), 1, "the role is held");
+    let end = rows[0].ends_at_us.expect("the role ends");
+    let ((before, at_end), reads) = portcullis_store::testing::counting_reads(async {
+        let before = grant_rows(&app.state, &id, at(end - 1))
+            .await
+            .expect("grants");
+        let at_end = grant_rows(&app.state, &id, at(end)).await.expect("grants");
+        (before.0.len(), at_end.0.len())
+    })
+    .await;
+    assert_eq!(reads, 0, "both answered from the cache");
+    assert_eq!(before, 1, "held a microsecond before its end");
+    assert_eq!(
+        at_end, 0,
+        "gone at its end, although the cached read holds it"
+    );
+    app.stop().await;
+}
+
 backend_tests!(
+    a_cached_grant_ends_at_its_deadline_without_a_write,
     a_removed_secret_is_refused_at_once,
     an_ended_role_leaves_the_next_token_at_once,
     a_revoked_token_is_inactive_at_once,
