@@ -9,7 +9,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use portcullis_client::Client;
 use portcullis_core::api::{CreateUserRequest, PasswordSignInRequest};
 use portcullis_server::services::passwords::Passwords;
 use secrecy::SecretString;
@@ -56,33 +55,46 @@ fn main() {
 
         let running = support::start(None).await;
         let (base, admin) = (running.base.clone(), &running.admin);
-        admin
-            .create_user(&CreateUserRequest {
-                name: "bench".into(),
-                display_name: "Bench".into(),
-                email: None,
-                phone: None,
-                guest_organisation: None,
-                privileged: false,
-                password: "harbor-violet-mango-81".into(),
-            })
-            .await
-            .expect("user");
+        // One account and one loopback address per load-generator task: a sign-in reserves
+        // an attempt on its address's throttle counter until it succeeds, so eight endless
+        // streams from one address would be paced by the throttle, not by Argon2.
+        let concurrency = 8;
+        for i in 0..concurrency {
+            admin
+                .create_user(&CreateUserRequest {
+                    name: format!("bench-{i}"),
+                    display_name: "Bench".into(),
+                    email: None,
+                    phone: None,
+                    guest_organisation: None,
+                    privileged: false,
+                    password: "harbor-violet-mango-81".into(),
+                })
+                .await
+                .expect("user");
+        }
 
         let run_for = Duration::from_secs(15);
-        let concurrency = 8;
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let c = Client::new(&base, None).expect("client");
+        for i in 0..concurrency {
+            let http = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 20 + i as u8]))
+                .build()
+                .expect("client");
+            let (url, name) = (format!("{base}/api/v1/signin"), format!("bench-{i}"));
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 while start.elapsed() < run_for {
                     let t = Instant::now();
-                    let r = c
-                        .signin_password(&PasswordSignInRequest { username: "bench".into(), password: "harbor-violet-mango-81".into() })
+                    let r = http
+                        .post(&url)
+                        .json(&PasswordSignInRequest { username: name.clone(), password: "harbor-violet-mango-81".into() })
+                        .send()
                         .await
                         .expect("sign-in");
+                    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+                    let r: portcullis_core::api::SignInResponse = r.json().await.expect("json");
                     assert_eq!(r.status, "signed_in");
                     lat.push(t.elapsed());
                 }

@@ -156,10 +156,10 @@ fn main() {
         // Client credentials.
         let cc = {
             let (url, secret) = (token_url.clone(), secret.clone());
-            load(vec![(); concurrency], run_for, move |()| {
+            support::load(vec![(); concurrency], run_for, move |()| {
                 let (url, secret) = (url.clone(), secret.clone());
                 async move {
-                    let r = http()
+                    let r = support::http()
                         .post(&url)
                         .basic_auth("bench-daemon", Some(&secret))
                         .form(&[("grant_type", "client_credentials")])
@@ -187,10 +187,10 @@ fn main() {
         };
         let intro = {
             let (url, secret) = (format!("{base}/oauth2/introspect"), secret.clone());
-            load(vec![(); concurrency], run_for, move |()| {
+            support::load(vec![(); concurrency], run_for, move |()| {
                 let (url, secret, token) = (url.clone(), secret.clone(), token.clone());
                 async move {
-                    let r = http()
+                    let r = support::http()
                         .post(&url)
                         .basic_auth("bench-daemon", Some(&secret))
                         .form(&[("token", token.as_str())])
@@ -221,10 +221,10 @@ fn main() {
         }
         let refresh = {
             let url = token_url.clone();
-            load_with_state(families, run_for, move |current: String| {
+            support::load_with_state(families, run_for, move |current: String| {
                 let url = url.clone();
                 async move {
-                    let r = http()
+                    let r = support::http()
                         .post(&url)
                         .form(&[
                             ("grant_type", "refresh_token"),
@@ -268,58 +268,4 @@ fn main() {
         "refresh with rotation over HTTP: {} refreshes, {:.0}/s, p50 {:.2} ms, p99 {:.2} ms (32 families)",
         refresh.3, refresh.0, refresh.1, refresh.2
     );
-}
-
-thread_local! {
-    static HTTP: reqwest::Client = reqwest::Client::new();
-}
-
-/// A keep-alive client per load-generator thread.
-fn http() -> reqwest::Client {
-    HTTP.with(Clone::clone)
-}
-
-/// Runs one worker per state for `run_for`, each calling `f` again and again with what it
-/// returned last; requests per second, p50 and p99 in ms, and the count.
-async fn load_with_state<S, F, Fut>(
-    states: Vec<S>,
-    run_for: Duration,
-    f: F,
-) -> (f64, f64, f64, usize)
-where
-    S: Send + 'static,
-    F: Fn(S) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = S> + Send,
-{
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for mut state in states {
-        let f = f.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while start.elapsed() < run_for {
-                let t = Instant::now();
-                state = f(state).await;
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await.expect("join"));
-    }
-    let secs = start.elapsed().as_secs_f64();
-    lat.sort();
-    let p = |q: f64| support::percentile_ms(&lat, q);
-    (lat.len() as f64 / secs, p(0.5), p(0.99), lat.len())
-}
-
-/// [`load_with_state`] for requests that carry no state.
-async fn load<F, Fut>(workers: Vec<()>, run_for: Duration, f: F) -> (f64, f64, f64, usize)
-where
-    F: Fn(()) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    load_with_state(workers, run_for, f).await
 }

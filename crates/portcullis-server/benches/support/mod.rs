@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each bench uses its own part
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use portcullis_client::Client;
 use portcullis_core::api::BootstrapRequest;
@@ -91,4 +91,58 @@ pub async fn start_with(database_url: Option<String>, tweak: impl FnOnce(&mut Co
 /// The `q`-quantile of sorted latencies, in milliseconds.
 pub fn percentile_ms(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+thread_local! {
+    static HTTP: reqwest::Client = reqwest::Client::new();
+}
+
+/// A keep-alive client per load-generator thread.
+pub fn http() -> reqwest::Client {
+    HTTP.with(Clone::clone)
+}
+
+/// Runs one worker per state for `run_for`, each calling `f` again and again with what it
+/// returned last; requests per second, p50 and p99 in ms, and the count.
+pub async fn load_with_state<S, F, Fut>(
+    states: Vec<S>,
+    run_for: Duration,
+    f: F,
+) -> (f64, f64, f64, usize)
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut state in states {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while start.elapsed() < run_for {
+                let t = Instant::now();
+                state = f(state).await;
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.expect("join"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let p = |q: f64| percentile_ms(&lat, q);
+    (lat.len() as f64 / secs, p(0.5), p(0.99), lat.len())
+}
+
+/// [`load_with_state`] for requests that carry no state.
+pub async fn load<F, Fut>(workers: Vec<()>, run_for: Duration, f: F) -> (f64, f64, f64, usize)
+where
+    F: Fn(()) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    load_with_state(workers, run_for, f).await
 }
