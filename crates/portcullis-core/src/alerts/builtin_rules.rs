@@ -98,6 +98,37 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
+    if e.action == "target.drift" {
+        return alert(
+            "target.drift",
+            Severity::Critical,
+            format!(
+                "drift at {}: {} holds {} without a grant from Portcullis{}",
+                e.target,
+                text("holder"),
+                text("right"),
+                if flag("reverted") { " (reverted)" } else { "" }
+            ),
+        );
+    }
+    if matches!(
+        e.action.as_str(),
+        "target.revoke_failed" | "target.operation_dead"
+    ) {
+        return alert(
+            "target.failure",
+            Severity::Critical,
+            format!(
+                "{} at {}: {} of {} for {} ({})",
+                e.action,
+                e.target,
+                text("op"),
+                text("role"),
+                text("person"),
+                text("error")
+            ),
+        );
+    }
     if flag("alert") {
         return alert(
             "flagged",
@@ -139,6 +170,16 @@ pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
         "conditional_access.changed",
         Severity::Critical,
         "a conditional-access policy changed",
+    ),
+    (
+        "target.drift",
+        Severity::Critical,
+        "a right found at a target that no grant of Portcullis gave (drift)",
+    ),
+    (
+        "target.failure",
+        Severity::Critical,
+        "a revoke at a target failed (retried without limit), or a grant was dead-lettered",
     ),
     (
         "flagged",

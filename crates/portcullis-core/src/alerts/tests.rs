@@ -120,6 +120,42 @@ fn builtin_rules_fire_where_they_must() {
             ),
             Some(("breakglass.activity", Severity::Critical)),
         ),
+        (
+            ev(
+                "target.drift",
+                "target:prod-db",
+                Outcome::Success,
+                serde_json::json!({"holder": "mallory", "right": "reporting_read"}),
+            ),
+            Some(("target.drift", Severity::Critical)),
+        ),
+        (
+            ev(
+                "target.revoke_failed",
+                "target:prod-db",
+                Outcome::Failure,
+                serde_json::json!({"op": "revoke"}),
+            ),
+            Some(("target.failure", Severity::Critical)),
+        ),
+        (
+            ev(
+                "target.operation_dead",
+                "target:prod-db",
+                Outcome::Failure,
+                serde_json::json!({"op": "grant"}),
+            ),
+            Some(("target.failure", Severity::Critical)),
+        ),
+        (
+            ev(
+                "target.revoked",
+                "target:prod-db",
+                Outcome::Success,
+                serde_json::json!({"op": "revoke"}),
+            ),
+            None,
+        ),
     ];
     for (e, want) in cases {
         let got = builtin(&e).map(|a| (a.rule, a.severity));

@@ -13,6 +13,7 @@
 //! - `alerts`: alert channels, rules and messages.
 //! - `breakglass`: break-glass accounts and their drills.
 //! - `conditional_access`: conditional-access policies, named locations and what-if.
+//! - `targets`: targets, role bindings, target operations, observation and reconciliation.
 
 macro_rules! api_type {
     ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
@@ -33,6 +34,7 @@ mod errors;
 mod health;
 mod roles;
 mod signin;
+mod targets;
 mod tokens;
 
 pub use accounts::*;
@@ -44,4 +46,5 @@ pub use errors::*;
 pub use health::*;
 pub use roles::*;
 pub use signin::*;
+pub use targets::*;
 pub use tokens::*;

@@ -20,6 +20,8 @@ pub const PRIVILEGED_PERMISSIONS: &[&str] = &[
     perm::BREAKGLASS_MANAGE,
     perm::KEYS_ROTATE,
     perm::ALERTS_MANAGE,
+    // targets: binding a role to one decides what an activation grants in another system
+    perm::TARGETS_MANAGE,
     // other principals' credentials and access: passwords of new users, disabling and
     // re-enabling, ending sessions, service-account secrets and keys, consent to application
     // permissions, relying parties and their secrets

@@ -58,6 +58,8 @@ permission_catalogue! {
     ALERTS_READ = "alerts.read": "list alert channels, rules and deliveries",
     ALERTS_MANAGE = "alerts.manage": "add and remove alert channels and rules; retry deliveries",
     TOKENS_INTROSPECT = "tokens.introspect": "introspect access tokens issued to other clients (resource servers)",
+    TARGETS_READ = "targets.read": "list targets, their bindings and operations; observe a target",
+    TARGETS_MANAGE = "targets.manage": "add, remove and test targets; bind roles to them; reconcile; retry operations",
 }
 
 /// A permission: from the catalogue, or free-form for an application or target.

@@ -1,0 +1,171 @@
+//! Targets (where grants become real access), role bindings, target operations, observation
+//! and reconciliation.
+
+use serde::{Deserialize, Serialize};
+
+api_type! {
+    /// `POST /api/v1/targets`: a system where grants are materialised. Which fields apply
+    /// depends on `kind`; the secret is sealed under the master key and never shown again.
+    pub struct CreateTargetRequest {
+        pub name: String,
+        /// `postgres` or `webhook`.
+        pub kind: String,
+        /// postgres: `postgres://USER@HOST:PORT/DB` (no password in it); webhook: where
+        /// operations are POSTed (https, or http on loopback).
+        pub url: String,
+        /// webhook: where the receiver answers the grants it holds (for drift).
+        #[serde(default)]
+        pub observe_url: Option<String>,
+        /// postgres: the database login of a person, `{user}` for their name (default `{user}`).
+        #[serde(default)]
+        pub login: Option<String>,
+        /// postgres: the connector's password; webhook: the HMAC key (generated when absent and
+        /// shown once). Sealed under the master key.
+        #[serde(default)]
+        pub secret: Option<String>,
+        /// Instead of `secret`: a `PORTCULLIS_TARGET_SECRET_*` environment variable that holds it,
+        /// read when the connector is used.
+        #[serde(default)]
+        pub secret_env: Option<String>,
+        /// `report` (default): drift is audited and alerted; `revert`: it is also removed.
+        #[serde(default)]
+        pub drift: Option<String>,
+        /// How often the target is reconciled, e.g. `60s` (the default) or `5m`.
+        #[serde(default)]
+        pub reconcile_interval: Option<String>,
+    }
+}
+
+api_type! {
+    /// A target (no secret value).
+    pub struct TargetView {
+        pub name: String,
+        pub kind: String,
+        /// The configuration, without any secret.
+        pub config: serde_json::Value,
+        /// `sealed`, `env:NAME` or `none`.
+        pub secret: String,
+        pub drift: String,
+        pub reconcile_interval_seconds: i64,
+        pub created_by: String,
+        pub created_at: String,
+        pub bindings: Vec<TargetBindingView>,
+        /// The webhook HMAC key Portcullis generated, shown only in the answer that created it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub generated_secret: Option<String>,
+    }
+}
+
+api_type! {
+    /// `PUT /api/v1/targets/{name}/bindings/{role}`: what the role means at the target.
+    pub struct BindRoleRequest {
+        /// Target-side rights: PostgreSQL roles, or the names a webhook receiver understands.
+        pub grants: Vec<String>,
+    }
+}
+
+api_type! {
+    /// A role bound to a target.
+    pub struct TargetBindingView {
+        pub role: String,
+        pub target: String,
+        pub grants: Vec<String>,
+        pub created_by: String,
+        pub created_at: String,
+    }
+}
+
+api_type! {
+    /// One attempt at a target operation.
+    pub struct TargetOpAttemptView {
+        pub attempt: i64,
+        pub worker: String,
+        pub started_at: String,
+        pub finished_at: String,
+        /// `applied` or `failed`.
+        pub outcome: String,
+        pub detail: Option<String>,
+    }
+}
+
+api_type! {
+    /// A target operation: a grant or revoke to apply at a target.
+    pub struct TargetOpView {
+        pub id: i64,
+        pub target: String,
+        /// `grant` or `revoke`.
+        pub op: String,
+        /// The request or assignment this grant is.
+        pub grant_id: String,
+        pub person: String,
+        pub role: String,
+        pub target_grants: Vec<String>,
+        /// What caused it (`request.activated`, `request.expired`, `principal.disabled`, …).
+        pub reason: String,
+        /// `pending`, `applied`, `dead` or `superseded` (a grant whose revoke came before it
+        /// was applied).
+        pub state: String,
+        pub attempts: i64,
+        pub created_at: String,
+        pub due_at: String,
+        pub next_attempt_at: Option<String>,
+        pub applied_at: Option<String>,
+        pub last_error: Option<String>,
+        /// Every attempt (in `show`; empty in lists).
+        #[serde(default)]
+        pub history: Vec<TargetOpAttemptView>,
+    }
+}
+
+api_type! {
+    /// The result of `POST /api/v1/targets/{name}/test`.
+    pub struct TargetTestView {
+        pub target: String,
+        pub ok: bool,
+        /// What stops the target from working (unreachable, a mapped role missing, a missing
+        /// privilege); empty when it is ready.
+        pub problems: Vec<String>,
+    }
+}
+
+api_type! {
+    /// One right held at a target.
+    pub struct HeldRightView {
+        /// The target-side principal (a database login, the receiver's person).
+        pub holder: String,
+        /// The target-side right (a database role).
+        pub right: String,
+        /// The Portcullis grant that means it, if any.
+        #[serde(default)]
+        pub grant_id: Option<String>,
+    }
+}
+
+api_type! {
+    /// What a target holds now against what Portcullis says it must.
+    pub struct TargetObservationView {
+        pub target: String,
+        /// False for a target that cannot be observed (a webhook without `observe_url`).
+        pub observable: bool,
+        /// What the target holds of the rights Portcullis manages there.
+        pub held: Vec<HeldRightView>,
+        /// Granted by Portcullis, not held there.
+        pub missing: Vec<HeldRightView>,
+        /// Held there, not granted by Portcullis: drift.
+        pub drift: Vec<HeldRightView>,
+    }
+}
+
+api_type! {
+    /// The result of `POST /api/v1/targets/{name}/reconcile`.
+    pub struct TargetReconcileView {
+        pub target: String,
+        pub observable: bool,
+        /// Grants written again because the target no longer held them.
+        pub reapplied: Vec<HeldRightView>,
+        /// Drift found (audited and alerted).
+        pub drift: Vec<HeldRightView>,
+        /// Drift removed (`drift = "revert"`).
+        pub reverted: Vec<HeldRightView>,
+    }
+}
