@@ -32,6 +32,7 @@ pub mod device;
 pub mod oidc;
 pub mod roles;
 pub mod sweep;
+pub mod targets;
 mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -160,7 +161,7 @@ pub struct Store {
     server_key: Arc<RwLock<Option<ServerKey>>>,
     /// Notified when this process's writer commits alert messages, so the local delivery
     /// worker starts at once instead of at its next poll.
-    alerts_written: Arc<tokio::sync::Notify>,
+    alerts_written: Arc<writer::Wakeups>,
     /// The cadence verification assumes where the chain records none.
     cadence: CheckpointCadence,
     /// Opened read-only on a schema before chained checkpoints (0016): read them as legacy.
@@ -243,7 +244,7 @@ impl Store {
         };
         let found = migrate(&backend, options.read_only).await?;
         let server_key = Arc::new(RwLock::new(None));
-        let alerts_written = Arc::new(tokio::sync::Notify::new());
+        let alerts_written = Arc::new(writer::Wakeups::default());
         let epoch = cache::Epoch::default();
         let writer = writer::spawn(
             backend.clone(),
@@ -306,7 +307,13 @@ impl Store {
     /// Resolves when this process's writer commits alert messages (for the delivery worker;
     /// other replicas' alerts are found by polling).
     pub async fn alerts_written(&self) {
-        self.alerts_written.notified().await;
+        self.alerts_written.alerts.notified().await;
+    }
+
+    /// Resolves when this process's writer commits a change that can write target operations
+    /// (for the target worker; other replicas' operations are found by polling).
+    pub async fn target_ops_written(&self) {
+        self.alerts_written.targets.notified().await;
     }
 
     /// Appends one event with no other state change.

@@ -71,12 +71,20 @@ pub(crate) struct Command {
     pub reply: oneshot::Sender<Result<Vec<AuditEvent>>>,
 }
 
+/// What the writer wakes after a commit: this process's alert delivery and target workers, so
+/// they start at once instead of at their next poll.
+#[derive(Default)]
+pub(crate) struct Wakeups {
+    pub alerts: tokio::sync::Notify,
+    pub targets: tokio::sync::Notify,
+}
+
 pub(crate) fn spawn(
     backend: Backend,
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
     alerts: AlertSettings,
-    alerts_written: Arc<tokio::sync::Notify>,
+    alerts_written: Arc<Wakeups>,
     anchors: Vec<Arc<dyn AnchorSink>>,
     epoch: crate::cache::Epoch,
 ) -> mpsc::Sender<Command> {
@@ -98,7 +106,7 @@ async fn run(
     server_key: Arc<RwLock<Option<ServerKey>>>,
     policy: CheckpointPolicy,
     alerts: AlertSettings,
-    alerts_written: Arc<tokio::sync::Notify>,
+    alerts_written: Arc<Wakeups>,
     (anchors, epoch): (Vec<Arc<dyn AnchorSink>>, crate::cache::Epoch),
     mut rx: mpsc::Receiver<Command>,
 ) {
@@ -140,6 +148,7 @@ async fn run(
         }
         let key = server_key.read().ok().and_then(|k| k.clone());
         let invalidates = batch.iter().any(|c| c.change.invalidates_caches());
+        let target_ops = batch.iter().any(|c| c.change.writes_target_ops());
         let (replies, outcome) = apply_batch(
             &backend,
             batch,
@@ -174,7 +183,10 @@ async fn run(
                 }
                 if wrote_alerts {
                     // notify_one keeps the wake-up if the worker is busy delivering right now.
-                    alerts_written.notify_one();
+                    alerts_written.alerts.notify_one();
+                }
+                if target_ops {
+                    alerts_written.targets.notify_one();
                 }
                 for (reply, result) in replies {
                     let _ = reply.send(result);

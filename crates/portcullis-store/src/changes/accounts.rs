@@ -39,13 +39,25 @@ pub(crate) async fn set_principal_enabled(
     enabled: bool,
     at_us: i64,
 ) -> Result<()> {
-    c.execute(
-        "UPDATE principals SET enabled = $1 WHERE id = $2",
-        args![enabled, id],
-    )
-    .await?;
+    let changed = c
+        .execute(
+            "UPDATE principals SET enabled = $1 WHERE id = $2 AND enabled <> $1",
+            args![enabled, id],
+        )
+        .await?;
     if !enabled {
         c.execute("UPDATE sessions SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL", args![at_us, id]).await?;
+        // What the principal holds in targets goes with it (grants stay in the store, and
+        // come back in the targets if the principal is enabled again while they live).
+        super::targets::revoke_where(
+            c,
+            super::targets::Scope::Principal(id),
+            "principal.disabled",
+            at_us,
+        )
+        .await?;
+    } else if changed > 0 {
+        super::targets::grant_principal(c, id, at_us).await?;
     }
 
     Ok(())

@@ -6,7 +6,7 @@ use futures_core::future::BoxFuture;
 use super::sql::{Conn, on_conn};
 use super::{
     Change, accounts, alerts, breakglass, clients, conditional_access, device, factors, oidc,
-    roles, sessions, tenant, throttle, tokens,
+    roles, sessions, targets, tenant, throttle, tokens,
 };
 use crate::Result;
 
@@ -332,6 +332,33 @@ pub(crate) fn apply<'a, 'c: 'a>(
             Change::SealAlertChannels(all) => alerts::seal_alert_channels(c, all).await,
             Change::FinishOutbox(a) => alerts::finish_outbox(c, a).await,
             Change::RetryOutbox { id, at_us } => alerts::retry_outbox(c, id, *at_us).await,
+            Change::AddTarget(t) => targets::add_target(c, t).await,
+            Change::RemoveTarget { name } => targets::remove_target(c, name).await,
+            Change::BindRole {
+                role,
+                target,
+                grants,
+                by,
+                at_us,
+            } => targets::bind_role(c, role, target, grants, by, *at_us).await,
+            Change::UnbindRole {
+                role,
+                target,
+                at_us,
+            } => targets::unbind_role(c, role, target, *at_us).await,
+            Change::ClaimTargetOp {
+                id,
+                worker,
+                now_us,
+                until_us,
+            } => targets::claim_target_op(c, *id, worker, *now_us, *until_us).await,
+            Change::FinishTargetOp(a) => targets::finish_target_op(c, a).await,
+            Change::RetryTargetOp { id, at_us } => targets::retry_target_op(c, *id, *at_us).await,
+            Change::ReapplyTargetGrant {
+                target,
+                grant_id,
+                at_us,
+            } => targets::reapply_grant(c, target, grant_id, *at_us).await,
         }
     })
 }

@@ -20,6 +20,7 @@ mod oidc;
 mod roles;
 mod sessions;
 pub(crate) mod sql;
+mod targets;
 mod tenant;
 mod throttle;
 mod tokens;
@@ -40,6 +41,7 @@ pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
 pub use roles::{NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
+pub use targets::{NewTarget, TargetOpAttempt};
 pub use tenant::NewTenant;
 pub use tokens::NewRefreshToken;
 
@@ -490,6 +492,50 @@ pub enum Change {
         scope: String,
         at_us: i64,
     },
+    /// Adds a target; conflicts if the name is taken.
+    AddTarget(NewTarget),
+    /// Removes a target; conflicts while a role is bound to it or an operation is pending.
+    RemoveTarget {
+        name: String,
+    },
+    /// Binds a role to a target (`grants`: a JSON array of target-side rights), or changes what
+    /// it means there; writes a grant for each live grant of the role at the target.
+    BindRole {
+        role: String,
+        target: String,
+        grants: String,
+        by: String,
+        at_us: i64,
+    },
+    /// Removes a binding and writes the revokes of what it granted; conflicts if unbound.
+    UnbindRole {
+        role: String,
+        target: String,
+        at_us: i64,
+    },
+    /// Claims a due target operation for one attempt; conflicts when it is not due, claimed
+    /// elsewhere, finished, or waits for an earlier operation of the same grant.
+    ClaimTargetOp {
+        id: i64,
+        worker: String,
+        now_us: i64,
+        until_us: i64,
+    },
+    /// Records an attempt's outcome; conflicts if the claim was lost.
+    FinishTargetOp(TargetOpAttempt),
+    /// Gives a dead operation a fresh budget; conflicts unless it is dead (and, for a grant,
+    /// nothing followed it).
+    RetryTargetOp {
+        id: i64,
+        at_us: i64,
+    },
+    /// Applies an applied grant again (the reconciler found it missing from its target), unless
+    /// something for it is pending or followed it.
+    ReapplyTargetGrant {
+        target: String,
+        grant_id: String,
+        at_us: i64,
+    },
 }
 
 impl Change {
@@ -535,7 +581,11 @@ impl Change {
             | Self::ClaimOutbox { .. }
             | Self::FinishOutbox(_)
             | Self::RetryOutbox { .. }
-            | Self::ClaimPeriodic { .. } => false,
+            | Self::ClaimPeriodic { .. }
+            | Self::ClaimTargetOp { .. }
+            | Self::FinishTargetOp(_)
+            | Self::RetryTargetOp { .. }
+            | Self::ReapplyTargetGrant { .. } => false,
             Self::SetSetting { .. }
             | Self::InitialiseTenant(_)
             | Self::RedeemBootstrapToken { .. }
@@ -588,7 +638,31 @@ impl Change {
             | Self::RequireBreakGlassMinimum { .. }
             | Self::RequireGlobalAdministrator { .. }
             | Self::StampSession { .. }
-            | Self::RecordOAuthConsent { .. } => true,
+            | Self::RecordOAuthConsent { .. }
+            | Self::AddTarget(_)
+            | Self::RemoveTarget { .. }
+            | Self::BindRole { .. }
+            | Self::UnbindRole { .. } => true,
+        }
+    }
+
+    /// Whether this change can write target operations: the writer then wakes this process's
+    /// target worker at once (other replicas' operations are found by polling).
+    pub fn writes_target_ops(&self) -> bool {
+        match self {
+            Self::Many(all) => all.iter().any(Self::writes_target_ops),
+            Self::CreateAssignment(_)
+            | Self::EndAssignment { .. }
+            | Self::CreateRequest(_)
+            | Self::DecideRequest(_)
+            | Self::CloseRequest { .. }
+            | Self::SetPrincipalEnabled { .. }
+            | Self::BindRole { .. }
+            | Self::UnbindRole { .. }
+            | Self::FinishTargetOp(_)
+            | Self::RetryTargetOp { .. }
+            | Self::ReapplyTargetGrant { .. } => true,
+            _ => false,
         }
     }
 }

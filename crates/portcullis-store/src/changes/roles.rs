@@ -5,6 +5,7 @@
 
 use super::conflicts::{LAST_GLOBAL_ADMINISTRATOR, REQUEST_MOVED, conflict};
 use super::sql::{Conn, args};
+use super::targets::{self, Scope};
 use crate::Result;
 
 /// A new role assignment.
@@ -82,6 +83,7 @@ pub(crate) async fn set_role_settings(
 
 pub(crate) async fn create_assignment(c: &mut Conn<'_>, a: &NewAssignment) -> Result<()> {
     c.execute("INSERT INTO role_assignments (id, principal_id, role, scope, kind, starts_at_us, ends_at_us, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", args![&a.id, &a.principal_id, &a.role, &a.scope, &a.kind, a.starts_at_us, a.ends_at_us, &a.created_by, a.created_at_us]).await?;
+    targets::grant_assignment(c, &a.id, a.created_at_us).await?;
 
     Ok(())
 }
@@ -97,6 +99,8 @@ pub(crate) async fn end_assignment(
     if n == 0 {
         return Err(conflict("assignment already ended"));
     }
+    targets::revoke_where(c, Scope::RequestsOf(id), reason, at_us).await?;
+    targets::revoke_where(c, Scope::Grant(id), reason, at_us).await?;
     c.execute("UPDATE activation_requests SET state = CASE state WHEN 'active' THEN 'revoked' ELSE 'cancelled' END, closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE eligibility_id = $4 AND state IN ('pending_approval', 'active')", args![at_us, by, reason, id]).await?;
 
     Ok(())
@@ -108,6 +112,9 @@ pub(crate) async fn create_request(c: &mut Conn<'_>, r: &NewRequest) -> Result<(
         return Err(conflict("the eligible assignment has ended"));
     }
     c.execute("INSERT INTO activation_requests (id, principal_id, role, scope, eligibility_id, state, duration_seconds, justification, ticket, approvals_required, created_at_us, timeout_at_us, activated_at_us, ends_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)", args![&r.id, &r.principal_id, &r.role, &r.scope, &r.eligibility_id, &r.state, r.duration_seconds, &r.justification, &r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us]).await?;
+    if r.state == portcullis_core::activation::RequestState::Active {
+        targets::grant_request(c, &r.id, r.created_at_us).await?;
+    }
 
     Ok(())
 }
@@ -160,6 +167,7 @@ pub(crate) async fn decide_request(c: &mut Conn<'_>, d: &RequestDecision) -> Res
         c.execute("UPDATE activation_requests SET state = 'denied', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE id = $4", args![at_us, approver_id, reason, request_id]).await?;
     } else if let Some((activated, ends)) = activate {
         c.execute("UPDATE activation_requests SET state = 'active', activated_at_us = $1, ends_at_us = $2 WHERE id = $3", args![activated, ends, request_id]).await?;
+        targets::grant_request(c, request_id, at_us).await?;
     }
 
     Ok(())
@@ -177,6 +185,10 @@ pub(crate) async fn close_request(
     let n = c.execute("UPDATE activation_requests SET state = $1, closed_at_us = $2, closed_by = $3, close_reason = $4 WHERE id = $5 AND state = $6", args![to, at_us, by, reason, id, from]).await?;
     if n == 0 {
         return Err(conflict(REQUEST_MOVED));
+    }
+    if from == portcullis_core::activation::RequestState::Active {
+        let reason = format!("request.{}", to.as_str());
+        targets::revoke_where(c, Scope::Grant(id), &reason, at_us).await?;
     }
 
     Ok(())
