@@ -394,6 +394,23 @@ impl Application {
                 let _ = drills_stop.wait_for(|stop| *stop).await;
             },
         ));
+        let engine = crate::services::targets::Engine::new(self.store.clone(), self.master.clone());
+        let mut targets_stop = stop_tx.subscribe();
+        let targets = tokio::spawn(crate::workers::targets::run(
+            engine.clone(),
+            self.store.clone(),
+            async move {
+                let _ = targets_stop.wait_for(|stop| *stop).await;
+            },
+        ));
+        let mut reconcile_stop = stop_tx.subscribe();
+        let reconciler = tokio::spawn(crate::workers::targets::reconcile_loop(
+            engine,
+            self.store.clone(),
+            async move {
+                let _ = reconcile_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let mut sweeper_stop = stop_tx.subscribe();
         let sweeper = tokio::spawn(crate::workers::sweeper::run(
             self.store.clone(),
@@ -443,6 +460,8 @@ impl Application {
         let _ = drills.await;
         let _ = refusals.await;
         let _ = sweeper.await;
+        let _ = targets.await;
+        let _ = reconciler.await;
         // A stopped tenant ends on a checkpoint (anchored before this write returns), so
         // nothing after the last checkpoint is ever a stopped server's tail.
         let stop = NewAuditEvent::new("system", "server.stopped", "server");

@@ -17,6 +17,7 @@ pub mod http;
 pub mod secrets;
 pub mod services;
 pub mod state;
+pub mod targets;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time_us;

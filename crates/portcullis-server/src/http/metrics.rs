@@ -99,6 +99,64 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
+/// How one target gauge is read from the counts (and the time they were read).
+type Gauge = fn(&portcullis_store::targets::TargetStats, i64) -> f64;
+
+/// The target operation metrics of this tenant in Prometheus text format: per target, the
+/// operations applied, pending (queue depth) and dead, the failed attempts, and the age of the
+/// oldest pending revoke (0 when none). Target names are slugs, safe as label values.
+pub fn target_lines(stats: &[portcullis_store::targets::TargetStats], now_us: i64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if stats.is_empty() {
+        return out;
+    }
+    let gauges: [(&str, &str, Gauge); 5] = [
+        (
+            "portcullis_target_operations_applied",
+            "Target operations applied, by target.",
+            |s, _| s.applied as f64,
+        ),
+        (
+            "portcullis_target_operations_pending",
+            "Target operations waiting to be applied (queue depth), by target.",
+            |s, _| s.pending as f64,
+        ),
+        (
+            "portcullis_target_operations_dead",
+            "Target operations dead-lettered, by target.",
+            |s, _| s.dead as f64,
+        ),
+        (
+            "portcullis_target_attempts_failed",
+            "Failed attempts at target operations, by target.",
+            |s, _| s.failed_attempts as f64,
+        ),
+        (
+            "portcullis_target_oldest_pending_revoke_seconds",
+            "Age of the oldest revoke not yet applied at a target (0 when none).",
+            |s, now_us| {
+                0.0f64.max(
+                    s.oldest_pending_revoke_us
+                        .map_or(0.0, |t| (now_us - t) as f64 / 1e6),
+                )
+            },
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for s in stats {
+            let _ = writeln!(
+                out,
+                "{name}{{target=\"{}\"}} {}",
+                s.target,
+                value(s, now_us)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

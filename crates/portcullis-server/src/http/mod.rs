@@ -20,7 +20,7 @@ pub mod v1;
 
 use v1::{
     accounts, alerts, audit, breakglass, ca, clients, device, health, keys, me, roles,
-    service_accounts, signin,
+    service_accounts, signin, targets,
 };
 
 use std::sync::Arc;
@@ -112,6 +112,15 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::list))
         .routes(routes!(alerts::show))
         .routes(routes!(alerts::retry))
+        .routes(routes!(targets::add, targets::list))
+        .routes(routes!(targets::show, targets::remove))
+        .routes(routes!(targets::test))
+        .routes(routes!(targets::observe))
+        .routes(routes!(targets::reconcile))
+        .routes(routes!(targets::bind, targets::unbind))
+        .routes(routes!(targets::ops))
+        .routes(routes!(targets::op))
+        .routes(routes!(targets::retry))
         .routes(routes!(ca::list, ca::import))
         .routes(routes!(ca::show, ca::delete))
         .routes(routes!(ca::set_state))

@@ -1,5 +1,5 @@
 //! What the server does, without HTTP: accounts, sign-in, roles, tokens, break-glass, alerts,
-//! conditional access.
+//! conditional access, targets.
 //!
 //! Nothing here imports axum or `crate::http` (a unit test in `crate::layering` checks it): a
 //! service takes `&AppState`, the caller, typed input and the time, and returns a typed result
@@ -27,6 +27,7 @@ pub mod roles;
 pub mod service_accounts;
 pub mod signin;
 pub mod support;
+pub mod targets;
 pub mod tokens;
 pub mod webauthn;
 

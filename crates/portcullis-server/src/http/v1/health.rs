@@ -43,10 +43,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiErr
 
 /// Prometheus metrics in text format.
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics() -> impl IntoResponse {
-    let body = crate::http::metrics::handle()
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = crate::http::metrics::handle()
         .map(|h| h.render())
         .unwrap_or_default();
+    // This tenant's target operations, read at scrape time (exact across replicas).
+    match crate::services::targets::stats(&state).await {
+        Ok((stats, now_us)) => body.push_str(&crate::http::metrics::target_lines(&stats, now_us)),
+        Err(e) => tracing::warn!(error = ?e, "cannot read target operation counts"),
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -17,3 +17,4 @@ pub mod me;
 pub mod roles;
 pub mod service_accounts;
 pub mod signin;
+pub mod targets;

@@ -1,0 +1,160 @@
+//! Connectors: where a grant becomes real access in another system (DESIGN.md, Targets).
+//!
+//! A connector knows one kind of target and does three things, each idempotent:
+//! - `grant`: make the target hold what a grant means there (applying it twice changes nothing);
+//! - `revoke`: take it away again, except what `keep` lists (rights another live grant of the
+//!   same person still needs there); revoking what is not held is a success;
+//! - `observe`: what the target holds now for the target-side rights Portcullis manages there,
+//!   so the reconciler can find drift (rights given outside Portcullis) and missing grants.
+//!
+//! Invariants:
+//! - Target-side names are never formatted into a command: SQL identifiers are quoted
+//!   ([`postgres::quote_ident`]), URLs are configuration, bodies are JSON.
+//! - A connector's credential comes from the target's sealed secret or a
+//!   `PORTCULLIS_TARGET_SECRET_*` environment variable; it never appears in an error, a log line
+//!   or an audit event ([`TargetError`]'s text is written for people and stored with attempts).
+//! - Connectors hold no state about grants: the store is the desired state, the target is the
+//!   observed state, and the worker ([`crate::workers::targets`]) and the reconciler compare them.
+
+pub mod postgres;
+pub mod webhook;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// One grant as a connector sees it (also the webhook's `grant` object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGrant {
+    /// The grant's id in Portcullis: the activation request's or the active assignment's id.
+    pub id: String,
+    /// The principal's name (a person's username or a service account's name).
+    pub person: String,
+    /// The Portcullis role.
+    pub role: String,
+    /// `/targets/NAME`.
+    pub scope: String,
+    /// What the role means in this target (the binding's grants): target-side roles or
+    /// principals.
+    pub target_grants: Vec<String>,
+    /// RFC 3339.
+    pub starts_at: String,
+    /// RFC 3339; `None` for a permanent active assignment.
+    pub ends_at: Option<String>,
+}
+
+/// One right the target holds: `holder` (the target-side principal: a PostgreSQL login, the
+/// webhook receiver's person) holds `right` (a target-side role).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Held {
+    pub holder: String,
+    pub right: String,
+}
+
+/// Why a connector call failed, in words fit for an operator (no secret, no connection string).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The target's configuration cannot work (a bad URL, a missing secret variable).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The target could not be reached or did not answer in time; worth retrying.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The target answered and refused (a missing role, a permission, a non-2xx answer).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+/// A connector of one target, built from its kind, configuration and secret.
+#[derive(Debug)]
+pub enum Connector {
+    Postgres(postgres::Postgres),
+    Webhook(webhook::Webhook),
+}
+
+/// The kinds a target may have.
+pub const KINDS: &[&str] = &["postgres", "webhook"];
+
+impl Connector {
+    /// Checks `config` for `kind` and builds the connector (no connection is made yet).
+    pub fn new(
+        kind: &str,
+        config: &serde_json::Value,
+        secret: Option<SecretString>,
+    ) -> Result<Self, TargetError> {
+        match kind {
+            "postgres" => Ok(Self::Postgres(postgres::Postgres::new(config, secret)?)),
+            "webhook" => Ok(Self::Webhook(webhook::Webhook::new(config, secret)?)),
+            other => Err(TargetError::Config(format!(
+                "unknown target kind {other:?} (one of: {})",
+                KINDS.join(", ")
+            ))),
+        }
+    }
+
+    /// The rights `g` means in this target: what `grant` makes it hold.
+    pub fn desired(&self, g: &TargetGrant) -> Vec<Held> {
+        match self {
+            Self::Postgres(c) => c.desired(g),
+            Self::Webhook(c) => c.desired(g),
+        }
+    }
+
+    /// Makes the target hold what `g` means; `op_id` is the operation's idempotency key.
+    pub async fn grant(&self, g: &TargetGrant, op_id: &str) -> Result<(), TargetError> {
+        match self {
+            Self::Postgres(c) => c.grant(g).await,
+            Self::Webhook(c) => c.send("grant", g, op_id).await,
+        }
+    }
+
+    /// Takes away what `g` means, except the rights in `keep`.
+    pub async fn revoke(
+        &self,
+        g: &TargetGrant,
+        op_id: &str,
+        keep: &[Held],
+    ) -> Result<(), TargetError> {
+        match self {
+            Self::Postgres(c) => c.revoke(g, keep).await,
+            Self::Webhook(c) => c.send("revoke", g, op_id).await,
+        }
+    }
+
+    /// Takes away one right no grant means (drift being reverted). A webhook receives it as a
+    /// `revoke` of a grant whose id starts with `drift:` and that names only this right.
+    pub async fn remove(&self, h: &Held, op_id: &str) -> Result<(), TargetError> {
+        match self {
+            Self::Postgres(c) => c.remove(h).await,
+            Self::Webhook(c) => {
+                let g = TargetGrant {
+                    id: format!("drift:{op_id}"),
+                    person: h.holder.clone(),
+                    role: String::new(),
+                    scope: String::new(),
+                    target_grants: vec![h.right.clone()],
+                    starts_at: String::new(),
+                    ends_at: None,
+                };
+                c.send("revoke", &g, op_id).await
+            }
+        }
+    }
+
+    /// What the target holds now of `managed` (every target-side right a binding names);
+    /// `None` when this target cannot be observed (a webhook without `observe_url`).
+    pub async fn observe(&self, managed: &[String]) -> Result<Option<Vec<Held>>, TargetError> {
+        match self {
+            Self::Postgres(c) => c.observe(managed).await.map(Some),
+            Self::Webhook(c) => c.observe().await,
+        }
+    }
+
+    /// Checks the connection and that every right in `managed` exists there; the problems
+    /// found (empty: ready).
+    pub async fn test(&self, managed: &[String]) -> Result<Vec<String>, TargetError> {
+        match self {
+            Self::Postgres(c) => c.test(managed).await,
+            Self::Webhook(c) => c.test().await,
+        }
+    }
+}
