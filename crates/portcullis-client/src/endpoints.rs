@@ -15,6 +15,10 @@ use portcullis_core::api::{
     AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 use portcullis_core::api::{
+    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetObservationView, TargetOpView,
+    TargetReconcileView, TargetTestView, TargetView,
+};
+use portcullis_core::api::{
     BootstrapRequest, CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest,
     FactorView, GroupMemberRequest, GroupView, PasswordChangeRequest, PasswordSignInRequest,
     ServiceAccountView, SessionView, SignInResponse, TotpConfirmRequest, TotpEnrolRequest,
@@ -174,6 +178,37 @@ endpoints! {
     fn create_alert_rule(req: &CreateAlertRuleRequest) -> AlertRuleView = POST "/api/v1/alerts/rules", body req;
     /// Remove a custom rule (`NAME` or `custom:NAME`); built-in rules cannot be removed.
     fn remove_alert_rule(name: &str) -> () = DELETE format!("/api/v1/alerts/rules/{}", seg(name));
+    /// Add a target (PostgreSQL or webhook); a generated webhook key is in this answer only.
+    fn create_target(req: &CreateTargetRequest) -> TargetView = POST "/api/v1/targets", body req;
+    fn targets() -> Vec<TargetView> = GET "/api/v1/targets";
+    fn target(name: &str) -> TargetView = GET format!("/api/v1/targets/{}", seg(name));
+    /// Remove a target (refused while a role is bound to it or an operation is pending).
+    fn remove_target(name: &str) -> () = DELETE format!("/api/v1/targets/{}", seg(name));
+    /// Check a target's connection and the rights its bindings name.
+    fn test_target(name: &str) -> TargetTestView = POST format!("/api/v1/targets/{}/test", seg(name));
+    /// What a target holds now, and what is missing or drift.
+    fn observe_target(name: &str) -> TargetObservationView = GET format!("/api/v1/targets/{}/observe", seg(name));
+    /// Reconcile a target now.
+    fn reconcile_target(name: &str) -> TargetReconcileView = POST format!("/api/v1/targets/{}/reconcile", seg(name));
+    /// Bind a role to a target (what its grants mean there).
+    fn bind_role(target: &str, role: &str, req: &BindRoleRequest) -> TargetBindingView = PUT format!("/api/v1/targets/{}/bindings/{}", seg(target), seg(role)), body req;
+    /// Remove a binding; what it granted is revoked.
+    fn unbind_role(target: &str, role: &str) -> () = DELETE format!("/api/v1/targets/{}/bindings/{}", seg(target), seg(role));
+    /// Target operations, newest first, optionally of one target and state.
+    fn target_ops(target: Option<&str>, state: Option<&str>) -> Vec<TargetOpView> = GET {
+        let mut q = Vec::new();
+        if let Some(t) = target {
+            q.push(format!("target={}", seg(t)));
+        }
+        if let Some(st) = state {
+            q.push(format!("state={}", seg(st)));
+        }
+        if q.is_empty() { "/api/v1/target-ops".to_owned() } else { format!("/api/v1/target-ops?{}", q.join("&")) }
+    };
+    /// One target operation with every attempt.
+    fn target_op(id: i64) -> TargetOpView = GET format!("/api/v1/target-ops/{id}");
+    /// Give a dead-lettered target operation a fresh budget.
+    fn retry_target_op(id: i64) -> TargetOpView = POST format!("/api/v1/target-ops/{id}/retry");
     /// Conditional-access policies, by name.
     fn ca_policies() -> Vec<CaPolicyView> = GET "/api/v1/ca/policies";
     fn ca_policy(name: &str) -> CaPolicyView = GET format!("/api/v1/ca/policies/{}", seg(name));

@@ -18,6 +18,7 @@ use crate::commands::roles::{self, assignments, requests};
 use crate::commands::serve::{self, SERVE_HELP, ServeArgs};
 use crate::commands::service_accounts::{self, ServiceAccountsCommand};
 use crate::commands::signin::{self, BootstrapArgs, DeviceCommand, LoginArgs};
+use crate::commands::targets::{self, TargetsCommand};
 use crate::connect::{anonymous, client, refresh_if_due};
 use crate::output::Output;
 
@@ -92,6 +93,10 @@ enum Command {
     /// Conditional access: policies (import/export as JSON or YAML), named locations, what-if.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Targets where grants become real access (PostgreSQL, webhooks): bindings, operations,
+    /// observation and drift.
+    #[command(subcommand)]
+    Targets(TargetsCommand),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles::RolesCommand),
@@ -149,6 +154,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Alerts(cmd) => {
             alerts::run(&client(&cli.server)?, cli.output, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Targets(cmd) => {
+            targets::run(&client(&cli.server)?, cli.output, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Breakglass(cmd) => {

@@ -14,3 +14,4 @@ pub mod roles;
 pub mod serve;
 pub mod service_accounts;
 pub mod signin;
+pub mod targets;
