@@ -29,6 +29,8 @@
 //! - `audit_anchor.rs`: audit checkpoints anchored outside the database
 //! - `edge/`: the deployment edge: public URL, TLS, proxies, rate limits, timeouts
 //! - `hostile/`: hostile traffic: floods, races, shared addresses, hostile input, caps, decoys
+//! - `targets/`: grants materialised in a real PostgreSQL and a webhook receiver, drift,
+//!   unreachable targets, and the abuse and bad-input refusals
 //!
 //! A directory is one module: its `mod.rs` holds what its files share, and each file invokes the
 //! macros for its own tests (`tokens::networks::service_account_networks_sqlite`, ...).
@@ -124,5 +126,7 @@ mod roles;
 mod signin;
 #[path = "api/startup.rs"]
 mod startup;
+#[path = "api/targets/mod.rs"]
+mod targets;
 #[path = "api/tokens/mod.rs"]
 mod tokens;

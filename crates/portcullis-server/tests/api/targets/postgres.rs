@@ -1,0 +1,310 @@
+//! The PostgreSQL connector in grant mode against a real database: access while the grant
+//! lives, gone (with the person's open sessions) when it ends, for each way a grant ends;
+//! drift made by hand; a database that is unreachable during a revoke.
+
+use super::*;
+
+api_tests!(
+    an_activation_grants_the_database_role_and_deactivation_revokes_it,
+    a_timed_active_assignment_is_revoked_in_the_database_at_its_end,
+    disabling_the_person_revokes_their_database_access,
+    a_grant_made_by_hand_is_drift_reported_and_reverted,
+    a_grant_made_by_hand_is_only_reported_in_report_mode,
+    a_grant_removed_by_hand_is_applied_again,
+    a_revoke_while_the_database_is_unreachable_alerts_and_is_applied_once_it_returns,
+    target_test_names_a_mapped_role_missing_from_the_database,
+);
+
+async fn an_activation_grants_the_database_role_and_deactivation_revokes_it(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    pg.create_login("alice").await;
+    let alice = db_person(&app, &admin, "alice", "payroll-db").await;
+    assert!(
+        !pg.can_read("alice").await,
+        "nobody reads payroll by default"
+    );
+
+    let id = activate_at(&alice, "payroll-db", 600).await;
+    assert!(
+        eventually(3.0, || pg.can_read("alice")).await,
+        "the activation grants the reader role"
+    );
+    // A session opened while the grant holds, which takes the role for itself.
+    let mut open = pg.connect_as("alice").await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET ROLE {}", pg.reader)))
+        .execute(&mut open)
+        .await
+        .expect("set role while granted");
+
+    alice
+        .deactivate(
+            &id,
+            &DecisionRequest {
+                reason: Some("done".into()),
+            },
+        )
+        .await
+        .expect("deactivate");
+    let ended = std::time::Instant::now();
+    assert!(
+        eventually(1.0, || async { !pg.can_read("alice").await }).await,
+        "revoked within a second"
+    );
+    assert!(ended.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        sqlx::query("SELECT salary FROM payroll")
+            .fetch_all(&mut open)
+            .await
+            .is_err(),
+        "the session opened during the grant is gone"
+    );
+    assert!(pg.readers().await.is_empty());
+    let granted = events_named(&admin, "target.granted").await;
+    let revoked = events_named(&admin, "target.revoked").await;
+    assert_eq!(
+        (granted.len(), revoked.len()),
+        (1, 1),
+        "each applied exactly once"
+    );
+    assert_eq!(revoked[0].details["grant_id"], id.as_str());
+    assert_eq!(revoked[0].details["reason"], "request.deactivated");
+    assert!(admin.audit_verify().await.expect("verify").ok);
+}
+
+async fn a_timed_active_assignment_is_revoked_in_the_database_at_its_end(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    pg.create_login("bob").await;
+    let _ = mfa_user(&app, &admin, "bob", "cobalt-meadow-prism-42").await;
+    admin
+        .create_assignment(&CreateAssignmentRequest {
+            principal: "bob".into(),
+            role: DB_ROLE.into(),
+            scope: Some("/targets/payroll-db".into()),
+            kind: Some("active".into()),
+            duration_seconds: Some(3),
+            ends_at: None,
+        })
+        .await
+        .expect("a three-second active assignment");
+    assert!(
+        eventually(2.0, || pg.can_read("bob")).await,
+        "granted while it lives"
+    );
+    assert!(
+        eventually(5.0, || async { !pg.can_read("bob").await }).await,
+        "revoked at its end"
+    );
+    let revoked = events_named(&admin, "target.revoked").await;
+    assert_eq!(revoked.len(), 1);
+    let late = revoked[0].details["late_ms"].as_i64().expect("late_ms");
+    assert!(late < 1000, "revoked {late} ms after the end");
+}
+
+async fn disabling_the_person_revokes_their_database_access(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    pg.create_login("carol").await;
+    let carol = db_person(&app, &admin, "carol", "payroll-db").await;
+    activate_at(&carol, "payroll-db", 600).await;
+    assert!(eventually(3.0, || pg.can_read("carol")).await);
+    admin.disable_user("carol").await.expect("disable");
+    assert!(
+        eventually(1.5, || async { !pg.can_read("carol").await }).await,
+        "disabled: revoked"
+    );
+    let revoked = events_named(&admin, "target.revoked").await;
+    assert_eq!(revoked[0].details["reason"], "principal.disabled");
+}
+
+async fn a_grant_made_by_hand_is_drift_reported_and_reverted(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "revert", "5s").await;
+    pg.create_login("mallory").await;
+    pg.by_hand(format!("GRANT {} TO {}", pg.reader, pg.login("mallory")))
+        .await;
+    assert!(pg.can_read("mallory").await);
+    // Within one reconcile interval (5 s; the first comes one interval after the target was
+    // added), the reconciler reports it and, in revert mode, removes it.
+    assert!(
+        eventually(12.0, || async { !pg.can_read("mallory").await }).await,
+        "reverted by the reconciler"
+    );
+    let drift = events_named(&admin, "target.drift").await;
+    let found = drift
+        .iter()
+        .find(|e| e.details["holder"] == pg.login("mallory").as_str())
+        .expect("a drift event names the holder");
+    assert_eq!(found.actor, "system:reconciler");
+    assert_eq!(found.details["right"], pg.reader.as_str());
+    assert_eq!(found.details["reverted"], true);
+    assert!(
+        admin
+            .observe_target("payroll-db")
+            .await
+            .expect("observe")
+            .drift
+            .is_empty()
+    );
+}
+
+async fn a_grant_made_by_hand_is_only_reported_in_report_mode(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    pg.create_login("mallory").await;
+    pg.by_hand(format!("GRANT {} TO {}", pg.reader, pg.login("mallory")))
+        .await;
+    let seen = admin.observe_target("payroll-db").await.expect("observe");
+    assert!(seen.observable);
+    assert_eq!(seen.drift.len(), 1, "{:?}", seen.drift);
+    assert_eq!(seen.drift[0].holder, pg.login("mallory"));
+    assert_eq!(seen.drift[0].right, pg.reader);
+    let r = admin
+        .reconcile_target("payroll-db")
+        .await
+        .expect("reconcile");
+    assert_eq!(r.drift.len(), 1);
+    assert!(r.reverted.is_empty());
+    assert!(
+        pg.can_read("mallory").await,
+        "report mode leaves it in place"
+    );
+    let drift = events_named(&admin, "target.drift").await;
+    assert_eq!(drift.len(), 1);
+    assert_eq!(drift[0].details["reverted"], false);
+}
+
+async fn a_grant_removed_by_hand_is_applied_again(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    pg.create_login("dave").await;
+    let dave = db_person(&app, &admin, "dave", "payroll-db").await;
+    activate_at(&dave, "payroll-db", 600).await;
+    assert!(eventually(3.0, || pg.can_read("dave")).await);
+    pg.by_hand(format!("REVOKE {} FROM {}", pg.reader, pg.login("dave")))
+        .await;
+    assert!(!pg.can_read("dave").await);
+    let r = admin
+        .reconcile_target("payroll-db")
+        .await
+        .expect("reconcile");
+    assert_eq!(r.reapplied.len(), 1);
+    assert!(eventually(3.0, || pg.can_read("dave")).await, "re-applied");
+    assert_eq!(events_named(&admin, "target.reapplied").await.len(), 1);
+}
+
+async fn a_revoke_while_the_database_is_unreachable_alerts_and_is_applied_once_it_returns(
+    app: TestApp,
+) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    let proxy = TcpProxy::start(0, pg.port()).await;
+    let through_proxy = pg.with_port(&pg.connector_url, proxy.port);
+    let pg_via = PgTarget {
+        connector_url: through_proxy,
+        ..pg
+    };
+    postgres_target(&admin, &pg_via, "payroll-db", "report", "1h").await;
+    pg_via.create_login("erin").await;
+    let erin = db_person(&app, &admin, "erin", "payroll-db").await;
+    let id = activate_at(&erin, "payroll-db", 600).await;
+    assert!(eventually(3.0, || pg_via.can_read("erin")).await);
+
+    let port = proxy.port;
+    proxy.stop();
+    erin.deactivate(&id, &DecisionRequest { reason: None })
+        .await
+        .expect("deactivate");
+    assert!(
+        eventually(5.0, || async {
+            !events_named(&admin, "target.revoke_failed")
+                .await
+                .is_empty()
+        })
+        .await,
+        "the first failed revoke is audited as an alert"
+    );
+    assert!(
+        pg_via.can_read("erin").await,
+        "still granted while unreachable"
+    );
+    let ops = admin
+        .target_ops(Some("payroll-db"), Some("pending"))
+        .await
+        .expect("ops");
+    assert_eq!(ops.len(), 1);
+    assert_eq!(ops[0].op, "revoke");
+
+    let _back = TcpProxy::start(port, pg_via.port()).await;
+    assert!(
+        eventually(10.0, || async { !pg_via.can_read("erin").await }).await,
+        "applied once it returns"
+    );
+    let revoked = events_named(&admin, "target.revoked").await;
+    assert_eq!(revoked.len(), 1, "applied exactly once");
+    assert_eq!(
+        events_named(&admin, "target.revoke_failed").await.len(),
+        1,
+        "alerted once, not per retry"
+    );
+    let op = admin.target_op(ops[0].id).await.expect("op");
+    assert_eq!(op.state, "applied");
+    assert!(op.history.iter().any(|a| a.outcome == "failed"));
+}
+
+async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    assert!(admin.test_target("payroll-db").await.expect("test").ok);
+    // An injection-shaped name is only ever a quoted identifier: it is reported as missing and
+    // nothing it spells runs.
+    let evil = format!("x\"; DROP ROLE {}; --", pg.reader);
+    admin
+        .bind_role(
+            "payroll-db",
+            "audit-reader",
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec![evil.clone()],
+            },
+        )
+        .await
+        .expect("bind");
+    let t = admin.test_target("payroll-db").await.expect("test");
+    assert!(!t.ok);
+    assert!(
+        t.problems.iter().any(|p| p.contains("does not exist")),
+        "{:?}",
+        t.problems
+    );
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(&pg.reader)
+            .fetch_one(&pg.admin)
+            .await
+            .expect("roles");
+    assert!(exists, "nothing the name spells ran");
+}
