@@ -6,7 +6,8 @@
 //!   operations, retries and scheduled starts are found by a poll every [`POLL`], so a revoke
 //!   is applied well within a second of its grant's end.
 //! - Each operation is applied by one worker across replicas (the engine's claim), at most
-//!   [`CONCURRENCY`] at once here.
+//!   [`CONCURRENCY`] at once here; a stopping worker lets its attempts finish (at most
+//!   [`DRAIN`]) so no claim is left behind.
 //! - A target is reconciled by one replica per interval (a periodic-job claim, like the drill
 //!   watch), first one interval after it was added, and reconciliations of different targets
 //!   do not wait for each other.
@@ -30,7 +31,9 @@ const RECONCILE_POLL: Duration = Duration::from_secs(1);
 pub async fn run(engine: Engine, store: Store, shutdown: impl std::future::Future<Output = ()>) {
     tokio::pin!(shutdown);
     let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut in_flight = tokio::task::JoinSet::new();
     loop {
+        while in_flight.try_join_next().is_some() {}
         let now = OffsetDateTime::now_utc();
         match store.due_target_ops(us(now), CONCURRENCY as i64 * 4).await {
             Ok(due) => {
@@ -39,7 +42,7 @@ pub async fn run(engine: Engine, store: Store, shutdown: impl std::future::Futur
                         return;
                     };
                     let engine = engine.clone();
-                    tokio::spawn(async move {
+                    in_flight.spawn(async move {
                         if let Err(e) = engine.attempt(id).await {
                             tracing::warn!(error = %e, operation = id, "target operation attempt failed");
                         }
@@ -52,10 +55,20 @@ pub async fn run(engine: Engine, store: Store, shutdown: impl std::future::Futur
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
             _ = store.target_ops_written() => {}
-            _ = &mut shutdown => return,
+            _ = &mut shutdown => break,
         }
     }
+    // Attempts under way finish and record their outcome (each is bounded by its connector's
+    // timeouts), so a stopped server leaves no claim to lapse; a killed one leaves claims that
+    // lapse after the engine's CLAIM_FOR.
+    let _ = tokio::time::timeout(DRAIN, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
 }
+
+/// How long a stopping worker waits for its attempts under way.
+const DRAIN: Duration = Duration::from_secs(15);
 
 /// Reconciles each target once per its interval until `shutdown` resolves.
 pub async fn reconcile_loop(

@@ -308,6 +308,18 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /api/v1/assignments/{id}/make-eligible",
         "POST /api/v1/me/reauth",
         "POST /api/v1/me/reauth/webauthn",
+        "POST /api/v1/targets",
+        "GET /api/v1/targets",
+        "GET /api/v1/targets/{name}",
+        "DELETE /api/v1/targets/{name}",
+        "POST /api/v1/targets/{name}/test",
+        "GET /api/v1/targets/{name}/observe",
+        "POST /api/v1/targets/{name}/reconcile",
+        "PUT /api/v1/targets/{name}/bindings/{role}",
+        "DELETE /api/v1/targets/{name}/bindings/{role}",
+        "GET /api/v1/target-ops",
+        "GET /api/v1/target-ops/{id}",
+        "POST /api/v1/target-ops/{id}/retry",
     ]
     .into_iter()
     .map(String::from)

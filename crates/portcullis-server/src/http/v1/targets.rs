@@ -153,9 +153,9 @@ pub async fn ops(
 pub async fn op(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<TargetOpView>, ApiError> {
-    Ok(Json(svc::op(&state, &caller, id).await?))
+    Ok(Json(svc::op(&state, &caller, op_id(&id)?).await?))
 }
 
 /// Give a dead-lettered operation a fresh budget of attempts.
@@ -165,7 +165,17 @@ pub async fn op(
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<TargetOpView>, ApiError> {
-    Ok(Json(svc::retry(&state, &caller, id).await?))
+    Ok(Json(svc::retry(&state, &caller, op_id(&id)?).await?))
+}
+
+/// An operation id from the path: a number, or no such operation (in the API's error shape).
+fn op_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError::not_found(format!(
+            "no target operation {}",
+            id.chars().take(40).collect::<String>()
+        ))
+    })
 }

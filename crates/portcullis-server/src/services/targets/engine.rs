@@ -28,8 +28,11 @@ use crate::services::support::new_id;
 use crate::targets::{Connector, Held, TargetError, TargetGrant};
 use crate::time_us::{rfc3339, us};
 
-/// How long a claim holds before another worker may take the operation over.
-pub const CLAIM_FOR: time::Duration = time::Duration::seconds(60);
+/// How long a claim holds before another worker may take the operation over (a worker killed
+/// mid-attempt). Longer than a connector call can take (a PostgreSQL connection gives up after
+/// 5 s, a webhook after 10 s); an attempt repeated after a lapse changes nothing (operations
+/// are idempotent).
+pub const CLAIM_FOR: time::Duration = time::Duration::seconds(30);
 
 /// Target operations and reconciliation, with a connector per target kept between uses.
 #[derive(Clone)]

@@ -6,6 +6,7 @@ use super::*;
 
 mod abuse;
 mod postgres;
+mod replicas;
 mod webhook;
 
 /// A database to grant access in, on the test PostgreSQL server: a table only

@@ -155,8 +155,8 @@ async fn a_webhook_receiver_holds_a_grant_while_it_lives(app: TestApp) {
         .await
         .expect("deactivate");
     assert!(
-        eventually(1.0, || async { held().await.is_empty() }).await,
-        "revoked within a second"
+        eventually(5.0, || async { held().await.is_empty() }).await,
+        "revoked"
     );
     assert_eq!(events_named(&admin, "target.revoked").await.len(), 1);
 }
