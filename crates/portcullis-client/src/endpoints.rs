@@ -15,8 +15,8 @@ use portcullis_core::api::{
     AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 use portcullis_core::api::{
-    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetObservationView, TargetOpView,
-    TargetReconcileView, TargetTestView, TargetView,
+    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetCredentialsView,
+    TargetObservationView, TargetOpView, TargetReconcileView, TargetTestView, TargetView,
 };
 use portcullis_core::api::{
     BootstrapRequest, CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest,
@@ -188,6 +188,8 @@ endpoints! {
     fn test_target(name: &str) -> TargetTestView = POST format!("/api/v1/targets/{}/test", seg(name));
     /// What a target holds now, and what is missing or drift.
     fn observe_target(name: &str) -> TargetObservationView = GET format!("/api/v1/targets/{}/observe", seg(name));
+    /// The login your dynamic grant at a target created, once (fresh proof needed).
+    fn target_credentials(name: &str) -> TargetCredentialsView = POST format!("/api/v1/targets/{}/credentials", seg(name));
     /// Reconcile a target now.
     fn reconcile_target(name: &str) -> TargetReconcileView = POST format!("/api/v1/targets/{}/reconcile", seg(name));
     /// Bind a role to a target (what its grants mean there).

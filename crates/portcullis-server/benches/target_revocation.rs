@@ -134,7 +134,7 @@ fn main() {
             .expect("role");
         for t in ["bench-db", "bench-hook"] {
             admin
-                .bind_role(t, "bench-reader", &BindRoleRequest { grants: vec![reader.clone()] })
+                .bind_role(t, "bench-reader", &BindRoleRequest { grants: vec![reader.clone()], mode: None })
                 .await
                 .expect("bind");
         }

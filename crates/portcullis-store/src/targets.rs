@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::{Result, Store, on_pool};
 
-pub use crate::changes::{NewTarget, TargetOpAttempt};
+pub use crate::changes::{NewBinding, NewCredential, NewTarget, TargetOpAttempt};
 
 /// A target as stored (its secret sealed, never in `config`).
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Binding {
     pub target: String,
     /// JSON array of target-side rights.
     pub grants: String,
+    /// `grant` or `dynamic`.
+    pub mode: String,
     pub created_by: String,
     pub created_at_us: i64,
 }
@@ -47,6 +49,8 @@ pub struct TargetOp {
     pub role: String,
     /// JSON array of target-side rights.
     pub target_grants: String,
+    /// `grant` or `dynamic`.
+    pub mode: String,
     pub starts_at_us: i64,
     pub ends_at_us: Option<i64>,
     pub reason: String,
@@ -81,6 +85,8 @@ pub struct LiveGrant {
     pub role: String,
     /// JSON array of target-side rights (the binding's, now).
     pub grants: String,
+    /// The binding's mode.
+    pub mode: String,
     pub starts_at_us: i64,
     pub ends_at_us: Option<i64>,
 }
@@ -98,7 +104,7 @@ pub struct TargetStats {
 }
 
 const TARGET_COLS: &str = "name, kind, config, sealed_secret, secret_env, drift_mode, reconcile_interval_s, created_by, created_at_us, updated_at_us";
-const OP_COLS: &str = "o.id, o.target, o.op, o.grant_id, o.principal_id, p.name AS principal_name, o.role, o.target_grants, o.starts_at_us, o.ends_at_us, o.reason, o.state, o.attempts, o.budget_from, o.due_at_us, o.next_attempt_at_us, o.last_error, o.failure_reported, o.created_at_us, o.applied_at_us";
+const OP_COLS: &str = "o.id, o.target, o.op, o.grant_id, o.principal_id, p.name AS principal_name, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, o.reason, o.state, o.attempts, o.budget_from, o.due_at_us, o.next_attempt_at_us, o.last_error, o.failure_reported, o.created_at_us, o.applied_at_us";
 
 macro_rules! target_row {
     ($r:expr) => {
@@ -128,6 +134,7 @@ macro_rules! op_row {
             principal_name: $r.try_get("principal_name")?,
             role: $r.try_get("role")?,
             target_grants: $r.try_get("target_grants")?,
+            mode: $r.try_get("mode")?,
             starts_at_us: $r.try_get("starts_at_us")?,
             ends_at_us: $r.try_get("ends_at_us")?,
             reason: $r.try_get("reason")?,
@@ -171,12 +178,13 @@ impl Store {
     pub async fn target_bindings(&self, target: &str) -> Result<Vec<Binding>> {
         on_pool!(&self.backend, pool => {
             let mut out = Vec::new();
-            for r in sqlx::query("SELECT role, target, grants, created_by, created_at_us FROM target_bindings WHERE target = $1 ORDER BY role")
+            for r in sqlx::query("SELECT role, target, grants, mode, created_by, created_at_us FROM target_bindings WHERE target = $1 ORDER BY role")
                 .bind(target).fetch_all(pool).await? {
                 out.push(Binding {
                     role: r.try_get("role")?,
                     target: r.try_get("target")?,
                     grants: r.try_get("grants")?,
+                    mode: r.try_get("mode")?,
                     created_by: r.try_get("created_by")?,
                     created_at_us: r.try_get("created_at_us")?,
                 });
@@ -271,18 +279,38 @@ impl Store {
     pub async fn live_target_grants(&self, target: &str, now_us: i64) -> Result<Vec<LiveGrant>> {
         on_pool!(&self.backend, pool => {
             let mut out = Vec::new();
-            for r in sqlx::query("SELECT r.id, p.name, r.role, b.grants, COALESCE(r.activated_at_us, r.created_at_us) AS starts_at_us, r.ends_at_us FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE b.target = $1 AND r.state = 'active' AND r.ends_at_us > $2 AND p.enabled UNION ALL SELECT a.id, p.name, a.role, b.grants, a.starts_at_us, a.ends_at_us FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE b.target = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group' AND p.enabled ORDER BY 1")
+            for r in sqlx::query("SELECT r.id, p.name, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, r.created_at_us) AS starts_at_us, r.ends_at_us FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE b.target = $1 AND r.state = 'active' AND r.ends_at_us > $2 AND p.enabled UNION ALL SELECT a.id, p.name, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE b.target = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group' AND p.enabled ORDER BY 1")
                 .bind(target).bind(now_us).fetch_all(pool).await? {
                 out.push(LiveGrant {
                     id: r.try_get(0)?,
                     principal_name: r.try_get(1)?,
                     role: r.try_get(2)?,
                     grants: r.try_get(3)?,
-                    starts_at_us: r.try_get(4)?,
-                    ends_at_us: r.try_get(5)?,
+                    mode: r.try_get(4)?,
+                    starts_at_us: r.try_get(5)?,
+                    ends_at_us: r.try_get(6)?,
                 });
             }
             Ok(out)
+        })
+    }
+
+    /// A dynamic grant's credential: the login and its sealed password, and whether it was
+    /// handed out already.
+    pub async fn target_credential(
+        &self,
+        target: &str,
+        grant_id: &str,
+    ) -> Result<Option<(String, Vec<u8>, bool)>> {
+        on_pool!(&self.backend, pool => {
+            match sqlx::query("SELECT login, sealed_password, fetched_at_us FROM target_credentials WHERE target = $1 AND grant_id = $2")
+                .bind(target).bind(grant_id).fetch_optional(pool).await? {
+                Some(r) => {
+                    let fetched: Option<i64> = r.try_get("fetched_at_us")?;
+                    Ok(Some((r.try_get("login")?, r.try_get("sealed_password")?, fetched.is_some())))
+                }
+                None => Ok(None),
+            }
         })
     }
 

@@ -61,6 +61,11 @@ api_type! {
     pub struct BindRoleRequest {
         /// Target-side rights: PostgreSQL roles, or the names a webhook receiver understands.
         pub grants: Vec<String>,
+        /// PostgreSQL: `grant` (default; the person's own login gets the roles) or `dynamic` (a
+        /// login is created for each grant, handed to its holder once with
+        /// `POST /api/v1/targets/{name}/credentials`, and dropped when the grant ends).
+        #[serde(default)]
+        pub mode: Option<String>,
     }
 }
 
@@ -70,6 +75,8 @@ api_type! {
         pub role: String,
         pub target: String,
         pub grants: Vec<String>,
+        /// `grant` or `dynamic`.
+        pub mode: String,
         pub created_by: String,
         pub created_at: String,
     }
@@ -167,5 +174,21 @@ api_type! {
         pub drift: Vec<HeldRightView>,
         /// Drift removed (`drift = "revert"`).
         pub reverted: Vec<HeldRightView>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/targets/{name}/credentials`: the login a dynamic grant created, handed to
+    /// its holder once (a fresh proof of identity required; audited, the password never).
+    pub struct TargetCredentialsView {
+        pub target: String,
+        /// The grant (activation request or assignment) the login is for.
+        pub grant_id: String,
+        pub login: String,
+        pub password: String,
+        /// `postgres://LOGIN:PASSWORD@HOST:PORT/DB`.
+        pub connection_string: String,
+        /// When the login stops working (the grant's end), RFC 3339.
+        pub valid_until: Option<String>,
     }
 }

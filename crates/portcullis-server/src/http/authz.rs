@@ -151,6 +151,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/targets/{name}/test", Permission(perm::TARGETS_MANAGE)),
     ("GET", "/api/v1/targets/{name}/observe", Permission(perm::TARGETS_READ)),
     ("POST", "/api/v1/targets/{name}/reconcile", Permission(perm::TARGETS_MANAGE)),
+    // The caller's own dynamic grant; the handler needs a fresh proof.
+    ("POST", "/api/v1/targets/{name}/credentials", FullSession),
     ("PUT", "/api/v1/targets/{name}/bindings/{role}", Permission(perm::TARGETS_MANAGE)),
     ("DELETE", "/api/v1/targets/{name}/bindings/{role}", Permission(perm::TARGETS_MANAGE)),
     ("GET", "/api/v1/target-ops", Permission(perm::TARGETS_READ)),

@@ -117,6 +117,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(targets::test))
         .routes(routes!(targets::observe))
         .routes(routes!(targets::reconcile))
+        .routes(routes!(targets::credentials))
         .routes(routes!(targets::bind, targets::unbind))
         .routes(routes!(targets::ops))
         .routes(routes!(targets::op))

@@ -40,6 +40,20 @@ pub struct TargetGrant {
     pub starts_at: String,
     /// RFC 3339; `None` for a permanent active assignment.
     pub ends_at: Option<String>,
+    /// The binding's mode: `grant`, or `dynamic` (PostgreSQL: a login made for this grant).
+    #[serde(default = "grant_mode")]
+    pub mode: String,
+}
+
+fn grant_mode() -> String {
+    "grant".to_owned()
+}
+
+/// A credential a grant created at the target (a dynamic PostgreSQL login), to be sealed and
+/// handed to the grant's holder once.
+pub struct Issued {
+    pub login: String,
+    pub password: SecretString,
 }
 
 /// One right the target holds: `holder` (the target-side principal: a PostgreSQL login, the
@@ -94,16 +108,28 @@ impl Connector {
     /// The rights `g` means in this target: what `grant` makes it hold.
     pub fn desired(&self, g: &TargetGrant) -> Vec<Held> {
         match self {
+            Self::Postgres(_) if g.mode == "dynamic" => {
+                let login = postgres::Postgres::dynamic_login(g);
+                g.target_grants
+                    .iter()
+                    .map(|r| Held {
+                        holder: login.clone(),
+                        right: r.clone(),
+                    })
+                    .collect()
+            }
             Self::Postgres(c) => c.desired(g),
             Self::Webhook(c) => c.desired(g),
         }
     }
 
-    /// Makes the target hold what `g` means; `op_id` is the operation's idempotency key.
-    pub async fn grant(&self, g: &TargetGrant, op_id: &str) -> Result<(), TargetError> {
+    /// Makes the target hold what `g` means; `op_id` is the operation's idempotency key. A
+    /// dynamic grant returns the credential it created.
+    pub async fn grant(&self, g: &TargetGrant, op_id: &str) -> Result<Option<Issued>, TargetError> {
         match self {
-            Self::Postgres(c) => c.grant(g).await,
-            Self::Webhook(c) => c.send("grant", g, op_id).await,
+            Self::Postgres(c) if g.mode == "dynamic" => c.grant_dynamic(g).await.map(Some),
+            Self::Postgres(c) => c.grant(g).await.map(|()| None),
+            Self::Webhook(c) => c.send("grant", g, op_id).await.map(|()| None),
         }
     }
 
@@ -115,6 +141,7 @@ impl Connector {
         keep: &[Held],
     ) -> Result<(), TargetError> {
         match self {
+            Self::Postgres(c) if g.mode == "dynamic" => c.revoke_dynamic(g).await,
             Self::Postgres(c) => c.revoke(g, keep).await,
             Self::Webhook(c) => c.send("revoke", g, op_id).await,
         }
@@ -134,6 +161,7 @@ impl Connector {
                     target_grants: vec![h.right.clone()],
                     starts_at: String::new(),
                     ends_at: None,
+                    mode: grant_mode(),
                 };
                 c.send("revoke", &g, op_id).await
             }

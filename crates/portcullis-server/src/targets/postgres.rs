@@ -227,6 +227,113 @@ impl Postgres {
         self.revoke_from(&login, &roles).await
     }
 
+    /// The login a dynamic grant creates: `pc_` + the person's name (letters, digits and `_`
+    /// only, at most 24) + `_` + 10 hex digits of the SHA-256 of the grant's id, so every
+    /// attempt at the grant and its revoke name the same login, and no two grants share one.
+    pub fn dynamic_login(g: &TargetGrant) -> String {
+        use sha2::Digest;
+        let person: String = g
+            .person
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(24)
+            .collect();
+        let digest = hex::encode(sha2::Sha256::digest(g.id.as_bytes()));
+        format!("pc_{person}_{}", &digest[..10])
+    }
+
+    /// A dynamic grant: a login of its own (`LOGIN`, `VALID UNTIL` the grant's end, a fresh
+    /// random password) with membership of the target-side roles. Applied again, the login is
+    /// given a new password. The password reaches PostgreSQL only as a SCRAM-SHA-256 verifier,
+    /// so no server log can show it; it is returned once, to be sealed and handed to the holder.
+    pub async fn grant_dynamic(&self, g: &TargetGrant) -> Result<super::Issued, TargetError> {
+        for role in &g.target_grants {
+            check_ident("role", role)?;
+        }
+        let login = Self::dynamic_login(g);
+        let password = hex::encode(rand::random::<[u8; 24]>());
+        let verifier = scram_verifier(&password);
+        let until = g.ends_at.clone().unwrap_or_else(|| "infinity".to_owned());
+        let attributes = format!(
+            "LOGIN PASSWORD {} VALID UNTIL {}",
+            quote_literal(&verifier),
+            quote_literal(&until)
+        );
+        let create = format!("CREATE ROLE {} {attributes}", quote_ident(&login));
+        match sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(self.pool())
+            .await
+        {
+            Ok(_) => {}
+            // duplicate_object: an earlier attempt created it; it gets the new password.
+            Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("42710") => {
+                let alter = format!("ALTER ROLE {} {attributes}", quote_ident(&login));
+                sqlx::query(sqlx::AssertSqlSafe(alter))
+                    .execute(self.pool())
+                    .await
+                    .map_err(db_error)?;
+            }
+            Err(e) => return Err(db_error(e)),
+        }
+        for role in &g.target_grants {
+            let sql = format!("GRANT {} TO {}", quote_ident(role), quote_ident(&login));
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(self.pool())
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(super::Issued {
+            login,
+            password: SecretString::from(password),
+        })
+    }
+
+    /// Ends a dynamic grant: its login loses the roles and `LOGIN`, its sessions end, what it
+    /// owns in this database goes to the connector's login, and the login is dropped. A login
+    /// already gone is a success.
+    pub async fn revoke_dynamic(&self, g: &TargetGrant) -> Result<(), TargetError> {
+        let login = Self::dynamic_login(g);
+        let roles: Vec<&String> = g.target_grants.iter().collect();
+        self.revoke_from(&login, &roles).await?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+            .bind(&login)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_error)?;
+        if exists.is_none() {
+            return Ok(());
+        }
+        let nologin = format!("ALTER ROLE {} NOLOGIN", quote_ident(&login));
+        sqlx::query(sqlx::AssertSqlSafe(nologin))
+            .execute(self.pool())
+            .await
+            .map_err(db_error)?;
+        self.end_sessions(&login).await?;
+        // REASSIGN and DROP OWNED need the privileges of the login: membership taken in the
+        // same transaction that drops it.
+        let mut tx = self.pool().begin().await.map_err(db_error)?;
+        let l = quote_ident(&login);
+        for sql in [
+            format!("GRANT {l} TO CURRENT_USER"),
+            format!("REASSIGN OWNED BY {l} TO CURRENT_USER"),
+            format!("DROP OWNED BY {l}"),
+            format!("DROP ROLE {l}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
     /// Takes one right away that no grant explains (drift being reverted): `REVOKE "right"
     /// FROM "holder"`, then ends the holder's sessions as [`Postgres::revoke`] does.
     pub async fn remove(&self, h: &Held) -> Result<(), TargetError> {
@@ -384,6 +491,54 @@ impl Postgres {
 
 /// A sqlx error in words for an operator: the database's own message (which holds no
 /// password) or a few words; never the URL.
+/// A PostgreSQL string literal: single quotes doubled (the values quoted here are our own hex
+/// digits and timestamps; quoted all the same).
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677, 4096
+/// iterations, a random 16-byte salt): `SCRAM-SHA-256$4096:SALT$STOREDKEY:SERVERKEY`. Given as
+/// the password of `CREATE ROLE`, PostgreSQL keeps it as it is and never sees the password.
+/// Written here because it is PBKDF2 and two HMACs over crates the server has (hmac, sha2).
+pub fn scram_verifier(password: &str) -> String {
+    scram_verifier_with_salt(password, rand::random())
+}
+
+fn scram_verifier_with_salt(password: &str, salt: [u8; 16]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hmac = |key: &[u8], data: &[u8]| -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+        m.update(data);
+        m.finalize().into_bytes().into()
+    };
+    const ITERATIONS: u32 = 4096;
+    // PBKDF2-HMAC-SHA-256, one block (the output is one hash long).
+    let mut u = hmac(
+        password.as_bytes(),
+        &[&salt[..], &1u32.to_be_bytes()].concat(),
+    );
+    let mut salted = u;
+    for _ in 1..ITERATIONS {
+        u = hmac(password.as_bytes(), &u);
+        for (s, x) in salted.iter_mut().zip(u.iter()) {
+            *s ^= x;
+        }
+    }
+    let client_key = hmac(&salted, b"Client Key");
+    let stored_key = Sha256::digest(client_key);
+    let server_key = hmac(&salted, b"Server Key");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        b64.encode(salt),
+        b64.encode(stored_key),
+        b64.encode(server_key)
+    )
+}
+
 fn db_error(e: sqlx::Error) -> TargetError {
     match e {
         sqlx::Error::Database(d) => TargetError::Refused(d.message().to_owned()),
@@ -406,6 +561,21 @@ fn db_error(e: sqlx::Error) -> TargetError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scram_verifier_matches_an_independent_implementation() {
+        // Python's hashlib.pbkdf2_hmac and hmac, salt 00 01 .. 0f, password "pencil".
+        let salt: [u8; 16] = std::array::from_fn(|i| i as u8);
+        assert_eq!(
+            super::scram_verifier_with_salt("pencil", salt),
+            "SCRAM-SHA-256$4096:AAECAwQFBgcICQoLDA0ODw==$zHCdol2044/ZyWzPLi7oxApCkamKw9Z+E4U/QApd/5Y=:dd5peBOitVnLNFu7VmwP+HiDaaw4OUCv396eVCWhYiE="
+        );
+        assert_ne!(
+            super::scram_verifier("pencil"),
+            super::scram_verifier("pencil"),
+            "salted"
+        );
+    }
+
     use super::*;
 
     fn target(config: serde_json::Value) -> Result<Postgres, TargetError> {
@@ -446,6 +616,7 @@ mod tests {
                 target_grants: vec!["deploy".into(), "read".into()],
                 starts_at: "2026-01-01T00:00:00Z".into(),
                 ends_at: None,
+                mode: "grant".into(),
             }),
             vec![
                 Held {

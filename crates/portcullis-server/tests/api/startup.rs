@@ -315,6 +315,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /api/v1/targets/{name}/test",
         "GET /api/v1/targets/{name}/observe",
         "POST /api/v1/targets/{name}/reconcile",
+        "POST /api/v1/targets/{name}/credentials",
         "PUT /api/v1/targets/{name}/bindings/{role}",
         "DELETE /api/v1/targets/{name}/bindings/{role}",
         "GET /api/v1/target-ops",

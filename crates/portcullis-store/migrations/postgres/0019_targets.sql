@@ -16,11 +16,13 @@ CREATE TABLE targets (
 );
 
 -- A role bound to a target: what the role, assigned or activated at scope /targets/NAME, means
--- there (a JSON array of target-side roles or principals).
+-- there (a JSON array of target-side roles or principals), and how (mode: `grant` gives the
+-- person's own login the roles; `dynamic` creates a login for the grant alone).
 CREATE TABLE target_bindings (
     role TEXT NOT NULL,
     target TEXT NOT NULL REFERENCES targets (name),
     grants TEXT NOT NULL,
+    mode TEXT NOT NULL DEFAULT 'grant',
     created_by TEXT NOT NULL,
     created_at_us BIGINT NOT NULL,
     PRIMARY KEY (role, target)
@@ -37,6 +39,7 @@ CREATE TABLE target_ops (
     principal_id TEXT NOT NULL REFERENCES principals (id),
     role TEXT NOT NULL,
     target_grants TEXT NOT NULL,
+    mode TEXT NOT NULL DEFAULT 'grant',
     starts_at_us BIGINT NOT NULL,
     ends_at_us BIGINT,
     reason TEXT NOT NULL,
@@ -64,4 +67,16 @@ CREATE TABLE target_op_attempts (
     outcome TEXT NOT NULL,
     detail TEXT,
     PRIMARY KEY (op_id, attempt)
+);
+
+-- The credential of a dynamic grant (a login created for it), sealed under the master key,
+-- handed to its holder once (fetched_at_us) and deleted when the grant is revoked.
+CREATE TABLE target_credentials (
+    target TEXT NOT NULL,
+    grant_id TEXT NOT NULL,
+    login TEXT NOT NULL,
+    sealed_password BYTEA NOT NULL,
+    created_at_us BIGINT NOT NULL,
+    fetched_at_us BIGINT,
+    PRIMARY KEY (target, grant_id)
 );

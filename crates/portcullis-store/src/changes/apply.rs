@@ -334,13 +334,7 @@ pub(crate) fn apply<'a, 'c: 'a>(
             Change::RetryOutbox { id, at_us } => alerts::retry_outbox(c, id, *at_us).await,
             Change::AddTarget(t) => targets::add_target(c, t).await,
             Change::RemoveTarget { name } => targets::remove_target(c, name).await,
-            Change::BindRole {
-                role,
-                target,
-                grants,
-                by,
-                at_us,
-            } => targets::bind_role(c, role, target, grants, by, *at_us).await,
+            Change::BindRole(b) => targets::bind_role(c, b).await,
             Change::UnbindRole {
                 role,
                 target,
@@ -359,6 +353,11 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 grant_id,
                 at_us,
             } => targets::reapply_grant(c, target, grant_id, *at_us).await,
+            Change::TakeTargetCredential {
+                target,
+                grant_id,
+                at_us,
+            } => targets::take_credential(c, target, grant_id, *at_us).await,
         }
     })
 }

@@ -41,7 +41,7 @@ pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
 pub use roles::{NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
-pub use targets::{NewTarget, TargetOpAttempt};
+pub use targets::{NewBinding, NewCredential, NewTarget, TargetOpAttempt};
 pub use tenant::NewTenant;
 pub use tokens::NewRefreshToken;
 
@@ -500,13 +500,7 @@ pub enum Change {
     },
     /// Binds a role to a target (`grants`: a JSON array of target-side rights), or changes what
     /// it means there; writes a grant for each live grant of the role at the target.
-    BindRole {
-        role: String,
-        target: String,
-        grants: String,
-        by: String,
-        at_us: i64,
-    },
+    BindRole(NewBinding),
     /// Removes a binding and writes the revokes of what it granted; conflicts if unbound.
     UnbindRole {
         role: String,
@@ -532,6 +526,12 @@ pub enum Change {
     /// Applies an applied grant again (the reconciler found it missing from its target), unless
     /// something for it is pending or followed it.
     ReapplyTargetGrant {
+        target: String,
+        grant_id: String,
+        at_us: i64,
+    },
+    /// Marks a dynamic grant's credential handed out; conflicts if there is none or it was.
+    TakeTargetCredential {
         target: String,
         grant_id: String,
         at_us: i64,
@@ -585,7 +585,8 @@ impl Change {
             | Self::ClaimTargetOp { .. }
             | Self::FinishTargetOp(_)
             | Self::RetryTargetOp { .. }
-            | Self::ReapplyTargetGrant { .. } => false,
+            | Self::ReapplyTargetGrant { .. }
+            | Self::TakeTargetCredential { .. } => false,
             Self::SetSetting { .. }
             | Self::InitialiseTenant(_)
             | Self::RedeemBootstrapToken { .. }
@@ -641,7 +642,7 @@ impl Change {
             | Self::RecordOAuthConsent { .. }
             | Self::AddTarget(_)
             | Self::RemoveTarget { .. }
-            | Self::BindRole { .. }
+            | Self::BindRole(_)
             | Self::UnbindRole { .. } => true,
         }
     }
@@ -657,7 +658,7 @@ impl Change {
             | Self::DecideRequest(_)
             | Self::CloseRequest { .. }
             | Self::SetPrincipalEnabled { .. }
-            | Self::BindRole { .. }
+            | Self::BindRole(_)
             | Self::UnbindRole { .. }
             | Self::FinishTargetOp(_)
             | Self::RetryTargetOp { .. }

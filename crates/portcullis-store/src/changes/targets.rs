@@ -35,6 +35,26 @@ pub struct NewTarget {
     pub at_us: i64,
 }
 
+/// A role bound to a target.
+#[derive(Debug, Clone)]
+pub struct NewBinding {
+    pub role: String,
+    pub target: String,
+    /// JSON array of target-side rights.
+    pub grants: String,
+    /// `grant` or `dynamic`.
+    pub mode: String,
+    pub by: String,
+    pub at_us: i64,
+}
+
+/// The credential an applied dynamic grant created (its password sealed).
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    pub login: String,
+    pub sealed_password: Vec<u8>,
+}
+
 /// The outcome of one attempt at a target operation.
 #[derive(Debug, Clone)]
 pub struct TargetOpAttempt {
@@ -50,6 +70,8 @@ pub struct TargetOpAttempt {
     pub retry_at_us: Option<i64>,
     /// For a failure: record that it has been reported (alerted) once.
     pub reported: bool,
+    /// For an applied dynamic grant: the login it created, to hand to its holder once.
+    pub credential: Option<NewCredential>,
 }
 
 pub(crate) async fn add_target(c: &mut Conn<'_>, t: &NewTarget) -> Result<()> {
@@ -72,15 +94,17 @@ pub(crate) async fn remove_target(c: &mut Conn<'_>, name: &str) -> Result<()> {
 
 /// Binds `role` to `target` (or changes what it means there) and writes a grant for every
 /// live grant of the role at the target.
-pub(crate) async fn bind_role(
-    c: &mut Conn<'_>,
-    role: &str,
-    target: &str,
-    grants: &str,
-    by: &str,
-    at_us: i64,
-) -> Result<()> {
-    c.execute("INSERT INTO target_bindings (role, target, grants, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (role, target) DO UPDATE SET grants = excluded.grants, created_by = excluded.created_by, created_at_us = excluded.created_at_us", args![role, target, grants, by, at_us]).await?;
+pub(crate) async fn bind_role(c: &mut Conn<'_>, b: &NewBinding) -> Result<()> {
+    let NewBinding {
+        role,
+        target,
+        grants,
+        mode,
+        by,
+        at_us,
+    } = b;
+    let (role, target, at_us) = (role.as_str(), target.as_str(), *at_us);
+    c.execute("INSERT INTO target_bindings (role, target, grants, mode, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (role, target) DO UPDATE SET grants = excluded.grants, mode = excluded.mode, created_by = excluded.created_by, created_at_us = excluded.created_at_us", args![role, target, grants, mode, by, at_us]).await?;
     c.execute(
         REQUEST_GRANTS_OF_ROLE,
         args![role, target, at_us, "binding.changed"],
@@ -119,19 +143,19 @@ pub(crate) async fn unbind_role(
     .await
 }
 
-const REQUEST_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, COALESCE(r.activated_at_us, $3), r.ends_at_us, $4, $3, $3, $3 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.role = $1 AND b.target = $2 AND r.state = 'active' AND r.ends_at_us > $3 AND p.enabled";
-const ASSIGNMENT_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, a.starts_at_us, a.ends_at_us, $4, CASE WHEN a.starts_at_us > $3 THEN a.starts_at_us ELSE $3 END, $3, $3 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.role = $1 AND b.target = $2 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $3) AND p.kind <> 'group' AND p.enabled";
+const REQUEST_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $3), r.ends_at_us, $4, $3, $3, $3 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.role = $1 AND b.target = $2 AND r.state = 'active' AND r.ends_at_us > $3 AND p.enabled";
+const ASSIGNMENT_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, $4, CASE WHEN a.starts_at_us > $3 THEN a.starts_at_us ELSE $3 END, $3, $3 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.role = $1 AND b.target = $2 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $3) AND p.kind <> 'group' AND p.enabled";
 
 /// A request that became active: a grant at every target its role is bound to at its scope.
 pub(crate) async fn grant_request(c: &mut Conn<'_>, request_id: &str, at_us: i64) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'request.activated', $2, $2, $2 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.id = $1 AND r.state = 'active' AND p.enabled", args![request_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'request.activated', $2, $2, $2 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.id = $1 AND r.state = 'active' AND p.enabled", args![request_id, at_us]).await?;
     Ok(())
 }
 
 /// An active assignment at a bound target: a grant there, due when the assignment starts.
 /// Assignments to groups are not materialised in targets (a person activates through one).
 pub(crate) async fn grant_assignment(c: &mut Conn<'_>, id: &str, at_us: i64) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, a.starts_at_us, a.ends_at_us, 'assignment.created', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND p.kind <> 'group' AND p.enabled", args![id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, 'assignment.created', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND p.kind <> 'group' AND p.enabled", args![id, at_us]).await?;
     Ok(())
 }
 
@@ -141,8 +165,8 @@ pub(crate) async fn grant_principal(
     principal_id: &str,
     at_us: i64,
 ) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'principal.enabled', $2, $2, $2 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target WHERE r.principal_id = $1 AND r.state = 'active' AND r.ends_at_us > $2", args![principal_id, at_us]).await?;
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, a.starts_at_us, a.ends_at_us, 'principal.enabled', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.principal_id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group'", args![principal_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'principal.enabled', $2, $2, $2 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target WHERE r.principal_id = $1 AND r.state = 'active' AND r.ends_at_us > $2", args![principal_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, 'principal.enabled', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.principal_id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group'", args![principal_id, at_us]).await?;
     Ok(())
 }
 
@@ -171,7 +195,7 @@ pub(crate) async fn revoke_where(
         ($filter:literal, $($a:expr),+) => {
             c.execute(
                 concat!(
-                    "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT o.target, 'revoke', o.grant_id, o.principal_id, o.role, o.target_grants, o.starts_at_us, o.ends_at_us, $1, $2, $2, $2 FROM target_ops o WHERE ",
+                    "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT o.target, 'revoke', o.grant_id, o.principal_id, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, $1, $2, $2, $2 FROM target_ops o WHERE ",
                     $filter,
                     " AND o.op = 'grant' AND o.state <> 'superseded' AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')"
                 ),
@@ -221,6 +245,14 @@ pub(crate) async fn finish_target_op(c: &mut Conn<'_>, a: &TargetOpAttempt) -> R
         return Err(conflict("the claim was lost"));
     }
     c.execute("INSERT INTO target_op_attempts (op_id, attempt, worker, started_at_us, finished_at_us, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)", args![a.id, a.attempt, &a.worker, a.started_at_us, a.finished_at_us, if a.applied { "applied" } else { "failed" }, &a.detail]).await?;
+    if a.applied {
+        // A dynamic grant's credential replaces any earlier one of the grant (a re-applied
+        // grant sets a new password); a revoke deletes it.
+        c.execute("DELETE FROM target_credentials WHERE (target, grant_id) IN (SELECT target, grant_id FROM target_ops WHERE id = $1)", args![a.id]).await?;
+        if let Some(cred) = &a.credential {
+            c.execute("INSERT INTO target_credentials (target, grant_id, login, sealed_password, created_at_us) SELECT target, grant_id, $2, $3, $4 FROM target_ops WHERE id = $1 AND op = 'grant'", args![a.id, &cred.login, cred.sealed_password.as_slice(), a.finished_at_us]).await?;
+        }
+    }
     Ok(())
 }
 
@@ -243,6 +275,22 @@ pub(crate) async fn reapply_grant(
     at_us: i64,
 ) -> Result<()> {
     // Only when nothing for this grant is pending already (the worker will apply that).
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT o.target, 'grant', o.grant_id, o.principal_id, o.role, o.target_grants, o.starts_at_us, o.ends_at_us, 'reconcile.missing', $3, $3, $3 FROM target_ops o WHERE o.target = $1 AND o.grant_id = $2 AND o.op = 'grant' AND o.state = 'applied' AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')", args![target, grant_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT o.target, 'grant', o.grant_id, o.principal_id, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, 'reconcile.missing', $3, $3, $3 FROM target_ops o WHERE o.target = $1 AND o.grant_id = $2 AND o.op = 'grant' AND o.state = 'applied' AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')", args![target, grant_id, at_us]).await?;
+    Ok(())
+}
+
+/// Hands a dynamic grant's credential out once: conflicts when there is none or it was.
+pub(crate) async fn take_credential(
+    c: &mut Conn<'_>,
+    target: &str,
+    grant_id: &str,
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("UPDATE target_credentials SET fetched_at_us = $3 WHERE target = $1 AND grant_id = $2 AND fetched_at_us IS NULL", args![target, grant_id, at_us]).await?;
+    if n == 0 {
+        return Err(conflict(
+            "no credential waits for this grant: it was handed out already, or not made yet",
+        ));
+    }
     Ok(())
 }

@@ -32,6 +32,12 @@ pub enum DriftArg {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Grant,
+    Dynamic,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OpStateArg {
     Pending,
     Applied,
@@ -91,7 +97,14 @@ pub enum TargetsCommand {
         target: String,
         #[arg(long, value_delimiter = ',', required = true)]
         grants: Vec<String>,
+        /// postgres: `grant` (the person's own login gets the roles) or `dynamic` (a login is
+        /// made for each grant: `portcullis targets credentials TARGET` hands it over once).
+        #[arg(long, value_enum, default_value = "grant")]
+        mode: ModeArg,
     },
+    /// The login your dynamic grant at TARGET created, once (run `portcullis reauth` first if
+    /// your sign-in's second factor is older than five minutes).
+    Credentials { target: String },
     /// Remove a binding; what it granted is revoked.
     Unbind { role: String, target: String },
     /// Target operations, newest first.
@@ -294,20 +307,45 @@ pub async fn run(c: &Client, output: Output, cmd: &TargetsCommand) -> Result<()>
             role,
             target,
             grants,
+            mode,
         } => {
+            let mode = match mode {
+                ModeArg::Grant => "grant",
+                ModeArg::Dynamic => "dynamic",
+            };
             let b = c
                 .bind_role(
                     target,
                     role,
                     &BindRoleRequest {
                         grants: grants.clone(),
+                        mode: Some(mode.to_owned()),
                     },
                 )
                 .await?;
             if output == Output::Json {
                 print_json(&b)?;
             } else {
-                println!("bound {} to {}: {}", b.role, b.target, b.grants.join(", "));
+                println!(
+                    "bound {} to {} ({}): {}",
+                    b.role,
+                    b.target,
+                    b.mode,
+                    b.grants.join(", ")
+                );
+            }
+        }
+        TargetsCommand::Credentials { target } => {
+            let cr = c.target_credentials(target).await?;
+            if output == Output::Json {
+                print_json(&cr)?;
+            } else {
+                println!(
+                    "login {} (shown once; valid until {})",
+                    cr.login,
+                    cr.valid_until.as_deref().unwrap_or("the grant ends")
+                );
+                println!("{}", cr.connection_string);
             }
         }
         TargetsCommand::Unbind { role, target } => {

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetObservationView, TargetOpView,
-    TargetReconcileView, TargetTestView, TargetView,
+    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetCredentialsView,
+    TargetObservationView, TargetOpView, TargetReconcileView, TargetTestView, TargetView,
 };
 
 use crate::http::error::{ApiError, ApiJson, ErrorBody};
@@ -178,4 +178,17 @@ fn op_id(id: &str) -> Result<i64, ApiError> {
             id.chars().take(40).collect::<String>()
         ))
     })
+}
+
+/// The login your dynamic grant at the target created, once (a fresh proof of identity needed:
+/// `POST /api/v1/me/reauth` first if the session's factor is older than five minutes).
+#[utoipa::path(post, path = "/api/v1/targets/{name}/credentials", tag = "targets", security(("bearer" = [])),
+    params(("name" = String, Path, description = "target name")),
+    responses((status = 200, body = TargetCredentialsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn credentials(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<TargetCredentialsView>, ApiError> {
+    Ok(Json(svc::credentials(&state, &caller, &name).await?))
 }

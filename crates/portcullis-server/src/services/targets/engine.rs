@@ -19,13 +19,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use portcullis_core::audit::{NewAuditEvent, Outcome};
-use portcullis_store::targets::{LiveGrant, Target, TargetOp, TargetOpAttempt};
+use portcullis_store::targets::{LiveGrant, NewCredential, Target, TargetOp, TargetOpAttempt};
 use portcullis_store::{Change, MasterKey, Store, StoreError};
+use secrecy::ExposeSecret;
 use time::OffsetDateTime;
 
 use super::grants_of;
 use crate::services::support::new_id;
-use crate::targets::{Connector, Held, TargetError, TargetGrant};
+use crate::targets::{Connector, Held, Issued, TargetError, TargetGrant};
 use crate::time_us::{rfc3339, us};
 
 /// How long a claim holds before another worker may take the operation over (a worker killed
@@ -67,6 +68,7 @@ fn target_grant(o: &TargetOp, rights: Vec<String>) -> TargetGrant {
         target_grants: rights,
         starts_at: rfc3339(o.starts_at_us),
         ends_at: o.ends_at_us.map(rfc3339),
+        mode: o.mode.clone(),
     }
 }
 
@@ -79,6 +81,7 @@ fn live_grant(target: &str, g: &LiveGrant) -> TargetGrant {
         target_grants: grants_of(&g.grants),
         starts_at: rfc3339(g.starts_at_us),
         ends_at: g.ends_at_us.map(rfc3339),
+        mode: g.mode.clone(),
     }
 }
 
@@ -142,7 +145,7 @@ impl Engine {
         };
         let target = format!("target:{}", o.target);
         let outcome = match &result {
-            Ok(()) => {
+            Ok(issued) => {
                 // How late a revoke was after the grant's end (a grant that had reached its end
                 // when the revoke was written), or after the revoke was written (an early end):
                 // the figure invariant 3 is about.
@@ -175,6 +178,13 @@ impl Engine {
                     detail: None,
                     retry_at_us: None,
                     reported: false,
+                    credential: issued.as_ref().map(|i| NewCredential {
+                        login: i.login.clone(),
+                        sealed_password: self.master.seal(
+                            &super::credential_aad(&o.target, &o.grant_id),
+                            i.password.expose_secret().as_bytes(),
+                        ),
+                    }),
                 }
             }
             Err(e) => {
@@ -209,6 +219,7 @@ impl Engine {
                     retry_at_us: again
                         .then(|| us(finished + portcullis_core::targets::backoff(in_budget))),
                     reported: report,
+                    credential: None,
                 }
             }
         };
@@ -222,7 +233,7 @@ impl Engine {
         }
     }
 
-    async fn apply(&self, o: &TargetOp) -> Result<(), TargetError> {
+    async fn apply(&self, o: &TargetOp) -> Result<Option<Issued>, TargetError> {
         let t = self
             .store
             .target(&o.target)
@@ -259,7 +270,9 @@ impl Engine {
             .filter(|g| g.principal_name == o.principal_name && g.id != o.grant_id)
             .flat_map(|g| c.desired(&live_grant(&o.target, g)))
             .collect();
-        c.revoke(&target_grant(o, rights), &op_id, &keep).await
+        c.revoke(&target_grant(o, rights), &op_id, &keep)
+            .await
+            .map(|()| None)
     }
 
     /// What `target` holds against what it must hold now.

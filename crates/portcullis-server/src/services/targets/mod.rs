@@ -27,7 +27,7 @@ use portcullis_core::api::{
 use portcullis_core::audit::Outcome;
 use portcullis_core::error::ErrorCode;
 use portcullis_core::roles::{Scope, perm};
-use portcullis_store::targets::{Binding, NewTarget, Target, TargetOp};
+use portcullis_store::targets::{Binding, NewBinding, NewTarget, Target, TargetOp};
 use portcullis_store::{Change, MasterKey, StoreError};
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -51,6 +51,11 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 fn seal_aad(name: &str) -> String {
     format!("target:{name}")
+}
+
+/// The associated data a dynamic grant's password is sealed with.
+pub(crate) fn credential_aad(target: &str, grant_id: &str) -> String {
+    format!("target_credential:{target}:{grant_id}")
 }
 
 fn no_target(name: &str) -> ApiError {
@@ -123,6 +128,7 @@ fn grants_of(json: &str) -> Vec<String> {
 fn binding_view(b: Binding) -> TargetBindingView {
     TargetBindingView {
         grants: grants_of(&b.grants),
+        mode: b.mode,
         role: b.role,
         target: b.target,
         created_by: b.created_by,
@@ -368,8 +374,14 @@ pub async fn bind(
             )));
         }
     }
+    let mode = match (req.mode.as_deref(), t.kind.as_str()) {
+        (None | Some("grant"), _) => "grant",
+        (Some("dynamic"), "postgres") => "dynamic",
+        (Some("dynamic"), _) => return Err(bad("mode dynamic is for postgres targets")),
+        (Some(_), _) => return Err(bad("mode is grant or dynamic")),
+    };
     let ev = event(caller, "target.bound", format!("target:{target}")).details(serde_json::json!({
-        "role": role, "grants": req.grants, "kind": t.kind, "alert": true,
+        "role": role, "grants": req.grants, "mode": mode, "kind": t.kind, "alert": true,
     }));
     if sc.assignments.iter().any(|a| a.role == role) {
         let mut refused = ev.outcome(Outcome::Failure);
@@ -389,13 +401,14 @@ pub async fn bind(
     state
         .store
         .write(
-            Change::BindRole {
+            Change::BindRole(NewBinding {
                 role: role.to_owned(),
                 target: target.to_owned(),
                 grants,
+                mode: mode.to_owned(),
                 by: caller.actor(),
                 at_us: us(now),
-            },
+            }),
             vec![ev],
         )
         .await?;
@@ -617,4 +630,86 @@ pub async fn stats(
 ) -> Result<(Vec<portcullis_store::targets::TargetStats>, i64), ApiError> {
     let now = us(OffsetDateTime::now_utc());
     Ok((state.store.target_stats().await?, now))
+}
+
+/// Hands the caller the login their dynamic grant at `target` created, once. Needs a full
+/// session with a fresh proof (a stolen session or access token cannot collect it); audited
+/// without the password.
+pub async fn credentials(
+    state: &AppState,
+    caller: &Caller,
+    target: &str,
+) -> Result<portcullis_core::api::TargetCredentialsView, ApiError> {
+    let me = caller.require_full()?;
+    crate::services::privilege::require_fresh_proof(state, caller).await?;
+    let t = state
+        .store
+        .target(target)
+        .await?
+        .ok_or_else(|| no_target(target))?;
+    let now = OffsetDateTime::now_utc();
+    let grant = state
+        .store
+        .live_target_grants(target, us(now))
+        .await?
+        .into_iter()
+        .filter(|g| g.principal_name == me.principal.name.as_str() && g.mode == "dynamic")
+        .max_by_key(|g| g.starts_at_us)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("you hold no live dynamic grant at target {target}"))
+        })?;
+    let Some((login, sealed, fetched)) = state.store.target_credential(target, &grant.id).await?
+    else {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "the login is not made yet; try again in a moment (portcullis targets ops)",
+        ));
+    };
+    if fetched {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "this grant's login was handed out already; end the grant and activate again for a new one",
+        ));
+    }
+    let password = state
+        .master
+        .open(&credential_aad(target, &grant.id), &sealed)
+        .map_err(|_| ApiError::internal("a target credential cannot be opened"))?;
+    let password = String::from_utf8(password.to_vec())
+        .map_err(|_| ApiError::internal("a target credential is not text"))?;
+    let ev = event(
+        caller,
+        "target.credentials_issued",
+        format!("target:{target}"),
+    )
+    .details(serde_json::json!({ "grant_id": grant.id, "login": login, "role": grant.role }));
+    match state
+        .store
+        .write(
+            Change::TakeTargetCredential {
+                target: target.to_owned(),
+                grant_id: grant.id.clone(),
+                at_us: us(now),
+            },
+            vec![ev],
+        )
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(m)) => return Err(ApiError::new(ErrorCode::Conflict, m)),
+        Err(e) => return Err(e.into()),
+    }
+    let config: serde_json::Value = serde_json::from_str(&t.config).unwrap_or_default();
+    let mut url = url::Url::parse(config["url"].as_str().unwrap_or_default())
+        .map_err(|_| ApiError::internal("a stored target URL does not parse"))?;
+    let _ = url.set_username(&login);
+    let _ = url.set_password(Some(&password));
+    Ok(portcullis_core::api::TargetCredentialsView {
+        target: target.to_owned(),
+        grant_id: grant.id,
+        login,
+        password,
+        connection_string: url.to_string(),
+        valid_until: grant.ends_at_us.map(rfc3339),
+    })
 }

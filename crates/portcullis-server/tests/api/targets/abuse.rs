@@ -46,7 +46,8 @@ async fn a_person_without_targets_manage_cannot_add_bind_or_reconcile(app: TestA
                 "hook",
                 "audit-reader",
                 &portcullis_core::api::BindRoleRequest {
-                    grants: vec!["x".into()]
+                    grants: vec!["x".into()],
+                    mode: None
                 }
             )
             .await
@@ -83,6 +84,7 @@ async fn binding_a_role_one_holds_is_refused_and_audited(app: TestApp) {
             "global-administrator",
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["root".into()],
+                mode: None,
             },
         )
         .await
@@ -107,6 +109,7 @@ async fn binding_a_role_one_holds_is_refused_and_audited(app: TestApp) {
             "audit-reader",
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["read".into()],
+                mode: None,
             },
         )
         .await
@@ -186,7 +189,14 @@ async fn bad_target_input_is_refused_and_changes_nothing(app: TestApp) {
         let admin = admin.clone();
         async move {
             admin
-                .bind_role(t, r, &portcullis_core::api::BindRoleRequest { grants: g })
+                .bind_role(
+                    t,
+                    r,
+                    &portcullis_core::api::BindRoleRequest {
+                        grants: g,
+                        mode: None,
+                    },
+                )
                 .await
                 .err()
                 .and_then(|e| e.status())
@@ -217,6 +227,7 @@ async fn bad_target_input_is_refused_and_changes_nothing(app: TestApp) {
             "audit-reader",
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["x".into()],
+                mode: None,
             },
         )
         .await

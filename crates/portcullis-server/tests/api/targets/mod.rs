@@ -144,6 +144,22 @@ where
     }
 }
 
+/// The `action` events once there are at least `n` (the target worker records an operation
+/// just after the target changed; 5 s at most), to count them exactly.
+pub(crate) async fn settled_events(
+    admin: &Client,
+    action: &str,
+    n: usize,
+) -> Vec<portcullis_core::api::AuditEventView> {
+    eventually(5.0, || async {
+        events_named(admin, action).await.len() >= n
+    })
+    .await;
+    // A little longer, so one applied twice would show.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    events_named(admin, action).await
+}
+
 /// The custom role every target test binds: it carries one target permission.
 pub(crate) const DB_ROLE: &str = "payroll-reader";
 
@@ -177,6 +193,7 @@ pub(crate) async fn postgres_target(
             DB_ROLE,
             &portcullis_core::api::BindRoleRequest {
                 grants: vec![pg.reader.clone()],
+                mode: None,
             },
         )
         .await

@@ -14,6 +14,7 @@ api_tests!(
     a_revoke_while_the_database_is_unreachable_alerts_and_is_applied_once_it_returns,
     target_test_names_a_mapped_role_missing_from_the_database,
     an_operation_written_before_a_stop_is_applied_once_after_the_restart,
+    a_dynamic_grant_makes_a_login_handed_out_once_and_dropped_at_its_end,
 );
 
 async fn an_activation_grants_the_database_role_and_deactivation_revokes_it(app: TestApp) {
@@ -64,8 +65,8 @@ async fn an_activation_grants_the_database_role_and_deactivation_revokes_it(app:
         "the session opened during the grant is gone"
     );
     assert!(pg.readers().await.is_empty());
-    let granted = events_named(&admin, "target.granted").await;
-    let revoked = events_named(&admin, "target.revoked").await;
+    let granted = settled_events(&admin, "target.granted", 1).await;
+    let revoked = settled_events(&admin, "target.revoked", 1).await;
     assert_eq!(
         (granted.len(), revoked.len()),
         (1, 1),
@@ -103,7 +104,7 @@ async fn a_timed_active_assignment_is_revoked_in_the_database_at_its_end(app: Te
         eventually(5.0, || async { !pg.can_read("bob").await }).await,
         "revoked at its end"
     );
-    let revoked = events_named(&admin, "target.revoked").await;
+    let revoked = settled_events(&admin, "target.revoked", 1).await;
     assert_eq!(revoked.len(), 1);
     // Counted from the assignment's end (the benchmark measures it; here only that it is
     // recorded and after the end).
@@ -126,7 +127,7 @@ async fn disabling_the_person_revokes_their_database_access(app: TestApp) {
         eventually(5.0, || async { !pg.can_read("carol").await }).await,
         "disabled: revoked"
     );
-    let revoked = events_named(&admin, "target.revoked").await;
+    let revoked = settled_events(&admin, "target.revoked", 1).await;
     assert_eq!(revoked[0].details["reason"], "principal.disabled");
 }
 
@@ -145,6 +146,13 @@ async fn a_grant_made_by_hand_is_drift_reported_and_reverted(app: TestApp) {
     assert!(
         eventually(12.0, || async { !pg.can_read("mallory").await }).await,
         "reverted by the reconciler"
+    );
+    // The event is written right after the revert.
+    assert!(
+        eventually(5.0, || async {
+            !events_named(&admin, "target.drift").await.is_empty()
+        })
+        .await
     );
     let drift = events_named(&admin, "target.drift").await;
     let found = drift
@@ -264,7 +272,7 @@ async fn a_revoke_while_the_database_is_unreachable_alerts_and_is_applied_once_i
     let applied = || async { admin.target_op(ops[0].id).await.expect("op").state == "applied" };
     assert!(eventually(15.0, applied).await, "applied once it returns");
     assert!(!pg_via.can_read("erin").await);
-    let revoked = events_named(&admin, "target.revoked").await;
+    let revoked = settled_events(&admin, "target.revoked", 1).await;
     assert_eq!(revoked.len(), 1, "applied exactly once");
     assert_eq!(
         events_named(&admin, "target.revoke_failed").await.len(),
@@ -292,6 +300,7 @@ async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp)
             "audit-reader",
             &portcullis_core::api::BindRoleRequest {
                 grants: vec![evil.clone()],
+                mode: None,
             },
         )
         .await
@@ -352,7 +361,7 @@ async fn an_operation_written_before_a_stop_is_applied_once_after_the_restart(ap
         eventually(10.0, || pg_via.can_read("hana")).await,
         "applied after the restart"
     );
-    let granted = events_named(&admin, "target.granted").await;
+    let granted = settled_events(&admin, "target.granted", 1).await;
     assert_eq!(granted.len(), 1, "applied exactly once");
     let ops = admin
         .target_ops(Some("payroll-db"), None)
@@ -360,4 +369,98 @@ async fn an_operation_written_before_a_stop_is_applied_once_after_the_restart(ap
         .expect("ops");
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].state, "applied");
+}
+
+async fn a_dynamic_grant_makes_a_login_handed_out_once_and_dropped_at_its_end(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    admin
+        .bind_role(
+            "payroll-db",
+            DB_ROLE,
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec![pg.reader.clone()],
+                mode: Some("dynamic".into()),
+            },
+        )
+        .await
+        .expect("dynamic binding");
+    let ivy = db_person(&app, &admin, "ivy", "payroll-db").await;
+    let id = activate_at(&ivy, "payroll-db", 600).await;
+    // 409 until the worker has made the login, then once.
+    let mut cred = None;
+    for _ in 0..100 {
+        match ivy.target_credentials("payroll-db").await {
+            Ok(c) => {
+                cred = Some(c);
+                break;
+            }
+            Err(e) => assert_eq!(e.status(), Some(409), "{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cred = cred.expect("credential");
+    assert!(cred.login.starts_with("pc_ivy_"), "{}", cred.login);
+    assert_eq!(cred.grant_id, id);
+    assert!(cred.connection_string.contains(&cred.login));
+    let again = ivy
+        .target_credentials("payroll-db")
+        .await
+        .expect_err("only once");
+    assert_eq!(again.status(), Some(409));
+
+    // The login reads payroll; PostgreSQL holds only a SCRAM verifier and an expiry.
+    use sqlx::Connection;
+    let mut session = sqlx::PgConnection::connect(&cred.connection_string)
+        .await
+        .expect("connect");
+    sqlx::query("SELECT salary FROM payroll")
+        .fetch_all(&mut session)
+        .await
+        .expect("read");
+    let (stored, until): (String, Option<String>) =
+        sqlx::query_as("SELECT rolpassword, rolvaliduntil::text FROM pg_authid WHERE rolname = $1")
+            .bind(&cred.login)
+            .fetch_one(&pg.admin)
+            .await
+            .expect("pg_authid");
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"));
+    assert!(!stored.contains(&cred.password));
+    assert!(until.is_some(), "valid until the grant's end");
+    let audit = serde_json::to_string(
+        &admin
+            .audit_events(&EventFilter {
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .expect("events")
+            .events,
+    )
+    .expect("json");
+    assert!(audit.contains("target.credentials_issued"));
+    assert!(
+        !audit.contains(&cred.password),
+        "the password is never audited"
+    );
+
+    ivy.deactivate(&id, &DecisionRequest { reason: None })
+        .await
+        .expect("deactivate");
+    let gone = || async {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_roles WHERE rolname = $1")
+            .bind(&cred.login)
+            .fetch_one(&pg.admin)
+            .await
+            .expect("roles")
+            == 0
+    };
+    assert!(eventually(5.0, gone).await, "the login is dropped");
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut session).await.is_err(),
+        "its session is gone"
+    );
 }

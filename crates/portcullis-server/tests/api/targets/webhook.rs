@@ -120,6 +120,7 @@ async fn webhook_target(
             DB_ROLE,
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["deploy".into()],
+                mode: None,
             },
         )
         .await
@@ -158,7 +159,7 @@ async fn a_webhook_receiver_holds_a_grant_while_it_lives(app: TestApp) {
         eventually(5.0, || async { held().await.is_empty() }).await,
         "revoked"
     );
-    assert_eq!(events_named(&admin, "target.revoked").await.len(), 1);
+    assert_eq!(settled_events(&admin, "target.revoked", 1).await.len(), 1);
 }
 
 async fn a_webhook_key_is_generated_when_none_is_given_and_shown_once(app: TestApp) {
