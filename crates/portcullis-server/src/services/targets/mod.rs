@@ -374,6 +374,22 @@ pub async fn bind(
             )));
         }
     }
+    // A PostgreSQL role the database does not have is refused now, not at the first
+    // activation. An unreachable database does not block the binding: `targets test` and the
+    // operations' errors say so later.
+    if t.kind == "postgres"
+        && let Ok(c) = connector(&state.master, &t)
+        && let Ok(problems) = c.test(&req.grants).await
+    {
+        let missing: Vec<&String> = problems
+            .iter()
+            .filter(|p| p.contains("does not exist"))
+            .collect();
+        if !missing.is_empty() {
+            let missing: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+            return Err(bad(missing.join("; ")));
+        }
+    }
     let mode = match (req.mode.as_deref(), t.kind.as_str()) {
         (None | Some("grant"), _) => "grant",
         (Some("dynamic"), "postgres") => "dynamic",

@@ -15,6 +15,7 @@ api_tests!(
     target_test_names_a_mapped_role_missing_from_the_database,
     an_operation_written_before_a_stop_is_applied_once_after_the_restart,
     a_dynamic_grant_makes_a_login_handed_out_once_and_dropped_at_its_end,
+    a_connector_login_without_privileges_fails_until_it_is_given_them,
 );
 
 async fn an_activation_grants_the_database_role_and_deactivation_revokes_it(app: TestApp) {
@@ -267,6 +268,31 @@ async fn a_revoke_while_the_database_is_unreachable_alerts_and_is_applied_once_i
         .expect("ops");
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].op, "revoke");
+    // /metrics shows the queue and how old the waiting revoke is.
+    let metrics = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("portcullis_target_operations_pending{target=\"payroll-db\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("portcullis_target_attempts_failed{target=\"payroll-db\"}"));
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "portcullis_target_oldest_pending_revoke_seconds{target=\"payroll-db\"} ",
+            )
+        })
+        .and_then(|v| v.parse().ok())
+        .expect("the oldest pending revoke's age");
+    assert!(age > 0.0);
 
     let _back = TcpProxy::start(port, pg_via.port()).await;
     let applied = || async { admin.target_op(ops[0].id).await.expect("op").state == "applied" };
@@ -291,10 +317,10 @@ async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp)
     let admin = admin(&app).await;
     postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
     assert!(admin.test_target("payroll-db").await.expect("test").ok);
-    // An injection-shaped name is only ever a quoted identifier: it is reported as missing and
-    // nothing it spells runs.
+    // An injection-shaped name is only ever a quoted identifier: refused at bind time as a
+    // role the database does not have, and nothing it spells runs.
     let evil = format!("x\"; DROP ROLE {}; --", pg.reader);
-    admin
+    let e = admin
         .bind_role(
             "payroll-db",
             "audit-reader",
@@ -304,14 +330,9 @@ async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp)
             },
         )
         .await
-        .expect("bind");
-    let t = admin.test_target("payroll-db").await.expect("test");
-    assert!(!t.ok);
-    assert!(
-        t.problems.iter().any(|p| p.contains("does not exist")),
-        "{:?}",
-        t.problems
-    );
+        .expect_err("a role the database does not have");
+    assert_eq!(e.status(), Some(400));
+    assert!(e.to_string().contains("does not exist"), "{e}");
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
             .bind(&pg.reader)
@@ -319,6 +340,68 @@ async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp)
             .await
             .expect("roles");
     assert!(exists, "nothing the name spells ran");
+    // A role dropped after binding shows in `targets test`.
+    pg.by_hand(format!("CREATE ROLE {}_gone NOLOGIN", pg.reader))
+        .await;
+    admin
+        .bind_role(
+            "payroll-db",
+            "audit-reader",
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec![format!("{}_gone", pg.reader)],
+                mode: None,
+            },
+        )
+        .await
+        .expect("bind an existing role");
+    pg.by_hand(format!("DROP ROLE {}_gone", pg.reader)).await;
+    let t = admin.test_target("payroll-db").await.expect("test");
+    assert!(!t.ok);
+    assert!(
+        t.problems.iter().any(|p| p.contains("does not exist")),
+        "{:?}",
+        t.problems
+    );
+}
+
+async fn a_connector_login_without_privileges_fails_until_it_is_given_them(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    // The connector's login loses what it needs: a wrong credential for this target.
+    let connector = url::Url::parse(&pg.connector_url)
+        .expect("url")
+        .username()
+        .to_owned();
+    pg.by_hand(format!("ALTER ROLE {connector} NOCREATEROLE"))
+        .await;
+    assert!(!admin.test_target("payroll-db").await.expect("test").ok);
+    pg.create_login("jack").await;
+    let jack = db_person(&app, &admin, "jack", "payroll-db").await;
+    activate_at(&jack, "payroll-db", 600).await;
+    let refused = || async {
+        admin
+            .target_ops(Some("payroll-db"), Some("pending"))
+            .await
+            .expect("ops")
+            .first()
+            .and_then(|o| o.last_error.clone())
+            .is_some_and(|e| e.starts_with("refused:"))
+    };
+    assert!(
+        eventually(10.0, refused).await,
+        "refused by the database, kept for retry"
+    );
+    assert!(!pg.can_read("jack").await);
+    pg.by_hand(format!("ALTER ROLE {connector} CREATEROLE"))
+        .await;
+    assert!(
+        eventually(15.0, || pg.can_read("jack")).await,
+        "applied once it may"
+    );
+    assert_eq!(settled_events(&admin, "target.granted", 1).await.len(), 1);
 }
 
 async fn an_operation_written_before_a_stop_is_applied_once_after_the_restart(app: TestApp) {
