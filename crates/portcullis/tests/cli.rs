@@ -14,6 +14,7 @@
 //! - `alerts.rs`: alert channels, deliveries and custom alert rules
 //! - `breakglass.rs`: break-glass accounts
 //! - `conditional_access.rs`: conditional-access locations and policies
+//! - `targets.rs`: targets, their secrets and bindings
 
 #[path = "cli/helpers.rs"]
 mod helpers;
@@ -31,5 +32,7 @@ mod breakglass;
 mod conditional_access;
 #[path = "cli/serve.rs"]
 mod serve;
+#[path = "cli/targets.rs"]
+mod targets;
 #[path = "cli/tokens.rs"]
 mod tokens;

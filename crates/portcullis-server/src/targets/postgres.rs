@@ -11,6 +11,8 @@
 //!   own `PGPASSWORD` is never sent to a target: without a secret the password is empty. No
 //!   error, log line or `Debug` output contains the URL or the password: database errors are
 //!   reduced to the server's message (`role "x" does not exist`), transport errors to a few words.
+//! - Every statement is bounded (`lock_timeout` 5 s, `statement_timeout` 10 s), and getting a
+//!   connection gives up after 5 s, so an attempt ends within the engine's claim.
 //! - No connection is made at construction: the pool is built on first use (inside the async
 //!   runtime) and connects lazily, at most two connections, five seconds to get one.
 //! - Revoking ends every session of the login open at that moment, not only those opened
@@ -160,6 +162,13 @@ impl Postgres {
             Some(s) => options.password(s.expose_secret()),
             None => options.password(""),
         };
+        // Every statement is bounded, so an attempt ends well within its claim: a REVOKE
+        // waiting behind another session's lock gives up and is retried.
+        let options = options.options([
+            ("lock_timeout", "5s"),
+            ("statement_timeout", "10s"),
+            ("application_name", "portcullis"),
+        ]);
         Ok(Self {
             options,
             pool: OnceLock::new(),

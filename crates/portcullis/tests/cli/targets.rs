@@ -1,0 +1,190 @@
+//! Targets through the CLI: secrets from standard input and never shown, a generated webhook
+//! key printed once, bindings, and bad commands refused with one clear line.
+
+use super::*;
+
+/// The CLI of an administrator of a fresh server, run with `args`.
+struct Admin {
+    dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+    server: Server,
+}
+
+impl Admin {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = dir.path().join("admin");
+        let server = server_with_admin(dir.path(), &cfg);
+        Self { dir, cfg, server }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = portcullis(self.dir.path());
+        c.args(["--server", &self.server.url]).args(args);
+        with_config(&mut c, &self.cfg);
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.command(args).output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--output", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).expect("json")
+    }
+}
+
+#[test]
+fn a_target_secret_read_from_stdin_is_never_shown() {
+    let a = Admin::new();
+    let out = run_with_stdin(
+        a.command(&[
+            "targets",
+            "add",
+            "hook",
+            "--kind",
+            "webhook",
+            "--url",
+            "http://127.0.0.1:9/ops",
+            "--secret-stdin",
+        ]),
+        "  hook-key-7c1d93e0aa  \n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(printed.contains("added webhook target hook"), "{printed}");
+    assert!(!printed.contains("7c1d93e0aa"), "{printed}");
+    let listed = a.json(&["targets", "list"]);
+    assert_eq!(listed[0]["secret"], "sealed");
+    assert!(!listed.to_string().contains("7c1d93e0aa"));
+    assert!(!a.ok(&["audit", "list"]).contains("7c1d93e0aa"));
+}
+
+#[test]
+fn a_webhook_target_without_a_secret_prints_its_generated_key_once() {
+    let a = Admin::new();
+    let added = a.ok(&[
+        "targets",
+        "add",
+        "hook",
+        "--kind",
+        "webhook",
+        "--url",
+        "http://127.0.0.1:9/ops",
+    ]);
+    let key = added
+        .lines()
+        .find_map(|l| l.split("): ").nth(1))
+        .expect("the generated key is printed")
+        .trim()
+        .to_owned();
+    assert_eq!(key.len(), 64, "{added}");
+    assert!(!a.ok(&["targets", "show", "hook"]).contains(&key));
+    assert!(!a.json(&["targets", "list"]).to_string().contains(&key));
+}
+
+#[test]
+fn roles_are_bound_to_a_target_and_unbound_through_the_cli() {
+    let a = Admin::new();
+    a.ok(&[
+        "targets",
+        "add",
+        "hook",
+        "--kind",
+        "webhook",
+        "--url",
+        "http://127.0.0.1:9/ops",
+    ]);
+    a.ok(&[
+        "roles",
+        "create",
+        "deployer",
+        "--permissions",
+        "target:hook.deploy",
+    ]);
+    let bound = a.ok(&[
+        "targets",
+        "bind",
+        "deployer",
+        "hook",
+        "--grants",
+        "deploy,restart",
+    ]);
+    assert!(
+        bound.contains("bound deployer to hook (grant): deploy, restart"),
+        "{bound}"
+    );
+    let shown = a.json(&["targets", "show", "hook"]);
+    assert_eq!(shown[0]["bindings"][0]["role"], "deployer");
+    assert_eq!(
+        shown[0]["bindings"][0]["grants"],
+        serde_json::json!(["deploy", "restart"])
+    );
+    assert_eq!(
+        a.json(&["targets", "ops"]),
+        serde_json::json!([]),
+        "nothing granted yet"
+    );
+    let observed = a.ok(&["targets", "observe", "hook"]);
+    assert!(observed.contains("cannot be observed"), "{observed}");
+    a.ok(&["targets", "unbind", "deployer", "hook"]);
+    assert_eq!(
+        a.json(&["targets", "show", "hook"])[0]["bindings"],
+        serde_json::json!([])
+    );
+    a.ok(&["targets", "remove", "hook"]);
+    assert_eq!(a.json(&["targets", "list"]), serde_json::json!([]));
+}
+
+#[test]
+fn bad_target_commands_are_refused_with_one_clear_line() {
+    let a = Admin::new();
+    let out = a
+        .command(&["targets", "add", "x", "--kind", "ldap", "--url", "u"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "bad usage");
+    assert!(
+        stderr(&out).contains("invalid value 'ldap'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = a
+        .command(&[
+            "targets",
+            "add",
+            "db",
+            "--kind",
+            "postgres",
+            "--url",
+            "postgres://u:hunter2@127.0.0.1:5432/db",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no password in url"), "{err}");
+    assert!(
+        !err.contains("hunter2"),
+        "the password is not repeated: {err}"
+    );
+    let out = a
+        .command(&["targets", "bind", "nobody", "nowhere", "--grants", "x"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no target nowhere"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        a.json(&["targets", "list"]),
+        serde_json::json!([]),
+        "nothing added"
+    );
+}
