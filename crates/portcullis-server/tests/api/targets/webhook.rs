@@ -8,6 +8,7 @@ api_tests!(
     a_webhook_receiver_holds_a_grant_while_it_lives,
     a_webhook_key_is_generated_when_none_is_given_and_shown_once,
     a_receiver_that_refuses_the_signature_leaves_the_grant_pending,
+    a_grant_the_receiver_holds_without_portcullis_is_drift_and_reverted,
 );
 
 /// The example receiver as a child process on a free port, with `key`.
@@ -98,6 +99,7 @@ async fn webhook_target(
     admin: &Client,
     rx: &Receiver,
     key: Option<&str>,
+    drift: Option<&str>,
 ) -> portcullis_core::api::TargetView {
     let t = admin
         .create_target(&portcullis_core::api::CreateTargetRequest {
@@ -108,7 +110,7 @@ async fn webhook_target(
             login: None,
             secret: key.map(str::to_owned),
             secret_env: None,
-            drift: None,
+            drift: drift.map(str::to_owned),
             reconcile_interval: Some("1h".into()),
         })
         .await
@@ -135,7 +137,7 @@ async fn a_webhook_receiver_holds_a_grant_while_it_lives(app: TestApp) {
         return;
     };
     let admin = admin(&app).await;
-    webhook_target(&admin, &rx, Some(KEY)).await;
+    webhook_target(&admin, &rx, Some(KEY), None).await;
     let frank = db_person(&app, &admin, "frank", "deploy-hook").await;
     let id = activate_at(&frank, "deploy-hook", 600).await;
     let held = || async { rx.holds().await };
@@ -194,7 +196,7 @@ async fn a_receiver_that_refuses_the_signature_leaves_the_grant_pending(app: Tes
         return;
     };
     let admin = admin(&app).await;
-    webhook_target(&admin, &rx, Some(KEY)).await;
+    webhook_target(&admin, &rx, Some(KEY), None).await;
     let gina = db_person(&app, &admin, "gina", "deploy-hook").await;
     activate_at(&gina, "deploy-hook", 600).await;
     assert!(
@@ -217,4 +219,48 @@ async fn a_receiver_that_refuses_the_signature_leaves_the_grant_pending(app: Tes
         "an unsigned grant is never applied"
     );
     assert!(events_named(&admin, "target.granted").await.is_empty());
+}
+
+async fn a_grant_the_receiver_holds_without_portcullis_is_drift_and_reverted(app: TestApp) {
+    let Some(rx) = Receiver::start(KEY).await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    webhook_target(&admin, &rx, Some(KEY), Some("revert")).await;
+    // Someone gives "mallory" the deploy right at the receiver directly (signed with the key,
+    // as a leaked key would allow): no grant of Portcullis means it.
+    let body = serde_json::json!({
+        "op": "grant", "id": "outside-1",
+        "grant": {"id": "outside-1", "person": "mallory", "target_grants": ["deploy"]},
+    })
+    .to_string();
+    let t = time::OffsetDateTime::now_utc().unix_timestamp();
+    let r = reqwest::Client::new()
+        .post(format!("{}/ops", rx.base))
+        .header(
+            "x-portcullis-signature",
+            portcullis_server::workers::alerts::signature(KEY.as_bytes(), t, &body),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("grant by hand");
+    assert_eq!(r.status(), 200);
+    let seen = admin.observe_target("deploy-hook").await.expect("observe");
+    assert_eq!(seen.drift.len(), 1, "{:?}", seen.drift);
+    assert_eq!(
+        (seen.drift[0].holder.as_str(), seen.drift[0].right.as_str()),
+        ("mallory", "deploy")
+    );
+    // Revert mode: the receiver is told to revoke exactly that right (a `drift:` grant id).
+    let r = admin
+        .reconcile_target("deploy-hook")
+        .await
+        .expect("reconcile");
+    assert_eq!(r.reverted.len(), 1);
+    assert!(rx.holds().await.is_empty(), "reverted at the receiver");
+    let drift = settled_events(&admin, "target.drift", 1).await;
+    assert_eq!(drift[0].details["holder"], "mallory");
+    assert_eq!(drift[0].details["reverted"], true);
 }
