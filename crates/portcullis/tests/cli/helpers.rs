@@ -41,6 +41,29 @@ pub(crate) fn serve(cwd: &Path) -> Server {
 
 /// [`serve`] with extra environment variables.
 pub(crate) fn serve_with(cwd: &Path, env: &[(&str, &str)]) -> Server {
+    let (child, url, token) = spawn_serve(cwd, env);
+    Server {
+        child,
+        url,
+        token: token.expect("bootstrap token in log"),
+    }
+}
+
+/// `portcullis serve` again in `cwd` at `url` (the CLI's stored sign-in is per server URL), on a
+/// tenant that exists (no bootstrap token is logged).
+pub(crate) fn serve_again(cwd: &Path, url: &str) -> Server {
+    let listen = url.trim_start_matches("http://");
+    let (child, url, token) = spawn_serve(cwd, &[("PORTCULLIS_LISTEN", listen)]);
+    assert!(token.is_none(), "the tenant existed");
+    Server {
+        child,
+        url,
+        token: String::new(),
+    }
+}
+
+/// Starts `portcullis serve`; the child, its URL and the bootstrap token it logged, if any.
+fn spawn_serve(cwd: &Path, env: &[(&str, &str)]) -> (Child, String, Option<String>) {
     let mut child = portcullis(cwd)
         .args(["serve", "--log-format", "json"])
         .env("PORTCULLIS_LISTEN", "127.0.0.1:0")
@@ -66,11 +89,8 @@ pub(crate) fn serve_with(cwd: &Path, env: &[(&str, &str)]) -> Server {
     }
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{}", port.expect("port in log")),
-        token: token.expect("bootstrap token in log"),
-    }
+    let url = format!("http://127.0.0.1:{}", port.expect("port in log"));
+    (child, url, token)
 }
 
 pub(crate) fn cli(cwd: &Path, server: &Server, args: &[&str]) -> Output {

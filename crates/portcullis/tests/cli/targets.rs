@@ -10,6 +10,13 @@ struct Admin {
     server: Server,
 }
 
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let _ = self.server.child.kill();
+        let _ = self.server.child.wait();
+    }
+}
+
 impl Admin {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tmp");
@@ -186,5 +193,121 @@ fn bad_target_commands_are_refused_with_one_clear_line() {
         a.json(&["targets", "list"]),
         serde_json::json!([]),
         "nothing added"
+    );
+}
+
+/// A webhook receiver on `port` counting the grant operations it accepts (answers 200).
+fn counting_receiver(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
+    let grants = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = grants.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            // The head, then as much body as Content-Length says.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        if body.contains("\"op\":\"grant\"") {
+                            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        break;
+                    }
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    grants
+}
+
+/// kill -9 of the server after the grant committed and before any attempt could apply it (its
+/// receiver is down): after a restart the operation is applied, once.
+#[test]
+fn an_operation_pending_at_kill_9_is_applied_once_after_the_restart() {
+    let mut a = Admin::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}/ops");
+    a.ok(&["targets", "add", "hook", "--kind", "webhook", "--url", &url]);
+    a.ok(&[
+        "roles",
+        "create",
+        "deployer",
+        "--permissions",
+        "target:hook.deploy",
+    ]);
+    a.ok(&["targets", "bind", "deployer", "hook", "--grants", "deploy"]);
+    let out = run_with_stdin(
+        a.command(&["users", "create", "dana", "--password-stdin"]),
+        "tundra-copper-violet-58\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    a.ok(&[
+        "assign",
+        "dana",
+        "deployer",
+        "--scope",
+        "/targets/hook",
+        "--active",
+        "--for",
+        "1h",
+    ]);
+    let failed_once = |a: &Admin| {
+        let ops = a.json(&["targets", "ops", "--state", "pending"]);
+        ops[0]["attempts"].as_i64().unwrap_or(0) >= 1 && ops[0]["last_error"].is_string()
+    };
+    let mut tries = 0;
+    while !failed_once(&a) {
+        tries += 1;
+        assert!(tries < 100, "the grant was attempted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.server.child.kill().expect("kill -9");
+    let _ = a.server.child.wait();
+
+    let grants = counting_receiver(port);
+    let url = a.server.url.clone();
+    a.server = serve_again(a.dir.path(), &url);
+    let mut tries = 0;
+    while a
+        .json(&["targets", "ops", "--state", "applied"])
+        .as_array()
+        .map_or(0, Vec::len)
+        < 1
+    {
+        tries += 1;
+        assert!(tries < 300, "applied after the restart");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        grants.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "applied exactly once"
+    );
+    assert_eq!(
+        a.json(&["targets", "ops", "--state", "pending"]),
+        serde_json::json!([])
     );
 }
