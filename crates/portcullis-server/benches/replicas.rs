@@ -42,15 +42,7 @@ async fn tokens(
     support::load_with_state(urls, run_for, move |url: String| {
         let secret = secret.clone();
         async move {
-            let r = support::http()
-                .post(&url)
-                .basic_auth("bench-daemon", Some(&secret))
-                .form(&[("grant_type", "client_credentials")])
-                .send()
-                .await
-                .expect("send");
-            assert_eq!(r.status(), 200);
-            let _ = r.bytes().await.expect("body");
+            support::client_credentials(&url, &secret).await;
             url
         }
     })

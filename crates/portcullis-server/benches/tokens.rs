@@ -158,17 +158,7 @@ fn main() {
             let (url, secret) = (token_url.clone(), secret.clone());
             support::load(vec![(); concurrency], run_for, move |()| {
                 let (url, secret) = (url.clone(), secret.clone());
-                async move {
-                    let r = support::http()
-                        .post(&url)
-                        .basic_auth("bench-daemon", Some(&secret))
-                        .form(&[("grant_type", "client_credentials")])
-                        .send()
-                        .await
-                        .expect("send");
-                    assert_eq!(r.status(), 200);
-                    let _ = r.bytes().await.expect("body");
-                }
+                async move { support::client_credentials(&url, &secret).await }
             })
             .await
         };

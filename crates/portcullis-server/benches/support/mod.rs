@@ -146,3 +146,17 @@ where
 {
     load_with_state(workers, run_for, f).await
 }
+
+/// One client-credentials token for `bench-daemon` from `token_url`, answered 200 (the body read
+/// through): the request the token and replica benches load.
+pub async fn client_credentials(token_url: &str, secret: &str) {
+    let r = http()
+        .post(token_url)
+        .basic_auth("bench-daemon", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.expect("body");
+}

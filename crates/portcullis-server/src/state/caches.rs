@@ -43,6 +43,9 @@ pub struct Caches {
     /// The version of the conditional-access configuration (the compiled set is kept per
     /// version in `settings::CaCache`).
     pub ca_version: Cache<(), i64>,
+    /// The per-target operation counts `/metrics` shows: `/metrics` answers anyone, so a
+    /// flood of scrapes costs one count per second, not one per request.
+    pub target_stats: Cache<(), Arc<Vec<portcullis_store::targets::TargetStats>>>,
 }
 
 impl Caches {
@@ -57,6 +60,7 @@ impl Caches {
             revoked: Cache::new(e(), CAPACITY),
             oauth_clients: Cache::new(e(), CAPACITY),
             ca_version: Cache::new(e(), 1),
+            target_stats: Cache::new(e(), 1),
         }
     }
 }

@@ -78,18 +78,8 @@ fn check_url(field: &str, u: &str) -> Result<url::Url, TargetError> {
     }
 }
 
-/// A transport error in a few words (the same words as alert deliveries).
 fn http_error(e: &reqwest::Error) -> TargetError {
-    TargetError::Unreachable(
-        if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "cannot connect"
-        } else {
-            "request failed"
-        }
-        .into(),
-    )
+    TargetError::Unreachable(crate::workers::alerts::http_error(e))
 }
 
 fn now_unix() -> i64 {

@@ -457,7 +457,8 @@ pub fn signature(key: &[u8], t: i64, body: &str) -> String {
 }
 
 /// A transport error in a few words, never the URL's secrets (there are none in it anyway).
-fn http_error(e: &reqwest::Error) -> String {
+/// The webhook target connector words its transport errors with it too.
+pub(crate) fn http_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

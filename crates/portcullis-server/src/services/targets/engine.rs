@@ -279,16 +279,9 @@ impl Engine {
     pub async fn observe(&self, t: &Target) -> Result<Observation, TargetError> {
         let read = |_| TargetError::Unreachable("the store cannot be read".into());
         let c = self.connector(t)?;
-        let mut managed: Vec<String> = self
-            .store
-            .target_bindings(&t.name)
+        let managed = super::managed_rights(&self.store, &t.name)
             .await
-            .map_err(read)?
-            .iter()
-            .flat_map(|b| grants_of(&b.grants))
-            .collect();
-        managed.sort();
-        managed.dedup();
+            .map_err(read)?;
         let now = OffsetDateTime::now_utc();
         let live = self
             .store

@@ -281,7 +281,8 @@ pub async fn remove(state: &AppState, caller: &Caller, name: &str) -> Result<(),
         .ok_or_else(|| no_target(name))?;
     let ev = event(caller, "target.removed", format!("target:{name}"))
         .details(serde_json::json!({ "alert": true }));
-    match state
+    // A conflict (still bound, or operations pending) is the store's own sentence: a 409.
+    state
         .store
         .write(
             Change::RemoveTarget {
@@ -289,12 +290,8 @@ pub async fn remove(state: &AppState, caller: &Caller, name: &str) -> Result<(),
             },
             vec![ev],
         )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(StoreError::Conflict(m)) => Err(ApiError::new(ErrorCode::Conflict, m)),
-        Err(e) => Err(e.into()),
-    }
+        .await?;
+    Ok(())
 }
 
 /// Checks the connection and every right the bindings name.
@@ -309,7 +306,7 @@ pub async fn test(
         .target(name)
         .await?
         .ok_or_else(|| no_target(name))?;
-    let managed = managed_rights(state, name).await?;
+    let managed = managed_rights(&state.store, name).await?;
     let problems = match connector(&state.master, &t) {
         Ok(c) => match c.test(&managed).await {
             Ok(p) => p,
@@ -324,13 +321,13 @@ pub async fn test(
     })
 }
 
-/// Every target-side right a binding of `target` names.
+/// Every target-side right a binding of `target` names, sorted, once each: what the connector
+/// observes and tests there.
 pub(crate) async fn managed_rights(
-    state: &AppState,
+    store: &portcullis_store::Store,
     target: &str,
-) -> Result<Vec<String>, ApiError> {
-    let mut all: Vec<String> = state
-        .store
+) -> Result<Vec<String>, StoreError> {
+    let mut all: Vec<String> = store
         .target_bindings(target)
         .await?
         .iter()
@@ -339,6 +336,15 @@ pub(crate) async fn managed_rights(
     all.sort();
     all.dedup();
     Ok(all)
+}
+
+/// Operation `id`, or a 404.
+async fn find_op(state: &AppState, id: i64) -> Result<TargetOp, ApiError> {
+    state
+        .store
+        .target_op(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no target operation {id}")))
 }
 
 /// Binds `role` to `target`: activations and active assignments of it at `/targets/NAME`
@@ -516,11 +522,7 @@ pub async fn ops(
 /// One operation with every attempt.
 pub async fn op(state: &AppState, caller: &Caller, id: i64) -> Result<TargetOpView, ApiError> {
     caller.require(perm::TARGETS_READ)?;
-    let o = state
-        .store
-        .target_op(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no target operation {id}")))?;
+    let o = find_op(state, id).await?;
     let mut v = op_view(o);
     v.history = state
         .store
@@ -542,23 +544,14 @@ pub async fn op(state: &AppState, caller: &Caller, id: i64) -> Result<TargetOpVi
 /// Gives a dead operation a fresh budget of attempts (a grant only while nothing followed it).
 pub async fn retry(state: &AppState, caller: &Caller, id: i64) -> Result<TargetOpView, ApiError> {
     caller.require(perm::TARGETS_MANAGE)?;
-    let o = state
-        .store
-        .target_op(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no target operation {id}")))?;
+    let o = find_op(state, id).await?;
     let ev = event(caller, "target.operation_retried", format!("target:{}", o.target))
         .details(serde_json::json!({ "operation": id, "op": o.op, "person": o.principal_name, "role": o.role }));
     let now = OffsetDateTime::now_utc();
-    match state
+    state
         .store
         .write(Change::RetryTargetOp { id, at_us: us(now) }, vec![ev])
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Conflict(m)) => return Err(ApiError::new(ErrorCode::Conflict, m)),
-        Err(e) => return Err(e.into()),
-    }
+        .await?;
     op(state, caller, id).await
 }
 
@@ -640,12 +633,26 @@ pub async fn reconcile(
     })
 }
 
-/// Operation counts per target and the time they were read, for `/metrics`.
+/// Operation counts per target and the time they were read, for `/metrics` (read at most once
+/// a second: the endpoint answers anyone).
 pub async fn stats(
     state: &AppState,
-) -> Result<(Vec<portcullis_store::targets::TargetStats>, i64), ApiError> {
+) -> Result<
+    (
+        std::sync::Arc<Vec<portcullis_store::targets::TargetStats>>,
+        i64,
+    ),
+    ApiError,
+> {
     let now = us(OffsetDateTime::now_utc());
-    Ok((state.store.target_stats().await?, now))
+    let stats = state
+        .caches
+        .target_stats
+        .get_or_load(&(), async {
+            state.store.target_stats().await.map(std::sync::Arc::new)
+        })
+        .await?;
+    Ok((stats, now))
 }
 
 /// Hands the caller the login their dynamic grant at `target` created, once. Needs a full
@@ -699,7 +706,8 @@ pub async fn credentials(
         format!("target:{target}"),
     )
     .details(serde_json::json!({ "grant_id": grant.id, "login": login, "role": grant.role }));
-    match state
+    // Two concurrent calls: the store hands it to one; the other gets its 409.
+    state
         .store
         .write(
             Change::TakeTargetCredential {
@@ -709,12 +717,7 @@ pub async fn credentials(
             },
             vec![ev],
         )
-        .await
-    {
-        Ok(_) => {}
-        Err(StoreError::Conflict(m)) => return Err(ApiError::new(ErrorCode::Conflict, m)),
-        Err(e) => return Err(e.into()),
-    }
+        .await?;
     let config: serde_json::Value = serde_json::from_str(&t.config).unwrap_or_default();
     let mut url = url::Url::parse(config["url"].as_str().unwrap_or_default())
         .map_err(|_| ApiError::internal("a stored target URL does not parse"))?;

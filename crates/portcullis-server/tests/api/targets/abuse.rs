@@ -9,6 +9,7 @@ api_tests!(
     binding_a_role_one_holds_is_refused_and_audited,
     bad_target_input_is_refused_and_changes_nothing,
     a_target_secret_is_never_shown_nor_audited,
+    a_flood_of_metrics_scrapes_counts_target_operations_once_a_second,
 );
 
 fn webhook(name: &str, url: &str) -> portcullis_core::api::CreateTargetRequest {
@@ -276,4 +277,31 @@ async fn a_target_secret_is_never_shown_nor_audited(app: TestApp) {
         .expect("json"),
     );
     assert!(!everything.contains(secret));
+}
+
+async fn a_flood_of_metrics_scrapes_counts_target_operations_once_a_second(app: TestApp) {
+    let admin = admin(&app).await;
+    admin
+        .create_target(&webhook("hook", "http://127.0.0.1:9/ops"))
+        .await
+        .expect("add");
+    // `/metrics` answers anyone: the per-target counts are read once, then served from memory
+    // for up to a second, so scrapes cannot make the store count again and again.
+    let (first, reads) = portcullis_store::testing::counting_reads(
+        portcullis_server::services::targets::stats(&app.state),
+    )
+    .await;
+    assert_eq!(first.expect("stats").0.len(), 1);
+    assert_eq!(reads, 1, "the first scrape counts");
+    let (again, reads) = portcullis_store::testing::counting_reads(async {
+        for _ in 0..50 {
+            portcullis_server::services::targets::stats(&app.state)
+                .await
+                .expect("stats");
+        }
+        portcullis_server::services::targets::stats(&app.state).await
+    })
+    .await;
+    assert_eq!(again.expect("stats").0.len(), 1);
+    assert_eq!(reads, 0, "51 more scrapes within the second read nothing");
 }
