@@ -62,6 +62,16 @@ fn custom_roles_are_classified_like_builtin_ones() {
         Tier::Top
     );
     assert_eq!(tier_of(&[], true), Tier::Top);
+    // Binding a role to a target decides what an activation grants in another system; reading
+    // targets does not.
+    assert_eq!(
+        tier_of(&perms(&[perm::TARGETS_MANAGE]), false),
+        Tier::Privileged
+    );
+    assert_eq!(
+        tier_of(&perms(&[perm::TARGETS_READ]), false),
+        Tier::Ordinary
+    );
 }
 
 #[test]

@@ -204,7 +204,7 @@ pub(crate) async fn revoke_where(
             .await?
         };
     }
-    match scope {
+    let written = match scope {
         Scope::Grant(id) => revoke!("o.grant_id = $3", id),
         Scope::RequestsOf(eligibility) => revoke!(
             "o.grant_id IN (SELECT r.id FROM activation_requests r WHERE r.eligibility_id = $3 AND r.state = 'active')",
@@ -213,6 +213,12 @@ pub(crate) async fn revoke_where(
         Scope::Principal(id) => revoke!("o.principal_id = $3", id),
         Scope::RoleAtTarget(role, target) => revoke!("o.role = $3 AND o.target = $4", role, target),
     };
+    if written == 0 {
+        // Nothing held at any target (the common case of a grant no binding names): no grant
+        // can wait to be superseded by a revoke just written, and the expiry and deactivation
+        // paths pay one statement, not two.
+        return Ok(());
+    }
     // A grant nobody has started applying, followed by its revoke: never apply it.
     c.execute("UPDATE target_ops SET state = 'superseded' WHERE op = 'grant' AND state = 'pending' AND (claimed_until_us IS NULL OR claimed_until_us < $1) AND EXISTS (SELECT 1 FROM target_ops o WHERE o.grant_id = target_ops.grant_id AND o.target = target_ops.target AND o.op = 'revoke' AND o.id > target_ops.id AND o.state = 'pending')", args![at_us]).await?;
     Ok(())
