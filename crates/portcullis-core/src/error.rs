@@ -70,6 +70,8 @@ error_codes! {
     LastGlobalAdministrator => "last_global_administrator",
     ReauthRequired => "reauth_required",
     NotGrantable => "not_grantable",
+    /// The caller holds no active grant where one is needed (an SSH certificate, `403`).
+    NoActiveGrant => "no_active_grant",
     /// A request rate limit or connection cap (`429`, with `Retry-After`).
     RateLimited => "rate_limited",
     /// The request body did not arrive in time (`408`).

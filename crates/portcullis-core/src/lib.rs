@@ -24,6 +24,7 @@ pub mod principal;
 pub mod privilege;
 pub mod roles;
 pub mod session;
+pub mod ssh;
 pub mod targets;
 pub mod text;
 pub mod throttle;

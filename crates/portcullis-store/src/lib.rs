@@ -31,6 +31,7 @@ pub mod crypto;
 pub mod device;
 pub mod oidc;
 pub mod roles;
+pub mod ssh;
 pub mod sweep;
 pub mod targets;
 mod tenant;

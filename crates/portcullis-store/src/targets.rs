@@ -32,6 +32,8 @@ pub struct Binding {
     pub grants: String,
     /// `grant` or `dynamic`.
     pub mode: String,
+    /// ssh-ca: JSON object of certificate options.
+    pub options: Option<String>,
     pub created_by: String,
     pub created_at_us: i64,
 }
@@ -87,6 +89,8 @@ pub struct LiveGrant {
     pub grants: String,
     /// The binding's mode.
     pub mode: String,
+    /// The binding's options (ssh-ca).
+    pub options: Option<String>,
     pub starts_at_us: i64,
     pub ends_at_us: Option<i64>,
 }
@@ -178,13 +182,14 @@ impl Store {
     pub async fn target_bindings(&self, target: &str) -> Result<Vec<Binding>> {
         on_pool!(&self.backend, pool => {
             let mut out = Vec::new();
-            for r in sqlx::query("SELECT role, target, grants, mode, created_by, created_at_us FROM target_bindings WHERE target = $1 ORDER BY role")
+            for r in sqlx::query("SELECT role, target, grants, mode, options, created_by, created_at_us FROM target_bindings WHERE target = $1 ORDER BY role")
                 .bind(target).fetch_all(pool).await? {
                 out.push(Binding {
                     role: r.try_get("role")?,
                     target: r.try_get("target")?,
                     grants: r.try_get("grants")?,
                     mode: r.try_get("mode")?,
+                    options: r.try_get("options")?,
                     created_by: r.try_get("created_by")?,
                     created_at_us: r.try_get("created_at_us")?,
                 });
@@ -279,7 +284,7 @@ impl Store {
     pub async fn live_target_grants(&self, target: &str, now_us: i64) -> Result<Vec<LiveGrant>> {
         on_pool!(&self.backend, pool => {
             let mut out = Vec::new();
-            for r in sqlx::query("SELECT r.id, p.name, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, r.created_at_us) AS starts_at_us, r.ends_at_us FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE b.target = $1 AND r.state = 'active' AND r.ends_at_us > $2 AND p.enabled UNION ALL SELECT a.id, p.name, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE b.target = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group' AND p.enabled ORDER BY 1")
+            for r in sqlx::query("SELECT r.id, p.name, r.role, b.grants, b.mode, b.options, COALESCE(r.activated_at_us, r.created_at_us) AS starts_at_us, r.ends_at_us FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE b.target = $1 AND r.state = 'active' AND r.ends_at_us > $2 AND p.enabled UNION ALL SELECT a.id, p.name, a.role, b.grants, b.mode, b.options, a.starts_at_us, a.ends_at_us FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE b.target = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group' AND p.enabled ORDER BY 1")
                 .bind(target).bind(now_us).fetch_all(pool).await? {
                 out.push(LiveGrant {
                     id: r.try_get(0)?,
@@ -287,8 +292,9 @@ impl Store {
                     role: r.try_get(2)?,
                     grants: r.try_get(3)?,
                     mode: r.try_get(4)?,
-                    starts_at_us: r.try_get(5)?,
-                    ends_at_us: r.try_get(6)?,
+                    options: r.try_get(5)?,
+                    starts_at_us: r.try_get(6)?,
+                    ends_at_us: r.try_get(7)?,
                 });
             }
             Ok(out)

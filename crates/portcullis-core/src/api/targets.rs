@@ -8,10 +8,11 @@ api_type! {
     /// depends on `kind`; the secret is sealed under the master key and never shown again.
     pub struct CreateTargetRequest {
         pub name: String,
-        /// `postgres` or `webhook`.
+        /// `postgres`, `webhook` or `ssh-ca`.
         pub kind: String,
         /// postgres: `postgres://USER@HOST:PORT/DB` (no password in it); webhook: where
-        /// operations are POSTed (https, or http on loopback).
+        /// operations are POSTed (https, or http on loopback); ssh-ca: none.
+        #[serde(default)]
         pub url: String,
         /// webhook: where the receiver answers the grants it holds (for drift).
         #[serde(default)]
@@ -33,6 +34,107 @@ api_type! {
         /// How often the target is reconciled, e.g. `60s` (the default) or `5m`.
         #[serde(default)]
         pub reconcile_interval: Option<String>,
+        /// ssh-ca: how certificates are made (a CA key is generated and sealed).
+        #[serde(default)]
+        pub ssh: Option<SshCaSettings>,
+    }
+}
+
+api_type! {
+    /// What every certificate of an `ssh-ca` target carries.
+    #[derive(Default)]
+    pub struct SshCaSettings {
+        /// The longest certificate, e.g. `8h` (the default; at most `24h`). A certificate also
+        /// ends with the earliest grant it was made from.
+        #[serde(default)]
+        pub max_validity: Option<String>,
+        /// `source-address`: the addresses or CIDR blocks a certificate may be used from.
+        #[serde(default)]
+        pub source_address: Vec<String>,
+    }
+}
+
+api_type! {
+    /// `PUT /api/v1/targets/{name}/bindings/{role}` at an `ssh-ca` target: what a certificate
+    /// made from the role's grant may do besides log in as its principals.
+    #[derive(Default)]
+    pub struct SshBindingOptions {
+        /// Certificate extensions, e.g. `permit-pty`, `permit-port-forwarding` (default: only
+        /// `permit-pty`). A certificate made from several grants gets those all allow.
+        #[serde(default)]
+        pub extensions: Option<Vec<String>>,
+        /// `force-command`: the only command the certificate may run.
+        #[serde(default)]
+        pub force_command: Option<String>,
+    }
+}
+
+api_type! {
+    /// One CA key of an `ssh-ca` target.
+    pub struct SshCaKeyView {
+        /// The OpenSSH public key line (for `TrustedUserCAKeys`).
+        pub public_key: String,
+        /// `SHA256:…`.
+        pub fingerprint: String,
+        pub created_at: String,
+        /// Whether new certificates are signed with it.
+        pub signing: bool,
+        /// After a rotation: when servers may stop trusting it.
+        #[serde(default)]
+        pub trusted_until: Option<String>,
+    }
+}
+
+api_type! {
+    /// The CA of an `ssh-ca` target and how servers trust it.
+    pub struct SshCaView {
+        pub keys: Vec<SshCaKeyView>,
+        pub max_validity_seconds: i64,
+        pub source_address: Vec<String>,
+        /// The lines to add to `sshd_config`, with the files they name.
+        pub sshd_config: String,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/targets/{name}/ssh/rotate`: a new signing key; the old one stays trusted
+    /// for `overlap` (default `24h`, at least the longest certificate).
+    pub struct RotateSshCaRequest {
+        #[serde(default)]
+        pub overlap: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/targets/{name}/ssh/sign`: certify the caller's public key for the
+    /// principals of their active grants at the target.
+    pub struct SignSshRequest {
+        /// An OpenSSH public key line (Ed25519, ECDSA, their FIDO forms, RSA ≥ 3072 bits).
+        pub public_key: String,
+        /// Only the grants of this role (when two roles' bindings disagree on a force command).
+        #[serde(default)]
+        pub role: Option<String>,
+    }
+}
+
+api_type! {
+    /// A user certificate made from the caller's active grants.
+    pub struct SshCertificateView {
+        pub target: String,
+        /// The OpenSSH certificate line (`ssh-ed25519-cert-v01@openssh.com AAAA…`).
+        pub certificate: String,
+        /// The certificate's serial (what the KRL lists once it is revoked).
+        pub serial: u64,
+        pub key_id: String,
+        pub principals: Vec<String>,
+        pub valid_after: String,
+        pub valid_before: String,
+        pub extensions: Vec<String>,
+        #[serde(default)]
+        pub force_command: Option<String>,
+        /// The grants it was made from; the certificate is revoked when any of them ends.
+        pub grant_ids: Vec<String>,
+        pub ca_fingerprint: String,
     }
 }
 
@@ -53,6 +155,9 @@ api_type! {
         /// The webhook HMAC key Portcullis generated, shown only in the answer that created it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub generated_secret: Option<String>,
+        /// ssh-ca: the CA keys and the `sshd_config` lines that trust them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ssh: Option<SshCaView>,
     }
 }
 
@@ -66,6 +171,10 @@ api_type! {
         /// `POST /api/v1/targets/{name}/credentials`, and dropped when the grant ends).
         #[serde(default)]
         pub mode: Option<String>,
+        /// ssh-ca: extensions and force command of the certificates this role yields
+        /// (`grants` are then the SSH principals, e.g. `deploy`).
+        #[serde(default)]
+        pub ssh: Option<SshBindingOptions>,
     }
 }
 
@@ -77,6 +186,9 @@ api_type! {
         pub grants: Vec<String>,
         /// `grant` or `dynamic`.
         pub mode: String,
+        /// ssh-ca: extensions and force command.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub ssh: Option<SshBindingOptions>,
         pub created_by: String,
         pub created_at: String,
     }

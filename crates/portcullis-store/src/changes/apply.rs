@@ -6,7 +6,7 @@ use futures_core::future::BoxFuture;
 use super::sql::{Conn, on_conn};
 use super::{
     Change, accounts, alerts, breakglass, clients, conditional_access, device, factors, oidc,
-    roles, sessions, targets, tenant, throttle, tokens,
+    roles, sessions, ssh, targets, tenant, throttle, tokens,
 };
 use crate::Result;
 
@@ -358,6 +358,17 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 grant_id,
                 at_us,
             } => targets::take_credential(c, target, grant_id, *at_us).await,
+            Change::AddSshCaKey {
+                key,
+                retire_until_us,
+            } => ssh::add_ca_key(c, key, *retire_until_us).await,
+            Change::IssueSshCertificate(cert) => ssh::issue_certificate(c, cert).await,
+            Change::RevokeSshCertificates {
+                target,
+                serials,
+                reason,
+                at_us,
+            } => ssh::revoke_certificates(c, target, serials, reason, *at_us).await,
         }
     })
 }

@@ -20,6 +20,7 @@ mod oidc;
 mod roles;
 mod sessions;
 pub(crate) mod sql;
+mod ssh;
 mod targets;
 mod tenant;
 mod throttle;
@@ -41,6 +42,7 @@ pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
 pub use roles::{NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
+pub use ssh::{NewSshCaKey, NewSshCertificate};
 pub use targets::{NewBinding, NewCredential, NewTarget, TargetOpAttempt};
 pub use tenant::NewTenant;
 pub use tokens::NewRefreshToken;
@@ -536,6 +538,22 @@ pub enum Change {
         grant_id: String,
         at_us: i64,
     },
+    /// Adds a CA key to an ssh-ca target; with `retire_until_us` (a rotation) the keys that
+    /// signed so far stop signing and stay trusted until then.
+    AddSshCaKey {
+        key: NewSshCaKey,
+        retire_until_us: Option<i64>,
+    },
+    /// Records a certificate; conflicts unless every grant it rests on is live, its principal
+    /// enabled, its roles bound and its CA key the signing one.
+    IssueSshCertificate(NewSshCertificate),
+    /// Revokes live certificates of a target (drift reverted).
+    RevokeSshCertificates {
+        target: String,
+        serials: Vec<i64>,
+        reason: String,
+        at_us: i64,
+    },
 }
 
 impl Change {
@@ -586,7 +604,9 @@ impl Change {
             | Self::FinishTargetOp(_)
             | Self::RetryTargetOp { .. }
             | Self::ReapplyTargetGrant { .. }
-            | Self::TakeTargetCredential { .. } => false,
+            | Self::TakeTargetCredential { .. }
+            | Self::IssueSshCertificate(_)
+            | Self::RevokeSshCertificates { .. } => false,
             Self::SetSetting { .. }
             | Self::InitialiseTenant(_)
             | Self::RedeemBootstrapToken { .. }
@@ -643,7 +663,8 @@ impl Change {
             | Self::AddTarget(_)
             | Self::RemoveTarget { .. }
             | Self::BindRole(_)
-            | Self::UnbindRole { .. } => true,
+            | Self::UnbindRole { .. }
+            | Self::AddSshCaKey { .. } => true,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct NewBinding {
     pub grants: String,
     /// `grant` or `dynamic`.
     pub mode: String,
+    /// ssh-ca: JSON object of certificate options (extensions, force command).
+    pub options: Option<String>,
     pub by: String,
     pub at_us: i64,
 }
@@ -83,6 +85,8 @@ pub(crate) async fn add_target(c: &mut Conn<'_>, t: &NewTarget) -> Result<()> {
 }
 
 pub(crate) async fn remove_target(c: &mut Conn<'_>, name: &str) -> Result<()> {
+    // Its CA keys and certificates first (they refer to it); a refusal below undoes this too.
+    super::ssh::remove_target(c, name).await?;
     let n = c.execute("DELETE FROM targets WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM target_bindings WHERE target = $1) AND NOT EXISTS (SELECT 1 FROM target_ops WHERE target = $1 AND state = 'pending')", args![name]).await?;
     if n == 0 {
         return Err(conflict(
@@ -100,11 +104,12 @@ pub(crate) async fn bind_role(c: &mut Conn<'_>, b: &NewBinding) -> Result<()> {
         target,
         grants,
         mode,
+        options,
         by,
         at_us,
     } = b;
     let (role, target, at_us) = (role.as_str(), target.as_str(), *at_us);
-    c.execute("INSERT INTO target_bindings (role, target, grants, mode, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (role, target) DO UPDATE SET grants = excluded.grants, mode = excluded.mode, created_by = excluded.created_by, created_at_us = excluded.created_at_us", args![role, target, grants, mode, by, at_us]).await?;
+    c.execute("INSERT INTO target_bindings (role, target, grants, mode, options, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (role, target) DO UPDATE SET grants = excluded.grants, mode = excluded.mode, options = excluded.options, created_by = excluded.created_by, created_at_us = excluded.created_at_us", args![role, target, grants, mode, options, by, at_us]).await?;
     c.execute(
         REQUEST_GRANTS_OF_ROLE,
         args![role, target, at_us, "binding.changed"],
@@ -213,6 +218,9 @@ pub(crate) async fn revoke_where(
         Scope::Principal(id) => revoke!("o.principal_id = $3", id),
         Scope::RoleAtTarget(role, target) => revoke!("o.role = $3 AND o.target = $4", role, target),
     };
+    // Certificates resting on these grants are revoked here, whatever the operations say: the
+    // KRL served once this commits lists them.
+    super::ssh::revoke_certificates_where(c, scope, reason, at_us).await?;
     if written == 0 {
         // Nothing held at any target (the common case of a grant no binding names): no grant
         // can wait to be superseded by a revoke just written, and the expiry and deactivation
