@@ -35,6 +35,7 @@ use portcullis_core::api::{
 };
 use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
 use portcullis_core::api::{MakeEligibleRequest, ReauthRequest, Reauthenticated};
+use portcullis_core::api::{RotateSshCaRequest, SignSshRequest, SshCaView, SshCertificateView};
 
 use crate::{Client, ClientError};
 
@@ -56,7 +57,7 @@ macro_rules! endpoints {
 }
 
 /// A path segment, percent-encoded.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -190,6 +191,10 @@ endpoints! {
     fn observe_target(name: &str) -> TargetObservationView = GET format!("/api/v1/targets/{}/observe", seg(name));
     /// The login your dynamic grant at a target created, once (fresh proof needed).
     fn target_credentials(name: &str) -> TargetCredentialsView = POST format!("/api/v1/targets/{}/credentials", seg(name));
+    /// Certify a public key for the principals of your active grants at an ssh-ca target.
+    fn ssh_sign(target: &str, req: &SignSshRequest) -> SshCertificateView = POST format!("/api/v1/targets/{}/ssh/sign", seg(target)), body req;
+    /// Rotate an ssh-ca target's CA key (the old one stays trusted for the overlap).
+    fn ssh_rotate(target: &str, req: &RotateSshCaRequest) -> SshCaView = POST format!("/api/v1/targets/{}/ssh/rotate", seg(target)), body req;
     /// Reconcile a target now.
     fn reconcile_target(name: &str) -> TargetReconcileView = POST format!("/api/v1/targets/{}/reconcile", seg(name));
     /// Bind a role to a target (what its grants mean there).

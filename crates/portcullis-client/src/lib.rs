@@ -271,6 +271,56 @@ impl Client {
         }
     }
 
+    /// A public document that is not JSON (an ssh-ca target's `ca.pub` or KRL), as bytes;
+    /// an error answer in the API's shape becomes [`ClientError::Api`].
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            url: self.base.clone(),
+            reason: transport_reason(&e),
+        };
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => Err(ClientError::Api {
+                status: status.as_u16(),
+                code: b.error.code,
+                message: b.error.message,
+            }),
+            Err(_) => Err(ClientError::Unexpected {
+                status: status.as_u16(),
+            }),
+        }
+    }
+
+    /// An ssh-ca target's CA public keys (`TrustedUserCAKeys`), one OpenSSH line each.
+    pub async fn ssh_ca_pub(&self, target: &str) -> Result<String, ClientError> {
+        let b = self
+            .get_bytes(&format!(
+                "/api/v1/targets/{}/ssh/ca.pub",
+                endpoints::seg(target)
+            ))
+            .await?;
+        String::from_utf8(b).map_err(|_| ClientError::Unexpected { status: 200 })
+    }
+
+    /// An ssh-ca target's binary KRL (`RevokedKeys`).
+    pub async fn ssh_krl(&self, target: &str) -> Result<Vec<u8>, ClientError> {
+        self.get_bytes(&format!(
+            "/api/v1/targets/{}/ssh/krl",
+            endpoints::seg(target)
+        ))
+        .await
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         self.send(self.request(reqwest::Method::GET, "/healthz"))
             .await

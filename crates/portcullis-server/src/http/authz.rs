@@ -153,6 +153,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/targets/{name}/reconcile", Permission(perm::TARGETS_MANAGE)),
     // The caller's own dynamic grant; the handler needs a fresh proof.
     ("POST", "/api/v1/targets/{name}/credentials", FullSession),
+    ("POST", "/api/v1/targets/{name}/ssh/sign", FullSession),
+    ("GET", "/api/v1/targets/{name}/ssh/ca.pub", Public),
+    ("GET", "/api/v1/targets/{name}/ssh/krl", Public),
+    ("POST", "/api/v1/targets/{name}/ssh/rotate", Permission(perm::TARGETS_MANAGE)),
     ("PUT", "/api/v1/targets/{name}/bindings/{role}", Permission(perm::TARGETS_MANAGE)),
     ("DELETE", "/api/v1/targets/{name}/bindings/{role}", Permission(perm::TARGETS_MANAGE)),
     ("GET", "/api/v1/target-ops", Permission(perm::TARGETS_READ)),

@@ -42,7 +42,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::SelfAssignment
         | C::EligibleOnly
         | C::PrivilegedPrincipal
-        | C::NotGrantable => StatusCode::FORBIDDEN,
+        | C::NotGrantable
+        | C::NoActiveGrant => StatusCode::FORBIDDEN,
         C::NotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

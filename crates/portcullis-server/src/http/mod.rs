@@ -20,7 +20,7 @@ pub mod v1;
 
 use v1::{
     accounts, alerts, audit, breakglass, ca, clients, device, health, keys, me, roles,
-    service_accounts, signin, targets,
+    service_accounts, signin, ssh, targets,
 };
 
 use std::sync::Arc;
@@ -118,6 +118,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(targets::observe))
         .routes(routes!(targets::reconcile))
         .routes(routes!(targets::credentials))
+        .routes(routes!(ssh::sign))
+        .routes(routes!(ssh::ca_pub))
+        .routes(routes!(ssh::krl))
+        .routes(routes!(ssh::rotate))
         .routes(routes!(targets::bind, targets::unbind))
         .routes(routes!(targets::ops))
         .routes(routes!(targets::op))

@@ -17,6 +17,7 @@
 //!   observed state, and the worker ([`crate::workers::targets`]) and the reconciler compare them.
 
 pub mod postgres;
+pub mod ssh;
 pub mod webhook;
 
 use secrecy::SecretString;
@@ -83,10 +84,11 @@ pub enum TargetError {
 pub enum Connector {
     Postgres(postgres::Postgres),
     Webhook(webhook::Webhook),
+    SshCa(ssh::SshCa),
 }
 
 /// The kinds a target may have.
-pub const KINDS: &[&str] = &["postgres", "webhook"];
+pub const KINDS: &[&str] = &["postgres", "webhook", "ssh-ca"];
 
 impl Connector {
     /// Checks `config` for `kind` and builds the connector (no connection is made yet).
@@ -98,6 +100,7 @@ impl Connector {
         match kind {
             "postgres" => Ok(Self::Postgres(postgres::Postgres::new(config, secret)?)),
             "webhook" => Ok(Self::Webhook(webhook::Webhook::new(config, secret)?)),
+            "ssh-ca" => Ok(Self::SshCa(ssh::SshCa::new(config)?)),
             other => Err(TargetError::Config(format!(
                 "unknown target kind {other:?} (one of: {})",
                 KINDS.join(", ")
@@ -120,6 +123,7 @@ impl Connector {
             }
             Self::Postgres(c) => c.desired(g),
             Self::Webhook(c) => c.desired(g),
+            Self::SshCa(c) => c.desired(g),
         }
     }
 
@@ -130,6 +134,8 @@ impl Connector {
             Self::Postgres(c) if g.mode == "dynamic" => c.grant_dynamic(g).await.map(Some),
             Self::Postgres(c) => c.grant(g).await.map(|()| None),
             Self::Webhook(c) => c.send("grant", g, op_id).await.map(|()| None),
+            // The grant lets its holder ask for certificates; nothing to push.
+            Self::SshCa(_) => Ok(None),
         }
     }
 
@@ -144,6 +150,8 @@ impl Connector {
             Self::Postgres(c) if g.mode == "dynamic" => c.revoke_dynamic(g).await,
             Self::Postgres(c) => c.revoke(g, keep).await,
             Self::Webhook(c) => c.send("revoke", g, op_id).await,
+            // The store revoked its certificates with the grant's end; the KRL lists them.
+            Self::SshCa(_) => Ok(()),
         }
     }
 
@@ -165,6 +173,8 @@ impl Connector {
                 };
                 c.send("revoke", &g, op_id).await
             }
+            // Drift at an ssh-ca target is a live certificate; the engine revokes it.
+            Self::SshCa(_) => Ok(()),
         }
     }
 
@@ -174,6 +184,8 @@ impl Connector {
         match self {
             Self::Postgres(c) => c.observe(managed).await.map(Some),
             Self::Webhook(c) => c.observe().await,
+            // Its live certificates are in the store; the engine reads them.
+            Self::SshCa(_) => Ok(None),
         }
     }
 
@@ -183,6 +195,7 @@ impl Connector {
         match self {
             Self::Postgres(c) => c.test(managed).await,
             Self::Webhook(c) => c.test().await,
+            Self::SshCa(_) => Ok(Vec::new()),
         }
     }
 }

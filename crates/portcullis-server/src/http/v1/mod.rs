@@ -17,4 +17,5 @@ pub mod me;
 pub mod roles;
 pub mod service_accounts;
 pub mod signin;
+pub mod ssh;
 pub mod targets;

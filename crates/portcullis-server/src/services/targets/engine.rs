@@ -297,6 +297,28 @@ impl Engine {
             })
             .collect();
         meant.sort();
+        if let Connector::SshCa(_) = &*c {
+            // Its live certificates are what it holds; a grant needs no certificate, so
+            // nothing is ever missing.
+            let mut held: Vec<Held> =
+                crate::services::ssh::live_rights(&self.store, &t.name, us(now))
+                    .await
+                    .map_err(read)?
+                    .into_iter()
+                    .map(|(h, _)| h)
+                    .collect();
+            held.sort();
+            held.dedup();
+            let wanted: Vec<Held> = meant.iter().map(|(h, _)| h.clone()).collect();
+            let (_, drift) = portcullis_core::targets::diff(&wanted, &held);
+            let grant_of = |h: &Held| meant.iter().find(|(m, _)| m == h).map(|(_, id)| id.clone());
+            return Ok(Observation {
+                observable: true,
+                held: held.iter().map(|h| (h.clone(), grant_of(h))).collect(),
+                missing: Vec::new(),
+                drift,
+            });
+        }
         let Some(held) = c.observe(&managed).await? else {
             return Ok(Observation::default());
         };
@@ -372,12 +394,19 @@ impl Engine {
         let mut reverted = Vec::new();
         for h in &seen.drift {
             let removed = if revert {
-                match c.remove(h, &format!("drift_{}", new_id("d"))).await {
+                let result = match &*c {
+                    Connector::SshCa(_) => self.revoke_certificates(t, h).await,
+                    _ => c
+                        .remove(h, &format!("drift_{}", new_id("d")))
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                match result {
                     Ok(()) => {
                         reverted.push(h.clone());
                         Some(Ok(()))
                     }
-                    Err(e) => Some(Err(e.to_string())),
+                    Err(e) => Some(Err(e)),
                 }
             } else {
                 None
@@ -394,5 +423,29 @@ impl Engine {
             }
         }
         Ok((seen, reverted))
+    }
+
+    /// Drift at an ssh-ca target reverted: every live certificate that lets `h.holder` log in
+    /// as `h.right` is revoked.
+    async fn revoke_certificates(&self, t: &Target, h: &Held) -> Result<(), String> {
+        let now = us(OffsetDateTime::now_utc());
+        let serials: Vec<i64> = crate::services::ssh::live_rights(&self.store, &t.name, now)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(held, _)| held == h)
+            .map(|(_, serial)| serial)
+            .collect();
+        let change = Change::RevokeSshCertificates {
+            target: t.name.clone(),
+            serials,
+            reason: "drift".into(),
+            at_us: now,
+        };
+        self.store
+            .write(change, vec![])
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

@@ -92,6 +92,12 @@ pub fn connector(master: &MasterKey, t: &Target) -> Result<Connector, TargetErro
 
 /// The configuration stored in clear (no secret is ever part of it).
 fn config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
+    if req.kind == crate::services::ssh::KIND {
+        return ssh_config_of(req);
+    }
+    if req.ssh.is_some() {
+        return Err(bad("ssh settings are for ssh-ca targets"));
+    }
     let mut c = serde_json::json!({ "url": req.url });
     match req.kind.as_str() {
         "postgres" => {
@@ -121,13 +127,47 @@ fn config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
     Ok(c)
 }
 
-fn grants_of(json: &str) -> Vec<String> {
+/// An ssh-ca target's configuration: no URL, no secret (its CA key is generated).
+fn ssh_config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
+    if !req.url.is_empty()
+        || req.observe_url.is_some()
+        || req.login.is_some()
+        || req.secret.is_some()
+        || req.secret_env.is_some()
+    {
+        return Err(bad(
+            "an ssh-ca target takes no url, observe_url, login or secret: its CA key is generated and sealed",
+        ));
+    }
+    let settings = req.ssh.clone().unwrap_or_default();
+    let max = match settings.max_validity.as_deref() {
+        None => portcullis_core::ssh::DEFAULT_MAX_VALIDITY.whole_seconds(),
+        Some(d) => portcullis_core::roles::parse_duration(d)
+            .map_err(|e| bad(e.to_string()))?
+            .whole_seconds(),
+    };
+    let c = serde_json::json!({ "max_validity_seconds": max, "source_address": settings.source_address });
+    // Normalised and checked by the connector.
+    let checked = crate::targets::ssh::SshCa::new(&c).map_err(|e| bad(e.to_string()))?;
+    Ok(
+        serde_json::json!({ "max_validity_seconds": checked.max_validity_s, "source_address": checked.source_address }),
+    )
+}
+
+pub(crate) fn grants_of(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
 fn binding_view(b: Binding) -> TargetBindingView {
     TargetBindingView {
         grants: grants_of(&b.grants),
+        ssh: b.options.as_deref().map(|o| {
+            let (extensions, force_command) = crate::targets::ssh::options_of(Some(o));
+            portcullis_core::api::SshBindingOptions {
+                extensions: Some(extensions),
+                force_command,
+            }
+        }),
         mode: b.mode,
         role: b.role,
         target: b.target,
@@ -138,7 +178,13 @@ fn binding_view(b: Binding) -> TargetBindingView {
 
 async fn view(state: &AppState, t: Target) -> Result<TargetView, ApiError> {
     let bindings = state.store.target_bindings(&t.name).await?;
+    let ssh = if t.kind == crate::services::ssh::KIND {
+        Some(crate::services::ssh::view(state, &t).await?)
+    } else {
+        None
+    };
     Ok(TargetView {
+        ssh,
         secret: match (&t.sealed_secret, &t.secret_env) {
             (Some(_), _) => "sealed".into(),
             (None, Some(v)) => format!("env:{v}"),
@@ -214,7 +260,7 @@ pub async fn add(
     Connector::new(&req.kind, &config, probe_secret).map_err(|e| bad(e.to_string()))?;
 
     let now = OffsetDateTime::now_utc();
-    let change = Change::AddTarget(NewTarget {
+    let add = Change::AddTarget(NewTarget {
         name: name.clone(),
         kind: req.kind.clone(),
         config: config.to_string(),
@@ -227,9 +273,24 @@ pub async fn add(
         created_by: caller.actor(),
         at_us: us(now),
     });
+    // An ssh-ca target's CA key is made with it, in the same write.
+    let ca_key = (req.kind == crate::services::ssh::KIND)
+        .then(|| crate::services::ssh::new_ca_key(&state.master, &name, us(now)));
+    let ca_fingerprint = ca_key.as_ref().map(|k| k.fingerprint.clone());
+    let change = match ca_key {
+        Some(key) => Change::Many(vec![
+            add,
+            Change::AddSshCaKey {
+                key,
+                retire_until_us: None,
+            },
+        ]),
+        None => add,
+    };
     let ev = event(caller, "target.added", format!("target:{name}")).details(serde_json::json!({
         "kind": req.kind, "config": config, "drift": drift, "reconcile_interval_seconds": interval,
         "secret": if secret.is_some() { "sealed" } else if req.secret_env.is_some() { "env" } else { "none" },
+        "ca_fingerprint": ca_fingerprint,
         "alert": true,
     }));
     match state.store.write(change, vec![ev]).await {
@@ -307,6 +368,14 @@ pub async fn test(
         .await?
         .ok_or_else(|| no_target(name))?;
     let managed = managed_rights(&state.store, name).await?;
+    if t.kind == crate::services::ssh::KIND {
+        let problems = crate::services::ssh::check(state, &t).await;
+        return Ok(TargetTestView {
+            target: name.to_owned(),
+            ok: problems.is_empty(),
+            problems,
+        });
+    }
     let problems = match connector(&state.master, &t) {
         Ok(c) => match c.test(&managed).await {
             Ok(p) => p,
@@ -372,7 +441,16 @@ pub async fn bind(
             "grants must name 1 to {MAX_GRANTS} target-side rights"
         )));
     }
+    let ssh_target = t.kind == crate::services::ssh::KIND;
     for g in &req.grants {
+        // An SSH principal is matched whole against AuthorizedPrincipalsFile lines and the
+        // login name: no separators, no spaces.
+        if ssh_target && g.chars().any(|c| c == ',' || c.is_whitespace()) {
+            return Err(bad(format!(
+                "SSH principal {:?} must not contain ',' or spaces",
+                g.chars().take(80).collect::<String>()
+            )));
+        }
         if g.is_empty() || g.len() > 63 || g.chars().any(char::is_control) {
             return Err(bad(format!(
                 "target-side right {:?} must be 1 to 63 bytes without control characters",
@@ -402,8 +480,22 @@ pub async fn bind(
         (Some("dynamic"), _) => return Err(bad("mode dynamic is for postgres targets")),
         (Some(_), _) => return Err(bad("mode is grant or dynamic")),
     };
+    let options = match (&req.ssh, ssh_target) {
+        (Some(_), false) => return Err(bad("ssh options are for ssh-ca targets")),
+        (o, true) => {
+            let o = o.clone().unwrap_or_default();
+            Some(
+                crate::targets::ssh::binding_options(
+                    o.extensions.as_deref(),
+                    o.force_command.as_deref(),
+                )
+                .map_err(bad)?,
+            )
+        }
+        (None, false) => None,
+    };
     let ev = event(caller, "target.bound", format!("target:{target}")).details(serde_json::json!({
-        "role": role, "grants": req.grants, "mode": mode, "kind": t.kind, "alert": true,
+        "role": role, "grants": req.grants, "mode": mode, "kind": t.kind, "options": options, "alert": true,
     }));
     if sc.assignments.iter().any(|a| a.role == role) {
         let mut refused = ev.outcome(Outcome::Failure);
@@ -428,6 +520,7 @@ pub async fn bind(
                 target: target.to_owned(),
                 grants,
                 mode: mode.to_owned(),
+                options: options.map(|o| o.to_string()),
                 by: caller.actor(),
                 at_us: us(now),
             }),
