@@ -97,6 +97,9 @@ enum Command {
     /// observation and drift.
     #[command(subcommand)]
     Targets(TargetsCommand),
+    /// SSH through an ssh-ca target with a certificate from your active grants
+    /// (`portcullis ssh TARGET -- user@host`), or get one (`portcullis ssh sign TARGET`).
+    Ssh(crate::commands::ssh::SshArgs),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles::RolesCommand),
@@ -159,6 +162,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Targets(cmd) => {
             targets::run(&client(&cli.server)?, cli.output, cmd).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Ssh(args) => {
+            crate::commands::ssh::run(&client(&cli.server)?, cli.output, args).await
         }
         Command::Breakglass(cmd) => {
             breakglass::run(

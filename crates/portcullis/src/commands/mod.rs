@@ -14,4 +14,5 @@ pub mod roles;
 pub mod serve;
 pub mod service_accounts;
 pub mod signin;
+pub mod ssh;
 pub mod targets;

@@ -21,6 +21,7 @@ use crate::output::{Output, print_json, table};
 pub enum KindArg {
     Postgres,
     Webhook,
+    SshCa,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -51,9 +52,9 @@ pub struct AddTargetArgs {
     #[arg(long, value_enum)]
     pub kind: KindArg,
     /// postgres: `postgres://USER@HOST:PORT/DB` (no password); webhook: where operations are
-    /// POSTed (https, or http on loopback).
+    /// POSTed (https, or http on loopback); ssh-ca: none.
     #[arg(long)]
-    pub url: String,
+    pub url: Option<String>,
     /// webhook: where the receiver answers the grants it holds (for drift).
     #[arg(long)]
     pub observe_url: Option<String>,
@@ -71,6 +72,12 @@ pub struct AddTargetArgs {
     /// How often to compare the target with the grants, e.g. 60s or 5m.
     #[arg(long)]
     pub reconcile_interval: Option<String>,
+    /// ssh-ca: the longest certificate, e.g. 8h (the default; at most 24h).
+    #[arg(long)]
+    pub max_validity: Option<String>,
+    /// ssh-ca: addresses or CIDR blocks certificates may be used from (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub source_address: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -101,7 +108,16 @@ pub enum TargetsCommand {
         /// made for each grant: `portcullis targets credentials TARGET` hands it over once).
         #[arg(long, value_enum, default_value = "grant")]
         mode: ModeArg,
+        /// ssh-ca: certificate extensions (comma-separated; default permit-pty).
+        #[arg(long, value_delimiter = ',')]
+        extensions: Option<Vec<String>>,
+        /// ssh-ca: the only command certificates of this role may run.
+        #[arg(long)]
+        force_command: Option<String>,
     },
+    /// SSH CA targets: the KRL for servers, the CA public keys, rotation.
+    #[command(subcommand)]
+    Ssh(crate::commands::ssh::TargetSshCommand),
     /// The login your dynamic grant at TARGET created, once (run `portcullis reauth` first if
     /// your sign-in's second factor is older than five minutes).
     Credentials { target: String },
@@ -145,9 +161,10 @@ fn request(a: &AddTargetArgs) -> Result<CreateTargetRequest> {
         kind: match a.kind {
             KindArg::Postgres => "postgres",
             KindArg::Webhook => "webhook",
+            KindArg::SshCa => "ssh-ca",
         }
         .to_owned(),
-        url: a.url.clone(),
+        url: a.url.clone().unwrap_or_default(),
         observe_url: a.observe_url.clone(),
         login: a.login.clone(),
         secret,
@@ -160,6 +177,10 @@ fn request(a: &AddTargetArgs) -> Result<CreateTargetRequest> {
             .to_owned(),
         ),
         reconcile_interval: a.reconcile_interval.clone(),
+        ssh: (a.kind == KindArg::SshCa).then(|| portcullis_core::api::SshCaSettings {
+            max_validity: a.max_validity.clone(),
+            source_address: a.source_address.clone(),
+        }),
     })
 }
 
@@ -190,6 +211,19 @@ fn print_targets(output: Output, ts: &[TargetView]) -> Result<()> {
             .collect(),
     );
     Ok(())
+}
+
+/// An ssh-ca target's CA keys, and how a server trusts them and fetches the KRL.
+fn print_ssh_ca(c: &Client, name: &str, ssh: &portcullis_core::api::SshCaView) {
+    println!("\nCA public keys (TrustedUserCAKeys):");
+    for k in &ssh.keys {
+        println!("{}", k.public_key);
+    }
+    println!("\nsshd_config:\n{}", ssh.sshd_config);
+    let base = c.base_url();
+    println!(
+        "On each server, fetch the CA keys once and the KRL every minute (a systemd timer):\n  curl -fsS {base}/api/v1/targets/{name}/ssh/ca.pub -o /etc/ssh/portcullis-{name}-ca.pub\n  portcullis --server {base} targets ssh krl-sync {name} --out /etc/ssh/portcullis-{name}.krl"
+    );
 }
 
 fn print_ops(output: Output, ops: &[TargetOpView]) -> Result<()> {
@@ -260,7 +294,14 @@ pub async fn run(c: &Client, output: Output, cmd: &TargetsCommand) -> Result<()>
             }
         }
         TargetsCommand::List => print_targets(output, &c.targets().await?)?,
-        TargetsCommand::Show { name } => print_targets(output, &[c.target(name).await?])?,
+        TargetsCommand::Show { name } => {
+            let t = c.target(name).await?;
+            print_targets(output, std::slice::from_ref(&t))?;
+            if let (Some(ssh), Output::Table) = (&t.ssh, output) {
+                print_ssh_ca(c, name, ssh);
+            }
+        }
+        TargetsCommand::Ssh(cmd) => crate::commands::ssh::targets(c, output, cmd).await?,
         TargetsCommand::Test { name } => {
             let r = c.test_target(name).await?;
             if output == Output::Json {
@@ -308,7 +349,15 @@ pub async fn run(c: &Client, output: Output, cmd: &TargetsCommand) -> Result<()>
             target,
             grants,
             mode,
+            extensions,
+            force_command,
         } => {
+            let ssh = (extensions.is_some() || force_command.is_some()).then(|| {
+                portcullis_core::api::SshBindingOptions {
+                    extensions: extensions.clone(),
+                    force_command: force_command.clone(),
+                }
+            });
             let mode = match mode {
                 ModeArg::Grant => "grant",
                 ModeArg::Dynamic => "dynamic",
@@ -320,6 +369,7 @@ pub async fn run(c: &Client, output: Output, cmd: &TargetsCommand) -> Result<()>
                     &BindRoleRequest {
                         grants: grants.clone(),
                         mode: Some(mode.to_owned()),
+                        ssh,
                     },
                 )
                 .await?;
