@@ -118,7 +118,7 @@ fn main() {
                     secret: (kind == "webhook").then(|| KEY.to_owned()),
                     secret_env: None,
                     drift: None,
-                    reconcile_interval: Some("1h".into()),
+                    reconcile_interval: Some("1h".into()), ssh: None,
                 })
                 .await
                 .expect("target");
@@ -134,7 +134,7 @@ fn main() {
             .expect("role");
         for t in ["bench-db", "bench-hook"] {
             admin
-                .bind_role(t, "bench-reader", &BindRoleRequest { grants: vec![reader.clone()], mode: None })
+                .bind_role(t, "bench-reader", &BindRoleRequest { grants: vec![reader.clone()], mode: None, ssh: None })
                 .await
                 .expect("bind");
         }

@@ -325,22 +325,6 @@ async fn a_breakglass_sign_in_is_not_hidden_in_a_flood(backend: Backend) {
     app.stop().await;
 }
 
-/// Runs `sql` on the server's database directly, as someone with access to it.
-async fn db_exec(config: &Config, sql: &str) {
-    use sqlx::Connection;
-    let url = config.database_url();
-    let sql = sqlx::AssertSqlSafe(sql.to_owned());
-    if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("connect");
-        sqlx::query(sql).execute(&mut c).await.expect("exec");
-    } else {
-        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
-        sqlx::query(sql).execute(&mut c).await.expect("exec");
-    }
-}
-
 /// The alert channel rows as stored: name, config (clear) and sealed config.
 async fn channel_rows(config: &Config) -> Vec<(String, String, Option<Vec<u8>>)> {
     use sqlx::Connection;

@@ -58,3 +58,19 @@ pub(crate) fn last_event<'a>(
         .find(|e| e.target == target)
         .expect("event")
 }
+
+/// Runs `sql` on the server's database directly, as someone with access to it.
+pub(crate) async fn db_exec(config: &Config, sql: &str) {
+    use sqlx::Connection;
+    let url = config.database_url();
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("connect");
+        sqlx::query(sql).execute(&mut c).await.expect("exec");
+    } else {
+        let mut c = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::query(sql).execute(&mut c).await.expect("exec");
+    }
+}

@@ -23,6 +23,7 @@ fn webhook(name: &str, url: &str) -> portcullis_core::api::CreateTargetRequest {
         secret_env: None,
         drift: None,
         reconcile_interval: None,
+        ssh: None,
     }
 }
 
@@ -48,7 +49,8 @@ async fn a_person_without_targets_manage_cannot_add_bind_or_reconcile(app: TestA
                 "audit-reader",
                 &portcullis_core::api::BindRoleRequest {
                     grants: vec!["x".into()],
-                    mode: None
+                    mode: None,
+                    ssh: None
                 }
             )
             .await
@@ -86,6 +88,7 @@ async fn binding_a_role_one_holds_is_refused_and_audited(app: TestApp) {
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["root".into()],
                 mode: None,
+                ssh: None,
             },
         )
         .await
@@ -111,6 +114,7 @@ async fn binding_a_role_one_holds_is_refused_and_audited(app: TestApp) {
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["read".into()],
                 mode: None,
+                ssh: None,
             },
         )
         .await
@@ -196,6 +200,7 @@ async fn bad_target_input_is_refused_and_changes_nothing(app: TestApp) {
                     &portcullis_core::api::BindRoleRequest {
                         grants: g,
                         mode: None,
+                        ssh: None,
                     },
                 )
                 .await
@@ -229,6 +234,7 @@ async fn bad_target_input_is_refused_and_changes_nothing(app: TestApp) {
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["x".into()],
                 mode: None,
+                ssh: None,
             },
         )
         .await

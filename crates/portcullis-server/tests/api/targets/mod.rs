@@ -7,6 +7,8 @@ use super::*;
 mod abuse;
 mod postgres;
 mod replicas;
+mod ssh;
+mod sshd;
 mod webhook;
 
 /// A database to grant access in, on the test PostgreSQL server: a table only
@@ -183,6 +185,7 @@ pub(crate) async fn postgres_target(
             secret_env: None,
             drift: Some(drift.into()),
             reconcile_interval: Some(interval.into()),
+            ssh: None,
         })
         .await
         .expect("add target");
@@ -194,6 +197,7 @@ pub(crate) async fn postgres_target(
             &portcullis_core::api::BindRoleRequest {
                 grants: vec![pg.reader.clone()],
                 mode: None,
+                ssh: None,
             },
         )
         .await

@@ -327,6 +327,7 @@ async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp)
             &portcullis_core::api::BindRoleRequest {
                 grants: vec![evil.clone()],
                 mode: None,
+                ssh: None,
             },
         )
         .await
@@ -350,6 +351,7 @@ async fn target_test_names_a_mapped_role_missing_from_the_database(app: TestApp)
             &portcullis_core::api::BindRoleRequest {
                 grants: vec![format!("{}_gone", pg.reader)],
                 mode: None,
+                ssh: None,
             },
         )
         .await
@@ -467,6 +469,7 @@ async fn a_dynamic_grant_makes_a_login_handed_out_once_and_dropped_at_its_end(ap
             &portcullis_core::api::BindRoleRequest {
                 grants: vec![pg.reader.clone()],
                 mode: Some("dynamic".into()),
+                ssh: None,
             },
         )
         .await

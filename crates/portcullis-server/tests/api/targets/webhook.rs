@@ -112,6 +112,7 @@ async fn webhook_target(
             secret_env: None,
             drift: drift.map(str::to_owned),
             reconcile_interval: Some("1h".into()),
+            ssh: None,
         })
         .await
         .expect("add webhook target");
@@ -123,6 +124,7 @@ async fn webhook_target(
             &portcullis_core::api::BindRoleRequest {
                 grants: vec!["deploy".into()],
                 mode: None,
+                ssh: None,
             },
         )
         .await
@@ -177,6 +179,7 @@ async fn a_webhook_key_is_generated_when_none_is_given_and_shown_once(app: TestA
             secret_env: None,
             drift: None,
             reconcile_interval: None,
+            ssh: None,
         })
         .await
         .expect("add");
