@@ -14,7 +14,8 @@
 //! - `alerts.rs`: alert channels, deliveries and custom alert rules
 //! - `breakglass.rs`: break-glass accounts
 //! - `conditional_access.rs`: conditional-access locations and policies
-//! - `targets.rs`: targets, their secrets and bindings
+//! - `targets.rs`: targets, their secrets and bindings; SSH certificates through `portcullis ssh`
+//!   against a real sshd (`sshd.rs` is the server tests' harness)
 
 #[path = "cli/helpers.rs"]
 mod helpers;
@@ -32,6 +33,9 @@ mod breakglass;
 mod conditional_access;
 #[path = "cli/serve.rs"]
 mod serve;
+/// The real sshd of the server's SSH tests, shared.
+#[path = "../../portcullis-server/tests/api/targets/sshd.rs"]
+mod sshd;
 #[path = "cli/targets.rs"]
 mod targets;
 #[path = "cli/tokens.rs"]

@@ -241,34 +241,13 @@ fn accounts_through_the_cli() {
         with_config(&mut c, &alice_cfg);
         c
     };
-    let out = run_with_stdin(
-        as_alice(&["login", "--username", "alice", "--password-stdin"]),
-        "orbit-lantern-97-quay\n",
+    sign_in_with_new_totp(
+        dir.path(),
+        &server.url,
+        &alice_cfg,
+        "alice",
+        "orbit-lantern-97-quay",
     );
-    assert!(out.status.success(), "alice: {}", stderr(&out));
-    let mut enrol = as_alice(&["mfa", "enroll", "totp"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn enrol");
-    let mut enrol_in = enrol.stdin.take().expect("stdin");
-    let mut enrol_out = BufReader::new(enrol.stdout.take().expect("stdout")).lines();
-    let alice_secret = enrol_out
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("secret: ").map(str::to_owned))
-        .expect("secret printed");
-    writeln!(enrol_in, "{}", code_for(&alice_secret, 0)).expect("code");
-    drop(enrol_in);
-    let enrolled: Vec<String> = enrol_out.map_while(Result::ok).collect();
-    assert!(enrolled.join("\n").contains("enrolled"), "{enrolled:?}");
-    let out = enrol.wait_with_output().expect("enrol");
-    assert!(out.status.success(), "enrol: {}", stderr(&out));
-    let mut login = as_alice(&["login", "--username", "alice", "--password-stdin", "--code"]);
-    login.arg(code_for(&alice_secret, 1));
-    let out = run_with_stdin(login, "orbit-lantern-97-quay\n");
-    assert!(out.status.success(), "alice login: {}", stderr(&out));
     let alice_ok = |args: &[&str]| {
         let out = as_alice(args).output().expect("run");
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));

@@ -259,3 +259,50 @@ pub(crate) fn server_with_admin(dir: &Path, admin_cfg: &Path) -> Server {
     assert!(out.status.success(), "login: {}", stderr(&out));
     server
 }
+
+/// Signs `user` (password `pw`, no factor yet) in with the CLI in `cfg`, enrols a TOTP factor
+/// within the five minutes a new credential allows, and signs in again with it; the secret.
+pub(crate) fn sign_in_with_new_totp(
+    dir: &Path,
+    url: &str,
+    cfg: &Path,
+    user: &str,
+    pw: &str,
+) -> String {
+    use std::io::Write;
+    let as_user = |args: &[&str]| {
+        let mut c = portcullis(dir);
+        c.args(["--server", url]).args(args);
+        with_config(&mut c, cfg);
+        c
+    };
+    let out = run_with_stdin(
+        as_user(&["login", "--username", user, "--password-stdin"]),
+        &format!("{pw}\n"),
+    );
+    assert!(out.status.success(), "{user}: {}", stderr(&out));
+    let mut enrol = as_user(&["mfa", "enroll", "totp"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn enrol");
+    let mut enrol_in = enrol.stdin.take().expect("stdin");
+    let mut enrol_out = BufReader::new(enrol.stdout.take().expect("stdout")).lines();
+    let secret = enrol_out
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("secret: ").map(str::to_owned))
+        .expect("secret printed");
+    writeln!(enrol_in, "{}", code_for(&secret, 0)).expect("code");
+    drop(enrol_in);
+    let enrolled: Vec<String> = enrol_out.map_while(Result::ok).collect();
+    assert!(enrolled.join("\n").contains("enrolled"), "{enrolled:?}");
+    let out = enrol.wait_with_output().expect("enrol");
+    assert!(out.status.success(), "enrol: {}", stderr(&out));
+    let mut login = as_user(&["login", "--username", user, "--password-stdin", "--code"]);
+    login.arg(code_for(&secret, 1));
+    let out = run_with_stdin(login, &format!("{pw}\n"));
+    assert!(out.status.success(), "{user} login: {}", stderr(&out));
+    secret
+}

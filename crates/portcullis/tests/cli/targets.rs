@@ -311,3 +311,147 @@ fn an_operation_pending_at_kill_9_is_applied_once_after_the_restart() {
         serde_json::json!([])
     );
 }
+
+/// `portcullis ssh`: a person with an active grant at an ssh-ca target logs in to a real sshd
+/// with a key made for the session (deleted afterwards); `ssh sign` certifies their own key;
+/// after the deactivation `targets ssh krl-sync` gives sshd a KRL that refuses that
+/// certificate, and signing is refused.
+#[test]
+fn ssh_through_the_cli_with_a_session_key_and_a_synced_krl() {
+    let a = Admin::new();
+    a.ok(&[
+        "targets",
+        "add",
+        "web",
+        "--kind",
+        "ssh-ca",
+        "--max-validity",
+        "1h",
+    ]);
+    let shown = a.ok(&["targets", "show", "web"]);
+    assert!(
+        shown.contains("TrustedUserCAKeys") && shown.contains("krl-sync web"),
+        "{shown}"
+    );
+    a.ok(&[
+        "roles",
+        "create",
+        "operator",
+        "--permissions",
+        "target:web.login",
+    ]);
+    a.ok(&["targets", "bind", "operator", "web", "--grants", "root"]);
+    let out = run_with_stdin(
+        a.command(&["users", "create", "dana", "--password-stdin"]),
+        "tundra-copper-violet-58\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    a.ok(&["assign", "dana", "operator", "--scope", "/targets/web"]);
+    let dana_cfg = a.dir.path().join("dana");
+    sign_in_with_new_totp(
+        a.dir.path(),
+        &a.server.url,
+        &dana_cfg,
+        "dana",
+        "tundra-copper-violet-58",
+    );
+    let home = tempfile::tempdir().expect("home");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dana = |args: &[&str]| {
+        let mut c = portcullis(a.dir.path());
+        c.args(["--server", &a.server.url]).args(args);
+        with_config(&mut c, &dana_cfg);
+        c.env("HOME", home.path()).env("TMPDIR", tmp.path());
+        c.output().expect("run")
+    };
+    let out = dana(&[
+        "request",
+        "operator",
+        "--scope",
+        "/targets/web",
+        "--for",
+        "15m",
+        "--reason",
+        "patch",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let ca = a.ok(&["targets", "ssh", "ca-pub", "web"]);
+    let Some(sshd) = crate::sshd::Sshd::start(&ca, &[("root", &["root"])]) else {
+        return;
+    };
+    let krl = a.dir.path().join("web.krl");
+    let synced = a.ok(&[
+        "targets",
+        "ssh",
+        "krl-sync",
+        "web",
+        "--out",
+        krl.to_str().expect("path"),
+    ]);
+    assert!(synced.contains("KRL version"), "{synced}");
+    sshd.set_krl(&std::fs::read(&krl).expect("krl"));
+    let port = sshd.port().to_string();
+    let ssh_args = [
+        "ssh",
+        "web",
+        "--",
+        "-p",
+        &port,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "root@127.0.0.1",
+        "echo",
+        "in-as-$(whoami)",
+    ];
+    let out = dana(&ssh_args);
+    assert!(out.status.success(), "ssh: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "in-as-root");
+    assert!(stderr(&out).contains("valid until"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).expect("tmp").count(),
+        0,
+        "the session key and certificate are gone"
+    );
+
+    // `ssh sign` with her own key: the certificate beside it, mode 0600.
+    let (key, _) = crate::sshd::keygen(home.path(), "id_ed25519");
+    let out = dana(&[
+        "ssh",
+        "sign",
+        "web",
+        "--public-key",
+        &format!("{}.pub", key.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cert = std::path::PathBuf::from(format!("{}-cert.pub", key.display()));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&cert).expect("cert").permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600);
+    sshd.login("root", &key, &cert)
+        .expect("her own key, certified");
+
+    let out = dana(&["deactivate", "operator"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    a.ok(&[
+        "targets",
+        "ssh",
+        "krl-sync",
+        "web",
+        "--out",
+        krl.to_str().expect("path"),
+    ]);
+    sshd.set_krl(&std::fs::read(&krl).expect("krl"));
+    let e = sshd.login("root", &key, &cert).expect_err("revoked");
+    assert!(e.contains("revoked"), "{e}");
+    let out = dana(&ssh_args);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no_active_grant"), "{}", stderr(&out));
+}

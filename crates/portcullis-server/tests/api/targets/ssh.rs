@@ -334,6 +334,22 @@ async fn no_certificate_without_a_live_grant(app: TestApp) {
         .expect_err("eligible is not active");
     assert_eq!(e.code(), Some("no_active_grant"), "{e}");
     assert!(e.to_string().contains(TARGET), "{e}");
+    // A refusal is evidence: on record at once (later ones of the minute are summed).
+    let refused = events_named(&admin, "authz.refused").await;
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.actor == "user:gus" && r.details["code"] == "no_active_grant"),
+        "{refused:?}"
+    );
+    // Asking just before a grant ends gets nothing that could outlive it.
+    let short = activate_at(&gus, TARGET, 4).await;
+    let e = sign(&gus, &public).await.expect_err("less than 5 s left");
+    assert_eq!(e.code(), Some("no_active_grant"));
+    assert!(e.to_string().contains("less than"), "{e}");
+    gus.deactivate(&short, &DecisionRequest { reason: None })
+        .await
+        .expect("deactivate");
     let id = activate_at(&gus, TARGET, 600).await;
     gus.deactivate(&id, &DecisionRequest { reason: None })
         .await

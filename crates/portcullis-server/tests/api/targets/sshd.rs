@@ -123,6 +123,12 @@ impl Sshd {
         Some(sshd)
     }
 
+    /// The loopback port sshd listens on.
+    #[allow(dead_code)] // the CLI tests connect with their own ssh arguments
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Replaces the KRL sshd checks (it re-reads `RevokedKeys` at every authentication).
     pub(crate) fn set_krl(&self, krl: &[u8]) {
         let path = self.dir.path().join("revoked.krl");
