@@ -16,6 +16,7 @@ api_tests!(
     a_deactivated_grant_is_refused_by_sshd_once_the_krl_is_fetched,
     a_certificate_for_deploy_cannot_log_in_as_root,
     disabling_the_person_revokes_their_certificates,
+    unbinding_the_role_revokes_its_certificates,
     bad_public_keys_are_refused_with_a_reason,
     no_certificate_without_a_live_grant,
     a_person_gets_only_their_own_principals,
@@ -283,6 +284,21 @@ async fn disabling_the_person_revokes_their_certificates(app: TestApp) {
     admin.disable_user("eve").await.expect("disable");
     let krl = app.anonymous.ssh_krl(TARGET).await.expect("krl");
     assert!(revoked_in(&krl, &cert), "revoked with the person");
+}
+
+async fn unbinding_the_role_revokes_its_certificates(app: TestApp) {
+    let admin = admin(&app).await;
+    ssh_target(&admin, "root", None).await;
+    let ned = db_person(&app, &admin, "ned", TARGET).await;
+    activate_at(&ned, TARGET, 600).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (key, public) = user_key(dir.path());
+    let cert = write_cert(&key, &sign(&ned, &public).await.expect("sign"));
+    admin.unbind_role(TARGET, DB_ROLE).await.expect("unbind");
+    let krl = app.anonymous.ssh_krl(TARGET).await.expect("krl");
+    assert!(revoked_in(&krl, &cert), "revoked with the binding");
+    let e = sign(&ned, &public).await.expect_err("the role means nothing here now");
+    assert_eq!(e.code(), Some("no_active_grant"));
 }
 
 async fn bad_public_keys_are_refused_with_a_reason(app: TestApp) {
