@@ -33,7 +33,7 @@ pub struct LiveSshCertificate {
 }
 
 /// What a KRL of a target lists: per CA key (its public key line), the serials revoked and not
-/// yet expired; and the KRL's version (the newest revocation, in microseconds).
+/// yet expired; and the KRL's version (the newest revocation ever, in microseconds).
 #[derive(Debug, Clone, Default)]
 pub struct Revocations {
     pub by_ca: Vec<(String, Vec<i64>)>,
@@ -64,17 +64,19 @@ impl Store {
     pub async fn ssh_revocations(&self, target: &str, now_us: i64) -> Result<Revocations> {
         on_pool!(&self.backend, pool => {
             let mut out = Revocations::default();
-            for r in sqlx::query("SELECT k.public_key, c.serial, c.revoked_at_us FROM ssh_certificates c JOIN ssh_ca_keys k ON k.target = c.target AND k.fingerprint = c.ca_fingerprint WHERE c.target = $1 AND c.revoked_at_us IS NOT NULL AND c.valid_before_us > $2 ORDER BY k.public_key, c.serial")
+            for r in sqlx::query("SELECT k.public_key, c.serial FROM ssh_certificates c JOIN ssh_ca_keys k ON k.target = c.target AND k.fingerprint = c.ca_fingerprint WHERE c.target = $1 AND c.revoked_at_us IS NOT NULL AND c.valid_before_us > $2 ORDER BY k.public_key, c.serial")
                 .bind(target).bind(now_us).fetch_all(pool).await? {
                 let ca: String = r.try_get(0)?;
                 let serial: i64 = r.try_get(1)?;
-                let at: i64 = r.try_get(2)?;
-                out.version_us = out.version_us.max(at);
                 match out.by_ca.last_mut() {
                     Some((last, serials)) if *last == ca => serials.push(serial),
                     _ => out.by_ca.push((ca, vec![serial])),
                 }
             }
+            // The newest revocation ever, expired ones included: it never goes back when the
+            // newest revoked certificate expires and leaves the list.
+            out.version_us = sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(revoked_at_us) FROM ssh_certificates WHERE target = $1")
+                .bind(target).fetch_one(pool).await?.unwrap_or(0);
             Ok(out)
         })
     }
