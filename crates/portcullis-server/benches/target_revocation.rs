@@ -118,7 +118,7 @@ fn main() {
                     secret: (kind == "webhook").then(|| KEY.to_owned()),
                     secret_env: None,
                     drift: None,
-                    reconcile_interval: Some("1h".into()), ssh: None,
+                    reconcile_interval: Some("1h".into()), ssh: None, msgraph: None,
                 })
                 .await
                 .expect("target");

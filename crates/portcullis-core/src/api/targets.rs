@@ -37,6 +37,25 @@ api_type! {
         /// ssh-ca: how certificates are made (a CA key is generated and sealed).
         #[serde(default)]
         pub ssh: Option<SshCaSettings>,
+        /// msgraph: the tenant and the app registration (its client secret or certificate is
+        /// `secret`; `url` is Graph's base, `https://graph.microsoft.com` when empty; `login`
+        /// gives each person's UPN, e.g. `{user}@contoso.onmicrosoft.com`).
+        #[serde(default)]
+        pub msgraph: Option<MsGraphSettings>,
+    }
+}
+
+api_type! {
+    /// An `msgraph` target's tenant and app registration.
+    pub struct MsGraphSettings {
+        /// The tenant's id (a GUID) or primary domain.
+        pub tenant_id: String,
+        /// The app registration's application (client) id.
+        pub client_id: String,
+        /// The sign-in authority, `https://login.microsoftonline.com` when absent (another for
+        /// a sovereign cloud).
+        #[serde(default)]
+        pub login_base: Option<String>,
     }
 }
 

@@ -16,6 +16,7 @@
 //! - Connectors hold no state about grants: the store is the desired state, the target is the
 //!   observed state, and the worker ([`crate::workers::targets`]) and the reconciler compare them.
 
+pub mod msgraph;
 pub mod postgres;
 pub mod ssh;
 pub mod webhook;
@@ -85,10 +86,11 @@ pub enum Connector {
     Postgres(postgres::Postgres),
     Webhook(webhook::Webhook),
     SshCa(ssh::SshCa),
+    MsGraph(msgraph::MsGraph),
 }
 
 /// The kinds a target may have.
-pub const KINDS: &[&str] = &["postgres", "webhook", "ssh-ca"];
+pub const KINDS: &[&str] = &["postgres", "webhook", "ssh-ca", "msgraph"];
 
 impl Connector {
     /// Checks `config` for `kind` and builds the connector (no connection is made yet).
@@ -101,6 +103,7 @@ impl Connector {
             "postgres" => Ok(Self::Postgres(postgres::Postgres::new(config, secret)?)),
             "webhook" => Ok(Self::Webhook(webhook::Webhook::new(config, secret)?)),
             "ssh-ca" => Ok(Self::SshCa(ssh::SshCa::new(config)?)),
+            "msgraph" => Ok(Self::MsGraph(msgraph::MsGraph::new(config, secret)?)),
             other => Err(TargetError::Config(format!(
                 "unknown target kind {other:?} (one of: {})",
                 KINDS.join(", ")
@@ -124,6 +127,7 @@ impl Connector {
             Self::Postgres(c) => c.desired(g),
             Self::Webhook(c) => c.desired(g),
             Self::SshCa(c) => c.desired(g),
+            Self::MsGraph(c) => c.desired(g),
         }
     }
 
@@ -136,6 +140,7 @@ impl Connector {
             Self::Webhook(c) => c.send("grant", g, op_id).await.map(|()| None),
             // The grant lets its holder ask for certificates; nothing to push.
             Self::SshCa(_) => Ok(None),
+            Self::MsGraph(c) => c.grant(g).await.map(|()| None),
         }
     }
 
@@ -152,6 +157,7 @@ impl Connector {
             Self::Webhook(c) => c.send("revoke", g, op_id).await,
             // The store revoked its certificates with the grant's end; the KRL lists them.
             Self::SshCa(_) => Ok(()),
+            Self::MsGraph(c) => c.revoke(g, keep).await,
         }
     }
 
@@ -175,6 +181,7 @@ impl Connector {
             }
             // Drift at an ssh-ca target is a live certificate; the engine revokes it.
             Self::SshCa(_) => Ok(()),
+            Self::MsGraph(c) => c.remove(h).await,
         }
     }
 
@@ -186,6 +193,7 @@ impl Connector {
             Self::Webhook(c) => c.observe().await,
             // Its live certificates are in the store; the engine reads them.
             Self::SshCa(_) => Ok(None),
+            Self::MsGraph(c) => c.observe(managed).await.map(Some),
         }
     }
 
@@ -196,6 +204,7 @@ impl Connector {
             Self::Postgres(c) => c.test(managed).await,
             Self::Webhook(c) => c.test().await,
             Self::SshCa(_) => Ok(Vec::new()),
+            Self::MsGraph(c) => c.test(managed).await,
         }
     }
 }

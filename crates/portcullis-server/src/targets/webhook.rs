@@ -61,7 +61,7 @@ struct ObservedGrant {
 }
 
 /// `u` if it is https, or http on a loopback host, without credentials.
-fn check_url(field: &str, u: &str) -> Result<url::Url, TargetError> {
+pub(crate) fn check_url(field: &str, u: &str) -> Result<url::Url, TargetError> {
     let parsed =
         url::Url::parse(u).map_err(|_| TargetError::Config(format!("{field} is not a URL")))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {

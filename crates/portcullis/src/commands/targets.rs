@@ -22,6 +22,7 @@ pub enum KindArg {
     Postgres,
     Webhook,
     SshCa,
+    Msgraph,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,6 +79,19 @@ pub struct AddTargetArgs {
     /// ssh-ca: addresses or CIDR blocks certificates may be used from (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub source_address: Vec<String>,
+    /// msgraph: the Entra tenant (its GUID or primary domain).
+    #[arg(long)]
+    pub tenant_id: Option<String>,
+    /// msgraph: the app registration's application (client) id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// msgraph: the sign-in authority (default https://login.microsoftonline.com).
+    #[arg(long)]
+    pub login_base: Option<String>,
+    /// msgraph: a PEM file with the app's certificate and its RSA private key (preferred over a
+    /// client secret; sealed under the master key, never shown).
+    #[arg(long, conflicts_with_all = ["secret_stdin", "secret_env"])]
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -153,6 +167,16 @@ fn request(a: &AddTargetArgs) -> Result<CreateTargetRequest> {
             bail!("the secret on standard input is empty");
         }
         Some(s.to_owned())
+    } else if let Some(path) = &a.certificate {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if !pem.contains("PRIVATE KEY-----") || !pem.contains("BEGIN CERTIFICATE") {
+            bail!(
+                "{} must hold the certificate and its private key (PEM)",
+                path.display()
+            );
+        }
+        Some(pem)
     } else {
         None
     };
@@ -162,6 +186,7 @@ fn request(a: &AddTargetArgs) -> Result<CreateTargetRequest> {
             KindArg::Postgres => "postgres",
             KindArg::Webhook => "webhook",
             KindArg::SshCa => "ssh-ca",
+            KindArg::Msgraph => "msgraph",
         }
         .to_owned(),
         url: a.url.clone().unwrap_or_default(),
@@ -180,6 +205,11 @@ fn request(a: &AddTargetArgs) -> Result<CreateTargetRequest> {
         ssh: (a.kind == KindArg::SshCa).then(|| portcullis_core::api::SshCaSettings {
             max_validity: a.max_validity.clone(),
             source_address: a.source_address.clone(),
+        }),
+        msgraph: (a.kind == KindArg::Msgraph).then(|| portcullis_core::api::MsGraphSettings {
+            tenant_id: a.tenant_id.clone().unwrap_or_default(),
+            client_id: a.client_id.clone().unwrap_or_default(),
+            login_base: a.login_base.clone(),
         }),
     })
 }

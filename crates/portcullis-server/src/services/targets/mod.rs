@@ -98,6 +98,12 @@ fn config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
     if req.ssh.is_some() {
         return Err(bad("ssh settings are for ssh-ca targets"));
     }
+    if req.kind == "msgraph" {
+        return msgraph_config_of(req);
+    }
+    if req.msgraph.is_some() {
+        return Err(bad("msgraph settings are for msgraph targets"));
+    }
     let mut c = serde_json::json!({ "url": req.url });
     match req.kind.as_str() {
         "postgres" => {
@@ -125,6 +131,31 @@ fn config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
         }
     }
     Ok(c)
+}
+
+/// An msgraph target's configuration: the tenant, the app, Graph's and the authority's base
+/// URLs, the UPN template (the app's secret or certificate is sealed apart).
+fn msgraph_config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
+    if req.observe_url.is_some() {
+        return Err(bad("observe_url is for webhook targets"));
+    }
+    let s = req
+        .msgraph
+        .clone()
+        .ok_or_else(|| bad("an msgraph target needs msgraph.tenant_id and msgraph.client_id"))?;
+    let graph_base = if req.url.is_empty() {
+        "https://graph.microsoft.com".to_owned()
+    } else {
+        req.url.clone()
+    };
+    Ok(serde_json::json!({
+        "url": graph_base,
+        "graph_base": graph_base,
+        "login_base": s.login_base.unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+        "tenant_id": s.tenant_id,
+        "client_id": s.client_id,
+        "login": req.login.clone().unwrap_or_default(),
+    }))
 }
 
 /// An ssh-ca target's configuration: no URL, no secret (its CA key is generated).
@@ -450,6 +481,10 @@ pub async fn bind(
                 "SSH principal {:?} must not contain ',' or spaces",
                 g.chars().take(80).collect::<String>()
             )));
+        }
+        if t.kind == "msgraph" {
+            crate::targets::msgraph::Right::parse(g).map_err(|e| bad(e.to_string()))?;
+            continue;
         }
         if g.is_empty() || g.len() > 63 || g.chars().any(char::is_control) {
             return Err(bad(format!(

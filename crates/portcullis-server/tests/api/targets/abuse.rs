@@ -24,6 +24,7 @@ fn webhook(name: &str, url: &str) -> portcullis_core::api::CreateTargetRequest {
         drift: None,
         reconcile_interval: None,
         ssh: None,
+        msgraph: None,
     }
 }
 

@@ -186,6 +186,7 @@ pub(crate) async fn postgres_target(
             drift: Some(drift.into()),
             reconcile_interval: Some(interval.into()),
             ssh: None,
+            msgraph: None,
         })
         .await
         .expect("add target");

@@ -42,6 +42,7 @@ async fn ssh_target(admin: &Client, principal: &str, drift: Option<&str>) -> Tar
             drift: drift.map(str::to_owned),
             reconcile_interval: Some("1h".into()),
             ssh: None,
+            msgraph: None,
         })
         .await
         .expect("add ssh-ca target");
@@ -297,7 +298,9 @@ async fn unbinding_the_role_revokes_its_certificates(app: TestApp) {
     admin.unbind_role(TARGET, DB_ROLE).await.expect("unbind");
     let krl = app.anonymous.ssh_krl(TARGET).await.expect("krl");
     assert!(revoked_in(&krl, &cert), "revoked with the binding");
-    let e = sign(&ned, &public).await.expect_err("the role means nothing here now");
+    let e = sign(&ned, &public)
+        .await
+        .expect_err("the role means nothing here now");
     assert_eq!(e.code(), Some("no_active_grant"));
 }
 

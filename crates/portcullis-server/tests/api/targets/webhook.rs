@@ -113,6 +113,7 @@ async fn webhook_target(
             drift: drift.map(str::to_owned),
             reconcile_interval: Some("1h".into()),
             ssh: None,
+            msgraph: None,
         })
         .await
         .expect("add webhook target");
@@ -180,6 +181,7 @@ async fn a_webhook_key_is_generated_when_none_is_given_and_shown_once(app: TestA
             drift: None,
             reconcile_interval: None,
             ssh: None,
+            msgraph: None,
         })
         .await
         .expect("add");

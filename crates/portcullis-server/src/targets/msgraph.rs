@@ -1,0 +1,720 @@
+//! The Microsoft Graph connector (`msgraph`): Entra directory roles assigned just in time with
+//! the plain role-assignment API (no Entra ID P2 licence needed), observed for drift.
+//!
+//! A binding's rights name Entra role definitions by template id, at the tenant (`GUID`) or at
+//! an administrative unit (`GUID@/administrativeUnits/GUID`). A person is matched to the Entra
+//! user whose UPN the target's template gives (`{user}@contoso.onmicrosoft.com`), resolved with
+//! `GET /users/{upn}` and remembered for the connector's life.
+//!
+//! Invariants:
+//! - The app's credential (a client secret, or a certificate's private key signing an RS256
+//!   client assertion with the `x5t#S256` header) never appears in an error, a log line or
+//!   `Debug`; the access token is cached until five minutes before it expires.
+//! - Grant is idempotent: an assignment Graph already holds ("A conflicting object … is
+//!   present") counts as applied, so a retried grant never makes a second one.
+//! - Revoke deletes every assignment of the principal for the right at its scope, except what
+//!   `keep` lists; one already gone counts as revoked, but one that Graph still lists while its
+//!   DELETE answers 404 (replication just after creation) is an error to retry, never a
+//!   success.
+//! - 429 and 503 are waited out as `Retry-After` says (at most [`MAX_RETRY_AFTER`] per wait,
+//!   [`RETRIES`] waits per call); beyond that the worker's backoff takes over.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{Held, TargetError, TargetGrant};
+
+/// Timeout of one request.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `Retry-After` waited within one call.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Waits for `Retry-After` within one call.
+pub const RETRIES: usize = 3;
+/// The token is fetched again this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+/// Largest answer read.
+const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Pages followed in one listing.
+const MAX_PAGES: usize = 200;
+/// The Graph application permission assignments need.
+pub const ROLE_PERMISSION: &str = "RoleManagement.ReadWrite.Directory";
+
+/// How the app authenticates.
+enum Credential {
+    Secret(SecretString),
+    Certificate {
+        key: jsonwebtoken::EncodingKey,
+        x5t_s256: String,
+    },
+}
+
+/// A Microsoft Graph target.
+pub struct MsGraph {
+    tenant: String,
+    client_id: String,
+    login_base: url::Url,
+    graph_base: url::Url,
+    upn_template: String,
+    credential: Credential,
+    http: reqwest::Client,
+    token: tokio::sync::Mutex<Option<(SecretString, Instant)>>,
+    /// UPN → object id, and object id → UPN (or `servicePrincipal:ID`).
+    users: Mutex<HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for MsGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsGraph")
+            .field("tenant", &self.tenant)
+            .field("client_id", &self.client_id)
+            .field("graph_base", &self.graph_base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One right at an Entra target: a role definition at a directory scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Right {
+    pub role_definition_id: String,
+    pub directory_scope_id: String,
+}
+
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+impl Right {
+    /// `GUID` (the tenant) or `GUID@/administrativeUnits/GUID`.
+    pub fn parse(s: &str) -> Result<Self, TargetError> {
+        let (role, scope) = s.split_once('@').unwrap_or((s, "/"));
+        if !is_guid(role) {
+            return Err(TargetError::Config(format!(
+                "{:?} is not an Entra role template id (a GUID, e.g. 62e90394-69f5-4237-9190-012177145e10 for Global Administrator)",
+                role.chars().take(60).collect::<String>()
+            )));
+        }
+        let scope_ok = scope == "/"
+            || scope
+                .strip_prefix("/administrativeUnits/")
+                .is_some_and(is_guid);
+        if !scope_ok {
+            return Err(TargetError::Config(format!(
+                "directory scope {:?} must be / or /administrativeUnits/GUID",
+                scope.chars().take(80).collect::<String>()
+            )));
+        }
+        Ok(Self {
+            role_definition_id: role.to_ascii_lowercase(),
+            directory_scope_id: scope.to_owned(),
+        })
+    }
+
+    fn text(role: &str, scope: &str) -> String {
+        if scope == "/" {
+            role.to_ascii_lowercase()
+        } else {
+            format!("{}@{scope}", role.to_ascii_lowercase())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct Assignment {
+    id: String,
+    #[serde(rename = "principalId")]
+    principal_id: String,
+    #[serde(rename = "roleDefinitionId")]
+    role_definition_id: String,
+    #[serde(rename = "directoryScopeId")]
+    directory_scope_id: String,
+}
+
+/// A Graph answer read whole.
+struct Answer {
+    status: u16,
+    body: serde_json::Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+    fn message(&self) -> String {
+        self.body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect()
+    }
+    fn describe(&self) -> String {
+        format!("HTTP {} {} {}", self.status, self.code(), self.message())
+            .trim()
+            .to_owned()
+    }
+}
+
+/// The PEM blocks of `label` in `pem`, decoded.
+fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(b) = rest.find(&begin) {
+        let after = &rest[b + begin.len()..];
+        let Some(e) = after.find(&end) else { break };
+        let body: String = after[..e].split_whitespace().collect();
+        if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(body) {
+            out.push(der);
+        }
+        rest = &after[e + end.len()..];
+    }
+    out
+}
+
+impl MsGraph {
+    /// From the target's configuration (`tenant_id`, `client_id`, `login_base`, `graph_base`,
+    /// `login`: the UPN template) and its secret: a client secret, or a PEM bundle holding the
+    /// certificate and its private key.
+    pub fn new(
+        config: &serde_json::Value,
+        secret: Option<SecretString>,
+    ) -> Result<Self, TargetError> {
+        let field = |k: &str| config[k].as_str().unwrap_or("").to_owned();
+        let tenant = field("tenant_id");
+        if tenant.is_empty()
+            || tenant.len() > 100
+            || !tenant
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            return Err(TargetError::Config(
+                "tenant_id must be the tenant's GUID or domain".into(),
+            ));
+        }
+        let client_id = field("client_id");
+        if !is_guid(&client_id) {
+            return Err(TargetError::Config(
+                "client_id must be the app registration's application (client) id, a GUID".into(),
+            ));
+        }
+        let base = |k: &str, default: &str| {
+            let v = config[k].as_str().unwrap_or(default);
+            super::webhook::check_url(k, v)
+        };
+        let login_base = base("login_base", "https://login.microsoftonline.com")?;
+        let graph_base = base("graph_base", "https://graph.microsoft.com")?;
+        let upn_template = config["login"].as_str().unwrap_or("").to_owned();
+        if !upn_template.contains("{user}") || !upn_template.contains('@') {
+            return Err(TargetError::Config(
+                "login must give each person's UPN, e.g. {user}@contoso.onmicrosoft.com".into(),
+            ));
+        }
+        let secret = secret.ok_or_else(|| {
+            TargetError::Config(
+                "an msgraph target needs the app's client secret or certificate (PEM with its private key)".into(),
+            )
+        })?;
+        let credential = if secret.expose_secret().contains("-----BEGIN") {
+            let pem = secret.expose_secret();
+            let cert = pem_blocks(pem, "CERTIFICATE")
+                .into_iter()
+                .next()
+                .ok_or_else(|| TargetError::Config("the PEM bundle holds no CERTIFICATE".into()))?;
+            use sha2::Digest;
+            let x5t_s256 = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(sha2::Sha256::digest(&cert));
+            let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| {
+                TargetError::Config(
+                    "the PEM bundle holds no RSA private key (Entra app certificates are RSA)"
+                        .into(),
+                )
+            })?;
+            Credential::Certificate { key, x5t_s256 }
+        } else {
+            Credential::Secret(secret)
+        };
+        Ok(Self {
+            tenant,
+            client_id,
+            login_base,
+            graph_base,
+            upn_template,
+            credential,
+            http: reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| TargetError::Config(format!("HTTP client: {e}")))?,
+            token: tokio::sync::Mutex::new(None),
+            users: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The UPN of a Portcullis person at this tenant.
+    pub fn upn(&self, person: &str) -> String {
+        self.upn_template.replace("{user}", person)
+    }
+
+    /// A grant means: its person's UPN holds each right.
+    pub fn desired(&self, g: &TargetGrant) -> Vec<Held> {
+        g.target_grants
+            .iter()
+            .filter_map(|r| Right::parse(r).ok())
+            .map(|r| Held {
+                holder: self.upn(&g.person),
+                right: Right::text(&r.role_definition_id, &r.directory_scope_id),
+            })
+            .collect()
+    }
+
+    fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.login_base.as_str().trim_end_matches('/'),
+            self.tenant
+        )
+    }
+
+    fn graph(&self, path: &str) -> String {
+        format!(
+            "{}/v1.0{path}",
+            self.graph_base.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// An access token for Graph, cached until shortly before it expires.
+    async fn token(&self, fresh: bool) -> Result<SecretString, TargetError> {
+        let mut cached = self.token.lock().await;
+        if !fresh
+            && let Some((t, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(t.clone());
+        }
+        let scope = format!(
+            "{}/.default",
+            self.graph_base.as_str().trim_end_matches('/')
+        );
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", "client_credentials".into()),
+            ("client_id", self.client_id.clone()),
+            ("scope", scope),
+        ];
+        match &self.credential {
+            Credential::Secret(s) => form.push(("client_secret", s.expose_secret().to_owned())),
+            Credential::Certificate { key, x5t_s256 } => {
+                let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+                header.x5t_s256 = Some(x5t_s256.clone());
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let claims = serde_json::json!({
+                    "aud": self.token_url(), "iss": self.client_id, "sub": self.client_id,
+                    "jti": hex::encode(rand::random::<[u8; 16]>()),
+                    "iat": now, "nbf": now, "exp": now + 300,
+                });
+                let assertion = jsonwebtoken::encode(&header, &claims, key)
+                    .map_err(|_| TargetError::Config("cannot sign the client assertion".into()))?;
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                ));
+                form.push(("client_assertion", assertion));
+            }
+        }
+        let resp = self
+            .http
+            .post(self.token_url())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| TargetError::Unreachable(format!("token endpoint: {}", transport(&e))))?;
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = read_json(resp).await;
+        if status != 200 {
+            // Entra's `error_description` starts with its AADSTS code and says what is wrong
+            // (never the secret itself).
+            let why = body["error_description"]
+                .as_str()
+                .and_then(|d| d.lines().next())
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect::<String>();
+            let err = format!(
+                "token: HTTP {status} {} {why}",
+                body["error"].as_str().unwrap_or("")
+            );
+            return Err(if status >= 500 || status == 429 {
+                TargetError::Unreachable(err)
+            } else {
+                TargetError::Refused(err)
+            });
+        }
+        let t: TokenAnswer = serde_json::from_value(body)
+            .map_err(|_| TargetError::Refused("token: an answer without access_token".into()))?;
+        let until = Instant::now() + Duration::from_secs(t.expires_in).saturating_sub(TOKEN_MARGIN);
+        let token = SecretString::from(t.access_token);
+        *cached = Some((token.clone(), until));
+        Ok(token)
+    }
+
+    /// One Graph call: `Retry-After` waited out on 429/503, a refused token fetched again once.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, TargetError> {
+        let mut fresh = false;
+        let mut waits = 0;
+        loop {
+            let token = self.token(fresh).await?;
+            let mut rb = self
+                .http
+                .request(method.clone(), url)
+                .bearer_auth(token.expose_secret());
+            if let Some(b) = body {
+                rb = rb.json(b);
+            }
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| TargetError::Unreachable(format!("Graph: {}", transport(&e))))?;
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let answer = Answer {
+                status,
+                body: read_json(resp).await,
+            };
+            match status {
+                401 if !fresh => fresh = true,
+                429 | 503 | 504 if waits < RETRIES => {
+                    waits += 1;
+                    let wait = Duration::from_secs(retry_after.unwrap_or(1)).min(MAX_RETRY_AFTER);
+                    tokio::time::sleep(wait).await;
+                }
+                429 | 500..=599 => {
+                    return Err(TargetError::Unreachable(format!(
+                        "Graph: {}",
+                        answer.describe()
+                    )));
+                }
+                403 => {
+                    return Err(TargetError::Refused(format!(
+                        "Graph: {} (does the app hold {ROLE_PERMISSION}, admin-consented?)",
+                        answer.describe()
+                    )));
+                }
+                _ => return Ok(answer),
+            }
+        }
+    }
+
+    /// The object id of `upn` (cached).
+    async fn user_id(&self, upn: &str) -> Result<String, TargetError> {
+        if let Some(id) = self.users.lock().ok().and_then(|u| u.get(upn).cloned()) {
+            return Ok(id);
+        }
+        let url = format!(
+            "{}?$select=id,userPrincipalName",
+            self.graph(&format!("/users/{}", urlencode(upn)))
+        );
+        let a = self.call(reqwest::Method::GET, &url, None).await?;
+        match a.status {
+            200 => {
+                let id = a.body["id"]
+                    .as_str()
+                    .filter(|i| is_guid(i))
+                    .ok_or_else(|| TargetError::Refused("Graph: a user without an id".into()))?
+                    .to_owned();
+                if let Ok(mut u) = self.users.lock() {
+                    u.insert(upn.to_owned(), id.clone());
+                    u.insert(id.clone(), upn.to_owned());
+                }
+                Ok(id)
+            }
+            404 => Err(TargetError::Refused(format!(
+                "no Entra user {upn} (check the target's login template)"
+            ))),
+            _ => Err(TargetError::Refused(format!("Graph: {}", a.describe()))),
+        }
+    }
+
+    /// The holder name of an assignment's principal: its UPN, or `servicePrincipal:ID` for an
+    /// app (a daemon holding a directory role).
+    async fn holder_of(&self, principal_id: &str) -> Result<String, TargetError> {
+        if let Some(h) = self
+            .users
+            .lock()
+            .ok()
+            .and_then(|u| u.get(principal_id).cloned())
+        {
+            return Ok(h);
+        }
+        let url = format!(
+            "{}?$select=id,userPrincipalName",
+            self.graph(&format!("/users/{}", urlencode(principal_id)))
+        );
+        let a = self.call(reqwest::Method::GET, &url, None).await?;
+        let holder = match (a.status, a.body["userPrincipalName"].as_str()) {
+            (200, Some(upn)) => upn.to_owned(),
+            (404, _) => format!("servicePrincipal:{principal_id}"),
+            _ => return Err(TargetError::Refused(format!("Graph: {}", a.describe()))),
+        };
+        if let Ok(mut u) = self.users.lock() {
+            u.insert(principal_id.to_owned(), holder.clone());
+        }
+        Ok(holder)
+    }
+
+    /// Every assignment matching `filter`, following `@odata.nextLink`.
+    async fn list(&self, filter: &str) -> Result<Vec<Assignment>, TargetError> {
+        let mut url = format!(
+            "{}?$filter={}",
+            self.graph("/roleManagement/directory/roleAssignments"),
+            urlencode(filter)
+        );
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let a = self.call(reqwest::Method::GET, &url, None).await?;
+            if a.status != 200 {
+                return Err(TargetError::Refused(format!("Graph: {}", a.describe())));
+            }
+            let page: Vec<Assignment> = serde_json::from_value(a.body["value"].clone())
+                .map_err(|_| TargetError::Refused("Graph: an unreadable assignment list".into()))?;
+            out.extend(page);
+            match a.body["@odata.nextLink"].as_str() {
+                // Only links back to the configured Graph: a token is never sent elsewhere.
+                Some(next) if next.starts_with(self.graph_base.as_str().trim_end_matches('/')) => {
+                    url = next.to_owned();
+                }
+                Some(_) => {
+                    return Err(TargetError::Refused(
+                        "Graph: a nextLink to another host".into(),
+                    ));
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(TargetError::Refused(format!(
+            "Graph: more than {MAX_PAGES} pages of assignments"
+        )))
+    }
+
+    async fn assign(&self, principal_id: &str, r: &Right) -> Result<(), TargetError> {
+        let body = serde_json::json!({
+            "@odata.type": "#microsoft.graph.unifiedRoleAssignment",
+            "principalId": principal_id,
+            "roleDefinitionId": r.role_definition_id,
+            "directoryScopeId": r.directory_scope_id,
+        });
+        let url = self.graph("/roleManagement/directory/roleAssignments");
+        let a = self.call(reqwest::Method::POST, &url, Some(&body)).await?;
+        match a.status {
+            200 | 201 => Ok(()),
+            // An identical assignment exists already: applied (idempotent).
+            400 | 409 if a.message().contains("conflicting object") => Ok(()),
+            // The user (or the assignment) is not replicated yet: try again.
+            404 => Err(TargetError::Unreachable(format!(
+                "Graph: {} (replication; retried)",
+                a.describe()
+            ))),
+            _ => Err(TargetError::Refused(format!("Graph: {}", a.describe()))),
+        }
+    }
+
+    /// Deletes every assignment of `principal_id` for `r`.
+    async fn unassign(&self, principal_id: &str, r: &Right) -> Result<(), TargetError> {
+        let filter = format!(
+            "principalId eq '{principal_id}' and roleDefinitionId eq '{}'",
+            r.role_definition_id
+        );
+        for a in self.list(&filter).await? {
+            if a.directory_scope_id != r.directory_scope_id {
+                continue;
+            }
+            let url = self.graph(&format!(
+                "/roleManagement/directory/roleAssignments/{}",
+                urlencode(&a.id)
+            ));
+            let d = self.call(reqwest::Method::DELETE, &url, None).await?;
+            match d.status {
+                200 | 204 => {}
+                // Listed but not found: created moments ago and not replicated to the replica
+                // that answered. Gone only once the list no longer shows it.
+                404 => {
+                    return Err(TargetError::Unreachable(format!(
+                        "Graph: assignment {} listed but not deletable yet (replication; retried)",
+                        a.id
+                    )));
+                }
+                _ => return Err(TargetError::Refused(format!("Graph: {}", d.describe()))),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn grant(&self, g: &TargetGrant) -> Result<(), TargetError> {
+        let id = self.user_id(&self.upn(&g.person)).await?;
+        for r in &g.target_grants {
+            self.assign(&id, &Right::parse(r)?).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn revoke(&self, g: &TargetGrant, keep: &[Held]) -> Result<(), TargetError> {
+        let upn = self.upn(&g.person);
+        let id = match self.user_id(&upn).await {
+            Ok(id) => id,
+            // A user deleted in Entra holds nothing any more.
+            Err(TargetError::Refused(m)) if m.starts_with("no Entra user") => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for r in &g.target_grants {
+            let Ok(right) = Right::parse(r) else { continue };
+            let text = Right::text(&right.role_definition_id, &right.directory_scope_id);
+            if keep.iter().any(|k| k.holder == upn && k.right == text) {
+                continue;
+            }
+            self.unassign(&id, &right).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes one assignment no grant means (drift reverted).
+    pub async fn remove(&self, h: &Held) -> Result<(), TargetError> {
+        let right = Right::parse(&h.right)?;
+        let id = match h.holder.strip_prefix("servicePrincipal:") {
+            Some(sp) => sp.to_owned(),
+            None => self.user_id(&h.holder).await?,
+        };
+        self.unassign(&id, &right).await
+    }
+
+    /// Who holds each managed right now (every principal, people and apps).
+    pub async fn observe(&self, managed: &[String]) -> Result<Vec<Held>, TargetError> {
+        let mut roles: Vec<String> = managed
+            .iter()
+            .filter_map(|m| Right::parse(m).ok())
+            .map(|r| r.role_definition_id)
+            .collect();
+        roles.sort();
+        roles.dedup();
+        let mut out = Vec::new();
+        for role in roles {
+            for a in self.list(&format!("roleDefinitionId eq '{role}'")).await? {
+                let right = Right::text(&a.role_definition_id, &a.directory_scope_id);
+                if !managed.contains(&right) {
+                    continue;
+                }
+                out.push(Held {
+                    holder: self.holder_of(&a.principal_id).await?,
+                    right,
+                });
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Checks the token, the permissions it carries and every managed right's form.
+    pub async fn test(&self, managed: &[String]) -> Result<Vec<String>, TargetError> {
+        let mut problems: Vec<String> = managed
+            .iter()
+            .filter_map(|m| Right::parse(m).err().map(|e| e.to_string()))
+            .collect();
+        let token = match self.token(true).await {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(e.to_string());
+                return Ok(problems);
+            }
+        };
+        let roles = token_roles(token.expose_secret());
+        if !roles.iter().any(|r| r == ROLE_PERMISSION) {
+            problems.push(format!(
+                "the app lacks the application permission {ROLE_PERMISSION} (grant it and give admin consent)"
+            ));
+        }
+        Ok(problems)
+    }
+}
+
+/// The `roles` claim of an access token (read, not verified: it only names what to fix).
+pub fn token_roles(jwt: &str) -> Vec<String> {
+    jwt.split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v["roles"].clone()).ok())
+        .unwrap_or_default()
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    crate::workers::alerts::http_error(e)
+}
+
+async fn read_json(resp: reqwest::Response) -> serde_json::Value {
+    match resp.bytes().await {
+        Ok(b) if b.len() <= MAX_BODY => serde_json::from_slice(&b).unwrap_or_default(),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_are_template_ids_at_a_directory_scope() {
+        let r = Right::parse("62E90394-69f5-4237-9190-012177145e10").expect("tenant scope");
+        assert_eq!(r.role_definition_id, "62e90394-69f5-4237-9190-012177145e10");
+        assert_eq!(r.directory_scope_id, "/");
+        let au = "29232cdf-9323-42fd-ade2-1d097af3e4de@/administrativeUnits/5d6b6bb7-de71-4623-b4af-96380a352509";
+        assert_eq!(
+            Right::parse(au).expect("AU").directory_scope_id,
+            "/administrativeUnits/5d6b6bb7-de71-4623-b4af-96380a352509"
+        );
+        assert!(Right::parse("global-administrator").is_err());
+        assert!(Right::parse("62e90394-69f5-4237-9190-012177145e10@/users/x").is_err());
+    }
+
+    #[test]
+    fn token_roles_are_read_from_the_payload() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"roles":["RoleManagement.ReadWrite.Directory"]}"#);
+        assert_eq!(token_roles(&format!("h.{payload}.s")), [ROLE_PERMISSION]);
+        assert!(token_roles("garbage").is_empty());
+    }
+}
