@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 use portcullis_client::Client;
-use portcullis_core::api::BootstrapRequest;
+use portcullis_core::api::{
+    BootstrapRequest, CreateUserRequest, PasswordSignInRequest, TotpConfirmRequest,
+    TotpEnrolRequest,
+};
 use portcullis_server::Config;
 use secrecy::SecretString;
 
@@ -22,6 +25,52 @@ pub fn code(secret: &[u8], offset: i64) -> String {
 pub async fn sign_in(anon: &Client, user: &str, pw: &str, secret: &[u8]) -> Client {
     let (_, r) = portcullis_server::testing::password_and_totp(anon, user, pw, secret, 1).await;
     anon.with_token(Some(SecretString::from(r.session.expect("session").token)))
+}
+
+/// A new privileged person `user` with password `pw`: a registration-only session enrols TOTP,
+/// then a full MFA sign-in on a keep-alive client of its own.
+pub async fn person(running: &Running, user: &str, pw: &str) -> Client {
+    running
+        .admin
+        .create_user(&CreateUserRequest {
+            name: user.into(),
+            display_name: user.into(),
+            email: None,
+            phone: None,
+            guest_organisation: None,
+            privileged: true,
+            password: pw.into(),
+        })
+        .await
+        .expect("user");
+    let r = running
+        .anon
+        .signin_password(&PasswordSignInRequest {
+            username: user.into(),
+            password: pw.into(),
+        })
+        .await
+        .expect("registration sign-in");
+    let reg = running
+        .anon
+        .with_token(Some(SecretString::from(r.session.expect("session").token)));
+    let enrol = reg
+        .mfa_enrol_totp(&TotpEnrolRequest {
+            name: "phone".into(),
+        })
+        .await
+        .expect("enrol");
+    let secret = portcullis_core::totp::base32_decode(&enrol.secret).expect("b32");
+    reg.mfa_confirm_totp(
+        &enrol.factor_id,
+        &TotpConfirmRequest {
+            code: code(&secret, 0),
+        },
+    )
+    .await
+    .expect("confirm");
+    let own = Client::new(&running.base, None).expect("client");
+    sign_in(&own, user, pw, &secret).await
 }
 
 /// A running server and its administrator.
