@@ -13,6 +13,8 @@
 pub mod app;
 pub mod config;
 pub mod error;
+#[cfg(feature = "testing")]
+pub mod graph_double;
 pub mod http;
 pub mod secrets;
 pub mod services;
