@@ -187,6 +187,15 @@ fn pem_blocks(pem: &str, label: &str) -> Vec<Vec<u8>> {
     out
 }
 
+/// The first PEM block of `label` in `pem`, with its BEGIN and END lines.
+fn pem_block_text(pem: &str, label: &str) -> Option<String> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let b = pem.find(&begin)?;
+    let e = pem[b..].find(&end)? + b + end.len();
+    Some(pem[b..e].to_owned())
+}
+
 impl MsGraph {
     /// From the target's configuration (`tenant_id`, `client_id`, `login_base`, `graph_base`,
     /// `login`: the UPN template) and its secret: a client secret, or a PEM bundle holding the
@@ -239,12 +248,18 @@ impl MsGraph {
             use sha2::Digest;
             let x5t_s256 = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .encode(sha2::Sha256::digest(&cert));
-            let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| {
-                TargetError::Config(
-                    "the PEM bundle holds no RSA private key (Entra app certificates are RSA)"
-                        .into(),
-                )
-            })?;
+            // The key's own block: the PEM reader takes the first block it meets.
+            let key_block = ["RSA PRIVATE KEY", "PRIVATE KEY"]
+                .iter()
+                .find_map(|label| pem_block_text(pem, label))
+                .unwrap_or_default();
+            let key =
+                jsonwebtoken::EncodingKey::from_rsa_pem(key_block.as_bytes()).map_err(|_| {
+                    TargetError::Config(
+                        "the PEM bundle holds no RSA private key (Entra app certificates are RSA)"
+                            .into(),
+                    )
+                })?;
             Credential::Certificate { key, x5t_s256 }
         } else {
             Credential::Secret(secret)

@@ -278,10 +278,16 @@ pub async fn add(
     let generated = (req.kind == "webhook" && req.secret.is_none() && req.secret_env.is_none())
         .then(|| hex::encode(rand::random::<[u8; 32]>()));
     let secret = req.secret.clone().or_else(|| generated.clone());
+    // An msgraph app's certificate and private key (PEM) is a few KB; other secrets are short.
+    let max_secret = if req.kind == "msgraph" {
+        16 * 1024
+    } else {
+        1024
+    };
     if let Some(s) = &secret
-        && (s.is_empty() || s.len() > 1024)
+        && (s.is_empty() || s.len() > max_secret)
     {
-        return Err(bad("secret must be 1 to 1024 bytes"));
+        return Err(bad(format!("secret must be 1 to {max_secret} bytes")));
     }
     // The connector validates the configuration (URLs, the login template) before it is stored.
     let probe_secret = secret

@@ -5,6 +5,7 @@
 use super::*;
 
 mod abuse;
+mod msgraph;
 mod postgres;
 mod replicas;
 mod ssh;

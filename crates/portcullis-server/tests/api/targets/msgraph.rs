@@ -1,0 +1,321 @@
+//! The msgraph connector against the Graph test double (`portcullis_server::graph_double`,
+//! shaped like Microsoft Graph's documented API): an activation becomes a directory role
+//! assignment and its end deletes it; an assignment made in the portal is drift; throttling
+//! and replication delays are absorbed without a second assignment; a certificate credential;
+//! missing permissions and bad input refused with a clear reason.
+
+use portcullis_server::graph_double::{AppCredential, GraphDouble};
+
+use super::*;
+
+api_tests!(
+    an_activation_assigns_the_entra_role_and_its_end_deletes_it,
+    an_assignment_made_in_the_portal_is_drift_and_reverted,
+    throttling_and_replication_make_no_second_assignment,
+    a_certificate_authenticates_the_app_and_a_wrong_one_is_named,
+    a_missing_permission_is_named_and_the_grant_waits,
+    bad_entra_input_is_refused_with_a_reason,
+);
+
+const TENANT: &str = "8f0e8b5c-4a3c-4c8e-9d55-2f1a2b3c4d5e";
+const CLIENT: &str = "a1b2c3d4-0000-4000-8000-000000000001";
+const SECRET: &str = "app-secret~value-1";
+const GA: &str = "62e90394-69f5-4237-9190-012177145e10";
+const TARGET: &str = "entra";
+const ROLE_PERMISSION: &str = "RoleManagement.ReadWrite.Directory";
+
+fn upn(user: &str) -> String {
+    format!("{user}@contoso.onmicrosoft.com")
+}
+
+async fn double() -> GraphDouble {
+    GraphDouble::start(
+        TENANT,
+        AppCredential {
+            client_id: CLIENT.into(),
+            client_secret: Some(SECRET.into()),
+            ..AppCredential::default()
+        },
+        &[ROLE_PERMISSION],
+    )
+    .await
+}
+
+fn entra_request(
+    g: &GraphDouble,
+    secret: &str,
+    drift: Option<&str>,
+) -> portcullis_core::api::CreateTargetRequest {
+    portcullis_core::api::CreateTargetRequest {
+        name: TARGET.into(),
+        kind: "msgraph".into(),
+        url: g.base.clone(),
+        observe_url: None,
+        login: Some("{user}@contoso.onmicrosoft.com".into()),
+        secret: Some(secret.into()),
+        secret_env: None,
+        drift: drift.map(str::to_owned),
+        reconcile_interval: Some("1h".into()),
+        ssh: None,
+        msgraph: Some(portcullis_core::api::MsGraphSettings {
+            tenant_id: TENANT.into(),
+            client_id: CLIENT.into(),
+            login_base: Some(g.base.clone()),
+        }),
+    }
+}
+
+/// The target on the double, [`DB_ROLE`] bound to Global Administrator.
+async fn entra_target(admin: &Client, g: &GraphDouble, drift: Option<&str>) {
+    admin
+        .create_target(&entra_request(g, SECRET, drift))
+        .await
+        .expect("add msgraph target");
+    custom_role(admin).await;
+    admin
+        .bind_role(
+            TARGET,
+            DB_ROLE,
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec![GA.into()],
+                mode: None,
+                ssh: None,
+            },
+        )
+        .await
+        .expect("bind");
+}
+
+/// The (principal, role, scope) of every assignment the double holds.
+fn held(g: &GraphDouble) -> Vec<(String, String, String)> {
+    let mut v: Vec<_> = g
+        .assignments()
+        .into_iter()
+        .map(|a| (a.principal_id, a.role_definition_id, a.directory_scope_id))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn an_activation_assigns_the_entra_role_and_its_end_deletes_it(app: TestApp) {
+    let g = double().await;
+    let oid = g.add_user(&upn("ada"));
+    let admin = admin(&app).await;
+    entra_target(&admin, &g, None).await;
+    assert!(admin.test_target(TARGET).await.expect("test").ok);
+    let ada = db_person(&app, &admin, "ada", TARGET).await;
+    let id = activate_at(&ada, TARGET, 3).await;
+    assert!(
+        eventually(5.0, || async {
+            held(&g) == vec![(oid.clone(), GA.to_owned(), "/".to_owned())]
+        })
+        .await,
+        "assigned: {:?}",
+        held(&g)
+    );
+    let seen = admin.observe_target(TARGET).await.expect("observe");
+    assert!(seen.drift.is_empty() && seen.missing.is_empty(), "{seen:?}");
+    assert_eq!(seen.held[0].holder, upn("ada"));
+    assert_eq!(seen.held[0].grant_id.as_deref(), Some(id.as_str()));
+    // The grant expires: the assignment is deleted.
+    assert!(
+        eventually(8.0, || async { held(&g).is_empty() }).await,
+        "deleted at expiry"
+    );
+    let revoked = settled_events(&admin, "target.revoked", 1).await;
+    assert_eq!(revoked.len(), 1);
+    assert!(
+        revoked[0].details["late_ms"]
+            .as_i64()
+            .is_some_and(|ms| ms < 5_000)
+    );
+}
+
+async fn an_assignment_made_in_the_portal_is_drift_and_reverted(app: TestApp) {
+    let g = double().await;
+    let eve = g.add_user(&upn("eve"));
+    let daemon = g.add_service_principal("CiraSync");
+    let admin = admin(&app).await;
+    entra_target(&admin, &g, Some("revert")).await;
+    g.add_assignment_in_portal(&eve, GA, "/");
+    g.add_assignment_in_portal(&daemon, GA, "/");
+    let seen = admin.observe_target(TARGET).await.expect("observe");
+    let mut drift: Vec<String> = seen.drift.iter().map(|h| h.holder.clone()).collect();
+    drift.sort();
+    assert_eq!(
+        drift,
+        vec![upn("eve"), format!("servicePrincipal:{daemon}")]
+    );
+    let r = admin.reconcile_target(TARGET).await.expect("reconcile");
+    assert_eq!(r.reverted.len(), 2, "{r:?}");
+    assert!(held(&g).is_empty(), "both removed: {:?}", held(&g));
+    assert_eq!(events_named(&admin, "target.drift").await.len(), 2);
+}
+
+async fn throttling_and_replication_make_no_second_assignment(app: TestApp) {
+    let g = double().await;
+    let oid = g.add_user(&upn("ivo"));
+    let admin = admin(&app).await;
+    entra_target(&admin, &g, None).await;
+    g.throttle_next(2, 1);
+    g.set_replication_delay(std::time::Duration::from_secs(2));
+    let ivo = db_person(&app, &admin, "ivo", TARGET).await;
+    let id = activate_at(&ivo, TARGET, 600).await;
+    assert!(
+        eventually(10.0, || async { held(&g).len() == 1 }).await,
+        "assigned through the 429s"
+    );
+    // Deactivated at once: the DELETE answers 404 while Graph still lists the assignment.
+    ivo.deactivate(&id, &DecisionRequest { reason: None })
+        .await
+        .expect("deactivate");
+    assert!(
+        eventually(15.0, || async { held(&g).is_empty() }).await,
+        "deleted after replication"
+    );
+    let requests = g.requests();
+    let posts: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("roleAssignments"))
+        .collect();
+    assert_eq!(
+        posts.iter().filter(|r| r.status == 201).count(),
+        1,
+        "one assignment made"
+    );
+    assert!(requests.iter().any(|r| r.status == 429), "throttled");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "DELETE" && r.status == 404),
+        "the replication delay was met"
+    );
+    let ops = admin.target_ops(Some(TARGET), None).await.expect("ops");
+    assert!(ops.iter().all(|o| o.state == "applied"), "{ops:?}");
+    assert!(!held(&g).iter().any(|(p, _, _)| *p == oid));
+}
+
+async fn a_certificate_authenticates_the_app_and_a_wrong_one_is_named(app: TestApp) {
+    use sha2::Digest;
+    let make = || {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+        let c = rcgen::CertificateParams::new(vec!["portcullis".to_owned()])
+            .expect("params")
+            .self_signed(&kp)
+            .expect("cert");
+        let sha: [u8; 32] = sha2::Sha256::digest(c.der().as_ref()).into();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+        (sha, spki, format!("{}{}", c.pem(), kp.serialize_pem()))
+    };
+    let (sha, spki, bundle) = make();
+    let g = GraphDouble::start(
+        TENANT,
+        AppCredential {
+            client_id: CLIENT.into(),
+            client_secret: None,
+            cert_sha256: Some(sha),
+            public_key_der: Some(spki),
+        },
+        &[ROLE_PERMISSION],
+    )
+    .await;
+    let admin = admin(&app).await;
+    admin
+        .create_target(&entra_request(&g, &bundle, None))
+        .await
+        .expect("add with a certificate");
+    let t = admin.test_target(TARGET).await.expect("test");
+    assert!(t.ok, "{t:?}");
+    let shown = serde_json::to_string(&admin.target(TARGET).await.expect("show")).expect("json");
+    assert!(!shown.contains("PRIVATE KEY"), "never shown");
+    admin.remove_target(TARGET).await.expect("remove");
+    let (_, _, other) = make();
+    admin
+        .create_target(&entra_request(&g, &other, None))
+        .await
+        .expect("add with a certificate the app does not know");
+    let t = admin.test_target(TARGET).await.expect("test");
+    assert!(!t.ok);
+    assert!(t.problems[0].contains("AADSTS700027"), "{t:?}");
+}
+
+async fn a_missing_permission_is_named_and_the_grant_waits(app: TestApp) {
+    let g = double().await;
+    g.add_user(&upn("max"));
+    let admin = admin(&app).await;
+    entra_target(&admin, &g, None).await;
+    g.set_permissions(&["User.Read.All"]);
+    let t = admin.test_target(TARGET).await.expect("test");
+    assert!(!t.ok);
+    assert!(
+        t.problems.iter().any(|p| p.contains(ROLE_PERMISSION)),
+        "{t:?}"
+    );
+    let max = db_person(&app, &admin, "max", TARGET).await;
+    activate_at(&max, TARGET, 600).await;
+    assert!(
+        eventually(5.0, || async {
+            admin
+                .target_ops(Some(TARGET), Some("pending"))
+                .await
+                .expect("ops")
+                .first()
+                .and_then(|o| o.last_error.clone())
+                .is_some_and(|e| {
+                    e.contains("Authorization_RequestDenied") && e.contains(ROLE_PERMISSION)
+                })
+        })
+        .await,
+        "the refusal says what to grant: {:?}",
+        admin.target_ops(None, None).await
+    );
+    // Consent given: the retried grant goes through.
+    g.set_permissions(&[ROLE_PERMISSION]);
+    assert!(
+        eventually(20.0, || async { held(&g).len() == 1 }).await,
+        "applied once allowed"
+    );
+}
+
+async fn bad_entra_input_is_refused_with_a_reason(app: TestApp) {
+    let g = double().await;
+    let admin = admin(&app).await;
+    entra_target(&admin, &g, None).await;
+    let e = admin
+        .bind_role(
+            TARGET,
+            DB_ROLE,
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec!["global-administrator".into()],
+                mode: None,
+                ssh: None,
+            },
+        )
+        .await
+        .expect_err("not a template id");
+    assert_eq!(e.code(), Some("invalid_request"));
+    assert!(e.to_string().contains("GUID"), "{e}");
+    let mut bad = entra_request(&g, SECRET, None);
+    bad.name = "entra2".into();
+    bad.msgraph.as_mut().expect("settings").client_id = "not-a-guid".into();
+    let e = admin.create_target(&bad).await.expect_err("client id");
+    assert!(e.to_string().contains("client_id"), "{e}");
+    // A person with no Entra user: the grant is refused with that reason, and retried.
+    let nobody = db_person(&app, &admin, "nobody", TARGET).await;
+    activate_at(&nobody, TARGET, 600).await;
+    assert!(
+        eventually(5.0, || async {
+            admin
+                .target_ops(Some(TARGET), Some("pending"))
+                .await
+                .expect("ops")
+                .first()
+                .and_then(|o| o.last_error.clone())
+                .is_some_and(|e| e.contains("no Entra user nobody@contoso.onmicrosoft.com"))
+        })
+        .await,
+        "{:?}",
+        admin.target_ops(None, None).await
+    );
+    assert!(held(&g).is_empty());
+}
