@@ -26,7 +26,6 @@ pub mod privilege;
 pub mod roles;
 pub mod service_accounts;
 pub mod signin;
-pub mod ssh;
 pub mod support;
 pub mod targets;
 pub mod tokens;

@@ -1,6 +1,6 @@
 //! The `ssh-ca` connector: OpenSSH servers that trust a Portcullis user CA
 //! (`TrustedUserCAKeys`) and its KRL (`RevokedKeys`). Nothing is pushed to the servers: a grant
-//! lets its holder ask for a certificate ([`crate::services::ssh`]), and the end of a grant
+//! lets its holder ask for a certificate ([`crate::services::targets::ssh`]), and the end of a grant
 //! revokes that certificate in the store, in the same transaction, so the KRL served next
 //! lists it.
 //!

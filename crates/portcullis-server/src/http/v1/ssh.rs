@@ -8,7 +8,7 @@ use portcullis_core::api::{RotateSshCaRequest, SignSshRequest, SshCaView, SshCer
 
 use crate::http::error::{ApiError, ApiJson, ErrorBody};
 use crate::services::caller::Caller;
-use crate::services::ssh as svc;
+use crate::services::targets::ssh as svc;
 use crate::state::AppState;
 
 /// Certify your public key for the principals of your active grants at the target. The

@@ -300,13 +300,12 @@ impl Engine {
         if let Connector::SshCa(_) = &*c {
             // Its live certificates are what it holds; a grant needs no certificate, so
             // nothing is ever missing.
-            let mut held: Vec<Held> =
-                crate::services::ssh::live_rights(&self.store, &t.name, us(now))
-                    .await
-                    .map_err(read)?
-                    .into_iter()
-                    .map(|(h, _)| h)
-                    .collect();
+            let mut held: Vec<Held> = super::ssh::live_rights(&self.store, &t.name, us(now))
+                .await
+                .map_err(read)?
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect();
             held.sort();
             held.dedup();
             let wanted: Vec<Held> = meant.iter().map(|(h, _)| h.clone()).collect();
@@ -429,7 +428,7 @@ impl Engine {
     /// as `h.right` is revoked.
     async fn revoke_certificates(&self, t: &Target, h: &Held) -> Result<(), String> {
         let now = us(OffsetDateTime::now_utc());
-        let serials: Vec<i64> = crate::services::ssh::live_rights(&self.store, &t.name, now)
+        let serials: Vec<i64> = super::ssh::live_rights(&self.store, &t.name, now)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()

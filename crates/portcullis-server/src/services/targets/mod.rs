@@ -17,6 +17,7 @@
 //! - A role counts at a target only when assigned or activated at exactly `/targets/NAME`.
 
 mod engine;
+pub mod ssh;
 
 pub use engine::{Engine, Observation};
 
@@ -92,7 +93,7 @@ pub fn connector(master: &MasterKey, t: &Target) -> Result<Connector, TargetErro
 
 /// The configuration stored in clear (no secret is ever part of it).
 fn config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, ApiError> {
-    if req.kind == crate::services::ssh::KIND {
+    if req.kind == ssh::KIND {
         return ssh_config_of(req);
     }
     if req.ssh.is_some() {
@@ -209,8 +210,8 @@ fn binding_view(b: Binding) -> TargetBindingView {
 
 async fn view(state: &AppState, t: Target) -> Result<TargetView, ApiError> {
     let bindings = state.store.target_bindings(&t.name).await?;
-    let ssh = if t.kind == crate::services::ssh::KIND {
-        Some(crate::services::ssh::view(state, &t).await?)
+    let ssh = if t.kind == ssh::KIND {
+        Some(ssh::view(state, &t).await?)
     } else {
         None
     };
@@ -311,8 +312,7 @@ pub async fn add(
         at_us: us(now),
     });
     // An ssh-ca target's CA key is made with it, in the same write.
-    let ca_key = (req.kind == crate::services::ssh::KIND)
-        .then(|| crate::services::ssh::new_ca_key(&state.master, &name, us(now)));
+    let ca_key = (req.kind == ssh::KIND).then(|| ssh::new_ca_key(&state.master, &name, us(now)));
     let ca_fingerprint = ca_key.as_ref().map(|k| k.fingerprint.clone());
     let change = match ca_key {
         Some(key) => Change::Many(vec![
@@ -405,8 +405,8 @@ pub async fn test(
         .await?
         .ok_or_else(|| no_target(name))?;
     let managed = managed_rights(&state.store, name).await?;
-    if t.kind == crate::services::ssh::KIND {
-        let problems = crate::services::ssh::check(state, &t).await;
+    if t.kind == ssh::KIND {
+        let problems = ssh::check(state, &t).await;
         return Ok(TargetTestView {
             target: name.to_owned(),
             ok: problems.is_empty(),
@@ -478,7 +478,7 @@ pub async fn bind(
             "grants must name 1 to {MAX_GRANTS} target-side rights"
         )));
     }
-    let ssh_target = t.kind == crate::services::ssh::KIND;
+    let ssh_target = t.kind == ssh::KIND;
     for g in &req.grants {
         // An SSH principal is matched whole against AuthorizedPrincipalsFile lines and the
         // login name: no separators, no spaces.

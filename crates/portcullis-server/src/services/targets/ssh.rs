@@ -264,7 +264,7 @@ pub async fn sign(
             .map_err(|e| ApiError::bad_request(format!("{e} (--role)")))?;
     let mut principals: Vec<String> = grants
         .iter()
-        .flat_map(|g| crate::services::targets::grants_of(&g.grants))
+        .flat_map(|g| super::grants_of(&g.grants))
         .collect();
     principals.sort();
     principals.dedup();
@@ -403,17 +403,15 @@ pub async fn live_rights(
         .await?
         .into_iter()
         .flat_map(|c| {
-            crate::services::targets::grants_of(&c.principals)
-                .into_iter()
-                .map(move |p| {
-                    (
-                        crate::targets::Held {
-                            holder: c.principal_name.clone(),
-                            right: p,
-                        },
-                        c.serial,
-                    )
-                })
+            super::grants_of(&c.principals).into_iter().map(move |p| {
+                (
+                    crate::targets::Held {
+                        holder: c.principal_name.clone(),
+                        right: p,
+                    },
+                    c.serial,
+                )
+            })
         })
         .collect())
 }
