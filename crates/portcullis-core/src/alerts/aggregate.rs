@@ -175,6 +175,7 @@ pub fn rule_noun(rule: &str) -> String {
         }
         "role.global_administrator" => "Global Administrator assignments or activations".into(),
         "conditional_access.changed" => "conditional-access changes".into(),
+        "target.tenant_posture" => "findings about a connected tenant's emergency accounts".into(),
         "flagged" => "alert-worthy events".into(),
         other => format!("alerts of rule {other}"),
     }

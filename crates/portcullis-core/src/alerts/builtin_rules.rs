@@ -23,6 +23,23 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             summary,
         })
     };
+    if e.action == "breakglass.entra_signin" {
+        return alert(
+            "breakglass.activity",
+            Severity::Critical,
+            format!(
+                "break-glass: Entra sign-in of {} {} from {} to {}{}",
+                text("upn"),
+                outcome,
+                text("ip"),
+                text("app"),
+                match text("failure_reason") {
+                    "" => String::new(),
+                    r => format!(" ({r})"),
+                }
+            ),
+        );
+    }
     if flag("emergency") {
         return alert(
             "breakglass.activity",
@@ -111,6 +128,13 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
+    if e.action == "target.tenant_finding" {
+        return alert(
+            "target.tenant_posture",
+            Severity::Critical,
+            format!("tenant {}: {}", e.target, text("message")),
+        );
+    }
     if matches!(
         e.action.as_str(),
         "target.revoke_failed" | "target.operation_dead"
@@ -175,6 +199,11 @@ pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
         "target.drift",
         Severity::Critical,
         "a right found at a target that no grant of Portcullis gave (drift)",
+    ),
+    (
+        "target.tenant_posture",
+        Severity::Critical,
+        "a connected tenant's emergency accounts need attention (fewer than two, not Global Administrator, not excluded from a conditional-access policy)",
     ),
     (
         "target.failure",

@@ -131,6 +131,24 @@ fn builtin_rules_fire_where_they_must() {
         ),
         (
             ev(
+                "target.tenant_finding",
+                "target:entra",
+                Outcome::Success,
+                serde_json::json!({"code": "emergency.not_excluded", "message": "policy x does not exclude bg1"}),
+            ),
+            Some(("target.tenant_posture", Severity::Critical)),
+        ),
+        (
+            ev(
+                "breakglass.entra_signin",
+                "target:entra",
+                Outcome::Success,
+                serde_json::json!({"emergency": true, "upn": "bg1@contoso.onmicrosoft.com"}),
+            ),
+            Some(("breakglass.activity", Severity::Critical)),
+        ),
+        (
+            ev(
                 "target.revoke_failed",
                 "target:prod-db",
                 Outcome::Failure,

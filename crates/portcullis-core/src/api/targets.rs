@@ -56,6 +56,19 @@ api_type! {
         /// a sovereign cloud).
         #[serde(default)]
         pub login_base: Option<String>,
+        /// The tenant's own break-glass accounts (UPNs): their sign-ins are alerted on, and
+        /// the tenant is checked for what Microsoft's guidance asks of them.
+        #[serde(default)]
+        pub emergency_accounts: Vec<String>,
+    }
+}
+
+api_type! {
+    /// Something about a connected tenant to fix (its emergency accounts, its policies).
+    pub struct TenantFindingView {
+        /// Stable, e.g. `emergency.not_excluded`.
+        pub code: String,
+        pub message: String,
     }
 }
 
@@ -291,6 +304,9 @@ api_type! {
         pub missing: Vec<HeldRightView>,
         /// Held there, not granted by Portcullis: drift.
         pub drift: Vec<HeldRightView>,
+        /// msgraph with emergency accounts: what the tenant should fix.
+        #[serde(default)]
+        pub findings: Vec<TenantFindingView>,
     }
 }
 

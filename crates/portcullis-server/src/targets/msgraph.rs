@@ -60,6 +60,8 @@ pub struct MsGraph {
     login_base: url::Url,
     graph_base: url::Url,
     upn_template: String,
+    /// The tenant's own break-glass accounts (UPNs), watched.
+    pub emergency_accounts: Vec<String>,
     credential: Credential,
     http: reqwest::Client,
     token: tokio::sync::Mutex<Option<(SecretString, Instant)>>,
@@ -234,6 +236,27 @@ impl MsGraph {
                 "login must give each person's UPN, e.g. {user}@contoso.onmicrosoft.com".into(),
             ));
         }
+        let emergency_accounts: Vec<String> = config["emergency_accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .map(str::to_owned)
+            .collect();
+        for u in &emergency_accounts {
+            let ok = u.len() <= 113
+                && u.split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                && !u
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '\'');
+            if !ok {
+                return Err(TargetError::Config(format!(
+                    "emergency account {:?} is not a UPN",
+                    u.chars().take(120).collect::<String>()
+                )));
+            }
+        }
         let secret = secret.ok_or_else(|| {
             TargetError::Config(
                 "an msgraph target needs the app's client secret or certificate (PEM with its private key)".into(),
@@ -270,6 +293,7 @@ impl MsGraph {
             login_base,
             graph_base,
             upn_template,
+            emergency_accounts,
             credential,
             http: reqwest::Client::builder()
                 .timeout(TIMEOUT)
@@ -395,6 +419,17 @@ impl MsGraph {
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, TargetError> {
+        self.call_allowing(method, url, body, &[]).await
+    }
+
+    /// [`Self::call`], answering the statuses in `own` to the caller instead of as errors.
+    async fn call_allowing(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        own: &[u16],
+    ) -> Result<Answer, TargetError> {
         let mut fresh = false;
         let mut waits = 0;
         loop {
@@ -421,6 +456,7 @@ impl MsGraph {
                 body: read_json(resp).await,
             };
             match status {
+                s if own.contains(&s) => return Ok(answer),
                 401 if !fresh => fresh = true,
                 429 | 503 | 504 if waits < RETRIES => {
                     waits += 1;
@@ -672,6 +708,232 @@ impl MsGraph {
             ));
         }
         Ok(problems)
+    }
+}
+
+/// The Global Administrator role template.
+pub const GLOBAL_ADMINISTRATOR: &str = "62e90394-69f5-4237-9190-012177145e10";
+/// How far back each poll of the sign-in logs reads (records arrive minutes late).
+pub const SIGN_IN_LOOKBACK: Duration = Duration::from_secs(3600);
+
+/// One sign-in of a watched account, as the sign-in logs hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignIn {
+    pub id: String,
+    pub created: String,
+    pub upn: String,
+    pub ip: String,
+    pub app: String,
+    /// 0 for a success.
+    pub error_code: i64,
+    pub failure_reason: String,
+}
+
+/// What reading the sign-in logs gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIns {
+    Read(Vec<SignIn>),
+    /// The tenant has no Entra ID P1 (sign-in logs are a P1 feature).
+    NoPremium,
+}
+
+/// Something about the tenant's emergency accounts to fix.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// Stable, e.g. `emergency.not_excluded`.
+    pub code: String,
+    pub message: String,
+}
+
+fn finding(code: &str, message: String) -> Finding {
+    Finding {
+        code: code.to_owned(),
+        message,
+    }
+}
+
+impl MsGraph {
+    /// The sign-ins of `upns` since `since` (RFC 3339, whole seconds, UTC), every page.
+    pub async fn sign_ins(&self, upns: &[String], since: &str) -> Result<SignIns, TargetError> {
+        if upns.is_empty() {
+            return Ok(SignIns::Read(Vec::new()));
+        }
+        let who: Vec<String> = upns
+            .iter()
+            .map(|u| format!("userPrincipalName eq '{}'", u.replace('\'', "''")))
+            .collect();
+        let filter = format!("createdDateTime ge {since} and ({})", who.join(" or "));
+        let mut url = format!(
+            "{}?$filter={}",
+            self.graph("/auditLogs/signIns"),
+            urlencode(&filter)
+        );
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let a = self
+                .call_allowing(reqwest::Method::GET, &url, None, &[403])
+                .await?;
+            if a.status == 403
+                && a.code() == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+            {
+                return Ok(SignIns::NoPremium);
+            }
+            if a.status != 200 {
+                return Err(TargetError::Refused(format!(
+                    "Graph: {} (reading sign-in logs needs AuditLog.Read.All)",
+                    a.describe()
+                )));
+            }
+            for r in a.body["value"].as_array().into_iter().flatten() {
+                let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+                out.push(SignIn {
+                    id: s("id"),
+                    created: s("createdDateTime"),
+                    upn: s("userPrincipalName"),
+                    ip: s("ipAddress"),
+                    app: s("appDisplayName"),
+                    error_code: r["status"]["errorCode"].as_i64().unwrap_or(0),
+                    failure_reason: r["status"]["failureReason"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                });
+            }
+            match a.body["@odata.nextLink"].as_str() {
+                Some(next) if next.starts_with(self.graph_base.as_str().trim_end_matches('/')) => {
+                    url = next.to_owned();
+                }
+                _ => return Ok(SignIns::Read(out)),
+            }
+        }
+        Ok(SignIns::Read(out))
+    }
+
+    /// The findings about the tenant's emergency accounts `upns` (Microsoft's guidance): at
+    /// least two, on the tenant's `onmicrosoft.com` domain, each holding Global Administrator
+    /// permanently, and excluded (directly or by a group) from every enabled
+    /// conditional-access policy.
+    pub async fn posture(&self, upns: &[String]) -> Result<Vec<Finding>, TargetError> {
+        let mut out = Vec::new();
+        if upns.len() < 2 {
+            out.push(finding(
+                "emergency.fewer_than_two",
+                format!(
+                    "{} emergency account(s) configured: keep at least two",
+                    upns.len()
+                ),
+            ));
+        }
+        let mut ids = Vec::new();
+        for u in upns {
+            if !u.to_ascii_lowercase().ends_with(".onmicrosoft.com") {
+                out.push(finding(
+                    "emergency.not_onmicrosoft",
+                    format!("{u} is not on the tenant's onmicrosoft.com domain (a federated or custom domain can fail with it)"),
+                ));
+            }
+            match self.user_id(u).await {
+                Ok(id) => ids.push((u.clone(), id)),
+                Err(TargetError::Refused(m)) if m.starts_with("no Entra user") => {
+                    out.push(finding("emergency.missing", format!("no Entra user {u}")));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let ga = self
+            .list(&format!("roleDefinitionId eq '{GLOBAL_ADMINISTRATOR}'"))
+            .await?;
+        for (u, id) in &ids {
+            if !ga
+                .iter()
+                .any(|a| a.principal_id.eq_ignore_ascii_case(id) && a.directory_scope_id == "/")
+            {
+                out.push(finding(
+                    "emergency.not_global_admin",
+                    format!("{u} does not hold Global Administrator permanently"),
+                ));
+            }
+        }
+        let url = self.graph("/identity/conditionalAccess/policies");
+        let a = self
+            .call_allowing(reqwest::Method::GET, &url, None, &[403])
+            .await?;
+        if a.status != 200 {
+            out.push(finding(
+                "policies.unreadable",
+                format!(
+                    "cannot read conditional-access policies: {} (the app needs Policy.Read.All)",
+                    a.describe()
+                ),
+            ));
+            out.sort();
+            return Ok(out);
+        }
+        let mut members: HashMap<String, Vec<String>> = HashMap::new();
+        for p in a.body["value"].as_array().into_iter().flatten() {
+            if p["state"].as_str() != Some("enabled") {
+                continue;
+            }
+            let users = &p["conditions"]["users"];
+            let list = |k: &str| -> Vec<String> {
+                users[k]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .map(str::to_ascii_lowercase)
+                    .collect()
+            };
+            let excluded_users = list("excludeUsers");
+            let excluded_groups = list("excludeGroups");
+            for (u, id) in &ids {
+                let mut excluded = excluded_users.contains(&id.to_ascii_lowercase());
+                for g in &excluded_groups {
+                    if excluded {
+                        break;
+                    }
+                    if !members.contains_key(g) {
+                        let m = self.transitive_members(g).await?;
+                        members.insert(g.clone(), m);
+                    }
+                    excluded = members
+                        .get(g)
+                        .is_some_and(|m| m.contains(&id.to_ascii_lowercase()));
+                }
+                if !excluded {
+                    out.push(finding(
+                        "emergency.not_excluded",
+                        format!(
+                            "enabled conditional-access policy {:?} does not exclude {u}",
+                            p["displayName"].as_str().unwrap_or("")
+                        ),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The object ids (lower case) of a group's members, nested groups included.
+    async fn transitive_members(&self, group: &str) -> Result<Vec<String>, TargetError> {
+        let url = self.graph(&format!("/groups/{}/transitiveMembers", urlencode(group)));
+        let a = self
+            .call_allowing(reqwest::Method::GET, &url, None, &[403])
+            .await?;
+        if a.status == 404 {
+            return Ok(Vec::new());
+        }
+        if a.status != 200 {
+            return Err(TargetError::Refused(format!("Graph: {}", a.describe())));
+        }
+        Ok(a.body["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str())
+            .map(str::to_ascii_lowercase)
+            .collect())
     }
 }
 

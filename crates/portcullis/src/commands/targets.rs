@@ -92,6 +92,10 @@ pub struct AddTargetArgs {
     /// client secret; sealed under the master key, never shown).
     #[arg(long, conflicts_with_all = ["secret_stdin", "secret_env"])]
     pub certificate: Option<std::path::PathBuf>,
+    /// msgraph: the tenant's own break-glass accounts (UPNs, comma-separated): their sign-ins
+    /// alert, and the tenant is checked for what they need.
+    #[arg(long, value_delimiter = ',')]
+    pub emergency_accounts: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +214,7 @@ fn request(a: &AddTargetArgs) -> Result<CreateTargetRequest> {
             tenant_id: a.tenant_id.clone().unwrap_or_default(),
             client_id: a.client_id.clone().unwrap_or_default(),
             login_base: a.login_base.clone(),
+            emergency_accounts: a.emergency_accounts.clone(),
         }),
     })
 }
@@ -362,6 +367,16 @@ pub async fn run(c: &Client, output: Output, cmd: &TargetsCommand) -> Result<()>
                 rights("held", &o.held);
                 rights("missing (granted, not held)", &o.missing);
                 rights("drift (held without a grant)", &o.drift);
+                if !o.findings.is_empty() {
+                    println!("tenant findings:");
+                    for f in &o.findings {
+                        println!(
+                            "  [{}] {}",
+                            f.code,
+                            portcullis_core::text::escape_for_terminal(&f.message)
+                        );
+                    }
+                }
             }
         }
         TargetsCommand::Reconcile { name } => {

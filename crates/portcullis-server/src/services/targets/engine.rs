@@ -57,6 +57,19 @@ pub struct Observation {
     pub missing: Vec<(Held, String)>,
     /// Held, meant by no live grant.
     pub drift: Vec<Held>,
+    /// msgraph with emergency accounts: what the tenant should fix.
+    pub findings: Vec<crate::targets::msgraph::Finding>,
+}
+
+/// What the tenant watch of an msgraph target remembers between polls (a setting).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct WatchState {
+    /// Ids of the sign-ins already alerted on, within the lookback.
+    seen: Vec<String>,
+    /// The findings of the last poll (`code: message`).
+    findings: Vec<String>,
+    /// The tenant was found without Entra ID P1 and that was said.
+    no_premium_reported: bool,
 }
 
 fn target_grant(o: &TargetOp, rights: Vec<String>) -> TargetGrant {
@@ -316,6 +329,7 @@ impl Engine {
                 held: held.iter().map(|h| (h.clone(), grant_of(h))).collect(),
                 missing: Vec::new(),
                 drift,
+                findings: Vec::new(),
             });
         }
         let Some(held) = c.observe(&managed).await? else {
@@ -344,7 +358,27 @@ impl Engine {
                 .filter(|h| !in_flight.contains(h))
                 .collect(),
         );
+        // A tenant's own emergency accounts hold Global Administrator permanently on purpose:
+        // not drift (their posture is checked apart).
+        let drift: Vec<Held> = match &*c {
+            Connector::MsGraph(g) => drift
+                .into_iter()
+                .filter(|h| {
+                    !(h.right == crate::targets::msgraph::GLOBAL_ADMINISTRATOR
+                        && g.emergency_accounts
+                            .iter()
+                            .any(|e| e.eq_ignore_ascii_case(&h.holder)))
+                })
+                .collect(),
+            _ => drift,
+        };
         let grant_of = |h: &Held| meant.iter().find(|(m, _)| m == h).map(|(_, id)| id.clone());
+        let findings = match &*c {
+            Connector::MsGraph(g) if !g.emergency_accounts.is_empty() => {
+                g.posture(&g.emergency_accounts).await?
+            }
+            _ => Vec::new(),
+        };
         Ok(Observation {
             observable: true,
             held: held.iter().map(|h| (h.clone(), grant_of(h))).collect(),
@@ -353,6 +387,7 @@ impl Engine {
                 .filter_map(|h| grant_of(h).map(|id| (h.clone(), id)))
                 .collect(),
             drift,
+            findings,
         })
     }
 
@@ -421,7 +456,114 @@ impl Engine {
                 tracing::warn!(target = %t.name, error = %e, "cannot record drift");
             }
         }
+        if let Connector::MsGraph(g) = &*c
+            && !g.emergency_accounts.is_empty()
+        {
+            self.watch_tenant(t, g, &seen.findings).await;
+        }
         Ok((seen, reverted))
+    }
+
+    /// The tenant's own break-glass accounts: every sign-in of theirs in the sign-in logs
+    /// raises the critical `breakglass.activity` alert (once per record, whatever its delay);
+    /// a tenant without Entra ID P1 is said to be one, once; each new finding about them is a
+    /// critical `target.tenant_posture` alert. What was seen is kept in a setting.
+    async fn watch_tenant(
+        &self,
+        t: &Target,
+        g: &crate::targets::msgraph::MsGraph,
+        findings: &[crate::targets::msgraph::Finding],
+    ) {
+        use crate::targets::msgraph::{SIGN_IN_LOOKBACK, SignIns};
+        let key = format!("target.watch:{}", t.name);
+        let mut state: WatchState = match self.store.setting(&key).await {
+            Ok(v) => v
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(target = %t.name, error = %e, "cannot read the tenant watch state");
+                return;
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        let since = (now - SIGN_IN_LOOKBACK).max(crate::time_us::from_us(t.created_at_us));
+        let since = since
+            .replace_nanosecond(0)
+            .unwrap_or(since)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let target = format!("target:{}", t.name);
+        let mut events = Vec::new();
+        match g.sign_ins(&g.emergency_accounts, &since).await {
+            Ok(SignIns::Read(list)) => {
+                for s in &list {
+                    if state.seen.contains(&s.id) {
+                        continue;
+                    }
+                    let ev = NewAuditEvent::new(
+                        format!("system:tenant-watch:{}", t.name),
+                        "breakglass.entra_signin",
+                        target.clone(),
+                    )
+                    .outcome(if s.error_code == 0 {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    })
+                    .details(serde_json::json!({
+                        "emergency": true, "upn": s.upn, "ip": s.ip, "app": s.app,
+                        "error_code": s.error_code, "failure_reason": s.failure_reason,
+                        "sign_in_id": s.id, "created": s.created,
+                    }));
+                    events.push(ev);
+                }
+                // Records older than the lookback are not asked for again: only these ids
+                // need remembering.
+                state.seen = list.into_iter().map(|s| s.id).collect();
+            }
+            Ok(SignIns::NoPremium) => {
+                if !state.no_premium_reported {
+                    state.no_premium_reported = true;
+                    events.push(
+                        NewAuditEvent::new("system:tenant-watch", "target.monitoring_unavailable", target.clone())
+                            .outcome(Outcome::Failure)
+                            .details(serde_json::json!({
+                                "reason": "the tenant has no Entra ID P1: its sign-in logs cannot be read, so sign-ins of its emergency accounts are not alerted on; the other checks go on",
+                                "alert": true,
+                            })),
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target = %t.name, error = %e, "cannot read the tenant's sign-in logs");
+            }
+        }
+        let now_findings: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{}: {}", f.code, f.message))
+            .collect();
+        for f in findings {
+            let line = format!("{}: {}", f.code, f.message);
+            if !state.findings.contains(&line) {
+                events.push(
+                    NewAuditEvent::new(
+                        "system:tenant-watch",
+                        "target.tenant_finding",
+                        target.clone(),
+                    )
+                    .details(serde_json::json!({ "code": f.code, "message": f.message })),
+                );
+            }
+        }
+        state.findings = now_findings;
+        let value = serde_json::to_string(&state).unwrap_or_default();
+        if let Err(e) = self
+            .store
+            .write(Change::SetSetting { key, value }, events)
+            .await
+        {
+            tracing::warn!(target = %t.name, error = %e, "cannot record the tenant watch");
+        }
     }
 
     /// Drift at an ssh-ca target reverted: every live certificate that lets `h.holder` log in

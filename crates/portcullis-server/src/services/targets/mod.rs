@@ -156,6 +156,7 @@ fn msgraph_config_of(req: &CreateTargetRequest) -> Result<serde_json::Value, Api
         "tenant_id": s.tenant_id,
         "client_id": s.client_id,
         "login": req.login.clone().unwrap_or_default(),
+        "emergency_accounts": s.emergency_accounts,
     }))
 }
 
@@ -734,6 +735,14 @@ pub async fn observe(
             .map(|(h, g)| held_view(h, Some(g.clone())))
             .collect(),
         drift: o.drift.iter().map(|h| held_view(h, None)).collect(),
+        findings: o
+            .findings
+            .iter()
+            .map(|f| portcullis_core::api::TenantFindingView {
+                code: f.code.clone(),
+                message: f.message.clone(),
+            })
+            .collect(),
     })
 }
 

@@ -15,6 +15,9 @@ api_tests!(
     a_certificate_authenticates_the_app_and_a_wrong_one_is_named,
     a_missing_permission_is_named_and_the_grant_waits,
     bad_entra_input_is_refused_with_a_reason,
+    an_emergency_account_sign_in_alerts_on_every_channel_once,
+    a_policy_that_stops_excluding_an_emergency_account_is_a_finding,
+    a_tenant_without_p1_is_told_once_and_the_other_checks_go_on,
 );
 
 const TENANT: &str = "8f0e8b5c-4a3c-4c8e-9d55-2f1a2b3c4d5e";
@@ -61,6 +64,7 @@ fn entra_request(
             tenant_id: TENANT.into(),
             client_id: CLIENT.into(),
             login_base: Some(g.base.clone()),
+            emergency_accounts: Vec::new(),
         }),
     }
 }
@@ -318,4 +322,177 @@ async fn bad_entra_input_is_refused_with_a_reason(app: TestApp) {
         admin.target_ops(None, None).await
     );
     assert!(held(&g).is_empty());
+}
+
+/// Two emergency accounts as Microsoft's guidance wants them: Global Administrator
+/// permanently, excluded from the enabled policy (one directly, one by a group); the target
+/// watches them.
+async fn watched_tenant(app: &TestApp, g: &GraphDouble) -> (Client, String, String, String) {
+    let bg1 = g.add_user("bg1@contoso.onmicrosoft.com");
+    let bg2 = g.add_user("bg2@contoso.onmicrosoft.com");
+    g.add_assignment_in_portal(&bg1, GA, "/");
+    g.add_assignment_in_portal(&bg2, GA, "/");
+    let group = g.add_group("emergency-access", &[&bg2]);
+    g.set_ca_policies(vec![serde_json::json!({
+        "id": "0b1c2d3e-0000-4000-8000-0000000000a1", "displayName": "Require MFA for admins",
+        "state": "enabled",
+        "conditions": {"users": {"includeUsers": ["All"], "excludeUsers": [bg1], "includeGroups": [], "excludeGroups": [group]}},
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]},
+    })]);
+    g.set_permissions(&[
+        ROLE_PERMISSION,
+        "AuditLog.Read.All",
+        "Policy.Read.All",
+        "Directory.Read.All",
+    ]);
+    let token = admin_token(app).await;
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
+    let mut req = entra_request(g, SECRET, None);
+    req.msgraph.as_mut().expect("settings").emergency_accounts = vec![
+        "bg1@contoso.onmicrosoft.com".into(),
+        "bg2@contoso.onmicrosoft.com".into(),
+    ];
+    admin.create_target(&req).await.expect("add");
+    custom_role(&admin).await;
+    admin
+        .bind_role(
+            TARGET,
+            DB_ROLE,
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec![GA.into()],
+                mode: None,
+                ssh: None,
+            },
+        )
+        .await
+        .expect("bind");
+    (admin, token, bg1, bg2)
+}
+
+async fn an_emergency_account_sign_in_alerts_on_every_channel_once(app: TestApp) {
+    let g = double().await;
+    let (admin, token, _, _) = watched_tenant(&app, &g).await;
+    let inboxes: Vec<Inbox> = vec![Inbox::default(), Inbox::default()];
+    for (i, inbox) in inboxes.iter().enumerate() {
+        let (port, _) = receiver(inbox.clone(), 0).await;
+        let body = serde_json::json!({"name": format!("soc-{i}"), "kind": "webhook", "url": format!("http://127.0.0.1:{port}/hook")});
+        assert_eq!(add_channel(&app, &token, body).await.status(), 201);
+    }
+    // Healthy tenant: its emergency accounts' Global Administrator is not drift, no finding.
+    let r = admin.reconcile_target(TARGET).await.expect("reconcile");
+    assert!(r.drift.is_empty(), "{r:?}");
+    assert!(
+        admin
+            .observe_target(TARGET)
+            .await
+            .expect("observe")
+            .findings
+            .is_empty()
+    );
+    g.add_sign_in(
+        "bg1@contoso.onmicrosoft.com",
+        "203.0.113.9",
+        "Azure Portal",
+        50126,
+        "Invalid username or password.",
+    );
+    admin.reconcile_target(TARGET).await.expect("one poll");
+    let seen = events_named(&admin, "breakglass.entra_signin").await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].details["ip"], "203.0.113.9");
+    assert_eq!(seen[0].details["app"], "Azure Portal");
+    for inbox in &inboxes {
+        let got = eventually(10.0, || async {
+            inbox
+                .lock()
+                .expect("inbox")
+                .requests
+                .iter()
+                .any(|(_, _, b)| {
+                    b.contains("bg1@contoso.onmicrosoft.com") && b.contains("203.0.113.9")
+                })
+        })
+        .await;
+        assert!(got, "the alert reached every channel");
+    }
+    // The next poll reads the same record again: no second alert.
+    admin.reconcile_target(TARGET).await.expect("poll again");
+    assert_eq!(
+        events_named(&admin, "breakglass.entra_signin").await.len(),
+        1
+    );
+}
+
+async fn a_policy_that_stops_excluding_an_emergency_account_is_a_finding(app: TestApp) {
+    let g = double().await;
+    let (admin, token, bg1, _) = watched_tenant(&app, &g).await;
+    admin.reconcile_target(TARGET).await.expect("reconcile");
+    assert!(
+        events_named(&admin, "target.tenant_finding")
+            .await
+            .is_empty()
+    );
+    // Someone edits the policy: the group exclusion is gone.
+    g.set_ca_policies(vec![serde_json::json!({
+        "id": "0b1c2d3e-0000-4000-8000-0000000000a1", "displayName": "Require MFA for admins",
+        "state": "enabled",
+        "conditions": {"users": {"includeUsers": ["All"], "excludeUsers": [bg1], "includeGroups": [], "excludeGroups": []}},
+    })]);
+    let o = admin.observe_target(TARGET).await.expect("observe");
+    assert_eq!(o.findings.len(), 1, "{o:?}");
+    assert_eq!(o.findings[0].code, "emergency.not_excluded");
+    assert!(
+        o.findings[0]
+            .message
+            .contains("bg2@contoso.onmicrosoft.com")
+    );
+    admin.reconcile_target(TARGET).await.expect("reconcile");
+    admin.reconcile_target(TARGET).await.expect("again");
+    let f = events_named(&admin, "target.tenant_finding").await;
+    assert_eq!(f.len(), 1, "alerted once, not on every poll: {f:?}");
+    assert_eq!(
+        alert_count(&app, &token, "target.tenant_posture").await,
+        1,
+        "one critical alert for the new finding"
+    );
+}
+
+async fn a_tenant_without_p1_is_told_once_and_the_other_checks_go_on(app: TestApp) {
+    let g = double().await;
+    g.set_p1(false);
+    let bg1 = g.add_user("bg1@contoso.com");
+    g.set_permissions(&[ROLE_PERMISSION, "AuditLog.Read.All", "Policy.Read.All"]);
+    let admin = admin(&app).await;
+    let mut req = entra_request(&g, SECRET, None);
+    req.msgraph.as_mut().expect("settings").emergency_accounts = vec!["bg1@contoso.com".into()];
+    admin.create_target(&req).await.expect("add");
+    admin.reconcile_target(TARGET).await.expect("poll");
+    admin.reconcile_target(TARGET).await.expect("poll again");
+    let told = events_named(&admin, "target.monitoring_unavailable").await;
+    assert_eq!(told.len(), 1, "said once: {told:?}");
+    assert!(
+        told[0].details["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("P1")
+    );
+    let codes: Vec<String> = admin
+        .observe_target(TARGET)
+        .await
+        .expect("observe")
+        .findings
+        .into_iter()
+        .map(|f| f.code)
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "emergency.fewer_than_two",
+            "emergency.not_global_admin",
+            "emergency.not_onmicrosoft"
+        ],
+        "{bg1}"
+    );
 }
