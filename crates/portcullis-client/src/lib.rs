@@ -259,16 +259,7 @@ impl Client {
                 status: status.as_u16(),
             });
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: b.error.code,
-                message: b.error.message,
-            }),
-            Err(_) => Err(ClientError::Unexpected {
-                status: status.as_u16(),
-            }),
-        }
+        Err(api_error(status, &bytes))
     }
 
     /// A public document that is not JSON (an ssh-ca target's `ca.pub` or KRL), as bytes;
@@ -289,16 +280,7 @@ impl Client {
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) => Err(ClientError::Api {
-                status: status.as_u16(),
-                code: b.error.code,
-                message: b.error.message,
-            }),
-            Err(_) => Err(ClientError::Unexpected {
-                status: status.as_u16(),
-            }),
-        }
+        Err(api_error(status, &bytes))
     }
 
     /// An ssh-ca target's CA public keys (`TrustedUserCAKeys`), one OpenSSH line each.
@@ -397,6 +379,20 @@ fn set_bearer(req: &mut reqwest::Request, token: &SecretString) -> Result<(), Cl
     req.headers_mut()
         .insert(reqwest::header::AUTHORIZATION, value);
     Ok(())
+}
+
+/// An error answer in the API's shape, or an unexpected one.
+fn api_error(status: reqwest::StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(b) => ClientError::Api {
+            status: status.as_u16(),
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) => ClientError::Unexpected {
+            status: status.as_u16(),
+        },
+    }
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {

@@ -191,13 +191,18 @@ pub(crate) async fn postgres_target(
         })
         .await
         .expect("add target");
+    bind_db_role(admin, name, &pg.reader).await;
+}
+
+/// [`DB_ROLE`] (created if need be) bound to `target`, granting `right` there.
+pub(crate) async fn bind_db_role(admin: &Client, target: &str, right: &str) {
     custom_role(admin).await;
     admin
         .bind_role(
-            name,
+            target,
             DB_ROLE,
             &portcullis_core::api::BindRoleRequest {
-                grants: vec![pg.reader.clone()],
+                grants: vec![right.into()],
                 mode: None,
                 ssh: None,
             },

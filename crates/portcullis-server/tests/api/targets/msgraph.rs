@@ -75,19 +75,7 @@ async fn entra_target(admin: &Client, g: &GraphDouble, drift: Option<&str>) {
         .create_target(&entra_request(g, SECRET, drift))
         .await
         .expect("add msgraph target");
-    custom_role(admin).await;
-    admin
-        .bind_role(
-            TARGET,
-            DB_ROLE,
-            &portcullis_core::api::BindRoleRequest {
-                grants: vec![GA.into()],
-                mode: None,
-                ssh: None,
-            },
-        )
-        .await
-        .expect("bind");
+    bind_db_role(admin, TARGET, GA).await;
 }
 
 /// The (principal, role, scope) of every assignment the double holds.
@@ -355,19 +343,7 @@ async fn watched_tenant(app: &TestApp, g: &GraphDouble) -> (Client, String, Stri
         "bg2@contoso.onmicrosoft.com".into(),
     ];
     admin.create_target(&req).await.expect("add");
-    custom_role(&admin).await;
-    admin
-        .bind_role(
-            TARGET,
-            DB_ROLE,
-            &portcullis_core::api::BindRoleRequest {
-                grants: vec![GA.into()],
-                mode: None,
-                ssh: None,
-            },
-        )
-        .await
-        .expect("bind");
+    bind_db_role(&admin, TARGET, GA).await;
     (admin, token, bg1, bg2)
 }
 

@@ -46,19 +46,7 @@ async fn ssh_target(admin: &Client, principal: &str, drift: Option<&str>) -> Tar
         })
         .await
         .expect("add ssh-ca target");
-    custom_role(admin).await;
-    admin
-        .bind_role(
-            TARGET,
-            DB_ROLE,
-            &portcullis_core::api::BindRoleRequest {
-                grants: vec![principal.into()],
-                mode: None,
-                ssh: None,
-            },
-        )
-        .await
-        .expect("bind");
+    bind_db_role(admin, TARGET, principal).await;
     t
 }
 

@@ -117,19 +117,7 @@ async fn webhook_target(
         })
         .await
         .expect("add webhook target");
-    custom_role(admin).await;
-    admin
-        .bind_role(
-            "deploy-hook",
-            DB_ROLE,
-            &portcullis_core::api::BindRoleRequest {
-                grants: vec!["deploy".into()],
-                mode: None,
-                ssh: None,
-            },
-        )
-        .await
-        .expect("bind");
+    bind_db_role(admin, "deploy-hook", "deploy").await;
     t
 }
 
