@@ -937,6 +937,37 @@ impl MsGraph {
     }
 }
 
+/// Findings from what the tenant holds of the mapped roles: a person holding Global
+/// Administrator at the tenant without a grant from Portcullis (a standing administrator; the
+/// emergency accounts are not drift, so never named here), and an app (service principal)
+/// holding any mapped role (a daemon that kept its administrator role after consent).
+pub fn standing_findings(held: &[Held], drift: &[Held]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for h in drift {
+        if h.right == GLOBAL_ADMINISTRATOR && !h.holder.starts_with("servicePrincipal:") {
+            out.push(finding(
+                "standing.global_admin",
+                format!(
+                    "{} holds Global Administrator permanently, outside Portcullis",
+                    h.holder
+                ),
+            ));
+        }
+    }
+    for h in held {
+        if let Some(id) = h.holder.strip_prefix("servicePrincipal:") {
+            out.push(finding(
+                "service_principal.directory_role",
+                format!(
+                    "the app (service principal) {id} holds directory role {}",
+                    h.right
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// The `roles` claim of an access token (read, not verified: it only names what to fix).
 pub fn token_roles(jwt: &str) -> Vec<String> {
     jwt.split('.')

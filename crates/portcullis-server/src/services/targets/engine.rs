@@ -374,8 +374,15 @@ impl Engine {
         };
         let grant_of = |h: &Held| meant.iter().find(|(m, _)| m == h).map(|(_, id)| id.clone());
         let findings = match &*c {
-            Connector::MsGraph(g) if !g.emergency_accounts.is_empty() => {
-                g.posture(&g.emergency_accounts).await?
+            Connector::MsGraph(g) => {
+                let mut f = if g.emergency_accounts.is_empty() {
+                    Vec::new()
+                } else {
+                    g.posture(&g.emergency_accounts).await?
+                };
+                f.extend(crate::targets::msgraph::standing_findings(&held, &drift));
+                f.sort();
+                f
             }
             _ => Vec::new(),
         };
@@ -456,18 +463,17 @@ impl Engine {
                 tracing::warn!(target = %t.name, error = %e, "cannot record drift");
             }
         }
-        if let Connector::MsGraph(g) = &*c
-            && !g.emergency_accounts.is_empty()
-        {
+        if let Connector::MsGraph(g) = &*c {
             self.watch_tenant(t, g, &seen.findings).await;
         }
         Ok((seen, reverted))
     }
 
-    /// The tenant's own break-glass accounts: every sign-in of theirs in the sign-in logs
+    /// The tenant watch: every sign-in of its own break-glass accounts in the sign-in logs
     /// raises the critical `breakglass.activity` alert (once per record, whatever its delay);
-    /// a tenant without Entra ID P1 is said to be one, once; each new finding about them is a
-    /// critical `target.tenant_posture` alert. What was seen is kept in a setting.
+    /// a tenant without Entra ID P1 is said to be one, once; each new finding (about those
+    /// accounts, standing Global Administrators, apps holding a mapped role) is a critical
+    /// `target.tenant_posture` alert. What was seen is kept in a setting.
     async fn watch_tenant(
         &self,
         t: &Target,
@@ -494,7 +500,12 @@ impl Engine {
             .unwrap_or_default();
         let target = format!("target:{}", t.name);
         let mut events = Vec::new();
-        match g.sign_ins(&g.emergency_accounts, &since).await {
+        let sign_ins = if g.emergency_accounts.is_empty() {
+            Ok(SignIns::Read(Vec::new()))
+        } else {
+            g.sign_ins(&g.emergency_accounts, &since).await
+        };
+        match sign_ins {
             Ok(SignIns::Read(list)) => {
                 for s in &list {
                     if state.seen.contains(&s.id) {

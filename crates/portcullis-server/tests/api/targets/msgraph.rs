@@ -138,6 +138,15 @@ async fn an_assignment_made_in_the_portal_is_drift_and_reverted(app: TestApp) {
         drift,
         vec![upn("eve"), format!("servicePrincipal:{daemon}")]
     );
+    // Both are findings about the tenant too: a standing Global Administrator, and an app
+    // holding a directory role.
+    let codes: Vec<&str> = seen.findings.iter().map(|f| f.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["service_principal.directory_role", "standing.global_admin"]
+    );
+    assert!(seen.findings[0].message.contains(&daemon));
+    assert!(seen.findings[1].message.contains(&upn("eve")));
     let r = admin.reconcile_target(TARGET).await.expect("reconcile");
     assert_eq!(r.reverted.len(), 2, "{r:?}");
     assert!(held(&g).is_empty(), "both removed: {:?}", held(&g));
