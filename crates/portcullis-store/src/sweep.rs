@@ -31,6 +31,10 @@ pub struct Retention {
     pub sessions_us: i64,
     /// Familiar sign-in addresses, after their last success.
     pub signin_addresses_us: i64,
+    /// SSH certificates (and the grants they rest on), after they expire: an expired
+    /// certificate needs no revocation (the KRL lists only live ones); its issue stays in the
+    /// audit log.
+    pub ssh_certificates_us: i64,
 }
 
 /// Rows deleted per statement.
@@ -94,6 +98,18 @@ const SWEEPS: &[Sweep] = &[
         table: "sessions",
         sql: "DELETE FROM sessions WHERE id IN (SELECT s.id FROM sessions s JOIN principals p ON p.id = s.principal_id WHERE s.created_at_us < $1 AND NOT p.emergency AND NOT EXISTS (SELECT 1 FROM breakglass_drills d WHERE d.session_id = s.id) LIMIT $2)",
         cutoff: |r| r.sessions_us,
+    },
+    Sweep {
+        table: "ssh_certificates",
+        sql: "DELETE FROM ssh_certificates WHERE (target, serial) IN (SELECT target, serial FROM ssh_certificates WHERE valid_before_us < $1 LIMIT $2)",
+        cutoff: |r| r.ssh_certificates_us,
+    },
+    // The grants of certificates swept above (or of any certificate gone); `$1` only keeps the
+    // statement's parameters those of the others.
+    Sweep {
+        table: "ssh_certificate_grants",
+        sql: "DELETE FROM ssh_certificate_grants WHERE (target, serial, grant_id) IN (SELECT g.target, g.serial, g.grant_id FROM ssh_certificate_grants g WHERE $1 >= 0 AND NOT EXISTS (SELECT 1 FROM ssh_certificates c WHERE c.target = g.target AND c.serial = g.serial) LIMIT $2)",
+        cutoff: |_| 0,
     },
     Sweep {
         table: "signin_addresses",

@@ -24,7 +24,7 @@ pub const EVERY: Duration = Duration::minutes(10);
 /// session for thirty days, or longer while a refresh family it approved can still be used
 /// (a family starts within the session's absolute lifetime and lasts `refresh_absolute`; the
 /// refresh path treats a missing session as revoked); a familiar address for its smart-lockout
-/// period.
+/// period; an SSH certificate a day past its expiry.
 pub fn retention(refresh_absolute: Duration, session_absolute: Duration) -> Retention {
     let day = Duration::days(1).whole_microseconds() as i64;
     Retention {
@@ -39,6 +39,7 @@ pub fn retention(refresh_absolute: Duration, session_absolute: Duration) -> Rete
             .max(session_absolute + refresh_absolute + Duration::days(1))
             .whole_microseconds() as i64,
         signin_addresses_us: portcullis_core::throttle::FAMILIAR_FOR.whole_microseconds() as i64,
+        ssh_certificates_us: day,
     }
 }
 

@@ -23,6 +23,7 @@ fn sweep_retention() -> portcullis_store::sweep::Retention {
         refresh_tokens_us: 2 * DAY,
         sessions_us: 30 * DAY,
         signin_addresses_us: 45 * DAY,
+        ssh_certificates_us: 3 * DAY,
     }
 }
 

@@ -53,6 +53,7 @@ async fn the_sweep_deletes_what_expired_and_nothing_else(db: Db) {
         refresh_tokens_us: 24 * hour,
         sessions_us: 30 * 24 * hour,
         signin_addresses_us: 30 * 24 * hour,
+        ssh_certificates_us: 24 * hour,
     };
     let deleted = store.sweep(now_us, &retention).await.expect("sweep");
     let n = |t: &str| deleted.iter().find(|(x, _)| x == t).map_or(0, |(_, n)| *n);

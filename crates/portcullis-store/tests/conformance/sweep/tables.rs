@@ -260,4 +260,108 @@ conformance!(
     the_sweep_deletes_authorization_codes_their_retention_after_creation,
     the_sweep_deletes_refresh_families_a_retention_past_their_absolute_end,
     the_sweep_deletes_sessions_their_retention_after_creation,
+    the_sweep_deletes_ssh_certificates_their_retention_past_expiry,
 );
+
+/// An ssh-ca target `fleet` whose role `operator` person `ops` holds actively, and a
+/// certificate of theirs with `serial` valid until `valid_before`.
+async fn ssh_certificates(store: &Store, now: i64, certificates: &[(i64, i64)]) {
+    use portcullis_store::ssh::{NewSshCaKey, NewSshCertificate};
+    use portcullis_store::targets::{NewBinding, NewTarget};
+    let long_ago = now - 90 * DAY;
+    sweep_user(store, "ops", false, now).await;
+    let setup = [
+        Change::AddTarget(NewTarget {
+            name: "fleet".into(),
+            kind: "ssh-ca".into(),
+            config: "{}".into(),
+            sealed_secret: None,
+            secret_env: None,
+            drift_mode: "report".into(),
+            reconcile_interval_s: 60,
+            created_by: "test".into(),
+            at_us: long_ago,
+        }),
+        Change::AddSshCaKey {
+            key: NewSshCaKey {
+                target: "fleet".into(),
+                fingerprint: "SHA256:ca".into(),
+                public_key: "ssh-ed25519 AAAA portcullis-ca:fleet".into(),
+                sealed_private: vec![0; 48],
+                at_us: long_ago,
+            },
+            retire_until_us: None,
+        },
+        Change::BindRole(NewBinding {
+            role: "operator".into(),
+            target: "fleet".into(),
+            grants: "[\"root\"]".into(),
+            mode: "grant".into(),
+            options: None,
+            by: "test".into(),
+            at_us: long_ago,
+        }),
+        Change::CreateAssignment(portcullis_store::NewAssignment {
+            id: "asg-ops".into(),
+            principal_id: "ops".into(),
+            role: "operator".into(),
+            scope: "/targets/fleet".into(),
+            kind: portcullis_core::roles::AssignmentKind::Active,
+            starts_at_us: long_ago,
+            ends_at_us: None,
+            created_by: "test".into(),
+            created_at_us: long_ago,
+        }),
+    ];
+    for change in setup {
+        store.write(change, vec![]).await.expect("set up");
+    }
+    for (serial, valid_before) in certificates {
+        let cert = NewSshCertificate {
+            target: "fleet".into(),
+            serial: *serial,
+            ca_fingerprint: "SHA256:ca".into(),
+            principal_id: "ops".into(),
+            key_id: "portcullis:ops:asg-ops".into(),
+            principals: "[\"root\"]".into(),
+            key_fingerprint: "SHA256:key".into(),
+            valid_after_us: valid_before - HOUR,
+            valid_before_us: *valid_before,
+            at_us: valid_before - HOUR,
+            grants: vec![("asg-ops".into(), "operator".into())],
+        };
+        store
+            .write(Change::IssueSshCertificate(cert), vec![])
+            .await
+            .expect("issue");
+    }
+}
+
+async fn the_sweep_deletes_ssh_certificates_their_retention_past_expiry(db: Db) {
+    let store = initialised(&db).await;
+    let now = now_us();
+    let cutoff = now - sweep_retention().ssh_certificates_us;
+    // One expired longer than the retention, one expired more recently, one live.
+    ssh_certificates(
+        &store,
+        now,
+        &[(1, cutoff - MINUTE), (2, cutoff + MINUTE), (3, now + HOUR)],
+    )
+    .await;
+    assert_eq!(
+        sweep_at(&store, now).await,
+        BTreeMap::from([
+            ("ssh_certificate_grants".to_owned(), 1),
+            ("ssh_certificates".to_owned(), 1),
+        ])
+    );
+    let left: Vec<i64> = store
+        .ssh_live_certificates("fleet", 0)
+        .await
+        .expect("read")
+        .iter()
+        .map(|c| c.serial)
+        .collect();
+    assert_eq!(left, [2, 3]);
+    assert!(sweep_at(&store, now).await.is_empty(), "nothing twice");
+}
