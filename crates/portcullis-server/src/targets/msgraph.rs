@@ -625,11 +625,25 @@ impl MsGraph {
     }
 
     pub async fn grant(&self, g: &TargetGrant) -> Result<(), TargetError> {
-        let id = self.user_id(&self.upn(&g.person)).await?;
+        let upn = self.upn(&g.person);
+        let id = self.user_id(&upn).await?;
         for r in &g.target_grants {
-            self.assign(&id, &Right::parse(r)?).await?;
+            if let Err(e) = self.assign(&id, &Right::parse(r)?).await {
+                // The user may have been deleted and made again under the same UPN: the next
+                // attempt resolves it afresh instead of retrying a stale object id.
+                self.forget(&upn, &id);
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// Drops a remembered UPN ↔ object id pair.
+    fn forget(&self, upn: &str, id: &str) {
+        if let Ok(mut u) = self.users.lock() {
+            u.remove(upn);
+            u.remove(id);
+        }
     }
 
     pub async fn revoke(&self, g: &TargetGrant, keep: &[Held]) -> Result<(), TargetError> {

@@ -482,15 +482,17 @@ impl Engine {
     ) {
         use crate::targets::msgraph::{SIGN_IN_LOOKBACK, SignIns};
         let key = format!("target.watch:{}", t.name);
-        let mut state: WatchState = match self.store.setting(&key).await {
-            Ok(v) => v
-                .and_then(|v| serde_json::from_str(&v).ok())
-                .unwrap_or_default(),
+        let stored = match self.store.setting(&key).await {
+            Ok(v) => v,
             Err(e) => {
                 tracing::warn!(target = %t.name, error = %e, "cannot read the tenant watch state");
                 return;
             }
         };
+        let mut state: WatchState = stored
+            .as_deref()
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default();
         let now = OffsetDateTime::now_utc();
         let since = (now - SIGN_IN_LOOKBACK).max(crate::time_us::from_us(t.created_at_us));
         let since = since
@@ -568,6 +570,11 @@ impl Engine {
         }
         state.findings = now_findings;
         let value = serde_json::to_string(&state).unwrap_or_default();
+        // A poll that saw nothing new writes nothing: a setting's write moves the cache epoch,
+        // which every replica's caches would pay for each minute.
+        if events.is_empty() && stored.as_deref() == Some(value.as_str()) {
+            return;
+        }
         if let Err(e) = self
             .store
             .write(Change::SetSetting { key, value }, events)
