@@ -1543,23 +1543,16 @@ fn list_assignments(shared: &Shared, ctx: &Ctx, params: &[(String, String)]) -> 
     if !inner.has_any(ROLES_READ) {
         return ctx.forbidden();
     }
-    let filter = match param(params, "$filter") {
-        None => None,
-        Some(f) => match parse_filter(f).and_then(|e| {
-            e.check(&|c| match (c.field.as_str(), c.op.as_str(), &c.value) {
-                ("principalId" | "roleDefinitionId" | "directoryScopeId", "eq", Lit::Str(_)) => {
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "Invalid filter clause: '{} {}' is not supported.",
-                    c.field, c.op
-                )),
-            })?;
-            Ok(e)
-        }) {
-            Ok(e) => Some(e),
-            Err(m) => return ctx.error(StatusCode::BAD_REQUEST, "BadRequest", &m),
-        },
+    let filter = match supported_filter(params, &|c| match (
+        c.field.as_str(),
+        c.op.as_str(),
+        &c.value,
+    ) {
+        ("principalId" | "roleDefinitionId" | "directoryScopeId", "eq", Lit::Str(_)) => Ok(true),
+        _ => Ok(false),
+    }) {
+        Ok(f) => f,
+        Err(m) => return ctx.error(StatusCode::BAD_REQUEST, "BadRequest", &m),
     };
     let p = match paging(&inner, params) {
         Ok(p) => p,
@@ -1608,33 +1601,26 @@ fn list_sign_ins(shared: &Shared, ctx: &Ctx, params: &[(String, String)]) -> Res
             "Neither tenant is B2C or tenant doesn't have premium license",
         );
     }
-    let filter = match param(params, "$filter") {
-        None => None,
-        Some(f) => match parse_filter(f).and_then(|e| {
-            e.check(&|c| match (c.field.as_str(), c.op.as_str(), &c.value) {
-                ("createdDateTime", "eq" | "ge" | "gt" | "le" | "lt", Lit::Raw(v)) => {
-                    OffsetDateTime::parse(v, &Rfc3339).map(|_| ()).map_err(|_| {
-                        format!("Invalid filter clause: '{v}' is not a DateTimeOffset.")
-                    })
-                }
-                (
-                    "userPrincipalName" | "userId" | "appId" | "appDisplayName" | "ipAddress",
-                    "eq" | "ne",
-                    Lit::Str(_),
-                ) => Ok(()),
-                ("status/errorCode", "eq" | "ne", Lit::Raw(v)) if v.parse::<i64>().is_ok() => {
-                    Ok(())
-                }
-                _ => Err(format!(
-                    "Invalid filter clause: '{} {}' is not supported.",
-                    c.field, c.op
-                )),
-            })?;
-            Ok(e)
-        }) {
-            Ok(e) => Some(e),
-            Err(m) => return ctx.error(StatusCode::BAD_REQUEST, "BadRequest", &m),
-        },
+    let filter = match supported_filter(params, &|c| match (
+        c.field.as_str(),
+        c.op.as_str(),
+        &c.value,
+    ) {
+        ("createdDateTime", "eq" | "ge" | "gt" | "le" | "lt", Lit::Raw(v)) => {
+            OffsetDateTime::parse(v, &Rfc3339)
+                .map(|_| true)
+                .map_err(|_| format!("Invalid filter clause: '{v}' is not a DateTimeOffset."))
+        }
+        (
+            "userPrincipalName" | "userId" | "appId" | "appDisplayName" | "ipAddress",
+            "eq" | "ne",
+            Lit::Str(_),
+        ) => Ok(true),
+        ("status/errorCode", "eq" | "ne", Lit::Raw(v)) if v.parse::<i64>().is_ok() => Ok(true),
+        _ => Ok(false),
+    }) {
+        Ok(f) => f,
+        Err(m) => return ctx.error(StatusCode::BAD_REQUEST, "BadRequest", &m),
     };
     let p = match paging(&inner, params) {
         Ok(p) => p,
@@ -1842,6 +1828,29 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, String> {
         }
     }
     Ok(out)
+}
+
+/// The request's `$filter`, parsed, with every clause one `allowed` accepts (`Ok(false)`:
+/// Graph's message for an unsupported clause; `Err`: a message of its own).
+fn supported_filter(
+    params: &[(String, String)],
+    allowed: &dyn Fn(&Clause) -> Result<bool, String>,
+) -> Result<Option<Expr>, String> {
+    let Some(f) = param(params, "$filter") else {
+        return Ok(None);
+    };
+    let e = parse_filter(f)?;
+    e.check(&|c| {
+        if allowed(c)? {
+            Ok(())
+        } else {
+            Err(format!(
+                "Invalid filter clause: '{} {}' is not supported.",
+                c.field, c.op
+            ))
+        }
+    })?;
+    Ok(Some(e))
 }
 
 fn parse_filter(s: &str) -> Result<Expr, String> {

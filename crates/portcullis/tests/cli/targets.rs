@@ -38,6 +38,20 @@ impl Admin {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Creates user `name` (password on standard input) bound by `role` to `target` through
+    /// an assignment made with `assign_flags` (eligible when empty).
+    fn person_bound(&self, name: &str, role: &str, target: &str, assign_flags: &[&str]) {
+        let out = run_with_stdin(
+            self.command(&["users", "create", name, "--password-stdin"]),
+            "tundra-copper-violet-58\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let scope = format!("/targets/{target}");
+        let mut args = vec!["assign", name, role, "--scope", &scope];
+        args.extend_from_slice(assign_flags);
+        self.ok(&args);
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--output", "json"];
         all.extend_from_slice(args);
@@ -258,21 +272,7 @@ fn an_operation_pending_at_kill_9_is_applied_once_after_the_restart() {
         "target:hook.deploy",
     ]);
     a.ok(&["targets", "bind", "deployer", "hook", "--grants", "deploy"]);
-    let out = run_with_stdin(
-        a.command(&["users", "create", "dana", "--password-stdin"]),
-        "tundra-copper-violet-58\n",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    a.ok(&[
-        "assign",
-        "dana",
-        "deployer",
-        "--scope",
-        "/targets/hook",
-        "--active",
-        "--for",
-        "1h",
-    ]);
+    a.person_bound("dana", "deployer", "hook", &["--active", "--for", "1h"]);
     let failed_once = |a: &Admin| {
         let ops = a.json(&["targets", "ops", "--state", "pending"]);
         ops[0]["attempts"].as_i64().unwrap_or(0) >= 1 && ops[0]["last_error"].is_string()
@@ -341,12 +341,7 @@ fn ssh_through_the_cli_with_a_session_key_and_a_synced_krl() {
         "target:web.login",
     ]);
     a.ok(&["targets", "bind", "operator", "web", "--grants", "root"]);
-    let out = run_with_stdin(
-        a.command(&["users", "create", "dana", "--password-stdin"]),
-        "tundra-copper-violet-58\n",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    a.ok(&["assign", "dana", "operator", "--scope", "/targets/web"]);
+    a.person_bound("dana", "operator", "web", &[]);
     let dana_cfg = a.dir.path().join("dana");
     sign_in_with_new_totp(
         a.dir.path(),
