@@ -78,6 +78,20 @@ async fn entra_target(admin: &Client, g: &GraphDouble, drift: Option<&str>) {
     bind_db_role(admin, TARGET, GA).await;
 }
 
+/// Whether the target's pending operation comes to fail with an error naming all of `words`.
+async fn pending_error_says(admin: &Client, words: &[&str]) -> bool {
+    eventually(5.0, || async {
+        admin
+            .target_ops(Some(TARGET), Some("pending"))
+            .await
+            .expect("ops")
+            .first()
+            .and_then(|o| o.last_error.clone())
+            .is_some_and(|e| words.iter().all(|w| e.contains(w)))
+    })
+    .await
+}
+
 /// The (principal, role, scope) of every assignment the double holds.
 fn held(g: &GraphDouble) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = g
@@ -255,18 +269,7 @@ async fn a_missing_permission_is_named_and_the_grant_waits(app: TestApp) {
     let max = db_person(&app, &admin, "max", TARGET).await;
     activate_at(&max, TARGET, 600).await;
     assert!(
-        eventually(5.0, || async {
-            admin
-                .target_ops(Some(TARGET), Some("pending"))
-                .await
-                .expect("ops")
-                .first()
-                .and_then(|o| o.last_error.clone())
-                .is_some_and(|e| {
-                    e.contains("Authorization_RequestDenied") && e.contains(ROLE_PERMISSION)
-                })
-        })
-        .await,
+        pending_error_says(&admin, &["Authorization_RequestDenied", ROLE_PERMISSION]).await,
         "the refusal says what to grant: {:?}",
         admin.target_ops(None, None).await
     );
@@ -301,20 +304,23 @@ async fn bad_entra_input_is_refused_with_a_reason(app: TestApp) {
     bad.msgraph.as_mut().expect("settings").client_id = "not-a-guid".into();
     let e = admin.create_target(&bad).await.expect_err("client id");
     assert!(e.to_string().contains("client_id"), "{e}");
+    for upn in [
+        "bg1 @contoso.onmicrosoft.com",
+        "bg\u{0}1@contoso.onmicrosoft.com",
+        "nobody",
+    ] {
+        let mut bad = entra_request(&g, SECRET, None);
+        bad.name = "entra3".into();
+        bad.msgraph.as_mut().expect("settings").emergency_accounts = vec![upn.into()];
+        let e = admin.create_target(&bad).await.expect_err("not a UPN");
+        assert_eq!(e.code(), Some("invalid_request"), "{upn:?}: {e}");
+    }
+    assert!(admin.target("entra3").await.is_err(), "nothing stored");
     // A person with no Entra user: the grant is refused with that reason, and retried.
     let nobody = db_person(&app, &admin, "nobody", TARGET).await;
     activate_at(&nobody, TARGET, 600).await;
     assert!(
-        eventually(5.0, || async {
-            admin
-                .target_ops(Some(TARGET), Some("pending"))
-                .await
-                .expect("ops")
-                .first()
-                .and_then(|o| o.last_error.clone())
-                .is_some_and(|e| e.contains("no Entra user nobody@contoso.onmicrosoft.com"))
-        })
-        .await,
+        pending_error_says(&admin, &["no Entra user nobody@contoso.onmicrosoft.com"]).await,
         "{:?}",
         admin.target_ops(None, None).await
     );

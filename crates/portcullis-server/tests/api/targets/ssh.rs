@@ -505,6 +505,15 @@ async fn rotation_keeps_the_old_key_trusted_and_signs_with_the_new(app: TestApp)
     let dir = tempfile::tempdir().expect("dir");
     let (key, public) = user_key(dir.path());
     let first = write_cert(&key, &sign(&kim, &public).await.expect("sign"));
+    // Holding a grant at the target is not managing it: the CA is the administrators'.
+    let e = kim
+        .ssh_rotate(
+            TARGET,
+            &portcullis_core::api::RotateSshCaRequest { overlap: None },
+        )
+        .await
+        .expect_err("a person with a grant cannot rotate the CA");
+    assert_eq!(e.code(), Some("forbidden"), "{e}");
     let e = admin
         .ssh_rotate(
             TARGET,
