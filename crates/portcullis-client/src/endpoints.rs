@@ -15,8 +15,9 @@ use portcullis_core::api::{
     AlertChannelView, AlertRuleView, AlertView, CreateAlertChannelRequest, CreateAlertRuleRequest,
 };
 use portcullis_core::api::{
-    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetCredentialsView,
-    TargetObservationView, TargetOpView, TargetReconcileView, TargetTestView, TargetView,
+    BindRoleRequest, CreateTargetRequest, SetTargetAccountRequest, TargetAccountView,
+    TargetBindingView, TargetCredentialsView, TargetObservationView, TargetOpView,
+    TargetReconcileView, TargetTestView, TargetView,
 };
 use portcullis_core::api::{
     BootstrapRequest, CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest,
@@ -201,6 +202,12 @@ endpoints! {
     fn bind_role(target: &str, role: &str, req: &BindRoleRequest) -> TargetBindingView = PUT format!("/api/v1/targets/{}/bindings/{}", seg(target), seg(role)), body req;
     /// Remove a binding; what it granted is revoked.
     fn unbind_role(target: &str, role: &str) -> () = DELETE format!("/api/v1/targets/{}/bindings/{}", seg(target), seg(role));
+    /// The accounts principals have of their own at a target.
+    fn target_accounts(target: &str) -> Vec<TargetAccountView> = GET format!("/api/v1/targets/{}/accounts", seg(target));
+    /// Set a principal's own account at a target.
+    fn set_target_account(target: &str, principal: &str, req: &SetTargetAccountRequest) -> TargetAccountView = PUT format!("/api/v1/targets/{}/accounts/{}", seg(target), seg(principal)), body req;
+    /// Remove a principal's own account at a target.
+    fn remove_target_account(target: &str, principal: &str) -> () = DELETE format!("/api/v1/targets/{}/accounts/{}", seg(target), seg(principal));
     /// Target operations, newest first, optionally of one target and state.
     fn target_ops(target: Option<&str>, state: Option<&str>) -> Vec<TargetOpView> = GET {
         let mut q = Vec::new();

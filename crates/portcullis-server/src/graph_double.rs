@@ -52,6 +52,23 @@
 //!     or more of the specified property values is present in the directory.", as Graph does.
 //!     Ids are Graph's: base64url(role definition GUID ‖ principal GUID, little-endian GUID
 //!     bytes) + `-1` for the tenant scope `/`.
+//!   - Under `{base}/beta/` (which answers the v1.0 paths above too), the Exchange Online RBAC
+//!     provider: `POST`, `GET` (the same `$filter` and paging), `GET /{id}` and `DELETE /{id}`
+//!     on `/roleManagement/exchange/roleAssignments` ("Create unifiedRoleAssignment", Exchange
+//!     Online provider,
+//!     <https://learn.microsoft.com/en-us/graph/api/unifiedrbacapplication-post-roleassignments?view=graph-rest-beta>;
+//!     "List unifiedRoleAssignments",
+//!     <https://learn.microsoft.com/en-us/graph/api/rbacapplication-list-roleassignments?view=graph-rest-beta>;
+//!     "Delete unifiedRoleAssignment",
+//!     <https://learn.microsoft.com/en-us/graph/api/unifiedroleassignment-delete?view=graph-rest-beta>).
+//!     `principalId` is `/Users/{id}` of a known user (else 400 `Request_BadRequest`), the role
+//!     definition one of the tenant's Exchange role definitions the double knows
+//!     ([`EXCHANGE_ORGANIZATION_MANAGEMENT`], [`EXCHANGE_RECIPIENT_MANAGEMENT`], more with
+//!     [`GraphDouble::add_exchange_role_definition`]), `directoryScopeId` `/` or
+//!     `/AdministrativeUnits|Groups|Users/{id}`; no `@odata.type` is needed; ids are GUIDs and
+//!     answers carry `appScopeId: null`. It needs `RoleManagement.ReadWrite.Exchange` (reading:
+//!     also `RoleManagement.Read.Exchange` or `RoleManagement.Read.All`); on `/v1.0/` the
+//!     `exchange` segment is unknown (400 `BadRequest`).
 //!   - `GET /auditLogs/signIns` with `$filter` (`createdDateTime` `ge`/`gt`/`le`/`lt`/`eq`,
 //!     `userPrincipalName`/`userId`/`appId`/`appDisplayName`/`ipAddress` `eq`,
 //!     `status/errorCode eq n`, `and`/`or`/parentheses in any order), `$top` and paging; newest
@@ -179,6 +196,59 @@ const ROLES_READ: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 const ROLES_WRITE: &[&str] = &["RoleManagement.ReadWrite.Directory"];
+const EXCHANGE_READ: &[&str] = &[
+    "RoleManagement.Read.Exchange",
+    "RoleManagement.Read.All",
+    "RoleManagement.ReadWrite.Exchange",
+];
+const EXCHANGE_WRITE: &[&str] = &["RoleManagement.ReadWrite.Exchange"];
+
+/// The Exchange Online role definition "Organization Management" in the double's tenant (role
+/// definition ids are the tenant's own, not templates).
+pub const EXCHANGE_ORGANIZATION_MANAGEMENT: &str = "c0a1e5f2-7d3b-4e19-9a6c-2b8f4d7e1a01";
+/// The Exchange Online role definition "Recipient Management" in the double's tenant.
+pub const EXCHANGE_RECIPIENT_MANAGEMENT: &str = "c0a1e5f2-7d3b-4e19-9a6c-2b8f4d7e1a02";
+
+/// Which role-assignment collection a request is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coll {
+    /// `/v1.0/roleManagement/directory/roleAssignments`.
+    Directory,
+    /// `/beta/roleManagement/exchange/roleAssignments`.
+    Exchange,
+}
+
+impl Coll {
+    /// The collection's path after the version.
+    fn path(self) -> &'static str {
+        match self {
+            Coll::Directory => "roleManagement/directory/roleAssignments",
+            Coll::Exchange => "roleManagement/exchange/roleAssignments",
+        }
+    }
+
+    /// The API version its links are written with.
+    fn version(self) -> &'static str {
+        match self {
+            Coll::Directory => "v1.0",
+            Coll::Exchange => "beta",
+        }
+    }
+
+    fn read(self) -> &'static [&'static str] {
+        match self {
+            Coll::Directory => ROLES_READ,
+            Coll::Exchange => EXCHANGE_READ,
+        }
+    }
+
+    fn write(self) -> &'static [&'static str] {
+        match self {
+            Coll::Directory => ROLES_WRITE,
+            Coll::Exchange => EXCHANGE_WRITE,
+        }
+    }
+}
 const SIGNINS_READ: &[&str] = &["AuditLog.Read.All"];
 const CA_READ: &[&str] = &[
     "Policy.Read.All",
@@ -207,14 +277,16 @@ pub struct AppCredential {
     pub public_key_der: Option<Vec<u8>>,
 }
 
-/// A directory role assignment as the double holds it.
+/// A directory (or Exchange Online) role assignment as the double holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleAssignment {
-    /// Graph's opaque id (`base64url(role ‖ principal)-1` at the tenant scope).
+    /// Graph's opaque id (`base64url(role ‖ principal)-1` at the tenant scope; a GUID for an
+    /// Exchange assignment).
     pub id: String,
-    /// The user's, service principal's or group's object id (lower case).
+    /// The user's, service principal's or group's object id (lower case); for an Exchange
+    /// assignment, as Graph writes it: `/Users/{id}`, `/Groups/{id}`, `/ServicePrincipals/{id}`.
     pub principal_id: String,
-    /// The role template id (lower case).
+    /// The role template id (lower case); for Exchange, the tenant's role definition id.
     pub role_definition_id: String,
     /// `/` for the whole tenant, or e.g. `/administrativeUnits/{id}`.
     pub directory_scope_id: String,
@@ -278,6 +350,9 @@ struct Inner {
     principals: Vec<Principal>,
     groups: Vec<Group>,
     assignments: Vec<StoredAssignment>,
+    exchange_assignments: Vec<StoredAssignment>,
+    /// The tenant's Exchange Online role definitions (id, display name).
+    exchange_roles: Vec<(String, String)>,
     sign_ins: Vec<SignIn>,
     next_seq: u64,
     throttle: usize,
@@ -338,6 +413,17 @@ impl GraphDouble {
                 principals: Vec::new(),
                 groups: Vec::new(),
                 assignments: Vec::new(),
+                exchange_assignments: Vec::new(),
+                exchange_roles: vec![
+                    (
+                        EXCHANGE_ORGANIZATION_MANAGEMENT.to_owned(),
+                        "Organization Management".to_owned(),
+                    ),
+                    (
+                        EXCHANGE_RECIPIENT_MANAGEMENT.to_owned(),
+                        "Recipient Management".to_owned(),
+                    ),
+                ],
                 sign_ins: Vec::new(),
                 next_seq: 1,
                 throttle: 0,
@@ -450,6 +536,51 @@ impl GraphDouble {
         id
     }
 
+    /// Adds an Exchange Online role definition to the tenant; returns its id.
+    pub fn add_exchange_role_definition(&self, display_name: &str) -> String {
+        let id = new_guid();
+        self.shared
+            .lock()
+            .exchange_roles
+            .push((id.clone(), display_name.to_owned()));
+        id
+    }
+
+    /// The Exchange Online role assignments now, oldest first (principals as Graph writes
+    /// them, `/Users/{id}`).
+    pub fn exchange_assignments(&self) -> Vec<RoleAssignment> {
+        self.shared
+            .lock()
+            .exchange_assignments
+            .iter()
+            .map(|s| s.a.clone())
+            .collect()
+    }
+
+    /// Adds an Exchange Online role assignment made outside Portcullis (in the Exchange admin
+    /// center or PowerShell; already replicated) for `principal_id` as Graph writes it
+    /// (`/Users/{id}`, `/Groups/{id}`, …), organisation-wide; returns its id.
+    pub fn add_exchange_assignment_in_portal(
+        &self,
+        principal_id: &str,
+        role_definition_id: &str,
+    ) -> String {
+        let mut inner = self.shared.lock();
+        let id = new_guid();
+        let seq = inner.seq();
+        inner.exchange_assignments.push(StoredAssignment {
+            seq,
+            a: RoleAssignment {
+                id: id.clone(),
+                principal_id: principal_id.to_owned(),
+                role_definition_id: role_definition_id.to_ascii_lowercase(),
+                directory_scope_id: "/".to_owned(),
+            },
+            created: None,
+        });
+        id
+    }
+
     /// Every request received so far, in the order answered.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().requests.clone()
@@ -520,6 +651,20 @@ impl Inner {
         self.permissions
             .iter()
             .any(|p| wanted.iter().any(|w| p.eq_ignore_ascii_case(w)))
+    }
+
+    fn coll(&self, c: Coll) -> &Vec<StoredAssignment> {
+        match c {
+            Coll::Directory => &self.assignments,
+            Coll::Exchange => &self.exchange_assignments,
+        }
+    }
+
+    fn coll_mut(&mut self, c: Coll) -> &mut Vec<StoredAssignment> {
+        match c {
+            Coll::Directory => &mut self.assignments,
+            Coll::Exchange => &mut self.exchange_assignments,
+        }
     }
 }
 
@@ -727,10 +872,20 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| path.clone());
-    let resp = if let Some(rest) = path.strip_prefix("/v1.0/") {
+    let version = if path.starts_with("/v1.0/") {
+        Some(false)
+    } else if path.starts_with("/beta/") {
+        Some(true)
+    } else {
+        None
+    };
+    let resp = if let Some(beta) = version {
+        let rest = path.split_once('/').map_or("", |(_, r)| r);
+        let rest = rest.split_once('/').map_or("", |(_, r)| r);
         graph(
             &shared,
             &method,
+            beta,
             rest,
             uri.query().unwrap_or(""),
             &headers,
@@ -1063,9 +1218,11 @@ fn check_assertion(shared: &Shared, assertion: &str) -> Result<(), Box<Response>
 // ---------------------------------------------------------------------------------------------
 // Graph.
 
+#[allow(clippy::too_many_arguments)]
 fn graph(
     shared: &Shared,
     method: &Method,
+    beta: bool,
     rest: &str,
     query: &str,
     headers: &HeaderMap,
@@ -1117,15 +1274,27 @@ fn graph(
         ["servicePrincipals", id] if get => get_service_principal(shared, &ctx, id),
         ["servicePrincipals", _] => ctx.method_not_allowed(),
         ["roleManagement", "directory", "roleAssignments"] => match *method {
-            Method::GET => list_assignments(shared, &ctx, &params),
+            Method::GET => list_assignments(shared, &ctx, Coll::Directory, &params),
             Method::POST => create_assignment(shared, &ctx, body),
             _ => ctx.method_not_allowed(),
         },
         ["roleManagement", "directory", "roleAssignments", id] => match *method {
-            Method::GET => get_assignment(shared, &ctx, id),
-            Method::DELETE => delete_assignment(shared, &ctx, id),
+            Method::GET => get_assignment(shared, &ctx, Coll::Directory, id),
+            Method::DELETE => delete_assignment(shared, &ctx, Coll::Directory, id),
             _ => ctx.method_not_allowed(),
         },
+        ["roleManagement", "exchange", "roleAssignments"] if beta => match *method {
+            Method::GET => list_assignments(shared, &ctx, Coll::Exchange, &params),
+            Method::POST => create_exchange_assignment(shared, &ctx, body),
+            _ => ctx.method_not_allowed(),
+        },
+        ["roleManagement", "exchange", "roleAssignments", id] if beta => match *method {
+            Method::GET => get_assignment(shared, &ctx, Coll::Exchange, id),
+            Method::DELETE => delete_assignment(shared, &ctx, Coll::Exchange, id),
+            _ => ctx.method_not_allowed(),
+        },
+        // The Exchange provider is beta only.
+        ["roleManagement", "exchange", ..] => ctx.bad_segment("exchange"),
         ["roleManagement", "directory", "roleDefinitions"] if get => {
             list_role_definitions(shared, &ctx)
         }
@@ -1253,6 +1422,139 @@ fn assignment_json(a: &RoleAssignment) -> Value {
     })
 }
 
+/// An assignment as `c`'s collection answers it (Exchange's carry `appScopeId`).
+fn coll_json(c: Coll, a: &RoleAssignment) -> Value {
+    let mut v = assignment_json(a);
+    if c == Coll::Exchange {
+        v["appScopeId"] = Value::Null;
+    }
+    v
+}
+
+/// `POST /beta/roleManagement/exchange/roleAssignments`.
+fn create_exchange_assignment(shared: &Shared, ctx: &Ctx, body: &[u8]) -> Response {
+    let mut inner = shared.lock();
+    if !inner.has_any(EXCHANGE_WRITE) {
+        return ctx.forbidden();
+    }
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(body) else {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+        );
+    };
+    let field = |k: &str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(principal_id), Some(role_definition_id)) =
+        (field("principalId"), field("roleDefinitionId"))
+    else {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Invalid value specified for property 'principalId' or 'roleDefinitionId' of resource 'UnifiedRoleAssignment'.",
+        );
+    };
+    let Some(scope) = field("directoryScopeId") else {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "Either 'directoryScopeId' or 'appScopeId' must be specified.",
+        );
+    };
+    // `/Users/{id}` of a user the tenant has (a bare object id is not the Exchange form).
+    let user = principal_id
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case("/Users/"))
+        .map(|_| &principal_id[7..])
+        .and_then(|id| {
+            inner
+                .principals
+                .iter()
+                .find(|p| p.kind == PrincipalKind::User && p.id.eq_ignore_ascii_case(id))
+        })
+        .map(|p| p.id.clone());
+    let Some(user) = user else {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!(
+                "Invalid value specified for property 'principalId' of resource 'UnifiedRoleAssignment': '{principal_id}' is not a principal of the form /Users/{{id}} in this organization."
+            ),
+        );
+    };
+    let role_definition_id = role_definition_id.to_ascii_lowercase();
+    if !inner
+        .exchange_roles
+        .iter()
+        .any(|(id, _)| *id == role_definition_id)
+    {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!("The role definition '{role_definition_id}' was not found or is invalid."),
+        );
+    }
+    let scope_ok = scope == "/"
+        || ["/AdministrativeUnits/", "/Groups/", "/Users/"]
+            .iter()
+            .any(|p| {
+                scope
+                    .get(..p.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(p))
+                    && guid_bytes(&scope[p.len()..]).is_some()
+            });
+    if !scope_ok {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            &format!("Invalid value specified for property 'directoryScopeId': '{scope}'."),
+        );
+    }
+    let principal_id = format!("/Users/{user}");
+    if inner.exchange_assignments.iter().any(|s| {
+        s.a.principal_id.eq_ignore_ascii_case(&principal_id)
+            && s.a.role_definition_id == role_definition_id
+            && s.a.directory_scope_id.eq_ignore_ascii_case(&scope)
+    }) {
+        return ctx.error(
+            StatusCode::BAD_REQUEST,
+            "Request_BadRequest",
+            "A conflicting object with one or more of the specified property values is present in the directory.",
+        );
+    }
+    let a = RoleAssignment {
+        id: new_guid(),
+        principal_id,
+        role_definition_id,
+        directory_scope_id: scope,
+    };
+    let seq = inner.seq();
+    inner.exchange_assignments.push(StoredAssignment {
+        seq,
+        a: a.clone(),
+        created: Some(Instant::now()),
+    });
+    let c = Coll::Exchange;
+    let mut body = coll_json(c, &a);
+    body["@odata.context"] = json!(format!(
+        "{}/{}/$metadata#{}/$entity",
+        shared.base,
+        c.version(),
+        c.path()
+    ));
+    let mut resp = ctx.json(StatusCode::CREATED, &body);
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{}/{}/{}/{}",
+        shared.base,
+        c.version(),
+        c.path(),
+        a.id
+    )) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
 fn create_assignment(shared: &Shared, ctx: &Ctx, body: &[u8]) -> Response {
     let mut inner = shared.lock();
     if !inner.has_any(ROLES_WRITE) {
@@ -1348,17 +1650,19 @@ fn create_assignment(shared: &Shared, ctx: &Ctx, body: &[u8]) -> Response {
     resp
 }
 
-fn get_assignment(shared: &Shared, ctx: &Ctx, id: &str) -> Response {
+fn get_assignment(shared: &Shared, ctx: &Ctx, c: Coll, id: &str) -> Response {
     let inner = shared.lock();
-    if !inner.has_any(ROLES_READ) {
+    if !inner.has_any(c.read()) {
         return ctx.forbidden();
     }
-    match inner.assignments.iter().find(|s| s.a.id == id) {
+    match inner.coll(c).iter().find(|s| s.a.id == id) {
         Some(s) => {
-            let mut body = assignment_json(&s.a);
+            let mut body = coll_json(c, &s.a);
             body["@odata.context"] = json!(format!(
-                "{}/v1.0/$metadata#roleManagement/directory/roleAssignments/$entity",
-                shared.base
+                "{}/{}/$metadata#{}/$entity",
+                shared.base,
+                c.version(),
+                c.path()
             ));
             ctx.json(StatusCode::OK, &body)
         }
@@ -1366,22 +1670,22 @@ fn get_assignment(shared: &Shared, ctx: &Ctx, id: &str) -> Response {
     }
 }
 
-fn delete_assignment(shared: &Shared, ctx: &Ctx, id: &str) -> Response {
+fn delete_assignment(shared: &Shared, ctx: &Ctx, c: Coll, id: &str) -> Response {
     let mut inner = shared.lock();
-    if !inner.has_any(ROLES_WRITE) {
+    if !inner.has_any(c.write()) {
         return ctx.forbidden();
     }
     let delay = inner.replication_delay;
-    let Some(pos) = inner.assignments.iter().position(|s| s.a.id == id) else {
+    let Some(pos) = inner.coll(c).iter().position(|s| s.a.id == id) else {
         return ctx.not_found(id);
     };
-    if inner.assignments[pos]
+    if inner.coll(c)[pos]
         .created
-        .is_some_and(|c| c.elapsed() < delay)
+        .is_some_and(|t| t.elapsed() < delay)
     {
         return ctx.not_found(id);
     }
-    inner.assignments.remove(pos);
+    inner.coll_mut(c).remove(pos);
     let mut resp = StatusCode::NO_CONTENT.into_response();
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert("request-id", v);
@@ -1533,14 +1837,15 @@ fn paging(inner: &Inner, params: &[(String, String)]) -> Result<Paging, &'static
     })
 }
 
+/// The next page's link; `path` starts with the version (`v1.0/…`, `beta/…`).
 fn next_link(base: &str, path: &str, carried: &str, last_seq: u64) -> String {
     let tok = URL_SAFE_NO_PAD.encode(format!("seq:{last_seq}"));
-    format!("{base}/v1.0/{path}?{carried}$skiptoken={tok}")
+    format!("{base}/{path}?{carried}$skiptoken={tok}")
 }
 
-fn list_assignments(shared: &Shared, ctx: &Ctx, params: &[(String, String)]) -> Response {
+fn list_assignments(shared: &Shared, ctx: &Ctx, c: Coll, params: &[(String, String)]) -> Response {
     let inner = shared.lock();
-    if !inner.has_any(ROLES_READ) {
+    if !inner.has_any(c.read()) {
         return ctx.forbidden();
     }
     let filter = match supported_filter(params, &|c| match (
@@ -1558,7 +1863,7 @@ fn list_assignments(shared: &Shared, ctx: &Ctx, params: &[(String, String)]) -> 
         Ok(p) => p,
         Err(m) => return ctx.error(StatusCode::BAD_REQUEST, "BadRequest", m),
     };
-    let mut matching = inner.assignments.iter().filter(|s| {
+    let mut matching = inner.coll(c).iter().filter(|s| {
         p.after.is_none_or(|a| s.seq > a)
             && filter.as_ref().is_none_or(|f| {
                 f.eval(&|c| {
@@ -1575,13 +1880,13 @@ fn list_assignments(shared: &Shared, ctx: &Ctx, params: &[(String, String)]) -> 
     let page: Vec<&StoredAssignment> = matching.by_ref().take(p.size).collect();
     let more = matching.next().is_some();
     let mut body = json!({
-        "@odata.context": format!("{}/v1.0/$metadata#roleManagement/directory/roleAssignments", shared.base),
-        "value": page.iter().map(|s| assignment_json(&s.a)).collect::<Vec<_>>(),
+        "@odata.context": format!("{}/{}/$metadata#{}", shared.base, c.version(), c.path()),
+        "value": page.iter().map(|s| coll_json(c, &s.a)).collect::<Vec<_>>(),
     });
     if more && let Some(last) = page.last() {
         body["@odata.nextLink"] = json!(next_link(
             &shared.base,
-            "roleManagement/directory/roleAssignments",
+            &format!("{}/{}", c.version(), c.path()),
             &p.carried,
             last.seq
         ));
@@ -1644,7 +1949,7 @@ fn list_sign_ins(shared: &Shared, ctx: &Ctx, params: &[(String, String)]) -> Res
     if more && let Some(last) = page.last() {
         body["@odata.nextLink"] = json!(next_link(
             &shared.base,
-            "auditLogs/signIns",
+            "v1.0/auditLogs/signIns",
             &p.carried,
             last.seq
         ));
@@ -2578,6 +2883,154 @@ mod tests {
         assert_eq!((status, code(&e)), (403, "Authorization_RequestDenied"));
         let (status, _, _) = call(&d, Method::GET, &format!("users/{u1}"), t, None).await;
         assert_eq!(status, 403);
+    }
+
+    #[tokio::test]
+    async fn exchange_assignments_on_beta() {
+        let d =
+            GraphDouble::start(TENANT, secret_app(), &["RoleManagement.ReadWrite.Exchange"]).await;
+        let token = secret_token(&d).await;
+        let t = Some(token.as_str());
+        let users: Vec<String> = (0..3)
+            .map(|i| d.add_user(&format!("x{i}@contoso.example")))
+            .collect();
+        d.set_page_size(2);
+        let url = format!("{}/beta/roleManagement/exchange/roleAssignments", d.base);
+        let body = |principal: &str, role: &str| {
+            Some(
+                json!({"principalId": principal, "roleDefinitionId": role, "directoryScopeId": "/"}),
+            )
+        };
+        for u in &users {
+            let (status, headers, v) = call(
+                &d,
+                Method::POST,
+                &url,
+                t,
+                body(&format!("/Users/{u}"), EXCHANGE_ORGANIZATION_MANAGEMENT),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+            assert_eq!(v["principalId"], format!("/Users/{u}"));
+            assert!(v["appScopeId"].is_null());
+            assert!(guid_bytes(v["id"].as_str().unwrap()).is_some());
+            assert!(headers.get("location").is_some());
+        }
+        // Duplicate, a bare object id, an unknown user, an unknown role definition.
+        let (status, _, e) = call(
+            &d,
+            Method::POST,
+            &url,
+            t,
+            body(
+                &format!("/Users/{}", users[0]),
+                EXCHANGE_ORGANIZATION_MANAGEMENT,
+            ),
+        )
+        .await;
+        assert_eq!((status, code(&e)), (400, "Request_BadRequest"));
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("conflicting object")
+        );
+        for principal in [users[1].clone(), format!("/Users/{}", new_guid())] {
+            let (status, _, e) = call(
+                &d,
+                Method::POST,
+                &url,
+                t,
+                body(&principal, EXCHANGE_RECIPIENT_MANAGEMENT),
+            )
+            .await;
+            assert_eq!(
+                (status, code(&e)),
+                (400, "Request_BadRequest"),
+                "{principal}"
+            );
+        }
+        let (status, _, e) = call(
+            &d,
+            Method::POST,
+            &url,
+            t,
+            body(&format!("/Users/{}", users[1]), GA),
+        )
+        .await;
+        assert_eq!((status, code(&e)), (400, "Request_BadRequest"));
+        let custom = d.add_exchange_role_definition("Mail Recipients (custom)");
+        let (status, _, _) = call(
+            &d,
+            Method::POST,
+            &url,
+            t,
+            body(&format!("/Users/{}", users[1]), &custom),
+        )
+        .await;
+        assert_eq!(status, 201);
+        // Filter and paging, on beta.
+        let filter = format!("roleDefinitionId eq '{EXCHANGE_ORGANIZATION_MANAGEMENT}'");
+        let first = format!("{url}?$filter={}", encode_query_value(&filter));
+        let (status, _, page1) = call(&d, Method::GET, &first, t, None).await;
+        assert_eq!(status, 200, "{page1}");
+        assert_eq!(page1["value"].as_array().unwrap().len(), 2);
+        let next = page1["@odata.nextLink"].as_str().unwrap().to_owned();
+        assert!(next.starts_with(&format!("{url}?")), "{next}");
+        let (_, _, page2) = call(&d, Method::GET, &next, t, None).await;
+        assert_eq!(page2["value"].as_array().unwrap().len(), 1);
+        let filter = format!("principalId eq '/Users/{}'", users[1]);
+        let (_, _, v) = call(
+            &d,
+            Method::GET,
+            &format!("{url}?$filter={}", encode_query_value(&filter)),
+            t,
+            None,
+        )
+        .await;
+        assert_eq!(v["value"].as_array().unwrap().len(), 2);
+        // Not on v1.0, and not in the directory collection.
+        let (status, _, e) = call(
+            &d,
+            Method::GET,
+            "roleManagement/exchange/roleAssignments",
+            t,
+            None,
+        )
+        .await;
+        assert_eq!((status, code(&e)), (400, "BadRequest"));
+        assert!(d.assignments().is_empty());
+        // Delete: 204, then 404.
+        let id = d.exchange_assignments()[0].id.clone();
+        let (status, _, _) = call(&d, Method::DELETE, &format!("{url}/{id}"), t, None).await;
+        assert_eq!(status, 204);
+        let (status, _, e) = call(&d, Method::DELETE, &format!("{url}/{id}"), t, None).await;
+        assert_eq!((status, code(&e)), (404, "Request_ResourceNotFound"));
+        assert_eq!(d.exchange_assignments().len(), 3);
+        let portal = d.add_exchange_assignment_in_portal(
+            &format!("/Groups/{}", new_guid()),
+            EXCHANGE_RECIPIENT_MANAGEMENT,
+        );
+        assert!(d.exchange_assignments().iter().any(|a| a.id == portal));
+        // Without the Exchange permission: 403 on the Exchange collection.
+        d.set_permissions(&["RoleManagement.ReadWrite.Directory"]);
+        let (status, _, e) = call(&d, Method::GET, &url, t, None).await;
+        assert_eq!((status, code(&e)), (403, "Authorization_RequestDenied"));
+        let (status, _, e) = call(
+            &d,
+            Method::POST,
+            &url,
+            t,
+            body(
+                &format!("/Users/{}", users[2]),
+                EXCHANGE_RECIPIENT_MANAGEMENT,
+            ),
+        )
+        .await;
+        assert_eq!((status, code(&e)), (403, "Authorization_RequestDenied"));
+        // No token: 401.
+        let (status, _, e) = call(&d, Method::GET, &url, None, None).await;
+        assert_eq!((status, code(&e)), (401, "InvalidAuthenticationToken"));
     }
 
     #[tokio::test]

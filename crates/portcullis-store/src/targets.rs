@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::{Result, Store, on_pool};
 
-pub use crate::changes::{NewBinding, NewCredential, NewTarget, TargetOpAttempt};
+pub use crate::changes::{NewBinding, NewCredential, NewTarget, NewTargetAccount, TargetOpAttempt};
 
 /// A target as stored (its secret sealed, never in `config`).
 #[derive(Debug, Clone)]
@@ -66,6 +66,10 @@ pub struct TargetOp {
     pub failure_reported: bool,
     pub created_at_us: i64,
     pub applied_at_us: Option<i64>,
+    /// The principal's own account at the target when the grant was written, if it had one
+    /// (else the target's login template applies), and its id there.
+    pub account: Option<String>,
+    pub account_id: Option<String>,
 }
 
 /// One recorded attempt at an operation.
@@ -93,6 +97,21 @@ pub struct LiveGrant {
     pub options: Option<String>,
     pub starts_at_us: i64,
     pub ends_at_us: Option<i64>,
+    /// The principal's own account at the target, if set, and its id there.
+    pub account: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// A principal's own account at a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetAccount {
+    pub target: String,
+    pub principal_id: String,
+    pub principal_name: String,
+    pub account: String,
+    pub external_id: Option<String>,
+    pub created_by: String,
+    pub created_at_us: i64,
 }
 
 /// Operation counts of one target, for `/metrics`.
@@ -108,7 +127,7 @@ pub struct TargetStats {
 }
 
 const TARGET_COLS: &str = "name, kind, config, sealed_secret, secret_env, drift_mode, reconcile_interval_s, created_by, created_at_us, updated_at_us";
-const OP_COLS: &str = "o.id, o.target, o.op, o.grant_id, o.principal_id, p.name AS principal_name, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, o.reason, o.state, o.attempts, o.budget_from, o.due_at_us, o.next_attempt_at_us, o.last_error, o.failure_reported, o.created_at_us, o.applied_at_us";
+const OP_COLS: &str = "o.id, o.target, o.op, o.grant_id, o.principal_id, p.name AS principal_name, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, o.reason, o.state, o.attempts, o.budget_from, o.due_at_us, o.next_attempt_at_us, o.last_error, o.failure_reported, o.created_at_us, o.applied_at_us, o.account, o.account_id";
 
 macro_rules! target_row {
     ($r:expr) => {
@@ -151,6 +170,8 @@ macro_rules! op_row {
             failure_reported: $r.try_get("failure_reported")?,
             created_at_us: $r.try_get("created_at_us")?,
             applied_at_us: $r.try_get("applied_at_us")?,
+            account: $r.try_get("account")?,
+            account_id: $r.try_get("account_id")?,
         }
     };
 }
@@ -284,7 +305,7 @@ impl Store {
     pub async fn live_target_grants(&self, target: &str, now_us: i64) -> Result<Vec<LiveGrant>> {
         on_pool!(&self.backend, pool => {
             let mut out = Vec::new();
-            for r in sqlx::query("SELECT r.id, p.name, r.role, b.grants, b.mode, b.options, COALESCE(r.activated_at_us, r.created_at_us) AS starts_at_us, r.ends_at_us FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE b.target = $1 AND r.state = 'active' AND r.ends_at_us > $2 AND p.enabled UNION ALL SELECT a.id, p.name, a.role, b.grants, b.mode, b.options, a.starts_at_us, a.ends_at_us FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE b.target = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group' AND p.enabled ORDER BY 1")
+            for r in sqlx::query("SELECT r.id, p.name, r.role, b.grants, b.mode, b.options, COALESCE(r.activated_at_us, r.created_at_us) AS starts_at_us, r.ends_at_us, ta.account, ta.external_id FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id LEFT JOIN target_accounts ta ON ta.target = b.target AND ta.principal_id = r.principal_id WHERE b.target = $1 AND r.state = 'active' AND r.ends_at_us > $2 AND p.enabled UNION ALL SELECT a.id, p.name, a.role, b.grants, b.mode, b.options, a.starts_at_us, a.ends_at_us, ta.account, ta.external_id FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id LEFT JOIN target_accounts ta ON ta.target = b.target AND ta.principal_id = a.principal_id WHERE b.target = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group' AND p.enabled ORDER BY 1")
                 .bind(target).bind(now_us).fetch_all(pool).await? {
                 out.push(LiveGrant {
                     id: r.try_get(0)?,
@@ -295,6 +316,28 @@ impl Store {
                     options: r.try_get(5)?,
                     starts_at_us: r.try_get(6)?,
                     ends_at_us: r.try_get(7)?,
+                    account: r.try_get(8)?,
+                    account_id: r.try_get(9)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The principals' own accounts at `target`, by principal name.
+    pub async fn target_accounts(&self, target: &str) -> Result<Vec<TargetAccount>> {
+        on_pool!(&self.backend, pool => {
+            let mut out = Vec::new();
+            for r in sqlx::query("SELECT ta.target, ta.principal_id, p.name, ta.account, ta.external_id, ta.created_by, ta.created_at_us FROM target_accounts ta JOIN principals p ON p.id = ta.principal_id WHERE ta.target = $1 ORDER BY p.name")
+                .bind(target).fetch_all(pool).await? {
+                out.push(TargetAccount {
+                    target: r.try_get(0)?,
+                    principal_id: r.try_get(1)?,
+                    principal_name: r.try_get(2)?,
+                    account: r.try_get(3)?,
+                    external_id: r.try_get(4)?,
+                    created_by: r.try_get(5)?,
+                    created_at_us: r.try_get(6)?,
                 });
             }
             Ok(out)

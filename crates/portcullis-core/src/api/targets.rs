@@ -249,6 +249,10 @@ api_type! {
         /// The request or assignment this grant is.
         pub grant_id: String,
         pub person: String,
+        /// The person's own account at the target it acts on, where one was set when the
+        /// grant was written (else the target's login template applies).
+        #[serde(default)]
+        pub account: Option<String>,
         pub role: String,
         pub target_grants: Vec<String>,
         /// What caused it (`request.activated`, `request.expired`, `principal.disabled`, …).
@@ -337,5 +341,30 @@ api_type! {
         pub connection_string: String,
         /// When the login stops working (the grant's end), RFC 3339.
         pub valid_until: Option<String>,
+    }
+}
+
+api_type! {
+    /// `PUT /api/v1/targets/{name}/accounts/{principal}`: the principal's own account at the
+    /// target, used instead of the target's login template.
+    pub struct SetTargetAccountRequest {
+        /// msgraph: the Entra user's UPN or object id (resolved and checked when set);
+        /// postgres: the database login.
+        pub account: String,
+    }
+}
+
+api_type! {
+    /// A principal's own account at a target.
+    pub struct TargetAccountView {
+        pub target: String,
+        pub principal: String,
+        /// The account as the target names it (an Entra UPN, a database login).
+        pub account: String,
+        /// Its id at the target (an Entra object id), where it has one.
+        pub external_id: Option<String>,
+        pub set_by: String,
+        /// RFC 3339.
+        pub set_at: String,
     }
 }

@@ -123,6 +123,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ssh::krl))
         .routes(routes!(ssh::rotate))
         .routes(routes!(targets::bind, targets::unbind))
+        .routes(routes!(targets::accounts))
+        .routes(routes!(targets::set_account, targets::remove_account))
         .routes(routes!(targets::ops))
         .routes(routes!(targets::op))
         .routes(routes!(targets::retry))

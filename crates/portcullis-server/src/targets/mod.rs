@@ -45,6 +45,32 @@ pub struct TargetGrant {
     /// The binding's mode: `grant`, or `dynamic` (PostgreSQL: a login made for this grant).
     #[serde(default = "grant_mode")]
     pub mode: String,
+    /// The person's own account at this target, where one is set (`targets accounts set`):
+    /// used instead of the target's login template. Taken when the grant was written, so a
+    /// revoke acts on what was granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// That account's id at the target (an Entra object id), resolved when it was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+}
+
+/// The person a login template (`{user}` standing for the person's name) maps `name` to, if
+/// `name` has the template's shape (compared without regard to case, as Entra compares UPNs).
+pub fn template_person(template: &str, name: &str) -> Option<String> {
+    let (prefix, suffix) = template.split_once("{user}")?;
+    let lower = name.to_lowercase();
+    let (prefix, suffix) = (prefix.to_lowercase(), suffix.to_lowercase());
+    if lower.len() <= prefix.len() + suffix.len()
+        || !lower.starts_with(&prefix)
+        || !lower.ends_with(&suffix)
+    {
+        return None;
+    }
+    let person = lower
+        .get(prefix.len()..lower.len() - suffix.len())?
+        .to_owned();
+    (template.to_lowercase().replace("{user}", &person) == lower).then_some(person)
 }
 
 fn grant_mode() -> String {
@@ -108,6 +134,32 @@ impl Connector {
                 "unknown target kind {other:?} (one of: {})",
                 KINDS.join(", ")
             ))),
+        }
+    }
+
+    /// A person's own account at this target, checked and, where the target can say, resolved:
+    /// (the account as the target names it, its id there). Only PostgreSQL logins and Entra
+    /// users are accounts of a person; a webhook receiver and an SSH CA take the person's name
+    /// and the binding's principals.
+    pub async fn account(&self, account: &str) -> Result<(String, Option<String>), TargetError> {
+        match self {
+            Self::Postgres(_) => Ok((postgres::Postgres::check_account(account)?, None)),
+            Self::MsGraph(c) => {
+                let (upn, id) = c.resolve_account(account).await?;
+                Ok((upn, Some(id)))
+            }
+            Self::Webhook(_) | Self::SshCa(_) => Err(TargetError::Config(
+                "a person's own account is for postgres and msgraph targets".into(),
+            )),
+        }
+    }
+
+    /// The person this target's login template maps `account` to, if it has its shape.
+    pub fn template_person(&self, account: &str) -> Option<String> {
+        match self {
+            Self::Postgres(c) => c.template_person(account),
+            Self::MsGraph(c) => c.template_person(account),
+            Self::Webhook(_) | Self::SshCa(_) => None,
         }
     }
 
@@ -176,6 +228,8 @@ impl Connector {
                     starts_at: String::new(),
                     ends_at: None,
                     mode: grant_mode(),
+                    account: None,
+                    account_id: None,
                 };
                 c.send("revoke", &g, op_id).await
             }
@@ -206,5 +260,32 @@ impl Connector {
             Self::SshCa(_) => Ok(Vec::new()),
             Self::MsGraph(c) => c.test(managed).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::template_person;
+
+    #[test]
+    fn template_person_finds_whose_login_a_name_has_the_shape_of() {
+        assert_eq!(
+            template_person(
+                "{user}@contoso.onmicrosoft.com",
+                "Alice@Contoso.onmicrosoft.com"
+            ),
+            Some("alice".to_owned())
+        );
+        assert_eq!(
+            template_person("pc_{user}", "pc_bob"),
+            Some("bob".to_owned())
+        );
+        assert_eq!(template_person("{user}", "carol"), Some("carol".to_owned()));
+        assert_eq!(template_person("{user}@contoso.com", "@contoso.com"), None);
+        assert_eq!(
+            template_person("{user}@contoso.com", "alice@fabrikam.com"),
+            None
+        );
+        assert_eq!(template_person("pc_{user}", "alice"), None);
     }
 }

@@ -2,9 +2,14 @@
 //! the plain role-assignment API (no Entra ID P2 licence needed), observed for drift.
 //!
 //! A binding's rights name Entra role definitions by template id, at the tenant (`GUID`) or at
-//! an administrative unit (`GUID@/administrativeUnits/GUID`). A person is matched to the Entra
-//! user whose UPN the target's template gives (`{user}@contoso.onmicrosoft.com`), resolved with
-//! `GET /users/{upn}` and remembered for the connector's life.
+//! an administrative unit (`GUID@/administrativeUnits/GUID`), or Exchange Online RBAC role
+//! definitions organisation-wide (`exchange:GUID`, the tenant's own role definition id), which
+//! Graph offers only under `/beta/roleManagement/exchange/roleAssignments` (principals written
+//! `/Users/{id}`, application permission [`EXCHANGE_PERMISSION`]). A person is matched to their
+//! own account where one is set (a UPN and the object id resolved when it was set, carried by
+//! each operation), else to the Entra user whose UPN the target's template gives
+//! (`{user}@contoso.onmicrosoft.com`), resolved with `GET /users/{upn}` and remembered for the
+//! connector's life.
 //!
 //! Invariants:
 //! - The app's credential (a client secret, or a certificate's private key signing an RS256
@@ -43,6 +48,11 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 const MAX_PAGES: usize = 200;
 /// The Graph application permission assignments need.
 pub const ROLE_PERMISSION: &str = "RoleManagement.ReadWrite.Directory";
+/// The Graph application permission Exchange Online role assignments need.
+pub const EXCHANGE_PERMISSION: &str = "RoleManagement.ReadWrite.Exchange";
+/// The holder prefix of an Exchange assignment's principal that is not a user (a group, a
+/// service principal), kept as Graph wrote it: `principal:/Groups/ID`.
+const OPAQUE_PRINCIPAL: &str = "principal:";
 
 /// How the app authenticates.
 enum Credential {
@@ -79,11 +89,54 @@ impl std::fmt::Debug for MsGraph {
     }
 }
 
-/// One right at an Entra target: a role definition at a directory scope.
+/// The Graph RBAC provider a right belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Provider {
+    /// Entra directory roles (`/v1.0/roleManagement/directory`).
+    Directory,
+    /// Exchange Online RBAC roles (`/beta/roleManagement/exchange`, beta only).
+    Exchange,
+}
+
+impl Provider {
+    /// The role-assignment collection's path under the Graph base.
+    fn assignments(self) -> &'static str {
+        match self {
+            Provider::Directory => "/v1.0/roleManagement/directory/roleAssignments",
+            Provider::Exchange => "/beta/roleManagement/exchange/roleAssignments",
+        }
+    }
+
+    /// How this provider's assignments name the user with this object id.
+    fn user_principal(self, object_id: &str) -> String {
+        match self {
+            Provider::Directory => object_id.to_owned(),
+            Provider::Exchange => format!("/Users/{object_id}"),
+        }
+    }
+
+    /// How this provider's assignments name the service principal with this object id.
+    fn app_principal(self, object_id: &str) -> String {
+        match self {
+            Provider::Directory => object_id.to_owned(),
+            Provider::Exchange => format!("/ServicePrincipals/{object_id}"),
+        }
+    }
+}
+
+/// One right at an Entra target: a role definition at a directory scope, of a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Right {
+    pub provider: Provider,
     pub role_definition_id: String,
     pub directory_scope_id: String,
+}
+
+/// The rest of `s` after `prefix`, compared without regard to ASCII case.
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.get(..prefix.len())
+        .filter(|p| p.eq_ignore_ascii_case(prefix))
+        .map(|_| &s[prefix.len()..])
 }
 
 fn is_guid(s: &str) -> bool {
@@ -95,12 +148,33 @@ fn is_guid(s: &str) -> bool {
 }
 
 impl Right {
-    /// `GUID` (the tenant) or `GUID@/administrativeUnits/GUID`.
+    /// `GUID` (the tenant) or `GUID@/administrativeUnits/GUID` for a directory role;
+    /// `exchange:GUID` for an Exchange Online role, organisation-wide only.
     pub fn parse(s: &str) -> Result<Self, TargetError> {
+        if let Some(rest) = strip_prefix_ci(s, "exchange:") {
+            let (role, scope) = rest.split_once('@').unwrap_or((rest, "/"));
+            if !is_guid(role) {
+                return Err(TargetError::Config(format!(
+                    "{:?} is not an Exchange Online role definition id (exchange:GUID, the tenant's own role definition id as GET /beta/roleManagement/exchange/roleDefinitions lists it)",
+                    role.chars().take(60).collect::<String>()
+                )));
+            }
+            if scope != "/" {
+                return Err(TargetError::Config(format!(
+                    "Exchange scope {:?} is not supported: an Exchange right is organisation-wide only (exchange:GUID, scope /)",
+                    scope.chars().take(80).collect::<String>()
+                )));
+            }
+            return Ok(Self {
+                provider: Provider::Exchange,
+                role_definition_id: role.to_ascii_lowercase(),
+                directory_scope_id: "/".to_owned(),
+            });
+        }
         let (role, scope) = s.split_once('@').unwrap_or((s, "/"));
         if !is_guid(role) {
             return Err(TargetError::Config(format!(
-                "{:?} is not an Entra role template id (a GUID, e.g. 62e90394-69f5-4237-9190-012177145e10 for Global Administrator)",
+                "{:?} is not an Entra role template id (a GUID, e.g. 62e90394-69f5-4237-9190-012177145e10 for Global Administrator; exchange:GUID for an Exchange Online role)",
                 role.chars().take(60).collect::<String>()
             )));
         }
@@ -115,16 +189,19 @@ impl Right {
             )));
         }
         Ok(Self {
+            provider: Provider::Directory,
             role_definition_id: role.to_ascii_lowercase(),
             directory_scope_id: scope.to_owned(),
         })
     }
 
-    fn text(role: &str, scope: &str) -> String {
-        if scope == "/" {
-            role.to_ascii_lowercase()
-        } else {
-            format!("{}@{scope}", role.to_ascii_lowercase())
+    /// The right's text, as [`Self::parse`] reads it (role ids in lower case).
+    pub fn text(&self) -> String {
+        let role = self.role_definition_id.to_ascii_lowercase();
+        match self.provider {
+            Provider::Exchange => format!("exchange:{role}"),
+            Provider::Directory if self.directory_scope_id == "/" => role,
+            Provider::Directory => format!("{role}@{}", self.directory_scope_id),
         }
     }
 }
@@ -142,8 +219,41 @@ struct Assignment {
     principal_id: String,
     #[serde(rename = "roleDefinitionId")]
     role_definition_id: String,
-    #[serde(rename = "directoryScopeId")]
-    directory_scope_id: String,
+    /// Absent (or null) when the assignment has an app scope instead.
+    #[serde(rename = "directoryScopeId", default)]
+    directory_scope_id: Option<String>,
+    /// An Exchange management scope, for one.
+    #[serde(rename = "appScopeId", default)]
+    app_scope_id: Option<String>,
+}
+
+impl Assignment {
+    /// The right this assignment gives, if a binding can name it: a directory role at its
+    /// directory scope, or an Exchange role organisation-wide (not one limited to an
+    /// administrative unit, a group or a management scope).
+    fn right(&self, provider: Provider) -> Option<Right> {
+        let scope = self.directory_scope_id.as_deref()?;
+        if self.app_scope_id.as_deref().is_some_and(|s| !s.is_empty())
+            || (provider == Provider::Exchange && scope != "/")
+        {
+            return None;
+        }
+        Some(Right {
+            provider,
+            role_definition_id: self.role_definition_id.to_ascii_lowercase(),
+            directory_scope_id: scope.to_owned(),
+        })
+    }
+}
+
+/// The object id of an Exchange principal written `/Users/{id}`.
+fn exchange_user(principal_id: &str) -> Option<&str> {
+    strip_prefix_ci(principal_id, "/Users/").filter(|id| is_guid(id))
+}
+
+/// An OData string literal's inside (`'` doubled).
+fn odata_str(s: &str) -> String {
+    s.replace('\'', "''")
 }
 
 /// A Graph answer read whole.
@@ -310,14 +420,56 @@ impl MsGraph {
         self.upn_template.replace("{user}", person)
     }
 
+    /// The UPN a grant acts on: the person's own account if one is set, else the template's.
+    fn holder(&self, g: &TargetGrant) -> String {
+        g.account.clone().unwrap_or_else(|| self.upn(&g.person))
+    }
+
+    /// The object id a grant acts on: the one stored with the person's own account (so a
+    /// revoke reaches the user that was granted even after a rename), else resolved.
+    async fn principal_of(&self, g: &TargetGrant) -> Result<String, TargetError> {
+        match &g.account_id {
+            Some(id) => Ok(id.clone()),
+            None => self.user_id(&self.holder(g)).await,
+        }
+    }
+
+    /// The person the UPN template maps `upn` to, if `upn` has its shape.
+    pub fn template_person(&self, upn: &str) -> Option<String> {
+        super::template_person(&self.upn_template, upn)
+    }
+
+    /// A person's own account: the Entra user named by `account` (a UPN or an object id), as
+    /// (its UPN, its object id). An unknown user is refused.
+    pub async fn resolve_account(&self, account: &str) -> Result<(String, String), TargetError> {
+        let url = format!(
+            "{}?$select=id,userPrincipalName",
+            self.graph(&format!("/users/{}", urlencode(account)))
+        );
+        let a = self.call(reqwest::Method::GET, &url, None).await?;
+        match (
+            a.status,
+            a.body["userPrincipalName"].as_str(),
+            a.body["id"].as_str(),
+        ) {
+            (200, Some(upn), Some(id)) if is_guid(id) => Ok((upn.to_owned(), id.to_owned())),
+            (200, _, _) => Err(TargetError::Refused("Graph: a user without an id".into())),
+            (404, _, _) => Err(TargetError::Refused(format!(
+                "no Entra user {} in the tenant",
+                account.chars().take(120).collect::<String>()
+            ))),
+            _ => Err(TargetError::Refused(format!("Graph: {}", a.describe()))),
+        }
+    }
+
     /// A grant means: its person's UPN holds each right.
     pub fn desired(&self, g: &TargetGrant) -> Vec<Held> {
         g.target_grants
             .iter()
             .filter_map(|r| Right::parse(r).ok())
             .map(|r| Held {
-                holder: self.upn(&g.person),
-                right: Right::text(&r.role_definition_id, &r.directory_scope_id),
+                holder: self.holder(g),
+                right: r.text(),
             })
             .collect()
     }
@@ -470,8 +622,13 @@ impl MsGraph {
                     )));
                 }
                 403 => {
+                    let permission = if url.contains(Provider::Exchange.assignments()) {
+                        EXCHANGE_PERMISSION
+                    } else {
+                        ROLE_PERMISSION
+                    };
                     return Err(TargetError::Refused(format!(
-                        "Graph: {} (does the app hold {ROLE_PERMISSION}, admin-consented?)",
+                        "Graph: {} (does the app hold {permission}, admin-consented?)",
                         answer.describe()
                     )));
                 }
@@ -537,11 +694,45 @@ impl MsGraph {
         Ok(holder)
     }
 
-    /// Every assignment matching `filter`, following `@odata.nextLink`.
-    async fn list(&self, filter: &str) -> Result<Vec<Assignment>, TargetError> {
+    /// The holder name of an assignment's principal at `provider`: for an Exchange assignment,
+    /// `/Users/ID` is the user's UPN and anything else (a group, an app, a user Entra no
+    /// longer has) is `principal:` and the principal as Graph wrote it.
+    async fn holder_at(
+        &self,
+        provider: Provider,
+        principal_id: &str,
+    ) -> Result<String, TargetError> {
+        let opaque = || format!("{OPAQUE_PRINCIPAL}{principal_id}");
+        match provider {
+            Provider::Directory => self.holder_of(principal_id).await,
+            Provider::Exchange => match exchange_user(principal_id) {
+                Some(id) => {
+                    let h = self.holder_of(id).await?;
+                    Ok(if h.starts_with("servicePrincipal:") {
+                        opaque()
+                    } else {
+                        h
+                    })
+                }
+                None => Ok(opaque()),
+            },
+        }
+    }
+
+    /// The URL of `provider`'s role-assignment collection (`suffix` appended).
+    fn assignments_url(&self, provider: Provider, suffix: &str) -> String {
+        format!(
+            "{}{}{suffix}",
+            self.graph_base.as_str().trim_end_matches('/'),
+            provider.assignments()
+        )
+    }
+
+    /// Every assignment at `provider` matching `filter`, following `@odata.nextLink`.
+    async fn list(&self, provider: Provider, filter: &str) -> Result<Vec<Assignment>, TargetError> {
         let mut url = format!(
             "{}?$filter={}",
-            self.graph("/roleManagement/directory/roleAssignments"),
+            self.assignments_url(provider, ""),
             urlencode(filter)
         );
         let mut out = Vec::new();
@@ -571,14 +762,17 @@ impl MsGraph {
         )))
     }
 
-    async fn assign(&self, principal_id: &str, r: &Right) -> Result<(), TargetError> {
-        let body = serde_json::json!({
-            "@odata.type": "#microsoft.graph.unifiedRoleAssignment",
-            "principalId": principal_id,
+    /// Assigns `r` to the user with object id `user_id`.
+    async fn assign(&self, user_id: &str, r: &Right) -> Result<(), TargetError> {
+        let mut body = serde_json::json!({
+            "principalId": r.provider.user_principal(user_id),
             "roleDefinitionId": r.role_definition_id,
             "directoryScopeId": r.directory_scope_id,
         });
-        let url = self.graph("/roleManagement/directory/roleAssignments");
+        if r.provider == Provider::Directory {
+            body["@odata.type"] = "#microsoft.graph.unifiedRoleAssignment".into();
+        }
+        let url = self.assignments_url(r.provider, "");
         let a = self.call(reqwest::Method::POST, &url, Some(&body)).await?;
         match a.status {
             200 | 201 => Ok(()),
@@ -593,20 +787,24 @@ impl MsGraph {
         }
     }
 
-    /// Deletes every assignment of `principal_id` for `r`.
-    async fn unassign(&self, principal_id: &str, r: &Right) -> Result<(), TargetError> {
+    /// Deletes every assignment of the user with object id `user_id` for `r`.
+    async fn unassign(&self, user_id: &str, r: &Right) -> Result<(), TargetError> {
+        self.unassign_principal(&r.provider.user_principal(user_id), r)
+            .await
+    }
+
+    /// Deletes every assignment of `principal_id` (as `r`'s provider writes it) for `r`.
+    async fn unassign_principal(&self, principal_id: &str, r: &Right) -> Result<(), TargetError> {
         let filter = format!(
-            "principalId eq '{principal_id}' and roleDefinitionId eq '{}'",
+            "principalId eq '{}' and roleDefinitionId eq '{}'",
+            odata_str(principal_id),
             r.role_definition_id
         );
-        for a in self.list(&filter).await? {
-            if a.directory_scope_id != r.directory_scope_id {
+        for a in self.list(r.provider, &filter).await? {
+            if a.right(r.provider).as_ref() != Some(r) {
                 continue;
             }
-            let url = self.graph(&format!(
-                "/roleManagement/directory/roleAssignments/{}",
-                urlencode(&a.id)
-            ));
+            let url = self.assignments_url(r.provider, &format!("/{}", urlencode(&a.id)));
             let d = self.call(reqwest::Method::DELETE, &url, None).await?;
             match d.status {
                 200 | 204 => {}
@@ -625,8 +823,8 @@ impl MsGraph {
     }
 
     pub async fn grant(&self, g: &TargetGrant) -> Result<(), TargetError> {
-        let upn = self.upn(&g.person);
-        let id = self.user_id(&upn).await?;
+        let upn = self.holder(g);
+        let id = self.principal_of(g).await?;
         for r in &g.target_grants {
             if let Err(e) = self.assign(&id, &Right::parse(r)?).await {
                 // The user may have been deleted and made again under the same UPN: the next
@@ -647,8 +845,8 @@ impl MsGraph {
     }
 
     pub async fn revoke(&self, g: &TargetGrant, keep: &[Held]) -> Result<(), TargetError> {
-        let upn = self.upn(&g.person);
-        let id = match self.user_id(&upn).await {
+        let upn = self.holder(g);
+        let id = match self.principal_of(g).await {
             Ok(id) => id,
             // A user deleted in Entra holds nothing any more.
             Err(TargetError::Refused(m)) if m.starts_with("no Entra user") => return Ok(()),
@@ -656,7 +854,7 @@ impl MsGraph {
         };
         for r in &g.target_grants {
             let Ok(right) = Right::parse(r) else { continue };
-            let text = Right::text(&right.role_definition_id, &right.directory_scope_id);
+            let text = right.text();
             if keep.iter().any(|k| k.holder == upn && k.right == text) {
                 continue;
             }
@@ -668,31 +866,43 @@ impl MsGraph {
     /// Removes one assignment no grant means (drift reverted).
     pub async fn remove(&self, h: &Held) -> Result<(), TargetError> {
         let right = Right::parse(&h.right)?;
-        let id = match h.holder.strip_prefix("servicePrincipal:") {
-            Some(sp) => sp.to_owned(),
-            None => self.user_id(&h.holder).await?,
+        let principal = if let Some(raw) = h.holder.strip_prefix(OPAQUE_PRINCIPAL) {
+            raw.to_owned()
+        } else if let Some(sp) = h.holder.strip_prefix("servicePrincipal:") {
+            right.provider.app_principal(sp)
+        } else {
+            right
+                .provider
+                .user_principal(&self.user_id(&h.holder).await?)
         };
-        self.unassign(&id, &right).await
+        self.unassign_principal(&principal, &right).await
     }
 
     /// Who holds each managed right now (every principal, people and apps).
     pub async fn observe(&self, managed: &[String]) -> Result<Vec<Held>, TargetError> {
-        let mut roles: Vec<String> = managed
+        let rights: Vec<Right> = managed
             .iter()
             .filter_map(|m| Right::parse(m).ok())
-            .map(|r| r.role_definition_id)
+            .collect();
+        let managed: Vec<String> = rights.iter().map(Right::text).collect();
+        let mut roles: Vec<(Provider, String)> = rights
+            .into_iter()
+            .map(|r| (r.provider, r.role_definition_id))
             .collect();
         roles.sort();
         roles.dedup();
         let mut out = Vec::new();
-        for role in roles {
-            for a in self.list(&format!("roleDefinitionId eq '{role}'")).await? {
-                let right = Right::text(&a.role_definition_id, &a.directory_scope_id);
+        for (provider, role) in roles {
+            let filter = format!("roleDefinitionId eq '{role}'");
+            for a in self.list(provider, &filter).await? {
+                let Some(right) = a.right(provider).map(|r| r.text()) else {
+                    continue;
+                };
                 if !managed.contains(&right) {
                     continue;
                 }
                 out.push(Held {
-                    holder: self.holder_of(&a.principal_id).await?,
+                    holder: self.holder_at(provider, &a.principal_id).await?,
                     right,
                 });
             }
@@ -716,10 +926,20 @@ impl MsGraph {
             }
         };
         let roles = token_roles(token.expose_secret());
-        if !roles.iter().any(|r| r == ROLE_PERMISSION) {
-            problems.push(format!(
-                "the app lacks the application permission {ROLE_PERMISSION} (grant it and give admin consent)"
-            ));
+        let exchange = managed
+            .iter()
+            .filter_map(|m| Right::parse(m).ok())
+            .any(|r| r.provider == Provider::Exchange);
+        let mut needed = vec![ROLE_PERMISSION];
+        if exchange {
+            needed.push(EXCHANGE_PERMISSION);
+        }
+        for permission in needed {
+            if !roles.iter().any(|r| r == permission) {
+                problems.push(format!(
+                    "the app lacks the application permission {permission} (grant it and give admin consent)"
+                ));
+            }
         }
         Ok(problems)
     }
@@ -855,13 +1075,16 @@ impl MsGraph {
             }
         }
         let ga = self
-            .list(&format!("roleDefinitionId eq '{GLOBAL_ADMINISTRATOR}'"))
+            .list(
+                Provider::Directory,
+                &format!("roleDefinitionId eq '{GLOBAL_ADMINISTRATOR}'"),
+            )
             .await?;
         for (u, id) in &ids {
-            if !ga
-                .iter()
-                .any(|a| a.principal_id.eq_ignore_ascii_case(id) && a.directory_scope_id == "/")
-            {
+            if !ga.iter().any(|a| {
+                a.principal_id.eq_ignore_ascii_case(id)
+                    && a.directory_scope_id.as_deref() == Some("/")
+            }) {
                 out.push(finding(
                     "emergency.not_global_admin",
                     format!("{u} does not hold Global Administrator permanently"),
@@ -977,6 +1200,18 @@ pub fn standing_findings(held: &[Held], drift: &[Held]) -> Vec<Finding> {
                     h.right
                 ),
             ));
+        } else if let Some(id) = h
+            .holder
+            .strip_prefix(OPAQUE_PRINCIPAL)
+            .and_then(|p| strip_prefix_ci(p, "/ServicePrincipals/"))
+        {
+            out.push(finding(
+                "service_principal.exchange_role",
+                format!(
+                    "the app (service principal) {id} holds Exchange role {}",
+                    h.right
+                ),
+            ));
         }
     }
     out
@@ -1030,6 +1265,108 @@ mod tests {
         );
         assert!(Right::parse("global-administrator").is_err());
         assert!(Right::parse("62e90394-69f5-4237-9190-012177145e10@/users/x").is_err());
+    }
+
+    #[test]
+    fn rights_text_round_trips_for_both_providers() {
+        for (input, text) in [
+            (
+                "62E90394-69f5-4237-9190-012177145e10",
+                "62e90394-69f5-4237-9190-012177145e10",
+            ),
+            (
+                "29232CDF-9323-42fd-ade2-1d097af3e4de@/administrativeUnits/5d6b6bb7-de71-4623-b4af-96380a352509",
+                "29232cdf-9323-42fd-ade2-1d097af3e4de@/administrativeUnits/5d6b6bb7-de71-4623-b4af-96380a352509",
+            ),
+            (
+                "exchange:0F3A2B1C-1111-4222-8333-944455556666",
+                "exchange:0f3a2b1c-1111-4222-8333-944455556666",
+            ),
+            (
+                "Exchange:0f3a2b1c-1111-4222-8333-944455556666@/",
+                "exchange:0f3a2b1c-1111-4222-8333-944455556666",
+            ),
+        ] {
+            let r = Right::parse(input).expect(input);
+            assert_eq!(r.text(), text, "{input}");
+            assert_eq!(Right::parse(&r.text()).expect("again"), r, "{input}");
+        }
+        let x = Right::parse("exchange:0f3a2b1c-1111-4222-8333-944455556666").expect("exchange");
+        assert_eq!(x.provider, Provider::Exchange);
+        assert_eq!(x.directory_scope_id, "/");
+        assert_eq!(
+            Right::parse(GLOBAL_ADMINISTRATOR).expect("GA").provider,
+            Provider::Directory
+        );
+    }
+
+    #[test]
+    fn exchange_rights_are_guids_at_the_organisation_only() {
+        let e = Right::parse("exchange:not-a-guid").expect_err("not a GUID");
+        assert!(
+            matches!(&e, TargetError::Config(m) if m.contains("Exchange Online role definition id")),
+            "{e}"
+        );
+        let e = Right::parse(
+            "exchange:0f3a2b1c-1111-4222-8333-944455556666@/administrativeUnits/5d6b6bb7-de71-4623-b4af-96380a352509",
+        )
+        .expect_err("scoped");
+        assert!(
+            matches!(&e, TargetError::Config(m) if m.contains("organisation-wide only")),
+            "{e}"
+        );
+        assert!(Right::parse("exchange:").is_err());
+    }
+
+    #[test]
+    fn exchange_assignments_map_to_rights_and_holders() {
+        let a = |scope: Option<&str>, app: Option<&str>| Assignment {
+            id: "x".into(),
+            principal_id: "/Users/4ab0b690-479b-47ff-af8f-2576cf521872".into(),
+            role_definition_id: "0F3A2B1C-1111-4222-8333-944455556666".into(),
+            directory_scope_id: scope.map(str::to_owned),
+            app_scope_id: app.map(str::to_owned),
+        };
+        assert_eq!(
+            a(Some("/"), None)
+                .right(Provider::Exchange)
+                .map(|r| r.text()),
+            Some("exchange:0f3a2b1c-1111-4222-8333-944455556666".to_owned())
+        );
+        assert!(
+            a(Some("/AdministrativeUnits/x"), None)
+                .right(Provider::Exchange)
+                .is_none()
+        );
+        assert!(a(None, Some("/x")).right(Provider::Exchange).is_none());
+        assert_eq!(
+            exchange_user("/users/4ab0b690-479b-47ff-af8f-2576cf521872"),
+            Some("4ab0b690-479b-47ff-af8f-2576cf521872")
+        );
+        assert_eq!(
+            exchange_user("/Groups/4ab0b690-479b-47ff-af8f-2576cf521872"),
+            None
+        );
+        assert_eq!(Provider::Exchange.user_principal("abc"), "/Users/abc");
+        assert_eq!(Provider::Directory.user_principal("abc"), "abc");
+    }
+
+    #[test]
+    fn an_app_holding_an_exchange_role_is_a_finding_and_global_admin_stays_directory() {
+        let x = "exchange:62e90394-69f5-4237-9190-012177145e10".to_owned();
+        let held = vec![
+            Held {
+                holder: "principal:/ServicePrincipals/0451dbb9-6336-42ea-b58f-5953dc053ece".into(),
+                right: x.clone(),
+            },
+            Held {
+                holder: "eve@contoso.onmicrosoft.com".into(),
+                right: x.clone(),
+            },
+        ];
+        let f = standing_findings(&held, &held);
+        let codes: Vec<&str> = f.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes, ["service_principal.exchange_role"]);
     }
 
     #[test]

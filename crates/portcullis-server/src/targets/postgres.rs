@@ -194,9 +194,32 @@ impl Postgres {
         Ok(login)
     }
 
+    /// The login a grant acts on: the person's own account at this target if one is set, else
+    /// the template's.
+    fn login(&self, g: &TargetGrant) -> Result<String, TargetError> {
+        match &g.account {
+            Some(a) => {
+                check_ident("login", a)?;
+                Ok(a.clone())
+            }
+            None => self.login_of(&g.person),
+        }
+    }
+
+    /// A person's own account here: a login name PostgreSQL accepts.
+    pub fn check_account(account: &str) -> Result<String, TargetError> {
+        check_ident("login", account)?;
+        Ok(account.to_owned())
+    }
+
+    /// The person the login template maps `login` to, if its shape fits the template.
+    pub fn template_person(&self, login: &str) -> Option<String> {
+        super::template_person(&self.login, login)
+    }
+
     /// The memberships `g` means: its person's login in each target-side role.
     pub fn desired(&self, g: &TargetGrant) -> Vec<Held> {
-        let Ok(login) = self.login_of(&g.person) else {
+        let Ok(login) = self.login(g) else {
             return Vec::new();
         };
         g.target_grants
@@ -210,7 +233,7 @@ impl Postgres {
 
     /// `GRANT "role" TO "login"` for every target-side role of `g` (idempotent in PostgreSQL).
     pub async fn grant(&self, g: &TargetGrant) -> Result<(), TargetError> {
-        let login = self.login_of(&g.person)?;
+        let login = self.login(g)?;
         for role in &g.target_grants {
             check_ident("role", role)?;
         }
@@ -227,7 +250,7 @@ impl Postgres {
     /// `REVOKE "role" FROM "login"` for every target-side role of `g` not in `keep`, then (if
     /// configured and something was revoked) ends every session of the login (see the header).
     pub async fn revoke(&self, g: &TargetGrant, keep: &[Held]) -> Result<(), TargetError> {
-        let login = self.login_of(&g.person)?;
+        let login = self.login(g)?;
         let roles: Vec<&String> = g
             .target_grants
             .iter()
@@ -626,6 +649,8 @@ mod tests {
                 starts_at: "2026-01-01T00:00:00Z".into(),
                 ends_at: None,
                 mode: "grant".into(),
+                account: None,
+                account_id: None,
             }),
             vec![
                 Held {

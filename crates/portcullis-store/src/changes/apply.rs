@@ -335,6 +335,7 @@ pub(crate) fn apply<'a, 'c: 'a>(
             Change::AddTarget(t) => targets::add_target(c, t).await,
             Change::RemoveTarget { name } => targets::remove_target(c, name).await,
             Change::BindRole(b) => targets::bind_role(c, b).await,
+            Change::SetTargetAccount(a) => targets::set_target_account(c, a).await,
             Change::UnbindRole {
                 role,
                 target,

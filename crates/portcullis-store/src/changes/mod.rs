@@ -43,7 +43,7 @@ pub use oidc::{NewAuthorizationCode, NewOAuthClient};
 pub use roles::{NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
 pub use ssh::{NewSshCaKey, NewSshCertificate};
-pub use targets::{NewBinding, NewCredential, NewTarget, TargetOpAttempt};
+pub use targets::{NewBinding, NewCredential, NewTarget, NewTargetAccount, TargetOpAttempt};
 pub use tenant::NewTenant;
 pub use tokens::NewRefreshToken;
 
@@ -503,6 +503,9 @@ pub enum Change {
     /// Binds a role to a target (`grants`: a JSON array of target-side rights), or changes what
     /// it means there; writes a grant for each live grant of the role at the target.
     BindRole(NewBinding),
+    /// Sets or removes a principal's own account at a target; conflicts while the principal
+    /// holds anything there, and when another principal has the account.
+    SetTargetAccount(NewTargetAccount),
     /// Removes a binding and writes the revokes of what it granted; conflicts if unbound.
     UnbindRole {
         role: String,
@@ -664,6 +667,7 @@ impl Change {
             | Self::RemoveTarget { .. }
             | Self::BindRole(_)
             | Self::UnbindRole { .. }
+            | Self::SetTargetAccount(_)
             | Self::AddSshCaKey { .. } => true,
         }
     }

@@ -57,6 +57,19 @@ pub struct NewCredential {
     pub sealed_password: Vec<u8>,
 }
 
+/// A principal's own account at a target (`account: None` removes it: the target's login
+/// template applies again).
+#[derive(Debug, Clone)]
+pub struct NewTargetAccount {
+    pub target: String,
+    pub principal_id: String,
+    pub account: Option<String>,
+    /// The account's id at the target (an Entra object id), if it has one.
+    pub external_id: Option<String>,
+    pub by: String,
+    pub at_us: i64,
+}
+
 /// The outcome of one attempt at a target operation.
 #[derive(Debug, Clone)]
 pub struct TargetOpAttempt {
@@ -87,12 +100,45 @@ pub(crate) async fn add_target(c: &mut Conn<'_>, t: &NewTarget) -> Result<()> {
 pub(crate) async fn remove_target(c: &mut Conn<'_>, name: &str) -> Result<()> {
     // Its CA keys and certificates first (they refer to it); a refusal below undoes this too.
     super::ssh::remove_target(c, name).await?;
+    c.execute("DELETE FROM target_accounts WHERE target = $1", args![name])
+        .await?;
     let n = c.execute("DELETE FROM targets WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM target_bindings WHERE target = $1) AND NOT EXISTS (SELECT 1 FROM target_ops WHERE target = $1 AND state = 'pending')", args![name]).await?;
     if n == 0 {
         return Err(conflict(
             "the target is gone, still bound to a role, or has operations pending",
         ));
     }
+    Ok(())
+}
+
+/// Sets or removes a principal's account at a target. Conflicts while the principal holds
+/// anything there (a grant whose newest operation is not an applied revoke, or anything
+/// pending), so the reconciler's desired state and every operation of a live grant name the
+/// same account; and when another principal has that account.
+pub(crate) async fn set_target_account(c: &mut Conn<'_>, a: &NewTargetAccount) -> Result<()> {
+    let held = c.count("SELECT COUNT(*) FROM target_ops o WHERE o.target = $1 AND o.principal_id = $2 AND o.state <> 'superseded' AND NOT (o.op = 'revoke' AND o.state = 'applied') AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')", args![&a.target, &a.principal_id]).await?;
+    if held > 0 {
+        return Err(conflict(
+            "the person holds grants at the target or has operations pending there: their account changes once those ended",
+        ));
+    }
+    let Some(account) = &a.account else {
+        let n = c
+            .execute(
+                "DELETE FROM target_accounts WHERE target = $1 AND principal_id = $2",
+                args![&a.target, &a.principal_id],
+            )
+            .await?;
+        if n == 0 {
+            return Err(conflict("the person has no account of their own there"));
+        }
+        return Ok(());
+    };
+    let taken = c.count("SELECT COUNT(*) FROM target_accounts WHERE target = $1 AND principal_id <> $2 AND (LOWER(account) = LOWER($3) OR (external_id IS NOT NULL AND LOWER(external_id) = LOWER($4)))", args![&a.target, &a.principal_id, account, &a.external_id]).await?;
+    if taken > 0 {
+        return Err(conflict("another person has that account at the target"));
+    }
+    c.execute("INSERT INTO target_accounts (target, principal_id, account, external_id, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target, principal_id) DO UPDATE SET account = excluded.account, external_id = excluded.external_id, created_by = excluded.created_by, created_at_us = excluded.created_at_us", args![&a.target, &a.principal_id, account, &a.external_id, &a.by, a.at_us]).await?;
     Ok(())
 }
 
@@ -148,19 +194,19 @@ pub(crate) async fn unbind_role(
     .await
 }
 
-const REQUEST_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $3), r.ends_at_us, $4, $3, $3, $3 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.role = $1 AND b.target = $2 AND r.state = 'active' AND r.ends_at_us > $3 AND p.enabled";
-const ASSIGNMENT_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, $4, CASE WHEN a.starts_at_us > $3 THEN a.starts_at_us ELSE $3 END, $3, $3 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.role = $1 AND b.target = $2 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $3) AND p.kind <> 'group' AND p.enabled";
+const REQUEST_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $3), r.ends_at_us, $4, $3, $3, $3, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id) FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.role = $1 AND b.target = $2 AND r.state = 'active' AND r.ends_at_us > $3 AND p.enabled";
+const ASSIGNMENT_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, $4, CASE WHEN a.starts_at_us > $3 THEN a.starts_at_us ELSE $3 END, $3, $3, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id) FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.role = $1 AND b.target = $2 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $3) AND p.kind <> 'group' AND p.enabled";
 
 /// A request that became active: a grant at every target its role is bound to at its scope.
 pub(crate) async fn grant_request(c: &mut Conn<'_>, request_id: &str, at_us: i64) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'request.activated', $2, $2, $2 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.id = $1 AND r.state = 'active' AND p.enabled", args![request_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'request.activated', $2, $2, $2, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id) FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.id = $1 AND r.state = 'active' AND p.enabled", args![request_id, at_us]).await?;
     Ok(())
 }
 
 /// An active assignment at a bound target: a grant there, due when the assignment starts.
 /// Assignments to groups are not materialised in targets (a person activates through one).
 pub(crate) async fn grant_assignment(c: &mut Conn<'_>, id: &str, at_us: i64) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, 'assignment.created', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND p.kind <> 'group' AND p.enabled", args![id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, 'assignment.created', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id) FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND p.kind <> 'group' AND p.enabled", args![id, at_us]).await?;
     Ok(())
 }
 
@@ -170,8 +216,8 @@ pub(crate) async fn grant_principal(
     principal_id: &str,
     at_us: i64,
 ) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'principal.enabled', $2, $2, $2 FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target WHERE r.principal_id = $1 AND r.state = 'active' AND r.ends_at_us > $2", args![principal_id, at_us]).await?;
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, 'principal.enabled', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2 FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.principal_id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group'", args![principal_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'principal.enabled', $2, $2, $2, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id) FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target WHERE r.principal_id = $1 AND r.state = 'active' AND r.ends_at_us > $2", args![principal_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, 'principal.enabled', CASE WHEN a.starts_at_us > $2 THEN a.starts_at_us ELSE $2 END, $2, $2, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id) FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.principal_id = $1 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) AND p.kind <> 'group'", args![principal_id, at_us]).await?;
     Ok(())
 }
 
@@ -200,7 +246,7 @@ pub(crate) async fn revoke_where(
         ($filter:literal, $($a:expr),+) => {
             c.execute(
                 concat!(
-                    "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT o.target, 'revoke', o.grant_id, o.principal_id, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, $1, $2, $2, $2 FROM target_ops o WHERE ",
+                    "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT o.target, 'revoke', o.grant_id, o.principal_id, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, $1, $2, $2, $2, o.account, o.account_id FROM target_ops o WHERE ",
                     $filter,
                     " AND o.op = 'grant' AND o.state <> 'superseded' AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')"
                 ),
@@ -289,7 +335,7 @@ pub(crate) async fn reapply_grant(
     at_us: i64,
 ) -> Result<()> {
     // Only when nothing for this grant is pending already (the worker will apply that).
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us) SELECT o.target, 'grant', o.grant_id, o.principal_id, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, 'reconcile.missing', $3, $3, $3 FROM target_ops o WHERE o.target = $1 AND o.grant_id = $2 AND o.op = 'grant' AND o.state = 'applied' AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')", args![target, grant_id, at_us]).await?;
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT o.target, 'grant', o.grant_id, o.principal_id, o.role, o.target_grants, o.mode, o.starts_at_us, o.ends_at_us, 'reconcile.missing', $3, $3, $3, o.account, o.account_id FROM target_ops o WHERE o.target = $1 AND o.grant_id = $2 AND o.op = 'grant' AND o.state = 'applied' AND NOT EXISTS (SELECT 1 FROM target_ops l WHERE l.grant_id = o.grant_id AND l.target = o.target AND l.id > o.id AND l.state <> 'superseded')", args![target, grant_id, at_us]).await?;
     Ok(())
 }
 

@@ -11,7 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use portcullis_client::Client;
 use portcullis_core::api::{
-    BindRoleRequest, CreateTargetRequest, HeldRightView, TargetOpView, TargetView,
+    BindRoleRequest, CreateTargetRequest, HeldRightView, SetTargetAccountRequest, TargetOpView,
+    TargetView,
 };
 
 use crate::login::ask_secret;
@@ -141,6 +142,9 @@ pub enum TargetsCommand {
     Credentials { target: String },
     /// Remove a binding; what it granted is revoked.
     Unbind { role: String, target: String },
+    /// People's own accounts at a target, where its login template does not give them.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
     /// Target operations, newest first.
     Ops {
         #[arg(long)]
@@ -152,6 +156,76 @@ pub enum TargetsCommand {
     Op { id: i64 },
     /// Give a dead-lettered operation a fresh budget of attempts.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+pub enum AccountsCommand {
+    /// The accounts people have of their own at TARGET.
+    List { target: String },
+    /// PRINCIPAL's grants at TARGET act on ACCOUNT (msgraph: an Entra UPN or object id,
+    /// checked in the tenant; postgres: a login) instead of the login template's.
+    Set {
+        target: String,
+        principal: String,
+        account: String,
+    },
+    /// PRINCIPAL's grants at TARGET use the login template again.
+    Remove { target: String, principal: String },
+}
+
+async fn accounts(c: &Client, output: Output, cmd: &AccountsCommand) -> Result<()> {
+    match cmd {
+        AccountsCommand::List { target } => {
+            let all = c.target_accounts(target).await?;
+            if output == Output::Json {
+                return print_json(&all);
+            }
+            table(
+                &["PRINCIPAL", "ACCOUNT", "ID AT TARGET", "SET BY", "SET AT"],
+                all.iter()
+                    .map(|a| {
+                        vec![
+                            a.principal.clone(),
+                            a.account.clone(),
+                            a.external_id.clone().unwrap_or_else(|| "-".into()),
+                            a.set_by.clone(),
+                            a.set_at.clone(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        AccountsCommand::Set {
+            target,
+            principal,
+            account,
+        } => {
+            let a = c
+                .set_target_account(
+                    target,
+                    principal,
+                    &SetTargetAccountRequest {
+                        account: account.clone(),
+                    },
+                )
+                .await?;
+            if output == Output::Json {
+                return print_json(&a);
+            }
+            match &a.external_id {
+                Some(id) => println!(
+                    "{}'s grants at {target} act on {} (id {id})",
+                    a.principal, a.account
+                ),
+                None => println!("{}'s grants at {target} act on {}", a.principal, a.account),
+            }
+        }
+        AccountsCommand::Remove { target, principal } => {
+            c.remove_target_account(target, principal).await?;
+            println!("{principal}'s grants at {target} use its login template again");
+        }
+    }
+    Ok(())
 }
 
 fn state_str(s: OpStateArg) -> &'static str {
@@ -443,6 +517,7 @@ pub async fn run(c: &Client, output: Output, cmd: &TargetsCommand) -> Result<()>
                 println!("{}", cr.connection_string);
             }
         }
+        TargetsCommand::Accounts(cmd) => accounts(c, output, cmd).await?,
         TargetsCommand::Unbind { role, target } => {
             c.unbind_role(target, role).await?;
             println!("unbound {role} from {target}; what it granted there is being revoked");

@@ -162,6 +162,49 @@ fn roles_are_bound_to_a_target_and_unbound_through_the_cli() {
 }
 
 #[test]
+fn a_persons_own_account_at_a_target_is_set_listed_and_removed_through_the_cli() {
+    let a = Admin::new();
+    a.ok(&[
+        "targets",
+        "add",
+        "db",
+        "--kind",
+        "postgres",
+        "--url",
+        "postgres://connector@127.0.0.1:9/app",
+        "--login",
+        "{user}",
+    ]);
+    a.ok(&[
+        "roles",
+        "create",
+        "reader",
+        "--permissions",
+        "target:db.read",
+    ]);
+    a.person_bound("alice", "reader", "db", &[]);
+    let set = a.ok(&["targets", "accounts", "set", "db", "alice", "alice_ops"]);
+    assert!(
+        set.contains("alice's grants at db act on alice_ops"),
+        "{set}"
+    );
+    let listed = a.json(&["targets", "accounts", "list", "db"]);
+    assert_eq!(listed[0]["principal"], "alice");
+    assert_eq!(listed[0]["account"], "alice_ops");
+    let out = a
+        .command(&["targets", "accounts", "set", "db", "alice", "two words"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("without spaces"), "{}", stderr(&out));
+    a.ok(&["targets", "accounts", "remove", "db", "alice"]);
+    assert_eq!(
+        a.json(&["targets", "accounts", "list", "db"]),
+        serde_json::json!([])
+    );
+}
+
+#[test]
 fn bad_target_commands_are_refused_with_one_clear_line() {
     let a = Admin::new();
     let out = a

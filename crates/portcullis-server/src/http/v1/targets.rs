@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    BindRoleRequest, CreateTargetRequest, TargetBindingView, TargetCredentialsView,
-    TargetObservationView, TargetOpView, TargetReconcileView, TargetTestView, TargetView,
+    BindRoleRequest, CreateTargetRequest, SetTargetAccountRequest, TargetAccountView,
+    TargetBindingView, TargetCredentialsView, TargetObservationView, TargetOpView,
+    TargetReconcileView, TargetTestView, TargetView,
 };
 
 use crate::http::error::{ApiError, ApiJson, ErrorBody};
@@ -122,6 +123,48 @@ pub async fn unbind(
     Path((name, role)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     svc::unbind(&state, &caller, &name, &role).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The accounts principals have of their own at the target (used instead of its login
+/// template).
+#[utoipa::path(get, path = "/api/v1/targets/{name}/accounts", tag = "targets", security(("bearer" = [])),
+    params(("name" = String, Path, description = "target name")),
+    responses((status = 200, body = Vec<TargetAccountView>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn accounts(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<TargetAccountView>>, ApiError> {
+    Ok(Json(svc::accounts::list(&state, &caller, &name).await?))
+}
+
+/// Set a principal's own account at the target (an Entra UPN or object id, a database
+/// login), checked at the target first; refused while the principal holds grants there.
+#[utoipa::path(put, path = "/api/v1/targets/{name}/accounts/{principal}", tag = "targets", security(("bearer" = [])), request_body = SetTargetAccountRequest,
+    params(("name" = String, Path, description = "target name"), ("principal" = String, Path, description = "person or service account")),
+    responses((status = 200, body = TargetAccountView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn set_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, principal)): Path<(String, String)>,
+    ApiJson(req): ApiJson<SetTargetAccountRequest>,
+) -> Result<Json<TargetAccountView>, ApiError> {
+    Ok(Json(
+        svc::accounts::set(&state, &caller, &name, &principal, req).await?,
+    ))
+}
+
+/// Remove a principal's own account at the target: its login template applies again.
+#[utoipa::path(delete, path = "/api/v1/targets/{name}/accounts/{principal}", tag = "targets", security(("bearer" = [])),
+    params(("name" = String, Path, description = "target name"), ("principal" = String, Path, description = "person or service account")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, principal)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    svc::accounts::remove(&state, &caller, &name, &principal).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -82,6 +82,8 @@ fn target_grant(o: &TargetOp, rights: Vec<String>) -> TargetGrant {
         starts_at: rfc3339(o.starts_at_us),
         ends_at: o.ends_at_us.map(rfc3339),
         mode: o.mode.clone(),
+        account: o.account.clone(),
+        account_id: o.account_id.clone(),
     }
 }
 
@@ -95,6 +97,8 @@ fn live_grant(target: &str, g: &LiveGrant) -> TargetGrant {
         starts_at: rfc3339(g.starts_at_us),
         ends_at: g.ends_at_us.map(rfc3339),
         mode: g.mode.clone(),
+        account: g.account.clone(),
+        account_id: g.account_id.clone(),
     }
 }
 
@@ -151,6 +155,9 @@ impl Engine {
                 "role": o.role, "target_grants": grants_of(&o.target_grants), "reason": o.reason,
                 "attempt": attempt,
             });
+            if let (Some(d), Some(account)) = (d.as_object_mut(), &o.account) {
+                d.insert("account".into(), account.clone().into());
+            }
             if let (Some(d), Some(extra)) = (d.as_object_mut(), extra.as_object()) {
                 d.extend(extra.clone());
             }

@@ -16,6 +16,7 @@
 //!   here decides when a target must change, only how.
 //! - A role counts at a target only when assigned or activated at exactly `/targets/NAME`.
 
+pub mod accounts;
 mod engine;
 pub mod ssh;
 
@@ -620,6 +621,7 @@ fn op_view(o: TargetOp) -> TargetOpView {
         op: o.op,
         grant_id: o.grant_id,
         person: o.principal_name,
+        account: o.account,
         role: o.role,
         reason: o.reason,
         state: o.state,

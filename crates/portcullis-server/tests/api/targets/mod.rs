@@ -5,6 +5,7 @@
 use super::*;
 
 mod abuse;
+mod accounts;
 mod msgraph;
 mod postgres;
 mod replicas;

@@ -2,9 +2,12 @@
 //! shaped like Microsoft Graph's documented API): an activation becomes a directory role
 //! assignment and its end deletes it; an assignment made in the portal is drift; throttling
 //! and replication delays are absorbed without a second assignment; a certificate credential;
-//! missing permissions and bad input refused with a clear reason.
+//! missing permissions and bad input refused with a clear reason. Exchange Online roles
+//! (`exchange:GUID`, Graph's beta Exchange provider) the same way.
 
-use portcullis_server::graph_double::{AppCredential, GraphDouble};
+use portcullis_server::graph_double::{
+    AppCredential, EXCHANGE_ORGANIZATION_MANAGEMENT, EXCHANGE_RECIPIENT_MANAGEMENT, GraphDouble,
+};
 
 use super::*;
 
@@ -18,20 +21,25 @@ api_tests!(
     an_emergency_account_sign_in_alerts_on_every_channel_once,
     a_policy_that_stops_excluding_an_emergency_account_is_a_finding,
     a_tenant_without_p1_is_told_once_and_the_other_checks_go_on,
+    an_activation_bound_to_an_exchange_role_assigns_it_and_its_end_deletes_it,
+    an_exchange_assignment_made_in_the_portal_is_drift_and_reverted,
+    a_missing_exchange_permission_is_named_by_the_target_test,
+    bad_exchange_rights_are_refused_at_binding_and_nothing_is_stored,
 );
 
 const TENANT: &str = "8f0e8b5c-4a3c-4c8e-9d55-2f1a2b3c4d5e";
 const CLIENT: &str = "a1b2c3d4-0000-4000-8000-000000000001";
 const SECRET: &str = "app-secret~value-1";
-const GA: &str = "62e90394-69f5-4237-9190-012177145e10";
-const TARGET: &str = "entra";
+pub(super) const GA: &str = "62e90394-69f5-4237-9190-012177145e10";
+pub(super) const TARGET: &str = "entra";
 const ROLE_PERMISSION: &str = "RoleManagement.ReadWrite.Directory";
+const EXCHANGE_PERMISSION: &str = "RoleManagement.ReadWrite.Exchange";
 
-fn upn(user: &str) -> String {
+pub(super) fn upn(user: &str) -> String {
     format!("{user}@contoso.onmicrosoft.com")
 }
 
-async fn double() -> GraphDouble {
+pub(super) async fn double() -> GraphDouble {
     GraphDouble::start(
         TENANT,
         AppCredential {
@@ -44,7 +52,7 @@ async fn double() -> GraphDouble {
     .await
 }
 
-fn entra_request(
+pub(super) fn entra_request(
     g: &GraphDouble,
     secret: &str,
     drift: Option<&str>,
@@ -93,7 +101,7 @@ async fn pending_error_says(admin: &Client, words: &[&str]) -> bool {
 }
 
 /// The (principal, role, scope) of every assignment the double holds.
-fn held(g: &GraphDouble) -> Vec<(String, String, String)> {
+pub(super) fn held(g: &GraphDouble) -> Vec<(String, String, String)> {
     let mut v: Vec<_> = g
         .assignments()
         .into_iter()
@@ -486,4 +494,163 @@ async fn a_tenant_without_p1_is_told_once_and_the_other_checks_go_on(app: TestAp
         ],
         "{bg1}"
     );
+}
+
+/// `exchange:` and the Exchange role definition "Organization Management".
+fn organization_management() -> String {
+    format!("exchange:{EXCHANGE_ORGANIZATION_MANAGEMENT}")
+}
+
+/// The target on the double, [`DB_ROLE`] bound to the Exchange role "Organization
+/// Management"; the app holds both role-management permissions.
+async fn exchange_target(admin: &Client, g: &GraphDouble, drift: Option<&str>) {
+    g.set_permissions(&[ROLE_PERMISSION, EXCHANGE_PERMISSION]);
+    admin
+        .create_target(&entra_request(g, SECRET, drift))
+        .await
+        .expect("add msgraph target");
+    bind_db_role(admin, TARGET, &organization_management()).await;
+}
+
+/// The (principal, role) of every Exchange assignment the double holds (all at `/`).
+fn exchange_held(g: &GraphDouble) -> Vec<(String, String)> {
+    let mut v: Vec<_> = g
+        .exchange_assignments()
+        .into_iter()
+        .map(|a| {
+            assert_eq!(a.directory_scope_id, "/");
+            (a.principal_id, a.role_definition_id)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn an_activation_bound_to_an_exchange_role_assigns_it_and_its_end_deletes_it(app: TestApp) {
+    let g = double().await;
+    let oid = g.add_user(&upn("ada"));
+    let admin = admin(&app).await;
+    exchange_target(&admin, &g, None).await;
+    let ada = db_person(&app, &admin, "ada", TARGET).await;
+    let id = activate_at(&ada, TARGET, 3).await;
+    let want = vec![(
+        format!("/Users/{oid}"),
+        EXCHANGE_ORGANIZATION_MANAGEMENT.to_owned(),
+    )];
+    assert!(
+        eventually(5.0, || async { exchange_held(&g) == want }).await,
+        "assigned through the Exchange provider: {:?}",
+        exchange_held(&g)
+    );
+    assert!(held(&g).is_empty(), "no directory role: {:?}", held(&g));
+    let seen = admin.observe_target(TARGET).await.expect("observe");
+    assert!(seen.drift.is_empty() && seen.missing.is_empty(), "{seen:?}");
+    assert_eq!(seen.held[0].holder, upn("ada"));
+    assert_eq!(seen.held[0].right, organization_management());
+    assert_eq!(seen.held[0].grant_id.as_deref(), Some(id.as_str()));
+    // The grant expires: the assignment is deleted.
+    assert!(
+        eventually(8.0, || async { exchange_held(&g).is_empty() }).await,
+        "deleted at expiry: {:?}",
+        exchange_held(&g)
+    );
+    assert!(g.requests().iter().any(|r| {
+        r.method == "DELETE"
+            && r.path
+                .starts_with("/beta/roleManagement/exchange/roleAssignments/")
+            && r.status == 204
+    }));
+}
+
+async fn an_exchange_assignment_made_in_the_portal_is_drift_and_reverted(app: TestApp) {
+    let g = double().await;
+    let eve = g.add_user(&upn("eve"));
+    let group = "/Groups/7d1c5a3e-2b4f-4c6d-8e9f-0a1b2c3d4e5f";
+    let admin = admin(&app).await;
+    exchange_target(&admin, &g, Some("revert")).await;
+    g.add_exchange_assignment_in_portal(&format!("/Users/{eve}"), EXCHANGE_ORGANIZATION_MANAGEMENT);
+    g.add_exchange_assignment_in_portal(group, EXCHANGE_ORGANIZATION_MANAGEMENT);
+    // A role no binding names is not Portcullis's to judge.
+    g.add_exchange_assignment_in_portal(&format!("/Users/{eve}"), EXCHANGE_RECIPIENT_MANAGEMENT);
+    let seen = admin.observe_target(TARGET).await.expect("observe");
+    let mut drift: Vec<(String, String)> = seen
+        .drift
+        .iter()
+        .map(|h| (h.holder.clone(), h.right.clone()))
+        .collect();
+    drift.sort();
+    assert_eq!(
+        drift,
+        vec![
+            (upn("eve"), organization_management()),
+            (format!("principal:{group}"), organization_management()),
+        ]
+    );
+    // No Global Administrator, no app: no finding about the tenant.
+    assert!(seen.findings.is_empty(), "{:?}", seen.findings);
+    let r = admin.reconcile_target(TARGET).await.expect("reconcile");
+    assert_eq!(r.reverted.len(), 2, "{r:?}");
+    assert_eq!(
+        exchange_held(&g),
+        vec![(
+            format!("/Users/{eve}"),
+            EXCHANGE_RECIPIENT_MANAGEMENT.to_owned()
+        )],
+        "both drifts removed, the unmanaged role kept"
+    );
+    assert_eq!(events_named(&admin, "target.drift").await.len(), 2);
+}
+
+async fn a_missing_exchange_permission_is_named_by_the_target_test(app: TestApp) {
+    let g = double().await;
+    let admin = admin(&app).await;
+    exchange_target(&admin, &g, None).await;
+    g.set_permissions(&[ROLE_PERMISSION]);
+    let t = admin.test_target(TARGET).await.expect("test");
+    assert!(!t.ok);
+    assert_eq!(t.problems.len(), 1, "{t:?}");
+    assert!(t.problems[0].contains(EXCHANGE_PERMISSION), "{t:?}");
+    // Consent given: nothing missing.
+    g.set_permissions(&[ROLE_PERMISSION, EXCHANGE_PERMISSION]);
+    let t = admin.test_target(TARGET).await.expect("test");
+    assert!(t.ok, "{t:?}");
+}
+
+async fn bad_exchange_rights_are_refused_at_binding_and_nothing_is_stored(app: TestApp) {
+    let g = double().await;
+    let admin = admin(&app).await;
+    admin
+        .create_target(&entra_request(&g, SECRET, None))
+        .await
+        .expect("add msgraph target");
+    custom_role(&admin).await;
+    for (right, says) in [
+        (
+            "exchange:not-a-guid".to_owned(),
+            "is not an Exchange Online role definition id",
+        ),
+        (
+            format!(
+                "exchange:{EXCHANGE_ORGANIZATION_MANAGEMENT}@/administrativeUnits/5d6b6bb7-de71-4623-b4af-96380a352509"
+            ),
+            "organisation-wide only",
+        ),
+    ] {
+        let e = admin
+            .bind_role(
+                TARGET,
+                DB_ROLE,
+                &portcullis_core::api::BindRoleRequest {
+                    grants: vec![right.clone()],
+                    mode: None,
+                    ssh: None,
+                },
+            )
+            .await
+            .expect_err("refused");
+        assert_eq!(e.code(), Some("invalid_request"), "{right}: {e}");
+        assert!(e.to_string().contains(says), "{right}: {e}");
+    }
+    let t = admin.target(TARGET).await.expect("show");
+    assert!(t.bindings.is_empty(), "nothing stored: {:?}", t.bindings);
 }
