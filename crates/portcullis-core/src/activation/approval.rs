@@ -1,5 +1,8 @@
 //! Approving a request. Invariant: nobody approves their own request, not even through a group;
-//! the approver is a listed person signed in with at least `mfa`, counted once.
+//! the approver is a listed person, counted once, signed in with at least `mfa` and at least
+//! the strength the role asks of whoever activates it: approving access needs a proof as
+//! strong as using it, so a stolen one-time-code session of an approver cannot approve a role
+//! that needs a security key.
 
 use time::Duration;
 
@@ -17,6 +20,8 @@ pub enum ApprovalError {
     NotAnApprover,
     #[error("approvers must be signed in with a second factor")]
     ApproverNeedsMfa,
+    #[error("approving this role needs a sign-in as strong as activating it ({})", .0.as_str())]
+    ApproverNeedsStrength(AuthStrength),
     #[error("you have already decided on this request")]
     AlreadyApproved,
     #[error("approvers are people; a service account never approves")]
@@ -29,7 +34,7 @@ impl ApprovalError {
         match self {
             Self::SelfApproval => ErrorCode::SelfApproval,
             Self::NotAnApprover | Self::NotAPerson => ErrorCode::Forbidden,
-            Self::ApproverNeedsMfa => ErrorCode::StepUpRequired,
+            Self::ApproverNeedsMfa | Self::ApproverNeedsStrength(_) => ErrorCode::StepUpRequired,
             Self::AlreadyApproved => ErrorCode::AlreadyDecided,
         }
     }
@@ -44,6 +49,8 @@ pub struct Approver<'a> {
     pub strength: AuthStrength,
     /// Named by the role's approvers, directly or through a role-assignable group.
     pub listed: bool,
+    /// The strength the role requires of whoever activates it.
+    pub role_strength: AuthStrength,
 }
 
 /// Whether `approver` may add an approval to a request by `requester`.
@@ -65,6 +72,9 @@ pub fn check_approval(
     }
     if approver_strength < AuthStrength::Mfa {
         return Err(ApprovalError::ApproverNeedsMfa);
+    }
+    if approver_strength < approver.role_strength {
+        return Err(ApprovalError::ApproverNeedsStrength(approver.role_strength));
     }
     if already_approved_by.iter().any(|a| a == approver_id) {
         return Err(ApprovalError::AlreadyApproved);

@@ -182,6 +182,7 @@ fn approvals() {
         person: true,
         strength,
         listed,
+        role_strength: AuthStrength::Mfa,
     };
     // Alice is in the approver group, but it is her own request.
     assert_eq!(
@@ -225,10 +226,36 @@ fn service_accounts_never_approve() {
         person: false,
         strength: AuthStrength::PhishingResistant,
         listed: true,
+        role_strength: AuthStrength::Mfa,
     };
     assert_eq!(
         check_approval("u_alice", &sa, &[]),
         Err(ApprovalError::NotAPerson)
+    );
+}
+
+#[test]
+fn approving_needs_the_strength_activating_needs() {
+    let carol = |strength| Approver {
+        id: "u_carol",
+        person: true,
+        strength,
+        listed: true,
+        role_strength: AuthStrength::PhishingResistant,
+    };
+    assert_eq!(
+        check_approval("u_alice", &carol(AuthStrength::Mfa), &[]),
+        Err(ApprovalError::ApproverNeedsStrength(
+            AuthStrength::PhishingResistant
+        ))
+    );
+    assert_eq!(
+        ApprovalError::ApproverNeedsStrength(AuthStrength::PhishingResistant).code(),
+        crate::error::ErrorCode::StepUpRequired
+    );
+    assert_eq!(
+        check_approval("u_alice", &carol(AuthStrength::PhishingResistant), &[]),
+        Ok(())
     );
 }
 

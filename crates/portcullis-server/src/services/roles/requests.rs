@@ -362,6 +362,7 @@ pub async fn decide(
                 && !me.principal.emergency,
             strength: me.strength,
             listed,
+            role_strength: s.required_strength,
         };
         activation::check_approval(&r.principal_id, &approver, &approved_by)
             .map_err(approval_error)?;
