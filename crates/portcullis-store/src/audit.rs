@@ -134,6 +134,20 @@ impl Store {
         })
     }
 
+    /// The newest checkpoint and when it was written (microseconds), if any.
+    pub async fn newest_checkpoint(&self) -> Result<Option<(Checkpoint, i64)>> {
+        let sql = format!(
+            "SELECT {} FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+            self.checkpoint_cols()
+        );
+        on_pool!(&self.backend, pool => {
+            match sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(pool).await? {
+                Some(r) => Ok(Some((checkpoint_from_row(&r)?, r.try_get::<i64, _>("created_at_us")?))),
+                None => Ok(None),
+            }
+        })
+    }
+
     fn checkpoint_cols(&self) -> &'static str {
         if self.legacy_checkpoint_schema {
             LEGACY_CHECKPOINT_COLS

@@ -156,3 +156,15 @@ pub struct CheckpointCreated {
     pub seq: i64,
     pub hash: String,
 }
+
+api_type! {
+    /// A signed audit checkpoint as the API shows it.
+    pub struct CheckpointView {
+        /// Sequence number of the last event the checkpoint covers.
+        pub seq: i64,
+        /// Chain hash at that event (hex).
+        pub hash: String,
+        /// When it was written: RFC 3339, UTC.
+        pub created_at: String,
+    }
+}

@@ -1,5 +1,5 @@
 //! What the server does, without HTTP: accounts, sign-in, roles, tokens, break-glass, alerts,
-//! conditional access, targets.
+//! conditional access, targets, the audit log.
 //!
 //! Nothing here imports axum or `crate::http` (a unit test in `crate::layering` checks it): a
 //! service takes `&AppState`, the caller, typed input and the time, and returns a typed result
@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod anchor;
+pub mod audit;
 pub mod breakglass;
 pub mod caller;
 pub mod client_assertion;

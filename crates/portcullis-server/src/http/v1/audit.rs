@@ -5,18 +5,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    CheckpointCreated, CheckpointRequest, EventPage, MAX_VERIFY_ANCHORS, VerifyRequest,
-    VerifyResult,
+    CheckpointCreated, CheckpointRequest, EventPage, VerifyRequest, VerifyResult,
 };
-use portcullis_core::audit::{NewAuditEvent, Outcome};
-use portcullis_core::roles::perm;
-use portcullis_store::{AuditFilter, Change};
 use serde::Deserialize;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use utoipa::IntoParams;
 
 use crate::http::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::services::audit;
 use crate::services::caller::Caller;
 use crate::state::AppState;
 
@@ -39,18 +34,18 @@ pub struct EventQuery {
     pub limit: Option<i64>,
 }
 
-fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    OffsetDateTime::parse(v, &Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
-        .map_err(|_| ApiError::bad_request(format!("{name} must be an RFC 3339 time")))
-}
-
-fn bounded(name: &str, v: Option<String>) -> Result<Option<String>, ApiError> {
-    match v {
-        Some(s) if s.is_empty() || s.len() > 256 => Err(ApiError::bad_request(format!(
-            "{name} must be 1 to 256 characters"
-        ))),
-        other => Ok(other),
+impl From<EventQuery> for audit::EventQuery {
+    fn from(q: EventQuery) -> Self {
+        Self {
+            actor: q.actor,
+            action: q.action,
+            target: q.target,
+            outcome: q.outcome,
+            since: q.since,
+            until: q.until,
+            after: q.after,
+            limit: q.limit,
+        }
     }
 }
 
@@ -63,46 +58,9 @@ pub async fn list_events(
     caller: Caller,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
-    caller.require_bootstrap_or(perm::AUDIT_READ)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
-    let outcome = match q.outcome.as_deref() {
-        None => None,
-        Some(s) => Some(
-            Outcome::parse(s)
-                .ok_or_else(|| ApiError::bad_request("outcome must be success or failure"))?,
-        ),
-    };
-    let filter = AuditFilter {
-        actor: bounded("actor", q.actor)?,
-        action: bounded("action", q.action)?,
-        target: bounded("target", q.target)?,
-        outcome,
-        since_us: q
-            .since
-            .as_deref()
-            .map(|v| parse_time("since", v))
-            .transpose()?,
-        until_us: q
-            .until
-            .as_deref()
-            .map(|v| parse_time("until", v))
-            .transpose()?,
-        after_seq: q.after,
-        limit,
-    };
-    let events = state.store.list_events(&filter).await?;
-    let next_after = if events.len() as i64 == limit {
-        events.last().map(|e| e.seq)
-    } else {
-        None
-    };
-    Ok(Json(EventPage {
-        events: events.into_iter().map(Into::into).collect(),
-        next_after,
-    }))
+    audit::list_events(&state, &caller, q.into())
+        .await
+        .map(Json)
 }
 
 /// Walk the whole audit chain, the chain of signed checkpoints and the cadence rules (no more
@@ -113,9 +71,7 @@ pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    caller.require_bootstrap_or(perm::AUDIT_READ)?;
-    let v = state.store.verify(&[]).await?;
-    Ok(Json(VerifyResult::from_verification(v)))
+    audit::verify(&state, &caller).await.map(Json)
 }
 
 /// Verify as `GET` does, and prove that the database still holds the given anchored
@@ -130,21 +86,9 @@ pub async fn verify_anchored(
     caller: Caller,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> Result<Json<VerifyResult>, ApiError> {
-    caller.require_bootstrap_or(perm::AUDIT_READ)?;
-    if body.anchors.len() > MAX_VERIFY_ANCHORS {
-        return Err(ApiError::bad_request(format!(
-            "at most {MAX_VERIFY_ANCHORS} anchors per request (the newest anchored checkpoint pins everything before it)"
-        )));
-    }
-    let mut anchors = Vec::with_capacity(body.anchors.len());
-    for (i, record) in body.anchors.iter().enumerate() {
-        let cp = record
-            .checkpoint(i + 1)
-            .map_err(|e| ApiError::bad_request(format!("anchors: {e}")))?;
-        anchors.push(cp);
-    }
-    let v = state.store.verify(&anchors).await?;
-    Ok(Json(VerifyResult::from_verification(v)))
+    audit::verify_anchored(&state, &caller, body)
+        .await
+        .map(Json)
 }
 
 /// Write a signed checkpoint now (e.g. before a backup or an export).
@@ -157,25 +101,6 @@ pub async fn create_checkpoint(
     caller: Caller,
     ApiJson(body): ApiJson<CheckpointRequest>,
 ) -> Result<(StatusCode, Json<CheckpointCreated>), ApiError> {
-    caller.require_bootstrap_or(perm::AUDIT_CHECKPOINT)?;
-    let reason = body.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(ApiError::bad_request("reason must be 1 to 500 characters"));
-    }
-    let event = NewAuditEvent::new(caller.actor(), "audit.checkpoint_requested", "audit")
-        .details(serde_json::json!({ "reason": reason }));
-    let mut events = state
-        .store
-        .write(Change::ForceCheckpoint, vec![event])
-        .await?;
-    let e = events
-        .pop()
-        .ok_or_else(|| ApiError::internal("writer returned no event"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CheckpointCreated {
-            seq: e.seq,
-            hash: hex::encode(e.hash),
-        }),
-    ))
+    let created = audit::create_checkpoint(&state, &caller, &body.reason).await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
