@@ -108,6 +108,8 @@ mod breakglass;
 mod ca_privilege;
 #[path = "api/conditional_access/mod.rs"]
 mod conditional_access;
+#[path = "api/console/mod.rs"]
+mod console;
 #[path = "api/device_grant/mod.rs"]
 mod device_grant;
 #[path = "api/edge/mod.rs"]

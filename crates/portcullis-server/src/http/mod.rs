@@ -32,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+use pages::console;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -104,6 +105,24 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(pages::signin_webauthn_post))
         .routes(routes!(pages::webauthn_js))
         .routes(routes!(pages::device_get, pages::device_post))
+        .routes(routes!(console::console_get))
+        .routes(routes!(console::console_requests_post))
+        .routes(routes!(console::console_request_get))
+        .routes(routes!(console::console_decide_post))
+        .routes(routes!(console::console_deactivate_post))
+        .routes(routes!(console::console_cancel_post))
+        .routes(routes!(console::console_approvals_get))
+        .routes(routes!(
+            console::console_reauth_get,
+            console::console_reauth_post
+        ))
+        .routes(routes!(console::console_signout_post))
+        .routes(routes!(console::console_audit_get))
+        .routes(routes!(console::console_audit_event_get))
+        .routes(routes!(console::console_audit_verify_get))
+        .routes(routes!(console::console_audit_export_get))
+        .routes(routes!(console::console_css))
+        .routes(routes!(console::console_js))
         .routes(routes!(alerts::add_channel, alerts::list_channels))
         .routes(routes!(alerts::remove_channel))
         .routes(routes!(alerts::list_rules, alerts::add_rule))

@@ -24,6 +24,7 @@
 //!   audit events, same answers for unknown users and wrong passwords.
 
 mod authorize;
+pub mod console;
 mod device;
 mod signin;
 
@@ -213,10 +214,11 @@ fn security_headers(h: &mut HeaderMap, form_origin: Option<&str>, scripts: bool)
         Some(o) => format!("'self' {o}"),
         None => "'self'".to_owned(),
     };
-    // Only the security-key step runs a script, and only this server's file.
+    // Only the security-key step and the console run scripts, and only this server's files.
     let script = if scripts { "; script-src 'self'" } else { "" };
+    // One stylesheet, from this server; no inline style.
     let csp = format!(
-        "default-src 'none'; form-action {form}; frame-ancestors 'none'; base-uri 'none'{script}"
+        "default-src 'none'; style-src 'self'; form-action {form}; frame-ancestors 'none'; base-uri 'none'{script}"
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -367,10 +369,13 @@ async fn browser_session(
     }
 }
 
-/// A `return_to` that stays on this server's authorization endpoint or device page.
+/// A `return_to` that stays on this server's authorization endpoint, device page or console.
 fn safe_return_to(s: Option<&String>) -> Option<String> {
     let s = s?;
-    let ok = s.starts_with("/oauth2/authorize?") || s == "/device" || s.starts_with("/device?");
+    let ok = s.starts_with("/oauth2/authorize?")
+        || s == "/device"
+        || s.starts_with("/device?")
+        || console::is_console_path(s);
     (ok && !s.contains(['\r', '\n', '\\']) && s.len() <= 4096).then(|| s.clone())
 }
 
