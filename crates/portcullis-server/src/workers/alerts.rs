@@ -541,10 +541,11 @@ fn notification_text(topic: &str, p: &serde_json::Value) -> String {
     let f = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
     match topic {
         "request.approval_needed" => format!(
-            "{} asks to activate {} at {}; approve or deny: portcullis approve {}",
+            "{} asks to activate {} at {}; approve or deny in the console:\n{}\nor with: portcullis approve {}",
             f("requester"),
             f("role"),
             f("scope"),
+            f("console"),
             f("request_id")
         ),
         "request.decided" => format!(

@@ -317,6 +317,11 @@ async fn email_alerts_dead_letters_and_restarts(backend: Backend) {
                     .as_str()
                     .unwrap_or("")
                     .contains("uma asks to activate audit-reader")
+                // The request's console page, at the server's public address.
+                && m["content"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(&format!("{}/console/requests/r", app.public_url.trim_end_matches('/')))
         })
     })
     .await;

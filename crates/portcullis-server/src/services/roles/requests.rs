@@ -183,10 +183,17 @@ pub async fn create_request(
             "request_id": id, "role": def.slug, "scope": scope.as_str(), "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "not_required",
         })));
     } else {
+        // Approvers get the request's console page as well as the command.
+        let mut to_approvers = payload.clone();
+        to_approvers["console"] = format!(
+            "{}/console/requests/{id}",
+            state.tokens.issuer.trim_end_matches('/')
+        )
+        .into();
         changes.extend(notifications(
             &s.approvers,
             "request.approval_needed",
-            &payload,
+            &to_approvers,
             now,
         ));
         changes.extend(notifications(&s.notify, "request.created", &payload, now));
