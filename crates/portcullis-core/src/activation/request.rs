@@ -28,13 +28,26 @@ pub struct ActivationInput<'a> {
     pub ticket: Option<&'a str>,
 }
 
+/// A duration as people say it: `1 h`, `45 min`, `1 h 30 min`, `90 s`.
+pub fn in_words(d: Duration) -> String {
+    let s = d.whole_seconds().max(0);
+    let (h, m, rest) = (s / 3600, (s % 3600) / 60, s % 60);
+    match (h, m, rest) {
+        (0, 0, r) => format!("{r} s"),
+        (h, m, r) if r != 0 => format!("{} s", h * 3600 + m * 60 + r),
+        (0, m, _) => format!("{m} min"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActivationError {
     #[error("this role needs a {} sign-in within the last 15 minutes; sign in again and retry", needed.as_str())]
     StepUpRequired { needed: AuthStrength },
     #[error("the duration must be positive")]
     DurationNotPositive,
-    #[error("this role can be activated for at most {} seconds", max.whole_seconds())]
+    #[error("this role can be activated for at most {} ({} seconds)", in_words(*max), max.whole_seconds())]
     DurationTooLong { max: Duration },
     #[error("this role needs a justification")]
     JustificationRequired,

@@ -297,3 +297,20 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn durations_are_said_in_words() {
+    use super::request::in_words;
+    use time::Duration;
+    assert_eq!(in_words(Duration::hours(1)), "1 h");
+    assert_eq!(in_words(Duration::minutes(45)), "45 min");
+    assert_eq!(in_words(Duration::minutes(90)), "1 h 30 min");
+    assert_eq!(in_words(Duration::seconds(90)), "90 s");
+    assert_eq!(
+        ActivationError::DurationTooLong {
+            max: Duration::hours(1)
+        }
+        .to_string(),
+        "this role can be activated for at most 1 h (3600 seconds)"
+    );
+}
