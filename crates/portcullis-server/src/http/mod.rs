@@ -121,6 +121,24 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(console::console_audit_event_get))
         .routes(routes!(console::console_audit_verify_get))
         .routes(routes!(console::console_audit_export_get))
+        .routes(routes!(console::console_breakglass_get))
+        .routes(routes!(console::console_alerts_get))
+        .routes(routes!(console::console_alert_get))
+        .routes(routes!(console::console_alert_retry_post))
+        .routes(routes!(console::console_admin_users_get))
+        .routes(routes!(console::console_admin_user_enabled_post))
+        .routes(routes!(console::console_admin_group_member_post))
+        .routes(routes!(
+            console::console_admin_assignments_get,
+            console::console_admin_assign_post
+        ))
+        .routes(routes!(console::console_admin_end_assignment_post))
+        .routes(routes!(console::console_admin_roles_get))
+        .routes(routes!(
+            console::console_admin_role_get,
+            console::console_admin_role_post
+        ))
+        .routes(routes!(console::console_admin_policies_get))
         .routes(routes!(console::console_css))
         .routes(routes!(console::console_js))
         .routes(routes!(alerts::add_channel, alerts::list_channels))

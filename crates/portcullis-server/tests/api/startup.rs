@@ -269,6 +269,20 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /console/audit/{seq}",
         "GET /console/audit/verify",
         "GET /console/audit/export",
+        "GET /console/breakglass",
+        "GET /console/alerts",
+        "GET /console/alerts/{id}",
+        "POST /console/alerts/{id}/retry",
+        "GET /console/admin/users",
+        "POST /console/admin/users/{name}/enabled",
+        "POST /console/admin/groups/{name}/members",
+        "GET /console/admin/assignments",
+        "POST /console/admin/assignments",
+        "POST /console/admin/assignments/{id}/end",
+        "GET /console/admin/roles",
+        "GET /console/admin/roles/{role}",
+        "POST /console/admin/roles/{role}",
+        "GET /console/admin/policies",
         "GET /assets/console.css",
         "GET /assets/console.js",
         "POST /api/v1/alerts/channels",
@@ -357,7 +371,8 @@ async fn openapi_lists_every_route(app: TestApp) {
             .replace("{name}", "x")
             .replace("{role}", "x")
             .replace("{kid}", "x")
-            .replace("{member}", "y");
+            .replace("{member}", "y")
+            .replace("{seq}", "1");
         let resp = app
             .http
             .request(

@@ -5,7 +5,9 @@ use portcullis_core::api::RoleSettingsUpdate;
 
 use super::*;
 
+mod admin;
 mod forms;
+mod oversight;
 
 /// The role people request in the console tests.
 pub(crate) const ROLE: &str = "security-reader";

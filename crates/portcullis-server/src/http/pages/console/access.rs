@@ -25,6 +25,7 @@ struct EligibleRow {
     role: String,
     scope: String,
     max: String,
+    max_minutes: i64,
     approval: bool,
     strength: String,
 }
@@ -100,6 +101,7 @@ async fn access_page(
                 role: a.role.clone(),
                 scope: a.scope.clone(),
                 max: duration_words(s.max_activation_seconds),
+                max_minutes: s.max_activation_seconds / 60,
                 approval: s.require_approval,
                 strength: s.required_strength,
             });
@@ -114,9 +116,11 @@ async fn access_page(
         Some((e, form)) => (e.status(), Some(e.message.as_str()), form),
         None => (StatusCode::OK, None, RequestForm::default()),
     };
+    // An hour, or less where a role allows less: the default is never refused for length.
+    let shortest = eligible.iter().map(|e| e.max_minutes).min().unwrap_or(60);
     let form = RequestForm {
         minutes: if form.minutes.is_empty() {
-            "60".into()
+            shortest.clamp(1, 60).to_string()
         } else {
             form.minutes
         },

@@ -21,13 +21,19 @@
 //!   re-authentication service and returns to the console page.
 
 mod access;
+mod admin;
+mod alerts;
 mod approvals;
 mod audit;
+mod breakglass;
 mod routes;
 
 pub use access::*;
+pub use admin::*;
+pub use alerts::*;
 pub use approvals::*;
 pub use audit::*;
+pub use breakglass::*;
 pub use routes::*;
 
 use super::*;
@@ -76,7 +82,7 @@ impl Visit {
 
 /// The pages of the console, in navigation order: (path, label, shown to this caller).
 fn nav_items(caller: &Caller, here: &str) -> Vec<NavItem> {
-    let all: [(&'static str, &'static str, bool); 3] = [
+    let all: Vec<(&'static str, &'static str, bool)> = vec![
         ("/console", "My access", true),
         ("/console/approvals", "Approvals", true),
         (
@@ -84,13 +90,29 @@ fn nav_items(caller: &Caller, here: &str) -> Vec<NavItem> {
             "Audit log",
             caller.holds(portcullis_core::roles::perm::AUDIT_READ),
         ),
+        (
+            "/console/breakglass",
+            "Break-glass",
+            caller.holds(portcullis_core::roles::perm::BREAKGLASS_READ),
+        ),
+        (
+            "/console/alerts",
+            "Alerts",
+            caller.holds(portcullis_core::roles::perm::ALERTS_READ),
+        ),
+        (
+            "/console/admin/users",
+            "Administration",
+            admin::administers(caller),
+        ),
     ];
     all.into_iter()
         .filter(|(_, _, shown)| *shown)
         .map(|(href, label, _)| NavItem {
             href,
             label,
-            current: href == here,
+            current: href == here
+                || (href.starts_with("/console/admin/") && here.starts_with("/console/admin/")),
         })
         .collect()
 }
@@ -167,6 +189,12 @@ fn done_message(code: Option<&String>) -> Option<&'static str> {
         "approved" => "Approved.",
         "denied" => "Denied.",
         "reauthenticated" => "Confirmed. Try again now.",
+        "retried" => "The delivery is back in the queue with a fresh budget of attempts.",
+        "enabled" => "The account is enabled.",
+        "disabled" => "The account is disabled; its sessions are ended.",
+        "saved" => "Saved.",
+        "assigned" => "Assigned.",
+        "ended" => "The assignment is ended; what it granted is being removed.",
         _ => return None,
     })
 }

@@ -168,6 +168,125 @@ pub async fn console_audit_export_get(
     console_audit_export(&state, &headers, q.as_deref()).await
 }
 
+/// Administration: users and groups.
+#[utoipa::path(get, path = "/console/admin/users", tag = "console",
+    responses((status = 200, description = "page", content_type = "text/html"), (status = 403, description = "no users.read", content_type = "text/html")))]
+pub async fn console_admin_users_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    console_admin_users(&state, &headers, q.as_deref()).await
+}
+
+/// Disable or enable a user (form).
+#[utoipa::path(post, path = "/console/admin/users/{name}/enabled", tag = "console",
+    params(("name" = String, Path, description = "user name")),
+    responses((status = 303, description = "done"), (status = 403, description = "refused", content_type = "text/html")))]
+pub async fn console_admin_user_enabled_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    console_admin_user_enabled(&state, &headers, &name, &body).await
+}
+
+/// Add or remove a group member (form).
+#[utoipa::path(post, path = "/console/admin/groups/{name}/members", tag = "console",
+    params(("name" = String, Path, description = "group name")),
+    responses((status = 303, description = "done"), (status = 403, description = "refused", content_type = "text/html")))]
+pub async fn console_admin_group_member_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    console_admin_group_member(&state, &headers, &name, &body).await
+}
+
+/// Administration: assignments.
+#[utoipa::path(get, path = "/console/admin/assignments", tag = "console",
+    responses((status = 200, description = "page", content_type = "text/html"), (status = 403, description = "no assignments.read", content_type = "text/html")))]
+pub async fn console_admin_assignments_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    console_admin_assignments(&state, &headers, q.as_deref()).await
+}
+
+/// Assign a role (form).
+#[utoipa::path(post, path = "/console/admin/assignments", tag = "console",
+    responses((status = 303, description = "assigned"), (status = 400, description = "refused", content_type = "text/html")))]
+pub async fn console_admin_assign_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    console_admin_assign(&state, &headers, &body).await
+}
+
+/// End an assignment (form).
+#[utoipa::path(post, path = "/console/admin/assignments/{id}/end", tag = "console",
+    params(("id" = String, Path, description = "assignment id")),
+    responses((status = 303, description = "ended"), (status = 403, description = "refused", content_type = "text/html")))]
+pub async fn console_admin_end_assignment_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    console_admin_end_assignment(&state, &headers, &id, &body).await
+}
+
+/// Administration: role settings.
+#[utoipa::path(get, path = "/console/admin/roles", tag = "console",
+    responses((status = 200, description = "page", content_type = "text/html")))]
+pub async fn console_admin_roles_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    console_admin_roles(&state, &headers).await
+}
+
+/// One role's settings.
+#[utoipa::path(get, path = "/console/admin/roles/{role}", tag = "console",
+    params(("role" = String, Path, description = "role")),
+    responses((status = 200, description = "page", content_type = "text/html"), (status = 404, description = "no such role", content_type = "text/html")))]
+pub async fn console_admin_role_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    console_admin_role(&state, &headers, &slug, q.as_deref()).await
+}
+
+/// Change a role's settings (form).
+#[utoipa::path(post, path = "/console/admin/roles/{role}", tag = "console",
+    params(("role" = String, Path, description = "role")),
+    responses((status = 303, description = "saved"), (status = 403, description = "refused", content_type = "text/html")))]
+pub async fn console_admin_role_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    body: String,
+) -> Response {
+    console_admin_role_save(&state, &headers, &slug, &body).await
+}
+
+/// Administration: conditional-access policies and what-if.
+#[utoipa::path(get, path = "/console/admin/policies", tag = "console",
+    responses((status = 200, description = "page", content_type = "text/html"), (status = 403, description = "no ca.read", content_type = "text/html")))]
+pub async fn console_admin_policies_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    console_admin_policies(&state, &headers, q.as_deref()).await
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut r = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     r.headers_mut().insert(
