@@ -6,6 +6,7 @@ use portcullis_core::api::RoleSettingsUpdate;
 use super::*;
 
 mod admin;
+mod browser;
 mod forms;
 mod oversight;
 
