@@ -366,6 +366,28 @@ function evilServer(csrf) {
     }
   }
 
+  // The administrator (signed in through the API; the session as the browser's cookie): the
+  // administration, break-glass and alert pages, each checked by axe.
+  const admin = await person(browser, 'admin');
+  await admin.ctx.addCookies([{ name: 'portcullis_session', value: env('ADMIN_TOKEN'), url: base }]);
+  result.admin_pages = {};
+  for (const [name, path] of [
+    ['admin users', '/console/admin/users'],
+    ['admin assignments', '/console/admin/assignments'],
+    ['admin roles', '/console/admin/roles'],
+    ['admin role', '/console/admin/roles/' + env('ROLE')],
+    ['admin policies (what-if)', '/console/admin/policies?user=alice&ip=203.0.113.7&app=api&strength='],
+    ['break-glass', '/console/breakglass'],
+    ['alerts', '/console/alerts'],
+  ]) {
+    const resp = await admin.page.goto(base + path);
+    result.admin_pages[name] = resp.status();
+    if (resp.status() === 200) {
+      await axe(admin.page, name);
+    }
+  }
+  await shoot(admin.page, 'alerts');
+
   await browser.close();
   console.log(JSON.stringify(result));
 })().catch((e) => {
