@@ -15,6 +15,7 @@ pub mod edge;
 pub mod error;
 pub mod metrics;
 pub mod oauth;
+pub mod openapi;
 pub mod pages;
 pub mod v1;
 
@@ -46,7 +47,7 @@ struct ApiDoc;
 
 /// The routes and their OpenAPI document.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
@@ -197,7 +198,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             accounts::create_service_account,
             accounts::list_service_accounts
         ))
-        .split_for_parts()
+        .split_for_parts();
+    openapi::finish(&mut doc);
+    (router, doc)
 }
 
 /// What the router's outer layers need (crate::http::edge).

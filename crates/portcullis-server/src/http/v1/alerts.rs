@@ -65,6 +65,7 @@ pub async fn test_channel(
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// `pending`, `delivered` or `dead`.
     pub state: Option<String>,

@@ -17,6 +17,7 @@ use crate::state::AppState;
 
 /// Filters for `GET /api/v1/audit/events`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     pub actor: Option<String>,

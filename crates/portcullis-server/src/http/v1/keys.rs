@@ -41,6 +41,7 @@ pub async fn list(
 
 /// `POST /api/v1/keys/rotate?previous=KID`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RotateQuery {
     /// Rotate only if this key is still the active one (otherwise `409 conflict`).

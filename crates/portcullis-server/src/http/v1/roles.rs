@@ -92,6 +92,7 @@ pub async fn update_settings(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentQuery {
     /// `NAME` or `user:NAME`, `group:NAME`, `service_account:NAME`.
@@ -167,6 +168,7 @@ pub async fn create_request(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RequestQuery {
     /// `mine` (default), `to_approve` or `all` (needs `requests.read`).

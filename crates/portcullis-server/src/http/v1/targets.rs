@@ -169,6 +169,7 @@ pub async fn remove_account(
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OpsQuery {
     /// Only this target's operations.
     pub target: Option<String>,
