@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod anchor;
 mod audit;
+mod backup;
 pub mod breakglass;
 pub mod cache;
 mod changes;
@@ -32,6 +33,7 @@ pub mod device;
 pub mod oidc;
 pub mod roles;
 pub mod ssh;
+pub mod stats;
 pub mod sweep;
 pub mod targets;
 mod tenant;
@@ -60,6 +62,7 @@ use zeroize::Zeroizing;
 pub use anchor::{AnchorFile, AnchorSink};
 pub use audit::AuditFilter;
 pub(crate) use audit::{CHAINED_CHECKPOINTS_SCHEMA, CHECKPOINT_COLS, checkpoint_from_row, to_hash};
+pub use backup::backup_sqlite;
 pub use changes::{
     BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision, LAST_GLOBAL_ADMINISTRATOR,
     NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewCeremony,

@@ -42,6 +42,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "http_panics_total",
         "Handler panics answered with 500 instead of a dropped connection.",
     ),
+    (
+        "portcullis_signin_failures_total",
+        "Failed sign-in steps, by reason (the audit event's reason code).",
+    ),
 ];
 
 /// The process's Prometheus handle (installing the recorder and the descriptions on first use).
@@ -154,6 +158,93 @@ pub fn target_lines(stats: &[portcullis_store::targets::TargetStats], now_us: i6
             );
         }
     }
+    out
+}
+
+/// A label value in the text format: `\`, `"` and line breaks escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The tenant's domain in Prometheus text format (every family with HELP and TYPE).
+pub fn domain_lines(d: &crate::services::stats::DomainSnapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let s = &d.stats;
+    family(
+        "portcullis_active_grants",
+        "Grants in effect now (activations and active assignments), by role.",
+        s.active_grants
+            .iter()
+            .map(|(r, n)| (format!("{{role=\"{}\"}}", label(r)), *n as f64))
+            .collect(),
+    );
+    family(
+        "portcullis_requests_pending_approval",
+        "Activation requests waiting for an approver's decision.",
+        vec![(String::new(), s.pending_approval as f64)],
+    );
+    family(
+        "portcullis_outbox_pending",
+        "Alert and notification deliveries waiting, by channel.",
+        s.outbox_pending
+            .iter()
+            .map(|(c, n, _)| (format!("{{channel=\"{}\"}}", label(c)), *n as f64))
+            .collect(),
+    );
+    family(
+        "portcullis_outbox_oldest_pending_seconds",
+        "Age of the oldest delivery waiting, by channel.",
+        s.outbox_pending
+            .iter()
+            .map(|(c, _, oldest)| {
+                (
+                    format!("{{channel=\"{}\"}}", label(c)),
+                    ((d.now_us - oldest).max(0)) as f64 / 1e6,
+                )
+            })
+            .collect(),
+    );
+    family(
+        "portcullis_outbox_dead",
+        "Deliveries dead-lettered (retry them: portcullis alerts retry).",
+        vec![(String::new(), s.outbox_dead as f64)],
+    );
+    family(
+        "portcullis_audit_head_sequence",
+        "Sequence number of the newest audit event.",
+        vec![(String::new(), s.audit_head_seq as f64)],
+    );
+    family(
+        "portcullis_audit_seconds_since_checkpoint",
+        "Seconds since the newest signed audit checkpoint (absent before the first).",
+        d.seconds_since_checkpoint
+            .map(|v| vec![(String::new(), v)])
+            .unwrap_or_default(),
+    );
+    family(
+        "portcullis_breakglass_usable",
+        "Break-glass accounts usable now (enabled, with their credential and Global Administrator).",
+        vec![(String::new(), d.breakglass_usable as f64)],
+    );
+    family(
+        "portcullis_breakglass_required",
+        "Break-glass accounts required.",
+        vec![(String::new(), d.breakglass_required as f64)],
+    );
+    family(
+        "portcullis_breakglass_drills_overdue",
+        "Break-glass accounts whose last drill is older than the drill age.",
+        vec![(String::new(), d.drills_overdue as f64)],
+    );
     out
 }
 

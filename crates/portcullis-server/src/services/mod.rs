@@ -27,6 +27,7 @@ pub mod privilege;
 pub mod roles;
 pub mod service_accounts;
 pub mod signin;
+pub mod stats;
 pub mod support;
 pub mod targets;
 pub mod tokens;

@@ -60,7 +60,24 @@ pub fn signin_event(
             d.insert(k.clone(), v.clone());
         }
     }
+    if outcome == Outcome::Failure {
+        signin_failed(reason);
+    }
     NewAuditEvent::new(format!("user:{name}"), action, format!("user:{name}"))
         .outcome(outcome)
         .details(details)
+}
+
+/// Counts a failed sign-in step; `reason` is a code (anything else counts as `other`), so the
+/// label's values stay a closed set.
+pub fn signin_failed(reason: &str) {
+    let reason = if !reason.is_empty()
+        && reason.len() <= 40
+        && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        reason.to_owned()
+    } else {
+        "other".to_owned()
+    };
+    metrics::counter!("portcullis_signin_failures_total", "reason" => reason).increment(1);
 }

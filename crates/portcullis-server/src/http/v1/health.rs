@@ -48,6 +48,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .map(|h| h.render())
         .unwrap_or_default();
     // This tenant's target operations, read at scrape time (exact across replicas).
+    // The tenant's domain: grants, approvals, the outbox, the audit chain, break-glass.
+    match crate::services::stats::domain(&state).await {
+        Ok(d) => body.push_str(&crate::http::metrics::domain_lines(&d)),
+        Err(e) => tracing::warn!(error = ?e, "cannot read the domain counts"),
+    }
     match crate::services::targets::stats(&state).await {
         Ok((stats, now_us)) => body.push_str(&crate::http::metrics::target_lines(&stats, now_us)),
         Err(e) => tracing::warn!(error = ?e, "cannot read target operation counts"),
