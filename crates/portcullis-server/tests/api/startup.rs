@@ -398,6 +398,93 @@ async fn openapi_lists_every_route(app: TestApp) {
     app.stop().await;
 }
 
+/// The served OpenAPI document is one a generated client can use: unique `resource_action`
+/// operation ids, path parameters only where the path has them, every security scheme named
+/// defined, the layers' answers documented; and a validator the project did not write
+/// (openapi-spec-validator, from PyPI) accepts it.
+async fn the_openapi_document_is_valid(app: TestApp) {
+    let doc: serde_json::Value = app
+        .http
+        .get(format!("{}/api/v1/openapi.json", app.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let schemes = doc["components"]["securitySchemes"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_owned()), "{id} is given twice");
+            let tag = op["tags"][0]
+                .as_str()
+                .unwrap_or("default")
+                .replace('-', "_");
+            assert!(
+                id.starts_with(&format!("{tag}_")),
+                "{id} is not {tag}_action"
+            );
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().expect("name");
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    p["in"] == "path",
+                    in_path,
+                    "{method} {path}: parameter {name} is in {}",
+                    p["in"]
+                );
+            }
+            for requirement in op["security"].as_array().into_iter().flatten() {
+                for scheme in requirement.as_object().expect("requirement").keys() {
+                    assert!(
+                        schemes.contains_key(scheme),
+                        "{id}: scheme {scheme} undefined"
+                    );
+                }
+            }
+            let responses = op["responses"].as_object().expect("responses");
+            if path.starts_with("/api/") {
+                for status in ["400", "429"] {
+                    assert!(responses.contains_key(status), "{id}: no {status}");
+                }
+                if op["requestBody"]["content"]["application/json"].is_object() {
+                    for status in ["413", "415", "422"] {
+                        assert!(responses.contains_key(status), "{id}: no {status}");
+                    }
+                }
+                if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                    for status in ["401", "403"] {
+                        assert!(responses.contains_key(status), "{id}: no {status}");
+                    }
+                }
+            }
+        }
+    }
+    let required = std::env::var("PORTCULLIS_REQUIRE_OPENAPI_VALIDATOR").is_ok();
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, doc.to_string()).expect("write");
+    match std::process::Command::new("openapi-spec-validator")
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "openapi-spec-validator: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) if required => panic!("openapi-spec-validator must run here: {e}"),
+        Err(_) => eprintln!("skipped: no openapi-spec-validator"),
+    }
+    app.stop().await;
+}
+
 async fn metrics_count_requests_per_route(app: TestApp) {
     app.anonymous.health().await.expect("healthz");
     let text = app
@@ -412,6 +499,117 @@ async fn metrics_count_requests_per_route(app: TestApp) {
     assert!(text.contains("http_requests_total"), "{text}");
     assert!(text.contains("route=\"/healthz\""), "{text}");
     assert!(text.contains("http_request_duration_seconds"), "{text}");
+    app.stop().await;
+}
+
+/// `/metrics` tells the tenant's domain exactly (grants per role, requests waiting, sign-in
+/// failures by reason, the audit head, break-glass readiness), every family with HELP and
+/// TYPE, and Prometheus' own checker (`promtool check metrics`) accepts the page.
+async fn domain_metrics_are_exact_and_pass_promtool(app: TestApp) {
+    let admin = admin(&app).await;
+    let pw = "saffron-glacier-ribbon-81";
+    let (ana, _) = mfa_user(&app, &admin, "ana", pw).await;
+    admin
+        .update_role_settings(
+            "security-reader",
+            &portcullis_core::api::RoleSettingsUpdate {
+                require_approval: Some(true),
+                approvers: Some(vec!["user:root-admin".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("settings");
+    admin
+        .create_assignment(&CreateAssignmentRequest {
+            principal: "ana".into(),
+            role: "security-reader".into(),
+            scope: None,
+            kind: Some("eligible".into()),
+            duration_seconds: None,
+            ends_at: None,
+        })
+        .await
+        .expect("eligible");
+    let r = ana
+        .request_activation(&CreateActivationRequest {
+            role: "security-reader".into(),
+            scope: None,
+            duration_seconds: 600,
+            justification: Some("quarterly review".into()),
+            ticket: None,
+        })
+        .await
+        .expect("request");
+    assert_eq!(r.state, "pending_approval");
+    let _ = app
+        .anonymous
+        .signin_password(&PasswordSignInRequest {
+            username: "ana".into(),
+            password: "not-her-password-at-all".into(),
+        })
+        .await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        "portcullis_requests_pending_approval 1",
+        "portcullis_active_grants{role=\"global-administrator\"} 1",
+        "portcullis_breakglass_required 2",
+        "portcullis_breakglass_usable 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    assert!(
+        text.contains("portcullis_signin_failures_total{reason="),
+        "{text}"
+    );
+    let head = text
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_audit_head_sequence "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("audit head");
+    assert!(head >= 5.0, "{head}");
+    for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = line.split_whitespace().nth(2).expect("name");
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+    }
+    let required = std::env::var("PORTCULLIS_REQUIRE_PROMTOOL").is_ok();
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write");
+            let out = child.wait_with_output().expect("promtool");
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) if required => panic!("promtool must run here: {e}"),
+        Err(_) => eprintln!("skipped: no promtool"),
+    }
     app.stop().await;
 }
 
@@ -613,7 +811,9 @@ api_tests!(
     errors_have_one_shape,
     the_bootstrap_token_is_the_only_credential,
     openapi_lists_every_route,
+    the_openapi_document_is_valid,
     metrics_count_requests_per_route,
+    domain_metrics_are_exact_and_pass_promtool,
     restart_keeps_the_chain_and_records_config_changes,
     bootstrap_makes_the_first_admin_once,
 );
