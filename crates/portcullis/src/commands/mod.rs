@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
+pub mod backup;
 pub mod breakglass;
 pub mod ca;
 pub mod clients;
