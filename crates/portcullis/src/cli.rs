@@ -100,6 +100,16 @@ enum Command {
     /// SSH through an ssh-ca target with a certificate from your active grants
     /// (`portcullis ssh TARGET -- user@host`), or get one (`portcullis ssh sign TARGET`).
     Ssh(crate::commands::ssh::SshArgs),
+    /// Print a completion script for a shell (`portcullis completions bash >
+    /// /etc/bash_completion.d/portcullis`; zsh: into a directory of `$fpath` as `_portcullis`;
+    /// fish: `~/.config/fish/completions/portcullis.fish`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Back up the embedded SQLite database while the server runs, verified before it is kept
+    /// (PostgreSQL: pg_dump, see the README).
+    Backup(crate::commands::backup::BackupArgs),
     /// Roles (built-in and custom) and their settings.
     #[command(subcommand)]
     Roles(roles::RolesCommand),
@@ -131,12 +141,28 @@ enum Command {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let uses_stored_login = !matches!(
         cli.command,
-        Command::Serve(_) | Command::Login(_) | Command::Logout | Command::Bootstrap(_)
+        Command::Serve(_)
+            | Command::Login(_)
+            | Command::Logout
+            | Command::Bootstrap(_)
+            | Command::Completions { .. }
+            | Command::Backup(_)
     );
     if uses_stored_login && std::env::var_os("PORTCULLIS_TOKEN").is_none() {
         refresh_if_due(&cli.server).await?;
     }
     match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "portcullis",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup(args) => crate::commands::backup::backup(cli.output, args).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Audit(cmd) => audit::run(&cli.server, cli.output, cmd).await,
         Command::Bootstrap(args) => signin::bootstrap(&cli.server, cli.output, args).await,

@@ -14,6 +14,8 @@
 //! - `alerts.rs`: alert channels, deliveries and custom alert rules
 //! - `breakglass.rs`: break-glass accounts
 //! - `conditional_access.rs`: conditional-access locations and policies
+//! - `completions.rs`: shell completion scripts
+//! - `backup.rs`: an online SQLite backup, verified, and the README's restore procedure
 //! - `targets.rs`: targets, their secrets and bindings; SSH certificates through `portcullis ssh`
 //!   against a real sshd (`sshd.rs` is the server tests' harness)
 
@@ -27,8 +29,12 @@ mod accounts;
 mod alerts;
 #[path = "cli/audit.rs"]
 mod audit;
+#[path = "cli/backup.rs"]
+mod backup;
 #[path = "cli/breakglass.rs"]
 mod breakglass;
+#[path = "cli/completions.rs"]
+mod completions;
 #[path = "cli/conditional_access.rs"]
 mod conditional_access;
 #[path = "cli/serve.rs"]

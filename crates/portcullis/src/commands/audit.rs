@@ -22,6 +22,9 @@ const EXIT_CHAIN_BROKEN: u8 = 3;
 pub enum AuditCommand {
     /// List audit events, oldest first.
     List(ListArgs),
+    /// Export audit events, oldest first, one JSON object per line (for a SIEM, an archive or
+    /// `jq`), page by page without holding them all; progress on a terminal's standard error.
+    Export(ExportArgs),
     /// Walk the hash chain, the chain of signed checkpoints and the checkpoint cadence; exit
     /// code 3 if anything is broken.
     Verify {
@@ -67,10 +70,28 @@ pub struct ListArgs {
     limit: Option<i64>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON event per line.
+    Jsonl,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    filter: ListArgs,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: ExportFormat,
+    /// Write here (replaced only once the export is whole) instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
 /// `server` rather than a client: offline verification (`--database`) never connects.
 pub async fn run(server: &str, output: Output, cmd: &AuditCommand) -> Result<ExitCode> {
     match cmd {
         AuditCommand::List(args) => audit_list(server, output, args).await,
+        AuditCommand::Export(args) => audit_export(server, args).await,
         AuditCommand::Verify { database, anchors } => {
             audit_verify(server, output, database.as_deref(), anchors).await
         }
@@ -87,13 +108,8 @@ pub async fn run(server: &str, output: Output, cmd: &AuditCommand) -> Result<Exi
     }
 }
 
-async fn audit_list(server: &str, output: Output, args: &ListArgs) -> Result<ExitCode> {
-    let client = client(server)?;
-    let mut remaining = args.limit;
-    if remaining.is_some_and(|l| l < 1) {
-        bail!("--limit must be at least 1");
-    }
-    let mut filter = EventFilter {
+fn event_filter(args: &ListArgs) -> EventFilter {
+    EventFilter {
         actor: args.actor.clone(),
         action: args.action.clone(),
         target: args.target.clone(),
@@ -102,7 +118,74 @@ async fn audit_list(server: &str, output: Output, args: &ListArgs) -> Result<Exi
         until: args.until.clone(),
         after: args.after,
         limit: None,
+    }
+}
+
+async fn audit_export(server: &str, args: &ExportArgs) -> Result<ExitCode> {
+    use std::io::{IsTerminal, Write};
+    let ExportFormat::Jsonl = args.format;
+    let client = client(server)?;
+    let mut remaining = args.filter.limit;
+    if remaining.is_some_and(|l| l < 1) {
+        bail!("--limit must be at least 1");
+    }
+    let mut filter = event_filter(&args.filter);
+    // A file is written beside its final name and renamed when whole: an interrupted export
+    // never leaves a file that looks complete.
+    let partial = args.out.as_ref().map(|o| {
+        let mut p = o.clone().into_os_string();
+        p.push(".partial");
+        PathBuf::from(p)
+    });
+    let mut sink: Box<dyn Write> = match &partial {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let progress = std::io::stderr().is_terminal();
+    let mut count: u64 = 0;
+    loop {
+        filter.limit = Some(remaining.map_or(1000, |r| r.min(1000)));
+        let page = client.audit_events(&filter).await?;
+        for e in &page.events {
+            serde_json::to_writer(&mut sink, e)?;
+            sink.write_all(b"\n")?;
+        }
+        count += page.events.len() as u64;
+        if progress && let Some(last) = page.events.last() {
+            eprint!("\rexported {count} events (through sequence {})", last.seq);
+        }
+        if let Some(r) = remaining.as_mut() {
+            *r -= page.events.len() as i64;
+            if *r <= 0 {
+                break;
+            }
+        }
+        match page.next_after {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+    }
+    sink.flush()?;
+    drop(sink);
+    if progress {
+        eprintln!();
+    }
+    if let (Some(p), Some(out)) = (&partial, &args.out) {
+        std::fs::rename(p, out).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("exported {count} events to {}", out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_list(server: &str, output: Output, args: &ListArgs) -> Result<ExitCode> {
+    let client = client(server)?;
+    let mut remaining = args.limit;
+    if remaining.is_some_and(|l| l < 1) {
+        bail!("--limit must be at least 1");
+    }
+    let mut filter = event_filter(args);
     let mut events = Vec::new();
     loop {
         filter.limit = Some(remaining.map_or(1000, |r| r.min(1000)));

@@ -46,6 +46,55 @@ fn audit_list_escapes_what_a_terminal_would_interpret() {
     sigterm(&mut server.child);
 }
 
+/// `audit export` writes the filtered events as JSON lines, oldest first, the same events
+/// `audit list` shows, into a file that appears only when whole.
+#[test]
+fn audit_export_writes_json_lines_of_the_filtered_events() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = dir.path().join("admin");
+    let mut server = server_with_admin(dir.path(), &cfg);
+    let run = |args: &[&str]| {
+        let mut c = portcullis(dir.path());
+        c.args(["--server", &server.url]).args(args);
+        with_config(&mut c, &cfg);
+        let out = c.output().expect("run");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&run(&["--output", "json", "audit", "list"]).stdout).expect("json");
+    let file = dir.path().join("audit.jsonl");
+    run(&["audit", "export", "--out", file.to_str().expect("path")]);
+    let text = std::fs::read_to_string(&file).expect("export");
+    let exported: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one event per line"))
+        .collect();
+    assert!(exported.len() >= listed.len() && !listed.is_empty());
+    assert_eq!(
+        exported[..listed.len()],
+        listed[..],
+        "the same events, oldest first"
+    );
+    assert!(!dir.path().join("audit.jsonl.partial").exists());
+    let out = run(&[
+        "audit",
+        "export",
+        "--action",
+        "signin.completed",
+        "--limit",
+        "1",
+    ]);
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("utf8")
+        .lines()
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let one: serde_json::Value = serde_json::from_str(lines[0]).expect("json");
+    assert_eq!(one["action"], "signin.completed");
+    sigterm(&mut server.child);
+}
+
 // ---- Tamper evidence that survives deletion (issue 14): a real server's database, copied
 // and tampered with as someone holding the file would, verified offline with and without the
 // anchor file the server kept outside it.
