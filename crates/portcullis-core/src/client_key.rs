@@ -57,7 +57,12 @@ impl KeyAlgorithm {
     }
 
     /// From the JWS `alg` name; anything else (`none`, `HS256`, `RS256`, …) is `None`.
+    /// `Ed25519` (the fully-specified name of RFC 9864, which Node's `openid-client` and
+    /// `jose` write) is EdDSA with an Ed25519 key, the only EdDSA key there is here.
     pub fn parse(s: &str) -> Option<Self> {
+        if s == "Ed25519" {
+            return Some(KeyAlgorithm::EdDSA);
+        }
         Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
@@ -245,6 +250,42 @@ pub enum AssertionFailure {
 }
 
 impl AssertionFailure {
+    /// What the client may be told (`error_description`): how to fix an assertion it made
+    /// wrong (its lifetime, audience, times, `jti`, algorithm). Anything about accounts or
+    /// keys (unknown key, bad signature, subject) stays the generic answer, so nobody learns
+    /// which clients or keys exist.
+    pub fn public_description(self) -> Option<String> {
+        let lifetime = MAX_ASSERTION_LIFETIME.whole_seconds();
+        Some(match self {
+            Self::LifetimeTooLong => format!(
+                "client assertion refused: exp is more than {lifetime} seconds ahead; make assertions that live at most {} minutes",
+                lifetime / 60
+            ),
+            Self::Expired => "client assertion refused: it has expired (exp)".to_owned(),
+            Self::MissingExpiry => "client assertion refused: it has no exp".to_owned(),
+            Self::NotYetValid => {
+                "client assertion refused: nbf or iat is in the future (check the client's clock)"
+                    .to_owned()
+            }
+            Self::WrongAudience => {
+                "client assertion refused: aud must be this server's token endpoint or issuer"
+                    .to_owned()
+            }
+            Self::MissingJti => "client assertion refused: it has no jti".to_owned(),
+            Self::Replayed => {
+                "client assertion refused: this jti was used before; make a new assertion for each request"
+                    .to_owned()
+            }
+            // A refused algorithm can be the registered key's other one: saying so would tell
+            // which key ids exist.
+            Self::AlgorithmRefused
+            | Self::Malformed
+            | Self::UnknownKey
+            | Self::BadSignature
+            | Self::WrongSubject => return None,
+        })
+    }
+
     pub fn reason(self) -> &'static str {
         match self {
             Self::Malformed => "assertion_malformed",

@@ -4,16 +4,19 @@
 //! Invariants:
 //! - Nothing in an assertion is trusted before its signature is verified with a live key
 //!   registered to the account it names. The unverified subject is used only to pick that
-//!   account (and as the throttling and audit key); the header's `alg` must be `EdDSA` or
-//!   `ES256` *and* the registered key's own algorithm, so `alg: none`, HMAC with the public
-//!   key as the secret, RSA and algorithm confusion are refused before verification.
+//!   account (and as the throttling and audit key); the header's `alg` must be `EdDSA` (or
+//!   its fully-specified name `Ed25519`, RFC 9864) or `ES256` *and* the registered key's own
+//!   algorithm, so `alg: none`, HMAC with the public key as the secret, RSA and algorithm
+//!   confusion are refused before verification.
 //! - A key registered to another account never authenticates this one: keys are looked up
 //!   by (account, `kid`).
 //! - The claims rules are [`portcullis_core::client_key::check_assertion`]; replay is refused
 //!   by the caller, which records the `jti` in the same transaction as the outcome
 //!   ([`portcullis_store::Change::UseClientAssertion`]).
 //! - Every refusal is one [`ClientAuthFailure`] with a reason for the audit log; the caller of
-//!   the endpoint only ever sees `invalid_client`.
+//!   the endpoint sees `invalid_client`, with an `error_description` that says how to fix an
+//!   assertion made wrong (lifetime, audience, times, replay, algorithm) and nothing about
+//!   which clients or keys exist.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -105,6 +108,10 @@ pub async fn verify(
     if key.algorithm() != alg {
         return Err(fail(AssertionFailure::AlgorithmRefused));
     }
+    if header.alg == "Ed25519" {
+        let claims = verify_ed25519(assertion, key.raw())?;
+        return finish(p, kid, &claims, audiences, now);
+    }
     let (decoding, jws_alg) = match alg {
         KeyAlgorithm::EdDSA => (DecodingKey::from_ed_der(key.raw()), Algorithm::EdDSA),
         KeyAlgorithm::ES256 => (DecodingKey::from_ec_der(key.raw()), Algorithm::ES256),
@@ -128,7 +135,40 @@ pub async fn verify(
             }));
         }
     };
-    let accepted = check_assertion(&claims, &p.name, audiences, now).map_err(fail)?;
+    finish(p, kid, &claims, audiences, now)
+}
+
+/// The claims of an assertion whose header says `alg: Ed25519` (RFC 9864), once its
+/// signature verifies with the registered Ed25519 key (`raw`, 32 bytes). jsonwebtoken knows
+/// only the name `EdDSA`, so this one algorithm is checked here, strictly (no malleable
+/// signatures).
+fn verify_ed25519(assertion: &str, raw: &[u8]) -> Result<AssertionClaims, ClientAuthFailure> {
+    let (signed, signature) = assertion
+        .rsplit_once('.')
+        .ok_or(fail(AssertionFailure::Malformed))?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .ok()
+        .and_then(|s| ed25519_dalek::Signature::from_slice(&s).ok())
+        .ok_or(fail(AssertionFailure::BadSignature))?;
+    let key = <[u8; 32]>::try_from(raw)
+        .ok()
+        .and_then(|k| ed25519_dalek::VerifyingKey::from_bytes(&k).ok())
+        .ok_or(fail(AssertionFailure::UnknownKey))?;
+    key.verify_strict(signed.as_bytes(), &signature)
+        .map_err(|_| fail(AssertionFailure::BadSignature))?;
+    part::<AssertionClaims>(assertion, 1).ok_or(fail(AssertionFailure::Malformed))
+}
+
+/// The claims rules (core's), then the account's state.
+fn finish(
+    p: Principal,
+    kid: String,
+    claims: &AssertionClaims,
+    audiences: &[&str],
+    now: OffsetDateTime,
+) -> Result<VerifiedAssertion, ClientAuthFailure> {
+    let accepted = check_assertion(claims, &p.name, audiences, now).map_err(fail)?;
     if !p.enabled {
         return Err(ClientAuthFailure::Disabled);
     }

@@ -134,7 +134,14 @@ async fn refuse(
         .await;
     match written {
         Ok(_) if wait > 0 => throttled_client(wait),
-        Ok(_) => OAuthError::invalid_client(),
+        Ok(_) => match failure {
+            // How to fix an assertion the client made wrong; never who or which key exists.
+            ClientAuthFailure::Assertion(f) => match f.public_description() {
+                Some(d) => OAuthError::new("invalid_client", d),
+                None => OAuthError::invalid_client(),
+            },
+            _ => OAuthError::invalid_client(),
+        },
         Err(e) => e.into(),
     }
 }

@@ -137,7 +137,19 @@ async fn refused_one_by_one(app: &TestApp, n: &Nightly, cases: Vec<(&str, String
     events_since(&n.admin, &mut cursor).await;
     for (i, (what, assertion, reason)) in cases.into_iter().enumerate() {
         let r = assertion_request(app, &assertion).await;
-        oauth_error(r, 401, "invalid_client").await;
+        assert_eq!(r.status(), 401, "{what}");
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_client", "{what}");
+        // How to fix an assertion made wrong is said; who or which key exists is not.
+        let says = match reason {
+            "assertion_replayed" => "jti was used before",
+            "assertion_wrong_audience" => "aud must be",
+            "assertion_expired" => "expired",
+            "assertion_lifetime_too_long" => "at most 5 minutes",
+            _ => "client authentication failed",
+        };
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(description.contains(says), "{what}: {body}");
         let new = events_since(&n.admin, &mut cursor).await;
         assert_eq!(new.len(), 1, "{what}: one event, nothing else: {new:?}");
         assert_eq!(
@@ -366,6 +378,35 @@ async fn an_assertion_wrong_in_its_claims_is_refused_alone(backend: Backend) {
     app.stop().await;
 }
 
+/// An assertion whose header names the fully-specified algorithm `Ed25519` (RFC 9864, what
+/// Node's openid-client writes) is accepted as EdDSA with the registered Ed25519 key; one
+/// with a signature that does not verify is refused.
+async fn an_ed25519_alg_assertion_is_eddsa(backend: Backend) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ed25519_dalek::Signer;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let n = nightly(&app).await;
+    let pair: [u8; 64] = n.ed.to_bytes().try_into().expect("64 bytes");
+    let key = ed25519_dalek::SigningKey::from_keypair_bytes(&pair).expect("key pair");
+    let make = |jti: &str, tamper: bool| {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"Ed25519","kid":"ed-1","typ":"JWT"}"#);
+        let claims = serde_json::to_vec(&n.claims(jti)).expect("claims");
+        let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
+        let mut sig = key.sign(input.as_bytes()).to_bytes();
+        if tamper {
+            sig[0] ^= 1;
+        }
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    };
+    issued(assertion_request(&app, &make("ed25519-1", false)).await).await;
+    let r = assertion_request(&app, &make("ed25519-2", true)).await;
+    oauth_error(r, 401, "invalid_client").await;
+    app.stop().await;
+}
+
 /// Assertions wrong in their algorithm or key (alg none, HS256 keyed with the public key,
 /// an unknown kid, a known kid with another key, another account's key, an ES256 header on the
 /// Ed25519 kid) are each refused alone, using up no jti.
@@ -507,6 +548,7 @@ backend_tests!(
     revocation_accepts_an_assertion,
     an_assertion_wrong_in_its_claims_is_refused_alone,
     an_assertion_wrong_in_its_algorithm_or_key_is_refused_alone,
+    an_ed25519_alg_assertion_is_eddsa,
     one_client_authentication_at_a_time_and_only_the_jwt_bearer_type,
     a_removed_key_stops_at_once_and_its_kid_is_never_reused,
 );
