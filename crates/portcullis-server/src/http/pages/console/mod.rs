@@ -401,6 +401,24 @@ pub async fn console_signout(state: &AppState, headers: &HeaderMap, body: &str) 
     see_other("/signin?return_to=%2Fconsole", vec![gone])
 }
 
+/// The console's template filters.
+mod filters {
+    /// An RFC 3339 time as people read it, to the second: `2026-12-07 10:31:02 UTC` (anything
+    /// else is shown as it is).
+    #[askama::filter_fn]
+    pub fn when(value: impl std::fmt::Display, _: &dyn askama::Values) -> askama::Result<String> {
+        let text = value.to_string();
+        let format =
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+        Ok(
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .ok()
+                .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&format).ok())
+                .unwrap_or(text),
+        )
+    }
+}
+
 /// A duration in words, `1 h 30 min`.
 fn duration_words(seconds: i64) -> String {
     let (h, m) = (seconds / 3600, (seconds % 3600) / 60);
