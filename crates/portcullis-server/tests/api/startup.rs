@@ -173,16 +173,20 @@ async fn the_bootstrap_token_is_the_only_credential(app: TestApp) {
     app.stop().await;
 }
 
-async fn openapi_lists_every_route(app: TestApp) {
-    let doc: serde_json::Value = app
-        .http
+/// The served OpenAPI document.
+async fn openapi_doc(app: &TestApp) -> serde_json::Value {
+    app.http
         .get(format!("{}/api/v1/openapi.json", app.base))
         .send()
         .await
         .expect("send")
         .json()
         .await
-        .expect("json");
+        .expect("json")
+}
+
+async fn openapi_lists_every_route(app: TestApp) {
+    let doc = openapi_doc(&app).await;
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -403,15 +407,7 @@ async fn openapi_lists_every_route(app: TestApp) {
 /// defined, the layers' answers documented; and a validator the project did not write
 /// (openapi-spec-validator, from PyPI) accepts it.
 async fn the_openapi_document_is_valid(app: TestApp) {
-    let doc: serde_json::Value = app
-        .http
-        .get(format!("{}/api/v1/openapi.json", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let doc = openapi_doc(&app).await;
     let schemes = doc["components"]["securitySchemes"]
         .as_object()
         .cloned()

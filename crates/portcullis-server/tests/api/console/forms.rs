@@ -21,6 +21,27 @@ async fn requests_of(c: &Client) -> Vec<portcullis_core::api::ActivationRequestV
     c.requests("mine", None).await.expect("requests")
 }
 
+/// Posts the request form for [`ROLE`] at `/` as the visitor of `b`.
+async fn request_role(
+    b: &mut Browser,
+    csrf: &str,
+    minutes: &str,
+    justification: &str,
+    ticket: &str,
+) -> reqwest::Response {
+    b.post(
+        "/console/requests",
+        &[
+            ("csrf", csrf),
+            ("eligibility", "security-reader /"),
+            ("minutes", minutes),
+            ("justification", justification),
+            ("ticket", ticket),
+        ],
+    )
+    .await
+}
+
 async fn a_stranger_is_sent_to_sign_in_and_back_to_the_console(app: TestApp) {
     let admin = admin(&app).await;
     let secret = eligible_person(&app, &admin, "alice", PW).await;
@@ -64,18 +85,7 @@ async fn a_request_over_the_maximum_shows_why_and_changes_nothing(app: TestApp) 
     approval_by(&admin, "root-admin").await;
     let secret = eligible_person(&app, &admin, "alice", PW).await;
     let (mut b, csrf) = console_visitor(&app, "alice", PW, &secret, 0).await;
-    let r = b
-        .post(
-            "/console/requests",
-            &[
-                ("csrf", &csrf),
-                ("eligibility", "security-reader /"),
-                ("minutes", "600"),
-                ("justification", "quarterly access review"),
-                ("ticket", ""),
-            ],
-        )
-        .await;
+    let r = request_role(&mut b, &csrf, "600", "quarterly access review", "").await;
     assert_eq!(r.status(), 400);
     let html = r.text().await.expect("html");
     assert!(html.contains("role=\"alert\""), "{html}");
@@ -91,17 +101,7 @@ async fn a_request_without_justification_shows_why_and_changes_nothing(app: Test
     approval_by(&admin, "root-admin").await;
     let secret = eligible_person(&app, &admin, "alice", PW).await;
     let (mut b, csrf) = console_visitor(&app, "alice", PW, &secret, 0).await;
-    let r = b
-        .post(
-            "/console/requests",
-            &[
-                ("csrf", &csrf),
-                ("eligibility", "security-reader /"),
-                ("minutes", "30"),
-                ("justification", "   "),
-            ],
-        )
-        .await;
+    let r = request_role(&mut b, &csrf, "30", "   ", "").await;
     assert_eq!(r.status(), 400);
     let html = r.text().await.expect("html");
     assert!(html.contains("justification"), "{html}");
@@ -151,17 +151,7 @@ async fn a_self_approval_is_refused_on_the_page_and_audited(app: TestApp) {
     // Alice is listed as an approver of the role she requests.
     approval_by(&admin, "alice").await;
     let (mut b, csrf) = console_visitor(&app, "alice", PW, &secret, 0).await;
-    let r = b
-        .post(
-            "/console/requests",
-            &[
-                ("csrf", &csrf),
-                ("eligibility", "security-reader /"),
-                ("minutes", "30"),
-                ("justification", "reviewing alerts"),
-            ],
-        )
-        .await;
+    let r = request_role(&mut b, &csrf, "30", "reviewing alerts", "").await;
     assert_eq!(location(&r), "/console?done=requested");
     let alice = sign_in(&app, "alice", PW, &secret, 1).await;
     let id = requests_of(&alice).await[0].id.clone();
@@ -202,18 +192,7 @@ async fn an_approver_decides_from_the_inbox_and_the_requester_deactivates(app: T
     let bob_secret = user_with_totp(&app, &admin, "bob", "BOB".into(), None, PW).await;
     approval_by(&admin, "bob").await;
     let (mut a, a_csrf) = console_visitor(&app, "alice", PW, &alice_secret, 0).await;
-    let r = a
-        .post(
-            "/console/requests",
-            &[
-                ("csrf", &a_csrf),
-                ("eligibility", "security-reader /"),
-                ("minutes", "30"),
-                ("justification", "reviewing alerts"),
-                ("ticket", "SEC-42"),
-            ],
-        )
-        .await;
+    let r = request_role(&mut a, &a_csrf, "30", "reviewing alerts", "SEC-42").await;
     assert_eq!(location(&r), "/console?done=requested");
     let (mut b, b_csrf) = console_visitor(&app, "bob", PW, &bob_secret, 0).await;
     let inbox = b

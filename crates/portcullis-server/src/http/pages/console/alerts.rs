@@ -36,16 +36,6 @@ struct AlertPage<'a> {
     can_retry: bool,
 }
 
-/// A message id as the store makes them (no path tricks in a link or a form action).
-fn alert_id(id: &str) -> Option<&str> {
-    (!id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    .then_some(id)
-}
-
 /// `GET /console/alerts`.
 pub async fn console_alerts(state: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Response {
     let q = query(raw);
@@ -121,7 +111,7 @@ pub async fn console_alert(
     raw: Option<&str>,
 ) -> Response {
     let q = query(raw);
-    let Some(id) = alert_id(id) else {
+    let Some(id) = record_id(id) else {
         return error_page(StatusCode::NOT_FOUND, "no such alert");
     };
     let path = format!("/console/alerts/{id}");
@@ -138,7 +128,7 @@ pub async fn console_alert_retry(
     id: &str,
     body: &str,
 ) -> Response {
-    let Some(id) = alert_id(id) else {
+    let Some(id) = record_id(id) else {
         return error_page(StatusCode::NOT_FOUND, "no such alert");
     };
     let path = format!("/console/alerts/{id}");

@@ -92,16 +92,6 @@ async fn request_page(
     )
 }
 
-/// A request id as the store makes them (no path tricks in a link or a form action).
-fn request_id(id: &str) -> Option<&str> {
-    (!id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    .then_some(id)
-}
-
 /// `GET /console/requests/{id}`.
 pub async fn console_request_page(
     state: &AppState,
@@ -110,7 +100,7 @@ pub async fn console_request_page(
     raw: Option<&str>,
 ) -> Response {
     let q = query(raw);
-    let Some(id) = request_id(id) else {
+    let Some(id) = record_id(id) else {
         return error_page(StatusCode::NOT_FOUND, "no such request");
     };
     let path = format!("/console/requests/{id}");
@@ -127,7 +117,7 @@ pub async fn console_decide(
     id: &str,
     body: &str,
 ) -> Response {
-    let Some(id) = request_id(id) else {
+    let Some(id) = record_id(id) else {
         return error_page(StatusCode::NOT_FOUND, "no such request");
     };
     let path = format!("/console/requests/{id}");

@@ -401,6 +401,17 @@ pub async fn console_signout(state: &AppState, headers: &HeaderMap, body: &str) 
     see_other("/signin?return_to=%2Fconsole", vec![gone])
 }
 
+/// A record id as the store makes them (`r_…`, `m_…`): letters, digits, `_` and `-`, so a
+/// link or a form action built from it has no path tricks.
+fn record_id(id: &str) -> Option<&str> {
+    (!id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then_some(id)
+}
+
 /// The console's template filters.
 mod filters {
     /// An RFC 3339 time as people read it, to the second: `2026-12-07 10:31:02 UTC` (anything
