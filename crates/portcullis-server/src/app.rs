@@ -175,13 +175,23 @@ impl Application {
         let public = config.public_view();
         let public_text = public.to_string();
         let previous = store.setting(CONFIG_SETTING).await?;
-        let mut events = vec![
-            NewAuditEvent::new("system", "server.started", "server").details(serde_json::json!({
+        // ID tokens may be asked for in ES256 or RS256: a tenant without those keys gets them,
+        // recorded by the start's event.
+        let (key_changes, keys_created) = crate::services::keys::missing_keys(&store, &master, now)
+            .await
+            .map_err(|_| StartError::Tokens)?;
+        let started = |created: &[serde_json::Value]| {
+            let mut d = serde_json::json!({
                 "version": env!("CARGO_PKG_VERSION"),
                 "backend": if store.is_postgres() { "postgres" } else { "sqlite" },
                 "signing_key_id": tenant.signing_key.key_id,
-            })),
-        ];
+            });
+            if !created.is_empty() {
+                d["signing_keys_created"] = created.into();
+            }
+            NewAuditEvent::new("system", "server.started", "server").details(d)
+        };
+        let mut events = vec![started(&keys_created)];
         let config_change = if previous.as_deref() != Some(public_text.as_str()) {
             let before: serde_json::Value = previous
                 .as_deref()
@@ -200,8 +210,19 @@ impl Application {
         };
         // Checkpointed at once: the cadence this start writes under is on record before any
         // request is served.
-        let change = Change::Many(vec![config_change, Change::ForceCheckpoint]);
-        store.write(change, events).await?;
+        let mut changes = vec![config_change.clone()];
+        changes.extend(key_changes);
+        changes.push(Change::ForceCheckpoint);
+        match store.write(Change::Many(changes), events.clone()).await {
+            Ok(_) => {}
+            // Another replica starting at once made a missing key first: start without.
+            Err(portcullis_store::StoreError::Conflict(_)) if !keys_created.is_empty() => {
+                events[0] = started(&[]);
+                let change = Change::Many(vec![config_change, Change::ForceCheckpoint]);
+                store.write(change, events).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         // Channel configurations stored in clear by an older version are sealed now: the
         // migration could not (it has no key).
         let sealed = crate::services::alerts::seal_legacy_channels(&store, &master).await?;

@@ -179,7 +179,7 @@ impl Store {
                 Backend::Postgres(_) => pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?,
             };
             let mut keys = HashMap::new();
-            for r in sqlx::query("SELECT key_id, public_key FROM signing_keys").fetch_all(&mut *tx).await? {
+            for r in sqlx::query("SELECT key_id, public_key FROM signing_keys WHERE algorithm = 'EdDSA'").fetch_all(&mut *tx).await? {
                 // A key that does not decode verifies nothing: its checkpoints are reported.
                 let (Ok(id), Ok(pk)) = (r.try_get::<String, _>("key_id"), r.try_get::<Vec<u8>, _>("public_key")) else { continue };
                 let Ok(arr) = <[u8; 32]>::try_from(pk.as_slice()) else { continue };

@@ -16,6 +16,8 @@ pub struct OAuthClient {
     pub redirect_uris: Vec<String>,
     pub created_by: String,
     pub created_at_us: i64,
+    /// The algorithm its ID tokens are signed with; `None` is EdDSA.
+    pub id_token_alg: Option<String>,
 }
 
 /// A client secret as stored (never the secret itself).
@@ -50,7 +52,8 @@ pub struct AuthorizationCode {
     pub person_ip: Option<String>,
 }
 
-const CLIENT_COLS: &str = "client_id, name, kind, redirect_uris, created_by, created_at_us";
+const CLIENT_COLS: &str =
+    "client_id, name, kind, redirect_uris, created_by, created_at_us, id_token_alg";
 
 macro_rules! client_row {
     ($r:expr) => {{
@@ -63,6 +66,7 @@ macro_rules! client_row {
             redirect_uris: serde_json::from_str(&uris).unwrap_or_default(),
             created_by: $r.try_get("created_by")?,
             created_at_us: $r.try_get("created_at_us")?,
+            id_token_alg: $r.try_get("id_token_alg")?,
         }
     }};
 }

@@ -91,7 +91,7 @@ impl Store {
             _ => return Err(StoreError::WrongMasterKey),
         }
         let key_row = on_pool!(&self.backend, pool => {
-            let r = sqlx::query("SELECT key_id, sealed_private_key FROM signing_keys WHERE active ORDER BY created_at_us DESC LIMIT 1")
+            let r = sqlx::query("SELECT key_id, sealed_private_key FROM signing_keys WHERE active AND algorithm = 'EdDSA' ORDER BY created_at_us DESC LIMIT 1")
                 .fetch_optional(pool).await?;
             match r {
                 Some(r) => Some((r.try_get::<String, _>("key_id")?, r.try_get::<Vec<u8>, _>("sealed_private_key")?)),
@@ -138,6 +138,7 @@ impl Store {
         );
         let change = Change::RotateSigningKey {
             previous: previous.to_owned(),
+            algorithm: "EdDSA".to_owned(),
             key_id: key_id.clone(),
             public_key: signing.verifying_key().as_bytes().to_vec(),
             sealed_private_key: master.seal(&format!("signing_key:{key_id}"), signing.as_bytes()),
@@ -168,7 +169,7 @@ impl Store {
     /// Public keys of every signing key the tenant has had, for checkpoint verification.
     pub async fn verifying_keys(&self) -> Result<HashMap<String, VerifyingKey>> {
         let rows: Vec<(String, Vec<u8>)> = on_pool!(&self.backend, pool => {
-            sqlx::query("SELECT key_id, public_key FROM signing_keys").fetch_all(pool).await?
+            sqlx::query("SELECT key_id, public_key FROM signing_keys WHERE algorithm = 'EdDSA'").fetch_all(pool).await?
                 .into_iter().map(|r| Ok((r.try_get("key_id")?, r.try_get("public_key")?)))
                 .collect::<Result<_, sqlx::Error>>()?
         });

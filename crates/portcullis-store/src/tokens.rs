@@ -41,6 +41,9 @@ pub struct Consent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicSigningKey {
     pub key_id: String,
+    /// `EdDSA` (the raw Ed25519 key), `ES256` (the uncompressed P-256 point) or `RS256`
+    /// (the PKCS#1 `RSAPublicKey` DER).
+    pub algorithm: String,
     pub public_key: Vec<u8>,
     pub active: bool,
     pub created_at_us: i64,
@@ -152,16 +155,31 @@ impl Store {
     /// Every signing key the tenant has had (public halves), newest first.
     pub async fn public_signing_keys(&self) -> Result<Vec<PublicSigningKey>> {
         on_pool!(&self.backend, pool => {
-            let rows = sqlx::query("SELECT key_id, public_key, active, created_at_us FROM signing_keys ORDER BY created_at_us DESC")
+            let rows = sqlx::query("SELECT key_id, public_key, active, created_at_us, algorithm FROM signing_keys ORDER BY created_at_us DESC")
                 .fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for r in rows {
                 out.push(PublicSigningKey {
                     key_id: r.try_get("key_id")?,
+                    algorithm: r.try_get("algorithm")?,
                     public_key: r.try_get("public_key")?,
                     active: r.try_get("active")?,
                     created_at_us: r.try_get("created_at_us")?,
                 });
+            }
+            Ok(out)
+        })
+    }
+
+    /// The active key of each algorithm: `(algorithm, key_id, sealed private key)`, the
+    /// private key sealed under the master key with `signing_key:{key_id}`.
+    pub async fn sealed_active_signing_keys(&self) -> Result<Vec<(String, String, Vec<u8>)>> {
+        on_pool!(&self.backend, pool => {
+            let rows = sqlx::query("SELECT algorithm, key_id, sealed_private_key FROM signing_keys WHERE active ORDER BY created_at_us DESC")
+                .fetch_all(pool).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                out.push((r.try_get("algorithm")?, r.try_get("key_id")?, r.try_get("sealed_private_key")?));
             }
             Ok(out)
         })

@@ -193,6 +193,10 @@ api_type! {
         /// A public client (single-page or native app) gets no secret; PKCE binds its codes.
         #[serde(default)]
         pub public: bool,
+        /// The algorithm its ID tokens are signed with: `EdDSA` (the default), `ES256` or
+        /// `RS256` (OpenID Connect Dynamic Client Registration's name).
+        #[serde(default)]
+        pub id_token_signed_response_alg: Option<String>,
     }
 }
 
@@ -208,6 +212,9 @@ api_type! {
         pub created_at: String,
         /// Live client secrets (ids only; confidential clients).
         pub secrets: Vec<ClientSecretView>,
+        /// The algorithm its ID tokens are signed with (`EdDSA`, `ES256` or `RS256`).
+        #[serde(default)]
+        pub id_token_signed_response_alg: String,
     }
 }
 

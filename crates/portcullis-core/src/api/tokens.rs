@@ -6,6 +6,9 @@ api_type! {
     /// A token signing key (public facts only).
     pub struct SigningKeyView {
         pub key_id: String,
+        /// `EdDSA`, `ES256` or `RS256`; one key of each is active.
+        #[serde(default)]
+        pub algorithm: String,
         pub created_at: String,
         /// Whether it signs new tokens now.
         pub active: bool,

@@ -4,6 +4,8 @@
 //! Invariants:
 //! - A client id is a random `pcc_…` value, never a principal's name, so a relying party can
 //!   never be confused with a service account or a person.
+//! - A client's ID tokens are signed with the algorithm it chose at registration
+//!   (`id_token_signed_response_alg`: EdDSA, ES256 or RS256; nothing else is stored).
 //! - Redirect URIs are validated at registration ([`portcullis_core::oidc`]) and compared
 //!   exactly at use.
 //! - A confidential client has one or two live secrets (256-bit random, shown once, stored as
@@ -23,6 +25,7 @@ use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::services::caller::{Caller, event};
+use crate::services::keys::SigningAlg;
 use crate::services::support::{invalid, new_id};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
@@ -59,7 +62,16 @@ async fn view(state: &AppState, c: OAuthClient) -> Result<ClientView, ApiError> 
         created_by: c.created_by,
         created_at: rfc3339(c.created_at_us),
         secrets,
+        id_token_signed_response_alg: id_token_alg(&c.id_token_alg).as_str().to_owned(),
     })
+}
+
+/// The algorithm a client's ID tokens are signed with (stored `None`: EdDSA).
+pub fn id_token_alg(stored: &Option<String>) -> SigningAlg {
+    stored
+        .as_deref()
+        .and_then(SigningAlg::parse)
+        .unwrap_or(SigningAlg::EdDSA)
 }
 
 /// Registers a client; a confidential one gets its first secret, shown once.
@@ -71,6 +83,12 @@ pub async fn create(
     caller.require(perm::CLIENTS_MANAGE)?;
     let name = portcullis_core::principal::parse_display_name(&req.name).map_err(invalid)?;
     validate_redirect_uris(&req.redirect_uris).map_err(invalid)?;
+    let alg = match req.id_token_signed_response_alg.as_deref() {
+        None => SigningAlg::EdDSA,
+        Some(a) => SigningAlg::parse(a).ok_or_else(|| {
+            ApiError::bad_request("id_token_signed_response_alg must be EdDSA, ES256 or RS256")
+        })?,
+    };
     let kind = if req.public {
         ClientKind::Public
     } else {
@@ -86,6 +104,7 @@ pub async fn create(
         redirect_uris: uris,
         created_by: caller.actor(),
         created_at_us: us(now),
+        id_token_alg: (alg != SigningAlg::EdDSA).then(|| alg.as_str().to_owned()),
     })];
     let mut secret = None;
     if kind == ClientKind::Confidential {
@@ -99,9 +118,11 @@ pub async fn create(
         });
         secret = Some(value);
     }
-    let ev = event(caller, "client.created", format!("client:{client_id}")).details(
-        serde_json::json!({ "name": name, "kind": kind.as_str(), "redirect_uris": req.redirect_uris }),
-    );
+    let ev =
+        event(caller, "client.created", format!("client:{client_id}")).details(serde_json::json!({
+            "name": name, "kind": kind.as_str(), "redirect_uris": req.redirect_uris,
+            "id_token_signed_response_alg": alg.as_str(),
+        }));
     match state.store.write(Change::Many(changes), vec![ev]).await {
         Ok(_) => {}
         Err(StoreError::Conflict(_)) => {

@@ -16,7 +16,8 @@
 //! - Tokens carry the strength of the session the person signed in with (`acr`, `amr`,
 //!   `auth_time`); a refresh family is tied to that session like the device grant's, so
 //!   signing out or an administrator revoking the session ends it.
-//! - ID tokens are signed with the same key as access tokens, are addressed to the client
+//! - ID tokens are signed with the active key of the client's `id_token_signed_response_alg`
+//!   (EdDSA, the access tokens' key, unless it chose ES256 or RS256), are addressed to the client
 //!   (`aud`, `azp`), carry the request's `nonce`, and never outlive the access token.
 //! - Access tokens issued to registered clients serve userinfo and the client's own resource
 //!   servers; the Portcullis API does not accept them (see [`crate::services::caller`]).
@@ -225,6 +226,7 @@ pub fn id_token(
     scopes: &Scopes,
     nonce: Option<String>,
     session_id: &str,
+    alg: crate::services::keys::SigningAlg,
 ) -> Result<String, OAuthError> {
     let profile = scopes.contains("profile");
     let email = scopes.contains("email") && p.email.is_some();
@@ -247,7 +249,7 @@ pub fn id_token(
         // Addresses are entered by administrators, not proven by a mail round trip.
         email_verified: email.then_some(false),
     };
-    state.tokens.sign_id_token(&c).map_err(|e| {
+    state.tokens.sign_id_token(&c, alg).map_err(|e| {
         tracing::error!(error = %e, "cannot sign an ID token");
         OAuthError::server_error()
     })
@@ -361,7 +363,15 @@ pub async fn exchange_code(
         now,
     )
     .await?;
-    let id_token = id_token(state, &p, &claims, &scopes, c.nonce.clone(), &c.session_id)?;
+    let id_token = id_token(
+        state,
+        &p,
+        &claims,
+        &scopes,
+        c.nonce.clone(),
+        &c.session_id,
+        crate::services::clients::id_token_alg(&oc.id_token_alg),
+    )?;
     let mut changes = Vec::new();
     let mut refresh_token = None;
     let mut family = None;

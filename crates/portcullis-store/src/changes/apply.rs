@@ -31,6 +31,7 @@ pub(crate) fn apply<'a, 'c: 'a>(
             }
             Change::RotateSigningKey {
                 previous,
+                algorithm,
                 key_id,
                 public_key,
                 sealed_private_key,
@@ -39,6 +40,24 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 tenant::rotate_signing_key(
                     c,
                     previous,
+                    algorithm,
+                    key_id,
+                    public_key,
+                    sealed_private_key,
+                    *at_us,
+                )
+                .await
+            }
+            Change::CreateSigningKey {
+                algorithm,
+                key_id,
+                public_key,
+                sealed_private_key,
+                at_us,
+            } => {
+                tenant::create_signing_key(
+                    c,
+                    algorithm,
                     key_id,
                     public_key,
                     sealed_private_key,

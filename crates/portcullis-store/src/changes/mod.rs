@@ -282,6 +282,17 @@ pub enum Change {
     /// verification.
     RotateSigningKey {
         previous: String,
+        /// `EdDSA`, `ES256` or `RS256`: `previous` must be the active key of this algorithm.
+        algorithm: String,
+        key_id: String,
+        public_key: Vec<u8>,
+        sealed_private_key: Vec<u8>,
+        at_us: i64,
+    },
+    /// Adds the first key of an algorithm (active); conflicts if that algorithm has an active
+    /// key already (two replicas starting at once make one).
+    CreateSigningKey {
+        algorithm: String,
         key_id: String,
         public_key: Vec<u8>,
         sealed_private_key: Vec<u8>,
@@ -639,6 +650,7 @@ impl Change {
             | Self::GrantConsent { .. }
             | Self::RevokeConsent { .. }
             | Self::RotateSigningKey { .. }
+            | Self::CreateSigningKey { .. }
             | Self::SetClientNetworks { .. }
             | Self::DecideDevice(_)
             | Self::RevokeRefreshFamily { .. }

@@ -16,6 +16,8 @@ pub struct NewOAuthClient {
     pub redirect_uris: String,
     pub created_by: String,
     pub created_at_us: i64,
+    /// The algorithm its ID tokens are signed with (`ES256`, `RS256`); `None` is EdDSA.
+    pub id_token_alg: Option<String>,
 }
 
 /// An authorization code as issued (its hash only).
@@ -41,7 +43,7 @@ pub struct NewAuthorizationCode {
 }
 
 pub(crate) async fn create_o_auth_client(c: &mut Conn<'_>, k: &NewOAuthClient) -> Result<()> {
-    let n = c.execute("INSERT INTO oauth_clients (client_id, name, kind, redirect_uris, created_by, created_at_us) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", args![&k.client_id, &k.name, &k.kind, &k.redirect_uris, &k.created_by, k.created_at_us]).await?;
+    let n = c.execute("INSERT INTO oauth_clients (client_id, name, kind, redirect_uris, created_by, created_at_us, id_token_alg) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING", args![&k.client_id, &k.name, &k.kind, &k.redirect_uris, &k.created_by, k.created_at_us, &k.id_token_alg]).await?;
     if n == 0 {
         return Err(conflict("a client with that name exists"));
     }

@@ -68,6 +68,7 @@ pub(crate) async fn redeem_bootstrap_token(
 pub(crate) async fn rotate_signing_key(
     c: &mut Conn<'_>,
     previous: &str,
+    algorithm: &str,
     key_id: &str,
     public_key: &[u8],
     sealed_private_key: &[u8],
@@ -75,14 +76,30 @@ pub(crate) async fn rotate_signing_key(
 ) -> Result<()> {
     let n = c
         .execute(
-            "UPDATE signing_keys SET active = FALSE WHERE key_id = $1 AND active",
-            args![previous],
+            "UPDATE signing_keys SET active = FALSE WHERE key_id = $1 AND algorithm = $2 AND active",
+            args![previous, algorithm],
         )
         .await?;
     if n == 0 {
         return Err(conflict("the signing key was rotated already"));
     }
-    c.execute("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active) VALUES ($1, $2, $3, $4, TRUE)", args![key_id, public_key, sealed_private_key, at_us]).await?;
+    c.execute("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active, algorithm) VALUES ($1, $2, $3, $4, TRUE, $5)", args![key_id, public_key, sealed_private_key, at_us, algorithm]).await?;
+
+    Ok(())
+}
+
+pub(crate) async fn create_signing_key(
+    c: &mut Conn<'_>,
+    algorithm: &str,
+    key_id: &str,
+    public_key: &[u8],
+    sealed_private_key: &[u8],
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("INSERT INTO signing_keys (key_id, public_key, sealed_private_key, created_at_us, active, algorithm) SELECT $1, $2, $3, $4, TRUE, $5 WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE algorithm = $5 AND active)", args![key_id, public_key, sealed_private_key, at_us, algorithm]).await?;
+    if n == 0 {
+        return Err(conflict("this algorithm has an active signing key already"));
+    }
 
     Ok(())
 }

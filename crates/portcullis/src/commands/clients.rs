@@ -32,6 +32,9 @@ pub enum ClientsCommand {
         /// A public client: no secret.
         #[arg(long)]
         public: bool,
+        /// The algorithm its ID tokens are signed with: EdDSA (the default), ES256 or RS256.
+        #[arg(long, value_name = "ALG")]
+        id_token_alg: Option<String>,
     },
     /// All registered clients.
     List,
@@ -162,12 +165,14 @@ pub async fn run(c: &Client, output: Output, cmd: &ClientsCommand) -> Result<()>
             name,
             redirect_uris,
             public,
+            id_token_alg,
         } => {
             let created = c
                 .create_oidc_client(&CreateClientRequest {
                     name: name.clone(),
                     redirect_uris: redirect_uris.clone(),
                     public: *public,
+                    id_token_signed_response_alg: id_token_alg.clone(),
                 })
                 .await
                 .with_context(|| format!("cannot register client {name}"))?;

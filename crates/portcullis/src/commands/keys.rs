@@ -40,13 +40,17 @@ pub async fn run(c: &Client, output: Output, cmd: &KeysCommand) -> Result<ExitCo
                         };
                         vec![
                             k.key_id.clone(),
+                            k.algorithm.clone(),
                             state.to_owned(),
                             k.created_at.clone(),
                             k.published_until.clone().unwrap_or_default(),
                         ]
                     })
                     .collect();
-                table(&["key id", "state", "created", "in JWKS until"], rows);
+                table(
+                    &["key id", "algorithm", "state", "created", "in JWKS until"],
+                    rows,
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -89,7 +89,8 @@ pub async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value>
         "introspection_endpoint_auth_signing_alg_values_supported": algs,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
-        "id_token_signing_alg_values_supported": ["EdDSA"],
+        "id_token_signing_alg_values_supported": crate::services::keys::SigningAlg::ALL
+            .iter().map(|a| a.as_str()).collect::<Vec<_>>(),
         "subject_types_supported": ["public"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

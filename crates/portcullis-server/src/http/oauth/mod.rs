@@ -342,6 +342,7 @@ pub async fn token(
                     &scopes,
                     None,
                     &t.session_id,
+                    crate::services::clients::id_token_alg(&oc.id_token_alg),
                 )?),
                 _ => None,
             };

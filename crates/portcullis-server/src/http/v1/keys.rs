@@ -29,6 +29,7 @@ pub async fn list(
             .status()
             .into_iter()
             .map(|k| SigningKeyView {
+                algorithm: k.algorithm.as_str().to_owned(),
                 published: k.published(now),
                 created_at: rfc3339(us(k.created_at)),
                 active: k.active,
@@ -46,6 +47,8 @@ pub async fn list(
 pub struct RotateQuery {
     /// Rotate only if this key is still the active one (otherwise `409 conflict`).
     pub previous: Option<String>,
+    /// The algorithm whose key to rotate: `EdDSA` (the default), `ES256` or `RS256`.
+    pub algorithm: Option<String>,
 }
 
 /// Rotate the token signing key: a new key signs from now on, the previous one stays in
@@ -59,8 +62,14 @@ pub async fn rotate(
 ) -> Result<Json<SigningKeyRotated>, ApiError> {
     caller.require(perm::KEYS_ROTATE)?;
     let now = OffsetDateTime::now_utc();
+    let alg = match q.algorithm.as_deref() {
+        None => crate::services::keys::SigningAlg::EdDSA,
+        Some(a) => crate::services::keys::SigningAlg::parse(a)
+            .ok_or_else(|| ApiError::bad_request("algorithm must be EdDSA, ES256 or RS256"))?,
+    };
     let (key_id, previous) =
-        crate::services::keys::rotate(&state, &caller.actor(), q.previous.as_deref(), now).await?;
+        crate::services::keys::rotate_alg(&state, &caller.actor(), alg, q.previous.as_deref(), now)
+            .await?;
     Ok(Json(SigningKeyRotated {
         key_id,
         previous_key_id: previous,

@@ -67,6 +67,7 @@ pub(crate) async fn introspect(
     r.json().await.expect("json")
 }
 
+/// The ids of the `EdDSA` keys (the access tokens' keys) in JWKS, in its order.
 pub(crate) async fn jwks_kids(app: &TestApp) -> Vec<String> {
     let jwks: serde_json::Value = app
         .http
@@ -81,6 +82,7 @@ pub(crate) async fn jwks_kids(app: &TestApp) -> Vec<String> {
         .as_array()
         .expect("keys")
         .iter()
+        .filter(|k| k["alg"] == "EdDSA")
         .map(|k| k["kid"].as_str().expect("kid").to_owned())
         .collect()
 }

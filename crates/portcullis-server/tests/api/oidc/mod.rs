@@ -5,3 +5,4 @@ use super::*;
 
 mod bad_input;
 mod relying_party;
+mod signing_algs;
