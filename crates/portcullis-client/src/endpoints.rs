@@ -130,6 +130,12 @@ endpoints! {
         Some(p) => format!("/api/v1/keys/rotate?previous={}", seg(p)),
         None => "/api/v1/keys/rotate".to_owned(),
     };
+    /// Rotate the signing key of one algorithm (`EdDSA`, `ES256` or `RS256`); with `previous`,
+    /// only if that key is still its active one.
+    fn rotate_signing_key_of(algorithm: &str, previous: Option<&str>) -> SigningKeyRotated = POST match previous {
+        Some(p) => format!("/api/v1/keys/rotate?algorithm={}&previous={}", seg(algorithm), seg(p)),
+        None => format!("/api/v1/keys/rotate?algorithm={}", seg(algorithm)),
+    };
     /// Approve the device code a CLI showed (`portcullis login` elsewhere).
     fn approve_device(req: &DeviceDecisionRequest) -> () = POST "/api/v1/device/approve", body req;
     fn deny_device(req: &DeviceDecisionRequest) -> () = POST "/api/v1/device/deny", body req;

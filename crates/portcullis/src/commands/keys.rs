@@ -18,6 +18,10 @@ pub enum KeysCommand {
         /// rotating again).
         #[arg(long)]
         previous: Option<String>,
+        /// Which algorithm's key: EdDSA (access tokens, and ID tokens by default), ES256 or
+        /// RS256 (ID tokens of clients that chose them).
+        #[arg(long, value_parser = ["EdDSA", "ES256", "RS256"], default_value = "EdDSA")]
+        algorithm: String,
     },
 }
 
@@ -54,8 +58,13 @@ pub async fn run(c: &Client, output: Output, cmd: &KeysCommand) -> Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::Rotate { previous } => {
-            let r = c.rotate_signing_key(previous.as_deref()).await?;
+        KeysCommand::Rotate {
+            previous,
+            algorithm,
+        } => {
+            let r = c
+                .rotate_signing_key_of(algorithm, previous.as_deref())
+                .await?;
             if output == Output::Json {
                 print_json(&r)?;
             } else {

@@ -506,6 +506,25 @@ fn accounts_through_the_cli() {
         keys[1]["published"], true,
         "the old key stays in JWKS for now"
     );
+    // One algorithm at a time: the RS256 key rotates, the EdDSA ones stay as they are.
+    let rs = json(&["keys", "rotate", "--algorithm", "RS256"]);
+    let all = json(&["keys", "list"]);
+    let of = |kid: &serde_json::Value| {
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .find(|k| &k["key_id"] == kid)
+            .map(|k| (k["algorithm"].clone(), k["active"].clone()))
+    };
+    assert_eq!(
+        of(&rs["key_id"]),
+        Some((serde_json::json!("RS256"), serde_json::json!(true)))
+    );
+    assert_eq!(ed_keys().as_array().map(Vec::len), Some(2));
+    let out = cmd(&["keys", "rotate", "--algorithm", "HS256"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     if openssl_available() {
         let private = dir.path().join("nightly.pem");
