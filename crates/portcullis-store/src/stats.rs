@@ -22,6 +22,18 @@ pub struct DomainStats {
     pub audit_head_seq: i64,
 }
 
+/// The domain's state as one scrape reads it: the counts, the break-glass readiness and the
+/// newest checkpoint's time (ages are taken at the scrape).
+#[derive(Debug, Clone)]
+pub struct DomainSnapshot {
+    pub stats: DomainStats,
+    pub breakglass_usable: i64,
+    pub breakglass_required: i64,
+    pub drills_overdue: i64,
+    /// When the newest signed checkpoint was written (`None`: none yet).
+    pub checkpoint_at_us: Option<i64>,
+}
+
 impl Store {
     /// The domain's counts at `now_us`.
     pub async fn domain_stats(&self, now_us: i64) -> Result<DomainStats> {

@@ -169,7 +169,7 @@ fn label(v: &str) -> String {
 }
 
 /// The tenant's domain in Prometheus text format (every family with HELP and TYPE).
-pub fn domain_lines(d: &crate::services::stats::DomainSnapshot) -> String {
+pub fn domain_lines(d: &portcullis_store::stats::DomainSnapshot, now_us: i64) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let mut family = |name: &str, help: &str, samples: Vec<(String, f64)>| {
@@ -208,7 +208,7 @@ pub fn domain_lines(d: &crate::services::stats::DomainSnapshot) -> String {
             .map(|(c, _, oldest)| {
                 (
                     format!("{{channel=\"{}\"}}", label(c)),
-                    ((d.now_us - oldest).max(0)) as f64 / 1e6,
+                    ((now_us - oldest).max(0)) as f64 / 1e6,
                 )
             })
             .collect(),
@@ -226,8 +226,8 @@ pub fn domain_lines(d: &crate::services::stats::DomainSnapshot) -> String {
     family(
         "portcullis_audit_seconds_since_checkpoint",
         "Seconds since the newest signed audit checkpoint (absent before the first).",
-        d.seconds_since_checkpoint
-            .map(|v| vec![(String::new(), v)])
+        d.checkpoint_at_us
+            .map(|at| vec![(String::new(), ((now_us - at).max(0)) as f64 / 1e6)])
             .unwrap_or_default(),
     );
     family(

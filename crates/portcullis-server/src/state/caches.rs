@@ -46,6 +46,9 @@ pub struct Caches {
     /// The per-target operation counts `/metrics` shows: `/metrics` answers anyone, so a
     /// flood of scrapes costs one count per second, not one per request.
     pub target_stats: Cache<(), Arc<Vec<portcullis_store::targets::TargetStats>>>,
+    /// The domain counts `/metrics` shows (grants, approvals, outbox, audit head,
+    /// break-glass), for the same reason.
+    pub domain_stats: Cache<(), Arc<portcullis_store::stats::DomainSnapshot>>,
 }
 
 impl Caches {
@@ -61,6 +64,7 @@ impl Caches {
             oauth_clients: Cache::new(e(), CAPACITY),
             ca_version: Cache::new(e(), 1),
             target_stats: Cache::new(e(), 1),
+            domain_stats: Cache::new(e(), 1),
         }
     }
 }

@@ -609,6 +609,31 @@ async fn domain_metrics_are_exact_and_pass_promtool(app: TestApp) {
     app.stop().await;
 }
 
+/// `/metrics` answers anyone: the domain counts are read once, then served from memory for up
+/// to a second, so a flood of scrapes cannot make the store count again and again.
+async fn a_flood_of_metrics_scrapes_reads_the_domain_once_a_second(app: TestApp) {
+    admin(&app).await;
+    let (first, reads) = portcullis_store::testing::counting_reads(
+        portcullis_server::services::stats::domain(&app.state),
+    )
+    .await;
+    let head = first.expect("domain").0.stats.audit_head_seq;
+    assert!(head > 0);
+    assert!(reads > 0, "the first scrape reads");
+    let (again, reads) = portcullis_store::testing::counting_reads(async {
+        for _ in 0..50 {
+            portcullis_server::services::stats::domain(&app.state)
+                .await
+                .expect("domain");
+        }
+        portcullis_server::services::stats::domain(&app.state).await
+    })
+    .await;
+    assert_eq!(again.expect("domain").0.stats.audit_head_seq, head);
+    assert_eq!(reads, 0, "51 more scrapes within the second read nothing");
+    app.stop().await;
+}
+
 async fn restart_keeps_the_chain_and_records_config_changes(app: TestApp) {
     let (dir, mut config, token) = app.stop().await;
     let again = start(config.clone(), dir, Some(token)).await;
@@ -810,6 +835,7 @@ api_tests!(
     the_openapi_document_is_valid,
     metrics_count_requests_per_route,
     domain_metrics_are_exact_and_pass_promtool,
+    a_flood_of_metrics_scrapes_reads_the_domain_once_a_second,
     restart_keeps_the_chain_and_records_config_changes,
     bootstrap_makes_the_first_admin_once,
 );

@@ -50,7 +50,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // This tenant's target operations, read at scrape time (exact across replicas).
     // The tenant's domain: grants, approvals, the outbox, the audit chain, break-glass.
     match crate::services::stats::domain(&state).await {
-        Ok(d) => body.push_str(&crate::http::metrics::domain_lines(&d)),
+        Ok((d, now_us)) => body.push_str(&crate::http::metrics::domain_lines(&d, now_us)),
         Err(e) => tracing::warn!(error = ?e, "cannot read the domain counts"),
     }
     match crate::services::targets::stats(&state).await {

@@ -155,6 +155,18 @@ async fn an_account_is_checked_at_the_target_and_a_bad_one_stores_nothing(app: T
         ),
         ("carol", ada_own.as_str(), "conflict", "another person"),
         ("carol", "two words", "invalid_request", "spaces"),
+        (
+            "carol",
+            "nul\u{0}@contoso.onmicrosoft.com",
+            "invalid_request",
+            "control",
+        ),
+        (
+            "carol",
+            "tab\there@contoso.onmicrosoft.com",
+            "invalid_request",
+            "control",
+        ),
         ("carol", "", "invalid_request", "1 to"),
     ];
     for (who, account, code, says) in refused {
