@@ -175,14 +175,7 @@ async fn the_bootstrap_token_is_the_only_credential(app: TestApp) {
 
 /// The served OpenAPI document.
 async fn openapi_doc(app: &TestApp) -> serde_json::Value {
-    app.http
-        .get(format!("{}/api/v1/openapi.json", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json")
+    public_json(app, "/api/v1/openapi.json").await
 }
 
 async fn openapi_lists_every_route(app: TestApp) {

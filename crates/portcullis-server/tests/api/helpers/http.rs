@@ -66,6 +66,18 @@ pub(crate) async fn post_json(
     rb.send().await.expect("post")
 }
 
+/// A public JSON document (discovery, JWKS, the OpenAPI document), no credential.
+pub(crate) async fn public_json(app: &TestApp, path: &str) -> serde_json::Value {
+    let r = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.expect("json")
+}
+
 pub(crate) async fn api_get(app: &TestApp, token: &str, path: &str) -> serde_json::Value {
     let r = app
         .http

@@ -69,15 +69,7 @@ pub(crate) async fn introspect(
 
 /// The ids of the `EdDSA` keys (the access tokens' keys) in JWKS, in its order.
 pub(crate) async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks: serde_json::Value = app
-        .http
-        .get(format!("{}/oauth2/jwks", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks: serde_json::Value = public_json(app, "/oauth2/jwks").await;
     jwks["keys"]
         .as_array()
         .expect("keys")

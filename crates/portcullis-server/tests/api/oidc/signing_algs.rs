@@ -168,28 +168,12 @@ async fn oidc_discovery_and_jwks_list_every_algorithm(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    let d: serde_json::Value = app
-        .http
-        .get(format!("{}/.well-known/openid-configuration", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let d: serde_json::Value = public_json(&app, "/.well-known/openid-configuration").await;
     assert_eq!(
         d["id_token_signing_alg_values_supported"],
         serde_json::json!(["EdDSA", "ES256", "RS256"])
     );
-    let jwks: serde_json::Value = app
-        .http
-        .get(format!("{}/oauth2/jwks", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks: serde_json::Value = public_json(&app, "/oauth2/jwks").await;
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 3, "{jwks}");
     let b64 = |v: &serde_json::Value| {
@@ -249,15 +233,7 @@ async fn oidc_discovery_and_jwks_list_every_algorithm(backend: Backend) {
     assert_eq!(r.status(), 200);
     let rotated: serde_json::Value = r.json().await.expect("json");
     assert_eq!(rotated["previous_key_id"], rs_before);
-    let jwks: serde_json::Value = app
-        .http
-        .get(format!("{}/oauth2/jwks", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks: serde_json::Value = public_json(&app, "/oauth2/jwks").await;
     let rs: Vec<_> = jwks["keys"]
         .as_array()
         .expect("keys")
@@ -331,15 +307,7 @@ async fn tokens_naming_another_algorithm_than_their_key_are_refused(backend: Bac
     let s = admin.add_client_secret("alg-probe").await.expect("secret");
     let good = access_token(&app, "alg-probe", &s.client_secret).await;
     let ed_kid = kid_of(&good);
-    let jwks: serde_json::Value = app
-        .http
-        .get(format!("{}/oauth2/jwks", app.base))
-        .send()
-        .await
-        .expect("send")
-        .json()
-        .await
-        .expect("json");
+    let jwks: serde_json::Value = public_json(&app, "/oauth2/jwks").await;
     let kid_of_alg = |alg: &str| {
         jwks["keys"]
             .as_array()
