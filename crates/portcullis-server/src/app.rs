@@ -61,6 +61,8 @@ pub enum StartError {
     Alerts,
     #[error("cannot set up the audit anchor webhook")]
     AnchorWebhook,
+    #[error(transparent)]
+    AuditExport(#[from] crate::services::audit_export::SetupError),
     #[error("cannot write the bootstrap token file {path}: {source}")]
     TokenFile {
         path: PathBuf,
@@ -93,6 +95,8 @@ pub struct Application {
     /// The URL people and clients use, without a trailing slash (the token issuer).
     public_url: String,
     anchor_webhook: Option<crate::services::anchor::WebhookWorker>,
+    /// The SIEM export (`audit_export`), if configured.
+    audit_export: Option<crate::workers::audit_export::Exporter>,
 }
 
 /// The setting under which the last effective (public) configuration is remembered, so a
@@ -250,6 +254,7 @@ impl Application {
         let port = bound.port();
         let public_url = config.public_url_for(bound)?;
         let webauthn_origin = webauthn_origin(&public_url);
+        let audit_export = audit_exporter(&config, &public_url)?;
         let info = Arc::new(ServerInfo {
             backend: if store.is_postgres() {
                 "postgres"
@@ -328,6 +333,7 @@ impl Application {
             ),
             refusals,
             anchor_webhook,
+            audit_export,
             drill_policy: (drill_max_age, drill_every),
             listener,
             alerts,
@@ -470,6 +476,13 @@ impl Application {
                 let _ = anchor_stop_rx.await;
             }))
         });
+        // The SIEM export outlives the others too: the final events go out before it stops.
+        let (export_stop_tx, export_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let audit_export = self.audit_export.map(|e| {
+            tokio::spawn(e.run(self.store.clone(), async move {
+                let _ = export_stop_rx.await;
+            }))
+        });
         let result =
             crate::http::edge::serve(self.listener, self.router, self.edge, shutdown).await;
         let _ = stop_tx.send(true);
@@ -490,12 +503,46 @@ impl Application {
             tracing::warn!(error = %e, "could not record server stop");
         }
         let _ = anchor_stop_tx.send(());
+        let _ = export_stop_tx.send(());
         if let Some(w) = anchor_webhook {
             let _ = w.await;
+        }
+        if let Some(e) = audit_export {
+            let _ = e.await;
         }
         self.store.close().await;
         result
     }
+}
+
+/// The SIEM exporter `config` asks for, named for this deployment's public host.
+fn audit_exporter(
+    config: &Config,
+    public_url: &url::Url,
+) -> Result<Option<crate::workers::audit_export::Exporter>, StartError> {
+    use crate::services::audit_export::{Settings, Sink};
+    let Some(sink) = config.audit_export()? else {
+        return Ok(None);
+    };
+    let name = sink.name();
+    let sink = Sink::new(Settings {
+        sink,
+        ca: config.audit_export_ca.clone(),
+        file_max_bytes: config.audit_export_file_max_bytes,
+        file_keep: config.audit_export_file_keep,
+        hostname: public_url.host_str().unwrap_or("-").to_owned(),
+    })?;
+    // This replica, for the export's lease: unique per process.
+    let holder = format!(
+        "{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 8]>())
+    );
+    Ok(Some(crate::workers::audit_export::Exporter {
+        sink,
+        name,
+        holder,
+    }))
 }
 
 /// The WebAuthn origin for `public`: itself when it names a host; otherwise (an address

@@ -27,6 +27,7 @@
 //! - `ca_privilege.rs`: conditional access under the privilege model
 //! - `alert_flood.rs`: alert floods and sealed channel configuration
 //! - `audit_anchor.rs`: audit checkpoints anchored outside the database
+//! - `audit_export.rs`: the SIEM export to a file and to a real rsyslog (TCP, TLS)
 //! - `edge/`: the deployment edge: public URL, TLS, proxies, rate limits, timeouts
 //! - `hostile/`: hostile traffic: floods, races, shared addresses, hostile input, caps, decoys
 //! - `targets/`: grants materialised in a real PostgreSQL and a webhook receiver, drift,
@@ -102,6 +103,8 @@ mod alerts;
 mod audit;
 #[path = "api/audit_anchor.rs"]
 mod audit_anchor;
+#[path = "api/audit_export.rs"]
+mod audit_export;
 #[path = "api/breakglass/mod.rs"]
 mod breakglass;
 #[path = "api/ca_privilege.rs"]

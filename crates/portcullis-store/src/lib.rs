@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod anchor;
 mod audit;
+pub mod audit_export;
 mod backup;
 pub mod breakglass;
 pub mod cache;
@@ -64,11 +65,12 @@ pub use audit::AuditFilter;
 pub(crate) use audit::{CHAINED_CHECKPOINTS_SCHEMA, CHECKPOINT_COLS, checkpoint_from_row, to_hash};
 pub use backup::backup_sqlite;
 pub use changes::{
-    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision, LAST_GLOBAL_ADMINISTRATOR,
-    NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode, NewBreakGlass, NewCeremony,
-    NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage, NewPrincipal, NewRefreshToken,
-    NewRequest, NewSession, NewTenant, NewTotpFactor, NewWebauthnFactor, OutboxAttempt, PendingCap,
-    REQUEST_MOVED, RequestDecision, SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
+    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision, EXPORT_HELD,
+    LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode,
+    NewBreakGlass, NewCeremony, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage,
+    NewPrincipal, NewRefreshToken, NewRequest, NewSession, NewTenant, NewTotpFactor,
+    NewWebauthnFactor, OutboxAttempt, PendingCap, REQUEST_MOVED, RequestDecision, SealedChannel,
+    THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use tenant::{BOOTSTRAP_TOKEN_LIFETIME, Tenant};
@@ -318,6 +320,12 @@ impl Store {
     /// (for the target worker; other replicas' operations are found by polling).
     pub async fn target_ops_written(&self) {
         self.alerts_written.targets.notified().await;
+    }
+
+    /// Resolves when this process's writer appends audit events (for the SIEM export; other
+    /// replicas' events are found by polling).
+    pub async fn audit_written(&self) {
+        self.alerts_written.audit.notified().await;
     }
 
     /// Appends one event with no other state change.

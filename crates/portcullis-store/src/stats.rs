@@ -20,6 +20,8 @@ pub struct DomainStats {
     pub outbox_dead: i64,
     /// The audit chain's newest sequence number (0 when empty).
     pub audit_head_seq: i64,
+    /// How far each SIEM export sink is behind the head.
+    pub export_lag: Vec<crate::audit_export::ExportLag>,
 }
 
 /// The domain's state as one scrape reads it: the counts, the break-glass readiness and the
@@ -37,8 +39,9 @@ pub struct DomainSnapshot {
 impl Store {
     /// The domain's counts at `now_us`.
     pub async fn domain_stats(&self, now_us: i64) -> Result<DomainStats> {
+        let export_lag = self.audit_export_lag().await?;
         on_pool!(&self.backend, pool => {
-            let mut s = DomainStats::default();
+            let mut s = DomainStats { export_lag, ..DomainStats::default() };
             for r in sqlx::query("SELECT role, COUNT(*) FROM (SELECT role FROM activation_requests WHERE state = 'active' AND ends_at_us > $1 UNION ALL SELECT role FROM role_assignments WHERE kind = 'active' AND ended_at_us IS NULL AND starts_at_us <= $1 AND (ends_at_us IS NULL OR ends_at_us > $1)) g GROUP BY role ORDER BY role")
                 .bind(now_us).fetch_all(pool).await? {
                 s.active_grants.push((r.try_get(0)?, r.try_get(1)?));

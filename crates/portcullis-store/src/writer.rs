@@ -77,6 +77,8 @@ pub(crate) struct Command {
 pub(crate) struct Wakeups {
     pub alerts: tokio::sync::Notify,
     pub targets: tokio::sync::Notify,
+    /// Events were appended (for the SIEM export).
+    pub audit: tokio::sync::Notify,
 }
 
 pub(crate) fn spawn(
@@ -149,6 +151,7 @@ async fn run(
         let key = server_key.read().ok().and_then(|k| k.clone());
         let invalidates = batch.iter().any(|c| c.change.invalidates_caches());
         let target_ops = batch.iter().any(|c| c.change.writes_target_ops());
+        let appends = batch.iter().any(|c| !c.events.is_empty());
         let (replies, outcome) = apply_batch(
             &backend,
             batch,
@@ -187,6 +190,9 @@ async fn run(
                 }
                 if target_ops {
                     alerts_written.targets.notify_one();
+                }
+                if appends || checkpoint.is_some() {
+                    alerts_written.audit.notify_one();
                 }
                 for (reply, result) in replies {
                     let _ = reply.send(result);

@@ -17,6 +17,7 @@
 mod anchor;
 mod checkpoint;
 mod event;
+pub mod export;
 mod fault;
 mod verify;
 

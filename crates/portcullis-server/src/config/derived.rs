@@ -126,6 +126,18 @@ impl Config {
         Ok(Some(u))
     }
 
+    /// Where the SIEM export delivers, if anywhere.
+    pub fn audit_export(
+        &self,
+    ) -> Result<Option<portcullis_core::audit::export::ExportSink>, ConfigError> {
+        let Some(raw) = &self.audit_export else {
+            return Ok(None);
+        };
+        portcullis_core::audit::export::ExportSink::parse(raw)
+            .map(Some)
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
     /// The alert aggregation window in effect.
     pub fn alert_aggregation_window(&self) -> Result<time::Duration, ConfigError> {
         let bad = || {
@@ -203,6 +215,10 @@ impl Config {
             "audit_anchor_file": self.audit_anchor_file.as_ref().map(|p| p.display().to_string()),
             // Origin only: the rest of the URL may carry a token.
             "audit_anchor_webhook": self.anchor_webhook().ok().flatten().map(|u| u.origin().ascii_serialization()),
+            "audit_export": self.audit_export().ok().flatten().map(|s| s.name()),
+            "audit_export_ca": self.audit_export_ca.as_ref().map(|p| p.display().to_string()),
+            "audit_export_file_max_bytes": self.audit_export_file_max_bytes,
+            "audit_export_file_keep": self.audit_export_file_keep,
             "max_body_bytes": self.max_body_bytes,
             "public_url": self.public_url.as_ref().or(self.webauthn_origin.as_ref()),
             "tls_cert": self.tls_cert.as_ref().map(|p| p.display().to_string()),

@@ -48,6 +48,10 @@ pub const CONFIG_KEYS: &[&str] = &[
     "audit_checkpoint_seconds",
     "audit_anchor_file",
     "audit_anchor_webhook",
+    "audit_export",
+    "audit_export_ca",
+    "audit_export_file_max_bytes",
+    "audit_export_file_keep",
     "max_body_bytes",
     "public_url",
     "webauthn_origin",
@@ -101,6 +105,17 @@ pub struct Config {
     /// loopback address); best effort with retries. A secret: it may carry a token. Default:
     /// none.
     pub audit_anchor_webhook: Option<SecretString>,
+    /// Stream every audit event to a SIEM: `syslog://host:port` (RFC 5424 over TCP),
+    /// `syslog+tls://host:port` (over TLS, RFC 5425) or `file:///absolute/path` (JSON lines,
+    /// rotated). Delivered in order from a cursor kept in the database, by one replica of the
+    /// group at a time. Default: none.
+    pub audit_export: Option<String>,
+    /// PEM certificates trusted for `syslog+tls` instead of the public roots (a private CA).
+    pub audit_export_ca: Option<PathBuf>,
+    /// A `file://` export is rotated when it reaches this size. Default 100 MiB.
+    pub audit_export_file_max_bytes: u64,
+    /// Rotated export files kept (`audit.jsonl.1` is the newest). Default 10.
+    pub audit_export_file_keep: u32,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The one URL people and clients use to reach this server (`https://pam.example.com`):
@@ -186,6 +201,10 @@ impl Default for Config {
             audit_checkpoint_seconds: 60,
             audit_anchor_file: None,
             audit_anchor_webhook: None,
+            audit_export: None,
+            audit_export_ca: None,
+            audit_export_file_max_bytes: 100 * 1024 * 1024,
+            audit_export_file_keep: 10,
             max_body_bytes: 64 * 1024,
             public_url: None,
             webauthn_origin: None,

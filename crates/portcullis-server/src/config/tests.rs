@@ -269,3 +269,47 @@ fn audit_anchor_settings_are_checked_without_quoting_the_webhook() {
         "/srv/worm/anchor.jsonl"
     );
 }
+
+#[test]
+fn audit_export_is_parsed_checked_and_shown_without_surprises() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = dir.path().join("c.toml");
+    let load = |text: &str| {
+        std::fs::write(&p, text).expect("write");
+        Config::load_from(Some(&p), no_env())
+    };
+    let c = load("audit_export = \"syslog+tls://siem.example.com\"\n").expect("tls");
+    assert_eq!(
+        c.public_view()["audit_export"],
+        "syslog+tls://siem.example.com:6514"
+    );
+    let c = load("audit_export = \"file:///var/log/portcullis/audit.jsonl\"\n").expect("file");
+    assert_eq!(
+        c.public_view()["audit_export"],
+        "file:///var/log/portcullis/audit.jsonl"
+    );
+    for (bad, key) in [
+        ("audit_export = \"udp://siem:514\"\n", "audit_export"),
+        (
+            "audit_export = \"syslog://ops:hunter2@siem:514\"\n",
+            "audit_export",
+        ),
+        (
+            "audit_export = \"syslog://siem:514\"\naudit_export_ca = \"/etc/hosts\"\n",
+            "audit_export_ca",
+        ),
+        (
+            "audit_export = \"syslog+tls://siem:6514\"\naudit_export_ca = \"/nonexistent/ca.pem\"\n",
+            "audit_export_ca",
+        ),
+        (
+            "audit_export_file_max_bytes = 100\n",
+            "audit_export_file_max_bytes",
+        ),
+        ("audit_export_file_keep = 0\n", "audit_export_file_keep"),
+    ] {
+        let e = load(bad).expect_err(bad);
+        assert!(e.to_string().contains(key), "{bad}: {e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}

@@ -25,6 +25,32 @@ impl Config {
             ));
         }
         self.anchor_webhook()?;
+        let export = self.audit_export()?;
+        if let Some(ca) = &self.audit_export_ca {
+            if !matches!(
+                export,
+                Some(portcullis_core::audit::export::ExportSink::Syslog { tls: true, .. })
+            ) {
+                return Err(ConfigError(
+                    "audit_export_ca applies only to a syslog+tls:// audit_export".into(),
+                ));
+            }
+            if !ca.is_file() {
+                return Err(ConfigError(
+                    "audit_export_ca must name a PEM file of certificates".into(),
+                ));
+            }
+        }
+        if self.audit_export_file_max_bytes < 4096 {
+            return Err(ConfigError(
+                "audit_export_file_max_bytes must be at least 4096".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.audit_export_file_keep) {
+            return Err(ConfigError(
+                "audit_export_file_keep must be between 1 and 1000".into(),
+            ));
+        }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError("max_body_bytes must be at least 1024".into()));
         }

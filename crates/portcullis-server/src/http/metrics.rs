@@ -224,6 +224,28 @@ pub fn domain_lines(d: &portcullis_store::stats::DomainSnapshot, now_us: i64) ->
         vec![(String::new(), s.audit_head_seq as f64)],
     );
     family(
+        "portcullis_audit_export_lag_events",
+        "Audit events written and not yet delivered to the SIEM export, by sink.",
+        s.export_lag
+            .iter()
+            .map(|l| (format!("{{sink=\"{}\"}}", label(&l.sink)), l.events as f64))
+            .collect(),
+    );
+    family(
+        "portcullis_audit_export_lag_seconds",
+        "Age of the oldest audit event not yet delivered to the SIEM export (0 when none waits), by sink.",
+        s.export_lag
+            .iter()
+            .map(|l| {
+                (
+                    format!("{{sink=\"{}\"}}", label(&l.sink)),
+                    l.oldest_us
+                        .map_or(0.0, |t| ((now_us - t).max(0)) as f64 / 1e6),
+                )
+            })
+            .collect(),
+    );
+    family(
         "portcullis_audit_seconds_since_checkpoint",
         "Seconds since the newest signed audit checkpoint (absent before the first).",
         d.checkpoint_at_us

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod anchor;
 pub mod audit;
+pub mod audit_export;
 pub mod breakglass;
 pub mod caller;
 pub mod client_assertion;

@@ -1,9 +1,10 @@
 //! Background work that runs beside the HTTP server, each loop until its stop future resolves:
 //! grants expired to the second (`expiry`), the sweeper that bounds the growth of short-lived
-//! rows, alert delivery, the break-glass drill watch, the signing-key reload, and target
+//! rows, alert delivery, the break-glass drill watch, the SIEM export (`audit_export`), the signing-key reload, and target
 //! operations and reconciliation (`targets`). A worker imports no HTTP code.
 
 pub mod alerts;
+pub mod audit_export;
 pub mod drills;
 pub mod expiry;
 pub mod keys;

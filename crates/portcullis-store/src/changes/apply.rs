@@ -5,8 +5,8 @@ use futures_core::future::BoxFuture;
 
 use super::sql::{Conn, on_conn};
 use super::{
-    Change, accounts, alerts, breakglass, clients, conditional_access, device, factors, oidc,
-    roles, sessions, ssh, targets, tenant, throttle, tokens,
+    Change, accounts, alerts, audit_export, breakglass, clients, conditional_access, device,
+    factors, oidc, roles, sessions, ssh, targets, tenant, throttle, tokens,
 };
 use crate::Result;
 
@@ -70,6 +70,32 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 not_before_us,
                 at_us,
             } => tenant::claim_periodic(c, name, *not_before_us, *at_us).await,
+            Change::ClaimAuditExport {
+                sink,
+                holder,
+                at_us,
+                lease_until_us,
+            } => audit_export::claim(c, sink, holder, *at_us, *lease_until_us).await,
+            Change::AdvanceAuditExport {
+                sink,
+                holder,
+                from_seq,
+                to_seq,
+                at_us,
+                lease_until_us,
+            } => {
+                audit_export::advance(
+                    c,
+                    (sink, holder),
+                    (*from_seq, *to_seq),
+                    *at_us,
+                    *lease_until_us,
+                )
+                .await
+            }
+            Change::ReleaseAuditExport { sink, holder } => {
+                audit_export::release(c, sink, holder).await
+            }
             Change::CreatePrincipal(p) => accounts::create_principal(c, p).await,
             Change::SetPrincipalEnabled { id, enabled, at_us } => {
                 accounts::set_principal_enabled(c, id, *enabled, *at_us).await

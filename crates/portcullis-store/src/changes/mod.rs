@@ -10,6 +10,7 @@
 mod accounts;
 mod alerts;
 pub(crate) mod apply;
+mod audit_export;
 mod breakglass;
 mod clients;
 mod conditional_access;
@@ -31,6 +32,7 @@ use portcullis_core::session::AuthStrength;
 
 pub use accounts::NewPrincipal;
 pub use alerts::{NewAlertChannel, NewAlertRule, NewOutboxMessage, OutboxAttempt, SealedChannel};
+pub use audit_export::EXPORT_HELD;
 pub use breakglass::NewBreakGlass;
 pub use conditional_access::CaChange;
 pub use conflicts::{
@@ -498,6 +500,31 @@ pub enum Change {
         not_before_us: i64,
         at_us: i64,
     },
+    /// Takes or renews the lease to deliver the SIEM export to `sink` until `lease_until_us`
+    /// (the cursor starts at 0 when the sink is new): conflicts while another holder's lease
+    /// runs at `at_us`.
+    ClaimAuditExport {
+        sink: String,
+        holder: String,
+        at_us: i64,
+        lease_until_us: i64,
+    },
+    /// Records that `holder` delivered the events after `from_seq` through `to_seq` to `sink`
+    /// and renews its lease: conflicts when the holder lost the lease or the cursor is not at
+    /// `from_seq`, so two replicas never both move it.
+    AdvanceAuditExport {
+        sink: String,
+        holder: String,
+        from_seq: i64,
+        to_seq: i64,
+        at_us: i64,
+        lease_until_us: i64,
+    },
+    /// Ends `holder`'s lease on `sink` (a stopping replica), so another takes over at once.
+    ReleaseAuditExport {
+        sink: String,
+        holder: String,
+    },
     /// Records (or widens) a person's consent to a client for `scope`.
     RecordOAuthConsent {
         principal_id: String,
@@ -614,6 +641,9 @@ impl Change {
             | Self::FinishOutbox(_)
             | Self::RetryOutbox { .. }
             | Self::ClaimPeriodic { .. }
+            | Self::ClaimAuditExport { .. }
+            | Self::AdvanceAuditExport { .. }
+            | Self::ReleaseAuditExport { .. }
             | Self::ClaimTargetOp { .. }
             | Self::FinishTargetOp(_)
             | Self::RetryTargetOp { .. }
