@@ -166,6 +166,16 @@ impl Store {
     /// rules (the newest checkpoint's recorded cadence, else this store's), and proves that
     /// every checkpoint in `anchors` (read back from outside the database) is here, identical.
     pub async fn verify(&self, anchors: &[Checkpoint]) -> Result<Verification> {
+        self.verify_with_progress(anchors, &|_, _| {}).await
+    }
+
+    /// [`Store::verify`], calling `progress(walked, total)` after each page of events (`total`:
+    /// the head when the walk began), for a progress indicator over a long chain.
+    pub async fn verify_with_progress(
+        &self,
+        anchors: &[Checkpoint],
+        progress: &(dyn Fn(i64, i64) + Sync),
+    ) -> Result<Verification> {
         const PAGE: i64 = 5_000;
         let cadence = self.cadence;
         let checkpoint_sql = format!(
@@ -202,6 +212,7 @@ impl Store {
             if let Some(f) = undecodable {
                 verifier.fail(f);
             }
+            let total: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetch_one(&mut *tx).await?;
             let mut after = 0i64;
             'pages: loop {
                 let rows = sqlx::query("SELECT seq, time_us, actor, action, target, outcome, details, prev_hash, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2")
@@ -224,6 +235,7 @@ impl Store {
                         break 'pages;
                     }
                 }
+                progress(after, total);
             }
             tx.rollback().await?;
             Ok(verifier.finish(anchors))

@@ -31,6 +31,34 @@ async fn append_and_verify(db: Db) {
     assert_eq!(one[0].details["note"], "ünïcode ✓");
 }
 
+/// Verification reports its progress page by page, up to the head it began with.
+async fn verification_reports_progress_to_the_head(db: Db) {
+    let store = initialised(&db).await;
+    for batch in 0..12 {
+        let events = (0..1000).map(|i| ev(batch * 1000 + i)).collect();
+        store.write(Change::None, events).await.expect("write");
+    }
+    let head = store
+        .verify_chain()
+        .await
+        .expect("verify")
+        .expect("intact")
+        .events;
+    let seen = std::sync::Mutex::new(Vec::new());
+    let result = store
+        .verify_with_progress(&[], &|walked, total| {
+            seen.lock().expect("lock").push((walked, total))
+        })
+        .await
+        .expect("verify");
+    assert!(result.into_result().is_ok());
+    let seen = seen.into_inner().expect("lock");
+    assert!(seen.len() >= 3, "one call per page: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert!(seen.iter().all(|(_, total)| *total == head));
+    assert_eq!(seen.last().map(|s| s.0), Some(head));
+}
+
 async fn concurrent_writers_and_two_processes_keep_one_chain(db: Db) {
     // Two stores on one database stand for two server processes: separate pools and writers.
     let a = initialised(&db).await;
@@ -282,6 +310,7 @@ async fn kill_minus_nine_loses_no_acknowledged_event(db: Db) {
 
 conformance!(
     append_and_verify,
+    verification_reports_progress_to_the_head,
     concurrent_writers_and_two_processes_keep_one_chain,
     tampering_is_found_at_the_first_bad_seq,
     deleting_the_tail_is_found_by_a_checkpoint,

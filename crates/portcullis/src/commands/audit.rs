@@ -2,6 +2,7 @@
 //! checkpoints (online, or offline from the database, against anchor files), and write a
 //! checkpoint.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,7 +123,7 @@ fn event_filter(args: &ListArgs) -> EventFilter {
 }
 
 async fn audit_export(server: &str, args: &ExportArgs) -> Result<ExitCode> {
-    use std::io::{IsTerminal, Write};
+    use std::io::Write;
     let ExportFormat::Jsonl = args.format;
     let client = client(server)?;
     let mut remaining = args.filter.limit;
@@ -251,6 +252,31 @@ fn read_anchors(files: &[PathBuf]) -> Result<Vec<Checkpoint>> {
     Ok(all)
 }
 
+/// `walked of total events (percent)`, for a terminal.
+fn verify_progress(walked: i64, total: i64) -> String {
+    let percent = if total > 0 { walked * 100 / total } else { 100 };
+    format!("verifying: {walked} of {total} events ({percent}%)")
+}
+
+/// Awaits `call` (the server walking the chain), showing the time it has taken so far on a
+/// terminal's standard error.
+async fn with_ticker<T>(call: impl std::future::Future<Output = T>) -> T {
+    if !std::io::stderr().is_terminal() {
+        return call.await;
+    }
+    let started = std::time::Instant::now();
+    tokio::pin!(call);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let out = loop {
+        tokio::select! {
+            out = &mut call => break out,
+            _ = tick.tick() => eprint!("\rverifying on the server… {} s", started.elapsed().as_secs()),
+        }
+    };
+    eprint!("\r\x1b[2K");
+    out
+}
+
 async fn audit_verify(
     server: &str,
     output: Output,
@@ -269,11 +295,21 @@ async fn audit_verify(
                 },
             )
             .await?;
-            let outcome = store.verify(&anchors).await?;
+            let progress = std::io::stderr().is_terminal();
+            let outcome = store
+                .verify_with_progress(&anchors, &|walked, total| {
+                    if progress {
+                        eprint!("\r{}", verify_progress(walked, total));
+                    }
+                })
+                .await?;
+            if progress {
+                eprintln!();
+            }
             store.close().await;
             VerifyResult::from_verification(outcome)
         }
-        None if anchors.is_empty() => client(server)?.audit_verify().await?,
+        None if anchors.is_empty() => with_ticker(client(server)?.audit_verify()).await?,
         None => {
             // The newest anchored checkpoint pins everything before it (events through the
             // hash chain, checkpoints through their links): send the newest ones.
@@ -283,7 +319,7 @@ async fn audit_verify(
                 .take(MAX_VERIFY_ANCHORS)
                 .filter_map(AnchorRecord::of)
                 .collect();
-            client(server)?.audit_verify_anchored(newest).await?
+            with_ticker(client(server)?.audit_verify_anchored(newest)).await?
         }
     };
     match output {
