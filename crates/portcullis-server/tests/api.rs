@@ -21,6 +21,7 @@
 //! - `alerts.rs`: alert channels, delivery, dead letters, custom rules
 //! - `breakglass/`: break-glass accounts: split custody, FIDO2, drills and alerts, throttling
 //! - `conditional_access/`: conditional-access policies (validation, the lockout guard, sign-in, what-if, token grants, break-glass), a file per topic
+//! - `containment.rs`: containing a principal in one step, its release, and the abuse refusals
 //! - `audit.rs`: audit list, verify, checkpoints
 //! - `replicas.rs`: two replicas on one PostgreSQL
 //! - `privilege/`: the privilege model, as abuse tests, one file per rule
@@ -111,6 +112,8 @@ mod breakglass;
 mod ca_privilege;
 #[path = "api/conditional_access/mod.rs"]
 mod conditional_access;
+#[path = "api/containment.rs"]
+mod containment;
 #[path = "api/console/mod.rs"]
 mod console;
 #[path = "api/device_grant/mod.rs"]

@@ -22,6 +22,10 @@ pub struct Principal {
     pub enabled: bool,
     pub created_at_us: i64,
     pub last_sign_in_us: Option<i64>,
+    /// When it was contained (`portcullis contain`), while it stays so.
+    pub contained_at_us: Option<i64>,
+    /// Access tokens issued at or before this are refused (set by containment).
+    pub tokens_valid_after_us: Option<i64>,
 }
 
 /// A second factor as stored (the secret stays sealed).
@@ -55,7 +59,7 @@ pub struct Session {
     pub ends_at_us: Option<i64>,
 }
 
-pub(crate) const PRINCIPAL_COLS: &str = "p.id, p.name, p.kind, p.display_name, p.email, p.phone, p.guest_organisation, p.role_assignable, p.emergency, p.privileged, p.first_admin, p.enabled, p.created_at_us, p.last_sign_in_us";
+pub(crate) const PRINCIPAL_COLS: &str = "p.id, p.name, p.kind, p.display_name, p.email, p.phone, p.guest_organisation, p.role_assignable, p.emergency, p.privileged, p.first_admin, p.enabled, p.created_at_us, p.last_sign_in_us, p.contained_at_us, p.tokens_valid_after_us";
 const SESSION_COLS: &str = "s.id AS s_id, s.principal_id, s.strength, s.scope, s.created_at_us AS s_created, s.last_seen_us, s.strong_auth_at_us, s.client_ip, s.user_agent, s.revoked_at_us, s.ends_at_us";
 
 macro_rules! principal_row {
@@ -79,6 +83,8 @@ macro_rules! principal_row {
             enabled: $r.try_get("enabled")?,
             created_at_us: $r.try_get("created_at_us")?,
             last_sign_in_us: $r.try_get("last_sign_in_us")?,
+            contained_at_us: $r.try_get("contained_at_us")?,
+            tokens_valid_after_us: $r.try_get("tokens_valid_after_us")?,
         }
     };
 }

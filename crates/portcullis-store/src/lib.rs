@@ -29,6 +29,7 @@ pub mod breakglass;
 pub mod cache;
 mod changes;
 pub mod conditional_access;
+pub mod containment;
 pub mod crypto;
 pub mod device;
 pub mod oidc;
@@ -65,12 +66,12 @@ pub use audit::AuditFilter;
 pub(crate) use audit::{CHAINED_CHECKPOINTS_SCHEMA, CHECKPOINT_COLS, checkpoint_from_row, to_hash};
 pub use backup::backup_sqlite;
 pub use changes::{
-    BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision, EXPORT_HELD,
-    LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel, NewAlertRule, NewAssignment, NewAuthorizationCode,
-    NewBreakGlass, NewCeremony, NewDeviceAuthorization, NewOAuthClient, NewOutboxMessage,
-    NewPrincipal, NewRefreshToken, NewRequest, NewSession, NewTenant, NewTotpFactor,
-    NewWebauthnFactor, OutboxAttempt, PendingCap, REQUEST_MOVED, RequestDecision, SealedChannel,
-    THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
+    ALREADY_CONTAINED, BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision,
+    EXPORT_HELD, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel, NewAlertRule, NewAssignment,
+    NewAuthorizationCode, NewBreakGlass, NewCeremony, NewDeviceAuthorization, NewOAuthClient,
+    NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession, NewTenant,
+    NewTotpFactor, NewWebauthnFactor, OutboxAttempt, PendingCap, REQUEST_MOVED, RequestDecision,
+    SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
 };
 pub use crypto::MasterKey;
 pub use tenant::{BOOTSTRAP_TOKEN_LIFETIME, Tenant};

@@ -136,6 +136,10 @@ enum Command {
     Cancel(requests::DecideArgs),
     /// End your active activation of a role early.
     Deactivate { role: String },
+    /// Contain a user or service account in one step (incident response): disabled, every
+    /// session, token, request, grant and target grant cut, a critical alert; `--undo` gives
+    /// back the account only.
+    Contain(crate::commands::contain::ContainArgs),
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -232,6 +236,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Deactivate { role } => {
             requests::deactivate(&client(&cli.server)?, cli.output, role).await
+        }
+        Command::Contain(args) => {
+            crate::commands::contain::contain(&client(&cli.server)?, cli.output, args).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Device(cmd) => signin::decide_device(&client(&cli.server)?, cmd).await,
         Command::Keys(cmd) => keys::run(&client(&cli.server)?, cli.output, cmd).await,

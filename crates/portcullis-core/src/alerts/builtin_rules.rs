@@ -40,6 +40,13 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
+    if e.action == "principal.contained" && e.outcome == Outcome::Success && !flag("emergency") {
+        return alert(
+            "principal.contained",
+            Severity::Critical,
+            format!("{} contained by {}: {}", e.target, e.actor, text("reason")),
+        );
+    }
     if flag("emergency") {
         return alert(
             "breakglass.activity",
@@ -165,6 +172,11 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
 
 /// The built-in rules, as listed to people (they are code; see [`builtin`]).
 pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
+    (
+        "principal.contained",
+        Severity::Critical,
+        "a principal contained (portcullis contain)",
+    ),
     (
         "breakglass.activity",
         Severity::Critical,

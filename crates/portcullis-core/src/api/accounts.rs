@@ -226,3 +226,44 @@ api_type! {
         pub client_secret: Option<String>,
     }
 }
+
+api_type! {
+    /// `POST /api/v1/principals/{name}/contain`.
+    pub struct ContainRequest {
+        /// Why (recorded and sent with the alert).
+        pub reason: String,
+        /// Contain a break-glass account even if fewer than two usable would remain (audited).
+        #[serde(default)]
+        pub force: bool,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/principals/{name}/release`: ends a containment (the account only).
+    pub struct ReleaseRequest {
+        /// Why (recorded).
+        pub reason: String,
+    }
+}
+
+api_type! {
+    /// A containment and what it cut.
+    pub struct ContainmentView {
+        pub principal: String,
+        /// `user` or `service_account`.
+        pub kind: String,
+        /// Whether the principal is contained now.
+        pub contained: bool,
+        /// RFC 3339: when it was contained or released.
+        pub at: String,
+        /// What was cut (zero on a release: nothing comes back).
+        pub sessions: i64,
+        pub refresh_tokens: i64,
+        pub pending_requests: i64,
+        pub active_requests: i64,
+        pub active_assignments: i64,
+        /// Target grants whose revoke was written (the target worker applies them).
+        pub target_grants: i64,
+        pub ssh_certificates: i64,
+    }
+}

@@ -108,6 +108,7 @@ impl BuiltinRole {
                 perm::GROUPS_READ,
                 perm::GROUPS_ROLE_ASSIGNABLE_UPDATE,
                 perm::USERS_READ,
+                perm::PRINCIPALS_CONTAIN,
             ],
             Self::SecurityAdministrator => &[
                 perm::BREAKGLASS_READ,

@@ -32,6 +32,7 @@ permission_catalogue! {
     USERS_UPDATE = "users.update": "disable and enable users",
     SESSIONS_READ = "sessions.read": "list anyone's sessions",
     SESSIONS_REVOKE = "sessions.revoke": "revoke anyone's sessions",
+    PRINCIPALS_CONTAIN = "principals.contain": "contain a principal in one step (disable it, cut every session, token, request and grant) and end a containment",
     GROUPS_READ = "groups.read": "list and show groups",
     GROUPS_CREATE = "groups.create": "create groups",
     GROUPS_MEMBERS_UPDATE = "groups.members.update": "change the membership of ordinary groups",

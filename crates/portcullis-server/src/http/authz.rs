@@ -133,6 +133,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/users/{name}", Permission(perm::USERS_READ)),
     ("POST", "/api/v1/users/{name}/disable", Permission(perm::USERS_UPDATE)),
     ("POST", "/api/v1/users/{name}/enable", Permission(perm::USERS_UPDATE)),
+    ("POST", "/api/v1/principals/{name}/contain", Permission(perm::PRINCIPALS_CONTAIN)),
+    ("POST", "/api/v1/principals/{name}/release", Permission(perm::PRINCIPALS_CONTAIN)),
     ("GET", "/api/v1/users/{name}/sessions", Permission(perm::SESSIONS_READ)),
     ("POST", "/api/v1/groups", Permission(perm::GROUPS_CREATE)),
     ("GET", "/api/v1/groups", Permission(perm::GROUPS_READ)),

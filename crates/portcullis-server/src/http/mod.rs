@@ -76,6 +76,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(accounts::create_user, accounts::list_users))
         .routes(routes!(accounts::get_user))
         .routes(routes!(accounts::disable_user))
+        .routes(routes!(accounts::contain_principal))
+        .routes(routes!(accounts::release_principal))
         .routes(routes!(accounts::enable_user))
         .routes(routes!(accounts::user_sessions))
         .routes(routes!(accounts::create_group, accounts::list_groups))

@@ -243,7 +243,7 @@ async fn access_token_caller(
     }
     let principal = crate::services::tokens::principal(state, &claims.sub)
         .await?
-        .filter(|p| p.enabled)
+        .filter(|p| p.enabled && !crate::services::tokens::cut_off(p, claims.iat))
         .ok_or_else(ended)?;
     // Tokens of OpenID Connect clients are for userinfo and the client's own resource
     // servers: an application a person signed in to must not act as them here.

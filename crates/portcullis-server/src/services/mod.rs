@@ -18,6 +18,7 @@ pub mod client_auth;
 pub mod client_credentials;
 pub mod clients;
 pub mod conditional_access;
+pub mod containment;
 pub mod device;
 pub mod grants;
 pub mod identity;

@@ -508,7 +508,7 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<serde_json::Value
         .principal_by_id(&claims.sub)
         .await
         .map_err(store_err)?
-        .filter(|p| p.enabled)
+        .filter(|p| p.enabled && !crate::services::tokens::cut_off(p, claims.iat))
         .ok_or(invalid)?;
     let mut out = serde_json::json!({ "sub": p.id });
     if let Some(o) = out.as_object_mut() {

@@ -239,6 +239,13 @@ pub async fn principal(
         .await
 }
 
+/// Whether an access token issued at `iat` (seconds) to `p` is cut off by a containment: every
+/// token issued up to the containment's second is refused, even once the account is released.
+pub fn cut_off(p: &Principal, iat: i64) -> bool {
+    p.tokens_valid_after_us
+        .is_some_and(|cut| iat.saturating_mul(1_000_000) <= cut)
+}
+
 /// The registered OpenID Connect client `client_id`, if it exists (through its cache).
 pub async fn oauth_client(
     state: &crate::state::AppState,

@@ -220,6 +220,8 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /api/v1/users/{name}",
         "POST /api/v1/users/{name}/disable",
         "POST /api/v1/users/{name}/enable",
+        "POST /api/v1/principals/{name}/contain",
+        "POST /api/v1/principals/{name}/release",
         "GET /api/v1/users/{name}/sessions",
         "POST /api/v1/groups",
         "GET /api/v1/groups",

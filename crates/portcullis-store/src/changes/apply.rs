@@ -5,8 +5,8 @@ use futures_core::future::BoxFuture;
 
 use super::sql::{Conn, on_conn};
 use super::{
-    Change, accounts, alerts, audit_export, breakglass, clients, conditional_access, device,
-    factors, oidc, roles, sessions, ssh, targets, tenant, throttle, tokens,
+    Change, accounts, alerts, audit_export, breakglass, clients, conditional_access, containment,
+    device, factors, oidc, roles, sessions, ssh, targets, tenant, throttle, tokens,
 };
 use crate::Result;
 
@@ -96,6 +96,13 @@ pub(crate) fn apply<'a, 'c: 'a>(
             Change::ReleaseAuditExport { sink, holder } => {
                 audit_export::release(c, sink, holder).await
             }
+            Change::Contain {
+                id,
+                by,
+                reason,
+                at_us,
+            } => containment::contain(c, id, by, reason, *at_us).await,
+            Change::Uncontain { id } => containment::uncontain(c, id).await,
             Change::CreatePrincipal(p) => accounts::create_principal(c, p).await,
             Change::SetPrincipalEnabled { id, enabled, at_us } => {
                 accounts::set_principal_enabled(c, id, *enabled, *at_us).await

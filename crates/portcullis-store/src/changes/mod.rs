@@ -15,6 +15,7 @@ mod breakglass;
 mod clients;
 mod conditional_access;
 mod conflicts;
+mod containment;
 mod device;
 mod factors;
 mod oidc;
@@ -39,6 +40,7 @@ pub use conflicts::{
     BREAKGLASS_MINIMUM, CA_CHANGED, LAST_GLOBAL_ADMINISTRATOR, REQUEST_MOVED, THROTTLED,
     TOO_MANY_PENDING, TOO_MANY_RULES,
 };
+pub use containment::ALREADY_CONTAINED;
 pub use device::{DeviceDecision, NewDeviceAuthorization};
 pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
@@ -525,6 +527,18 @@ pub enum Change {
         sink: String,
         holder: String,
     },
+    /// Contains a principal: disables it and cuts everything it holds (see `containment`);
+    /// conflicts when it is unknown or already contained.
+    Contain {
+        id: String,
+        by: String,
+        reason: String,
+        at_us: i64,
+    },
+    /// Ends a containment: re-enables the account only; conflicts when it is not contained.
+    Uncontain {
+        id: String,
+    },
     /// Records (or widens) a person's consent to a client for `scope`.
     RecordOAuthConsent {
         principal_id: String,
@@ -656,6 +670,8 @@ impl Change {
             | Self::RedeemBootstrapToken { .. }
             | Self::CreatePrincipal(_)
             | Self::SetPrincipalEnabled { .. }
+            | Self::Contain { .. }
+            | Self::Uncontain { .. }
             | Self::AddGroupMember { .. }
             | Self::RemoveGroupMember { .. }
             | Self::SetPassword { .. }
@@ -725,6 +741,7 @@ impl Change {
             | Self::DecideRequest(_)
             | Self::CloseRequest { .. }
             | Self::SetPrincipalEnabled { .. }
+            | Self::Contain { .. }
             | Self::BindRole(_)
             | Self::UnbindRole { .. }
             | Self::FinishTargetOp(_)

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod breakglass;
 pub mod ca;
 pub mod clients;
+pub mod contain;
 pub mod credentials;
 pub mod keys;
 pub mod roles;

@@ -59,7 +59,7 @@ pub async fn introspect(
         return Ok(inactive());
     }
     match crate::services::tokens::principal(&state, &claims.sub).await? {
-        Some(s) if s.enabled => {}
+        Some(s) if s.enabled && !crate::services::tokens::cut_off(&s, claims.iat) => {}
         _ => return Ok(inactive()),
     }
     // Tokens of an OpenID Connect client (they carry a scope) die with their client.

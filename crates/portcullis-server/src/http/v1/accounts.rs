@@ -4,8 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
-    CreateGroupRequest, CreateServiceAccountRequest, CreateUserRequest, GroupMemberRequest,
-    GroupView, ServiceAccountView, SessionView, UserView,
+    ContainRequest, ContainmentView, CreateGroupRequest, CreateServiceAccountRequest,
+    CreateUserRequest, GroupMemberRequest, GroupView, ReleaseRequest, ServiceAccountView,
+    SessionView, UserView,
 };
 use portcullis_core::principal::PrincipalKind;
 use portcullis_core::roles::perm;
@@ -174,5 +175,39 @@ pub async fn list_service_accounts(
 ) -> Result<Json<Vec<ServiceAccountView>>, ApiError> {
     Ok(Json(
         crate::services::service_accounts::list_service_accounts(&state, &caller).await?,
+    ))
+}
+
+/// Contain a user or service account in one step: disabled, and every session, refresh token,
+/// access token, pending request, active grant and target grant cut in one transaction, with a
+/// critical alert. Needs a fresh proof (step-up).
+#[utoipa::path(post, path = "/api/v1/principals/{name}/contain", tag = "accounts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "user or service account name")),
+    request_body = ContainRequest,
+    responses((status = 200, body = ContainmentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn contain_principal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ContainRequest>,
+) -> Result<Json<ContainmentView>, ApiError> {
+    Ok(Json(
+        crate::services::containment::contain(&state, &caller, &name, req).await?,
+    ))
+}
+
+/// End a containment: the account is enabled again; nothing it held comes back.
+#[utoipa::path(post, path = "/api/v1/principals/{name}/release", tag = "accounts", security(("bearer" = [])),
+    params(("name" = String, Path, description = "user or service account name")),
+    request_body = ReleaseRequest,
+    responses((status = 200, body = ContainmentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn release_principal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ReleaseRequest>,
+) -> Result<Json<ContainmentView>, ApiError> {
+    Ok(Json(
+        crate::services::containment::release(&state, &caller, &name, req).await?,
     ))
 }
