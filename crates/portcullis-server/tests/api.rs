@@ -31,6 +31,8 @@
 //! - `audit_export.rs`: the SIEM export to a file and to a real rsyslog (TCP, TLS)
 //! - `edge/`: the deployment edge: public URL, TLS, proxies, rate limits, timeouts
 //! - `hostile/`: hostile traffic: floods, races, shared addresses, hostile input, caps, decoys
+//! - `schemathesis.rs`: schemathesis (from PyPI) against every documented operation, as an
+//!   administrator
 //! - `targets/`: grants materialised in a real PostgreSQL and a webhook receiver, drift,
 //!   unreachable targets, and the abuse and bad-input refusals
 //!
@@ -112,10 +114,10 @@ mod breakglass;
 mod ca_privilege;
 #[path = "api/conditional_access/mod.rs"]
 mod conditional_access;
-#[path = "api/containment.rs"]
-mod containment;
 #[path = "api/console/mod.rs"]
 mod console;
+#[path = "api/containment.rs"]
+mod containment;
 #[path = "api/device_grant/mod.rs"]
 mod device_grant;
 #[path = "api/edge/mod.rs"]
@@ -130,6 +132,8 @@ mod privilege;
 mod replicas;
 #[path = "api/roles.rs"]
 mod roles;
+#[path = "api/schemathesis.rs"]
+mod schemathesis;
 #[path = "api/signin/mod.rs"]
 mod signin;
 #[path = "api/startup.rs"]

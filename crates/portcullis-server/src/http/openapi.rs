@@ -8,12 +8,18 @@
 //! - every operation id is unique;
 //! - every `security` requirement names a scheme the components define;
 //! - an `/api/v1` operation documents 400, 429 and, if it has a JSON body, 413, 415 and 422;
-//!   one that needs a credential documents 401 and 403 too.
+//!   one that needs a credential documents 401 and 403 too;
+//! - every other operation the rate limits cover (all but `edge::limits::RATE_LIMIT_EXEMPT`)
+//!   documents 429, and every console form (`POST /console/…`) the 400 and 403 pages of its
+//!   form check (a form that does not parse, a failed CSRF check).
 
+use axum::http::Method;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder, path::Operation,
 };
+
+use crate::http::edge::limits::is_exempt;
 
 /// The scheme every authenticated operation names.
 pub const BEARER: &str = "bearer";
@@ -49,6 +55,35 @@ fn operation_id(tag: &str, handler: &str) -> String {
         resource
     } else {
         format!("{resource}_{action}")
+    }
+}
+
+fn html_error_response(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content("text/html", ContentBuilder::new().build())
+            .build(),
+    )
+}
+
+/// Documents what the layers before a page's handler can answer: the rate limits (in the API's
+/// error shape) and, for a console form, the form check every one of them passes first.
+fn page_layer_answers(op: &mut Operation, method: &str, path: &str) {
+    let responses = &mut op.responses.responses;
+    let verb: Method = method.to_uppercase().parse().unwrap_or(Method::GET);
+    if !is_exempt(&verb, path) {
+        responses.entry("429".to_owned()).or_insert_with(|| {
+            error_response("rate_limited: too many requests from this address (see Retry-After)")
+        });
+    }
+    if verb == Method::POST && path.starts_with("/console/") {
+        responses
+            .entry("400".to_owned())
+            .or_insert_with(|| html_error_response("the form does not parse"));
+        responses.entry("403".to_owned()).or_insert_with(|| {
+            html_error_response("the CSRF check failed: the form did not come from this console")
+        });
     }
 }
 
@@ -130,6 +165,9 @@ pub fn finish(doc: &mut OpenApi) {
             }
             op.operation_id = Some(id);
             layer_answers(op, api);
+            if !api {
+                page_layer_answers(op, method, path);
+            }
         }
     }
 }

@@ -453,6 +453,15 @@ async fn the_openapi_document_is_valid(app: TestApp) {
                         assert!(responses.contains_key(status), "{id}: no {status}");
                     }
                 }
+            } else {
+                // The pages: the rate limits (sign-in excepted) and the console forms' check.
+                let exempt = method == "post" && path.starts_with("/signin");
+                assert!(exempt || responses.contains_key("429"), "{id}: no 429");
+                if method == "post" && path.starts_with("/console/") {
+                    for status in ["400", "403"] {
+                        assert!(responses.contains_key(status), "{id}: no {status}");
+                    }
+                }
             }
         }
     }

@@ -414,7 +414,7 @@ pub async fn authorize_get(
 
 /// The authorization endpoint, POST (form-encoded parameters).
 #[utoipa::path(post, path = "/oauth2/authorize", tag = "oauth2",
-    responses((status = 303, description = "to the client's redirect URI, or to sign-in"), (status = 200, description = "consent page", content_type = "text/html")))]
+    responses((status = 303, description = "to the client's redirect URI, or to sign-in"), (status = 200, description = "consent page", content_type = "text/html"), (status = 400, description = "bad client or redirect URI", content_type = "text/html")))]
 pub async fn authorize_post(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -426,7 +426,7 @@ pub async fn authorize_post(
 
 /// The consent decision (form from the consent page).
 #[utoipa::path(post, path = "/oauth2/authorize/consent", tag = "oauth2",
-    responses((status = 303, description = "to the client's redirect URI"), (status = 403, description = "CSRF check failed", content_type = "text/html")))]
+    responses((status = 303, description = "to the client's redirect URI"), (status = 400, description = "malformed form, or an unknown client or redirect URI", content_type = "text/html"), (status = 401, description = "no session, or it has ended", content_type = "text/html"), (status = 403, description = "CSRF check failed", content_type = "text/html")))]
 pub async fn consent_post(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -449,7 +449,7 @@ pub async fn signin_get(
 
 /// Sign-in, first step (form).
 #[utoipa::path(post, path = "/signin", tag = "console",
-    responses((status = 303, description = "signed in: to return_to"), (status = 200, description = "second-factor form", content_type = "text/html")))]
+    responses((status = 303, description = "signed in: to return_to"), (status = 200, description = "second-factor form", content_type = "text/html"), (status = 400, description = "malformed form", content_type = "text/html"), (status = 401, description = "wrong username or password", content_type = "text/html"), (status = 403, description = "the form expired or came from another site, or the account is refused", content_type = "text/html"), (status = 429, description = "too many attempts for this account or address", content_type = "text/html")))]
 pub async fn signin_post(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -461,7 +461,7 @@ pub async fn signin_post(
 
 /// Sign-in, second step (form).
 #[utoipa::path(post, path = "/signin/totp", tag = "console",
-    responses((status = 303, description = "signed in: to return_to"), (status = 401, description = "wrong code", content_type = "text/html")))]
+    responses((status = 303, description = "signed in: to return_to"), (status = 400, description = "malformed form", content_type = "text/html"), (status = 401, description = "wrong code", content_type = "text/html"), (status = 403, description = "the form expired or came from another site, or the account is refused", content_type = "text/html"), (status = 429, description = "too many attempts for this account or address", content_type = "text/html")))]
 pub async fn signin_totp_post(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -484,7 +484,7 @@ pub async fn device_get(
 
 /// The person's decision on a device code (form).
 #[utoipa::path(post, path = "/device", tag = "console",
-    responses((status = 200, description = "decided", content_type = "text/html"), (status = 403, description = "CSRF check failed or no second factor", content_type = "text/html")))]
+    responses((status = 200, description = "decided", content_type = "text/html"), (status = 400, description = "malformed form or no decision", content_type = "text/html"), (status = 401, description = "no session, or it has ended", content_type = "text/html"), (status = 403, description = "CSRF check failed or no second factor", content_type = "text/html")))]
 pub async fn device_post(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -495,7 +495,7 @@ pub async fn device_post(
 
 /// Sign-in, second step with a security key (form).
 #[utoipa::path(post, path = "/signin/webauthn", tag = "console",
-    responses((status = 303, description = "signed in: to return_to"), (status = 401, description = "not accepted", content_type = "text/html")))]
+    responses((status = 303, description = "signed in: to return_to"), (status = 400, description = "malformed form", content_type = "text/html"), (status = 401, description = "not accepted", content_type = "text/html"), (status = 403, description = "the form expired or came from another site, or the account is refused", content_type = "text/html"), (status = 429, description = "too many attempts for this account or address", content_type = "text/html")))]
 pub async fn signin_webauthn_post(
     State(state): State<AppState>,
     client: ClientInfo,

@@ -51,7 +51,7 @@ pub async fn enrol_totp(
 /// Confirm a TOTP enrolment with a current code.
 #[utoipa::path(post, path = "/api/v1/me/mfa/totp/{id}/confirm", tag = "me", security(("bearer" = [])), request_body = TotpConfirmRequest,
     params(("id" = String, Path, description = "factor id")),
-    responses((status = 200, body = FactorView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = FactorView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the factor is already confirmed")))]
 pub async fn confirm_totp(
     State(state): State<AppState>,
     caller: Caller,

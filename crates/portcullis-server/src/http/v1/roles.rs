@@ -155,7 +155,7 @@ pub async fn make_eligible(
 
 /// Ask to activate an eligible role.
 #[utoipa::path(post, path = "/api/v1/requests", tag = "roles", security(("bearer" = [])), request_body = CreateActivationRequest,
-    responses((status = 201, body = ActivationRequestView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = ActivationRequestView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the role requires approval but names no approver")))]
 pub async fn create_request(
     State(state): State<AppState>,
     caller: Caller,

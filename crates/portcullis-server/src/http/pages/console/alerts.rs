@@ -174,7 +174,7 @@ pub async fn console_alert_get(
 /// Retry a dead-lettered delivery (form; `alerts.manage`).
 #[utoipa::path(post, path = "/console/alerts/{id}/retry", tag = "console",
     params(("id" = String, Path, description = "message id")),
-    responses((status = 303, description = "retried: back to the delivery"), (status = 403, description = "CSRF check failed or refused", content_type = "text/html"), (status = 409, description = "not a dead letter of an existing channel, with the reason on the page", content_type = "text/html")))]
+    responses((status = 303, description = "retried: back to the delivery"), (status = 403, description = "CSRF check failed or refused", content_type = "text/html"), (status = 404, description = "no such alert", content_type = "text/html"), (status = 409, description = "not a dead letter of an existing channel, with the reason on the page", content_type = "text/html")))]
 pub async fn console_alert_retry_post(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -43,7 +43,7 @@ pub async fn console_request_get(
 /// Approve or deny a request (form).
 #[utoipa::path(post, path = "/console/requests/{id}/decide", tag = "console",
     params(("id" = String, Path, description = "request id")),
-    responses((status = 303, description = "decided: back to the request"), (status = 403, description = "CSRF check failed or refused", content_type = "text/html")))]
+    responses((status = 303, description = "decided: back to the request"), (status = 403, description = "CSRF check failed or refused", content_type = "text/html"), (status = 404, description = "no such request", content_type = "text/html")))]
 pub async fn console_decide_post(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -266,7 +266,7 @@ pub async fn console_admin_role_get(
 /// Change a role's settings (form).
 #[utoipa::path(post, path = "/console/admin/roles/{role}", tag = "console",
     params(("role" = String, Path, description = "role")),
-    responses((status = 303, description = "saved"), (status = 403, description = "refused", content_type = "text/html")))]
+    responses((status = 303, description = "saved"), (status = 403, description = "refused", content_type = "text/html"), (status = 404, description = "no such role", content_type = "text/html")))]
 pub async fn console_admin_role_post(
     State(state): State<AppState>,
     headers: HeaderMap,
