@@ -195,7 +195,7 @@ mod tests {
     #[test]
     fn syslog_and_file_urls_parse_with_default_ports() {
         assert_eq!(
-            ExportSink::parse("syslog://siem.example.com").unwrap(),
+            ExportSink::parse("syslog://siem.example.com").expect("test"),
             ExportSink::Syslog {
                 host: "siem.example.com".into(),
                 port: 514,
@@ -203,15 +203,19 @@ mod tests {
             }
         );
         assert_eq!(
-            ExportSink::parse("syslog+tls://[::1]:7000").unwrap().name(),
+            ExportSink::parse("syslog+tls://[::1]:7000")
+                .expect("test")
+                .name(),
             "syslog+tls://[::1]:7000"
         );
         assert_eq!(
-            ExportSink::parse("syslog+tls://10.0.0.1").unwrap().name(),
+            ExportSink::parse("syslog+tls://10.0.0.1")
+                .expect("test")
+                .name(),
             "syslog+tls://10.0.0.1:6514"
         );
         assert_eq!(
-            ExportSink::parse("file:///var/log/portcullis/audit.jsonl").unwrap(),
+            ExportSink::parse("file:///var/log/portcullis/audit.jsonl").expect("test"),
             ExportSink::File {
                 path: "/var/log/portcullis/audit.jsonl".into()
             }
@@ -236,16 +240,16 @@ mod tests {
         ] {
             assert!(ExportSink::parse(bad).is_err(), "{bad} was accepted");
         }
-        let e = ExportSink::parse("syslog://user:secret@siem:514").unwrap_err();
+        let e = ExportSink::parse("syslog://user:secret@siem:514").expect_err("test");
         assert!(!e.to_string().contains("secret"), "{e}");
     }
 
     #[test]
     fn a_syslog_frame_is_octet_counted_rfc5424_with_the_event_as_ascii_json() {
         let e = event("role.activated", "success");
-        let frame = String::from_utf8(syslog_frame(&e, "pam.example.com")).unwrap();
-        let (len, msg) = frame.split_once(' ').unwrap();
-        assert_eq!(len.parse::<usize>().unwrap(), msg.len());
+        let frame = String::from_utf8(syslog_frame(&e, "pam.example.com")).expect("test");
+        let (len, msg) = frame.split_once(' ').expect("test");
+        assert_eq!(len.parse::<usize>().expect("test"), msg.len());
         assert!(
             msg.starts_with(
                 "<109>1 2026-12-07T12:00:00.123456Z pam.example.com portcullis - role.activated - {"
@@ -253,8 +257,8 @@ mod tests {
             "{msg}"
         );
         assert!(msg.is_ascii());
-        let json = msg.split_once(" - {").unwrap().1;
-        let back: serde_json::Value = serde_json::from_str(&format!("{{{json}")).unwrap();
+        let json = msg.split_once(" - {").expect("test").1;
+        let back: serde_json::Value = serde_json::from_str(&format!("{{{json}")).expect("test");
         assert_eq!(back["details"]["note"], "Zoë ✓ 😀");
         assert_eq!(back["seq"], 7);
     }
@@ -269,8 +273,8 @@ mod tests {
     #[test]
     fn header_fields_keep_printable_ascii_only() {
         let e = event("evil action\n<13>1 forged", "success");
-        let frame = String::from_utf8(syslog_frame(&e, "bad host\r\n")).unwrap();
-        let msg = frame.split_once(' ').unwrap().1;
+        let frame = String::from_utf8(syslog_frame(&e, "bad host\r\n")).expect("test");
+        let msg = frame.split_once(' ').expect("test").1;
         let header: Vec<&str> = msg.splitn(8, ' ').collect();
         assert_eq!(header[2], "badhost");
         assert_eq!(header[5], "evilaction<13>1forged");

@@ -380,45 +380,45 @@ mod tests {
             .unwrap_or_default()
             .lines()
             .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                serde_json::from_str::<serde_json::Value>(l).expect("test")["seq"]
                     .as_i64()
-                    .unwrap()
+                    .expect("test")
             })
             .collect()
     }
 
     #[test]
     fn a_partial_last_line_is_cut_and_the_last_whole_one_tells_the_position() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test");
         let f = sink(dir.path(), 1 << 20, 3);
-        assert_eq!(f.last_seq().unwrap(), None);
+        assert_eq!(f.last_seq().expect("test"), None);
         f.append(&[json_line(&view(1)), json_line(&view(2))])
-            .unwrap();
+            .expect("test");
         let mut raw = std::fs::OpenOptions::new()
             .append(true)
             .open(&f.path)
-            .unwrap();
-        raw.write_all(b"{\"seq\":3,\"ti").unwrap();
-        assert_eq!(f.last_seq().unwrap(), Some(2));
-        f.append(&[json_line(&view(3))]).unwrap();
+            .expect("test");
+        raw.write_all(b"{\"seq\":3,\"ti").expect("test");
+        assert_eq!(f.last_seq().expect("test"), Some(2));
+        f.append(&[json_line(&view(3))]).expect("test");
         assert_eq!(seqs(&f.path), vec![1, 2, 3]);
     }
 
     #[test]
     fn rotation_keeps_every_line_once_and_the_newest_files() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("test");
         let f = sink(dir.path(), 4096, 3);
         let line_len = json_line(&view(1)).len() as u64 + 1;
         let per_file = 4096 / line_len;
         let total = per_file * 3 + 2;
         for chunk in (1..=total as i64).collect::<Vec<_>>().chunks(7) {
             let lines: Vec<String> = chunk.iter().map(|s| json_line(&view(*s))).collect();
-            f.append(&lines).unwrap();
+            f.append(&lines).expect("test");
         }
         let mut all = Vec::new();
         for n in (1..=3).rev() {
             let p = f.rotated(n);
-            assert!(std::fs::metadata(&p).unwrap().len() <= 4096);
+            assert!(std::fs::metadata(&p).expect("test").len() <= 4096);
             all.extend(seqs(&p));
         }
         all.extend(seqs(&f.path));
@@ -429,13 +429,19 @@ mod tests {
                 .map(|i| json_line(&view(total as i64 + 1 + i)))
                 .collect::<Vec<_>>(),
         )
-        .unwrap();
+        .expect("test");
         assert!(!f.rotated(4).exists());
         // After a rotation left the current file empty, the position comes from `.1`.
-        std::fs::write(&f.path, b"").unwrap();
-        assert_eq!(f.last_seq().unwrap(), seqs(&f.rotated(1)).last().copied());
+        std::fs::write(&f.path, b"").expect("test");
+        assert_eq!(
+            f.last_seq().expect("test"),
+            seqs(&f.rotated(1)).last().copied()
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&f.path).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&f.path)
+            .expect("test")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

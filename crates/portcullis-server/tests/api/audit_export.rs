@@ -32,7 +32,7 @@ fn file_events(path: &Path) -> Vec<serde_json::Value> {
         }
     }
     // `.N` is the oldest, the file itself the newest.
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     files
         .iter()
         .flat_map(|(_, p)| {
@@ -117,15 +117,6 @@ async fn some_events(admin: &Client, names: &[&str]) {
     }
 }
 
-/// Waits until `done` holds, for at most 20 seconds.
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn file_sink(dir: &Path) -> PathBuf {
     // Outside the data directory, as a SIEM forwarder's spool would be.
     dir.join("siem").join("audit.jsonl")
@@ -146,7 +137,7 @@ async fn file_export_holds_every_event_once_in_order_across_restarts(backend: Ba
         .with_token(Some(SecretString::from(session.clone())));
     some_events(&root, &["ada", "grace"]).await;
     let head_now = head(&root).await;
-    eventually("the export to catch up", async || {
+    eventually("the export to catch up", 20, async || {
         file_events(&path).len() as i64 >= head_now
     })
     .await;
@@ -430,7 +421,7 @@ async fn syslog_export_over_tcp_catches_up_after_the_receiver_was_down(backend: 
     config.audit_export = Some(sink.clone());
     let app = start(config, dir, None).await;
     let root = admin(&app).await;
-    eventually("audit.export_failed", async || {
+    eventually("audit.export_failed", 20, async || {
         !events_named(&root, "audit.export_failed").await.is_empty()
     })
     .await;
@@ -439,25 +430,25 @@ async fn syslog_export_over_tcp_catches_up_after_the_receiver_was_down(backend: 
     assert_eq!(failed.details["alert"], true);
     assert_eq!(failed.details["sink"], sink);
     let lag = format!("portcullis_audit_export_lag_events{{sink=\"{sink}\"}}");
-    eventually("a lag on /metrics", async || {
+    eventually("a lag on /metrics", 20, async || {
         metric(&app, &lag).await.is_some_and(|v| v >= 3.0)
     })
     .await;
     let rsyslog = Rsyslog::start(port, None).expect("rsyslog");
     some_events(&root, &["ada"]).await;
-    eventually("audit.export_recovered", async || {
+    eventually("audit.export_recovered", 20, async || {
         !events_named(&root, "audit.export_recovered")
             .await
             .is_empty()
     })
     .await;
-    eventually("the lag to close", async || {
+    eventually("the lag to close", 20, async || {
         metric(&app, &lag).await == Some(0.0)
     })
     .await;
     let (_dir, config, _) = app.stop().await;
     let head = db_head(&config).await;
-    eventually("rsyslog to write every message", async || {
+    eventually("rsyslog to write every message", 20, async || {
         rsyslog.messages().len() as i64 >= head
     })
     .await;
@@ -498,7 +489,7 @@ async fn syslog_export_over_tls_verifies_the_receiver(backend: Backend) {
     some_events(&admin(&app).await, &["ada", "grace"]).await;
     let (_dir, config, _) = app.stop().await;
     let head = db_head(&config).await;
-    eventually("rsyslog to write every message", async || {
+    eventually("rsyslog to write every message", 20, async || {
         rsyslog.messages().len() as i64 >= head
     })
     .await;
@@ -525,7 +516,7 @@ async fn syslog_export_refuses_a_receiver_it_cannot_verify(backend: Backend) {
     config.audit_export_ca = Some(trusted.ca.clone());
     let app = start(config, dir, None).await;
     let root = admin(&app).await;
-    eventually("audit.export_failed", async || {
+    eventually("audit.export_failed", 20, async || {
         !events_named(&root, "audit.export_failed").await.is_empty()
     })
     .await;
