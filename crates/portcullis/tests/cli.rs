@@ -14,6 +14,7 @@
 //! - `alerts.rs`: alert channels, deliveries and custom alert rules
 //! - `breakglass.rs`: break-glass accounts
 //! - `conditional_access.rs`: conditional-access locations and policies
+//! - `contain.rs`: containment and its undo
 //! - `completions.rs`: shell completion scripts
 //! - `backup.rs`: an online SQLite backup, verified, and the README's restore procedure
 //! - `targets.rs`: targets, their secrets and bindings; SSH certificates through `portcullis ssh`
@@ -37,6 +38,8 @@ mod breakglass;
 mod completions;
 #[path = "cli/conditional_access.rs"]
 mod conditional_access;
+#[path = "cli/contain.rs"]
+mod contain;
 #[path = "cli/serve.rs"]
 mod serve;
 /// The real sshd of the server's SSH tests, shared.

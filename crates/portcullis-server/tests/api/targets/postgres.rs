@@ -8,6 +8,7 @@ api_tests!(
     an_activation_grants_the_database_role_and_deactivation_revokes_it,
     a_timed_active_assignment_is_revoked_in_the_database_at_its_end,
     disabling_the_person_revokes_their_database_access,
+    containing_the_person_revokes_their_database_access_and_it_stays_revoked,
     a_grant_made_by_hand_is_drift_reported_and_reverted,
     a_grant_made_by_hand_is_only_reported_in_report_mode,
     a_grant_removed_by_hand_is_applied_again,
@@ -130,6 +131,48 @@ async fn disabling_the_person_revokes_their_database_access(app: TestApp) {
     );
     let revoked = settled_events(&admin, "target.revoked", 1).await;
     assert_eq!(revoked[0].details["reason"], "principal.disabled");
+}
+
+/// Containment writes the revoke at the target in its own transaction; the release gives back
+/// the account, not the database access.
+async fn containing_the_person_revokes_their_database_access_and_it_stays_revoked(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    pg.create_login("carol").await;
+    let carol = db_person(&app, &admin, "carol", "payroll-db").await;
+    activate_at(&carol, "payroll-db", 600).await;
+    assert!(eventually(3.0, || pg.can_read("carol")).await);
+    let cut = admin
+        .contain_principal(
+            "carol",
+            &portcullis_core::api::ContainRequest {
+                reason: "laptop stolen".into(),
+                force: false,
+            },
+        )
+        .await
+        .expect("contain");
+    assert_eq!(cut.target_grants, 1);
+    assert!(
+        eventually(5.0, || async { !pg.can_read("carol").await }).await,
+        "contained: revoked"
+    );
+    let revoked = settled_events(&admin, "target.revoked", 1).await;
+    assert_eq!(revoked[0].details["reason"], "principal.contained");
+    admin
+        .release_principal(
+            "carol",
+            &portcullis_core::api::ReleaseRequest {
+                reason: "laptop found".into(),
+            },
+        )
+        .await
+        .expect("release");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!pg.can_read("carol").await, "the release brings back no grant");
 }
 
 async fn a_grant_made_by_hand_is_drift_reported_and_reverted(app: TestApp) {
