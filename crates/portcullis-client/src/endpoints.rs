@@ -35,7 +35,7 @@ use portcullis_core::api::{
     CaStateRequest, WhatIfRequest,
 };
 use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
-use portcullis_core::api::{ContainRequest, ContainmentView, ReleaseRequest};
+use portcullis_core::api::{ContainRequest, ContainmentView, PostureReport, ReleaseRequest};
 use portcullis_core::api::{MakeEligibleRequest, ReauthRequest, Reauthenticated};
 use portcullis_core::api::{RotateSshCaRequest, SignSshRequest, SshCaView, SshCertificateView};
 
@@ -102,6 +102,7 @@ endpoints! {
     fn user(name: &str) -> UserView = GET format!("/api/v1/users/{}", seg(name));
     fn disable_user(name: &str) -> UserView = POST format!("/api/v1/users/{}/disable", seg(name));
     fn enable_user(name: &str) -> UserView = POST format!("/api/v1/users/{}/enable", seg(name));
+    fn posture() -> PostureReport = GET "/api/v1/posture";
     fn contain_principal(name: &str, req: &ContainRequest) -> ContainmentView = POST format!("/api/v1/principals/{}/contain", seg(name)), body req;
     fn release_principal(name: &str, req: &ReleaseRequest) -> ContainmentView = POST format!("/api/v1/principals/{}/release", seg(name)), body req;
     fn user_sessions(name: &str) -> Vec<SessionView> = GET format!("/api/v1/users/{}/sessions", seg(name));

@@ -20,6 +20,7 @@ mod fuzz;
 pub mod network;
 pub mod oidc;
 pub mod password;
+pub mod posture;
 pub mod principal;
 pub mod privilege;
 pub mod roles;

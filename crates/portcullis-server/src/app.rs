@@ -438,6 +438,13 @@ impl Application {
                 let _ = reconcile_stop.wait_for(|stop| *stop).await;
             },
         ));
+        let mut posture_stop = stop_tx.subscribe();
+        let posture = tokio::spawn(crate::workers::posture::digest(
+            self.state.clone(),
+            async move {
+                let _ = posture_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let mut sweeper_stop = stop_tx.subscribe();
         let sweeper = tokio::spawn(crate::workers::sweeper::run(
             self.store.clone(),
@@ -494,6 +501,7 @@ impl Application {
         let _ = drills.await;
         let _ = refusals.await;
         let _ = sweeper.await;
+        let _ = posture.await;
         let _ = targets.await;
         let _ = reconciler.await;
         // A stopped tenant ends on a checkpoint (anchored before this write returns), so

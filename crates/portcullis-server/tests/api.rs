@@ -24,6 +24,7 @@
 //! - `containment.rs`: containing a principal in one step, its release, and the abuse refusals
 //! - `audit.rs`: audit list, verify, checkpoints
 //! - `replicas.rs`: two replicas on one PostgreSQL
+//! - `posture.rs`: the posture report, its counts on /metrics and the daily digest
 //! - `privilege/`: the privilege model, as abuse tests, one file per rule
 //! - `ca_privilege.rs`: conditional access under the privilege model
 //! - `alert_flood.rs`: alert floods and sealed channel configuration
@@ -126,6 +127,8 @@ mod edge;
 mod hostile;
 #[path = "api/oidc/mod.rs"]
 mod oidc;
+#[path = "api/posture.rs"]
+mod posture;
 #[path = "api/privilege/mod.rs"]
 mod privilege;
 #[path = "api/replicas.rs"]

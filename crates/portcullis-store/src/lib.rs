@@ -33,6 +33,7 @@ pub mod containment;
 pub mod crypto;
 pub mod device;
 pub mod oidc;
+pub mod posture;
 pub mod roles;
 pub mod ssh;
 pub mod stats;

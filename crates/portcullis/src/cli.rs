@@ -140,6 +140,9 @@ enum Command {
     /// session, token, request, grant and target grant cut, a critical alert; `--undo` gives
     /// back the account only.
     Contain(crate::commands::contain::ContainArgs),
+    /// The posture report: SCuBA MS.AAD.7.1–7.9 and PIM's checks of this tenant, with the
+    /// evidence and the fix; `--fail-on high` exits 4 when a high finding is present.
+    Posture(crate::commands::posture::PostureArgs),
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -236,6 +239,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Deactivate { role } => {
             requests::deactivate(&client(&cli.server)?, cli.output, role).await
+        }
+        Command::Posture(args) => {
+            crate::commands::posture::posture(&client(&cli.server)?, cli.output, args).await
         }
         Command::Contain(args) => {
             crate::commands::contain::contain(&client(&cli.server)?, cli.output, args).await?;

@@ -72,6 +72,23 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
+    if e.action == "posture.digest" {
+        let n = |k: &str| d.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+        return alert(
+            "posture.digest",
+            if n("high") > 0 {
+                Severity::Warning
+            } else {
+                Severity::Info
+            },
+            format!(
+                "daily posture: {} high, {} medium, {} low findings (portcullis posture)",
+                n("high"),
+                n("medium"),
+                n("low")
+            ),
+        );
+    }
     if e.action == "token.refresh_reuse" {
         return alert(
             "token.refresh_reuse",
@@ -172,6 +189,11 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
 
 /// The built-in rules, as listed to people (they are code; see [`builtin`]).
 pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
+    (
+        "posture.digest",
+        Severity::Warning,
+        "the daily posture digest (warning with high findings, info otherwise)",
+    ),
     (
         "principal.contained",
         Severity::Critical,

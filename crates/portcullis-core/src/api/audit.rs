@@ -168,3 +168,29 @@ api_type! {
         pub created_at: String,
     }
 }
+
+/// One finding of the posture report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PostureFindingView {
+    /// `MS.AAD.7.1` … for a CISA SCuBA policy; `pim.*` and `portcullis.*` for the others.
+    pub id: String,
+    /// `high`, `medium` or `low`.
+    pub severity: String,
+    pub title: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+}
+
+/// `GET /api/v1/posture`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PostureReport {
+    /// RFC 3339.
+    pub generated_at: String,
+    pub high: usize,
+    pub medium: usize,
+    pub low: usize,
+    /// Most severe first.
+    pub findings: Vec<PostureFindingView>,
+}

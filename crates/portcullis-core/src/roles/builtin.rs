@@ -111,6 +111,7 @@ impl BuiltinRole {
                 perm::PRINCIPALS_CONTAIN,
             ],
             Self::SecurityAdministrator => &[
+                perm::POSTURE_READ,
                 perm::BREAKGLASS_READ,
                 perm::CA_READ,
                 perm::CA_MANAGE,

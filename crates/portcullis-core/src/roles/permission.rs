@@ -25,6 +25,7 @@ macro_rules! permission_catalogue {
 permission_catalogue! {
     AUDIT_READ = "audit.read": "read and verify the audit log",
     AUDIT_CHECKPOINT = "audit.checkpoint": "write a signed audit checkpoint",
+    POSTURE_READ = "posture.read": "read the posture report (SCuBA and PIM checks of this tenant)",
     KEYS_READ = "keys.read": "list the token signing keys",
     KEYS_ROTATE = "keys.rotate": "rotate the token signing key",
     USERS_READ = "users.read": "list and show users",

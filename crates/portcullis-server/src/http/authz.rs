@@ -52,6 +52,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/audit/events", BootstrapOr(perm::AUDIT_READ)),
     ("GET", "/api/v1/audit/verify", BootstrapOr(perm::AUDIT_READ)),
     ("POST", "/api/v1/audit/verify", BootstrapOr(perm::AUDIT_READ)),
+    ("GET", "/api/v1/posture", Permission(perm::POSTURE_READ)),
     ("POST", "/api/v1/audit/checkpoints", BootstrapOr(perm::AUDIT_CHECKPOINT)),
     ("GET", "/api/v1/keys", Permission(perm::KEYS_READ)),
     ("POST", "/api/v1/keys/rotate", Permission(perm::KEYS_ROTATE)),

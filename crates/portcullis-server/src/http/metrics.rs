@@ -168,6 +168,18 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The posture report's findings per severity (high, medium, low).
+pub fn posture_lines(counts: &[usize; 3]) -> String {
+    use std::fmt::Write;
+    let mut out = String::from(
+        "# HELP portcullis_posture_findings Findings of the posture report (portcullis posture), by severity.\n# TYPE portcullis_posture_findings gauge\n",
+    );
+    for (severity, n) in ["high", "medium", "low"].iter().zip(counts) {
+        let _ = writeln!(out, "portcullis_posture_findings{{severity=\"{severity}\"}} {n}");
+    }
+    out
+}
+
 /// The tenant's domain in Prometheus text format (every family with HELP and TYPE).
 pub fn domain_lines(d: &portcullis_store::stats::DomainSnapshot, now_us: i64) -> String {
     use std::fmt::Write;

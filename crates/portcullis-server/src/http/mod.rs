@@ -55,6 +55,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::list_events))
         .routes(routes!(audit::verify, audit::verify_anchored))
         .routes(routes!(audit::create_checkpoint))
+        .routes(routes!(audit::posture))
         .routes(routes!(signin::bootstrap))
         .routes(routes!(signin::password))
         .routes(routes!(signin::totp))

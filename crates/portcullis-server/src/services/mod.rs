@@ -25,6 +25,7 @@ pub mod identity;
 pub mod keys;
 pub mod oauth;
 pub mod oidc;
+pub mod posture;
 pub mod privilege;
 pub mod roles;
 pub mod service_accounts;

@@ -49,6 +49,8 @@ pub struct Caches {
     /// The domain counts `/metrics` shows (grants, approvals, outbox, audit head,
     /// break-glass), for the same reason.
     pub domain_stats: Cache<(), Arc<portcullis_store::stats::DomainSnapshot>>,
+    /// The posture findings per severity `/metrics` shows (high, medium, low).
+    pub posture: Cache<(), Arc<[usize; 3]>>,
 }
 
 impl Caches {
@@ -65,6 +67,7 @@ impl Caches {
             ca_version: Cache::new(e(), 1),
             target_stats: Cache::new(e(), 1),
             domain_stats: Cache::new(e(), 1),
+            posture: Cache::new(e(), 1),
         }
     }
 }

@@ -196,6 +196,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /api/v1/audit/events",
         "GET /api/v1/audit/verify",
         "POST /api/v1/audit/verify",
+        "GET /api/v1/posture",
         "POST /api/v1/audit/checkpoints",
         "GET /api/v1/keys",
         "POST /api/v1/keys/rotate",

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod contain;
 pub mod credentials;
 pub mod keys;
+pub mod posture;
 pub mod roles;
 pub mod serve;
 pub mod service_accounts;

@@ -105,3 +105,14 @@ pub async fn create_checkpoint(
     let created = audit::create_checkpoint(&state, &caller, &body.reason).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
+
+/// The posture report: findings with severity, evidence and the fix (CISA SCuBA MS.AAD.7.1–7.9
+/// as they apply here, and PIM's alerts).
+#[utoipa::path(get, path = "/api/v1/posture", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = portcullis_core::api::PostureReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn posture(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<portcullis_core::api::PostureReport>, ApiError> {
+    Ok(Json(crate::services::posture::report(&state, &caller).await?))
+}

@@ -53,6 +53,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Ok((d, now_us)) => body.push_str(&crate::http::metrics::domain_lines(&d, now_us)),
         Err(e) => tracing::warn!(error = ?e, "cannot read the domain counts"),
     }
+    match crate::services::posture::counts(&state).await {
+        Ok(c) => body.push_str(&crate::http::metrics::posture_lines(&c)),
+        Err(e) => tracing::warn!(error = ?e, "cannot evaluate the posture"),
+    }
     match crate::services::targets::stats(&state).await {
         Ok((stats, now_us)) => body.push_str(&crate::http::metrics::target_lines(&stats, now_us)),
         Err(e) => tracing::warn!(error = ?e, "cannot read target operation counts"),
