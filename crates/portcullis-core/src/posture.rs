@@ -214,8 +214,7 @@ pub fn evaluate(f: &Facts, now: OffsetDateTime) -> Vec<Finding> {
             "set the target's drift mode to revert, and find who granted it there",
         );
     }
-    if f
-        .roles
+    if f.roles
         .iter()
         .any(|r| r.slug == crate::alerts::GLOBAL_ADMINISTRATOR && !r.require_approval)
     {
@@ -286,7 +285,10 @@ pub fn evaluate(f: &Facts, now: OffsetDateTime) -> Vec<Finding> {
         add(
             "pim.role_without_approval",
             Severity::Low,
-            format!("{} privileged role(s) activate without approval", no_approval.len()),
+            format!(
+                "{} privileged role(s) activate without approval",
+                no_approval.len()
+            ),
             no_approval,
             "require approval where a second pair of eyes is worth the wait: portcullis roles settings ROLE --require-approval",
         );
@@ -374,7 +376,10 @@ pub fn evaluate(f: &Facts, now: OffsetDateTime) -> Vec<Finding> {
         add(
             "portcullis.breakglass_drill_overdue",
             Severity::Medium,
-            format!("{} break-glass account(s) with an overdue drill", f.drills_overdue.len()),
+            format!(
+                "{} break-glass account(s) with an overdue drill",
+                f.drills_overdue.len()
+            ),
             f.drills_overdue.clone(),
             "run a drill: portcullis breakglass drill NAME",
         );
@@ -398,7 +403,10 @@ pub fn evaluate(f: &Facts, now: OffsetDateTime) -> Vec<Finding> {
         add(
             "portcullis.alert_channel_untested",
             Severity::Medium,
-            format!("{} alert channel(s) never delivered successfully", untested.len()),
+            format!(
+                "{} alert channel(s) never delivered successfully",
+                untested.len()
+            ),
             untested,
             "portcullis alerts test NAME, then check that it arrived",
         );
@@ -423,8 +431,14 @@ mod tests {
     fn good() -> Facts {
         Facts {
             global_admins: vec![
-                GaReach { name: "ada".into(), standing: false },
-                GaReach { name: "grace".into(), standing: false },
+                GaReach {
+                    name: "ada".into(),
+                    standing: false,
+                },
+                GaReach {
+                    name: "grace".into(),
+                    standing: false,
+                },
             ],
             other_privileged_people: 3,
             roles: vec![RoleFacts {
@@ -435,7 +449,10 @@ mod tests {
             }],
             assignment_alert_rule: true,
             activation_alert_rule: true,
-            channels: vec![ChannelFacts { name: "soc".into(), last_success: Some(t(1)) }],
+            channels: vec![ChannelFacts {
+                name: "soc".into(),
+                last_success: Some(t(1)),
+            }],
             eligibilities: vec![Eligibility {
                 principal: "ada".into(),
                 role: "global-administrator".into(),
@@ -467,7 +484,12 @@ mod tests {
         let mut f = good();
         f.global_admins.truncate(1);
         assert_eq!(ids(&f), ["MS.AAD.7.1"]);
-        f.global_admins = (0..9).map(|i| GaReach { name: format!("p{i}"), standing: false }).collect();
+        f.global_admins = (0..9)
+            .map(|i| GaReach {
+                name: format!("p{i}"),
+                standing: false,
+            })
+            .collect();
         f.other_privileged_people = 20;
         assert_eq!(ids(&f), ["MS.AAD.7.1"]);
     }
@@ -476,8 +498,16 @@ mod tests {
     fn standing_privilege_outside_breakglass_and_the_first_admin() {
         let mut f = good();
         f.standing_privileged = vec![
-            StandingGrant { principal: "bg-one".into(), role: "global-administrator".into(), emergency: true },
-            StandingGrant { principal: "ada".into(), role: "security-administrator".into(), emergency: false },
+            StandingGrant {
+                principal: "bg-one".into(),
+                role: "global-administrator".into(),
+                emergency: true,
+            },
+            StandingGrant {
+                principal: "ada".into(),
+                role: "security-administrator".into(),
+                emergency: false,
+            },
         ];
         f.first_admins_standing = vec!["root-admin".into()];
         let found = evaluate(&f, now());
@@ -485,14 +515,22 @@ mod tests {
             found.iter().map(|x| x.id).collect::<Vec<_>>(),
             ["MS.AAD.7.4", "portcullis.first_admin_standing"]
         );
-        assert_eq!(found[0].evidence, ["ada holds security-administrator standing"]);
+        assert_eq!(
+            found[0].evidence,
+            ["ada holds security-administrator standing"]
+        );
     }
 
     #[test]
     fn approval_mfa_drift_and_alerting() {
         let mut f = good();
         f.roles[0].require_approval = false;
-        f.roles.push(RoleFacts { slug: "helpdesk".into(), privileged: true, weaker_than_mfa: true, require_approval: false });
+        f.roles.push(RoleFacts {
+            slug: "helpdesk".into(),
+            privileged: true,
+            weaker_than_mfa: true,
+            require_approval: false,
+        });
         f.recent_drift = vec![("payroll-db".into(), "mallory".into(), "pct_reader".into())];
         f.assignment_alert_rule = false;
         f.activation_alert_rule = false;
@@ -512,7 +550,10 @@ mod tests {
     #[test]
     fn channels_that_never_delivered() {
         let mut f = good();
-        f.channels.push(ChannelFacts { name: "pager".into(), last_success: None });
+        f.channels.push(ChannelFacts {
+            name: "pager".into(),
+            last_success: None,
+        });
         assert_eq!(ids(&f), ["portcullis.alert_channel_untested"]);
         f.channels.retain(|c| c.last_success.is_none());
         assert_eq!(ids(&f), ["MS.AAD.7.8"]);
@@ -521,9 +562,21 @@ mod tests {
     #[test]
     fn stale_eligibility_frequent_activation_dormancy_and_breakglass() {
         let mut f = good();
-        f.eligibilities.push(Eligibility { principal: "grace".into(), role: "x".into(), created: t(200), last_activated: None });
-        f.activations = vec![("ada".into(), "x".into(), 11), ("grace".into(), "x".into(), 10)];
-        f.privileged_accounts.push(AccountFacts { name: "linus".into(), created: t(120), last_sign_in: None });
+        f.eligibilities.push(Eligibility {
+            principal: "grace".into(),
+            role: "x".into(),
+            created: t(200),
+            last_activated: None,
+        });
+        f.activations = vec![
+            ("ada".into(), "x".into(), 11),
+            ("grace".into(), "x".into(), 10),
+        ];
+        f.privileged_accounts.push(AccountFacts {
+            name: "linus".into(),
+            created: t(120),
+            last_sign_in: None,
+        });
         f.breakglass_usable = 1;
         f.drills_overdue = vec!["bg-one".into()];
         let found = evaluate(&f, now());
@@ -537,7 +590,14 @@ mod tests {
                 "pim.frequent_activation",
             ]
         );
-        let freq = found.iter().find(|x| x.id == "pim.frequent_activation").expect("frequent");
-        assert_eq!(freq.evidence, ["ada activated x 11 times"], "10 is not too many");
+        let freq = found
+            .iter()
+            .find(|x| x.id == "pim.frequent_activation")
+            .expect("frequent");
+        assert_eq!(
+            freq.evidence,
+            ["ada activated x 11 times"],
+            "10 is not too many"
+        );
     }
 }

@@ -203,13 +203,14 @@ fn main() {
                         .collect();
                     let now = us(OffsetDateTime::now_utc());
                     let called = called.lock().expect("called").clone();
-                    let mut gone = gone.lock().expect("gone");
-                    for name in called.keys() {
-                        if !members.contains(&format!("pct_{name}")) {
-                            gone.entry(name.clone()).or_insert(now);
+                    {
+                        let mut gone = gone.lock().expect("gone");
+                        for name in called.keys() {
+                            if !members.contains(&format!("pct_{name}")) {
+                                gone.entry(name.clone()).or_insert(now);
+                            }
                         }
                     }
-                    drop(gone);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             })

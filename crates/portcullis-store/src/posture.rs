@@ -43,7 +43,11 @@ pub struct PostureRows {
 
 impl Store {
     /// The posture rows at `now_us`, activations counted since `activations_since_us`.
-    pub async fn posture_rows(&self, now_us: i64, activations_since_us: i64) -> Result<PostureRows> {
+    pub async fn posture_rows(
+        &self,
+        now_us: i64,
+        activations_since_us: i64,
+    ) -> Result<PostureRows> {
         on_pool!(&self.backend, pool => {
             let mut out = PostureRows::default();
             for r in sqlx::query("SELECT u.name, MAX(CASE WHEN a.kind = 'active' THEN 1 ELSE 0 END) AS standing FROM principals u JOIN role_assignments a ON a.role = 'global-administrator' AND a.scope = '/' AND a.ended_at_us IS NULL AND a.starts_at_us <= $1 AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) JOIN principals h ON h.id = a.principal_id WHERE u.kind = 'user' AND u.enabled AND NOT u.emergency AND (a.principal_id = u.id OR (h.kind = 'group' AND h.role_assignable AND EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = h.id AND m.member_id = u.id))) GROUP BY u.name ORDER BY u.name")

@@ -175,7 +175,10 @@ pub fn posture_lines(counts: &[usize; 3]) -> String {
         "# HELP portcullis_posture_findings Findings of the posture report (portcullis posture), by severity.\n# TYPE portcullis_posture_findings gauge\n",
     );
     for (severity, n) in ["high", "medium", "low"].iter().zip(counts) {
-        let _ = writeln!(out, "portcullis_posture_findings{{severity=\"{severity}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "portcullis_posture_findings{{severity=\"{severity}\"}} {n}"
+        );
     }
     out
 }

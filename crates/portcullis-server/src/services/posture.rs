@@ -92,7 +92,10 @@ pub async fn facts(state: &AppState, now: OffsetDateTime) -> Result<Facts, ApiEr
         }
         let people: Vec<&str> = match a.principal_kind.as_str() {
             "user" => vec![a.principal.as_str()],
-            "group" => members.get(a.principal.as_str()).cloned().unwrap_or_default(),
+            "group" => members
+                .get(a.principal.as_str())
+                .cloned()
+                .unwrap_or_default(),
             _ => Vec::new(),
         };
         for p in people {

@@ -32,25 +32,41 @@ async fn a_fresh_tenant_reports_what_it_lacks(app: TestApp) {
     ] {
         assert!(found.iter().any(|f| f == id), "{id} missing from {found:?}");
     }
-    assert!(!found.iter().any(|f| f == "MS.AAD.7.6"), "GA requires approval by default");
+    assert!(
+        !found.iter().any(|f| f == "MS.AAD.7.6"),
+        "GA requires approval by default"
+    );
     let findings = r["findings"].as_array().expect("findings");
     let highs = findings.iter().filter(|f| f["severity"] == "high").count();
     assert_eq!(r["high"], highs);
     // Most severe first.
-    let order: Vec<&str> = findings.iter().map(|f| f["severity"].as_str().expect("s")).collect();
+    let order: Vec<&str> = findings
+        .iter()
+        .map(|f| f["severity"].as_str().expect("s"))
+        .collect();
     let mut sorted = order.clone();
     sorted.sort_by_key(|s| ["high", "medium", "low"].iter().position(|x| x == s));
     assert_eq!(order, sorted);
-    let first = &findings.iter().find(|f| f["id"] == "portcullis.first_admin_standing").expect("first admin");
+    let first = &findings
+        .iter()
+        .find(|f| f["id"] == "portcullis.first_admin_standing")
+        .expect("first admin");
     assert_eq!(first["evidence"], serde_json::json!(["root-admin"]));
-    assert!(first["fix"].as_str().expect("fix").contains("make-eligible"));
+    assert!(
+        first["fix"]
+            .as_str()
+            .expect("fix")
+            .contains("make-eligible")
+    );
     app.stop().await;
 }
 
 /// Each change the report asks for makes its finding go; a weakening makes one appear.
 async fn findings_follow_the_tenants_changes(app: TestApp) {
     let token = admin_token(&app).await;
-    let admin = app.anonymous.with_token(Some(SecretString::from(token.clone())));
+    let admin = app
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
     for name in ["ada", "grace"] {
         mfa_user(&app, &admin, name, "amber-willow-canyon-58").await;
         admin
@@ -63,7 +79,7 @@ async fn findings_follow_the_tenants_changes(app: TestApp) {
         ("privileged-activations", "request.activated"),
     ] {
         admin
-            .create_alert_rule(&CreateAlertRuleRequest {
+            .create_alert_rule(&portcullis_core::api::CreateAlertRuleRequest {
                 name: name.into(),
                 action: action.into(),
                 outcome: None,
@@ -79,10 +95,14 @@ async fn findings_follow_the_tenants_changes(app: TestApp) {
     }
     let inbox = Inbox::default();
     let (port, _task) = receiver(inbox.clone(), 0).await;
-    let r = add_channel(&app, &token, serde_json::json!({
-        "name": "soc-hook", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
-        "secret": "a-webhook-signing-key-of-32-bytes!!",
-    }))
+    let r = add_channel(
+        &app,
+        &token,
+        serde_json::json!({
+            "name": "soc-hook", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/hook"),
+            "secret": "a-webhook-signing-key-of-32-bytes!!",
+        }),
+    )
     .await;
     assert_eq!(r.status(), 201);
     admin.test_alert_channel("soc-hook").await.expect("test");
@@ -92,12 +112,17 @@ async fn findings_follow_the_tenants_changes(app: TestApp) {
     .await;
     // The cache of /metrics is not the report's: read the report straight after.
     eventually("the report to see the delivery", 10, async || {
-        !ids(&report(&app, &token).await).iter().any(|f| f == "MS.AAD.7.8")
+        !ids(&report(&app, &token).await)
+            .iter()
+            .any(|f| f == "MS.AAD.7.8")
     })
     .await;
     let found = ids(&report(&app, &token).await);
     for gone in ["MS.AAD.7.1", "MS.AAD.7.7", "MS.AAD.7.8", "MS.AAD.7.9"] {
-        assert!(!found.iter().any(|f| f == gone), "{gone} still in {found:?}");
+        assert!(
+            !found.iter().any(|f| f == gone),
+            "{gone} still in {found:?}"
+        );
     }
     admin
         .update_role_settings(
@@ -136,7 +161,10 @@ async fn metrics_count_the_findings_by_severity(app: TestApp) {
         .text()
         .await
         .expect("text");
-    assert!(text.contains("# HELP portcullis_posture_findings "), "{text}");
+    assert!(
+        text.contains("# HELP portcullis_posture_findings "),
+        "{text}"
+    );
     for s in ["high", "medium", "low"] {
         let line = format!("portcullis_posture_findings{{severity=\"{s}\"}} {}", r[s]);
         assert!(text.contains(&line), "{line} not in metrics");
@@ -147,8 +175,12 @@ async fn metrics_count_the_findings_by_severity(app: TestApp) {
 /// The digest is one event a day for the whole tenant, with the counts and the high findings.
 async fn the_daily_digest_is_recorded_once_a_day(app: TestApp) {
     let admin = admin(&app).await;
-    portcullis_server::workers::posture::send(&app.state).await.expect("digest");
-    portcullis_server::workers::posture::send(&app.state).await.expect("again");
+    portcullis_server::workers::posture::send(&app.state)
+        .await
+        .expect("digest");
+    portcullis_server::workers::posture::send(&app.state)
+        .await
+        .expect("again");
     let digests = events_named(&admin, "posture.digest").await;
     assert_eq!(digests.len(), 1, "once a day");
     assert!(digests[0].details["high"].as_u64().expect("high") >= 1);

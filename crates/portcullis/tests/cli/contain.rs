@@ -26,7 +26,11 @@ fn contain_and_undo_through_the_cli() {
     );
     let again = run(&["contain", "payroll-sync", "--reason", "twice"]);
     assert!(!again.status.success());
-    assert!(stderr(&again).contains("already contained"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("already contained"),
+        "{}",
+        stderr(&again)
+    );
     let json = ok(&[
         "--output",
         "json",

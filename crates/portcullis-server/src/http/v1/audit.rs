@@ -114,5 +114,7 @@ pub async fn posture(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<portcullis_core::api::PostureReport>, ApiError> {
-    Ok(Json(crate::services::posture::report(&state, &caller).await?))
+    Ok(Json(
+        crate::services::posture::report(&state, &caller).await?,
+    ))
 }

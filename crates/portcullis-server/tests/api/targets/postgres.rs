@@ -172,7 +172,10 @@ async fn containing_the_person_revokes_their_database_access_and_it_stays_revoke
         .await
         .expect("release");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(!pg.can_read("carol").await, "the release brings back no grant");
+    assert!(
+        !pg.can_read("carol").await,
+        "the release brings back no grant"
+    );
 }
 
 async fn a_grant_made_by_hand_is_drift_reported_and_reverted(app: TestApp) {
