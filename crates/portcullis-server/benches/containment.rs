@@ -153,7 +153,7 @@ fn main() {
                 .await
                 .expect("service account");
         }
-        // Standing grants, written at once; then wait until both targets hold every one.
+        // Grants for a day, written at once; then wait until both targets hold every one.
         let mut hook_grant: HashMap<String, String> = HashMap::new();
         for name in &names {
             for t in ["bench-db", "bench-hook"] {
@@ -163,7 +163,7 @@ fn main() {
                         role: "bench-reader".into(),
                         scope: Some(format!("/targets/{t}")),
                         kind: Some("active".into()),
-                        duration_seconds: None,
+                        duration_seconds: Some(86_400),
                         ends_at: None,
                     })
                     .await
