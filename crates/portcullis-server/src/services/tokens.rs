@@ -127,6 +127,7 @@ pub async fn issue_for_service_account(
             amr: vec![],
             acr: "client_credentials".into(),
             scope: None,
+            alg: crate::state::signer::SigningAlg::EdDSA,
         },
         now,
     )
@@ -143,6 +144,9 @@ pub struct Issue {
     pub acr: String,
     /// OAuth scopes granted (OpenID Connect clients).
     pub scope: Option<String>,
+    /// The algorithm it is signed with: EdDSA, or the one a relying party registered
+    /// (`id_token_signed_response_alg` applies to its access tokens too).
+    pub alg: crate::state::signer::SigningAlg,
 }
 
 /// An access token for `p` carrying its roles now; `exp` never past the earliest end among
@@ -185,8 +189,9 @@ pub async fn issue(
         auth_time: what.auth_time,
         scope: what.scope,
     };
+    let alg = what.alg;
     let token = signer
-        .sign(&claims)
+        .sign(&claims, alg)
         .map_err(crate::error::ApiError::internal)?;
     Ok((token, claims))
 }

@@ -204,9 +204,14 @@ impl TokenSigner {
         self.current().status.clone()
     }
 
-    /// Signs an access token (`typ: at+jwt`, RFC 9068).
-    pub fn sign(&self, claims: &AccessClaims) -> Result<String, jsonwebtoken::errors::Error> {
-        self.sign_typed(claims, "at+jwt", SigningAlg::EdDSA)
+    /// Signs an access token (`typ: at+jwt`, RFC 9068) with the active key of `alg` (EdDSA but
+    /// for a relying party that registered another algorithm).
+    pub fn sign(
+        &self,
+        claims: &AccessClaims,
+        alg: SigningAlg,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        self.sign_typed(claims, "at+jwt", alg)
     }
 
     /// Signs an OpenID Connect ID token (`typ: JWT`) with the active key of `alg`.

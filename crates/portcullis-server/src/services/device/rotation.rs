@@ -16,6 +16,7 @@ use crate::services::caller::ClientInfo;
 use crate::services::oauth::OAuthError;
 use crate::services::support::new_id;
 use crate::state::AppState;
+use crate::state::signer::SigningAlg;
 use crate::time_us::{from_us, us};
 
 /// A refresh by `client_id` (authenticated by the caller: the CLI as a public client, a
@@ -287,6 +288,15 @@ pub(crate) async fn access_for(
     scope: Option<String>,
     now: OffsetDateTime,
 ) -> Result<(String, AccessClaims), OAuthError> {
+    // A relying party's tokens are signed in the algorithm it registered; the CLI's in EdDSA.
+    let alg = match &scope {
+        Some(_) => crate::services::tokens::oauth_client(state, client_id)
+            .await?
+            .map_or(SigningAlg::EdDSA, |c| {
+                crate::services::clients::id_token_alg(&c.id_token_alg)
+            }),
+        None => SigningAlg::EdDSA,
+    };
     Ok(crate::services::tokens::issue(
         state,
         p,
@@ -297,6 +307,7 @@ pub(crate) async fn access_for(
             amr: amr_for(strength),
             acr: strength.as_str().to_owned(),
             scope,
+            alg,
         },
         now,
     )

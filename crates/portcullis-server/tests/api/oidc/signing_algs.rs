@@ -121,10 +121,12 @@ async fn oidc_id_tokens_in_rs256_and_es256(backend: Backend) {
             .id_token_verifier()
             .set_allowed_algs([CoreJwsSigningAlgorithm::EdDsa]);
         assert!(id_token.claims(&ed_only, &nonce).is_err());
-        // The access token is EdDSA, signed by the key access tokens always use.
+        // The access token is signed in the algorithm the client registered too (a resource
+        // server of an RS256-only relying party verifies it with the same library).
         let access = tokens.access_token().secret().clone();
         let meta = jwt_simple::prelude::Token::decode_metadata(&access).expect("metadata");
-        assert_eq!(meta.algorithm(), "EdDSA");
+        assert_eq!(meta.algorithm(), alg);
+        assert_eq!(meta.signature_type(), Some("at+jwt"));
         assert!(jwks_kids(&app).await.contains(&kid_of(&access)));
 
         // A refresh brings an ID token in the same algorithm.
