@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench uses its own part
 
+pub mod targets;
+
 use std::time::{Duration, Instant};
 
 use portcullis_client::Client;

@@ -117,20 +117,35 @@ async fn some_events(admin: &Client, names: &[&str]) {
     }
 }
 
-fn file_sink(dir: &Path) -> PathBuf {
-    // Outside the data directory, as a SIEM forwarder's spool would be.
-    dir.join("siem").join("audit.jsonl")
+/// Where a test's file export goes: beside the data directory, outside it, as a SIEM
+/// forwarder's spool would be.
+fn file_sink(config: &Config) -> PathBuf {
+    config
+        .data_dir
+        .parent()
+        .expect("the test's directory")
+        .join("siem")
+        .join("audit.jsonl")
+}
+
+fn file_url(config: &Config) -> String {
+    format!("file://{}", file_sink(config).display())
+}
+
+/// A server configured by `tweak`; `None` (skipped) without PostgreSQL for that backend.
+async fn exporting(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    let app = spawn_with(backend, tweak).await;
+    if app.is_none() {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    }
+    app
 }
 
 async fn file_export_holds_every_event_once_in_order_across_restarts(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut config) = config_for(backend, dir.path()).await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    let Some(app) = exporting(backend, |c| c.audit_export = Some(file_url(c))).await else {
         return;
     };
-    let path = file_sink(dir.path());
-    config.audit_export = Some(format!("file://{}", path.display()));
-    let app = start(config, dir, None).await;
+    let path = file_sink(&app.config);
     let session = admin_token(&app).await;
     let root = app
         .anonymous
@@ -163,14 +178,10 @@ async fn file_export_holds_every_event_once_in_order_across_restarts(backend: Ba
 /// A crash after a batch reached the file but before the cursor moved, and a line cut short
 /// by the crash: the restart neither repeats the batch nor keeps the broken line.
 async fn a_crash_between_the_file_and_the_cursor_neither_repeats_nor_skips(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut config) = config_for(backend, dir.path()).await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    let Some(app) = exporting(backend, |c| c.audit_export = Some(file_url(c))).await else {
         return;
     };
-    let path = file_sink(dir.path());
-    config.audit_export = Some(format!("file://{}", path.display()));
-    let app = start(config, dir, None).await;
+    let path = file_sink(&app.config);
     let session = admin_token(&app).await;
     let root = app
         .anonymous
@@ -195,16 +206,16 @@ async fn a_crash_between_the_file_and_the_cursor_neither_repeats_nor_skips(backe
 }
 
 async fn a_rotated_file_export_loses_and_repeats_nothing(backend: Backend) {
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut config) = config_for(backend, dir.path()).await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    let Some(app) = exporting(backend, |c| {
+        c.audit_export = Some(file_url(c));
+        c.audit_export_file_max_bytes = 4096;
+        c.audit_export_file_keep = 1000;
+    })
+    .await
+    else {
         return;
     };
-    let path = file_sink(dir.path());
-    config.audit_export = Some(format!("file://{}", path.display()));
-    config.audit_export_file_max_bytes = 4096;
-    config.audit_export_file_keep = 1000;
-    let app = start(config, dir, None).await;
+    let path = file_sink(&app.config);
     let names: Vec<String> = (0..12).map(|i| format!("user{i}")).collect();
     some_events(
         &admin(&app).await,
@@ -238,7 +249,7 @@ async fn two_replicas_export_each_event_once(backend: Backend) {
         return;
     };
     let shared = tempfile::tempdir().expect("tmp");
-    let path = file_sink(shared.path());
+    let path = shared.path().join("siem").join("audit.jsonl");
     let sink = format!("file://{}", path.display());
     let (a, b) = two_replicas_with(&url, |c| c.audit_export = Some(sink.clone())).await;
     let token = admin_token(&a).await;
@@ -390,15 +401,7 @@ fn tls_files(dir: &Path, tag: &str) -> TlsFiles {
 }
 
 async fn metric(app: &TestApp, name_and_labels: &str) -> Option<f64> {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(app).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
@@ -412,14 +415,10 @@ async fn syslog_export_over_tcp_catches_up_after_the_receiver_was_down(backend: 
     if !Path::new(RSYSLOGD).exists() && Rsyslog::start(port, None).is_none() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut config) = config_for(backend, dir.path()).await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    let sink = format!("syslog://127.0.0.1:{port}");
+    let Some(app) = exporting(backend, |c| c.audit_export = Some(sink.clone())).await else {
         return;
     };
-    let sink = format!("syslog://127.0.0.1:{port}");
-    config.audit_export = Some(sink.clone());
-    let app = start(config, dir, None).await;
     let root = admin(&app).await;
     eventually("audit.export_failed", 20, async || {
         !events_named(&root, "audit.export_failed").await.is_empty()
@@ -478,14 +477,14 @@ async fn syslog_export_over_tls_verifies_the_receiver(backend: Backend) {
     let Some(rsyslog) = Rsyslog::start(port, Some(&files)) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut config) = config_for(backend, dir.path()).await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    let Some(app) = exporting(backend, |c| {
+        c.audit_export = Some(format!("syslog+tls://localhost:{port}"));
+        c.audit_export_ca = Some(files.ca.clone());
+    })
+    .await
+    else {
         return;
     };
-    config.audit_export = Some(format!("syslog+tls://localhost:{port}"));
-    config.audit_export_ca = Some(files.ca.clone());
-    let app = start(config, dir, None).await;
     some_events(&admin(&app).await, &["ada", "grace"]).await;
     let (_dir, config, _) = app.stop().await;
     let head = db_head(&config).await;
@@ -506,15 +505,15 @@ async fn syslog_export_refuses_a_receiver_it_cannot_verify(backend: Backend) {
     let Some(rsyslog) = Rsyslog::start(port, Some(&served)) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tmp");
-    let Some(mut config) = config_for(backend, dir.path()).await else {
-        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+    let sink = format!("syslog+tls://localhost:{port}");
+    let Some(app) = exporting(backend, |c| {
+        c.audit_export = Some(sink.clone());
+        c.audit_export_ca = Some(trusted.ca.clone());
+    })
+    .await
+    else {
         return;
     };
-    let sink = format!("syslog+tls://localhost:{port}");
-    config.audit_export = Some(sink.clone());
-    config.audit_export_ca = Some(trusted.ca.clone());
-    let app = start(config, dir, None).await;
     let root = admin(&app).await;
     eventually("audit.export_failed", 20, async || {
         !events_named(&root, "audit.export_failed").await.is_empty()

@@ -156,19 +156,7 @@ async fn a_release_gives_back_the_account_only(app: TestApp) {
 /// signed JWT, cut off by time, not by a row.
 async fn a_contained_service_accounts_tokens_stay_refused_after_release(app: TestApp) {
     let admin = admin(&app).await;
-    admin
-        .create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
-            name: "payroll-sync".into(),
-            display_name: None,
-            public_key: None,
-            key_id: None,
-        })
-        .await
-        .expect("sa");
-    let s = admin
-        .add_client_secret("payroll-sync")
-        .await
-        .expect("secret");
+    let s = service_account_with_secret(&admin, "payroll-sync").await;
     let old = access_token(&app, &s.client_id, &s.client_secret).await;
     let sa = app
         .anonymous
@@ -329,6 +317,127 @@ async fn bad_input_is_refused_and_changes_nothing(app: TestApp) {
     assert!(events_named(&admin, "principal.contained").await.is_empty());
     app.stop().await;
 }
+
+/// Two replicas on one PostgreSQL: each grant ends by expiry on one replica at the moment it is
+/// contained on the other (the containments spread across the deadline, so both orders and the
+/// race itself happen). Every grant is revoked at the target exactly once, and its assignment
+/// ends once.
+async fn containment_and_expiry_racing_on_two_replicas_revoke_once(backend: Backend) {
+    let Backend::Postgres = backend else { return };
+    let Some(url) = fresh_postgres_url().await else {
+        eprintln!("skipped: PORTCULLIS_TEST_DATABASE_URL is not set");
+        return;
+    };
+    let (a, b) = two_replicas(&url).await;
+    let token = admin_token(&a).await;
+    let on_a = a.anonymous.with_token(Some(SecretString::from(token.clone())));
+    let on_b = b.anonymous.with_token(Some(SecretString::from(token)));
+    let inbox = Inbox::default();
+    let (port, _task) = receiver(inbox.clone(), 0).await;
+    on_a.create_target(&portcullis_core::api::CreateTargetRequest {
+        name: "deploy-hook".into(),
+        kind: "webhook".into(),
+        url: format!("http://127.0.0.1:{port}/ops"),
+        observe_url: None,
+        login: None,
+        secret: Some("a-key-long-enough-for-hmac".into()),
+        secret_env: None,
+        drift: None,
+        reconcile_interval: Some("1h".into()),
+        ssh: None,
+        msgraph: None,
+    })
+    .await
+    .expect("target");
+    on_a.create_role(&portcullis_core::api::CreateRoleRequest {
+        slug: "deployer".into(),
+        display_name: None,
+        description: "deploys".into(),
+        permissions: vec!["target:deploy-hook.deploy".into()],
+    })
+    .await
+    .expect("role");
+    on_a.bind_role(
+        "deploy-hook",
+        "deployer",
+        &portcullis_core::api::BindRoleRequest {
+            grants: vec!["deploy".into()],
+            mode: None,
+            ssh: None,
+        },
+    )
+    .await
+    .expect("bind");
+    const N: usize = 12;
+    let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
+    let end_text = end
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    for i in 0..N {
+        let name = format!("job-{i:02}");
+        on_a.create_service_account(&portcullis_core::api::CreateServiceAccountRequest {
+            name: name.clone(),
+            display_name: None,
+            public_key: None,
+            key_id: None,
+        })
+        .await
+        .expect("sa");
+        on_a.create_assignment(&CreateAssignmentRequest {
+            principal: format!("service_account:{name}"),
+            role: "deployer".into(),
+            scope: Some("/targets/deploy-hook".into()),
+            kind: Some("active".into()),
+            duration_seconds: None,
+            ends_at: Some(end_text.clone()),
+        })
+        .await
+        .expect("assignment");
+    }
+    // Contain them from 30 ms before the deadline to 30 ms after, 5 ms apart, on replica b
+    // (the expiry worker of either replica ends them at the deadline).
+    let start = end - time::Duration::milliseconds(30);
+    let wait = start - time::OffsetDateTime::now_utc();
+    tokio::time::sleep(std::time::Duration::try_from(wait).unwrap_or_default()).await;
+    let mut calls = Vec::new();
+    for i in 0..N {
+        let c = on_b.clone();
+        calls.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5 * i as u64)).await;
+            c.contain_principal(&format!("job-{i:02}"), &contain_req("race"))
+                .await
+                .expect("contain")
+        }));
+    }
+    for c in calls {
+        c.await.expect("task");
+    }
+    eventually("every revoke applied", 20, async || {
+        let ops = on_a.target_ops(Some("deploy-hook"), None).await.expect("ops");
+        ops.iter().filter(|o| o.op == "revoke" && o.state == "applied").count() >= N
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let ops = on_a.target_ops(Some("deploy-hook"), None).await.expect("ops");
+    let mut revokes: std::collections::BTreeMap<String, usize> = Default::default();
+    for o in ops.iter().filter(|o| o.op == "revoke") {
+        *revokes.entry(o.grant_id.clone()).or_default() += 1;
+    }
+    assert_eq!(revokes.len(), N, "{ops:?}");
+    assert!(revokes.values().all(|n| *n == 1), "a grant revoked twice: {revokes:?}");
+    let received = inbox
+        .lock()
+        .expect("inbox")
+        .requests
+        .iter()
+        .filter(|(_, _, body)| body.contains("\"revoke\""))
+        .count();
+    assert_eq!(received, N, "each revoke delivered once");
+    a.stop().await;
+    b.stop().await;
+}
+
+backend_tests!(containment_and_expiry_racing_on_two_replicas_revoke_once);
 
 api_tests!(
     containment_cuts_everything_the_principal_holds,

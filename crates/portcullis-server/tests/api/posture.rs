@@ -152,15 +152,7 @@ async fn a_person_without_posture_read_is_refused(app: TestApp) {
 async fn metrics_count_the_findings_by_severity(app: TestApp) {
     let token = admin_token(&app).await;
     let r = report(&app, &token).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&app).await;
     assert!(
         text.contains("# HELP portcullis_posture_findings "),
         "{text}"

@@ -53,15 +53,7 @@ async fn metrics_labels_are_bounded_and_described(app: TestApp) {
         assert_eq!(resp.status().as_u16(), 405);
     }
     // Something that is refused by a limit, so its metric exists too.
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = metrics_text(&app).await;
     assert!(
         !text.contains("INVENTED"),
         "invented methods are not labels"

@@ -78,6 +78,18 @@ pub(crate) async fn public_json(app: &TestApp, path: &str) -> serde_json::Value 
     r.json().await.expect("json")
 }
 
+/// The `/metrics` page as text (it answers anyone).
+pub(crate) async fn metrics_text(app: &TestApp) -> String {
+    app.http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 pub(crate) async fn api_get(app: &TestApp, token: &str, path: &str) -> serde_json::Value {
     let r = app
         .http

@@ -26,6 +26,23 @@ pub(crate) async fn token_request(
     rb.send().await.expect("send")
 }
 
+/// A service account `name` created by `admin`, with one client secret.
+pub(crate) async fn service_account_with_secret(
+    admin: &Client,
+    name: &str,
+) -> portcullis_core::api::ClientSecretIssued {
+    admin
+        .create_service_account(&CreateServiceAccountRequest {
+            name: name.into(),
+            display_name: None,
+            public_key: None,
+            key_id: None,
+        })
+        .await
+        .expect("service account");
+    admin.add_client_secret(name).await.expect("secret")
+}
+
 pub(crate) async fn access_token(app: &TestApp, id: &str, secret: &str) -> String {
     let r = token_request(
         app,

@@ -315,15 +315,7 @@ async fn a_revoke_while_the_database_is_unreachable_alerts_and_is_applied_once_i
     assert_eq!(ops.len(), 1);
     assert_eq!(ops[0].op, "revoke");
     // /metrics shows the queue and how old the waiting revoke is.
-    let metrics = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&app).await;
     assert!(
         metrics.contains("portcullis_target_operations_pending{target=\"payroll-db\"} 1"),
         "{metrics}"
