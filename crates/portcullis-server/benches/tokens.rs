@@ -97,7 +97,9 @@ fn main() {
     });
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let c = claims(now);
-    let token = signer.sign(&c).expect("sign");
+    let token = signer
+        .sign(&c, portcullis_server::state::signer::SigningAlg::EdDSA)
+        .expect("sign");
 
     // The limit: raw Ed25519 signatures of a token-sized message through aws-lc-rs.
     let raw_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
@@ -111,7 +113,11 @@ fn main() {
     });
     let limit = one_core * cores as f64;
     let sign_rate = rate(cores, 3.0, || {
-        std::hint::black_box(signer.sign(&c).expect("sign"));
+        std::hint::black_box(
+            signer
+                .sign(&c, portcullis_server::state::signer::SigningAlg::EdDSA)
+                .expect("sign"),
+        );
     });
     let verify_rate = rate(cores, 3.0, || {
         std::hint::black_box(signer.verify(&token).expect("valid"));

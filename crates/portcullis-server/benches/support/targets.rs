@@ -50,7 +50,10 @@ impl Fixture {
             format!("CREATE ROLE {connector} LOGIN CREATEROLE"),
             format!("GRANT pg_signal_backend TO {connector}"),
         ] {
-            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&db).await.expect("set up");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&db)
+                .await
+                .expect("set up");
         }
         let names: Vec<String> = (0..n).map(|i| format!("sa{i:04}x{sfx}")).collect();
         for name in &names {
@@ -60,7 +63,9 @@ impl Fixture {
                 .expect("login");
         }
         let revoked_at: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let hook_port = listener.local_addr().expect("addr").port();
         let seen = revoked_at.clone();
         tokio::spawn(async move {
@@ -72,7 +77,10 @@ impl Fixture {
                     if v["op"] == "revoke"
                         && let Some(id) = v["grant"]["id"].as_str()
                     {
-                        seen.lock().expect("seen").entry(id.to_owned()).or_insert(at);
+                        seen.lock()
+                            .expect("seen")
+                            .entry(id.to_owned())
+                            .or_insert(at);
                     }
                     axum::http::StatusCode::OK
                 }
@@ -84,8 +92,18 @@ impl Fixture {
         let mut target_url = url::Url::parse(&url).expect("url");
         target_url.set_username(&connector).expect("user");
         for (name, kind, url, login) in [
-            ("bench-db", "postgres", target_url.to_string(), Some("pct_{user}".to_owned())),
-            ("bench-hook", "webhook", format!("http://127.0.0.1:{hook_port}/ops"), None),
+            (
+                "bench-db",
+                "postgres",
+                target_url.to_string(),
+                Some("pct_{user}".to_owned()),
+            ),
+            (
+                "bench-hook",
+                "webhook",
+                format!("http://127.0.0.1:{hook_port}/ops"),
+                None,
+            ),
         ] {
             admin
                 .create_target(&CreateTargetRequest {
@@ -160,9 +178,11 @@ impl Fixture {
     pub async fn finish(self) {
         self.running.stop().await;
         for name in &self.names {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS pct_{name}")))
-                .execute(&self.db)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP ROLE IF EXISTS pct_{name}"
+            )))
+            .execute(&self.db)
+            .await;
         }
     }
 }

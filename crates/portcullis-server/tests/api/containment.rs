@@ -330,7 +330,9 @@ async fn containment_and_expiry_racing_on_two_replicas_revoke_once(backend: Back
     };
     let (a, b) = two_replicas(&url).await;
     let token = admin_token(&a).await;
-    let on_a = a.anonymous.with_token(Some(SecretString::from(token.clone())));
+    let on_a = a
+        .anonymous
+        .with_token(Some(SecretString::from(token.clone())));
     let on_b = b.anonymous.with_token(Some(SecretString::from(token)));
     let inbox = Inbox::default();
     let (port, _task) = receiver(inbox.clone(), 0).await;
@@ -413,18 +415,36 @@ async fn containment_and_expiry_racing_on_two_replicas_revoke_once(backend: Back
         c.await.expect("task");
     }
     eventually("every revoke applied", 20, async || {
-        let ops = on_a.target_ops(Some("deploy-hook"), None).await.expect("ops");
-        ops.iter().filter(|o| o.op == "revoke" && o.state == "applied").count() >= N
+        let ops = on_a
+            .target_ops(Some("deploy-hook"), None)
+            .await
+            .expect("ops");
+        ops.iter()
+            .filter(|o| o.op == "revoke" && o.state == "applied")
+            .count()
+            >= N
     })
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let ops = on_a.target_ops(Some("deploy-hook"), None).await.expect("ops");
+    let ops = on_a
+        .target_ops(Some("deploy-hook"), None)
+        .await
+        .expect("ops");
     let mut revokes: std::collections::BTreeMap<String, usize> = Default::default();
     for o in ops.iter().filter(|o| o.op == "revoke") {
         *revokes.entry(o.grant_id.clone()).or_default() += 1;
     }
     assert_eq!(revokes.len(), N, "{ops:?}");
-    assert!(revokes.values().all(|n| *n == 1), "a grant revoked twice: {revokes:?}");
+    assert!(
+        revokes.values().all(|n| *n == 1),
+        "a grant revoked twice: {revokes:?}"
+    );
+    let reasons: BTreeSet<&str> = ops
+        .iter()
+        .filter(|o| o.op == "revoke")
+        .map(|o| o.reason.as_str())
+        .collect();
+    eprintln!("revoked by: {reasons:?}");
     let received = inbox
         .lock()
         .expect("inbox")
