@@ -9,6 +9,8 @@ pub struct Cut {
     pub sessions: i64,
     /// Refresh-token families.
     pub refresh_tokens: i64,
+    /// A service account's live client secrets and keys.
+    pub client_credentials: i64,
     pub pending_requests: i64,
     pub active_requests: i64,
     pub active_assignments: i64,
@@ -24,6 +26,7 @@ impl Store {
             Ok(Cut {
                 sessions: count("SELECT COUNT(*) FROM sessions WHERE principal_id = $1 AND revoked_at_us IS NULL AND (ends_at_us IS NULL OR ends_at_us > $2)").fetch_one(pool).await?,
                 refresh_tokens: count("SELECT COUNT(DISTINCT family_id) FROM refresh_tokens WHERE principal_id = $1 AND revoked_at_us IS NULL AND family_expires_at_us > $2").fetch_one(pool).await?,
+                client_credentials: sqlx::query_scalar::<_, i64>("SELECT (SELECT COUNT(*) FROM client_secrets WHERE principal_id = $1 AND revoked_at_us IS NULL) + (SELECT COUNT(*) FROM client_keys WHERE principal_id = $1 AND revoked_at_us IS NULL)").bind(id).fetch_one(pool).await?,
                 pending_requests: count("SELECT COUNT(*) FROM activation_requests WHERE principal_id = $1 AND state = 'pending_approval' AND created_at_us <= $2").fetch_one(pool).await?,
                 active_requests: count("SELECT COUNT(*) FROM activation_requests WHERE principal_id = $1 AND state = 'active' AND ends_at_us > $2").fetch_one(pool).await?,
                 active_assignments: count("SELECT COUNT(*) FROM role_assignments WHERE principal_id = $1 AND kind = 'active' AND ended_at_us IS NULL AND (ends_at_us IS NULL OR ends_at_us > $2)").fetch_one(pool).await?,

@@ -259,6 +259,9 @@ api_type! {
         /// What was cut (zero on a release: nothing comes back).
         pub sessions: i64,
         pub refresh_tokens: i64,
+        /// A service account's client secrets and keys (revoked: issue new ones after a
+        /// release).
+        pub client_credentials: i64,
         pub pending_requests: i64,
         pub active_requests: i64,
         pub active_assignments: i64,

@@ -9,15 +9,16 @@
 //!   and the right to manage the principal (a privileged person or break-glass account is the
 //!   top tier's). Nobody contains or releases themselves.
 //! - Everything is cut in one transaction (`portcullis_store` `Change::Contain`): the account is
-//!   disabled; sessions, refresh families and access tokens (by a cut-off in time) end; pending
+//!   disabled; sessions, refresh families and access tokens (by a cut-off in time) end; a
+//!   service account's client secrets and keys are revoked (presumed stolen); pending
 //!   requests are cancelled, active ones revoked, active assignments ended; a revoke is written
 //!   for every target grant and SSH certificate. One `principal.contained` event lists the
 //!   counts and raises a critical alert (every channel).
 //! - A break-glass account may be contained (a stolen credential), but not below the two usable
 //!   accounts without `force`, which is recorded. The last person who can reach Global
 //!   Administrator is not contained away.
-//! - A release re-enables the account; no grant, session or token comes back, and tokens issued
-//!   before the containment stay refused.
+//! - A release re-enables the account; no grant, session, token, secret or key comes back, and
+//!   tokens issued before the containment stay refused.
 
 use portcullis_core::api::{ContainRequest, ContainmentView, ReleaseRequest};
 use portcullis_core::error::ErrorCode;
@@ -90,6 +91,7 @@ fn view(p: &Principal, contained: bool, at: OffsetDateTime, cut: &Cut) -> Contai
         at: rfc3339(us(at)),
         sessions: cut.sessions,
         refresh_tokens: cut.refresh_tokens,
+        client_credentials: cut.client_credentials,
         pending_requests: cut.pending_requests,
         active_requests: cut.active_requests,
         active_assignments: cut.active_assignments,
@@ -132,6 +134,7 @@ pub async fn contain(
         "cut": {
             "sessions": cut.sessions,
             "refresh_tokens": cut.refresh_tokens,
+            "client_credentials": cut.client_credentials,
             "pending_requests": cut.pending_requests,
             "active_requests": cut.active_requests,
             "active_assignments": cut.active_assignments,

@@ -152,9 +152,9 @@ async fn a_release_gives_back_the_account_only(app: TestApp) {
     app.stop().await;
 }
 
-/// A service account's access tokens die at once and stay dead after the release: a token is a
-/// signed JWT, cut off by time, not by a row.
-async fn a_contained_service_accounts_tokens_stay_refused_after_release(app: TestApp) {
+/// A service account's access tokens die at once and stay dead after the release (a token is a
+/// signed JWT, cut off by time, not by a row), and so does its client secret.
+async fn a_contained_service_accounts_tokens_and_secret_stay_refused_after_release(app: TestApp) {
     let admin = admin(&app).await;
     let s = service_account_with_secret(&admin, "payroll-sync").await;
     let old = access_token(&app, &s.client_id, &s.client_secret).await;
@@ -166,10 +166,11 @@ async fn a_contained_service_accounts_tokens_stay_refused_after_release(app: Tes
         introspect(&app, &s.client_id, &s.client_secret, &old).await["active"],
         true
     );
-    admin
+    let cut = admin
         .contain_principal("payroll-sync", &contain_req("secret leaked in CI logs"))
         .await
         .expect("contain");
+    assert_eq!(cut.client_credentials, 1);
     assert_eq!(
         sa.whoami().await.expect_err("cut").code(),
         Some("unauthenticated")
@@ -194,13 +195,26 @@ async fn a_contained_service_accounts_tokens_stay_refused_after_release(app: Tes
         sa.whoami().await.expect_err("still cut").code(),
         Some("unauthenticated")
     );
+    // The secret was revoked with the containment: it is presumed stolen, so the release does
+    // not bring it back.
+    let stale = token_request(
+        &app,
+        &[("grant_type", "client_credentials")],
+        Some((&s.client_id, &s.client_secret)),
+    )
+    .await;
+    assert_eq!(stale.status(), 401, "the old secret stays revoked");
+    // A new secret's token works: the account is back, its old tokens and secret are not.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fresh = admin
+        .add_client_secret("payroll-sync")
+        .await
+        .expect("new secret");
     assert_eq!(
-        introspect(&app, &s.client_id, &s.client_secret, &old).await["active"],
+        introspect(&app, &fresh.client_id, &fresh.client_secret, &old).await["active"],
         false
     );
-    // A token issued after the release works: the account is back, its old tokens are not.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let new = access_token(&app, &s.client_id, &s.client_secret).await;
+    let new = access_token(&app, &fresh.client_id, &fresh.client_secret).await;
     app.anonymous
         .with_token(Some(SecretString::from(new)))
         .whoami()
@@ -462,7 +476,7 @@ backend_tests!(containment_and_expiry_racing_on_two_replicas_revoke_once);
 api_tests!(
     containment_cuts_everything_the_principal_holds,
     a_release_gives_back_the_account_only,
-    a_contained_service_accounts_tokens_stay_refused_after_release,
+    a_contained_service_accounts_tokens_and_secret_stay_refused_after_release,
     nobody_contains_themselves,
     a_low_role_cannot_contain,
     containment_needs_a_fresh_proof,

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - After [`contain`] commits the principal is disabled; its sessions, refresh families (and
-//!   the access tokens minted with them) are revoked; access tokens issued until now are cut off
+//!   the access tokens minted with them) are revoked, and a service account's client secrets
+//!   and keys; access tokens issued until now are cut off
 //!   by time (`tokens_valid_after_us`), since no store row names them; its pending requests are
 //!   cancelled and its active ones revoked; its active assignments end; and a revoke is written
 //!   for everything it holds at any target (SSH certificates included, so the next KRL lists
@@ -39,6 +40,10 @@ pub(crate) async fn contain(
     // cut-off covers them too; the list is what introspection and the revocation cache read).
     c.execute("INSERT INTO revoked_tokens (jti, expires_at_us, revoked_at_us) SELECT access_jti, access_expires_at_us, $1 FROM refresh_tokens WHERE principal_id = $2 AND access_jti IS NOT NULL AND access_expires_at_us > $1 ON CONFLICT DO NOTHING", args![at_us, id]).await?;
     c.execute("UPDATE refresh_tokens SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL", args![at_us, id]).await?;
+    // A service account's secrets and keys: a contained account's credential is presumed
+    // stolen, so the release must not bring it back; new ones are issued after it.
+    c.execute("UPDATE client_secrets SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL", args![at_us, id]).await?;
+    c.execute("UPDATE client_keys SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL", args![at_us, id]).await?;
     let why = format!("contained: {reason}");
     c.execute("UPDATE activation_requests SET state = 'cancelled', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE principal_id = $4 AND state = 'pending_approval'", args![at_us, by, &why, id]).await?;
     c.execute("UPDATE activation_requests SET state = 'revoked', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE principal_id = $4 AND state = 'active'", args![at_us, by, &why, id]).await?;

@@ -53,12 +53,13 @@ fn print(output: Output, v: &ContainmentView) -> Result<()> {
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(v)?),
         Output::Table if v.contained => println!(
-            "{} {} contained at {}: cut {} session(s), {} refresh token family(ies), {} pending and {} active request(s), {} active assignment(s), {} target grant(s), {} SSH certificate(s)",
+            "{} {} contained at {}: cut {} session(s), {} refresh token family(ies), {} client secret(s) and key(s), {} pending and {} active request(s), {} active assignment(s), {} target grant(s), {} SSH certificate(s)",
             v.kind.replace('_', " "),
             v.principal,
             v.at,
             v.sessions,
             v.refresh_tokens,
+            v.client_credentials,
             v.pending_requests,
             v.active_requests,
             v.active_assignments,
