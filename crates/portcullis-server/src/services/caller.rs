@@ -238,12 +238,8 @@ async fn access_token_caller(
         )
     };
     let claims = state.tokens.verify(token).ok_or_else(ended)?;
-    if crate::services::tokens::revoked(state, &claims.jti).await? {
-        return Err(ended());
-    }
-    let principal = crate::services::tokens::principal(state, &claims.sub)
+    let principal = crate::services::tokens::live_subject(state, &claims)
         .await?
-        .filter(|p| p.enabled && !crate::services::tokens::cut_off(p, claims.iat))
         .ok_or_else(ended)?;
     // Tokens of OpenID Connect clients are for userinfo and the client's own resource
     // servers: an application a person signed in to must not act as them here.

@@ -485,14 +485,6 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<serde_json::Value
         return Err(UserinfoError::InsufficientScope);
     }
     let store_err = |_| UserinfoError::ServerError;
-    if state
-        .store
-        .token_revoked(&claims.jti)
-        .await
-        .map_err(store_err)?
-    {
-        return Err(invalid);
-    }
     // A deleted client's tokens die with it.
     if state
         .store
@@ -503,12 +495,9 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<serde_json::Value
     {
         return Err(invalid);
     }
-    let p = state
-        .store
-        .principal_by_id(&claims.sub)
+    let p = crate::services::tokens::live_subject(state, &claims)
         .await
         .map_err(store_err)?
-        .filter(|p| p.enabled && !crate::services::tokens::cut_off(p, claims.iat))
         .ok_or(invalid)?;
     let mut out = serde_json::json!({ "sub": p.id });
     if let Some(o) = out.as_object_mut() {

@@ -246,9 +246,24 @@ pub async fn principal(
 
 /// Whether an access token issued at `iat` (seconds) to `p` is cut off by a containment: every
 /// token issued up to the containment's second is refused, even once the account is released.
-pub fn cut_off(p: &Principal, iat: i64) -> bool {
+fn cut_off(p: &Principal, iat: i64) -> bool {
     p.tokens_valid_after_us
         .is_some_and(|cut| iat.saturating_mul(1_000_000) <= cut)
+}
+
+/// The subject of a verified access token while the token is still good: not revoked (by
+/// `jti`), its principal enabled, and not cut off by a containment. Every place that accepts
+/// an access token (the API, introspection, userinfo) asks this one question.
+pub async fn live_subject(
+    state: &crate::state::AppState,
+    claims: &AccessClaims,
+) -> Result<Option<Principal>, portcullis_store::StoreError> {
+    if revoked(state, &claims.jti).await? {
+        return Ok(None);
+    }
+    Ok(principal(state, &claims.sub)
+        .await?
+        .filter(|p| p.enabled && !cut_off(p, claims.iat)))
 }
 
 /// The registered OpenID Connect client `client_id`, if it exists (through its cache).

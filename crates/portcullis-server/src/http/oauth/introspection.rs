@@ -55,12 +55,11 @@ pub async fn introspect(
     if audience.is_some_and(|a| a != claims.aud) {
         return Ok(inactive());
     }
-    if crate::services::tokens::revoked(&state, &claims.jti).await? {
+    if crate::services::tokens::live_subject(&state, &claims)
+        .await?
+        .is_none()
+    {
         return Ok(inactive());
-    }
-    match crate::services::tokens::principal(&state, &claims.sub).await? {
-        Some(s) if s.enabled && !crate::services::tokens::cut_off(&s, claims.iat) => {}
-        _ => return Ok(inactive()),
     }
     // Tokens of an OpenID Connect client (they carry a scope) die with their client.
     if claims.scope.is_some()
