@@ -59,13 +59,20 @@ async fn an_activation_grants_the_database_role_and_deactivation_revokes_it(app:
         eventually(5.0, || async { !pg.can_read("alice").await }).await,
         "revoked"
     );
-    assert!(
-        sqlx::query("SELECT salary FROM payroll")
+    // The revoke commits first, then the connector ends the login's sessions: wait for that
+    // (the same 5 s allowance), rather than catch the moment in between.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut gone = false;
+    while !gone && std::time::Instant::now() < deadline {
+        gone = sqlx::query("SELECT salary FROM payroll")
             .fetch_all(&mut open)
             .await
-            .is_err(),
-        "the session opened during the grant is gone"
-    );
+            .is_err();
+        if !gone {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    assert!(gone, "the session opened during the grant is gone");
     assert!(pg.readers().await.is_empty());
     let granted = settled_events(&admin, "target.granted", 1).await;
     let revoked = settled_events(&admin, "target.revoked", 1).await;
