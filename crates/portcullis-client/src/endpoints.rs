@@ -36,7 +36,9 @@ use portcullis_core::api::{
 };
 use portcullis_core::api::{ClientCreated, ClientView, CreateClientRequest};
 use portcullis_core::api::{ContainRequest, ContainmentView, PostureReport, ReleaseRequest};
-use portcullis_core::api::{MakeEligibleRequest, ReauthRequest, Reauthenticated};
+use portcullis_core::api::{
+    ExtendActivationRequest, MakeEligibleRequest, ReauthRequest, Reauthenticated,
+};
 use portcullis_core::api::{RotateSshCaRequest, SignSshRequest, SshCaView, SshCertificateView};
 
 use crate::{Client, ClientError};
@@ -167,6 +169,8 @@ endpoints! {
     fn deny(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/deny", seg(id)), body req;
     fn cancel_request(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/cancel", seg(id)), body req;
     fn deactivate(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/deactivate", seg(id)), body req;
+    /// Ask for more time on your own active activation (the extension request is returned).
+    fn extend_activation(id: &str, req: &ExtendActivationRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/extend", seg(id)), body req;
     fn revoke_grant(id: &str, req: &DecisionRequest) -> ActivationRequestView = POST format!("/api/v1/requests/{}/revoke", seg(id)), body req;
     /// Add an alert channel (email, webhook or SMS); the answer never holds a secret.
     fn create_alert_channel(req: &CreateAlertChannelRequest) -> AlertChannelView = POST "/api/v1/alerts/channels", body req;

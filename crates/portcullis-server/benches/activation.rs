@@ -116,6 +116,7 @@ async fn run(name: &str, database_url: Option<String>) {
                         duration_seconds: 3600,
                         justification: Some("benchmark".into()),
                         ticket: None,
+                        starts_at: None,
                     };
                     let t = Instant::now();
                     let v = person.request_activation(&req).await.expect("activation");

@@ -75,6 +75,8 @@ async fn seed(store: &Store) -> HashMap<String, i64> {
             timeout_at_us: None,
             activated_at_us: Some(t),
             ends_at_us: Some(end),
+            starts_at_us: None,
+            extends_id: None,
         }));
     }
     store

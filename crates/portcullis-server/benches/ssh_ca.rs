@@ -111,6 +111,7 @@ async fn activate(c: &Client) -> String {
             duration_seconds: 3600,
             justification: Some("benchmark".into()),
             ticket: None,
+            starts_at: None,
         })
         .await
         .expect("activate");

@@ -15,6 +15,7 @@
 //! - `accounts.rs`: users, groups, service accounts, privileged accounts
 //! - `activation_reads.rs`: the store reads one activation costs (at most four)
 //! - `roles.rs`: just-in-time roles, approvals, expiry
+//! - `scheduled_and_extended.rs`: activations that start later, extensions of active ones
 //! - `tokens/`: client credentials, `private_key_jwt`, signing keys, networks, throttling
 //! - `device_grant/`: device grant, refresh rotation, access tokens as API credentials
 //! - `oidc/`: OpenID Connect relying parties and bad input
@@ -135,6 +136,8 @@ mod privilege;
 mod replicas;
 #[path = "api/roles.rs"]
 mod roles;
+#[path = "api/scheduled_and_extended.rs"]
+mod scheduled_and_extended;
 #[path = "api/schemathesis.rs"]
 mod schemathesis;
 #[path = "api/signin/mod.rs"]

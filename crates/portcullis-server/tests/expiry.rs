@@ -64,6 +64,8 @@ async fn seed(store: &Store, grants: usize, pending: usize) {
             timeout_at_us: (!active).then_some(t + 20_000),
             activated_at_us: active.then_some(t),
             ends_at_us: active.then_some(t + 20_000),
+            starts_at_us: None,
+            extends_id: None,
         }));
     }
     store

@@ -67,7 +67,7 @@ pub use audit::AuditFilter;
 pub(crate) use audit::{CHAINED_CHECKPOINTS_SCHEMA, CHECKPOINT_COLS, checkpoint_from_row, to_hash};
 pub use backup::backup_sqlite;
 pub use changes::{
-    ALREADY_CONTAINED, BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, DeviceDecision,
+    ALREADY_CONTAINED, BREAKGLASS_MINIMUM, CA_CHANGED, CaChange, Change, Completed, DeviceDecision,
     EXPORT_HELD, LAST_GLOBAL_ADMINISTRATOR, NewAlertChannel, NewAlertRule, NewAssignment,
     NewAuthorizationCode, NewBreakGlass, NewCeremony, NewDeviceAuthorization, NewOAuthClient,
     NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession, NewTenant,

@@ -71,6 +71,10 @@ pub struct ActivationRequest {
     pub closed_at_us: Option<i64>,
     pub closed_by: Option<String>,
     pub close_reason: Option<String>,
+    /// When a scheduled activation starts (`None`: when it was approved or asked).
+    pub starts_at_us: Option<i64>,
+    /// For an extension request: the activation it extends.
+    pub extends_id: Option<String>,
 }
 
 /// One approver's decision on a request.
@@ -109,6 +113,8 @@ pub enum Deadline {
     RequestExpires { id: String, at_us: i64 },
     /// A pending request was not decided in time.
     RequestTimesOut { id: String, at_us: i64 },
+    /// A scheduled request's start.
+    RequestStarts { id: String, at_us: i64 },
     /// An assignment (eligible or active) reaches its end.
     AssignmentEnds { id: String, at_us: i64 },
 }
@@ -118,6 +124,7 @@ impl Deadline {
         match self {
             Deadline::RequestExpires { at_us, .. }
             | Deadline::RequestTimesOut { at_us, .. }
+            | Deadline::RequestStarts { at_us, .. }
             | Deadline::AssignmentEnds { at_us, .. } => *at_us,
         }
     }
@@ -142,7 +149,7 @@ const APPLYING_TO: &str = "a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a
      AND (a.principal_id = $1 OR (p.kind = 'group' AND p.role_assignable AND EXISTS \
          (SELECT 1 FROM group_members m WHERE m.group_id = a.principal_id AND m.member_id = $1))) \
      ORDER BY a.created_at_us, a.id";
-const REQUEST_COLS: &str = "r.id, r.principal_id, p.name AS principal_name, r.role, r.scope, r.eligibility_id, r.state, r.duration_seconds, r.justification, r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us, r.closed_at_us, r.closed_by, r.close_reason";
+const REQUEST_COLS: &str = "r.id, r.principal_id, p.name AS principal_name, r.role, r.scope, r.eligibility_id, r.state, r.duration_seconds, r.justification, r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us, r.closed_at_us, r.closed_by, r.close_reason, r.starts_at_us, r.extends_id";
 
 macro_rules! assignment_row {
     ($r:expr) => {
@@ -197,6 +204,8 @@ macro_rules! request_row {
             closed_at_us: $r.try_get("closed_at_us")?,
             closed_by: $r.try_get("closed_by")?,
             close_reason: $r.try_get("close_reason")?,
+            starts_at_us: $r.try_get("starts_at_us")?,
+            extends_id: $r.try_get("extends_id")?,
         }
     };
 }
@@ -441,6 +450,20 @@ impl Store {
         })
     }
 
+    /// The extension of activation `id` waiting for approval, if any.
+    pub async fn pending_extension_of(&self, id: &str) -> Result<Option<ActivationRequest>> {
+        let q = sql(format!(
+            "SELECT {REQUEST_COLS} FROM activation_requests r JOIN principals p ON p.id = r.principal_id \
+             WHERE r.extends_id = $1 AND r.state = 'pending_approval'"
+        ));
+        on_pool!(&self.backend, pool => {
+            match sqlx::query(q).bind(id).fetch_optional(pool).await? {
+                Some(r) => Ok(Some(request_row!(r))),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// Requests, newest first.
     pub async fn requests(&self, f: &RequestFilter) -> Result<Vec<ActivationRequest>> {
         let q = sql(format!(
@@ -457,15 +480,15 @@ impl Store {
         })
     }
 
-    /// The open requests (pending approval or active) made through eligible assignment
-    /// `assignment_id`: what ending that assignment closes.
+    /// The open requests (pending approval, scheduled or active) made through eligible
+    /// assignment `assignment_id`: what ending that assignment closes.
     pub async fn open_requests_of_eligibility(
         &self,
         assignment_id: &str,
     ) -> Result<Vec<ActivationRequest>> {
         let q = sql(format!(
             "SELECT {REQUEST_COLS} FROM activation_requests r JOIN principals p ON p.id = r.principal_id \
-             WHERE r.eligibility_id = $1 AND r.state IN ('pending_approval', 'active') ORDER BY r.created_at_us, r.id"
+             WHERE r.eligibility_id = $1 AND r.state IN ('pending_approval', 'scheduled', 'active') ORDER BY r.created_at_us, r.id"
         ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(assignment_id).fetch_all(pool).await?;
@@ -501,6 +524,7 @@ impl Store {
                 "SELECT MIN(t) AS t FROM ( \
                    SELECT MIN(ends_at_us) AS t FROM activation_requests WHERE state = 'active' \
                    UNION ALL SELECT MIN(timeout_at_us) FROM activation_requests WHERE state = 'pending_approval' \
+                   UNION ALL SELECT MIN(starts_at_us) FROM activation_requests WHERE state = 'scheduled' \
                    UNION ALL SELECT MIN(ends_at_us) FROM role_assignments WHERE ended_at_us IS NULL AND ends_at_us IS NOT NULL \
                  ) d",
             )
@@ -520,6 +544,10 @@ impl Store {
             for r in sqlx::query("SELECT id, timeout_at_us FROM activation_requests WHERE state = 'pending_approval' AND timeout_at_us <= $1 ORDER BY timeout_at_us LIMIT $2")
                 .bind(now_us).bind(limit).fetch_all(pool).await? {
                 out.push(Deadline::RequestTimesOut { id: r.try_get("id")?, at_us: r.try_get("timeout_at_us")? });
+            }
+            for r in sqlx::query("SELECT id, starts_at_us FROM activation_requests WHERE state = 'scheduled' AND starts_at_us <= $1 ORDER BY starts_at_us LIMIT $2")
+                .bind(now_us).bind(limit).fetch_all(pool).await? {
+                out.push(Deadline::RequestStarts { id: r.try_get("id")?, at_us: r.try_get("starts_at_us")? });
             }
             for r in sqlx::query("SELECT id, ends_at_us FROM role_assignments WHERE ended_at_us IS NULL AND ends_at_us IS NOT NULL AND ends_at_us <= $1 ORDER BY ends_at_us LIMIT $2")
                 .bind(now_us).bind(limit).fetch_all(pool).await? {

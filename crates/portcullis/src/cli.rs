@@ -124,7 +124,7 @@ enum Command {
     Reauth(ReauthArgs),
     /// List live assignments.
     Assignments(assignments::AssignmentsArgs),
-    /// Ask to activate an eligible role.
+    /// Ask to activate an eligible role, now or (`--start`) later.
     Request(requests::RequestArgs),
     /// Activation requests: yours, those to approve, or everyone's pending ones.
     Requests(requests::RequestsArgs),
@@ -136,6 +136,9 @@ enum Command {
     Cancel(requests::DecideArgs),
     /// End your active activation of a role early.
     Deactivate { role: String },
+    /// Ask for more time on your active activation of a role, before it ends (same approval
+    /// rules; it keeps running until the extension is decided).
+    Extend(requests::ExtendArgs),
     /// Contain a user or service account in one step (incident response): disabled, every
     /// session, token, request, grant and target grant cut, a critical alert; `--undo` gives
     /// back the account only.
@@ -240,6 +243,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Deactivate { role } => {
             requests::deactivate(&client(&cli.server)?, cli.output, role).await
         }
+        Command::Extend(a) => requests::extend(&client(&cli.server)?, cli.output, a).await,
         Command::Posture(args) => {
             crate::commands::posture::posture(&client(&cli.server)?, cli.output, args).await
         }

@@ -4,7 +4,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use super::state::RequestState;
+use super::state::{Completion, RequestState};
 use crate::error::ErrorCode;
 use crate::roles::RoleSettings;
 use crate::session::AuthStrength;
@@ -26,6 +26,8 @@ pub struct ActivationInput<'a> {
     pub duration: Duration,
     pub justification: Option<&'a str>,
     pub ticket: Option<&'a str>,
+    /// What the request becomes once approved (or at once, where no approval is needed).
+    pub completes_as: Completion,
 }
 
 /// A duration as people say it: `1 h`, `45 min`, `1 h 30 min`, `90 s`.
@@ -123,7 +125,7 @@ pub fn check_activation(
     Ok(if settings.require_approval {
         RequestState::PendingApproval
     } else {
-        RequestState::Active
+        input.completes_as.state()
     })
 }
 

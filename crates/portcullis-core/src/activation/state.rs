@@ -1,10 +1,18 @@
-//! The request state machine. Invariant: `pending_approval → active | denied | cancelled |
-//! timed_out` and `active → expired | deactivated | revoked`; the last six are terminal.
+//! The request state machine. Invariant: `pending_approval → active | scheduled | applied |
+//! denied | cancelled | timed_out`, `scheduled → active | cancelled | revoked` and
+//! `active → expired | deactivated | revoked`; all but the first three are terminal.
+//!
+//! - `scheduled`: approved (or needing no approval) and waiting for its start; nothing is
+//!   granted until the expiry worker starts it.
+//! - `applied`: an extension request whose extra time was added to the activation it extends;
+//!   the extension itself never grants anything, the activation it extends does.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RequestState {
     PendingApproval,
+    Scheduled,
     Active,
+    Applied,
     Denied,
     Cancelled,
     TimedOut,
@@ -14,9 +22,11 @@ pub enum RequestState {
 }
 
 impl RequestState {
-    pub const ALL: [RequestState; 8] = [
+    pub const ALL: [RequestState; 10] = [
         Self::PendingApproval,
+        Self::Scheduled,
         Self::Active,
+        Self::Applied,
         Self::Denied,
         Self::Cancelled,
         Self::TimedOut,
@@ -28,7 +38,9 @@ impl RequestState {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PendingApproval => "pending_approval",
+            Self::Scheduled => "scheduled",
             Self::Active => "active",
+            Self::Applied => "applied",
             Self::Denied => "denied",
             Self::Cancelled => "cancelled",
             Self::TimedOut => "timed_out",
@@ -43,7 +55,7 @@ impl RequestState {
     }
 
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Self::PendingApproval | Self::Active)
+        !matches!(self, Self::PendingApproval | Self::Scheduled | Self::Active)
     }
 }
 
@@ -53,14 +65,40 @@ impl std::fmt::Display for RequestState {
     }
 }
 
+/// What a request becomes once it is approved (or needs no approval).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The grant starts now.
+    Activate,
+    /// The grant starts later, at the request's start.
+    Schedule,
+    /// The request extends an active activation.
+    Extend,
+}
+
+impl Completion {
+    /// The state a completed request is in.
+    pub fn state(self) -> RequestState {
+        match self {
+            Self::Activate => RequestState::Active,
+            Self::Schedule => RequestState::Scheduled,
+            Self::Extend => RequestState::Applied,
+        }
+    }
+}
+
 /// What can happen to a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestEvent {
-    /// One more approval; `approvals_now` counts it.
+    /// One more approval; `approvals_now` counts it. With enough, the request completes as
+    /// `completes_as` says.
     Approve {
         approvals_now: u32,
         required: u32,
+        completes_as: Completion,
     },
+    /// A scheduled request's start is reached.
+    Start,
     Deny,
     Cancel,
     TimeOut,
@@ -79,6 +117,7 @@ pub struct TransitionError {
 fn event_name(ev: &RequestEvent) -> &'static str {
     match ev {
         RequestEvent::Approve { .. } => "approved",
+        RequestEvent::Start => "started",
         RequestEvent::Deny => "denied",
         RequestEvent::Cancel => "cancelled",
         RequestEvent::TimeOut => "timed out",
@@ -98,14 +137,18 @@ pub fn transition(from: RequestState, ev: &RequestEvent) -> Result<RequestState,
             E::Approve {
                 approvals_now,
                 required,
+                completes_as,
             },
         ) => {
             if approvals_now >= required {
-                S::Active
+                completes_as.state()
             } else {
                 S::PendingApproval
             }
         }
+        (S::Scheduled, E::Start) => S::Active,
+        (S::Scheduled, E::Cancel) => S::Cancelled,
+        (S::Scheduled, E::Revoke) => S::Revoked,
         (S::PendingApproval, E::Deny) => S::Denied,
         (S::PendingApproval, E::Cancel) => S::Cancelled,
         (S::PendingApproval, E::TimeOut) => S::TimedOut,

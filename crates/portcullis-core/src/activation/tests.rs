@@ -23,6 +23,7 @@ fn input(secs: i64) -> ActivationInput<'static> {
         duration: Duration::seconds(secs),
         justification: Some("incident 42"),
         ticket: None,
+        completes_as: Completion::Activate,
     }
 }
 
@@ -33,6 +34,7 @@ fn transitions() {
     let approve = |n, r| E::Approve {
         approvals_now: n,
         required: r,
+        completes_as: Completion::Activate,
     };
     assert_eq!(
         transition(S::PendingApproval, &approve(1, 2)),
@@ -48,6 +50,27 @@ fn transitions() {
     assert_eq!(transition(S::Active, &E::Expire), Ok(S::Expired));
     assert_eq!(transition(S::Active, &E::Deactivate), Ok(S::Deactivated));
     assert_eq!(transition(S::Active, &E::Revoke), Ok(S::Revoked));
+    let complete = |completes_as| E::Approve {
+        approvals_now: 1,
+        required: 1,
+        completes_as,
+    };
+    assert_eq!(
+        transition(S::PendingApproval, &complete(Completion::Schedule)),
+        Ok(S::Scheduled)
+    );
+    assert_eq!(
+        transition(S::PendingApproval, &complete(Completion::Extend)),
+        Ok(S::Applied)
+    );
+    assert_eq!(transition(S::Scheduled, &E::Start), Ok(S::Active));
+    assert_eq!(transition(S::Scheduled, &E::Cancel), Ok(S::Cancelled));
+    assert_eq!(transition(S::Scheduled, &E::Revoke), Ok(S::Revoked));
+    assert!(transition(S::Scheduled, &E::Expire).is_err());
+    assert!(transition(S::Scheduled, &E::Deactivate).is_err());
+    assert!(transition(S::Active, &E::Start).is_err());
+    assert!(transition(S::PendingApproval, &E::Start).is_err());
+    assert!(transition(S::Applied, &E::Revoke).is_err());
     assert!(transition(S::Cancelled, &approve(1, 1)).is_err());
     assert!(transition(S::Active, &approve(3, 1)).is_err());
     assert!(transition(S::PendingApproval, &E::Expire).is_err());
@@ -261,10 +284,21 @@ fn approving_needs_the_strength_activating_needs() {
 
 fn any_event() -> impl Strategy<Value = RequestEvent> {
     prop_oneof![
-        (0u32..4, 1u32..4).prop_map(|(n, r)| RequestEvent::Approve {
-            approvals_now: n,
-            required: r
-        }),
+        (
+            0u32..4,
+            1u32..4,
+            prop_oneof![
+                Just(Completion::Activate),
+                Just(Completion::Schedule),
+                Just(Completion::Extend)
+            ]
+        )
+            .prop_map(|(n, r, completes_as)| RequestEvent::Approve {
+                approvals_now: n,
+                required: r,
+                completes_as,
+            }),
+        Just(RequestEvent::Start),
         Just(RequestEvent::Deny),
         Just(RequestEvent::Cancel),
         Just(RequestEvent::TimeOut),
@@ -276,9 +310,9 @@ fn any_event() -> impl Strategy<Value = RequestEvent> {
 
 proptest! {
     #[test]
-    fn terminal_states_refuse_everything(ev in any_event(), i in 2usize..8) {
+    fn terminal_states_refuse_everything(ev in any_event(), i in 0usize..10) {
         let s = RequestState::ALL[i];
-        prop_assert!(s.is_terminal());
+        prop_assume!(s.is_terminal());
         prop_assert!(transition(s, &ev).is_err());
     }
 
@@ -288,9 +322,16 @@ proptest! {
         for ev in &events {
             if let Ok(next) = transition(s, ev) {
                 prop_assert!(!s.is_terminal());
-                if next == RequestState::Active && s == RequestState::PendingApproval {
-                    let enough = matches!(ev, RequestEvent::Approve { approvals_now, required } if approvals_now >= required);
+                // Leaving approval for anything that grants takes enough approvals.
+                if s == RequestState::PendingApproval
+                    && matches!(next, RequestState::Active | RequestState::Scheduled | RequestState::Applied)
+                {
+                    let enough = matches!(ev, RequestEvent::Approve { approvals_now, required, .. } if approvals_now >= required);
                     prop_assert!(enough);
+                }
+                // Only a start makes a scheduled request active.
+                if s == RequestState::Scheduled && next == RequestState::Active {
+                    prop_assert_eq!(ev, &RequestEvent::Start);
                 }
                 s = next;
             }
@@ -313,4 +354,178 @@ fn durations_are_said_in_words() {
         .to_string(),
         "this role can be activated for at most 1 h (3600 seconds)"
     );
+}
+
+#[test]
+fn a_role_without_approval_completes_as_asked() {
+    let mut s = RoleSettings::defaults_for(None);
+    s.require_approval = false;
+    let now = t0();
+    let mut i = input(600);
+    i.completes_as = Completion::Schedule;
+    assert_eq!(
+        check_activation(&s, &strong(now), &i, now),
+        Ok(RequestState::Scheduled)
+    );
+    i.completes_as = Completion::Extend;
+    assert_eq!(
+        check_activation(&s, &strong(now), &i, now),
+        Ok(RequestState::Applied)
+    );
+    s.require_approval = true;
+    assert_eq!(
+        check_activation(&s, &strong(now), &i, now),
+        Ok(RequestState::PendingApproval)
+    );
+}
+
+mod scheduling {
+    use super::*;
+    use crate::activation::schedule::*;
+
+    #[test]
+    fn a_start_lies_ahead_within_thirty_days() {
+        let now = t0();
+        assert_eq!(
+            check_start(now, now, None),
+            Err(ScheduleError::StartNotInFuture)
+        );
+        assert_eq!(
+            check_start(now - Duration::hours(1), now, None),
+            Err(ScheduleError::StartNotInFuture)
+        );
+        assert_eq!(check_start(now + Duration::seconds(1), now, None), Ok(()));
+        assert_eq!(check_start(now + MAX_SCHEDULE_AHEAD, now, None), Ok(()));
+        assert_eq!(
+            check_start(now + MAX_SCHEDULE_AHEAD + Duration::seconds(1), now, None),
+            Err(ScheduleError::StartTooFar)
+        );
+    }
+
+    #[test]
+    fn an_eligibility_ending_before_the_start_refuses_it() {
+        let now = t0();
+        let start = now + Duration::days(2);
+        assert_eq!(
+            check_start(start, now, Some(start)),
+            Err(ScheduleError::EligibilityEndsBeforeStart)
+        );
+        assert_eq!(
+            check_start(start, now, Some(now + Duration::days(1))),
+            Err(ScheduleError::EligibilityEndsBeforeStart)
+        );
+        assert_eq!(
+            ScheduleError::EligibilityEndsBeforeStart.code(),
+            ErrorCode::NotEligible
+        );
+        assert_eq!(
+            check_start(start, now, Some(start + Duration::seconds(1))),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn approval_of_a_scheduled_request_waits_for_its_start_but_not_past_its_window() {
+        let now = t0();
+        // Starting in two days: approvers have until the start.
+        let start = now + Duration::days(2);
+        assert_eq!(
+            scheduled_approval_deadline(now, start, start + Duration::hours(1)),
+            start
+        );
+        // Starting in ten minutes for an hour: the usual 24 h, cut at the window's end.
+        let start = now + Duration::minutes(10);
+        assert_eq!(
+            scheduled_approval_deadline(now, start, start + Duration::hours(1)),
+            start + Duration::hours(1)
+        );
+        let start = now + Duration::minutes(10);
+        assert_eq!(
+            scheduled_approval_deadline(now, start, start + Duration::days(2)),
+            now + APPROVAL_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn an_extension_times_out_with_its_activation() {
+        let now = t0();
+        assert_eq!(
+            extension_approval_deadline(now, now + Duration::minutes(30)),
+            now + Duration::minutes(30)
+        );
+        assert_eq!(
+            extension_approval_deadline(now, now + Duration::days(3)),
+            now + APPROVAL_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn an_extension_stays_within_the_roles_maximum_from_now() {
+        let now = t0();
+        let max = Duration::hours(8);
+        let end = now + Duration::hours(1);
+        assert_eq!(
+            extension_end(end, Duration::hours(7), None, now, max),
+            Ok(now + Duration::hours(8))
+        );
+        let e = extension_end(
+            end,
+            Duration::hours(7) + Duration::seconds(1),
+            None,
+            now,
+            max,
+        )
+        .expect_err("past the maximum");
+        assert_eq!(e, ScheduleError::ExtensionTooLong { max });
+        assert_eq!(e.code(), ErrorCode::DurationTooLong);
+        assert_eq!(
+            e.to_string(),
+            "an extended activation may end at most 8 h from now, the role's maximum (28800 seconds)"
+        );
+    }
+
+    #[test]
+    fn an_extension_needs_a_live_activation_and_positive_time() {
+        let now = t0();
+        let max = Duration::hours(8);
+        assert_eq!(
+            extension_end(now, Duration::hours(1), None, now, max),
+            Err(ScheduleError::NotExtendable)
+        );
+        assert_eq!(
+            extension_end(now + Duration::hours(1), Duration::ZERO, None, now, max),
+            Err(ScheduleError::ExtensionNotPositive)
+        );
+        assert_eq!(
+            extension_end(
+                now + Duration::hours(1),
+                Duration::seconds(-5),
+                None,
+                now,
+                max
+            ),
+            Err(ScheduleError::ExtensionNotPositive)
+        );
+    }
+
+    #[test]
+    fn an_extension_never_outlives_the_eligibility() {
+        let now = t0();
+        let max = Duration::hours(8);
+        let end = now + Duration::hours(1);
+        assert_eq!(
+            extension_end(
+                end,
+                Duration::hours(2),
+                Some(end + Duration::minutes(30)),
+                now,
+                max
+            ),
+            Ok(end + Duration::minutes(30))
+        );
+        assert_eq!(
+            extension_end(end, Duration::hours(2), Some(end), now, max),
+            Err(ScheduleError::EligibilityEnds)
+        );
+    }
 }

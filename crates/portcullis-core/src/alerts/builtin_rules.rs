@@ -117,7 +117,7 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
         && e.outcome == Outcome::Success
         && matches!(
             e.action.as_str(),
-            "assignment.created" | "request.activated"
+            "assignment.created" | "request.activated" | "request.extended"
         )
     {
         return alert(

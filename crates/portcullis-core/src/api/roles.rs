@@ -116,11 +116,31 @@ api_type! {
 }
 
 api_type! {
-    /// `POST /api/v1/requests`: activate an eligible role.
+    /// `POST /api/v1/requests`: activate an eligible role, now or (with `starts_at`) later.
     pub struct CreateActivationRequest {
         pub role: String,
         #[serde(default)]
         pub scope: Option<String>,
+        pub duration_seconds: i64,
+        #[serde(default)]
+        pub justification: Option<String>,
+        #[serde(default)]
+        pub ticket: Option<String>,
+        /// RFC 3339: schedule the activation to start then (in the future, at most 30 days
+        /// ahead, while the eligibility still lives). Approval, where the role needs it, can be
+        /// given ahead; the grant starts at this time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub starts_at: Option<String>,
+    }
+}
+
+api_type! {
+    /// `POST /api/v1/requests/{id}/extend`: ask for more time on one's own active activation,
+    /// before it ends. The extended end is at most the role's maximum activation from now, and
+    /// never past the eligibility; the same approval rules apply, and the activation keeps
+    /// running until the extension is decided.
+    pub struct ExtendActivationRequest {
+        /// Seconds added to the activation's current end.
         pub duration_seconds: i64,
         #[serde(default)]
         pub justification: Option<String>,
@@ -136,8 +156,9 @@ api_type! {
         pub requester: String,
         pub role: String,
         pub scope: String,
-        /// `pending_approval`, `active`, `denied`, `cancelled`, `timed_out`, `expired`,
-        /// `deactivated` or `revoked`.
+        /// `pending_approval`, `scheduled`, `active`, `applied` (an extension that was added to
+        /// its activation), `denied`, `cancelled`, `timed_out`, `expired`, `deactivated` or
+        /// `revoked`.
         pub state: String,
         pub duration_seconds: i64,
         pub justification: Option<String>,
@@ -151,6 +172,13 @@ api_type! {
         pub closed_at: Option<String>,
         pub closed_by: Option<String>,
         pub close_reason: Option<String>,
+        /// A scheduled activation's start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub starts_at: Option<String>,
+        /// For an extension: the id of the activation it extends (its `duration_seconds` is the
+        /// extra time asked for, its `ends_at` the end it gives).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub extends: Option<String>,
     }
 }
 

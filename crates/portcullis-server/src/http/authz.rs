@@ -83,6 +83,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/console/requests/{id}", Public),
     ("POST", "/console/requests/{id}/decide", Public),
     ("POST", "/console/requests/{id}/deactivate", Public),
+    ("POST", "/console/requests/{id}/extend", Public),
     ("POST", "/console/requests/{id}/cancel", Public),
     ("GET", "/console/approvals", Public),
     ("GET", "/console/reauth", Public),
@@ -222,6 +223,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/requests/{id}/deny", FullSession),
     ("POST", "/api/v1/requests/{id}/cancel", FullSession),
     ("POST", "/api/v1/requests/{id}/deactivate", FullSession),
+    ("POST", "/api/v1/requests/{id}/extend", FullSession),
     ("POST", "/api/v1/requests/{id}/revoke", Scoped(perm::REQUESTS_REVOKE)),
 ];
 

@@ -114,6 +114,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(console::console_request_get))
         .routes(routes!(console::console_decide_post))
         .routes(routes!(console::console_deactivate_post))
+        .routes(routes!(console::console_extend_post))
         .routes(routes!(console::console_cancel_post))
         .routes(routes!(console::console_approvals_get))
         .routes(routes!(
@@ -196,6 +197,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(roles::deny))
         .routes(routes!(roles::cancel))
         .routes(routes!(roles::deactivate))
+        .routes(routes!(roles::extend_request))
         .routes(routes!(roles::revoke))
         .routes(routes!(
             accounts::create_service_account,

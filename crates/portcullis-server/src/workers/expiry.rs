@@ -1,13 +1,18 @@
 //! The expiry worker (invariant 3: no grant outlives its expiry).
 //!
 //! It sleeps until the next deadline in the store (an active request's end, a pending
-//! request's approval timeout, an assignment's end), not on a coarse poll, and is woken early
+//! request's approval timeout, a scheduled request's start, an assignment's end), not on a
+//! coarse poll, and is woken early
 //! when a nearer deadline is created in this process. Deadlines survive restarts because they
 //! are rows. Across several replicas on one PostgreSQL each deadline is acted on exactly once:
 //! every action is a conditional change (`state = 'active'`, `ended_at_us IS NULL`), so the
 //! replica that loses the race writes nothing, not even an audit event. A replica that did not
 //! create a deadline still wakes for it at most a minute late if its creator died.
 //! Reads never count a grant past its end, so access ends on time even before the worker runs.
+//! A scheduled request starts only if, at its start, its principal is enabled and its
+//! eligibility lives and still applies (the store checks this in the same statement);
+//! otherwise it is cancelled (`no_longer_eligible`). An active request whose end an extension
+//! moved is left alone (its end is read again before it expires).
 
 use std::sync::Arc;
 
@@ -90,10 +95,17 @@ pub async fn expire_due(store: &Store) -> Result<usize, StoreError> {
 async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
     let now = OffsetDateTime::now_utc();
     let (change, events) = match &d {
+        Deadline::RequestStarts { id, at_us } => return start(store, id, *at_us, now).await,
         Deadline::RequestExpires { id, at_us } | Deadline::RequestTimesOut { id, at_us } => {
             let Some(r) = store.request(id).await? else {
                 return Ok(false);
             };
+            // Extended meanwhile: its new end is a deadline of its own.
+            if matches!(d, Deadline::RequestExpires { .. })
+                && r.ends_at_us.is_some_and(|e| e > us(now))
+            {
+                return Ok(false);
+            }
             let (from, event) = match d {
                 Deadline::RequestExpires { .. } => (RequestState::Active, RequestEvent::Expire),
                 _ => (RequestState::PendingApproval, RequestEvent::TimeOut),
@@ -115,16 +127,7 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
                     reason: None,
                     at_us: us(now),
                 },
-                Change::Enqueue(NewOutboxMessage {
-                    id: new_id("m"),
-                    kind: "notification".into(),
-                    topic: action.into(),
-                    recipient: format!("user:{}", r.principal_name),
-                    payload: payload.to_string(),
-                    at_us: us(now),
-                    channel: None,
-                    severity: None,
-                }),
+                notify(&r.principal_name, action, &payload, now),
             ]);
             let ev = NewAuditEvent::new(
                 "system:expiry",
@@ -174,4 +177,94 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
         Err(StoreError::Conflict(_)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Starts scheduled request `id` (its start was `at_us`), or cancels it when it can no longer
+/// start; false when another replica (or a person) got there first.
+async fn start(
+    store: &Store,
+    id: &str,
+    at_us: i64,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let Some(r) = store.request(id).await? else {
+        return Ok(false);
+    };
+    let Ok(to) = transition(RequestState::Scheduled, &RequestEvent::Start) else {
+        return Ok(false);
+    };
+    let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "state": to.as_str(),
+        "ends_at": r.ends_at_us.map(rfc3339) });
+    let change = Change::Many(vec![
+        Change::StartRequest {
+            id: r.id.clone(),
+            at_us: us(now),
+        },
+        notify(&r.principal_name, "request.activated", &payload, now),
+    ]);
+    let ev = NewAuditEvent::new(
+        "system:expiry",
+        "request.activated",
+        format!("user:{}", r.principal_name),
+    )
+    .details(serde_json::json!({
+        "request_id": r.id, "role": r.role, "scope": r.scope, "ends_at": r.ends_at_us.map(rfc3339),
+        "approval": "scheduled", "starts_at": rfc3339(at_us), "late_ms": (us(now) - at_us) / 1000,
+    }));
+    match store.write(change, vec![ev]).await {
+        Ok(_) => return Ok(true),
+        Err(StoreError::Conflict(_)) => {}
+        Err(e) => return Err(e),
+    }
+    // Still scheduled, yet it could not start: its principal or eligibility is gone.
+    let Some(r) = store.request(id).await? else {
+        return Ok(false);
+    };
+    if r.state != RequestState::Scheduled {
+        return Ok(false);
+    }
+    let Ok(to) = transition(RequestState::Scheduled, &RequestEvent::Cancel) else {
+        return Ok(false);
+    };
+    let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "state": to.as_str(),
+        "reason": "no_longer_eligible" });
+    let change = Change::Many(vec![
+        Change::CloseRequest {
+            id: r.id.clone(),
+            from: RequestState::Scheduled,
+            to,
+            by: "system:expiry".into(),
+            reason: Some("no_longer_eligible".into()),
+            at_us: us(now),
+        },
+        notify(&r.principal_name, "request.cancelled", &payload, now),
+    ]);
+    let ev = NewAuditEvent::new(
+        "system:expiry",
+        "request.cancelled",
+        format!("user:{}", r.principal_name),
+    )
+    .details(serde_json::json!({
+        "request_id": r.id, "role": r.role, "scope": r.scope, "reason": "no_longer_eligible",
+        "starts_at": rfc3339(at_us),
+    }));
+    match store.write(change, vec![ev]).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A notification to person `name` about one of their requests.
+fn notify(name: &str, topic: &str, payload: &serde_json::Value, now: OffsetDateTime) -> Change {
+    Change::Enqueue(NewOutboxMessage {
+        id: new_id("m"),
+        kind: "notification".into(),
+        topic: topic.into(),
+        recipient: format!("user:{name}"),
+        payload: payload.to_string(),
+        at_us: us(now),
+        channel: None,
+        severity: None,
+    })
 }

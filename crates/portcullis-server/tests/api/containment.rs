@@ -350,40 +350,7 @@ async fn containment_and_expiry_racing_on_two_replicas_revoke_once(backend: Back
     let on_b = b.anonymous.with_token(Some(SecretString::from(token)));
     let inbox = Inbox::default();
     let (port, _task) = receiver(inbox.clone(), 0).await;
-    on_a.create_target(&portcullis_core::api::CreateTargetRequest {
-        name: "deploy-hook".into(),
-        kind: "webhook".into(),
-        url: format!("http://127.0.0.1:{port}/ops"),
-        observe_url: None,
-        login: None,
-        secret: Some("a-key-long-enough-for-hmac".into()),
-        secret_env: None,
-        drift: None,
-        reconcile_interval: Some("1h".into()),
-        ssh: None,
-        msgraph: None,
-    })
-    .await
-    .expect("target");
-    on_a.create_role(&portcullis_core::api::CreateRoleRequest {
-        slug: "deployer".into(),
-        display_name: None,
-        description: "deploys".into(),
-        permissions: vec!["target:deploy-hook.deploy".into()],
-    })
-    .await
-    .expect("role");
-    on_a.bind_role(
-        "deploy-hook",
-        "deployer",
-        &portcullis_core::api::BindRoleRequest {
-            grants: vec!["deploy".into()],
-            mode: None,
-            ssh: None,
-        },
-    )
-    .await
-    .expect("bind");
+    deploy_hook(&on_a, port).await;
     const N: usize = 12;
     let end = time::OffsetDateTime::now_utc() + time::Duration::seconds(4);
     let end_text = end

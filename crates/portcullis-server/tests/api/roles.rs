@@ -31,42 +31,6 @@ async fn approval_setup(app: &TestApp, admin: &Client) -> (Client, Client) {
     approval_setup_for(app, admin, None).await
 }
 
-/// [`approval_setup`] with ivy's eligibility ending after `secs` seconds.
-async fn approval_setup_for(app: &TestApp, admin: &Client, secs: Option<i64>) -> (Client, Client) {
-    let (ivy, _) = mfa_user(app, admin, "ivy", "amber-willow-canyon-58").await;
-    let (jon, _) = mfa_user(app, admin, "jon", "cobalt-meadow-lantern-39").await;
-    admin
-        .create_group(&portcullis_core::api::CreateGroupRequest {
-            name: "approvers".into(),
-            display_name: None,
-            role_assignable: true,
-        })
-        .await
-        .expect("group");
-    for m in ["ivy", "jon"] {
-        admin
-            .add_group_member("approvers", &GroupMemberRequest { member: m.into() })
-            .await
-            .expect("member");
-    }
-    admin
-        .update_role_settings(
-            "security-reader",
-            &RoleSettingsUpdate {
-                require_approval: Some(true),
-                approvers: Some(vec!["group:approvers".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("settings");
-    admin
-        .create_assignment(&eligible("ivy", "security-reader", secs))
-        .await
-        .expect("eligible");
-    (ivy, jon)
-}
-
 async fn nobody_holds_a_role_by_default(app: TestApp) {
     let admin = admin(&app).await;
     let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;

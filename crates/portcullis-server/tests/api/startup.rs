@@ -260,6 +260,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         "GET /console/requests/{id}",
         "POST /console/requests/{id}/decide",
         "POST /console/requests/{id}/deactivate",
+        "POST /console/requests/{id}/extend",
         "POST /console/requests/{id}/cancel",
         "GET /console/approvals",
         "GET /console/reauth",
@@ -334,6 +335,7 @@ async fn openapi_lists_every_route(app: TestApp) {
         "POST /api/v1/requests/{id}/deny",
         "POST /api/v1/requests/{id}/cancel",
         "POST /api/v1/requests/{id}/deactivate",
+        "POST /api/v1/requests/{id}/extend",
         "POST /api/v1/requests/{id}/revoke",
         "POST /api/v1/assignments/{id}/make-eligible",
         "POST /api/v1/me/reauth",
@@ -539,6 +541,7 @@ async fn domain_metrics_are_exact_and_pass_promtool(app: TestApp) {
             duration_seconds: 600,
             justification: Some("quarterly review".into()),
             ticket: None,
+            starts_at: None,
         })
         .await
         .expect("request");

@@ -211,6 +211,13 @@ pub(crate) fn apply<'a, 'c: 'a>(
             } => roles::end_assignment(c, id, reason, by, *at_us).await,
             Change::CreateRequest(r) => roles::create_request(c, r).await,
             Change::DecideRequest(d) => roles::decide_request(c, d).await,
+            Change::ExtendRequest {
+                id,
+                from_end_us,
+                to_end_us,
+                at_us,
+            } => roles::extend_request(c, id, *from_end_us, *to_end_us, *at_us).await,
+            Change::StartRequest { id, at_us } => roles::start_request(c, id, *at_us).await,
             Change::CloseRequest {
                 id,
                 from,

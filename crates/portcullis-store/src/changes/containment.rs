@@ -45,7 +45,7 @@ pub(crate) async fn contain(
     c.execute("UPDATE client_secrets SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL", args![at_us, id]).await?;
     c.execute("UPDATE client_keys SET revoked_at_us = $1 WHERE principal_id = $2 AND revoked_at_us IS NULL", args![at_us, id]).await?;
     let why = format!("contained: {reason}");
-    c.execute("UPDATE activation_requests SET state = 'cancelled', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE principal_id = $4 AND state = 'pending_approval'", args![at_us, by, &why, id]).await?;
+    c.execute("UPDATE activation_requests SET state = 'cancelled', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE principal_id = $4 AND state IN ('pending_approval', 'scheduled')", args![at_us, by, &why, id]).await?;
     c.execute("UPDATE activation_requests SET state = 'revoked', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE principal_id = $4 AND state = 'active'", args![at_us, by, &why, id]).await?;
     c.execute("UPDATE role_assignments SET ended_at_us = $1, end_reason = $2 WHERE principal_id = $3 AND kind = 'active' AND ended_at_us IS NULL", args![at_us, &why, id]).await?;
     revoke_where(c, Scope::Principal(id), "principal.contained", at_us).await?;

@@ -44,7 +44,7 @@ pub use containment::ALREADY_CONTAINED;
 pub use device::{DeviceDecision, NewDeviceAuthorization};
 pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
-pub use roles::{NewAssignment, NewRequest, RequestDecision};
+pub use roles::{Completed, NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
 pub use ssh::{NewSshCaKey, NewSshCertificate};
 pub use targets::{NewBinding, NewCredential, NewTarget, NewTargetAccount, TargetOpAttempt};
@@ -241,9 +241,24 @@ pub enum Change {
     /// Records one approver's decision. Conflicts if the request is no longer pending, if the
     /// approver decided already, or if the number of earlier approvals is not
     /// `approvals_before` (the caller chose its audit events from that count; a concurrent
-    /// approval makes it retry). `activate` = `(activated_at_us, ends_at_us)` makes the request
-    /// active in the same step; `deny` closes it as denied.
+    /// approval makes it retry). `completes` makes the request active, scheduled or applied in
+    /// the same step; `deny` closes it as denied.
     DecideRequest(RequestDecision),
+    /// Moves active request `id`'s end from `from_end_us` to `to_end_us` (an extension) and
+    /// writes grants with the new end for its targets; conflicts unless it is still active,
+    /// still ends at `from_end_us` and that is after `at_us`.
+    ExtendRequest {
+        id: String,
+        from_end_us: i64,
+        to_end_us: i64,
+        at_us: i64,
+    },
+    /// Starts scheduled request `id` at `at_us`: conflicts unless it is still scheduled, its
+    /// principal enabled and its eligibility live and still applying to the principal.
+    StartRequest {
+        id: String,
+        at_us: i64,
+    },
     /// Moves a request from state `from` to `to` (a terminal state); conflicts if it is not in
     /// `from` any more, so a state change happens once even across replicas.
     CloseRequest {
@@ -690,6 +705,8 @@ impl Change {
             | Self::EndAssignment { .. }
             | Self::CreateRequest(_)
             | Self::DecideRequest(_)
+            | Self::ExtendRequest { .. }
+            | Self::StartRequest { .. }
             | Self::CloseRequest { .. }
             | Self::AddClientSecret { .. }
             | Self::RevokeClientSecret { .. }
@@ -739,6 +756,8 @@ impl Change {
             | Self::EndAssignment { .. }
             | Self::CreateRequest(_)
             | Self::DecideRequest(_)
+            | Self::ExtendRequest { .. }
+            | Self::StartRequest { .. }
             | Self::CloseRequest { .. }
             | Self::SetPrincipalEnabled { .. }
             | Self::Contain { .. }

@@ -23,7 +23,8 @@ pub struct NewAssignment {
     pub created_at_us: i64,
 }
 
-/// A new activation request, pending approval or already active.
+/// A new activation request: pending approval, scheduled, active, or (an extension that
+/// needed no approval) applied.
 #[derive(Debug, Clone)]
 pub struct NewRequest {
     pub id: String,
@@ -31,7 +32,7 @@ pub struct NewRequest {
     pub role: String,
     pub scope: String,
     pub eligibility_id: String,
-    /// `pending_approval` or `active`.
+    /// `pending_approval`, `scheduled`, `active` or `applied`.
     pub state: portcullis_core::activation::RequestState,
     pub duration_seconds: i64,
     pub justification: Option<String>,
@@ -41,6 +42,10 @@ pub struct NewRequest {
     pub timeout_at_us: Option<i64>,
     pub activated_at_us: Option<i64>,
     pub ends_at_us: Option<i64>,
+    /// A scheduled activation's start.
+    pub starts_at_us: Option<i64>,
+    /// An extension's activation.
+    pub extends_id: Option<String>,
 }
 
 pub(crate) async fn create_custom_role(
@@ -101,7 +106,7 @@ pub(crate) async fn end_assignment(
     }
     targets::revoke_where(c, Scope::RequestsOf(id), reason, at_us).await?;
     targets::revoke_where(c, Scope::Grant(id), reason, at_us).await?;
-    c.execute("UPDATE activation_requests SET state = CASE state WHEN 'active' THEN 'revoked' ELSE 'cancelled' END, closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE eligibility_id = $4 AND state IN ('pending_approval', 'active')", args![at_us, by, reason, id]).await?;
+    c.execute("UPDATE activation_requests SET state = CASE state WHEN 'active' THEN 'revoked' ELSE 'cancelled' END, closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE eligibility_id = $4 AND state IN ('pending_approval', 'scheduled', 'active')", args![at_us, by, reason, id]).await?;
 
     Ok(())
 }
@@ -111,12 +116,25 @@ pub(crate) async fn create_request(c: &mut Conn<'_>, r: &NewRequest) -> Result<(
     if live.is_none() {
         return Err(conflict("the eligible assignment has ended"));
     }
-    c.execute("INSERT INTO activation_requests (id, principal_id, role, scope, eligibility_id, state, duration_seconds, justification, ticket, approvals_required, created_at_us, timeout_at_us, activated_at_us, ends_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)", args![&r.id, &r.principal_id, &r.role, &r.scope, &r.eligibility_id, &r.state, r.duration_seconds, &r.justification, &r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us]).await?;
+    let closed = r.state.is_terminal().then_some(r.created_at_us);
+    c.execute("INSERT INTO activation_requests (id, principal_id, role, scope, eligibility_id, state, duration_seconds, justification, ticket, approvals_required, created_at_us, timeout_at_us, activated_at_us, ends_at_us, starts_at_us, extends_id, closed_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)", args![&r.id, &r.principal_id, &r.role, &r.scope, &r.eligibility_id, &r.state, r.duration_seconds, &r.justification, &r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us, r.starts_at_us, &r.extends_id, closed]).await?;
     if r.state == portcullis_core::activation::RequestState::Active {
-        targets::grant_request(c, &r.id, r.created_at_us).await?;
+        targets::grant_request(c, &r.id, r.created_at_us, "request.activated").await?;
     }
 
     Ok(())
+}
+
+/// What the last approval a request needs makes of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completed {
+    /// Active from `at_us` until `ends_at_us`.
+    Activate { at_us: i64, ends_at_us: i64 },
+    /// Scheduled: its start is the request's own; it will end at `ends_at_us`.
+    Schedule { ends_at_us: i64 },
+    /// An extension applied: the activation it extends now ends at `ends_at_us` (moved by a
+    /// [`super::Change::ExtendRequest`] in the same write).
+    Apply { ends_at_us: i64 },
 }
 
 /// One approver's decision on a request.
@@ -127,7 +145,8 @@ pub struct RequestDecision {
     pub approve: bool,
     pub reason: Option<String>,
     pub approvals_before: i64,
-    pub activate: Option<(i64, i64)>,
+    /// Set when this approval completes the request.
+    pub completes: Option<Completed>,
     pub at_us: i64,
 }
 
@@ -138,12 +157,11 @@ pub(crate) async fn decide_request(c: &mut Conn<'_>, d: &RequestDecision) -> Res
         approve,
         reason,
         approvals_before,
-        activate,
+        completes,
         at_us,
     } = d;
     let approve = *approve;
     let approvals_before = *approvals_before;
-    let activate = *activate;
     let at_us = *at_us;
 
     let approvals: i64 = c
@@ -165,10 +183,57 @@ pub(crate) async fn decide_request(c: &mut Conn<'_>, d: &RequestDecision) -> Res
     }
     if !approve {
         c.execute("UPDATE activation_requests SET state = 'denied', closed_at_us = $1, closed_by = $2, close_reason = $3 WHERE id = $4", args![at_us, approver_id, reason, request_id]).await?;
-    } else if let Some((activated, ends)) = activate {
-        c.execute("UPDATE activation_requests SET state = 'active', activated_at_us = $1, ends_at_us = $2 WHERE id = $3", args![activated, ends, request_id]).await?;
-        targets::grant_request(c, request_id, at_us).await?;
+    } else {
+        match *completes {
+            None => {}
+            Some(Completed::Activate {
+                at_us: activated,
+                ends_at_us: ends,
+            }) => {
+                c.execute("UPDATE activation_requests SET state = 'active', activated_at_us = $1, ends_at_us = $2 WHERE id = $3", args![activated, ends, request_id]).await?;
+                targets::grant_request(c, request_id, at_us, "request.activated").await?;
+            }
+            Some(Completed::Schedule { ends_at_us: ends }) => {
+                c.execute("UPDATE activation_requests SET state = 'scheduled', ends_at_us = $1 WHERE id = $2", args![ends, request_id]).await?;
+            }
+            Some(Completed::Apply { ends_at_us: ends }) => {
+                c.execute("UPDATE activation_requests SET state = 'applied', ends_at_us = $1, closed_at_us = $2, closed_by = $3 WHERE id = $4", args![ends, at_us, approver_id, request_id]).await?;
+            }
+        }
     }
+
+    Ok(())
+}
+
+pub(crate) async fn extend_request(
+    c: &mut Conn<'_>,
+    id: &str,
+    from_end_us: i64,
+    to_end_us: i64,
+    at_us: i64,
+) -> Result<()> {
+    let n = c.execute("UPDATE activation_requests SET ends_at_us = $1 WHERE id = $2 AND state = 'active' AND ends_at_us = $3 AND ends_at_us > $4", args![to_end_us, id, from_end_us, at_us]).await?;
+    if n == 0 {
+        return Err(conflict("the activation ended or changed meanwhile"));
+    }
+    // The targets learn the new end (a dynamic login's VALID UNTIL); a grant applied twice
+    // changes nothing else.
+    targets::grant_request(c, id, at_us, "request.extended").await?;
+
+    Ok(())
+}
+
+pub(crate) async fn start_request(c: &mut Conn<'_>, id: &str, at_us: i64) -> Result<()> {
+    let n = c.execute("UPDATE activation_requests SET state = 'active', activated_at_us = $1 WHERE id = $2 AND state = 'scheduled' AND ends_at_us > $1 \
+        AND EXISTS (SELECT 1 FROM principals p WHERE p.id = activation_requests.principal_id AND p.enabled) \
+        AND EXISTS (SELECT 1 FROM role_assignments a JOIN principals g ON g.id = a.principal_id WHERE a.id = activation_requests.eligibility_id \
+            AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) \
+            AND (a.principal_id = activation_requests.principal_id OR (g.kind = 'group' AND g.role_assignable AND EXISTS \
+                (SELECT 1 FROM group_members m WHERE m.group_id = a.principal_id AND m.member_id = activation_requests.principal_id))))", args![at_us, id]).await?;
+    if n == 0 {
+        return Err(conflict(REQUEST_MOVED));
+    }
+    targets::grant_request(c, id, at_us, "request.activated").await?;
 
     Ok(())
 }

@@ -198,8 +198,13 @@ const REQUEST_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_
 const ASSIGNMENT_GRANTS_OF_ROLE: &str = "INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', a.id, a.principal_id, a.role, b.grants, b.mode, a.starts_at_us, a.ends_at_us, $4, CASE WHEN a.starts_at_us > $3 THEN a.starts_at_us ELSE $3 END, $3, $3, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = a.principal_id) FROM role_assignments a JOIN target_bindings b ON b.role = a.role AND a.scope = '/targets/' || b.target JOIN principals p ON p.id = a.principal_id WHERE a.role = $1 AND b.target = $2 AND a.kind = 'active' AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $3) AND p.kind <> 'group' AND p.enabled";
 
 /// A request that became active: a grant at every target its role is bound to at its scope.
-pub(crate) async fn grant_request(c: &mut Conn<'_>, request_id: &str, at_us: i64) -> Result<()> {
-    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, 'request.activated', $2, $2, $2, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id) FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.id = $1 AND r.state = 'active' AND p.enabled", args![request_id, at_us]).await?;
+pub(crate) async fn grant_request(
+    c: &mut Conn<'_>,
+    request_id: &str,
+    at_us: i64,
+    reason: &str,
+) -> Result<()> {
+    c.execute("INSERT INTO target_ops (target, op, grant_id, principal_id, role, target_grants, mode, starts_at_us, ends_at_us, reason, due_at_us, next_attempt_at_us, created_at_us, account, account_id) SELECT b.target, 'grant', r.id, r.principal_id, r.role, b.grants, b.mode, COALESCE(r.activated_at_us, $2), r.ends_at_us, $3, $2, $2, $2, (SELECT ta.account FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id), (SELECT ta.external_id FROM target_accounts ta WHERE ta.target = b.target AND ta.principal_id = r.principal_id) FROM activation_requests r JOIN target_bindings b ON b.role = r.role AND r.scope = '/targets/' || b.target JOIN principals p ON p.id = r.principal_id WHERE r.id = $1 AND r.state = 'active' AND p.enabled", args![request_id, at_us, reason]).await?;
     Ok(())
 }
 

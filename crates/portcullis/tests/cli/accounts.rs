@@ -289,6 +289,61 @@ fn accounts_through_the_cli() {
     alice_ok(&["deactivate", "audit-reader"]);
     let mine = alice_json(&["requests", "--mine"]);
     assert_eq!(mine[0]["state"], "deactivated");
+    // More time on an active activation (no approval needed for audit-reader), and one
+    // scheduled for later, then cancelled.
+    alice_json(&[
+        "request",
+        "audit-reader",
+        "--for",
+        "10m",
+        "--reason",
+        "again",
+    ]);
+    let ext = alice_json(&[
+        "extend",
+        "audit-reader",
+        "--by",
+        "5m",
+        "--reason",
+        "runs long",
+    ]);
+    assert_eq!(ext["state"], "applied", "{ext}");
+    let left = alice_json(&["whoami"])["roles"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["role"] == "audit-reader"))
+        .and_then(|x| x["seconds_left"].as_i64())
+        .expect("audit-reader with time left");
+    assert!(
+        (890..=900).contains(&left),
+        "ten minutes and five more: {left}"
+    );
+    alice_ok(&["deactivate", "audit-reader"]);
+    let later = alice_json(&[
+        "request",
+        "audit-reader",
+        "--for",
+        "10m",
+        "--reason",
+        "tomorrow's window",
+        "--start",
+        "+1h",
+    ]);
+    assert_eq!(later["state"], "scheduled", "{later}");
+    let out = as_alice(&[
+        "request",
+        "audit-reader",
+        "--for",
+        "10m",
+        "--reason",
+        "x",
+        "--start",
+        "soon",
+    ])
+    .output()
+    .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--start"), "{}", stderr(&out));
+    alice_ok(&["cancel", later["id"].as_str().expect("id")]);
     // Her stored login holds no session token in the clear (keyring, or sealed in the file).
     let stored = std::fs::read_to_string(alice_cfg.join("session.json")).expect("stored login");
     let stored: serde_json::Value = serde_json::from_str(&stored).expect("json");

@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use portcullis_core::api::{
     ActivationRequestView, AssignmentView, CreateActivationRequest, CreateAssignmentRequest,
-    CreateRoleRequest, DecisionRequest, MakeEligibleRequest, RoleSettingsUpdate, RoleSettingsView,
-    RoleView,
+    CreateRoleRequest, DecisionRequest, ExtendActivationRequest, MakeEligibleRequest,
+    RoleSettingsUpdate, RoleSettingsView, RoleView,
 };
 use serde::Deserialize;
 
@@ -164,6 +164,25 @@ pub async fn create_request(
     Ok((
         StatusCode::CREATED,
         Json(svc::create_request(&state, &caller, req).await?),
+    ))
+}
+
+/// Ask for more time on your own active activation, before it ends (same approval rules; the
+/// activation keeps its end until the extension is decided).
+#[utoipa::path(post, path = "/api/v1/requests/{id}/extend", tag = "roles", security(("bearer" = [])), request_body = ExtendActivationRequest,
+    params(("id" = String, Path, description = "the active request to extend")),
+    responses((status = 201, body = ActivationRequestView, description = "the extension: `applied`, or `pending_approval`"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "not active any more, or an extension is waiting already")))]
+pub async fn extend_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ExtendActivationRequest>,
+) -> Result<(StatusCode, Json<ActivationRequestView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(svc::extend(&state, &caller, &id, req).await?),
     ))
 }
 

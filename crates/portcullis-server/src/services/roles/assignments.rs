@@ -520,9 +520,10 @@ pub async fn close_requests_via_group(
         if !group_assignments.contains(&r.eligibility_id) {
             continue;
         }
-        // Core's state machine: a pending request is cancelled, an active grant revoked.
+        // Core's state machine: a pending or scheduled request is cancelled (it granted
+        // nothing yet), an active grant revoked.
         let event = match r.state {
-            RequestState::PendingApproval => RequestEvent::Cancel,
+            RequestState::PendingApproval | RequestState::Scheduled => RequestEvent::Cancel,
             _ => RequestEvent::Revoke,
         };
         let Ok(to) = activation::transition(r.state, &event) else {

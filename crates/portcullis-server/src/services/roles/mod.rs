@@ -13,23 +13,26 @@
 //!   transaction; the expiry worker is woken when a nearer deadline appears.
 //!
 //! Here: role definitions, grants and settings; `assignments` who may hold what (privilege
-//! model rule 2); `requests` activation, approval and closing on core's state machine.
+//! model rule 2); `requests` activation (now or scheduled), approval and closing on core's
+//! state machine; `extension` more time for an active activation.
 
 mod assignments;
+mod extension;
 mod requests;
 
 pub use assignments::*;
+pub use extension::*;
 pub use requests::*;
 
 use crate::services::support::ConflictExt;
 use portcullis_core::activation::{
-    self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, RequestEvent,
-    RequestState, SessionFacts,
+    self, APPROVAL_TIMEOUT, ActivationError, ActivationInput, ApprovalError, Completion,
+    RequestEvent, RequestState, SessionFacts, schedule,
 };
 use portcullis_core::api::{
     ActivationRequestView, ActiveRoleView, AssignmentView, CreateActivationRequest,
-    CreateAssignmentRequest, CreateRoleRequest, DecisionRequest, MakeEligibleRequest,
-    RoleSettingsUpdate, RoleSettingsView, RoleView,
+    CreateAssignmentRequest, CreateRoleRequest, DecisionRequest, ExtendActivationRequest,
+    MakeEligibleRequest, RoleSettingsUpdate, RoleSettingsView, RoleView,
 };
 use portcullis_core::error::ErrorCode;
 use portcullis_core::principal::PrincipalName;

@@ -1,6 +1,11 @@
-//! Activation requests: create (step-up, justification, ticket, eligibility), list, approve or
-//! deny (N distinct people, never the requester), and close on core's state machine.
+//! Activation requests: create (step-up, justification, ticket, eligibility; now or scheduled
+//! to start later), list, approve or deny (N distinct people, never the requester), and close
+//! on core's state machine. Extensions are requests too (`extension`): approving one moves the
+//! end of the activation it extends.
 
+use super::extension::{
+    cancel_stale_extension, closing_extension_of, extension_applied, extension_target,
+};
 use super::*;
 use crate::services::support::ConflictExt;
 
@@ -39,11 +44,18 @@ fn view_of(r: &ActivationRequest, approvals: Vec<String>) -> ActivationRequestVi
         closed_at: r.closed_at_us.map(rfc3339),
         closed_by: r.closed_by.clone(),
         close_reason: r.close_reason.clone(),
+        starts_at: r.starts_at_us.map(rfc3339),
+        extends: r.extends_id.clone(),
     }
 }
 
 /// Core's activation rules name the code; the server answers with it.
 pub(super) fn activation_error(e: ActivationError) -> ApiError {
+    coded(e.code(), e.to_string())
+}
+
+/// Core's scheduling and extension rules name the code; the server answers with it.
+pub(super) fn schedule_error(e: schedule::ScheduleError) -> ApiError {
     coded(e.code(), e.to_string())
 }
 
@@ -128,6 +140,13 @@ pub async fn create_request(
         ));
     }
     let now = OffsetDateTime::now_utc();
+    let starts = match req.starts_at.as_deref() {
+        Some(t) => Some(
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| ApiError::bad_request("starts_at must be an RFC 3339 time"))?,
+        ),
+        None => None,
+    };
     let duration = Duration::seconds(req.duration_seconds);
     let facts = SessionFacts {
         strength: me.strength,
@@ -137,6 +156,11 @@ pub async fn create_request(
         duration,
         justification: req.justification.as_deref(),
         ticket: req.ticket.as_deref(),
+        completes_as: if starts.is_some() {
+            Completion::Schedule
+        } else {
+            Completion::Activate
+        },
     };
     let initial =
         activation::check_activation(&s, &facts, &input, now).map_err(activation_error)?;
@@ -150,12 +174,30 @@ pub async fn create_request(
             ),
         ));
     };
+    let elig_end = elig.ends_at_us.map(from_us);
+    if let Some(start) = starts {
+        schedule::check_start(start, now, elig_end).map_err(schedule_error)?;
+    }
     let id = new_id("r");
     let active = initial == RequestState::Active;
-    let ends = active.then(|| activation::grant_end(now, duration, elig.ends_at_us.map(from_us)));
+    let scheduled = initial == RequestState::Scheduled;
+    // A scheduled request's window is fixed now: from its start for its duration.
+    let window_end = starts.map(|start| activation::grant_end(start, duration, elig_end));
+    let ends = if active {
+        Some(activation::grant_end(now, duration, elig_end))
+    } else if scheduled {
+        window_end
+    } else {
+        None
+    };
+    let timeout = match (starts, window_end) {
+        (Some(start), Some(end)) => schedule::scheduled_approval_deadline(now, start, end),
+        _ => now + APPROVAL_TIMEOUT,
+    };
     let payload = serde_json::json!({
         "request_id": id, "requester": me.principal.name, "role": def.slug, "scope": scope.as_str(),
         "duration_seconds": req.duration_seconds, "justification": req.justification, "ticket": req.ticket,
+        "starts_at": starts.map(|t| rfc3339(us(t))),
     });
     let new_request = NewRequest {
         id: id.clone(),
@@ -169,9 +211,11 @@ pub async fn create_request(
         ticket: req.ticket.clone(),
         approvals_required: i64::from(s.approvals_required),
         created_at_us: us(now),
-        timeout_at_us: (!active).then(|| us(now + APPROVAL_TIMEOUT)),
+        timeout_at_us: (initial == RequestState::PendingApproval).then(|| us(timeout)),
         activated_at_us: active.then(|| us(now)),
         ends_at_us: ends.map(us),
+        starts_at_us: starts.map(us),
+        extends_id: None,
     };
     let mut changes = vec![Change::CreateRequest(new_request.clone())];
     let mut events = vec![
@@ -181,6 +225,12 @@ pub async fn create_request(
         changes.extend(notifications(&s.notify, "request.activated", &payload, now));
         events.push(event(caller, "request.activated", format!("role:{}", def.slug)).details(serde_json::json!({
             "request_id": id, "role": def.slug, "scope": scope.as_str(), "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "not_required",
+        })));
+    } else if scheduled {
+        changes.extend(notifications(&s.notify, "request.scheduled", &payload, now));
+        events.push(event(caller, "request.scheduled", format!("role:{}", def.slug)).details(serde_json::json!({
+            "request_id": id, "role": def.slug, "scope": scope.as_str(), "starts_at": starts.map(|t| rfc3339(us(t))),
+            "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "not_required",
         })));
     } else {
         // Approvers get the request's console page as well as the command.
@@ -229,6 +279,8 @@ pub async fn create_request(
         closed_at_us: None,
         closed_by: None,
         close_reason: None,
+        starts_at_us: new_request.starts_at_us,
+        extends_id: None,
     };
     Ok(view_of(&written, Vec::new()))
 }
@@ -375,18 +427,20 @@ pub async fn decide(
             .map_err(approval_error)?;
         let now = OffsetDateTime::now_utc();
         let approvals_before = approved_by.len() as i64;
+        let completes_as = completion_of(&r, now);
         let decision = if approve {
             RequestEvent::Approve {
                 approvals_now: u32::try_from(approvals_before + 1).unwrap_or(u32::MAX),
                 required: u32::try_from(r.approvals_required.max(1)).unwrap_or(u32::MAX),
+                completes_as,
             }
         } else {
             RequestEvent::Deny
         };
         // Core's state machine says where this decision leads.
-        let completes = activation::transition(RequestState::PendingApproval, &decision)
-            .map_err(|e| coded(ErrorCode::AlreadyDecided, e.to_string()))?
-            == RequestState::Active;
+        let next = activation::transition(RequestState::PendingApproval, &decision)
+            .map_err(|e| coded(ErrorCode::AlreadyDecided, e.to_string()))?;
+        let completes = approve && next != RequestState::PendingApproval;
         // Still eligible? If the eligibility ended meanwhile the request fails cleanly.
         let elig = state.store.assignment(&r.eligibility_id).await?;
         let elig_live = elig
@@ -418,14 +472,48 @@ pub async fn decide(
                 "the requester is no longer eligible for this role; the request was cancelled",
             ));
         }
-        let ends = completes.then(|| {
-            activation::grant_end(
-                now,
-                Duration::seconds(r.duration_seconds),
-                elig.as_ref().and_then(|a| a.ends_at_us).map(from_us),
-            )
-        });
+        let elig_end = elig.as_ref().and_then(|a| a.ends_at_us).map(from_us);
         let target = format!("user:{}", r.principal_name);
+        // What completing it writes besides the decision: an extension moves its activation.
+        let mut completion_changes = Vec::new();
+        let mut completion_event = None;
+        let completed = if !completes {
+            None
+        } else if next == RequestState::Applied {
+            let (orig, new_end) = match extension_target(state, &r, elig_end, &s, now).await {
+                Ok(x) => x,
+                Err(e) => {
+                    cancel_stale_extension(state, caller, &r, now).await;
+                    return Err(e);
+                }
+            };
+            let (change, ev) = extension_applied(caller, &orig, &r.id, new_end, now);
+            completion_changes.push(change);
+            completion_event = Some(ev);
+            Some(portcullis_store::Completed::Apply {
+                ends_at_us: us(new_end),
+            })
+        } else {
+            // A scheduled request's window runs from its start, whenever it is approved.
+            let start = r.starts_at_us.map(from_us).unwrap_or(now);
+            let ends =
+                activation::grant_end(start, Duration::seconds(r.duration_seconds), elig_end);
+            Some(if next == RequestState::Scheduled {
+                portcullis_store::Completed::Schedule {
+                    ends_at_us: us(ends),
+                }
+            } else {
+                portcullis_store::Completed::Activate {
+                    at_us: us(now),
+                    ends_at_us: us(ends),
+                }
+            })
+        };
+        let ends = completed.map(|c| match c {
+            portcullis_store::Completed::Activate { ends_at_us, .. }
+            | portcullis_store::Completed::Schedule { ends_at_us }
+            | portcullis_store::Completed::Apply { ends_at_us } => from_us(ends_at_us),
+        });
         let mut events = vec![event(caller, if approve { "request.approved" } else { "request.denied" }, target.clone())
             .details(serde_json::json!({ "request_id": r.id, "role": r.role, "scope": r.scope, "reason": d.reason,
                 "approvals": approvals_before + i64::from(approve), "approvals_required": r.approvals_required }))];
@@ -437,13 +525,24 @@ pub async fn decide(
             approve,
             reason: d.reason.clone(),
             approvals_before,
-            activate: ends.map(|e| (us(now), us(e))),
+            completes: completed,
             at_us: us(now),
         })];
-        if completes {
-            events.push(event(caller, "request.activated", target.clone()).details(serde_json::json!({
-                "request_id": r.id, "role": r.role, "scope": r.scope, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",
-            })));
+        changes.extend(completion_changes);
+        match next {
+            _ if !completes => {}
+            RequestState::Applied => events.extend(completion_event),
+            RequestState::Scheduled => {
+                events.push(event(caller, "request.scheduled", target.clone()).details(serde_json::json!({
+                    "request_id": r.id, "role": r.role, "scope": r.scope, "starts_at": r.starts_at_us.map(rfc3339),
+                    "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",
+                })));
+            }
+            _ => {
+                events.push(event(caller, "request.activated", target.clone()).details(serde_json::json!({
+                    "request_id": r.id, "role": r.role, "scope": r.scope, "ends_at": ends.map(|e| rfc3339(us(e))), "approval": "complete",
+                })));
+            }
         }
         if completes || !approve {
             changes.extend(notifications(
@@ -467,6 +566,18 @@ pub async fn decide(
         ErrorCode::AlreadyDecided,
         "the request changed while deciding; look at it again",
     ))
+}
+
+/// What `r` becomes once approved at `now`: an extension is applied, a request whose start
+/// lies ahead is scheduled, anything else is active at once.
+fn completion_of(r: &ActivationRequest, now: OffsetDateTime) -> Completion {
+    if r.extends_id.is_some() {
+        Completion::Extend
+    } else if r.starts_at_us.is_some_and(|s| s > us(now)) {
+        Completion::Schedule
+    } else {
+        Completion::Activate
+    }
 }
 
 /// How a request is ended, chosen by the route: there is no other action, so nothing unknown
@@ -528,6 +639,13 @@ pub async fn close(
         reason: d.reason.clone(),
         at_us: us(now),
     }];
+    let mut events = vec![ev];
+    if from == RequestState::Active
+        && let Some((change, ev)) = closing_extension_of(state, &r, &caller.actor(), now).await?
+    {
+        changes.push(change);
+        events.push(ev);
+    }
     if action == CloseAction::Revoke {
         let payload = serde_json::json!({ "request_id": r.id, "role": r.role, "revoked_by": me.principal.name });
         changes.extend(notifications(
@@ -539,7 +657,7 @@ pub async fn close(
     }
     state
         .store
-        .write(Change::Many(changes), vec![ev])
+        .write(Change::Many(changes), events)
         .await
         .on_conflict(|| {
             coded(

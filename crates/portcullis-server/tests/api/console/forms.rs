@@ -1,7 +1,8 @@
 //! The console's forms through HTTP: a stranger is sent to sign in and back; a refused
 //! request shows the service's reason and changes nothing; a self-approval is refused on the
 //! page and audited; a cross-site or token-less form is refused before anything runs; an
-//! approver decides from the inbox and the requester sees the role active, then deactivates.
+//! approver decides from the inbox and the requester sees the role active, then deactivates;
+//! the requester extends an activation from its page and schedules one for later.
 
 use super::*;
 
@@ -12,6 +13,7 @@ api_tests!(
     a_cross_site_or_tokenless_form_changes_nothing,
     a_self_approval_is_refused_on_the_page_and_audited,
     an_approver_decides_from_the_inbox_and_the_requester_deactivates,
+    the_requester_extends_and_schedules_from_the_console,
 );
 
 const PW: &str = "orchid-lantern-basalt-37";
@@ -238,4 +240,122 @@ async fn an_approver_decides_from_the_inbox_and_the_requester_deactivates(app: T
         .await;
     assert_eq!(location(&r), "/console?done=deactivated");
     assert_eq!(requests_of(&alice).await[0].state, "deactivated");
+}
+
+async fn the_requester_extends_and_schedules_from_the_console(app: TestApp) {
+    let admin = admin(&app).await;
+    let alice_secret = eligible_person(&app, &admin, "alice", PW).await;
+    let bob_secret = eligible_person(&app, &admin, "bob", PW).await;
+    let (mut a, a_csrf) = console_visitor(&app, "alice", PW, &alice_secret, 0).await;
+    let r = request_role(&mut a, &a_csrf, "30", "reviewing alerts", "").await;
+    assert_eq!(location(&r), "/console?done=activated");
+    let alice = sign_in(&app, "alice", PW, &alice_secret, 1).await;
+    let active = requests_of(&alice).await[0].clone();
+    let id = active.id.clone();
+    let mine = a.get("/console").await.text().await.expect("html");
+    assert!(
+        mine.contains(&format!("href=\"/console/requests/{id}\">Extend")),
+        "{mine}"
+    );
+    let page = a
+        .get(&format!("/console/requests/{id}"))
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(&format!("action=\"/console/requests/{id}/extend\"")),
+        "{page}"
+    );
+    // Past the role's maximum (8 h from now): the reason on the page, nothing moved.
+    let r = a
+        .post(
+            &format!("/console/requests/{id}/extend"),
+            &[
+                ("csrf", &a_csrf),
+                ("minutes", "600"),
+                ("justification", "long"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.text()
+            .await
+            .expect("html")
+            .contains("at most 8 h from now")
+    );
+    assert_eq!(
+        alice
+            .activation_request(&id)
+            .await
+            .expect("request")
+            .ends_at,
+        active.ends_at
+    );
+    // Someone else's activation: not found, not extended.
+    let (mut b, b_csrf) = console_visitor(&app, "bob", PW, &bob_secret, 0).await;
+    let r = b
+        .post(
+            &format!("/console/requests/{id}/extend"),
+            &[
+                ("csrf", &b_csrf),
+                ("minutes", "15"),
+                ("justification", "mine now"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 404);
+    let r = a
+        .post(
+            &format!("/console/requests/{id}/extend"),
+            &[
+                ("csrf", &a_csrf),
+                ("minutes", "15"),
+                ("justification", "runs long"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        location(&r),
+        format!("/console/requests/{id}?done=extended")
+    );
+    let ends = |v: &portcullis_core::api::ActivationRequestView| {
+        time::OffsetDateTime::parse(
+            v.ends_at.as_deref().expect("end"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("time")
+    };
+    let extended = alice.activation_request(&id).await.expect("request");
+    assert_eq!(ends(&extended), ends(&active) + time::Duration::minutes(15));
+    // Scheduled for an hour from now (the form's time is UTC, without seconds).
+    let start = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]"
+        ))
+        .expect("start");
+    let r = a
+        .post(
+            "/console/requests",
+            &[
+                ("csrf", a_csrf.as_str()),
+                ("eligibility", "security-reader /"),
+                ("minutes", "30"),
+                ("justification", "tomorrow's window"),
+                ("ticket", ""),
+                ("start", start.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(location(&r), "/console?done=scheduled");
+    let scheduled = requests_of(&alice).await[0].clone();
+    assert_eq!(scheduled.state, "scheduled");
+    assert!(
+        scheduled
+            .starts_at
+            .as_deref()
+            .is_some_and(|s| s.starts_with(&start)),
+        "{scheduled:?}"
+    );
 }

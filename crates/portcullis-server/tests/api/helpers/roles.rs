@@ -47,6 +47,7 @@ pub(crate) fn ask(role: &str, secs: i64, why: Option<&str>) -> CreateActivationR
         duration_seconds: secs,
         justification: why.map(str::to_owned),
         ticket: None,
+        starts_at: None,
     }
 }
 
@@ -70,4 +71,88 @@ pub(crate) async fn admin_assignment_id(admin: &Client, principal: &str, role: &
         .find(|a| a.principal == format!("user:{principal}") && a.role == role)
         .map(|a| a.id)
         .expect("assignment")
+}
+
+/// ivy (eligible for security-reader, which needs one approval from the role-assignable
+/// group `approvers`) and jon, both members of that group, signed in with MFA; ivy's
+/// eligibility ends after `secs` seconds, or never.
+pub(crate) async fn approval_setup_for(
+    app: &TestApp,
+    admin: &Client,
+    secs: Option<i64>,
+) -> (Client, Client) {
+    let (ivy, _) = mfa_user(app, admin, "ivy", "amber-willow-canyon-58").await;
+    let (jon, _) = mfa_user(app, admin, "jon", "cobalt-meadow-lantern-39").await;
+    admin
+        .create_group(&portcullis_core::api::CreateGroupRequest {
+            name: "approvers".into(),
+            display_name: None,
+            role_assignable: true,
+        })
+        .await
+        .expect("group");
+    for m in ["ivy", "jon"] {
+        admin
+            .add_group_member("approvers", &GroupMemberRequest { member: m.into() })
+            .await
+            .expect("member");
+    }
+    admin
+        .update_role_settings(
+            "security-reader",
+            &RoleSettingsUpdate {
+                require_approval: Some(true),
+                approvers: Some(vec!["group:approvers".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("settings");
+    admin
+        .create_assignment(&eligible("ivy", "security-reader", secs))
+        .await
+        .expect("eligible");
+    (ivy, jon)
+}
+
+/// A webhook target `deploy-hook` posting to `127.0.0.1:port/ops`, and a custom role `deployer`
+/// bound to it (granting `deploy` there).
+pub(crate) async fn deploy_hook(admin: &Client, port: u16) {
+    admin
+        .create_target(&portcullis_core::api::CreateTargetRequest {
+            name: "deploy-hook".into(),
+            kind: "webhook".into(),
+            url: format!("http://127.0.0.1:{port}/ops"),
+            observe_url: None,
+            login: None,
+            secret: Some("a-key-long-enough-for-hmac".into()),
+            secret_env: None,
+            drift: None,
+            reconcile_interval: Some("1h".into()),
+            ssh: None,
+            msgraph: None,
+        })
+        .await
+        .expect("target");
+    admin
+        .create_role(&portcullis_core::api::CreateRoleRequest {
+            slug: "deployer".into(),
+            display_name: None,
+            description: "deploys".into(),
+            permissions: vec!["target:deploy-hook.deploy".into()],
+        })
+        .await
+        .expect("role");
+    admin
+        .bind_role(
+            "deploy-hook",
+            "deployer",
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec!["deploy".into()],
+                mode: None,
+                ssh: None,
+            },
+        )
+        .await
+        .expect("bind");
 }

@@ -255,6 +255,7 @@ pub(crate) async fn activate_at(c: &Client, target: &str, secs: i64) -> String {
             duration_seconds: secs,
             justification: Some("month-end payroll check".into()),
             ticket: Some("CHG-1234".into()),
+            starts_at: None,
         })
         .await
         .expect("activate");

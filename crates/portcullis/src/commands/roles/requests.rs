@@ -1,5 +1,5 @@
-//! Activation requests: `request` (optionally waiting for the decision), `requests`,
-//! `approve` / `deny` / `cancel`, and `deactivate`.
+//! Activation requests: `request` (now or `--start` later, optionally waiting for the
+//! decision), `requests`, `approve` / `deny` / `cancel`, `extend` and `deactivate`.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 use portcullis_client::Client;
-use portcullis_core::api::{ActivationRequestView, CreateActivationRequest, DecisionRequest};
+use portcullis_core::api::{
+    ActivationRequestView, CreateActivationRequest, DecisionRequest, ExtendActivationRequest,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::seconds;
 use crate::output::{Output, print_json, table};
@@ -24,9 +28,45 @@ pub struct RequestArgs {
     reason: Option<String>,
     #[arg(long)]
     ticket: Option<String>,
+    /// Start later instead of now: an RFC 3339 time (`2026-12-03T09:00Z`, seconds optional)
+    /// or `+DURATION` from now (`+2h`). Approval can be given ahead; at most 30 days ahead.
+    #[arg(long)]
+    start: Option<String>,
     /// Wait until the request is approved or denied.
     #[arg(long)]
     wait: bool,
+}
+
+#[derive(Args)]
+pub struct ExtendArgs {
+    /// The role whose active activation to extend, or the activation's request id.
+    role_or_id: String,
+    /// How much longer, e.g. 30m (the new end is at most the role's maximum from now).
+    #[arg(long = "by")]
+    by: String,
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    ticket: Option<String>,
+}
+
+/// `--start`: an RFC 3339 time (seconds may be left out) or `+DURATION` from now.
+fn start_time(s: &str) -> Result<String> {
+    if let Some(d) = s.strip_prefix('+') {
+        let at = OffsetDateTime::now_utc() + time::Duration::seconds(seconds(d)?);
+        return Ok(at.format(&Rfc3339)?);
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t.format(&Rfc3339)?);
+    }
+    // `2026-12-03T09:00Z`: hours and minutes only.
+    if s.len() > 16 && s.is_char_boundary(16) && s.as_bytes()[13] == b':' {
+        let with_seconds = format!("{}:00{}", &s[..16], &s[16..]);
+        if let Ok(t) = OffsetDateTime::parse(&with_seconds, &Rfc3339) {
+            return Ok(t.format(&Rfc3339)?);
+        }
+    }
+    bail!("--start must be an RFC 3339 time such as 2026-12-03T09:00Z, or +DURATION such as +2h")
 }
 
 #[derive(Args)]
@@ -95,6 +135,7 @@ pub async fn request(c: &Client, output: Output, r: &RequestArgs) -> Result<Exit
             duration_seconds: seconds(&r.for_)?,
             justification: r.reason.clone(),
             ticket: r.ticket.clone(),
+            starts_at: r.start.as_deref().map(start_time).transpose()?,
         })
         .await?;
     if r.wait && req.state == "pending_approval" {
@@ -125,7 +166,7 @@ pub async fn request(c: &Client, output: Output, r: &RequestArgs) -> Result<Exit
     }
     show_request(output, &req)?;
     Ok(match req.state.as_str() {
-        "active" | "pending_approval" => ExitCode::SUCCESS,
+        "active" | "pending_approval" | "scheduled" => ExitCode::SUCCESS,
         _ => ExitCode::FAILURE,
     })
 }
@@ -155,6 +196,39 @@ pub async fn decide(c: &Client, output: Output, action: &str, d: &DecideArgs) ->
         _ => c.cancel_request(&d.id, &body).await?,
     };
     show_request(output, &r)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn extend(c: &Client, output: Output, a: &ExtendArgs) -> Result<ExitCode> {
+    let active = c.requests("mine", Some("active")).await?;
+    let mut matching = active
+        .iter()
+        .filter(|r| r.id == a.role_or_id || r.role == a.role_or_id);
+    let (Some(target), None) = (matching.next(), matching.next()) else {
+        let n = active
+            .iter()
+            .filter(|r| r.id == a.role_or_id || r.role == a.role_or_id)
+            .count();
+        if n == 0 {
+            bail!("you have no active activation of {}", a.role_or_id);
+        }
+        bail!(
+            "{} of your activations match {}; name one by its request id",
+            n,
+            a.role_or_id
+        );
+    };
+    let ext = c
+        .extend_activation(
+            &target.id,
+            &ExtendActivationRequest {
+                duration_seconds: seconds(&a.by)?,
+                justification: a.reason.clone(),
+                ticket: a.ticket.clone(),
+            },
+        )
+        .await?;
+    show_request(output, &ext)?;
     Ok(ExitCode::SUCCESS)
 }
 

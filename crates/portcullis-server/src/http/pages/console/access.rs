@@ -37,6 +37,8 @@ struct RequestForm {
     minutes: String,
     justification: String,
     ticket: String,
+    /// `datetime-local`, UTC: start later.
+    start: String,
 }
 
 #[derive(askama::Template)]
@@ -163,6 +165,7 @@ pub async fn console_request(state: &AppState, headers: &HeaderMap, body: &str) 
         minutes: field("minutes"),
         justification: field("justification"),
         ticket: field("ticket"),
+        start: field("start"),
     };
     let Some((role, scope)) = form.eligibility.split_once(' ') else {
         let e = ApiError::bad_request("choose a role to request");
@@ -178,9 +181,18 @@ pub async fn console_request(state: &AppState, headers: &HeaderMap, body: &str) 
         duration_seconds: minutes.saturating_mul(60),
         justification: Some(form.justification.clone()).filter(|s| !s.is_empty()),
         ticket: Some(form.ticket.clone()).filter(|s| !s.is_empty()),
+        // A `datetime-local` value (`2026-12-03T09:00`, said to be UTC on the form).
+        starts_at: Some(form.start.clone()).filter(|s| !s.is_empty()).map(|s| {
+            if s.len() == 16 {
+                format!("{s}:00Z")
+            } else {
+                format!("{s}Z")
+            }
+        }),
     };
     match svc::create_request(state, &v.caller, req).await {
         Ok(r) if r.state == "active" => see_other("/console?done=activated", Vec::new()),
+        Ok(r) if r.state == "scheduled" => see_other("/console?done=scheduled", Vec::new()),
         Ok(_) => see_other("/console?done=requested", Vec::new()),
         Err(e) if needs_step_up(&e) => step_up("/console", &e),
         Err(e) => {

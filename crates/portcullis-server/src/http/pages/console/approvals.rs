@@ -1,7 +1,8 @@
 //! Approvals (`/console/approvals`): the requests the visitor may decide, one request's page
-//! (the link in the approval email, `public_url`/console/requests/ID), and the decision.
+//! (the link in the approval email, `public_url`/console/requests/ID), the decision, and the
+//! requester's extension of their own active activation from that page.
 
-use portcullis_core::api::{ActivationRequestView, DecisionRequest};
+use portcullis_core::api::{ActivationRequestView, DecisionRequest, ExtendActivationRequest};
 
 use super::*;
 use crate::services::roles as svc;
@@ -26,6 +27,8 @@ struct RequestPage<'a> {
     r: ActivationRequestView,
     duration: String,
     can_decide: bool,
+    /// The visitor's own active activation (not itself an extension): the extend form shows.
+    can_extend: bool,
 }
 
 /// `GET /console/approvals`.
@@ -77,6 +80,7 @@ async fn request_page(
     let can_decide = r.state == "pending_approval"
         && !r.approvals.iter().any(|a| a == &me)
         && decidable(state, v, id).await;
+    let can_extend = r.state == "active" && r.requester == me && r.extends.is_none();
     render(
         v,
         &RequestPage {
@@ -87,6 +91,7 @@ async fn request_page(
             duration: duration_words(r.duration_seconds),
             r,
             can_decide,
+            can_extend,
         },
         error.map_or(StatusCode::OK, ApiError::status),
     )
@@ -147,6 +152,56 @@ pub async fn console_decide(
         Err(e) if needs_step_up(&e) => step_up(&path, &e),
         Err(e) => {
             audit_refusal(state, &v, "POST", "/console/requests/{id}/decide", &e).await;
+            request_page(state, &v, id, None, Some(&e)).await
+        }
+    }
+}
+
+/// `POST /console/requests/{id}/extend`: the requester asks for more time on their own active
+/// activation (minutes, justification, ticket).
+pub async fn console_extend(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    body: &str,
+) -> Response {
+    let Some(id) = record_id(id) else {
+        return error_page(StatusCode::NOT_FOUND, "no such request");
+    };
+    let path = format!("/console/requests/{id}");
+    let (v, f) = match posted(state, headers, body, &path, "/console").await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let field = |k: &str| {
+        f.get(k)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let Some(minutes) = field("minutes")
+        .and_then(|m| m.parse::<i64>().ok())
+        .filter(|m| *m > 0)
+    else {
+        let e = ApiError::bad_request("the extension must be a whole number of minutes");
+        return request_page(state, &v, id, None, Some(&e)).await;
+    };
+    let req = ExtendActivationRequest {
+        duration_seconds: minutes.saturating_mul(60),
+        justification: field("justification"),
+        ticket: field("ticket"),
+    };
+    match svc::extend(state, &v.caller, id, req).await {
+        Ok(ext) => {
+            let done = if ext.state == "applied" {
+                "extended"
+            } else {
+                "extension_requested"
+            };
+            see_other(&format!("{path}?done={done}"), Vec::new())
+        }
+        Err(e) if needs_step_up(&e) => step_up(&path, &e),
+        Err(e) => {
+            audit_refusal(state, &v, "POST", "/console/requests/{id}/extend", &e).await;
             request_page(state, &v, id, None, Some(&e)).await
         }
     }

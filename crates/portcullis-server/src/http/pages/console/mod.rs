@@ -184,6 +184,11 @@ fn done_message(code: Option<&String>) -> Option<&'static str> {
     Some(match code?.as_str() {
         "requested" => "Your request is in; you will be told when it is decided.",
         "activated" => "The role is active.",
+        "scheduled" => "The activation is scheduled; it starts at the time you chose.",
+        "extended" => "The activation is extended.",
+        "extension_requested" => {
+            "Your extension is asked; the role keeps its end until it is decided."
+        }
         "deactivated" => "The role is deactivated; its access is being removed everywhere.",
         "cancelled" => "The request is cancelled.",
         "approved" => "Approved.",

@@ -66,6 +66,21 @@ pub async fn console_deactivate_post(
     console_close(&state, &headers, &id, true, &body).await
 }
 
+/// Ask for more time on one's own active activation (form on its page).
+#[utoipa::path(post, path = "/console/requests/{id}/extend", tag = "console",
+    params(("id" = String, Path, description = "the active request to extend")),
+    responses((status = 303, description = "extended or asked: back to the request's page"), (status = 400, description = "bad input", content_type = "text/html"),
+        (status = 403, description = "CSRF check failed or refused", content_type = "text/html"), (status = 404, description = "no such request", content_type = "text/html"),
+        (status = 409, description = "not active any more, or an extension is waiting", content_type = "text/html")))]
+pub async fn console_extend_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: String,
+) -> Response {
+    console_extend(&state, &headers, &id, &body).await
+}
+
 /// Cancel one's own pending request (form).
 #[utoipa::path(post, path = "/console/requests/{id}/cancel", tag = "console",
     params(("id" = String, Path, description = "request id")),
