@@ -264,3 +264,43 @@ endpoints! {
     /// Report a failed recovery of an account's password from shares (it alerts).
     fn report_breakglass_failure(name: &str, req: &BreakGlassFailedRecovery) -> () = POST format!("/api/v1/breakglass/{}/failed-recovery", seg(name)), body req;
 }
+
+use portcullis_core::api::{
+    CreateReviewRequest, ReviewDecisionRequest, ReviewItemView, ReviewRoundView, ReviewView,
+    SetManagerRequest,
+};
+
+endpoints! {
+    /// Create an access review; its first round opens at once.
+    fn create_review(req: &CreateReviewRequest) -> ReviewView = POST "/api/v1/reviews", body req;
+    fn reviews() -> Vec<ReviewView> = GET "/api/v1/reviews";
+    fn review(id: &str) -> ReviewView = GET format!("/api/v1/reviews/{}", seg(id));
+    /// Delete a review (an open round is cancelled, nothing applied).
+    fn delete_review(id: &str) -> () = DELETE format!("/api/v1/reviews/{}", seg(id));
+    /// Open a round of a review now.
+    fn start_review(id: &str) -> ReviewView = POST format!("/api/v1/reviews/{}/start", seg(id));
+    /// The items of open rounds you review.
+    fn my_review_items() -> Vec<ReviewItemView> = GET "/api/v1/reviews/items";
+    fn review_round(id: &str) -> ReviewRoundView = GET format!("/api/v1/reviews/rounds/{}", seg(id));
+    /// Close a round now: undecided items get the default, removals are applied.
+    fn close_review_round(id: &str) -> ReviewRoundView = POST format!("/api/v1/reviews/rounds/{}/close", seg(id));
+    /// Keep or remove one item of a round, with a reason.
+    fn decide_review_item(round: &str, assignment: &str, req: &ReviewDecisionRequest) -> ReviewItemView = POST format!("/api/v1/reviews/rounds/{}/items/{}/decide", seg(round), seg(assignment)), body req;
+    /// Set (or with `manager: None` remove) a person's manager.
+    fn set_manager(name: &str, req: &SetManagerRequest) -> UserView = PUT format!("/api/v1/users/{}/manager", seg(name)), body req;
+}
+
+use portcullis_core::api::{ChangeDecisionRequest, ChangeRequestView};
+
+endpoints! {
+    /// Change requests (four eyes on the PAM's settings); `state` is `pending`, `applied`, …
+    fn change_requests(state: Option<&str>) -> Vec<ChangeRequestView> = GET match state {
+        Some(st) => format!("/api/v1/changes?state={}", seg(st)),
+        None => "/api/v1/changes".to_owned(),
+    };
+    fn change_request(id: &str) -> ChangeRequestView = GET format!("/api/v1/changes/{}", seg(id));
+    /// Approve a change request (another top-tier person): it applies now.
+    fn approve_change(id: &str, req: &ChangeDecisionRequest) -> ChangeRequestView = POST format!("/api/v1/changes/{}/approve", seg(id)), body req;
+    fn deny_change(id: &str, req: &ChangeDecisionRequest) -> ChangeRequestView = POST format!("/api/v1/changes/{}/deny", seg(id)), body req;
+    fn cancel_change(id: &str, req: &ChangeDecisionRequest) -> ChangeRequestView = POST format!("/api/v1/changes/{}/cancel", seg(id)), body req;
+}

@@ -56,6 +56,8 @@ error_codes! {
     TicketRequired => "ticket_required",
     DurationTooLong => "duration_too_long",
     SelfApproval => "self_approval",
+    /// A reviewer decided an access-review item of their own access (`403`).
+    SelfReview => "self_review",
     AlreadyDecided => "already_decided",
     NotEligible => "not_eligible",
     InvalidPublicKey => "invalid_public_key",
@@ -72,6 +74,10 @@ error_codes! {
     NotGrantable => "not_grantable",
     /// The caller holds no active grant where one is needed (an SSH certificate, `403`).
     NoActiveGrant => "no_active_grant",
+    /// The change weakens the PAM's protection: it was not applied but recorded as a change
+    /// request that another top-tier person approves, or that takes effect after the
+    /// cooling-off (`403`; the message names the request).
+    ChangePending => "change_pending",
     /// A request rate limit or connection cap (`429`, with `Retry-After`).
     RateLimited => "rate_limited",
     /// The request body did not arrive in time (`408`).

@@ -17,12 +17,14 @@ pub mod error;
 pub mod factor;
 #[cfg(test)]
 mod fuzz;
+pub mod governance;
 pub mod network;
 pub mod oidc;
 pub mod password;
 pub mod posture;
 pub mod principal;
 pub mod privilege;
+pub mod reviews;
 pub mod roles;
 pub mod session;
 pub mod ssh;

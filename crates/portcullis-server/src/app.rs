@@ -292,6 +292,7 @@ impl Application {
             ),
             tokens: tokens.clone(),
             expiry_wake: expiry_wake.clone(),
+            reviews_wake: Arc::default(),
             ca: Arc::default(),
             breakglass: Arc::new(crate::services::breakglass::BreakGlassSettings::new(
                 drill_max_age,
@@ -299,6 +300,7 @@ impl Application {
             )),
             refusals: refusals.clone(),
             caches: Arc::new(crate::state::caches::Caches::new(&store)),
+            change_cooling_off: config.change_cooling_off()?,
         });
         crate::http::metrics::handle();
         let limits = config.connection_limits();
@@ -445,6 +447,20 @@ impl Application {
                 let _ = posture_stop.wait_for(|stop| *stop).await;
             },
         ));
+        let mut reviews_stop = stop_tx.subscribe();
+        let reviews = tokio::spawn(crate::workers::reviews::run(
+            self.state.clone(),
+            async move {
+                let _ = reviews_stop.wait_for(|stop| *stop).await;
+            },
+        ));
+        let mut governance_stop = stop_tx.subscribe();
+        let governance = tokio::spawn(crate::workers::governance::run(
+            self.state.clone(),
+            async move {
+                let _ = governance_stop.wait_for(|stop| *stop).await;
+            },
+        ));
         let mut sweeper_stop = stop_tx.subscribe();
         let sweeper = tokio::spawn(crate::workers::sweeper::run(
             self.store.clone(),
@@ -502,6 +518,8 @@ impl Application {
         let _ = refusals.await;
         let _ = sweeper.await;
         let _ = posture.await;
+        let _ = reviews.await;
+        let _ = governance.await;
         let _ = targets.await;
         let _ = reconciler.await;
         // A stopped tenant ends on a checkpoint (anchored before this write returns), so

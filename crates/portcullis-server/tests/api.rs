@@ -23,10 +23,14 @@
 //! - `breakglass/`: break-glass accounts: split custody, FIDO2, drills and alerts, throttling
 //! - `conditional_access/`: conditional-access policies (validation, the lockout guard, sign-in, what-if, token grants, break-glass), a file per topic
 //! - `containment.rs`: containing a principal in one step, its release, and the abuse refusals
+//! - `four_eyes.rs`: weakening changes of privileged roles as change requests (approval,
+//!   cooling-off, cancel, two replicas)
 //! - `audit.rs`: audit list, verify, checkpoints
 //! - `replicas.rs`: two replicas on one PostgreSQL
 //! - `posture.rs`: the posture report, its counts on /metrics and the daily digest
 //! - `privilege/`: the privilege model, as abuse tests, one file per rule
+//! - `reviews/`: access reviews: who decides what, the close (defaults, removals, guards, two
+//!   replicas), managers, the emails, the reviewer's console pages
 //! - `ca_privilege.rs`: conditional access under the privilege model
 //! - `alert_flood.rs`: alert floods and sealed channel configuration
 //! - `audit_anchor.rs`: audit checkpoints anchored outside the database
@@ -124,6 +128,8 @@ mod containment;
 mod device_grant;
 #[path = "api/edge/mod.rs"]
 mod edge;
+#[path = "api/four_eyes.rs"]
+mod four_eyes;
 #[path = "api/hostile/mod.rs"]
 mod hostile;
 #[path = "api/oidc/mod.rs"]
@@ -134,6 +140,8 @@ mod posture;
 mod privilege;
 #[path = "api/replicas.rs"]
 mod replicas;
+#[path = "api/reviews/mod.rs"]
+mod reviews;
 #[path = "api/roles.rs"]
 mod roles;
 #[path = "api/scheduled_and_extended.rs"]

@@ -32,8 +32,10 @@ pub mod conditional_access;
 pub mod containment;
 pub mod crypto;
 pub mod device;
+pub mod governance;
 pub mod oidc;
 pub mod posture;
+pub mod reviews;
 pub mod roles;
 pub mod ssh;
 pub mod stats;
@@ -73,6 +75,11 @@ pub use changes::{
     NewOutboxMessage, NewPrincipal, NewRefreshToken, NewRequest, NewSession, NewTenant,
     NewTotpFactor, NewWebauthnFactor, OutboxAttempt, PendingCap, REQUEST_MOVED, RequestDecision,
     SealedChannel, THROTTLED, TOO_MANY_PENDING, TOO_MANY_RULES,
+};
+pub use changes::{CHANGE_MOVED, GovernanceChange, NewChangeRequest};
+pub use changes::{
+    ClosedItem, NewAccessReview, NewReviewItem, NewReviewRound, REVIEW_DECISIONS_MOVED,
+    REVIEW_ITEM_MOVED, REVIEW_NOT_DUE, REVIEW_ROUND_NOT_OPEN, ReviewChange, ReviewClose,
 };
 pub use crypto::MasterKey;
 pub use tenant::{BOOTSTRAP_TOKEN_LIFETIME, Tenant};

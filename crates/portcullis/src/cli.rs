@@ -146,6 +146,16 @@ enum Command {
     /// The posture report: SCuBA MS.AAD.7.1–7.9 and PIM's checks of this tenant, with the
     /// evidence and the fix; `--fail-on high` exits 4 when a high finding is present.
     Posture(crate::commands::posture::PostureArgs),
+    /// Four eyes on the PAM's own settings: change requests that weaken a privileged role wait
+    /// for another top-tier administrator (`list --pending`, `approve ID`, `deny ID --reason`,
+    /// `cancel ID`).
+    #[command(subcommand)]
+    Changes(crate::commands::changes::ChangesCommand),
+    /// Access reviews: reviewers keep or remove each eligible and active assignment of a role;
+    /// undecided ones get the default when the round closes (`create --every 90d`, `list
+    /// --to-decide`, `decide ROUND ASSIGNMENT --keep|--remove --reason …`).
+    #[command(subcommand)]
+    Reviews(crate::commands::reviews::ReviewsCommand),
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -244,11 +254,18 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             requests::deactivate(&client(&cli.server)?, cli.output, role).await
         }
         Command::Extend(a) => requests::extend(&client(&cli.server)?, cli.output, a).await,
+        Command::Changes(cmd) => {
+            crate::commands::changes::run(&client(&cli.server)?, cli.output, cmd).await
+        }
         Command::Posture(args) => {
             crate::commands::posture::posture(&client(&cli.server)?, cli.output, args).await
         }
         Command::Contain(args) => {
             crate::commands::contain::contain(&client(&cli.server)?, cli.output, args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reviews(cmd) => {
+            crate::commands::reviews::run(&client(&cli.server)?, cli.output, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Device(cmd) => signin::decide_device(&client(&cli.server)?, cmd).await,

@@ -15,6 +15,8 @@
 //! - `breakglass.rs`: break-glass accounts
 //! - `conditional_access.rs`: conditional-access locations and policies
 //! - `contain.rs`: containment and its undo
+//! - `changes.rs`: four eyes: a weakening recorded as a change request, listed, cancelled
+//! - `reviews.rs`: access reviews, a manager, a reviewer's decision and the close
 //! - `completions.rs`: shell completion scripts
 //! - `backup.rs`: an online SQLite backup, verified, and the README's restore procedure
 //! - `targets.rs`: targets, their secrets and bindings; SSH certificates through `portcullis ssh`
@@ -34,12 +36,16 @@ mod audit;
 mod backup;
 #[path = "cli/breakglass.rs"]
 mod breakglass;
+#[path = "cli/changes.rs"]
+mod changes;
 #[path = "cli/completions.rs"]
 mod completions;
 #[path = "cli/conditional_access.rs"]
 mod conditional_access;
 #[path = "cli/contain.rs"]
 mod contain;
+#[path = "cli/reviews.rs"]
+mod reviews;
 #[path = "cli/serve.rs"]
 mod serve;
 /// The real sshd of the server's SSH tests, shared.

@@ -40,6 +40,25 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
             ),
         );
     }
+    if matches!(e.action.as_str(), "change.requested" | "change.applied")
+        && e.outcome == Outcome::Success
+    {
+        return alert(
+            "governance.change",
+            Severity::Critical,
+            format!(
+                "weakening change of {} {}: {} ({})",
+                text("subject"),
+                if e.action == "change.requested" {
+                    "requested"
+                } else {
+                    "applied"
+                },
+                e.target,
+                text("how")
+            ),
+        );
+    }
     if e.action == "principal.contained" && e.outcome == Outcome::Success && !flag("emergency") {
         return alert(
             "principal.contained",
@@ -189,6 +208,11 @@ pub fn builtin(e: &AuditEvent) -> Option<Alert> {
 
 /// The built-in rules, as listed to people (they are code; see [`builtin`]).
 pub const BUILTIN_RULES: &[(&str, Severity, &str)] = &[
+    (
+        "governance.change",
+        Severity::Critical,
+        "a weakening change of the PAM's settings requested, and when it takes effect",
+    ),
     (
         "posture.digest",
         Severity::Warning,

@@ -42,6 +42,9 @@ api_type! {
         pub mfa: Vec<String>,
         /// Groups this user belongs to directly.
         pub groups: Vec<String>,
+        /// The person's manager (their reviewer in a `managers` access review).
+        #[serde(default)]
+        pub manager: Option<String>,
     }
 }
 

@@ -14,6 +14,7 @@
 //! - `breakglass`: break-glass accounts and their drills.
 //! - `conditional_access`: conditional-access policies, named locations and what-if.
 //! - `targets`: targets, role bindings, target operations, observation and reconciliation.
+//! - `reviews`: access reviews, their rounds, items and decisions; a person's manager.
 
 macro_rules! api_type {
     ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
@@ -31,7 +32,9 @@ mod audit;
 mod breakglass;
 mod conditional_access;
 mod errors;
+mod governance;
 mod health;
+mod reviews;
 mod roles;
 mod signin;
 mod targets;
@@ -43,7 +46,9 @@ pub use audit::*;
 pub use breakglass::*;
 pub use conditional_access::*;
 pub use errors::*;
+pub use governance::*;
 pub use health::*;
+pub use reviews::*;
 pub use roles::*;
 pub use signin::*;
 pub use targets::*;

@@ -15,6 +15,8 @@ pub const PRIVILEGED_PERMISSIONS: &[&str] = &[
     perm::ASSIGNMENTS_CREATE,
     perm::ASSIGNMENTS_DELETE,
     perm::GROUPS_ROLE_ASSIGNABLE_UPDATE,
+    // access reviews: their removals end assignments
+    perm::REVIEWS_MANAGE,
     // conditional access, break-glass, keys, alert channels
     perm::CA_MANAGE,
     perm::BREAKGLASS_MANAGE,

@@ -109,9 +109,12 @@ impl BuiltinRole {
                 perm::GROUPS_ROLE_ASSIGNABLE_UPDATE,
                 perm::USERS_READ,
                 perm::PRINCIPALS_CONTAIN,
+                perm::REVIEWS_READ,
+                perm::REVIEWS_MANAGE,
             ],
             Self::SecurityAdministrator => &[
                 perm::POSTURE_READ,
+                perm::REVIEWS_READ,
                 perm::BREAKGLASS_READ,
                 perm::CA_READ,
                 perm::CA_MANAGE,

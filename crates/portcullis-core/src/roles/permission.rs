@@ -61,6 +61,8 @@ permission_catalogue! {
     ALERTS_MANAGE = "alerts.manage": "add and remove alert channels and rules; retry deliveries",
     TOKENS_INTROSPECT = "tokens.introspect": "introspect access tokens issued to other clients (resource servers)",
     TARGETS_READ = "targets.read": "list targets, their bindings and operations; observe a target",
+    REVIEWS_READ = "reviews.read": "list access reviews, their rounds and every decision",
+    REVIEWS_MANAGE = "reviews.manage": "create, start, close and delete access reviews (their removals end assignments)",
     TARGETS_MANAGE = "targets.manage": "add, remove and test targets; bind roles to them; reconcile; retry operations",
 }
 

@@ -154,6 +154,22 @@ impl Config {
         Ok(d)
     }
 
+    /// The cooling-off of a lone top-tier person's weakening change in effect.
+    pub fn change_cooling_off(&self) -> Result<time::Duration, ConfigError> {
+        let bad = || {
+            ConfigError(
+                "change_cooling_off must be a duration such as 24h or 1h (at least 1s, at most 30d)"
+                    .into(),
+            )
+        };
+        let d =
+            portcullis_core::roles::parse_duration(&self.change_cooling_off).map_err(|_| bad())?;
+        if d < time::Duration::seconds(1) || d > time::Duration::days(30) {
+            return Err(bad());
+        }
+        Ok(d)
+    }
+
     /// The break-glass drill age and alert period in effect.
     pub fn drill_policy(&self) -> Result<(time::Duration, time::Duration), ConfigError> {
         let parse = |key: &str, v: &str| {
@@ -242,6 +258,7 @@ impl Config {
             "sms_max_per_hour": self.sms_max_per_hour,
             "breakglass_drill_max_age": self.breakglass_drill_max_age,
             "breakglass_drill_alert_every": self.breakglass_drill_alert_every,
+            "change_cooling_off": self.change_cooling_off,
             "device_code_seconds": self.device_code_seconds,
             "refresh_idle_minutes": self.refresh_idle_minutes,
             "refresh_absolute_hours": self.refresh_absolute_hours,

@@ -79,6 +79,7 @@ pub const CONFIG_KEYS: &[&str] = &[
     "sms_max_per_hour",
     "breakglass_drill_max_age",
     "breakglass_drill_alert_every",
+    "change_cooling_off",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +182,11 @@ pub struct Config {
     pub breakglass_drill_max_age: String,
     /// How often the overdue-drill alert repeats while a drill stays overdue. Default `24h`.
     pub breakglass_drill_alert_every: String,
+    /// A weakening change of the PAM's own settings asked by the only person who can reach the
+    /// top tier (nobody else could approve it) takes effect after this long, unless cancelled;
+    /// it alerts when asked and when it takes effect (`24h`, `1h`; at least 1s, at most 30d).
+    /// Default `24h`.
+    pub change_cooling_off: String,
     /// How long a device code (`portcullis login` in a browser) waits for approval. Default 600.
     pub device_code_seconds: u32,
     /// A refresh token unused this long ends (each refresh starts a new period). Default 720.
@@ -229,6 +235,7 @@ impl Default for Config {
             sms_max_per_hour: 10,
             breakglass_drill_max_age: "90d".into(),
             breakglass_drill_alert_every: "24h".into(),
+            change_cooling_off: "24h".into(),
             device_code_seconds: 600,
             refresh_idle_minutes: 720,
             refresh_absolute_hours: 168,

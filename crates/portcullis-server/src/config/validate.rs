@@ -137,6 +137,7 @@ impl Config {
             ));
         }
         self.drill_policy()?;
+        self.change_cooling_off()?;
         if self.signing_key_grace_seconds > 3600 {
             return Err(ConfigError(
                 "signing_key_grace_seconds must be at most 3600".into(),

@@ -86,6 +86,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/console/requests/{id}/extend", Public),
     ("POST", "/console/requests/{id}/cancel", Public),
     ("GET", "/console/approvals", Public),
+    ("GET", "/console/reviews", Public),
+    ("GET", "/console/reviews/{round}/{assignment}", Public),
+    ("POST", "/console/reviews/{round}/{assignment}/decide", Public),
     ("GET", "/console/reauth", Public),
     ("POST", "/console/reauth", Public),
     ("POST", "/console/signout", Public),
@@ -224,7 +227,25 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/requests/{id}/cancel", FullSession),
     ("POST", "/api/v1/requests/{id}/deactivate", FullSession),
     ("POST", "/api/v1/requests/{id}/extend", FullSession),
+    // Four eyes: those who change role settings list them; another top-tier person decides
+    // (the service checks), the requester may cancel their own.
+    ("GET", "/api/v1/changes", Permission(perm::ROLES_SETTINGS_UPDATE)),
+    ("GET", "/api/v1/changes/{id}", Permission(perm::ROLES_SETTINGS_UPDATE)),
+    ("POST", "/api/v1/changes/{id}/approve", Permission(perm::ASSIGNMENTS_CREATE)),
+    ("POST", "/api/v1/changes/{id}/deny", Permission(perm::ASSIGNMENTS_CREATE)),
+    ("POST", "/api/v1/changes/{id}/cancel", FullSession),
     ("POST", "/api/v1/requests/{id}/revoke", Scoped(perm::REQUESTS_REVOKE)),
+    ("POST", "/api/v1/reviews", Permission(perm::REVIEWS_MANAGE)),
+    ("GET", "/api/v1/reviews", Permission(perm::REVIEWS_READ)),
+    ("GET", "/api/v1/reviews/{id}", Permission(perm::REVIEWS_READ)),
+    ("DELETE", "/api/v1/reviews/{id}", Permission(perm::REVIEWS_MANAGE)),
+    ("POST", "/api/v1/reviews/{id}/start", Permission(perm::REVIEWS_MANAGE)),
+    // A reviewer's own items; the handler decides who reviews what.
+    ("GET", "/api/v1/reviews/items", FullSession),
+    ("GET", "/api/v1/reviews/rounds/{id}", Scoped(perm::REVIEWS_READ)),
+    ("POST", "/api/v1/reviews/rounds/{id}/close", Permission(perm::REVIEWS_MANAGE)),
+    ("POST", "/api/v1/reviews/rounds/{id}/items/{assignment}/decide", FullSession),
+    ("PUT", "/api/v1/users/{name}/manager", Permission(perm::USERS_UPDATE)),
 ];
 
 /// What `method path` needs, if the table has it.

@@ -36,6 +36,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::AccountDisabled
         | C::MfaEnrolmentRequired
         | C::SelfApproval
+        | C::SelfReview
         | C::NotEligible
         | C::CaBlocked
         | C::CaRequirement
@@ -43,7 +44,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | C::EligibleOnly
         | C::PrivilegedPrincipal
         | C::NotGrantable
-        | C::NoActiveGrant => StatusCode::FORBIDDEN,
+        | C::NoActiveGrant
+        // Not on one person's word (four eyes): recorded as a change request, not applied.
+        | C::ChangePending => StatusCode::FORBIDDEN,
         C::NotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -20,8 +20,8 @@ pub mod pages;
 pub mod v1;
 
 use v1::{
-    accounts, alerts, audit, breakglass, ca, clients, device, health, keys, me, roles,
-    service_accounts, signin, ssh, targets,
+    accounts, alerts, audit, breakglass, ca, clients, device, governance, health, keys, me,
+    reviews, roles, service_accounts, signin, ssh, targets,
 };
 
 use std::sync::Arc;
@@ -117,6 +117,9 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(console::console_extend_post))
         .routes(routes!(console::console_cancel_post))
         .routes(routes!(console::console_approvals_get))
+        .routes(routes!(console::console_reviews_get))
+        .routes(routes!(console::console_review_item_get))
+        .routes(routes!(console::console_review_decide_post))
         .routes(routes!(
             console::console_reauth_get,
             console::console_reauth_post
@@ -198,7 +201,20 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(roles::cancel))
         .routes(routes!(roles::deactivate))
         .routes(routes!(roles::extend_request))
+        .routes(routes!(governance::list_changes))
+        .routes(routes!(governance::get_change))
+        .routes(routes!(governance::approve_change))
+        .routes(routes!(governance::deny_change))
+        .routes(routes!(governance::cancel_change))
         .routes(routes!(roles::revoke))
+        .routes(routes!(reviews::create_review, reviews::list_reviews))
+        .routes(routes!(reviews::get_review, reviews::delete_review))
+        .routes(routes!(reviews::start_review))
+        .routes(routes!(reviews::my_review_items))
+        .routes(routes!(reviews::get_review_round))
+        .routes(routes!(reviews::close_review_round))
+        .routes(routes!(reviews::decide_review_item))
+        .routes(routes!(reviews::set_manager))
         .routes(routes!(
             accounts::create_service_account,
             accounts::list_service_accounts

@@ -63,6 +63,7 @@ pub async fn user_view(state: &AppState, p: &Principal) -> Result<UserView, ApiE
         last_sign_in: p.last_sign_in_us.map(rfc3339),
         mfa,
         groups: groups.into_iter().map(|g| g.name).collect(),
+        manager: state.store.manager_of(&p.id).await?.map(|m| m.name),
     })
 }
 

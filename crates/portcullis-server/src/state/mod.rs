@@ -49,6 +49,8 @@ pub struct Parts {
     pub tokens: Arc<signer::TokenSigner>,
     /// Wakes the expiry worker when a nearer deadline appears.
     pub expiry_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the access-review worker when a round opens here (a nearer deadline).
+    pub reviews_wake: Arc<tokio::sync::Notify>,
     /// The compiled conditional-access policies of the latest version seen.
     pub ca: Arc<settings::CaCache>,
     /// Break-glass drill settings and the cached setup state.
@@ -57,6 +59,8 @@ pub struct Parts {
     pub refusals: Arc<refusals::Refusals>,
     /// The hot paths' short-lived caches over the store, invalidated by its writer.
     pub caches: Arc<caches::Caches>,
+    /// How long a lone top-tier person's weakening change waits (`change_cooling_off`).
+    pub change_cooling_off: time::Duration,
 }
 
 /// Facts about this server fixed at start.

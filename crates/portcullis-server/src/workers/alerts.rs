@@ -560,6 +560,22 @@ fn notification_text(topic: &str, p: &serde_json::Value) -> String {
             },
             f("decided_by")
         ),
+        "review.opened" => format!(
+            "an access review of {} at {} needs your decision on {} assignment(s) by {}; keep or remove each in the console:\n{}\nor with: portcullis reviews list --to-decide",
+            f("role"),
+            f("scope"),
+            p.get("items").and_then(|n| n.as_u64()).unwrap_or(0),
+            f("closes_at"),
+            f("console")
+        ),
+        "review.reminder" => format!(
+            "reminder: {} assignment(s) of {} at {} still wait for a decision; the review closes at {} and undecided ones get its default:\n{}",
+            p.get("undecided").and_then(|n| n.as_u64()).unwrap_or(0),
+            f("role"),
+            f("scope"),
+            f("closes_at"),
+            f("console")
+        ),
         other => format!("{other}: {p}"),
     }
 }

@@ -6,7 +6,8 @@ use futures_core::future::BoxFuture;
 use super::sql::{Conn, on_conn};
 use super::{
     Change, accounts, alerts, audit_export, breakglass, clients, conditional_access, containment,
-    device, factors, oidc, roles, sessions, ssh, targets, tenant, throttle, tokens,
+    device, factors, governance, oidc, reviews, roles, sessions, ssh, targets, tenant, throttle,
+    tokens,
 };
 use crate::Result;
 
@@ -103,6 +104,8 @@ pub(crate) fn apply<'a, 'c: 'a>(
                 at_us,
             } => containment::contain(c, id, by, reason, *at_us).await,
             Change::Uncontain { id } => containment::uncontain(c, id).await,
+            Change::Review(r) => reviews::apply(c, r).await,
+            Change::Governance(g) => governance::apply(c, g).await,
             Change::CreatePrincipal(p) => accounts::create_principal(c, p).await,
             Change::SetPrincipalEnabled { id, enabled, at_us } => {
                 accounts::set_principal_enabled(c, id, *enabled, *at_us).await

@@ -18,7 +18,9 @@ mod conflicts;
 mod containment;
 mod device;
 mod factors;
+mod governance;
 mod oidc;
+mod reviews;
 mod roles;
 mod sessions;
 pub(crate) mod sql;
@@ -43,7 +45,12 @@ pub use conflicts::{
 pub use containment::ALREADY_CONTAINED;
 pub use device::{DeviceDecision, NewDeviceAuthorization};
 pub use factors::{NewCeremony, NewTotpFactor, NewWebauthnFactor, PendingCap};
+pub use governance::{CHANGE_MOVED, GovernanceChange, NewChangeRequest};
 pub use oidc::{NewAuthorizationCode, NewOAuthClient};
+pub use reviews::{
+    ClosedItem, NewAccessReview, NewReviewItem, NewReviewRound, REVIEW_DECISIONS_MOVED,
+    REVIEW_ITEM_MOVED, REVIEW_NOT_DUE, REVIEW_ROUND_NOT_OPEN, ReviewChange, ReviewClose,
+};
 pub use roles::{Completed, NewAssignment, NewRequest, RequestDecision};
 pub use sessions::NewSession;
 pub use ssh::{NewSshCaKey, NewSshCertificate};
@@ -554,6 +561,10 @@ pub enum Change {
     Uncontain {
         id: String,
     },
+    /// An access-review change (see `reviews`: each is conditional, so replicas act once).
+    Review(ReviewChange),
+    /// A change request of four eyes on the PAM's settings: created, or closed once.
+    Governance(GovernanceChange),
     /// Records (or widens) a person's consent to a client for `scope`.
     RecordOAuthConsent {
         principal_id: String,
@@ -670,6 +681,8 @@ impl Change {
             | Self::FinishOutbox(_)
             | Self::RetryOutbox { .. }
             | Self::ClaimPeriodic { .. }
+            | Self::Review(_)
+            | Self::Governance(_)
             | Self::ClaimAuditExport { .. }
             | Self::AdvanceAuditExport { .. }
             | Self::ReleaseAuditExport { .. }

@@ -170,6 +170,7 @@ mod batches;
 mod chain;
 mod checkpoints;
 mod decoding;
+mod reviews;
 mod roles;
 mod sweep;
 mod tenant;

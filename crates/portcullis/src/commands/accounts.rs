@@ -68,6 +68,15 @@ pub enum UsersCommand {
     Enable {
         name: String,
     },
+    /// Set a person's manager (their reviewer in a `managers` access review), or remove it.
+    SetManager {
+        name: String,
+        #[arg(required_unless_present = "none")]
+        manager: Option<String>,
+        /// Remove the manager.
+        #[arg(long, conflicts_with = "manager")]
+        none: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -264,6 +273,24 @@ pub async fn users(c: &Client, output: Output, cmd: &UsersCommand) -> Result<Exi
         UsersCommand::Show { name } => print_users(output, &[c.user(name).await?])?,
         UsersCommand::Disable { name } => print_users(output, &[c.disable_user(name).await?])?,
         UsersCommand::Enable { name } => print_users(output, &[c.enable_user(name).await?])?,
+        UsersCommand::SetManager { name, manager, .. } => {
+            let u = c
+                .set_manager(
+                    name,
+                    &portcullis_core::api::SetManagerRequest {
+                        manager: manager.clone(),
+                    },
+                )
+                .await?;
+            match output {
+                Output::Json => print_json(&u)?,
+                Output::Table => println!(
+                    "{}'s manager: {}",
+                    u.name,
+                    u.manager.as_deref().unwrap_or("none")
+                ),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

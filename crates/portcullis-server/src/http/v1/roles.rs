@@ -79,7 +79,9 @@ pub async fn get_settings(
 /// Change a role's settings (only the fields given).
 #[utoipa::path(put, path = "/api/v1/roles/{role}/settings", tag = "roles", security(("bearer" = [])), request_body = RoleSettingsUpdate,
     params(("role" = String, Path, description = "role name")),
-    responses((status = 200, body = RoleSettingsView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = RoleSettingsView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody, description = "refused, or `change_pending`: the change weakens a privileged role and was recorded as a change request for another top-tier person (four eyes)"),
+        (status = 404, body = ErrorBody)))]
 pub async fn update_settings(
     State(state): State<AppState>,
     caller: Caller,

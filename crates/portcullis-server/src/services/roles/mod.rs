@@ -241,6 +241,9 @@ pub async fn get_settings(state: &AppState, slug: &str) -> Result<RoleSettingsVi
     Ok(settings_view(&def.slug, &settings(state, &def).await?))
 }
 
+/// Changes a role's settings. A change that weakens a privileged role's protection (less
+/// approval, fewer approvers, a weaker strength, a longer maximum, …) is not applied but
+/// recorded as a change request for a second top-tier person (four eyes; `change_pending`).
 pub async fn update_settings(
     state: &AppState,
     caller: &Caller,
@@ -257,7 +260,51 @@ pub async fn update_settings(
         def.builtin.is_some_and(BuiltinRole::grants_everything),
         &format!("change the settings of {}, which grants", def.slug),
     )?;
-    let mut s = settings(state, &def).await?;
+    let old = settings(state, &def).await?;
+    let s = planned_settings(state, &old, &u).await?;
+    if def.tier().is_privileged() {
+        let weakenings = portcullis_core::governance::settings_weakenings(&old, &s);
+        if !weakenings.is_empty() {
+            let change = serde_json::to_value(&u).map_err(ApiError::internal)?;
+            let subject = format!("role:{}", def.slug);
+            return Err(crate::services::changes::propose(
+                state,
+                caller,
+                "role_settings",
+                &subject,
+                change,
+                weakenings,
+            )
+            .await);
+        }
+    }
+    write_settings(state, &caller.actor(), &def, &s, Vec::new(), Vec::new()).await
+}
+
+/// Applies a role-settings change that was recorded as a change request (approved, or its
+/// cooling-off over), as it reads against the settings now, with `close` (the request's
+/// conditional close) and its event in the same write.
+pub async fn apply_settings_change(
+    state: &AppState,
+    actor: &str,
+    slug: &str,
+    u: RoleSettingsUpdate,
+    close: Change,
+    close_event: portcullis_core::audit::NewAuditEvent,
+) -> Result<RoleSettingsView, ApiError> {
+    let def = role(state, slug).await?;
+    let old = settings(state, &def).await?;
+    let s = planned_settings(state, &old, &u).await?;
+    write_settings(state, actor, &def, &s, vec![close], vec![close_event]).await
+}
+
+/// `old` with `u` applied, validated, its approvers checked.
+async fn planned_settings(
+    state: &AppState,
+    old: &RoleSettings,
+    u: &RoleSettingsUpdate,
+) -> Result<RoleSettings, ApiError> {
+    let mut s = old.clone();
     if let Some(v) = u.max_activation_seconds {
         s.max_activation = v;
     }
@@ -275,14 +322,14 @@ pub async fn update_settings(
     if let Some(v) = u.require_approval {
         s.require_approval = v;
     }
-    if let Some(v) = u.approvers {
-        s.approvers = v;
+    if let Some(v) = &u.approvers {
+        s.approvers = v.clone();
     }
     if let Some(v) = u.approvals_required {
         s.approvals_required = v;
     }
-    if let Some(v) = u.notify {
-        s.notify = v;
+    if let Some(v) = &u.notify {
+        s.notify = v.clone();
     }
     s.validate().map_err(invalid)?;
     // Approvers must exist (a typo would make the role impossible to activate), be people, and
@@ -308,24 +355,43 @@ pub async fn update_settings(
             return Err(ApiError::bad_request(problem));
         }
     }
-    let json = serde_json::to_string(&s).map_err(ApiError::internal)?;
+    Ok(s)
+}
+
+/// Writes `s` as `def`'s settings by `actor`, with `extra` changes and events in the same write.
+async fn write_settings(
+    state: &AppState,
+    actor: &str,
+    def: &RoleDef,
+    s: &RoleSettings,
+    extra: Vec<Change>,
+    extra_events: Vec<portcullis_core::audit::NewAuditEvent>,
+) -> Result<RoleSettingsView, ApiError> {
+    let json = serde_json::to_string(s).map_err(ApiError::internal)?;
     let now = OffsetDateTime::now_utc();
-    let ev = event(
-        caller,
+    let ev = portcullis_core::audit::NewAuditEvent::new(
+        actor,
         "role.settings_changed",
         format!("role:{}", def.slug),
     )
-    .details(serde_json::to_value(&s).map_err(ApiError::internal)?);
+    .details(serde_json::to_value(s).map_err(ApiError::internal)?);
+    let mut changes = extra;
+    changes.push(Change::SetRoleSettings {
+        role: def.slug.clone(),
+        settings: json,
+        at_us: us(now),
+    });
+    let mut events = vec![ev];
+    events.extend(extra_events);
     state
         .store
-        .write(
-            Change::SetRoleSettings {
-                role: def.slug.clone(),
-                settings: json,
-                at_us: us(now),
-            },
-            vec![ev],
-        )
-        .await?;
-    Ok(settings_view(&def.slug, &s))
+        .write(Change::Many(changes), events)
+        .await
+        .on_conflict(|| {
+            coded(
+                ErrorCode::AlreadyDecided,
+                "the change request was decided meanwhile",
+            )
+        })?;
+    Ok(settings_view(&def.slug, s))
 }

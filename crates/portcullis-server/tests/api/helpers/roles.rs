@@ -156,3 +156,31 @@ pub(crate) async fn deploy_hook(admin: &Client, port: u16) {
         .await
         .expect("bind");
 }
+
+/// `role`'s settings with `u` applied by `admin`: at once, or, for a weakening of a privileged
+/// role asked by the tenant's only top-tier person (four eyes: nobody else can approve it),
+/// once its cooling-off (a second in tests) is over.
+pub(crate) async fn settings_now(
+    admin: &Client,
+    role: &str,
+    u: &RoleSettingsUpdate,
+) -> portcullis_core::api::RoleSettingsView {
+    match admin.update_role_settings(role, u).await {
+        Ok(s) => s,
+        Err(e) if e.code() == Some("change_pending") => {
+            let subject = format!("role:{role}");
+            for _ in 0..100 {
+                let pending = admin
+                    .change_requests(Some("pending"))
+                    .await
+                    .expect("changes");
+                if !pending.iter().any(|c| c.subject == subject) {
+                    return admin.role_settings(role).await.expect("settings");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("the change of {role} did not take effect: {e}");
+        }
+        Err(e) => panic!("settings of {role}: {e}"),
+    }
+}

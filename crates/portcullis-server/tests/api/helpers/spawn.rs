@@ -40,6 +40,10 @@ pub(crate) async fn config_for(backend: Backend, dir: &std::path::Path) -> Optio
         // The origin the test browser claims (`origin()`), as a deployment behind another
         // address would set it; `public_url_follows_the_listener` checks the unset default.
         public_url: Some("http://localhost:8080".into()),
+        // A lone administrator's weakening change (four eyes, nobody else to approve it)
+        // takes effect after this: a second, so set-ups that weaken a role wait it out
+        // (`settings_now`); the four-eyes tests set their own.
+        change_cooling_off: "1s".into(),
         ..Config::default()
     };
     if let Backend::Postgres = backend {

@@ -25,19 +25,18 @@ async fn approvers_are_people_in_role_assignable_groups(app: TestApp) {
     let robot_secret = secret_of(&admin, "robot").await;
     let (bob, _) = mfa_user(&app, &admin, "bob", PW).await;
     join(&admin, "ga-approvers", "bob").await;
-    admin
-        .update_role_settings(
-            GA,
-            &RoleSettingsUpdate {
-                require_approval: Some(true),
-                approvers: Some(vec!["group:ga-approvers".into()]),
-                approvals_required: Some(1),
-                required_strength: Some("mfa".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("approvers");
+    settings_now(
+        &admin,
+        GA,
+        &RoleSettingsUpdate {
+            require_approval: Some(true),
+            approvers: Some(vec!["group:ga-approvers".into()]),
+            approvals_required: Some(1),
+            required_strength: Some("mfa".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     let (ivy, _) = mfa_user(&app, &admin, "ivy", PW).await;
     admin
         .create_assignment(&eligible("ivy", GA, None))

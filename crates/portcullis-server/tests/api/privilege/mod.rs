@@ -26,16 +26,15 @@ fn code_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> String {
 /// Lets Privileged Role Administrator be activated with TOTP (its default is a security key),
 /// so tests can use TOTP sessions.
 async fn totp_is_enough(admin: &Client, role: &str) {
-    admin
-        .update_role_settings(
-            role,
-            &RoleSettingsUpdate {
-                required_strength: Some("mfa".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("settings");
+    settings_now(
+        admin,
+        role,
+        &RoleSettingsUpdate {
+            required_strength: Some("mfa".into()),
+            ..Default::default()
+        },
+    )
+    .await;
 }
 
 /// A service account without credentials.

@@ -87,18 +87,17 @@ async fn a_refused_self_approval_is_audited(app: TestApp) {
     group(&admin, "ga-approvers", true).await;
     let (ivy, _) = mfa_user(&app, &admin, "ivy", PW).await;
     join(&admin, "ga-approvers", "ivy").await;
-    admin
-        .update_role_settings(
-            GA,
-            &RoleSettingsUpdate {
-                require_approval: Some(true),
-                approvers: Some(vec!["group:ga-approvers".into()]),
-                required_strength: Some("mfa".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("approvers");
+    settings_now(
+        &admin,
+        GA,
+        &RoleSettingsUpdate {
+            require_approval: Some(true),
+            approvers: Some(vec!["group:ga-approvers".into()]),
+            required_strength: Some("mfa".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     admin
         .create_assignment(&eligible("ivy", GA, None))
         .await

@@ -17,6 +17,7 @@ api_tests!(
     an_operation_written_before_a_stop_is_applied_once_after_the_restart,
     a_dynamic_grant_makes_a_login_handed_out_once_and_dropped_at_its_end,
     a_connector_login_without_privileges_fails_until_it_is_given_them,
+    extending_a_dynamic_grant_moves_the_logins_expiry,
 );
 
 async fn an_activation_grants_the_database_role_and_deactivation_revokes_it(app: TestApp) {
@@ -593,5 +594,80 @@ async fn a_dynamic_grant_makes_a_login_handed_out_once_and_dropped_at_its_end(ap
     assert!(
         sqlx::query("SELECT 1").execute(&mut session).await.is_err(),
         "its session is gone"
+    );
+}
+
+/// The login of a dynamic grant is valid until the grant's end; an extension moves that end in
+/// the database too (the re-applied grant sets a new password, handed out once again).
+async fn extending_a_dynamic_grant_moves_the_logins_expiry(app: TestApp) {
+    let Some(pg) = PgTarget::new().await else {
+        return;
+    };
+    let admin = admin(&app).await;
+    postgres_target(&admin, &pg, "payroll-db", "report", "1h").await;
+    admin
+        .bind_role(
+            "payroll-db",
+            DB_ROLE,
+            &portcullis_core::api::BindRoleRequest {
+                grants: vec![pg.reader.clone()],
+                mode: Some("dynamic".into()),
+                ssh: None,
+            },
+        )
+        .await
+        .expect("dynamic binding");
+    let ivy = db_person(&app, &admin, "ivy", "payroll-db").await;
+    let id = activate_at(&ivy, "payroll-db", 600).await;
+    let credential = || async {
+        for _ in 0..100 {
+            if let Ok(c) = ivy.target_credentials("payroll-db").await {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no credential");
+    };
+    let first = credential().await;
+    let valid_until = |login: String| {
+        let admin = pg.admin.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT (EXTRACT(EPOCH FROM rolvaliduntil))::bigint FROM pg_authid WHERE rolname = $1",
+            )
+            .bind(login)
+            .fetch_one(&admin)
+            .await
+            .expect("pg_authid")
+            .expect("valid until")
+        }
+    };
+    let before = valid_until(first.login.clone()).await;
+    let ext = ivy
+        .extend_activation(
+            &id,
+            &portcullis_core::api::ExtendActivationRequest {
+                duration_seconds: 1800,
+                justification: Some("the month-end run is late".into()),
+                ticket: Some("CHG-1234".into()),
+            },
+        )
+        .await
+        .expect("extend");
+    assert_eq!(ext.state, "applied");
+    let second = credential().await;
+    assert_eq!(second.login, first.login, "the same login");
+    assert_ne!(second.password, first.password, "a new password");
+    let after = valid_until(first.login.clone()).await;
+    assert_eq!(after - before, 1800, "VALID UNTIL moved by the extension");
+    let end = ivy.activation_request(&id).await.expect("request").ends_at;
+    let end = time::OffsetDateTime::parse(
+        end.as_deref().expect("end"),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    assert!(
+        (after - end.unix_timestamp()).abs() <= 1,
+        "the grant's new end: {after} vs {end}"
     );
 }

@@ -490,6 +490,10 @@ pub async fn console_admin_role_save(
     match roles::update_settings(state, &v.caller, role, u).await {
         Ok(_) => see_other(&format!("{here}?done=saved"), Vec::new()),
         Err(e) if needs_step_up(&e) => step_up(&here, &e),
+        // Four eyes: recorded as a change request, not applied; the page says what happens next.
+        Err(e) if e.code == portcullis_core::error::ErrorCode::ChangePending => {
+            role_page(state, &v, role, Some(&e.message), None).await
+        }
         Err(e) => {
             audit_refusal(state, &v, "POST", "/console/admin/roles/{role}", &e).await;
             role_page(state, &v, role, None, Some(&e)).await

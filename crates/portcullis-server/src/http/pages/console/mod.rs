@@ -26,6 +26,7 @@ mod alerts;
 mod approvals;
 mod audit;
 mod breakglass;
+mod reviews;
 mod routes;
 
 pub use access::*;
@@ -34,6 +35,7 @@ pub use alerts::*;
 pub use approvals::*;
 pub use audit::*;
 pub use breakglass::*;
+pub use reviews::*;
 pub use routes::*;
 
 use super::*;
@@ -85,6 +87,7 @@ fn nav_items(caller: &Caller, here: &str) -> Vec<NavItem> {
     let all: Vec<(&'static str, &'static str, bool)> = vec![
         ("/console", "My access", true),
         ("/console/approvals", "Approvals", true),
+        ("/console/reviews", "Reviews", true),
         (
             "/console/audit",
             "Audit log",
@@ -198,6 +201,8 @@ fn done_message(code: Option<&String>) -> Option<&'static str> {
         "enabled" => "The account is enabled.",
         "disabled" => "The account is disabled; its sessions are ended.",
         "saved" => "Saved.",
+        "review_kept" => "Kept; recorded for the review.",
+        "review_removed" => "Marked for removal: the assignment ends when the round closes.",
         "assigned" => "Assigned.",
         "ended" => "The assignment is ended; what it granted is being removed.",
         _ => return None,
