@@ -20,18 +20,18 @@ async fn a_removal_ends_the_assignment_revokes_its_grant_and_the_target(app: Tes
     let admin = admin(&app).await;
     let inbox = Inbox::default();
     let (port, _task) = receiver(inbox.clone(), 0).await;
-    deployer_at_hook(&admin, port).await;
+    deploy_hook(&admin, port).await;
     let (ivy, _) = mfa_user(&app, &admin, "ivy", PW).await;
     admin
         .create_assignment(&CreateAssignmentRequest {
-            scope: Some("/targets/review-hook".into()),
+            scope: Some("/targets/deploy-hook".into()),
             ..eligible("ivy", "deployer", None)
         })
         .await
         .expect("eligible");
     let grant = ivy
         .request_activation(&CreateActivationRequest {
-            scope: Some("/targets/review-hook".into()),
+            scope: Some("/targets/deploy-hook".into()),
             ..ask("deployer", 3600, Some("release 7"))
         })
         .await
@@ -39,7 +39,7 @@ async fn a_removal_ends_the_assignment_revokes_its_grant_and_the_target(app: Tes
     assert_eq!(grant.state, "active");
     eventually("the grant applied at the target", 20, async || {
         admin
-            .target_ops(Some("review-hook"), None)
+            .target_ops(Some("deploy-hook"), None)
             .await
             .expect("ops")
             .iter()
@@ -73,7 +73,7 @@ async fn a_removal_ends_the_assignment_revokes_its_grant_and_the_target(app: Tes
     assert_eq!(req.close_reason.as_deref(), Some("review_removed"));
     eventually("the revoke delivered to the target", 20, async || {
         let ops = admin
-            .target_ops(Some("review-hook"), None)
+            .target_ops(Some("deploy-hook"), None)
             .await
             .expect("ops");
         ops.iter().any(|o| o.op == "revoke" && o.state == "applied")
@@ -300,7 +300,7 @@ async fn a_review_closing_on_two_replicas_applies_its_defaults_once(backend: Bac
         .with_token(Some(SecretString::from(token.clone())));
     let inbox = Inbox::default();
     let (port, _task) = receiver(inbox.clone(), 0).await;
-    deployer_at_hook(&on_a, port).await;
+    deploy_hook(&on_a, port).await;
     const N: usize = 8;
     for i in 0..N {
         let name = format!("job-{i:02}");
@@ -315,7 +315,7 @@ async fn a_review_closing_on_two_replicas_applies_its_defaults_once(backend: Bac
         on_a.create_assignment(&CreateAssignmentRequest {
             principal: format!("service_account:{name}"),
             role: "deployer".into(),
-            scope: Some("/targets/review-hook".into()),
+            scope: Some("/targets/deploy-hook".into()),
             kind: Some("active".into()),
             duration_seconds: Some(86_400),
             ends_at: None,
@@ -324,7 +324,7 @@ async fn a_review_closing_on_two_replicas_applies_its_defaults_once(backend: Bac
         .expect("assignment");
     }
     eventually("every grant applied", 30, async || {
-        on_a.target_ops(Some("review-hook"), None)
+        on_a.target_ops(Some("deploy-hook"), None)
             .await
             .expect("ops")
             .iter()
@@ -357,7 +357,7 @@ async fn a_review_closing_on_two_replicas_applies_its_defaults_once(backend: Bac
     ra.expect("replica a");
     rb.expect("replica b");
     eventually("every revoke applied", 30, async || {
-        on_a.target_ops(Some("review-hook"), None)
+        on_a.target_ops(Some("deploy-hook"), None)
             .await
             .expect("ops")
             .iter()
@@ -381,7 +381,7 @@ async fn a_review_closing_on_two_replicas_applies_its_defaults_once(backend: Bac
     let defaults = events_named(&on_a, "review.decided").await;
     assert_eq!(defaults.len(), N, "each default decided once");
     let ops = on_a
-        .target_ops(Some("review-hook"), None)
+        .target_ops(Some("deploy-hook"), None)
         .await
         .expect("ops");
     let mut revokes: std::collections::BTreeMap<String, usize> = Default::default();
