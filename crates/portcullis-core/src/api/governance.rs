@@ -6,9 +6,9 @@ api_type! {
     /// A weakening change waiting for a second top-tier person, or how it ended.
     pub struct ChangeRequestView {
         pub id: String,
-        /// `role_settings`.
+        /// `role_settings` or `bind_role`.
         pub kind: String,
-        /// What it changes, e.g. `role:global-administrator`.
+        /// What it changes, e.g. `role:global-administrator`, `target:db role:dba`.
         pub subject: String,
         /// The change as asked (the operation's request body).
         pub change: serde_json::Value,

@@ -8,7 +8,9 @@
 //! - Nobody approves their own change; the approver is a person holding a top-tier role now,
 //!   signed in with at least `mfa`; a denial needs the same. The requester may cancel their own.
 //! - A change is applied as it reads against the settings at that moment (validated again);
-//!   one that no longer applies (its role deleted, an approver gone) is cancelled, not forced.
+//!   one that no longer applies (its role or target deleted, an approver gone) is cancelled,
+//!   not forced. Kinds: `role_settings` (a weakening of a privileged role's settings) and
+//!   `bind_role` (binding a privileged role to a target).
 //! - At the end of a cooling-off the change applies only if its requester is still enabled
 //!   (a contained or disabled requester's change is cancelled); `change.applied` alerts.
 //! - Every decision is audited (`change.applied`, `change.denied`, `change.cancelled`).
@@ -253,6 +255,27 @@ async fn apply(
                 by,
                 slug,
                 u,
+                closing(c, ChangeState::Applied, by, reason),
+                ev,
+            )
+            .await
+            .map(|_| ())
+        }
+        "bind_role" => {
+            #[derive(serde::Deserialize)]
+            struct Bind {
+                target: String,
+                role: String,
+                binding: portcullis_core::api::BindRoleRequest,
+            }
+            let b: Bind = serde_json::from_str(&c.payload)
+                .map_err(|_| ApiError::internal("a stored change that does not parse"))?;
+            crate::services::targets::apply_binding_change(
+                state,
+                by,
+                &b.target,
+                &b.role,
+                b.binding,
                 closing(c, ChangeState::Applied, by, reason),
                 ev,
             )

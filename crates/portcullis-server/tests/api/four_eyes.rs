@@ -344,7 +344,58 @@ async fn a_cooling_off_change_applies_once_on_two_replicas(backend: Backend) {
     b.stop().await;
 }
 
+/// Binding a privileged role to a target decides what its holders get in another system: a
+/// change request too; binding an ordinary role applies at once.
+async fn binding_a_privileged_role_is_a_change_request(app: TestApp) {
+    let admin = admin(&app).await;
+    let inbox = Inbox::default();
+    let (port, _task) = receiver(inbox.clone(), 0).await;
+    deploy_hook(&admin, port).await; // `deployer` (ordinary) bound at once
+    admin
+        .create_role(&portcullis_core::api::CreateRoleRequest {
+            slug: "hook-admin".into(),
+            display_name: None,
+            description: "runs the hook's users".into(),
+            permissions: vec!["users.update".into(), "target:deploy-hook.admin".into()],
+        })
+        .await
+        .expect("a privileged custom role");
+    let bind = portcullis_core::api::BindRoleRequest {
+        grants: vec!["admin".into()],
+        mode: None,
+        ssh: None,
+    };
+    let e = admin
+        .bind_role("deploy-hook", "hook-admin", &bind)
+        .await
+        .expect_err("four eyes");
+    let id = pending_id(&e);
+    let bound = |admin: Client| async move {
+        admin
+            .target("deploy-hook")
+            .await
+            .expect("target")
+            .bindings
+            .iter()
+            .map(|b| b.role.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bound(admin.clone()).await, vec!["deployer"]);
+    let c = admin.change_request(&id).await.expect("change");
+    assert_eq!(c.kind, "bind_role");
+    assert_eq!(c.weakenings, vec!["privileged_role_bound"]);
+    eventually("the cooling-off", 8, async || {
+        admin.change_request(&id).await.expect("change").state == "applied"
+    })
+    .await;
+    let mut roles = bound(admin.clone()).await;
+    roles.sort();
+    assert_eq!(roles, vec!["deployer", "hook-admin"]);
+    app.stop().await;
+}
+
 api_tests!(
+    binding_a_privileged_role_is_a_change_request,
     a_lone_administrators_weakening_waits_out_the_cooling_off,
     another_top_tier_person_approves_and_nobody_else_does,
     strengthening_changes_apply_at_once,

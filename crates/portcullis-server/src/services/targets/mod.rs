@@ -456,7 +456,9 @@ async fn find_op(state: &AppState, id: i64) -> Result<TargetOp, ApiError> {
 }
 
 /// Binds `role` to `target`: activations and active assignments of it at `/targets/NAME`
-/// grant `grants` there. Refused to anyone who holds or is eligible for the role.
+/// grant `grants` there. Refused to anyone who holds or is eligible for the role. Binding a
+/// privileged role decides what its holders get in another system: it is not done on one
+/// person's word but recorded as a change request (four eyes; `change_pending`).
 pub async fn bind(
     state: &AppState,
     caller: &Caller,
@@ -465,14 +467,97 @@ pub async fn bind(
     req: BindRoleRequest,
 ) -> Result<TargetBindingView, ApiError> {
     let sc = caller.require(perm::TARGETS_MANAGE)?;
+    let (t, def, mode, options) = planned_binding(state, target, role, &req).await?;
+    let ev = event(caller, "target.bound", format!("target:{target}")).details(serde_json::json!({
+        "role": role, "grants": req.grants, "mode": mode, "kind": t.kind, "options": options, "alert": true,
+    }));
+    if sc.assignments.iter().any(|a| a.role == role) {
+        let mut refused = ev.outcome(Outcome::Failure);
+        if let Some(d) = refused.details.as_object_mut() {
+            d.insert("reason".into(), "self_escalation".into());
+        }
+        state.store.append(refused).await?;
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "you hold or are eligible for {role}: another administrator decides what it grants at {target}"
+            ),
+        ));
+    }
+    if def.tier().is_privileged() {
+        let change = serde_json::json!({ "target": target, "role": role, "binding": req });
+        return Err(crate::services::changes::propose(
+            state,
+            caller,
+            "bind_role",
+            &format!("target:{target} role:{role}"),
+            change,
+            vec!["privileged_role_bound"],
+        )
+        .await);
+    }
+    write_binding(
+        state,
+        &caller.actor(),
+        (&t, role, &req),
+        (mode, options),
+        ev,
+        Vec::new(),
+    )
+    .await
+}
+
+/// Applies a binding of a privileged role that was recorded as a change request (approved, or
+/// its cooling-off over), validated again as things are now, with `close` (the request's
+/// conditional close) and its event in the same write.
+pub async fn apply_binding_change(
+    state: &AppState,
+    actor: &str,
+    target: &str,
+    role: &str,
+    req: BindRoleRequest,
+    close: Change,
+    close_event: portcullis_core::audit::NewAuditEvent,
+) -> Result<TargetBindingView, ApiError> {
+    let (t, _, mode, options) = planned_binding(state, target, role, &req).await?;
+    let ev = portcullis_core::audit::NewAuditEvent::new(actor, "target.bound", format!("target:{target}"))
+        .details(serde_json::json!({
+            "role": role, "grants": req.grants, "mode": mode, "kind": t.kind, "options": options, "alert": true,
+        }));
+    write_binding(
+        state,
+        actor,
+        (&t, role, &req),
+        (mode, options),
+        ev,
+        vec![(close, close_event)],
+    )
+    .await
+}
+
+/// The target, the role, the mode and the SSH options a binding request means, checked.
+async fn planned_binding(
+    state: &AppState,
+    target: &str,
+    role: &str,
+    req: &BindRoleRequest,
+) -> Result<
+    (
+        Target,
+        crate::services::grants::RoleDef,
+        &'static str,
+        Option<serde_json::Value>,
+    ),
+    ApiError,
+> {
     let t = state
         .store
         .target(target)
         .await?
         .ok_or_else(|| no_target(target))?;
-    crate::services::grants::all_roles(state)
+    let def = crate::services::grants::all_roles(state)
         .await?
-        .iter()
+        .into_iter()
         .find(|r| r.slug == role)
         .ok_or_else(|| ApiError::not_found(format!("no role {role}")))?;
     if req.grants.is_empty() || req.grants.len() > MAX_GRANTS {
@@ -537,39 +622,46 @@ pub async fn bind(
         }
         (None, false) => None,
     };
-    let ev = event(caller, "target.bound", format!("target:{target}")).details(serde_json::json!({
-        "role": role, "grants": req.grants, "mode": mode, "kind": t.kind, "options": options, "alert": true,
-    }));
-    if sc.assignments.iter().any(|a| a.role == role) {
-        let mut refused = ev.outcome(Outcome::Failure);
-        if let Some(d) = refused.details.as_object_mut() {
-            d.insert("reason".into(), "self_escalation".into());
-        }
-        state.store.append(refused).await?;
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "you hold or are eligible for {role}: another administrator decides what it grants at {target}"
-            ),
-        ));
-    }
+    Ok((t, def, mode, options))
+}
+
+/// Writes the binding by `actor` with its event, and `extra` changes and events with it.
+async fn write_binding(
+    state: &AppState,
+    actor: &str,
+    (t, role, req): (&Target, &str, &BindRoleRequest),
+    (mode, options): (&'static str, Option<serde_json::Value>),
+    ev: portcullis_core::audit::NewAuditEvent,
+    extra: Vec<(Change, portcullis_core::audit::NewAuditEvent)>,
+) -> Result<TargetBindingView, ApiError> {
+    let target = t.name.as_str();
     let now = OffsetDateTime::now_utc();
     let grants = serde_json::to_string(&req.grants).map_err(ApiError::internal)?;
-    state
-        .store
-        .write(
-            Change::BindRole(NewBinding {
-                role: role.to_owned(),
-                target: target.to_owned(),
-                grants,
-                mode: mode.to_owned(),
-                options: options.map(|o| o.to_string()),
-                by: caller.actor(),
-                at_us: us(now),
-            }),
-            vec![ev],
-        )
-        .await?;
+    let mut changes = Vec::new();
+    let mut events = vec![ev];
+    for (c, e) in extra {
+        changes.push(c);
+        events.push(e);
+    }
+    changes.push(Change::BindRole(NewBinding {
+        role: role.to_owned(),
+        target: target.to_owned(),
+        grants,
+        mode: mode.to_owned(),
+        options: options.map(|o| o.to_string()),
+        by: actor.to_owned(),
+        at_us: us(now),
+    }));
+    match state.store.write(Change::Many(changes), events).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(m)) if m == portcullis_store::CHANGE_MOVED => {
+            return Err(ApiError::new(
+                ErrorCode::AlreadyDecided,
+                "the change request was decided meanwhile",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     state
         .store
         .target_bindings(target)
