@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::services::caller::Caller;
 use crate::services::changes::decided_event;
+use crate::services::support::check_reason;
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -90,18 +91,6 @@ async fn find(state: &AppState, id: &str) -> Result<ChangeRequest, ApiError> {
         .change_request(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such change request"))
-}
-
-fn check_reason(reason: &Option<String>, required: bool) -> Result<(), ApiError> {
-    match reason.as_deref().map(str::trim) {
-        Some(r) if r.chars().count() > 500 || portcullis_core::text::has_invisible(r) => {
-            Err(ApiError::bad_request(
-                "reason must be at most 500 characters without control, bidirectional or invisible characters",
-            ))
-        }
-        Some("") | None if required => Err(ApiError::bad_request("a reason is required")),
-        _ => Ok(()),
-    }
 }
 
 /// Checks that the caller may approve or deny `c` (core's rules).

@@ -81,3 +81,17 @@ pub fn signin_failed(reason: &str) {
     };
     metrics::counter!("portcullis_signin_failures_total", "reason" => reason).increment(1);
 }
+
+/// A decision's reason: at most 500 characters without control, bidirectional or invisible
+/// characters, and present when `required`.
+pub fn check_reason(reason: &Option<String>, required: bool) -> Result<(), ApiError> {
+    match reason.as_deref().map(str::trim) {
+        Some(r) if r.chars().count() > 500 || portcullis_core::text::has_invisible(r) => {
+            Err(ApiError::bad_request(
+                "reason must be at most 500 characters without control, bidirectional or invisible characters",
+            ))
+        }
+        Some("") | None if required => Err(ApiError::bad_request("a reason is required")),
+        _ => Ok(()),
+    }
+}

@@ -12,18 +12,17 @@
 //! A scheduled request starts only if, at its start, its principal is enabled and its
 //! eligibility lives and still applies (the store checks this in the same statement);
 //! otherwise it is cancelled (`no_longer_eligible`). An active request whose end an extension
-//! moved is left alone (its end is read again before it expires).
+//! moved is left alone: the store expires a request only once its end has come.
 
 use std::sync::Arc;
 
 use portcullis_core::activation::{RequestEvent, RequestState, transition};
 use portcullis_core::audit::NewAuditEvent;
 use portcullis_store::roles::Deadline;
-use portcullis_store::{Change, NewOutboxMessage, Store, StoreError};
+use portcullis_store::{Change, Store, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
-use crate::services::accounts::new_id;
 use crate::time_us::{from_us, rfc3339, us};
 
 /// The longest the worker sleeps without looking at the store (other replicas' deadlines).
@@ -100,12 +99,6 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
             let Some(r) = store.request(id).await? else {
                 return Ok(false);
             };
-            // Extended meanwhile: its new end is a deadline of its own.
-            if matches!(d, Deadline::RequestExpires { .. })
-                && r.ends_at_us.is_some_and(|e| e > us(now))
-            {
-                return Ok(false);
-            }
             let (from, event) = match d {
                 Deadline::RequestExpires { .. } => (RequestState::Active, RequestEvent::Expire),
                 _ => (RequestState::PendingApproval, RequestEvent::TimeOut),
@@ -127,7 +120,7 @@ async fn act(store: &Store, d: Deadline) -> Result<bool, StoreError> {
                     reason: None,
                     at_us: us(now),
                 },
-                notify(&r.principal_name, action, &payload, now),
+                notification(&r.principal_name, action, &payload, now),
             ]);
             let ev = NewAuditEvent::new(
                 "system:expiry",
@@ -200,7 +193,7 @@ async fn start(
             id: r.id.clone(),
             at_us: us(now),
         },
-        notify(&r.principal_name, "request.activated", &payload, now),
+        notification(&r.principal_name, "request.activated", &payload, now),
     ]);
     let ev = NewAuditEvent::new(
         "system:expiry",
@@ -237,7 +230,7 @@ async fn start(
             reason: Some("no_longer_eligible".into()),
             at_us: us(now),
         },
-        notify(&r.principal_name, "request.cancelled", &payload, now),
+        notification(&r.principal_name, "request.cancelled", &payload, now),
     ]);
     let ev = NewAuditEvent::new(
         "system:expiry",
@@ -255,16 +248,17 @@ async fn start(
     }
 }
 
-/// A notification to person `name` about one of their requests.
-fn notify(name: &str, topic: &str, payload: &serde_json::Value, now: OffsetDateTime) -> Change {
-    Change::Enqueue(NewOutboxMessage {
-        id: new_id("m"),
-        kind: "notification".into(),
-        topic: topic.into(),
-        recipient: format!("user:{name}"),
-        payload: payload.to_string(),
-        at_us: us(now),
-        channel: None,
-        severity: None,
-    })
+/// The notification to person `name` about one of their requests.
+fn notification(
+    name: &str,
+    topic: &str,
+    payload: &serde_json::Value,
+    now: OffsetDateTime,
+) -> Change {
+    Change::Many(crate::services::roles::notifications(
+        &[format!("user:{name}")],
+        topic,
+        payload,
+        now,
+    ))
 }

@@ -195,6 +195,14 @@ async fn another_top_tier_person_approves_and_nobody_else_does(app: TestApp) {
         .await
         .expect_err("not top tier");
     assert_eq!(e.code(), Some("forbidden"));
+    // Nor does a low role read the requests or cancel someone else's.
+    let e = ivy.change_requests(None).await.expect_err("no list");
+    assert_eq!(e.code(), Some("forbidden"));
+    let e = ivy
+        .cancel_change(&id, &ChangeDecisionRequest::default())
+        .await
+        .expect_err("not hers");
+    assert_eq!(e.code(), Some("forbidden"));
     assert_eq!(ga_settings(&admin).await.max_activation_seconds, 3600);
     let approved = bob
         .approve_change(

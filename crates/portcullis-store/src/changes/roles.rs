@@ -247,7 +247,10 @@ pub(crate) async fn close_request(
     reason: Option<&str>,
     at_us: i64,
 ) -> Result<()> {
-    let n = c.execute("UPDATE activation_requests SET state = $1, closed_at_us = $2, closed_by = $3, close_reason = $4 WHERE id = $5 AND state = $6", args![to, at_us, by, reason, id, from]).await?;
+    // An expiry holds only for a request whose end has come: one an extension moved meanwhile
+    // is left alone (its new end is a deadline of its own).
+    let expires = to == portcullis_core::activation::RequestState::Expired;
+    let n = c.execute("UPDATE activation_requests SET state = $1, closed_at_us = $2, closed_by = $3, close_reason = $4 WHERE id = $5 AND state = $6 AND (NOT $7 OR ends_at_us <= $2)", args![to, at_us, by, reason, id, from, expires]).await?;
     if n == 0 {
         return Err(conflict(REQUEST_MOVED));
     }

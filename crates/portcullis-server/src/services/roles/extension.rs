@@ -230,26 +230,8 @@ pub(super) async fn cancel_stale_extension(
     ext: &ActivationRequest,
     now: OffsetDateTime,
 ) {
-    let ev = event(
-        caller,
-        "request.cancelled",
-        format!("user:{}", ext.principal_name),
-    )
-    .details(serde_json::json!({ "request_id": ext.id, "reason": "activation_ended", "extends": ext.extends_id }));
-    let _ = state
-        .store
-        .write(
-            Change::CloseRequest {
-                id: ext.id.clone(),
-                from: RequestState::PendingApproval,
-                to: RequestState::Cancelled,
-                by: "system".into(),
-                reason: Some("activation_ended".into()),
-                at_us: us(now),
-            },
-            vec![ev],
-        )
-        .await;
+    let (change, ev) = cancelling(ext, &caller.actor(), now);
+    let _ = state.store.write(change, vec![ev]).await;
 }
 
 /// The close of `orig`'s pending extension, if any, to be written with `orig`'s own end
@@ -260,9 +242,19 @@ pub(super) async fn closing_extension_of(
     by: &str,
     now: OffsetDateTime,
 ) -> Result<Option<(Change, portcullis_core::audit::NewAuditEvent)>, ApiError> {
-    let Some(ext) = state.store.pending_extension_of(&orig.id).await? else {
-        return Ok(None);
-    };
+    Ok(state
+        .store
+        .pending_extension_of(&orig.id)
+        .await?
+        .map(|ext| cancelling(&ext, by, now)))
+}
+
+/// Extension `ext` cancelled by `by` because its activation ended, with its event.
+fn cancelling(
+    ext: &ActivationRequest,
+    by: &str,
+    now: OffsetDateTime,
+) -> (Change, portcullis_core::audit::NewAuditEvent) {
     let change = Change::CloseRequest {
         id: ext.id.clone(),
         from: RequestState::PendingApproval,
@@ -276,6 +268,6 @@ pub(super) async fn closing_extension_of(
         "request.cancelled",
         format!("user:{}", ext.principal_name),
     )
-    .details(serde_json::json!({ "request_id": ext.id, "reason": "activation_ended", "extends": orig.id }));
-    Ok(Some((change, ev)))
+    .details(serde_json::json!({ "request_id": ext.id, "reason": "activation_ended", "extends": ext.extends_id }));
+    (change, ev)
 }

@@ -7,7 +7,7 @@ use super::extension::{
     cancel_stale_extension, closing_extension_of, extension_applied, extension_target,
 };
 use super::*;
-use crate::services::support::ConflictExt;
+use crate::services::support::{ConflictExt, check_reason};
 
 pub(super) async fn request_view(
     state: &AppState,
@@ -65,7 +65,7 @@ pub(super) fn approval_error(e: ApprovalError) -> ApiError {
 }
 
 /// Outbox messages for `recipients` (`user:NAME`, `group:NAME`, an email address).
-pub(super) fn notifications(
+pub fn notifications(
     recipients: &[String],
     topic: &str,
     payload: &serde_json::Value,
@@ -368,18 +368,6 @@ pub(super) async fn find_request(
         .request(id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such request"))
-}
-
-pub(super) fn check_reason(reason: &Option<String>, required: bool) -> Result<(), ApiError> {
-    match reason.as_deref().map(str::trim) {
-        Some(r) if r.chars().count() > 500 || portcullis_core::text::has_invisible(r) => {
-            Err(ApiError::bad_request(
-                "reason must be at most 500 characters without control, bidirectional or invisible characters",
-            ))
-        }
-        Some("") | None if required => Err(ApiError::bad_request("a reason is required")),
-        _ => Ok(()),
-    }
 }
 
 /// Approves or denies a pending request.
