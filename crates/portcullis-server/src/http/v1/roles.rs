@@ -104,7 +104,8 @@ pub struct AssignmentQuery {
 
 /// Live assignments (your own without a permission; everyone's with `assignments.read`).
 #[utoipa::path(get, path = "/api/v1/assignments", tag = "roles", security(("bearer" = [])), params(AssignmentQuery),
-    responses((status = 200, body = Vec<AssignmentView>), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Vec<AssignmentView>), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "the principal filter names nobody")))]
 pub async fn list_assignments(
     State(state): State<AppState>,
     caller: Caller,
