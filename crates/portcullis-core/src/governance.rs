@@ -14,6 +14,7 @@
 
 use time::Duration;
 
+use crate::conditional_access::{GrantControl, Policy, PolicyState, Selection};
 use crate::error::ErrorCode;
 use crate::roles::RoleSettings;
 
@@ -66,6 +67,75 @@ fn longer(old: Option<i64>, new: Option<i64>) -> bool {
         (Some(_), None) => true,
         (Some(o), Some(n)) => n > o,
         (None, _) => false,
+    }
+}
+
+/// How replacing conditional-access policy `old` by `new` (`None`: deleted) weakens what it
+/// enforces; empty when it does not. Only an enabled policy enforces anything, so a policy in
+/// report-only or disabled state never weakens. Whether `old` applies to a privileged role is
+/// the caller's to decide (it needs the roles and their holders).
+///
+/// A policy is a requirement added on top of the others, so the change weakens it when the
+/// new one applies to fewer sign-ins (a selection narrowed: an inclusion gone or an exclusion
+/// added; or a condition that was "any" now limited) or asks less of them (a block dropped, a
+/// weaker strength, a longer or no sign-in frequency). A selection changed in any other way is
+/// counted as narrowed: whether two different lists cover the same sign-ins is not decided
+/// here, and the safe answer is to ask a second person.
+pub fn policy_weakenings(old: &Policy, new: Option<&Policy>) -> Vec<&'static str> {
+    if old.state() != PolicyState::Enabled {
+        return Vec::new();
+    }
+    let Some(new) = new else {
+        return vec!["policy_deleted"];
+    };
+    if new.state() != PolicyState::Enabled {
+        return vec!["policy_disabled"];
+    }
+    let mut w = Vec::new();
+    let (o, n) = (old.conditions(), new.conditions());
+    if narrows(Some(&o.principals), Some(&n.principals)) {
+        w.push("principals_narrowed");
+    }
+    if narrows(o.applications.as_ref(), n.applications.as_ref())
+        || narrows(o.locations.as_ref(), n.locations.as_ref())
+        || narrows(o.strengths.as_ref(), n.strengths.as_ref())
+        || narrows(
+            o.authentication_flows.as_ref(),
+            n.authentication_flows.as_ref(),
+        )
+    {
+        w.push("conditions_narrowed");
+    }
+    let weaker_grant = match (old.grant(), new.grant()) {
+        (None, _) | (Some(GrantControl::Block), Some(GrantControl::Block)) => false,
+        (Some(GrantControl::Block), _) | (Some(_), None) => true,
+        (Some(GrantControl::Require(_)), Some(GrantControl::Block)) => false,
+        (Some(GrantControl::Require(a)), Some(GrantControl::Require(b))) => b < a,
+    };
+    if weaker_grant {
+        w.push("weaker_control");
+    }
+    let longer_frequency = match (old.sign_in_frequency_hours(), new.sign_in_frequency_hours()) {
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => b > a,
+        (None, _) => false,
+    };
+    if longer_frequency {
+        w.push("longer_sign_in_frequency");
+    }
+    w
+}
+
+/// Whether selection `new` may cover less than `old` (`None`: everything). It covers at least
+/// as much when it is everything, or keeps every inclusion and adds no exclusion.
+fn narrows<T: PartialEq>(old: Option<&Selection<T>>, new: Option<&Selection<T>>) -> bool {
+    match (old, new) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(o), Some(n)) => {
+            o.include.iter().any(|x| !n.include.contains(x))
+                || n.exclude.iter().any(|x| !o.exclude.contains(x))
+        }
     }
 }
 
@@ -282,5 +352,97 @@ mod tests {
             check_change_approval("u_ada", ChangeState::Cancelled, &ok),
             Err(ChangeApprovalError::NotPending("cancelled"))
         );
+    }
+
+    fn policy(state: &str, conditions: serde_json::Value, grant: serde_json::Value) -> Policy {
+        serde_json::from_value(serde_json::json!({
+            "name": "admins-mfa", "state": state, "conditions": conditions, "grant": grant,
+            "session": {"sign_in_frequency_hours": 8},
+        }))
+        .expect("a valid policy")
+    }
+
+    fn admins() -> Policy {
+        policy(
+            "enabled",
+            serde_json::json!({"principals": {"include": ["role:global-administrator"], "exclude": ["group:ops"]}}),
+            serde_json::json!({"require": "phishing_resistant"}),
+        )
+    }
+
+    #[test]
+    fn deleting_or_disabling_an_enforced_policy_weakens_it() {
+        assert_eq!(policy_weakenings(&admins(), None), ["policy_deleted"]);
+        for to in [PolicyState::ReportOnly, PolicyState::Disabled] {
+            let new = admins().with_state(to);
+            assert_eq!(
+                policy_weakenings(&admins(), Some(&new)),
+                ["policy_disabled"]
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_that_enforces_nothing_cannot_be_weakened() {
+        for from in [PolicyState::ReportOnly, PolicyState::Disabled] {
+            let old = admins().with_state(from);
+            assert!(policy_weakenings(&old, None).is_empty());
+        }
+        let enabling = admins();
+        assert!(
+            policy_weakenings(&admins().with_state(PolicyState::Disabled), Some(&enabling))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn each_policy_weakening_is_named() {
+        let cases = [
+            (
+                "principals_narrowed",
+                serde_json::json!({"principals": {"include": ["role:helpdesk"], "exclude": ["group:ops"]}}),
+                serde_json::json!({"require": "phishing_resistant"}),
+            ),
+            (
+                "principals_narrowed",
+                serde_json::json!({"principals": {"include": ["role:global-administrator"], "exclude": ["group:ops", "user:mallory"]}}),
+                serde_json::json!({"require": "phishing_resistant"}),
+            ),
+            (
+                "conditions_narrowed",
+                serde_json::json!({"principals": {"include": ["role:global-administrator"], "exclude": ["group:ops"]}, "applications": {"include": ["cli"]}}),
+                serde_json::json!({"require": "phishing_resistant"}),
+            ),
+            (
+                "weaker_control",
+                serde_json::json!({"principals": {"include": ["role:global-administrator"], "exclude": ["group:ops"]}}),
+                serde_json::json!({"require": "mfa"}),
+            ),
+        ];
+        for (name, conditions, grant) in cases {
+            let new = policy("enabled", conditions, grant);
+            assert_eq!(policy_weakenings(&admins(), Some(&new)), [name], "{name}");
+        }
+        let longer: Policy = serde_json::from_value(serde_json::json!({
+            "name": "admins-mfa", "state": "enabled",
+            "conditions": {"principals": {"include": ["role:global-administrator"], "exclude": ["group:ops"]}},
+            "grant": {"require": "phishing_resistant"},
+        }))
+        .expect("a valid policy");
+        assert_eq!(
+            policy_weakenings(&admins(), Some(&longer)),
+            ["longer_sign_in_frequency"]
+        );
+    }
+
+    #[test]
+    fn strengthening_a_policy_is_not_a_weakening() {
+        let wider = policy(
+            "enabled",
+            serde_json::json!({"principals": {"include": ["role:global-administrator", "role:helpdesk"]}}),
+            serde_json::json!({"block": true}),
+        );
+        assert!(policy_weakenings(&admins(), Some(&wider)).is_empty());
+        assert!(policy_weakenings(&admins(), Some(&admins())).is_empty());
     }
 }

@@ -38,9 +38,19 @@ fn main() -> ExitCode {
     }
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        // A weakening recorded as a change request for a second person (four eyes), not
+        // applied: said plainly, with its own exit status.
+        Err(e) => match e.downcast_ref::<portcullis_client::ClientError>() {
+            Some(portcullis_client::ClientError::Api { code, message, .. })
+                if code == "change_pending" =>
+            {
+                eprintln!("pending: {message}");
+                ExitCode::from(3)
+            }
+            _ => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
     }
 }

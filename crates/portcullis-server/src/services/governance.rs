@@ -9,8 +9,10 @@
 //!   signed in with at least `mfa`; a denial needs the same. The requester may cancel their own.
 //! - A change is applied as it reads against the settings at that moment (validated again);
 //!   one that no longer applies (its role or target deleted, an approver gone) is cancelled,
-//!   not forced. Kinds: `role_settings` (a weakening of a privileged role's settings) and
-//!   `bind_role` (binding a privileged role to a target).
+//!   not forced. Kinds: `role_settings` (a weakening of a privileged role's settings),
+//!   `bind_role` (binding a privileged role to a target), `ca_policy` (disabling, deleting or
+//!   weakening an enforced conditional-access policy that applies to a privileged role; the
+//!   lockout guard runs again, looking after the requester) and `remove_alert_channel`.
 //! - At the end of a cooling-off the change applies only if its requester is still enabled
 //!   (a contained or disabled requester's change is cancelled); `change.applied` alerts.
 //! - Every decision is audited (`change.applied`, `change.denied`, `change.cancelled`).
@@ -271,12 +273,42 @@ async fn apply(
             .await
             .map(|_| ())
         }
+        "ca_policy" => {
+            crate::services::conditional_access::apply_change(
+                state,
+                by,
+                &c.requested_by_id,
+                &c.payload,
+                closing(c, ChangeState::Applied, by, reason),
+                ev,
+            )
+            .await
+        }
+        "remove_alert_channel" => {
+            let name = c
+                .subject
+                .strip_prefix("alert_channel:")
+                .unwrap_or(&c.subject);
+            crate::services::alerts::apply_channel_removal(
+                state,
+                by,
+                name,
+                closing(c, ChangeState::Applied, by, reason),
+                ev,
+            )
+            .await
+        }
         other => Err(ApiError::internal(format!("unknown change kind {other}"))),
     };
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.code == ErrorCode::AlreadyDecided => Err(e),
-        Err(e) if e.code == ErrorCode::InvalidRequest || e.code == ErrorCode::NotFound => {
+        Err(e)
+            if matches!(
+                e.code,
+                ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::CaLockout
+            ) =>
+        {
             // It no longer applies as it reads now: cancelled, with the reason.
             let why = format!("no longer applies: {}", e.message);
             close(

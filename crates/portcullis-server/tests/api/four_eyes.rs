@@ -402,8 +402,173 @@ async fn binding_a_privileged_role_is_a_change_request(app: TestApp) {
     app.stop().await;
 }
 
+async fn ca_state(admin: &Client, name: &str, to: &str) -> Result<(), ClientError> {
+    admin
+        .ca_set_state(
+            name,
+            &portcullis_core::api::CaStateRequest {
+                state: to.into(),
+                force: false,
+            },
+        )
+        .await
+        .map(|_| ())
+}
+
+fn ca_import_of(policies: serde_json::Value) -> portcullis_core::api::CaImportRequest {
+    serde_json::from_value(serde_json::json!({ "policies": policies, "force": false }))
+        .expect("an import")
+}
+
+/// Disabling, deleting or narrowing an enforced policy of a privileged role waits for a second
+/// top-tier person; the same on a policy of an ordinary person applies at once.
+async fn weakening_a_policy_of_a_privileged_role_is_a_change_request(app: TestApp) {
+    let admin = admin(&app).await;
+    let bob = second_top_tier_person(&app, &admin).await;
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "amber-willow-canyon-58").await;
+    drop(ivy);
+    let admins = serde_json::json!({"name": "admins-mfa", "state": "enabled",
+        "conditions": {"principals": {"include": ["role:global-administrator"]}},
+        "grant": {"require": "mfa"}});
+    let ivys = serde_json::json!({"name": "ivy-mfa", "state": "enabled",
+        "conditions": {"principals": {"include": ["user:ivy"]}},
+        "grant": {"require": "mfa"}});
+    admin
+        .ca_import(&ca_import_of(serde_json::json!([admins, ivys])))
+        .await
+        .expect("strengthening applies at once");
+    // An ordinary person's policy: disabled and deleted at once.
+    ca_state(&admin, "ivy-mfa", "disabled")
+        .await
+        .expect("at once");
+    admin.ca_delete("ivy-mfa").await.expect("at once");
+
+    let disable = pending_id(
+        &ca_state(&admin, "admins-mfa", "report_only")
+            .await
+            .expect_err("four eyes"),
+    );
+    let delete = pending_id(&admin.ca_delete("admins-mfa").await.expect_err("four eyes"));
+    let mut narrowed = admins.clone();
+    narrowed["conditions"]["applications"] = serde_json::json!({"include": ["cli"]});
+    let narrow = pending_id(
+        &admin
+            .ca_import(&ca_import_of(serde_json::json!([narrowed])))
+            .await
+            .expect_err("four eyes"),
+    );
+    for (id, how) in [
+        (&disable, "policy_disabled"),
+        (&delete, "policy_deleted"),
+        (&narrow, "conditions_narrowed"),
+    ] {
+        let c = admin.change_request(id).await.expect("change");
+        assert_eq!(
+            (c.kind.as_str(), c.subject.as_str()),
+            ("ca_policy", "ca_policy:admins-mfa")
+        );
+        assert_eq!(c.weakenings, vec![how]);
+        assert!(c.effective_at.is_none(), "bob can approve");
+    }
+    let p = admin.ca_policy("admins-mfa").await.expect("still there");
+    assert_eq!(p.state, "enabled");
+    assert!(
+        p.policy["conditions"].get("applications").is_none(),
+        "{}",
+        p.policy
+    );
+    let e = admin
+        .approve_change(&disable, &ChangeDecisionRequest::default())
+        .await
+        .expect_err("own");
+    assert_eq!(e.code(), Some("self_approval"));
+    let approved = bob
+        .approve_change(&disable, &ChangeDecisionRequest::default())
+        .await
+        .expect("approve");
+    assert_eq!(approved.state, "applied");
+    assert_eq!(
+        admin.ca_policy("admins-mfa").await.expect("policy").state,
+        "report_only"
+    );
+    let changed = events(&admin, "ca.policy.state_changed").await;
+    assert_eq!(
+        changed.iter().filter(|e| e.actor == "user:bob").count(),
+        1,
+        "applied by the approver: {changed:?}"
+    );
+    bob.deny_change(
+        &delete,
+        &ChangeDecisionRequest {
+            reason: Some("the policy stays".into()),
+        },
+    )
+    .await
+    .expect("deny");
+    admin
+        .cancel_change(&narrow, &ChangeDecisionRequest::default())
+        .await
+        .expect("the requester cancels");
+    let p = admin.ca_policy("admins-mfa").await.expect("still there");
+    assert!(
+        p.policy["conditions"].get("applications").is_none(),
+        "{}",
+        p.policy
+    );
+    // Report-only enforces nothing: deleting it now is not a weakening.
+    admin.ca_delete("admins-mfa").await.expect("at once");
+    app.stop().await;
+}
+
+/// Every channel receives critical alerts: removing one waits for four eyes (here the lone
+/// administrator's one-second cooling-off), and a low role cannot even ask.
+async fn removing_an_alert_channel_is_a_change_request(app: TestApp) {
+    let admin = admin(&app).await;
+    let (ivy, _) = holder(&app, &admin, "ivy", "security-reader").await;
+    let req: portcullis_core::api::CreateAlertChannelRequest =
+        serde_json::from_value(serde_json::json!({
+            "name": "soc-hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook",
+            "min_severity": "critical",
+        }))
+        .expect("a channel");
+    admin.create_alert_channel(&req).await.expect("channel");
+    let e = ivy
+        .remove_alert_channel("soc-hook")
+        .await
+        .expect_err("low role");
+    assert_eq!(e.code(), Some("forbidden"));
+    let e = admin
+        .remove_alert_channel("no-such")
+        .await
+        .expect_err("nothing to remove");
+    assert_eq!(e.code(), Some("not_found"));
+    let id = pending_id(
+        &admin
+            .remove_alert_channel("soc-hook")
+            .await
+            .expect_err("four eyes"),
+    );
+    assert_eq!(admin.alert_channels().await.expect("channels").len(), 1);
+    let c = admin.change_request(&id).await.expect("change");
+    assert_eq!(
+        (c.kind.as_str(), c.subject.as_str()),
+        ("remove_alert_channel", "alert_channel:soc-hook")
+    );
+    eventually("the cooling-off", 8, async || {
+        admin.change_request(&id).await.expect("change").state == "applied"
+    })
+    .await;
+    assert!(admin.alert_channels().await.expect("channels").is_empty());
+    let removed = events(&admin, "alert_channel.removed").await;
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].actor, "system:cooling_off");
+    app.stop().await;
+}
+
 api_tests!(
     binding_a_privileged_role_is_a_change_request,
+    weakening_a_policy_of_a_privileged_role_is_a_change_request,
+    removing_an_alert_channel_is_a_change_request,
     a_lone_administrators_weakening_waits_out_the_cooling_off,
     another_top_tier_person_approves_and_nobody_else_does,
     strengthening_changes_apply_at_once,

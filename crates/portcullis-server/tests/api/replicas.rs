@@ -276,14 +276,7 @@ async fn two_replicas_cannot_combine_a_lockout() {
         let policies = api_get(&a, &token, "/api/v1/ca/policies").await;
         assert_eq!(policies.as_array().expect("list").len(), 1, "{policies}");
         let name = policies[0]["name"].as_str().expect("name").to_owned();
-        let r = a
-            .http
-            .delete(format!("{}/api/v1/ca/policies/{name}", a.base))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(r.status(), 204);
+        ca_delete_now(&a, &token, &name).await;
     }
     a.stop().await;
     b.stop().await;

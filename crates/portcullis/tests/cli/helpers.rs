@@ -211,8 +211,13 @@ pub(crate) fn form_post(server: &Server, path: &str, body: &str) -> serde_json::
 /// A fresh server whose first administrator (password and TOTP) is signed in with the CLI in
 /// `admin_cfg`, to approve device codes.
 pub(crate) fn server_with_admin(dir: &Path, admin_cfg: &Path) -> Server {
+    server_with_admin_env(dir, admin_cfg, &[])
+}
+
+/// [`server_with_admin`] with extra environment variables for the server.
+pub(crate) fn server_with_admin_env(dir: &Path, admin_cfg: &Path, env: &[(&str, &str)]) -> Server {
     use std::io::Write;
-    let server = serve(dir);
+    let server = serve_with(dir, env);
     let token_file = dir.join("token");
     std::fs::write(&token_file, &server.token).expect("token file");
     let mut child = portcullis(dir)

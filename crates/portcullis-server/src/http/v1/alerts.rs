@@ -36,10 +36,12 @@ pub async fn list_channels(
     Ok(Json(svc::list_channels(&state, &caller).await?))
 }
 
-/// Remove an alert channel; its undelivered messages are dead-lettered.
+/// Ask to remove an alert channel. Every channel receives critical alerts, so the removal is
+/// recorded as a change request (`change_pending`) that another top-tier person approves (or
+/// that takes effect after the cooling-off); its undelivered messages are then dead-lettered.
 #[utoipa::path(delete, path = "/api/v1/alerts/channels/{name}", tag = "alerts", security(("bearer" = [])),
     params(("name" = String, Path, description = "channel name")),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody, description = "refused, or `change_pending`: recorded as a change request for another top-tier person (four eyes)"), (status = 404, body = ErrorBody)))]
 pub async fn remove_channel(
     State(state): State<AppState>,
     caller: Caller,

@@ -26,7 +26,7 @@ pub async fn list(
 /// Create or replace policies by name, all or nothing: the whole resulting set is validated
 /// (every problem named) and must pass the lockout guard.
 #[utoipa::path(post, path = "/api/v1/ca/policies", tag = "conditional_access", security(("bearer" = [])), request_body = CaImportRequest,
-    responses((status = 200, body = CaImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = CaImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "refused, or `change_pending`: it disables, deletes or weakens an enforced policy that applies to a privileged role, and was recorded as a change request for another top-tier person (four eyes)"), (status = 409, body = ErrorBody)))]
 pub async fn import(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,7 +50,7 @@ pub async fn show(
 /// Delete a policy.
 #[utoipa::path(delete, path = "/api/v1/ca/policies/{name}", tag = "conditional_access", security(("bearer" = [])),
     params(("name" = String, Path, description = "policy name")),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 403, body = ErrorBody, description = "refused, or `change_pending`: it disables, deletes or weakens an enforced policy that applies to a privileged role, and was recorded as a change request for another top-tier person (four eyes)"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,7 +63,7 @@ pub async fn delete(
 /// Enable, disable, or switch a policy to report-only (lockout-guarded).
 #[utoipa::path(post, path = "/api/v1/ca/policies/{name}/state", tag = "conditional_access", security(("bearer" = [])),
     params(("name" = String, Path, description = "policy name")), request_body = CaStateRequest,
-    responses((status = 200, body = CaPolicyView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = CaPolicyView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "refused, or `change_pending`: it disables, deletes or weakens an enforced policy that applies to a privileged role, and was recorded as a change request for another top-tier person (four eyes)"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn set_state(
     State(state): State<AppState>,
     caller: Caller,

@@ -77,28 +77,61 @@ pub async fn list_channels(
         .collect())
 }
 
-/// Removes a channel; its undelivered messages are dead-lettered. Alert-worthy.
+/// Asks to remove a channel. Every channel receives critical alerts (a minimum severity is at
+/// most `critical`), so removing one weakens who hears about emergencies: it is recorded as a
+/// change request (four eyes, `crate::services::governance`), never applied on one word.
 pub async fn remove_channel(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
     caller.require(perm::ALERTS_MANAGE)?;
-    let now = OffsetDateTime::now_utc();
-    let ev = event(
+    let c = state
+        .store
+        .alert_channel(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no alert channel {name}")))?;
+    Err(crate::services::changes::propose(
+        state,
         caller,
+        "remove_alert_channel",
+        &format!("alert_channel:{}", c.name),
+        serde_json::json!({ "channel": c.name, "kind": c.kind, "min_severity": c.min_severity }),
+        vec!["critical_alert_channel_removed"],
+    )
+    .await)
+}
+
+/// Removes channel `name` as change request `close` says (approved, or its cooling-off over),
+/// with the close and its event in the same write; its undelivered messages are dead-lettered.
+/// A channel already gone is `not_found` (the request is then cancelled).
+pub async fn apply_channel_removal(
+    state: &AppState,
+    actor: &str,
+    name: &str,
+    close: Change,
+    close_event: NewAuditEvent,
+) -> Result<(), ApiError> {
+    if state.store.alert_channel(name).await?.is_none() {
+        return Err(ApiError::not_found(format!("no alert channel {name}")));
+    }
+    let now = OffsetDateTime::now_utc();
+    let ev = NewAuditEvent::new(
+        actor,
         "alert_channel.removed",
         format!("alert_channel:{name}"),
     )
     .details(serde_json::json!({ "alert": true }));
+    let remove = Change::RemoveAlertChannel {
+        name: name.to_owned(),
+        at_us: us(now),
+    };
     match state
         .store
-        .write(
-            Change::RemoveAlertChannel {
-                name: name.to_owned(),
-                at_us: us(now),
-            },
-            vec![ev],
-        )
+        .write(Change::Many(vec![close, remove]), vec![close_event, ev])
         .await
     {
         Ok(_) => Ok(()),
+        Err(StoreError::Conflict(m)) if m == portcullis_store::CHANGE_MOVED => Err(ApiError::new(
+            ErrorCode::AlreadyDecided,
+            "the change request was decided meanwhile",
+        )),
         Err(StoreError::Conflict(_)) => {
             Err(ApiError::not_found(format!("no alert channel {name}")))
         }

@@ -72,7 +72,7 @@ use portcullis_store::{CA_CHANGED, CaChange, Change, StoreError};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::services::caller::{Caller, SessionCaller, event};
+use crate::services::caller::Caller;
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 

@@ -53,14 +53,7 @@ async fn break_glass_accounts_are_never_evaluated(app: TestApp) {
         "{w}"
     );
     for name in ["members-out", "members-out-2"] {
-        let r = app
-            .http
-            .delete(format!("{}/api/v1/ca/policies/{name}", app.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(r.status(), 204);
+        ca_delete_now(&app, token, name).await;
     }
     verify_and_stop(app, &p.admin).await;
 }

@@ -122,6 +122,8 @@ pub(crate) async fn two_replicas_with(
             data_dir: dir.path().join("data"),
             database_url: Some(SecretString::from(url.to_owned())),
             master_key: Some(SecretString::from(key.clone())),
+            // As for one test server: a lone administrator's weakening waits a second.
+            change_cooling_off: "1s".into(),
             ..Config::default()
         };
         tweak(&mut c);

@@ -22,7 +22,9 @@ pub enum ChannelsCommand {
     Add(Box<AddChannelArgs>),
     /// All channels (no secrets; `signed` says whether a webhook has a signing key).
     List,
-    /// Remove a channel; its undelivered messages are dead-lettered.
+    /// Remove a channel: recorded as a change request (every channel receives critical alerts),
+    /// applied once a second top-tier person approves it or, alone, after the cooling-off; its
+    /// undelivered messages are then dead-lettered.
     Remove { name: String },
     /// Send a test message through a channel (one per SMS recipient).
     Test {

@@ -211,17 +211,8 @@ pub async fn roles(c: &Client, output: Output, cmd: &RolesCommand) -> Result<Exi
                 approvals_required: *approvals,
                 notify: None,
             };
-            let s = match c.update_role_settings(role, &update).await {
-                Ok(s) => s,
-                // Recorded for a second person, not applied: said, and exit 3.
-                Err(portcullis_client::ClientError::Api { code, message, .. })
-                    if code == "change_pending" =>
-                {
-                    eprintln!("pending: {message}");
-                    return Ok(ExitCode::from(3));
-                }
-                Err(e) => return Err(e.into()),
-            };
+            // A weakening is recorded for a second person: `pending:`, exit 3 (main.rs).
+            let s = c.update_role_settings(role, &update).await?;
             match output {
                 Output::Json => print_json(&s)?,
                 Output::Table => table(&["setting", role], settings_rows(&s)),

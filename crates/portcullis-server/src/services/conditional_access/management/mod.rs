@@ -3,7 +3,7 @@
 mod plan;
 
 use super::*;
-use plan::{Edit, apply};
+use plan::{Edit, Then, apply, plan_and_write};
 
 // ---- management ----
 
@@ -296,6 +296,119 @@ pub async fn set_state(
 pub async fn delete_policy(state: &AppState, caller: &Caller, name: &str) -> Result<(), ApiError> {
     apply(state, caller, Edit::Delete(name.to_owned()), false).await?;
     Ok(())
+}
+
+/// Applies a conditional-access change request (approved, or its cooling-off over) as it reads
+/// now: planned again from the current set, its requester (`requester_id`) looked after by the
+/// lockout guard, and written with `close` and its event. An edit that no longer applies (its
+/// policy gone, a lockout now) is an error for the governance service to cancel it with.
+pub async fn apply_change(
+    state: &AppState,
+    actor: &str,
+    requester_id: &str,
+    payload: &str,
+    close: Change,
+    close_event: NewAuditEvent,
+) -> Result<(), ApiError> {
+    let mut v: serde_json::Value = serde_json::from_str(payload)
+        .map_err(|_| ApiError::internal("a stored change that does not parse"))?;
+    let force = v
+        .as_object_mut()
+        .and_then(|o| o.remove("force"))
+        .and_then(|f| f.as_bool())
+        .unwrap_or(false);
+    let edit: Edit = serde_json::from_value(v)
+        .map_err(|_| ApiError::internal("a stored change that does not parse"))?;
+    let me = state
+        .store
+        .principal_by_id(requester_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("its requester no longer exists"))?;
+    plan_and_write(
+        state,
+        actor,
+        &me,
+        &edit,
+        force,
+        Then::Close(Box::new((close, close_event))),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Whether policy `p` applies to a privileged role, so that weakening it needs four eyes: it
+/// names a privileged role, or it includes someone who reaches one now (eligible or active, at
+/// any scope, directly or through a group; break-glass accounts aside, as no policy applies to
+/// them): through `all`, `members`, `guests`, `service_accounts`, their name or a group of
+/// theirs. Exclusions are not subtracted (the safe side: a second person looks).
+pub(super) async fn applies_to_privileged(state: &AppState, p: &Policy) -> Result<bool, ApiError> {
+    let privileged: HashSet<String> = crate::services::grants::all_roles(state)
+        .await?
+        .into_iter()
+        .filter(|r| r.tier().is_privileged())
+        .map(|r| r.slug)
+        .collect();
+    let include = &p.conditions().principals.include;
+    if include.iter().any(|r| {
+        matches!(r, PrincipalRef::Role(s) | PrincipalRef::ActiveRole(s) if privileged.contains(s))
+    }) {
+        return Ok(true);
+    }
+    let mut holders: Vec<Principal> = Vec::new();
+    for role in &privileged {
+        let filter = portcullis_store::roles::AssignmentFilter {
+            principal_id: None,
+            role: Some(role.clone()),
+            include_ended: false,
+        };
+        for a in state.store.assignments(&filter).await? {
+            if a.principal_kind == PrincipalKind::Group {
+                holders.extend(state.store.group_members(&a.principal_id).await?);
+            } else if let Some(x) = state.store.principal_by_id(&a.principal_id).await? {
+                holders.push(x);
+            }
+        }
+    }
+    holders.retain(|h| !h.emergency);
+    let person = |h: &Principal| h.kind == PrincipalKind::User;
+    for r in include {
+        let hit = match r {
+            PrincipalRef::All => holders.iter().any(person),
+            PrincipalRef::Members => holders
+                .iter()
+                .any(|h| person(h) && h.guest_organisation.is_none()),
+            PrincipalRef::Guests => holders
+                .iter()
+                .any(|h| person(h) && h.guest_organisation.is_some()),
+            PrincipalRef::ServiceAccounts => holders
+                .iter()
+                .any(|h| h.kind == PrincipalKind::ServiceAccount),
+            PrincipalRef::User(n) | PrincipalRef::ServiceAccount(n) => {
+                holders.iter().any(|h| h.name == n.as_str())
+            }
+            PrincipalRef::Group(g) => {
+                let mut any = false;
+                for h in &holders {
+                    if state
+                        .store
+                        .groups_of(&h.id)
+                        .await?
+                        .iter()
+                        .any(|x| x.name == g.as_str())
+                    {
+                        any = true;
+                        break;
+                    }
+                }
+                any
+            }
+            PrincipalRef::Role(_) | PrincipalRef::ActiveRole(_) => false,
+        };
+        if hit {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub async fn set_location(

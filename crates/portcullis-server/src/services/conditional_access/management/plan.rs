@@ -4,11 +4,15 @@
 
 use super::*;
 
-/// What a management call wants to change, applied to the current configuration.
-pub(super) enum Edit {
+/// What a management call wants to change, applied to the current configuration. Stored as
+/// the payload of a change request when it weakens a policy of a privileged role.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "edit", content = "args", rename_all = "snake_case")]
+pub(crate) enum Edit {
     Import(Vec<PolicySpec>),
     State(String, PolicyState),
     Delete(String),
+    #[serde(skip)]
     PutLocation(NamedLocation),
     DeleteLocation(String),
 }
@@ -17,6 +21,8 @@ pub(super) struct Planned {
     change: CaChange,
     events: Vec<NewAuditEvent>,
     result: CaImportResult,
+    /// The policies as they would be.
+    policies: Vec<Policy>,
 }
 
 pub(super) fn spec_json(p: &Policy) -> Result<String, ApiError> {
@@ -27,8 +33,8 @@ pub(super) fn spec_json(p: &Policy) -> Result<String, ApiError> {
 /// write. Errors are the caller's to see: validation, unknown names, lockout.
 pub(super) async fn plan(
     state: &AppState,
-    caller: &Caller,
-    me: &SessionCaller,
+    actor: &str,
+    me: &Principal,
     loaded: &Loaded,
     edit: &Edit,
     force: bool,
@@ -38,7 +44,7 @@ pub(super) async fn plan(
     let mut locations: Vec<NamedLocation> = loaded.locations.clone();
     let mut change = CaChange {
         expected_version: loaded.version,
-        by: caller.actor(),
+        by: actor.to_owned(),
         at_us: us(now),
         ..Default::default()
     };
@@ -74,7 +80,7 @@ pub(super) async fn plan(
                     Some(i) => {
                         result.updated.push(new.name().to_owned());
                         events.push(
-                            event(caller, "ca.policy.updated", format!("ca_policy:{}", new.name()))
+                            NewAuditEvent::new(actor, "ca.policy.updated", format!("ca_policy:{}", new.name()))
                                 .details(serde_json::json!({ "policy": new.to_spec(), "before": policies[i].to_spec() })),
                         );
                         // Renamed only in letter case: the stored row goes, so one policy
@@ -87,8 +93,8 @@ pub(super) async fn plan(
                     None => {
                         result.created.push(new.name().to_owned());
                         events.push(
-                            event(
-                                caller,
+                            NewAuditEvent::new(
+                                actor,
                                 "ca.policy.created",
                                 format!("ca_policy:{}", new.name()),
                             )
@@ -115,8 +121,8 @@ pub(super) async fn plan(
             } else {
                 result.updated.push(p.name().to_owned());
                 events.push(
-                    event(
-                        caller,
+                    NewAuditEvent::new(
+                        actor,
                         "ca.policy.state_changed",
                         format!("ca_policy:{}", p.name()),
                     )
@@ -137,8 +143,8 @@ pub(super) async fn plan(
             let p = policies.remove(i);
             result.updated.push(p.name().to_owned());
             events.push(
-                event(
-                    caller,
+                NewAuditEvent::new(
+                    actor,
                     "ca.policy.deleted",
                     format!("ca_policy:{}", p.name()),
                 )
@@ -155,6 +161,7 @@ pub(super) async fn plan(
                         change,
                         events,
                         result,
+                        policies,
                     });
                 }
                 Some(i) => {
@@ -167,8 +174,8 @@ pub(super) async fn plan(
                 }
             }
             events.push(
-                event(
-                    caller,
+                NewAuditEvent::new(
+                    actor,
                     "ca.location.set",
                     format!("ca_location:{}", l.name()),
                 )
@@ -200,7 +207,7 @@ pub(super) async fn plan(
             locations.remove(i);
             result.updated.push(name.clone());
             events.push(
-                event(caller, "ca.location.removed", format!("ca_location:{name}"))
+                NewAuditEvent::new(actor, "ca.location.removed", format!("ca_location:{name}"))
                     .details(serde_json::json!({ "alert": true })),
             );
             change.delete_locations.push(name.clone());
@@ -215,6 +222,7 @@ pub(super) async fn plan(
             change,
             events,
             result,
+            policies,
         });
     }
     // Deleting a policy only relaxes the set: nothing to guard (and a tenant already past a
@@ -224,6 +232,7 @@ pub(super) async fn plan(
             change,
             events,
             result,
+            policies,
         });
     }
     // The lockout guard, on the set as it would be.
@@ -234,8 +243,8 @@ pub(super) async fn plan(
     let clients: Vec<String> = Vec::new();
     let admins = global_admins(state, now).await?;
     let me_profile = AccountProfile {
-        subject: subject(state, &me.principal, now).await?,
-        strongest: strongest(state, &me.principal).await?,
+        subject: subject(state, me, now).await?,
+        strongest: strongest(state, me).await?,
     };
     if let Err(e) = check_lockout(&compiled, &clients, &admins, &me_profile) {
         if !(e.forcible() && force) {
@@ -252,40 +261,76 @@ pub(super) async fn plan(
                 d.insert("alert".into(), true.into());
             }
         }
-        events.push(event(caller, "ca.policy.lockout_forced", "tenant").details(
-            serde_json::json!({
-                "lockout": e, "reason": e.to_string(),
-            }),
-        ));
+        events.push(
+            NewAuditEvent::new(actor, "ca.policy.lockout_forced", "tenant").details(
+                serde_json::json!({
+                    "lockout": e, "reason": e.to_string(),
+                }),
+            ),
+        );
     }
     Ok(Planned {
         change,
         events,
         result,
+        policies,
     })
 }
 
-/// Plans and writes `edit`, again from the top when another replica changed the set first.
-pub(super) async fn apply(
+/// What happens to a planned edit: a caller's edit is checked for weakenings (and becomes a
+/// change request if it weakens); an approved change request's is written with its close.
+pub(super) enum Then<'a> {
+    Check(&'a Caller),
+    Close(Box<(Change, NewAuditEvent)>),
+}
+
+/// Plans and writes `edit` as `actor` (the lockout guard also looks after `me`), again from
+/// the top when another replica changed the set first.
+pub(super) async fn plan_and_write(
     state: &AppState,
-    caller: &Caller,
-    edit: Edit,
+    actor: &str,
+    me: &Principal,
+    edit: &Edit,
     force: bool,
+    then: Then<'_>,
 ) -> Result<CaImportResult, ApiError> {
-    let me = caller.require(perm::CA_MANAGE)?;
     for _ in 0..RETRIES {
         let loaded = load(state).await?;
-        let planned = plan(state, caller, me, &loaded, &edit, force).await?;
-        if planned.events.is_empty() {
-            return Ok(planned.result);
-        }
-        match state
-            .store
-            .write(Change::ConditionalAccess(planned.change), planned.events)
-            .await
-        {
+        let planned = plan(state, actor, me, &loaded, edit, force).await?;
+        let (change, events) = match &then {
+            Then::Check(_) if planned.events.is_empty() => return Ok(planned.result),
+            Then::Check(caller) => {
+                let weak =
+                    privileged_weakenings(state, &loaded.policies, &planned.policies).await?;
+                if !weak.is_empty() {
+                    return Err(propose_edit(state, caller, edit, force, weak).await);
+                }
+                (Change::ConditionalAccess(planned.change), planned.events)
+            }
+            // Already as asked (another edit got there first): only the close is written.
+            Then::Close(c) if planned.events.is_empty() => (c.0.clone(), vec![c.1.clone()]),
+            Then::Close(c) => {
+                let (close, ev) = &**c;
+                let mut events = planned.events;
+                events.push(ev.clone());
+                (
+                    Change::Many(vec![
+                        Change::ConditionalAccess(planned.change),
+                        close.clone(),
+                    ]),
+                    events,
+                )
+            }
+        };
+        match state.store.write(change, events).await {
             Ok(_) => return Ok(planned.result),
             Err(StoreError::Conflict(m)) if m == CA_CHANGED => continue,
+            Err(StoreError::Conflict(_)) if matches!(then, Then::Close(_)) => {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyDecided,
+                    "the change request was decided meanwhile",
+                ));
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -293,4 +338,69 @@ pub(super) async fn apply(
         ErrorCode::Conflict,
         "conditional access is being changed by someone else right now; try again",
     ))
+}
+
+/// Plans and writes a caller's `edit`.
+pub(super) async fn apply(
+    state: &AppState,
+    caller: &Caller,
+    edit: Edit,
+    force: bool,
+) -> Result<CaImportResult, ApiError> {
+    let me = caller.require(perm::CA_MANAGE)?;
+    plan_and_write(
+        state,
+        &caller.actor(),
+        &me.principal,
+        &edit,
+        force,
+        Then::Check(caller),
+    )
+    .await
+}
+
+/// The weakenings (per policy: `NAME: how`) of the enforced policies that apply to a
+/// privileged role, going from `before` to `after`.
+async fn privileged_weakenings(
+    state: &AppState,
+    before: &[Policy],
+    after: &[Policy],
+) -> Result<Vec<(String, Vec<&'static str>)>, ApiError> {
+    let mut out = Vec::new();
+    for old in before {
+        let new = after
+            .iter()
+            .find(|p| p.name().eq_ignore_ascii_case(old.name()));
+        let weak = portcullis_core::governance::policy_weakenings(old, new);
+        if !weak.is_empty() && applies_to_privileged(state, old).await? {
+            out.push((old.name().to_owned(), weak));
+        }
+    }
+    Ok(out)
+}
+
+/// Records `edit` as a change request; the error to answer with.
+async fn propose_edit(
+    state: &AppState,
+    caller: &Caller,
+    edit: &Edit,
+    force: bool,
+    weak: Vec<(String, Vec<&'static str>)>,
+) -> ApiError {
+    let payload = match serde_json::to_value(edit) {
+        Ok(mut v) => {
+            v["force"] = force.into();
+            v
+        }
+        Err(e) => return ApiError::internal(e),
+    };
+    let subject = weak
+        .iter()
+        .map(|(n, _)| format!("ca_policy:{n}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut how: Vec<&'static str> = weak.into_iter().flat_map(|(_, w)| w).collect();
+    how.sort_unstable();
+    how.dedup();
+    crate::services::changes::propose(state, caller, "ca_policy", &subject, payload, how).await
 }
