@@ -24,7 +24,8 @@
 //! - `conditional_access/`: conditional-access policies (validation, the lockout guard, sign-in, what-if, token grants, break-glass), a file per topic
 //! - `containment.rs`: containing a principal in one step, its release, and the abuse refusals
 //! - `four_eyes.rs`: weakening changes of privileged roles as change requests (approval,
-//!   cooling-off, cancel, two replicas)
+//!   cooling-off, cancel, two replicas), of conditional-access policies and alert channels
+//! - `group_membership.rs`: just-in-time membership of role-assignable groups
 //! - `audit.rs`: audit list, verify, checkpoints
 //! - `replicas.rs`: two replicas on one PostgreSQL
 //! - `posture.rs`: the posture report, its counts on /metrics and the daily digest
@@ -130,6 +131,8 @@ mod device_grant;
 mod edge;
 #[path = "api/four_eyes.rs"]
 mod four_eyes;
+#[path = "api/group_membership.rs"]
+mod group_membership;
 #[path = "api/hostile/mod.rs"]
 mod hostile;
 #[path = "api/oidc/mod.rs"]

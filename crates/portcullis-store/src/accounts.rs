@@ -178,7 +178,7 @@ impl Store {
     /// Members of a group, by name.
     pub async fn group_members(&self, group_id: &str) -> Result<Vec<Principal>> {
         let q = sql(format!(
-            "SELECT {PRINCIPAL_COLS} FROM principals p JOIN group_members m ON m.member_id = p.id WHERE m.group_id = $1 ORDER BY p.name"
+            "SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.id IN (SELECT m.member_id FROM group_memberships m WHERE m.group_id = $1) ORDER BY p.name"
         ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(group_id).fetch_all(pool).await?;
@@ -191,7 +191,7 @@ impl Store {
     /// Groups a principal belongs to directly, by name.
     pub async fn groups_of(&self, member_id: &str) -> Result<Vec<Principal>> {
         let q = sql(format!(
-            "SELECT {PRINCIPAL_COLS} FROM principals p JOIN group_members m ON m.group_id = p.id WHERE m.member_id = $1 ORDER BY p.name"
+            "SELECT {PRINCIPAL_COLS} FROM principals p WHERE p.id IN (SELECT m.group_id FROM group_memberships m WHERE m.member_id = $1) ORDER BY p.name"
         ));
         on_pool!(&self.backend, pool => {
             let rows = sqlx::query(q).bind(member_id).fetch_all(pool).await?;

@@ -113,7 +113,7 @@ impl Store {
                  JOIN principals h ON h.id = a.principal_id \
                  WHERE p.kind = 'user' AND p.enabled AND NOT p.emergency AND p.id <> $1 \
                      AND (a.principal_id = p.id OR (h.kind = 'group' AND h.role_assignable AND EXISTS \
-                         (SELECT 1 FROM group_members m WHERE m.group_id = h.id AND m.member_id = p.id)))")
+                         (SELECT 1 FROM group_reach m WHERE m.group_id = h.id AND m.member_id = p.id AND (m.until_us IS NULL OR m.until_us > $2))))")
                 .bind(principal_id).bind(now_us).fetch_all(pool).await?;
             Ok(held.iter().any(|r| roles.contains(r)))
         })

@@ -50,7 +50,7 @@ impl Store {
     ) -> Result<PostureRows> {
         on_pool!(&self.backend, pool => {
             let mut out = PostureRows::default();
-            for r in sqlx::query("SELECT u.name, MAX(CASE WHEN a.kind = 'active' THEN 1 ELSE 0 END) AS standing FROM principals u JOIN role_assignments a ON a.role = 'global-administrator' AND a.scope = '/' AND a.ended_at_us IS NULL AND a.starts_at_us <= $1 AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) JOIN principals h ON h.id = a.principal_id WHERE u.kind = 'user' AND u.enabled AND NOT u.emergency AND (a.principal_id = u.id OR (h.kind = 'group' AND h.role_assignable AND EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = h.id AND m.member_id = u.id))) GROUP BY u.name ORDER BY u.name")
+            for r in sqlx::query("SELECT u.name, MAX(CASE WHEN a.kind = 'active' THEN 1 ELSE 0 END) AS standing FROM principals u JOIN role_assignments a ON a.role = 'global-administrator' AND a.scope = '/' AND a.ended_at_us IS NULL AND a.starts_at_us <= $1 AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) JOIN principals h ON h.id = a.principal_id WHERE u.kind = 'user' AND u.enabled AND NOT u.emergency AND (a.principal_id = u.id OR (h.kind = 'group' AND h.role_assignable AND EXISTS (SELECT 1 FROM group_reach m WHERE m.group_id = h.id AND m.member_id = u.id AND (m.until_us IS NULL OR m.until_us > $1)))) GROUP BY u.name ORDER BY u.name")
                 .bind(now_us).fetch_all(pool).await? {
                 let standing: i32 = r.try_get("standing")?;
                 out.global_admins.push((r.try_get("name")?, standing > 0));
@@ -73,7 +73,7 @@ impl Store {
                     last_activated_us: r.try_get("last_activated")?,
                 });
             }
-            for r in sqlx::query("SELECT g.name AS g, u.name AS u FROM group_members m JOIN principals g ON g.id = m.group_id JOIN principals u ON u.id = m.member_id WHERE g.role_assignable ORDER BY g.name, u.name")
+            for r in sqlx::query("SELECT g.name AS g, u.name AS u FROM group_memberships m JOIN principals g ON g.id = m.group_id JOIN principals u ON u.id = m.member_id WHERE g.role_assignable ORDER BY g.name, u.name")
                 .fetch_all(pool).await? {
                 out.group_members.push((r.try_get("g")?, r.try_get("u")?));
             }

@@ -20,7 +20,7 @@ pub(crate) const GA_REACHERS_SQL: &str = "SELECT COUNT(*) FROM principals u WHER
     WHERE a.role = 'global-administrator' AND a.scope = '/' AND a.ended_at_us IS NULL AND a.starts_at_us <= $1 \
     AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) \
     AND (a.principal_id = u.id OR (h.kind = 'group' AND h.role_assignable AND EXISTS \
-        (SELECT 1 FROM group_members m WHERE m.group_id = h.id AND m.member_id = u.id))))";
+        (SELECT 1 FROM group_reach m WHERE m.group_id = h.id AND m.member_id = u.id AND (m.until_us IS NULL OR m.until_us > $1)))))";
 
 /// A custom role as stored (permissions as a JSON array of strings).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,7 +147,7 @@ const ASSIGNMENT_COLS: &str = "a.id, a.principal_id, p.name AS principal_name, p
 /// role-assignable groups it is a member of, live at that moment.
 const APPLYING_TO: &str = "a.ended_at_us IS NULL AND a.starts_at_us <= $2 AND (a.ends_at_us IS NULL OR a.ends_at_us > $2) \
      AND (a.principal_id = $1 OR (p.kind = 'group' AND p.role_assignable AND EXISTS \
-         (SELECT 1 FROM group_members m WHERE m.group_id = a.principal_id AND m.member_id = $1))) \
+         (SELECT 1 FROM group_memberships m WHERE m.group_id = a.principal_id AND m.member_id = $1 AND (m.until_us IS NULL OR m.until_us > $2)))) \
      ORDER BY a.created_at_us, a.id";
 const REQUEST_COLS: &str = "r.id, r.principal_id, p.name AS principal_name, r.role, r.scope, r.eligibility_id, r.state, r.duration_seconds, r.justification, r.ticket, r.approvals_required, r.created_at_us, r.timeout_at_us, r.activated_at_us, r.ends_at_us, r.closed_at_us, r.closed_by, r.close_reason, r.starts_at_us, r.extends_id";
 
@@ -351,6 +351,22 @@ impl Store {
                 "SELECT COUNT(*) FROM role_assignments WHERE principal_id = $1 AND created_by = $2 AND ended_at_us IS NULL",
             )
             .bind(principal_id).bind(actor).fetch_one(pool).await? > 0)
+        })
+    }
+
+    /// When `member_id`'s membership of `group_id` ends, if it is only just in time: the latest
+    /// end of their active memberships; `None` for a permanent member or a non-member.
+    pub async fn membership_end(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        now_us: i64,
+    ) -> Result<Option<i64>> {
+        on_pool!(&self.backend, pool => {
+            let ends: Vec<Option<i64>> = sqlx::query_scalar(
+                "SELECT until_us FROM group_memberships WHERE group_id = $1 AND member_id = $2 AND (until_us IS NULL OR until_us > $3)")
+                .bind(group_id).bind(member_id).bind(now_us).fetch_all(pool).await?;
+            Ok(if ends.iter().any(Option::is_none) { None } else { ends.into_iter().flatten().max() })
         })
     }
 

@@ -88,10 +88,13 @@ api_type! {
 api_type! {
     /// `POST /api/v1/assignments`. `principal` is `NAME` (a user), or `user:NAME`,
     /// `group:NAME`, `service_account:NAME`; `duration_seconds` or `ends_at` (RFC 3339) bound
-    /// it, neither means permanent (if the role's settings allow it).
+    /// it, neither means permanent (if the role's settings allow it). Role `group-member` at
+    /// scope `/groups/NAME` (eligible only) is just-in-time membership of role-assignable
+    /// group NAME.
     pub struct CreateAssignmentRequest {
         pub principal: String,
         pub role: String,
+        /// `/` (the default), `/targets/NAME`, `/apps/NAME`, or `/groups/NAME` for `group-member`.
         #[serde(default)]
         pub scope: Option<String>,
         /// `eligible` (the default) or `active`.
@@ -116,9 +119,11 @@ api_type! {
 }
 
 api_type! {
-    /// `POST /api/v1/requests`: activate an eligible role, now or (with `starts_at`) later.
+    /// `POST /api/v1/requests`: activate an eligible role, now or (with `starts_at`) later;
+    /// role `group-member` at `/groups/NAME` joins role-assignable group NAME just in time.
     pub struct CreateActivationRequest {
         pub role: String,
+        /// `/` (the default), `/targets/NAME`, `/apps/NAME`, or `/groups/NAME` for `group-member`.
         #[serde(default)]
         pub scope: Option<String>,
         pub duration_seconds: i64,

@@ -39,7 +39,14 @@ impl std::fmt::Display for AssignmentKind {
     }
 }
 
-/// Where a role applies: `/`, `/targets/NAME` or `/apps/NAME`.
+/// The pseudo-role of just-in-time group membership (PIM for Groups): an eligible assignment of
+/// it at `/groups/NAME` lets its holder activate membership of role-assignable group `NAME`
+/// like a role. It grants no permission itself; the active membership does what permanent
+/// membership does. No custom role may take the name.
+pub const GROUP_MEMBER: &str = "group-member";
+
+/// Where a role applies: `/`, `/targets/NAME` or `/apps/NAME`; and `/groups/NAME`, where only
+/// [`GROUP_MEMBER`] is assigned.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Scope(String);
@@ -55,7 +62,8 @@ impl Scope {
         }
         let name = s
             .strip_prefix("/targets/")
-            .or_else(|| s.strip_prefix("/apps/"));
+            .or_else(|| s.strip_prefix("/apps/"))
+            .or_else(|| s.strip_prefix("/groups/"));
         match name {
             Some(n) if is_slug(n, 63) => Ok(Self(s.to_owned())),
             _ => Err(RoleError::BadScope(s.chars().take(80).collect())),
@@ -64,6 +72,11 @@ impl Scope {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The group of a `/groups/NAME` scope (where membership is activated).
+    pub fn group(&self) -> Option<&str> {
+        self.0.strip_prefix("/groups/")
     }
 
     /// Whether a role assigned here applies at `other` (here and below).

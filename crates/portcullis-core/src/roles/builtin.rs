@@ -177,7 +177,8 @@ impl RoleName {
         if !ok {
             return Err(RoleError::BadRoleName(s.chars().take(80).collect()));
         }
-        if BuiltinRole::from_slug(s).is_some() {
+        // The membership pseudo-role is reserved like a built-in name.
+        if BuiltinRole::from_slug(s).is_some() || s == super::GROUP_MEMBER {
             return Err(RoleError::BuiltinName(s.to_owned()));
         }
         Ok(Self(s.to_owned()))

@@ -17,7 +17,7 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use assignment::{AssignmentKind, Grant, Scope, permits};
+pub use assignment::{AssignmentKind, GROUP_MEMBER, Grant, Scope, permits};
 pub use builtin::{BuiltinRole, RoleName};
 pub use permission::{CATALOGUE, Permission, perm};
 pub use settings::{RoleSettings, format_duration, parse_duration};
@@ -34,7 +34,7 @@ pub enum RoleError {
     BadRoleName(String),
     #[error("{0} is a built-in role; built-in roles cannot be redefined")]
     BuiltinName(String),
-    #[error("scope {0:?} must be /, /targets/NAME or /apps/NAME")]
+    #[error("scope {0:?} must be /, /targets/NAME, /apps/NAME or /groups/NAME (group-member only)")]
     BadScope(String),
     #[error(
         "duration {0:?} must be a positive number with a unit: 90s, 15m, 8h or 30d (at most 3650d)"

@@ -116,6 +116,67 @@ impl RoleSettings {
         }
     }
 
+    /// The settings of just-in-time membership of a group whose roles have `roles` (their
+    /// tier and settings): the strictest of them, so that joining the group is never an easier
+    /// way to a role than activating it. The strongest strength, the shortest activation and
+    /// eligibility, justification or ticket if any asks, approval if any asks with the most
+    /// approvals any asks, from the approvers of the highest-tier role that asks for approval
+    /// (ties: all of theirs), and everyone any role notifies. A group holding no role gets the
+    /// defaults of an ordinary role.
+    pub fn strictest<'a>(
+        roles: impl IntoIterator<Item = (crate::privilege::Tier, &'a RoleSettings)>,
+    ) -> Self {
+        let roles: Vec<_> = roles.into_iter().collect();
+        let mut out = Self::defaults_for(None);
+        if roles.is_empty() {
+            return out;
+        }
+        out.max_activation = roles
+            .iter()
+            .map(|(_, s)| s.max_activation)
+            .min()
+            .unwrap_or(out.max_activation);
+        out.required_strength = roles
+            .iter()
+            .map(|(_, s)| s.required_strength)
+            .max()
+            .unwrap_or(out.required_strength);
+        out.require_justification = roles.iter().any(|(_, s)| s.require_justification);
+        out.require_ticket = roles.iter().any(|(_, s)| s.require_ticket);
+        out.max_eligible_seconds = roles
+            .iter()
+            .filter_map(|(_, s)| s.max_eligible_seconds)
+            .min();
+        out.max_active_seconds = roles.iter().filter_map(|(_, s)| s.max_active_seconds).min();
+        out.allow_permanent_active = false;
+        let asking: Vec<_> = roles.iter().filter(|(_, s)| s.require_approval).collect();
+        out.require_approval = !asking.is_empty();
+        out.approvals_required = asking
+            .iter()
+            .map(|(_, s)| s.approvals_required)
+            .max()
+            .unwrap_or(1);
+        out.approvers = Vec::new();
+        if let Some(top) = asking.iter().map(|(t, _)| *t).max() {
+            for (_, s) in asking.iter().filter(|(t, _)| *t == top) {
+                for a in &s.approvers {
+                    if !out.approvers.contains(a) {
+                        out.approvers.push(a.clone());
+                    }
+                }
+            }
+        }
+        out.notify = Vec::new();
+        for (_, s) in &roles {
+            for n in &s.notify {
+                if !out.notify.contains(n) {
+                    out.notify.push(n.clone());
+                }
+            }
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<(), RoleError> {
         let bad = |m: &str| Err(RoleError::BadSettings(m.to_owned()));
         if !(60..=86_400).contains(&self.max_activation) {

@@ -236,3 +236,44 @@ fn settings_defaults_and_validation() {
         s
     );
 }
+
+#[test]
+fn group_scopes_name_a_group() {
+    let s = Scope::parse("/groups/ga-team").expect("a group scope");
+    assert_eq!(s.group(), Some("ga-team"));
+    assert_eq!(Scope::parse("/targets/db").expect("scope").group(), None);
+    assert!(Scope::parse("/groups/").is_err());
+    assert!(Scope::parse("/groups/Bad Name").is_err());
+    assert!(Scope::tenant().contains(&s));
+}
+
+#[test]
+fn membership_settings_are_the_strictest_of_the_groups_roles() {
+    use crate::privilege::Tier;
+    let mut ga = RoleSettings::defaults_for(Some(BuiltinRole::GlobalAdministrator));
+    ga.approvers = vec!["user:ada".into()];
+    ga.approvals_required = 1;
+    let mut helpdesk = RoleSettings::defaults_for(Some(BuiltinRole::HelpdeskAdministrator));
+    helpdesk.require_ticket = true;
+    helpdesk.require_approval = true;
+    helpdesk.approvers = vec!["user:mallory".into()];
+    helpdesk.approvals_required = 2;
+    helpdesk.max_eligible_seconds = Some(86_400);
+    helpdesk.notify = vec!["soc@example.com".into()];
+    let s = RoleSettings::strictest([(Tier::Top, &ga), (Tier::Privileged, &helpdesk)]);
+    assert_eq!(s.max_activation, 3600);
+    assert_eq!(s.required_strength, AuthStrength::PhishingResistant);
+    assert!(s.require_justification && s.require_ticket && s.require_approval);
+    assert_eq!(s.approvals_required, 2);
+    // Only the approvers of the highest-tier role that asks: a helpdesk approver never lets
+    // anyone into a group holding Global Administrator.
+    assert_eq!(s.approvers, vec!["user:ada".to_owned()]);
+    assert_eq!(s.max_eligible_seconds, Some(86_400));
+    assert!(!s.allow_permanent_active);
+    assert_eq!(s.notify, vec!["soc@example.com".to_owned()]);
+    // A group holding nothing: an ordinary role's defaults.
+    assert_eq!(
+        RoleSettings::strictest([]).max_activation,
+        RoleSettings::defaults_for(None).max_activation
+    );
+}

@@ -22,6 +22,9 @@ pub struct RoleDef {
     pub description: String,
     pub builtin: Option<BuiltinRole>,
     pub permissions: Vec<Permission>,
+    /// For just-in-time membership (`group-member` at `/groups/NAME`): the group. Its
+    /// permissions are then those of every role the group holds (what membership confers).
+    pub group: Option<String>,
 }
 
 impl RoleDef {
@@ -61,6 +64,7 @@ pub(crate) fn builtin_def(b: BuiltinRole) -> RoleDef {
         description: b.description().to_owned(),
         builtin: Some(b),
         permissions: b.permissions(),
+        group: None,
     }
 }
 
@@ -72,6 +76,7 @@ pub(crate) fn custom_def(r: portcullis_store::roles::CustomRole) -> RoleDef {
         display_name: r.display_name,
         description: r.description,
         builtin: None,
+        group: None,
     }
 }
 
@@ -104,6 +109,72 @@ pub async fn role(state: &AppState, slug: &str) -> Result<RoleDef, ApiError> {
         .ok_or_else(|| unknown_role(slug))
 }
 
+/// A role as assigned or activated at `scope`: [`role`], except for the membership pseudo-role
+/// (`group-member`), which only exists at `/groups/NAME` of a role-assignable group and stands
+/// for everything the group holds (every permission of every role assigned to it, eligible or
+/// active, at any scope), so that its tier is the tier membership confers.
+pub async fn role_at(state: &AppState, slug: &str, scope: &Scope) -> Result<RoleDef, ApiError> {
+    let group = scope.group();
+    if slug != portcullis_core::roles::GROUP_MEMBER {
+        if group.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "{slug} cannot be assigned at {}: a /groups/NAME scope takes only group-member (just-in-time membership)",
+                scope.as_str()
+            )));
+        }
+        return role(state, slug).await;
+    }
+    let Some(name) = group else {
+        return Err(ApiError::bad_request(
+            "group-member is assigned at /groups/NAME (the group whose membership it activates)",
+        ));
+    };
+    let g = match state.store.principal_by_name(name).await? {
+        Some(g) if g.kind == portcullis_core::principal::PrincipalKind::Group => g,
+        _ => return Err(ApiError::not_found(format!("no group named {name}"))),
+    };
+    if !g.role_assignable {
+        return Err(ApiError::bad_request(format!(
+            "group {name} is not role-assignable; just-in-time membership is for role-assignable groups (an ordinary group confers no role)"
+        )));
+    }
+    let held = state
+        .store
+        .assignments(&portcullis_store::roles::AssignmentFilter {
+            principal_id: Some(g.id.clone()),
+            role: None,
+            include_ended: false,
+        })
+        .await?;
+    let mut permissions: Vec<Permission> = Vec::new();
+    for a in &held {
+        let Ok(def) = role(state, &a.role).await else {
+            continue;
+        };
+        let all = if def.builtin.is_some_and(BuiltinRole::grants_everything) {
+            portcullis_core::roles::CATALOGUE
+                .iter()
+                .filter_map(|(p, _)| Permission::parse(p).ok())
+                .collect()
+        } else {
+            def.permissions
+        };
+        for p in all {
+            if !permissions.contains(&p) {
+                permissions.push(p);
+            }
+        }
+    }
+    Ok(RoleDef {
+        slug: portcullis_core::roles::GROUP_MEMBER.to_owned(),
+        display_name: format!("Member of {name}"),
+        description: format!("just-in-time membership of {name}: everything the group holds"),
+        builtin: None,
+        permissions,
+        group: Some(name.to_owned()),
+    })
+}
+
 /// The grants in effect for a principal at `now`, with the permissions of their roles (a
 /// custom role's come in the same read as its grant).
 pub async fn grants(
@@ -133,6 +204,7 @@ pub async fn grants_and_assignments(
                 display_name: String::new(),
                 description: String::new(),
                 builtin: None,
+                group: None,
             },
             // A grant naming no role any more grants nothing.
             (None, None) => continue,

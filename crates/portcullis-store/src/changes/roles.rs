@@ -229,7 +229,7 @@ pub(crate) async fn start_request(c: &mut Conn<'_>, id: &str, at_us: i64) -> Res
         AND EXISTS (SELECT 1 FROM role_assignments a JOIN principals g ON g.id = a.principal_id WHERE a.id = activation_requests.eligibility_id \
             AND a.ended_at_us IS NULL AND (a.ends_at_us IS NULL OR a.ends_at_us > $1) \
             AND (a.principal_id = activation_requests.principal_id OR (g.kind = 'group' AND g.role_assignable AND EXISTS \
-                (SELECT 1 FROM group_members m WHERE m.group_id = a.principal_id AND m.member_id = activation_requests.principal_id))))", args![at_us, id]).await?;
+                (SELECT 1 FROM group_memberships m WHERE m.group_id = a.principal_id AND m.member_id = activation_requests.principal_id AND (m.until_us IS NULL OR m.until_us > $1)))))", args![at_us, id]).await?;
     if n == 0 {
         return Err(conflict(REQUEST_MOVED));
     }
@@ -257,8 +257,38 @@ pub(crate) async fn close_request(
     if from == portcullis_core::activation::RequestState::Active {
         let reason = format!("request.{}", to.as_str());
         targets::revoke_where(c, Scope::Grant(id), &reason, at_us).await?;
+        end_membership_dependents(c, id, by, at_us).await?;
     }
 
+    Ok(())
+}
+
+/// When request `id` was a just-in-time group membership and its holder is no longer a member
+/// otherwise, ends what rested on the membership, as leaving the group does: their requests
+/// through the group's eligible assignments are cancelled (pending, scheduled) or revoked
+/// (active, with every target grant), `left_role_assignable_group`. In the membership's own
+/// transaction, so no path that ends a membership (expiry, deactivation, revocation, its
+/// eligibility removed, a review) can leave a role held through it.
+async fn end_membership_dependents(c: &mut Conn<'_>, id: &str, by: &str, at_us: i64) -> Result<()> {
+    let Some((member, group)) = c
+        .optional_texts("SELECT r.principal_id, g.id FROM activation_requests r JOIN principals g ON g.kind = 'group' AND r.scope = '/groups/' || g.name WHERE r.id = $1 AND r.role = 'group-member'", args![id])
+        .await?
+    else {
+        return Ok(());
+    };
+    let still = c
+        .count("SELECT COUNT(*) FROM group_memberships m WHERE m.group_id = $1 AND m.member_id = $2 AND (m.until_us IS NULL OR m.until_us > $3)", args![&group, &member, at_us])
+        .await?;
+    if still > 0 {
+        return Ok(());
+    }
+    for held in c
+        .texts("SELECT r.id FROM activation_requests r JOIN role_assignments a ON a.id = r.eligibility_id WHERE r.principal_id = $1 AND a.principal_id = $2 AND r.state = 'active'", args![&member, &group])
+        .await?
+    {
+        targets::revoke_where(c, Scope::Grant(&held), "left_role_assignable_group", at_us).await?;
+    }
+    c.execute("UPDATE activation_requests SET state = CASE WHEN state = 'active' THEN 'revoked' ELSE 'cancelled' END, closed_at_us = $1, closed_by = $2, close_reason = 'left_role_assignable_group' WHERE principal_id = $3 AND state IN ('pending_approval', 'scheduled', 'active') AND eligibility_id IN (SELECT a.id FROM role_assignments a WHERE a.principal_id = $4)", args![at_us, by, &member, &group]).await?;
     Ok(())
 }
 

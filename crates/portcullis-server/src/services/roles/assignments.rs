@@ -134,6 +134,28 @@ pub(super) async fn principal_ref(state: &AppState, r: &str) -> Result<Principal
     }
 }
 
+/// Just-in-time membership is handed out like membership itself: by those who change a
+/// role-assignable group's members (the top tier), eligible only (an active membership is a
+/// permanent one: `groups add`), to a user or service account (groups are not nested).
+fn check_membership_eligibility(
+    caller: &Caller,
+    p: &Principal,
+    kind: Option<&str>,
+) -> Result<(), ApiError> {
+    caller.require(perm::GROUPS_ROLE_ASSIGNABLE_UPDATE)?;
+    if p.kind == portcullis_core::principal::PrincipalKind::Group {
+        return Err(ApiError::bad_request(
+            "groups cannot be nested: membership is for users and service accounts",
+        ));
+    }
+    if kind.is_some_and(|k| k != "eligible") {
+        return Err(ApiError::bad_request(
+            "just-in-time membership is eligible only; a standing membership is portcullis groups add GROUP NAME",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn create_assignment(
     state: &AppState,
     caller: &Caller,
@@ -144,8 +166,11 @@ pub async fn create_assignment(
         None => Scope::tenant(),
     };
     let me = caller.require_at(perm::ASSIGNMENTS_CREATE, &scope)?;
-    let def = role(state, &req.role).await?;
+    let def = role_at(state, &req.role, &scope).await?;
     let p = principal_ref(state, &req.principal).await?;
+    if def.group.is_some() {
+        check_membership_eligibility(caller, &p, req.kind.as_deref())?;
+    }
     if p.kind == portcullis_core::principal::PrincipalKind::Group && !p.role_assignable {
         return Err(ApiError::bad_request(format!(
             "group {} is not role-assignable; roles can only be assigned to role-assignable groups",
@@ -220,6 +245,23 @@ pub async fn create_assignment(
             for m in state.store.group_members(&p.id).await? {
                 if !m.privileged {
                     marks.push(Change::MarkPrivileged { principal_id: m.id });
+                }
+            }
+            // Those eligible to join are as good as members (they join at will).
+            let scope = format!("/groups/{}", p.name);
+            for a in state
+                .store
+                .assignments(&AssignmentFilter {
+                    principal_id: None,
+                    role: Some(portcullis_core::roles::GROUP_MEMBER.to_owned()),
+                    include_ended: false,
+                })
+                .await?
+            {
+                if a.scope == scope {
+                    marks.push(Change::MarkPrivileged {
+                        principal_id: a.principal_id,
+                    });
                 }
             }
         } else if !p.privileged {
@@ -304,7 +346,10 @@ pub async fn delete_assignment(
     caller.require_at(perm::ASSIGNMENTS_DELETE, &scope)?;
     // A Global Administrator assignment: a break-glass account's not below the two-account
     // minimum; anyone else's not if it is the last way to Global Administrator at `/`.
-    let guard = if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
+    // Just-in-time membership of a group may be someone's way to Global Administrator.
+    let guard = if a.role == portcullis_core::roles::GROUP_MEMBER {
+        Some(Guard::GlobalAdministrator)
+    } else if a.role == portcullis_core::alerts::GLOBAL_ADMINISTRATOR {
         let emergency = a.principal_kind == portcullis_core::principal::PrincipalKind::User
             && state
                 .store
@@ -427,7 +472,7 @@ pub async fn make_eligible(
             "a break-glass account keeps its standing Global Administrator role",
         ));
     }
-    let def = role(state, &a.role).await?;
+    let def = role_of(state, &a.role, &a.scope).await?;
     let s = settings(state, &def).await?;
     let ends = req
         .duration_seconds

@@ -36,15 +36,10 @@ pub async fn extend(
     if orig.state != RequestState::Active || orig.extends_id.is_some() {
         return Err(schedule_error(schedule::ScheduleError::NotExtendable));
     }
-    let (def, s) = role_and_settings(state, &orig.role).await?;
+    let scope = Scope::parse(&orig.scope).map_err(ApiError::internal)?;
+    let (def, s) = role_and_settings(state, &orig.role, &scope).await?;
     if s.require_approval && s.approvers.is_empty() {
-        return Err(coded(
-            ErrorCode::Conflict,
-            format!(
-                "{} requires approval but names no approver; a Privileged Role Administrator must set approvers",
-                def.slug
-            ),
-        ));
+        return Err(super::requests::no_approver(&def));
     }
     // The eligibility must still apply to the caller (a group membership may have ended).
     let Some(elig) = me.assignments.iter().find(|a| a.id == orig.eligibility_id) else {
@@ -61,7 +56,7 @@ pub async fn extend(
     let new_end = schedule::extension_end(
         current_end,
         Duration::seconds(req.duration_seconds),
-        elig.ends_at_us.map(from_us),
+        eligibility_end(state, elig, &me.principal.id, now).await?,
         now,
         Duration::seconds(s.max_activation),
     )

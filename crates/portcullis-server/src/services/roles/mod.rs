@@ -47,7 +47,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::error::ApiError;
 use crate::services::caller::{Caller, SessionCaller, event, forbidden};
-pub use crate::services::grants::{RoleDef, all_roles, grants, grants_and_assignments, role};
+pub use crate::services::grants::{
+    RoleDef, all_roles, grants, grants_and_assignments, role, role_at,
+};
 use crate::services::grants::{builtin_def, custom_def, unknown_role};
 use crate::services::privilege::Guard;
 use crate::services::support::{invalid, new_id};
@@ -79,11 +81,18 @@ pub async fn active_roles(
         .collect())
 }
 
-/// A role and its settings in one read (an activation's hot path).
+/// A role at `scope` and its settings, in one read for a role (an activation's hot path); the
+/// membership pseudo-role's come from its group's roles ([`role_at`], [`settings`]).
 async fn role_and_settings(
     state: &AppState,
     slug: &str,
+    scope: &Scope,
 ) -> Result<(RoleDef, RoleSettings), ApiError> {
+    if slug == portcullis_core::roles::GROUP_MEMBER || scope.group().is_some() {
+        let def = role_at(state, slug, scope).await?;
+        let s = settings(state, &def).await?;
+        return Ok((def, s));
+    }
     let (custom, stored) = state.store.role_with_settings(slug).await?;
     let def = match (BuiltinRole::from_slug(slug), custom) {
         (Some(b), _) => builtin_def(b),
@@ -102,9 +111,78 @@ fn parse_settings(stored: Option<String>, def: &RoleDef) -> Result<RoleSettings,
     }
 }
 
-/// A role's settings: stored, or the defaults for the role.
+/// A role's settings: stored, or the defaults for the role. Just-in-time membership of a group
+/// has the strictest settings of the roles the group holds (core's `RoleSettings::strictest`),
+/// so that joining is never an easier way to a role than activating it; they follow the
+/// group's roles and are not set on their own.
 pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, ApiError> {
-    parse_settings(state.store.role_settings(&def.slug).await?, def)
+    let Some(group) = &def.group else {
+        return parse_settings(state.store.role_settings(&def.slug).await?, def);
+    };
+    let g = state
+        .store
+        .principal_by_name(group)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no group named {group}")))?;
+    let held = state
+        .store
+        .assignments(&AssignmentFilter {
+            principal_id: Some(g.id),
+            ..Default::default()
+        })
+        .await?;
+    let mut roles: Vec<(portcullis_core::privilege::Tier, RoleSettings)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for a in &held {
+        if seen.contains(&a.role.as_str()) {
+            continue;
+        }
+        seen.push(&a.role);
+        let Ok(def) = role(state, &a.role).await else {
+            continue;
+        };
+        let s = parse_settings(state.store.role_settings(&def.slug).await?, &def)?;
+        roles.push((def.tier(), s));
+    }
+    Ok(RoleSettings::strictest(roles.iter().map(|(t, s)| (*t, s))))
+}
+
+/// The role of request or assignment `slug` at its stored `scope`.
+pub(super) async fn role_of(
+    state: &AppState,
+    slug: &str,
+    scope: &str,
+) -> Result<RoleDef, ApiError> {
+    role_at(
+        state,
+        slug,
+        &Scope::parse(scope).map_err(ApiError::internal)?,
+    )
+    .await
+}
+
+/// When eligibility `elig` stops letting `principal_id` hold its role: its own end and, for a
+/// group's eligibility held through a just-in-time membership, the membership's end (an
+/// activation through the group never outlasts the membership).
+pub(super) async fn eligibility_end(
+    state: &AppState,
+    elig: &Assignment,
+    principal_id: &str,
+    now: OffsetDateTime,
+) -> Result<Option<OffsetDateTime>, ApiError> {
+    let membership = if elig.principal_kind == portcullis_core::principal::PrincipalKind::Group {
+        state
+            .store
+            .membership_end(&elig.principal_id, principal_id, us(now))
+            .await?
+    } else {
+        None
+    };
+    Ok(match (elig.ends_at_us, membership) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+    .map(from_us))
 }
 
 fn settings_view(role: &str, s: &RoleSettings) -> RoleSettingsView {

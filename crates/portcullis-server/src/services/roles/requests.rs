@@ -118,6 +118,21 @@ pub(super) fn eligibility<'a>(
     best
 }
 
+/// A role asking for approval with nobody to give it: a configuration gap, said plainly (for a
+/// membership, on the group's roles, whose settings it follows).
+pub(super) fn no_approver(def: &RoleDef) -> ApiError {
+    let msg = match &def.group {
+        Some(g) => format!(
+            "joining {g} requires approval (as the strictest of its roles does) but the highest-tier role asking for it names no approver; a Privileged Role Administrator must set that role's approvers"
+        ),
+        None => format!(
+            "{} requires approval but names no approver; a Privileged Role Administrator must set approvers (portcullis roles settings set {} --approvers NAME,…)",
+            def.slug, def.slug
+        ),
+    };
+    coded(ErrorCode::Conflict, msg)
+}
+
 pub async fn create_request(
     state: &AppState,
     caller: &Caller,
@@ -128,16 +143,10 @@ pub async fn create_request(
         Some(s) => Scope::parse(s).map_err(invalid)?,
         None => Scope::tenant(),
     };
-    let (def, s) = role_and_settings(state, &req.role).await?;
+    let (def, s) = role_and_settings(state, &req.role, &scope).await?;
     // A configuration gap, said before anything about the session or the request.
     if s.require_approval && s.approvers.is_empty() {
-        return Err(coded(
-            ErrorCode::Conflict,
-            format!(
-                "{} requires approval but names no approver; a Privileged Role Administrator must set approvers (portcullis roles settings set {} --approvers NAME,…)",
-                def.slug, def.slug
-            ),
-        ));
+        return Err(no_approver(&def));
     }
     let now = OffsetDateTime::now_utc();
     let starts = match req.starts_at.as_deref() {
@@ -174,7 +183,7 @@ pub async fn create_request(
             ),
         ));
     };
-    let elig_end = elig.ends_at_us.map(from_us);
+    let elig_end = eligibility_end(state, elig, &me.principal.id, now).await?;
     if let Some(start) = starts {
         schedule::check_start(start, now, elig_end).map_err(schedule_error)?;
     }
@@ -324,7 +333,7 @@ pub async fn list_requests(
             if r.principal_id == me.principal.id {
                 continue;
             }
-            let def = match role(state, &r.role).await {
+            let def = match role_of(state, &r.role, &r.scope).await {
                 Ok(d) => d,
                 Err(_) => continue,
             };
@@ -347,7 +356,7 @@ pub async fn get_request(
     let r = find_request(state, id).await?;
     if r.principal_id != me.principal.id && !caller.holds(perm::REQUESTS_READ) {
         let groups = role_assignable_groups(state, &me.principal.id).await?;
-        let def = role(state, &r.role).await?;
+        let def = role_of(state, &r.role, &r.scope).await?;
         let s = settings(state, &def).await?;
         if !activation::is_listed_approver(&me.principal.name, &groups, &s.approvers) {
             return Err(ApiError::not_found("no such request"));
@@ -390,7 +399,7 @@ pub async fn decide(
                 format!("this request is {}, not pending approval", r.state),
             ));
         }
-        let def = role(state, &r.role).await?;
+        let def = role_of(state, &r.role, &r.scope).await?;
         let s = settings(state, &def).await?;
         let groups = role_assignable_groups(state, &me.principal.id).await?;
         let listed = activation::is_listed_approver(&me.principal.name, &groups, &s.approvers);
@@ -664,7 +673,12 @@ pub async fn deactivate_role(
     role_slug: &str,
 ) -> Result<Vec<ActivationRequestView>, ApiError> {
     let me = caller.require_session()?;
-    let def = role(state, role_slug).await?;
+    // Just-in-time memberships (every group's) deactivate by their pseudo-role's name too.
+    let slug = if role_slug == portcullis_core::roles::GROUP_MEMBER {
+        role_slug.to_owned()
+    } else {
+        role(state, role_slug).await?.slug
+    };
     let active = state
         .store
         .requests(&RequestFilter {
@@ -674,7 +688,7 @@ pub async fn deactivate_role(
         })
         .await?;
     let mut out = Vec::new();
-    for r in active.iter().filter(|r| r.role == def.slug) {
+    for r in active.iter().filter(|r| r.role == slug) {
         out.push(
             close(
                 state,
@@ -688,8 +702,7 @@ pub async fn deactivate_role(
     }
     if out.is_empty() {
         return Err(ApiError::not_found(format!(
-            "you have no active activation of {}",
-            def.slug
+            "you have no active activation of {slug}"
         )));
     }
     Ok(out)
