@@ -520,6 +520,64 @@ async fn weakening_a_policy_of_a_privileged_role_is_a_change_request(app: TestAp
     app.stop().await;
 }
 
+/// A policy change is applied as it reads when approved: one that would now lock every Global
+/// Administrator out (another policy landed meanwhile) is cancelled, not forced.
+async fn a_policy_change_that_would_now_lock_out_is_cancelled(app: TestApp) {
+    let admin = admin(&app).await;
+    let bob = second_top_tier_person(&app, &admin).await;
+    let ga = |name: &str, conditions: serde_json::Value, grant: serde_json::Value| serde_json::json!({"name": name, "state": "enabled", "conditions": conditions, "grant": grant});
+    admin
+        .ca_import(&ca_import_of(serde_json::json!([ga(
+            "admins",
+            serde_json::json!({"principals": {"include": ["role:global-administrator"]}}),
+            serde_json::json!({"require": "mfa"})
+        )])))
+        .await
+        .expect("a policy");
+    // Narrowed to the API, and blocking there: alone, the CLI stays open to administrators.
+    let id = pending_id(
+        &admin
+            .ca_import(&ca_import_of(serde_json::json!([ga(
+                "admins",
+                serde_json::json!({"principals": {"include": ["role:global-administrator"]},
+                    "applications": {"include": ["api"]}}),
+                serde_json::json!({"block": true})
+            )])))
+            .await
+            .expect_err("four eyes"),
+    );
+    // Meanwhile the CLI is blocked for them: fine while the API takes MFA.
+    admin
+        .ca_import(&ca_import_of(serde_json::json!([ga(
+            "no-cli",
+            serde_json::json!({"principals": {"include": ["role:global-administrator"]},
+                "applications": {"include": ["cli"]}}),
+            serde_json::json!({"block": true})
+        )])))
+        .await
+        .expect("a new policy applies at once");
+    let e = bob
+        .approve_change(&id, &ChangeDecisionRequest::default())
+        .await
+        .expect_err("it would lock every Global Administrator out now");
+    assert_eq!(e.code(), Some("conflict"), "{e}");
+    let c = admin.change_request(&id).await.expect("change");
+    assert_eq!(c.state, "cancelled");
+    assert!(
+        c.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("no longer applies")),
+        "{c:?}"
+    );
+    let p = admin.ca_policy("admins").await.expect("policy");
+    assert_eq!(
+        p.policy["grant"]["require"], "mfa",
+        "unchanged: {}",
+        p.policy
+    );
+    app.stop().await;
+}
+
 /// Every channel receives critical alerts: removing one waits for four eyes (here the lone
 /// administrator's one-second cooling-off), and a low role cannot even ask.
 async fn removing_an_alert_channel_is_a_change_request(app: TestApp) {
@@ -568,6 +626,7 @@ async fn removing_an_alert_channel_is_a_change_request(app: TestApp) {
 api_tests!(
     binding_a_privileged_role_is_a_change_request,
     weakening_a_policy_of_a_privileged_role_is_a_change_request,
+    a_policy_change_that_would_now_lock_out_is_cancelled,
     removing_an_alert_channel_is_a_change_request,
     a_lone_administrators_weakening_waits_out_the_cooling_off,
     another_top_tier_person_approves_and_nobody_else_does,

@@ -49,6 +49,16 @@ fn join(secs: i64) -> CreateActivationRequest {
     }
 }
 
+/// bob (signed in with TOTP) eligible to join the group.
+async fn eligible_bob(app: &TestApp, admin: &Client) -> Client {
+    let (bob, _) = mfa_user(app, admin, "bob", "amber-willow-canyon-58").await;
+    admin
+        .create_assignment(&membership_of("bob"))
+        .await
+        .expect("eligible membership");
+    bob
+}
+
 async fn members(admin: &Client) -> Vec<String> {
     admin
         .groups()
@@ -73,11 +83,7 @@ async fn an_active_membership_confers_what_the_group_holds(app: TestApp) {
     let admin = admin(&app).await;
     role_assignable_group(&admin, GROUP).await;
     group_holds(&admin, "audit-reader", None, true).await;
-    let (bob, _) = mfa_user(&app, &admin, "bob", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&membership_of("bob"))
-        .await
-        .expect("eligible membership");
+    let bob = eligible_bob(&app, &admin).await;
     assert!(members(&admin).await.is_empty(), "eligible is not a member");
     assert!(!can_read_audit(&bob).await);
     let m = bob.request_activation(&join(3600)).await.expect("join");
@@ -102,11 +108,7 @@ async fn an_activation_through_the_group_ends_with_the_membership(app: TestApp) 
     deploy_hook(&admin, port).await;
     role_assignable_group(&admin, GROUP).await;
     group_holds(&admin, "deployer", Some("/targets/deploy-hook"), false).await;
-    let (bob, _) = mfa_user(&app, &admin, "bob", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&membership_of("bob"))
-        .await
-        .expect("eligible membership");
+    let bob = eligible_bob(&app, &admin).await;
     let deploy = CreateActivationRequest {
         scope: Some("/targets/deploy-hook".into()),
         ..ask("deployer", 7200, Some("release 7"))
@@ -123,15 +125,7 @@ async fn an_activation_through_the_group_ends_with_the_membership(app: TestApp) 
         .expect("through the group");
     assert_eq!(d.state, "active");
     assert_eq!(d.ends_at, m.ends_at, "capped at the membership's end");
-    eventually("the grant applied at the target", 20, async || {
-        admin
-            .target_ops(Some("deploy-hook"), None)
-            .await
-            .expect("ops")
-            .iter()
-            .any(|o| o.op == "grant" && o.state == "applied")
-    })
-    .await;
+    hook_op_applied(&admin, "grant").await;
     bob.deactivate(&m.id, &DecisionRequest::default())
         .await
         .expect("leave");
@@ -141,15 +135,7 @@ async fn an_activation_through_the_group_ends_with_the_membership(app: TestApp) 
         d.close_reason.as_deref(),
         Some("left_role_assignable_group")
     );
-    eventually("the revoke delivered to the target", 20, async || {
-        admin
-            .target_ops(Some("deploy-hook"), None)
-            .await
-            .expect("ops")
-            .iter()
-            .any(|o| o.op == "revoke" && o.state == "applied")
-    })
-    .await;
+    hook_op_applied(&admin, "revoke").await;
     app.stop().await;
 }
 
@@ -157,11 +143,7 @@ async fn a_membership_expires_to_the_second_with_what_rests_on_it(app: TestApp) 
     let admin = admin(&app).await;
     role_assignable_group(&admin, GROUP).await;
     group_holds(&admin, "security-reader", None, false).await;
-    let (bob, _) = mfa_user(&app, &admin, "bob", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&membership_of("bob"))
-        .await
-        .expect("eligible membership");
+    let bob = eligible_bob(&app, &admin).await;
     let m = bob.request_activation(&join(3)).await.expect("join");
     let r = bob
         .request_activation(&ask("security-reader", 3600, Some("incident 12")))
@@ -204,11 +186,7 @@ async fn a_membership_is_as_strict_as_the_groups_strictest_role(app: TestApp) {
         )
         .await
         .expect("a stricter ordinary role");
-    let (bob, _) = mfa_user(&app, &admin, "bob", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&membership_of("bob"))
-        .await
-        .expect("eligible membership");
+    let bob = eligible_bob(&app, &admin).await;
     let e = bob
         .request_activation(&join(3600))
         .await
@@ -258,11 +236,7 @@ async fn a_membership_of_a_global_administrator_group_is_top_tier(app: TestApp) 
         admin.user("carl").await.expect("carl").privileged,
         "eligible to join a privileged group is privileged"
     );
-    let (bob, _) = mfa_user(&app, &admin, "bob", "amber-willow-canyon-58").await;
-    admin
-        .create_assignment(&membership_of("bob"))
-        .await
-        .expect("eligible membership");
+    let bob = eligible_bob(&app, &admin).await;
     let e = bob
         .request_activation(&join(1800))
         .await

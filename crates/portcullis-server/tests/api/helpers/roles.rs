@@ -157,6 +157,20 @@ pub(crate) async fn deploy_hook(admin: &Client, port: u16) {
         .expect("bind");
 }
 
+/// Waits until an operation `op` (`grant` or `revoke`) at the `deploy-hook` target has been
+/// applied (delivered to the receiver).
+pub(crate) async fn hook_op_applied(admin: &Client, op: &str) {
+    eventually(&format!("the {op} applied at the target"), 20, async || {
+        admin
+            .target_ops(Some("deploy-hook"), None)
+            .await
+            .expect("ops")
+            .iter()
+            .any(|o| o.op == op && o.state == "applied")
+    })
+    .await;
+}
+
 /// `role`'s settings with `u` applied by `admin`: at once, or, for a weakening of a privileged
 /// role asked by the tenant's only top-tier person (four eyes: nobody else can approve it),
 /// once its cooling-off (a second in tests) is over.

@@ -37,15 +37,7 @@ async fn a_removal_ends_the_assignment_revokes_its_grant_and_the_target(app: Tes
         .await
         .expect("activate");
     assert_eq!(grant.state, "active");
-    eventually("the grant applied at the target", 20, async || {
-        admin
-            .target_ops(Some("deploy-hook"), None)
-            .await
-            .expect("ops")
-            .iter()
-            .any(|o| o.op == "grant" && o.state == "applied")
-    })
-    .await;
+    hook_op_applied(&admin, "grant").await;
     let (bob, _) = mfa_user(&app, &admin, "bob", PW).await;
     let r = admin
         .create_review(&review_of("deployer", "user:bob", "keep"))
@@ -71,14 +63,7 @@ async fn a_removal_ends_the_assignment_revokes_its_grant_and_the_target(app: Tes
     let req = ivy.activation_request(&grant.id).await.expect("request");
     assert_eq!(req.state, "revoked");
     assert_eq!(req.close_reason.as_deref(), Some("review_removed"));
-    eventually("the revoke delivered to the target", 20, async || {
-        let ops = admin
-            .target_ops(Some("deploy-hook"), None)
-            .await
-            .expect("ops");
-        ops.iter().any(|o| o.op == "revoke" && o.state == "applied")
-    })
-    .await;
+    hook_op_applied(&admin, "revoke").await;
     assert!(
         inbox
             .lock()
