@@ -4,6 +4,7 @@
 //! top tier or oneself handing one out, an ordinary group, a role at a group's scope, and an
 //! activation through the group outliving the membership.
 
+use super::reviews::{decision, item_of, open_round, review_of};
 use super::*;
 
 const GROUP: &str = "release-team";
@@ -265,6 +266,51 @@ async fn a_membership_of_a_global_administrator_group_is_top_tier(app: TestApp) 
     app.stop().await;
 }
 
+/// Memberships are reviewed like a role: a removal at the close ends the eligibility, the active
+/// membership and what rests on it.
+async fn a_review_removes_a_membership_and_what_rests_on_it(app: TestApp) {
+    let admin = admin(&app).await;
+    role_assignable_group(&admin, GROUP).await;
+    group_holds(&admin, "audit-reader", None, true).await;
+    let bob = eligible_bob(&app, &admin).await;
+    let m = bob.request_activation(&join(3600)).await.expect("join");
+    assert!(can_read_audit(&bob).await);
+    let (ivy, _) = mfa_user(&app, &admin, "ivy", "cobalt-meadow-lantern-39").await;
+    let r = admin
+        .create_review(&portcullis_core::api::CreateReviewRequest {
+            scope: Some(SCOPE.into()),
+            ..review_of("group-member", "user:ivy", "keep")
+        })
+        .await
+        .expect("a review of the group's memberships");
+    let round = open_round(&r);
+    let item = item_of(&ivy, &round, "user:bob").await;
+    ivy.decide_review_item(
+        &round,
+        &item.assignment_id,
+        &decision("remove", "left the release team"),
+    )
+    .await
+    .expect("remove");
+    admin.close_review_round(&round).await.expect("close");
+    assert_eq!(
+        bob.activation_request(&m.id).await.expect("request").state,
+        "revoked"
+    );
+    assert!(members(&admin).await.is_empty());
+    assert!(!can_read_audit(&bob).await);
+    assert!(
+        admin
+            .assignments()
+            .await
+            .expect("assignments")
+            .iter()
+            .all(|a| a.role != "group-member"),
+        "the eligibility ended"
+    );
+    app.stop().await;
+}
+
 async fn membership_is_handed_out_by_the_top_tier_never_to_oneself(app: TestApp) {
     let admin = admin(&app).await;
     role_assignable_group(&admin, GROUP).await;
@@ -364,4 +410,5 @@ api_tests!(
     a_membership_is_as_strict_as_the_groups_strictest_role,
     a_membership_of_a_global_administrator_group_is_top_tier,
     membership_is_handed_out_by_the_top_tier_never_to_oneself,
+    a_review_removes_a_membership_and_what_rests_on_it,
 );

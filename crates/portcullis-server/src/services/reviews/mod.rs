@@ -151,10 +151,18 @@ pub async fn create_review(
     req: CreateReviewRequest,
 ) -> Result<ReviewView, ApiError> {
     caller.require(perm::REVIEWS_MANAGE)?;
-    let def = crate::services::grants::role(state, &req.role).await?;
     let scope = match req.scope.as_deref() {
         Some(s) => Scope::parse(s).map_err(invalid)?,
         None => Scope::tenant(),
+    };
+    // Just-in-time memberships are reviewed like a role: of one group (`/groups/NAME`, which
+    // must be role-assignable) or, at `/`, of every group.
+    let def = if req.role == portcullis_core::roles::GROUP_MEMBER && scope == Scope::tenant() {
+        portcullis_core::roles::GROUP_MEMBER.to_owned()
+    } else {
+        crate::services::grants::role_at(state, &req.role, &scope)
+            .await?
+            .slug
     };
     let reviewers = Reviewers::parse(&req.reviewers, req.fallback.as_deref()).map_err(invalid)?;
     for r in reviewers.named() {
@@ -176,7 +184,7 @@ pub async fn create_review(
     let now = OffsetDateTime::now_utc();
     let review = AccessReview {
         id: new_id("rv"),
-        role: def.slug.clone(),
+        role: def,
         scope: scope.as_str().to_owned(),
         reviewers: reviewers.label(),
         fallback: reviewers.fallback().map(Reviewer::label),

@@ -262,11 +262,15 @@ pub async fn close_round(
                     Some(a)
                         if a.ended_at_us.is_none() && a.ends_at_us.is_none_or(|e| e > us(now)) =>
                     {
-                        let guard = (a.role == GLOBAL_ADMINISTRATOR).then_some(if i.emergency {
-                            Guard::BreakGlassMinimum
-                        } else {
-                            Guard::GlobalAdministrator
-                        });
+                        // A just-in-time membership may be someone's way to Global
+                        // Administrator: its removal is guarded like a Global Administrator's.
+                        let guard = (a.role == GLOBAL_ADMINISTRATOR
+                            || a.role == portcullis_core::roles::GROUP_MEMBER)
+                            .then_some(if i.emergency {
+                                Guard::BreakGlassMinimum
+                            } else {
+                                Guard::GlobalAdministrator
+                            });
                         match guard {
                             Some(g) if refused.contains(&g) => {
                                 tally.refused += 1;
