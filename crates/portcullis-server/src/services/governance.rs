@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::services::caller::Caller;
 use crate::services::changes::decided_event;
-use crate::services::support::check_reason;
+use crate::services::support::{change_moved, check_reason};
 use crate::state::AppState;
 use crate::time_us::{rfc3339, us};
 
@@ -176,13 +176,6 @@ pub async fn cancel(
     Ok(view(&find(state, id).await?))
 }
 
-fn moved() -> ApiError {
-    ApiError::new(
-        ErrorCode::AlreadyDecided,
-        "the change request was decided meanwhile",
-    )
-}
-
 fn closing(c: &ChangeRequest, to: ChangeState, by: &str, reason: Option<&str>) -> Change {
     Change::Governance(GovernanceChange::Close {
         id: c.id.clone(),
@@ -215,7 +208,7 @@ async fn close(
         .await
     {
         Ok(_) => Ok(()),
-        Err(StoreError::Conflict(_)) => Err(moved()),
+        Err(StoreError::Conflict(_)) => Err(change_moved()),
         Err(e) => Err(e.into()),
     }
 }

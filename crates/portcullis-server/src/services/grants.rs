@@ -146,9 +146,10 @@ pub async fn role_at(state: &AppState, slug: &str, scope: &Scope) -> Result<Role
             include_ended: false,
         })
         .await?;
+    let roles = all_roles(state).await?;
     let mut permissions: Vec<Permission> = Vec::new();
     for a in &held {
-        let Ok(def) = role(state, &a.role).await else {
+        let Some(def) = roles.iter().find(|r| r.slug == a.role).cloned() else {
             continue;
         };
         let all = if def.builtin.is_some_and(BuiltinRole::grants_everything) {

@@ -82,6 +82,15 @@ pub fn signin_failed(reason: &str) {
     metrics::counter!("portcullis_signin_failures_total", "reason" => reason).increment(1);
 }
 
+/// A change request's close lost its race (approved, denied, cancelled or applied meanwhile, on
+/// this replica or another): the store's `CHANGE_MOVED` as the callers answer it.
+pub fn change_moved() -> ApiError {
+    ApiError::new(
+        portcullis_core::error::ErrorCode::AlreadyDecided,
+        "the change request was decided meanwhile",
+    )
+}
+
 /// A decision's reason: at most 500 characters without control, bidirectional or invisible
 /// characters, and present when `required`.
 pub fn check_reason(reason: &Option<String>, required: bool) -> Result<(), ApiError> {

@@ -311,6 +311,48 @@ async fn a_review_removes_a_membership_and_what_rests_on_it(app: TestApp) {
     app.stop().await;
 }
 
+/// Whoever may join a group holding a top-tier role can reach that role, so they count as
+/// someone who can approve a change request: a lone administrator's weakening then waits for
+/// their approval instead of taking effect after the cooling-off.
+async fn an_eligible_member_of_a_top_tier_group_can_approve_changes(app: TestApp) {
+    let admin = admin(&app).await;
+    role_assignable_group(&admin, GROUP).await;
+    group_holds(&admin, "privileged-role-administrator", None, false).await;
+    let longer = RoleSettingsUpdate {
+        max_activation_seconds: Some(36_000),
+        ..Default::default()
+    };
+    let pending = async || {
+        let e = admin
+            .update_role_settings("security-administrator", &longer)
+            .await
+            .expect_err("a weakening of a privileged role");
+        assert_eq!(e.code(), Some("change_pending"), "{e}");
+        let all = admin
+            .change_requests(Some("pending"))
+            .await
+            .expect("changes");
+        assert_eq!(all.len(), 1, "{all:?}");
+        all[0].clone()
+    };
+    let alone = pending().await;
+    assert!(alone.effective_at.is_some(), "nobody else: a cooling-off");
+    admin
+        .cancel_change(
+            &alone.id,
+            &portcullis_core::api::ChangeDecisionRequest::default(),
+        )
+        .await
+        .expect("cancel");
+    eligible_bob(&app, &admin).await;
+    let with_bob = pending().await;
+    assert!(
+        with_bob.effective_at.is_none(),
+        "bob can join and approve: no cooling-off"
+    );
+    app.stop().await;
+}
+
 async fn membership_is_handed_out_by_the_top_tier_never_to_oneself(app: TestApp) {
     let admin = admin(&app).await;
     role_assignable_group(&admin, GROUP).await;
@@ -411,4 +453,5 @@ api_tests!(
     a_membership_of_a_global_administrator_group_is_top_tier,
     membership_is_handed_out_by_the_top_tier_never_to_oneself,
     a_review_removes_a_membership_and_what_rests_on_it,
+    an_eligible_member_of_a_top_tier_group_can_approve_changes,
 );

@@ -128,10 +128,9 @@ pub async fn apply_channel_removal(
         .await
     {
         Ok(_) => Ok(()),
-        Err(StoreError::Conflict(m)) if m == portcullis_store::CHANGE_MOVED => Err(ApiError::new(
-            ErrorCode::AlreadyDecided,
-            "the change request was decided meanwhile",
-        )),
+        Err(StoreError::Conflict(m)) if m == portcullis_store::CHANGE_MOVED => {
+            Err(crate::services::support::change_moved())
+        }
         Err(StoreError::Conflict(_)) => {
             Err(ApiError::not_found(format!("no alert channel {name}")))
         }

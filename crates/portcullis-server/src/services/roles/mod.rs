@@ -131,6 +131,7 @@ pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, A
             ..Default::default()
         })
         .await?;
+    let defs = all_roles(state).await?;
     let mut roles: Vec<(portcullis_core::privilege::Tier, RoleSettings)> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for a in &held {
@@ -138,10 +139,10 @@ pub async fn settings(state: &AppState, def: &RoleDef) -> Result<RoleSettings, A
             continue;
         }
         seen.push(&a.role);
-        let Ok(def) = role(state, &a.role).await else {
+        let Some(def) = defs.iter().find(|r| r.slug == a.role) else {
             continue;
         };
-        let s = parse_settings(state.store.role_settings(&def.slug).await?, &def)?;
+        let s = parse_settings(state.store.role_settings(&def.slug).await?, def)?;
         roles.push((def.tier(), s));
     }
     Ok(RoleSettings::strictest(roles.iter().map(|(t, s)| (*t, s))))
@@ -465,11 +466,6 @@ async fn write_settings(
         .store
         .write(Change::Many(changes), events)
         .await
-        .on_conflict(|| {
-            coded(
-                ErrorCode::AlreadyDecided,
-                "the change request was decided meanwhile",
-            )
-        })?;
+        .on_conflict(crate::services::support::change_moved)?;
     Ok(settings_view(&def.slug, s))
 }

@@ -655,10 +655,7 @@ async fn write_binding(
     match state.store.write(Change::Many(changes), events).await {
         Ok(_) => {}
         Err(StoreError::Conflict(m)) if m == portcullis_store::CHANGE_MOVED => {
-            return Err(ApiError::new(
-                ErrorCode::AlreadyDecided,
-                "the change request was decided meanwhile",
-            ));
+            return Err(crate::services::support::change_moved());
         }
         Err(e) => return Err(e.into()),
     }

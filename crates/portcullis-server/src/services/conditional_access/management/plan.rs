@@ -325,11 +325,8 @@ pub(super) async fn plan_and_write(
         match state.store.write(change, events).await {
             Ok(_) => return Ok(planned.result),
             Err(StoreError::Conflict(m)) if m == CA_CHANGED => continue,
-            Err(StoreError::Conflict(_)) if matches!(then, Then::Close(_)) => {
-                return Err(ApiError::new(
-                    ErrorCode::AlreadyDecided,
-                    "the change request was decided meanwhile",
-                ));
+            Err(StoreError::Conflict(m)) if m == portcullis_store::CHANGE_MOVED => {
+                return Err(crate::services::support::change_moved());
             }
             Err(e) => return Err(e.into()),
         }
